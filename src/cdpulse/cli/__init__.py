@@ -1,0 +1,1 @@
+"""The ``cdpulse`` command line."""

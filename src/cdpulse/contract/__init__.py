@@ -1,0 +1,1 @@
+"""The event contract: models, topics, validation and JSON Schema export."""

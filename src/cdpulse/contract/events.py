@@ -1,0 +1,333 @@
+"""The event contract: every event cdpulse accepts, as pydantic v2 models.
+
+An event is an envelope (``event_id``, ``type``, ``timestamp``, ids, ``channel``,
+``context``) around ``properties`` whose shape depends on ``type``. ``Event`` is the
+discriminated union of all types; ``validation.decode`` turns raw Kafka bytes into
+one of them or into a ``Rejection`` with a precise reason.
+
+>>> e = EVENT_ADAPTER.validate_python({
+...     "event_id": "e1", "type": "product_viewed", "timestamp": 1700000000000,
+...     "anonymous_id": "a-1", "channel": "web",
+...     "properties": {"product_id": "P-1", "category": "shoes", "price": 59.0}})
+>>> e.timestamp.isoformat(), e.key
+('2023-11-14T22:13:20+00:00', 'a-1')
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+
+def _parse_timestamp(value: Any) -> Any:
+    """Accept epoch milliseconds (int) or RFC 3339 text that carries an offset."""
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be RFC 3339 text or epoch milliseconds, got a boolean")
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("timestamp must be a finite number of epoch milliseconds")
+        if not 0 <= value < 32503680000000:  # year 3000
+            raise ValueError(f"timestamp {value} is not epoch milliseconds between 1970 and 3000")
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"timestamp {value[:40]!r} is not RFC 3339 (e.g. 2026-11-26T10:00:00Z)"
+            ) from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"timestamp {value[:40]!r} has no UTC offset; add Z or +hh:mm")
+        return parsed.astimezone(UTC)
+    raise ValueError("timestamp must be RFC 3339 text or epoch milliseconds")
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_timestamp),
+    PlainSerializer(lambda d: d.isoformat().replace("+00:00", "Z"), return_type=str),
+]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+Text = Annotated[str, StringConstraints(max_length=2048)]
+Money = Annotated[float, Field(ge=0, le=1e12)]
+Quantity = Annotated[int, Field(ge=1, le=100_000)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Channel = Literal["web", "app", "email", "store", "call_center", "partner"]
+
+
+class _Model(BaseModel):
+    # strict: "3" is not a price. allow_inf_nan=False: NaN and Infinity are rejected.
+    # extra="ignore": unknown fields are dropped, never stored or forwarded.
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
+
+
+# --- context -----------------------------------------------------------------------------
+
+
+class Campaign(_Model):
+    """UTM parameters of the visit."""
+
+    source: Text | None = None
+    medium: Text | None = None
+    name: Text | None = None
+    term: Text | None = None
+    content: Text | None = None
+
+
+class Context(_Model):
+    """Where the event happened: device, locale, campaign."""
+
+    user_agent: Text | None = None
+    locale: Annotated[str, StringConstraints(max_length=35)] | None = None
+    campaign: Campaign | None = None
+
+
+# --- properties per type -----------------------------------------------------------------
+
+
+class PageViewed(_Model):
+    url: Text
+    title: Text | None = None
+    referrer: Text | None = None
+
+
+class ProductViewed(_Model):
+    product_id: Id
+    category: Id
+    price: Money
+
+
+class SearchPerformed(_Model):
+    query: Annotated[str, StringConstraints(max_length=512)]
+    results: Annotated[int, Field(ge=0)] | None = None
+
+
+class ProductAdded(_Model):
+    product_id: Id
+    category: Id
+    price: Money
+    quantity: Quantity = 1
+
+
+class ProductRemoved(_Model):
+    product_id: Id
+    quantity: Quantity = 1
+
+
+class CheckoutStarted(_Model):
+    cart_value: Money | None = None
+
+
+class LineItem(_Model):
+    product_id: Id
+    category: Id
+    price: Money
+    quantity: Quantity
+
+
+class OrderCompleted(_Model):
+    order_id: Id
+    revenue: Money
+    currency: Currency
+    items: Annotated[list[LineItem], Field(min_length=1, max_length=500)]
+
+
+class OrderRefunded(_Model):
+    order_id: Id
+    amount: Money
+    currency: Currency
+    reason: Text | None = None
+
+
+TraitValue = Annotated[str, StringConstraints(max_length=512)] | float | int | bool | None
+
+
+class Identify(_Model):
+    traits: Annotated[dict[Id, TraitValue], Field(max_length=100)] = Field(default_factory=dict)
+
+
+class Purposes(_Model):
+    """Consent per purpose; a purpose left out keeps its previous state."""
+
+    analytics: bool | None = None
+    personalization: bool | None = None
+    marketing: bool | None = None
+
+
+class ConsentUpdated(_Model):
+    purposes: Purposes
+
+
+class EmailOpened(_Model):
+    campaign_id: Id
+    message_id: Id | None = None
+
+
+class EmailClicked(_Model):
+    campaign_id: Id
+    url: Text | None = None
+
+
+class OfferShown(_Model):
+    offer_id: Id
+    placement: Text | None = None
+
+
+class OfferRedeemed(_Model):
+    offer_id: Id
+    order_id: Id | None = None
+    value: Money | None = None
+
+
+# --- envelope ----------------------------------------------------------------------------
+
+
+class _Envelope(_Model):
+    event_id: Id
+    timestamp: Timestamp
+    customer_id: Id | None = None
+    anonymous_id: Id | None = None
+    channel: Channel
+    context: Context | None = None
+
+    @model_validator(mode="after")
+    def _has_an_id(self) -> _Envelope:
+        if self.customer_id is None and self.anonymous_id is None:
+            raise ValueError("an event needs customer_id or anonymous_id (or both)")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The Kafka message key and the profile id: customer_id, else anonymous_id."""
+        return self.customer_id or self.anonymous_id  # type: ignore[return-value]
+
+
+class PageViewedEvent(_Envelope):
+    type: Literal["page_viewed"]
+    properties: PageViewed
+
+
+class ProductViewedEvent(_Envelope):
+    type: Literal["product_viewed"]
+    properties: ProductViewed
+
+
+class SearchPerformedEvent(_Envelope):
+    type: Literal["search_performed"]
+    properties: SearchPerformed
+
+
+class ProductAddedEvent(_Envelope):
+    type: Literal["product_added"]
+    properties: ProductAdded
+
+
+class ProductRemovedEvent(_Envelope):
+    type: Literal["product_removed"]
+    properties: ProductRemoved
+
+
+class CheckoutStartedEvent(_Envelope):
+    type: Literal["checkout_started"]
+    properties: CheckoutStarted = CheckoutStarted()
+
+
+class OrderCompletedEvent(_Envelope):
+    type: Literal["order_completed"]
+    properties: OrderCompleted
+
+
+class OrderRefundedEvent(_Envelope):
+    type: Literal["order_refunded"]
+    properties: OrderRefunded
+
+
+class IdentifyEvent(_Envelope):
+    """Links ``anonymous_id`` (when given) to ``customer_id``; both must be known ids."""
+
+    type: Literal["identify"]
+    properties: Identify = Identify()
+
+    @model_validator(mode="after")
+    def _needs_customer(self) -> IdentifyEvent:
+        if self.customer_id is None:
+            raise ValueError("identify needs customer_id")
+        return self
+
+
+class ConsentUpdatedEvent(_Envelope):
+    type: Literal["consent_updated"]
+    properties: ConsentUpdated
+
+
+class EmailOpenedEvent(_Envelope):
+    type: Literal["email_opened"]
+    properties: EmailOpened
+
+
+class EmailClickedEvent(_Envelope):
+    type: Literal["email_clicked"]
+    properties: EmailClicked
+
+
+class OfferShownEvent(_Envelope):
+    type: Literal["offer_shown"]
+    properties: OfferShown
+
+
+class OfferRedeemedEvent(_Envelope):
+    type: Literal["offer_redeemed"]
+    properties: OfferRedeemed
+
+
+EVENT_CLASSES: tuple[type[_Envelope], ...] = (
+    PageViewedEvent,
+    ProductViewedEvent,
+    SearchPerformedEvent,
+    ProductAddedEvent,
+    ProductRemovedEvent,
+    CheckoutStartedEvent,
+    OrderCompletedEvent,
+    OrderRefundedEvent,
+    IdentifyEvent,
+    ConsentUpdatedEvent,
+    EmailOpenedEvent,
+    EmailClickedEvent,
+    OfferShownEvent,
+    OfferRedeemedEvent,
+)
+
+Event = Annotated[
+    PageViewedEvent
+    | ProductViewedEvent
+    | SearchPerformedEvent
+    | ProductAddedEvent
+    | ProductRemovedEvent
+    | CheckoutStartedEvent
+    | OrderCompletedEvent
+    | OrderRefundedEvent
+    | IdentifyEvent
+    | ConsentUpdatedEvent
+    | EmailOpenedEvent
+    | EmailClickedEvent
+    | OfferShownEvent
+    | OfferRedeemedEvent,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+EVENT_TYPES: tuple[str, ...] = tuple(
+    cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for cls in EVENT_CLASSES
+)

@@ -1,0 +1,60 @@
+"""Which topic each event type travels on, and the message key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from cdpulse.settings import Settings
+
+Stream = Literal["clickstream", "transactions", "customers"]
+
+STREAM_OF_TYPE: dict[str, Stream] = {
+    "page_viewed": "clickstream",
+    "product_viewed": "clickstream",
+    "search_performed": "clickstream",
+    "product_added": "clickstream",
+    "product_removed": "clickstream",
+    "checkout_started": "clickstream",
+    "order_completed": "transactions",
+    "order_refunded": "transactions",
+    "identify": "customers",
+    "consent_updated": "customers",
+    "email_opened": "customers",
+    "email_clicked": "customers",
+    "offer_shown": "customers",
+    "offer_redeemed": "customers",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The configured topic names."""
+
+    clickstream: str
+    transactions: str
+    customers: str
+    dead_letter: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        return cls(
+            clickstream=settings.topic_clickstream,
+            transactions=settings.topic_transactions,
+            customers=settings.topic_customers,
+            dead_letter=settings.topic_dead_letter,
+        )
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        """The topics the worker consumes."""
+        return (self.clickstream, self.transactions, self.customers)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.inputs, self.dead_letter)
+
+    def for_type(self, event_type: str) -> str:
+        """The topic an event of ``event_type`` is published to."""
+        stream: Stream = STREAM_OF_TYPE[event_type]
+        return str(getattr(self, stream))

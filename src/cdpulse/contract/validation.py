@@ -1,0 +1,133 @@
+"""Raw bytes in, an ``Event`` or a ``Rejection`` with a precise reason out.
+
+Every check the contract makes lives here, so the worker, the HTTP collector, the
+producer and ``cdpulse produce`` reject the same input for the same reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from cdpulse.contract.events import EVENT_ADAPTER, EVENT_TYPES, Event
+
+# Reason codes: stable strings, used as the ``reason`` of a dead letter and as a
+# metric label. Never add a code that carries input data.
+TOO_LARGE = "too_large"
+INVALID_UTF8 = "invalid_utf8"
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_TYPE = "missing_type"
+UNKNOWN_TYPE = "unknown_type"
+MISSING_ID = "missing_id"
+INVALID_FIELD = "invalid_field"
+FUTURE_TIMESTAMP = "future_timestamp"
+
+REASONS: tuple[str, ...] = (
+    TOO_LARGE,
+    INVALID_UTF8,
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    MISSING_TYPE,
+    UNKNOWN_TYPE,
+    MISSING_ID,
+    INVALID_FIELD,
+    FUTURE_TIMESTAMP,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input is not an event: a stable ``reason`` code and a sentence for people."""
+
+    reason: str
+    detail: str
+    event_id: str | None = None
+
+
+def _event_id_of(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        value = obj.get("event_id")
+        if isinstance(value, str):
+            return value[:128]
+    return None
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(part) for part in error["loc"][1:]) or "event"
+    got = error.get("input")
+    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{loc!r}: {message}, got {shown}"
+
+
+def _from_validation_error(exc: ValidationError, obj: Any) -> Rejection:
+    event_id = _event_id_of(obj)
+    prefix = f"event {event_id}: " if event_id else "event: "
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    kind = first["type"]
+    if kind == "union_tag_not_found":
+        return Rejection(MISSING_TYPE, prefix + "'type' is missing", event_id)
+    if kind == "union_tag_invalid":
+        got = obj.get("type") if isinstance(obj, dict) else None
+        return Rejection(
+            UNKNOWN_TYPE,
+            f"{prefix}unknown type {str(got)[:60]!r}; expected one of {', '.join(EVENT_TYPES)}",
+            event_id,
+        )
+    if kind == "value_error" and "customer_id" in first["msg"] and len(first["loc"]) == 1:
+        return Rejection(MISSING_ID, prefix + first["msg"].removeprefix("Value error, "), event_id)
+    details = "; ".join(_describe(e) for e in errors[:3])
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return Rejection(INVALID_FIELD, prefix + details + more, event_id)
+
+
+def decode(
+    raw: bytes,
+    *,
+    now: datetime,
+    max_bytes: int = 65536,
+    max_future_skew: timedelta = timedelta(minutes=5),
+) -> Event | Rejection:
+    """Validate one raw message; ``now`` bounds how far in the future a timestamp may be."""
+    if len(raw) > max_bytes:
+        return Rejection(TOO_LARGE, f"event is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(INVALID_UTF8, f"event is not valid UTF-8 (byte {exc.start})")
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
+        return Rejection(INVALID_JSON, f"event is not JSON: {reason}")
+    return validate(obj, now=now, max_future_skew=max_future_skew)
+
+
+def validate(
+    obj: Any, *, now: datetime, max_future_skew: timedelta = timedelta(minutes=5)
+) -> Event | Rejection:
+    """Validate one already-parsed JSON value."""
+    if not isinstance(obj, dict):
+        return Rejection(NOT_AN_OBJECT, f"event must be a JSON object, got {type(obj).__name__}")
+    try:
+        event = EVENT_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        return _from_validation_error(exc, obj)
+    except RecursionError:
+        return Rejection(INVALID_FIELD, "event nesting is too deep", _event_id_of(obj))
+    if event.timestamp > now + max_future_skew:
+        return Rejection(
+            FUTURE_TIMESTAMP,
+            f"event {event.event_id}: timestamp {event.timestamp.isoformat()} is more than "
+            f"{max_future_skew.total_seconds():.0f}s ahead of now ({now.isoformat()})",
+            event.event_id,
+        )
+    return event

@@ -1,0 +1,68 @@
+"""The one configuration object: every setting, its environment variable and its default.
+
+Each field is read from ``CDPULSE_<FIELD>`` (for example ``CDPULSE_KAFKA_BOOTSTRAP``).
+The table in README is generated from this class by ``cdpulse settings``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Frozen, validated configuration for every cdpulse process."""
+
+    model_config = SettingsConfigDict(env_prefix="CDPULSE_", frozen=True, extra="ignore")
+
+    # --- connections -------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
+    web_port: int = Field(6066, description="Port of the worker's HTTP server.")
+
+    # --- topics ------------------------------------------------------------------------
+    topic_clickstream: str = Field("cdp.clickstream", description="Clickstream events.")
+    topic_transactions: str = Field("cdp.transactions", description="Orders and refunds.")
+    topic_customers: str = Field(
+        "cdp.customers", description="Identify, consent and engagement events."
+    )
+    topic_dead_letter: str = Field("cdp.dead-letter", description="Rejected messages.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
+
+    # --- worker ------------------------------------------------------------------------
+    app_id: str = Field("cdpulse", description="Faust app id (the Kafka consumer group).")
+    redis_prefix: str = Field("cdp", description="Prefix of every Redis key cdpulse writes.")
+    batch_size: int = Field(500, ge=1, description="Most events the worker applies per batch.")
+    batch_within: float = Field(
+        0.1, gt=0, description="Seconds the worker waits to fill a batch before applying it."
+    )
+    commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
+    offset_reset: str = Field(
+        "earliest", description="Where a new consumer group starts: earliest or latest."
+    )
+
+    # --- contract ----------------------------------------------------------------------
+    max_event_bytes: int = Field(65536, ge=1024, description="Largest accepted event, bytes.")
+    max_future_skew_seconds: float = Field(
+        300.0, ge=0, description="How far in the future an event timestamp may be."
+    )
+
+    # --- profile rules -----------------------------------------------------------------
+    session_gap_seconds: int = Field(
+        1800, ge=60, description="Inactivity (event time) that ends a session."
+    )
+    affinity_half_life_days: float = Field(
+        14.0, gt=0, description="Half-life of the decayed category affinity."
+    )
+    recent_event_ids: int = Field(
+        64, ge=0, description="Event ids kept per profile to drop client-side duplicates."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
