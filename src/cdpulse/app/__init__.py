@@ -1,0 +1,1 @@
+"""The Faust app: agents and web views, wiring the core to Kafka, Redis and HTTP."""

@@ -1,0 +1,124 @@
+"""The worker's HTTP API: profiles, the event collector, health and metrics."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cdpulse.contract.validation import Rejection, validate
+from cdpulse.ingest.dead_letter import DeadLetter
+from cdpulse.ingest.message import Message
+from cdpulse.ops import metrics
+from cdpulse.ops.health import KafkaProbe
+from cdpulse.profile.view import render
+
+if TYPE_CHECKING:
+    from cdpulse.app.worker import Services
+
+# A collector request may carry many events; each is still held to max_event_bytes.
+MAX_EVENTS_PER_REQUEST = 500
+
+
+def register_views(services: Services) -> None:
+    """Add every view to the app."""
+    app: faust.App = services.app
+    settings = services.settings
+    store = services.store
+    probe = KafkaProbe(settings.kafka_bootstrap)
+
+    @app.page("/v1/profiles/{profile_id}")
+    class ProfileView(View):
+        async def get(self, request: Request, profile_id: str) -> Response:
+            profile = await store.get(profile_id)
+            if profile is None:
+                return self.json(
+                    {"error": f"no profile for id {profile_id!r}"}, status=404
+                )
+            as_of = await store.watermark()
+            return self.json(render(profile, as_of, services.rules))
+
+    @app.page("/v1/events")
+    class CollectorView(View):
+        async def post(self, request: Request) -> Response:
+            limit = settings.max_event_bytes * 16
+            body = await request.read()
+            if len(body) > limit:
+                metrics.COLLECTOR_EVENTS.labels("too_large").inc()
+                return self.json(
+                    {"error": f"request body is {len(body)} bytes; the limit is {limit}"},
+                    status=413,
+                )
+            try:
+                payload = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+                metrics.COLLECTOR_EVENTS.labels("bad_json").inc()
+                return self.json({"error": f"body is not JSON: {exc}"}, status=400)
+            batch = payload if isinstance(payload, list) else [payload]
+            if not batch or len(batch) > MAX_EVENTS_PER_REQUEST:
+                return self.json(
+                    {"error": f"send 1 to {MAX_EVENTS_PER_REQUEST} events per request"},
+                    status=400,
+                )
+            results = [await _collect(services, i, obj) for i, obj in enumerate(batch)]
+            accepted = sum(r["status"] == "accepted" for r in results)
+            status = 200 if accepted == len(results) else 422 if accepted == 0 else 207
+            return self.json(
+                {"accepted": accepted, "rejected": len(results) - accepted, "results": results},
+                status=status,
+            )
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            checks: dict[str, Any] = {}
+            try:
+                checks["redis"] = await store.ping()
+            except Exception as exc:  # any failure means unhealthy, whatever its type
+                checks["redis"] = False
+                checks["redis_error"] = str(exc)
+            checks["kafka"] = await probe.reachable()
+            healthy = bool(checks["redis"] and checks["kafka"])
+            return self.json({"healthy": healthy, **checks}, status=200 if healthy else 503)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type, so it travels as a header.
+            return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
+    """Validate one posted event and produce it; its result line for the response."""
+    settings = services.settings
+    raw = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    now = datetime.now(UTC)
+    if len(raw) > settings.max_event_bytes:
+        result: Any = Rejection(
+            "too_large", f"event is {len(raw)} bytes; the limit is {settings.max_event_bytes}"
+        )
+    else:
+        result = validate(
+            obj, now=now, max_future_skew=timedelta(seconds=settings.max_future_skew_seconds)
+        )
+    if isinstance(result, Rejection):
+        metrics.COLLECTOR_EVENTS.labels("rejected").inc()
+        metrics.EVENTS_REJECTED.labels(result.reason).inc()
+        letter = DeadLetter.of(Message("http", -1, -1, None, raw), result, now)
+        await services.dead_letter.send(value=letter.to_json())
+        return {
+            "index": index,
+            "event_id": result.event_id,
+            "status": "rejected",
+            "reason": result.reason,
+            "detail": result.detail,
+        }
+    topic = services.outputs[services.topics.for_type(result.type)]
+    delivery = await topic.send(key=result.key.encode("utf-8"), value=raw)
+    await delivery
+    metrics.COLLECTOR_EVENTS.labels("accepted").inc()
+    return {"index": index, "event_id": result.event_id, "status": "accepted"}

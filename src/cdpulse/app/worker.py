@@ -1,0 +1,145 @@
+"""The Faust app: the profile agent and its web views. Wiring only, no business rules.
+
+The agent takes batches of raw messages (``take_events``), hands them to the
+``BatchProcessor`` and publishes its dead letters. Faust acks a batch's messages only
+after the loop body returns, so offsets are committed only after Redis acknowledged
+the writes; when Redis is down the body backs off and retries instead of returning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import faust
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cdpulse.contract.topics import Topics
+from cdpulse.ingest.batch import BatchProcessor, BatchResult
+from cdpulse.ingest.message import Message
+from cdpulse.ops import metrics
+from cdpulse.profile.rules import Rules
+from cdpulse.settings import Settings
+from cdpulse.store.redis import RedisProfileStore
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+
+
+@dataclass
+class Services:
+    """What the agent and the views share."""
+
+    settings: Settings
+    topics: Topics
+    rules: Rules
+    store: RedisProfileStore
+    processor: BatchProcessor
+    app: faust.App
+    dead_letter: Any  # faust.TopicT
+    outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
+
+
+async def process_until_done(processor: BatchProcessor, messages: list[Message]) -> BatchResult:
+    """Process a batch, backing off while it fails (Redis down, say); never drops it."""
+    delay = BACKOFF_FIRST
+    while True:
+        try:
+            return await processor.process(messages)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            metrics.REDIS_ERRORS.inc()
+            log.warning("redis unavailable (%s); retrying the batch in %.1fs", exc, delay)
+        except Exception:
+            # Input never raises (it is dead-lettered), so this is a bug. Retrying keeps
+            # the batch unacked: the partition stalls visibly (lag, logs) but loses nothing.
+            metrics.BATCH_FAILURES.inc()
+            log.exception("batch failed; retrying in %.1fs", delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
+def _message(event: Any) -> Message:
+    m = event.message
+    return Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+
+
+def create_app(settings: Settings) -> tuple[faust.App, Services]:
+    """Build the Faust app, its agent and its views from ``settings``."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{b}" for b in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=False,
+        broker_commit_interval=settings.commit_interval,
+        consumer_auto_offset_reset=settings.offset_reset,
+        producer_acks=-1,
+    )
+    topics = Topics.from_settings(settings)
+    source = app.topic(*topics.inputs, key_type=bytes, value_type=bytes)
+    dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
+    outputs = {
+        name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs
+    }
+    store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
+    rules = Rules.from_settings(settings)
+    processor = BatchProcessor(
+        store,
+        rules,
+        max_bytes=settings.max_event_bytes,
+        max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+    )
+    services = Services(settings, topics, rules, store, processor, app, dead_letter, outputs)
+
+    @app.agent(source, concurrency=1, name="profiles")
+    async def profiles(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+            messages = [_message(e) for e in events]
+            result = await process_until_done(processor, messages)
+            deliveries = [
+                await dead_letter.send(key=dl.key.encode() if dl.key else None, value=dl.to_json())
+                for dl in result.dead_letters
+            ]
+            # Wait for the broker to take the dead letters before these offsets are acked.
+            for delivery in deliveries:
+                await delivery
+            _record_lag(app, messages)
+
+    @app.timer(interval=5.0)
+    async def profile_count() -> None:
+        try:
+            metrics.PROFILES.set(await store.count())
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            metrics.REDIS_ERRORS.inc()
+
+    from cdpulse.app.views import register_views
+
+    register_views(services)
+    return app, services
+
+
+def _record_lag(app: faust.App, messages: list[Message]) -> None:
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        last[(m.topic, m.partition)] = max(m.offset, last.get((m.topic, m.partition), -1))
+    for (topic, partition), offset in last.items():
+        try:
+            highwater = app.consumer.highwater(faust.types.TP(topic, partition))
+        except Exception:  # lag is best-effort telemetry; never fail a batch over it
+            continue
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(0, highwater - offset - 1))

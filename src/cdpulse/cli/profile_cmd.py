@@ -1,0 +1,49 @@
+"""``cdpulse profile ID``: print a profile as the HTTP API serves it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from cdpulse.settings import get_settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("profile", help="print one profile (read from Redis)")
+    parser.add_argument("id", help="customer_id or anonymous_id")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from cdpulse.cli.main import CliError
+    from cdpulse.profile.rules import Rules
+    from cdpulse.profile.view import render
+    from cdpulse.store.redis import RedisProfileStore
+
+    settings = get_settings()
+
+    async def fetch() -> dict[str, Any] | None:
+        store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            profile = await store.get(args.id)
+            if profile is None:
+                return None
+            return render(profile, await store.watermark(), Rules.from_settings(settings))
+        finally:
+            await store.close()
+
+    try:
+        document = asyncio.run(fetch())
+    except (RedisConnectionError, OSError) as exc:
+        raise CliError(
+            f"cannot reach Redis at {settings.redis_url} ({exc}); start it with "
+            "`make stack-up` or set CDPULSE_REDIS_URL"
+        ) from exc
+    if document is None:
+        raise CliError(f"no profile for id {args.id!r}")
+    print(json.dumps(document, indent=2))
+    return 0

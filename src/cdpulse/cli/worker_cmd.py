@@ -1,0 +1,32 @@
+"""``cdpulse worker``: run the Faust app (profile agent and HTTP API)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from cdpulse.settings import get_settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker", help="run the stream worker and its HTTP API (profiles, collector, metrics)"
+    )
+    parser.add_argument("--loglevel", default="info", help="faust/worker log level")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cdpulse.app.worker import create_app
+    from cdpulse.kafka_admin import ensure_topics
+
+    settings = get_settings()
+    logging.basicConfig(level=args.loglevel.upper())
+    ensure_topics(settings)
+    app, _ = create_app(settings)
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=args.loglevel)
+    worker.execute_from_commandline()
+    return 0

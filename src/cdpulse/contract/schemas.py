@@ -1,0 +1,49 @@
+"""JSON Schema export: one file per event type, plus the dead letter.
+
+``cdpulse schemas`` writes them into ``schemas/``; a test fails when the committed
+files drift from the models, so the files are always the contract as enforced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from cdpulse.contract.events import EVENT_CLASSES, EVENT_TYPES
+from cdpulse.ingest.dead_letter import DeadLetter
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def event_schemas() -> dict[str, dict[str, Any]]:
+    """File name -> JSON Schema for every event type and output document."""
+    out: dict[str, dict[str, Any]] = {}
+    for event_type, cls in zip(EVENT_TYPES, EVENT_CLASSES, strict=True):
+        schema = cls.model_json_schema(mode="validation")
+        schema["$schema"] = SCHEMA_DIALECT
+        schema["$id"] = f"cdpulse/events/{event_type}.json"
+        schema["title"] = event_type
+        out[f"{event_type}.json"] = schema
+    dead = TypeAdapter(DeadLetter).json_schema()
+    dead["$schema"] = SCHEMA_DIALECT
+    dead["$id"] = "cdpulse/outputs/dead_letter.json"
+    out["dead_letter.json"] = dead
+    return out
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def write(directory: Path) -> list[Path]:
+    """Write every schema into ``directory``; returns the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in event_schemas().items():
+        path = directory / name
+        path.write_text(render(schema), encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""Getting events in: messages, dead letters and the batch processor."""

@@ -1,0 +1,220 @@
+"""The batch processor: raw messages in, profiles saved exactly once, dead letters out.
+
+One batch costs a handful of Redis round trips whatever its size: link aliases,
+resolve ids, load profiles, save profiles (Lua compare-and-set), retire merged
+anonymous profiles, raise watermarks. The whole call is idempotent: a batch that
+is processed again (the worker died before committing its offsets) changes nothing,
+because each profile remembers the last offset applied per ``topic:partition:key``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cdpulse.contract.events import Event, IdentifyEvent
+from cdpulse.contract.validation import Rejection, decode
+from cdpulse.ingest.dead_letter import DeadLetter
+from cdpulse.ingest.message import Message
+from cdpulse.ops import metrics
+from cdpulse.profile.model import Profile
+from cdpulse.profile.rules import Rules, apply, merge, new_profile, to_millis
+from cdpulse.store.base import ProfileStore, SaveStatus, Write
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 50
+
+
+class SaveRetriesExhausted(RuntimeError):
+    """Compare-and-set kept failing: a bug, or a writer that never stops racing us."""
+
+
+@dataclass(slots=True)
+class _Item:
+    message: Message
+    event: Event
+    target: str = ""
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch did."""
+
+    applied: int = 0
+    duplicates: int = 0
+    merges: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    saved: list[Profile] = field(default_factory=list)
+
+
+class BatchProcessor:
+    """Applies batches of raw messages to a ProfileStore."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        rules: Rules,
+        *,
+        max_bytes: int = 65536,
+        max_future_skew: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.max_bytes = max_bytes
+        self.max_future_skew = max_future_skew
+
+    def decode(self, messages: list[Message], now: datetime) -> tuple[list[_Item], list[DeadLetter]]:
+        """Split a batch into valid events and dead letters."""
+        items: list[_Item] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            result = decode(
+                message.value,
+                now=now,
+                max_bytes=self.max_bytes,
+                max_future_skew=self.max_future_skew,
+            )
+            if isinstance(result, Rejection):
+                dead.append(DeadLetter.of(message, result, now))
+                metrics.EVENTS_REJECTED.labels(result.reason).inc()
+            else:
+                items.append(_Item(message, result))
+                metrics.EVENTS_CONSUMED.labels(message.topic, result.type).inc()
+        return items, dead
+
+    async def process(self, messages: list[Message]) -> BatchResult:
+        """Apply one batch; safe to call again with the same messages."""
+        now = datetime.now(UTC)
+        items, dead = self.decode(messages, now)
+        result = BatchResult(dead_letters=dead)
+        metrics.BATCH_SIZE.observe(len(messages))
+        if not items:
+            return result
+
+        merges = await self._link(items)
+        await self._resolve(items)
+        await self._apply(items, merges, result)
+        await self._advance_watermarks(items)
+
+        written = time.time()
+        for item in items:
+            metrics.EVENT_TO_WRITTEN.observe(max(0.0, written - item.event.timestamp.timestamp()))
+            if item.message.timestamp is not None:
+                metrics.INGEST_TO_WRITTEN.observe(max(0.0, written - item.message.timestamp))
+        return result
+
+    async def _link(self, items: list[_Item]) -> dict[str, list[str]]:
+        """Link the anonymous ids that identify events name; customer -> ids to merge."""
+        merges: dict[str, list[str]] = defaultdict(list)
+        for item in items:
+            event = item.event
+            if not isinstance(event, IdentifyEvent) or event.anonymous_id is None:
+                continue
+            customer_id, anonymous_id = event.customer_id, event.anonymous_id
+            if customer_id is None or anonymous_id == customer_id:
+                continue
+            linked_to = await self.store.link(anonymous_id, customer_id)
+            if linked_to != customer_id:
+                # First link wins (a shared device, say): the visitor stays with the
+                # customer it was linked to first.
+                metrics.LINK_CONFLICTS.inc()
+                continue
+            if anonymous_id not in merges[customer_id]:
+                merges[customer_id].append(anonymous_id)
+        return merges
+
+    async def _resolve(self, items: list[_Item]) -> None:
+        """Point each event at its profile: customer_id, else the visitor's customer."""
+        anonymous = sorted(
+            {i.event.anonymous_id for i in items if i.event.customer_id is None}  # type: ignore[misc]
+        )
+        aliases = await self.store.resolve(anonymous)
+        for item in items:
+            event = item.event
+            item.target = event.customer_id or aliases[event.anonymous_id]  # type: ignore[index]
+
+    async def _apply(
+        self, items: list[_Item], merges: dict[str, list[str]], result: BatchResult
+    ) -> None:
+        pending = {i.target for i in items} | set(merges)
+        for _ in range(MAX_ROUNDS):
+            by_target: dict[str, list[_Item]] = defaultdict(list)
+            for item in items:
+                if item.target in pending:
+                    by_target[item.target].append(item)
+            targets = sorted(pending)
+            sources = sorted({a for t in targets for a in merges.get(t, [])})
+            stored = await self.store.load(targets + [s for s in sources if s not in pending])
+
+            writes: list[Write] = []
+            outcome: dict[str, tuple[int, int, list[str]]] = {}
+            for target in targets:
+                current = stored[target]
+                profile = current.profile or new_profile(target)
+                applied = duplicates = 0
+                for item in by_target.get(target, []):
+                    m = item.message
+                    if apply(profile, item.event, self.rules, m.source, m.offset):
+                        applied += 1
+                    else:
+                        duplicates += 1
+                merged: list[str] = []
+                for anonymous_id in merges.get(target, []):
+                    other = stored[anonymous_id].profile
+                    if other is None:
+                        continue
+                    if anonymous_id not in profile.merged_from:
+                        merge(profile, other, self.rules)
+                    # Retired even when merged by an earlier, interrupted attempt.
+                    merged.append(anonymous_id)
+                outcome[target] = (applied, duplicates, merged)
+                if applied or merged:
+                    writes.append(Write(profile, current.version))
+                else:
+                    result.duplicates += duplicates
+                    metrics.DUPLICATES.inc(duplicates)
+            statuses = await self.store.save(writes) if writes else {}
+
+            retired: list[str] = []
+            pending = set()
+            realias: set[str] = set()
+            for write in writes:
+                target = write.profile.id
+                status = statuses[target]
+                if status is SaveStatus.SAVED:
+                    applied, duplicates, merged = outcome[target]
+                    result.applied += applied
+                    result.duplicates += duplicates
+                    result.merges += len(merged)
+                    result.saved.append(write.profile)
+                    retired += merged
+                    metrics.EVENTS_APPLIED.inc(applied)
+                    metrics.DUPLICATES.inc(duplicates)
+                    metrics.PROFILE_MERGES.inc(len(merged))
+                else:
+                    metrics.SAVE_RETRIES.labels(status.value).inc()
+                    pending.add(target)
+                    if status is SaveStatus.ALIASED:
+                        realias.add(target)
+            await self.store.retire(retired)
+            if realias:
+                aliases = await self.store.resolve(sorted(realias))
+                for item in items:
+                    if item.target in realias:
+                        item.target = aliases[item.target]
+                        pending.add(item.target)
+            if not pending:
+                return
+        raise SaveRetriesExhausted(f"profiles still conflicting after {MAX_ROUNDS} rounds")
+
+    async def _advance_watermarks(self, items: list[_Item]) -> None:
+        marks: dict[str, int] = {}
+        for item in items:
+            name = item.message.partition_name
+            marks[name] = max(marks.get(name, 0), to_millis(item.event))
+        await self.store.advance_watermark(marks)
+        metrics.WATERMARK.set(max(marks.values()) / 1000)

@@ -1,0 +1,38 @@
+"""Create cdpulse's topics when they are missing (the broker does not auto-create)."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from cdpulse.contract.topics import Topics
+from cdpulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
+    """Create the input and dead-letter topics that do not exist yet; returns those created."""
+    names = (*Topics.from_settings(settings).all, *extra)
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        client_id=f"{settings.app_id}-admin",
+        request_timeout_ms=15000,
+    )
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if not missing:
+            return []
+        try:
+            admin.create_topics(
+                [NewTopic(n, settings.topic_partitions, 1) for n in missing], timeout_ms=15000
+            )
+        except TopicAlreadyExistsError:
+            pass  # another process created them between our list and create
+        log.info("created topics %s", missing)
+        return missing
+    finally:
+        admin.close()

@@ -1,0 +1,73 @@
+"""Every Prometheus metric cdpulse exports, declared once.
+
+Labels carry topics, partitions, event types, reasons and operations: never a
+customer id or any other personal data.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# The *_created series double the output and say nothing an operator uses.
+disable_created_metrics()
+
+# Event time -> written can be hours for a replay, so the buckets reach a day.
+_LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400,
+)
+
+EVENTS_CONSUMED = Counter(
+    "cdpulse_events_consumed_total", "Valid events consumed, by topic and type.", ["topic", "type"]
+)
+EVENTS_REJECTED = Counter(
+    "cdpulse_events_rejected_total", "Messages sent to the dead-letter topic, by reason.", ["reason"]
+)
+EVENTS_APPLIED = Counter("cdpulse_events_applied_total", "Events applied to a profile.")
+DUPLICATES = Counter(
+    "cdpulse_duplicates_total", "Events skipped because they were applied already.", []
+)
+PROFILE_MERGES = Counter(
+    "cdpulse_profile_merges_total", "Anonymous profiles merged into a customer on identify."
+)
+LINK_CONFLICTS = Counter(
+    "cdpulse_link_conflicts_total",
+    "Identify events naming an anonymous id already linked to another customer.",
+)
+SAVE_RETRIES = Counter(
+    "cdpulse_save_retries_total", "Profile saves retried, by cause.", ["cause"]
+)
+REDIS_ERRORS = Counter(
+    "cdpulse_redis_errors_total", "Redis calls that failed and were retried after a backoff."
+)
+EVENT_TO_WRITTEN = Histogram(
+    "cdpulse_event_to_written_seconds",
+    "Event time to profile written.",
+    buckets=_LATENCY_BUCKETS,
+)
+INGEST_TO_WRITTEN = Histogram(
+    "cdpulse_ingest_to_written_seconds",
+    "Kafka append time to profile written.",
+    buckets=_LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "cdpulse_batch_size",
+    "Messages per processed batch.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+REDIS_SECONDS = Histogram(
+    "cdpulse_redis_seconds",
+    "Redis round trips, by operation.",
+    ["op"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
+CONSUMER_LAG = Gauge(
+    "cdpulse_consumer_lag", "Messages not yet processed, per partition.", ["topic", "partition"]
+)
+PROFILES = Gauge("cdpulse_profiles", "Profiles stored.")
+WATERMARK = Gauge("cdpulse_watermark_seconds", "Newest event time applied (epoch seconds).")
+COLLECTOR_EVENTS = Counter(
+    "cdpulse_collector_events_total", "Events posted to the HTTP collector, by outcome.", ["outcome"]
+)
+BATCH_FAILURES = Counter(
+    "cdpulse_batch_failures_total", "Batches that raised unexpectedly and were retried."
+)

@@ -1,0 +1,80 @@
+"""The Profile: everything cdpulse keeps about one customer, as plain mergeable data.
+
+Every field is kept so that the profile is a function of the *set* of events applied,
+not of the order they arrived in: counts and sums add, first/last seen take min/max,
+consent is last-writer-wins by event time, sessions are a union of time spans, the
+cart is a list of timestamped quantity changes, windows are event-time buckets.
+Two profiles therefore merge exactly (``rules.merge``), which is what stitching an
+anonymous visitor into a known customer needs, and re-ordering across Kafka topics
+cannot change the result.
+
+Times are epoch milliseconds (event time). Stored in Redis as MessagePack.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class CartLine(msgspec.Struct, omit_defaults=True):
+    """One product in the open cart: its quantity changes in event time."""
+
+    category: str = ""
+    price: float = 0.0
+    price_at: int = -1  # event time of the add that set ``price``; the newest add wins
+    changes: list[tuple[int, int]] = msgspec.field(default_factory=list)  # (time, delta)
+
+
+class Profile(msgspec.Struct, omit_defaults=True):
+    """The rolling profile of one customer (or of a not yet identified visitor)."""
+
+    id: str
+    customer_id: str | None = None
+    anonymous_ids: list[str] = msgspec.field(default_factory=list)
+    first_seen: int = 0
+    last_seen: int = 0
+    events: int = 0
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    channels: dict[str, int] = msgspec.field(default_factory=dict)
+    # orders and money
+    orders: int = 0
+    revenue: float = 0.0
+    first_order_at: int | None = None
+    last_order_at: int | None = None
+    refunds: int = 0
+    refunded: float = 0.0
+    # sessions: the newest spans kept exactly, older ones only counted
+    sessions_closed: int = 0
+    spans: list[tuple[int, int]] = msgspec.field(default_factory=list)
+    # the open cart: changes at or before ``cart_cleared_at`` (the last order) are gone
+    cart_cleared_at: int = -1
+    cart: dict[str, CartLine] = msgspec.field(default_factory=dict)
+    # category affinity, decayed: score of a category at ``affinity_ref``
+    affinity_ref: int = 0
+    affinity: dict[str, float] = msgspec.field(default_factory=dict)
+    # the newest view time of the most recently viewed products
+    viewed: dict[str, int] = msgspec.field(default_factory=dict)
+    # window buckets: granularity (ms) -> bucket start -> [events, orders, revenue]
+    buckets: dict[int, dict[int, list[float]]] = msgspec.field(default_factory=dict)
+    # consent per purpose: [time, granted]
+    consent: dict[str, tuple[int, bool]] = msgspec.field(default_factory=dict)
+    identified_at: int | None = None
+    # exactly-once bookkeeping: last applied offset per "topic:partition:key", recent
+    # event ids (client-side duplicates), anonymous profiles already merged in
+    offsets: dict[str, int] = msgspec.field(default_factory=dict)
+    recent_ids: list[str] = msgspec.field(default_factory=list)
+    merged_from: list[str] = msgspec.field(default_factory=list)
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Profile)
+
+
+def encode(profile: Profile) -> bytes:
+    """The Redis value of a profile."""
+    return _ENCODER.encode(profile)
+
+
+def decode(blob: bytes) -> Profile:
+    """A profile from its Redis value."""
+    return _DECODER.decode(blob)

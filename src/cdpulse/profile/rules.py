@@ -1,0 +1,285 @@
+"""The profile update rules: ``apply(profile, event)`` and ``merge(profile, other)``.
+
+Plain functions over plain data: no Kafka, no Redis. The worker, ``cdpulse rebuild``
+and the tests run this same code, so their numbers agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdpulse.contract.events import (
+    ConsentUpdatedEvent,
+    Event,
+    IdentifyEvent,
+    OrderCompletedEvent,
+    OrderRefundedEvent,
+    ProductAddedEvent,
+    ProductRemovedEvent,
+    ProductViewedEvent,
+)
+from cdpulse.contract.topics import STREAM_OF_TYPE
+from cdpulse.profile import windows
+from cdpulse.profile.model import CartLine, Profile
+from cdpulse.settings import Settings
+
+# Category affinity weights: a purchase says more than an add, an add more than a view.
+AFFINITY_WEIGHTS = {"product_viewed": 1.0, "product_added": 3.0, "order_completed": 5.0}
+# Types that make up a visit (a session); email opens or consent changes do not.
+SESSION_TYPES = frozenset(
+    t for t, stream in STREAM_OF_TYPE.items() if stream == "clickstream"
+) | {"order_completed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The tunable constants of the update rules."""
+
+    session_gap: int = 30 * windows.MINUTE
+    affinity_half_life: int = 14 * windows.DAY
+    recent_ids: int = 64
+    spans_kept: int = 8
+    viewed_kept: int = 20
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rules:
+        return cls(
+            session_gap=settings.session_gap_seconds * 1000,
+            affinity_half_life=int(settings.affinity_half_life_days * windows.DAY),
+            recent_ids=settings.recent_event_ids,
+        )
+
+
+def to_millis(event: Event) -> int:
+    """The event time of ``event`` in epoch milliseconds."""
+    return int(event.timestamp.timestamp() * 1000 + 0.5)
+
+
+def new_profile(profile_id: str) -> Profile:
+    """An empty profile for ``profile_id``."""
+    return Profile(id=profile_id)
+
+
+def is_duplicate(profile: Profile, event_id: str, source: str | None, offset: int | None) -> bool:
+    """Whether this message was applied already: re-delivered, or sent twice by a client.
+
+    ``source`` is "topic:partition:key"; messages with one key arrive in offset order,
+    so an offset at or below the last applied one is a re-delivery.
+    """
+    if source is not None and offset is not None and offset <= profile.offsets.get(source, -1):
+        return True
+    return event_id in profile.recent_ids
+
+
+def apply(
+    profile: Profile,
+    event: Event,
+    rules: Rules,
+    source: str | None = None,
+    offset: int | None = None,
+) -> bool:
+    """Apply one event to ``profile`` in place; False when it was a duplicate."""
+    if is_duplicate(profile, event.event_id, source, offset):
+        return False
+    if source is not None and offset is not None:
+        profile.offsets[source] = offset
+    if rules.recent_ids:
+        profile.recent_ids.append(event.event_id)
+        del profile.recent_ids[: -rules.recent_ids]
+
+    t = to_millis(event)
+    first = profile.events == 0
+    profile.events += 1
+    profile.first_seen = t if first else min(profile.first_seen, t)
+    profile.last_seen = t if first else max(profile.last_seen, t)
+    profile.counts[event.type] = profile.counts.get(event.type, 0) + 1
+    profile.channels[event.channel] = profile.channels.get(event.channel, 0) + 1
+    if event.customer_id is not None and profile.customer_id is None:
+        profile.customer_id = event.customer_id
+    if event.type in SESSION_TYPES:
+        _add_to_sessions(profile, t, rules)
+
+    revenue = 0.0
+    orders = 0
+    if isinstance(event, ProductViewedEvent):
+        props = event.properties
+        _add_affinity(profile, props.category, AFFINITY_WEIGHTS["product_viewed"], t, rules)
+        _add_viewed(profile, props.product_id, t, rules)
+    elif isinstance(event, ProductAddedEvent):
+        added = event.properties
+        _add_affinity(profile, added.category, AFFINITY_WEIGHTS["product_added"], t, rules)
+        line = profile.cart.setdefault(added.product_id, CartLine())
+        if t >= line.price_at:
+            line.category, line.price, line.price_at = added.category, added.price, t
+        _change_cart(profile, added.product_id, t, added.quantity)
+    elif isinstance(event, ProductRemovedEvent):
+        profile.cart.setdefault(event.properties.product_id, CartLine())
+        _change_cart(profile, event.properties.product_id, t, -event.properties.quantity)
+    elif isinstance(event, OrderCompletedEvent):
+        order = event.properties
+        orders, revenue = 1, order.revenue
+        profile.orders += 1
+        profile.revenue += order.revenue
+        profile.first_order_at = t if profile.first_order_at is None else min(
+            profile.first_order_at, t
+        )
+        profile.last_order_at = t if profile.last_order_at is None else max(
+            profile.last_order_at, t
+        )
+        for item in order.items:
+            _add_affinity(profile, item.category, AFFINITY_WEIGHTS["order_completed"], t, rules)
+        _clear_cart(profile, t)
+    elif isinstance(event, OrderRefundedEvent):
+        profile.refunds += 1
+        profile.refunded += event.properties.amount
+    elif isinstance(event, ConsentUpdatedEvent):
+        for purpose, granted in event.properties.purposes.model_dump(exclude_none=True).items():
+            _set_consent(profile, purpose, t, bool(granted))
+    elif isinstance(event, IdentifyEvent):
+        profile.identified_at = t if profile.identified_at is None else min(
+            profile.identified_at, t
+        )
+        anonymous_id = event.anonymous_id
+        if anonymous_id is not None and anonymous_id not in profile.anonymous_ids:
+            profile.anonymous_ids.append(anonymous_id)
+
+    windows.add(profile.buckets, t, 1, orders, revenue)
+    windows.prune(profile.buckets, profile.last_seen)
+    return True
+
+
+def merge(profile: Profile, other: Profile, rules: Rules) -> None:
+    """Merge ``other`` (an anonymous visitor's profile) into ``profile`` in place.
+
+    Exact because every field is a mergeable summary of a set of events; merging the
+    same ``other`` twice is prevented by ``merged_from``.
+    """
+    if other.id in profile.merged_from:
+        return
+    profile.merged_from.append(other.id)
+    for source, offset in other.offsets.items():
+        profile.offsets[source] = max(offset, profile.offsets.get(source, -1))
+    if rules.recent_ids:
+        profile.recent_ids = (profile.recent_ids + other.recent_ids)[-rules.recent_ids :]
+    if other.events:
+        first = profile.events == 0
+        profile.first_seen = other.first_seen if first else min(profile.first_seen, other.first_seen)
+        profile.last_seen = other.last_seen if first else max(profile.last_seen, other.last_seen)
+    profile.events += other.events
+    for name, n in other.counts.items():
+        profile.counts[name] = profile.counts.get(name, 0) + n
+    for name, n in other.channels.items():
+        profile.channels[name] = profile.channels.get(name, 0) + n
+    profile.orders += other.orders
+    profile.revenue += other.revenue
+    profile.first_order_at = _min_opt(profile.first_order_at, other.first_order_at)
+    profile.last_order_at = _max_opt(profile.last_order_at, other.last_order_at)
+    profile.refunds += other.refunds
+    profile.refunded += other.refunded
+    profile.sessions_closed += other.sessions_closed
+    for start, end in other.spans:
+        _insert_span(profile, start, end, rules)
+    for product_id, line in other.cart.items():
+        mine = profile.cart.setdefault(product_id, CartLine())
+        if line.price_at > mine.price_at:
+            mine.category, mine.price, mine.price_at = line.category, line.price, line.price_at
+        mine.changes.extend(line.changes)
+    _clear_cart(profile, other.cart_cleared_at)
+    for category, score in other.affinity.items():
+        _add_affinity(profile, category, score, other.affinity_ref, rules)
+    for product_id, t in other.viewed.items():
+        _add_viewed(profile, product_id, t, rules)
+    windows.merge(profile.buckets, other.buckets)
+    windows.prune(profile.buckets, profile.last_seen)
+    for purpose, (t, granted) in other.consent.items():
+        _set_consent(profile, purpose, t, granted)
+    profile.identified_at = _min_opt(profile.identified_at, other.identified_at)
+    for anonymous_id in [other.id, *other.anonymous_ids]:
+        if anonymous_id not in profile.anonymous_ids and anonymous_id != profile.id:
+            profile.anonymous_ids.append(anonymous_id)
+
+
+# --- the parts -----------------------------------------------------------------------------
+
+
+def _min_opt(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max_opt(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _add_to_sessions(profile: Profile, t: int, rules: Rules) -> None:
+    _insert_span(profile, t, t, rules)
+
+
+def _insert_span(profile: Profile, start: int, end: int, rules: Rules) -> None:
+    """Union [start, end] into the session spans; spans closer than the gap join."""
+    gap = rules.session_gap
+    spans = profile.spans
+    if spans and end < spans[0][0] - gap and len(spans) >= rules.spans_kept:
+        # Older than every span we still keep: a session of its own (see README).
+        profile.sessions_closed += 1
+        return
+    kept: list[tuple[int, int]] = []
+    for s, e in spans:
+        if s - gap <= end and start <= e + gap:
+            start, end = min(start, s), max(end, e)
+        else:
+            kept.append((s, e))
+    kept.append((start, end))
+    kept.sort()
+    overflow = len(kept) - rules.spans_kept
+    if overflow > 0:
+        profile.sessions_closed += overflow
+        kept = kept[overflow:]
+    profile.spans = kept
+
+
+def _change_cart(profile: Profile, product_id: str, t: int, delta: int) -> None:
+    if t <= profile.cart_cleared_at:
+        return  # before the last order: that cart was checked out
+    profile.cart[product_id].changes.append((t, delta))
+
+
+def _clear_cart(profile: Profile, t: int) -> None:
+    """An order at ``t`` checks out every cart change at or before ``t``."""
+    if t <= profile.cart_cleared_at:
+        return
+    profile.cart_cleared_at = t
+    for product_id in list(profile.cart):
+        line = profile.cart[product_id]
+        line.changes = [(ct, d) for ct, d in line.changes if ct > t]
+        if not line.changes:
+            del profile.cart[product_id]
+
+
+def _add_affinity(profile: Profile, category: str, weight: float, t: int, rules: Rules) -> None:
+    """Add ``weight`` observed at ``t``; scores are kept decayed to ``affinity_ref``."""
+    if not profile.affinity:
+        profile.affinity_ref = t
+    if t > profile.affinity_ref:
+        factor = 0.5 ** ((t - profile.affinity_ref) / rules.affinity_half_life)
+        for name in profile.affinity:
+            profile.affinity[name] *= factor
+        profile.affinity_ref = t
+    decayed = weight * 0.5 ** ((profile.affinity_ref - t) / rules.affinity_half_life)
+    profile.affinity[category] = profile.affinity.get(category, 0.0) + decayed
+
+
+def _add_viewed(profile: Profile, product_id: str, t: int, rules: Rules) -> None:
+    """Keep the newest view time of the ``viewed_kept`` most recently viewed products."""
+    viewed = profile.viewed
+    if t > viewed.get(product_id, -1):
+        viewed[product_id] = t
+    if len(viewed) > rules.viewed_kept:
+        oldest = min(viewed, key=lambda p: (viewed[p], p))
+        del viewed[oldest]
+
+
+def _set_consent(profile: Profile, purpose: str, t: int, granted: bool) -> None:
+    """Last writer wins by event time; on a tie, a refusal wins (the safe side)."""
+    current = profile.consent.get(purpose)
+    if current is None or t > current[0] or (t == current[0] and not granted):
+        profile.consent[purpose] = (t, granted)

@@ -1,0 +1,88 @@
+"""The profile as people and services read it: JSON, windows computed at ``as_of``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cdpulse.profile import windows
+from cdpulse.profile.model import Profile
+from cdpulse.profile.rules import Rules
+
+PURPOSES = ("analytics", "personalization", "marketing")
+
+
+def iso(millis: int | None) -> str | None:
+    """RFC 3339 text (UTC, milliseconds) of an epoch-milliseconds time."""
+    if millis is None:
+        return None
+    text = datetime.fromtimestamp(millis / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def cart_view(profile: Profile) -> dict[str, Any]:
+    """The open cart: items with a positive net quantity after the last order."""
+    items = []
+    since: int | None = None
+    for product_id, line in sorted(profile.cart.items()):
+        quantity = sum(delta for _, delta in line.changes)
+        if quantity <= 0 or line.price_at < 0:
+            continue
+        added = [t for t, delta in line.changes if delta > 0]
+        since = min([since, *added]) if since is not None else min(added, default=None)
+        items.append(
+            {
+                "product_id": product_id,
+                "category": line.category,
+                "price": line.price,
+                "quantity": quantity,
+            }
+        )
+    value = round(sum(i["price"] * i["quantity"] for i in items), 2)
+    return {"items": items, "value": value, "since": iso(since) if items else None}
+
+
+def affinity_view(profile: Profile, as_of: int, rules: Rules) -> dict[str, float]:
+    """Category affinity decayed to ``as_of``, strongest first."""
+    factor = 0.5 ** (max(0, as_of - profile.affinity_ref) / rules.affinity_half_life)
+    scores = {c: round(s * factor, 6) for c, s in profile.affinity.items()}
+    return dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def render(profile: Profile, as_of: int, rules: Rules) -> dict[str, Any]:
+    """The JSON document served by ``GET /v1/profiles/{id}`` and ``cdpulse profile``."""
+    as_of = max(as_of, profile.last_seen)
+    net = profile.revenue - profile.refunded
+    recency = (
+        None if profile.last_order_at is None else round((as_of - profile.last_order_at) / windows.DAY, 4)
+    )
+    return {
+        "id": profile.id,
+        "customer_id": profile.customer_id,
+        "anonymous_ids": list(profile.anonymous_ids),
+        "as_of": iso(as_of),
+        "first_seen": iso(profile.first_seen),
+        "last_seen": iso(profile.last_seen),
+        "events": profile.events,
+        "counts": dict(sorted(profile.counts.items())),
+        "channels": dict(sorted(profile.channels.items())),
+        "sessions": profile.sessions_closed + len(profile.spans),
+        "orders": profile.orders,
+        "revenue": round(profile.revenue, 2),
+        "average_order_value": round(profile.revenue / profile.orders, 2) if profile.orders else 0.0,
+        "first_order_at": iso(profile.first_order_at),
+        "last_order_at": iso(profile.last_order_at),
+        "refunds": {"count": profile.refunds, "amount": round(profile.refunded, 2)},
+        "cart": cart_view(profile),
+        "category_affinity": affinity_view(profile, as_of, rules),
+        "recently_viewed": [
+            p for p, _ in sorted(profile.viewed.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "windows": windows.read(profile.buckets, as_of),
+        "rfm": {"recency_days": recency, "frequency": profile.orders, "monetary": round(net, 2)},
+        "consent": {
+            purpose: profile.consent[purpose][1] if purpose in profile.consent else None
+            for purpose in PURPOSES
+        },
+        "identified_at": iso(profile.identified_at),
+    }

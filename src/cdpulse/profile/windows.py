@@ -1,0 +1,86 @@
+"""Rolling event-time windows kept as buckets, read relative to an ``as_of`` time.
+
+A window of width W read at time R covers the W/g buckets of granularity g ending with
+R's bucket. Buckets older than any window could still need are pruned relative to the
+profile's ``last_seen``: every later read happens at an ``as_of`` >= ``last_seen``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A named rolling window and the bucket granularity it is counted with."""
+
+    name: str
+    width: int
+    granularity: int
+
+
+WINDOWS: tuple[Window, ...] = (
+    Window("1h", HOUR, 5 * MINUTE),
+    Window("24h", DAY, HOUR),
+    Window("7d", 7 * DAY, DAY),
+    Window("30d", 30 * DAY, DAY),
+)
+GRANULARITIES: tuple[int, ...] = tuple(sorted({w.granularity for w in WINDOWS}))
+_KEEP: dict[int, int] = {
+    g: max(w.width for w in WINDOWS if w.granularity == g) for g in GRANULARITIES
+}
+
+Buckets = dict[int, dict[int, list[float]]]
+
+
+def first_bucket(window: Window, as_of: int) -> int:
+    """Start of the oldest bucket inside ``window`` read at ``as_of``."""
+    return (as_of // window.granularity) * window.granularity - window.width + window.granularity
+
+
+def add(buckets: Buckets, t: int, events: int, orders: int, revenue: float) -> None:
+    """Count one event at time ``t`` in every granularity."""
+    for g in GRANULARITIES:
+        cell = buckets.setdefault(g, {}).setdefault((t // g) * g, [0, 0, 0.0])
+        cell[0] += events
+        cell[1] += orders
+        cell[2] += revenue
+
+
+def prune(buckets: Buckets, last_seen: int) -> None:
+    """Drop buckets no window can reach any more."""
+    for g, cells in buckets.items():
+        oldest = (last_seen // g) * g - _KEEP[g] + g
+        for start in [s for s in cells if s < oldest]:
+            del cells[start]
+
+
+def merge(into: Buckets, other: Buckets) -> None:
+    """Add ``other``'s buckets to ``into``."""
+    for g, cells in other.items():
+        target = into.setdefault(g, {})
+        for start, (events, orders, revenue) in cells.items():
+            cell = target.setdefault(start, [0, 0, 0.0])
+            cell[0] += events
+            cell[1] += orders
+            cell[2] += revenue
+
+
+def read(buckets: Buckets, as_of: int) -> dict[str, dict[str, float]]:
+    """Events, orders and revenue per window at ``as_of``."""
+    out: dict[str, dict[str, float]] = {}
+    for window in WINDOWS:
+        lo = first_bucket(window, as_of)
+        events = orders = 0
+        revenue = 0.0
+        for start, cell in buckets.get(window.granularity, {}).items():
+            if lo <= start <= as_of:
+                events += int(cell[0])
+                orders += int(cell[1])
+                revenue += cell[2]
+        out[window.name] = {"events": events, "orders": orders, "revenue": round(revenue, 2)}
+    return out

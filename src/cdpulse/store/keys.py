@@ -1,0 +1,32 @@
+"""Redis key names. Everything about one id shares the hash tag ``{id}``, so in Redis
+Cluster a customer's keys live on one slot and its Lua scripts stay single-slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix (tests give each run its own prefix)."""
+
+    prefix: str
+
+    def profile(self, profile_id: str) -> str:
+        return f"{self.prefix}:{{{profile_id}}}:profile"
+
+    def alias(self, profile_id: str) -> str:
+        return f"{self.prefix}:{{{profile_id}}}:alias"
+
+    @property
+    def watermark(self) -> str:
+        return f"{self.prefix}:watermark"
+
+    @property
+    def profile_count(self) -> str:
+        return f"{self.prefix}:profiles"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key under the prefix."""
+        return f"{self.prefix}:*"
