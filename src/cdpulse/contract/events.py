@@ -26,6 +26,7 @@ from pydantic import (
     PlainSerializer,
     StringConstraints,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -57,6 +58,15 @@ Timestamp = Annotated[
     datetime,
     BeforeValidator(_parse_timestamp),
     PlainSerializer(lambda d: d.isoformat().replace("+00:00", "Z"), return_type=str),
+    WithJsonSchema(
+        {
+            "description": "Event time: RFC 3339 with an offset, or epoch milliseconds.",
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "integer", "minimum": 0},
+            ],
+        }
+    ),
 ]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 Text = Annotated[str, StringConstraints(max_length=2048)]
@@ -194,6 +204,10 @@ class OfferRedeemed(_Model):
 
 
 class _Envelope(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["customer_id"]}, {"required": ["anonymous_id"]}]}
+    )
+
     event_id: Id
     timestamp: Timestamp
     customer_id: Id | None = None
