@@ -1,0 +1,161 @@
+"""``cdpulse simulate``: write a seeded synthetic shop's events as JSON Lines.
+
+The same arguments always give the same bytes. With ``--malformed`` a fraction of the
+lines are broken on purpose (see ``cdpulse.simulate.malformed``), to exercise the
+dead-letter path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from rich.console import Console
+from rich.table import Table
+
+from cdpulse.cli.progress import Reporter
+from cdpulse.simulate import DEFAULT_START, Event, Shop
+from cdpulse.simulate.malformed import mix_malformed
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``simulate`` to the ``cdpulse`` command line."""
+    parser = subparsers.add_parser(
+        "simulate",
+        help="write a synthetic shop's events as JSON Lines",
+        description="Write the events of a seeded synthetic shop as JSON Lines, in time order.",
+    )
+    parser.add_argument(
+        "--customers", type=_at_least(0), default=1000, help="customers (default 1000)"
+    )
+    parser.add_argument("--days", type=_at_least(1), default=30, help="days simulated (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--start",
+        type=_start,
+        default=DEFAULT_START,
+        help=f"first instant, ISO date or datetime, UTC (default {DEFAULT_START.date()})",
+    )
+    parser.add_argument("--out", type=Path, help="output file (default: stdout)")
+    parser.add_argument(
+        "--malformed",
+        type=_fraction,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of lines broken on purpose, in [0, 1) (default 0)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate, write the lines, and print a summary on stderr."""
+    shop = Shop(args.customers, args.days, args.seed, args.start)
+    stats = _Stats()
+    # A separate stream for the breakage, so the valid lines are the same at any fraction.
+    lines = mix_malformed(
+        stats.counted(shop.events()), args.malformed, random.Random(f"malformed:{args.seed}")
+    )
+    if args.out is None:
+        _write(lines, sys.stdout.buffer, stats, lambda days: None)
+    else:
+        with args.out.open("wb") as out, Reporter("simulate (days)", args.days) as progress:
+            _write(lines, out, stats, progress.advance)
+            progress.advance(args.days - progress.done)
+    Console(stderr=True).print(stats.table(len(shop.customers)))
+    return 0
+
+
+def _write(
+    lines: Iterator[tuple[bytes, str | None]],
+    out: BinaryIO,
+    stats: _Stats,
+    advance_days: Callable[[int], None],
+) -> None:
+    reported = 0
+    for raw, reason in lines:
+        out.write(raw + b"\n")
+        if reason is not None:
+            stats.malformed[reason] += 1
+        elif stats.days_seen - 1 > reported:
+            # a day is done once an event of the next one appears
+            advance_days(stats.days_seen - 1 - reported)
+            reported = stats.days_seen - 1
+
+
+@dataclass
+class _Stats:
+    """What was written: events per type, anonymous links, malformed lines per reason."""
+
+    by_type: Counter[str] = field(default_factory=Counter)
+    malformed: Counter[str] = field(default_factory=Counter)
+    links: int = 0
+    days_seen: int = 0
+    _last_day: str = ""
+
+    def counted(self, events: Iterator[Event]) -> Iterator[Event]:
+        """Pass ``events`` through, counting them."""
+        for event in events:
+            self.by_type[event["type"]] += 1
+            if event["type"] == "identify" and "anonymous_id" in event:
+                self.links += 1
+            day = event["timestamp"][:10]
+            if day != self._last_day:
+                self._last_day = day
+                self.days_seen += 1
+            yield event
+
+    def table(self, customers: int) -> Table:
+        """The summary printed when the run ends."""
+        table = Table(title="cdpulse simulate", show_header=False)
+        table.add_row("customers", f"{customers:,}")
+        table.add_row("anonymous visitors linked by identify", f"{self.links:,}")
+        table.add_row("events", f"{sum(self.by_type.values()):,}")
+        for event_type, n in self.by_type.most_common():
+            table.add_row(f"  {event_type}", f"{n:,}")
+        table.add_row("malformed lines", f"{sum(self.malformed.values()):,}")
+        for reason, n in self.malformed.most_common():
+            table.add_row(f"  {reason}", f"{n:,}")
+        return table
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _start(text: str) -> datetime:
+    """An ISO date (midnight UTC) or datetime (naive means UTC)."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or datetime (e.g. 2026-01-01)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
