@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     # --- worker ------------------------------------------------------------------------
     app_id: str = Field("cdpulse", description="Faust app id (the Kafka consumer group).")
     redis_prefix: str = Field("cdp", description="Prefix of every Redis key cdpulse writes.")
+    data_dir: str = Field(".run/worker", description="Folder for the worker's local state.")
     batch_size: int = Field(500, ge=1, description="Most events the worker applies per batch.")
     batch_within: float = Field(
         0.1, gt=0, description="Seconds the worker waits to fill a batch before applying it."

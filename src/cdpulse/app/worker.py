@@ -75,6 +75,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         settings.app_id,
         broker=[f"kafka://{b}" for b in settings.kafka_bootstrap.split(",")],
         store="memory://",
+        datadir=f"{settings.data_dir}/{settings.app_id}",
         key_serializer="raw",
         value_serializer="raw",
         web_host=settings.web_host,

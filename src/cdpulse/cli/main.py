@@ -20,6 +20,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cdpulse.cli.schemas_cmd",
     "cdpulse.cli.profile_cmd",
     "cdpulse.cli.topics_cmd",
+    "cdpulse.cli.settings_cmd",
 )
 
 

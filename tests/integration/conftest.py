@@ -1,0 +1,232 @@
+"""Integration fixtures: the real local Kafka and Redis, once per session; real workers.
+
+The session starts the same stack scripts ``make demo`` uses, on ports of its own so
+a running demo is never touched. Every test gets its own topic names, Redis key
+prefix and consumer group, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from cdpulse.settings import Settings
+from tests.integration.stack import start_stack, stop_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = ROOT / ".run" / "test"
+KAFKA_PORT = int(os.environ.get("CDPULSE_TEST_KAFKA_PORT", "19092"))
+CONTROLLER_PORT = int(os.environ.get("CDPULSE_TEST_KAFKA_CONTROLLER_PORT", "19093"))
+REDIS_PORT = int(os.environ.get("CDPULSE_TEST_REDIS_PORT", "16379"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[None]:
+    start_stack(RUN_DIR, KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT)
+    try:
+        yield
+    finally:
+        if not os.environ.get("CDPULSE_TEST_KEEP_STACK"):
+            stop_stack(RUN_DIR, KAFKA_PORT, CONTROLLER_PORT, REDIS_PORT)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Env:
+    """One test's isolated slice of the stack: topics, key prefix, group, web port."""
+
+    name: str
+    settings: Settings
+    variables: dict[str, str]
+    logs: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url)
+
+    def worker(self, **overrides: str) -> Worker:
+        """Start a real ``cdpulse worker`` process for this env and wait until it serves."""
+        port = free_port()
+        variables = {**self.variables, "CDPULSE_WEB_PORT": str(port), **overrides}
+        log = self.logs / f"worker-{len(self.workers)}.log"
+        worker = Worker(variables, port, log)
+        self.workers.append(worker)
+        worker.start()
+        return worker
+
+
+class Worker:
+    """A ``cdpulse worker`` subprocess."""
+
+    def __init__(self, variables: dict[str, str], port: int, log: Path) -> None:
+        self.variables = variables
+        self.port = port
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.variables}
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cdpulse.cli.main", "worker", "--loglevel", "warning"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        try:
+            wait_until(self._healthy, 90, f"worker on port {self.port} to be healthy")
+        except AssertionError:
+            raise AssertionError(f"worker did not start; log tail:\n{self.tail()}") from None
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Sum of a metric's samples (optionally matching ``labels``) from /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        total = 0.0
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name != name:
+                    continue
+                if labels and any(sample.labels.get(k) != v for k, v in labels.items()):
+                    continue
+                total += sample.value
+        return total
+
+    def stop(self) -> None:
+        """SIGTERM and wait: a clean shutdown that commits offsets."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies between writing Redis and committing offsets."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def env(stack: None, tmp_path: Path) -> Iterator[Env]:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    variables = {
+        "CDPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{KAFKA_PORT}",
+        "CDPULSE_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
+        "CDPULSE_TOPIC_CLICKSTREAM": f"{name}.clickstream",
+        "CDPULSE_TOPIC_TRANSACTIONS": f"{name}.transactions",
+        "CDPULSE_TOPIC_CUSTOMERS": f"{name}.customers",
+        "CDPULSE_TOPIC_DEAD_LETTER": f"{name}.dead-letter",
+        "CDPULSE_REDIS_PREFIX": name,
+        "CDPULSE_APP_ID": f"cdpulse-{name}",
+        "CDPULSE_TOPIC_PARTITIONS": "4",
+    }
+    settings = Settings(**{k.removeprefix("CDPULSE_").lower(): v for k, v in variables.items()})
+    test_env = Env(name, settings, variables, tmp_path)
+    try:
+        yield test_env
+    finally:
+        for worker in test_env.workers:
+            worker.stop()
+
+
+def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 60) -> list[Any]:
+    """Read ``topic`` from the start until ``expected`` records arrived (or timeout)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            records.extend(consumer)
+        # A little longer: more than expected would be a bug worth seeing.
+        records.extend(consumer)
+    finally:
+        consumer.close()
+    return records
+
+
+def drained(settings: Settings) -> bool:
+    """Whether the worker group has committed every input message."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        committed = admin.list_consumer_group_offsets(settings.app_id)
+        partitions = [
+            TopicPartition(t, p)
+            for t in (settings.topic_clickstream, settings.topic_transactions, settings.topic_customers)
+            for p in range(settings.topic_partitions)
+        ]
+        ends = consumer.end_offsets(partitions)
+        return all(
+            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp])
+            for tp in partitions
+        )
+    finally:
+        admin.close()
+        consumer.close()
