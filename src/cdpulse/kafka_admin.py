@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -26,12 +27,11 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
         missing = [n for n in names if n not in existing]
         if not missing:
             return []
-        try:
+        # Another process may create them between our list and create: that is fine.
+        with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
                 [NewTopic(n, settings.topic_partitions, 1) for n in missing], timeout_ms=15000
             )
-        except TopicAlreadyExistsError:
-            pass  # another process created them between our list and create
         log.info("created topics %s", missing)
         return missing
     finally:

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from tests.integration.stack import start_stack, stop_stack
 
 from cdpulse.settings import Settings
-from tests.integration.stack import start_stack, stop_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run" / "test"
@@ -219,7 +219,11 @@ def drained(settings: Settings) -> bool:
         committed = admin.list_consumer_group_offsets(settings.app_id)
         partitions = [
             TopicPartition(t, p)
-            for t in (settings.topic_clickstream, settings.topic_transactions, settings.topic_customers)
+            for t in (
+                settings.topic_clickstream,
+                settings.topic_transactions,
+                settings.topic_customers,
+            )
             for p in range(settings.topic_partitions)
         ]
         ends = consumer.end_offsets(partitions)

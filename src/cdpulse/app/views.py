@@ -36,9 +36,7 @@ def register_views(services: Services) -> None:
         async def get(self, request: Request, profile_id: str) -> Response:
             profile = await store.get(profile_id)
             if profile is None:
-                return self.json(
-                    {"error": f"no profile for id {profile_id!r}"}, status=404
-                )
+                return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
             as_of = await store.watermark()
             return self.json(render(profile, as_of, services.rules))
 

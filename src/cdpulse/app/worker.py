@@ -93,9 +93,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     topics = Topics.from_settings(settings)
     source = app.topic(*topics.inputs, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
-    outputs = {
-        name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs
-    }
+    outputs = {name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs}
     store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
     rules = Rules.from_settings(settings)
     processor = BatchProcessor(
@@ -120,7 +118,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 await delivery
             _record_lag(app, messages)
 
-    @app.timer(interval=5.0)
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def profile_count() -> None:
         try:
             metrics.PROFILES.set(await store.count())

@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -29,7 +30,7 @@ class Reporter:
         self._started = time.monotonic()
         self._last_line = self._started
         self._live: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         if sys.stderr.isatty():
             self._live = Progress(
                 TextColumn("{task.description}"),

@@ -9,7 +9,9 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("schemas", help="write the JSON Schemas of the event contract")
-    parser.add_argument("--out", type=Path, default=Path("schemas"), help="folder (default: schemas)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("schemas"), help="folder (default: schemas)"
+    )
     parser.set_defaults(func=run)
 
 

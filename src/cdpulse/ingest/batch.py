@@ -67,7 +67,9 @@ class BatchProcessor:
         self.max_bytes = max_bytes
         self.max_future_skew = max_future_skew
 
-    def decode(self, messages: list[Message], now: datetime) -> tuple[list[_Item], list[DeadLetter]]:
+    def decode(
+        self, messages: list[Message], now: datetime
+    ) -> tuple[list[_Item], list[DeadLetter]]:
         """Split a batch into valid events and dead letters."""
         items: list[_Item] = []
         dead: list[DeadLetter] = []
@@ -129,13 +131,11 @@ class BatchProcessor:
 
     async def _resolve(self, items: list[_Item]) -> None:
         """Point each event at its profile: customer_id, else the visitor's customer."""
-        anonymous = sorted(
-            {i.event.anonymous_id for i in items if i.event.customer_id is None}  # type: ignore[misc]
-        )
+        anonymous = sorted({i.event.key for i in items if i.event.customer_id is None})
         aliases = await self.store.resolve(anonymous)
         for item in items:
             event = item.event
-            item.target = event.customer_id or aliases[event.anonymous_id]  # type: ignore[index]
+            item.target = event.customer_id or aliases[event.key]
 
     async def _apply(
         self, items: list[_Item], merges: dict[str, list[str]], result: BatchResult

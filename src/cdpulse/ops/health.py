@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaClient  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaClient
 
 PROBE_TIMEOUT = 3.0
 

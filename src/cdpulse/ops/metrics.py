@@ -9,18 +9,35 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 # The *_created series double the output and say nothing an operator uses.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Event time -> written can be hours for a replay, so the buckets reach a day.
 _LATENCY_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    3600,
+    86400,
 )
 
 EVENTS_CONSUMED = Counter(
     "cdpulse_events_consumed_total", "Valid events consumed, by topic and type.", ["topic", "type"]
 )
 EVENTS_REJECTED = Counter(
-    "cdpulse_events_rejected_total", "Messages sent to the dead-letter topic, by reason.", ["reason"]
+    "cdpulse_events_rejected_total",
+    "Messages sent to the dead-letter topic, by reason.",
+    ["reason"],
 )
 EVENTS_APPLIED = Counter("cdpulse_events_applied_total", "Events applied to a profile.")
 DUPLICATES = Counter(
@@ -33,9 +50,7 @@ LINK_CONFLICTS = Counter(
     "cdpulse_link_conflicts_total",
     "Identify events naming an anonymous id already linked to another customer.",
 )
-SAVE_RETRIES = Counter(
-    "cdpulse_save_retries_total", "Profile saves retried, by cause.", ["cause"]
-)
+SAVE_RETRIES = Counter("cdpulse_save_retries_total", "Profile saves retried, by cause.", ["cause"])
 REDIS_ERRORS = Counter(
     "cdpulse_redis_errors_total", "Redis calls that failed and were retried after a backoff."
 )
@@ -66,7 +81,9 @@ CONSUMER_LAG = Gauge(
 PROFILES = Gauge("cdpulse_profiles", "Profiles stored.")
 WATERMARK = Gauge("cdpulse_watermark_seconds", "Newest event time applied (epoch seconds).")
 COLLECTOR_EVENTS = Counter(
-    "cdpulse_collector_events_total", "Events posted to the HTTP collector, by outcome.", ["outcome"]
+    "cdpulse_collector_events_total",
+    "Events posted to the HTTP collector, by outcome.",
+    ["outcome"],
 )
 BATCH_FAILURES = Counter(
     "cdpulse_batch_failures_total", "Batches that raised unexpectedly and were retried."

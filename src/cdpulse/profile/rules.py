@@ -26,9 +26,9 @@ from cdpulse.settings import Settings
 # Category affinity weights: a purchase says more than an add, an add more than a view.
 AFFINITY_WEIGHTS = {"product_viewed": 1.0, "product_added": 3.0, "order_completed": 5.0}
 # Types that make up a visit (a session); email opens or consent changes do not.
-SESSION_TYPES = frozenset(
-    t for t, stream in STREAM_OF_TYPE.items() if stream == "clickstream"
-) | {"order_completed"}
+SESSION_TYPES = frozenset(t for t, stream in STREAM_OF_TYPE.items() if stream == "clickstream") | {
+    "order_completed"
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +120,11 @@ def apply(
         orders, revenue = 1, order.revenue
         profile.orders += 1
         profile.revenue += order.revenue
-        profile.first_order_at = t if profile.first_order_at is None else min(
-            profile.first_order_at, t
+        profile.first_order_at = (
+            t if profile.first_order_at is None else min(profile.first_order_at, t)
         )
-        profile.last_order_at = t if profile.last_order_at is None else max(
-            profile.last_order_at, t
+        profile.last_order_at = (
+            t if profile.last_order_at is None else max(profile.last_order_at, t)
         )
         for item in order.items:
             _add_affinity(profile, item.category, AFFINITY_WEIGHTS["order_completed"], t, rules)
@@ -136,8 +136,8 @@ def apply(
         for purpose, granted in event.properties.purposes.model_dump(exclude_none=True).items():
             _set_consent(profile, purpose, t, bool(granted))
     elif isinstance(event, IdentifyEvent):
-        profile.identified_at = t if profile.identified_at is None else min(
-            profile.identified_at, t
+        profile.identified_at = (
+            t if profile.identified_at is None else min(profile.identified_at, t)
         )
         anonymous_id = event.anonymous_id
         if anonymous_id is not None and anonymous_id not in profile.anonymous_ids:
@@ -163,7 +163,9 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
         profile.recent_ids = (profile.recent_ids + other.recent_ids)[-rules.recent_ids :]
     if other.events:
         first = profile.events == 0
-        profile.first_seen = other.first_seen if first else min(profile.first_seen, other.first_seen)
+        profile.first_seen = (
+            other.first_seen if first else min(profile.first_seen, other.first_seen)
+        )
         profile.last_seen = other.last_seen if first else max(profile.last_seen, other.last_seen)
     profile.events += other.events
     for name, n in other.counts.items():

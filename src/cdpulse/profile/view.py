@@ -22,14 +22,15 @@ def iso(millis: int | None) -> str | None:
 
 def cart_view(profile: Profile) -> dict[str, Any]:
     """The open cart: items with a positive net quantity after the last order."""
-    items = []
-    since: int | None = None
+    items: list[dict[str, Any]] = []
+    added: list[int] = []
+    value = 0.0
     for product_id, line in sorted(profile.cart.items()):
         quantity = sum(delta for _, delta in line.changes)
         if quantity <= 0 or line.price_at < 0:
-            continue
-        added = [t for t, delta in line.changes if delta > 0]
-        since = min([since, *added]) if since is not None else min(added, default=None)
+            continue  # removed again, or only ever removed (no price known)
+        added += [t for t, delta in line.changes if delta > 0]
+        value += line.price * quantity
         items.append(
             {
                 "product_id": product_id,
@@ -38,8 +39,7 @@ def cart_view(profile: Profile) -> dict[str, Any]:
                 "quantity": quantity,
             }
         )
-    value = round(sum(i["price"] * i["quantity"] for i in items), 2)
-    return {"items": items, "value": value, "since": iso(since) if items else None}
+    return {"items": items, "value": round(value, 2), "since": iso(min(added, default=None))}
 
 
 def affinity_view(profile: Profile, as_of: int, rules: Rules) -> dict[str, float]:
@@ -54,7 +54,9 @@ def render(profile: Profile, as_of: int, rules: Rules) -> dict[str, Any]:
     as_of = max(as_of, profile.last_seen)
     net = profile.revenue - profile.refunded
     recency = (
-        None if profile.last_order_at is None else round((as_of - profile.last_order_at) / windows.DAY, 4)
+        None
+        if profile.last_order_at is None
+        else round((as_of - profile.last_order_at) / windows.DAY, 4)
     )
     return {
         "id": profile.id,
@@ -69,7 +71,9 @@ def render(profile: Profile, as_of: int, rules: Rules) -> dict[str, Any]:
         "sessions": profile.sessions_closed + len(profile.spans),
         "orders": profile.orders,
         "revenue": round(profile.revenue, 2),
-        "average_order_value": round(profile.revenue / profile.orders, 2) if profile.orders else 0.0,
+        "average_order_value": round(profile.revenue / profile.orders, 2)
+        if profile.orders
+        else 0.0,
         "first_order_at": iso(profile.first_order_at),
         "last_order_at": iso(profile.last_order_at),
         "refunds": {"count": profile.refunds, "amount": round(profile.refunded, 2)},

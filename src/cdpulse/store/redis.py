@@ -20,6 +20,10 @@ from cdpulse.store.keys import Keys
 _STATUS = {-1: SaveStatus.CONFLICT, -2: SaveStatus.ALIASED}
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
 def _script(name: str) -> str:
     return resources.files("cdpulse.store").joinpath(name).read_text(encoding="utf-8")
 
@@ -65,14 +69,14 @@ class RedisProfileStore:
         if not ids:
             return {}
         targets = await self.client.mget([self.keys.alias(i) for i in ids])
-        return {i: t.decode() if t else i for i, t in zip(ids, targets, strict=True)}
+        return {i: _text(t) if t else i for i, t in zip(ids, targets, strict=True)}
 
     async def link(self, anonymous_id: str, customer_id: str) -> str:
         # SET NX GET: atomic "link unless already linked, and tell me to whom".
         previous = await self.client.set(
             self.keys.alias(anonymous_id), customer_id, nx=True, get=True
         )
-        return previous.decode() if previous else customer_id
+        return _text(previous) if isinstance(previous, bytes | str) else customer_id
 
     async def save(self, writes: list[Write]) -> dict[str, SaveStatus]:
         pipe = self.client.pipeline(transaction=False)

@@ -1,0 +1,157 @@
+"""The whole pipeline against real Kafka, Redis and worker processes, checked by the oracle."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from typing import Any
+
+import httpx
+from tests.integration.conftest import Env, Worker, consume_all, drained, wait_until
+from tests.oracle import expected_profiles
+from tests.profiles import assert_profile_matches
+
+from cdpulse.contract.topics import Topics
+from cdpulse.producer import Producer
+from cdpulse.simulate.malformed import malformed_event
+from cdpulse.simulate.shop import Shop
+
+
+def _send_stream(env: Env, stream: list[tuple[dict[str, Any], bytes | None]]) -> int:
+    """Send (event, malformed bytes or None) in order; returns messages sent."""
+    topics = Topics.from_settings(env.settings)
+    with Producer.from_settings(env.settings) as producer:
+        for event, broken in stream:
+            if broken is None:
+                producer.send(event)
+            else:
+                key = (event.get("customer_id") or event.get("anonymous_id") or "").encode()
+                producer.send_raw(topics.for_type(event["type"]), broken, key)
+    return len(stream)
+
+
+def _check_profiles(worker: Worker, env: Env, events: list[dict[str, Any]]) -> None:
+    expected = expected_profiles(events)
+    stored = {
+        key.decode().split("{", 1)[1].rsplit("}", 1)[0]
+        for key in env.redis.scan_iter(match=f"{env.name}:*:profile", count=1000)
+    }
+    assert stored == set(expected), (
+        f"{len(stored - set(expected))} unexpected profiles "
+        f"(e.g. {sorted(stored - set(expected))[:3]}), "
+        f"{len(set(expected) - stored)} missing (e.g. {sorted(set(expected) - stored)[:3]})"
+    )
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        for profile_id, want in expected.items():
+            response = http.get(f"/v1/profiles/{profile_id}")
+            assert response.status_code == 200, (profile_id, response.text)
+            assert_profile_matches(response.json(), want)
+
+
+def test_simulated_shop_gives_exact_profiles_and_every_message_is_accounted_for(
+    env: Env,
+) -> None:
+    rng = random.Random(5)
+    events = list(Shop(customers=500, days=30, seed=11).events())
+    assert len(events) >= 20_000 and len({e.get("customer_id") for e in events}) > 500
+
+    stream: list[tuple[dict[str, Any], bytes | None]] = []
+    expected_reasons: Counter[str] = Counter()
+    bad_at = set(rng.sample(range(len(events)), 500))
+    dupes_at = set(rng.sample(range(len(events)), 300))
+    for i, event in enumerate(events):
+        stream.append((event, None))
+        if i in bad_at:
+            raw, reason = malformed_event(rng, event)
+            stream.append((event, raw))
+            expected_reasons[reason] += 1
+        if i in dupes_at:
+            stream.append((event, None))  # a client retry: same event_id, sent again
+
+    worker = env.worker()
+    sent = _send_stream(env, stream)
+    wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
+
+    letters = [
+        json.loads(r.value) for r in consume_all(env.settings, env.settings.topic_dead_letter, 500)
+    ]
+    assert len(letters) == 500
+    assert Counter(letter["reason"] for letter in letters) == expected_reasons
+    for letter in letters:
+        assert letter["topic"] in Topics.from_settings(env.settings).inputs
+        assert letter["offset"] >= 0 and letter["detail"] and letter["raw_bytes"] > 0
+
+    processed = worker.metric("cdpulse_events_consumed_total")
+    rejected = worker.metric("cdpulse_events_rejected_total")
+    assert processed + rejected == sent
+    assert worker.metric("cdpulse_duplicates_total") == 300
+    assert worker.metric("cdpulse_profile_merges_total") > 0
+    _check_profiles(worker, env, events)
+
+
+def test_a_killed_worker_redelivers_and_nothing_is_counted_twice(env: Env) -> None:
+    events = list(Shop(customers=150, days=20, seed=3).events())
+    half = len(events) // 2
+    # Offsets are committed every 10 minutes here, so the kill loses every commit and
+    # the next worker is handed the first half again.
+    first = env.worker(CDPULSE_COMMIT_INTERVAL="600")
+    _send_stream(env, [(e, None) for e in events[:half]])
+    wait_until(
+        lambda: (
+            first.metric("cdpulse_events_applied_total") + first.metric("cdpulse_duplicates_total")
+            >= half
+        ),
+        300,
+        "the first worker to apply the first half",
+    )
+    first.kill()
+
+    second = env.worker()
+    _send_stream(env, [(e, None) for e in events[half:]])
+    wait_until(lambda: drained(env.settings), 300, "the second worker to drain its topics")
+    assert second.metric("cdpulse_duplicates_total") >= half * 0.9, "no re-delivery happened"
+    _check_profiles(second, env, events)
+
+
+def test_collector_and_profile_endpoint_over_http(env: Env) -> None:
+    worker = env.worker()
+    events = [e for e in Shop(customers=5, days=3, seed=9).events()]
+    customer = next(e["customer_id"] for e in events if e.get("customer_id"))
+    mine = [e for e in events if e.get("customer_id") == customer]
+
+    with httpx.Client(base_url=worker.url, timeout=30) as http:
+        assert http.get(f"/v1/profiles/{customer}").status_code == 404
+
+        one = http.post("/v1/events", json=mine[0])
+        assert one.status_code == 200 and one.json()["accepted"] == 1
+        rest = http.post("/v1/events", json=[*mine[1:], {"event_id": "x", "type": "nope"}])
+        assert rest.status_code == 207
+        body = rest.json()
+        assert body["accepted"] == len(mine) - 1 and body["rejected"] == 1
+        assert body["results"][-1]["reason"] == "unknown_type"
+
+        bad = http.post("/v1/events", content=b"{not json")
+        assert bad.status_code == 400 and "not JSON" in bad.json()["error"]
+        huge = http.post("/v1/events", content=b"[" + b" " * (2 * 1024 * 1024) + b"]")
+        assert huge.status_code == 413
+        none = http.post("/v1/events", json={"event_id": "y", "type": "order_completed"})
+        assert none.status_code == 422
+
+        wait_until(
+            lambda: (
+                http.get(f"/v1/profiles/{customer}").status_code == 200
+                and http.get(f"/v1/profiles/{customer}").json()["events"] == len(mine)
+            ),
+            60,
+            "the posted events to reach the profile",
+        )
+        assert_profile_matches(
+            http.get(f"/v1/profiles/{customer}").json(), expected_profiles(mine)[customer]
+        )
+
+    letters = consume_all(env.settings, env.settings.topic_dead_letter, 2)
+    assert sorted(json.loads(r.value)["reason"] for r in letters) == [
+        "invalid_field",
+        "unknown_type",
+    ]
