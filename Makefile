@@ -1,0 +1,75 @@
+# cdpulse: `make demo` and `make test` from a fresh clone, on a machine with Python 3.11,
+# a JDK (17) and Maven. Kafka comes from Maven Central, Redis from Debian; no Docker.
+# The stack scripts read CDPULSE_KAFKA_PORT, CDPULSE_KAFKA_CONTROLLER_PORT, CDPULSE_REDIS_PORT,
+# CDPULSE_WEB_PORT, CDPULSE_RUN_DIR and CDPULSE_CACHE_DIR from the environment.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install: pip runs again only when pyproject.toml changes.
+VENV_STAMP := $(VENV)/.installed
+STACK := deploy/local/stack.sh
+# Where the integration tests' own stack lives (tests/integration/stack.py).
+TEST_RUN_DIR := .run/test
+
+.PHONY: help venv stack-deps stack-up stack-down stack-status test lint schemas demo clean distclean
+
+help:
+	@echo "make venv          .venv with cdpulse and its test tools"
+	@echo "make stack-up      start Kafka and Redis on 127.0.0.1 (stack-down, stack-status)"
+	@echo "make test          the whole suite against a real Kafka and Redis, then ruff and mypy"
+	@echo "make lint          ruff and mypy only"
+	@echo "make schemas       regenerate the JSON Schemas in schemas/"
+	@echo "make demo          stack, worker and a simulated shop streaming in; Ctrl-C stops it"
+	@echo "make clean         stop the stacks and remove .run and tool caches (distclean: also .venv, .cache)"
+
+$(VENV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV_STAMP)
+
+# What starting the stack needs, without starting it: the Kafka jars and redis-server.
+stack-deps:
+	deploy/local/kafka.sh fetch
+	deploy/local/redis.sh install
+
+stack-up: stack-deps
+	$(STACK) start
+
+stack-down:
+	$(STACK) stop
+
+stack-status:
+	$(STACK) status
+
+# The session fixture starts and stops its own stack on test ports, so only its
+# dependencies are prepared here. Exit 5 is pytest's "no tests collected", not a failure.
+test: venv stack-deps
+	$(BIN)/pytest tests/ || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "pytest: no tests collected"; }
+	$(MAKE) --no-print-directory lint
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+schemas: venv
+	$(BIN)/cdpulse schemas
+
+demo: venv stack-deps
+	deploy/local/demo.sh
+
+clean:
+	$(STACK) stop
+	CDPULSE_RUN_DIR=$(TEST_RUN_DIR) $(STACK) stop
+	rm -rf .run build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find src tests -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .cache

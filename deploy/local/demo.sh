@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# `make demo`: the whole engine on one machine, fed by a simulated shop.
+#
+# Starts Kafka and Redis (unless they run), a `cdpulse worker`, generates a seeded shop
+# (2000 customers, 30 days) and streams it in at 2000 events/s. Prints the URL of one live
+# profile and of /metrics, then keeps serving and prints that profile's counts every few
+# seconds until Ctrl-C, which stops the worker and the stack this script started.
+#
+# Settings: those of stack.sh, plus CDPULSE_WEB_PORT (6066) and CDPULSE_BIN (.venv/bin/cdpulse).
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+HERE=$REPO_ROOT/deploy/local
+CDPULSE=${CDPULSE_BIN:-$REPO_ROOT/.venv/bin/cdpulse}
+EVENTS=$CDPULSE_RUN_DIR/demo-events.jsonl
+WORKER_LOG=$CDPULSE_RUN_DIR/worker.log
+BASE_URL=http://127.0.0.1:$CDPULSE_WEB_PORT
+HEALTH_TIMEOUT=${CDPULSE_WORKER_START_TIMEOUT:-120}
+
+# stack.sh reads the same ports and folders; the worker and the CLI read the two URLs.
+export CDPULSE_KAFKA_PORT CDPULSE_KAFKA_CONTROLLER_PORT CDPULSE_REDIS_PORT CDPULSE_RUN_DIR CDPULSE_CACHE_DIR
+export CDPULSE_WEB_PORT
+export CDPULSE_KAFKA_BOOTSTRAP=127.0.0.1:$CDPULSE_KAFKA_PORT
+export CDPULSE_REDIS_URL=redis://127.0.0.1:$CDPULSE_REDIS_PORT/0
+export CDPULSE_DATA_DIR=${CDPULSE_DATA_DIR:-$CDPULSE_RUN_DIR/worker}
+
+[[ -x $CDPULSE ]] || die "$CDPULSE not found: run 'make venv' first (or 'make demo', which does)"
+command -v curl >/dev/null || die "curl not found: apt-get install -y curl"
+
+worker_pid=""
+stack_started=""
+
+# Runs once, on any exit: Ctrl-C, a failure, or the end of the script.
+cleanup() {
+  trap - EXIT INT TERM
+  if [[ -n $worker_pid ]]; then
+    say "stopping the worker (pid $worker_pid)"
+    stop_pid "$worker_pid" worker
+    wait "$worker_pid" 2>/dev/null || true
+  fi
+  if [[ -n $stack_started ]]; then "$HERE/stack.sh" stop; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A summary of one profile's counts, from the JSON of GET /v1/profiles/{id}.
+summarise_profile() {
+  python3 -c '
+import json, sys
+p = json.load(sys.stdin)
+cart = p.get("cart") or {}
+print(f"events={p.get(\"events\")} sessions={p.get(\"sessions\")} orders={p.get(\"orders\")} "
+      f"revenue={p.get(\"revenue\")} cart={cart.get(\"value\", 0)} last_seen={p.get(\"last_seen\")}")
+'
+}
+
+worker_alive_or_die() {
+  if ! alive "$worker_pid"; then
+    worker_pid=""
+    log_tail "$WORKER_LOG"
+    die "the worker exited; see $WORKER_LOG"
+  fi
+}
+
+require_free_port "$CDPULSE_WEB_PORT" CDPULSE_WEB_PORT
+if ! "$HERE/stack.sh" status >/dev/null; then stack_started=1; fi
+"$HERE/stack.sh" start
+
+say "starting cdpulse worker, log $WORKER_LOG"
+# The worker's own directory is the repository, where its relative defaults point.
+(cd "$REPO_ROOT" && exec "$CDPULSE" worker </dev/null >>"$WORKER_LOG" 2>&1) &
+worker_pid=$!
+waited=0
+until [[ $(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/healthz" 2>/dev/null) == 200 ]]; do
+  worker_alive_or_die
+  ((waited < HEALTH_TIMEOUT * 2)) || { log_tail "$WORKER_LOG"; die "worker not healthy at $BASE_URL/healthz after ${HEALTH_TIMEOUT}s"; }
+  sleep 0.5
+  waited=$((waited + 1))
+done
+say "worker is healthy at $BASE_URL/healthz"
+
+"$CDPULSE" simulate --customers 2000 --days 30 --seed 7 --out "$EVENTS"
+customer_id=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    customer = json.loads(line).get("customer_id")
+    if customer:
+        print(customer)
+        break
+' "$EVENTS")
+[[ -n $customer_id ]] || die "no event in $EVENTS has a customer_id"
+PROFILE_URL=$BASE_URL/v1/profiles/$customer_id
+
+show_urls() {
+  say ""
+  say "  live profile:  $PROFILE_URL"
+  say "  metrics:       $BASE_URL/metrics"
+  say ""
+}
+show_urls
+say "feeding $EVENTS at 2000 events/s (refresh the profile to watch it change)"
+produced=0
+"$CDPULSE" produce "$EVENTS" --rate 2000 || produced=$?
+case $produced in
+  0) ;;
+  1) say "produce rejected some lines (listed above); the rest went through" ;;
+  *) die "cdpulse produce failed (exit $produced)" ;;
+esac
+
+show_urls
+say "the feed is in; the worker keeps serving. Ctrl-C stops the worker${stack_started:+ and the stack}."
+while true; do
+  worker_alive_or_die
+  if body=$(curl -fsS "$PROFILE_URL" 2>/dev/null); then
+    say "$(date +%T) $customer_id: $(summarise_profile <<<"$body")"
+  else
+    say "$(date +%T) $customer_id: no profile yet"
+  fi
+  sleep 5
+done

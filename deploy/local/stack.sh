@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The local stack cdpulse runs on: Kafka (kafka.sh) and Redis (redis.sh), one command.
+#
+#   stack.sh start    start both (each a no-op when already running), then print the exports
+#   stack.sh stop     stop both
+#   stack.sh status   exit 0 when both run, 3 otherwise
+#   stack.sh env      only the export lines: eval "$(deploy/local/stack.sh env)"
+#
+# Two stacks side by side need their own CDPULSE_RUN_DIR and ports, as the tests do:
+#   CDPULSE_RUN_DIR=.run/test CDPULSE_KAFKA_PORT=19092 CDPULSE_KAFKA_CONTROLLER_PORT=19093 \
+#     CDPULSE_REDIS_PORT=16379 deploy/local/stack.sh start
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+HERE=$REPO_ROOT/deploy/local
+# The children read the absolute paths lib.sh settled on.
+export CDPULSE_KAFKA_PORT CDPULSE_KAFKA_CONTROLLER_PORT CDPULSE_REDIS_PORT CDPULSE_RUN_DIR CDPULSE_CACHE_DIR
+
+# What a cdpulse process needs to reach this stack (the worker reads these two).
+env_lines() {
+  say "export CDPULSE_KAFKA_BOOTSTRAP=127.0.0.1:$CDPULSE_KAFKA_PORT"
+  say "export CDPULSE_REDIS_URL=redis://127.0.0.1:$CDPULSE_REDIS_PORT/0"
+}
+
+start() {
+  local redis_was_running=""
+  if "$HERE/redis.sh" status >/dev/null; then redis_was_running=1; fi
+  # Redis first: it is up in a blink, so a taken port or missing package shows at once.
+  "$HERE/redis.sh" start
+  if ! "$HERE/kafka.sh" start; then
+    # Leave nothing behind that this call started: a failed start is a clean failure.
+    if [[ -z $redis_was_running ]]; then "$HERE/redis.sh" stop >/dev/null; fi
+    exit 1
+  fi
+  say "stack is up (run dir $CDPULSE_RUN_DIR); point cdpulse at it with:"
+  env_lines
+}
+
+stop() {
+  local rc=0
+  "$HERE/kafka.sh" stop || rc=$?
+  "$HERE/redis.sh" stop || rc=$?
+  return "$rc"
+}
+
+status() {
+  local rc=0
+  "$HERE/kafka.sh" status || rc=3
+  "$HERE/redis.sh" status || rc=3
+  return "$rc"
+}
+
+case ${1:-} in
+  start | stop | status) "$1" ;;
+  env) env_lines ;;
+  *) die "usage: $0 start|stop|status|env" ;;
+esac
