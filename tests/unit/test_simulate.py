@@ -453,3 +453,13 @@ def test_simulate_refuses_bad_flags(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         _run(["simulate", *argv])
     assert exit_info.value.code == 2
+
+
+def test_simulate_runs_through_the_cdpulse_entry_point(tmp_path: Path) -> None:
+    for module in ("worker_cmd", "produce_cmd", "schemas_cmd", "profile_cmd", "topics_cmd"):
+        pytest.importorskip(f"cdpulse.cli.{module}")
+    from cdpulse.cli.main import main
+
+    out = tmp_path / "events.jsonl"
+    assert main(["simulate", "--customers", "10", "--days", "2", "--out", str(out)]) == 0
+    assert out.read_bytes().splitlines() == [encode(e) for e in simulate(10, 2, seed=0)]
