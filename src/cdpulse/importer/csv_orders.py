@@ -233,11 +233,11 @@ class _OrderBuilder:
             )
             return
         try:
-            customer_id = _customer_id(values["customer"])
+            customer_id = _id(values["customer"], "customer id")
             time = _parse_time(values["time"], self.time_format)
             cents = _parse_cents(values["amount"])
             category = values.get("category") or UNKNOWN_CATEGORY
-            order_id = _order_id(values["order"]) if "order" in values else None
+            order_id = _id(values["order"], "order id") if "order" in values else None
         except ValueError as exc:
             yield SkippedRow(line, str(exc))
             return
@@ -293,19 +293,11 @@ def _digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _customer_id(text: str) -> str:
+def _id(text: str, what: str) -> str:
     if not text:
-        raise ValueError("customer id is empty")
+        raise ValueError(f"{what} is empty")
     if len(text) > _MAX_ID:
-        raise ValueError(f"customer id {text[:20]!r}... is longer than {_MAX_ID} characters")
-    return text
-
-
-def _order_id(text: str) -> str:
-    if not text:
-        raise ValueError("order id is empty")
-    if len(text) > _MAX_ID:
-        raise ValueError(f"order id {text[:20]!r}... is longer than {_MAX_ID} characters")
+        raise ValueError(f"{what} {text[:20]!r}... is longer than {_MAX_ID} characters")
     return text
 
 
