@@ -2,7 +2,8 @@
 # `make demo`: the whole engine on one machine, fed by a simulated shop.
 #
 # Starts Kafka and Redis (unless they run), a `cdpulse worker`, generates a seeded shop
-# (2000 customers, 30 days) and streams it in at 2000 events/s. Prints the URL of one live
+# (2000 customers, 30 days) and streams it in at 2000 events/s, on topics and Redis keys
+# named for this run (demo-<date>-<time>.*; `make clean` removes them all). Prints the URL of one live
 # profile and of /metrics, then keeps serving and prints that profile's counts every few
 # seconds until Ctrl-C, which stops the worker and the stack this script started.
 #
@@ -25,16 +26,28 @@ export CDPULSE_WEB_PORT
 export CDPULSE_KAFKA_BOOTSTRAP=127.0.0.1:$CDPULSE_KAFKA_PORT
 export CDPULSE_REDIS_URL=redis://127.0.0.1:$CDPULSE_REDIS_PORT/0
 export CDPULSE_DATA_DIR=${CDPULSE_DATA_DIR:-$CDPULSE_RUN_DIR/worker}
+# Each run gets topics, Redis keys and a consumer group of its own: the stack keeps its data
+# between runs, and the same seeded shop fed twice into one namespace would count every event
+# twice (duplicates are caught only among a profile's 64 most recent event ids).
+DEMO_NAMESPACE=demo-$(date +%Y%m%d-%H%M%S)
+export CDPULSE_TOPIC_CLICKSTREAM=${CDPULSE_TOPIC_CLICKSTREAM:-$DEMO_NAMESPACE.clickstream}
+export CDPULSE_TOPIC_TRANSACTIONS=${CDPULSE_TOPIC_TRANSACTIONS:-$DEMO_NAMESPACE.transactions}
+export CDPULSE_TOPIC_CUSTOMERS=${CDPULSE_TOPIC_CUSTOMERS:-$DEMO_NAMESPACE.customers}
+export CDPULSE_TOPIC_DEAD_LETTER=${CDPULSE_TOPIC_DEAD_LETTER:-$DEMO_NAMESPACE.dead-letter}
+export CDPULSE_REDIS_PREFIX=${CDPULSE_REDIS_PREFIX:-$DEMO_NAMESPACE}
+export CDPULSE_APP_ID=${CDPULSE_APP_ID:-cdpulse-$DEMO_NAMESPACE}
 
 [[ -x $CDPULSE ]] || die "$CDPULSE not found: run 'make venv' first (or 'make demo', which does)"
 command -v curl >/dev/null || die "curl not found: apt-get install -y curl"
 
 worker_pid=""
+producer_pid=""
 stack_started=""
 
 # Runs once, on any exit: Ctrl-C, a failure, or the end of the script.
 cleanup() {
   trap - EXIT INT TERM
+  if [[ -n $producer_pid ]]; then kill -TERM "$producer_pid" 2>/dev/null || true; fi
   if [[ -n $worker_pid ]]; then
     say "stopping the worker (pid $worker_pid)"
     stop_pid "$worker_pid" worker
@@ -49,10 +62,10 @@ trap 'exit 130' INT TERM
 summarise_profile() {
   python3 -c '
 import json, sys
-p = json.load(sys.stdin)
-cart = p.get("cart") or {}
-print(f"events={p.get(\"events\")} sessions={p.get(\"sessions\")} orders={p.get(\"orders\")} "
-      f"revenue={p.get(\"revenue\")} cart={cart.get(\"value\", 0)} last_seen={p.get(\"last_seen\")}")
+profile = json.load(sys.stdin)
+parts = ["%s=%s" % (key, profile.get(key)) for key in ("events", "sessions", "orders", "revenue")]
+parts.append("cart=%s" % (profile.get("cart") or {}).get("value", 0))
+print(" ".join(parts))
 '
 }
 
@@ -69,6 +82,7 @@ if ! "$HERE/stack.sh" status >/dev/null; then stack_started=1; fi
 "$HERE/stack.sh" start
 
 say "starting cdpulse worker, log $WORKER_LOG"
+mkdir -p "$CDPULSE_DATA_DIR"
 # The worker's own directory is the repository, where its relative defaults point.
 (cd "$REPO_ROOT" && exec "$CDPULSE" worker </dev/null >>"$WORKER_LOG" 2>&1) &
 worker_pid=$!
@@ -82,27 +96,34 @@ done
 say "worker is healthy at $BASE_URL/healthz"
 
 "$CDPULSE" simulate --customers 2000 --days 30 --seed 7 --out "$EVENTS"
+# The first customer who orders: a profile with purchases shows more than one with views only.
 customer_id=$(python3 -c '
 import json, sys
 for line in open(sys.argv[1], encoding="utf-8"):
-    customer = json.loads(line).get("customer_id")
-    if customer:
-        print(customer)
+    event = json.loads(line)
+    if event.get("type") == "order_completed" and event.get("customer_id"):
+        print(event["customer_id"])
         break
 ' "$EVENTS")
-[[ -n $customer_id ]] || die "no event in $EVENTS has a customer_id"
+[[ -n $customer_id ]] || die "no order_completed event with a customer_id in $EVENTS"
 PROFILE_URL=$BASE_URL/v1/profiles/$customer_id
 
 show_urls() {
   say ""
   say "  live profile:  $PROFILE_URL"
   say "  metrics:       $BASE_URL/metrics"
+  say "  topics:        $CDPULSE_TOPIC_CLICKSTREAM, $CDPULSE_TOPIC_TRANSACTIONS, $CDPULSE_TOPIC_CUSTOMERS"
   say ""
 }
 show_urls
 say "feeding $EVENTS at 2000 events/s (refresh the profile to watch it change)"
+# In the background and waited for, so that a signal reaches the trap at once rather than
+# after the whole feed; cleanup stops it.
+"$CDPULSE" produce "$EVENTS" --rate 2000 </dev/null &
+producer_pid=$!
 produced=0
-"$CDPULSE" produce "$EVENTS" --rate 2000 || produced=$?
+wait "$producer_pid" || produced=$?
+producer_pid=""
 case $produced in
   0) ;;
   1) say "produce rejected some lines (listed above); the rest went through" ;;

@@ -41,8 +41,11 @@ fetch() {
   say "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
   # Into a scratch folder first, so an interrupted download never looks complete.
   rm -rf "$LIBS.partial"
+  mkdir -p "$DIST"
+  # Quiet unless it fails: Maven's own output then says which artifact or host failed.
   mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DoutputDirectory="$LIBS.partial" \
-    || die "mvn could not fetch the Kafka jars (is Maven Central reachable?)"
+    >"$DIST/mvn.log" 2>&1 \
+    || { log_tail "$DIST/mvn.log"; die "mvn could not fetch the Kafka jars (is Maven Central reachable?)"; }
   rm -rf "$LIBS"
   mv "$LIBS.partial" "$LIBS"
   printf '%s' "$sum" >"$LIBS_STAMP"
