@@ -28,8 +28,8 @@ STDOUT_LOG=$HOME_DIR/logs/stdout.log
 # Two cores on our machines: a small heap leaves room for Redis, the worker and pytest.
 KAFKA_HEAP=${CDPULSE_KAFKA_HEAP:-"-Xms256m -Xmx1g"}
 START_TIMEOUT=${CDPULSE_KAFKA_START_TIMEOUT:-90}
-# Part of every broker's command line; tells our broker from any other java process.
-MAIN_CLASS=kafka.Kafka
+# The tail of this broker's command line: tells it from any other Kafka on the machine.
+MARKER="kafka.Kafka $HOME_DIR/server.properties"
 
 fetch() {
   local sum
@@ -132,7 +132,7 @@ listening_on() {
 start() {
   local pid waited=0
   fetch
-  if pid=$(live_pid "$PIDFILE" "$MAIN_CLASS"); then
+  if pid=$(live_pid "$PIDFILE" "$MARKER"); then
     say "kafka is already running (pid $pid) on $(listening_on)"
     return 0
   fi
@@ -150,12 +150,12 @@ start() {
   # Every stdio is redirected, or a caller capturing our output would wait for the broker to exit.
   # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash.
   setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
-    "${JAVA[@]}" "$MAIN_CLASS" "$HOME_DIR/server.properties" </dev/null >>"$STDOUT_LOG" 2>&1 &
+    "${JAVA[@]}" kafka.Kafka "$HOME_DIR/server.properties" </dev/null >>"$STDOUT_LOG" 2>&1 &
 
   while ((waited < START_TIMEOUT * 4)); do
     sleep 0.25
     waited=$((waited + 1))
-    pid=$(live_pid "$PIDFILE" "$MAIN_CLASS") || {
+    pid=$(live_pid "$PIDFILE" "$MARKER") || {
       ((waited > 8)) || continue # the pid file may not be written yet
       log_tail "$SERVER_LOG"
       log_tail "$STDOUT_LOG" 10
@@ -174,7 +174,7 @@ start() {
 
 stop() {
   local pid
-  if pid=$(live_pid "$PIDFILE" "$MAIN_CLASS"); then
+  if pid=$(live_pid "$PIDFILE" "$MARKER"); then
     stop_pid "$pid" kafka
     say "kafka stopped (was pid $pid)"
   else
@@ -185,7 +185,7 @@ stop() {
 
 status() {
   local pid
-  if pid=$(live_pid "$PIDFILE" "$MAIN_CLASS"); then
+  if pid=$(live_pid "$PIDFILE" "$MARKER"); then
     say "kafka: running (pid $pid) on $(listening_on), log $SERVER_LOG"
   else
     say "kafka: stopped"
