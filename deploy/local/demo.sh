@@ -3,9 +3,9 @@
 #
 # Starts Kafka and Redis (unless they run), a `cdpulse worker`, generates a seeded shop
 # (2000 customers, 30 days) and streams it in at 2000 events/s, on topics and Redis keys
-# named for this run (demo-<date>-<time>.*; `make clean` removes them all). Prints the URL of one live
-# profile and of /metrics, then keeps serving and prints that profile's counts every few
-# seconds until Ctrl-C, which stops the worker and the stack this script started.
+# named for this run (demo-<date>-<time>.*; `make clean` removes them all). Prints the URL
+# of one live profile and of /metrics, then keeps serving and prints that profile's counts
+# every few seconds until Ctrl-C, which stops the worker and the stack this script started.
 #
 # Settings: those of stack.sh, plus CDPULSE_WEB_PORT (6066) and CDPULSE_BIN (.venv/bin/cdpulse).
 # shellcheck source-path=SCRIPTDIR
