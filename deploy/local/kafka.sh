@@ -173,24 +173,11 @@ start() {
 }
 
 stop() {
-  local pid
-  if pid=$(live_pid "$PIDFILE" "$MARKER"); then
-    stop_pid "$pid" kafka
-    say "kafka stopped (was pid $pid)"
-  else
-    say "kafka is not running"
-  fi
-  rm -f "$PIDFILE"
+  stop_service kafka "$PIDFILE" "$MARKER"
 }
 
 status() {
-  local pid
-  if pid=$(live_pid "$PIDFILE" "$MARKER"); then
-    say "kafka: running (pid $pid) on $(listening_on), log $SERVER_LOG"
-  else
-    say "kafka: stopped"
-    return 3
-  fi
+  service_status kafka "$PIDFILE" "$MARKER" "$(listening_on), log $SERVER_LOG"
 }
 
 case ${1:-} in

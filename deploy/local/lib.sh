@@ -76,6 +76,29 @@ stop_pid() {
   done
 }
 
+# Stop the service whose pid file is $2 (command line containing $3); $1 names it.
+stop_service() {
+  local name=$1 pidfile=$2 marker=$3 pid
+  if pid=$(live_pid "$pidfile" "$marker"); then
+    stop_pid "$pid" "$name"
+    say "$name stopped (was pid $pid)"
+  else
+    say "$name is not running"
+  fi
+  rm -f "$pidfile"
+}
+
+# One status line; exit 3 (LSB "not running") when stopped. $4 says where it listens and logs.
+service_status() {
+  local name=$1 pidfile=$2 marker=$3 where=$4 pid
+  if pid=$(live_pid "$pidfile" "$marker"); then
+    say "$name: running (pid $pid) on $where"
+  else
+    say "$name: stopped"
+    return 3
+  fi
+}
+
 # The last lines of a log, for error messages that must show why a service did not come up.
 log_tail() {
   local file=$1

@@ -58,6 +58,10 @@ appendfsync everysec
 EOF
 }
 
+listening_on() {
+  sed -n 's/^port /127.0.0.1:/p' "$HOME_DIR/redis.conf" 2>/dev/null
+}
+
 ping() {
   [[ $(redis-cli -h 127.0.0.1 -p "$CDPULSE_REDIS_PORT" ping 2>/dev/null) == PONG ]]
 }
@@ -66,7 +70,7 @@ start() {
   local pid waited=0
   install
   if pid=$(live_pid "$PIDFILE" "$MARKER"); then
-    say "redis is already running (pid $pid) on $(sed -n 's/^port /127.0.0.1:/p' "$HOME_DIR/redis.conf")"
+    say "redis is already running (pid $pid) on $(listening_on)"
     return 0
   fi
   rm -f "$PIDFILE"
@@ -96,24 +100,11 @@ start() {
 }
 
 stop() {
-  local pid
-  if pid=$(live_pid "$PIDFILE" "$MARKER"); then
-    stop_pid "$pid" redis
-    say "redis stopped (was pid $pid)"
-  else
-    say "redis is not running"
-  fi
-  rm -f "$PIDFILE"
+  stop_service redis "$PIDFILE" "$MARKER"
 }
 
 status() {
-  local pid
-  if pid=$(live_pid "$PIDFILE" "$MARKER"); then
-    say "redis: running (pid $pid) on $(sed -n 's/^port /127.0.0.1:/p' "$HOME_DIR/redis.conf"), log $LOG"
-  else
-    say "redis: stopped"
-    return 3
-  fi
+  service_status redis "$PIDFILE" "$MARKER" "$(listening_on), log $LOG"
 }
 
 case ${1:-} in
