@@ -82,7 +82,12 @@ class Env:
     def worker(self, **overrides: str) -> Worker:
         """Start a real ``cdpulse worker`` process for this env and wait until it serves."""
         port = free_port()
-        variables = {**self.variables, "CDPULSE_WEB_PORT": str(port), **overrides}
+        variables = {
+            **self.variables,
+            "CDPULSE_WEB_PORT": str(port),
+            "CDPULSE_DATA_DIR": str(self.logs / "data"),
+            **overrides,
+        }
         log = self.logs / f"worker-{len(self.workers)}.log"
         worker = Worker(variables, port, log)
         self.workers.append(worker)
@@ -216,7 +221,7 @@ def drained(settings: Settings) -> bool:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        committed = admin.list_consumer_group_offsets(settings.app_id)
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
         partitions = [
             TopicPartition(t, p)
             for t in (

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from tests.integration.conftest import Env, Worker, consume_all, drained, wait_until
-from tests.oracle import expected_profiles
-from tests.profiles import assert_profile_matches
+from tests.oracle import differences, expected
 
 from cdpulse.contract.topics import Topics
 from cdpulse.producer import Producer
@@ -29,6 +29,15 @@ def _send_stream(env: Env, stream: list[tuple[dict[str, Any], bytes | None]]) ->
                 key = (event.get("customer_id") or event.get("anonymous_id") or "").encode()
                 producer.send_raw(topics.for_type(event["type"]), broken, key)
     return len(stream)
+
+
+def expected_profiles(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return expected(events, now=datetime.now(UTC)).profiles
+
+
+def assert_profile_matches(actual: dict[str, Any], wanted: dict[str, Any]) -> None:
+    problems = differences(actual, wanted)
+    assert not problems, "profile differs from the oracle:\n  " + "\n  ".join(problems)
 
 
 def _check_profiles(worker: Worker, env: Env, events: list[dict[str, Any]]) -> None:
@@ -53,8 +62,9 @@ def test_simulated_shop_gives_exact_profiles_and_every_message_is_accounted_for(
     env: Env,
 ) -> None:
     rng = random.Random(5)
-    events = list(Shop(customers=500, days=30, seed=11).events())
-    assert len(events) >= 20_000 and len({e.get("customer_id") for e in events}) > 500
+    events = list(Shop(customers=650, days=30, seed=11).events())
+    known = {e["customer_id"] for e in events if e.get("customer_id")}
+    assert len(events) >= 20_000 and len(known) >= 500
 
     stream: list[tuple[dict[str, Any], bytes | None]] = []
     expected_reasons: Counter[str] = Counter()

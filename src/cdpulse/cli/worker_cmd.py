@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from cdpulse.settings import get_settings
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     logging.basicConfig(level=args.loglevel.upper())
     ensure_topics(settings)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app, _ = create_app(settings)
     from faust.worker import Worker
 

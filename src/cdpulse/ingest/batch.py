@@ -98,7 +98,7 @@ class BatchProcessor:
             return result
 
         merges = await self._link(items)
-        await self._resolve(items)
+        await self._resolve(items, merges)
         await self._apply(items, merges, result)
         await self._advance_watermarks(items)
 
@@ -129,13 +129,20 @@ class BatchProcessor:
                 merges[customer_id].append(anonymous_id)
         return merges
 
-    async def _resolve(self, items: list[_Item]) -> None:
-        """Point each event at its profile: customer_id, else the visitor's customer."""
+    async def _resolve(self, items: list[_Item], merges: dict[str, list[str]]) -> None:
+        """Point each event at its profile: customer_id, else the visitor's customer.
+
+        A visitor resolved through an alias is also queued for merging: if a worker died
+        between linking and merging, its profile is still there, and it must be merged
+        before its re-delivered messages are checked for duplicates.
+        """
         anonymous = sorted({i.event.key for i in items if i.event.customer_id is None})
         aliases = await self.store.resolve(anonymous)
         for item in items:
             event = item.event
             item.target = event.customer_id or aliases[event.key]
+            if item.target != event.key and event.key not in merges[item.target]:
+                merges[item.target].append(event.key)
 
     async def _apply(
         self, items: list[_Item], merges: dict[str, list[str]], result: BatchResult
@@ -155,13 +162,8 @@ class BatchProcessor:
             for target in targets:
                 current = stored[target]
                 profile = current.profile or new_profile(target)
-                applied = duplicates = 0
-                for item in by_target.get(target, []):
-                    m = item.message
-                    if apply(profile, item.event, self.rules, m.source, m.offset):
-                        applied += 1
-                    else:
-                        duplicates += 1
+                # Merge first: the visitor's offsets must be known before its re-delivered
+                # messages (now resolved to this customer) are checked for duplicates.
                 merged: list[str] = []
                 for anonymous_id in merges.get(target, []):
                     other = stored[anonymous_id].profile
@@ -171,6 +173,13 @@ class BatchProcessor:
                         merge(profile, other, self.rules)
                     # Retired even when merged by an earlier, interrupted attempt.
                     merged.append(anonymous_id)
+                applied = duplicates = 0
+                for item in by_target.get(target, []):
+                    m = item.message
+                    if apply(profile, item.event, self.rules, m.source, m.offset):
+                        applied += 1
+                    else:
+                        duplicates += 1
                 outcome[target] = (applied, duplicates, merged)
                 if applied or merged:
                     writes.append(Write(profile, current.version))
@@ -205,8 +214,10 @@ class BatchProcessor:
                 aliases = await self.store.resolve(sorted(realias))
                 for item in items:
                     if item.target in realias:
-                        item.target = aliases[item.target]
+                        visitor, item.target = item.target, aliases[item.target]
                         pending.add(item.target)
+                        if visitor not in merges[item.target]:
+                            merges[item.target].append(visitor)
             if not pending:
                 return
         raise SaveRetriesExhausted(f"profiles still conflicting after {MAX_ROUNDS} rounds")

@@ -186,7 +186,9 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
         if line.price_at > mine.price_at:
             mine.category, mine.price, mine.price_at = line.category, line.price, line.price_at
         mine.changes.extend(line.changes)
-    _clear_cart(profile, other.cart_cleared_at)
+    # Either side's newest order checks out the other side's older cart changes too.
+    profile.cart_cleared_at = max(profile.cart_cleared_at, other.cart_cleared_at)
+    _prune_cart(profile)
     for category, score in other.affinity.items():
         _add_affinity(profile, category, score, other.affinity_ref, rules)
     for product_id, t in other.viewed.items():
@@ -247,12 +249,17 @@ def _change_cart(profile: Profile, product_id: str, t: int, delta: int) -> None:
 
 def _clear_cart(profile: Profile, t: int) -> None:
     """An order at ``t`` checks out every cart change at or before ``t``."""
-    if t <= profile.cart_cleared_at:
-        return
-    profile.cart_cleared_at = t
+    if t > profile.cart_cleared_at:
+        profile.cart_cleared_at = t
+        _prune_cart(profile)
+
+
+def _prune_cart(profile: Profile) -> None:
+    """Drop cart changes at or before the last order, and lines left empty."""
+    cleared = profile.cart_cleared_at
     for product_id in list(profile.cart):
         line = profile.cart[product_id]
-        line.changes = [(ct, d) for ct, d in line.changes if ct > t]
+        line.changes = [(ct, d) for ct, d in line.changes if ct > cleared]
         if not line.changes:
             del profile.cart[product_id]
 
