@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from tests.integration.stack import start_stack, stop_stack
 
 from cdpulse.settings import Settings
+from tests.integration.stack import start_stack, stop_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".run" / "test"

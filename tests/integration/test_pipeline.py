@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from tests.integration.conftest import Env, Worker, consume_all, drained, wait_until
-from tests.oracle import differences, expected
 
 from cdpulse.contract.topics import Topics
 from cdpulse.producer import Producer
 from cdpulse.simulate.malformed import malformed_event
 from cdpulse.simulate.shop import Shop
+from tests.integration.conftest import Env, Worker, consume_all, drained, wait_until
+from tests.oracle import differences, expected
 
 
 def _send_stream(env: Env, stream: list[tuple[dict[str, Any], bytes | None]]) -> int:
