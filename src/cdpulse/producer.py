@@ -1,9 +1,10 @@
 """``Producer``: validate an event, route it to its topic, key it by customer, send it.
 
 Built on kafka-python with ``acks=all`` and idempotence, so a retried send neither
-loses nor duplicates a message within the producer's session.
+loses nor duplicates a message within the producer's session. Typical use::
 
->>> # p = Producer.from_settings(get_settings()); p.send(event_dict); p.flush()
+    with Producer.from_settings(get_settings()) as producer:
+        producer.send(event)  # raises ProducerRejected, naming the field, when invalid
 """
 
 from __future__ import annotations

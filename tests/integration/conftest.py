@@ -112,7 +112,7 @@ class Worker:
         env = {**os.environ, **self.variables}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cdpulse.cli.main", "worker", "--loglevel", "warning"],
+                [sys.executable, "-m", "cdpulse", "worker", "--loglevel", "warning"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
