@@ -1,0 +1,395 @@
+"""The ground truth of customer profiles: every field computed straight from its definition.
+
+Written apart from the engine on purpose: nothing here comes from ``cdpulse.profile``,
+``cdpulse.ingest`` or ``cdpulse.store``. The engine keeps mergeable summaries updated one
+event at a time; the oracle sees all of a customer's events at once, sorts them by time
+and computes each field from the specification in one linear pass. When the two agree
+on a stream, the engine was exact on it. Only ``cdpulse.contract.validation`` is shared,
+to agree on which raw events are valid at all.
+
+Where the specification is silent the oracle decides, and says so: an identify naming the
+customer's own id as its anonymous id lists nothing in ``anonymous_ids`` (it links
+nothing); among adds of one product at the same instant, the highest (price, category)
+sets the cart price, so that the cart depends on the set of events only.
+
+>>> from datetime import UTC
+>>> t = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+>>> view = {"event_id": "e1", "type": "product_viewed", "timestamp": t,
+...         "anonymous_id": "a-1", "channel": "web",
+...         "properties": {"product_id": "P-1", "category": "shoes", "price": 59.0}}
+>>> login = {"event_id": "e2", "type": "identify", "timestamp": "2026-01-01T01:00:00+01:00",
+...          "customer_id": "C-1", "anonymous_id": "a-1", "channel": "web"}
+>>> truth = expected([view, login], now=datetime(2026, 11, 26, tzinfo=UTC))
+>>> truth.aliases, sorted(truth.profiles)
+({'a-1': 'C-1'}, ['C-1'])
+>>> p = truth.get("a-1")
+>>> p["id"], p["events"], p["sessions"], p["identified_at"], p["category_affinity"]
+('C-1', 2, 1, '2026-01-01T00:00:00.000Z', {'shoes': 1.0})
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from itertools import pairwise
+from typing import Any
+
+from cdpulse.contract.validation import Rejection, decode, validate
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+SESSION_GAP = 30 * MINUTE
+SESSION_TYPES = frozenset(
+    {
+        "page_viewed",
+        "product_viewed",
+        "search_performed",
+        "product_added",
+        "product_removed",
+        "checkout_started",
+        "order_completed",
+    }
+)
+AFFINITY_HALF_LIFE = 14 * DAY
+RECENTLY_VIEWED = 20
+PURPOSES = ("analytics", "personalization", "marketing")
+# (name, width, granularity)
+WINDOWS = (
+    ("1h", HOUR, 5 * MINUTE),
+    ("24h", DAY, HOUR),
+    ("7d", 7 * DAY, DAY),
+    ("30d", 30 * DAY, DAY),
+)
+
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:([Zz])|([+-])(\d\d):(\d\d))$"
+)
+
+Event = Mapping[str, Any]
+Document = dict[str, Any]
+
+
+# --- time ---------------------------------------------------------------------------------
+
+
+def millis(timestamp: Any) -> int:
+    """Epoch milliseconds of a contract timestamp: epoch ms, or RFC 3339 text with an offset.
+
+    >>> millis("1970-01-01T01:00:00.0015+01:00"), millis(2.5), millis(7)
+    (2, 3, 7)
+    """
+    if isinstance(timestamp, bool):
+        raise TypeError("oracle: a boolean is not a timestamp")
+    if isinstance(timestamp, int):
+        return timestamp
+    if isinstance(timestamp, float):
+        return math.floor(timestamp + 0.5)
+    match = _RFC3339.match(timestamp)
+    if match is None:
+        raise ValueError(f"oracle: timestamp {timestamp!r} is not in a form the oracle reads")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    # sub-microsecond digits are dropped, like the contract's parser does
+    micros = int((match.group(7) or "").ljust(6, "0")[:6])
+    offset = 0
+    if match.group(9):
+        sign = 1 if match.group(9) == "+" else -1
+        offset = sign * (int(match.group(10)) * HOUR + int(match.group(11)) * MINUTE)
+    days = date(year, month, day).toordinal() - _EPOCH_DAY
+    whole = days * DAY + hour * HOUR + minute * MINUTE + second * 1000 - offset
+    return whole + (micros + 500) // 1000
+
+
+def rfc3339(ms: int | None) -> str | None:
+    """RFC 3339 text of epoch milliseconds: UTC, three fraction digits, ``Z``.
+
+    >>> rfc3339(1_767_225_600_001)
+    '2026-01-01T00:00:00.001Z'
+    """
+    if ms is None:
+        return None
+    days, rest = divmod(ms, DAY)
+    hours, rest = divmod(rest, HOUR)
+    minutes, rest = divmod(rest, MINUTE)
+    seconds, fraction = divmod(rest, 1000)
+    day = date.fromordinal(_EPOCH_DAY + days).isoformat()
+    return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:03d}Z"
+
+
+# --- the truth of a whole stream ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Every expected profile of a stream, the anonymous ids linked to customers, as_of."""
+
+    profiles: dict[str, Document]
+    aliases: dict[str, str]
+    as_of: int
+
+    def get(self, profile_id: str) -> Document | None:
+        """The profile served for ``profile_id``: a linked anonymous id serves its customer's."""
+        return self.profiles.get(self.aliases.get(profile_id, profile_id))
+
+
+def valid_events(items: Iterable[bytes | Event], *, now: datetime) -> list[Event]:
+    """The valid events among raw message values or event dicts, in their order."""
+    out: list[Event] = []
+    for item in items:
+        if isinstance(item, bytes):
+            if isinstance(decode(item, now=now), Rejection):
+                continue
+            out.append(json.loads(item))
+        elif not isinstance(validate(dict(item), now=now), Rejection):
+            out.append(item)
+    return out
+
+
+def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None = None) -> Truth:
+    """The truth of a stream given in processing order (raw values or event dicts).
+
+    ``as_of`` defaults to the newest event time of the stream: the engine's watermark.
+    """
+    events: list[Event] = []
+    seen: set[str] = set()
+    for event in valid_events(items, now=now):
+        if event["event_id"] not in seen:
+            seen.add(event["event_id"])
+            events.append(event)
+
+    aliases: dict[str, str] = {}
+    for event in events:  # processing order: the first link of an anonymous id wins
+        customer: str = event.get("customer_id") or ""
+        anonymous: str | None = event.get("anonymous_id")
+        if event["type"] == "identify" and anonymous is not None and anonymous != customer:
+            aliases.setdefault(anonymous, customer)
+
+    owned: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        owner: str = event.get("customer_id") or event["anonymous_id"]
+        owned[aliases.get(owner, owner)].append(event)
+
+    newest = max((millis(e["timestamp"]) for e in events), default=0)
+    reference = newest if as_of is None else as_of
+    profiles = {owner: profile(owner, mine, reference) for owner, mine in owned.items()}
+    return Truth(profiles, aliases, reference)
+
+
+# --- one profile --------------------------------------------------------------------------
+
+
+def profile(profile_id: str, events: Iterable[Event], as_of: int) -> Document:
+    """The rendered profile of ``profile_id`` from all the (distinct) events it owns."""
+    timed = sorted(((millis(e["timestamp"]), e) for e in events), key=lambda te: te[0])
+    if not timed:
+        raise ValueError(f"oracle: profile {profile_id} has no events")
+    times = [t for t, _ in timed]
+    as_of = max(as_of, times[-1])
+
+    customers = {e["customer_id"] for _, e in timed if e.get("customer_id") is not None}
+    if len(customers) > 1:
+        raise ValueError(f"oracle: profile {profile_id} owns events of customers {customers}")
+    identifies = [(t, e) for t, e in timed if e["type"] == "identify"]
+    # every linked (merged) anonymous id is named by one of the customer's identify events
+    anonymous_ids = sorted(
+        {
+            e["anonymous_id"]
+            for _, e in identifies
+            if e.get("anonymous_id") is not None and e["anonymous_id"] != profile_id
+        }
+    )
+
+    orders = [(t, e["properties"]) for t, e in timed if e["type"] == "order_completed"]
+    refunds = [e["properties"]["amount"] for _, e in timed if e["type"] == "order_refunded"]
+    revenue = math.fsum(p["revenue"] for _, p in orders)
+    refunded = math.fsum(refunds)
+    last_order = orders[-1][0] if orders else None
+
+    return {
+        "id": profile_id,
+        "customer_id": next(iter(customers), None),
+        "anonymous_ids": anonymous_ids,
+        "as_of": rfc3339(as_of),
+        "first_seen": rfc3339(times[0]),
+        "last_seen": rfc3339(times[-1]),
+        "events": len(timed),
+        "counts": _tally(e["type"] for _, e in timed),
+        "channels": _tally(e["channel"] for _, e in timed),
+        "sessions": _sessions([t for t, e in timed if e["type"] in SESSION_TYPES]),
+        "orders": len(orders),
+        "revenue": round(revenue, 2),
+        "average_order_value": round(revenue / len(orders), 2) if orders else 0.0,
+        "first_order_at": rfc3339(orders[0][0]) if orders else None,
+        "last_order_at": rfc3339(last_order),
+        "refunds": {"count": len(refunds), "amount": round(refunded, 2)},
+        "cart": _cart(timed),
+        "category_affinity": _affinity(timed, as_of),
+        "recently_viewed": _recently_viewed(timed),
+        "windows": _windows(timed, as_of),
+        "rfm": {
+            "recency_days": None if last_order is None else round((as_of - last_order) / DAY, 4),
+            "frequency": len(orders),
+            "monetary": round(revenue - refunded, 2),
+        },
+        "consent": _consent(timed),
+        "identified_at": rfc3339(identifies[0][0]) if identifies else None,
+    }
+
+
+def _tally(names: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for name in names:
+        counts[name] += 1
+    return dict(sorted(counts.items()))
+
+
+def _sessions(times: list[int]) -> int:
+    """Visits: runs of session events with no gap longer than the session gap."""
+    if not times:
+        return 0
+    return 1 + sum(1 for a, b in pairwise(times) if b - a > SESSION_GAP)
+
+
+def _cart(timed: list[tuple[int, Event]]) -> Document:
+    """The cart opened after the latest order: products with a positive net quantity.
+
+    Price and category come from the product's newest add; among adds at one instant,
+    from the highest (price, category), so that the cart depends on the set of events only.
+    """
+    orders = [t for t, e in timed if e["type"] == "order_completed"]
+    cleared = orders[-1] if orders else -math.inf
+    net: dict[str, int] = defaultdict(int)
+    first_add: dict[str, int] = {}
+    newest_add: dict[str, tuple[int, float, str]] = {}  # (time, price, category)
+    for t, e in timed:
+        if e["type"] not in ("product_added", "product_removed"):
+            continue
+        props = e["properties"]
+        product = props["product_id"]
+        if e["type"] == "product_added":
+            offer = (t, props["price"], props["category"])
+            newest_add[product] = max(offer, newest_add.get(product, offer))
+        if t <= cleared:
+            continue
+        if e["type"] == "product_added":
+            net[product] += props.get("quantity", 1)
+            first_add.setdefault(product, t)
+        else:
+            net[product] -= props.get("quantity", 1)
+    items: list[Document] = [
+        {
+            "product_id": product,
+            "category": newest_add[product][2],
+            "price": newest_add[product][1],
+            "quantity": net[product],
+        }
+        for product in sorted(net)
+        if net[product] > 0 and product in newest_add
+    ]
+    since = min((first_add[i["product_id"]] for i in items), default=None)
+    return {
+        "items": items,
+        "value": round(math.fsum(i["price"] * i["quantity"] for i in items), 2),
+        "since": rfc3339(since),
+    }
+
+
+def _affinity(timed: list[tuple[int, Event]], as_of: int) -> dict[str, float]:
+    """Views (1), adds (3) and purchased line items (5) per category, halved every 14 days."""
+    weights: dict[str, list[float]] = defaultdict(list)
+    for t, e in timed:
+        decay = 0.5 ** ((as_of - t) / AFFINITY_HALF_LIFE)
+        props = e.get("properties", {})
+        if e["type"] == "product_viewed":
+            weights[props["category"]].append(1.0 * decay)
+        elif e["type"] == "product_added":
+            weights[props["category"]].append(3.0 * decay)
+        elif e["type"] == "order_completed":
+            for item in props["items"]:
+                weights[item["category"]].append(5.0 * decay)
+    scores = {category: round(math.fsum(w), 6) for category, w in weights.items()}
+    return dict(sorted(scores.items(), key=lambda cs: (-cs[1], cs[0])))
+
+
+def _recently_viewed(timed: list[tuple[int, Event]]) -> list[str]:
+    newest: dict[str, int] = {}
+    for t, e in timed:
+        if e["type"] == "product_viewed":
+            newest[e["properties"]["product_id"]] = t  # time order: ends at the newest view
+    top = sorted(newest.items(), key=lambda pt: (pt[1], pt[0]), reverse=True)[:RECENTLY_VIEWED]
+    return [p for p, _ in sorted(top, key=lambda pt: (-pt[1], pt[0]))]
+
+
+def _windows(timed: list[tuple[int, Event]], as_of: int) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for name, width, granularity in WINDOWS:
+        lo = (as_of // granularity) * granularity - width + granularity
+        inside = [e for t, e in timed if lo <= (t // granularity) * granularity <= as_of]
+        orders = [e["properties"]["revenue"] for e in inside if e["type"] == "order_completed"]
+        out[name] = {
+            "events": len(inside),
+            "orders": len(orders),
+            "revenue": round(math.fsum(orders), 2),
+        }
+    return out
+
+
+def _consent(timed: list[tuple[int, Event]]) -> dict[str, bool | None]:
+    """Per purpose, the newest update that set it; a refusal wins a tie."""
+    latest: dict[str, tuple[int, bool]] = {}
+    for t, e in timed:
+        if e["type"] != "consent_updated":
+            continue
+        for purpose, granted in e["properties"]["purposes"].items():
+            if purpose not in PURPOSES or granted is None:
+                continue
+            current = latest.get(purpose)
+            if current is None or t > current[0] or (t == current[0] and not granted):
+                latest[purpose] = (t, granted)
+    return {purpose: latest[purpose][1] if purpose in latest else None for purpose in PURPOSES}
+
+
+# --- comparing ----------------------------------------------------------------------------
+
+
+def differences(actual: Document, wanted: Document) -> list[str]:
+    """Every field where a rendered profile differs from the truth, one line each.
+
+    Exact everywhere except: ``anonymous_ids`` compare as sets; affinity scores within
+    1e-6 (relative) since decayed sums of floats depend on the order of additions; the
+    average order value within a cent, since half-cent quotients round either way by
+    float noise.
+    """
+    out: list[str] = []
+    if set(actual) != set(wanted):
+        out.append(f"fields: got {sorted(actual)}, want {sorted(wanted)}")
+    for name in wanted:
+        got, want = actual.get(name), wanted[name]
+        if name == "anonymous_ids":
+            same = set(got or ()) == set(want) and len(got or ()) == len(set(got or ()))
+        elif name == "category_affinity":
+            same = _same_affinity(got, want)
+        elif name == "average_order_value":
+            same = isinstance(got, float) and abs(got - want) <= 0.01 + 1e-9
+        else:
+            same = got == want
+        if not same:
+            out.append(f"{wanted['id']}.{name}: got {got!r}, want {want!r}")
+    return out
+
+
+def _same_affinity(got: Any, want: dict[str, float]) -> bool:
+    if not isinstance(got, dict) or set(got) != set(want):
+        return False
+    if not all(math.isclose(got[c], s, rel_tol=1e-6, abs_tol=2e-6) for c, s in want.items()):
+        return False
+    # strongest first: no category may follow one whose true score is clearly lower
+    order = list(got)
+    return all(want[a] >= want[b] - 2e-6 * max(1.0, want[a]) for a, b in pairwise(order))
