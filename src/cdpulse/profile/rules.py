@@ -109,7 +109,9 @@ def apply(
         added = event.properties
         _add_affinity(profile, added.category, AFFINITY_WEIGHTS["product_added"], t, rules)
         line = profile.cart.setdefault(added.product_id, CartLine())
-        if t >= line.price_at:
+        # The newest add sets the price; a tie is broken by the values themselves, so
+        # arrival order never matters.
+        if (t, added.price, added.category) > (line.price_at, line.price, line.category):
             line.category, line.price, line.price_at = added.category, added.price, t
         _change_cart(profile, added.product_id, t, added.quantity)
     elif isinstance(event, ProductRemovedEvent):
@@ -140,7 +142,7 @@ def apply(
             t if profile.identified_at is None else min(profile.identified_at, t)
         )
         anonymous_id = event.anonymous_id
-        if anonymous_id is not None and anonymous_id not in profile.anonymous_ids:
+        if anonymous_id is not None and anonymous_id not in (profile.id, *profile.anonymous_ids):
             profile.anonymous_ids.append(anonymous_id)
 
     windows.add(profile.buckets, t, 1, orders, revenue)
@@ -183,7 +185,7 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
         _insert_span(profile, start, end, rules)
     for product_id, line in other.cart.items():
         mine = profile.cart.setdefault(product_id, CartLine())
-        if line.price_at > mine.price_at:
+        if (line.price_at, line.price, line.category) > (mine.price_at, mine.price, mine.category):
             mine.category, mine.price, mine.price_at = line.category, line.price, line.price_at
         mine.changes.extend(line.changes)
     # Either side's newest order checks out the other side's older cart changes too.
