@@ -27,7 +27,7 @@ from cdpulse.settings import Settings
 from tests.integration.stack import start_stack, stop_stack
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_DIR = ROOT / ".run" / "test"
+RUN_DIR = Path(os.environ.get("CDPULSE_TEST_RUN_DIR", ROOT / ".run" / "test"))
 KAFKA_PORT = int(os.environ.get("CDPULSE_TEST_KAFKA_PORT", "19092"))
 CONTROLLER_PORT = int(os.environ.get("CDPULSE_TEST_KAFKA_CONTROLLER_PORT", "19093"))
 REDIS_PORT = int(os.environ.get("CDPULSE_TEST_REDIS_PORT", "16379"))
@@ -217,11 +217,16 @@ def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 
 def drained(settings: Settings) -> bool:
     """Whether the worker group has committed every input message."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        try:
+            committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        except KafkaError:
+            return False  # a fresh broker creates __consumer_offsets on first use: not yet
+
         partitions = [
             TopicPartition(t, p)
             for t in (
