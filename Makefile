@@ -31,6 +31,9 @@ $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# Real data sets for honest checks, read by path (DESIGN.md): the lifetimes wheel ships
+	# CDNOW. --no-deps: only its data files are used, never its code.
+	$(BIN)/pip install --quiet --no-deps lifetimes==0.11.3
 	touch $@
 
 venv: $(VENV_STAMP)
