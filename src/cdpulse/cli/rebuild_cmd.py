@@ -1,0 +1,159 @@
+"""``cdpulse rebuild``: rebuild every profile from the Kafka history into an empty prefix.
+
+Stop the workers that write into the target prefix first: a worker applying a newer
+message of a customer before the rebuild reaches the older ones would make the rebuild
+skip those as re-deliveries. Rebuilding into a new prefix while the workers keep
+serving the old one is always safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from cdpulse.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer
+
+    from cdpulse.ingest.rebuild import RebuildReport
+    from cdpulse.store.redis import RedisProfileStore
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "rebuild",
+        help="rebuild all profiles from the Kafka history into an empty Redis key prefix",
+        description=(
+            "Replay the input topics from their first retained offset through the worker's "
+            "batch processor into an empty Redis key prefix, then print what was written."
+        ),
+    )
+    parser.add_argument(
+        "--target-prefix",
+        help="Redis key prefix to write, which must hold no keys (default: CDPULSE_REDIS_PREFIX)",
+    )
+    parser.add_argument("--redis-url", help="Redis to write to (default: CDPULSE_REDIS_URL)")
+    parser.add_argument(
+        "--batch-size", type=int, help="messages applied per batch (default: CDPULSE_BATCH_SIZE)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from cdpulse.cli.main import CliError
+    from cdpulse.ingest.rebuild import RebuildError
+
+    settings = get_settings()
+    prefix = args.target_prefix or settings.redis_prefix
+    redis_url = args.redis_url or settings.redis_url
+    batch_size = args.batch_size or settings.batch_size
+    if batch_size < 1:
+        raise CliError(f"--batch-size must be at least 1, got {batch_size}")
+    try:
+        return asyncio.run(_rebuild(settings, prefix, redis_url, batch_size))
+    except RebuildError as exc:
+        raise CliError(str(exc)) from exc
+    except KafkaError as exc:
+        raise CliError(
+            f"reading the history from Kafka at {settings.kafka_bootstrap} failed ({exc}); "
+            "start it with `make stack-up` or set CDPULSE_KAFKA_BOOTSTRAP"
+        ) from exc
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise CliError(
+            f"cannot reach Redis at {redis_url} ({exc}); start it with `make stack-up` "
+            "or pass --redis-url"
+        ) from exc
+
+
+async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: int) -> int:
+    from datetime import timedelta
+
+    from cdpulse.cli.progress import Reporter
+    from cdpulse.contract.topics import Topics
+    from cdpulse.ingest.batch import BatchProcessor
+    from cdpulse.ingest.rebuild import History, rebuild
+    from cdpulse.profile.rules import Rules
+    from cdpulse.store.redis import RedisProfileStore
+
+    store = RedisProfileStore.from_url(redis_url, prefix)
+    try:
+        await _refuse_unless_empty(store, redis_url)
+        topics = Topics.from_settings(settings).inputs
+        with History(lambda: _history_consumer(settings), topics) as history:
+            for part in history.truncated:
+                print(
+                    f"warning: {part.topic}:{part.partition} starts at offset {part.start}: "
+                    "retention deleted older messages, so the profiles miss them",
+                    file=sys.stderr,
+                )
+            processor = BatchProcessor(
+                store,
+                Rules.from_settings(settings),
+                max_bytes=settings.max_event_bytes,
+                max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+            )
+            with Reporter("rebuild", history.total) as progress:
+                report = await rebuild(history, processor, batch_size, progress.advance)
+        print(await _summary(store, report, len(history.ranges)))
+    finally:
+        await store.close()
+    return 0
+
+
+async def _refuse_unless_empty(store: RedisProfileStore, redis_url: str) -> None:
+    from cdpulse.cli.main import CliError
+    from cdpulse.ingest.rebuild import key_pattern
+
+    pattern = key_pattern(store.keys)
+    async for key in store.client.scan_iter(match=pattern, count=1000):
+        raise CliError(
+            f"Redis prefix {store.keys.prefix!r} at {redis_url} already holds keys (for example "
+            f"{key.decode('utf-8', 'backslashreplace')!r}); rebuild writes only into an empty "
+            "prefix: choose a new one with --target-prefix, or delete the keys matching "
+            f"{pattern!r} first"
+        )
+
+
+def _history_consumer(settings: Settings) -> KafkaConsumer:
+    """A consumer in no group: it commits nothing and takes no partition from a worker."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    from cdpulse.cli.main import CliError
+
+    try:
+        return KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            client_id=f"{settings.app_id}-rebuild",
+            group_id=None,
+            enable_auto_commit=False,
+        )
+    except KafkaError as exc:
+        raise CliError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); start it with "
+            "`make stack-up` or set CDPULSE_KAFKA_BOOTSTRAP"
+        ) from exc
+
+
+async def _summary(store: RedisProfileStore, report: RebuildReport, partitions: int) -> str:
+    from cdpulse.ingest.rebuild import key_pattern
+
+    aliases = 0
+    async for _ in store.client.scan_iter(match=key_pattern(store.keys) + ":alias", count=1000):
+        aliases += 1
+    profiles = await store.count()
+    rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(report.rejected.items()))
+    return (
+        f"rebuilt prefix {store.keys.prefix!r} from {report.messages} messages in {partitions} "
+        f"partitions in {report.seconds:.1f}s: {report.applied} events applied, "
+        f"{report.duplicates} duplicates, {report.merges} visitor merges, "
+        f"{sum(report.rejected.values())} dead letters{f' ({rejected})' if rejected else ''}; "
+        f"{profiles} profiles, {aliases} aliases"
+    )

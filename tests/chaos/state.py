@@ -1,0 +1,90 @@
+"""What cdpulse stored under one Redis key prefix, read straight from Redis.
+
+The fault tests and the rebuild test compare whole stores: every profile, every alias
+and the watermarks, rendered exactly as the HTTP API renders them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from cdpulse.profile.model import Profile, decode
+from cdpulse.profile.rules import Rules
+from cdpulse.profile.view import render
+from cdpulse.store.keys import Keys
+from tests.oracle import Truth, differences
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """Every profile, alias and per-partition watermark under one prefix."""
+
+    profiles: dict[str, Profile]
+    aliases: dict[str, str]
+    watermarks: dict[str, int]
+
+    @property
+    def as_of(self) -> int:
+        """The newest event time seen on any partition: what the API renders at."""
+        return max(self.watermarks.values(), default=0)
+
+    def documents(self, rules: Rules | None = None) -> dict[str, dict[str, Any]]:
+        """Every profile as ``GET /v1/profiles/{id}`` serves it."""
+        rules = rules or Rules()
+        return {i: render(p, self.as_of, rules) for i, p in self.profiles.items()}
+
+
+def read_state(client: redis.Redis, prefix: str) -> StoredState:
+    """Read everything under ``prefix`` (which must hold no glob characters)."""
+    keys = Keys(prefix)
+    profile_keys = sorted(client.scan_iter(match=keys.profile("*"), count=1000))
+    alias_keys = sorted(client.scan_iter(match=keys.alias("*"), count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in profile_keys:
+        pipe.hget(key, "b")
+    blobs = pipe.execute()
+    targets = client.mget(alias_keys) if alias_keys else []
+    marks = client.hgetall(keys.watermark)
+    return StoredState(
+        profiles={
+            _id(k, prefix, "profile"): decode(b) for k, b in zip(profile_keys, blobs, strict=True)
+        },
+        aliases={
+            _id(k, prefix, "alias"): t.decode() for k, t in zip(alias_keys, targets, strict=True)
+        },
+        watermarks={k.decode(): int(v) for k, v in marks.items()},
+    )
+
+
+def _id(key: bytes, prefix: str, kind: str) -> str:
+    return key.decode().removeprefix(f"{prefix}:{{").removesuffix(f"}}:{kind}")
+
+
+def oracle_problems(state: StoredState, truth: Truth, limit: int = 20) -> list[str]:
+    """How the stored state differs from the oracle's truth, one line each (at most ``limit``)."""
+    problems: list[str] = []
+    stored, wanted = set(state.profiles), set(truth.profiles)
+    if stored != wanted:
+        problems.append(
+            f"profiles: {len(stored - wanted)} unexpected (e.g. {sorted(stored - wanted)[:3]}), "
+            f"{len(wanted - stored)} missing (e.g. {sorted(wanted - stored)[:3]})"
+        )
+    if state.aliases != truth.aliases:
+        wrong = sorted(
+            a
+            for a in state.aliases.keys() | truth.aliases.keys()
+            if state.aliases.get(a) != truth.aliases.get(a)
+        )
+        problems.append(f"aliases: {len(wrong)} differ, e.g. {wrong[:3]}")
+    if state.as_of != truth.as_of:
+        problems.append(f"watermark: got {state.as_of}, want {truth.as_of}")
+    documents = state.documents()
+    for profile_id in sorted(stored & wanted):
+        problems += differences(documents[profile_id], truth.profiles[profile_id])
+        if len(problems) >= limit:
+            problems.append("... (more differences not shown)")
+            break
+    return problems
