@@ -16,7 +16,7 @@ STACK := deploy/local/stack.sh
 # Where the integration tests' own stack lives (tests/integration/stack.py).
 TEST_RUN_DIR := .run/test
 
-.PHONY: help venv stack-deps stack-up stack-down stack-status test lint schemas demo clean distclean
+.PHONY: help venv stack-deps stack-up stack-down stack-status test lint schemas demo bench clean distclean
 
 help:
 	@echo "make venv          .venv with cdpulse and its test tools"
@@ -25,6 +25,7 @@ help:
 	@echo "make lint          ruff and mypy only"
 	@echo "make schemas       regenerate the JSON Schemas in schemas/"
 	@echo "make demo          stack, worker and a simulated shop streaming in; Ctrl-C stops it"
+	@echo "make bench         the benchmark (BENCHMARKS.md); result and chart in .run/bench-result.*"
 	@echo "make clean         stop the stacks and remove .run and tool caches (distclean: also .venv, .cache)"
 
 $(VENV_STAMP): pyproject.toml
@@ -67,6 +68,11 @@ schemas: venv
 
 demo: venv stack-deps
 	deploy/local/demo.sh
+
+# Starts the local stack only when nothing answers at CDPULSE_KAFKA_BOOTSTRAP / CDPULSE_REDIS_URL,
+# and stops what it started. BENCH_ARGS passes options: make bench BENCH_ARGS="--events 100000".
+bench: venv stack-deps
+	$(BIN)/cdpulse bench --out .run/bench-result.json --chart .run/bench-result.png $(BENCH_ARGS)
 
 clean:
 	$(STACK) stop

@@ -1,0 +1,58 @@
+"""How far a consumer group has got: its committed offsets against the topics' ends."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+
+class Offsets:
+    """End offsets of topics and committed offsets of groups, over one pair of clients."""
+
+    def __init__(self, bootstrap: str) -> None:
+        servers = bootstrap.split(",")
+        self._admin = KafkaAdminClient(bootstrap_servers=servers, client_id="cdpulse-bench")
+        self._consumer = KafkaConsumer(bootstrap_servers=servers, client_id="cdpulse-bench")
+
+    def partitions(self, topics: list[str]) -> list[TopicPartition]:
+        out: list[TopicPartition] = []
+        for topic in topics:
+            ids = self._consumer.partitions_for_topic(topic) or set()
+            out += [TopicPartition(topic, p) for p in sorted(ids)]
+        return out
+
+    def ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: int(end) for tp, end in self._consumer.end_offsets(partitions).items()}
+
+    def committed(self, group: str, ends: dict[TopicPartition, int]) -> int:
+        """Messages the group has committed, over the partitions in ``ends``.
+
+        A group the coordinator does not know yet (or not yet ready) has committed 0.
+        """
+        try:
+            offsets = self._admin.list_group_offsets(group).get(group, {})
+        except KafkaError:
+            return 0
+        total = 0
+        for tp, end in ends.items():
+            meta = offsets.get(tp)
+            if meta is not None and meta.offset > 0:
+                total += min(int(meta.offset), end)
+        return total
+
+    def close(self) -> None:
+        self._admin.close()
+        self._consumer.close()
+
+    def __enter__(self) -> Offsets:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,119 @@
+"""What a process and the machine used, from /proc (Linux only).
+
+>>> parse_stat("42 (python3 -m x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 99 0 0")
+(250, 50)
+>>> parse_status_kib("Name:\\tpython\\nVmHWM:\\t  204800 kB\\nVmRSS:\\t  102400 kB\\n", "VmRSS")
+102400
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_stat(text: str) -> tuple[int, int]:
+    """(utime, stime) in clock ticks from the text of ``/proc/<pid>/stat``.
+
+    The command name (field 2) may hold spaces and parentheses, so fields are counted
+    from the last ``)``.
+    """
+    fields = text[text.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return int(fields[11]), int(fields[12])
+
+
+def parse_status_kib(text: str, name: str) -> int:
+    """A ``kB`` line of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), in KiB."""
+    for line in text.splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise ValueError(f"/proc status has no {name} line")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """CPU seconds used so far and resident memory of one process."""
+
+    cpu_seconds: float
+    rss_bytes: int
+    peak_rss_bytes: int
+
+
+def sample_process(pid: int) -> ProcessSample:
+    """Read ``/proc/<pid>/stat`` and ``/proc/<pid>/status``."""
+    utime, stime = parse_stat(Path(f"/proc/{pid}/stat").read_text())
+    status = Path(f"/proc/{pid}/status").read_text()
+    return ProcessSample(
+        (utime + stime) / CLOCK_TICKS,
+        parse_status_kib(status, "VmRSS") * 1024,
+        parse_status_kib(status, "VmHWM") * 1024,
+    )
+
+
+def machine_busy_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine since boot, from ``/proc/stat``."""
+    with open("/proc/stat", encoding="ascii") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    # guest time is already counted in user and nice
+    total = sum(values[:8])
+    return total - idle, total
+
+
+def load_average() -> tuple[float, float, float]:
+    one, five, fifteen = os.getloadavg()
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+def machine() -> dict[str, object]:
+    """CPU model, cores, memory and kernel of this machine."""
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = parse_status_kib(Path("/proc/meminfo").read_text(), "MemTotal")
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def listening_inode(tcp_table: str, port: int) -> str | None:
+    """The socket inode listening on ``port`` in the text of ``/proc/net/tcp`` (or tcp6)."""
+    for line in tcp_table.splitlines()[1:]:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+            return inode
+    return None
+
+
+def pid_listening_on(port: int) -> int | None:
+    """The pid of the process listening on TCP ``port``, when this user may see it."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            inode = inode or listening_inode(Path(table).read_text(), port)
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) == target:
+                    return int(proc.name)
+    return None

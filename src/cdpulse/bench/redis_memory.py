@@ -1,0 +1,83 @@
+"""What a profile costs in Redis, measured two ways.
+
+* ``MEMORY USAGE`` (exact, ``SAMPLES 0``) of a sample of profile keys: the key, the
+  hash and its MessagePack value, as Redis accounts for them;
+* the growth of ``used_memory`` over a phase divided by the profiles it created: also
+  aliases, watermarks and the keyspace's own overhead, so the honest total.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis as sync_redis
+
+from cdpulse.bench.stats import percentile
+from cdpulse.store.keys import Keys
+
+
+def used_memory(client: sync_redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def profile_keys(client: sync_redis.Redis, prefix: str, limit: int) -> list[bytes]:
+    """Up to ``limit`` profile keys under ``prefix``."""
+    keys: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}:{{*}}:profile", count=1000):
+        keys.append(key)
+        if len(keys) >= limit:
+            break
+    return keys
+
+
+def measure(
+    client: sync_redis.Redis, prefix: str, used_before: int, sample: int = 1000
+) -> dict[str, Any]:
+    """Bytes per profile under ``prefix``; ``used_before`` is ``used_memory`` before the phase."""
+    keys = Keys(prefix)
+    profiles = int(client.get(keys.profile_count) or 0)
+    aliases = sum(1 for _ in client.scan_iter(match=f"{prefix}:{{*}}:alias", count=1000))
+    growth = used_memory(client) - used_before
+    sampled = profile_keys(client, prefix, sample)
+    pipe = client.pipeline(transaction=False)
+    for key in sampled:
+        pipe.memory_usage(key, samples=0)
+        pipe.hstrlen(key, "b")
+    answers = pipe.execute()
+    usage = [float(u) for u in answers[0::2] if u is not None]
+    blobs = [float(b) for b in answers[1::2]]
+    out: dict[str, Any] = {
+        "profiles": profiles,
+        "aliases": aliases,
+        "used_memory_growth": growth,
+        "bytes_per_profile": growth / profiles if profiles else None,
+        "sampled_keys": len(usage),
+    }
+    if usage:
+        out["memory_usage"] = {
+            "mean": sum(usage) / len(usage),
+            "p50": percentile(usage, 0.5),
+            "p99": percentile(usage, 0.99),
+            "max": max(usage),
+        }
+        out["msgpack_bytes"] = {
+            "mean": sum(blobs) / len(blobs),
+            "p50": percentile(blobs, 0.5),
+            "p99": percentile(blobs, 0.99),
+            "max": max(blobs),
+        }
+    return out
+
+
+def delete_prefix(client: sync_redis.Redis, prefix: str) -> int:
+    """Remove every key under ``prefix``; returns how many."""
+    removed = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=Keys(prefix).pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            removed += int(client.unlink(*batch))
+            batch.clear()
+    if batch:
+        removed += int(client.unlink(*batch))
+    return removed
