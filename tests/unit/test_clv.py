@@ -23,6 +23,7 @@ from scipy import integrate, special  # type: ignore[import-untyped]
 
 from cdpulse.models.bgnbd import BGNBD, BGNBDParams
 from cdpulse.models.clv_fit import ClvFitError, FloatArray
+from cdpulse.models.gamma_gamma import GammaGamma, GammaGammaParams
 
 # Fader, Hardie & Lee (2005), CDNOW, weeks: the parameters and the log-likelihood.
 PUBLISHED_BGNBD = BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -315,3 +316,93 @@ def test_a_negative_horizon_is_refused() -> None:
 def test_parameters_must_be_positive() -> None:
     with pytest.raises(ValueError, match=r"BGNBDParams.alpha = 0.0: must be a finite number > 0"):
         BGNBDParams(r=0.2, alpha=0.0, a=0.8, b=2.4)
+
+
+# --- Gamma-Gamma ---------------------------------------------------------------------------
+
+# The lifetimes documentation's fit of the same file (two decimals).
+PUBLISHED_GAMMA_GAMMA = (6.25, 3.74, 15.45)
+
+
+@pytest.fixture(scope="module")
+def cdnow_spend() -> tuple[FloatArray, FloatArray]:
+    """x and the average repeat-transaction value (dollars) of the 2357 CDNOW customers."""
+    data = cdnow("cdnow_customers_summary_with_transactions.csv")
+    assert data.shape == (2357, 4)
+    return data[:, 0], data[:, 3]
+
+
+def test_cdnow_gamma_gamma_reproduces_the_published_parameters(
+    cdnow_spend: tuple[FloatArray, FloatArray],
+) -> None:
+    x, m = cdnow_spend
+    assert int((x > 0).sum()) == 946  # the customers with an average to learn from
+    fitted = GammaGamma.fit(x, m)  # x = 0 rows are left out by the fit itself
+    assert (round(fitted.p, 2), round(fitted.q, 2), round(fitted.v, 2)) == PUBLISHED_GAMMA_GAMMA
+    again = GammaGamma.fit(x, m, start=GammaGammaParams(*PUBLISHED_GAMMA_GAMMA))
+    assert (again.p, again.q, again.v) == pytest.approx((fitted.p, fitted.q, fitted.v), rel=1e-5)
+    in_cents = GammaGamma.fit(x, m * 100)
+    assert in_cents.v == pytest.approx(fitted.v * 100, rel=1e-5)
+    assert (in_cents.p, in_cents.q) == pytest.approx((fitted.p, fitted.q), rel=1e-5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(min_value=0.1, max_value=50.0),
+    st.floats(min_value=1.01, max_value=50.0),
+    st.floats(min_value=0.01, max_value=1e4),
+    st.integers(min_value=1, max_value=1000),
+    st.floats(min_value=0.0, max_value=1e5),
+)
+def test_expected_spend_lies_between_the_population_mean_and_the_own_average(
+    p: float, q: float, v: float, x: int, m: float
+) -> None:
+    params = GammaGammaParams(p=p, q=q, v=v)
+    population = float(params.expected_spend(0, m))
+    assert population == pytest.approx(p * v / (q - 1))
+    own = float(params.expected_spend(x, m))
+    low, high = min(population, m), max(population, m)
+    assert low * (1 - 1e-12) <= own <= high * (1 + 1e-12)
+    # more transactions, more weight on the customer's own average
+    assert abs(float(params.expected_spend(x + 1, m)) - m) <= abs(own - m) * (1 + 1e-12)
+
+
+def simulate_spend(
+    p: float, q: float, v: float, n: int, rng: np.random.Generator
+) -> tuple[FloatArray, FloatArray]:
+    """x transactions per customer and their average, drawn from the Gamma-Gamma story."""
+    x = rng.integers(1, 11, n).astype(np.float64)
+    nu = rng.gamma(q, 1.0 / v, n)
+    # the mean of x Gamma(p, nu) values is Gamma(p x, nu x)
+    return x, rng.gamma(p * x, 1.0 / (nu * x))
+
+
+def test_a_simulated_spend_distribution_gives_back_its_parameters() -> None:
+    true = GammaGammaParams(p=6.0, q=4.0, v=15.0)
+    fitted = GammaGamma.fit(*simulate_spend(6.0, 4.0, 15.0, 20_000, np.random.default_rng(2013)))
+    # ~3.5 standard errors (measured over seeds): p and v trade off against each other,
+    # while q and the population's mean spend p v / (q - 1) are pinned down tightly
+    assert fitted.p == pytest.approx(true.p, rel=0.2)
+    assert fitted.v == pytest.approx(true.v, rel=0.25)
+    assert fitted.q == pytest.approx(true.q, rel=0.05)
+    mean_spend = float(fitted.expected_spend(0, 0))
+    assert mean_spend == pytest.approx(float(true.expected_spend(0, 0)), rel=0.015)
+
+
+def test_spend_too_heavy_tailed_for_a_mean_is_refused() -> None:
+    # q = 0.7: the customers' mean spends p / nu have no population mean
+    x, heavy = simulate_spend(3.0, 0.7, 15.0, 5_000, np.random.default_rng(7))
+    with pytest.raises(ClvFitError, match=r"q = .* <= 1 means an infinite mean spend"):
+        GammaGamma.fit(x, heavy)
+    with pytest.raises(ValueError, match=r"q = 1.0: must be > 1"):
+        GammaGammaParams(p=3.0, q=1.0, v=15.0)
+
+
+def test_spend_without_repeat_purchases_cannot_be_fitted() -> None:
+    with pytest.raises(ClvFitError, match="no customer has a repeat purchase"):
+        GammaGamma.fit([0, 0], [20.0, 30.0])
+
+
+def test_a_repeat_buyer_with_a_zero_average_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"m\[1\] = 0.0: a customer with repeat purchases"):
+        GammaGamma.fit([2, 3, 0], [20.0, 0.0, 0.0])
