@@ -13,7 +13,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.producer import Producer
 from cdpulse.simulate.malformed import malformed_event
 from cdpulse.simulate.shop import Shop
-from tests.chaos.state import oracle_problems, read_state
+from tests.chaos.state import oracle_problems, read_state, summary
 from tests.integration.conftest import Env, drained, wait_until
 from tests.oracle import expected
 
@@ -73,7 +73,7 @@ def test_rebuild_from_kafka_gives_the_live_profiles_key_by_key(env: Env) -> None
     truth = expected(raw, now=datetime.now(UTC))
     for name, state in (("live", live), ("rebuilt", rebuilt)):
         problems = oracle_problems(state, truth)
-        assert not problems, f"{name} store differs from the oracle:\n  " + "\n  ".join(problems)
+        assert not problems, f"{name} store differs from the oracle:\n  {summary(problems)}"
 
     again = cdpulse(env, "rebuild", "--target-prefix", target)
     assert again.returncode == 2

@@ -1,0 +1,111 @@
+"""The streams the fault tests send: a simulated shop with broken messages mixed in.
+
+``Sender`` produces them from a background thread at a steady rate, so that faults land
+mid-stream, and records where Kafka put every message, so a test can check each one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cdpulse.contract.topics import Topics
+from cdpulse.producer import Producer
+from cdpulse.settings import Settings
+from cdpulse.simulate.malformed import malformed_event
+from cdpulse.simulate.shop import Shop
+from tests.oracle import Truth, expected
+
+
+@dataclass
+class Outgoing:
+    """One message to send: a valid event (``reason`` None) or a broken one."""
+
+    stream: str  # "clickstream", "transactions" or "customers"
+    key: bytes
+    value: bytes
+    reason: str | None = None  # the dead-letter reason the worker must give
+    partition: int = -1  # where Kafka put it, once sent
+    offset: int = -1
+
+    def topic(self, topics: Topics) -> str:
+        return str(getattr(topics, self.stream))
+
+
+def shop_stream(
+    customers: int, days: int, seed: int, broken: float = 0.005, repeated: float = 0.0
+) -> list[Outgoing]:
+    """A seeded shop's events in time order, with a share of broken and repeated ones."""
+    from cdpulse.contract.topics import STREAM_OF_TYPE
+
+    rng = random.Random(seed)
+    out: list[Outgoing] = []
+    for event in Shop(customers=customers, days=days, seed=seed).events():
+        stream = STREAM_OF_TYPE[event["type"]]
+        key = (event.get("customer_id") or event["anonymous_id"]).encode()
+        out.append(Outgoing(stream, key, json.dumps(event).encode()))
+        if rng.random() < broken:
+            raw, reason = malformed_event(rng, event)
+            out.append(Outgoing(stream, key, raw, reason))
+        if rng.random() < repeated:  # a client retry: the same event_id again
+            out.append(Outgoing(stream, key, json.dumps(event).encode()))
+    return out
+
+
+def truth_of(messages: list[Outgoing]) -> Truth:
+    """What the oracle expects from these messages, in the order they were sent."""
+    return expected([m.value for m in messages], now=datetime.now(UTC))
+
+
+class Sender(threading.Thread):
+    """Sends messages at ``rate`` per second (0: as fast as possible) from a thread."""
+
+    def __init__(self, settings: Settings, messages: list[Outgoing], rate: float = 0) -> None:
+        super().__init__(daemon=True, name="chaos-sender")
+        self.settings = settings
+        self.messages = messages
+        self.rate = rate
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._send()
+        except BaseException as exc:  # reported by finish()
+            self.error = exc
+
+    def _send(self) -> None:
+        topics = Topics.from_settings(self.settings)
+        futures: list[Any] = []
+        started = time.monotonic()
+        with Producer.from_settings(self.settings) as producer:
+            for message in self.messages:
+                futures.append(
+                    producer.kafka.send(message.topic(topics), value=message.value, key=message.key)
+                )
+                self.sent += 1
+                if self.rate > 0:
+                    ahead = self.sent / self.rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        for message, future in zip(self.messages, futures, strict=True):
+            metadata = future.get(timeout=180)
+            message.partition, message.offset = metadata.partition, metadata.offset
+
+    @property
+    def share_sent(self) -> float:
+        return self.sent / max(1, len(self.messages))
+
+    def finish(self, timeout: float = 600) -> list[Outgoing]:
+        """Wait until every message is acknowledged by Kafka; the messages, placed."""
+        self.join(timeout)
+        if self.is_alive():
+            raise AssertionError(f"sending did not finish in {timeout:.0f}s ({self.sent} sent)")
+        if self.error is not None:
+            raise AssertionError(f"sending failed after {self.sent} messages") from self.error
+        return self.messages
