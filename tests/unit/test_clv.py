@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import pickle
 from pathlib import Path
 from typing import NamedTuple
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -21,9 +23,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, special  # type: ignore[import-untyped]
 
+from cdpulse.models import clv
 from cdpulse.models.bgnbd import BGNBD, BGNBDParams
+from cdpulse.models.clv import CustomerSummary, LifetimeValue, summary_from_profile
 from cdpulse.models.clv_fit import ClvFitError, FloatArray
 from cdpulse.models.gamma_gamma import GammaGamma, GammaGammaParams
+from cdpulse.profile.model import Profile
+from cdpulse.profile.windows import DAY
 
 # Fader, Hardie & Lee (2005), CDNOW, weeks: the parameters and the log-likelihood.
 PUBLISHED_BGNBD = BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -406,3 +412,138 @@ def test_spend_without_repeat_purchases_cannot_be_fitted() -> None:
 def test_a_repeat_buyer_with_a_zero_average_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"m\[1\] = 0.0: a customer with repeat purchases"):
         GammaGamma.fit([2, 3, 0], [20.0, 0.0, 0.0])
+
+
+# --- lifetime value from profiles ----------------------------------------------------------
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, epoch ms
+
+
+def test_the_public_surface_changes_only_on_purpose() -> None:
+    assert sorted(clv.__all__) == [
+        "BGNBD",
+        "BGNBDParams",
+        "ClvFitError",
+        "ClvPrediction",
+        "CustomerSummary",
+        "GammaGamma",
+        "GammaGammaParams",
+        "LifetimeValue",
+        "summary_from_profile",
+    ]
+
+
+def summary_of(profile: Profile, as_of: int) -> CustomerSummary | None:
+    return summary_from_profile(
+        profile.orders, profile.first_order_at, profile.last_order_at, profile.revenue, as_of
+    )
+
+
+def test_a_profile_becomes_repeat_orders_days_and_its_average_order() -> None:
+    profile = Profile(
+        id="C-1",
+        orders=4,
+        revenue=200.0,
+        first_order_at=T0,
+        last_order_at=T0 + 45 * DAY + DAY // 2,
+    )
+    assert summary_of(profile, as_of=T0 + 90 * DAY) == CustomerSummary(
+        x=3, t_x=45.5, T=90.0, m=50.0
+    )
+
+
+def test_orders_count_even_on_the_same_day_unlike_cdnow_purchase_days() -> None:
+    same_moment = Profile(id="C-1", orders=2, revenue=30.0, first_order_at=T0, last_order_at=T0)
+    assert summary_of(same_moment, as_of=T0 + DAY) == CustomerSummary(x=1, t_x=0.0, T=1.0, m=15.0)
+
+
+def test_a_profile_without_orders_is_not_yet_a_customer_to_value() -> None:
+    assert summary_of(Profile(id="a-1", events=12), as_of=T0) is None
+
+
+@pytest.mark.parametrize(
+    ("orders", "first", "last", "revenue", "as_of", "message"),
+    [
+        (2, T0, T0 + DAY, 10.0, T0, "must be in this order"),  # as_of before the last order
+        (2, T0 + DAY, T0, 10.0, T0 + DAY, "must be in this order"),
+        (1, None, None, 10.0, T0, "a profile with orders has both times"),
+        (1, T0, T0, -5.0, T0, r"revenue = -5.0: must be >= 0"),
+        (-1, None, None, 0.0, T0, r"orders = -1: must be >= 0"),
+    ],
+)
+def test_inconsistent_profile_fields_are_refused_by_name(
+    orders: int, first: int | None, last: int | None, revenue: float, as_of: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        summary_from_profile(orders, first, last, revenue, as_of)
+
+
+CDNOW_IN_DAYS = LifetimeValue(
+    purchases=BGNBDParams(r=0.243, alpha=4.414 * 7, a=0.793, b=2.426),
+    spend=GammaGammaParams(p=6.25, q=3.74, v=15.45),
+)
+
+
+def test_value_is_expected_purchases_times_expected_spend_per_customer() -> None:
+    x, t_x, T, m = np.array([0, 1, 5]), np.array([0.0, 20.0, 80.0]), 90.0, np.array([40, 25, 60])
+    prediction = CDNOW_IN_DAYS.predict(x, t_x, T, m, horizon=365)
+    assert prediction.p_alive[0] == 1.0
+    assert np.all(prediction.p_alive[1:] < 1.0)
+    spend = CDNOW_IN_DAYS.spend.expected_spend(x + 1, m)
+    assert prediction.expected_value == pytest.approx(prediction.expected_purchases * spend)
+    longer = CDNOW_IN_DAYS.predict(x, t_x, T, m, horizon=730)
+    assert np.all(longer.expected_value > prediction.expected_value)
+
+
+def test_parameters_survive_pickle_and_json_as_the_worker_stores_them() -> None:
+    assert pickle.loads(pickle.dumps(CDNOW_IN_DAYS)) == CDNOW_IN_DAYS
+    blob = msgspec.json.encode(CDNOW_IN_DAYS)
+    assert msgspec.json.decode(blob, type=LifetimeValue) == CDNOW_IN_DAYS
+    tampered = blob.replace(b'"q":3.74', b'"q":0.5')
+    with pytest.raises(msgspec.ValidationError, match="must be > 1"):
+        msgspec.json.decode(tampered, type=LifetimeValue)
+
+
+def test_a_simulated_shop_is_valued_from_its_profiles() -> None:
+    """Orders and order values drawn from the models, seen only as profile fields.
+
+    Each order's value is Gamma(p, nu) around the customer's own mean. The fit from the
+    engine's summaries must give back the spend parameters (which it can only if the
+    average of x + 1 orders is read as such), and the value predicted for the next 180
+    days must match the revenue the simulated customers then bring.
+    """
+    rng = np.random.default_rng(42)
+    as_of = T0 + 800 * DAY
+    age = rng.uniform(30.0, 720.0, 30_000)
+    shop = simulate_bgnbd(TRUE_BGNBD, age, 180.0, rng)
+    nu = rng.gamma(4.0, 1.0 / 15.0, age.size)  # true spend: p=6, q=4, v=15
+    revenue = rng.gamma(6.0 * (shop.x + 1), 1.0 / nu)
+    future_revenue = rng.gamma(6.0 * np.maximum(shop.future, 1), 1.0 / nu) * (shop.future > 0)
+    first = as_of - np.round(age * DAY).astype(np.int64)
+    last = first + np.round(shop.t_x * DAY).astype(np.int64)
+    summaries = [
+        summary_from_profile(int(orders), int(f), int(la), float(r), as_of)
+        for orders, f, la, r in zip(shop.x + 1, first, last, revenue, strict=True)
+    ]
+    x, t_x, T, m = (np.array(column) for column in zip(*summaries, strict=True))
+
+    fitted = LifetimeValue.fit(x, t_x, T, m)
+    assert (fitted.spend.p, fitted.spend.q, fitted.spend.v) == pytest.approx(
+        (6.0, 4.0, 15.0), rel=0.1
+    )
+    predicted = fitted.predict(x, t_x, T, m, horizon=180.0)
+    assert predicted.expected_purchases.sum() == pytest.approx(shop.future.sum(), rel=0.03)
+    # ~4 standard errors over seeds: the revenue of a few heavy buyers dominates the sum
+    assert predicted.expected_value.sum() == pytest.approx(future_revenue.sum(), rel=0.08)
+    again = LifetimeValue.fit(x, t_x, T, m, start=fitted)
+    assert again.spend.q == pytest.approx(fitted.spend.q, rel=1e-5)
+
+
+def test_a_refit_leaves_refunded_customers_out_of_the_spend_model_only() -> None:
+    rng = np.random.default_rng(3)
+    shop = simulate_bgnbd(TRUE_BGNBD, rng.uniform(30.0, 720.0, 3_000), 0.0, rng)
+    m = rng.gamma(6.0, 5.0, shop.x.size)
+    m[:10] = 0.0  # refunded in full: net revenue 0
+    fitted = LifetimeValue.fit(shop.x, shop.t_x, shop.T, m)
+    assert fitted.purchases == BGNBD.fit(shop.x, shop.t_x, shop.T)
+    assert fitted.spend == GammaGamma.fit(shop.x[10:] + 1, m[10:])
