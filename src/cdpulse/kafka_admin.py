@@ -16,7 +16,13 @@ log = logging.getLogger(__name__)
 
 def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
     """Create the input and dead-letter topics that do not exist yet; returns those created."""
-    names = (*Topics.from_settings(settings).all, *extra)
+    topics = Topics.from_settings(settings)
+    names = (*topics.all, *extra)
+
+    def partitions(name: str) -> int:
+        # One partition for training examples: one learner sees them all, in one order.
+        return 1 if name == topics.training else settings.topic_partitions
+
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
         client_id=f"{settings.app_id}-admin",
@@ -30,7 +36,7 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
         # Another process may create them between our list and create: that is fine.
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
-                [NewTopic(n, settings.topic_partitions, 1) for n in missing], timeout_ms=15000
+                [NewTopic(n, partitions(n), 1) for n in missing], timeout_ms=15000
             )
         log.info("created topics %s", missing)
         return missing

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         "cdp.customers", description="Identify, consent and engagement events."
     )
     topic_dead_letter: str = Field("cdp.dead-letter", description="Rejected messages.")
+    topic_training: str = Field(
+        "cdp.training", description="Labelled churn examples (one partition: one learner)."
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
 
     # --- worker ------------------------------------------------------------------------
@@ -60,6 +63,18 @@ class Settings(BaseSettings):
     )
     recent_event_ids: int = Field(
         64, ge=0, description="Event ids kept per profile to drop client-side duplicates."
+    )
+
+    # --- online models -----------------------------------------------------------------
+    churn_model: str = Field("logistic", description="Churn pipeline: logistic or forest.")
+    churn_horizon_days: float = Field(
+        30.0, gt=0, description="No activity for this long (event time) labels a churner."
+    )
+    churn_snapshot_hours: float = Field(
+        24.0, gt=0, description="Least event time between two churn snapshots of a customer."
+    )
+    model_refresh_seconds: float = Field(
+        2.0, gt=0, description="How often workers look for a newer model snapshot."
     )
 
 

@@ -178,6 +178,7 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         "CDPULSE_TOPIC_TRANSACTIONS": f"{name}.transactions",
         "CDPULSE_TOPIC_CUSTOMERS": f"{name}.customers",
         "CDPULSE_TOPIC_DEAD_LETTER": f"{name}.dead-letter",
+        "CDPULSE_TOPIC_TRAINING": f"{name}.training",
         "CDPULSE_REDIS_PREFIX": name,
         "CDPULSE_APP_ID": f"cdpulse-{name}",
         "CDPULSE_TOPIC_PARTITIONS": "4",

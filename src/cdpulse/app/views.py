@@ -13,9 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cdpulse.contract.validation import Rejection, validate
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
+from cdpulse.models.online import profile_document
 from cdpulse.ops import metrics
 from cdpulse.ops.health import KafkaProbe
-from cdpulse.profile.view import render
 
 if TYPE_CHECKING:
     from cdpulse.app.worker import Services
@@ -38,7 +38,8 @@ def register_views(services: Services) -> None:
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
             as_of = await store.watermark()
-            return self.json(render(profile, as_of, services.rules))
+            snapshot = services.registry.get()
+            return self.json(profile_document(profile, as_of, services.rules, snapshot))
 
     @app.page("/v1/events")
     class CollectorView(View):

@@ -10,23 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import faust
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cdpulse.contract.topics import Topics
-from cdpulse.ingest.batch import BatchProcessor, BatchResult
+from cdpulse.ingest.batch import BatchProcessor
 from cdpulse.ingest.message import Message
+from cdpulse.models.labels import ChurnLabeler, Example
+from cdpulse.models.learner import ChurnLearner
+from cdpulse.models.online import ChurnScoring
 from cdpulse.ops import metrics
 from cdpulse.profile.rules import Rules
+from cdpulse.profile.windows import DAY, HOUR
 from cdpulse.settings import Settings
+from cdpulse.store.models import ModelRegistry, RedisModelStore
 from cdpulse.store.redis import RedisProfileStore
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
@@ -41,17 +50,18 @@ class Services:
     rules: Rules
     store: RedisProfileStore
     processor: BatchProcessor
+    registry: ModelRegistry
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
 
 
-async def process_until_done(processor: BatchProcessor, messages: list[Message]) -> BatchResult:
-    """Process a batch, backing off while it fails (Redis down, say); never drops it."""
+async def retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """Run ``call``, backing off while it fails (Redis down, say); never gives up."""
     delay = BACKOFF_FIRST
     while True:
         try:
-            return await processor.process(messages)
+            return await call()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             metrics.REDIS_ERRORS.inc()
             log.warning("redis unavailable (%s); retrying the batch in %.1fs", exc, delay)
@@ -59,7 +69,7 @@ async def process_until_done(processor: BatchProcessor, messages: list[Message])
             # Input never raises (it is dead-lettered), so this is a bug. Retrying keeps
             # the batch unacked: the partition stalls visibly (lag, logs) but loses nothing.
             metrics.BATCH_FAILURES.inc()
-            log.exception("batch failed; retrying in %.1fs", delay)
+            log.exception("batch step failed; retrying in %.1fs", delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, BACKOFF_MAX)
 
@@ -94,29 +104,84 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     source = app.topic(*topics.inputs, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
     outputs = {name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs}
+    training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
     store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
+    model_store = RedisModelStore(store.client, settings.redis_prefix)
+    registry = ModelRegistry(model_store)
     rules = Rules.from_settings(settings)
+    labeler = ChurnLabeler(
+        horizon=int(settings.churn_horizon_days * DAY),
+        interval=int(settings.churn_snapshot_hours * HOUR),
+    )
     processor = BatchProcessor(
         store,
         rules,
         max_bytes=settings.max_event_bytes,
         max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+        enricher=ChurnScoring(labeler, registry.get),
     )
-    services = Services(settings, topics, rules, store, processor, app, dead_letter, outputs)
+    services = Services(
+        settings, topics, rules, store, processor, registry, app, dead_letter, outputs
+    )
 
     @app.agent(source, concurrency=1, name="profiles")
     async def profiles(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             messages = [_message(e) for e in events]
-            result = await process_until_done(processor, messages)
+            result = await retrying(partial(processor.process, messages))
+            low = await retrying(store.low_watermark)
+            examples = result.examples + await retrying(partial(processor.expire, low))
             deliveries = [
                 await dead_letter.send(key=dl.key.encode() if dl.key else None, value=dl.to_json())
                 for dl in result.dead_letters
+            ] + [
+                await training.send(key=ex.profile_id.encode(), value=ex.to_json())
+                for ex in examples
             ]
-            # Wait for the broker to take the dead letters before these offsets are acked.
+            # Wait for the broker to take them before these offsets are acked.
             for delivery in deliveries:
                 await delivery
+            for example in examples:
+                metrics.CHURN_LABELS.labels(str(example.label)).inc()
             _record_lag(app, messages)
+
+    learner_box: list[ChurnLearner] = []
+
+    async def current_learner() -> ChurnLearner:
+        """This process's learner, reloaded when another process published a newer one."""
+        if not learner_box or await model_store.version() > learner_box[0].version:
+            snapshot = await model_store.load()
+            learner_box[:] = [
+                ChurnLearner(snapshot) if snapshot else ChurnLearner.fresh(settings.churn_model)
+            ]
+        return learner_box[0]
+
+    @app.agent(training, concurrency=1, name="learner")
+    async def learner(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            pairs = _examples(events)
+            model = await retrying(current_learner)
+            if model.learn(pairs).learned:
+                snapshot = model.snapshot()
+                if not await retrying(partial(model_store.publish, snapshot)):
+                    learner_box.clear()  # someone published a newer one: reload
+                registry.current = snapshot
+
+    @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
+    async def refresh_model() -> None:
+        try:
+            await registry.refresh()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            metrics.REDIS_ERRORS.inc()
+            return
+        snapshot = registry.current
+        if snapshot is not None:
+            quality = snapshot.quality
+            metrics.MODEL_VERSION.labels("churn").set(snapshot.version)
+            metrics.MODEL_EXAMPLES.labels("churn").set(quality.examples)
+            metrics.MODEL_ROC_AUC.labels("churn").set(quality.auc)
+            metrics.MODEL_LOG_LOSS.labels("churn").set(quality.log_loss)
+            metrics.MODEL_DRIFT_ALARMS.labels("churn").set(quality.drifts)
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def profile_count() -> None:
@@ -129,6 +194,17 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
 
     register_views(services)
     return app, services
+
+
+def _examples(events: Any) -> list[tuple[int, Example]]:
+    """(offset, example) pairs; the training topic is ours, but a bad record is skipped."""
+    pairs = []
+    for event in events:
+        try:
+            pairs.append((event.message.offset, Example.from_json(event.message.value)))
+        except (ValueError, TypeError, KeyError):
+            log.error("unreadable training example at offset %s; skipped", event.message.offset)
+    return pairs
 
 
 def _record_lag(app: faust.App, messages: list[Message]) -> None:

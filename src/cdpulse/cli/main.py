@@ -21,6 +21,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cdpulse.cli.profile_cmd",
     "cdpulse.cli.topics_cmd",
     "cdpulse.cli.settings_cmd",
+    "cdpulse.cli.evaluate_cmd",
     "cdpulse.cli.bench_cmd",
     "cdpulse.cli.rebuild_cmd",
 )

@@ -20,8 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from cdpulse.cli.main import CliError
+    from cdpulse.models.online import profile_document
     from cdpulse.profile.rules import Rules
-    from cdpulse.profile.view import render
+    from cdpulse.store.models import RedisModelStore
     from cdpulse.store.redis import RedisProfileStore
 
     settings = get_settings()
@@ -32,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
             profile = await store.get(args.id)
             if profile is None:
                 return None
-            return render(profile, await store.watermark(), Rules.from_settings(settings))
+            snapshot = await RedisModelStore(store.client, settings.redis_prefix).load()
+            as_of = await store.watermark()
+            return profile_document(profile, as_of, Rules.from_settings(settings), snapshot)
         finally:
             await store.close()
 

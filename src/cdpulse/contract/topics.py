@@ -35,6 +35,7 @@ class Topics:
     transactions: str
     customers: str
     dead_letter: str
+    training: str = "cdp.training"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -43,6 +44,7 @@ class Topics:
             transactions=settings.topic_transactions,
             customers=settings.topic_customers,
             dead_letter=settings.topic_dead_letter,
+            training=settings.topic_training,
         )
 
     @property
@@ -52,7 +54,7 @@ class Topics:
 
     @property
     def all(self) -> tuple[str, ...]:
-        return (*self.inputs, self.dead_letter)
+        return (*self.inputs, self.dead_letter, self.training)
 
     def for_type(self, event_type: str) -> str:
         """The topic an event of ``event_type`` is published to."""

@@ -19,9 +19,11 @@ from cdpulse.contract.events import Event, IdentifyEvent
 from cdpulse.contract.validation import Rejection, decode
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
+from cdpulse.models.labels import Example
+from cdpulse.models.online import Enricher
 from cdpulse.ops import metrics
 from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, apply, merge, new_profile, to_millis
+from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile, to_millis
 from cdpulse.store.base import ProfileStore, SaveStatus, Write
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class BatchResult:
     merges: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     saved: list[Profile] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
 
 
 class BatchProcessor:
@@ -61,9 +64,11 @@ class BatchProcessor:
         *,
         max_bytes: int = 65536,
         max_future_skew: timedelta = timedelta(minutes=5),
+        enricher: Enricher | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
+        self.enricher = enricher
         self.max_bytes = max_bytes
         self.max_future_skew = max_future_skew
 
@@ -148,6 +153,8 @@ class BatchProcessor:
         self, items: list[_Item], merges: dict[str, list[str]], result: BatchResult
     ) -> None:
         pending = {i.target for i in items} | set(merges)
+        as_of = max(to_millis(i.event) for i in items)
+        enricher = self.enricher
         for _ in range(MAX_ROUNDS):
             by_target: dict[str, list[_Item]] = defaultdict(list)
             for item in items:
@@ -158,7 +165,7 @@ class BatchProcessor:
             stored = await self.store.load(targets + [s for s in sources if s not in pending])
 
             writes: list[Write] = []
-            outcome: dict[str, tuple[int, int, list[str]]] = {}
+            outcome: dict[str, tuple[int, int, list[str], list[Example]]] = {}
             for target in targets:
                 current = stored[target]
                 profile = current.profile or new_profile(target)
@@ -174,18 +181,29 @@ class BatchProcessor:
                     # Retired even when merged by an earlier, interrupted attempt.
                     merged.append(anonymous_id)
                 applied = duplicates = 0
+                examples: list[Example] = []
                 for item in by_target.get(target, []):
                     m = item.message
-                    if apply(profile, item.event, self.rules, m.source, m.offset):
-                        applied += 1
-                    else:
+                    if is_duplicate(profile, item.event.event_id, m.source, m.offset):
                         duplicates += 1
-                outcome[target] = (applied, duplicates, merged)
+                        continue
+                    if enricher is not None:
+                        examples += enricher.before_event(profile, item.event)
+                    apply(profile, item.event, self.rules, m.source, m.offset)
+                    applied += 1
+                outcome[target] = (applied, duplicates, merged, examples)
                 if applied or merged:
+                    if enricher is not None:
+                        enricher.after_profile(profile, as_of)
                     writes.append(Write(profile, current.version))
                 else:
                     result.duplicates += duplicates
                     metrics.DUPLICATES.inc(duplicates)
+            if enricher is not None:
+                # Scheduled before the save: a schedule without a waiting snapshot is
+                # harmless (expiry finds nothing), a snapshot without one would never expire.
+                dues = {w.profile.id: enricher.labeler.due_at(w.profile) for w in writes}
+                await self.store.schedule({i: t for i, t in dues.items() if t is not None})
             statuses = await self.store.save(writes) if writes else {}
 
             retired: list[str] = []
@@ -195,7 +213,8 @@ class BatchProcessor:
                 target = write.profile.id
                 status = statuses[target]
                 if status is SaveStatus.SAVED:
-                    applied, duplicates, merged = outcome[target]
+                    applied, duplicates, merged, examples = outcome[target]
+                    result.examples += examples
                     result.applied += applied
                     result.duplicates += duplicates
                     result.merges += len(merged)
@@ -221,6 +240,45 @@ class BatchProcessor:
             if not pending:
                 return
         raise SaveRetriesExhausted(f"profiles still conflicting after {MAX_ROUNDS} rounds")
+
+    async def expire(self, watermark: int, limit: int = 1000) -> list[Example]:
+        """Label 1 every waiting churn snapshot whose horizon the watermark has passed."""
+        if self.enricher is None:
+            return []
+        labeler = self.enricher.labeler
+        ids = await self.store.due(watermark, limit)
+        if not ids:
+            return []
+        stored = await self.store.load(ids)
+        writes: list[Write] = []
+        labelled: dict[str, Example] = {}
+        done: list[str] = []
+        later: dict[str, int] = {}
+        for profile_id in ids:
+            current = stored[profile_id]
+            profile = current.profile
+            example = None if profile is None else labeler.expire(profile, watermark)
+            if profile is None or example is None:
+                due = None if profile is None else labeler.due_at(profile)
+                if due is None:
+                    done.append(profile_id)  # nothing waits any more
+                else:
+                    later[profile_id] = due  # a newer snapshot waits: its own due time
+                continue
+            labelled[profile_id] = example
+            writes.append(Write(profile, current.version))
+        statuses = await self.store.save(writes) if writes else {}
+        examples: list[Example] = []
+        for profile_id, status in statuses.items():
+            if status is SaveStatus.SAVED:
+                examples.append(labelled[profile_id])
+                done.append(profile_id)
+            elif status is SaveStatus.ALIASED:
+                done.append(profile_id)  # merged into a customer, who carries it on
+            # CONFLICT: the owner wrote meanwhile; the next round sees the new version.
+        await self.store.unschedule(done)
+        await self.store.schedule(later)
+        return examples
 
     async def _advance_watermarks(self, items: list[_Item]) -> None:
         marks: dict[str, int] = {}

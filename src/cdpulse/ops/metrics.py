@@ -104,3 +104,23 @@ COLLECTOR_EVENTS = Counter(
 BATCH_FAILURES = Counter(
     "cdpulse_batch_failures_total", "Batches that raised unexpectedly and were retried."
 )
+MODEL_ROC_AUC = Gauge(
+    "cdpulse_model_roc_auc",
+    "Rolling ROC AUC of the model's predictions on the labels that arrived (test-then-train).",
+    ["model"],
+)
+MODEL_LOG_LOSS = Gauge(
+    "cdpulse_model_log_loss", "Rolling log loss of the model on the labels that arrived.", ["model"]
+)
+MODEL_EXAMPLES = Gauge("cdpulse_model_examples", "Labelled examples the model learned.", ["model"])
+MODEL_VERSION = Gauge("cdpulse_model_version", "Version of the newest model snapshot.", ["model"])
+MODEL_DRIFT_ALARMS = Gauge(
+    "cdpulse_model_drift_alarms",
+    "ADWIN drift alarms raised on the model's error stream.",
+    ["model"],
+)
+CHURN_LABELS = Counter(
+    "cdpulse_churn_labels_total",
+    "Churn snapshots labelled, by label (0 active, 1 churned).",
+    ["label"],
+)

@@ -59,6 +59,13 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # consent per purpose: [time, granted]
     consent: dict[str, tuple[int, bool]] = msgspec.field(default_factory=dict)
     identified_at: int | None = None
+    # churn: the snapshot waiting for its delayed label, and the score at the last event
+    churn_pending_at: int | None = None
+    churn_pending: list[float] = msgspec.field(default_factory=list)
+    churn_snapshot_at: int = -1
+    churn_risk: float | None = None
+    churn_reasons: list[str] = msgspec.field(default_factory=list)
+    churn_version: int = 0
     # exactly-once bookkeeping: last applied offset per "topic:partition:key", recent
     # event ids (client-side duplicates), anonymous profiles already merged in
     offsets: dict[str, int] = msgspec.field(default_factory=dict)

@@ -200,6 +200,11 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
     for purpose, (t, granted) in other.consent.items():
         _set_consent(profile, purpose, t, granted)
     profile.identified_at = _min_opt(profile.identified_at, other.identified_at)
+    if profile.churn_pending_at is None and other.churn_pending_at is not None:
+        # The visitor's waiting snapshot carries on in the customer's profile.
+        profile.churn_pending_at = other.churn_pending_at
+        profile.churn_pending = other.churn_pending
+    profile.churn_snapshot_at = max(profile.churn_snapshot_at, other.churn_snapshot_at)
     for anonymous_id in [other.id, *other.anonymous_ids]:
         if anonymous_id not in profile.anonymous_ids and anonymous_id != profile.id:
             profile.anonymous_ids.append(anonymous_id)

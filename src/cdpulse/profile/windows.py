@@ -30,9 +30,12 @@ WINDOWS: tuple[Window, ...] = (
     Window("30d", 30 * DAY, DAY),
 )
 GRANULARITIES: tuple[int, ...] = tuple(sorted({w.granularity for w in WINDOWS}))
+# Day buckets reach back 60 days: models compare the last 30 days with the 30 before.
+TREND_SPAN = 60 * DAY
 _KEEP: dict[int, int] = {
     g: max(w.width for w in WINDOWS if w.granularity == g) for g in GRANULARITIES
 }
+_KEEP[DAY] = max(_KEEP[DAY], TREND_SPAN)
 
 Buckets = dict[int, dict[int, list[float]]]
 
@@ -70,17 +73,23 @@ def merge(into: Buckets, other: Buckets) -> None:
             cell[2] += revenue
 
 
+def totals(buckets: Buckets, granularity: int, lo: int, hi: int) -> tuple[int, int, float]:
+    """Events, orders and revenue of the buckets starting in [lo, hi]."""
+    events = orders = 0
+    revenue = 0.0
+    for start, cell in buckets.get(granularity, {}).items():
+        if lo <= start <= hi:
+            events += int(cell[0])
+            orders += int(cell[1])
+            revenue += cell[2]
+    return events, orders, revenue
+
+
 def read(buckets: Buckets, as_of: int) -> dict[str, dict[str, float]]:
     """Events, orders and revenue per window at ``as_of``."""
     out: dict[str, dict[str, float]] = {}
     for window in WINDOWS:
         lo = first_bucket(window, as_of)
-        events = orders = 0
-        revenue = 0.0
-        for start, cell in buckets.get(window.granularity, {}).items():
-            if lo <= start <= as_of:
-                events += int(cell[0])
-                orders += int(cell[1])
-                revenue += cell[2]
+        events, orders, revenue = totals(buckets, window.granularity, lo, as_of)
         out[window.name] = {"events": events, "orders": orders, "revenue": round(revenue, 2)}
     return out

@@ -72,6 +72,22 @@ class ProfileStore(Protocol):
         """The newest event time seen on any partition (epoch ms); 0 when none."""
         ...
 
+    async def low_watermark(self) -> int:
+        """The oldest of the per-partition watermarks: every partition has passed it."""
+        ...
+
+    async def schedule(self, dues: dict[str, int]) -> None:
+        """Remember when each profile's waiting churn snapshot expires (epoch ms)."""
+        ...
+
+    async def due(self, until: int, limit: int) -> list[str]:
+        """Profiles whose scheduled expiry is at or before ``until``."""
+        ...
+
+    async def unschedule(self, ids: list[str]) -> None:
+        """Forget the schedules of ``ids``."""
+        ...
+
     async def get(self, profile_id: str) -> Profile | None:
         """One profile, following an alias."""
         ...

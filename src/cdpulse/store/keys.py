@@ -23,6 +23,16 @@ class Keys:
         return f"{self.prefix}:watermark"
 
     @property
+    def churn_due(self) -> str:
+        """Sorted set: profile id -> when its waiting churn snapshot expires."""
+        return f"{self.prefix}:churn:due"
+
+    @property
+    def churn_model(self) -> str:
+        """Hash {version, blob}: the newest churn model snapshot."""
+        return f"{self.prefix}:model:churn"
+
+    @property
     def profile_count(self) -> str:
         return f"{self.prefix}:profiles"
 

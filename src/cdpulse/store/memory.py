@@ -13,6 +13,7 @@ class MemoryProfileStore:
         self.profiles: dict[str, tuple[int, bytes]] = {}
         self.aliases: dict[str, str] = {}
         self.marks: dict[str, int] = {}
+        self.dues: dict[str, int] = {}
 
     async def load(self, ids: list[str]) -> dict[str, Stored]:
         out: dict[str, Stored] = {}
@@ -51,6 +52,20 @@ class MemoryProfileStore:
 
     async def watermark(self) -> int:
         return max(self.marks.values(), default=0)
+
+    async def low_watermark(self) -> int:
+        return min(self.marks.values(), default=0)
+
+    async def schedule(self, dues: dict[str, int]) -> None:
+        self.dues.update(dues)
+
+    async def due(self, until: int, limit: int) -> list[str]:
+        ready = sorted((t, i) for i, t in self.dues.items() if t <= until)
+        return [i for _, i in ready[:limit]]
+
+    async def unschedule(self, ids: list[str]) -> None:
+        for profile_id in ids:
+            self.dues.pop(profile_id, None)
 
     async def get(self, profile_id: str) -> Profile | None:
         target = self.aliases.get(profile_id, profile_id)

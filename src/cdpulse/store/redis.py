@@ -24,7 +24,7 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _script(name: str) -> str:
+def script(name: str) -> str:
     return resources.files("cdpulse.store").joinpath(name).read_text(encoding="utf-8")
 
 
@@ -34,8 +34,8 @@ class RedisProfileStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.keys = Keys(prefix)
-        self._save = client.register_script(_script("save.lua"))
-        self._watermark = client.register_script(_script("watermark.lua"))
+        self._save = client.register_script(script("save.lua"))
+        self._watermark = client.register_script(script("watermark.lua"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisProfileStore:
@@ -118,6 +118,22 @@ class RedisProfileStore:
     async def watermark(self) -> int:
         values = await self.client.hvals(self.keys.watermark)
         return max((int(v) for v in values), default=0)
+
+    async def low_watermark(self) -> int:
+        values = await self.client.hvals(self.keys.watermark)
+        return min((int(v) for v in values), default=0)
+
+    async def schedule(self, dues: dict[str, int]) -> None:
+        if dues:
+            await self.client.zadd(self.keys.churn_due, dict(dues.items()))
+
+    async def due(self, until: int, limit: int) -> list[str]:
+        ids = await self.client.zrangebyscore(self.keys.churn_due, "-inf", until, 0, limit)
+        return [_text(i) for i in ids if isinstance(i, bytes | str)]
+
+    async def unschedule(self, ids: list[str]) -> None:
+        if ids:
+            await self.client.zrem(self.keys.churn_due, *ids)
 
     async def get(self, profile_id: str) -> Profile | None:
         target = (await self.resolve([profile_id]))[profile_id]

@@ -1,0 +1,50 @@
+"""``cdpulse evaluate churn --input FILE``: prequential quality of the streaming models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from cdpulse.cli.main import CliError
+from cdpulse.settings import get_settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="replay an event file through the models in-process and report their quality",
+    )
+    models = parser.add_subparsers(dest="model", required=True, metavar="MODEL")
+    churn = models.add_parser("churn", help="churn: ROC AUC and log loss vs recency alone")
+    churn.add_argument("--input", required=True, type=Path, help="JSON Lines, in event time order")
+    churn.add_argument("--json", action="store_true", help="print the result as JSON")
+    churn.set_defaults(func=run_churn)
+
+
+def _lines(path: Path) -> list[bytes]:
+    if not path.is_file():
+        raise CliError(f"no such file {str(path)!r}; give a JSON Lines file of events")
+    return path.read_bytes().splitlines()
+
+
+def run_churn(args: argparse.Namespace) -> int:
+    from cdpulse.cli.progress import Reporter
+    from cdpulse.models.evaluate import replay_churn
+
+    lines = _lines(args.input)
+    with Reporter("evaluate churn", len(lines)) as progress:
+        result = asyncio.run(replay_churn(lines, get_settings(), progress=progress.advance))
+    if args.json:
+        print(json.dumps({"model": result.model, "baseline": result.baseline}, indent=2))
+        return 0
+    print(
+        f"{result.events} events ({result.rejected} rejected), "
+        f"{result.model['examples']} labelled snapshots ({result.model['positives']} churned)"
+    )
+    print(f"{'':24}{'ROC AUC':>10}{'log loss':>10}")
+    for name, figures in (("churn model", result.model), ("recency only", result.baseline)):
+        print(f"{name:24}{figures['roc_auc']:>10.4f}{figures['log_loss']:>10.4f}")
+    return 0

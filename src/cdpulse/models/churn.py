@@ -1,0 +1,106 @@
+"""The churn model: a River pipeline learned online, and the reasons for each score.
+
+The default is ``StandardScaler | LogisticRegression``: its score decomposes exactly
+into one contribution per feature (weight times standardised value), and the largest
+contributions towards churn become the reasons. Other pipelines (``forest``) get
+reasons by sensitivity: how much the score drops when a feature is set to its mean.
+
+>>> model = ChurnModel.create("logistic")
+>>> for _ in range(200):
+...     model.learn_one({n: 0.0 for n in FEATURE_NAMES} | {"days_since_last_visit": 40.0}, 1)
+...     model.learn_one({n: 0.0 for n in FEATURE_NAMES} | {"days_since_last_visit": 1.0}, 0)
+>>> x = {n: 0.0 for n in FEATURE_NAMES} | {"days_since_last_visit": 41.0}
+>>> model.predict_proba(x) > 0.9, model.reasons(x)[0]
+(True, 'no visit for 41 days')
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import forest, linear_model, optim, preprocessing, stats
+
+from cdpulse.models.features import FEATURE_NAMES, describe
+
+MODEL_KINDS = ("logistic", "forest")
+
+
+def _pipeline(kind: str) -> Any:
+    if kind == "logistic":
+        return preprocessing.StandardScaler() | linear_model.LogisticRegression(
+            optimizer=optim.SGD(0.05), l2=1e-4
+        )
+    if kind == "forest":
+        return forest.ARFClassifier(n_models=5, seed=7)
+    raise ValueError(f"unknown churn model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+
+
+@dataclass
+class ChurnModel:
+    """An online churn classifier over the features of ``cdpulse.models.features``."""
+
+    kind: str
+    pipeline: Any
+    means: dict[str, stats.Mean] = field(default_factory=dict)
+    examples: int = 0
+
+    @classmethod
+    def create(cls, kind: str = "logistic") -> ChurnModel:
+        return cls(kind, _pipeline(kind), {n: stats.Mean() for n in FEATURE_NAMES})
+
+    def learn_one(self, x: dict[str, float], y: int) -> None:
+        for name, mean in self.means.items():
+            mean.update(x[name])
+        self.pipeline.learn_one(x, bool(y))
+        self.examples += 1
+
+    def predict_proba(self, x: dict[str, float]) -> float:
+        proba = self.pipeline.predict_proba_one(x)
+        return float(proba.get(True, 0.0))
+
+    def contributions(self, x: dict[str, float]) -> dict[str, float]:
+        """How much each feature pushes the score towards churn (log-odds or probability)."""
+        if self.kind == "logistic":
+            scaler = self.pipeline["StandardScaler"]
+            weights = self.pipeline["LogisticRegression"].weights
+            scaled = scaler.transform_one(x)
+            return {n: weights.get(n, 0.0) * scaled.get(n, 0.0) for n in FEATURE_NAMES}
+        base = self.predict_proba(x)
+        return {n: base - self.predict_proba(x | {n: self.means[n].get()}) for n in FEATURE_NAMES}
+
+    def reasons(self, x: dict[str, float], k: int = 3) -> list[str]:
+        """The ``k`` largest contributions to the score, most towards churn first, in words.
+
+        A low score's reasons may all pull away from churn; the words state the facts
+        ("3 events this week") so they read right either way.
+        """
+        ranked = sorted(self.contributions(x).items(), key=lambda kv: (-kv[1], kv[0]))
+        return [describe(name, x) for name, _ in ranked[:k]]
+
+
+def log_loss(y: int, p: float) -> float:
+    """The log loss of one prediction, clipped so a certain miss is finite."""
+    p = min(max(p, 1e-15), 1 - 1e-15)
+    return -math.log(p) if y else -math.log(1 - p)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A published model, what every worker scores with, and the learner's whole state."""
+
+    version: int
+    model: ChurnModel
+    quality: Any  # ModelQuality; Any keeps this module free of the metrics import cycle
+    offset: int  # the last training-topic offset learned: re-delivered examples are skipped
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def loads(blob: bytes) -> Snapshot:
+        snapshot = pickle.loads(blob)  # our own snapshots, from our own Redis
+        assert isinstance(snapshot, Snapshot)
+        return snapshot
