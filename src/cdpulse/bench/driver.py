@@ -34,18 +34,25 @@ from cdpulse.bench.ceiling import ceiling
 from cdpulse.bench.http_load import run_load
 from cdpulse.bench.offsets import Offsets
 from cdpulse.bench.procstat import load_average, machine, sample_process
+from cdpulse.bench.report import throughput_of
 from cdpulse.bench.sampler import Sampler, summarize
 from cdpulse.bench.stack import kafka_address
 from cdpulse.bench.stages import messages_of, time_stages
 from cdpulse.bench.stats import histogram_delta, histogram_quantile, percentiles
 from cdpulse.bench.workers import Scrape, WorkerProcess, stop_all
-from cdpulse.bench.workload import Workload, produce_all, produce_at_rate, shop_workload
+from cdpulse.bench.workload import Record, Workload, produce_all, produce_at_rate, shop_workload
 from cdpulse.cli.progress import Reporter
 from cdpulse.contract.topics import Topics
 from cdpulse.producer import Producer
 from cdpulse.settings import Settings
 
 LATENCY_METRIC = "cdpulse_ingest_to_written_seconds"
+LATENCY_METHOD = (
+    "cdpulse_ingest_to_written_seconds: Kafka CreateTime (stamped by the producer at send()) "
+    "to the profile write acknowledged by Redis. Bucket counts are scraped after the warm-up "
+    "and after the drain; quantiles are interpolated inside buckets as Prometheus' "
+    "histogram_quantile does."
+)
 WINDOW = (0.1, 0.9)  # the share of the messages over which throughput is measured
 
 
@@ -164,7 +171,7 @@ class BenchRun:
             workers = self.start_workers("w1", 1)
             try:
                 self.measure_throughput(workers, "w1")
-                self.measure_latency(workers[0], workload)
+                self.measure_latencies(workers[0], workload)
                 self.measure_reads(workers[0], workload)
             finally:
                 stop_all(workers)
@@ -179,7 +186,8 @@ class BenchRun:
 
     def prepare(self) -> Workload:
         o = self.options
-        extra = int(o.rate * (o.latency_seconds + o.warmup_seconds))
+        # Twice what the latency phase needs: a second run below capacity may follow.
+        extra = 2 * int(o.rate * (o.latency_seconds + o.warmup_seconds))
         say(f"simulating {o.events + extra:,} events of {o.customers:,} customers")
         workload = shop_workload(o.events + extra, o.customers, o.seed)
         head = workload.records[: o.events]
@@ -251,13 +259,14 @@ class BenchRun:
             self.result["redis"] = redis_memory.measure(self.redis, prefix, used_before)
             say(f"redis: {self.result['redis']['bytes_per_profile'] or 0:,.0f} bytes per profile")
 
-    def measure_latency(self, worker: WorkerProcess, workload: Workload) -> None:
+    def measure_latency(
+        self, worker: WorkerProcess, records: list[Record], rate: float
+    ) -> dict[str, Any]:
+        """Produce ``records`` at ``rate``; produce → written percentiles after the warm-up."""
         o = self.options
-        records = workload.records[o.events :]
-        warmup = int(o.rate * o.warmup_seconds)
-        say(f"latency: {len(records):,} events at {o.rate:,.0f}/s, {o.warmup_seconds:g}s warm-up")
+        warmup = int(rate * o.warmup_seconds)
+        say(f"latency: {len(records):,} events at {rate:,.0f}/s, {o.warmup_seconds:g}s warm-up")
         before: dict[str, Any] = {}
-        cpu_before = sample_process(worker.pid).cpu_seconds
         started = time.monotonic()
 
         def mark(sent: int) -> None:
@@ -265,49 +274,64 @@ class BenchRun:
             if sent >= warmup and "scrape" not in before:
                 before["scrape"] = worker.scrape()
                 before["cpu"] = sample_process(worker.pid).cpu_seconds
+                before["producer_cpu"] = time.process_time()
                 before["at"] = time.monotonic()
 
         with Producer.from_settings(self.settings) as producer, self._tracking(worker) as track:
-            sent, seconds = produce_at_rate(producer, self.topics, records, o.rate, mark)
+            sent, seconds = produce_at_rate(producer, self.topics, records, rate, mark)
             mark(sent)
+            producer_cpu = time.process_time() - before["producer_cpu"]
+            producing = time.monotonic() - before["at"]
         self.wait_drained("w1")
         drained = time.monotonic() - started
         after = worker.scrape()
-        cpu_after = sample_process(worker.pid).cpu_seconds
+        cpu = sample_process(worker.pid).cpu_seconds - before["cpu"]
         first: Scrape = before["scrape"]
         buckets = histogram_delta(after.buckets[LATENCY_METRIC], first.buckets[LATENCY_METRIC])
         batches = after.value("cdpulse_batch_size_count") - first.value("cdpulse_batch_size_count")
         batched = after.value("cdpulse_batch_size_sum") - first.value("cdpulse_batch_size_sum")
-        consumed = sent - warmup
-        self.result["latency"] = {
-            "method": (
-                "cdpulse_ingest_to_written_seconds (Kafka CreateTime, stamped by the producer "
-                "at send(), to the profile write acknowledged by Redis), bucket counts "
-                "scraped after the warm-up and after the drain, quantiles interpolated "
-                "inside buckets as Prometheus' histogram_quantile does"
-            ),
-            "rate": o.rate,
+        found = {
+            "method": LATENCY_METHOD,
+            "rate": rate,
             "achieved_rate": sent / seconds,
             "events": sent,
             "observed": buckets[-1][1],
             **{q: histogram_quantile(float(q[1:]) / 100, buckets) for q in ("p50", "p95", "p99")},
             "drained_seconds": drained,
+            # Offsets are committed every second, so a worker that kept up drains within ~1.5 s.
             "kept_up": drained < seconds + 2.0,
             "mean_batch": batched / batches if batches else None,
-            "worker_cpu_utilisation": (
-                (cpu_after - before["cpu"]) / (time.monotonic() - before["at"])
-            ),
-            "worker_cpu_seconds_per_1000": (cpu_after - before["cpu"]) / consumed * 1000,
-            "worker_cpu_seconds": cpu_after - cpu_before,
+            "worker_cpu_utilisation": cpu / (time.monotonic() - before["at"]),
+            "worker_cpu_seconds_per_1000": cpu / max(1, sent - warmup) * 1000,
+            "producer_cpu_utilisation": producer_cpu / producing if producing > 0 else None,
             "buckets": buckets,
             "timeline": track,
             "load_average": load_average(),
         }
-        lat = self.result["latency"]
         say(
-            f"latency: p50 {lat['p50'] * 1000:.1f} ms, p95 {lat['p95'] * 1000:.1f} ms, "
-            f"p99 {lat['p99'] * 1000:.1f} ms"
+            f"latency at {rate:,.0f}/s: p50 {found['p50'] * 1000:.1f} ms, "
+            f"p95 {found['p95'] * 1000:.1f} ms, p99 {found['p99'] * 1000:.1f} ms"
+            + ("" if found["kept_up"] else " (the worker did not keep up)")
         )
+        return found
+
+    def measure_latencies(self, worker: WorkerProcess, workload: Workload) -> None:
+        """At the asked rate; and when the worker could not keep up, at half its capacity.
+
+        Above capacity the latency is a queue that grows for as long as the phase lasts,
+        so the second run shows what the engine itself adds when it is not saturated.
+        """
+        o = self.options
+        records = workload.records[o.events :]
+        asked = int(o.rate * (o.latency_seconds + o.warmup_seconds))
+        self.result["latency"] = self.measure_latency(worker, records[:asked], o.rate)
+        capacity = (throughput_of(self.result, 1) or {}).get("events_per_second")
+        if self.result["latency"]["kept_up"] or not capacity:
+            return
+        rate = max(100.0, round(capacity / 2, -2))
+        count = int(rate * (o.latency_seconds + o.warmup_seconds))
+        below = self.measure_latency(worker, records[asked : asked + count], rate)
+        self.result["latency_below_capacity"] = below
 
     @contextlib.contextmanager
     def _tracking(self, worker: WorkerProcess) -> Iterator[list[dict[str, Any]]]:
