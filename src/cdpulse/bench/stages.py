@@ -1,15 +1,18 @@
 """Where a worker's time goes: the batch processor's stages, timed in-process on real Redis.
 
 The same messages the workers consume are cut into batches of the worker's batch size
-and handed to a ``BatchProcessor`` over the real ``RedisProfileStore`` (its own key
-prefix), without faust or Kafka. Each stage is timed where it is called:
+and handed to the worker's own ``BatchProcessor`` (built by ``create_app``, so with
+whatever the worker plugs into it) over the real Redis store under its own key prefix,
+without faust or Kafka. Each stage is timed where it is called:
 
 * ``decode``: bytes to a validated event (json + pydantic), dead letters, metrics;
-* one entry per store call (``link``, ``resolve``, ``load``, ``save``, ``retire``,
-  ``advance_watermark``), of which the pipelined round trips themselves
-  (``cdpulse_redis_seconds``) and the MessagePack encode/decode of profiles are
-  reported apart, and Redis' own CPU from ``INFO commandstats``;
-* ``rules and bookkeeping``: the rest of ``process`` (apply, merge, grouping, metrics).
+* ``store.<call>``: each call of the store (``load``, ``save``, ``link``, ...), of which
+  the pipelined round trips themselves (``cdpulse_redis_seconds``) and the MessagePack
+  encode/decode of profiles are reported apart, and Redis' own CPU from
+  ``INFO commandstats``;
+* ``enricher.<call>``: each call of the processor's enricher (scoring), when it has one;
+* ``rules.apply`` and ``rules.merge``: the pure profile rules;
+* ``rest of process()``: grouping by profile, duplicate bookkeeping, metrics.
 
 The difference between this rate and a worker's is what faust and the Kafka client
 cost per event.
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import redis as sync_redis
@@ -32,16 +36,10 @@ from prometheus_client import REGISTRY
 
 from cdpulse.bench.workload import Record, topic_of
 from cdpulse.contract.topics import Topics
-from cdpulse.ingest.batch import BatchProcessor
+from cdpulse.ingest import batch
 from cdpulse.ingest.message import Message
-from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules
 from cdpulse.settings import Settings
 from cdpulse.store import redis as redis_store
-from cdpulse.store.base import SaveStatus, Stored, Write
-from cdpulse.store.redis import RedisProfileStore
-
-STORE_CALLS = ("link", "resolve", "load", "save", "retire", "advance_watermark")
 
 
 class _Clock:
@@ -67,80 +65,62 @@ class _Clock:
             self.calls[name] += 1
 
 
-class TimedStore:
-    """A RedisProfileStore whose every call is timed."""
+class Timed:
+    """A stand-in for ``inner`` that times every method call as ``<label>.<method>``."""
 
-    def __init__(self, inner: RedisProfileStore, clock: _Clock) -> None:
-        self.inner = inner
-        self.clock = clock
+    def __init__(self, inner: Any, clock: _Clock, label: str) -> None:
+        self._inner = inner
+        self._clock = clock
+        self._label = label
 
-    async def load(self, ids: list[str]) -> dict[str, Stored]:
-        with self.clock.timing("load"):
-            return await self.inner.load(ids)
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not inspect.ismethod(attr):
+            return attr
+        stage = f"{self._label}.{name}"
+        clock = self._clock
+        if inspect.iscoroutinefunction(attr):
 
-    async def resolve(self, ids: list[str]) -> dict[str, str]:
-        with self.clock.timing("resolve"):
-            return await self.inner.resolve(ids)
+            @functools.wraps(attr)
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                with clock.timing(stage):
+                    return await attr(*args, **kwargs)
 
-    async def link(self, anonymous_id: str, customer_id: str) -> str:
-        with self.clock.timing("link"):
-            return await self.inner.link(anonymous_id, customer_id)
+            return timed_async
 
-    async def save(self, writes: list[Write]) -> dict[str, SaveStatus]:
-        with self.clock.timing("save"):
-            return await self.inner.save(writes)
+        @functools.wraps(attr)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with clock.timing(stage):
+                return attr(*args, **kwargs)
 
-    async def retire(self, ids: list[str]) -> None:
-        with self.clock.timing("retire"):
-            await self.inner.retire(ids)
-
-    async def advance_watermark(self, marks: dict[str, int]) -> None:
-        with self.clock.timing("advance_watermark"):
-            await self.inner.advance_watermark(marks)
-
-    async def watermark(self) -> int:
-        return await self.inner.watermark()
-
-    async def get(self, profile_id: str) -> Profile | None:
-        return await self.inner.get(profile_id)
-
-    async def count(self) -> int:
-        return await self.inner.count()
-
-
-class TimedProcessor(BatchProcessor):
-    """A BatchProcessor that times its decode stage."""
-
-    clock: _Clock
-
-    def decode(self, messages: list[Message], now: Any) -> Any:
-        with self.clock.timing("decode"):
-            return super().decode(messages, now)
+        return timed
 
 
 @contextlib.contextmanager
-def _timed_msgpack(clock: _Clock) -> Iterator[None]:
-    """Time the store's MessagePack encode and decode of profiles (patched for the run).
+def _timed_functions(module: Any, stages: dict[str, str], clock: _Clock) -> Iterator[None]:
+    """Time calls of ``module``'s functions ``{name: stage}`` made through its namespace.
 
-    The store module's own names are swapped, so nothing outside this process changes.
+    Only the module's own names are swapped, and only for the run: a caller that
+    imported a function by name (as the batch processor and the store do) gets the
+    timed one; nothing outside this process changes.
     """
-    names = vars(redis_store)
-    encode: Callable[[Profile], bytes] = names["encode"]
-    decode: Callable[[bytes], Profile] = names["decode"]
+    names = vars(module)
+    originals: dict[str, Callable[..., Any]] = {name: names[name] for name in stages}
 
-    def timed_encode(profile: Profile) -> bytes:
-        with clock.timing("msgpack encode"):
-            return encode(profile)
+    def timed(function: Callable[..., Any], stage: str) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with clock.timing(stage):
+                return function(*args, **kwargs)
 
-    def timed_decode(blob: bytes) -> Profile:
-        with clock.timing("msgpack decode"):
-            return decode(blob)
+        return call
 
-    names["encode"], names["decode"] = timed_encode, timed_decode
+    for name, stage in stages.items():
+        names[name] = timed(originals[name], stage)
     try:
         yield
     finally:
-        names["encode"], names["decode"] = encode, decode
+        names.update(originals)
 
 
 def messages_of(records: Sequence[Record], topics: Topics, partitions: int) -> list[Message]:
@@ -195,30 +175,42 @@ def _commandstats_usec(client: sync_redis.Redis) -> dict[str, float]:
 async def _time_stages(
     settings: Settings, messages: list[Message], batch_size: int
 ) -> tuple[float, float, _Clock, int]:
+    from cdpulse.app.worker import create_app
+
     clock = _Clock()
-    inner = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
-    store = TimedStore(inner, clock)
-    processor = TimedProcessor(
-        store,  # type: ignore[arg-type]
-        Rules.from_settings(settings),
-        max_bytes=settings.max_event_bytes,
-        max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
-    )
-    processor.clock = clock
+    _, services = create_app(settings)
+    processor = services.processor
+    # Swap the processor's collaborators for timed stand-ins (instance attributes only).
+    slots = vars(processor)
+    decode = processor.decode
+
+    def timed_decode(*args: Any, **kwargs: Any) -> Any:
+        with clock.timing("decode"):
+            return decode(*args, **kwargs)
+
+    slots["decode"] = timed_decode
+    slots["store"] = Timed(processor.store, clock, "store")
+    if slots.get("enricher") is not None:
+        slots["enricher"] = Timed(slots["enricher"], clock, "enricher")
     batches = 0
     try:
         started, cpu = time.perf_counter(), time.process_time()
-        with _timed_msgpack(clock):
+        with (
+            _timed_functions(
+                redis_store, {"encode": "msgpack encode", "decode": "msgpack decode"}, clock
+            ),
+            _timed_functions(batch, {"apply": "rules.apply", "merge": "rules.merge"}, clock),
+        ):
             for i in range(0, len(messages), batch_size):
                 await processor.process(messages[i : i + batch_size])
                 batches += 1
         return time.perf_counter() - started, time.process_time() - cpu, clock, batches
     finally:
-        await inner.close()
+        await services.store.close()
 
 
 def time_stages(settings: Settings, messages: list[Message], batch_size: int) -> StageTimes:
-    """Run ``messages`` through a timed BatchProcessor in batches of ``batch_size``."""
+    """Run ``messages`` through the worker's processor, timed, in batches of ``batch_size``."""
     client = sync_redis.Redis.from_url(settings.redis_url)
     try:
         usec_before = _commandstats_usec(client)
@@ -227,11 +219,13 @@ def time_stages(settings: Settings, messages: list[Message], batch_size: int) ->
         usec_after = _commandstats_usec(client)
     finally:
         client.close()
-    names = ("decode", *STORE_CALLS)
-    stages = {name: clock.seconds.get(name, 0.0) for name in names}
-    stages["rules and bookkeeping"] = total - sum(stages.values())
-    stages_cpu = {name: clock.cpu.get(name, 0.0) for name in names}
-    stages_cpu["rules and bookkeeping"] = cpu - sum(stages_cpu.values())
+    names = [
+        n for n in clock.seconds if n == "decode" or n.startswith(("store.", "enricher.", "rules."))
+    ]
+    stages = {name: clock.seconds[name] for name in names}
+    stages["rest of process()"] = total - sum(stages.values())
+    stages_cpu = {name: clock.cpu[name] for name in names}
+    stages_cpu["rest of process()"] = cpu - sum(stages_cpu.values())
     detail = {
         f"{op}: pipelined round trip": _redis_seconds_sum(op) - before
         for op, before in round_trips_before.items()
