@@ -14,7 +14,8 @@ any later event); what a visitor did before that stays under the anonymous id.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from cdpulse.contract.events import EVENT_ADAPTER
@@ -43,7 +44,10 @@ class _Score:
 
 
 def evaluate(
-    events: Iterable[Mapping[str, Any]], k: int = 10, config: RecoConfig | None = None
+    events: Iterable[Mapping[str, Any]],
+    k: int = 10,
+    config: RecoConfig | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Hit rate and NDCG at ``k`` of the recommender and of popularity, overall and by type.
 
@@ -80,6 +84,8 @@ def evaluate(
             mine |= relevant
         recommender.learn_one(key, event, context)
         apply(profile, event, rules)
+        if progress is not None:
+            progress(1)
     result: dict[str, Any] = {"k": k, "model_version": recommender.model_version}
     for group in groups:
         n = max(counts[group], 1)
@@ -92,3 +98,44 @@ def evaluate(
             "popularity_ndcg": baseline_score.ndcg / n,
         }
     return result
+
+
+def movielens_events(inter: Path) -> Iterator[dict[str, Any]]:
+    """MovieLens-100k as cdpulse events, in time order: each rating an order of one movie.
+
+    ``inter`` is RecBole's ``ml-100k.inter`` (user, item, rating, timestamp in seconds);
+    a movie's category is the first genre in ``ml-100k.item`` beside it. A rating is a
+    purchase, so a movie once rated is never recommended to that user again. Read from
+    where the ``recbole`` wheel installs it: its licence forbids copying it here.
+    """
+    genres: dict[str, str] = {}
+    with inter.with_suffix(".item").open(encoding="latin-1") as lines:
+        next(lines)
+        for line in lines:
+            fields = line.rstrip("\n").split("\t")
+            genres[fields[0]] = (fields[3].split() or ["movie"])[0]
+    with inter.open(encoding="latin-1") as lines:
+        next(lines)
+        ratings = sorted(
+            (int(float(t)), user, item)
+            for user, item, _, t in (line.rstrip("\n").split("\t") for line in lines)
+        )
+    for n, (t, user, item) in enumerate(ratings):
+        movie: dict[str, Any] = {
+            "product_id": item,
+            "category": genres.get(item, "movie"),
+            "price": 0.0,
+        }
+        yield {
+            "event_id": f"ml-{n}",
+            "type": "order_completed",
+            "timestamp": t * 1000,
+            "customer_id": f"u{user}",
+            "channel": "web",
+            "properties": {
+                "order_id": f"ml-{n}",
+                "revenue": 0.0,
+                "currency": "USD",
+                "items": [{**movie, "quantity": 1}],
+            },
+        }
