@@ -314,6 +314,17 @@ def test_bought_products_are_left_out_unless_repeatable() -> None:
     assert "P-2" not in products
 
 
+def test_seen_slots_limit_products_viewed_recently_or_in_the_cart() -> None:
+    events = shop_events()
+    context = Context(affinity={"shoes": 1.0}, recently_viewed=("P-3", "P-4"), cart=("P-1",))
+    for slots, expected in ((None, 3), (1, 1), (0, 0)):
+        recommender = Recommender(RecoConfig(seen_slots=slots))
+        learn_all(recommender, events)
+        recs = recommender.recommend("C-new", context, k=10)
+        assert len({r.product_id for r in recs} & {"P-1", "P-3", "P-4"}) == expected
+        assert len(recs) == 5 - 3 + expected  # every other known product still comes
+
+
 def test_every_recommendation_has_a_score_and_a_reason() -> None:
     recommender = Recommender()
     learn_all(recommender, shop_events())

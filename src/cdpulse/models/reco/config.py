@@ -38,6 +38,9 @@ class RecoConfig:
     # the ranker learns from each item event: its products against sampled candidates
     negatives: int = 4
     learning_rate: float = 0.05
+    # at most this many of a list's products may be ones the customer viewed recently or
+    # has in the cart (None: no limit); fewer leaves room for discovery
+    seen_slots: int | None = None
     bought_kept: int = 200  # products remembered per customer to exclude them
     repeatable: AbstractSet[str] = frozenset()  # products bought again and again (grocery)
     seed: int = 0

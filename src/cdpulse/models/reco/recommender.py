@@ -140,7 +140,8 @@ class Recommender:
         """The ``k`` best products for the customer now, best first.
 
         ``context`` is a ``Context`` or the profile JSON; products the customer bought are
-        left out unless ``config.repeatable`` lists them.
+        left out unless ``config.repeatable`` lists them, and at most ``config.seen_slots``
+        of the ``k`` are products the customer viewed recently or has in the cart.
         """
         if not isinstance(context, Context):
             context = Context() if context is None else Context.from_view(context)
@@ -152,7 +153,17 @@ class Recommender:
         ]
         scored = list(zip(self.ranker.scores(allowed), allowed, strict=True))
         scored.sort(key=lambda sc: (-sc[0], sc[1].product_id))
-        return [Recommendation(c.product_id, round(s, 6), self._reason(c)) for s, c in scored[:k]]
+        chosen: list[Recommendation] = []
+        seen_slots = self.config.seen_slots
+        for score, c in scored:
+            if len(chosen) == k:
+                break
+            if c.viewed > 0 or c.in_cart:
+                if seen_slots is not None and seen_slots <= 0:
+                    continue
+                seen_slots = None if seen_slots is None else seen_slots - 1
+            chosen.append(Recommendation(c.product_id, round(score, 6), self._reason(c)))
+        return chosen
 
     def popular(self, customer_id: str, k: int = 10) -> list[Recommendation]:
         """The ``k`` most popular products the customer may still buy: the baseline."""
