@@ -70,8 +70,13 @@ class Settings(BaseSettings):
     churn_horizon_days: float = Field(
         30.0, gt=0, description="No activity for this long (event time) labels a churner."
     )
-    churn_snapshot_hours: float = Field(
-        24.0, gt=0, description="Least event time between two churn snapshots of a customer."
+    churn_snapshot_days: int = Field(
+        1, ge=1, description="Days between two churn snapshots (training examples) of a customer."
+    )
+    churn_lateness_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How late (event time) an event may arrive behind its partition's newest.",
     )
     model_refresh_seconds: float = Field(
         2.0, gt=0, description="How often workers look for a newer model snapshot."

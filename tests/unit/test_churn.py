@@ -16,38 +16,59 @@ from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 
 H = 30 * DAY
+LABELER = ChurnLabeler(horizon=H, interval=DAY, lateness=0)
 
 
-def test_activity_within_the_horizon_labels_the_snapshot_zero() -> None:
-    labeler = ChurnLabeler(horizon=H, interval=DAY)
-    profile = Profile(id="C")
-    assert labeler.on_activity(profile, 10 * DAY, lambda: [1.0]) == []
-    assert profile.churn_pending_at == 10 * DAY
-    # same day: no new snapshot, no label
-    assert labeler.on_activity(profile, 10 * DAY + 5, lambda: [2.0]) == []
-    [example] = labeler.on_activity(profile, 39 * DAY, lambda: [3.0])
-    assert (example.label, example.snapshot_at, example.label_at) == (0, 10 * DAY, 39 * DAY)
-    assert example.features == [1.0]
-    assert profile.churn_pending_at == 39 * DAY  # a new snapshot waits now
+def active_on(*days: int) -> Profile:
+    profile = Profile(id="C", churn_first_seen=days[0] * DAY)
+    for day in days:
+        profile.churn_days[day * DAY] = [1, 0, 0.0]
+    return profile
 
 
-def test_the_horizon_expires_in_event_time_even_with_no_further_event() -> None:
-    labeler = ChurnLabeler(horizon=H, interval=DAY)
-    profile = Profile(id="C")
-    labeler.on_activity(profile, 0, lambda: [1.0])
-    assert labeler.expire(profile, watermark=H - 1) is None
-    example = labeler.expire(profile, watermark=H)
-    assert example is not None and (example.label, example.label_at) == (1, H)
-    assert profile.churn_pending_at is None
-    assert labeler.expire(profile, watermark=10 * H) is None  # labelled once
+def decide(
+    profile: Profile, watermark_day: float, labeler: ChurnLabeler = LABELER
+) -> tuple[list[tuple[int, int]], int | None]:
+    examples, due = labeler.decide(profile, int(watermark_day * DAY), lambda day: [float(day)])
+    return [(e.snapshot_at // DAY, e.label) for e in examples], due
 
 
-def test_a_return_after_the_horizon_labels_churned_at_the_horizon() -> None:
-    labeler = ChurnLabeler(horizon=H, interval=DAY)
-    profile = Profile(id="C")
-    labeler.on_activity(profile, 0, lambda: [1.0])
-    [example] = labeler.on_activity(profile, H + 5 * DAY, lambda: [2.0])
-    assert (example.label, example.label_at) == (1, H)
+def test_days_followed_by_a_return_within_the_horizon_are_labelled_zero() -> None:
+    profile = active_on(10, 25)
+    labelled, due = decide(profile, 26)  # day 25 complete: days 10..24 are decided
+    assert labelled == [(d, 0) for d in range(10, 25)]
+    assert due == 25 * DAY + DAY + H  # day 25 waits for a return or the horizon
+    assert profile.churn_labelled_through == 24 * DAY
+
+
+def test_the_horizon_expires_in_event_time_with_no_further_event() -> None:
+    profile = active_on(0)
+    assert decide(profile, 30.9) == ([], 31 * DAY)
+    labelled, due = decide(profile, 31)
+    assert labelled == [(0, 1)] and due == 32 * DAY
+    labelled, due = decide(profile, 100)
+    assert labelled == [(d, 1) for d in range(1, 31)]  # every day up to the horizon
+    assert due is None  # churned: nothing more until the customer comes back
+
+
+def test_labels_wait_for_the_watermark_to_pass_the_day_they_read() -> None:
+    profile = active_on(3, 4)
+    labelled, due = decide(profile, 4.5)  # day 4 not complete: day 3 undecided
+    assert labelled == [] and due == 5 * DAY
+
+
+def test_the_same_days_are_labelled_whatever_the_order_of_decisions() -> None:
+    once = active_on(1, 5, 50, 52)
+    step = active_on(1, 5, 50, 52)
+    all_at_once, _ = decide(once, 200)
+    piecewise: list[tuple[int, int]] = []
+    for watermark in range(0, 200, 7):
+        found, _ = decide(step, watermark)
+        piecewise += found
+    assert piecewise == all_at_once
+    # day 19 is the last one more than 30 days before the return on day 50
+    assert (19, 1) in all_at_once and (20, 0) in all_at_once and (35, 0) in all_at_once
+    assert not [d for d, _ in all_at_once if 35 < d < 50]  # churned days: no snapshots
 
 
 def test_examples_round_trip_through_json() -> None:
@@ -55,14 +76,18 @@ def test_examples_round_trip_through_json() -> None:
     assert Example.from_json(example.to_json()) == example
 
 
-def test_features_come_from_the_profile_at_event_time() -> None:
-    profile = Profile(id="C", first_seen=0, last_seen=10 * DAY, events=3, orders=1)
-    profile.last_order_at = 5 * DAY
-    x = churn_features(profile, as_of=40 * DAY)
+def test_features_read_the_day_buckets_as_of_the_end_of_a_day() -> None:
+    profile = active_on(0, 10)
+    profile.churn_days[10 * DAY] = [2, 1, 30.0]  # an order on day 10
+    x = churn_features(profile, 40 * DAY)
     assert x["days_since_last_visit"] == 30.0
-    assert x["days_since_last_order"] == 35.0
-    assert x["tenure_days"] == 40.0
-    assert describe("days_since_last_order", x) == "no order for 35 days"
+    assert x["days_since_last_order"] == 30.0
+    assert x["tenure_days"] == 41.0
+    assert x["events_30d"] == 0 and x["events_7d"] == 0
+    assert describe("days_since_last_order", x) == "no order for 30 days"
+    # as of day 5, the later order does not exist yet
+    early = churn_features(profile, 5 * DAY)
+    assert early["orders_30d"] == 0 and early["days_since_last_visit"] == 5.0
     assert set(x) == set(FEATURE_NAMES)
 
 
@@ -82,14 +107,14 @@ def test_the_learner_skips_redelivered_examples_and_measures_before_learning() -
 
 def test_reasons_are_the_largest_contributions_in_words() -> None:
     model = ChurnModel.create()
-    quiet = {n: 0.0 for n in FEATURE_NAMES} | {"days_since_last_visit": 50.0, "events_30d": 0.0}
+    quiet = {n: 0.0 for n in FEATURE_NAMES} | {"days_since_last_visit": 50.0}
     busy = {n: 0.0 for n in FEATURE_NAMES} | {"days_since_last_visit": 1.0, "events_30d": 40.0}
     for _ in range(300):
         model.learn_one(quiet, 1)
         model.learn_one(busy, 0)
     reasons = model.reasons(quiet)
     assert len(reasons) == 3
-    assert reasons[0] in ("no visit for 50 days", "0 events in 30 days")
+    assert "no visit for 50 days" in reasons
 
 
 def test_the_replayed_model_beats_recency_alone_on_the_simulator() -> None:

@@ -28,7 +28,6 @@ from cdpulse.models.learner import ChurnLearner
 from cdpulse.models.online import ChurnScoring
 from cdpulse.ops import metrics
 from cdpulse.profile.rules import Rules
-from cdpulse.profile.windows import DAY, HOUR
 from cdpulse.settings import Settings
 from cdpulse.store.models import ModelRegistry, RedisModelStore
 from cdpulse.store.redis import RedisProfileStore
@@ -109,16 +108,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     model_store = RedisModelStore(store.client, settings.redis_prefix)
     registry = ModelRegistry(model_store)
     rules = Rules.from_settings(settings)
-    labeler = ChurnLabeler(
-        horizon=int(settings.churn_horizon_days * DAY),
-        interval=int(settings.churn_snapshot_hours * HOUR),
-    )
+    labeler = ChurnLabeler.from_settings(settings)
     processor = BatchProcessor(
         store,
         rules,
         max_bytes=settings.max_event_bytes,
         max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
         enricher=ChurnScoring(labeler, registry.get),
+        partitions=len(topics.inputs) * settings.topic_partitions,
     )
     services = Services(
         settings, topics, rules, store, processor, registry, app, dead_letter, outputs
@@ -129,8 +126,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             messages = [_message(e) for e in events]
             result = await retrying(partial(processor.process, messages))
-            low = await retrying(store.low_watermark)
-            examples = result.examples + await retrying(partial(processor.expire, low))
+            low = await retrying(processor.low_watermark)
+            expired = await retrying(partial(processor.expire, low))
+            # Sorted by decision time: with one worker the training topic then holds the
+            # examples in exactly the order a replay of the same events produces.
+            examples = sorted(result.examples + expired, key=lambda e: e.order)
             deliveries = [
                 await dead_letter.send(key=dl.key.encode() if dl.key else None, value=dl.to_json())
                 for dl in result.dead_letters

@@ -23,7 +23,7 @@ from cdpulse.models.labels import Example
 from cdpulse.models.online import Enricher
 from cdpulse.ops import metrics
 from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile, to_millis
+from cdpulse.profile.rules import Rules, apply, merge, new_profile, to_millis
 from cdpulse.store.base import ProfileStore, SaveStatus, Write
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,12 @@ class BatchProcessor:
         max_bytes: int = 65536,
         max_future_skew: timedelta = timedelta(minutes=5),
         enricher: Enricher | None = None,
+        partitions: int = 1,
     ) -> None:
         self.store = store
         self.rules = rules
         self.enricher = enricher
+        self.partitions = partitions  # input partitions the low watermark must hear from
         self.max_bytes = max_bytes
         self.max_future_skew = max_future_skew
 
@@ -155,6 +157,9 @@ class BatchProcessor:
         pending = {i.target for i in items} | set(merges)
         as_of = max(to_millis(i.event) for i in items)
         enricher = self.enricher
+        # Labels are decided against the watermark as it stood before this batch: every
+        # event time it covers has been applied, so what it decides cannot change.
+        watermark = await self.low_watermark() if enricher is not None else 0
         for _ in range(MAX_ROUNDS):
             by_target: dict[str, list[_Item]] = defaultdict(list)
             for item in items:
@@ -166,6 +171,7 @@ class BatchProcessor:
 
             writes: list[Write] = []
             outcome: dict[str, tuple[int, int, list[str], list[Example]]] = {}
+            dues: dict[str, int] = {}
             for target in targets:
                 current = stored[target]
                 profile = current.profile or new_profile(target)
@@ -184,26 +190,24 @@ class BatchProcessor:
                 examples: list[Example] = []
                 for item in by_target.get(target, []):
                     m = item.message
-                    if is_duplicate(profile, item.event.event_id, m.source, m.offset):
+                    if apply(profile, item.event, self.rules, m.source, m.offset):
+                        applied += 1
+                    else:
                         duplicates += 1
-                        continue
-                    if enricher is not None:
-                        examples += enricher.before_event(profile, item.event)
-                    apply(profile, item.event, self.rules, m.source, m.offset)
-                    applied += 1
+                if (applied or merged) and enricher is not None:
+                    examples, due = enricher.after_profile(profile, watermark, as_of)
+                    if due is not None:
+                        dues[target] = due
                 outcome[target] = (applied, duplicates, merged, examples)
                 if applied or merged:
-                    if enricher is not None:
-                        enricher.after_profile(profile, as_of)
                     writes.append(Write(profile, current.version))
                 else:
                     result.duplicates += duplicates
                     metrics.DUPLICATES.inc(duplicates)
-            if enricher is not None:
-                # Scheduled before the save: a schedule without a waiting snapshot is
-                # harmless (expiry finds nothing), a snapshot without one would never expire.
-                dues = {w.profile.id: enricher.labeler.due_at(w.profile) for w in writes}
-                await self.store.schedule({i: t for i, t in dues.items() if t is not None})
+            if dues:
+                # Scheduled before the save: a schedule with nothing to decide is harmless
+                # (expiry finds nothing), an undecided day without one would wait forever.
+                await self.store.schedule(dues)
             statuses = await self.store.save(writes) if writes else {}
 
             retired: list[str] = []
@@ -241,44 +245,50 @@ class BatchProcessor:
                 return
         raise SaveRetriesExhausted(f"profiles still conflicting after {MAX_ROUNDS} rounds")
 
+    async def low_watermark(self) -> int:
+        """The event time every input partition has passed (0 until all reported)."""
+        return await self.store.low_watermark(self.partitions)
+
     async def expire(self, watermark: int, limit: int = 1000) -> list[Example]:
-        """Label 1 every waiting churn snapshot whose horizon the watermark has passed."""
-        if self.enricher is None:
-            return []
-        labeler = self.enricher.labeler
-        ids = await self.store.due(watermark, limit)
-        if not ids:
-            return []
-        stored = await self.store.load(ids)
-        writes: list[Write] = []
-        labelled: dict[str, Example] = {}
-        done: list[str] = []
-        later: dict[str, int] = {}
-        for profile_id in ids:
-            current = stored[profile_id]
-            profile = current.profile
-            example = None if profile is None else labeler.expire(profile, watermark)
-            if profile is None or example is None:
-                due = None if profile is None else labeler.due_at(profile)
-                if due is None:
-                    done.append(profile_id)  # nothing waits any more
-                else:
-                    later[profile_id] = due  # a newer snapshot waits: its own due time
-                continue
-            labelled[profile_id] = example
-            writes.append(Write(profile, current.version))
-        statuses = await self.store.save(writes) if writes else {}
+        """Decide every scheduled churn label the watermark has made decidable."""
         examples: list[Example] = []
-        for profile_id, status in statuses.items():
-            if status is SaveStatus.SAVED:
-                examples.append(labelled[profile_id])
-                done.append(profile_id)
-            elif status is SaveStatus.ALIASED:
-                done.append(profile_id)  # merged into a customer, who carries it on
-            # CONFLICT: the owner wrote meanwhile; the next round sees the new version.
-        await self.store.unschedule(done)
-        await self.store.schedule(later)
-        return examples
+        if self.enricher is None:
+            return examples
+        for _ in range(MAX_ROUNDS):
+            ids = await self.store.due(watermark, limit)
+            if not ids:
+                break
+            stored = await self.store.load(ids)
+            writes: list[Write] = []
+            decided: dict[str, list[Example]] = {}
+            later: dict[str, int] = {}
+            done: list[str] = []
+            for profile_id in ids:
+                current = stored[profile_id]
+                if current.profile is None:
+                    done.append(profile_id)  # merged away or never written
+                    continue
+                found, due = self.enricher.expire(current.profile, watermark)
+                if due is None:
+                    done.append(profile_id)  # nothing left to decide until it is active
+                else:
+                    later[profile_id] = due
+                if found:
+                    decided[profile_id] = found
+                    writes.append(Write(current.profile, current.version))
+            statuses = await self.store.save(writes) if writes else {}
+            for profile_id, status in statuses.items():
+                if status is SaveStatus.SAVED:
+                    examples += decided[profile_id]
+                elif status is SaveStatus.CONFLICT:
+                    later[profile_id] = watermark  # written meanwhile: decide again
+                    done = [i for i in done if i != profile_id]
+                else:  # ALIASED: merged into a customer, whose profile carries on
+                    later.pop(profile_id, None)
+                    done.append(profile_id)
+            await self.store.unschedule(done)
+            await self.store.schedule(later)
+        return sorted(examples, key=lambda e: e.order)
 
     async def _advance_watermarks(self, items: list[_Item]) -> None:
         marks: dict[str, int] = {}

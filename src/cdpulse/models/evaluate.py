@@ -62,6 +62,7 @@ class ChurnEvaluation:
     baseline: dict[str, float]
     scores: dict[str, float | None]
     snapshot: Snapshot | None
+    examples: list[Example] = field(default_factory=list)
 
 
 class Messages:
@@ -92,10 +93,7 @@ async def replay_churn(
     from datetime import UTC, datetime
 
     store = MemoryProfileStore()
-    labeler = ChurnLabeler(
-        horizon=int(settings.churn_horizon_days * 86_400_000),
-        interval=int(settings.churn_snapshot_hours * 3_600_000),
-    )
+    labeler = ChurnLabeler.from_settings(settings)
     learner = ChurnLearner.fresh(settings.churn_model)
     baseline = RecencyBaseline()
     published: list[Snapshot] = []
@@ -103,17 +101,21 @@ async def replay_churn(
         store,
         Rules.from_settings(settings),
         enricher=ChurnScoring(labeler, lambda: published[-1] if published else None),
+        partitions=len(Topics.from_settings(settings).inputs) * settings.topic_partitions,
     )
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions)
     training_offset = -1
+    learned: list[Example] = []
     events = rejected = 0
     now = datetime.now(UTC)
 
     async def flush(batch: list[Message]) -> None:
         nonlocal training_offset
         result = await processor.process(batch)
-        examples = result.examples + await processor.expire(await store.low_watermark())
+        expired = await processor.expire(await processor.low_watermark())
+        examples = sorted(result.examples + expired, key=lambda e: e.order)
         pairs = []
+        learned.extend(examples)
         for example in examples:
             training_offset += 1
             pairs.append((training_offset, example))
@@ -159,4 +161,5 @@ async def replay_churn(
         baseline=baseline.quality.summary(),
         scores=scores,
         snapshot=snapshot,
+        examples=learned,
     )

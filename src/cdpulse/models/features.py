@@ -1,12 +1,16 @@
-"""The churn feature vector of a profile at an event time, and how to say each in words.
+"""The churn feature vector of a profile at the end of a day, and each feature in words.
 
-Every feature is computed from the profile alone at ``as_of`` (event time), so the
-worker, ``cdpulse evaluate`` and the tests derive the same vector. Each feature carries
-a sentence template: a model's reasons are its largest contributions, told in words.
+Every feature comes from the profile's identified activity per day (``churn_days``:
+events, orders and revenue of the events that carry its customer_id, kept 60 days) and
+its first identified time, read as of the end of day ``day``. A past day's counts no
+longer change once the watermark has passed it, and a visitor merged in later does not
+touch them, so the features of a past day are the same whenever, and in whatever
+order, they are read: live, in ``cdpulse evaluate``, or in a test. Scoring "now" reads
+today's vector.
 
 >>> from cdpulse.profile.model import Profile
->>> p = Profile(id="C-1", first_seen=0, last_seen=0, events=1)
->>> x = churn_features(p, as_of=41 * DAY)
+>>> p = Profile(id="C-1", churn_days={0: [1, 0, 0.0]}, churn_first_seen=0)
+>>> x = churn_features(p, day=41 * DAY)
 >>> x["days_since_last_visit"], describe("days_since_last_visit", x)
 (41.0, 'no visit for 41 days')
 """
@@ -17,12 +21,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cdpulse.profile import windows
 from cdpulse.profile.model import Profile
-from cdpulse.profile.windows import DAY
+from cdpulse.profile.windows import DAY, TREND_SPAN
 
-# Recency caps: past these, more days say nothing new and would dominate a linear model.
-MAX_DAYS = 365.0
+# Day buckets reach back TREND_SPAN: anything older reads as "at least that long ago".
+HORIZON_DAYS = TREND_SPAN / DAY
+MAX_TENURE_DAYS = 365.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +42,26 @@ def _pct(change: float) -> str:
     return f"{abs(change) * 100:.0f}%"
 
 
+def _trend_words(what: str, change: float) -> str:
+    return f"{what} {'down' if change < 0 else 'up'} {_pct(change)} vs previous 30 days"
+
+
 FEATURES: tuple[Feature, ...] = (
     Feature(
         "days_since_last_visit",
-        "days since the last event of any kind",
-        lambda x: f"no visit for {x['days_since_last_visit']:.0f} days",
+        "days since the last day with any event (60 when longer ago)",
+        lambda x: (
+            "visited today"
+            if x["days_since_last_visit"] == 0
+            else f"no visit for {x['days_since_last_visit']:.0f} days"
+        ),
     ),
     Feature(
         "days_since_last_order",
-        "days since the last order (365 when none)",
+        "days since the last day with an order (60 when longer ago or never)",
         lambda x: (
-            "never ordered"
-            if x["orders"] == 0
+            "no order in 60 days"
+            if x["days_since_last_order"] >= HORIZON_DAYS
             else f"no order for {x['days_since_last_order']:.0f} days"
         ),
     ),
@@ -58,14 +70,15 @@ FEATURES: tuple[Feature, ...] = (
         "days since first seen",
         lambda x: f"customer for {x['tenure_days']:.0f} days",
     ),
-    Feature("orders", "orders ever", lambda x: f"{x['orders']:.0f} orders so far"),
     Feature(
-        "log_revenue",
-        "log(1 + revenue)",
-        lambda x: f"lifetime spend {math.expm1(x['log_revenue']):.0f}",
+        "active_days_30d",
+        "days with activity among the last 30",
+        lambda x: f"active on {x['active_days_30d']:.0f} of the last 30 days",
     ),
     Feature(
-        "events_7d", "events in the last 7 days", lambda x: f"{x['events_7d']:.0f} events this week"
+        "events_7d",
+        "events in the last 7 days",
+        lambda x: f"{x['events_7d']:.0f} events this week",
     ),
     Feature(
         "events_30d",
@@ -75,46 +88,22 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "visit_trend",
         "events in the last 30 days vs the 30 before, as a relative change",
-        lambda x: (
-            f"visits {'down' if x['visit_trend'] < 0 else 'up'} "
-            f"{_pct(x['visit_trend'])} vs previous 30 days"
-        ),
+        lambda x: _trend_words("visits", x["visit_trend"]),
+    ),
+    Feature(
+        "orders_30d",
+        "orders in the last 30 days",
+        lambda x: f"{x['orders_30d']:.0f} orders in 30 days",
     ),
     Feature(
         "order_trend",
         "orders in the last 30 days vs the 30 before, as a relative change",
-        lambda x: (
-            f"orders {'down' if x['order_trend'] < 0 else 'up'} "
-            f"{_pct(x['order_trend'])} vs previous 30 days"
-        ),
+        lambda x: _trend_words("orders", x["order_trend"]),
     ),
     Feature(
-        "sessions",
-        "visits ever (30-minute sessions)",
-        lambda x: f"{x['sessions']:.0f} visits so far",
-    ),
-    Feature(
-        "cart_open",
-        "1 when the cart holds items",
-        lambda x: "items left in the cart" if x["cart_open"] else "empty cart",
-    ),
-    Feature(
-        "abandoned_checkouts",
-        "checkouts started minus orders (at least 0)",
-        lambda x: f"{x['abandoned_checkouts']:.0f} abandoned checkouts",
-    ),
-    Feature(
-        "email_engagement",
-        "email opens and clicks per event",
-        lambda x: (
-            "rarely reads emails" if x["email_engagement"] < 0.05 else "reads emails regularly"
-        ),
-    ),
-    Feature("refunds", "refunds ever", lambda x: f"{x['refunds']:.0f} refunds"),
-    Feature(
-        "app_share",
-        "share of events from the app",
-        lambda x: f"{x['app_share'] * 100:.0f}% of activity in the app",
+        "log_revenue_60d",
+        "log(1 + revenue of the last 60 days)",
+        lambda x: f"spent {math.expm1(x['log_revenue_60d']):.0f} in 60 days",
     ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
@@ -122,43 +111,44 @@ _BY_NAME = {f.name: f for f in FEATURES}
 
 
 def _trend(recent: float, before: float) -> float:
-    """Relative change, in [-1, 1] for drops; +1 smoothing so sparse customers stay finite."""
+    """Relative change; +1 smoothing keeps sparse customers finite."""
     return (recent - before) / (before + 1.0)
 
 
-def churn_features(profile: Profile, as_of: int) -> dict[str, float]:
-    """The feature vector of ``profile`` at event time ``as_of`` (epoch ms)."""
-    as_of = max(as_of, profile.last_seen)
-    today = (as_of // DAY) * DAY
-    buckets = profile.buckets
-    e7, _, _ = windows.totals(buckets, DAY, today - 6 * DAY, today)
-    e30, o30, _ = windows.totals(buckets, DAY, today - 29 * DAY, today)
-    e60, o60, _ = windows.totals(buckets, DAY, today - 59 * DAY, today - 30 * DAY)
-    counts = profile.counts
-    last_order = profile.last_order_at
+def active_days(profile: Profile) -> list[int]:
+    """Starts of the days (epoch ms) on which the profile has events, oldest first."""
+    return sorted(start for start, cell in profile.churn_days.items() if cell[0] > 0)
+
+
+def churn_features(profile: Profile, day: int) -> dict[str, float]:
+    """The features as of the end of the day starting at ``day`` (epoch ms, day-aligned)."""
+    cells = profile.churn_days
+    first = profile.churn_first_seen if profile.churn_first_seen is not None else day
+
+    def total(index: int, newest: int, oldest: int) -> float:
+        """Sum of one bucket column over days ``day - oldest`` .. ``day - newest``."""
+        lo, hi = day - oldest * DAY, day - newest * DAY
+        return sum(c[index] for s, c in cells.items() if lo <= s <= hi)
+
+    visits = [s for s, c in cells.items() if s <= day and c[0] > 0]
+    orders = [s for s, c in cells.items() if s <= day and c[1] > 0]
+    e30, e60 = total(0, 0, 29), total(0, 30, 59)
+    o30, o60 = total(1, 0, 29), total(1, 30, 59)
     return {
-        "days_since_last_visit": min(MAX_DAYS, (as_of - profile.last_seen) / DAY),
-        "days_since_last_order": MAX_DAYS
-        if last_order is None
-        else min(MAX_DAYS, (as_of - last_order) / DAY),
-        "tenure_days": min(MAX_DAYS, (as_of - profile.first_seen) / DAY),
-        "orders": float(profile.orders),
-        "log_revenue": math.log1p(max(0.0, profile.revenue)),
-        "events_7d": float(e7),
-        "events_30d": float(e30),
+        "days_since_last_visit": min(HORIZON_DAYS, (day - max(visits)) / DAY)
+        if visits
+        else HORIZON_DAYS,
+        "days_since_last_order": min(HORIZON_DAYS, (day - max(orders)) / DAY)
+        if orders
+        else HORIZON_DAYS,
+        "tenure_days": min(MAX_TENURE_DAYS, max(0.0, (day + DAY - first) / DAY)),
+        "active_days_30d": float(sum(1 for s in visits if s >= day - 29 * DAY)),
+        "events_7d": total(0, 0, 6),
+        "events_30d": e30,
         "visit_trend": _trend(e30, e60),
+        "orders_30d": o30,
         "order_trend": _trend(o30, o60),
-        "sessions": float(profile.sessions_closed + len(profile.spans)),
-        "cart_open": 1.0
-        if any(sum(d for _, d in line.changes) > 0 for line in profile.cart.values())
-        else 0.0,
-        "abandoned_checkouts": float(
-            max(0, counts.get("checkout_started", 0) - counts.get("order_completed", 0))
-        ),
-        "email_engagement": (counts.get("email_opened", 0) + counts.get("email_clicked", 0))
-        / max(1, profile.events),
-        "refunds": float(profile.refunds),
-        "app_share": profile.channels.get("app", 0) / max(1, profile.events),
+        "log_revenue_60d": math.log1p(max(0.0, total(2, 0, 59))),
     }
 
 

@@ -1,37 +1,37 @@
-"""Delayed churn labels, decided in event time.
+"""Delayed churn labels, decided in event time, the same whatever the arrival order.
 
-A snapshot of a customer's features is taken at an event (at most one per
-``interval``). It waits for its label: 0 as soon as the customer comes back, active
-again at least ``interval`` and at most ``horizon`` after the snapshot (the rest of the
-same visit says nothing); 1 once the watermark passes the snapshot time plus
-``horizon`` with no return. Both decisions read event times only, so a replay of the same events
-labels the same snapshots the same way; nothing here looks at the wall clock.
+Every day within ``horizon`` of a customer's last activity is a snapshot (one every
+``interval``): the features as of the end of that day, labelled 0 when the customer is
+active again within ``horizon`` after it, 1 when not. A label is decided only once the
+watermark (the oldest partition's newest event time) has passed every event time the
+decision reads, plus ``lateness``; from then on the day buckets it reads no longer
+change. So the worker, ``cdpulse evaluate`` and a replay label the same snapshots with
+the same features and labels, at the same event times, and nothing reads the wall clock.
 
 >>> from cdpulse.profile.model import Profile
->>> labeler = ChurnLabeler(horizon=30 * DAY, interval=DAY)
->>> p = Profile(id="C-1")
->>> labeler.on_activity(p, 0, lambda: [1.0])
-[]
->>> labeler.expire(p, watermark=30 * DAY).label
-1
+>>> labeler = ChurnLabeler(horizon=2 * DAY, interval=DAY, lateness=0)
+>>> p = Profile(id="C-1", churn_days={0: [1, 0, 0.0]})   # active on day 0 only
+>>> examples, due = labeler.decide(p, 10 * DAY, lambda day: [day / DAY])
+>>> [(e.snapshot_at // DAY, e.label) for e in examples], due
+([(0, 1), (1, 1), (2, 1)], None)
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from cdpulse.models.features import active_days
 from cdpulse.profile.model import Profile
-from cdpulse.profile.windows import DAY
-
-# Shown to the customer by the shop, not done by the customer: not a sign of life.
-NOT_ACTIVITY = frozenset({"offer_shown"})
+from cdpulse.profile.windows import DAY, MINUTE
+from cdpulse.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """A labelled snapshot: the features at ``snapshot_at``, the label known at ``label_at``."""
+    """A labelled snapshot: features at the end of day ``snapshot_at``, decided at ``label_at``."""
 
     profile_id: str
     snapshot_at: int
@@ -46,47 +46,57 @@ class Example:
     def from_json(cls, raw: bytes) -> Example:
         return cls(**json.loads(raw))
 
+    @property
+    def order(self) -> tuple[int, str, int]:
+        """The training order: by decision time, then customer and day."""
+        return (self.label_at, self.profile_id, self.snapshot_at)
+
 
 @dataclass(frozen=True, slots=True)
 class ChurnLabeler:
-    """Takes snapshots and labels them; the state lives in the profile's ``churn_*`` fields."""
+    """Decides the labels of a profile's snapshot days; progress lives in the profile."""
 
     horizon: int = 30 * DAY
     interval: int = DAY
+    lateness: int = 5 * MINUTE
 
-    def on_activity(
-        self, profile: Profile, t: int, features: Callable[[], list[float]]
-    ) -> list[Example]:
-        """The customer was active at ``t``: label the waiting snapshot, maybe take one."""
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChurnLabeler:
+        return cls(
+            horizon=int(settings.churn_horizon_days * DAY),
+            interval=settings.churn_snapshot_days * DAY,
+            lateness=int(settings.churn_lateness_seconds * 1000),
+        )
+
+    def decide(
+        self, profile: Profile, watermark: int, features: Callable[[int], list[float]]
+    ) -> tuple[list[Example], int | None]:
+        """The examples now decidable, and when the next one may be (None: on activity)."""
+        days = active_days(profile)
         out: list[Example] = []
-        pending = profile.churn_pending_at
-        if pending is not None and t >= pending + self.interval:
-            if t <= pending + self.horizon:
-                out.append(self._label(profile, 0, t))
-            else:  # the horizon passed before this activity: churned, then came back
-                out.append(self._label(profile, 1, pending + self.horizon))
-        last = profile.churn_snapshot_at
-        if profile.churn_pending_at is None and (last < 0 or t >= last + self.interval):
-            profile.churn_pending_at = t
-            profile.churn_pending = features()
-            profile.churn_snapshot_at = t
-        return out
-
-    def expire(self, profile: Profile, watermark: int) -> Example | None:
-        """Label 1 when the horizon of the waiting snapshot passed with no activity."""
-        pending = profile.churn_pending_at
-        if pending is None or pending + self.horizon > watermark:
-            return None
-        return self._label(profile, 1, pending + self.horizon)
-
-    def due_at(self, profile: Profile) -> int | None:
-        """When the waiting snapshot expires, if one waits."""
-        pending = profile.churn_pending_at
-        return None if pending is None else pending + self.horizon
-
-    def _label(self, profile: Profile, label: int, at: int) -> Example:
-        assert profile.churn_pending_at is not None
-        example = Example(profile.id, profile.churn_pending_at, at, label, profile.churn_pending)
-        profile.churn_pending_at = None
-        profile.churn_pending = []
-        return example
+        if not days:
+            return out, None
+        done = profile.churn_labelled_through
+        day = days[0] if done < 0 else max(done + DAY, days[0])
+        while True:
+            last = days[bisect.bisect_right(days, day) - 1]  # latest active day <= day
+            following = bisect.bisect_right(days, day)
+            after = days[following] if following < len(days) else None
+            if day - last > self.horizon:
+                # Churned already: no snapshots until the customer comes back.
+                if after is None:
+                    return out, None
+                day = after
+                continue
+            if (day // DAY) % (self.interval // DAY):
+                day += DAY
+                continue
+            if after is not None and after - day <= self.horizon:
+                label, decided = 0, after + DAY + self.lateness
+            else:
+                label, decided = 1, day + DAY + self.horizon + self.lateness
+            if watermark < decided:
+                return out, decided
+            out.append(Example(profile.id, day, decided, label, features(day)))
+            profile.churn_labelled_through = day
+            day += DAY

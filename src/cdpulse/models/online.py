@@ -1,9 +1,8 @@
-"""Online churn scoring inside the batch processor: snapshots, labels and scores.
+"""Online churn inside the batch processor: labels decided in event time, and scores.
 
-The batch processor calls ``before_event`` for each new event of a profile (before the
-event is applied, so a snapshot describes the customer up to that moment: its recency
-is the gap since the previous activity, the quantity a score at read time measures
-too), and ``after_profile`` once per saved profile to store the newest score.
+After the events of a batch are applied to a profile, the processor asks for the
+snapshot days now decidable (see ``labels``) and stores the newest score; profiles
+waiting for the watermark are scheduled, and ``expire`` decides them when it passes.
 """
 
 from __future__ import annotations
@@ -11,23 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from cdpulse.contract.events import Event
 from cdpulse.models.churn import Snapshot
 from cdpulse.models.features import FEATURE_NAMES, churn_features
-from cdpulse.models.labels import NOT_ACTIVITY, ChurnLabeler, Example
+from cdpulse.models.labels import ChurnLabeler, Example
 from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, to_millis
+from cdpulse.profile.rules import Rules
 from cdpulse.profile.view import render
+from cdpulse.profile.windows import DAY
 
 
 class Enricher(Protocol):
     """What the batch processor asks of the online models."""
 
-    labeler: ChurnLabeler
+    def after_profile(
+        self, profile: Profile, watermark: int, as_of: int
+    ) -> tuple[list[Example], int | None]: ...
 
-    def before_event(self, profile: Profile, event: Event) -> list[Example]: ...
-
-    def after_profile(self, profile: Profile, as_of: int) -> None: ...
+    def expire(self, profile: Profile, watermark: int) -> tuple[list[Example], int | None]: ...
 
 
 def vector(x: dict[str, float]) -> list[float]:
@@ -35,27 +34,35 @@ def vector(x: dict[str, float]) -> list[float]:
 
 
 class ChurnScoring:
-    """Snapshots and labels churn examples, and scores profiles with the newest model."""
+    """Labels churn snapshots and scores profiles with the newest model."""
 
     def __init__(self, labeler: ChurnLabeler, snapshot: Callable[[], Snapshot | None]) -> None:
         self.labeler = labeler
         self.snapshot = snapshot
 
-    def before_event(self, profile: Profile, event: Event) -> list[Example]:
-        if event.type in NOT_ACTIVITY:
-            return []
-        t = to_millis(event)
-        return self.labeler.on_activity(profile, t, lambda: vector(churn_features(profile, t)))
+    def expire(self, profile: Profile, watermark: int) -> tuple[list[Example], int | None]:
+        """The examples of ``profile`` decidable at ``watermark``, and the next due time."""
+        return self.labeler.decide(
+            profile, watermark, lambda day: vector(churn_features(profile, day))
+        )
 
-    def after_profile(self, profile: Profile, as_of: int) -> None:
+    def after_profile(
+        self, profile: Profile, watermark: int, as_of: int
+    ) -> tuple[list[Example], int | None]:
+        decided = self.expire(profile, watermark)
         score(profile, self.snapshot(), as_of)
+        return decided
+
+
+def today(as_of: int) -> int:
+    return (as_of // DAY) * DAY
 
 
 def score(profile: Profile, snapshot: Snapshot | None, as_of: int) -> None:
     """Store the churn risk of ``profile`` at ``as_of`` and its reasons."""
     if snapshot is None or snapshot.model.examples == 0:
         return  # no model yet: no score rather than a meaningless 0.5
-    x = churn_features(profile, as_of)
+    x = churn_features(profile, today(as_of))
     profile.churn_risk = round(snapshot.model.predict_proba(x), 4)
     profile.churn_reasons = snapshot.model.reasons(x)
     profile.churn_version = snapshot.version
@@ -74,7 +81,7 @@ def churn_view(profile: Profile, snapshot: Snapshot | None, as_of: int) -> dict[
         },
     }
     if snapshot is not None and snapshot.model.examples:
-        x = churn_features(profile, max(as_of, profile.last_seen))
+        x = churn_features(profile, today(max(as_of, profile.last_seen)))
         view["risk"] = round(snapshot.model.predict_proba(x), 4)
         view["reasons"] = snapshot.model.reasons(x)
         view["model_version"] = snapshot.version

@@ -59,10 +59,13 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # consent per purpose: [time, granted]
     consent: dict[str, tuple[int, bool]] = msgspec.field(default_factory=dict)
     identified_at: int | None = None
-    # churn: the snapshot waiting for its delayed label, and the score at the last event
-    churn_pending_at: int | None = None
-    churn_pending: list[float] = msgspec.field(default_factory=list)
-    churn_snapshot_at: int = -1
+    # churn reads the customer's own identified activity only (events that carry its
+    # customer_id): day start -> [events, orders, revenue], 60 days, and the first time.
+    # A visitor's history merged in later must not change what was already decided.
+    churn_days: dict[int, list[float]] = msgspec.field(default_factory=dict)
+    churn_first_seen: int | None = None
+    # the last snapshot day labelled (epoch ms), and the score at the last write
+    churn_labelled_through: int = -1
     churn_risk: float | None = None
     churn_reasons: list[str] = msgspec.field(default_factory=list)
     churn_version: int = 0

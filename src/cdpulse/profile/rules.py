@@ -40,6 +40,8 @@ class Rules:
     recent_ids: int = 64
     spans_kept: int = 8
     viewed_kept: int = 20
+    # A churn label is decided up to a horizon after its day and reads 60 days before it.
+    churn_days_kept: int = windows.TREND_SPAN + 32 * windows.DAY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rules:
@@ -47,6 +49,8 @@ class Rules:
             session_gap=settings.session_gap_seconds * 1000,
             affinity_half_life=int(settings.affinity_half_life_days * windows.DAY),
             recent_ids=settings.recent_event_ids,
+            churn_days_kept=windows.TREND_SPAN
+            + int((settings.churn_horizon_days + 2) * windows.DAY),
         )
 
 
@@ -147,6 +151,8 @@ def apply(
 
     windows.add(profile.buckets, t, 1, orders, revenue)
     windows.prune(profile.buckets, profile.last_seen)
+    if event.customer_id is not None:
+        _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
     return True
 
 
@@ -200,17 +206,29 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
     for purpose, (t, granted) in other.consent.items():
         _set_consent(profile, purpose, t, granted)
     profile.identified_at = _min_opt(profile.identified_at, other.identified_at)
-    if profile.churn_pending_at is None and other.churn_pending_at is not None:
-        # The visitor's waiting snapshot carries on in the customer's profile.
-        profile.churn_pending_at = other.churn_pending_at
-        profile.churn_pending = other.churn_pending
-    profile.churn_snapshot_at = max(profile.churn_snapshot_at, other.churn_snapshot_at)
+    # Days either side labelled already are not labelled again for the merged customer.
+    profile.churn_labelled_through = max(
+        profile.churn_labelled_through, other.churn_labelled_through
+    )
     for anonymous_id in [other.id, *other.anonymous_ids]:
         if anonymous_id not in profile.anonymous_ids and anonymous_id != profile.id:
             profile.anonymous_ids.append(anonymous_id)
 
 
 # --- the parts -----------------------------------------------------------------------------
+
+
+def _add_churn_day(profile: Profile, t: int, orders: int, revenue: float, kept: int) -> None:
+    """Count identified activity per day; days no label can read any more are dropped."""
+    day = (t // windows.DAY) * windows.DAY
+    cell = profile.churn_days.setdefault(day, [0, 0, 0.0])
+    cell[0] += 1
+    cell[1] += orders
+    cell[2] += revenue
+    profile.churn_first_seen = _min_opt(profile.churn_first_seen, t)
+    oldest = max(profile.churn_days) - kept
+    for start in [s for s in profile.churn_days if s < oldest]:
+        del profile.churn_days[start]
 
 
 def _min_opt(a: int | None, b: int | None) -> int | None:

@@ -72,8 +72,12 @@ class ProfileStore(Protocol):
         """The newest event time seen on any partition (epoch ms); 0 when none."""
         ...
 
-    async def low_watermark(self) -> int:
-        """The oldest of the per-partition watermarks: every partition has passed it."""
+    async def low_watermark(self, partitions: int) -> int:
+        """The oldest of the per-partition watermarks: every partition has passed it.
+
+        0 until all ``partitions`` input partitions have reported one: a partition not
+        heard from yet may still hold any event time.
+        """
         ...
 
     async def schedule(self, dues: dict[str, int]) -> None:

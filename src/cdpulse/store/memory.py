@@ -53,7 +53,9 @@ class MemoryProfileStore:
     async def watermark(self) -> int:
         return max(self.marks.values(), default=0)
 
-    async def low_watermark(self) -> int:
+    async def low_watermark(self, partitions: int) -> int:
+        if len(self.marks) < partitions:
+            return 0
         return min(self.marks.values(), default=0)
 
     async def schedule(self, dues: dict[str, int]) -> None:

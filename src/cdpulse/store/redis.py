@@ -119,8 +119,10 @@ class RedisProfileStore:
         values = await self.client.hvals(self.keys.watermark)
         return max((int(v) for v in values), default=0)
 
-    async def low_watermark(self) -> int:
+    async def low_watermark(self, partitions: int) -> int:
         values = await self.client.hvals(self.keys.watermark)
+        if len(values) < partitions:
+            return 0
         return min((int(v) for v in values), default=0)
 
     async def schedule(self, dues: dict[str, int]) -> None:
