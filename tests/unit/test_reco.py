@@ -360,7 +360,8 @@ def test_context_from_profile_and_from_its_json_agree() -> None:
 
 def test_the_same_events_give_the_same_recommendations_and_snapshots_round_trip() -> None:
     events = shop_events()
-    first, second = Recommender(), Recommender()
+    config = RecoConfig(example_share=1.0)  # every event teaches the ranker
+    first, second = Recommender(config), Recommender(config)
     learn_all(first, events[:-5])
     learn_all(second, events[:-5])
     context = Context(affinity={"shoes": 2.0, "books": 1.0}, recently_viewed=("P-3",))

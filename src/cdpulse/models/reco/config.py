@@ -37,6 +37,7 @@ class RecoConfig:
     recently_viewed: int = 20
     # the ranker learns from each item event: its products against sampled candidates
     negatives: int = 4
+    example_share: float = 0.2  # of item events that give examples (each costs a recommend)
     learning_rate: float = 0.05
     # at most this many of a list's products may be ones the customer viewed recently or
     # has in the cart (None: no limit); fewer leaves room for discovery
@@ -50,6 +51,10 @@ class RecoConfig:
         for name in ("session_gap", "covisitation_half_life", "trending_half_life"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"RecoConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.example_share <= 1.0:
+            raise ValueError(
+                f"RecoConfig.example_share must be in [0, 1], got {self.example_share}"
+            )
         for name in ("session_items", "neighbours", "anchors", "bought_kept"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RecoConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -110,7 +110,14 @@ class Recommender:
     def _examples(
         self, customer_id: str, shopper: Shopper, context: Context, items: list[Interaction]
     ) -> list[Example]:
-        """The event's products as positives (weighted by level), sampled candidates not."""
+        """The event's products as positives (weighted by level), sampled candidates not.
+
+        Only a share ``example_share`` of item events give examples (chosen by a hash, so
+        the same events are chosen in any process): each costs a candidate generation.
+        """
+        salt = f"{self.config.seed}:{customer_id}:{items[0].time}:".encode()
+        if zlib.crc32(salt) >= self.config.example_share * 2**32:
+            return []
         found = generate(self.state, self.config, shopper, context)
         positives = {i.product_id: i.level for i in items}
         missing = [Candidate(p) for p in positives if p not in found]
@@ -122,7 +129,6 @@ class Recommender:
         others = [p for p in found if p not in positives and self._allowed(p, shopper)]
         # sampled by a hash of (seed, customer, time, product): the same events give the
         # same examples in any process, whatever else that process has seen
-        salt = f"{self.config.seed}:{customer_id}:{items[0].time}:".encode()
         others.sort(key=lambda p: (zlib.crc32(salt + p.encode()), p))
         examples += [
             Example(features(found[p]), False, 1.0) for p in others[: self.config.negatives]
