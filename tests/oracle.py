@@ -359,7 +359,7 @@ def _consent(timed: list[tuple[int, Event]]) -> dict[str, bool | None]:
 # --- comparing ----------------------------------------------------------------------------
 
 
-MODEL_FIELDS = frozenset({"churn"})
+MODEL_FIELDS = frozenset({"churn", "clv"})
 
 
 def differences(actual: Document, wanted: Document) -> list[str]:

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How late (event time) an event may arrive behind its partition's newest.",
     )
+    clv_horizon_days: float = Field(
+        90.0, gt=0, description="Horizon of expected purchases and value (lifetime value)."
+    )
+    clv_refit_seconds: float = Field(
+        60.0, gt=0, description="How often one worker refits the lifetime-value parameters."
+    )
     model_refresh_seconds: float = Field(
         2.0, gt=0, description="How often workers look for a newer model snapshot."
     )

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+from datetime import datetime
+from pathlib import Path
 
 import httpx
+import pytest
 
+from cdpulse.importer import CsvFormat, ImportedOrder, OrderColumns, read_orders
+from cdpulse.models.clv import summary_from_profile
 from cdpulse.models.evaluate import replay_churn
 from cdpulse.models.labels import Example
+from cdpulse.models.lifetime import OrderSummary, refit
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
 from tests.integration.conftest import Env, consume_all, drained, wait_until
+
+
+def millis(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _learner_caught_up(env: Env) -> bool:
@@ -53,7 +64,8 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env)
     live: dict[str, float] = {}
     with httpx.Client(base_url=worker.url, timeout=10) as http:
         for customer in customers:
-            churn = http.get(f"/v1/profiles/{customer}").json()["churn"]
+            document = http.get(f"/v1/profiles/{customer}").json()
+            churn = document["churn"]
             assert 0.0 <= churn["risk"] <= 1.0
             assert len(churn["reasons"]) == 3 and all(churn["reasons"])
             assert churn["model_version"] >= 1
@@ -76,3 +88,64 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env)
     )
     mismatched = {c: (live[c], replay.scores[c]) for c in customers if live[c] != replay.scores[c]}
     assert not mismatched, f"{len(mismatched)} scores differ, e.g. {list(mismatched.items())[:3]}"
+
+
+def test_lifetime_value_is_refitted_live_on_real_cdnow_orders(env: Env) -> None:
+    """CDNOW's real 1997-98 purchases, imported as orders, streamed, valued live."""
+    spec = importlib.util.find_spec("lifetimes")
+    assert spec is not None and spec.origin is not None, "make venv installs lifetimes' data"
+    path = Path(spec.origin).parent / "datasets" / "CDNOW_sample.txt"
+    orders = [
+        row.event
+        for row in read_orders(
+            path, OrderColumns("1", "3", "5"), CsvFormat("whitespace", header=False)
+        )
+        if isinstance(row, ImportedOrder)
+    ]
+    orders.sort(key=lambda e: (e["timestamp"], e["event_id"]))
+    worker = env.worker(CDPULSE_CLV_REFIT_SECONDS="2")
+    with Producer.from_settings(env.settings) as producer:
+        for event in orders:
+            producer.send(event)
+    wait_until(lambda: drained(env.settings), 300, "the worker to drain its topics")
+    # Two refits after the last order: every summary final, as_of the final watermark.
+    version = worker.metric("cdpulse_model_version", {"model": "clv"})
+    wait_until(
+        lambda: worker.metric("cdpulse_model_version", {"model": "clv"}) > version + 1,
+        60,
+        "two lifetime-value refits after the stream",
+    )
+
+    customers = sorted({e["customer_id"] for e in orders})
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        documents = {c: http.get(f"/v1/profiles/{c}").json() for c in customers}
+    as_of = max(millis(d["last_seen"]) for d in documents.values())
+    summaries = [
+        OrderSummary(
+            d["orders"], millis(d["first_order_at"]), millis(d["last_order_at"]), d["revenue"]
+        )
+        for d in documents.values()
+    ]
+    fitted = refit(summaries, as_of, None)
+    assert fitted is not None and fitted.customers == len(customers) == 2357
+    assert worker.metric("cdpulse_clv_customers") == 2357
+    for customer, document in documents.items():
+        served = document["clv"]
+        wanted = fitted.model.predict(
+            *summary_from_profile(
+                document["orders"],
+                millis(document["first_order_at"]),
+                millis(document["last_order_at"]),
+                document["revenue"],
+                as_of,
+            ),
+            horizon=90,
+        )
+        assert 0.0 <= served["p_alive"] <= 1.0
+        assert served["p_alive"] == pytest.approx(float(wanted.p_alive), abs=2e-3), customer
+        assert served["expected_purchases_90d"] == pytest.approx(
+            float(wanted.expected_purchases), rel=1e-2, abs=2e-3
+        )
+        assert served["expected_value_90d"] == pytest.approx(
+            float(wanted.expected_value), rel=1e-2, abs=0.05
+        )

@@ -38,8 +38,15 @@ def register_views(services: Services) -> None:
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
             as_of = await store.watermark()
-            snapshot = services.registry.get()
-            return self.json(profile_document(profile, as_of, services.rules, snapshot))
+            document = profile_document(
+                profile,
+                as_of,
+                services.rules,
+                services.registry.get(),
+                services.clv.get(),
+                settings.clv_horizon_days,
+            )
+            return self.json(document)
 
     @app.page("/v1/events")
     class CollectorView(View):

@@ -29,7 +29,8 @@ from cdpulse.models.online import ChurnScoring
 from cdpulse.ops import metrics
 from cdpulse.profile.rules import Rules
 from cdpulse.settings import Settings
-from cdpulse.store.models import ModelRegistry, RedisModelStore
+from cdpulse.models.lifetime import OrderSummary, refit
+from cdpulse.store.models import ModelRegistry, RedisClvStore, RedisModelStore
 from cdpulse.store.redis import RedisProfileStore
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Services:
     store: RedisProfileStore
     processor: BatchProcessor
     registry: ModelRegistry
+    clv: RedisClvStore
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
@@ -107,6 +109,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
     model_store = RedisModelStore(store.client, settings.redis_prefix)
     registry = ModelRegistry(model_store)
+    clv = RedisClvStore(store.client, settings.redis_prefix)
     rules = Rules.from_settings(settings)
     labeler = ChurnLabeler.from_settings(settings)
     processor = BatchProcessor(
@@ -118,7 +121,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         partitions=len(topics.inputs) * settings.topic_partitions,
     )
     services = Services(
-        settings, topics, rules, store, processor, registry, app, dead_letter, outputs
+        settings, topics, rules, store, processor, registry, clv, app, dead_letter, outputs
     )
 
     @app.agent(source, concurrency=1, name="profiles")
@@ -143,6 +146,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 await delivery
             for example in examples:
                 metrics.CHURN_LABELS.labels(str(example.label)).inc()
+            summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
+            await retrying(partial(clv.put_summaries, summaries))
             _record_lag(app, messages)
 
     learner_box: list[ChurnLearner] = []
@@ -167,10 +172,27 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                     learner_box.clear()  # someone published a newer one: reload
                 registry.current = snapshot
 
+    @app.timer(interval=settings.clv_refit_seconds)  # type: ignore[untyped-decorator]
+    async def refit_clv() -> None:
+        """One worker per interval refits lifetime value on every customer's summary."""
+        try:
+            if not await clv.lock(max(1, int(settings.clv_refit_seconds))):
+                return
+            summaries = await clv.summaries()
+            as_of = await store.watermark()
+            # Fitting takes a second for 100k customers: off the event loop.
+            snapshot = await asyncio.to_thread(refit, summaries, as_of, clv.get())
+            if snapshot is not None and await clv.publish(snapshot):
+                metrics.MODEL_VERSION.labels("clv").set(snapshot.version)
+                metrics.CLV_CUSTOMERS.set(snapshot.customers)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            metrics.REDIS_ERRORS.inc()
+
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_model() -> None:
         try:
             await registry.refresh()
+            await clv.refresh()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             metrics.REDIS_ERRORS.inc()
             return

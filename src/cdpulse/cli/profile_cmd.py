@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from cdpulse.cli.main import CliError
     from cdpulse.models.online import profile_document
     from cdpulse.profile.rules import Rules
-    from cdpulse.store.models import RedisModelStore
+    from cdpulse.store.models import RedisClvStore, RedisModelStore
     from cdpulse.store.redis import RedisProfileStore
 
     settings = get_settings()
@@ -34,8 +34,17 @@ def run(args: argparse.Namespace) -> int:
             if profile is None:
                 return None
             snapshot = await RedisModelStore(store.client, settings.redis_prefix).load()
+            clv = RedisClvStore(store.client, settings.redis_prefix)
+            await clv.refresh()
             as_of = await store.watermark()
-            return profile_document(profile, as_of, Rules.from_settings(settings), snapshot)
+            return profile_document(
+                profile,
+                as_of,
+                Rules.from_settings(settings),
+                snapshot,
+                clv.get(),
+                settings.clv_horizon_days,
+            )
         finally:
             await store.close()
 

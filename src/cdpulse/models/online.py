@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from cdpulse.models.churn import Snapshot
 from cdpulse.models.features import FEATURE_NAMES, churn_features
 from cdpulse.models.labels import ChurnLabeler, Example
+from cdpulse.models.lifetime import ClvSnapshot, clv_view
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 from cdpulse.profile.view import render
@@ -89,9 +90,15 @@ def churn_view(profile: Profile, snapshot: Snapshot | None, as_of: int) -> dict[
 
 
 def profile_document(
-    profile: Profile, as_of: int, rules: Rules, snapshot: Snapshot | None
+    profile: Profile,
+    as_of: int,
+    rules: Rules,
+    snapshot: Snapshot | None,
+    clv: ClvSnapshot | None = None,
+    clv_horizon_days: float = 90.0,
 ) -> dict[str, Any]:
     """What ``GET /v1/profiles/{id}`` and ``cdpulse profile`` show: the profile and its scores."""
     document = render(profile, as_of, rules)
     document["churn"] = churn_view(profile, snapshot, as_of)
+    document["clv"] = clv_view(profile, clv, max(as_of, profile.last_seen), clv_horizon_days)
     return document

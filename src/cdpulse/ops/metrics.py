@@ -124,3 +124,6 @@ CHURN_LABELS = Counter(
     "Churn snapshots labelled, by label (0 active, 1 churned).",
     ["label"],
 )
+CLV_CUSTOMERS = Gauge(
+    "cdpulse_clv_customers", "Customers with orders the last lifetime-value refit saw."
+)

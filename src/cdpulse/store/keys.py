@@ -33,6 +33,20 @@ class Keys:
         return f"{self.prefix}:model:churn"
 
     @property
+    def clv_summaries(self) -> str:
+        """Hash: customer id -> order summary, what the lifetime-value refit reads."""
+        return f"{self.prefix}:clv:summaries"
+
+    @property
+    def clv_model(self) -> str:
+        """Hash {version, blob}: the newest lifetime-value parameters."""
+        return f"{self.prefix}:model:clv"
+
+    @property
+    def clv_lock(self) -> str:
+        return f"{self.prefix}:clv:refit-lock"
+
+    @property
     def profile_count(self) -> str:
         return f"{self.prefix}:profiles"
 

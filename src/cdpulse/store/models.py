@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+
 import redis.asyncio as aioredis
 
 from cdpulse.models.churn import Snapshot
+from cdpulse.models.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
 
@@ -48,4 +51,56 @@ class ModelRegistry:
         if snapshot is not None and snapshot.version > have:
             self.current = snapshot
             return True
+        return False
+
+
+class RedisClvStore:
+    """Order summaries of every customer, and the newest lifetime-value parameters."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        keys = Keys(prefix)
+        self.summaries_key = keys.clv_summaries
+        self.model_key = keys.clv_model
+        self.lock_key = keys.clv_lock
+        self._publish = client.register_script(script("publish_model.lua"))
+        self.current: ClvSnapshot | None = None
+
+    def get(self) -> ClvSnapshot | None:
+        return self.current
+
+    async def put_summaries(self, summaries: dict[str, OrderSummary]) -> None:
+        if summaries:
+            await self.client.hset(
+                self.summaries_key, mapping={k: s.to_json() for k, s in summaries.items()}
+            )
+
+    async def summaries(self) -> list[OrderSummary]:
+        out = []
+        async for _, raw in self.client.hscan_iter(self.summaries_key, count=1000):
+            out.append(OrderSummary.from_json(raw))
+        return out
+
+    async def lock(self, seconds: int) -> bool:
+        """One refit at a time across workers: held until it expires."""
+        return bool(await self.client.set(self.lock_key, b"1", nx=True, ex=seconds))
+
+    async def publish(self, snapshot: ClvSnapshot) -> bool:
+        blob = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
+        stored = await self._publish(keys=[self.model_key], args=[snapshot.version, blob])
+        if stored:
+            self.current = snapshot
+        return bool(stored)
+
+    async def refresh(self) -> bool:
+        """Load newer parameters if there are some; True when they changed."""
+        have = self.current.version if self.current else 0
+        if int(await self.client.hget(self.model_key, "version") or 0) <= have:
+            return False
+        blob = await self.client.hget(self.model_key, "blob")
+        if isinstance(blob, bytes):
+            snapshot = pickle.loads(blob)  # our own snapshots, from our own Redis
+            if isinstance(snapshot, ClvSnapshot) and snapshot.version > have:
+                self.current = snapshot
+                return True
         return False
