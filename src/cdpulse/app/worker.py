@@ -25,11 +25,11 @@ from cdpulse.ingest.batch import BatchProcessor
 from cdpulse.ingest.message import Message
 from cdpulse.models.labels import ChurnLabeler, Example
 from cdpulse.models.learner import ChurnLearner
+from cdpulse.models.lifetime import OrderSummary, refit
 from cdpulse.models.online import ChurnScoring
 from cdpulse.ops import metrics
 from cdpulse.profile.rules import Rules
 from cdpulse.settings import Settings
-from cdpulse.models.lifetime import OrderSummary, refit
 from cdpulse.store.models import ModelRegistry, RedisClvStore, RedisModelStore
 from cdpulse.store.redis import RedisProfileStore
 
