@@ -22,6 +22,18 @@ def register(subparsers: Any) -> None:
     churn.add_argument("--input", required=True, type=Path, help="JSON Lines, in event time order")
     churn.add_argument("--json", action="store_true", help="print the result as JSON")
     churn.set_defaults(func=run_churn)
+    clv = models.add_parser(
+        "clv", help="lifetime value: purchases predicted in a holdout vs actual (MAE, RMSE)"
+    )
+    clv.add_argument("--input", required=True, type=Path, help="JSON Lines of events")
+    clv.add_argument(
+        "--holdout-days",
+        type=float,
+        default=None,
+        help="days at the end held out for scoring (default: the last third)",
+    )
+    clv.add_argument("--json", action="store_true", help="print the result as JSON")
+    clv.set_defaults(func=run_clv)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -47,4 +59,35 @@ def run_churn(args: argparse.Namespace) -> int:
     print(f"{'':24}{'ROC AUC':>10}{'log loss':>10}")
     for name, figures in (("churn model", result.model), ("recency only", result.baseline)):
         print(f"{name:24}{figures['roc_auc']:>10.4f}{figures['log_loss']:>10.4f}")
+    return 0
+
+
+def run_clv(args: argparse.Namespace) -> int:
+    from cdpulse.cli.progress import Reporter
+    from cdpulse.models.evaluate import replay_clv
+
+    lines = _lines(args.input)
+    with Reporter("evaluate clv", len(lines)) as progress:
+        result = asyncio.run(
+            replay_clv(
+                lines, get_settings(), holdout_days=args.holdout_days, progress=progress.advance
+            )
+        )
+    if args.json:
+        print(json.dumps({"model": result.model, "baseline": result.baseline}, indent=2))
+        return 0
+    if not result.model:
+        raise CliError(
+            f"lifetime value could not be fitted on {args.input}: too few customers with "
+            "orders, or no spread in their histories; give a longer or larger history"
+        )
+    print(
+        f"{result.customers} customers with orders; purchases over the last "
+        f"{result.holdout_days:g} days predicted from the days before"
+    )
+    print(f"{'':24}{'MAE':>10}{'RMSE':>10}{'predicted':>11}{'actual':>9}")
+    for name, f in (("BG/NBD", result.model), ("own rate so far", result.baseline)):
+        print(
+            f"{name:24}{f['mae']:>10.4f}{f['rmse']:>10.4f}{f['predicted']:>11.1f}{f['actual']:>9.0f}"
+        )
     return 0

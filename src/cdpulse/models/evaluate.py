@@ -1,4 +1,4 @@
-"""``cdpulse evaluate churn``: the streaming code path, replayed in-process over a file.
+"""``cdpulse evaluate churn|clv``: the streaming code path, replayed in-process over a file.
 
 The replay runs the very same BatchProcessor, labeler, learner and scoring the worker
 runs, with an in-memory store instead of Redis and batches cut from the file in event
@@ -22,12 +22,15 @@ from cdpulse.contract.validation import Rejection, validate
 from cdpulse.ingest.batch import BatchProcessor
 from cdpulse.ingest.message import Message
 from cdpulse.models.churn import Snapshot
+from cdpulse.models.clv import summary_from_profile
 from cdpulse.models.features import FEATURE_NAMES
 from cdpulse.models.labels import ChurnLabeler, Example
 from cdpulse.models.learner import ChurnLearner
+from cdpulse.models.lifetime import ClvSnapshot, OrderSummary, refit
 from cdpulse.models.online import ChurnScoring, churn_view
 from cdpulse.models.quality import ModelQuality
-from cdpulse.profile.rules import Rules
+from cdpulse.profile.rules import Rules, to_millis
+from cdpulse.profile.windows import DAY
 from cdpulse.settings import Settings
 from cdpulse.store.memory import MemoryProfileStore
 
@@ -162,4 +165,105 @@ async def replay_churn(
         scores=scores,
         snapshot=snapshot,
         examples=learned,
+    )
+
+
+@dataclass
+class ClvEvaluation:
+    """Predicted vs actual purchases in a holdout period, for the model and a baseline."""
+
+    customers: int
+    calibration_end: int
+    holdout_days: float
+    model: dict[str, float]
+    baseline: dict[str, float]
+    snapshot: ClvSnapshot | None
+
+
+def _errors(predicted: list[float], actual: list[int]) -> dict[str, float]:
+    n = max(1, len(actual))
+    diffs = [p - a for p, a in zip(predicted, actual, strict=True)]
+    return {
+        "mae": round(sum(abs(d) for d in diffs) / n, 4),
+        "rmse": round((sum(d * d for d in diffs) / n) ** 0.5, 4),
+        "predicted": round(sum(predicted), 1),
+        "actual": float(sum(actual)),
+    }
+
+
+async def replay_clv(
+    lines: Iterable[bytes],
+    settings: Settings,
+    *,
+    holdout_days: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ClvEvaluation:
+    """Fit lifetime value on the events before a cutoff, score the purchases after it.
+
+    The calibration events run through the same batch processor and profile rules as the
+    worker; the summaries, refit and predictions are the worker's too. The baseline
+    projects each customer's own purchase rate so far over the holdout.
+    """
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    events: list[tuple[int, bytes, Any]] = []
+    for raw in lines:
+        if progress is not None:
+            progress(1)
+        try:
+            event = validate(json.loads(raw), now=now)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            continue
+        if not isinstance(event, Rejection):
+            events.append((to_millis(event), raw, event))
+    if not events:
+        return ClvEvaluation(0, 0, 0.0, {}, {}, None)
+    events.sort(key=lambda e: e[0])
+    start, end = events[0][0], events[-1][0]
+    holdout = holdout_days if holdout_days is not None else (end - start) / 3 / DAY
+    cutoff = end - int(holdout * DAY)
+
+    store = MemoryProfileStore()
+    processor = BatchProcessor(store, Rules.from_settings(settings))
+    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions)
+    calibration = [cutter.message(raw, e.type, e.key) for t, raw, e in events if t <= cutoff]
+    for i in range(0, len(calibration), 500):
+        await processor.process(calibration[i : i + 500])
+
+    later: dict[str, int] = {}
+    for t, _, event in events:
+        if t > cutoff and event.type == "order_completed":
+            owner = (await store.resolve([event.key]))[event.key]
+            later[owner] = later.get(owner, 0) + 1
+
+    summaries: dict[str, OrderSummary] = {}
+    for profile_id in sorted(store.profiles):
+        profile = await store.get(profile_id)
+        summary = None if profile is None else OrderSummary.of(profile)
+        if summary is not None:
+            summaries[profile_id] = summary
+    snapshot = refit(summaries.values(), cutoff, None)
+    predicted: list[float] = []
+    naive: list[float] = []
+    actual: list[int] = []
+    for profile_id, s in summaries.items():
+        inputs = summary_from_profile(
+            s.orders, s.first_order_at, s.last_order_at, max(0.0, s.net_revenue), cutoff
+        )
+        if inputs is None:
+            continue
+        actual.append(later.get(profile_id, 0))
+        naive.append(s.orders / max(1.0, inputs.T) * holdout)
+        if snapshot is not None:
+            predicted.append(
+                float(snapshot.model.predict(*inputs, horizon=holdout).expected_purchases)
+            )
+    return ClvEvaluation(
+        customers=len(actual),
+        calibration_end=cutoff,
+        holdout_days=round(holdout, 2),
+        model=_errors(predicted, actual) if snapshot is not None else {},
+        baseline=_errors(naive, actual),
+        snapshot=snapshot,
     )
