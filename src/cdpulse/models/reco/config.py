@@ -35,7 +35,7 @@ class RecoConfig:
     per_category: int = 30  # ... each giving its most popular products
     trending: int = 30
     recently_viewed: int = 20
-    # the ranker learns from each item event: its products against sampled candidates
+    # the ranker learns from item events: their products against sampled candidates
     negatives: int = 4
     example_share: float = 0.2  # of item events that give examples (each costs a recommend)
     learning_rate: float = 0.05

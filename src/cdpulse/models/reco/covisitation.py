@@ -7,7 +7,9 @@ cart 2, purchase 3). A pair's *relation* is the weaker of its two levels, and re
 are cumulative: a pair bought together was also added and viewed together. When an event
 raises a pair's relation from r0 to r1, relations r0+1 .. r1 each count the pair once,
 at the event's time, decayed with ``covisitation_half_life``. So a pair counts at most
-once per relation per session, however often its products are clicked.
+once per relation per session, however often its products are clicked. A customer's
+events are expected in time order (they share a partition); a late one pairs with the
+session open when it arrives.
 
 Bounded memory: per product and relation at most ``2 * neighbours`` partners are kept,
 and the best ``neighbours`` of them are read. After each increment the weakest beyond
