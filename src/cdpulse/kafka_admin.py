@@ -21,7 +21,7 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
 
     def partitions(name: str) -> int:
         # One partition for training examples: one learner sees them all, in one order.
-        return 1 if name == topics.training else settings.topic_partitions
+        return 1 if name in (topics.training, topics.reco_events) else settings.topic_partitions
 
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
@@ -35,9 +35,7 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
             return []
         # Another process may create them between our list and create: that is fine.
         with contextlib.suppress(TopicAlreadyExistsError):
-            admin.create_topics(
-                [NewTopic(n, partitions(n), 1) for n in missing], timeout_ms=15000
-            )
+            admin.create_topics([NewTopic(n, partitions(n), 1) for n in missing], timeout_ms=15000)
         log.info("created topics %s", missing)
         return missing
     finally:

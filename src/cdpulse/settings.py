@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     topic_training: str = Field(
         "cdp.training", description="Labelled churn examples (one partition: one learner)."
     )
+    topic_reco_events: str = Field(
+        "cdp.reco-events", description="Item events for the recommender (one partition)."
+    )
+    topic_recommendations: str = Field(
+        "cdp.recommendations", description="Recommendation lists for downstream services."
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
 
     # --- worker ------------------------------------------------------------------------
@@ -83,6 +89,9 @@ class Settings(BaseSettings):
     )
     clv_refit_seconds: float = Field(
         60.0, gt=0, description="How often one worker refits the lifetime-value parameters."
+    )
+    reco_snapshot_seconds: float = Field(
+        5.0, gt=0, description="How often the recommender's learner publishes a snapshot."
     )
     model_refresh_seconds: float = Field(
         2.0, gt=0, description="How often workers look for a newer model snapshot."

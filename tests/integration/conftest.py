@@ -179,6 +179,8 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         "CDPULSE_TOPIC_CUSTOMERS": f"{name}.customers",
         "CDPULSE_TOPIC_DEAD_LETTER": f"{name}.dead-letter",
         "CDPULSE_TOPIC_TRAINING": f"{name}.training",
+        "CDPULSE_TOPIC_RECO_EVENTS": f"{name}.reco-events",
+        "CDPULSE_TOPIC_RECOMMENDATIONS": f"{name}.recommendations",
         "CDPULSE_REDIS_PREFIX": name,
         "CDPULSE_APP_ID": f"cdpulse-{name}",
         "CDPULSE_TOPIC_PARTITIONS": "4",

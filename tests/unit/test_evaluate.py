@@ -49,5 +49,9 @@ def test_evaluate_commands_print_model_and_baseline(
     figures = json.loads(capsys.readouterr().out)
     assert set(figures) == {"model", "baseline"} and figures["model"]["mae"] >= 0
 
+    assert main(["evaluate", "reco", "--input", str(shop), "--json"]) == 0
+    reco = json.loads(capsys.readouterr().out)
+    assert reco["all"]["events"] > 0 and 0 <= reco["all"]["hit"] <= 1
+
     assert main(["evaluate", "clv", "--input", str(tmp_path / "missing.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err

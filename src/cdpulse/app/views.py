@@ -14,6 +14,8 @@ from cdpulse.contract.validation import Rejection, validate
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
 from cdpulse.models.online import profile_document
+from cdpulse.models.reco import Context
+from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.ops.health import KafkaProbe
 
@@ -47,6 +49,49 @@ def register_views(services: Services) -> None:
                 settings.clv_horizon_days,
             )
             return self.json(document)
+
+    @app.page("/v1/profiles/{profile_id}/recommendations")
+    class RecommendationsView(View):
+        async def get(self, request: Request, profile_id: str) -> Response:
+            k = _k(request)
+            if k is None:
+                return self.json({"error": "k must be an integer from 1 to 100"}, status=400)
+            profile = await store.get(profile_id)
+            if profile is None:
+                return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
+            snapshot = services.reco.get()
+            if snapshot is None:
+                return self.json(
+                    {"error": "no recommender yet: it learns from the first item events"},
+                    status=503,
+                )
+            items = snapshot.recommender.recommend(profile.id, Context.from_profile(profile), k=k)
+            document = recommendation_list(profile.id, items, snapshot, None)
+            return self.json(document.model_dump(mode="json"))
+
+    @app.page("/v1/products/{product_id}/similar")
+    class SimilarView(View):
+        async def get(self, request: Request, product_id: str) -> Response:
+            k = _k(request)
+            if k is None:
+                return self.json({"error": "k must be an integer from 1 to 100"}, status=400)
+            snapshot = services.reco.get()
+            if snapshot is None:
+                return self.json(
+                    {"error": "no recommender yet: it learns from the first item events"},
+                    status=503,
+                )
+            items = snapshot.recommender.similar(product_id, k=k)
+            return self.json(
+                {
+                    "product_id": product_id,
+                    "items": [
+                        {"product_id": r.product_id, "score": r.score, "reason": r.reason}
+                        for r in items
+                    ],
+                    "model_version": snapshot.recommender.model_version,
+                }
+            )
 
     @app.page("/v1/events")
     class CollectorView(View):
@@ -96,6 +141,16 @@ def register_views(services: Services) -> None:
         async def get(self, request: Request) -> Response:
             # aiohttp refuses a charset inside content_type, so it travels as a header.
             return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _k(request: Request) -> int | None:
+    """The ``k`` query parameter (default 10), or None when it is not 1..100."""
+    raw = request.query.get("k", "10")
+    try:
+        k = int(raw)
+    except ValueError:
+        return None
+    return k if 1 <= k <= 100 else None
 
 
 async def _collect(services: Services, index: int, obj: Any) -> dict[str, Any]:

@@ -21,16 +21,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cdpulse.contract.topics import Topics
-from cdpulse.ingest.batch import BatchProcessor
+from cdpulse.ingest.batch import BatchProcessor, BatchResult
 from cdpulse.ingest.message import Message
 from cdpulse.models.labels import ChurnLabeler, Example
 from cdpulse.models.learner import ChurnLearner
 from cdpulse.models.lifetime import OrderSummary, refit
 from cdpulse.models.online import ChurnScoring
+from cdpulse.models.reco import Context, Recommender
+from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.profile.rules import Rules
 from cdpulse.settings import Settings
-from cdpulse.store.models import ModelRegistry, RedisClvStore, RedisModelStore
+from cdpulse.store.models import ModelRegistry, RedisClvStore, RedisModelStore, RedisRecoStore
 from cdpulse.store.redis import RedisProfileStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Services:
     processor: BatchProcessor
     registry: ModelRegistry
     clv: RedisClvStore
+    reco: RedisRecoStore
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
@@ -110,6 +113,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     model_store = RedisModelStore(store.client, settings.redis_prefix)
     registry = ModelRegistry(model_store)
     clv = RedisClvStore(store.client, settings.redis_prefix)
+    reco = RedisRecoStore(store.client, settings.redis_prefix)
+    reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
+    recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
     rules = Rules.from_settings(settings)
     labeler = ChurnLabeler.from_settings(settings)
     processor = BatchProcessor(
@@ -119,9 +125,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
         enricher=ChurnScoring(labeler, registry.get),
         partitions=len(topics.inputs) * settings.topic_partitions,
+        item_events=True,
     )
     services = Services(
-        settings, topics, rules, store, processor, registry, clv, app, dead_letter, outputs
+        settings, topics, rules, store, processor, registry, clv, reco, app, dead_letter, outputs
     )
 
     @app.agent(source, concurrency=1, name="profiles")
@@ -134,13 +141,26 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             # Sorted by decision time: with one worker the training topic then holds the
             # examples in exactly the order a replay of the same events produces.
             examples = sorted(result.examples + expired, key=lambda e: e.order)
-            deliveries = [
-                await dead_letter.send(key=dl.key.encode() if dl.key else None, value=dl.to_json())
-                for dl in result.dead_letters
-            ] + [
-                await training.send(key=ex.profile_id.encode(), value=ex.to_json())
-                for ex in examples
-            ]
+            deliveries = (
+                [
+                    await dead_letter.send(
+                        key=dl.key.encode() if dl.key else None, value=dl.to_json()
+                    )
+                    for dl in result.dead_letters
+                ]
+                + [
+                    await training.send(key=ex.profile_id.encode(), value=ex.to_json())
+                    for ex in examples
+                ]
+                + [
+                    await reco_events.send(key=item.customer_id.encode(), value=item.to_json())
+                    for item in result.item_events
+                ]
+                + [
+                    await recommendations.send(key=customer.encode(), value=document)
+                    for customer, document in _recommendation_lists(reco.get(), result)
+                ]
+            )
             # Wait for the broker to take them before these offsets are acked.
             for delivery in deliveries:
                 await delivery
@@ -149,6 +169,42 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
             await retrying(partial(clv.put_summaries, summaries))
             _record_lag(app, messages)
+
+    reco_box: list[RecoSnapshot] = []
+    reco_published = [0.0]
+
+    async def current_recommender() -> RecoSnapshot:
+        """This process's recommender learner, reloaded when a newer one was published."""
+        if not reco_box or await reco.version() > reco_box[0].version:
+            snapshot = await reco.load()
+            reco_box[:] = [snapshot or RecoSnapshot(0, Recommender(), -1)]
+        return reco_box[0]
+
+    @app.agent(reco_events, concurrency=1, name="reco-learner")
+    async def reco_learner(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            state = await retrying(current_recommender)
+            offset = state.offset
+            for event in events:
+                if event.message.offset <= offset:
+                    continue  # re-delivered: already in this snapshot
+                try:
+                    item = ItemEvent.from_json(event.message.value)
+                    state.recommender.learn_one(item.customer_id, item.event, item.context)
+                    metrics.RECO_EVENTS_LEARNED.inc()
+                except (ValueError, TypeError, KeyError):
+                    log.error("unreadable reco event at offset %s; skipped", event.message.offset)
+                offset = event.message.offset
+            reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
+            now = asyncio.get_running_loop().time()
+            if offset > state.offset and now - reco_published[0] >= settings.reco_snapshot_seconds:
+                snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
+                if await retrying(partial(reco.publish, snapshot)):
+                    reco_box[:] = [snapshot]
+                    reco_published[0] = now
+                    metrics.MODEL_VERSION.labels("reco").set(snapshot.version)
+                else:
+                    reco_box.clear()  # someone published a newer one: reload
 
     learner_box: list[ChurnLearner] = []
 
@@ -193,6 +249,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         try:
             await registry.refresh()
             await clv.refresh()
+            await reco.refresh()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             metrics.REDIS_ERRORS.inc()
             return
@@ -216,6 +273,27 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
 
     register_views(services)
     return app, services
+
+
+def _recommendation_lists(
+    snapshot: RecoSnapshot | None, result: BatchResult
+) -> list[tuple[str, bytes]]:
+    """One list per customer with an item event in the batch, caused by the newest one."""
+    if snapshot is None:
+        return []
+    newest: dict[str, str] = {}
+    for item in result.item_events:
+        newest[item.customer_id] = str(item.event.get("event_id"))
+    profiles = {p.id: p for p in result.saved}
+    out = []
+    for customer, cause in newest.items():
+        profile = profiles.get(customer)
+        context = Context.from_profile(profile) if profile is not None else Context()
+        items = snapshot.recommender.recommend(customer, context, k=10)
+        document = recommendation_list(customer, items, snapshot, cause)
+        out.append((customer, document.model_dump_json().encode()))
+        metrics.RECOMMENDATIONS.inc()
+    return out
 
 
 def _examples(events: Any) -> list[tuple[int, Example]]:

@@ -34,6 +34,13 @@ def register(subparsers: Any) -> None:
     )
     clv.add_argument("--json", action="store_true", help="print the result as JSON")
     clv.set_defaults(func=run_clv)
+    reco = models.add_parser(
+        "reco", help="recommendations: next-item hit@k and NDCG@k vs popularity"
+    )
+    reco.add_argument("--input", required=True, type=Path, help="JSON Lines, in event time order")
+    reco.add_argument("--k", type=int, default=10, help="list length (default 10)")
+    reco.add_argument("--json", action="store_true", help="print the result as JSON")
+    reco.set_defaults(func=run_reco)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -90,4 +97,37 @@ def run_clv(args: argparse.Namespace) -> int:
         print(
             f"{name:24}{f['mae']:>10.4f}{f['rmse']:>10.4f}{f['predicted']:>11.1f}{f['actual']:>9.0f}"
         )
+    return 0
+
+
+def run_reco(args: argparse.Namespace) -> int:
+    from cdpulse.cli.progress import Reporter
+    from cdpulse.models.reco_eval import evaluate
+
+    lines = _lines(args.input)
+    events = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise CliError(
+                f"{args.input}:{number}: not JSON ({exc}); fix or drop the line"
+            ) from exc
+    with Reporter("evaluate reco", len(events)) as progress:
+        result = evaluate(events, k=args.k, progress=progress.advance)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    k = result["k"]
+    print(f"next-item prediction, k={k}, model {result['model_version']}")
+    print(f"{'events':18}{'n':>8}{'hit@k':>9}{'NDCG@k':>9}{'pop hit':>9}{'pop NDCG':>10}")
+    for name in ("all", "new", "product_viewed", "product_added", "order_completed"):
+        f = result.get(name)
+        if f:
+            print(
+                f"{name:18}{f['events']:>8}{f['hit']:>9.3f}{f['ndcg']:>9.3f}"
+                f"{f['popularity_hit']:>9.3f}{f['popularity_ndcg']:>10.3f}"
+            )
     return 0

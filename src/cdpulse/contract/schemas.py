@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from cdpulse.contract.events import EVENT_CLASSES, EVENT_TYPES
+from cdpulse.contract.outputs import RecommendationList
 from cdpulse.ingest.dead_letter import DeadLetter
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -31,6 +32,10 @@ def event_schemas() -> dict[str, dict[str, Any]]:
     dead["$schema"] = SCHEMA_DIALECT
     dead["$id"] = "cdpulse/outputs/dead_letter.json"
     out["dead_letter.json"] = dead
+    recommendations = RecommendationList.model_json_schema(mode="serialization")
+    recommendations["$schema"] = SCHEMA_DIALECT
+    recommendations["$id"] = "cdpulse/outputs/recommendation_list.json"
+    out["recommendation_list.json"] = recommendations
     return out
 
 

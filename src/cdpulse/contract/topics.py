@@ -36,6 +36,8 @@ class Topics:
     customers: str
     dead_letter: str
     training: str = "cdp.training"
+    reco_events: str = "cdp.reco-events"
+    recommendations: str = "cdp.recommendations"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -45,6 +47,8 @@ class Topics:
             customers=settings.topic_customers,
             dead_letter=settings.topic_dead_letter,
             training=settings.topic_training,
+            reco_events=settings.topic_reco_events,
+            recommendations=settings.topic_recommendations,
         )
 
     @property
@@ -54,7 +58,13 @@ class Topics:
 
     @property
     def all(self) -> tuple[str, ...]:
-        return (*self.inputs, self.dead_letter, self.training)
+        return (
+            *self.inputs,
+            self.dead_letter,
+            self.training,
+            self.reco_events,
+            self.recommendations,
+        )
 
     def for_type(self, event_type: str) -> str:
         """The topic an event of ``event_type`` is published to."""

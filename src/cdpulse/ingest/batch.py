@@ -9,6 +9,7 @@ because each profile remembers the last offset applied per ``topic:partition:key
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -21,9 +22,10 @@ from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
 from cdpulse.models.labels import Example
 from cdpulse.models.online import Enricher
+from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent
 from cdpulse.ops import metrics
 from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, apply, merge, new_profile, to_millis
+from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile, to_millis
 from cdpulse.store.base import ProfileStore, SaveStatus, Write
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     saved: list[Profile] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
+    item_events: list[ItemEvent] = field(default_factory=list)
 
 
 class BatchProcessor:
@@ -66,11 +69,13 @@ class BatchProcessor:
         max_future_skew: timedelta = timedelta(minutes=5),
         enricher: Enricher | None = None,
         partitions: int = 1,
+        item_events: bool = False,
     ) -> None:
         self.store = store
         self.rules = rules
         self.enricher = enricher
         self.partitions = partitions  # input partitions the low watermark must hear from
+        self.item_events = item_events  # collect item events for the recommender
         self.max_bytes = max_bytes
         self.max_future_skew = max_future_skew
 
@@ -170,7 +175,7 @@ class BatchProcessor:
             stored = await self.store.load(targets + [s for s in sources if s not in pending])
 
             writes: list[Write] = []
-            outcome: dict[str, tuple[int, int, list[str], list[Example]]] = {}
+            outcome: dict[str, tuple[int, int, list[str], list[Example], list[ItemEvent]]] = {}
             dues: dict[str, int] = {}
             for target in targets:
                 current = stored[target]
@@ -188,8 +193,16 @@ class BatchProcessor:
                     merged.append(anonymous_id)
                 applied = duplicates = 0
                 examples: list[Example] = []
+                seen_items: list[ItemEvent] = []
                 for item in by_target.get(target, []):
                     m = item.message
+                    if (
+                        self.item_events
+                        and item.event.type in ITEM_TYPES
+                        and not is_duplicate(profile, item.event.event_id, m.source, m.offset)
+                    ):
+                        # The recommender learns from the customer as they were before it.
+                        seen_items.append(ItemEvent.of(target, json.loads(m.value), profile))
                     if apply(profile, item.event, self.rules, m.source, m.offset):
                         applied += 1
                     else:
@@ -198,7 +211,7 @@ class BatchProcessor:
                     examples, due = enricher.after_profile(profile, watermark, as_of)
                     if due is not None:
                         dues[target] = due
-                outcome[target] = (applied, duplicates, merged, examples)
+                outcome[target] = (applied, duplicates, merged, examples, seen_items)
                 if applied or merged:
                     writes.append(Write(profile, current.version))
                 else:
@@ -217,8 +230,9 @@ class BatchProcessor:
                 target = write.profile.id
                 status = statuses[target]
                 if status is SaveStatus.SAVED:
-                    applied, duplicates, merged, examples = outcome[target]
+                    applied, duplicates, merged, examples, seen_items = outcome[target]
                     result.examples += examples
+                    result.item_events += seen_items
                     result.applied += applied
                     result.duplicates += duplicates
                     result.merges += len(merged)

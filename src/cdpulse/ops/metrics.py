@@ -127,3 +127,9 @@ CHURN_LABELS = Counter(
 CLV_CUSTOMERS = Gauge(
     "cdpulse_clv_customers", "Customers with orders the last lifetime-value refit saw."
 )
+RECOMMENDATIONS = Counter(
+    "cdpulse_recommendation_lists_total", "Recommendation lists published on item events."
+)
+RECO_EVENTS_LEARNED = Counter(
+    "cdpulse_reco_events_learned_total", "Item events the recommender's learner folded in."
+)

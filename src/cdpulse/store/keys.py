@@ -43,6 +43,11 @@ class Keys:
         return f"{self.prefix}:model:clv"
 
     @property
+    def reco_model(self) -> str:
+        """Hash {version, blob}: the newest recommender snapshot."""
+        return f"{self.prefix}:model:reco"
+
+    @property
     def clv_lock(self) -> str:
         return f"{self.prefix}:clv:refit-lock"
 

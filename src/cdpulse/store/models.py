@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from cdpulse.models.churn import Snapshot
 from cdpulse.models.lifetime import ClvSnapshot, OrderSummary
+from cdpulse.models.reco_stream import RecoSnapshot
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
 
@@ -103,4 +104,44 @@ class RedisClvStore:
             if isinstance(snapshot, ClvSnapshot) and snapshot.version > have:
                 self.current = snapshot
                 return True
+        return False
+
+
+class RedisRecoStore:
+    """The newest recommender snapshot: the learner publishes, every worker serves it."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.key = Keys(prefix).reco_model
+        self._publish = client.register_script(script("publish_model.lua"))
+        self.current: RecoSnapshot | None = None
+
+    def get(self) -> RecoSnapshot | None:
+        return self.current
+
+    async def version(self) -> int:
+        return int(await self.client.hget(self.key, "version") or 0)
+
+    async def load(self) -> RecoSnapshot | None:
+        blob = await self.client.hget(self.key, "blob")
+        if not isinstance(blob, bytes):
+            return None
+        snapshot = pickle.loads(blob)  # our own snapshots, from our own Redis
+        return snapshot if isinstance(snapshot, RecoSnapshot) else None
+
+    async def publish(self, snapshot: RecoSnapshot) -> bool:
+        blob = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
+        stored = await self._publish(keys=[self.key], args=[snapshot.version, blob])
+        if stored:
+            self.current = snapshot
+        return bool(stored)
+
+    async def refresh(self) -> bool:
+        have = self.current.version if self.current else 0
+        if await self.version() <= have:
+            return False
+        snapshot = await self.load()
+        if snapshot is not None and snapshot.version > have:
+            self.current = snapshot
+            return True
         return False

@@ -1,0 +1,87 @@
+"""Recommendations end to end: learned from the stream, served and published live."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from cdpulse.contract.outputs import RecommendationList
+from cdpulse.models.reco import Context, Recommender
+from cdpulse.models.reco_stream import ItemEvent
+from cdpulse.producer import Producer
+from cdpulse.simulate.shop import Shop
+from tests.integration.conftest import Env, consume_all, drained, wait_until
+
+
+def _caught_up(env: Env, topic: str) -> bool:
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=env.settings.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=env.settings.kafka_bootstrap)
+    try:
+        tp = TopicPartition(topic, 0)
+        end = consumer.end_offsets([tp])[tp]
+        committed = admin.list_group_offsets(env.settings.app_id).get(env.settings.app_id, {})
+        return end > 0 and tp in committed and committed[tp].offset >= end
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def test_recommendations_are_learned_live_served_and_published(env: Env) -> None:
+    events = list(Shop(customers=120, days=20, seed=8).events())
+    # A snapshot after every learner batch: the last one then holds every item event.
+    worker = env.worker(CDPULSE_RECO_SNAPSHOT_SECONDS="0.01")
+    with Producer.from_settings(env.settings) as producer:
+        for event in events:
+            producer.send(event)
+    wait_until(lambda: drained(env.settings), 300, "the worker to drain its topics")
+    topic = env.settings.topic_reco_events
+    wait_until(lambda: _caught_up(env, topic), 120, "the recommender's learner to catch up")
+
+    # The same item events, in the topic's order, through an in-process recommender.
+    items = [ItemEvent.from_json(r.value) for r in consume_all(env.settings, topic, 1)]
+    item_types = {"product_viewed", "product_added", "order_completed"}
+    assert len(items) == sum(e["type"] in item_types for e in events)
+    replay = Recommender()
+    for item in items:
+        replay.learn_one(item.customer_id, item.event, item.context)
+    learned = worker.metric("cdpulse_reco_events_learned_total")
+    assert learned == len(items)
+
+    customers = sorted({i.customer_id for i in items if i.customer_id.startswith("cust-")})
+    newest = (
+        f"{replay.model_version}.s{worker.metric('cdpulse_model_version', {'model': 'reco'}):.0f}"
+    )
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+
+        def served_version() -> str:
+            response = http.get(f"/v1/profiles/{customers[0]}/recommendations")
+            return str(response.json().get("model_version"))
+
+        wait_until(lambda: served_version() == newest, 60, "the newest snapshot to be served")
+        for customer in customers:
+            served = http.get(f"/v1/profiles/{customer}/recommendations", params={"k": 10}).json()
+            assert len(served["items"]) == 10 and all(i["reason"] for i in served["items"])
+            profile = http.get(f"/v1/profiles/{customer}").json()
+            wanted = replay.recommend(customer, Context.from_view(profile), k=10)
+            assert [(i["product_id"], i["reason"]) for i in served["items"]] == [
+                (r.product_id, r.reason) for r in wanted
+            ], customer
+        product = items[0].event["properties"]["product_id"]
+        similar = http.get(f"/v1/products/{product}/similar", params={"k": 5}).json()
+        assert [i["product_id"] for i in similar["items"]] == [
+            r.product_id for r in replay.similar(product, k=5)
+        ]
+        assert http.get(f"/v1/profiles/{customers[0]}/recommendations?k=0").status_code == 400
+        assert http.get("/v1/profiles/nobody/recommendations").status_code == 404
+
+    published = [
+        RecommendationList.model_validate_json(r.value)
+        for r in consume_all(env.settings, env.settings.topic_recommendations, 1)
+    ]
+    assert published and worker.metric("cdpulse_recommendation_lists_total") == len(published)
+    item_ids = {i.event["event_id"] for i in items}
+    assert all(p.caused_by in item_ids and p.items for p in published)
+    assert json.loads(published[0].model_dump_json())["customer_id"]
