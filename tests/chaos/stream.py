@@ -27,7 +27,7 @@ class Outgoing:
     """One message to send: a valid event (``reason`` None) or a broken one."""
 
     stream: str  # "clickstream", "transactions" or "customers"
-    key: bytes
+    key: bytes | None
     value: bytes
     reason: str | None = None  # the dead-letter reason the worker must give
     partition: int = -1  # where Kafka put it, once sent
@@ -38,14 +38,25 @@ class Outgoing:
 
 
 def shop_stream(
-    customers: int, days: int, seed: int, broken: float = 0.005, repeated: float = 0.0
+    customers: int,
+    days: int,
+    seed: int,
+    broken: float = 0.005,
+    repeated: float = 0.0,
+    padding: int = 0,
 ) -> list[Outgoing]:
-    """A seeded shop's events in time order, with a share of broken and repeated ones."""
+    """A seeded shop's events in time order, with a share of broken and repeated ones.
+
+    ``padding`` adds that many bytes to each event in a field the contract drops: the
+    same profiles from a heavier stream.
+    """
     from cdpulse.contract.topics import STREAM_OF_TYPE
 
     rng = random.Random(seed)
     out: list[Outgoing] = []
     for event in Shop(customers=customers, days=days, seed=seed).events():
+        if padding:
+            event["padding"] = "p" * padding
         stream = STREAM_OF_TYPE[event["type"]]
         key = (event.get("customer_id") or event["anonymous_id"]).encode()
         out.append(Outgoing(stream, key, json.dumps(event).encode()))

@@ -1,0 +1,64 @@
+"""Redis answers slowly (a proxy adds a round-trip delay): lag grows, memory does not.
+
+The worker falls behind a burst while every Redis round trip costs 50 ms more; its consumer
+lag grows while its resident memory stays bounded (it must not buffer the backlog).
+Once the delay is gone it drains, and the profiles are exact.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.chaos.conftest import moved, scaled
+from tests.chaos.latency_proxy import LatencyProxy
+from tests.chaos.observe import alive, metric, rss_bytes
+from tests.chaos.state import assert_exact
+from tests.chaos.stream import Sender, shop_stream, truth_of
+from tests.integration.conftest import REDIS_PORT, Env, drained, wait_until
+
+MB = 1024 * 1024
+# What the worker may add to its memory while behind: faust's fetch and stream buffers,
+# not the backlog (which is several times larger).
+GROWTH_LIMIT = 64 * MB
+
+
+def test_slow_redis_builds_lag_in_bounded_memory_then_drains(env: Env) -> None:
+    proxy = LatencyProxy("127.0.0.1", REDIS_PORT)
+    proxy.start()
+    try:
+        slow = moved(env, CDPULSE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
+        # ~18k (full: ~70k) events of ~6.5 KB: a backlog of 110 (440) MB in Kafka.
+        messages = shop_stream(customers=scaled(250, 1000), days=30, seed=19, padding=6000)
+        worker = slow.worker()
+        assert worker.process is not None
+        pid = worker.process.pid
+        baseline = rss_bytes(pid)
+        proxy.rtt = 0.050
+        sender = Sender(slow.settings, messages)
+        sender.start()
+
+        backlog = sum(len(m.value) for m in messages)
+        samples: list[tuple[float, int]] = []
+
+        def lagging() -> bool:
+            lag = metric(worker, "cdpulse_consumer_lag")
+            samples.append((lag, rss_bytes(pid)))
+            return lag > len(messages) / 4
+
+        wait_until(lagging, 120, "the consumer lag to grow past a quarter of the stream")
+        for _ in range(20):  # memory while it works through the backlog
+            time.sleep(0.5)
+            lagging()
+        sender.finish()
+        assert backlog > 1.5 * GROWTH_LIMIT, "too small a backlog to tell buffering from bounds"
+        grown = max(r for _, r in samples) - baseline
+        assert grown < GROWTH_LIMIT, (
+            f"worker memory grew {grown / MB:.0f} MB while {backlog / MB:.0f} MB waited in "
+            f"Kafka; (lag, MB): {[(int(lag), r // MB) for lag, r in samples]}"
+        )
+        proxy.rtt = 0.0
+        wait_until(lambda: drained(slow.settings), 600, "the worker to drain its topics")
+        assert alive(worker)
+        assert_exact(slow.redis, slow.name, truth_of(messages))
+    finally:
+        proxy.stop()
