@@ -16,12 +16,13 @@ STACK := deploy/local/stack.sh
 # Where the integration tests' own stack lives (tests/integration/stack.py).
 TEST_RUN_DIR := .run/test
 
-.PHONY: help venv stack-deps stack-up stack-down stack-status test lint schemas demo bench clean distclean
+.PHONY: help venv stack-deps stack-up stack-down stack-status test chaos lint schemas demo bench clean distclean
 
 help:
 	@echo "make venv          .venv with cdpulse and its test tools"
 	@echo "make stack-up      start Kafka and Redis on 127.0.0.1 (stack-down, stack-status)"
 	@echo "make test          the whole suite against a real Kafka and Redis, then ruff and mypy"
+	@echo "make chaos         the fault suite at full size (tests/chaos; make test runs it small)"
 	@echo "make lint          ruff and mypy only"
 	@echo "make schemas       regenerate the JSON Schemas in schemas/"
 	@echo "make demo          stack, worker and a simulated shop streaming in; Ctrl-C stops it"
@@ -58,6 +59,10 @@ stack-status:
 test: venv stack-deps
 	$(BIN)/pytest tests/ || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "pytest: no tests collected"; }
 	$(MAKE) --no-print-directory lint
+
+# The fault suite at full size: 100k-event streams, more kills and restarts (tests/chaos).
+chaos: venv stack-deps
+	CDPULSE_CHAOS_FULL=1 $(BIN)/pytest tests/chaos
 
 lint: venv
 	$(BIN)/ruff check src tests
