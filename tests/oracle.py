@@ -54,7 +54,6 @@ SESSION_TYPES = frozenset(
         "product_added",
         "product_removed",
         "checkout_started",
-        "order_completed",
     }
 )
 AFFINITY_HALF_LIFE = 14 * DAY

@@ -26,9 +26,10 @@ from cdpulse.settings import Settings
 # Category affinity weights: a purchase says more than an add, an add more than a view.
 AFFINITY_WEIGHTS = {"product_viewed": 1.0, "product_added": 3.0, "order_completed": 5.0}
 # Types that make up a visit (a session); email opens or consent changes do not.
-SESSION_TYPES = frozenset(t for t, stream in STREAM_OF_TYPE.items() if stream == "clickstream") | {
-    "order_completed"
-}
+# Only clickstream makes sessions: one topic, so a customer's visits arrive in order
+# and 8 kept spans are enough whatever lag the other topics have (an order placed in a
+# store or by phone is not a visit either).
+SESSION_TYPES = frozenset(t for t, stream in STREAM_OF_TYPE.items() if stream == "clickstream")
 
 
 @dataclass(frozen=True, slots=True)
