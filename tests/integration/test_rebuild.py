@@ -13,7 +13,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.producer import Producer
 from cdpulse.simulate.malformed import malformed_event
 from cdpulse.simulate.shop import Shop
-from tests.chaos.state import oracle_problems, read_state, summary
+from tests.chaos.state import assert_exact, oracle_problems, read_state, summary
 from tests.integration.conftest import Env, drained, wait_until
 from tests.oracle import expected
 
@@ -59,22 +59,23 @@ def test_rebuild_from_kafka_gives_the_live_profiles_key_by_key(env: Env) -> None
     assert done.returncode == 0, done.stderr
     assert f"from {len(raw)} messages in 12 partitions" in done.stdout, done.stdout
     assert f"{bad} dead letters" in done.stdout, done.stdout
+    again = cdpulse(env, "rebuild", "--target-prefix", target)
+    assert again.returncode == 2
+    assert "already holds keys" in again.stderr and "--target-prefix" in again.stderr
 
     live, rebuilt = read_state(env.redis, env.name), read_state(env.redis, target)
     assert set(rebuilt.profiles) == set(live.profiles)
     assert rebuilt.aliases == live.aliases
     assert rebuilt.watermarks == live.watermarks
+    truth = expected(raw, now=datetime.now(UTC))
+    problems = oracle_problems(rebuilt, truth)
+    assert not problems, f"the rebuilt store differs from the oracle:\n  {summary(problems)}"
     live_documents, rebuilt_documents = live.documents(), rebuilt.documents()
     different = [i for i in live_documents if rebuilt_documents[i] != live_documents[i]]
+    if different:
+        # The rebuild is exact, so the live store is not: fails, or xfails for a known bug.
+        assert_exact(env.redis, env.name, truth)
     assert not different, (
         f"{len(different)} rebuilt profiles differ from the live ones, e.g. {different[0]}:\n"
         f"live    {live_documents[different[0]]}\nrebuilt {rebuilt_documents[different[0]]}"
     )
-    truth = expected(raw, now=datetime.now(UTC))
-    for name, state in (("live", live), ("rebuilt", rebuilt)):
-        problems = oracle_problems(state, truth)
-        assert not problems, f"{name} store differs from the oracle:\n  {summary(problems)}"
-
-    again = cdpulse(env, "rebuild", "--target-prefix", target)
-    assert again.returncode == 2
-    assert "already holds keys" in again.stderr and "--target-prefix" in again.stderr
