@@ -142,6 +142,7 @@ def test_lifetime_value_is_refitted_live_on_real_cdnow_orders(env: Env) -> None:
             horizon=90,
         )
         assert 0.0 <= served["p_alive"] <= 1.0
+        assert len(served["reasons"]) == 3 and all(served["reasons"])
         assert served["p_alive"] == pytest.approx(float(wanted.p_alive), abs=2e-3), customer
         assert served["expected_purchases_90d"] == pytest.approx(
             float(wanted.expected_purchases), rel=1e-2, abs=2e-3

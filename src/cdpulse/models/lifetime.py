@@ -92,6 +92,7 @@ def clv_view(
         "p_alive": None,
         f"expected_purchases_{days}d": None,
         f"expected_value_{days}d": None,
+        "reasons": [],
         "model_version": None,
     }
     summary = OrderSummary.of(profile)
@@ -110,5 +111,25 @@ def clv_view(
     view["p_alive"] = round(float(prediction.p_alive), 4)
     view[f"expected_purchases_{days}d"] = round(float(prediction.expected_purchases), 4)
     view[f"expected_value_{days}d"] = round(float(prediction.expected_value), 2)
+    view["reasons"] = reasons(inputs.x, inputs.t_x, inputs.T, inputs.m)
     view["model_version"] = snapshot.version
     return view
+
+
+def reasons(x: int, t_x: float, T: float, m: float) -> list[str]:
+    """What the lifetime value rests on, in words: BG/NBD reads frequency and recency,
+    Gamma-Gamma the average order.
+
+    >>> for reason in reasons(2, 200.0, 270.0, 30.0):
+    ...     print(reason)
+    3 orders in 200 days (100 days apart on average)
+    no order for 70 days
+    average order 30.00
+    """
+    if x == 0:
+        frequency = f"one order so far, {T:.0f} days ago"
+    else:
+        frequency = f"{x + 1} orders in {t_x:.0f} days ({t_x / x:.0f} days apart on average)"
+    quiet = T - t_x
+    recency = f"no order for {quiet:.0f} days" if quiet >= 1 else "ordered today"
+    return [frequency, recency, f"average order {m:.2f}"]
