@@ -14,7 +14,10 @@ the newest 64 event ids, the first link of a visitor wins) assume an order close
 arrival, which reading one whole partition after another would not give.
 
 The rebuild is exact only over a complete history: a partition whose first retained
-offset is above 0 lost its oldest messages to retention (``History.truncated``).
+offset is above 0 lost its oldest messages to retention (``History.truncated``). It
+rebuilds profiles, not the online models' churn scores and pending labels: those depend
+on the model snapshot of their day, and the worker scores a profile again when it next
+writes it.
 """
 
 from __future__ import annotations
