@@ -125,9 +125,11 @@ def draw(result: Mapping[str, Any], out: Path) -> None:
 
     machine = result.get("machine") or {}
     load = (result.get("load_average") or {}).get("start")
+    label = f"{result['label']} · " if result.get("label") else ""
     fig.suptitle(
-        f"cdpulse bench {result.get('started_at', '')} · {machine.get('cpu_model', '')}, "
-        f"{machine.get('cores', '?')} cores · load at start {load}",
+        f"cdpulse bench · {label}{result.get('started_at', '')} · "
+        f"{machine.get('cpu_model', '')}, {machine.get('cores', '?')} cores · "
+        f"load at start {load}",
         fontsize=10,
     )
     fig.tight_layout()

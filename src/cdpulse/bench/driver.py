@@ -455,6 +455,31 @@ def run_bench(options: BenchOptions, settings: Settings, work_dir: Path) -> dict
     return BenchRun(options, settings, work_dir).run()
 
 
+def source() -> dict[str, Any]:
+    """Which code ran: the cdpulse package's folder and, in a git checkout, its commit."""
+    import subprocess
+
+    import cdpulse
+
+    root = Path(cdpulse.__file__).resolve().parents[2]
+    found: dict[str, Any] = {"path": str(root), "commit": None, "dirty": None}
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        found["commit"] = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found["dirty"] = bool(status.stdout.strip())
+    return found
+
+
 def command_line() -> str:
     """How this process was started, for the record."""
     argv = [Path(sys.argv[0]).name, *sys.argv[1:]]

@@ -77,6 +77,9 @@ def register(subparsers: Any) -> None:
         help="events timed stage by stage in-process (default 100000)",
     )
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    parser.add_argument(
+        "--label", default="", help="what is measured, kept in the result (e.g. the engine version)"
+    )
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     parser.add_argument("--chart", type=Path, help="draw the chart (PNG) here")
     parser.add_argument("--no-stack", action="store_true", help="never start the local stack")
@@ -103,7 +106,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cdpulse.bench.driver import BenchOptions, command_line, run_bench
+    from cdpulse.bench.driver import BenchOptions, command_line, run_bench, source
     from cdpulse.bench.report import render_markdown
     from cdpulse.bench.stack import StackUnavailable, ensure_stack
     from cdpulse.cli.main import CliError
@@ -135,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         started = stack.started
         stack.stop()
     result["command"] = command_line()
+    result["label"] = args.label
+    result["source"] = source()
     result["stack_started_by_bench"] = started
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
