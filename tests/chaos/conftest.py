@@ -44,10 +44,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def moved(env: Env, **variables: str) -> Env:
-    """``env`` with some settings changed (another Kafka or Redis, say)."""
+    """``env`` with some settings changed (another Kafka or Redis, say).
+
+    Its workers are ``env``'s too, so that ``env`` stops any a test leaves running.
+    """
     merged = {**env.variables, **variables}
     settings = Settings(**{k.removeprefix("CDPULSE_").lower(): v for k, v in merged.items()})
-    return Env(env.name, settings, merged, env.logs)
+    return Env(env.name, settings, merged, env.logs, env.workers)
 
 
 @pytest.fixture

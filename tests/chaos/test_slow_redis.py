@@ -25,8 +25,8 @@ GROWTH_LIMIT = 64 * MB
 def test_slow_redis_builds_lag_in_bounded_memory_then_drains(env: Env) -> None:
     proxy = LatencyProxy("127.0.0.1", REDIS_PORT)
     proxy.start()
+    slow = moved(env, CDPULSE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
     try:
-        slow = moved(env, CDPULSE_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
         # ~18k (full: ~70k) events of ~6.5 KB: a backlog of 110 (440) MB in Kafka.
         messages = shop_stream(customers=scaled(250, 1000), days=30, seed=19, padding=6000)
         worker = slow.worker()
@@ -61,4 +61,6 @@ def test_slow_redis_builds_lag_in_bounded_memory_then_drains(env: Env) -> None:
         assert alive(worker)
         assert_exact(slow.redis, slow.name, truth_of(messages))
     finally:
+        for worker in slow.workers:
+            worker.stop()
         proxy.stop()
