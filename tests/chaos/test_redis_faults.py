@@ -65,7 +65,8 @@ def unapplied_below_commit(
         if m.reason is not None or m.offset >= committed.get((topic, m.partition), 0):
             continue
         checked += 1
-        if applied.get(f"{topic}:{m.partition}:{m.key.decode()}", -1) < m.offset:
+        key = m.key.decode() if m.key else ""
+        if applied.get(f"{topic}:{m.partition}:{key}", -1) < m.offset:
             lost.append(f"{topic}:{m.partition}@{m.offset}")
     return checked, lost
 
