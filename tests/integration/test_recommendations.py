@@ -69,7 +69,9 @@ def test_recommendations_are_learned_live_served_and_published(env: Env) -> None
             assert [(i["product_id"], i["reason"]) for i in served["items"]] == [
                 (r.product_id, r.reason) for r in wanted
             ], customer
-        product = items[0].event["properties"]["product_id"]
+        product = next(
+            i.event["properties"]["product_id"] for i in items if i.event["type"] == "product_viewed"
+        )
         similar = http.get(f"/v1/products/{product}/similar", params={"k": 5}).json()
         assert [i["product_id"] for i in similar["items"]] == [
             r.product_id for r in replay.similar(product, k=5)

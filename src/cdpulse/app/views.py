@@ -105,8 +105,9 @@ def register_views(services: Services) -> None:
                     status=413,
                 )
             try:
-                payload = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+                # Strict UTF-8 first: json.loads would let encoded surrogates through.
+                payload = json.loads(body.decode("utf-8"))
+            except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge integers
                 metrics.COLLECTOR_EVENTS.labels("bad_json").inc()
                 return self.json({"error": f"body is not JSON: {exc}"}, status=400)
             batch = payload if isinstance(payload, list) else [payload]
@@ -156,7 +157,8 @@ def _k(request: Request) -> int | None:
 async def _collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
     """Validate one posted event and produce it; its result line for the response."""
     settings = services.settings
-    raw = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    # ASCII escapes keep any parsed string encodable (lone surrogates included).
+    raw = json.dumps(obj).encode("ascii")
     now = datetime.now(UTC)
     if len(raw) > settings.max_event_bytes:
         result: Any = Rejection(

@@ -105,18 +105,41 @@ def decode(
         return Rejection(INVALID_UTF8, f"event is not valid UTF-8 (byte {exc.start})")
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        reason = str(exc) if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
-        return Rejection(INVALID_JSON, f"event is not JSON: {reason}")
-    return validate(obj, now=now, max_future_skew=max_future_skew)
+    except RecursionError:
+        return Rejection(INVALID_JSON, "event is not JSON: nesting too deep")
+    except ValueError as exc:  # JSONDecodeError, and integers longer than Python allows
+        return Rejection(INVALID_JSON, f"event is not JSON: {str(exc)[:200]}")
+    # Valid UTF-8 text can still escape a lone surrogate; only an escape can, so the
+    # (costlier) check runs only when the text has one.
+    escapes = "\\ud" in text or "\\uD" in text
+    return validate(obj, now=now, max_future_skew=max_future_skew, check_unicode=escapes)
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    """Whether a parsed JSON value holds a string no UTF-8 can carry (a ``\ud800`` escape)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def validate(
-    obj: Any, *, now: datetime, max_future_skew: timedelta = timedelta(minutes=5)
+    obj: Any,
+    *,
+    now: datetime,
+    max_future_skew: timedelta = timedelta(minutes=5),
+    check_unicode: bool = True,
 ) -> Event | Rejection:
     """Validate one already-parsed JSON value."""
     if not isinstance(obj, dict):
         return Rejection(NOT_AN_OBJECT, f"event must be a JSON object, got {type(obj).__name__}")
+    if check_unicode and _has_lone_surrogate(obj):
+        return Rejection(
+            INVALID_UTF8,
+            "event holds a lone surrogate (an unpaired \\ud800-\\udfff escape): not Unicode text",
+            _event_id_of(obj) if not _has_lone_surrogate(obj.get("event_id")) else None,
+        )
     try:
         event = EVENT_ADAPTER.validate_python(obj)
     except ValidationError as exc:

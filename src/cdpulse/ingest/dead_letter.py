@@ -44,4 +44,6 @@ class DeadLetter:
         )
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False).encode("utf-8")
+        # ASCII escapes: a dead letter must be writable whatever the input held (lone
+        # surrogates included), and stays readable JSON.
+        return json.dumps(asdict(self)).encode("ascii")

@@ -39,7 +39,7 @@ class Rules:
     session_gap: int = 30 * windows.MINUTE
     affinity_half_life: int = 14 * windows.DAY
     recent_ids: int = 64
-    spans_kept: int = 8
+    spans_kept: int = 32
     viewed_kept: int = 20
     # A churn label is decided up to a horizon after its day and reads 60 days before it.
     churn_days_kept: int = windows.TREND_SPAN + 32 * windows.DAY
