@@ -109,6 +109,10 @@ class BenchRun:
             "CDPULSE_TOPIC_TRANSACTIONS": f"{self.name}.transactions",
             "CDPULSE_TOPIC_CUSTOMERS": f"{self.name}.customers",
             "CDPULSE_TOPIC_DEAD_LETTER": f"{self.name}.dead-letter",
+            # The model topics belong to one phase: its learners start from nothing.
+            "CDPULSE_TOPIC_TRAINING": f"{self.name}-{phase}.training",
+            "CDPULSE_TOPIC_RECO_EVENTS": f"{self.name}-{phase}.reco-events",
+            "CDPULSE_TOPIC_RECOMMENDATIONS": f"{self.name}-{phase}.recommendations",
             "CDPULSE_TOPIC_PARTITIONS": str(self.options.partitions),
             "CDPULSE_APP_ID": f"cdpulse-{self.name}-{phase}",
             "CDPULSE_REDIS_PREFIX": f"{self.name}-{phase}",
