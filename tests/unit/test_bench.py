@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdpulse.bench.procstat import listening_inode, parse_stat, parse_status_kib
+from cdpulse.bench.procstat import (
+    CpuSnapshot,
+    cores_used,
+    listening_inode,
+    parse_stat,
+    parse_status_kib,
+)
 from cdpulse.bench.report import TARGETS, figures, render_markdown, verdict
 from cdpulse.bench.sampler import Sample, summarize
 from cdpulse.bench.stats import (
@@ -180,6 +186,7 @@ def _sample(t: float, committed: int, cpu: float) -> Sample:
         machine_total=int(t * 200),
         redis_cpu_seconds=t * 0.01,
         kafka_cpu_seconds=None,
+        bench_cpu_seconds=t * 0.02,
     )
 
 
@@ -196,6 +203,11 @@ def test_summarize_measures_costs_inside_the_window_only() -> None:
     assert summary["wall_seconds"] == 12
     assert summary["first_commit_seconds"] == 3
     assert summary["kafka_cpu_seconds_per_1000"] is None
+    cores = summary["cores"]
+    assert cores["workers"] == pytest.approx(0.8)
+    assert cores["redis"] == pytest.approx(0.01)
+    assert cores["bench"] == pytest.approx(0.02)
+    assert cores["others"] == pytest.approx(cores["machine"] - 0.83)
 
 
 def test_summarize_without_enough_progress_reports_no_rate() -> None:
@@ -231,6 +243,17 @@ def test_listening_inode_finds_the_listener_of_a_port() -> None:
     )
     assert listening_inode(table, 0x9894) == "111"
     assert listening_inode(table, 9092) is None
+
+
+def test_cores_used_splits_the_machine_between_named_processes_and_others() -> None:
+    before = CpuSnapshot(10.0, 100.0, {"worker": 5.0, "kafka": 1.0})
+    after = CpuSnapshot(12.0, 103.6, {"worker": 6.8, "kafka": 1.2, "redis": 0.1})
+    cores = cores_used(before, after)
+    assert cores["machine"] == pytest.approx(1.8)
+    assert cores["worker"] == pytest.approx(0.9)
+    assert cores["kafka"] == pytest.approx(0.1)
+    assert "redis" not in cores  # not seen at the start: no figure rather than a wrong one
+    assert cores["others"] == pytest.approx(0.8)
 
 
 METRICS = """\
@@ -284,6 +307,7 @@ def _result() -> dict[str, Any]:
                 "peak_rss_bytes": [150 * 2**20],
                 "mean_batch": 480.0,
                 "timeline": timeline,
+                "cores": {"machine": 1.9, "workers": 0.95, "kafka": 0.1, "others": 0.85},
             },
             {
                 "workers": 2,
@@ -361,6 +385,9 @@ def test_render_markdown_shows_figures_against_targets() -> None:
     )
     assert "| 1 worker(s): share of the bare-consumer ceiling | 5.3% |" in lines
     assert "| µs per event: load | 5.0 wall, 2.0 CPU |" in lines
+    assert (
+        "| 1 worker(s): cores busy | machine 1.90: workers 0.95, kafka 0.10, others 0.85 |" in lines
+    )
 
 
 def test_render_markdown_of_a_partial_result_marks_what_is_missing() -> None:

@@ -33,10 +33,17 @@ from cdpulse.bench import redis_memory
 from cdpulse.bench.ceiling import ceiling
 from cdpulse.bench.http_load import run_load
 from cdpulse.bench.offsets import Offsets
-from cdpulse.bench.procstat import load_average, machine, sample_process
+from cdpulse.bench.procstat import (
+    cores_used,
+    cpu_snapshot,
+    load_average,
+    machine,
+    pid_listening_on,
+    sample_process,
+)
 from cdpulse.bench.report import throughput_of
 from cdpulse.bench.sampler import Sampler, summarize
-from cdpulse.bench.stack import kafka_address
+from cdpulse.bench.stack import kafka_address, redis_address
 from cdpulse.bench.stages import messages_of, time_stages
 from cdpulse.bench.stats import histogram_delta, histogram_quantile, percentiles
 from cdpulse.bench.workers import Scrape, WorkerProcess, stop_all
@@ -95,6 +102,7 @@ class BenchRun:
         self.topics = Topics.from_settings(self.settings)
         self.redis = sync_redis.Redis.from_url(self.base.redis_url)
         self.kafka_port = kafka_address(self.base)[1]
+        self.redis_port = redis_address(self.base)[1]
         self.groups: list[str] = []
         self.prefixes: list[str] = []
 
@@ -201,7 +209,7 @@ class BenchRun:
             "customers": o.customers,
             "simulated_days": workload.days,
             "mean_event_bytes": sum(len(r.value) for r in head) / len(head),
-            "by_topic": Workload(list(head), [], workload.days).topic_counts(self.topics),
+            "by_topic": Workload(list(head), workload.days).topic_counts(self.topics),
         }
         producer = Producer.from_settings(self.settings)
         with producer, Reporter("produce", o.events) as progress:
@@ -277,19 +285,18 @@ class BenchRun:
             """Once the warm-up is sent: the histogram and CPU the steady part starts from."""
             if sent >= warmup and "scrape" not in before:
                 before["scrape"] = worker.scrape()
-                before["cpu"] = sample_process(worker.pid).cpu_seconds
-                before["producer_cpu"] = time.process_time()
-                before["at"] = time.monotonic()
+                before["cpu"] = cpu_snapshot(self.pids(worker))
 
         with Producer.from_settings(self.settings) as producer, self._tracking(worker) as track:
             sent, seconds = produce_at_rate(producer, self.topics, records, rate, mark)
             mark(sent)
-            producer_cpu = time.process_time() - before["producer_cpu"]
-            producing = time.monotonic() - before["at"]
+            producing = cores_used(before["cpu"], cpu_snapshot(self.pids(worker)))
         self.wait_drained("w1")
         drained = time.monotonic() - started
         after = worker.scrape()
-        cpu = sample_process(worker.pid).cpu_seconds - before["cpu"]
+        after_cpu = cpu_snapshot(self.pids(worker))
+        cores = cores_used(before["cpu"], after_cpu)
+        worker_cpu = after_cpu.processes["worker"] - before["cpu"].processes["worker"]
         first: Scrape = before["scrape"]
         buckets = histogram_delta(after.buckets[LATENCY_METRIC], first.buckets[LATENCY_METRIC])
         batches = after.value("cdpulse_batch_size_count") - first.value("cdpulse_batch_size_count")
@@ -305,9 +312,11 @@ class BenchRun:
             # Offsets are committed every second, so a worker that kept up drains within ~1.5 s.
             "kept_up": drained < seconds + 2.0,
             "mean_batch": batched / batches if batches else None,
-            "worker_cpu_utilisation": cpu / (time.monotonic() - before["at"]),
-            "worker_cpu_seconds_per_1000": cpu / max(1, sent - warmup) * 1000,
-            "producer_cpu_utilisation": producer_cpu / producing if producing > 0 else None,
+            "worker_cpu_utilisation": cores.get("worker"),
+            "worker_cpu_seconds_per_1000": worker_cpu / max(1, sent - warmup) * 1000,
+            # The bench process while it produced: mostly kafka-python's send().
+            "producer_cpu_utilisation": producing.get("bench"),
+            "cores": cores,
             "buckets": buckets,
             "timeline": track,
             "load_average": load_average(),
@@ -376,13 +385,13 @@ class BenchRun:
 
     def measure_reads(self, worker: WorkerProcess, workload: Workload) -> None:
         o = self.options
-        ids = workload.customer_ids
+        ids = workload.keys(o.events)
         step = max(1, len(ids) // 2000)
         paths = [f"/v1/profiles/{i}" for i in ids[::step]]
         say(f"profile reads: GET at {o.http_rate:,.0f}/s for {o.http_seconds:g}s, {len(paths)} ids")
-        cpu_before = sample_process(worker.pid).cpu_seconds
+        before = cpu_snapshot(self.pids(worker))
         load = run_load(worker.url, paths, o.http_rate, o.http_seconds)
-        cpu = sample_process(worker.pid).cpu_seconds - cpu_before
+        cores = cores_used(before, cpu_snapshot(self.pids(worker)))
         self.result["http"] = {
             "rate": o.http_rate,
             "achieved_rate": load.achieved_rate,
@@ -390,7 +399,8 @@ class BenchRun:
             "statuses": dict(load.statuses),
             "latency": {**percentiles(load.latencies), "max": max(load.latencies)},
             "service": {**percentiles(load.service), "max": max(load.service)},
-            "worker_cpu_utilisation": cpu / load.seconds,
+            "worker_cpu_utilisation": cores.get("worker"),
+            "cores": cores,
             "load_average": load_average(),
         }
         lat = self.result["http"]["latency"]
@@ -422,6 +432,15 @@ class BenchRun:
             "load_average": load_average(),
         }
         say(f"stages: {times.events_per_second:,.0f} events/s in-process")
+
+    def pids(self, worker: WorkerProcess) -> dict[str, int | None]:
+        """The processes a phase's CPU is split between (``others`` is the rest)."""
+        return {
+            "worker": worker.pid,
+            "kafka": pid_listening_on(self.kafka_port),
+            "redis": pid_listening_on(self.redis_port),
+            "bench": os.getpid(),
+        }
 
     # --- cleanup ---------------------------------------------------------------------------
 

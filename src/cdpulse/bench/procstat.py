@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,3 +118,40 @@ def pid_listening_on(port: int) -> int | None:
                 if os.readlink(fd) == target:
                     return int(proc.name)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot:
+    """CPU seconds used so far by the whole machine and by some named processes."""
+
+    at: float  # time.monotonic()
+    machine_busy_seconds: float  # all cores together
+    processes: dict[str, float]  # name -> CPU seconds
+
+
+def cpu_snapshot(pids: dict[str, int | None]) -> CpuSnapshot:
+    """The machine's busy CPU seconds and those of ``pids`` (names for the report)."""
+    processes: dict[str, float] = {}
+    for name, pid in pids.items():
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                processes[name] = sample_process(pid).cpu_seconds
+    busy, _ = machine_busy_ticks()
+    return CpuSnapshot(time.monotonic(), busy / CLOCK_TICKS, processes)
+
+
+def cores_used(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """Cores busy between two snapshots: the machine, each named process, and the rest.
+
+    ``others`` is what the named processes do not explain: other people's work on a
+    shared machine (and the kernel), the figure that says how quiet a run really was.
+    """
+    seconds = after.at - before.at
+    if seconds <= 0:
+        return {}
+    out = {"machine": (after.machine_busy_seconds - before.machine_busy_seconds) / seconds}
+    for name, used in after.processes.items():
+        if name in before.processes:
+            out[name] = (used - before.processes[name]) / seconds
+    out["others"] = out["machine"] - sum(v for k, v in out.items() if k != "machine")
+    return out

@@ -84,6 +84,12 @@ def _format(target: Target) -> Callable[[float | None], str]:
     return lambda v: "-" if v is None else f"{_num(v)} {target.unit}"
 
 
+def _cores(cores: Mapping[str, float]) -> str:
+    """``machine 1.93: workers 0.98, kafka 0.05, ..., others 0.60``."""
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in cores.items() if k != "machine")
+    return f"machine {cores.get('machine', 0.0):.2f}: {parts}"
+
+
 def figures(result: Mapping[str, Any]) -> dict[str, float | None]:
     """The five figures the targets are about."""
     one = throughput_of(result, 1) or {}
@@ -126,9 +132,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         row(f"{workers} worker(s): mean batch (events)", _num(phase.get("mean_batch"), ",.1f"))
         rss = phase.get("peak_rss_bytes") or []
         row(f"{workers} worker(s): peak RSS", ", ".join(f"{r / 2**20:.0f} MiB" for r in rss))
-        busy = phase.get("machine_busy_share")
-        if busy is not None:
-            row(f"{workers} worker(s): machine CPU busy (all cores)", f"{busy:.0%}")
+        if phase.get("cores"):
+            row(f"{workers} worker(s): cores busy", _cores(phase["cores"]))
         for part in ("redis", "kafka"):
             cost = phase.get(f"{part}_cpu_seconds_per_1000")
             if cost is not None:
@@ -152,6 +157,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         row(f"{name}: mean batch (events)", _num(latency.get("mean_batch"), ",.1f"))
         util = latency.get("worker_cpu_utilisation")
         row(f"{name}: worker CPU use", "-" if util is None else f"{util:.0%}")
+        if latency.get("cores"):
+            row(f"{name}: cores busy", _cores(latency["cores"]))
     http = result.get("http")
     if http:
         lat = http["latency"]

@@ -10,6 +10,7 @@ the machine's busy CPU ticks, Redis' CPU (``INFO cpu``) and the Kafka broker's C
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import urllib.error
 from collections.abc import Sequence
@@ -19,7 +20,12 @@ from typing import Any
 import redis as sync_redis
 
 from cdpulse.bench.offsets import Offsets
-from cdpulse.bench.procstat import machine_busy_ticks, pid_listening_on, sample_process
+from cdpulse.bench.procstat import (
+    CLOCK_TICKS,
+    machine_busy_ticks,
+    pid_listening_on,
+    sample_process,
+)
 from cdpulse.bench.stats import interpolate, window_rate
 from cdpulse.bench.workers import WorkerProcess
 
@@ -38,6 +44,7 @@ class Sample:
     machine_total: int
     redis_cpu_seconds: float
     kafka_cpu_seconds: float | None
+    bench_cpu_seconds: float  # this process: the sampler, and nothing else while it runs
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -96,6 +103,7 @@ class Sampler:
             machine_total=total,
             redis_cpu_seconds=float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
             kafka_cpu_seconds=kafka_cpu,
+            bench_cpu_seconds=sample_process(os.getpid()).cpu_seconds,
         )
         self.samples.append(sample)
         return sample
@@ -133,7 +141,16 @@ def summarize(samples: Sequence[Sample], total: int, start: float, end: float) -
     ticks = delta([(s.t, float(s.machine_total)) for s in samples])
     redis_cpu = delta([(s.t, s.redis_cpu_seconds) for s in samples])
     kafka = [(s.t, s.kafka_cpu_seconds) for s in samples if s.kafka_cpu_seconds is not None]
+    bench = delta([(s.t, s.bench_cpu_seconds) for s in samples])
     seconds = t1 - t0
+    cores = {
+        "machine": busy / CLOCK_TICKS / seconds,
+        "workers": sum(cpu) / seconds,
+        "redis": redis_cpu / seconds,
+        "kafka": delta(kafka) / seconds if kafka else 0.0,
+        "bench": bench / seconds,
+    }
+    cores["others"] = cores["machine"] - sum(v for k, v in cores.items() if k != "machine")
     out.update(
         {
             "window_seconds": [round(t0, 3), round(t1, 3)],
@@ -144,6 +161,7 @@ def summarize(samples: Sequence[Sample], total: int, start: float, end: float) -
             "cpu_seconds_per_1000": [c / events * 1000 for c in cpu],
             "worker_cpu_utilisation": [c / seconds for c in cpu],
             "machine_busy_share": busy / ticks if ticks else None,
+            "cores": cores,
             "redis_cpu_seconds_per_1000": redis_cpu / events * 1000,
             "kafka_cpu_seconds_per_1000": delta(kafka) / events * 1000 if kafka else None,
             "rss_bytes_max": [max(s.rss_bytes[i] for s in samples) for i in range(workers)],

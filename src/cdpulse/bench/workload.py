@@ -37,11 +37,14 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """The events of one run and the ids that have profiles once they are applied."""
+    """The events of one run."""
 
     records: list[Record]
-    customer_ids: list[str]
     days: int
+
+    def keys(self, count: int) -> list[str]:
+        """The distinct message keys of the first ``count`` events: each has a profile."""
+        return sorted({r.key.decode("utf-8") for r in self.records[:count]})
 
     def topic_counts(self, topics: Topics) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -56,11 +59,8 @@ def shop_workload(events: int, customers: int, seed: int) -> Workload:
     days = FIRST_DAYS
     while True:
         records: list[Record] = []
-        ids: set[str] = set()
         for event in islice(Shop(customers, days, seed).events(), events):
             key = event.get("customer_id") or event["anonymous_id"]
-            if event.get("customer_id"):
-                ids.add(event["customer_id"])
             records.append(
                 Record(
                     STREAM_OF_TYPE[event["type"]],
@@ -69,7 +69,7 @@ def shop_workload(events: int, customers: int, seed: int) -> Workload:
                 )
             )
         if len(records) == events:
-            return Workload(records, sorted(ids), days)
+            return Workload(records, days)
         if days >= 3650:
             raise ValueError(
                 f"{customers} customers make only {len(records)} events in {days} days; "
