@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import threading
@@ -81,6 +82,34 @@ class BenchOptions:
     sample_every: float = 0.5
     profile_dir: Path | None = None
     keep: bool = False
+
+
+class GcPauses:
+    """The garbage collector's pauses in this process, which would stall its clients."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self.pauses.append(time.perf_counter() - self._started)
+
+    def start(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "collections": len(self.pauses),
+            "total_seconds": sum(self.pauses),
+            "max_seconds": max(self.pauses, default=0.0),
+        }
 
 
 def say(message: str) -> None:
@@ -169,8 +198,13 @@ class BenchRun:
                 "engine": "profile update only (no online scoring or learning yet)",
             }
         )
+        pauses = GcPauses()
         try:
             workload = self.prepare()
+            # The workload is ~1M long-lived objects; without this every full collection
+            # walks them all and stalls the load generator and the producer for ~0.1-0.5 s.
+            gc.freeze()
+            pauses.start()
             self.measure_ceiling()
             if o.workers >= 2:
                 # First, so both throughput phases read exactly the same messages.
@@ -190,6 +224,8 @@ class BenchRun:
             self.result["scaling"] = scaling(self.result["throughput"])
             self.measure_stages(workload)
         finally:
+            pauses.stop()
+            self.result["bench_gc_pauses"] = pauses.summary()
             self.result["load_average"]["end"] = load_average()
             self.result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             if not o.keep:
