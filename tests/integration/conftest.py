@@ -247,3 +247,19 @@ def drained(settings: Settings) -> bool:
     finally:
         admin.close()
         consumer.close()
+
+
+def caught_up(settings: Settings, topic: str) -> bool:
+    """Whether the worker group has committed every message of one-partition ``topic``."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        tp = TopicPartition(topic, 0)
+        end = consumer.end_offsets([tp])[tp]
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        return end > 0 and tp in committed and committed[tp].offset >= end
+    finally:
+        admin.close()
+        consumer.close()

@@ -18,27 +18,11 @@ from cdpulse.models.labels import Example
 from cdpulse.models.lifetime import OrderSummary, refit
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
-from tests.integration.conftest import Env, consume_all, drained, wait_until
+from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
 
 
 def millis(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def _learner_caught_up(env: Env) -> bool:
-    """The single learner has committed every training example."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-    admin = KafkaAdminClient(bootstrap_servers=env.settings.kafka_bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=env.settings.kafka_bootstrap)
-    try:
-        tp = TopicPartition(env.settings.topic_training, 0)
-        end = consumer.end_offsets([tp])[tp]
-        committed = admin.list_group_offsets(env.settings.app_id).get(env.settings.app_id, {})
-        return end > 0 and tp in committed and committed[tp].offset >= end
-    finally:
-        admin.close()
-        consumer.close()
 
 
 def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env) -> None:
@@ -48,7 +32,11 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env)
         for event in events:
             producer.send(event)
     wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
-    wait_until(lambda: _learner_caught_up(env), 300, "the learner to learn every example")
+    wait_until(
+        lambda: caught_up(env.settings, env.settings.topic_training),
+        300,
+        "the learner to learn every example",
+    )
     labels = worker.metric("cdpulse_churn_labels_total")
     wait_until(
         lambda: worker.metric("cdpulse_model_examples", {"model": "churn"}) == labels,

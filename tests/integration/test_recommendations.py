@@ -11,22 +11,7 @@ from cdpulse.models.reco import Context, Recommender
 from cdpulse.models.reco_stream import ItemEvent
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
-from tests.integration.conftest import Env, consume_all, drained, wait_until
-
-
-def _caught_up(env: Env, topic: str) -> bool:
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
-    admin = KafkaAdminClient(bootstrap_servers=env.settings.kafka_bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=env.settings.kafka_bootstrap)
-    try:
-        tp = TopicPartition(topic, 0)
-        end = consumer.end_offsets([tp])[tp]
-        committed = admin.list_group_offsets(env.settings.app_id).get(env.settings.app_id, {})
-        return end > 0 and tp in committed and committed[tp].offset >= end
-    finally:
-        admin.close()
-        consumer.close()
+from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
 
 
 def test_recommendations_are_learned_live_served_and_published(env: Env) -> None:
@@ -38,7 +23,7 @@ def test_recommendations_are_learned_live_served_and_published(env: Env) -> None
             producer.send(event)
     wait_until(lambda: drained(env.settings), 300, "the worker to drain its topics")
     topic = env.settings.topic_reco_events
-    wait_until(lambda: _caught_up(env, topic), 120, "the recommender's learner to catch up")
+    wait_until(lambda: caught_up(env.settings, topic), 120, "the recommender's learner to catch up")
 
     # The same item events, in the topic's order, through an in-process recommender.
     items = [ItemEvent.from_json(r.value) for r in consume_all(env.settings, topic, 1)]
@@ -70,7 +55,9 @@ def test_recommendations_are_learned_live_served_and_published(env: Env) -> None
                 (r.product_id, r.reason) for r in wanted
             ], customer
         product = next(
-            i.event["properties"]["product_id"] for i in items if i.event["type"] == "product_viewed"
+            i.event["properties"]["product_id"]
+            for i in items
+            if i.event["type"] == "product_viewed"
         )
         similar = http.get(f"/v1/products/{product}/similar", params={"k": 5}).json()
         assert [i["product_id"] for i in similar["items"]] == [

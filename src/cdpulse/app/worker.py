@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from cdpulse.contract.topics import Topics
 from cdpulse.ingest.batch import BatchProcessor, BatchResult
 from cdpulse.ingest.message import Message
+from cdpulse.models.churn import Snapshot
 from cdpulse.models.labels import ChurnLabeler, Example
 from cdpulse.models.learner import ChurnLearner
 from cdpulse.models.lifetime import OrderSummary, refit
@@ -32,7 +33,7 @@ from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot, recommendation_l
 from cdpulse.ops import metrics
 from cdpulse.profile.rules import Rules
 from cdpulse.settings import Settings
-from cdpulse.store.models import ModelRegistry, RedisClvStore, RedisModelStore, RedisRecoStore
+from cdpulse.store.models import RedisClvStore, SnapshotStore, churn_store, reco_store
 from cdpulse.store.redis import RedisProfileStore
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,9 @@ class Services:
     rules: Rules
     store: RedisProfileStore
     processor: BatchProcessor
-    registry: ModelRegistry
+    registry: SnapshotStore[Snapshot]
     clv: RedisClvStore
-    reco: RedisRecoStore
+    reco: SnapshotStore[RecoSnapshot]
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
@@ -110,10 +111,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     outputs = {name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs}
     training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
     store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
-    model_store = RedisModelStore(store.client, settings.redis_prefix)
-    registry = ModelRegistry(model_store)
+    registry = churn_store(store.client, settings.redis_prefix)
+    model_store = registry
     clv = RedisClvStore(store.client, settings.redis_prefix)
-    reco = RedisRecoStore(store.client, settings.redis_prefix)
+    reco = reco_store(store.client, settings.redis_prefix)
     reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
     rules = Rules.from_settings(settings)
@@ -224,9 +225,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             model = await retrying(current_learner)
             if model.learn(pairs).learned:
                 snapshot = model.snapshot()
+                # Published, it is also what this process scores with from now on.
                 if not await retrying(partial(model_store.publish, snapshot)):
                     learner_box.clear()  # someone published a newer one: reload
-                registry.current = snapshot
 
     @app.timer(interval=settings.clv_refit_seconds)  # type: ignore[untyped-decorator]
     async def refit_clv() -> None:

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from cdpulse.cli.main import CliError
     from cdpulse.models.online import profile_document
     from cdpulse.profile.rules import Rules
-    from cdpulse.store.models import RedisClvStore, RedisModelStore
+    from cdpulse.store.models import RedisClvStore, churn_store
     from cdpulse.store.redis import RedisProfileStore
 
     settings = get_settings()
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             profile = await store.get(args.id)
             if profile is None:
                 return None
-            snapshot = await RedisModelStore(store.client, settings.redis_prefix).load()
+            snapshot = await churn_store(store.client, settings.redis_prefix).load()
             clv = RedisClvStore(store.client, settings.redis_prefix)
             await clv.refresh()
             as_of = await store.watermark()
