@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -51,10 +49,6 @@ def expected_dead_letters(
     }
 
 
-def reasons(letters: dict[tuple[str, int, int], str]) -> Counter[str]:
-    return Counter(letters.values())
-
-
 def rss_bytes(pid: int) -> int:
     """Resident memory of a process, from /proc (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -82,17 +76,3 @@ def metric(worker: Worker, name: str, labels: dict[str, str] | None = None) -> f
         return worker.metric(name, labels)
     except httpx.HTTPError:
         return -1.0
-
-
-def any_metric(worker: Worker) -> dict[str, Any]:
-    """The few numbers worth printing when a fault test fails."""
-    return {
-        name: metric(worker, name)
-        for name in (
-            "cdpulse_events_consumed_total",
-            "cdpulse_events_applied_total",
-            "cdpulse_duplicates_total",
-            "cdpulse_redis_errors_total",
-            "cdpulse_consumer_lag",
-        )
-    }
