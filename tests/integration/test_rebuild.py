@@ -73,7 +73,7 @@ def test_rebuild_from_kafka_gives_the_live_profiles_key_by_key(env: Env) -> None
     live_documents, rebuilt_documents = live.documents(), rebuilt.documents()
     different = [i for i in live_documents if rebuilt_documents[i] != live_documents[i]]
     if different:
-        # The rebuild is exact, so the live store is not: fails, or xfails for a known bug.
+        # The rebuild is exact, so the live store is not: say how it differs from the truth.
         assert_exact(env.redis, env.name, truth)
     assert not different, (
         f"{len(different)} rebuilt profiles differ from the live ones, e.g. {different[0]}:\n"
