@@ -181,6 +181,8 @@ def _sample(t: float, committed: int, cpu: float) -> Sample:
         processed=[committed],
         batches=[committed // 100],
         cpu_seconds=[cpu],
+        runqueue_seconds=[t * 0.05],
+        redis_seconds=[t * 0.1],
         rss_bytes=[100 * 2**20],
         machine_busy=int(t * 150),
         machine_total=int(t * 200),
@@ -198,6 +200,8 @@ def test_summarize_measures_costs_inside_the_window_only() -> None:
     assert summary["events_per_second"] == pytest.approx(1000)
     assert summary["cpu_seconds_per_1000"] == [pytest.approx(0.8)]
     assert summary["worker_cpu_utilisation"] == [pytest.approx(0.8)]
+    assert summary["worker_runqueue_share"] == [pytest.approx(0.05)]
+    assert summary["worker_redis_share"] == [pytest.approx(0.1)]
     assert summary["machine_busy_share"] == pytest.approx(0.75)
     assert summary["mean_batch"] == pytest.approx(100)
     assert summary["wall_seconds"] == 12

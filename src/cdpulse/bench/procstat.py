@@ -44,16 +44,33 @@ class ProcessSample:
     cpu_seconds: float
     rss_bytes: int
     peak_rss_bytes: int
+    # The main thread's time runnable but waiting for a CPU (``/proc/<pid>/schedstat``):
+    # how long the process was held up by others rather than by its own I/O.
+    runqueue_seconds: float
+
+
+def parse_schedstat(text: str) -> tuple[float, float]:
+    """(seconds on a CPU, seconds waiting on a run queue) from ``/proc/<pid>/schedstat``.
+
+    >>> parse_schedstat("522482532 585934552 1593")
+    (0.522482532, 0.585934552)
+    """
+    on_cpu, waiting, _ = text.split()
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
 def sample_process(pid: int) -> ProcessSample:
-    """Read ``/proc/<pid>/stat`` and ``/proc/<pid>/status``."""
+    """Read ``/proc/<pid>/stat``, ``status`` and ``schedstat``."""
     utime, stime = parse_stat(Path(f"/proc/{pid}/stat").read_text())
     status = Path(f"/proc/{pid}/status").read_text()
+    waiting = 0.0
+    with contextlib.suppress(OSError, ValueError):
+        waiting = parse_schedstat(Path(f"/proc/{pid}/schedstat").read_text())[1]
     return ProcessSample(
         (utime + stime) / CLOCK_TICKS,
         parse_status_kib(status, "VmRSS") * 1024,
         parse_status_kib(status, "VmHWM") * 1024,
+        waiting,
     )
 
 

@@ -129,6 +129,12 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         row(f"{workers} worker(s): CPU s per 1,000 events", ", ".join(f"{c:.3f}" for c in cpu))
         util = phase.get("worker_cpu_utilisation") or []
         row(f"{workers} worker(s): worker CPU use", ", ".join(f"{u:.0%}" for u in util))
+        for key, what in (
+            ("worker_runqueue_share", "time runnable, waiting for a CPU"),
+            ("worker_redis_share", "time awaiting Redis load/save/retire pipelines"),
+        ):
+            if phase.get(key):
+                row(f"{workers} worker(s): {what}", ", ".join(f"{v:.0%}" for v in phase[key]))
         row(f"{workers} worker(s): mean batch (events)", _num(phase.get("mean_batch"), ",.1f"))
         rss = phase.get("peak_rss_bytes") or []
         row(f"{workers} worker(s): peak RSS", ", ".join(f"{r / 2**20:.0f} MiB" for r in rss))

@@ -39,6 +39,8 @@ class Sample:
     processed: list[int]  # per worker
     batches: list[int]  # per worker
     cpu_seconds: list[float]  # per worker
+    runqueue_seconds: list[float]  # per worker: runnable, waiting for a CPU
+    redis_seconds: list[float]  # per worker: inside Redis pipelines (cdpulse_redis_seconds)
     rss_bytes: list[int]  # per worker
     machine_busy: int  # CPU ticks, all cores
     machine_total: int
@@ -73,18 +75,24 @@ class Sampler:
         processed: list[int] = []
         batches: list[int] = []
         cpu: list[float] = []
+        runqueue: list[float] = []
+        redis_wait: list[float] = []
         rss: list[int] = []
         for worker in self.workers:
             worker.check_alive()
             done = count = 0
+            in_redis = 0.0
             with contextlib.suppress(urllib.error.URLError, OSError):
                 scrape = worker.scrape()
                 done = int(scrape.value("cdpulse_batch_size_sum"))
                 count = int(scrape.value("cdpulse_batch_size_count"))
+                in_redis = scrape.value("cdpulse_redis_seconds_sum")
             processed.append(done)
             batches.append(count)
+            redis_wait.append(in_redis)
             usage = sample_process(worker.pid)
             cpu.append(usage.cpu_seconds)
+            runqueue.append(usage.runqueue_seconds)
             rss.append(usage.rss_bytes)
         busy, total = machine_busy_ticks()
         info = self.redis.info("cpu")
@@ -98,6 +106,8 @@ class Sampler:
             processed=processed,
             batches=batches,
             cpu_seconds=cpu,
+            runqueue_seconds=runqueue,
+            redis_seconds=redis_wait,
             rss_bytes=rss,
             machine_busy=busy,
             machine_total=total,
@@ -135,6 +145,8 @@ def summarize(samples: Sequence[Sample], total: int, start: float, end: float) -
         return interpolate(series, t1) - interpolate(series, t0)
 
     cpu = [delta([(s.t, s.cpu_seconds[i]) for s in samples]) for i in range(workers)]
+    runqueue = [delta([(s.t, s.runqueue_seconds[i]) for s in samples]) for i in range(workers)]
+    in_redis = [delta([(s.t, s.redis_seconds[i]) for s in samples]) for i in range(workers)]
     processed = delta([(s.t, float(sum(s.processed))) for s in samples])
     batches = delta([(s.t, float(sum(s.batches))) for s in samples])
     busy = delta([(s.t, float(s.machine_busy)) for s in samples])
@@ -160,6 +172,10 @@ def summarize(samples: Sequence[Sample], total: int, start: float, end: float) -
             "mean_batch": processed / batches if batches else None,
             "cpu_seconds_per_1000": [c / events * 1000 for c in cpu],
             "worker_cpu_utilisation": [c / seconds for c in cpu],
+            # Where the rest of each worker's time went: held up waiting for a CPU, or
+            # awaiting Redis pipelines (the rest: Kafka, faust's own waits, idle).
+            "worker_runqueue_share": [r / seconds for r in runqueue],
+            "worker_redis_share": [r / seconds for r in in_redis],
             "machine_busy_share": busy / ticks if ticks else None,
             "cores": cores,
             "redis_cpu_seconds_per_1000": redis_cpu / events * 1000,
