@@ -112,6 +112,22 @@ class GcPauses:
         }
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in this process while it paces a producer or a load generator.
+
+    A full collection here stops every thread for tens of ms: read latencies measured by
+    this process would grow by it, and a paced producer would send a burst after it. A
+    phase's garbage is small and is collected right after it.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+
+
 def say(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
@@ -323,7 +339,11 @@ class BenchRun:
                 before["scrape"] = worker.scrape()
                 before["cpu"] = cpu_snapshot(self.pids(worker))
 
-        with Producer.from_settings(self.settings) as producer, self._tracking(worker) as track:
+        with (
+            Producer.from_settings(self.settings) as producer,
+            self._tracking(worker) as track,
+            collector_paused(),
+        ):
             sent, seconds = produce_at_rate(producer, self.topics, records, rate, mark)
             mark(sent)
             producing = cores_used(before["cpu"], cpu_snapshot(self.pids(worker)))
@@ -426,7 +446,8 @@ class BenchRun:
         paths = [f"/v1/profiles/{i}" for i in ids[::step]]
         say(f"profile reads: GET at {o.http_rate:,.0f}/s for {o.http_seconds:g}s, {len(paths)} ids")
         before = cpu_snapshot(self.pids(worker))
-        load = run_load(worker.url, paths, o.http_rate, o.http_seconds)
+        with collector_paused():
+            load = run_load(worker.url, paths, o.http_rate, o.http_seconds)
         cores = cores_used(before, cpu_snapshot(self.pids(worker)))
         self.result["http"] = {
             "rate": o.http_rate,
