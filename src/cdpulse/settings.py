@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     topic_recommendations: str = Field(
         "cdp.recommendations", description="Recommendation lists for downstream services."
     )
+    topic_segments: str = Field(
+        "cdp.segments", description="Segment transitions: a customer entered or left a segment."
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
 
     # --- worker ------------------------------------------------------------------------
@@ -95,6 +98,15 @@ class Settings(BaseSettings):
     )
     model_refresh_seconds: float = Field(
         2.0, gt=0, description="How often workers look for a newer model snapshot."
+    )
+
+    # --- segments and experiments ------------------------------------------------------
+    segments_file: str = Field(
+        "",
+        description="YAML/JSON file of custom segments and experiments; empty: RFM segments only.",
+    )
+    rfm_refresh_seconds: float = Field(
+        30.0, gt=0, description="How often one worker rebuilds the RFM quantile sketches."
     )
 
 

@@ -20,6 +20,8 @@ import faust
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cdpulse.app.segment_views import register_segment_views
+from cdpulse.app.segments import attach_segments
 from cdpulse.contract.topics import Topics
 from cdpulse.ingest.batch import BatchProcessor, BatchResult
 from cdpulse.ingest.message import Message
@@ -118,6 +120,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
     rules = Rules.from_settings(settings)
+    segments = attach_segments(app, settings, store.client, rules, clv)
     labeler = ChurnLabeler.from_settings(settings)
     processor = BatchProcessor(
         store,
@@ -142,6 +145,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             # Sorted by decision time: with one worker the training topic then holds the
             # examples in exactly the order a replay of the same events produces.
             examples = sorted(result.examples + expired, key=lambda e: e.order)
+            segment_batch = await retrying(partial(segments.evaluate, result.saved))
             deliveries = (
                 [
                     await dead_letter.send(
@@ -161,10 +165,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                     await recommendations.send(key=customer.encode(), value=document)
                     for customer, document in _recommendation_lists(reco.get(), result)
                 ]
+                + await segments.send(segment_batch)
             )
             # Wait for the broker to take them before these offsets are acked.
             for delivery in deliveries:
                 await delivery
+            # Only now: a crash before this line publishes the same transitions again.
+            await retrying(partial(segments.commit, segment_batch))
             for example in examples:
                 metrics.CHURN_LABELS.labels(str(example.label)).inc()
             summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
@@ -273,6 +280,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     from cdpulse.app.views import register_views
 
     register_views(services)
+    register_segment_views(app, segments)
     return app, services
 
 

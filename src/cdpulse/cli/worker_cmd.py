@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,17 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from cdpulse.app.worker import create_app
     from cdpulse.kafka_admin import ensure_topics
+    from cdpulse.segments.definitions import DefinitionError
 
     settings = get_settings()
     logging.basicConfig(level=args.loglevel.upper())
     ensure_topics(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    app, _ = create_app(settings)
+    try:
+        app, _ = create_app(settings)
+    except DefinitionError as exc:
+        print(f"cdpulse worker: {exc}", file=sys.stderr)
+        return 2
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=args.loglevel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,3 +28,18 @@ class RecommendationList(BaseModel):
     model_version: str
     caused_by: str | None = Field(description="event_id of the event that caused the list.")
     generated_at: datetime
+
+
+class SegmentTransition(BaseModel):
+    """Published to ``cdp.segments`` when a customer enters or leaves a segment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    transition_id: str = Field(
+        description="customer:segment:generation; the same change always has the same id."
+    )
+    customer_id: str
+    segment: str = Field(description="An RFM segment id (at_risk, ...) or a custom segment.")
+    change: Literal["entered", "left"]
+    at: datetime = Field(description="Event time of the profile change that caused it.")
+    generation: int = Field(ge=1, description="Odd: entered; even: left.")

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from cdpulse.contract.events import EVENT_CLASSES, EVENT_TYPES
-from cdpulse.contract.outputs import RecommendationList
+from cdpulse.contract.outputs import RecommendationList, SegmentTransition
 from cdpulse.ingest.dead_letter import DeadLetter
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -36,6 +36,10 @@ def event_schemas() -> dict[str, dict[str, Any]]:
     recommendations["$schema"] = SCHEMA_DIALECT
     recommendations["$id"] = "cdpulse/outputs/recommendation_list.json"
     out["recommendation_list.json"] = recommendations
+    segment = SegmentTransition.model_json_schema(mode="serialization")
+    segment["$schema"] = SCHEMA_DIALECT
+    segment["$id"] = "cdpulse/outputs/segment_transition.json"
+    out["segment_transition.json"] = segment
     return out
 
 

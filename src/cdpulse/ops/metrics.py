@@ -133,3 +133,27 @@ RECOMMENDATIONS = Counter(
 RECO_EVENTS_LEARNED = Counter(
     "cdpulse_reco_events_learned_total", "Item events the recommender's learner folded in."
 )
+
+# --- segments and experiments ----------------------------------------------------------
+SEGMENT_SIZE = Gauge("cdpulse_segment_size", "Customers in each segment.", ["segment"])
+SEGMENT_TRANSITIONS = Counter(
+    "cdpulse_segment_transitions_total",
+    "Segment transitions published, by segment and change (entered, left).",
+    ["segment", "change"],
+)
+SEGMENT_ERRORS = Counter(
+    "cdpulse_segment_errors_total",
+    "Segment conditions that raised on a profile (counted as not a member), by segment.",
+    ["segment"],
+)
+RFM_CUSTOMERS = Gauge("cdpulse_rfm_customers", "Customers in the newest RFM sketches.")
+EXPERIMENT_EXPOSURES = Gauge(
+    "cdpulse_experiment_exposures",
+    "Customers exposed, by experiment and variant.",
+    ["experiment", "variant"],
+)
+EXPERIMENT_CONVERSIONS = Gauge(
+    "cdpulse_experiment_conversions",
+    "Exposed customers who converted, by experiment and variant.",
+    ["experiment", "variant"],
+)

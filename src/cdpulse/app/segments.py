@@ -1,0 +1,93 @@
+"""Segments on the stream: the worker's wiring of the tracker, its topic and its timers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cdpulse.ops import metrics
+from cdpulse.profile.model import Profile
+from cdpulse.profile.rules import Rules
+from cdpulse.segments.definitions import SegmentBook, load_book
+from cdpulse.segments.sketches import RfmSketches
+from cdpulse.segments.tracker import Batch, SegmentTracker
+from cdpulse.settings import Settings
+from cdpulse.store.models import RedisClvStore
+from cdpulse.store.segments import RedisMembershipStore
+
+log = logging.getLogger(__name__)
+
+
+class SegmentStream:
+    """What the profile agent calls per batch: evaluate, send, then commit."""
+
+    def __init__(
+        self, book: SegmentBook, rules: Rules, store: RedisMembershipStore, topic: Any
+    ) -> None:
+        self.book = book
+        self.store = store
+        self.topic = topic
+        self.tracker = SegmentTracker(book, rules, store, lambda: store.sketches)
+
+    async def evaluate(self, saved: list[Profile]) -> Batch:
+        return await self.tracker.evaluate(saved)
+
+    async def send(self, batch: Batch) -> list[Awaitable[Any]]:
+        """Hand the transitions to the producer; the caller awaits their deliveries."""
+        return [
+            await self.topic.send(key=t.customer_id.encode(), value=t.to_json())
+            for t in batch.transitions
+        ]
+
+    async def commit(self, batch: Batch) -> None:
+        """Store the generations once the broker has the transitions."""
+        await self.tracker.commit(batch.transitions)
+        for t in batch.transitions:
+            metrics.SEGMENT_TRANSITIONS.labels(t.segment, "entered" if t.entered else "left").inc()
+        for name in batch.errors:
+            metrics.SEGMENT_ERRORS.labels(name).inc()
+
+
+def attach_segments(
+    app: faust.App, settings: Settings, client: Any, rules: Rules, clv: RedisClvStore
+) -> SegmentStream:
+    """Build the segment stream and register its timers (RFM rebuild, refresh, sizes)."""
+    book = load_book(settings.segments_file)
+    store = RedisMembershipStore(client, settings.redis_prefix)
+    topic = app.topic(settings.topic_segments, key_type=bytes, value_type=bytes)
+    stream = SegmentStream(book, rules, store, topic)
+
+    @app.timer(interval=settings.rfm_refresh_seconds)  # type: ignore[untyped-decorator]
+    async def rebuild_rfm() -> None:
+        """One worker per interval rebuilds the sketches from every customer's summary."""
+        if not book.rfm:
+            return
+        try:
+            if not await store.lock(max(1, int(settings.rfm_refresh_seconds))):
+                return
+            summaries = await clv.summaries()
+            rows = [(s.last_order_at, s.orders, s.net_revenue) for s in summaries]
+            sketches = await asyncio.to_thread(RfmSketches.build, rows)
+            if sketches.customers and await store.publish_sketches(sketches):
+                metrics.RFM_CUSTOMERS.set(sketches.customers)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            metrics.REDIS_ERRORS.inc()
+
+    @app.timer(interval=min(2.0, settings.rfm_refresh_seconds))  # type: ignore[untyped-decorator]
+    async def refresh_segments() -> None:
+        """Newer sketches from other workers, and the size of every segment."""
+        try:
+            if await store.refresh_sketches() and store.sketches is not None:
+                metrics.RFM_CUSTOMERS.set(store.sketches.customers)
+            for name, size in (await store.sizes(list(book.names))).items():
+                metrics.SEGMENT_SIZE.labels(name).set(size)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            metrics.REDIS_ERRORS.inc()
+
+    return stream

@@ -1,0 +1,143 @@
+"""Segment memberships and the RFM sketches in Redis, and an in-memory twin for tests.
+
+Per customer, a hash ``{prefix}:{id}:segments`` (segment -> generation) under the
+customer's hash tag; per segment, a sorted set of member ids (all scores 0, so members
+page in id order with ZRANGEBYLEX); the RFM sketches as one blob with a version.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from cdpulse.segments.membership import Transition
+from cdpulse.segments.sketches import RfmSketches
+from cdpulse.store.keys import Keys
+from cdpulse.store.redis import script
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+class SegmentKeys:
+    """Key names of segments under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = Keys(prefix).prefix
+
+    def generations(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{{customer_id}}}:segments"
+
+    def members(self, segment: str) -> str:
+        return f"{self.prefix}:segment:{segment}:members"
+
+    @property
+    def rfm_sketches(self) -> str:
+        """Hash {version, blob}: the newest RFM sketches."""
+        return f"{self.prefix}:model:rfm"
+
+    @property
+    def rfm_lock(self) -> str:
+        return f"{self.prefix}:rfm:rebuild-lock"
+
+
+class RedisMembershipStore:
+    """Memberships in Redis: one pipelined read and one pipelined write per batch."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.keys = SegmentKeys(prefix)
+        self._publish = client.register_script(script("publish_model.lua"))
+        self.sketches: RfmSketches | None = None
+        self.sketches_version = 0
+
+    async def generations(self, ids: list[str]) -> dict[str, dict[str, int]]:
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id in ids:
+            pipe.hgetall(self.keys.generations(customer_id))
+        rows = await pipe.execute()
+        return {
+            customer_id: {_text(k): int(v) for k, v in row.items()}
+            for customer_id, row in zip(ids, rows, strict=True)
+        }
+
+    async def apply(self, changes: list[Transition]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for t in changes:
+            pipe.hset(self.keys.generations(t.customer_id), t.segment, t.generation)
+            if t.entered:
+                pipe.zadd(self.keys.members(t.segment), {t.customer_id: 0})
+            else:
+                pipe.zrem(self.keys.members(t.segment), t.customer_id)
+        await pipe.execute()
+
+    async def sizes(self, names: list[str]) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.zcard(self.keys.members(name))
+        return {n: int(c) for n, c in zip(names, await pipe.execute(), strict=True)}
+
+    async def members(self, name: str, after: str, limit: int) -> list[str]:
+        low = f"({after}" if after else "-"
+        ids = await self.client.zrangebylex(self.keys.members(name), low, "+", 0, limit)
+        return [_text(i) for i in ids]
+
+    # --- the RFM sketches ---------------------------------------------------------
+
+    async def lock(self, seconds: int) -> bool:
+        """One rebuild at a time across workers: held until it expires."""
+        return bool(await self.client.set(self.keys.rfm_lock, b"1", nx=True, ex=seconds))
+
+    async def publish_sketches(self, sketches: RfmSketches) -> bool:
+        version = max(self.sketches_version, await self._stored_version()) + 1
+        args: list[Any] = [version, sketches.to_bytes()]
+        stored = bool(await self._publish(keys=[self.keys.rfm_sketches], args=args))
+        if stored:
+            self.sketches, self.sketches_version = sketches, version
+        return stored
+
+    async def refresh_sketches(self) -> bool:
+        """Load newer sketches if another worker published some; True when they changed."""
+        if await self._stored_version() <= self.sketches_version:
+            return False
+        version, blob = await self.client.hmget(self.keys.rfm_sketches, "version", "blob")
+        if not isinstance(blob, bytes):
+            return False
+        self.sketches, self.sketches_version = RfmSketches.from_bytes(blob), int(version or 0)
+        return True
+
+    async def _stored_version(self) -> int:
+        return int(await self.client.hget(self.keys.rfm_sketches, "version") or 0)
+
+
+class MemoryMembershipStore:
+    """The same semantics in dicts: for unit tests and in-process replays."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, int]] = {}
+        self.lists: dict[str, list[str]] = {}
+
+    async def generations(self, ids: list[str]) -> dict[str, dict[str, int]]:
+        return {i: dict(self.stored.get(i, {})) for i in ids}
+
+    async def apply(self, changes: list[Transition]) -> None:
+        for t in changes:
+            self.stored.setdefault(t.customer_id, {})[t.segment] = t.generation
+            members = self.lists.setdefault(t.segment, [])
+            at = bisect.bisect_left(members, t.customer_id)
+            present = at < len(members) and members[at] == t.customer_id
+            if t.entered and not present:
+                members.insert(at, t.customer_id)
+            elif not t.entered and present:
+                del members[at]
+
+    async def sizes(self, names: list[str]) -> dict[str, int]:
+        return {n: len(self.lists.get(n, [])) for n in names}
+
+    async def members(self, name: str, after: str, limit: int) -> list[str]:
+        members = self.lists.get(name, [])
+        start = bisect.bisect_right(members, after) if after else 0
+        return members[start : start + limit]
