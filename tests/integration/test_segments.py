@@ -1,0 +1,187 @@
+"""Segments live on real Kafka, Redis and a worker, checked against the profile oracle.
+
+The simulated shop is sent in rounds; after each round drains, the transitions on the
+segments topic must put every customer in exactly the custom segments that the oracle's
+profile of the events sent so far satisfies. The conditions are re-stated here in plain
+Python over the oracle's documents, apart from CEL and from the engine's field mapping.
+RFM segments depend on when the sketches were rebuilt, so for them the test checks the
+invariants instead: one RFM segment per scored customer, and sizes that add up.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+
+from cdpulse.producer import Producer
+from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
+from cdpulse.settings import Settings
+from cdpulse.simulate.shop import Shop
+from tests.integration.conftest import Env, drained, wait_until
+from tests.oracle import expected
+
+SEGMENTS_FILE = """\
+rfm: true
+segments:
+  - name: big_cart
+    when: cart_value > 100.0
+  - name: repeat_buyer
+    when: orders >= 2
+  - name: browser
+    when: has(counts.product_viewed) && counts.product_viewed >= 40 && orders == 0
+  - name: weekly_regular
+    when: events_7d >= 15 || revenue_30d > 150.0
+"""
+
+Document = dict[str, Any]
+CONDITIONS: dict[str, Callable[[Document], bool]] = {
+    "big_cart": lambda d: d["cart"]["value"] > 100.0,
+    "repeat_buyer": lambda d: d["orders"] >= 2,
+    "browser": lambda d: d["counts"].get("product_viewed", 0) >= 40 and d["orders"] == 0,
+    "weekly_regular": lambda d: (
+        d["windows"]["7d"]["events"] >= 15 or d["windows"]["30d"]["revenue"] > 150.0
+    ),
+}
+ROUNDS = 3
+
+
+def truth(events: list[Document]) -> dict[str, set[str]]:
+    """Customer -> the custom segments its oracle profile (read at its last event) is in."""
+    profiles = expected(events, now=datetime.now(UTC), as_of=0).profiles
+    return {
+        p["customer_id"]: {name for name, holds in CONDITIONS.items() if holds(p)}
+        for p in profiles.values()
+        if p["customer_id"] is not None
+    }
+
+
+def read_topic(settings: Settings) -> list[Document]:
+    """Every record of the segments topic, up to its current end."""
+    import json
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(settings.topic_segments, p)
+            for p in consumer.partitions_for_topic(settings.topic_segments) or ()
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        out: list[Document] = []
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for records in consumer.poll(timeout_ms=1000).values():
+                out += [json.loads(r.value) for r in records]
+        return out
+    finally:
+        consumer.close()
+
+
+def published_state(transitions: list[Document]) -> dict[str, dict[str, int]]:
+    """Customer -> segment -> highest generation published (odd: a member)."""
+    state: dict[str, dict[str, int]] = defaultdict(dict)
+    for t in transitions:
+        current = state[t["customer_id"]].get(t["segment"], 0)
+        state[t["customer_id"]][t["segment"]] = max(current, t["generation"])
+    return state
+
+
+def test_segment_transitions_follow_the_oracle_round_by_round(env: Env, tmp_path: Path) -> None:
+    events = list(Shop(customers=300, days=40, seed=21).events())
+    definitions = tmp_path / "segments.yaml"
+    definitions.write_text(SEGMENTS_FILE, encoding="utf-8")
+    worker = env.worker(CDPULSE_SEGMENTS_FILE=str(definitions), CDPULSE_RFM_REFRESH_SECONDS="1")
+    cuts = [len(events) * (k + 1) // ROUNDS for k in range(ROUNDS)]
+    sent = 0
+    custom_seen = set()
+    for cut in cuts:
+        with Producer.from_settings(env.settings) as producer:
+            for event in events[sent:cut]:
+                producer.send(event)
+        sent = cut
+        wait_until(lambda: drained(env.settings), 300, f"the worker to drain {cut} events")
+        want = truth(events[:cut])
+        transitions = read_topic(env.settings)
+        state = published_state(transitions)
+        for customer, segments in want.items():
+            have = {s for s, g in state.get(customer, {}).items() if g % 2 and s in CONDITIONS}
+            assert have == segments, (cut, customer, have, segments)
+        custom_seen |= {t["segment"] for t in transitions if t["segment"] in CONDITIONS}
+
+    assert custom_seen == set(CONDITIONS), "every custom segment should have had members"
+    left = [t for t in transitions if t["change"] == "left" and t["segment"] in CONDITIONS]
+    assert left, "some customer should also have left a segment"
+
+    # Each (customer, segment) history is generations 1, 2, 3, ... alternating, once each.
+    ids = [t["transition_id"] for t in transitions]
+    assert len(ids) == len(set(ids)), "a transition was published twice without a crash"
+    history: dict[tuple[str, str], list[Document]] = defaultdict(list)
+    for t in transitions:
+        history[(t["customer_id"], t["segment"])].append(t)
+    for steps in history.values():
+        steps.sort(key=lambda t: t["generation"])
+        assert [t["generation"] for t in steps] == list(range(1, len(steps) + 1))
+        assert all((t["change"] == "entered") == (t["generation"] % 2 == 1) for t in steps)
+
+    # RFM: every customer holds at most one RFM segment, and some hold one.
+    state = published_state(transitions)
+    rfm_ids = {s.id for s in RFM_SEGMENTS}
+    held = [
+        {s for s, g in segments.items() if g % 2 and s in rfm_ids} for segments in state.values()
+    ]
+    assert all(len(h) <= 1 for h in held) and any(held)
+
+    final = truth(events)
+    sizes = {n: sum(n in s for s in final.values()) for n in CONDITIONS}
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        listed = {s["name"]: s for s in http.get("/v1/segments").json()["segments"]}
+        assert {n: listed[n]["size"] for n in CONDITIONS} == sizes
+        assert sum(listed[s]["size"] for s in rfm_ids) == sum(len(h) for h in held)
+        members: list[str] = []
+        after = ""
+        while True:
+            page = http.get(
+                "/v1/segments/repeat_buyer/members", params={"after": after, "limit": 7}
+            ).json()
+            members += page["members"]
+            if page["next"] is None:
+                break
+            after = page["next"]
+        assert members == sorted(c for c, s in final.items() if "repeat_buyer" in s)
+        assert http.get("/v1/segments/nope/members").status_code == 404
+        assert http.get("/v1/segments/big_cart/members?limit=0").status_code == 400
+
+    for name, size in sizes.items():
+        wait_until(
+            lambda n=name, s=size: worker.metric("cdpulse_segment_size", {"segment": n}) == s,
+            30,
+            f"the size gauge of {name} to read {size}",
+        )
+    assert worker.metric("cdpulse_rfm_customers") > 0
+
+
+def test_a_bad_definition_stops_the_worker_with_the_line(env: Env, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    definitions = tmp_path / "segments.yaml"
+    definitions.write_text(SEGMENTS_FILE + "  - name: vip\n    when: revenu_30d > 1.0\n")
+    variables = {**env.variables, "CDPULSE_SEGMENTS_FILE": str(definitions)}
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cdpulse", "worker"],
+        env={**os.environ, **variables},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert f"{definitions}:12: segment 'vip'" in done.stderr
+    assert "did you mean 'revenue_30d'" in done.stderr
