@@ -20,6 +20,7 @@ import faust
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cdpulse.app.experiments import attach_experiments
 from cdpulse.app.segment_views import register_segment_views
 from cdpulse.app.segments import attach_segments
 from cdpulse.contract.topics import Topics
@@ -121,6 +122,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
     rules = Rules.from_settings(settings)
     segments = attach_segments(app, settings, store.client, rules, clv)
+    experiments = attach_experiments(app, settings, store.client, store, segments)
     labeler = ChurnLabeler.from_settings(settings)
     processor = BatchProcessor(
         store,
@@ -172,6 +174,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 await delivery
             # Only now: a crash before this line publishes the same transitions again.
             await retrying(partial(segments.commit, segment_batch))
+            await retrying(partial(experiments.observe, result.saved))
             for example in examples:
                 metrics.CHURN_LABELS.labels(str(example.label)).inc()
             summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
