@@ -189,3 +189,30 @@ def test_member_pages_never_repeat_an_id() -> None:
         seen += page
         after = page[-1]
     assert seen == ids
+
+
+def test_a_customer_who_stops_buying_drifts_out_of_champions_by_the_sweep() -> None:
+    from cdpulse.models.lifetime import OrderSummary
+
+    store = MemoryMembershipStore()
+    me = OrderSummary(orders=9, first_order_at=0, last_order_at=100 * DAY, net_revenue=900.0)
+    others = [(DAY * i, 1 + i % 3, 30.0 * i) for i in range(1, 100)]
+    box = [RfmSketches.build([*others, (100 * DAY, 9, 900.0)])]
+    tracker = SegmentTracker(BOOK, Rules(), store, lambda: box[0])
+
+    async def run() -> None:
+        first = await tracker.sweep_rfm({"C-1": me}, 100 * DAY)
+        assert [(t.segment, t.entered) for t in first] == [("champions", True)]
+        await tracker.commit(first)
+        assert await tracker.sweep_rfm({"C-1": me}, 101 * DAY) == []
+        # The base moves on: everyone else buys later, and more, than C-1.
+        box[0] = RfmSketches.build(
+            [(DAY * (200 + i), 10 + i % 3, 1000.0 + i) for i in range(99)] + [(100 * DAY, 9, 900)]
+        )
+        moved = await tracker.sweep_rfm({"C-1": me}, 300 * DAY)
+        assert [(t.segment, t.entered, t.at_ms) for t in moved] == [
+            ("champions", False, 300 * DAY),
+            ("lost", True, 300 * DAY),
+        ]
+
+    asyncio.run(run())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from kafka.partitioner.default import murmur2
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -15,6 +16,7 @@ from cdpulse.ops import metrics
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import SegmentBook, load_book
+from cdpulse.segments.membership import Transition
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.segments.tracker import Batch, SegmentTracker
 from cdpulse.settings import Settings
@@ -24,19 +26,66 @@ from cdpulse.store.segments import RedisMembershipStore
 log = logging.getLogger(__name__)
 
 
+SWEEP_CHUNK = 500
+
+
+def partition_of(customer_id: str, partitions: int) -> int:
+    """The partition Kafka's default (Java-compatible murmur2) partitioner gives a key."""
+    return int(murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
 class SegmentStream:
-    """What the profile agent calls per batch: evaluate, send, then commit."""
+    """What the profile agent calls per batch: evaluate, send, then commit.
+
+    Besides the batch's changed profiles, each call sweeps one page of order summaries
+    through the newest RFM sketches (``SegmentTracker.sweep_rfm``), for the customers
+    whose transactions partition this worker owns. Sweeping inside the agent, not in a
+    timer, serializes it with the batches, so a sweep never races the evaluation of the
+    same customer; a pass starts whenever newer sketches arrive.
+    """
 
     def __init__(
-        self, book: SegmentBook, rules: Rules, store: RedisMembershipStore, topic: Any
+        self,
+        book: SegmentBook,
+        rules: Rules,
+        store: RedisMembershipStore,
+        topic: Any,
+        owned: Callable[[], tuple[set[int], int]],
+        watermark: Callable[[], Awaitable[int]],
     ) -> None:
         self.book = book
         self.store = store
         self.topic = topic
+        self.owned = owned
+        self.watermark = watermark
         self.tracker = SegmentTracker(book, rules, store, lambda: store.sketches)
+        self.cursor = 0
+        self.pass_version = 0  # sketches version of the pass under way or last finished
+        self.passed = True
 
     async def evaluate(self, saved: list[Profile]) -> Batch:
-        return await self.tracker.evaluate(saved)
+        batch = await self.tracker.evaluate(saved)
+        batch.transitions += await self._sweep_page(exclude={p.id for p in saved})
+        return batch
+
+    async def _sweep_page(self, exclude: set[str]) -> list[Transition]:
+        if not self.book.rfm or self.store.sketches is None:
+            return []
+        if self.passed:
+            if self.store.sketches_version <= self.pass_version:
+                return []
+            self.pass_version, self.passed = self.store.sketches_version, False
+        mine, partitions = self.owned()
+        cursor, page = await self.store.summary_page(self.cursor, SWEEP_CHUNK)
+        chunk = {
+            c: s
+            for c, s in page.items()
+            if c not in exclude and partitions and partition_of(c, partitions) in mine
+        }
+        changes = await self.tracker.sweep_rfm(chunk, await self.watermark())
+        self.cursor = cursor
+        self.passed = cursor == 0
+        return changes
 
     async def send(self, batch: Batch) -> list[Awaitable[Any]]:
         """Hand the transitions to the producer; the caller awaits their deliveries."""
@@ -55,13 +104,28 @@ class SegmentStream:
 
 
 def attach_segments(
-    app: faust.App, settings: Settings, client: Any, rules: Rules, clv: RedisClvStore
+    app: faust.App,
+    settings: Settings,
+    client: Any,
+    rules: Rules,
+    clv: RedisClvStore,
+    watermark: Callable[[], Awaitable[int]],
 ) -> SegmentStream:
     """Build the segment stream and register its timers (RFM rebuild, refresh, sizes)."""
     book = load_book(settings.segments_file)
     store = RedisMembershipStore(client, settings.redis_prefix)
     topic = app.topic(settings.topic_segments, key_type=bytes, value_type=bytes)
-    stream = SegmentStream(book, rules, store, topic)
+
+    def owned() -> tuple[set[int], int]:
+        """This worker's transactions partitions, and how many the topic has."""
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # not started or rebalancing: sweep nothing this time
+            return set(), 0
+        mine = {tp.partition for tp in assigned if tp.topic == settings.topic_transactions}
+        return mine, settings.topic_partitions
+
+    stream = SegmentStream(book, rules, store, topic, owned, watermark)
 
     @app.timer(interval=settings.rfm_refresh_seconds)  # type: ignore[untyped-decorator]
     async def rebuild_rfm() -> None:

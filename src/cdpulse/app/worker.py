@@ -121,7 +121,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
     rules = Rules.from_settings(settings)
-    segments = attach_segments(app, settings, store.client, rules, clv)
+    segments = attach_segments(app, settings, store.client, rules, clv, store.watermark)
     experiments = attach_experiments(app, settings, store.client, store, segments)
     labeler = ChurnLabeler.from_settings(settings)
     processor = BatchProcessor(

@@ -19,6 +19,7 @@ from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import SegmentBook
 from cdpulse.segments.fields import profile_fields
 from cdpulse.segments.membership import Transition, evaluate, transitions
+from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
 from cdpulse.segments.sketches import RfmSketches
 
 
@@ -84,6 +85,26 @@ class SegmentTracker:
                 result.decided,
                 profile.last_seen,
             )
+        return out
+
+    async def sweep_rfm(self, summaries: dict[str, OrderSummary], at_ms: int) -> list[Transition]:
+        """RFM transitions of customers whose scores moved with the base, not by their own
+        events: someone who stops buying drifts into at_risk as others keep buying.
+
+        Only the RFM segments are decided here (custom conditions need the whole profile,
+        so a condition reading ``rfm`` catches up at the customer's next event).
+        """
+        sketches = self.sketches() if self.book.rfm else None
+        if sketches is None or not summaries:
+            return []
+        rfm_ids = [s.id for s in RFM_SEGMENTS]
+        stored = await self.store.generations(list(summaries))
+        out = []
+        for customer_id, summary in summaries.items():
+            score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
+            if score is not None:
+                members = {score.segment.id}
+                out += transitions(customer_id, stored[customer_id], members, rfm_ids, at_ms)
         return out
 
     async def commit(self, changes: list[Transition]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from cdpulse.models.lifetime import OrderSummary
 from cdpulse.segments.membership import Transition
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.store.keys import Keys
@@ -38,6 +39,11 @@ class SegmentKeys:
     def rfm_sketches(self) -> str:
         """Hash {version, blob}: the newest RFM sketches."""
         return f"{self.prefix}:model:rfm"
+
+    @property
+    def summaries(self) -> str:
+        """The lifetime-value store's hash of order summaries, read for the RFM sweep."""
+        return Keys(self.prefix).clv_summaries
 
     @property
     def rfm_lock(self) -> str:
@@ -108,6 +114,14 @@ class RedisMembershipStore:
             return False
         self.sketches, self.sketches_version = RfmSketches.from_bytes(blob), int(version or 0)
         return True
+
+    async def summary_page(self, cursor: int, count: int) -> tuple[int, dict[str, OrderSummary]]:
+        """One HSCAN page of the customers' order summaries (the lifetime-value store's),
+        and the cursor of the next page (0: the pass is complete)."""
+        cursor, page = await self.client.hscan(self.keys.summaries, cursor, count=count)
+        if not isinstance(page, dict):  # HSCAN NOVALUES gives a list; never asked for here
+            raise TypeError(f"HSCAN of {self.keys.summaries} gave {type(page).__name__}")
+        return int(cursor), {_text(c): OrderSummary.from_json(raw) for c, raw in page.items()}
 
     async def _stored_version(self) -> int:
         return int(await self.client.hget(self.keys.rfm_sketches, "version") or 0)
