@@ -38,6 +38,7 @@ export CDPULSE_TOPIC_TRAINING=${CDPULSE_TOPIC_TRAINING:-$DEMO_NAMESPACE.training
 export CDPULSE_TOPIC_RECO_EVENTS=${CDPULSE_TOPIC_RECO_EVENTS:-$DEMO_NAMESPACE.reco-events}
 export CDPULSE_TOPIC_RECOMMENDATIONS=${CDPULSE_TOPIC_RECOMMENDATIONS:-$DEMO_NAMESPACE.recommendations}
 export CDPULSE_TOPIC_SEGMENTS=${CDPULSE_TOPIC_SEGMENTS:-$DEMO_NAMESPACE.segments}
+export CDPULSE_SEGMENTS_FILE=${CDPULSE_SEGMENTS_FILE:-$REPO_ROOT/deploy/segments.yaml}
 export CDPULSE_REDIS_PREFIX=${CDPULSE_REDIS_PREFIX:-$DEMO_NAMESPACE}
 export CDPULSE_APP_ID=${CDPULSE_APP_ID:-cdpulse-$DEMO_NAMESPACE}
 
@@ -116,6 +117,8 @@ show_urls() {
   say ""
   say "  live profile:  $PROFILE_URL"
   say "  metrics:       $BASE_URL/metrics"
+  say "  segments:      $BASE_URL/v1/segments  (transitions on $CDPULSE_TOPIC_SEGMENTS)"
+  say "  experiment:    $BASE_URL/v1/experiments/checkout_button"
   say "  topics:        $CDPULSE_TOPIC_CLICKSTREAM, $CDPULSE_TOPIC_TRANSACTIONS, $CDPULSE_TOPIC_CUSTOMERS"
   say ""
 }
