@@ -24,7 +24,7 @@ from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 from tests.integration.conftest import Env, drained, wait_until
-from tests.oracle import expected
+from tests.oracle import expected, millis
 
 SEGMENTS_FILE = """\
 rfm: true
@@ -136,6 +136,19 @@ def test_segment_transitions_follow_the_oracle_round_by_round(env: Env, tmp_path
         {s for s, g in segments.items() if g % 2 and s in rfm_ids} for segments in state.values()
     ]
     assert all(len(h) <= 1 for h in held) and any(held)
+    # The sweep: some customers moved between RFM segments after their own last event,
+    # because the rest of the base kept buying.
+    last_event: dict[str, int] = defaultdict(int)
+    for e in events:
+        if e.get("customer_id"):
+            customer = e["customer_id"]
+            last_event[customer] = max(last_event[customer], millis(e["timestamp"]))
+    swept = [
+        t
+        for t in transitions
+        if t["segment"] in rfm_ids and millis(t["at"]) > last_event[t["customer_id"]]
+    ]
+    assert swept, "no RFM transition came from the sweep"
 
     final = truth(events)
     sizes = {n: sum(n in s for s in final.values()) for n in CONDITIONS}

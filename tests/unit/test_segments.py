@@ -216,3 +216,36 @@ def test_a_customer_who_stops_buying_drifts_out_of_champions_by_the_sweep() -> N
         ]
 
     asyncio.run(run())
+
+
+def test_the_lazy_record_equals_the_rendered_profile_on_a_simulated_shop() -> None:
+    """Fields computed group by group must equal those of the whole rendered document."""
+    import json
+
+    from cdpulse.ingest.batch import BatchProcessor
+    from cdpulse.ingest.message import Message
+    from cdpulse.profile.view import render
+    from cdpulse.segments.fields import document_fields, profile_fields
+    from cdpulse.simulate.shop import Shop
+    from cdpulse.store.memory import MemoryProfileStore
+
+    events = list(Shop(customers=60, days=20, seed=4).events())
+    messages = [
+        Message(
+            "t",
+            0,
+            i,
+            (e.get("customer_id") or e["anonymous_id"]).encode(),
+            json.dumps(e).encode(),
+            0,
+        )
+        for i, e in enumerate(events)
+    ]
+    rules = Rules()
+    saved = asyncio.run(BatchProcessor(MemoryProfileStore(), rules).process(messages)).saved
+    assert len(saved) > 50
+    rfm = {"r": 1, "f": 2, "m": 3, "score": "123", "segment": "lost"}
+    for profile in saved:
+        profile.churn_risk = 0.25 if profile.orders else None
+        wanted = document_fields(render(profile, profile.last_seen, rules), profile.churn_risk, rfm)
+        assert dict(profile_fields(profile, rules, rfm)) == wanted, profile.id

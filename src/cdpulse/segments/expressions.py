@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,10 +97,14 @@ class Condition:
         condition._check_boolean()
         return condition
 
-    def matches(self, record: dict[str, Any]) -> bool:
+    def matches(self, record: Mapping[str, Any]) -> bool:
         """Whether ``record`` satisfies the condition; EvaluationError when it cannot say."""
+        # A resolver converts only the fields the condition reads: handing CEL the whole
+        # record converts every map and list in it, ~100 us against ~1 us.
+        context = cel.Context()
+        context.set_variable_resolver(record.get)
         try:
-            result = self.program.execute(record)
+            result = self.program.execute(context)
         except Exception as exc:  # the engine raises several types; all mean "cannot say"
             raise EvaluationError(str(exc).split("\n", 1)[0]) from None
         if not isinstance(result, bool):

@@ -87,7 +87,7 @@ def evaluate(book: SegmentBook, record: Mapping[str, Any]) -> Evaluation:
     for segment in book.segments:
         decided.append(segment.name)
         try:
-            if segment.condition.matches(dict(record)):
+            if segment.condition.matches(record):
                 members.add(segment.name)
         except EvaluationError:
             errors.append(segment.name)

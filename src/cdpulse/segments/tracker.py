@@ -74,8 +74,6 @@ class SegmentTracker:
                 score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
                 rfm = score.fields() if score is not None else None
             record = profile_fields(profile, self.rules, rfm)
-            if self.book.rfm and sketches is None and "orders" in record and record["orders"]:
-                record.pop("rfm", None)  # no sketch yet: RFM stays undecided
             result = evaluate(self.book, record)
             out.errors += result.errors
             out.transitions += transitions(
