@@ -198,3 +198,49 @@ def test_a_bad_definition_stops_the_worker_with_the_line(env: Env, tmp_path: Pat
     assert done.returncode == 2
     assert f"{definitions}:12: segment 'vip'" in done.stderr
     assert "did you mean 'revenue_30d'" in done.stderr
+
+
+def test_a_killed_worker_loses_no_transition_and_repeats_only_same_ids(
+    env: Env, tmp_path: Path
+) -> None:
+    events = list(Shop(customers=150, days=20, seed=3).events())
+    half = len(events) // 2
+    definitions = tmp_path / "segments.yaml"
+    definitions.write_text(SEGMENTS_FILE, encoding="utf-8")
+    variables = {"CDPULSE_SEGMENTS_FILE": str(definitions), "CDPULSE_RFM_REFRESH_SECONDS": "1"}
+    # Offsets are committed every 10 minutes here: the kill loses every commit, and the
+    # next worker is handed the first half again.
+    first = env.worker(CDPULSE_COMMIT_INTERVAL="600", **variables)
+    with Producer.from_settings(env.settings) as producer:
+        for event in events[:half]:
+            producer.send(event)
+    wait_until(
+        lambda: first.metric("cdpulse_events_applied_total") >= half * 0.9,
+        300,
+        "the first worker to apply most of the first half",
+    )
+    first.kill()
+    second = env.worker(**variables)
+    with Producer.from_settings(env.settings) as producer:
+        for event in events[half:]:
+            producer.send(event)
+    wait_until(lambda: drained(env.settings), 300, "the second worker to drain its topics")
+
+    transitions = read_topic(env.settings)
+    by_id: dict[str, Document] = {}
+    for t in transitions:
+        if t["transition_id"] in by_id:  # published again: the very same change
+            assert {k: v for k, v in t.items() if k != "at"} == {
+                k: v for k, v in by_id[t["transition_id"]].items() if k != "at"
+            }
+        by_id[t["transition_id"]] = t
+    state = published_state(list(by_id.values()))
+    for customer, segments in truth(events).items():
+        have = {s for s, g in state.get(customer, {}).items() if g % 2 and s in CONDITIONS}
+        assert have == segments, (customer, have, segments)
+    history: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for t in by_id.values():
+        history[(t["customer_id"], t["segment"])].append(t["generation"])
+    for generations in history.values():
+        assert sorted(generations) == list(range(1, len(generations) + 1))
+    assert second.metric("cdpulse_duplicates_total") > 0, "no re-delivery happened"

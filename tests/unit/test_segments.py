@@ -15,7 +15,7 @@ from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import parse
 from cdpulse.segments.rfm import GRID, SEGMENTS, quintile, segment_of
 from cdpulse.segments.sketches import RfmSketches
-from cdpulse.segments.tracker import SegmentTracker
+from cdpulse.segments.tracker import PENDING_SECONDS, SegmentTracker
 from cdpulse.store.segments import MemoryMembershipStore
 
 DAY = 86_400_000
@@ -129,7 +129,7 @@ def _profile(orders: int, last_seen: int, cart: float = 0.0) -> Profile:
     return p
 
 
-def test_a_tracker_publishes_each_change_once_and_the_same_id_again_after_a_crash() -> None:
+def test_a_tracker_publishes_each_change_once() -> None:
     store = MemoryMembershipStore()
     sketches = RfmSketches.build([(DAY * i, 1 + i % 4, 20.0 * i) for i in range(1, 50)])
     tracker = SegmentTracker(BOOK, Rules(), store, lambda: sketches)
@@ -140,17 +140,44 @@ def test_a_tracker_publishes_each_change_once_and_the_same_id_again_after_a_cras
         assert {"big_cart"} <= entered and "repeat" not in entered
         assert len(entered & {s.id for s in SEGMENTS}) == 1  # exactly one RFM segment
         assert first.errors == ["risky"]  # no churn score yet: not a member, reported
-        # A crash before commit: the same profile again gives the same transition ids.
-        again = await tracker.evaluate([_profile(1, DAY, cart=150.0)])
-        assert [t.id for t in again.transitions] == [t.id for t in first.transitions]
-        await tracker.commit(first.transitions)
+        await tracker.stage(first.transitions, 0)
+        await tracker.clear(first.transitions)
         assert (await tracker.evaluate([_profile(1, DAY, cart=150.0)])).transitions == []
         second = await tracker.evaluate([_profile(2, 2 * DAY)])
         changes = {(t.segment, t.entered, t.generation) for t in second.transitions}
         assert {("big_cart", False, 2), ("repeat", True, 1)} <= changes
-        await tracker.commit(second.transitions)
+        await tracker.stage(second.transitions, 0)
+        await tracker.clear(second.transitions)
         assert await store.members("repeat", "", 10) == ["C-1"]
         assert (await store.sizes(["big_cart", "repeat"])) == {"big_cart": 0, "repeat": 1}
+        assert await tracker.recover(10**12, exclude=set()) == []
+
+    asyncio.run(run())
+
+
+def test_transitions_of_a_worker_that_died_before_clearing_are_published_again() -> None:
+    store = MemoryMembershipStore()
+    tracker = SegmentTracker(BOOK, Rules(), store, lambda: None)
+
+    async def run() -> None:
+        lost = (await tracker.evaluate([_profile(2, DAY, cart=150.0)])).transitions
+        assert {t.id for t in lost} == {"C-1:big_cart:1", "C-1:repeat:1"}
+        await tracker.stage(lost, now_ms=1_000)  # ... and the worker dies before clear
+        # Not yet stale for recovery; but the customer's next change publishes them first.
+        assert await tracker.recover(1_000 + 1_000, exclude=set()) == []
+        stale = await tracker.recover(1_000 + PENDING_SECONDS * 1000 + 1, exclude=set())
+        assert stale == lost
+        later = (await tracker.evaluate([_profile(3, 2 * DAY)])).transitions
+        assert later[: len(lost)] == lost
+        assert [t.id for t in later[len(lost) :]] == ["C-1:big_cart:2"]  # left, from gen 1
+        await tracker.stage(later, now_ms=5_000)
+        await tracker.clear(later)
+        assert await tracker.recover(10**12, exclude=set()) == []
+        # A clear for an older staging never clears a newer one.
+        newer = (await tracker.evaluate([_profile(3, 3 * DAY, cart=200.0)])).transitions
+        await tracker.stage(newer, now_ms=6_000)
+        await tracker.clear(later)
+        assert await tracker.recover(10**12, exclude=set()) == newer
 
     asyncio.run(run())
 
@@ -182,7 +209,7 @@ def test_member_pages_never_repeat_an_id() -> None:
     from cdpulse.segments.membership import Transition
 
     ids = [f"C-{i:03d}" for i in range(25)]
-    asyncio.run(store.apply([Transition(i, "repeat", True, 0, 1) for i in reversed(ids)]))
+    asyncio.run(store.stage([Transition(i, "repeat", True, 0, 1) for i in reversed(ids)], 0))
     seen: list[str] = []
     after = ""
     while page := asyncio.run(store.members("repeat", after, 10)):
@@ -203,7 +230,8 @@ def test_a_customer_who_stops_buying_drifts_out_of_champions_by_the_sweep() -> N
     async def run() -> None:
         first = await tracker.sweep_rfm({"C-1": me}, 100 * DAY)
         assert [(t.segment, t.entered) for t in first] == [("champions", True)]
-        await tracker.commit(first)
+        await tracker.stage(first, 0)
+        await tracker.clear(first)
         assert await tracker.sweep_rfm({"C-1": me}, 101 * DAY) == []
         # The base moves on: everyone else buys later, and more, than C-1.
         box[0] = RfmSketches.build(

@@ -92,8 +92,8 @@ def attach_experiments(
             answer: dict[str, Any] = {"experiment": name, "customer_id": customer_id}
             audience = experiment.audience
             if audience is not None:
-                generations = await segments.store.generations([customer_id])
-                if generations[customer_id].get(audience, 0) % 2 == 0:
+                membership = (await segments.store.read([customer_id]))[customer_id]
+                if membership.generations.get(audience, 0) % 2 == 0:
                     return self.json(
                         {**answer, "variant": None, "reason": f"not in segment {audience!r}"}
                     )

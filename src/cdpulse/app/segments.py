@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ def partition_of(customer_id: str, partitions: int) -> int:
 
 
 class SegmentStream:
-    """What the profile agent calls per batch: evaluate, send, then commit.
+    """What the profile agent calls per batch: evaluate (and stage), send, then commit.
 
     Besides the batch's changed profiles, each call sweeps one page of order summaries
     through the newest RFM sketches (``SegmentTracker.sweep_rfm``), for the customers
@@ -64,8 +65,15 @@ class SegmentStream:
         self.passed = True
 
     async def evaluate(self, saved: list[Profile]) -> Batch:
+        """The batch's transitions, staged (see ``segments.tracker``) and ready to send."""
         batch = await self.tracker.evaluate(saved)
-        batch.transitions += await self._sweep_page(exclude={p.id for p in saved})
+        seen = {p.id for p in saved}
+        swept = await self._sweep_page(exclude=seen)
+        seen |= {t.customer_id for t in swept}
+        batch.transitions += swept
+        now = int(time.time() * 1000)  # wall clock: only to tell a dead worker's leftovers
+        batch.transitions += await self.tracker.recover(now, exclude=seen)
+        await self.tracker.stage(batch.transitions, now)
         return batch
 
     async def _sweep_page(self, exclude: set[str]) -> list[Transition]:
@@ -95,8 +103,8 @@ class SegmentStream:
         ]
 
     async def commit(self, batch: Batch) -> None:
-        """Store the generations once the broker has the transitions."""
-        await self.tracker.commit(batch.transitions)
+        """The broker has the transitions: clear them from pending."""
+        await self.tracker.clear(batch.transitions)
         for t in batch.transitions:
             metrics.SEGMENT_TRANSITIONS.labels(t.segment, "entered" if t.entered else "left").inc()
         for name in batch.errors:

@@ -110,3 +110,25 @@ def transitions(
         if (segment in now) != was_member:
             out.append(Transition(customer_id, segment, not was_member, at_ms, generation + 1))
     return out
+
+
+def encode_pending(changes: Iterable[Transition]) -> str:
+    """One customer's staged transitions as stored beside its generations (in order)."""
+    return json.dumps(
+        [[t.segment, t.entered, t.at_ms, t.generation] for t in changes], separators=(",", ":")
+    )
+
+
+def decode_pending(customer_id: str, text: str) -> tuple[Transition, ...]:
+    return tuple(
+        Transition(customer_id, str(segment), bool(entered), int(at), int(generation))
+        for segment, entered, at, generation in json.loads(text)
+    )
+
+
+def by_customer(changes: Iterable[Transition]) -> dict[str, list[Transition]]:
+    """Transitions grouped per customer, each group in its original order."""
+    out: dict[str, list[Transition]] = {}
+    for t in changes:
+        out.setdefault(t.customer_id, []).append(t)
+    return out

@@ -1,10 +1,14 @@
 """Segments live on the stream: each batch's saved profiles in, transitions out.
 
-``evaluate`` reads the stored generations (one round trip), decides each changed
-customer's memberships and returns the transitions; the worker publishes them, waits
-for the broker, and only then ``commit``s the new generations. A crash in between
-publishes the same transitions (same ids) again on redelivery, or at the customer's
-next change: delivery is at least once, with exact dedupe by ``Transition.id``.
+Per batch: ``evaluate`` reads each changed customer's generations and pending
+transitions (one round trip) and decides its memberships; the store then *stages* the
+transitions (new generations and, beside them in the same hash write, the transitions
+themselves as pending); the worker publishes them and waits for the broker; then the
+store *clears* the pending ones. A worker that dies after staging leaves them pending:
+they are published again, first, at the customer's next change, or by any worker's
+``recover`` after ``PENDING_SECONDS``. The redelivered batch itself cannot do it: its
+events are duplicates by then, so the profile is not saved again. Delivery is at least
+once; a transition published twice has the same ``Transition.id``.
 """
 
 from __future__ import annotations
@@ -22,13 +26,27 @@ from cdpulse.segments.membership import Transition, evaluate, transitions
 from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
 from cdpulse.segments.sketches import RfmSketches
 
+PENDING_SECONDS = 30  # far longer than a batch's publish; shorter than anyone's patience
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A customer's generation per segment, and transitions staged but not yet cleared."""
+
+    generations: dict[str, int] = field(default_factory=dict)
+    pending: tuple[Transition, ...] = ()
+
 
 class MembershipStore(Protocol):
-    """Where generations and segment member lists live (Redis, or memory in tests)."""
+    """Where memberships and segment member lists live (Redis, or memory in tests)."""
 
-    async def generations(self, ids: list[str]) -> dict[str, dict[str, int]]: ...
+    async def read(self, ids: list[str]) -> dict[str, Membership]: ...
 
-    async def apply(self, changes: list[Transition]) -> None: ...
+    async def stage(self, changes: list[Transition], now_ms: int) -> None: ...
+
+    async def clear(self, changes: list[Transition]) -> None: ...
+
+    async def stale(self, before_ms: int, limit: int) -> list[Transition]: ...
 
     async def sizes(self, names: list[str]) -> dict[str, int]: ...
 
@@ -64,7 +82,7 @@ class SegmentTracker:
         latest = {p.id: p for p in profiles if p.customer_id is not None}
         if not latest:
             return Batch()
-        stored = await self.store.generations(list(latest))
+        stored = await self.store.read(list(latest))
         sketches = self.sketches() if self.book.rfm else None
         out = Batch()
         for customer_id, profile in latest.items():
@@ -76,12 +94,11 @@ class SegmentTracker:
             record = profile_fields(profile, self.rules, rfm)
             result = evaluate(self.book, record)
             out.errors += result.errors
+            mine = stored[customer_id]
+            # Left pending by a worker that died before clearing: published again, first.
+            out.transitions += mine.pending
             out.transitions += transitions(
-                customer_id,
-                stored.get(customer_id, {}),
-                result.members,
-                result.decided,
-                profile.last_seen,
+                customer_id, mine.generations, result.members, result.decided, profile.last_seen
             )
         return out
 
@@ -96,16 +113,31 @@ class SegmentTracker:
         if sketches is None or not summaries:
             return []
         rfm_ids = [s.id for s in RFM_SEGMENTS]
-        stored = await self.store.generations(list(summaries))
-        out = []
+        stored = await self.store.read(list(summaries))
+        out: list[Transition] = []
         for customer_id, summary in summaries.items():
             score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
-            if score is not None:
-                members = {score.segment.id}
-                out += transitions(customer_id, stored[customer_id], members, rfm_ids, at_ms)
+            mine = stored[customer_id]
+            changes = (
+                transitions(customer_id, mine.generations, {score.segment.id}, rfm_ids, at_ms)
+                if score is not None
+                else []
+            )
+            if changes:
+                out += [*mine.pending, *changes]
         return out
 
-    async def commit(self, changes: list[Transition]) -> None:
-        """Store the new generations and member lists, after the transitions were published."""
+    async def stage(self, changes: list[Transition], now_ms: int) -> None:
+        """Store the new generations with the transitions pending, before publishing."""
         if changes:
-            await self.store.apply(changes)
+            await self.store.stage(changes, now_ms)
+
+    async def clear(self, changes: list[Transition]) -> None:
+        """The broker has them: no longer pending."""
+        if changes:
+            await self.store.clear(changes)
+
+    async def recover(self, now_ms: int, exclude: set[str], limit: int = 100) -> list[Transition]:
+        """Transitions pending for longer than ``PENDING_SECONDS``: a worker died."""
+        stale = await self.store.stale(now_ms - PENDING_SECONDS * 1000, limit)
+        return [t for t in stale if t.customer_id not in exclude]

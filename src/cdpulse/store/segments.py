@@ -1,8 +1,9 @@
 """Segment memberships and the RFM sketches in Redis, and an in-memory twin for tests.
 
-Per customer, a hash ``{prefix}:{id}:segments`` (segment -> generation) under the
-customer's hash tag; per segment, a sorted set of member ids (all scores 0, so members
-page in id order with ZRANGEBYLEX); the RFM sketches as one blob with a version.
+Per customer, a hash ``{prefix}:{id}:segments`` (segment -> generation, and while a
+batch publishes, its pending transitions) under the customer's hash tag; per segment, a
+sorted set of member ids (all scores 0, so members page in id order with ZRANGEBYLEX);
+the RFM sketches as one blob with a version.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from cdpulse.models.lifetime import OrderSummary
-from cdpulse.segments.membership import Transition
+from cdpulse.segments.membership import Transition, by_customer, decode_pending, encode_pending
 from cdpulse.segments.sketches import RfmSketches
+from cdpulse.segments.tracker import Membership
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
+
+# Fields of a customer's segments hash beside the generations; segment names cannot
+# start with "~", so they never collide.
+PENDING = "~pending"
+STAGED = "~staged"
 
 
 def _text(value: bytes | str) -> str:
@@ -34,6 +41,11 @@ class SegmentKeys:
 
     def members(self, segment: str) -> str:
         return f"{self.prefix}:segment:{segment}:members"
+
+    @property
+    def pending(self) -> str:
+        """Set of customers with transitions staged but not yet cleared."""
+        return f"{self.prefix}:segments:pending"
 
     @property
     def rfm_sketches(self) -> str:
@@ -57,28 +69,64 @@ class RedisMembershipStore:
         self.client = client
         self.keys = SegmentKeys(prefix)
         self._publish = client.register_script(script("publish_model.lua"))
+        self._clear = client.register_script(script("clear_pending.lua"))
         self.sketches: RfmSketches | None = None
         self.sketches_version = 0
 
-    async def generations(self, ids: list[str]) -> dict[str, dict[str, int]]:
+    async def read(self, ids: list[str]) -> dict[str, Membership]:
         pipe = self.client.pipeline(transaction=False)
         for customer_id in ids:
             pipe.hgetall(self.keys.generations(customer_id))
-        rows = await pipe.execute()
-        return {
-            customer_id: {_text(k): int(v) for k, v in row.items()}
-            for customer_id, row in zip(ids, rows, strict=True)
-        }
+        out = {}
+        for customer_id, row in zip(ids, await pipe.execute(), strict=True):
+            fields = {_text(k): _text(v) for k, v in row.items()}
+            pending = fields.pop(PENDING, None)
+            fields.pop(STAGED, None)
+            out[customer_id] = Membership(
+                {k: int(v) for k, v in fields.items()},
+                decode_pending(customer_id, pending) if pending else (),
+            )
+        return out
 
-    async def apply(self, changes: list[Transition]) -> None:
+    async def stage(self, changes: list[Transition], now_ms: int) -> None:
+        # One HSET per customer: its generations and its pending transitions land together.
         pipe = self.client.pipeline(transaction=False)
+        for customer_id, mine in by_customer(changes).items():
+            items: list[str | int] = [PENDING, encode_pending(mine), STAGED, now_ms]
+            for t in mine:
+                items += [t.segment, t.generation]
+            pipe.hset(self.keys.generations(customer_id), items=items)
+            pipe.sadd(self.keys.pending, customer_id)
         for t in changes:
-            pipe.hset(self.keys.generations(t.customer_id), t.segment, t.generation)
             if t.entered:
                 pipe.zadd(self.keys.members(t.segment), {t.customer_id: 0})
             else:
                 pipe.zrem(self.keys.members(t.segment), t.customer_id)
         await pipe.execute()
+
+    async def clear(self, changes: list[Transition]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id, mine in by_customer(changes).items():
+            await self._clear(
+                keys=[self.keys.generations(customer_id), self.keys.pending],
+                args=[encode_pending(mine), customer_id],
+                client=pipe,
+            )
+        await pipe.execute()
+
+    async def stale(self, before_ms: int, limit: int) -> list[Transition]:
+        raw = await self.client.srandmember(self.keys.pending, limit) or []
+        ids = [_text(i) for i in raw if isinstance(i, bytes | str)]
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id in ids:
+            pipe.hmget(self.keys.generations(customer_id), PENDING, STAGED)
+        out: list[Transition] = []
+        for customer_id, (pending, staged) in zip(ids, await pipe.execute(), strict=True):
+            if pending is None:
+                await self.client.srem(self.keys.pending, customer_id)  # cleared meanwhile
+            elif int(staged or 0) < before_ms:
+                out += decode_pending(customer_id, _text(pending))
+        return out
 
     async def sizes(self, names: list[str]) -> dict[str, int]:
         pipe = self.client.pipeline(transaction=False)
@@ -132,12 +180,21 @@ class MemoryMembershipStore:
 
     def __init__(self) -> None:
         self.stored: dict[str, dict[str, int]] = {}
+        self.pending: dict[str, tuple[str, int]] = {}  # customer -> (encoded, staged at)
         self.lists: dict[str, list[str]] = {}
 
-    async def generations(self, ids: list[str]) -> dict[str, dict[str, int]]:
-        return {i: dict(self.stored.get(i, {})) for i in ids}
+    async def read(self, ids: list[str]) -> dict[str, Membership]:
+        return {
+            i: Membership(
+                dict(self.stored.get(i, {})),
+                decode_pending(i, self.pending[i][0]) if i in self.pending else (),
+            )
+            for i in ids
+        }
 
-    async def apply(self, changes: list[Transition]) -> None:
+    async def stage(self, changes: list[Transition], now_ms: int) -> None:
+        for customer_id, mine in by_customer(changes).items():
+            self.pending[customer_id] = (encode_pending(mine), now_ms)
         for t in changes:
             self.stored.setdefault(t.customer_id, {})[t.segment] = t.generation
             members = self.lists.setdefault(t.segment, [])
@@ -147,6 +204,15 @@ class MemoryMembershipStore:
                 members.insert(at, t.customer_id)
             elif not t.entered and present:
                 del members[at]
+
+    async def clear(self, changes: list[Transition]) -> None:
+        for customer_id, mine in by_customer(changes).items():
+            if self.pending.get(customer_id, ("", 0))[0] == encode_pending(mine):
+                del self.pending[customer_id]
+
+    async def stale(self, before_ms: int, limit: int) -> list[Transition]:
+        old = [c for c, (_, at) in self.pending.items() if at < before_ms][:limit]
+        return [t for c in old for t in decode_pending(c, self.pending[c][0])]
 
     async def sizes(self, names: list[str]) -> dict[str, int]:
         return {n: len(self.lists.get(n, [])) for n in names}
