@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 SWEEP_CHUNK = 500
+RECOVER_EVERY_MS = 5_000  # a dead worker's leftovers wait 30 s anyway: no need to ask often
 
 
 def partition_of(customer_id: str, partitions: int) -> int:
@@ -63,6 +64,7 @@ class SegmentStream:
         self.cursor = 0
         self.pass_version = 0  # sketches version of the pass under way or last finished
         self.passed = True
+        self.recovered_at = 0
 
     async def evaluate(self, saved: list[Profile]) -> Batch:
         """The batch's transitions, staged (see ``segments.tracker``) and ready to send."""
@@ -72,7 +74,9 @@ class SegmentStream:
         seen |= {t.customer_id for t in swept}
         batch.transitions += swept
         now = int(time.time() * 1000)  # wall clock: only to tell a dead worker's leftovers
-        batch.transitions += await self.tracker.recover(now, exclude=seen)
+        if now - self.recovered_at >= RECOVER_EVERY_MS:
+            batch.transitions += await self.tracker.recover(now, exclude=seen)
+            self.recovered_at = now
         await self.tracker.stage(batch.transitions, now)
         return batch
 
