@@ -2,9 +2,10 @@
 
 Each score is the customer's quintile in the whole customer base (customers with at
 least one order): 5 is the most recent last order, the most orders, the most net
-revenue. With a value's rank r in [0, 1] (ties take their mid-rank, so a thousand
-one-order customers share one score instead of being spread over several),
-``score = min(5, 1 + floor(5 * r))``.
+revenue. With a value's rank r in [0, 1), the share of customers strictly below it,
+``score = min(5, 1 + floor(5 * r))``. Ties share the lowest rank: most customers order
+once, and all of them score F = 1 (with a mid-rank they would all score 2 or 3, and
+New and Promising, which need F + M <= 2, could never happen).
 
 The named segment comes from R and FM = round-half-up((F + M) / 2):
 

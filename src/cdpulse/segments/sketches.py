@@ -15,7 +15,7 @@ neighbouring score. Sketches of disjoint scans merge (``merge``) when the scan i
 
 >>> base = RfmSketches.build([(1_000 * i, 1 + i % 3, 10.0 * i) for i in range(1, 101)])
 >>> base.customers, base.score(100_000, 3, 1000.0), base.score(1_000, 1, 10.0)
-(100, RfmScore(r=5, f=5, m=5), RfmScore(r=1, f=1, m=1))
+(100, RfmScore(r=5, f=4, m=5), RfmScore(r=1, f=1, m=1))
 >>> RfmSketches.from_bytes(base.to_bytes()).score(50_000, 3, 500.0) == base.score(50_000, 3, 500.0)
 True
 """
@@ -71,9 +71,9 @@ class RfmSketches:
         if self.customers == 0:
             return None
         return RfmScore(
-            quintile(_mid_rank(self.recency, float(last_order_at))),
-            quintile(_mid_rank(self.frequency, float(orders))),
-            quintile(_mid_rank(self.monetary, float(net_revenue))),
+            quintile(_rank_below(self.recency, float(last_order_at))),
+            quintile(_rank_below(self.frequency, float(orders))),
+            quintile(_rank_below(self.monetary, float(net_revenue))),
         )
 
     def to_bytes(self) -> bytes:
@@ -93,8 +93,6 @@ class RfmSketches:
         return cls(*parts)
 
 
-def _mid_rank(sketch: kll_doubles_sketch, value: float) -> float:
-    """Share of the base below ``value`` plus half the share equal to it."""
-    below = float(sketch.get_rank(value, False))
-    at_or_below = float(sketch.get_rank(value, True))
-    return (below + at_or_below) / 2
+def _rank_below(sketch: kll_doubles_sketch, value: float) -> float:
+    """Share of the base strictly below ``value`` (ties share the lowest rank)."""
+    return float(sketch.get_rank(value, False))
