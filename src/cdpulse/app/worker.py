@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         Retried whole when a send fails: outputs are at least once, and a consumer
         dedupes on the event, example or cause id each record carries.
         """
+        lists = _recommendation_lists(reco.get(), result, throttle)
         deliveries = (
             [
                 await dead_letter.send(key=dl.key.encode() if dl.key else None, value=dl.to_json())
@@ -173,11 +175,15 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             ]
             + [
                 await recommendations.send(key=customer.encode(), value=document)
-                for customer, document in _recommendation_lists(reco.get(), result, throttle)
+                for customer, document, _ in lists
             ]
         )
         for delivery in deliveries:
             await delivery
+        taken = time.time()
+        for _, _, ingested in lists:
+            if ingested:
+                metrics.INGEST_TO_RECOMMENDATION.observe(max(0.0, taken - ingested))
 
     @app.agent(source, concurrency=1, name="profiles")
     async def profiles(stream: Any) -> None:
@@ -314,24 +320,27 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
 
 def _recommendation_lists(
     snapshot: RecoSnapshot | None, result: BatchResult, throttle: ListThrottle
-) -> list[tuple[str, bytes]]:
+) -> list[tuple[str, bytes, float]]:
     """One list per customer with an item event in the batch, caused by the newest one,
-    unless the customer had one less than the throttle's interval (event time) before."""
+    unless the customer had one less than the throttle's interval (event time) before.
+
+    Each comes with the Kafka append time of its cause (0.0: unknown), for its latency.
+    """
     if snapshot is None:
         return []
-    newest: dict[str, tuple[str, int]] = {}
+    newest: dict[str, ItemEvent] = {}
     for item in result.item_events:
-        newest[item.customer_id] = (str(item.event.get("event_id")), item.at_ms)
+        newest[item.customer_id] = item
     profiles = {p.id: p for p in result.saved}
     out = []
-    for customer, (cause, at_ms) in newest.items():
-        if not throttle.due(customer, at_ms):
+    for customer, cause in newest.items():
+        if not throttle.due(customer, cause.at_ms):
             continue
         profile = profiles.get(customer)
         context = Context.from_profile(profile) if profile is not None else Context()
         items = snapshot.recommender.recommend(customer, context, k=10)
-        document = recommendation_list(customer, items, snapshot, cause)
-        out.append((customer, document.model_dump_json().encode()))
+        document = recommendation_list(customer, items, snapshot, str(cause.event.get("event_id")))
+        out.append((customer, document.model_dump_json().encode(), cause.ingested))
         metrics.RECOMMENDATIONS.inc()
     return out
 

@@ -37,9 +37,14 @@ class ItemEvent:
     affinity: dict[str, float]
     recently_viewed: list[str]
     cart: list[str]
+    # Kafka's append time of the event's message (epoch seconds), for the latency of the
+    # recommendation list it causes; 0.0 when unknown.
+    ingested: float = 0.0
 
     @classmethod
-    def of(cls, customer_id: str, event: dict[str, Any], profile: Profile) -> ItemEvent:
+    def of(
+        cls, customer_id: str, event: dict[str, Any], profile: Profile, ingested: float = 0.0
+    ) -> ItemEvent:
         context = Context.from_profile(profile)
         return cls(
             customer_id,
@@ -47,6 +52,7 @@ class ItemEvent:
             dict(context.affinity),
             list(context.recently_viewed),
             list(context.cart),
+            ingested,
         )
 
     @property
@@ -67,6 +73,7 @@ class ItemEvent:
             "affinity": self.affinity,
             "recently_viewed": self.recently_viewed,
             "cart": self.cart,
+            "ingested": self.ingested,
         }
         return json.dumps(document, separators=(",", ":")).encode()
 
