@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -95,6 +95,21 @@ class Settings(BaseSettings):
     )
     model_refresh_seconds: float = Field(
         2.0, gt=0, description="How often workers look for a newer model snapshot."
+    )
+
+    # --- privacy and security (README: Privacy and security) -------------------------------
+    pseudonym_key: SecretStr = Field(
+        SecretStr(""),
+        description="Secret key of the HMAC-SHA256 pseudonyms of personal traits and ids; "
+        "the worker refuses to start without one.",
+    )
+    trait_allow_list: list[str] = Field(
+        ["email", "phone", "country", "language", "plan"],
+        description="Identify traits kept in profiles (JSON list); others are dropped.",
+    )
+    personal_traits: list[str] = Field(
+        ["email", "phone"],
+        description="Allowed traits that are personal: kept only as pseudonyms (JSON list).",
     )
 
 

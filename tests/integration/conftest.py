@@ -25,6 +25,7 @@ import redis
 
 from cdpulse.settings import Settings
 from tests.integration.stack import start_stack, stop_stack
+from tests.oracle import PSEUDONYM_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("CDPULSE_TEST_RUN_DIR", ROOT / ".run" / "test"))
@@ -184,6 +185,9 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         "CDPULSE_REDIS_PREFIX": name,
         "CDPULSE_APP_ID": f"cdpulse-{name}",
         "CDPULSE_TOPIC_PARTITIONS": "4",
+        # The oracle pseudonymises under the same key; tests of auth configure tokens.
+        "CDPULSE_PSEUDONYM_KEY": PSEUDONYM_KEY.decode(),
+        "CDPULSE_AUTH_DISABLED": "true",
     }
     settings = Settings(**{k.removeprefix("CDPULSE_").lower(): v for k, v in variables.items()})
     test_env = Env(name, settings, variables, tmp_path)

@@ -18,6 +18,7 @@ from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.ops.health import KafkaProbe
+from cdpulse.privacy.consent import allows
 
 if TYPE_CHECKING:
     from cdpulse.app.worker import Services
@@ -59,6 +60,12 @@ def register_views(services: Services) -> None:
             profile = await store.get(profile_id)
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
+            if not allows(profile, "personalization"):
+                # 451: withheld for a legal reason, not an error of the caller's token.
+                return self.json(
+                    {"error": f"profile {profile.id!r} has not consented to personalization"},
+                    status=451,
+                )
             snapshot = services.reco.get()
             if snapshot is None:
                 return self.json(

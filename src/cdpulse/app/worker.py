@@ -31,6 +31,7 @@ from cdpulse.models.online import ChurnScoring
 from cdpulse.models.reco import Context, Recommender
 from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics
+from cdpulse.privacy.consent import allows
 from cdpulse.profile.rules import Rules
 from cdpulse.settings import Settings
 from cdpulse.store.models import RedisClvStore, SnapshotStore, churn_store, reco_store
@@ -289,6 +290,8 @@ def _recommendation_lists(
     out = []
     for customer, cause in newest.items():
         profile = profiles.get(customer)
+        if not allows(profile, "personalization"):
+            continue  # README: consent matrix
         context = Context.from_profile(profile) if profile is not None else Context()
         items = snapshot.recommender.recommend(customer, context, k=10)
         document = recommendation_list(customer, items, snapshot, cause)

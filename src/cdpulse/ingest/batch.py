@@ -24,6 +24,7 @@ from cdpulse.models.labels import Example
 from cdpulse.models.online import Enricher
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent
 from cdpulse.ops import metrics
+from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile, to_millis
 from cdpulse.store.base import ProfileStore, SaveStatus, Write
@@ -98,6 +99,8 @@ class BatchProcessor:
             else:
                 items.append(_Item(message, result))
                 metrics.EVENTS_CONSUMED.labels(message.topic, result.type).inc()
+                if isinstance(result, IdentifyEvent) and result.properties.traits:
+                    metrics.TRAITS_DROPPED.inc(self.rules.traits.dropped(result.properties.traits))
         return items, dead
 
     async def process(self, messages: list[Message]) -> BatchResult:
@@ -199,6 +202,7 @@ class BatchProcessor:
                     if (
                         self.item_events
                         and item.event.type in ITEM_TYPES
+                        and _learns_from(profile)
                         and not is_duplicate(profile, item.event.event_id, m.source, m.offset)
                     ):
                         # The recommender learns from the customer as they were before it.
@@ -311,3 +315,8 @@ class BatchProcessor:
             marks[name] = max(marks.get(name, 0), to_millis(item.event))
         await self.store.advance_watermark(marks)
         metrics.WATERMARK.set(max(marks.values()) / 1000)
+
+
+def _learns_from(profile: Profile) -> bool:
+    """Whether the recommender may learn from this customer (README: consent matrix)."""
+    return allows(profile, "analytics") and allows(profile, "personalization")

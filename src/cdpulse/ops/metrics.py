@@ -133,3 +133,8 @@ RECOMMENDATIONS = Counter(
 RECO_EVENTS_LEARNED = Counter(
     "cdpulse_reco_events_learned_total", "Item events the recommender's learner folded in."
 )
+
+# --- privacy -------------------------------------------------------------------------------
+TRAITS_DROPPED = Counter(
+    "cdpulse_traits_dropped_total", "Identify traits dropped: not on the trait allow-list."
+)

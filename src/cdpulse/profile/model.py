@@ -59,6 +59,10 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # consent per purpose: [time, granted]
     consent: dict[str, tuple[int, bool]] = msgspec.field(default_factory=dict)
     identified_at: int | None = None
+    # allow-listed identify traits, personal ones as pseudonyms: name -> [time, value]
+    traits: dict[str, tuple[int, str | float | int | bool | None]] = msgspec.field(
+        default_factory=dict
+    )
     # churn reads the customer's own identified activity only (events that carry its
     # customer_id): day start -> [events, orders, revenue], 60 days, and the first time.
     # A visitor's history merged in later must not change what was already decided.
