@@ -290,6 +290,12 @@ def pseudonym(name: str, value: str) -> str:
     return "hmac:" + digest.hexdigest()
 
 
+def pseudonym_id(profile_id: str) -> str:
+    """The pseudonym of a customer or anonymous id, as output topics carry it."""
+    digest = hmac.new(PSEUDONYM_KEY, f"id\x00{profile_id}".encode(), hashlib.sha256)
+    return "hmac:" + digest.hexdigest()
+
+
 def _traits(identifies: list[tuple[int, Event]]) -> dict[str, Any]:
     """Allowed traits, the newest value by event time (a tie: the larger repr)."""
     latest: dict[str, tuple[int, str, Any]] = {}

@@ -37,7 +37,12 @@ export CDPULSE_TOPIC_DEAD_LETTER=${CDPULSE_TOPIC_DEAD_LETTER:-$DEMO_NAMESPACE.de
 export CDPULSE_TOPIC_TRAINING=${CDPULSE_TOPIC_TRAINING:-$DEMO_NAMESPACE.training}
 export CDPULSE_TOPIC_RECO_EVENTS=${CDPULSE_TOPIC_RECO_EVENTS:-$DEMO_NAMESPACE.reco-events}
 export CDPULSE_TOPIC_RECOMMENDATIONS=${CDPULSE_TOPIC_RECOMMENDATIONS:-$DEMO_NAMESPACE.recommendations}
+export CDPULSE_TOPIC_AUDIT=${CDPULSE_TOPIC_AUDIT:-$DEMO_NAMESPACE.audit}
 export CDPULSE_REDIS_PREFIX=${CDPULSE_REDIS_PREFIX:-$DEMO_NAMESPACE}
+# A local demo on 127.0.0.1: a fresh pseudonym key per run, and the HTTP API without tokens
+# (README: Privacy and security). Never run a shared deployment like this.
+export CDPULSE_PSEUDONYM_KEY=${CDPULSE_PSEUDONYM_KEY:-$(head -c 32 /dev/urandom | base64)}
+export CDPULSE_AUTH_DISABLED=${CDPULSE_AUTH_DISABLED:-true}
 export CDPULSE_APP_ID=${CDPULSE_APP_ID:-cdpulse-$DEMO_NAMESPACE}
 
 [[ -x $CDPULSE ]] || die "$CDPULSE not found: run 'make venv' first (or 'make demo', which does)"

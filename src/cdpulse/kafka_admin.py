@@ -23,6 +23,15 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
         # One partition for training examples: one learner sees them all, in one order.
         return 1 if name in (topics.training, topics.reco_events) else settings.topic_partitions
 
+    def configs(name: str) -> dict[str, str]:
+        if name in topics.compacted:
+            # Erasure tombstones replace a customer's records; compaction removes the
+            # older ones (README: Privacy and security).
+            return {"cleanup.policy": "compact", "segment.ms": "3600000"}
+        if name == topics.audit:
+            return {"retention.ms": "-1"}  # the audit trail of erasures is kept
+        return {}
+
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
         client_id=f"{settings.app_id}-admin",
@@ -35,7 +44,10 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
             return []
         # Another process may create them between our list and create: that is fine.
         with contextlib.suppress(TopicAlreadyExistsError):
-            admin.create_topics([NewTopic(n, partitions(n), 1) for n in missing], timeout_ms=15000)
+            admin.create_topics(
+                [NewTopic(n, partitions(n), 1, topic_configs=configs(n)) for n in missing],
+                timeout_ms=15000,
+            )
         log.info("created topics %s", missing)
         return missing
     finally:

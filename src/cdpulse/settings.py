@@ -11,6 +11,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cdpulse.app.auth import ApiToken
+
 
 class Settings(BaseSettings):
     """Frozen, validated configuration for every cdpulse process."""
@@ -38,6 +40,9 @@ class Settings(BaseSettings):
     )
     topic_recommendations: str = Field(
         "cdp.recommendations", description="Recommendation lists for downstream services."
+    )
+    topic_audit: str = Field(
+        "cdp.audit", description="Audit records of erasures (kept forever, no personal data)."
     )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
 
@@ -110,6 +115,32 @@ class Settings(BaseSettings):
     personal_traits: list[str] = Field(
         ["email", "phone"],
         description="Allowed traits that are personal: kept only as pseudonyms (JSON list).",
+    )
+
+    api_tokens: dict[str, ApiToken] = Field(
+        {},
+        description="HTTP API bearer tokens: JSON {name: {secret, scopes: [ingest, read, "
+        "admin]}}; the worker refuses to start without any unless auth_disabled.",
+    )
+    auth_disabled: bool = Field(
+        False, description="Serve the HTTP API without tokens: local development only."
+    )
+    metrics_public: bool = Field(
+        True, description="Serve /metrics without a token (else the read scope is needed)."
+    )
+    health_public: bool = Field(
+        True, description="Serve /healthz without a token (else the read scope is needed)."
+    )
+    ingest_rate: float = Field(
+        1000.0, gt=0, description="Events per second each token may post to the collector."
+    )
+    ingest_burst: int = Field(
+        5000, ge=1, description="Events a token may post at once before the rate applies."
+    )
+    erasure_sweep: bool = Field(
+        True,
+        description="Erasure also deletes every key under the customer's hash tag "
+        "(a SCAN: about a second per million keys).",
     )
 
 

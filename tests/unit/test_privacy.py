@@ -207,8 +207,11 @@ def test_recommendation_lists_need_personalization(granted: bool) -> None:
     from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot
 
     profile = applied(consent(1, personalization=granted), view(2))
-    result = SimpleNamespace(item_events=[ItemEvent.of("C-1", view(2), profile)], saved=[profile])
-    lists = _recommendation_lists(RecoSnapshot(1, Recommender(), 0), result)  # type: ignore[arg-type]
+    pseudonyms = RULES.traits.pseudonymizer
+    item = ItemEvent.of(pseudonyms.of_id("C-1"), pseudonyms.event(view(2), "C-1"), profile)
+    result: Any = SimpleNamespace(item_events=[item], saved=[profile])
+    lists = _recommendation_lists(RecoSnapshot(1, Recommender(), 0), result, pseudonyms)
+    assert all(json.loads(document)["customer_id"] == "C-1" for _, document in lists)
     assert len(lists) == (1 if granted else 0)
 
 

@@ -9,9 +9,10 @@ the writes; when Redis is down the body backs off and retries instead of returni
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -32,8 +33,12 @@ from cdpulse.models.reco import Context, Recommender
 from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
+from cdpulse.privacy.erasure import Eraser, Erasure
+from cdpulse.privacy.ledger import RedisLedger
+from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.rules import Rules
 from cdpulse.settings import Settings
+from cdpulse.store.keys import Keys
 from cdpulse.store.models import RedisClvStore, SnapshotStore, churn_store, reco_store
 from cdpulse.store.redis import RedisProfileStore
 
@@ -60,6 +65,7 @@ class Services:
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
+    eraser: Eraser | None = None
 
 
 async def retrying(call: Callable[[], Awaitable[T]]) -> T:
@@ -119,7 +125,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
     rules = Rules.from_settings(settings)
+    pseudonyms = rules.traits.pseudonymizer
     labeler = ChurnLabeler.from_settings(settings)
+    ledger = RedisLedger(store.client, Keys(settings.redis_prefix).erasure_ledger, pseudonyms)
+    eraser = Eraser(store.client, settings.redis_prefix, ledger, pseudonyms, settings.erasure_sweep)
+    audit = app.topic(topics.audit, key_type=bytes, value_type=bytes)
     processor = BatchProcessor(
         store,
         rules,
@@ -128,9 +138,21 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         enricher=ChurnScoring(labeler, registry.get),
         partitions=len(topics.inputs) * settings.topic_partitions,
         item_events=True,
+        erasures=eraser,
     )
     services = Services(
-        settings, topics, rules, store, processor, registry, clv, reco, app, dead_letter, outputs
+        settings,
+        topics,
+        rules,
+        store,
+        processor,
+        registry,
+        clv,
+        reco,
+        app,
+        dead_letter,
+        outputs,
+        eraser,
     )
 
     @app.agent(source, concurrency=1, name="profiles")
@@ -152,7 +174,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 ]
                 + [
                     await training.send(key=ex.profile_id.encode(), value=ex.to_json())
-                    for ex in examples
+                    for ex in _pseudonymous(examples, pseudonyms)
                 ]
                 + [
                     await reco_events.send(key=item.customer_id.encode(), value=item.to_json())
@@ -160,7 +182,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 ]
                 + [
                     await recommendations.send(key=customer.encode(), value=document)
-                    for customer, document in _recommendation_lists(reco.get(), result)
+                    for customer, document in _recommendation_lists(reco.get(), result, pseudonyms)
+                ]
+                + [
+                    await topic.send(key=key, value=value)
+                    for erasure in result.erasures
+                    for topic, key, value in _erasure_records(
+                        erasure, recommendations, reco_events, audit, pseudonyms
+                    )
                 ]
             )
             # Wait for the broker to take them before these offsets are acked.
@@ -187,19 +216,27 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         async for events in stream.take_events(settings.batch_size, within=1.0):
             state = await retrying(current_recommender)
             offset = state.offset
+            forgot = False
             for event in events:
                 if event.message.offset <= offset:
                     continue  # re-delivered: already in this snapshot
                 try:
-                    item = ItemEvent.from_json(event.message.value)
-                    state.recommender.learn_one(item.customer_id, item.event, item.context)
-                    metrics.RECO_EVENTS_LEARNED.inc()
+                    forget = _forget_record(event.message.value)
+                    if forget is not None:
+                        state.recommender.forget(forget)
+                        forgot = True
+                    else:
+                        item = ItemEvent.from_json(event.message.value)
+                        state.recommender.learn_one(item.customer_id, item.event, item.context)
+                        metrics.RECO_EVENTS_LEARNED.inc()
                 except (ValueError, TypeError, KeyError):
                     log.error("unreadable reco event at offset %s; skipped", event.message.offset)
                 offset = event.message.offset
             reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
             now = asyncio.get_running_loop().time()
-            if offset > state.offset and now - reco_published[0] >= settings.reco_snapshot_seconds:
+            # An erasure is published at once: the stored snapshot must forget them too.
+            due = forgot or now - reco_published[0] >= settings.reco_snapshot_seconds
+            if offset > state.offset and due:
                 snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
                 if await retrying(partial(reco.publish, snapshot)):
                     reco_box[:] = [snapshot]
@@ -278,26 +315,57 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
 
 
 def _recommendation_lists(
-    snapshot: RecoSnapshot | None, result: BatchResult
+    snapshot: RecoSnapshot | None, result: BatchResult, pseudonyms: Pseudonymizer
 ) -> list[tuple[str, bytes]]:
-    """One list per customer with an item event in the batch, caused by the newest one."""
+    """One list per customer with an item event in the batch, caused by the newest one.
+
+    The recommender knows customers by pseudonym (its input topic outlives an erasure);
+    the list, for downstream services, names the customer.
+    """
     if snapshot is None:
         return []
     newest: dict[str, str] = {}
     for item in result.item_events:
         newest[item.customer_id] = str(item.event.get("event_id"))
-    profiles = {p.id: p for p in result.saved}
+    profiles = {pseudonyms.of_id(p.id): p for p in result.saved}
     out = []
-    for customer, cause in newest.items():
-        profile = profiles.get(customer)
-        if not allows(profile, "personalization"):
+    for pseudonym, cause in newest.items():
+        profile = profiles.get(pseudonym)
+        if profile is None or not allows(profile, "personalization"):
             continue  # README: consent matrix
-        context = Context.from_profile(profile) if profile is not None else Context()
-        items = snapshot.recommender.recommend(customer, context, k=10)
+        customer = profile.id
+        context = Context.from_profile(profile)
+        items = snapshot.recommender.recommend(pseudonym, context, k=10)
         document = recommendation_list(customer, items, snapshot, cause)
         out.append((customer, document.model_dump_json().encode()))
         metrics.RECOMMENDATIONS.inc()
     return out
+
+
+def _erasure_records(
+    erasure: Erasure, recommendations: Any, reco_events: Any, audit: Any, pseudonyms: Pseudonymizer
+) -> list[tuple[Any, bytes, bytes | None]]:
+    """What an erasure publishes: a tombstone per id to each compacted topic, a forget
+    record per id to the recommender's learner, and the audit record."""
+    out: list[tuple[Any, bytes, bytes | None]] = []
+    for profile_id in erasure.ids:
+        out.append((recommendations, profile_id.encode(), None))
+        pseudonym = pseudonyms.of_id(profile_id)
+        out.append((reco_events, pseudonym.encode(), json.dumps({"forget": pseudonym}).encode()))
+    out.append((audit, erasure.subject.encode(), erasure.audit_json()))
+    return out
+
+
+def _forget_record(raw: bytes) -> str | None:
+    """The pseudonym a forget record names, or None for an item event."""
+    if not raw.startswith(b'{"forget"'):
+        return None
+    return str(json.loads(raw)["forget"])
+
+
+def _pseudonymous(examples: list[Example], pseudonyms: Pseudonymizer) -> list[Example]:
+    """Training examples name the customer by pseudonym: the topic outlives an erasure."""
+    return [replace(ex, profile_id=pseudonyms.of_id(ex.profile_id)) for ex in examples]
 
 
 def _examples(events: Any) -> list[tuple[int, Example]]:

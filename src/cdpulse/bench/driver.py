@@ -166,6 +166,10 @@ class BenchRun:
             "CDPULSE_TOPIC_TRAINING": f"{self.name}-{phase}.training",
             "CDPULSE_TOPIC_RECO_EVENTS": f"{self.name}-{phase}.reco-events",
             "CDPULSE_TOPIC_RECOMMENDATIONS": f"{self.name}-{phase}.recommendations",
+            "CDPULSE_TOPIC_AUDIT": f"{self.name}-{phase}.audit",
+            # The bench's own workers on 127.0.0.1: a throwaway key, the API without tokens.
+            "CDPULSE_PSEUDONYM_KEY": self.base.pseudonym_key.get_secret_value() or "bench-key",
+            "CDPULSE_AUTH_DISABLED": "true",
             "CDPULSE_TOPIC_PARTITIONS": str(self.options.partitions),
             "CDPULSE_APP_ID": f"cdpulse-{self.name}-{phase}",
             "CDPULSE_REDIS_PREFIX": f"{self.name}-{phase}",

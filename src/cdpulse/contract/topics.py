@@ -24,6 +24,7 @@ STREAM_OF_TYPE: dict[str, Stream] = {
     "email_clicked": "customers",
     "offer_shown": "customers",
     "offer_redeemed": "customers",
+    "erasure_requested": "customers",
 }
 
 
@@ -38,6 +39,7 @@ class Topics:
     training: str = "cdp.training"
     reco_events: str = "cdp.reco-events"
     recommendations: str = "cdp.recommendations"
+    audit: str = "cdp.audit"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -49,6 +51,7 @@ class Topics:
             training=settings.topic_training,
             reco_events=settings.topic_reco_events,
             recommendations=settings.topic_recommendations,
+            audit=settings.topic_audit,
         )
 
     @property
@@ -64,7 +67,14 @@ class Topics:
             self.training,
             self.reco_events,
             self.recommendations,
+            self.audit,
         )
+
+    @property
+    def compacted(self) -> tuple[str, ...]:
+        """Topics keyed by customer that keep the newest record per key: an erasure
+        publishes a tombstone (a null value) to each, per erased id."""
+        return (self.recommendations,)
 
     def for_type(self, event_type: str) -> str:
         """The topic an event of ``event_type`` is published to."""

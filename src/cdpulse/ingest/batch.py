@@ -15,8 +15,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from cdpulse.contract.events import Event, IdentifyEvent
+from cdpulse.contract.events import ErasureRequestedEvent, Event, IdentifyEvent
 from cdpulse.contract.validation import Rejection, decode
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
@@ -32,6 +33,16 @@ from cdpulse.store.base import ProfileStore, SaveStatus, Write
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 50
+
+
+class Erasures(Protocol):
+    """The erasure ledger and the eraser (``privacy.erasure.Eraser``)."""
+
+    async def erased(self, ids: list[str]) -> set[str]: ...
+
+    async def erase(
+        self, profile_id: str, requested_by: str, event_id: str, requested_at: int
+    ) -> Any: ...
 
 
 class SaveRetriesExhausted(RuntimeError):
@@ -56,6 +67,8 @@ class BatchResult:
     saved: list[Profile] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
     item_events: list[ItemEvent] = field(default_factory=list)
+    erasures: list[Any] = field(default_factory=list)  # privacy.erasure.Erasure
+    suppressed: int = 0  # events of erased ids, dropped
 
 
 class BatchProcessor:
@@ -71,12 +84,14 @@ class BatchProcessor:
         enricher: Enricher | None = None,
         partitions: int = 1,
         item_events: bool = False,
+        erasures: Erasures | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
         self.enricher = enricher
         self.partitions = partitions  # input partitions the low watermark must hear from
         self.item_events = item_events  # collect item events for the recommender
+        self.erasures = erasures
         self.max_bytes = max_bytes
         self.max_future_skew = max_future_skew
 
@@ -112,10 +127,17 @@ class BatchProcessor:
         if not items:
             return result
 
-        merges = await self._link(items)
-        await self._resolve(items, merges)
-        await self._apply(items, merges, result)
-        await self._advance_watermarks(items)
+        requests: list[_Item] = []
+        if self.erasures is not None:
+            items, requests = await self._screen(items, result)
+        applying = [i for i in items if not isinstance(i.event, ErasureRequestedEvent)]
+        if applying:
+            merges = await self._link(applying)
+            await self._resolve(applying, merges)
+            await self._apply(applying, merges, result)
+        if requests:
+            await self._erase(requests, result)
+        await self._advance_watermarks(items + requests)
 
         written = time.time()
         for item in items:
@@ -123,6 +145,50 @@ class BatchProcessor:
             if item.message.timestamp is not None:
                 metrics.INGEST_TO_WRITTEN.observe(max(0.0, written - item.message.timestamp))
         return result
+
+    async def _screen(
+        self, items: list[_Item], result: BatchResult
+    ) -> tuple[list[_Item], list[_Item]]:
+        """Drop events of erased ids (the ledger); split off erasure requests."""
+        assert self.erasures is not None
+        ids = sorted(
+            {i for item in items for i in (item.event.customer_id, item.event.anonymous_id) if i}
+        )
+        erased = await self.erasures.erased(ids)
+        kept: list[_Item] = []
+        requests: list[_Item] = []
+        for item in items:
+            event = item.event
+            if isinstance(event, ErasureRequestedEvent):
+                requests.append(item)  # erased again when re-delivered: idempotent
+            elif event.customer_id in erased or event.anonymous_id in erased:
+                result.suppressed += 1
+            else:
+                kept.append(item)
+        metrics.EVENTS_SUPPRESSED.inc(result.suppressed)
+        return kept, requests
+
+    async def _erase(self, requests: list[_Item], result: BatchResult) -> None:
+        """Erase after the batch's other events were applied: nothing of them survives."""
+        assert self.erasures is not None
+        for item in requests:
+            event = item.event
+            assert isinstance(event, ErasureRequestedEvent)
+            erasure = await self.erasures.erase(
+                event.key,
+                event.properties.requested_by or f"event:{event.channel}",
+                event.event_id,
+                to_millis(event),
+            )
+            result.erasures.append(erasure)
+            metrics.ERASURES.inc()
+        # Nothing this batch computed about them may leave the worker afterwards.
+        gone = {i for erasure in result.erasures for i in erasure.ids}
+        pseudonyms = self.rules.traits.pseudonymizer
+        hidden = {pseudonyms.of_id(i) for i in gone}
+        result.saved = [p for p in result.saved if p.id not in gone]
+        result.examples = [e for e in result.examples if e.profile_id not in gone]
+        result.item_events = [e for e in result.item_events if e.customer_id not in hidden]
 
     async def _link(self, items: list[_Item]) -> dict[str, list[str]]:
         """Link the anonymous ids that identify events name; customer -> ids to merge."""
@@ -206,7 +272,10 @@ class BatchProcessor:
                         and not is_duplicate(profile, item.event.event_id, m.source, m.offset)
                     ):
                         # The recommender learns from the customer as they were before it.
-                        seen_items.append(ItemEvent.of(target, json.loads(m.value), profile))
+                        # Pseudonymous: the topic's history outlives an erasure.
+                        pseudonyms = self.rules.traits.pseudonymizer
+                        raw = pseudonyms.event(json.loads(m.value), target)
+                        seen_items.append(ItemEvent.of(pseudonyms.of_id(target), raw, profile))
                     if apply(profile, item.event, self.rules, m.source, m.offset):
                         applied += 1
                     else:

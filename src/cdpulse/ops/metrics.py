@@ -138,3 +138,10 @@ RECO_EVENTS_LEARNED = Counter(
 TRAITS_DROPPED = Counter(
     "cdpulse_traits_dropped_total", "Identify traits dropped: not on the trait allow-list."
 )
+EVENTS_SUPPRESSED = Counter(
+    "cdpulse_events_of_erased_total", "Events dropped because their customer was erased."
+)
+ERASURES = Counter("cdpulse_erasures_total", "Erasure requests carried out.")
+AUTH_DENIED = Counter(
+    "cdpulse_http_denied_total", "HTTP requests refused by authentication, by status.", ["status"]
+)

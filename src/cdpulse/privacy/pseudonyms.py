@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import Any
 
 PREFIX = "hmac:"
 _NOT_DIGITS = re.compile(r"[^0-9+]")
@@ -47,8 +48,17 @@ class Pseudonymizer:
         return PREFIX + hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def of_id(self, profile_id: str) -> str:
-        """The pseudonym of a customer or anonymous id (the erasure ledger, audit records)."""
-        return self.pseudonym("id", profile_id)
+        """The pseudonym of a customer or anonymous id, exactly as given (ids are not
+        normalised): what the output topics, the erasure ledger and audit records carry."""
+        message = f"id\x00{profile_id}".encode()
+        return PREFIX + hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def event(self, event: dict[str, Any], profile_id: str) -> dict[str, Any]:
+        """An event dict fit to leave the profile store: the profile's pseudonym as its
+        only id, without its context (device, locale, campaign)."""
+        out = {k: v for k, v in event.items() if k not in ("anonymous_id", "context")}
+        out["customer_id"] = self.of_id(profile_id)
+        return out
 
     def __repr__(self) -> str:
         return "Pseudonymizer(key=<hidden>)"

@@ -18,6 +18,21 @@ class Keys:
     def alias(self, profile_id: str) -> str:
         return f"{self.prefix}:{{{profile_id}}}:alias"
 
+    def data_key(self, profile_id: str) -> str:
+        """The customer's data key (crypto-shredding): erase it and every sealed copy of
+        their personal data, in Redis or in Kafka's history, is unreadable."""
+        return f"{self.prefix}:{{{profile_id}}}:datakey"
+
+    def of_customer(self, profile_id: str) -> str:
+        """A SCAN pattern matching every key under the customer's hash tag."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in profile_id)
+        return f"{self.prefix}:{{{escaped}}}:*"
+
+    @property
+    def erasure_ledger(self) -> str:
+        """Hash: pseudonym of an erased id -> when it was erased (epoch ms)."""
+        return f"{self.prefix}:erasure:ledger"
+
     @property
     def watermark(self) -> str:
         return f"{self.prefix}:watermark"

@@ -105,6 +105,10 @@ class RecoState(Protocol):
         """Store the customer's shopper state."""
         ...
 
+    def forget_shopper(self, customer_id: str) -> None:
+        """Remove the customer's shopper state (erasure)."""
+        ...
+
 
 class _Ranking:
     """Members ordered by score, best first, as a Redis sorted set read in reverse.
@@ -221,3 +225,6 @@ class MemoryState:
 
     def put_shopper(self, customer_id: str, shopper: Shopper) -> None:
         self._shoppers[customer_id] = shopper
+
+    def forget_shopper(self, customer_id: str) -> None:
+        self._shoppers.pop(customer_id, None)
