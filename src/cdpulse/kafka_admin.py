@@ -8,6 +8,7 @@ import logging
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from cdpulse.connections import kafka_options
 from cdpulse.contract.topics import Topics
 from cdpulse.settings import Settings
 
@@ -36,6 +37,7 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
         bootstrap_servers=settings.kafka_bootstrap.split(","),
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=15000,
+        **kafka_options(settings),
     )
     try:
         existing = set(admin.list_topics())

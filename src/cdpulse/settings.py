@@ -7,6 +7,7 @@ The table in README is generated from this class by ``cdpulse settings``.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,22 @@ class Settings(BaseSettings):
     # --- connections -------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="Kafka SASL mechanism (SASL_* protocols)."
+    )
+    kafka_sasl_username: str = Field("", description="Kafka SASL user.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="Kafka SASL password.")
+    kafka_ssl_cafile: str = Field("", description="CA bundle that signs the brokers' certificates.")
+    kafka_ssl_certfile: str = Field("", description="Client certificate (mutual TLS), PEM.")
+    kafka_ssl_keyfile: str = Field("", description="Key of the client certificate, PEM.")
+    redis_username: str = Field("", description="Redis ACL user (empty: the default user).")
+    redis_password: SecretStr = Field(SecretStr(""), description="Redis ACL password.")
+    redis_ssl_ca_certs: str = Field(
+        "", description="CA bundle for Redis TLS (use a rediss:// URL)."
+    )
     web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
     web_port: int = Field(6066, description="Port of the worker's HTTP server.")
 
@@ -136,6 +153,12 @@ class Settings(BaseSettings):
     )
     ingest_burst: int = Field(
         5000, ge=1, description="Events a token may post at once before the rate applies."
+    )
+    profile_retention_days: float = Field(
+        395.0,
+        ge=0,
+        description="Profiles, identity links and data keys not written for this long "
+        "expire (0: kept until erased).",
     )
     erasure_sweep: bool = Field(
         True,

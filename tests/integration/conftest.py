@@ -106,6 +106,11 @@ class Worker:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def loglevel(self) -> str:
+        """warning, unless a test asks for more (CDPULSE_TEST_LOGLEVEL) to inspect it."""
+        return self.variables.get("CDPULSE_TEST_LOGLEVEL", "warning")
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -113,7 +118,7 @@ class Worker:
         env = {**os.environ, **self.variables}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cdpulse", "worker", "--loglevel", "warning"],
+                [sys.executable, "-m", "cdpulse", "worker", "--loglevel", self.loglevel],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

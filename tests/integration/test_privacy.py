@@ -8,9 +8,11 @@ from collections import defaultdict
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from cdpulse.contract.topics import Topics
+from cdpulse.privacy.data_keys import unseal
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
@@ -147,9 +149,222 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
     audit = [json.loads(r.value) for r in consume_all(env.settings, topics.audit, 4)]
     assert len(audit) == 4
     assert sorted(a["subject"] for a in audit) == sorted(pseudonym_id(c) for c in chosen)
-    assert {a["requested_by"] for a in audit} == {"http", "support-desk"}
+    assert {a["requested_by"] for a in audit} == {"auth-disabled", "support-desk"}
     for record in audit:
         assert record["removed"]["profile"] >= 1 and record["removed"]["alias"] >= 1
         assert record["erased_at"] and record["event_id"]
         text = json.dumps(record).encode()
         assert not any(s in text for s in secrets)
+
+
+def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> None:
+    tokens = {
+        "shop": {"secret": "ingest-secret", "scopes": ["ingest"]},
+        "crm": {"secret": "read-secret", "scopes": ["read"]},
+        "dpo": {"secret": "admin-secret", "scopes": ["read", "admin"]},
+    }
+    worker = env.worker(
+        CDPULSE_AUTH_DISABLED="false",
+        CDPULSE_API_TOKENS=json.dumps(tokens),
+        CDPULSE_METRICS_PUBLIC="false",
+        CDPULSE_INGEST_RATE="0.01",
+        CDPULSE_INGEST_BURST="3",
+    )
+
+    def bearer(secret: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secret}"}
+
+    event = {
+        "event_id": "e-1",
+        "type": "page_viewed",
+        "timestamp": 1_767_225_600_000,
+        "customer_id": "C-1",
+        "channel": "web",
+        "properties": {"url": "https://shop.example/"},
+    }
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        assert http.get("/healthz").status_code == 200  # public by default
+        refused = http.get("/metrics")
+        assert refused.status_code == 401 and "Bearer" in refused.headers["WWW-Authenticate"]
+        assert "Authorization: Bearer" in refused.json()["error"]
+        assert http.get("/metrics", headers=bearer("read-secret")).status_code == 200
+        assert http.get("/v1/profiles/C-1", headers=bearer("wrong")).status_code == 401
+
+        posted = http.post("/v1/events", json=event, headers=bearer("read-secret"))
+        assert posted.status_code == 403 and "lacks scope 'ingest'" in posted.json()["error"]
+        assert (
+            http.post("/v1/events", json=event, headers=bearer("ingest-secret")).status_code == 200
+        )
+        # the bucket holds 3 events and refills at 0.01/s: 3 more do not fit
+        limited = http.post("/v1/events", json=[event] * 3, headers=bearer("ingest-secret"))
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert "'shop' is over its limit" in limited.json()["error"]
+
+        wait_until(
+            lambda: http.get("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 200,
+            60,
+            "the posted event to be applied",
+        )
+        assert http.get("/v1/profiles/C-1", headers=bearer("ingest-secret")).status_code == 403
+        assert http.get("/v1/profiles/C-1/export", headers=bearer("read-secret")).status_code == 403
+        assert http.delete("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 403
+        assert (
+            http.get("/v1/profiles/C-1/export", headers=bearer("admin-secret")).status_code == 200
+        )
+        assert http.delete("/v1/profiles/C-1", headers=bearer("admin-secret")).status_code == 202
+        wait_until(
+            lambda: http.get("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 404,
+            60,
+            "the erasure to be carried out",
+        )
+    audit = [json.loads(r.value) for r in consume_all(env.settings, env.settings.topic_audit, 1)]
+    assert [a["requested_by"] for a in audit] == ["dpo"]  # the token's name, not its secret
+    assert "admin-secret" not in (env.logs / "worker-0.log").read_text()
+
+
+def test_no_personal_data_in_logs_metrics_or_dead_letters(env: Env) -> None:
+    events = list(Shop(customers=40, days=10, seed=3).events())
+    customers = {e["customer_id"] for e in events if e.get("customer_id")}
+    emails = {f"{c}@example.com" for c in customers}
+    broken = [
+        # rejected identify events still carry the email and phone
+        {
+            **e,
+            "timestamp": "yesterday",
+            "properties": {
+                "traits": {"email": f"{e['customer_id']}@example.com", "phone": "+49 30 1234567"}
+            },
+        }
+        for e in events
+        if e["type"] == "identify"
+    ][:20]
+    assert broken
+    worker = env.worker(CDPULSE_TEST_LOGLEVEL="info")
+    topic = env.settings.topic_customers
+    with Producer.from_settings(env.settings) as producer:
+        for event in events:
+            producer.send(event)
+        for event in broken:
+            producer.send_raw(topic, json.dumps(event).encode(), event["customer_id"].encode())
+    wait_until(lambda: drained(env.settings), 300, "the worker to drain its topics")
+
+    letters = consume_all(env.settings, env.settings.topic_dead_letter, len(broken))
+    assert len(letters) == len(broken)
+    for letter in letters:
+        body = json.loads(letter.value)
+        assert body["reason"] and "[redacted]" in body["raw"]
+        assert not any(e in body["raw"] for e in emails) and "1234567" not in body["raw"]
+    metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+    worker.stop()
+    log = (env.logs / "worker-0.log").read_text(encoding="utf-8", errors="replace")
+    assert len(log) > 0
+    for text, where in ((metrics, "/metrics"), (log, "the worker log")):
+        leaked = [s for s in customers | emails if s in text]
+        assert not leaked, f"{where} names {leaked[:3]}"
+
+
+def _identifies(env: Env) -> list[Any]:
+    records = consume_all(env.settings, env.settings.topic_customers, 1, timeout=10)
+    return [r for r in records if json.loads(r.value)["type"] == "identify"]
+
+
+def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_copy(
+    env: Env,
+) -> None:
+    worker = env.worker()
+    email = "Carol.Jones@Example.com"
+    identify = {
+        "event_id": "id-1",
+        "type": "identify",
+        "timestamp": 1_767_225_600_000,
+        "customer_id": "C-9",
+        "anonymous_id": "A-9",
+        "channel": "web",
+        "properties": {"traits": {"email": email, "country": "NL", "favourite_colour": "red"}},
+    }
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        assert http.post("/v1/events", json=identify).status_code == 200
+        wait_until(
+            lambda: http.get("/v1/profiles/C-9").status_code == 200, 60, "the identify to apply"
+        )
+        profile = http.get("/v1/profiles/C-9").json()
+        assert profile["traits"] == {"country": "NL", "email": pseudonym("email", email)}
+        assert worker.metric("cdpulse_traits_dropped_total") == 1  # favourite_colour
+
+        # What Kafka holds: the pseudonym, and the email sealed with C-9's data key.
+        [record] = _identifies(env)
+        assert email.encode() not in record.value and email.lower().encode() not in record.value
+        traits = json.loads(record.value)["properties"]["traits"]
+        key = env.redis.get(f"{env.name}:{{C-9}}:datakey")
+        assert isinstance(key, bytes) and len(key) == 32
+        assert unseal(key, "C-9", traits["email_sealed"]) == email
+        assert unseal(key, "C-8", traits["email_sealed"]) is None  # bound to its customer
+
+        assert http.delete("/v1/profiles/A-9").status_code == 202
+        wait_until(
+            lambda: http.get("/v1/profiles/C-9").status_code == 404, 60, "the erasure to apply"
+        )
+    # The key is gone: the copy in Kafka's history can no longer be opened by anyone.
+    assert env.redis.get(f"{env.name}:{{C-9}}:datakey") is None
+    [record] = _identifies(env)
+    assert "email_sealed" in json.loads(record.value)["properties"]["traits"]
+
+
+def test_the_worker_runs_as_a_redis_acl_user_confined_to_its_prefix(env: Env) -> None:
+    user, password = f"cdpulse-{env.name}", f"pw-{env.name}"
+    admin = env.redis
+    admin.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", f"~{env.name}:*",
+        "+@all", "-flushall", "-flushdb", "-config", "-keys",
+    )  # fmt: skip
+    admin.set("someone-else:secret", b"not yours")
+    try:
+        worker = env.worker(CDPULSE_REDIS_USERNAME=user, CDPULSE_REDIS_PASSWORD=password)
+        events = list(Shop(customers=20, days=5, seed=4).events())
+        customer = next(e["customer_id"] for e in events if e.get("customer_id"))
+        with Producer.from_settings(env.settings) as producer:
+            for event in events:
+                producer.send(event)
+        wait_until(lambda: drained(env.settings), 300, "the worker to drain as the ACL user")
+        assert worker.metric("cdpulse_redis_errors_total") == 0
+        with httpx.Client(base_url=worker.url, timeout=10) as http:
+            assert http.get(f"/v1/profiles/{customer}").status_code == 200
+            assert http.delete(f"/v1/profiles/{customer}").status_code == 202
+            wait_until(
+                lambda: http.get(f"/v1/profiles/{customer}").status_code == 404,
+                60,
+                "an erasure (with its SCAN sweep) to run as the ACL user",
+            )
+
+        confined = redis.Redis.from_url(env.settings.redis_url, username=user, password=password)
+        assert confined.hgetall(f"{env.name}:watermark")
+        for command in (("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "maxmemory"), ("KEYS", "*")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                confined.execute_command(*command)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            confined.get("someone-else:secret")
+        assert admin.get("someone-else:secret") == b"not yours"
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.delete("someone-else:secret")
+
+
+def test_inactive_profiles_and_identity_links_expire(env: Env) -> None:
+    seconds = 6
+    worker = env.worker(CDPULSE_PROFILE_RETENTION_DAYS=str(seconds / 86_400))
+    identify = {
+        "event_id": "r-1",
+        "type": "identify",
+        "timestamp": 1_767_225_600_000,
+        "customer_id": "C-5",
+        "anonymous_id": "A-5",
+        "channel": "web",
+        "properties": {"traits": {"email": "dan@example.com"}},
+    }
+    profile, alias = f"{env.name}:{{C-5}}:profile", f"{env.name}:{{A-5}}:alias"
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        assert http.post("/v1/events", json=identify).status_code == 200
+    wait_until(lambda: env.redis.exists(profile) == 1, 60, "the profile to be written")
+    for key in (profile, alias, f"{env.name}:{{C-5}}:datakey"):
+        assert 0 < env.redis.pttl(key) <= seconds * 1000, key
+    wait_until(lambda: env.redis.exists(profile, alias) == 0, 30, "them to expire")

@@ -75,7 +75,7 @@ class Gate:
     def check(self, authorization: str | None, scope: Scope) -> Verdict:
         """Whether ``authorization`` (the header's value) grants ``scope``."""
         if self.disabled:
-            return Verdict("anonymous")
+            return Verdict("auth-disabled")
         if not authorization or not authorization.startswith("Bearer "):
             return Verdict(
                 None,

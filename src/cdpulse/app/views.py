@@ -16,6 +16,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdpulse.app.auth import Gate, RateLimit, Scope
+from cdpulse.contract.events import IdentifyEvent
 from cdpulse.contract.validation import Rejection, validate
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
@@ -25,6 +26,7 @@ from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.ops.health import KafkaProbe
 from cdpulse.privacy.consent import allows
+from cdpulse.privacy.data_keys import protect_traits
 from cdpulse.privacy.export import Exporter
 
 if TYPE_CHECKING:
@@ -294,6 +296,11 @@ async def _collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
             "reason": result.reason,
             "detail": result.detail,
         }
+    if isinstance(result, IdentifyEvent) and result.properties.traits:
+        # Personal traits never reach Kafka raw: pseudonymised, and sealed with the
+        # customer's data key (crypto-shredding, README: Privacy and security).
+        obj = await protect_traits(obj, services.rules.traits, services.data_keys)
+        raw = json.dumps(obj).encode("ascii")
     topic = services.outputs[services.topics.for_type(result.type)]
     delivery = await topic.send(key=result.key.encode("utf-8"), value=raw)
     await delivery

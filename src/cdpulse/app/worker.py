@@ -21,6 +21,7 @@ import faust
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cdpulse.connections import faust_credentials, redis_options
 from cdpulse.contract.topics import Topics
 from cdpulse.ingest.batch import BatchProcessor, BatchResult
 from cdpulse.ingest.message import Message
@@ -33,6 +34,7 @@ from cdpulse.models.reco import Context, Recommender
 from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
+from cdpulse.privacy.data_keys import DataKeys
 from cdpulse.privacy.erasure import Eraser, Erasure
 from cdpulse.privacy.ledger import RedisLedger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
@@ -65,7 +67,8 @@ class Services:
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
-    eraser: Eraser | None = None
+    eraser: Eraser
+    data_keys: DataKeys
 
 
 async def retrying(call: Callable[[], Awaitable[T]]) -> T:
@@ -111,13 +114,19 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset=settings.offset_reset,
         producer_acks=-1,
+        broker_credentials=faust_credentials(settings),
     )
     topics = Topics.from_settings(settings)
     source = app.topic(*topics.inputs, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
     outputs = {name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs}
     training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
-    store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
+    store = RedisProfileStore.from_url(
+        settings.redis_url,
+        settings.redis_prefix,
+        int(settings.profile_retention_days * 86_400_000),
+        **redis_options(settings),
+    )
     registry = churn_store(store.client, settings.redis_prefix)
     model_store = registry
     clv = RedisClvStore(store.client, settings.redis_prefix)
@@ -153,6 +162,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         dead_letter,
         outputs,
         eraser,
+        DataKeys(store.client, settings.redis_prefix, int(settings.profile_retention_days * 86400)),
     )
 
     @app.agent(source, concurrency=1, name="profiles")

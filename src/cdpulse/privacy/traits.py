@@ -53,5 +53,7 @@ class TraitPolicy:
         return kept
 
     def dropped(self, traits: Mapping[str, TraitValue]) -> int:
-        """How many traits ``admit`` drops."""
-        return sum(name not in self.allowed for name in traits)
+        """How many traits ``admit`` drops, besides the sealed copies of personal ones
+        (``email_sealed``), which travel in events for other consumers but are not kept."""
+        sealed = {f"{name}_sealed" for name in self.personal}
+        return sum(name not in self.allowed and name not in sealed for name in traits)
