@@ -16,6 +16,7 @@ from cdpulse.ingest.message import Message
 from cdpulse.models.labels import ChurnLabeler
 from cdpulse.models.online import ChurnScoring, profile_document
 from cdpulse.privacy.consent import PURPOSES, allows
+from cdpulse.privacy.ledger import MemoryLedger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import Profile, encode
@@ -224,3 +225,49 @@ def test_marketing_is_answered_by_allows_and_changes_nothing_else(granted: bool)
     assert allows(profile, "marketing") is granted
     assert allows(profile, "analytics") and allows(profile, "personalization")
     assert profile.events == 2
+
+
+# --- erasure in the batch processor ----------------------------------------------------------
+
+
+class _Erasures:
+    """The ledger in memory, and an eraser that deletes from the memory store."""
+
+    def __init__(self, store: MemoryProfileStore) -> None:
+        self.store = store
+        self.ledger = MemoryLedger(RULES.traits.pseudonymizer)
+        self.requests: list[tuple[str, str]] = []
+
+    async def erased(self, ids: list[str]) -> set[str]:
+        return await self.ledger.erased(ids)
+
+    async def erase(self, profile_id: str, requested_by: str, event_id: str, at: int) -> Any:
+        self.requests.append((profile_id, requested_by))
+        ids = [profile_id, *[a for a, c in self.store.aliases.items() if c == profile_id]]
+        await self.ledger.record(ids, at)
+        for i in ids:
+            self.store.profiles.pop(i, None)
+            self.store.aliases.pop(i, None)
+        return SimpleNamespace(ids=ids)
+
+
+def test_an_erasure_runs_after_the_batch_and_later_events_of_its_ids_are_dropped() -> None:
+    store = MemoryProfileStore()
+    erasures = _Erasures(store)
+    processor = BatchProcessor(store, RULES, item_events=True, erasures=erasures)
+    erase = event(5, "erasure_requested", {"requested_by": "dpo"})
+    first = [view(1, anonymous_id="A-1"), identify(2, {"email": EMAIL}), view(3), erase, view(6)]
+
+    def messages(events: list[dict[str, Any]], start: int) -> list[Message]:
+        return [
+            Message("customers", 0, start + i, b"C-1", json.dumps(e).encode())
+            for i, e in enumerate(events)
+        ]
+
+    result = asyncio.run(processor.process(messages(first, 0)))
+    assert erasures.requests == [("C-1", "dpo")]
+    assert store.profiles == {} and store.aliases == {}
+    # nothing computed about them in this batch leaves the worker
+    assert result.saved == [] and result.item_events == [] and result.examples == []
+    replay = asyncio.run(processor.process(messages([view(1, anonymous_id="A-1"), view(7)], 10)))
+    assert replay.suppressed == 2 and store.profiles == {}

@@ -127,6 +127,7 @@ class BatchProcessor:
         if not items:
             return result
 
+        decoded = items  # suppressed events of erased ids still move time forward
         requests: list[_Item] = []
         if self.erasures is not None:
             items, requests = await self._screen(items, result)
@@ -137,7 +138,7 @@ class BatchProcessor:
             await self._apply(applying, merges, result)
         if requests:
             await self._erase(requests, result)
-        await self._advance_watermarks(items + requests)
+        await self._advance_watermarks(decoded)
 
         written = time.time()
         for item in items:
