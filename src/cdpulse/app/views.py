@@ -28,6 +28,7 @@ from cdpulse.ops.health import KafkaProbe
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.data_keys import protect_traits
 from cdpulse.privacy.export import Exporter
+from cdpulse.profile.model import Profile
 
 if TYPE_CHECKING:
     from cdpulse.app.worker import Services
@@ -71,6 +72,17 @@ def register_views(services: Services) -> None:
 
         return wrap
 
+    async def document_of(profile: Profile) -> dict[str, Any]:
+        """The profile with its scores, as of the newest event time seen."""
+        return profile_document(
+            profile,
+            await store.watermark(),
+            services.rules,
+            services.registry.get(),
+            services.clv.get(),
+            settings.clv_horizon_days,
+        )
+
     exporter = Exporter(store.client, settings.redis_prefix, services.rules.traits.pseudonymizer)
 
     @app.page("/v1/profiles/{profile_id}")
@@ -80,16 +92,7 @@ def register_views(services: Services) -> None:
             profile = await store.get(profile_id)
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
-            as_of = await store.watermark()
-            document = profile_document(
-                profile,
-                as_of,
-                services.rules,
-                services.registry.get(),
-                services.clv.get(),
-                settings.clv_horizon_days,
-            )
-            return self.json(document)
+            return self.json(await document_of(profile))
 
         @guarded("admin")
         async def delete(self, request: Request, profile_id: str) -> Response:
@@ -126,14 +129,7 @@ def register_views(services: Services) -> None:
             profile = await store.get(profile_id)
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
-            view = profile_document(
-                profile,
-                await store.watermark(),
-                services.rules,
-                services.registry.get(),
-                services.clv.get(),
-                settings.clv_horizon_days,
-            )
+            view = await document_of(profile)
             return self.json(await exporter.export(profile, view, services.reco.get()))
 
     @app.page("/v1/profiles/{profile_id}/recommendations")
