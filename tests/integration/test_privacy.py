@@ -16,6 +16,7 @@ from cdpulse.privacy.data_keys import unseal
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
+from tests.integration.test_rebuild import cdpulse
 from tests.oracle import pseudonym, pseudonym_id
 
 
@@ -145,6 +146,13 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
     for i in erased_ids:
         assert newest.get(i.encode(), "absent") in (None, "absent"), i
     assert any(value is not None for value in newest.values())
+
+    # A rebuild from the whole Kafka history does not bring them back either.
+    target = f"{env.name}-rebuilt"
+    done = cdpulse(env, "rebuild", "--target-prefix", target)
+    assert done.returncode == 0, done.stderr
+    rebuilt = list(client.scan_iter(match=f"{target}:*", count=1000))
+    assert rebuilt and not any(s in key for key in rebuilt for s in secrets)
 
     audit = [json.loads(r.value) for r in consume_all(env.settings, topics.audit, 4)]
     assert len(audit) == 4
