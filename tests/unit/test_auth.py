@@ -69,3 +69,35 @@ def test_the_worker_refuses_to_start_without_a_key_or_tokens() -> None:
     assert refusals(local) == []
     secured = Settings(pseudonym_key=SecretStr("k"), api_tokens=TOKENS)
     assert refusals(secured) == []
+
+
+def test_connection_options_carry_the_configured_credentials() -> None:
+    from cdpulse.connections import kafka_options, redis_options
+
+    plain = Settings()
+    assert kafka_options(plain) == {"security_protocol": "PLAINTEXT"} and redis_options(plain) == {}
+    secured = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="cdpulse",
+        kafka_sasl_password=SecretStr("kafka-pw"),
+        kafka_ssl_cafile="/etc/ca.pem",
+        redis_username="cdpulse",
+        redis_password=SecretStr("redis-pw"),
+        redis_ssl_ca_certs="/etc/redis-ca.pem",
+    )
+    assert kafka_options(secured) == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "cdpulse",
+        "sasl_plain_password": "kafka-pw",
+        "ssl_cafile": "/etc/ca.pem",
+        "ssl_certfile": None,
+        "ssl_keyfile": None,
+    }
+    assert redis_options(secured) == {
+        "username": "cdpulse",
+        "password": "redis-pw",
+        "ssl_ca_certs": "/etc/redis-ca.pem",
+    }
+    assert "kafka-pw" not in repr(secured) and "redis-pw" not in repr(secured)
