@@ -101,3 +101,19 @@ def test_connection_options_carry_the_configured_credentials() -> None:
         "ssl_ca_certs": "/etc/redis-ca.pem",
     }
     assert "kafka-pw" not in repr(secured) and "redis-pw" not in repr(secured)
+
+
+def test_the_worker_gets_faust_credentials_for_sasl() -> None:
+    from cdpulse.connections import faust_credentials
+
+    assert faust_credentials(Settings()) is None
+    credentials = faust_credentials(
+        Settings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism="SCRAM-SHA-256",
+            kafka_sasl_username="cdpulse",
+            kafka_sasl_password=SecretStr("pw"),
+        )
+    )
+    assert (credentials.username, credentials.password) == ("cdpulse", "pw")
+    assert credentials.protocol.value == "SASL_PLAINTEXT"
