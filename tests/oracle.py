@@ -181,6 +181,16 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
     for event in events:
         owner: str = event.get("customer_id") or event["anonymous_id"]
         owned[aliases.get(owner, owner)].append(event)
+    # An erasure request removes its customer and every id linked to it, for good.
+    erased = {
+        aliases.get(owner, owner)
+        for event in events
+        if event["type"] == "erasure_requested"
+        for owner in [event.get("customer_id") or event["anonymous_id"]]
+    }
+    for owner in erased:
+        owned.pop(owner, None)
+    aliases = {a: c for a, c in aliases.items() if c not in erased and a not in erased}
 
     newest = max((millis(e["timestamp"]) for e in events), default=0)
     reference = newest if as_of is None else as_of

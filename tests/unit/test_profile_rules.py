@@ -426,6 +426,16 @@ def histories(draw: st.DrawFn, with_visitor: bool = False) -> list[dict[str, Any
     if with_visitor:
         cluster = draw(st.sampled_from(clusters))
         events.append(ev("identify", T0 + cluster * HOUR + draw(st.integers(0, 6)) * 5 * MINUTE))
+    # Withholding analytics deletes what was collected (README: consent matrix), and a
+    # later grant cannot bring it back; so arrival order is free only in histories that
+    # never grant analytics after withholding it. One answer per history keeps that.
+    analytics = draw(st.booleans())
+    for event in events:
+        purposes = (
+            event["properties"].get("purposes", {}) if event["type"] == "consent_updated" else {}
+        )
+        if purposes.get("analytics") is not None:
+            purposes["analytics"] = analytics
     return events
 
 
