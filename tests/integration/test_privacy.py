@@ -308,10 +308,20 @@ def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_cop
         assert unseal(key, "C-9", traits["email_sealed"]) == email
         assert unseal(key, "C-8", traits["email_sealed"]) is None  # bound to its customer
 
+        # Found by email, though only its pseudonym is stored (any spelling of it).
+        lookup = {"trait": "email", "value": " carol.jones@EXAMPLE.com"}
+        found = http.post("/v1/identities/lookup", json=lookup)
+        assert found.status_code == 200 and found.json()["profile_id"] == "C-9"
+        other = {"trait": "email", "value": "nobody@example.com"}
+        assert http.post("/v1/identities/lookup", json=other).status_code == 404
+        wrong = http.post("/v1/identities/lookup", json={"trait": "country", "value": "NL"})
+        assert wrong.status_code == 400 and "not a personal trait" in wrong.json()["error"]
+
         assert http.delete("/v1/profiles/A-9").status_code == 202
         wait_until(
             lambda: http.get("/v1/profiles/C-9").status_code == 404, 60, "the erasure to apply"
         )
+        assert http.post("/v1/identities/lookup", json=lookup).status_code == 404
     # The key is gone: the copy in Kafka's history can no longer be opened by anyone.
     assert env.redis.get(f"{env.name}:{{C-9}}:datakey") is None
     [record] = _identifies(env)

@@ -132,6 +132,32 @@ def register_views(services: Services) -> None:
             view = await document_of(profile)
             return self.json(await exporter.export(profile, view, services.reco.get()))
 
+    @app.page("/v1/identities/lookup")
+    class IdentityLookupView(View):
+        @guarded("read")
+        async def post(self, request: Request) -> Response:
+            # POST, not GET: the email or phone travels in the body, never in a URL that
+            # proxies and access logs keep.
+            try:
+                body = json.loads(await request.read())
+                trait, value = str(body["trait"]), str(body["value"])
+            except (ValueError, KeyError, TypeError):
+                return self.json(
+                    {"error": 'send {"trait": "email", "value": "..."} as a JSON object'},
+                    status=400,
+                )
+            if trait not in services.rules.traits.personal:
+                personal = ", ".join(sorted(services.rules.traits.personal))
+                return self.json(
+                    {"error": f"trait {trait!r} is not a personal trait; use one of {personal}"},
+                    status=400,
+                )
+            pseudonym = services.rules.traits.pseudonymizer.pseudonym(trait, value)
+            customer = await services.identities.find(pseudonym)
+            if customer is None:
+                return self.json({"error": f"no customer gave this {trait}"}, status=404)
+            return self.json({"profile_id": customer, "pseudonym": pseudonym})
+
     @app.page("/v1/profiles/{profile_id}/recommendations")
     class RecommendationsView(View):
         @guarded("read")

@@ -36,6 +36,7 @@ from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.data_keys import DataKeys
 from cdpulse.privacy.erasure import Eraser, Erasure
+from cdpulse.privacy.identities import IdentityIndex
 from cdpulse.privacy.ledger import RedisLedger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.rules import Rules
@@ -69,6 +70,7 @@ class Services:
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
     eraser: Eraser
     data_keys: DataKeys
+    identities: IdentityIndex
 
 
 async def retrying(call: Callable[[], Awaitable[T]]) -> T:
@@ -137,7 +139,15 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     pseudonyms = rules.traits.pseudonymizer
     labeler = ChurnLabeler.from_settings(settings)
     ledger = RedisLedger(store.client, Keys(settings.redis_prefix).erasure_ledger, pseudonyms)
-    eraser = Eraser(store.client, settings.redis_prefix, ledger, pseudonyms, settings.erasure_sweep)
+    eraser = Eraser(
+        store.client,
+        settings.redis_prefix,
+        ledger,
+        pseudonyms,
+        settings.erasure_sweep,
+        rules.traits.personal,
+    )
+    identities = IdentityIndex(store.client, settings.redis_prefix, store.retention_ms)
     audit = app.topic(topics.audit, key_type=bytes, value_type=bytes)
     processor = BatchProcessor(
         store,
@@ -163,6 +173,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         outputs,
         eraser,
         DataKeys(store.client, settings.redis_prefix, int(settings.profile_retention_days * 86400)),
+        identities,
     )
 
     @app.agent(source, concurrency=1, name="profiles")
@@ -209,6 +220,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 metrics.CHURN_LABELS.labels(str(example.label)).inc()
             summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
             await retrying(partial(clv.put_summaries, summaries))
+            await retrying(partial(identities.index, result.saved, rules.traits.personal))
             _record_lag(app, messages)
 
     reco_box: list[RecoSnapshot] = []

@@ -119,7 +119,14 @@ def _eraser(settings: Settings, store: RedisProfileStore, rules: Any) -> Any:
 
     pseudonyms = rules.traits.pseudonymizer
     ledger = RedisLedger(store.client, Keys(settings.redis_prefix).erasure_ledger, pseudonyms)
-    return Eraser(store.client, store.keys.prefix, ledger, pseudonyms, settings.erasure_sweep)
+    return Eraser(
+        store.client,
+        store.keys.prefix,
+        ledger,
+        pseudonyms,
+        settings.erasure_sweep,
+        rules.traits.personal,
+    )
 
 
 async def _refuse_unless_empty(store: RedisProfileStore, redis_url: str) -> None:

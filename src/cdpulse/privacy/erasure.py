@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
+from cdpulse.privacy.identities import IdentityIndex
 from cdpulse.privacy.ledger import Ledger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
-from cdpulse.profile.model import decode
+from cdpulse.profile.model import Profile, decode
 from cdpulse.store.keys import Keys
 
 KeyFamily = Callable[[Keys, str], str]
@@ -70,8 +71,11 @@ class Eraser:
         ledger: Ledger,
         pseudonyms: Pseudonymizer,
         sweep: bool = True,
+        personal: frozenset[str] = frozenset({"email", "phone"}),
     ) -> None:
         self.client = client
+        self.identities = IdentityIndex(client, prefix)
+        self.personal = personal
         self.keys = Keys(prefix)
         self.ledger = ledger
         self.pseudonyms = pseudonyms
@@ -80,23 +84,23 @@ class Eraser:
     async def erased(self, ids: list[str]) -> set[str]:
         return await self.ledger.erased(ids)
 
-    async def linked_ids(self, profile_id: str) -> tuple[str, list[str]]:
-        """The customer ``profile_id`` belongs to, and every id linked to it."""
+    async def linked(self, profile_id: str) -> tuple[str, list[str], Profile | None]:
+        """The customer ``profile_id`` belongs to, every id linked to it, its profile."""
         alias = await self.client.get(self.keys.alias(profile_id))
         customer = alias.decode() if isinstance(alias, bytes) else profile_id
         blob = await self.client.hget(self.keys.profile(customer), "b")
         ids = {profile_id, customer}
-        if isinstance(blob, bytes):
-            profile = decode(blob)
+        profile = decode(blob) if isinstance(blob, bytes) else None
+        if profile is not None:
             ids.update(profile.anonymous_ids)
             ids.update(profile.merged_from)
-        return customer, sorted(ids)
+        return customer, sorted(ids), profile
 
     async def erase(
         self, profile_id: str, requested_by: str, event_id: str, requested_at: int
     ) -> Erasure:
         """Erase the customer of ``profile_id`` and every id linked to it."""
-        customer, ids = await self.linked_ids(profile_id)
+        customer, ids, profile = await self.linked(profile_id)
         now = datetime.now(UTC)
         # The ledger first: from here on, no event of these ids is applied again.
         await self.ledger.record(ids, int(now.timestamp() * 1000))
@@ -109,6 +113,8 @@ class Eraser:
         for name, n in zip(names, await pipe.execute(), strict=True):
             removed[name] = removed.get(name, 0) + int(n)
         removed.update(await self._erase_shared(ids))
+        if profile is not None:
+            removed["identity"] = await self.identities.forget(profile, self.personal)
         if removed.get("profile"):
             await self.client.decrby(self.keys.profile_count, removed["profile"])
         if self.sweep:

@@ -23,6 +23,10 @@ class Keys:
         their personal data, in Redis or in Kafka's history, is unreadable."""
         return f"{self.prefix}:{{{profile_id}}}:datakey"
 
+    def identity(self, pseudonym: str) -> str:
+        """The customer a personal trait's pseudonym belongs to (``privacy.identities``)."""
+        return f"{self.prefix}:{{{pseudonym}}}:identity"
+
     def of_customer(self, profile_id: str) -> str:
         """A SCAN pattern matching every key under the customer's hash tag."""
         escaped = "".join("\\" + c if c in "*?[]\\" else c for c in profile_id)
