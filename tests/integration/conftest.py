@@ -107,8 +107,10 @@ class Worker:
 
     @property
     def loglevel(self) -> str:
-        """warning, unless a test asks for more (CDPULSE_TEST_LOGLEVEL) to inspect it."""
-        return self.variables.get("CDPULSE_TEST_LOGLEVEL", "warning")
+        """warning, unless a test (CDPULSE_TEST_LOGLEVEL) or the session
+        (CDPULSE_TEST_WORKER_LOGLEVEL) asks for more."""
+        default = os.environ.get("CDPULSE_TEST_WORKER_LOGLEVEL", "warning")
+        return self.variables.get("CDPULSE_TEST_LOGLEVEL", default)
 
     @property
     def url(self) -> str:

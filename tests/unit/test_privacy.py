@@ -205,14 +205,15 @@ def test_the_recommender_learns_only_with_personalization_and_analytics(
 def test_recommendation_lists_need_personalization(granted: bool) -> None:
     from cdpulse.app.worker import _recommendation_lists
     from cdpulse.models.reco import Recommender
-    from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot
+    from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot
 
     profile = applied(consent(1, personalization=granted), view(2))
     pseudonyms = RULES.traits.pseudonymizer
     item = ItemEvent.of(pseudonyms.of_id("C-1"), pseudonyms.event(view(2), "C-1"), profile)
     result: Any = SimpleNamespace(item_events=[item], saved=[profile])
-    lists = _recommendation_lists(RecoSnapshot(1, Recommender(), 0), result, pseudonyms)
-    assert all(json.loads(document)["customer_id"] == "C-1" for _, document in lists)
+    snapshot = RecoSnapshot(1, Recommender(), 0)
+    lists = _recommendation_lists(snapshot, result, ListThrottle(0), pseudonyms)
+    assert all(json.loads(document)["customer_id"] == "C-1" for _, document, _ in lists)
     assert len(lists) == (1 if granted else 0)
 
 

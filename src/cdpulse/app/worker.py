@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 import faust
+from faust.agents import current_agent
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,7 +34,7 @@ from cdpulse.models.learner import ChurnLearner
 from cdpulse.models.lifetime import OrderSummary, refit
 from cdpulse.models.online import ChurnScoring
 from cdpulse.models.reco import Context, Recommender
-from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot, recommendation_list
+from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.data_keys import DataKeys
@@ -73,8 +76,15 @@ class Services:
     identities: IdentityIndex
 
 
-async def retrying(call: Callable[[], Awaitable[T]]) -> T:
-    """Run ``call``, backing off while it fails (Redis down, say); never gives up."""
+async def retrying(
+    call: Callable[[], Awaitable[T]], stopping: Callable[[], bool] = lambda: False
+) -> T:
+    """Run ``call``, backing off while it fails (Redis down, say), until ``stopping()``.
+
+    It never gives up on its own: a batch that cannot be written stays unacked. Once its
+    agent is stopping it raises ``CancelledError`` instead of waiting for Redis, so SIGTERM
+    is obeyed; the unacked batch is then redelivered to whoever owns the partition next.
+    """
     delay = BACKOFF_FIRST
     while True:
         try:
@@ -87,6 +97,10 @@ async def retrying(call: Callable[[], Awaitable[T]]) -> T:
             # the batch unacked: the partition stalls visibly (lag, logs) but loses nothing.
             metrics.BATCH_FAILURES.inc()
             log.exception("batch step failed; retrying in %.1fs", delay)
+        # Checked only after a failure: a healthy batch still finishes during shutdown.
+        if stopping():
+            log.warning("stopping: the batch stays unacked and will be redelivered")
+            raise asyncio.CancelledError("stopping with the batch unacked")
         await asyncio.sleep(delay)
         delay = min(delay * 2, BACKOFF_MAX)
 
@@ -117,6 +131,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         consumer_auto_offset_reset=settings.offset_reset,
         producer_acks=-1,
         broker_credentials=faust_credentials(settings),
+        # Shutdown and rebalance commit what is acked instead of waiting for every message
+        # handed to a stream: a batch stuck retrying (Redis down) would hold them forever.
+        # Safe because writes are idempotent: an unacked batch is redelivered and re-applied
+        # as duplicates, which the per-key offsets refuse.
+        stream_wait_empty=False,
     )
     topics = Topics.from_settings(settings)
     source = app.topic(*topics.inputs, key_type=bytes, value_type=bytes)
@@ -176,52 +195,73 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         identities,
     )
 
+    throttle = ListThrottle(int(settings.reco_list_interval_seconds * 1000))
+
+    def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        # The agent's own stop, not the app's: an agent raising before it is being stopped
+        # counts as crashed, and its supervisor restarts it, which stalls the shutdown.
+        agent = current_agent()
+        return retrying(call, lambda: agent.should_stop if agent is not None else app.should_stop)
+
+    async def publish(result: BatchResult, examples: list[Example]) -> None:
+        """Everything a batch sends, taken by the broker before its offsets are acked.
+
+        Retried whole when a send fails: outputs are at least once, and a consumer
+        dedupes on the event, example or cause id each record carries.
+        """
+        lists = _recommendation_lists(reco.get(), result, throttle, pseudonyms)
+        deliveries = (
+            [
+                await dead_letter.send(key=dl.key.encode() if dl.key else None, value=dl.to_json())
+                for dl in result.dead_letters
+            ]
+            + [
+                await training.send(key=ex.profile_id.encode(), value=ex.to_json())
+                for ex in _pseudonymous(examples, pseudonyms)
+            ]
+            + [
+                await reco_events.send(key=item.customer_id.encode(), value=item.to_json())
+                for item in result.item_events
+            ]
+            + [
+                await recommendations.send(key=customer.encode(), value=document)
+                for customer, document, _ in lists
+            ]
+            + [
+                await topic.send(key=key, value=value)
+                for erasure in result.erasures
+                for topic, key, value in _erasure_records(
+                    erasure, recommendations, reco_events, audit, pseudonyms
+                )
+            ]
+        )
+        for delivery in deliveries:
+            await delivery
+        taken = time.time()
+        for _, _, ingested in lists:
+            if ingested:
+                metrics.INGEST_TO_RECOMMENDATION.observe(max(0.0, taken - ingested))
+
     @app.agent(source, concurrency=1, name="profiles")
     async def profiles(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            messages = [_message(e) for e in events]
-            result = await retrying(partial(processor.process, messages))
-            low = await retrying(processor.low_watermark)
-            expired = await retrying(partial(processor.expire, low))
-            # Sorted by decision time: with one worker the training topic then holds the
-            # examples in exactly the order a replay of the same events produces.
-            examples = sorted(result.examples + expired, key=lambda e: e.order)
-            deliveries = (
-                [
-                    await dead_letter.send(
-                        key=dl.key.encode() if dl.key else None, value=dl.to_json()
-                    )
-                    for dl in result.dead_letters
-                ]
-                + [
-                    await training.send(key=ex.profile_id.encode(), value=ex.to_json())
-                    for ex in _pseudonymous(examples, pseudonyms)
-                ]
-                + [
-                    await reco_events.send(key=item.customer_id.encode(), value=item.to_json())
-                    for item in result.item_events
-                ]
-                + [
-                    await recommendations.send(key=customer.encode(), value=document)
-                    for customer, document in _recommendation_lists(reco.get(), result, pseudonyms)
-                ]
-                + [
-                    await topic.send(key=key, value=value)
-                    for erasure in result.erasures
-                    for topic, key, value in _erasure_records(
-                        erasure, recommendations, reco_events, audit, pseudonyms
-                    )
-                ]
-            )
-            # Wait for the broker to take them before these offsets are acked.
-            for delivery in deliveries:
-                await delivery
-            for example in examples:
-                metrics.CHURN_LABELS.labels(str(example.label)).inc()
-            summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
-            await retrying(partial(clv.put_summaries, summaries))
-            await retrying(partial(identities.index, result.saved, rules.traits.personal))
-            _record_lag(app, messages)
+            with _committed_only_if_handled(events):
+                await handle([_message(e) for e in events])
+
+    async def handle(messages: list[Message]) -> None:
+        result = await retry(partial(processor.process, messages))
+        low = await retry(processor.low_watermark)
+        expired = await retry(partial(processor.expire, low))
+        # Sorted by decision time: with one worker the training topic then holds the
+        # examples in exactly the order a replay of the same events produces.
+        examples = sorted(result.examples + expired, key=lambda e: e.order)
+        await retry(partial(publish, result, examples))
+        for example in examples:
+            metrics.CHURN_LABELS.labels(str(example.label)).inc()
+        summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
+        await retry(partial(clv.put_summaries, summaries))
+        await retry(partial(identities.index, result.saved, rules.traits.personal))
+        _record_lag(app, messages)
 
     reco_box: list[RecoSnapshot] = []
     reco_published = [0.0]
@@ -236,36 +276,40 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     @app.agent(reco_events, concurrency=1, name="reco-learner")
     async def reco_learner(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=1.0):
-            state = await retrying(current_recommender)
-            offset = state.offset
-            forgot = False
-            for event in events:
-                if event.message.offset <= offset:
-                    continue  # re-delivered: already in this snapshot
-                try:
-                    forget = _forget_record(event.message.value)
-                    if forget is not None:
-                        state.recommender.forget(forget)
-                        forgot = True
-                    else:
-                        item = ItemEvent.from_json(event.message.value)
-                        state.recommender.learn_one(item.customer_id, item.event, item.context)
-                        metrics.RECO_EVENTS_LEARNED.inc()
-                except (ValueError, TypeError, KeyError):
-                    log.error("unreadable reco event at offset %s; skipped", event.message.offset)
-                offset = event.message.offset
-            reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
-            now = asyncio.get_running_loop().time()
-            # An erasure is published at once: the stored snapshot must forget them too.
-            due = forgot or now - reco_published[0] >= settings.reco_snapshot_seconds
-            if offset > state.offset and due:
-                snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
-                if await retrying(partial(reco.publish, snapshot)):
-                    reco_box[:] = [snapshot]
-                    reco_published[0] = now
-                    metrics.MODEL_VERSION.labels("reco").set(snapshot.version)
+            with _committed_only_if_handled(events):
+                await learn_items(events)
+
+    async def learn_items(events: Any) -> None:
+        state = await retry(current_recommender)
+        offset = state.offset
+        forgot = False
+        for event in events:
+            if event.message.offset <= offset:
+                continue  # re-delivered: already in this snapshot
+            try:
+                forget = _forget_record(event.message.value)
+                if forget is not None:
+                    state.recommender.forget(forget)
+                    forgot = True
                 else:
-                    reco_box.clear()  # someone published a newer one: reload
+                    item = ItemEvent.from_json(event.message.value)
+                    state.recommender.learn_one(item.customer_id, item.event, item.context)
+                    metrics.RECO_EVENTS_LEARNED.inc()
+            except (ValueError, TypeError, KeyError):
+                log.error("unreadable reco event at offset %s; skipped", event.message.offset)
+            offset = event.message.offset
+        reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
+        now = asyncio.get_running_loop().time()
+        # An erasure is published at once: the stored snapshot must forget them too.
+        due = forgot or now - reco_published[0] >= settings.reco_snapshot_seconds
+        if offset > state.offset and due:
+            snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
+            if await retry(partial(reco.publish, snapshot)):
+                reco_box[:] = [snapshot]
+                reco_published[0] = now
+                metrics.MODEL_VERSION.labels("reco").set(snapshot.version)
+            else:
+                reco_box.clear()  # someone published a newer one: reload
 
     learner_box: list[ChurnLearner] = []
 
@@ -281,13 +325,17 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     @app.agent(training, concurrency=1, name="learner")
     async def learner(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=1.0):
-            pairs = _examples(events)
-            model = await retrying(current_learner)
-            if model.learn(pairs).learned:
-                snapshot = model.snapshot()
-                # Published, it is also what this process scores with from now on.
-                if not await retrying(partial(model_store.publish, snapshot)):
-                    learner_box.clear()  # someone published a newer one: reload
+            with _committed_only_if_handled(events):
+                await learn_examples(events)
+
+    async def learn_examples(events: Any) -> None:
+        pairs = _examples(events)
+        model = await retry(current_learner)
+        if model.learn(pairs).learned:
+            snapshot = model.snapshot()
+            # Published, it is also what this process scores with from now on.
+            if not await retry(partial(model_store.publish, snapshot)):
+                learner_box.clear()  # someone published a newer one: reload
 
     @app.timer(interval=settings.clv_refit_seconds)  # type: ignore[untyped-decorator]
     async def refit_clv() -> None:
@@ -337,18 +385,23 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
 
 
 def _recommendation_lists(
-    snapshot: RecoSnapshot | None, result: BatchResult, pseudonyms: Pseudonymizer
-) -> list[tuple[str, bytes]]:
-    """One list per customer with an item event in the batch, caused by the newest one.
+    snapshot: RecoSnapshot | None,
+    result: BatchResult,
+    throttle: ListThrottle,
+    pseudonyms: Pseudonymizer,
+) -> list[tuple[str, bytes, float]]:
+    """One list per customer with an item event in the batch, caused by the newest one,
+    unless the customer had one less than the throttle's interval (event time) before.
 
+    Each comes with the Kafka append time of its cause (0.0: unknown), for its latency.
     The recommender knows customers by pseudonym (its input topic outlives an erasure);
     the list, for downstream services, names the customer.
     """
     if snapshot is None:
         return []
-    newest: dict[str, str] = {}
+    newest: dict[str, ItemEvent] = {}
     for item in result.item_events:
-        newest[item.customer_id] = str(item.event.get("event_id"))
+        newest[item.customer_id] = item
     profiles = {pseudonyms.of_id(p.id): p for p in result.saved}
     out = []
     for pseudonym, cause in newest.items():
@@ -356,10 +409,12 @@ def _recommendation_lists(
         if profile is None or not allows(profile, "personalization"):
             continue  # README: consent matrix
         customer = profile.id
+        if not throttle.due(customer, cause.at_ms):
+            continue
         context = Context.from_profile(profile)
         items = snapshot.recommender.recommend(pseudonym, context, k=10)
-        document = recommendation_list(customer, items, snapshot, cause)
-        out.append((customer, document.model_dump_json().encode()))
+        document = recommendation_list(customer, items, snapshot, str(cause.event.get("event_id")))
+        out.append((customer, document.model_dump_json().encode(), cause.ingested))
         metrics.RECOMMENDATIONS.inc()
     return out
 
@@ -399,6 +454,23 @@ def _examples(events: Any) -> list[tuple[int, Example]]:
         except (ValueError, TypeError, KeyError):
             log.error("unreadable training example at offset %s; skipped", event.message.offset)
     return pairs
+
+
+@contextmanager
+def _committed_only_if_handled(events: Any) -> Iterator[None]:
+    """Keep a batch whose handling raised (the app stopping mid-retry, say) uncommitted.
+
+    ``take_events`` acks its batch in a ``finally``, so even when the loop body raises.
+    A message already marked acked is skipped by the consumer's bookkeeping: it leaves
+    a gap no commit passes, and the batch is redelivered to the partition's next owner.
+    The mark also lets the consumer's wait for unacked messages at shutdown end.
+    """
+    try:
+        yield
+    except BaseException:
+        for event in events:
+            event.message.acked = True
+        raise
 
 
 def _record_lag(app: faust.App, messages: list[Message]) -> None:

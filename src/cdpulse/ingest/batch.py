@@ -276,7 +276,9 @@ class BatchProcessor:
                         # Pseudonymous: the topic's history outlives an erasure.
                         pseudonyms = self.rules.traits.pseudonymizer
                         raw = pseudonyms.event(json.loads(m.value), target)
-                        seen_items.append(ItemEvent.of(pseudonyms.of_id(target), raw, profile))
+                        seen_items.append(
+                            ItemEvent.of(pseudonyms.of_id(target), raw, profile, m.timestamp or 0.0)
+                        )
                     if apply(profile, item.event, self.rules, m.source, m.offset):
                         applied += 1
                     else:
