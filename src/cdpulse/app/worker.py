@@ -154,6 +154,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     reco = reco_store(store.client, settings.redis_prefix)
     reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
+    # Every topic keyed by customer id that keeps the newest record per key: an erasure
+    # tombstones each (``Topics.compacted``; a new one listed there is covered).
+    compacted = [app.topic(name, key_type=bytes, value_type=bytes) for name in topics.compacted]
     rules = Rules.from_settings(settings)
     pseudonyms = rules.traits.pseudonymizer
     labeler = ChurnLabeler.from_settings(settings)
@@ -231,7 +234,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 await topic.send(key=key, value=value)
                 for erasure in result.erasures
                 for topic, key, value in _erasure_records(
-                    erasure, recommendations, reco_events, audit, pseudonyms
+                    erasure, compacted, reco_events, audit, pseudonyms
                 )
             ]
         )
@@ -420,13 +423,13 @@ def _recommendation_lists(
 
 
 def _erasure_records(
-    erasure: Erasure, recommendations: Any, reco_events: Any, audit: Any, pseudonyms: Pseudonymizer
+    erasure: Erasure, compacted: list[Any], reco_events: Any, audit: Any, pseudonyms: Pseudonymizer
 ) -> list[tuple[Any, bytes, bytes | None]]:
     """What an erasure publishes: a tombstone per id to each compacted topic, a forget
     record per id to the recommender's learner, and the audit record."""
     out: list[tuple[Any, bytes, bytes | None]] = []
     for profile_id in erasure.ids:
-        out.append((recommendations, profile_id.encode(), None))
+        out += [(topic, profile_id.encode(), None) for topic in compacted]
         pseudonym = pseudonyms.of_id(profile_id)
         out.append((reco_events, pseudonym.encode(), json.dumps({"forget": pseudonym}).encode()))
     out.append((audit, erasure.subject.encode(), erasure.audit_json()))
