@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     topic_recommendations: str = Field(
         "cdp.recommendations", description="Recommendation lists for downstream services."
     )
+    topic_triggers: str = Field(
+        "cdp.triggers", description="Trigger firings for downstream services."
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
 
     # --- worker ------------------------------------------------------------------------
@@ -95,6 +98,14 @@ class Settings(BaseSettings):
     )
     model_refresh_seconds: float = Field(
         2.0, gt=0, description="How often workers look for a newer model snapshot."
+    )
+
+    # --- triggers and offers -----------------------------------------------------------
+    trigger_rules: str = Field(
+        "", description="YAML file of trigger rules; empty: the built-in rules."
+    )
+    offer_epsilon: float = Field(
+        0.1, gt=0, le=1, description="Share of offers the bandit draws at random (exploration)."
     )
 
 

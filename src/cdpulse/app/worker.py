@@ -20,6 +20,7 @@ import faust
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cdpulse.app.triggers import TriggerService
 from cdpulse.contract.topics import Topics
 from cdpulse.ingest.batch import BatchProcessor, BatchResult
 from cdpulse.ingest.message import Message
@@ -59,6 +60,7 @@ class Services:
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
+    triggers: TriggerService | None = None
 
 
 async def retrying(call: Callable[[], Awaitable[T]]) -> T:
@@ -119,6 +121,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
     rules = Rules.from_settings(settings)
     labeler = ChurnLabeler.from_settings(settings)
+    triggers = TriggerService.create(
+        settings,
+        store.client,
+        rules.session_gap,
+        app.topic(topics.triggers, key_type=bytes, value_type=bytes),
+    )
     processor = BatchProcessor(
         store,
         rules,
@@ -127,9 +135,21 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         enricher=ChurnScoring(labeler, registry.get),
         partitions=len(topics.inputs) * settings.topic_partitions,
         item_events=True,
+        triggers=triggers.engine,
     )
     services = Services(
-        settings, topics, rules, store, processor, registry, clv, reco, app, dead_letter, outputs
+        settings,
+        topics,
+        rules,
+        store,
+        processor,
+        registry,
+        clv,
+        reco,
+        app,
+        dead_letter,
+        outputs,
+        triggers,
     )
 
     @app.agent(source, concurrency=1, name="profiles")
@@ -139,6 +159,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             result = await retrying(partial(processor.process, messages))
             low = await retrying(processor.low_watermark)
             expired = await retrying(partial(processor.expire, low))
+            triggered = await retrying(partial(triggers.engine.expire, store, low))
             # Sorted by decision time: with one worker the training topic then holds the
             # examples in exactly the order a replay of the same events produces.
             examples = sorted(result.examples + expired, key=lambda e: e.order)
@@ -161,6 +182,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                     await recommendations.send(key=customer.encode(), value=document)
                     for customer, document in _recommendation_lists(reco.get(), result)
                 ]
+                + [
+                    await triggers.topic.send(
+                        key=message.customer_id.encode(), value=message.model_dump_json().encode()
+                    )
+                    for message in triggers.messages(triggered, reco.get())
+                ]
             )
             # Wait for the broker to take them before these offsets are acked.
             for delivery in deliveries:
@@ -169,6 +196,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 metrics.CHURN_LABELS.labels(str(example.label)).inc()
             summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
             await retrying(partial(clv.put_summaries, summaries))
+            await retrying(partial(triggers.record, triggered))
             _record_lag(app, messages)
 
     reco_box: list[RecoSnapshot] = []
@@ -273,6 +301,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     from cdpulse.app.views import register_views
 
     register_views(services)
+    from cdpulse.app.trigger_views import register_trigger_views
+
+    register_trigger_views(app, triggers)
     return app, services
 
 

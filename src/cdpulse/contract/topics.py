@@ -38,6 +38,7 @@ class Topics:
     training: str = "cdp.training"
     reco_events: str = "cdp.reco-events"
     recommendations: str = "cdp.recommendations"
+    triggers: str = "cdp.triggers"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -49,6 +50,7 @@ class Topics:
             training=settings.topic_training,
             reco_events=settings.topic_reco_events,
             recommendations=settings.topic_recommendations,
+            triggers=settings.topic_triggers,
         )
 
     @property
@@ -64,6 +66,7 @@ class Topics:
             self.training,
             self.reco_events,
             self.recommendations,
+            self.triggers,
         )
 
     def for_type(self, event_type: str) -> str:

@@ -133,3 +133,14 @@ RECOMMENDATIONS = Counter(
 RECO_EVENTS_LEARNED = Counter(
     "cdpulse_reco_events_learned_total", "Item events the recommender's learner folded in."
 )
+TRIGGERS = Counter(
+    "cdpulse_triggers_total",
+    "Trigger situations decided, by rule and outcome (fired, holdout, no_consent, cooldown, "
+    "capped).",
+    ["rule", "outcome"],
+)
+TRIGGER_CONVERSIONS = Counter(
+    "cdpulse_trigger_conversions_total",
+    "Attribution windows closed with an order or redemption, by rule and group.",
+    ["rule", "group"],
+)

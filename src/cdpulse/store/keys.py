@@ -55,6 +55,17 @@ class Keys:
     def profile_count(self) -> str:
         return f"{self.prefix}:profiles"
 
+    # --- triggers ---------------------------------------------------------------------
+
+    @property
+    def trigger_due(self) -> str:
+        """Sorted set: profile id -> when its trigger watch next has something to decide."""
+        return f"{self.prefix}:trigger:due"
+
+    def uplift(self, rule: str) -> str:
+        """Hash: a rule's treated and holdout firings and their conversions."""
+        return f"{self.prefix}:trigger:uplift:{rule}"
+
     @property
     def pattern(self) -> str:
         """A SCAN pattern matching every key under the prefix."""

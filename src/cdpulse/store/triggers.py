@@ -1,0 +1,77 @@
+"""Trigger bookkeeping in Redis: when each customer's watch is next due, and uplift counts.
+
+The watch itself lives in the profile (saved with it); here are only the index of due
+times (a sorted set, like the churn schedule) and per-rule outcome counters.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from cdpulse.store.keys import Keys
+
+UPLIFT_FIELDS = ("treated", "treated_converted", "holdout", "holdout_converted")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+class RedisTriggerStore:
+    """The trigger schedule and uplift counters under one prefix."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+
+    async def schedule(self, dues: dict[str, int]) -> None:
+        if dues:
+            await self.client.zadd(self.keys.trigger_due, dict(dues.items()))
+
+    async def due(self, until: int, limit: int) -> list[str]:
+        ids = await self.client.zrangebyscore(self.keys.trigger_due, "-inf", until, 0, limit)
+        return [_text(i) for i in ids if isinstance(i, bytes | str)]
+
+    async def unschedule(self, ids: list[str]) -> None:
+        if ids:
+            await self.client.zrem(self.keys.trigger_due, *ids)
+
+    async def count(self, counts: dict[tuple[str, str], int]) -> None:
+        """Add ``(rule, field) -> n`` to the uplift counters."""
+        if not counts:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for (rule, name), n in counts.items():
+            pipe.hincrby(self.keys.uplift(rule), name, n)
+        await pipe.execute()
+
+    async def counts(self, rule: str) -> dict[str, int]:
+        raw = await self.client.hgetall(self.keys.uplift(rule))
+        values = {_text(k): int(v) for k, v in raw.items()}
+        return {name: values.get(name, 0) for name in UPLIFT_FIELDS}
+
+
+class MemoryTriggerStore:
+    """The same in dicts: unit tests and in-process replays."""
+
+    def __init__(self) -> None:
+        self.dues: dict[str, int] = {}
+        self.uplift: dict[tuple[str, str], int] = {}
+
+    async def schedule(self, dues: dict[str, int]) -> None:
+        self.dues.update(dues)
+
+    async def due(self, until: int, limit: int) -> list[str]:
+        ready = sorted((t, i) for i, t in self.dues.items() if t <= until)
+        return [i for _, i in ready[:limit]]
+
+    async def unschedule(self, ids: list[str]) -> None:
+        for profile_id in ids:
+            self.dues.pop(profile_id, None)
+
+    async def count(self, counts: dict[tuple[str, str], int]) -> None:
+        for key, n in counts.items():
+            self.uplift[key] = self.uplift.get(key, 0) + n
+
+    async def counts(self, rule: str) -> dict[str, int]:
+        return {name: self.uplift.get((rule, name), 0) for name in UPLIFT_FIELDS}

@@ -1,0 +1,149 @@
+"""The trigger engine: the batch processor's hooks, and the event-time expiry of watches.
+
+While a batch is applied, ``observe`` and ``after_profile`` update each customer's watch
+(saved with the profile) and say when it is next due. After the batch, ``expire`` loads
+the watches the low watermark has reached, decides them and saves them back with the
+same compare-and-set as profiles: a situation is decided by one writer, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+
+from cdpulse.contract.events import Event
+from cdpulse.profile.model import Profile
+from cdpulse.store.base import ProfileStore, SaveStatus, Write
+from cdpulse.triggers.decide import Attribution, Chooser, Decision, decide, next_due
+from cdpulse.triggers.rules import TriggerConfig
+from cdpulse.triggers.situations import Transition, entered, observe, scored
+from cdpulse.triggers.watch import Watch
+
+MAX_ROUNDS = 50
+
+
+class Schedule(Protocol):
+    """What the engine needs of the trigger store (Redis or memory)."""
+
+    async def schedule(self, dues: dict[str, int]) -> None: ...
+    async def due(self, until: int, limit: int) -> list[str]: ...
+    async def unschedule(self, ids: list[str]) -> None: ...
+
+
+def no_offer(rule: str, offers: list[str], trigger: str) -> None:
+    """The chooser when no bandit is wired: firings carry no offer."""
+    return None
+
+
+@dataclass(slots=True)
+class Expired:
+    """What one expiry pass decided."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    attributions: list[Attribution] = field(default_factory=list)
+    profiles: dict[str, Profile] = field(default_factory=dict)  # as saved, by customer
+
+
+class TriggerEngine:
+    """Finds situations in applied events and decides them when the watermark passes."""
+
+    def __init__(
+        self,
+        config: TriggerConfig,
+        schedule: Schedule,
+        *,
+        session_gap: int,
+        chooser: Callable[[Profile], Chooser] | None = None,
+    ) -> None:
+        self.config = config
+        self.schedule = schedule
+        self.session_gap = session_gap
+        self.chooser = chooser or (lambda profile: no_offer)
+
+    # --- hooks called by the batch processor, per profile --------------------------------
+
+    def observe(self, profile: Profile, event: Event, t: int) -> None:
+        """An event was applied to ``profile`` at event time ``t``."""
+        if event.customer_id is None or not self.config.rules:
+            return
+        if profile.watch is None:
+            profile.watch = Watch()
+        observe(profile.watch, event, t, self.config, self.session_gap)
+
+    def after_profile(self, profile: Profile) -> int | None:
+        """The batch's events are applied and scored; when is the watch next due?"""
+        watch = profile.watch
+        if watch is None:
+            return None
+        key = f"v{profile.churn_version}@{profile.last_seen}"
+        scored(
+            watch, profile.churn_risk, profile.churn_reasons, profile.last_seen, key, self.config
+        )
+        return next_due(watch, self.config)
+
+    def enter(self, profile: Profile, transitions: Iterable[Transition]) -> int | None:
+        """Segment transitions of ``profile``'s customer; when is the watch next due?"""
+        if profile.watch is None:
+            profile.watch = Watch()
+        for transition in transitions:
+            entered(profile.watch, transition, self.config)
+        return next_due(profile.watch, self.config)
+
+    # --- after the batch ----------------------------------------------------------------
+
+    async def expire(self, store: ProfileStore, watermark: int, limit: int = 1000) -> Expired:
+        """Decide every watch due at ``watermark``; only decisions that were saved count."""
+        out = Expired()
+        for _ in range(MAX_ROUNDS):
+            ids = await self.schedule.due(watermark, limit)
+            if not ids:
+                break
+            stored = await store.load(ids)
+            writes: list[Write] = []
+            found: dict[str, tuple[list[Decision], list[Attribution]]] = {}
+            later: dict[str, int] = {}
+            done: list[str] = []
+            for profile_id in ids:
+                current = stored[profile_id]
+                profile = current.profile
+                if profile is None or profile.watch is None:
+                    done.append(profile_id)  # merged away, or nothing watched
+                    continue
+                before = msgspec.msgpack.encode(profile.watch)
+                decided = decide(
+                    profile.watch,
+                    profile.customer_id or profile.id,
+                    profile.consent,
+                    watermark,
+                    self.config,
+                    self.chooser(profile),
+                )
+                due = next_due(profile.watch, self.config)
+                if due is None:
+                    done.append(profile_id)
+                else:
+                    later[profile_id] = due
+                if msgspec.msgpack.encode(profile.watch) != before:
+                    found[profile_id] = decided
+                    writes.append(Write(profile, current.version))
+            statuses = await store.save(writes) if writes else {}
+            for write in writes:
+                profile_id = write.profile.id
+                status = statuses[profile_id]
+                if status is SaveStatus.SAVED:
+                    decisions, attributions = found[profile_id]
+                    out.decisions += decisions
+                    out.attributions += attributions
+                    out.profiles[profile_id] = write.profile
+                elif status is SaveStatus.CONFLICT:
+                    later[profile_id] = watermark  # written meanwhile: decide again
+                    done = [i for i in done if i != profile_id]
+                else:  # ALIASED: merged into a customer, whose watch carries on
+                    later.pop(profile_id, None)
+                    done.append(profile_id)
+            await self.schedule.unschedule(done)
+            await self.schedule.schedule(later)
+        return out

@@ -1,0 +1,83 @@
+"""What an expiry pass turns into: trigger documents, uplift counts, bandit rewards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cdpulse.contract.outputs import RecommendedItem
+from cdpulse.contract.trigger import ChosenOffer, TriggerMessage
+from cdpulse.models.reco import Context
+from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.profile.model import Profile
+from cdpulse.triggers.decide import Decision
+from cdpulse.triggers.engine import Expired
+from cdpulse.triggers.rules import TriggerConfig
+
+RECOMMENDED = 5
+
+
+def trigger_messages(
+    expired: Expired, config: TriggerConfig, snapshot: RecoSnapshot | None, policy: str
+) -> list[TriggerMessage]:
+    """One document per fired decision; holdouts and suppressed ones send nothing."""
+    out = []
+    for decision in expired.decisions:
+        rule = config.named(decision.pending.rule)
+        if decision.outcome != "fired" or rule is None:
+            continue
+        profile = expired.profiles.get(decision.customer_id)
+        out.append(_message(decision, rule.kind, _recommended(decision, profile, snapshot), policy))
+    return out
+
+
+def uplift_counts(expired: Expired) -> dict[tuple[str, str], int]:
+    """(rule, counter) -> increment: exposures when decided, conversions when attributed."""
+    counts: dict[tuple[str, str], int] = {}
+
+    def add(rule: str, name: str) -> None:
+        counts[(rule, name)] = counts.get((rule, name), 0) + 1
+
+    for decision in expired.decisions:
+        if decision.outcome in ("fired", "holdout"):
+            add(decision.pending.rule, "treated" if decision.outcome == "fired" else "holdout")
+    for attribution in expired.attributions:
+        if attribution.converted:
+            group = "holdout" if attribution.exposure.holdout else "treated"
+            add(attribution.exposure.rule, f"{group}_converted")
+    return counts
+
+
+def _recommended(
+    decision: Decision, profile: Profile | None, snapshot: RecoSnapshot | None
+) -> list[RecommendedItem]:
+    if snapshot is None or profile is None:
+        return []
+    context = Context.from_profile(profile)
+    items = snapshot.recommender.recommend(profile.id, context, k=RECOMMENDED)
+    return [RecommendedItem(product_id=r.product_id, score=r.score, reason=r.reason) for r in items]
+
+
+def _message(
+    decision: Decision, kind: str, recommended: list[RecommendedItem], policy: str
+) -> TriggerMessage:
+    pending, choice = decision.pending, decision.choice
+    offer = None
+    if choice is not None:
+        offer = ChosenOffer(
+            offer_id=choice.offer,
+            propensity=choice.propensity,
+            policy=policy,
+            features=dict(choice.features),
+        )
+    return TriggerMessage(
+        trigger_id=decision.trigger_id,
+        rule=pending.rule,
+        kind=kind,
+        customer_id=decision.customer_id,
+        situation=pending.key,
+        at=datetime.fromtimestamp(pending.at / 1000, UTC),
+        reasons=list(pending.reasons),
+        products=list(pending.products),
+        recommended=recommended,
+        offer=offer,
+    )
