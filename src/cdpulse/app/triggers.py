@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cdpulse.contract.trigger import TriggerMessage
 from cdpulse.models.reco_stream import RecoSnapshot
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.ops import metrics
@@ -14,6 +13,9 @@ from cdpulse.store.triggers import RedisTriggerStore
 from cdpulse.triggers.engine import Expired, TriggerEngine
 from cdpulse.triggers.outputs import trigger_messages, uplift_counts
 from cdpulse.triggers.rules import TriggerConfig, load_rules
+
+# How long a published trigger id is remembered: far longer than any redelivery takes.
+CLAIM_SECONDS = 2 * 86_400
 
 
 @dataclass
@@ -40,8 +42,19 @@ class TriggerService:
     def policy(self) -> str:
         return f"epsilon-greedy LinUCB, e={self.offers.epsilon}"
 
-    def messages(self, expired: Expired, snapshot: RecoSnapshot | None) -> list[TriggerMessage]:
-        return trigger_messages(expired, self.config, snapshot, self.policy)
+    async def publish(self, expired: Expired, snapshot: RecoSnapshot | None) -> None:
+        """Send the fired decisions not sent before, and wait until the broker has them."""
+        messages = trigger_messages(expired, self.config, snapshot, self.policy)
+        fresh = await self.store.claim(
+            [(m.customer_id, m.trigger_id) for m in messages], CLAIM_SECONDS
+        )
+        deliveries = [
+            await self.topic.send(key=m.customer_id.encode(), value=m.model_dump_json().encode())
+            for m in messages
+            if m.trigger_id in fresh
+        ]
+        for delivery in deliveries:
+            await delivery
 
     async def record(self, expired: Expired) -> None:
         """Count outcomes, add conversions to the uplift counters, reward the bandit."""

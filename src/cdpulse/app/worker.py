@@ -159,7 +159,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             result = await retrying(partial(processor.process, messages))
             low = await retrying(processor.low_watermark)
             expired = await retrying(partial(processor.expire, low))
-            triggered = await retrying(partial(triggers.engine.expire, store, low))
+            publish = partial(triggers.publish, snapshot=reco.get())
+            triggered = await retrying(partial(triggers.engine.expire, store, low, publish=publish))
             # Sorted by decision time: with one worker the training topic then holds the
             # examples in exactly the order a replay of the same events produces.
             examples = sorted(result.examples + expired, key=lambda e: e.order)
@@ -181,12 +182,6 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 + [
                     await recommendations.send(key=customer.encode(), value=document)
                     for customer, document in _recommendation_lists(reco.get(), result)
-                ]
-                + [
-                    await triggers.topic.send(
-                        key=message.customer_id.encode(), value=message.model_dump_json().encode()
-                    )
-                    for message in triggers.messages(triggered, reco.get())
                 ]
             )
             # Wait for the broker to take them before these offsets are acked.

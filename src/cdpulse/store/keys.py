@@ -62,6 +62,10 @@ class Keys:
         """Sorted set: profile id -> when its trigger watch next has something to decide."""
         return f"{self.prefix}:trigger:due"
 
+    def fired(self, customer_id: str, trigger_id: str) -> str:
+        """A published trigger id, kept a while so a re-decided firing is not sent twice."""
+        return f"{self.prefix}:{{{customer_id}}}:trigger:{trigger_id}"
+
     def uplift(self, rule: str) -> str:
         """Hash: a rule's treated and holdout firings and their conversions."""
         return f"{self.prefix}:trigger:uplift:{rule}"

@@ -36,6 +36,20 @@ class RedisTriggerStore:
         if ids:
             await self.client.zrem(self.keys.trigger_due, *ids)
 
+    async def claim(self, fired: list[tuple[str, str]], ttl_seconds: int) -> set[str]:
+        """Claim ``(customer, trigger id)`` pairs for publishing; returns the ids claimed now.
+
+        SET NX per id: an id decided again after a crash (same situation, same id) is
+        claimed already and not published twice.
+        """
+        if not fired:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for customer, trigger in fired:
+            pipe.set(self.keys.fired(customer, trigger), 1, nx=True, ex=ttl_seconds)
+        claimed = await pipe.execute()
+        return {trigger for (_, trigger), new in zip(fired, claimed, strict=True) if new}
+
     async def count(self, counts: dict[tuple[str, str], int]) -> None:
         """Add ``(rule, field) -> n`` to the uplift counters."""
         if not counts:
@@ -57,6 +71,12 @@ class MemoryTriggerStore:
     def __init__(self) -> None:
         self.dues: dict[str, int] = {}
         self.uplift: dict[tuple[str, str], int] = {}
+        self.claimed: set[str] = set()
+
+    async def claim(self, fired: list[tuple[str, str]], ttl_seconds: int) -> set[str]:
+        fresh = {trigger for _, trigger in fired} - self.claimed
+        self.claimed |= fresh
+        return fresh
 
     async def schedule(self, dues: dict[str, int]) -> None:
         self.dues.update(dues)

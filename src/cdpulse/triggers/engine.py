@@ -8,7 +8,7 @@ same compare-and-set as profiles: a situation is decided by one writer, once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,6 +36,10 @@ class Schedule(Protocol):
 def no_offer(rule: str, offers: list[str], trigger: str) -> None:
     """The chooser when no bandit is wired: firings carry no offer."""
     return None
+
+
+# Publishes one round's firings before their decisions are saved (see ``expire``).
+Publish = Callable[["Expired"], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -94,8 +98,20 @@ class TriggerEngine:
 
     # --- after the batch ----------------------------------------------------------------
 
-    async def expire(self, store: ProfileStore, watermark: int, limit: int = 1000) -> Expired:
-        """Decide every watch due at ``watermark``; only decisions that were saved count."""
+    async def expire(
+        self,
+        store: ProfileStore,
+        watermark: int,
+        limit: int = 1000,
+        publish: Publish | None = None,
+    ) -> Expired:
+        """Decide every watch due at ``watermark``; returns the decisions that were saved.
+
+        ``publish`` gets each round's decisions before they are saved: a worker that dies
+        in between decides the same situations again on restart, with the same trigger
+        ids, which ``publish`` recognises (``RedisTriggerStore.claim``). Published after
+        the save instead, a death in between would lose them.
+        """
         out = Expired()
         for _ in range(MAX_ROUNDS):
             ids = await self.schedule.due(watermark, limit)
@@ -129,6 +145,14 @@ class TriggerEngine:
                 if msgspec.msgpack.encode(profile.watch) != before:
                     found[profile_id] = decided
                     writes.append(Write(profile, current.version))
+            if publish is not None and found:
+                await publish(
+                    Expired(
+                        [d for ds, _ in found.values() for d in ds],
+                        [],
+                        {w.profile.id: w.profile for w in writes},
+                    )
+                )
             statuses = await store.save(writes) if writes else {}
             for write in writes:
                 profile_id = write.profile.id
