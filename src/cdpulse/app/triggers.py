@@ -11,7 +11,7 @@ from cdpulse.ops import metrics
 from cdpulse.settings import Settings
 from cdpulse.store.triggers import RedisTriggerStore
 from cdpulse.triggers.engine import Expired, TriggerEngine
-from cdpulse.triggers.outputs import trigger_messages, uplift_counts
+from cdpulse.triggers.outputs import trigger_messages, uplift_tallies
 from cdpulse.triggers.rules import TriggerConfig, load_rules
 
 # How long a published trigger id is remembered: far longer than any redelivery takes.
@@ -43,11 +43,19 @@ class TriggerService:
         return f"epsilon-greedy LinUCB, e={self.offers.epsilon}"
 
     async def publish(self, expired: Expired, snapshot: RecoSnapshot | None) -> None:
-        """Send the fired decisions not sent before, and wait until the broker has them."""
+        """Count and send what was not counted and sent before; wait for the broker.
+
+        Firings and conversions are claimed by id first (SET NX): decided again after a
+        crash, they are neither counted nor sent twice.
+        """
+        tallies = uplift_tallies(expired)
+        fresh = await self.store.claim([(t.customer_id, t.claim) for t in tallies], CLAIM_SECONDS)
+        counts: dict[tuple[str, str], int] = {}
+        for t in tallies:
+            if t.claim in fresh:
+                counts[(t.rule, t.counter)] = counts.get((t.rule, t.counter), 0) + 1
+        await self.store.count(counts)
         messages = trigger_messages(expired, self.config, snapshot, self.policy)
-        fresh = await self.store.claim(
-            [(m.customer_id, m.trigger_id) for m in messages], CLAIM_SECONDS
-        )
         deliveries = [
             await self.topic.send(key=m.customer_id.encode(), value=m.model_dump_json().encode())
             for m in messages
@@ -56,10 +64,8 @@ class TriggerService:
         for delivery in deliveries:
             await delivery
 
-    async def record(self, expired: Expired) -> None:
-        """Count outcomes, add conversions to the uplift counters, reward the bandit."""
-        # The one Redis call first: retried after a failure, nothing below runs twice.
-        await self.store.count(uplift_counts(expired))
+    def record(self, expired: Expired) -> None:
+        """Count saved outcomes in /metrics and reward the bandit (this process's own)."""
         for decision in expired.decisions:
             metrics.TRIGGERS.labels(decision.pending.rule, decision.outcome).inc()
         for attribution in expired.attributions:

@@ -191,7 +191,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 metrics.CHURN_LABELS.labels(str(example.label)).inc()
             summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
             await retrying(partial(clv.put_summaries, summaries))
-            await retrying(partial(triggers.record, triggered))
+            triggers.record(triggered)
             _record_lag(app, messages)
 
     reco_box: list[RecoSnapshot] = []

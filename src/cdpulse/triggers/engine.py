@@ -149,7 +149,7 @@ class TriggerEngine:
                 await publish(
                     Expired(
                         [d for ds, _ in found.values() for d in ds],
-                        [],
+                        [a for _, attributions in found.values() for a in attributions],
                         {w.profile.id: w.profile for w in writes},
                     )
                 )

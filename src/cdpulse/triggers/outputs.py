@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cdpulse.contract.outputs import RecommendedItem
@@ -30,21 +31,29 @@ def trigger_messages(
     return out
 
 
-def uplift_counts(expired: Expired) -> dict[tuple[str, str], int]:
-    """(rule, counter) -> increment: exposures when decided, conversions when attributed."""
-    counts: dict[tuple[str, str], int] = {}
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """One uplift counter increment, claimed once by ``claim`` (like a firing)."""
 
-    def add(rule: str, name: str) -> None:
-        counts[(rule, name)] = counts.get((rule, name), 0) + 1
+    customer_id: str
+    claim: str
+    rule: str
+    counter: str
 
-    for decision in expired.decisions:
-        if decision.outcome in ("fired", "holdout"):
-            add(decision.pending.rule, "treated" if decision.outcome == "fired" else "holdout")
-    for attribution in expired.attributions:
-        if attribution.converted:
-            group = "holdout" if attribution.exposure.holdout else "treated"
-            add(attribution.exposure.rule, f"{group}_converted")
-    return counts
+
+def uplift_tallies(expired: Expired) -> list[Tally]:
+    """Exposures when decided (fired or holdout), conversions when attributed."""
+    out = []
+    for d in expired.decisions:
+        if d.outcome in ("fired", "holdout"):
+            counter = "treated" if d.outcome == "fired" else "holdout"
+            out.append(Tally(d.customer_id, d.trigger_id, d.pending.rule, counter))
+    for a in expired.attributions:
+        if a.converted:
+            group = "holdout" if a.exposure.holdout else "treated"
+            claim = f"{a.exposure.trigger_id}:converted"
+            out.append(Tally(a.customer_id, claim, a.exposure.rule, f"{group}_converted"))
+    return out
 
 
 def _recommended(

@@ -1,0 +1,119 @@
+"""Triggers live on the stream: the simulated shop through a real worker, Kafka and Redis.
+
+The expected firings come from ``tests.trigger_oracle``, computed from the same events;
+the worker must publish each expected firing exactly once, none for customers without
+marketing consent, and show the same counts in /metrics and the uplift endpoint. A
+worker killed mid-stream and replaced must not change any of it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from cdpulse.contract.trigger import TriggerMessage
+from cdpulse.producer import Producer
+from cdpulse.simulate.shop import Shop
+from tests import trigger_oracle
+from tests.integration.conftest import Env, consume_all, drained, wait_until
+
+HOLDOUT = 0.25
+OFFERS = ["reminder", "free_shipping", "discount_10"]
+RULES = {
+    "caps": {"per_day": 1000, "per_week": 1000},
+    "rules": [
+        {
+            "name": "cart_abandoned",
+            "kind": "cart_abandoned",
+            "cooldown_hours": 0,
+            "holdout": HOLDOUT,
+            "offers": OFFERS,
+        },
+        {"name": "high_intent", "kind": "high_intent", "cooldown_hours": 0, "holdout": HOLDOUT},
+        {"name": "cross_sell", "kind": "cross_sell", "cooldown_hours": 0, "holdout": HOLDOUT},
+    ],
+}
+
+
+def low_watermark(env: Env) -> int:
+    marks = env.redis.hvals(f"{env.settings.redis_prefix}:watermark")
+    assert len(marks) == 3 * env.settings.topic_partitions, "every partition has reported"
+    return min(int(m) for m in marks)
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["steady", "killed-mid-stream"])
+def test_triggers_fire_once_per_situation_and_only_with_consent(
+    env: Env, tmp_path: Path, kill: bool
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(RULES), encoding="utf-8")
+    events = list(Shop(customers=400, days=10, seed=23).events())
+    worker = env.worker(CDPULSE_TRIGGER_RULES=str(rules))
+    half = len(events) // 2
+    with Producer.from_settings(env.settings) as producer:
+        for event in events[:half]:
+            producer.send(event)
+    if kill:
+        # Killed while it works through the first half: what it decided but had not
+        # committed is re-delivered to its successor, which must not fire it again.
+        wait_until(lambda: worker.metric("cdpulse_triggers_total") > 0, 300, "the first decisions")
+        worker.kill()
+        worker = env.worker(CDPULSE_TRIGGER_RULES=str(rules))
+    with Producer.from_settings(env.settings) as producer:
+        for event in events[half:]:
+            producer.send(event)
+    wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
+
+    watermark = low_watermark(env)
+    consent = trigger_oracle.marketing_consent(events)
+    outcomes = {
+        s.trigger_id: (s, trigger_oracle.outcome(s, consent, HOLDOUT))
+        for s in trigger_oracle.situations(events)
+        if s.at <= watermark
+    }
+    expected = Counter((s.rule, outcome) for s, outcome in outcomes.values())
+    fired = {i for i, (_, outcome) in outcomes.items() if outcome == "fired"}
+    assert len(fired) >= 30, "the shop must give the test something to check"
+    assert all(expected[(rule, "no_consent")] > 0 for rule in ("cart_abandoned", "cross_sell"))
+
+    records = consume_all(env.settings, env.settings.topic_triggers, len(fired))
+    messages = [TriggerMessage.model_validate_json(r.value) for r in records]
+    sent = Counter(m.trigger_id for m in messages)
+    assert [i for i, n in sent.items() if n > 1] == [], "a situation fired twice"
+    assert set(sent) == fired
+    assert [m.trigger_id for m in messages if not consent.get(m.customer_id, (0, False))[1]] == []
+    assert {r.key.decode() for r in records} == {m.customer_id for m in messages}
+    for message in messages:
+        situation, _ = outcomes[message.trigger_id]
+        assert message.rule == situation.rule and message.kind == situation.rule
+        assert int(message.at.timestamp() * 1000) == situation.at
+        assert tuple(message.products) == situation.products
+        assert message.reasons and all(message.reasons)
+        if message.rule == "cart_abandoned":
+            assert message.offer is not None
+            assert message.offer.offer_id in OFFERS
+            assert 0 < message.offer.propensity <= 1
+            assert message.offer.features["bias"] == 1.0
+        else:
+            assert message.offer is None
+
+    # The uplift counters live in Redis and are claimed like firings: exact even across
+    # the kill. /metrics is per process: exact for a worker that saw the whole stream.
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        for rule in ("cart_abandoned", "high_intent", "cross_sell"):
+            report: dict[str, Any] = http.get(f"/v1/rules/{rule}/uplift").json()
+            assert report["treated"]["exposed"] == expected[(rule, "fired")], report
+            assert report["holdout"]["exposed"] == expected[(rule, "holdout")], report
+            assert report["holdout_share"] == HOLDOUT
+        missing = http.get("/v1/rules/nope/uplift")
+        assert missing.status_code == 404 and "cart_abandoned" in missing.json()["error"]
+        configured = http.get("/v1/rules").json()
+        assert [r["name"] for r in configured["rules"]] == [r["name"] for r in RULES["rules"]]
+    for (rule, outcome), n in expected.items():
+        live = worker.metric("cdpulse_triggers_total", {"rule": rule, "outcome": outcome})
+        assert live <= n if kill else live == n, (rule, outcome, live, n)
