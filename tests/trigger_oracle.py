@@ -174,3 +174,18 @@ def _intent(
 def _products(order: dict[str, Any]) -> tuple[str, ...]:
     """The ordered products, each once, in order."""
     return tuple(dict.fromkeys(item["product_id"] for item in order["properties"]["items"]))
+
+
+def conversions(events: Iterable[dict[str, Any]]) -> dict[str, list[int]]:
+    """Customer -> times of its identified orders and offer redemptions."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        if e.get("customer_id") and e["type"] in ("order_completed", "offer_redeemed"):
+            out[e["customer_id"]].append(millis(e["timestamp"]))
+    return out
+
+
+def converted(situation: Situation, conversions: dict[str, list[int]], window: int) -> bool:
+    """Whether the customer ordered or redeemed in (at, at + window]."""
+    at = situation.at
+    return any(at < t <= at + window for t in conversions.get(situation.customer_id, []))

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     topic_triggers: str = Field(
         "cdp.triggers", description="Trigger firings for downstream services."
     )
+    topic_offer_rewards: str = Field(
+        "cdp.offer-rewards", description="Offer outcomes for the bandit's learner (one partition)."
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
 
     # --- worker ------------------------------------------------------------------------

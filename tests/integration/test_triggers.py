@@ -20,10 +20,11 @@ from cdpulse.contract.trigger import TriggerMessage
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
 from tests import trigger_oracle
-from tests.integration.conftest import Env, consume_all, drained, wait_until
+from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
 
 HOLDOUT = 0.25
 OFFERS = ["reminder", "free_shipping", "discount_10"]
+WINDOW = 2 * 86_400_000  # attribution window: 2 days
 RULES = {
     "caps": {"per_day": 1000, "per_week": 1000},
     "rules": [
@@ -33,9 +34,22 @@ RULES = {
             "cooldown_hours": 0,
             "holdout": HOLDOUT,
             "offers": OFFERS,
+            "attribution_days": 2,
         },
-        {"name": "high_intent", "kind": "high_intent", "cooldown_hours": 0, "holdout": HOLDOUT},
-        {"name": "cross_sell", "kind": "cross_sell", "cooldown_hours": 0, "holdout": HOLDOUT},
+        {
+            "name": "high_intent",
+            "kind": "high_intent",
+            "cooldown_hours": 0,
+            "holdout": HOLDOUT,
+            "attribution_days": 2,
+        },
+        {
+            "name": "cross_sell",
+            "kind": "cross_sell",
+            "cooldown_hours": 0,
+            "holdout": HOLDOUT,
+            "attribution_days": 2,
+        },
     ],
 }
 
@@ -104,11 +118,28 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
 
     # The uplift counters live in Redis and are claimed like firings: exact even across
     # the kill. /metrics is per process: exact for a worker that saw the whole stream.
+    # Attribution windows closed by the watermark: converted when the customer ordered or
+    # redeemed within them.
+    bought = trigger_oracle.conversions(events)
+    closed = {
+        i: trigger_oracle.converted(s, bought, WINDOW)
+        for i, (s, outcome) in outcomes.items()
+        if outcome in ("fired", "holdout") and s.at + WINDOW <= watermark
+    }
+    assert closed and any(closed.values())
     with httpx.Client(base_url=worker.url, timeout=10) as http:
         for rule in ("cart_abandoned", "high_intent", "cross_sell"):
             report: dict[str, Any] = http.get(f"/v1/rules/{rule}/uplift").json()
             assert report["treated"]["exposed"] == expected[(rule, "fired")], report
             assert report["holdout"]["exposed"] == expected[(rule, "holdout")], report
+            for group in ("fired", "holdout"):
+                converted = sum(
+                    c
+                    for i, c in closed.items()
+                    if outcomes[i][0].rule == rule and outcomes[i][1] == group
+                )
+                name = "treated" if group == "fired" else "holdout"
+                assert report[name]["converted"] == converted, (rule, group, report)
             assert report["holdout_share"] == HOLDOUT
         missing = http.get("/v1/rules/nope/uplift")
         assert missing.status_code == 404 and "cart_abandoned" in missing.json()["error"]
@@ -117,3 +148,23 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
     for (rule, outcome), n in expected.items():
         live = worker.metric("cdpulse_triggers_total", {"rule": rule, "outcome": outcome})
         assert live <= n if kill else live == n, (rule, outcome, live, n)
+    if kill:
+        return
+    # The offers' outcomes reach the bandit's learner, which publishes a policy.
+    rewards = [
+        converted
+        for i, converted in closed.items()
+        if outcomes[i][0].rule == "cart_abandoned" and outcomes[i][1] == "fired"
+    ]
+    assert rewards, "some cart offers must have a closed window"
+    wait_until(
+        lambda: caught_up(env.settings, env.settings.topic_offer_rewards),
+        120,
+        "the offer learner to learn every reward",
+    )
+    for reward in (0, 1):
+        live = worker.metric(
+            "cdpulse_offer_rewards_total", {"rule": "cart_abandoned", "reward": str(reward)}
+        )
+        assert live == sum(r == reward for r in rewards), reward
+    assert worker.metric("cdpulse_model_version", {"model": "offers"}) >= 1

@@ -1,18 +1,32 @@
-"""The trigger engine's wiring in the worker: rules, offers, their topic and counters."""
+"""The trigger engine's wiring in the worker: rules, offers, their topics and counters.
+
+Offers follow "one learner, many scorers": every worker chooses offers with the newest
+published policy; the outcomes (rewards) go to a one-partition topic, and one learner
+folds them in, in order, and publishes the next policy.
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from cdpulse.models.reco_stream import RecoSnapshot
-from cdpulse.offers.bandit import OfferPolicy
+from cdpulse.offers.bandit import OfferPolicy, OfferSnapshot, Reward
 from cdpulse.ops import metrics
+from cdpulse.profile.model import Profile
 from cdpulse.settings import Settings
+from cdpulse.store.models import SnapshotStore, offer_store
 from cdpulse.store.triggers import RedisTriggerStore
+from cdpulse.triggers.decide import Chooser
 from cdpulse.triggers.engine import Expired, TriggerEngine
-from cdpulse.triggers.outputs import trigger_messages, uplift_tallies
+from cdpulse.triggers.outputs import rewards, trigger_messages, uplift_tallies
 from cdpulse.triggers.rules import TriggerConfig, load_rules
+
+log = logging.getLogger(__name__)
 
 # How long a published trigger id is remembered: far longer than any redelivery takes.
 CLAIM_SECONDS = 2 * 86_400
@@ -20,27 +34,47 @@ CLAIM_SECONDS = 2 * 86_400
 
 @dataclass
 class TriggerService:
-    """What the profile agent and the rule views share about triggers."""
+    """What the profile agent, the offer learner and the rule views share."""
 
     config: TriggerConfig
     store: RedisTriggerStore
-    offers: OfferPolicy
+    policies: SnapshotStore[OfferSnapshot]
+    epsilon: float
     engine: TriggerEngine
     topic: Any  # faust.TopicT: cdp.triggers
+    rewards_topic: Any  # faust.TopicT: cdp.offer-rewards, one partition
 
     @classmethod
     def create(
-        cls, settings: Settings, client: Any, session_gap: int, topic: Any
+        cls, settings: Settings, client: aioredis.Redis, session_gap: int, app: Any
     ) -> TriggerService:
         config = load_rules(settings.trigger_rules)
         store = RedisTriggerStore(client, settings.redis_prefix)
-        offers = OfferPolicy(settings.offer_epsilon)
-        engine = TriggerEngine(config, store, session_gap=session_gap, chooser=offers.chooser)
-        return cls(config, store, offers, engine, topic)
+        service = cls(
+            config,
+            store,
+            offer_store(client, settings.redis_prefix),
+            settings.offer_epsilon,
+            TriggerEngine(config, store, session_gap=session_gap),
+            app.topic(settings.topic_triggers, key_type=bytes, value_type=bytes),
+            app.topic(settings.topic_offer_rewards, key_type=bytes, value_type=bytes, partitions=1),
+        )
+        service.engine.chooser = service.chooser
+        return service
+
+    def policy(self) -> OfferPolicy:
+        """The newest published offer policy, or an untrained one."""
+        snapshot = self.policies.get()
+        return snapshot.policy if snapshot is not None else OfferPolicy(self.epsilon)
+
+    def chooser(self, profile: Profile) -> Chooser:
+        return self.policy().chooser(profile)
 
     @property
-    def policy(self) -> str:
-        return f"epsilon-greedy LinUCB, e={self.offers.epsilon}"
+    def policy_name(self) -> str:
+        snapshot = self.policies.get()
+        version = snapshot.version if snapshot is not None else 0
+        return f"epsilon-greedy LinUCB, e={self.epsilon}, v{version}"
 
     async def publish(self, expired: Expired, snapshot: RecoSnapshot | None) -> None:
         """Count and send what was not counted and sent before; wait for the broker.
@@ -55,7 +89,7 @@ class TriggerService:
             if t.claim in fresh:
                 counts[(t.rule, t.counter)] = counts.get((t.rule, t.counter), 0) + 1
         await self.store.count(counts)
-        messages = trigger_messages(expired, self.config, snapshot, self.policy)
+        messages = trigger_messages(expired, self.config, snapshot, self.policy_name)
         deliveries = [
             await self.topic.send(key=m.customer_id.encode(), value=m.model_dump_json().encode())
             for m in messages
@@ -64,15 +98,39 @@ class TriggerService:
         for delivery in deliveries:
             await delivery
 
-    def record(self, expired: Expired) -> None:
-        """Count saved outcomes in /metrics and reward the bandit (this process's own)."""
+    async def record(self, expired: Expired) -> None:
+        """Count saved outcomes in /metrics and send the offers' rewards to their learner."""
+        deliveries = [
+            await self.rewards_topic.send(key=r.rule.encode(), value=r.to_json())
+            for r in rewards(expired)
+        ]
+        for delivery in deliveries:
+            await delivery
         for decision in expired.decisions:
             metrics.TRIGGERS.labels(decision.pending.rule, decision.outcome).inc()
         for attribution in expired.attributions:
-            exposure = attribution.exposure
             if attribution.converted:
+                exposure = attribution.exposure
                 group = "holdout" if exposure.holdout else "treated"
                 metrics.TRIGGER_CONVERSIONS.labels(exposure.rule, group).inc()
-            if exposure.offer and not exposure.holdout:
-                reward = 1.0 if attribution.converted else 0.0
-                self.offers.learn(exposure.rule, exposure.offer, exposure.features, reward)
+
+    async def learn(self, records: list[tuple[int, bytes]]) -> None:
+        """Fold rewards (offset, raw) into the newest policy and publish the next one."""
+        await self.policies.refresh()
+        current = self.policies.get() or OfferSnapshot(0, OfferPolicy(self.epsilon), -1)
+        policy = copy.deepcopy(current.policy)  # the published one keeps choosing meanwhile
+        offset = current.offset
+        for at, raw in records:
+            if at <= offset:
+                continue  # re-delivered: already in this policy
+            try:
+                reward = Reward.from_json(raw)
+                policy.learn(reward.rule, reward.offer, reward.features, reward.reward)
+                metrics.OFFER_REWARDS.labels(reward.rule, str(int(reward.reward))).inc()
+            except (ValueError, TypeError, KeyError):
+                log.error("unreadable offer reward at offset %s; skipped", at)
+            offset = at
+        if offset > current.offset:
+            snapshot = OfferSnapshot(current.version + 1, policy, offset)
+            if await self.policies.publish(snapshot):
+                metrics.MODEL_VERSION.labels("offers").set(snapshot.version)

@@ -121,12 +121,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
     rules = Rules.from_settings(settings)
     labeler = ChurnLabeler.from_settings(settings)
-    triggers = TriggerService.create(
-        settings,
-        store.client,
-        rules.session_gap,
-        app.topic(topics.triggers, key_type=bytes, value_type=bytes),
-    )
+    triggers = TriggerService.create(settings, store.client, rules.session_gap, app)
     processor = BatchProcessor(
         store,
         rules,
@@ -191,7 +186,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 metrics.CHURN_LABELS.labels(str(example.label)).inc()
             summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
             await retrying(partial(clv.put_summaries, summaries))
-            triggers.record(triggered)
+            await triggers.record(triggered)
             _record_lag(app, messages)
 
     reco_box: list[RecoSnapshot] = []
@@ -252,6 +247,12 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 if not await retrying(partial(model_store.publish, snapshot)):
                     learner_box.clear()  # someone published a newer one: reload
 
+    @app.agent(triggers.rewards_topic, concurrency=1, name="offer-learner")
+    async def offer_learner(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            records = [(e.message.offset, e.message.value) for e in events]
+            await retrying(partial(triggers.learn, records))
+
     @app.timer(interval=settings.clv_refit_seconds)  # type: ignore[untyped-decorator]
     async def refit_clv() -> None:
         """One worker per interval refits lifetime value on every customer's summary."""
@@ -274,6 +275,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             await registry.refresh()
             await clv.refresh()
             await reco.refresh()
+            await triggers.policies.refresh()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             metrics.REDIS_ERRORS.inc()
             return

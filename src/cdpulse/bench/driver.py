@@ -167,6 +167,7 @@ class BenchRun:
             "CDPULSE_TOPIC_RECO_EVENTS": f"{self.name}-{phase}.reco-events",
             "CDPULSE_TOPIC_RECOMMENDATIONS": f"{self.name}-{phase}.recommendations",
             "CDPULSE_TOPIC_TRIGGERS": f"{self.name}-{phase}.triggers",
+            "CDPULSE_TOPIC_OFFER_REWARDS": f"{self.name}-{phase}.offer-rewards",
             "CDPULSE_TOPIC_PARTITIONS": str(self.options.partitions),
             "CDPULSE_APP_ID": f"cdpulse-{self.name}-{phase}",
             "CDPULSE_REDIS_PREFIX": f"{self.name}-{phase}",

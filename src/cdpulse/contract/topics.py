@@ -39,6 +39,7 @@ class Topics:
     reco_events: str = "cdp.reco-events"
     recommendations: str = "cdp.recommendations"
     triggers: str = "cdp.triggers"
+    offer_rewards: str = "cdp.offer-rewards"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -51,6 +52,7 @@ class Topics:
             reco_events=settings.topic_reco_events,
             recommendations=settings.topic_recommendations,
             triggers=settings.topic_triggers,
+            offer_rewards=settings.topic_offer_rewards,
         )
 
     @property
@@ -67,6 +69,7 @@ class Topics:
             self.reco_events,
             self.recommendations,
             self.triggers,
+            self.offer_rewards,
         )
 
     def for_type(self, event_type: str) -> str:

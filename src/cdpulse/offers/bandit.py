@@ -17,8 +17,10 @@ True
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from dataclasses import asdict, dataclass
 
 from river import bandit
 
@@ -86,3 +88,31 @@ class OfferPolicy:
             return self.choose(rule, offers, context, trigger)
 
         return choose
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    """One closed attribution window of an offer: what the offer learner folds in."""
+
+    rule: str
+    offer: str
+    features: dict[str, float]
+    reward: float
+    propensity: float
+    trigger_id: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Reward:
+        return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class OfferSnapshot:
+    """A published offer policy and the last offer-rewards offset it has learned."""
+
+    version: int
+    policy: OfferPolicy
+    offset: int

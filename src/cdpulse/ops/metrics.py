@@ -144,3 +144,8 @@ TRIGGER_CONVERSIONS = Counter(
     "Attribution windows closed with an order or redemption, by rule and group.",
     ["rule", "group"],
 )
+OFFER_REWARDS = Counter(
+    "cdpulse_offer_rewards_total",
+    "Offer outcomes the bandit's learner folded in, by rule and reward (1 converted).",
+    ["rule", "reward"],
+)

@@ -66,6 +66,11 @@ class Keys:
         """A published trigger id, kept a while so a re-decided firing is not sent twice."""
         return f"{self.prefix}:{{{customer_id}}}:trigger:{trigger_id}"
 
+    @property
+    def offer_model(self) -> str:
+        """Hash {version, blob}: the newest offer policy (contextual bandits)."""
+        return f"{self.prefix}:model:offers"
+
     def uplift(self, rule: str) -> str:
         """Hash: a rule's treated and holdout firings and their conversions."""
         return f"{self.prefix}:trigger:uplift:{rule}"

@@ -9,6 +9,7 @@ from cdpulse.contract.outputs import RecommendedItem
 from cdpulse.contract.trigger import ChosenOffer, TriggerMessage
 from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.offers.bandit import Reward
 from cdpulse.profile.model import Profile
 from cdpulse.triggers.decide import Decision
 from cdpulse.triggers.engine import Expired
@@ -90,3 +91,19 @@ def _message(
         recommended=recommended,
         offer=offer,
     )
+
+
+def rewards(expired: Expired) -> list[Reward]:
+    """The bandit's lessons: each closed window of a sent offer, 1 if it converted."""
+    return [
+        Reward(
+            e.rule,
+            e.offer,
+            dict(e.features),
+            1.0 if a.converted else 0.0,
+            e.propensity,
+            e.trigger_id,
+        )
+        for a in expired.attributions
+        if (e := a.exposure).offer and not e.holdout
+    ]
