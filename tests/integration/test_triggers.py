@@ -8,19 +8,23 @@ worker killed mid-stream and replaced must not change any of it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import yaml
 
 from cdpulse.contract.trigger import TriggerMessage
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
+from cdpulse.store.triggers import RedisTriggerStore
 from tests import trigger_oracle
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
+from tests.unit.test_trigger_store import contract
 
 HOLDOUT = 0.25
 OFFERS = ["reminder", "free_shipping", "discount_10"]
@@ -168,3 +172,14 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
         )
         assert live == sum(r == reward for r in rewards), reward
     assert worker.metric("cdpulse_model_version", {"model": "offers"}) >= 1
+
+
+def test_the_redis_trigger_store_keeps_the_contract(env: Env) -> None:
+    async def run() -> None:
+        client = aioredis.Redis.from_url(env.settings.redis_url)
+        try:
+            await contract(RedisTriggerStore(client, env.settings.redis_prefix))
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())

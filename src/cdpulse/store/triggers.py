@@ -9,6 +9,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from cdpulse.store.keys import Keys
+from cdpulse.store.redis import script
 
 UPLIFT_FIELDS = ("treated", "treated_converted", "holdout", "holdout_converted")
 
@@ -23,18 +24,28 @@ class RedisTriggerStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.keys = Keys(prefix)
+        self._move = client.register_script(script("trigger_due.lua"))
 
     async def schedule(self, dues: dict[str, int]) -> None:
         if dues:
             await self.client.zadd(self.keys.trigger_due, dict(dues.items()))
 
-    async def due(self, until: int, limit: int) -> list[str]:
-        ids = await self.client.zrangebyscore(self.keys.trigger_due, "-inf", until, 0, limit)
-        return [_text(i) for i in ids if isinstance(i, bytes | str)]
+    async def due(self, until: int, limit: int) -> dict[str, int]:
+        rows = await self.client.zrangebyscore(
+            self.keys.trigger_due, "-inf", until, 0, limit, withscores=True
+        )
+        out: dict[str, int] = {}
+        for row in rows:
+            if isinstance(row, tuple | list):  # withscores: (member, score)
+                out[_text(row[0])] = int(row[1])
+        return out
 
-    async def unschedule(self, ids: list[str]) -> None:
-        if ids:
-            await self.client.zrem(self.keys.trigger_due, *ids)
+    async def move(self, moves: dict[str, tuple[int, int | None]]) -> None:
+        if moves:
+            args: list[str | int] = []
+            for profile_id, (read, new) in moves.items():
+                args += [profile_id, read, "" if new is None else new]
+            await self._move(keys=[self.keys.trigger_due], args=args)
 
     async def claim(self, fired: list[tuple[str, str]], ttl_seconds: int) -> set[str]:
         """Claim ``(customer, trigger id)`` pairs for publishing; returns the ids claimed now.
@@ -81,13 +92,18 @@ class MemoryTriggerStore:
     async def schedule(self, dues: dict[str, int]) -> None:
         self.dues.update(dues)
 
-    async def due(self, until: int, limit: int) -> list[str]:
+    async def due(self, until: int, limit: int) -> dict[str, int]:
         ready = sorted((t, i) for i, t in self.dues.items() if t <= until)
-        return [i for _, i in ready[:limit]]
+        return {i: t for t, i in ready[:limit]}
 
-    async def unschedule(self, ids: list[str]) -> None:
-        for profile_id in ids:
-            self.dues.pop(profile_id, None)
+    async def move(self, moves: dict[str, tuple[int, int | None]]) -> None:
+        for profile_id, (read, new) in moves.items():
+            if self.dues.get(profile_id) != read:
+                continue  # moved meanwhile: the newer due time stands
+            if new is None:
+                del self.dues[profile_id]
+            else:
+                self.dues[profile_id] = new
 
     async def count(self, counts: dict[tuple[str, str], int]) -> None:
         for key, n in counts.items():

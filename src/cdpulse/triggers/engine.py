@@ -28,9 +28,17 @@ MAX_ROUNDS = 50
 class Schedule(Protocol):
     """What the engine needs of the trigger store (Redis or memory)."""
 
-    async def schedule(self, dues: dict[str, int]) -> None: ...
-    async def due(self, until: int, limit: int) -> list[str]: ...
-    async def unschedule(self, ids: list[str]) -> None: ...
+    async def schedule(self, dues: dict[str, int]) -> None:
+        """Set due times (epoch ms) of profiles, as a batch found them."""
+        ...
+
+    async def due(self, until: int, limit: int) -> dict[str, int]:
+        """Profiles due at or before ``until``, with the due time as read."""
+        ...
+
+    async def move(self, moves: dict[str, tuple[int, int | None]]) -> None:
+        """id -> (due time as read, new due time or None to drop): only where unchanged."""
+        ...
 
 
 def no_offer(rule: str, offers: list[str], trigger: str) -> None:
@@ -114,19 +122,19 @@ class TriggerEngine:
         """
         out = Expired()
         for _ in range(MAX_ROUNDS):
-            ids = await self.schedule.due(watermark, limit)
-            if not ids:
+            read = await self.schedule.due(watermark, limit)
+            if not read:
                 break
-            stored = await store.load(ids)
+            stored = await store.load(list(read))
             writes: list[Write] = []
             found: dict[str, tuple[list[Decision], list[Attribution]]] = {}
-            later: dict[str, int] = {}
-            done: list[str] = []
-            for profile_id in ids:
+            # id -> (due as read, next due or None): moved only if nobody moved it since.
+            moves: dict[str, tuple[int, int | None]] = {}
+            for profile_id, was in read.items():
                 current = stored[profile_id]
                 profile = current.profile
                 if profile is None or profile.watch is None:
-                    done.append(profile_id)  # merged away, or nothing watched
+                    moves[profile_id] = (was, None)  # merged away, or nothing watched
                     continue
                 before = msgspec.msgpack.encode(profile.watch)
                 decided = decide(
@@ -137,11 +145,7 @@ class TriggerEngine:
                     self.config,
                     self.chooser(profile),
                 )
-                due = next_due(profile.watch, self.config)
-                if due is None:
-                    done.append(profile_id)
-                else:
-                    later[profile_id] = due
+                moves[profile_id] = (was, next_due(profile.watch, self.config))
                 if msgspec.msgpack.encode(profile.watch) != before:
                     found[profile_id] = decided
                     writes.append(Write(profile, current.version))
@@ -163,11 +167,8 @@ class TriggerEngine:
                     out.attributions += attributions
                     out.profiles[profile_id] = write.profile
                 elif status is SaveStatus.CONFLICT:
-                    later[profile_id] = watermark  # written meanwhile: decide again
-                    done = [i for i in done if i != profile_id]
+                    del moves[profile_id]  # written meanwhile: still due, decided again
                 else:  # ALIASED: merged into a customer, whose watch carries on
-                    later.pop(profile_id, None)
-                    done.append(profile_id)
-            await self.schedule.unschedule(done)
-            await self.schedule.schedule(later)
+                    moves[profile_id] = (read[profile_id], None)
+            await self.schedule.move(moves)
         return out
