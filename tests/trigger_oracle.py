@@ -26,17 +26,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tests.oracle import SESSION_TYPES
+
 MINUTE = 60_000
-CLICKSTREAM = frozenset(
-    {
-        "page_viewed",
-        "product_viewed",
-        "search_performed",
-        "product_added",
-        "product_removed",
-        "checkout_started",
-    }
-)
+DAY = 86_400_000
+HOLDOUT = 0.25
+WINDOW = 2 * DAY  # attribution window
+
+# The rules the oracle's parameters describe (wait 30 minutes, 3 views, the gap of
+# sessions), with caps and cooldowns out of the way: the outcomes are then decided by
+# consent and holdout alone. The offers go to the cart rule.
+OFFERS = ["reminder", "free_shipping", "discount_10"]
+RULES: dict[str, Any] = {
+    "caps": {"per_day": 1000, "per_week": 1000},
+    "rules": [
+        {
+            "name": name,
+            "kind": name,
+            "cooldown_hours": 0,
+            "holdout": HOLDOUT,
+            "attribution_days": WINDOW / DAY,
+            **extra,
+        }
+        for name, extra in (
+            ("cart_abandoned", {"offers": OFFERS}),
+            ("high_intent", {}),
+            ("cross_sell", {}),
+        )
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -156,7 +174,7 @@ def _intent(
     out = []
     session, last, counts, fired = "", None, {}, False
     for t, e in timeline:
-        if e["type"] not in CLICKSTREAM:
+        if e["type"] not in SESSION_TYPES:
             continue
         if last is None or t - last > gap:
             session, counts, fired = e["event_id"], {}, False

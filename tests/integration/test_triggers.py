@@ -26,36 +26,10 @@ from tests import trigger_oracle
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
 from tests.unit.test_trigger_store import contract
 
-HOLDOUT = 0.25
-OFFERS = ["reminder", "free_shipping", "discount_10"]
-WINDOW = 2 * 86_400_000  # attribution window: 2 days
-RULES = {
-    "caps": {"per_day": 1000, "per_week": 1000},
-    "rules": [
-        {
-            "name": "cart_abandoned",
-            "kind": "cart_abandoned",
-            "cooldown_hours": 0,
-            "holdout": HOLDOUT,
-            "offers": OFFERS,
-            "attribution_days": 2,
-        },
-        {
-            "name": "high_intent",
-            "kind": "high_intent",
-            "cooldown_hours": 0,
-            "holdout": HOLDOUT,
-            "attribution_days": 2,
-        },
-        {
-            "name": "cross_sell",
-            "kind": "cross_sell",
-            "cooldown_hours": 0,
-            "holdout": HOLDOUT,
-            "attribution_days": 2,
-        },
-    ],
-}
+HOLDOUT = trigger_oracle.HOLDOUT
+OFFERS = trigger_oracle.OFFERS
+RULES = trigger_oracle.RULES
+WINDOW = trigger_oracle.WINDOW
 
 
 def low_watermark(env: Env) -> int:

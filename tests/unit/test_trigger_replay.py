@@ -28,22 +28,8 @@ from cdpulse.triggers.rules import TriggerConfig
 from tests import trigger_oracle
 from tests.unit.test_batch_processor import PARTITIONS, Record, arrival_order, cut, encode
 
-HOLDOUT = 0.25
-CONFIG = TriggerConfig.model_validate(
-    {
-        "caps": {"per_day": 1000, "per_week": 1000},
-        "rules": [
-            {
-                "name": "cart_abandoned",
-                "kind": "cart_abandoned",
-                "cooldown_hours": 0,
-                "holdout": HOLDOUT,
-            },
-            {"name": "high_intent", "kind": "high_intent", "cooldown_hours": 0, "holdout": HOLDOUT},
-            {"name": "cross_sell", "kind": "cross_sell", "cooldown_hours": 0, "holdout": HOLDOUT},
-        ],
-    }
-)
+HOLDOUT = trigger_oracle.HOLDOUT
+CONFIG = TriggerConfig.model_validate(trigger_oracle.RULES)
 
 
 class Crash(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdpulse.contract.events import EVENT_ADAPTER, Event
+from cdpulse.profile.model import Profile
+from cdpulse.store.base import Write
+from cdpulse.store.memory import MemoryProfileStore
+from cdpulse.store.triggers import MemoryTriggerStore
 from cdpulse.triggers.caps import DAY
 from cdpulse.triggers.decide import Decision, OfferChoice, decide, in_holdout, next_due
+from cdpulse.triggers.engine import TriggerEngine
 from cdpulse.triggers.rules import HOUR, MINUTE, TriggerConfig, load_rules
 from cdpulse.triggers.situations import Transition, entered, observe, scored
 from cdpulse.triggers.watch import Watch
@@ -329,3 +335,28 @@ def test_a_bad_rules_file_names_the_file_and_the_problem(
 def test_a_missing_rules_file_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CDPULSE_TRIGGER_RULES"):
         load_rules(tmp_path / "nope.yaml")
+
+
+def test_win_back_through_the_engine_fires_from_constructed_transitions() -> None:
+    """The segment engine's transitions, handed to the engine with the batch's profile,
+    are decided when the watermark passes them, like every other situation."""
+    store, schedule = MemoryProfileStore(), MemoryTriggerStore()
+    engine = TriggerEngine(CONFIG, schedule, session_gap=GAP)
+    at_risk = Transition("C-1", "At risk", True, T0)
+    consenting = Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
+    silent = Profile(id="C-2", customer_id="C-2")
+    for profile in (consenting, silent):
+        due = engine.after_profile(profile, [at_risk])
+        assert due == T0
+        asyncio.run(schedule.schedule({profile.id: due}))
+        asyncio.run(store.save([Write(profile, 0)]))
+    assert engine.after_profile(Profile(id="a-9"), [at_risk]) is None  # not a customer
+
+    early = asyncio.run(engine.expire(store, T0 - 1))
+    assert early.decisions == []
+    expired = asyncio.run(engine.expire(store, T0))
+    assert sorted((d.trigger_id, d.outcome) for d in expired.decisions) == [
+        (f"winback:C-1:At risk@{T0}", "fired"),
+        (f"winback:C-2:At risk@{T0}", "no_consent"),
+    ]
+    assert asyncio.run(engine.expire(store, T0 + DAY)).decisions == []  # decided once

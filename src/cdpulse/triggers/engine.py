@@ -85,24 +85,23 @@ class TriggerEngine:
             profile.watch = Watch()
         observe(profile.watch, event, t, self.config, self.session_gap)
 
-    def after_profile(self, profile: Profile) -> int | None:
-        """The batch's events are applied and scored; when is the watch next due?"""
-        watch = profile.watch
-        if watch is None:
+    def after_profile(self, profile: Profile, transitions: Iterable[Transition] = ()) -> int | None:
+        """The batch is applied and scored; when is the watch next due?
+
+        ``transitions`` are the customer's segment changes in this batch, from the segment
+        engine (win-back fires on entering its segment).
+        """
+        entries = list(transitions) if profile.customer_id is not None else []
+        if profile.watch is None and not entries:
             return None
+        watch = profile.watch = profile.watch or Watch()
         key = f"v{profile.churn_version}@{profile.last_seen}"
         scored(
             watch, profile.churn_risk, profile.churn_reasons, profile.last_seen, key, self.config
         )
+        for transition in entries:
+            entered(watch, transition, self.config)
         return next_due(watch, self.config)
-
-    def enter(self, profile: Profile, transitions: Iterable[Transition]) -> int | None:
-        """Segment transitions of ``profile``'s customer; when is the watch next due?"""
-        if profile.watch is None:
-            profile.watch = Watch()
-        for transition in transitions:
-            entered(profile.watch, transition, self.config)
-        return next_due(profile.watch, self.config)
 
     # --- after the batch ----------------------------------------------------------------
 
