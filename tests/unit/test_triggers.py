@@ -360,3 +360,16 @@ def test_win_back_through_the_engine_fires_from_constructed_transitions() -> Non
         (f"winback:C-2:At risk@{T0}", "no_consent"),
     ]
     assert asyncio.run(engine.expire(store, T0 + DAY)).decisions == []  # decided once
+
+
+def test_churn_crossing_through_the_engine_reads_the_score_written_with_the_profile() -> None:
+    engine = TriggerEngine(CONFIG, MemoryTriggerStore(), session_gap=GAP)
+    profile = Profile(id="C-1", customer_id="C-1", last_seen=T0, watch=Watch())
+    for risk in (0.4, 0.75, 0.8):
+        profile.churn_risk, profile.churn_reasons = risk, ["no order for 40 days"]
+        profile.last_seen += HOUR
+        engine.after_profile(profile)
+    assert profile.watch is not None
+    [pending] = profile.watch.pending
+    assert (pending.rule, pending.at) == ("churn", T0 + 2 * HOUR)
+    assert pending.reasons == ["churn risk rose to 0.75 (threshold 0.70)", "no order for 40 days"]

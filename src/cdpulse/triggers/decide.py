@@ -33,7 +33,8 @@ class OfferChoice:
     features: dict[str, float] = field(default_factory=dict)
 
 
-# (rule name, offers, trigger id, features) -> the choice; the bandit in the worker.
+# (rule name, its offers, trigger id) -> the choice, or None for no offer: a bandit bound
+# to one profile's features (``OfferPolicy.chooser``).
 Chooser = Callable[[str, list[str], str], OfferChoice | None]
 
 

@@ -23,8 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 HOUR = 3_600_000
 MINUTE = 60_000
 
-Kind = Literal["cart_abandoned", "churn_risk", "high_intent", "win_back", "cross_sell"]
-
 
 class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
