@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     trigger_rules: str = Field(
         "", description="YAML file of trigger rules; empty: the built-in rules."
     )
+    trigger_lateness_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How late (event time) an event may arrive and still count for a trigger.",
+    )
     offer_epsilon: float = Field(
         0.1, gt=0, le=1, description="Share of offers the bandit draws at random (exploration)."
     )

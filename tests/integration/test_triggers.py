@@ -30,6 +30,7 @@ HOLDOUT = trigger_oracle.HOLDOUT
 OFFERS = trigger_oracle.OFFERS
 RULES = trigger_oracle.RULES
 WINDOW = trigger_oracle.WINDOW
+LATENESS = 60_000  # CDPULSE_TRIGGER_LATENESS_SECONDS by default
 
 
 def low_watermark(env: Env) -> int:
@@ -66,7 +67,7 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
     outcomes = {
         s.trigger_id: (s, trigger_oracle.outcome(s, consent, HOLDOUT))
         for s in trigger_oracle.situations(events)
-        if s.at <= watermark
+        if s.at + LATENESS <= watermark
     }
     expected = Counter((s.rule, outcome) for s, outcome in outcomes.values())
     fired = {i for i, (_, outcome) in outcomes.items() if outcome == "fired"}
@@ -102,7 +103,7 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
     closed = {
         i: trigger_oracle.converted(s, bought, WINDOW)
         for i, (s, outcome) in outcomes.items()
-        if outcome in ("fired", "holdout") and s.at + WINDOW <= watermark
+        if outcome in ("fired", "holdout") and s.at + WINDOW + LATENESS <= watermark
     }
     assert closed and any(closed.values())
     with httpx.Client(base_url=worker.url, timeout=10) as http:

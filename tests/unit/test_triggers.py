@@ -373,3 +373,29 @@ def test_churn_crossing_through_the_engine_reads_the_score_written_with_the_prof
     [pending] = profile.watch.pending
     assert (pending.rule, pending.at) == ("churn", T0 + 2 * HOUR)
     assert pending.reasons == ["churn risk rose to 0.75 (threshold 0.70)", "no order for 40 days"]
+
+
+@pytest.mark.parametrize("late_checkout", [False, True])
+def test_lateness_waits_for_events_sent_late(late_checkout: bool) -> None:
+    """A checkout just before the deadline that reaches Kafka a little late still closes
+    the cart: decisions wait until the watermark is ``lateness`` past their time."""
+    store, schedule = MemoryProfileStore(), MemoryTriggerStore()
+    engine = TriggerEngine(CONFIG, schedule, session_gap=GAP, lateness=MINUTE)
+    deadline = T0 + 30 * MINUTE
+
+    async def apply(events: list[Event]) -> None:
+        stored = (await store.load(["C-1"]))["C-1"]
+        profile = stored.profile or Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
+        for e in events:
+            engine.observe(profile, e, int(e.timestamp.timestamp() * 1000))
+        due = engine.after_profile(profile)
+        assert due is not None
+        await schedule.schedule({"C-1": due})
+        await store.save([Write(profile, stored.version)])
+
+    asyncio.run(apply([add(T0, 1)]))
+    assert asyncio.run(engine.expire(store, deadline)).decisions == []
+    if late_checkout:
+        asyncio.run(apply([event("checkout_started", deadline - 1000, 2)]))
+    decided = asyncio.run(engine.expire(store, deadline + MINUTE)).decisions
+    assert [d.outcome for d in decided] == ([] if late_checkout else ["fired"])

@@ -55,7 +55,12 @@ class TriggerService:
             store,
             offer_store(client, settings.redis_prefix),
             settings.offer_epsilon,
-            TriggerEngine(config, store, session_gap=session_gap),
+            TriggerEngine(
+                config,
+                store,
+                session_gap=session_gap,
+                lateness=int(settings.trigger_lateness_seconds * 1000),
+            ),
             app.topic(settings.topic_triggers, key_type=bytes, value_type=bytes),
             app.topic(settings.topic_offer_rewards, key_type=bytes, value_type=bytes, partitions=1),
         )

@@ -68,11 +68,15 @@ class TriggerEngine:
         schedule: Schedule,
         *,
         session_gap: int,
+        lateness: int = 0,
         chooser: Callable[[Profile], Chooser] | None = None,
     ) -> None:
         self.config = config
         self.schedule = schedule
         self.session_gap = session_gap
+        # A situation at t is decided once the watermark is past t + lateness: events up
+        # to that much behind their partition's newest still count (a checkout sent late).
+        self.lateness = lateness
         self.chooser = chooser or (lambda profile: no_offer)
 
     # --- hooks called by the batch processor, per profile --------------------------------
@@ -120,6 +124,9 @@ class TriggerEngine:
         the save instead, a death in between would lose them.
         """
         out = Expired()
+        if watermark <= 0:
+            return out  # not every partition has reported yet
+        watermark -= self.lateness
         for _ in range(MAX_ROUNDS):
             read = await self.schedule.due(watermark, limit)
             if not read:
