@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     reco_snapshot_seconds: float = Field(
         5.0, gt=0, description="How often the recommender's learner publishes a snapshot."
     )
+    reco_list_interval_seconds: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "Event-time seconds between two recommendation lists published for one "
+            "customer (0: one per batch with an item event)."
+        ),
+    )
     model_refresh_seconds: float = Field(
         2.0, gt=0, description="How often workers look for a newer model snapshot."
     )

@@ -210,7 +210,6 @@ def drained_without_failures(env: Env, worker: Worker) -> None:
     def done() -> bool:
         if metric(worker, "cdpulse_batch_failures_total") > 0:
             tail = worker.tail(5)
-            # It would not stop on SIGTERM: faust waits for the batch it keeps retrying.
             worker.kill()
             raise AssertionError("the worker failed a batch and retries it:\n" + tail)
         return drained(env.settings)

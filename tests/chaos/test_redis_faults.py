@@ -8,6 +8,7 @@ stack's configuration: append-only file, fsync every second.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -78,7 +79,7 @@ def outage(env: Env, worker: Worker, redis: PrivateRedis, kill: bool) -> Outage:
     applied = metric(worker, "cdpulse_events_applied_total")
     wait_until(
         lambda: metric(worker, "cdpulse_events_applied_total") > applied + 500,
-        120,
+        300,
         "the worker to be busy applying events",
     )
     if kill:
@@ -130,4 +131,44 @@ def test_redis_killed_and_restarted_mid_stream(redis_env: tuple[Env, PrivateRedi
         )
     wanted = expected_dead_letters(sent, env.settings)
     assert dead_letters(env.settings, len(wanted)) == wanted
+    assert_exact(env.redis, env.name, truth_of(sent))
+
+
+def test_sigterm_while_redis_is_down_stops_the_worker_and_loses_nothing(
+    redis_env: tuple[Env, PrivateRedis],
+) -> None:
+    """A worker retrying a batch obeys SIGTERM; the batch stays unacked for the next one."""
+    env, redis = redis_env
+    messages = shop_stream(customers=scaled(100, 400), days=20, seed=12)
+    sender = Sender(env.settings, messages, rate=scaled(800, 1500))
+    worker = env.worker()
+    assert worker.process is not None
+    sender.start()
+    wait_until(
+        lambda: metric(worker, "cdpulse_events_applied_total") > 200,
+        120,
+        "the worker to be busy applying events",
+    )
+    errors = metric(worker, "cdpulse_redis_errors_total")
+    redis.kill()
+    wait_until(
+        lambda: metric(worker, "cdpulse_redis_errors_total") > errors,
+        60,
+        "the worker to run into the Redis outage",
+    )
+    worker.process.send_signal(signal.SIGTERM)
+    try:
+        code = worker.process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        raise AssertionError(
+            "the worker ignored SIGTERM while Redis was down:\n" + worker.tail(60)
+        ) from None
+    assert code is not None
+
+    redis.start()
+    sent = sender.finish()
+    successor = env.worker()
+    wait_until(lambda: drained(env.settings), 600, "a new worker to drain the topics")
+    assert alive(successor)
     assert_exact(env.redis, env.name, truth_of(sent))

@@ -339,6 +339,12 @@ def _result() -> dict[str, Any]:
             "statuses": {"200": 10000},
             "latency": {"p50": 0.0012, "p95": 0.0025, "p99": 0.004, "max": 0.02},
         },
+        "http_recommendations": {
+            "rate": 500,
+            "achieved_rate": 498.0,
+            "statuses": {"200": 10000},
+            "latency": {"p50": 0.002, "p95": 0.004, "p99": 0.007, "max": 0.03},
+        },
         "redis": {
             "profiles": 10000,
             "aliases": 1500,
@@ -369,6 +375,7 @@ def test_figures_pick_the_five_target_figures() -> None:
         "throughput": 8000.0,
         "latency_p99": 0.1,
         "http_p99": 0.004,
+        "reco_http_p99": 0.007,
         "redis_bytes": 2500.0,
         "scaling": 1.5,
     }
@@ -384,6 +391,10 @@ def test_render_markdown_shows_figures_against_targets() -> None:
     )
     assert "| GET /v1/profiles/{id} p99 at 500 requests/s | 4.0 ms | < 5.0 ms | met |" in lines
     assert (
+        "| GET /v1/profiles/{id}/recommendations p99 at 500 requests/s | 7.0 ms | < 5.0 ms "
+        "| missed: 1.40x the target |" in lines
+    )
+    assert (
         "| two workers on two partitions / one | 1.50x | ≥ 1.60x | missed: 0.94x the target |"
         in lines
     )
@@ -396,7 +407,7 @@ def test_render_markdown_shows_figures_against_targets() -> None:
 
 def test_render_markdown_of_a_partial_result_marks_what_is_missing() -> None:
     text = render_markdown({"throughput": [], "machine": {}})
-    assert text.count("not measured") == 5
+    assert text.count("not measured") == 6
 
 
 def test_chart_draws_a_png_from_the_json_alone(tmp_path: Path) -> None:

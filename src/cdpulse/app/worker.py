@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -30,7 +32,7 @@ from cdpulse.models.learner import ChurnLearner
 from cdpulse.models.lifetime import OrderSummary, refit
 from cdpulse.models.online import ChurnScoring
 from cdpulse.models.reco import Context, Recommender
-from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot, recommendation_list
+from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.profile.rules import Rules
 from cdpulse.settings import Settings
@@ -63,10 +65,19 @@ class Services:
     triggers: TriggerService | None = None
 
 
-async def retrying(call: Callable[[], Awaitable[T]]) -> T:
-    """Run ``call``, backing off while it fails (Redis down, say); never gives up."""
+async def retrying(
+    call: Callable[[], Awaitable[T]], stopping: Callable[[], bool] = lambda: False
+) -> T:
+    """Run ``call``, backing off while it fails (Redis down, say), until ``stopping()``.
+
+    It never gives up on its own: a batch that cannot be written stays unacked. Once the
+    app is stopping it raises ``CancelledError`` instead of waiting for Redis, so SIGTERM
+    is obeyed; the unacked batch is then redelivered to whoever owns the partition next.
+    """
     delay = BACKOFF_FIRST
     while True:
+        if stopping():
+            raise asyncio.CancelledError("stopping with the batch unacked")
         try:
             return await call()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -106,6 +117,11 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset=settings.offset_reset,
         producer_acks=-1,
+        # Shutdown and rebalance commit what is acked instead of waiting for every message
+        # handed to a stream: a batch stuck retrying (Redis down) would hold them forever.
+        # Safe because writes are idempotent: an unacked batch is redelivered and re-applied
+        # as duplicates, which the per-key offsets refuse.
+        stream_wait_empty=False,
     )
     topics = Topics.from_settings(settings)
     source = app.topic(*topics.inputs, key_type=bytes, value_type=bytes)
@@ -147,47 +163,67 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         triggers,
     )
 
+    throttle = ListThrottle(int(settings.reco_list_interval_seconds * 1000))
+
+    def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        return retrying(call, lambda: app.should_stop)
+
+    async def publish(result: BatchResult, examples: list[Example]) -> None:
+        """Everything a batch sends, taken by the broker before its offsets are acked.
+
+        Retried whole when a send fails: outputs are at least once, and a consumer
+        dedupes on the event, example or cause id each record carries.
+        """
+        lists = _recommendation_lists(reco.get(), result, throttle)
+        deliveries = (
+            [
+                await dead_letter.send(key=dl.key.encode() if dl.key else None, value=dl.to_json())
+                for dl in result.dead_letters
+            ]
+            + [
+                await training.send(key=ex.profile_id.encode(), value=ex.to_json())
+                for ex in examples
+            ]
+            + [
+                await reco_events.send(key=item.customer_id.encode(), value=item.to_json())
+                for item in result.item_events
+            ]
+            + [
+                await recommendations.send(key=customer.encode(), value=document)
+                for customer, document, _ in lists
+            ]
+        )
+        for delivery in deliveries:
+            await delivery
+        taken = time.time()
+        for _, _, ingested in lists:
+            if ingested:
+                metrics.INGEST_TO_RECOMMENDATION.observe(max(0.0, taken - ingested))
+
     @app.agent(source, concurrency=1, name="profiles")
     async def profiles(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            messages = [_message(e) for e in events]
-            result = await retrying(partial(processor.process, messages))
-            low = await retrying(processor.low_watermark)
-            expired = await retrying(partial(processor.expire, low))
-            publish = partial(triggers.publish, snapshot=reco.get())
-            triggered = await retrying(partial(triggers.engine.expire, store, low, publish=publish))
-            # Sorted by decision time: with one worker the training topic then holds the
-            # examples in exactly the order a replay of the same events produces.
-            examples = sorted(result.examples + expired, key=lambda e: e.order)
-            deliveries = (
-                [
-                    await dead_letter.send(
-                        key=dl.key.encode() if dl.key else None, value=dl.to_json()
-                    )
-                    for dl in result.dead_letters
-                ]
-                + [
-                    await training.send(key=ex.profile_id.encode(), value=ex.to_json())
-                    for ex in examples
-                ]
-                + [
-                    await reco_events.send(key=item.customer_id.encode(), value=item.to_json())
-                    for item in result.item_events
-                ]
-                + [
-                    await recommendations.send(key=customer.encode(), value=document)
-                    for customer, document in _recommendation_lists(reco.get(), result)
-                ]
-            )
-            # Wait for the broker to take them before these offsets are acked.
-            for delivery in deliveries:
-                await delivery
-            for example in examples:
-                metrics.CHURN_LABELS.labels(str(example.label)).inc()
-            summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
-            await retrying(partial(clv.put_summaries, summaries))
-            await triggers.record(triggered)
-            _record_lag(app, messages)
+            with _committed_only_if_handled(events):
+                await handle([_message(e) for e in events])
+
+    async def handle(messages: list[Message]) -> None:
+        result = await retry(partial(processor.process, messages))
+        low = await retry(processor.low_watermark)
+        expired = await retry(partial(processor.expire, low))
+        publish_triggers = partial(triggers.publish, snapshot=reco.get())
+        triggered = await retry(
+            partial(triggers.engine.expire, store, low, publish=publish_triggers)
+        )
+        # Sorted by decision time: with one worker the training topic then holds the
+        # examples in exactly the order a replay of the same events produces.
+        examples = sorted(result.examples + expired, key=lambda e: e.order)
+        await retry(partial(publish, result, examples))
+        for example in examples:
+            metrics.CHURN_LABELS.labels(str(example.label)).inc()
+        summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
+        await retry(partial(clv.put_summaries, summaries))
+        await retry(partial(triggers.record, triggered))
+        _record_lag(app, messages)
 
     reco_box: list[RecoSnapshot] = []
     reco_published = [0.0]
@@ -202,28 +238,32 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     @app.agent(reco_events, concurrency=1, name="reco-learner")
     async def reco_learner(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=1.0):
-            state = await retrying(current_recommender)
-            offset = state.offset
-            for event in events:
-                if event.message.offset <= offset:
-                    continue  # re-delivered: already in this snapshot
-                try:
-                    item = ItemEvent.from_json(event.message.value)
-                    state.recommender.learn_one(item.customer_id, item.event, item.context)
-                    metrics.RECO_EVENTS_LEARNED.inc()
-                except (ValueError, TypeError, KeyError):
-                    log.error("unreadable reco event at offset %s; skipped", event.message.offset)
-                offset = event.message.offset
-            reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
-            now = asyncio.get_running_loop().time()
-            if offset > state.offset and now - reco_published[0] >= settings.reco_snapshot_seconds:
-                snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
-                if await retrying(partial(reco.publish, snapshot)):
-                    reco_box[:] = [snapshot]
-                    reco_published[0] = now
-                    metrics.MODEL_VERSION.labels("reco").set(snapshot.version)
-                else:
-                    reco_box.clear()  # someone published a newer one: reload
+            with _committed_only_if_handled(events):
+                await learn_items(events)
+
+    async def learn_items(events: Any) -> None:
+        state = await retry(current_recommender)
+        offset = state.offset
+        for event in events:
+            if event.message.offset <= offset:
+                continue  # re-delivered: already in this snapshot
+            try:
+                item = ItemEvent.from_json(event.message.value)
+                state.recommender.learn_one(item.customer_id, item.event, item.context)
+                metrics.RECO_EVENTS_LEARNED.inc()
+            except (ValueError, TypeError, KeyError):
+                log.error("unreadable reco event at offset %s; skipped", event.message.offset)
+            offset = event.message.offset
+        reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
+        now = asyncio.get_running_loop().time()
+        if offset > state.offset and now - reco_published[0] >= settings.reco_snapshot_seconds:
+            snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
+            if await retry(partial(reco.publish, snapshot)):
+                reco_box[:] = [snapshot]
+                reco_published[0] = now
+                metrics.MODEL_VERSION.labels("reco").set(snapshot.version)
+            else:
+                reco_box.clear()  # someone published a newer one: reload
 
     learner_box: list[ChurnLearner] = []
 
@@ -239,19 +279,24 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     @app.agent(training, concurrency=1, name="learner")
     async def learner(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=1.0):
-            pairs = _examples(events)
-            model = await retrying(current_learner)
-            if model.learn(pairs).learned:
-                snapshot = model.snapshot()
-                # Published, it is also what this process scores with from now on.
-                if not await retrying(partial(model_store.publish, snapshot)):
-                    learner_box.clear()  # someone published a newer one: reload
+            with _committed_only_if_handled(events):
+                await learn_examples(events)
+
+    async def learn_examples(events: Any) -> None:
+        pairs = _examples(events)
+        model = await retry(current_learner)
+        if model.learn(pairs).learned:
+            snapshot = model.snapshot()
+            # Published, it is also what this process scores with from now on.
+            if not await retry(partial(model_store.publish, snapshot)):
+                learner_box.clear()  # someone published a newer one: reload
 
     @app.agent(triggers.rewards_topic, concurrency=1, name="offer-learner")
     async def offer_learner(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=1.0):
-            records = [(e.message.offset, e.message.value) for e in events]
-            await retrying(partial(triggers.learn, records))
+            with _committed_only_if_handled(events):
+                records = [(e.message.offset, e.message.value) for e in events]
+                await retry(partial(triggers.learn, records))
 
     @app.timer(interval=settings.clv_refit_seconds)  # type: ignore[untyped-decorator]
     async def refit_clv() -> None:
@@ -305,22 +350,28 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
 
 
 def _recommendation_lists(
-    snapshot: RecoSnapshot | None, result: BatchResult
-) -> list[tuple[str, bytes]]:
-    """One list per customer with an item event in the batch, caused by the newest one."""
+    snapshot: RecoSnapshot | None, result: BatchResult, throttle: ListThrottle
+) -> list[tuple[str, bytes, float]]:
+    """One list per customer with an item event in the batch, caused by the newest one,
+    unless the customer had one less than the throttle's interval (event time) before.
+
+    Each comes with the Kafka append time of its cause (0.0: unknown), for its latency.
+    """
     if snapshot is None:
         return []
-    newest: dict[str, str] = {}
+    newest: dict[str, ItemEvent] = {}
     for item in result.item_events:
-        newest[item.customer_id] = str(item.event.get("event_id"))
+        newest[item.customer_id] = item
     profiles = {p.id: p for p in result.saved}
     out = []
     for customer, cause in newest.items():
+        if not throttle.due(customer, cause.at_ms):
+            continue
         profile = profiles.get(customer)
         context = Context.from_profile(profile) if profile is not None else Context()
         items = snapshot.recommender.recommend(customer, context, k=10)
-        document = recommendation_list(customer, items, snapshot, cause)
-        out.append((customer, document.model_dump_json().encode()))
+        document = recommendation_list(customer, items, snapshot, str(cause.event.get("event_id")))
+        out.append((customer, document.model_dump_json().encode(), cause.ingested))
         metrics.RECOMMENDATIONS.inc()
     return out
 
@@ -334,6 +385,23 @@ def _examples(events: Any) -> list[tuple[int, Example]]:
         except (ValueError, TypeError, KeyError):
             log.error("unreadable training example at offset %s; skipped", event.message.offset)
     return pairs
+
+
+@contextmanager
+def _committed_only_if_handled(events: Any) -> Iterator[None]:
+    """Keep a batch whose handling raised (the app stopping mid-retry, say) uncommitted.
+
+    ``take_events`` acks its batch in a ``finally``, so even when the loop body raises.
+    A message already marked acked is skipped by the consumer's bookkeeping: it leaves
+    a gap no commit passes, and the batch is redelivered to the partition's next owner.
+    The mark also lets the consumer's wait for unacked messages at shutdown end.
+    """
+    try:
+        yield
+    except BaseException:
+        for event in events:
+            event.message.acked = True
+        raise
 
 
 def _record_lag(app: faust.App, messages: list[Message]) -> None:

@@ -61,6 +61,13 @@ LATENCY_METHOD = (
     "and after the drain; quantiles are interpolated inside buckets as Prometheus' "
     "histogram_quantile does."
 )
+RECO_LATENCY_METRIC = "cdpulse_ingest_to_recommendation_seconds"
+ENGINE = (
+    "the full worker: profile update, churn labels and scoring with reasons, lifetime-value "
+    "summaries, item events forwarded to the recommender's learner, recommendation lists "
+    "(at most one per customer per 30 s of event time), and the churn and recommender "
+    "learners (one-partition topics, so in one of the workers)"
+)
 WINDOW = (0.1, 0.9)  # the share of the messages over which throughput is measured
 
 
@@ -213,7 +220,7 @@ class BenchRun:
                     "commit_interval": self.base.commit_interval,
                     "topic_partitions": o.partitions,
                 },
-                "engine": "profile update only (no online scoring or learning yet)",
+                "engine": ENGINE,
             }
         )
         pauses = GcPauses()
@@ -357,6 +364,9 @@ class BenchRun:
         worker_cpu = after_cpu.processes["worker"] - before["cpu"].processes["worker"]
         first: Scrape = before["scrape"]
         buckets = histogram_delta(after.buckets[LATENCY_METRIC], first.buckets[LATENCY_METRIC])
+        reco = histogram_delta(
+            after.buckets.get(RECO_LATENCY_METRIC, []), first.buckets.get(RECO_LATENCY_METRIC, [])
+        )
         batches = after.value("cdpulse_batch_size_count") - first.value("cdpulse_batch_size_count")
         batched = after.value("cdpulse_batch_size_sum") - first.value("cdpulse_batch_size_sum")
         found = {
@@ -366,6 +376,15 @@ class BenchRun:
             "events": sent,
             "observed": buckets[-1][1],
             **{q: histogram_quantile(float(q[1:]) / 100, buckets) for q in ("p50", "p95", "p99")},
+            "recommendation": {
+                "observed": reco[-1][1] if reco else 0,
+                **{
+                    q: histogram_quantile(float(q[1:]) / 100, reco)
+                    if reco and reco[-1][1]
+                    else None
+                    for q in ("p50", "p95", "p99")
+                },
+            },
             "drained_seconds": drained,
             # Offsets are committed every second, so a worker that kept up drains within ~1.5 s.
             "kept_up": drained < seconds + 2.0,
@@ -466,6 +485,23 @@ class BenchRun:
         say(
             f"profile reads: p50 {lat['p50'] * 1000:.2f} ms, p95 {lat['p95'] * 1000:.2f} ms, "
             f"p99 {lat['p99'] * 1000:.2f} ms"
+        )
+        paths = [f"{p}/recommendations" for p in paths]
+        say(f"recommendation reads: GET at {o.http_rate:,.0f}/s for {o.http_seconds:g}s")
+        with collector_paused():
+            load = run_load(worker.url, paths, o.http_rate, o.http_seconds)
+        self.result["http_recommendations"] = {
+            "rate": o.http_rate,
+            "achieved_rate": load.achieved_rate,
+            "requests": len(load.latencies),
+            "statuses": dict(load.statuses),
+            "latency": {**percentiles(load.latencies), "max": max(load.latencies)},
+            "service": {**percentiles(load.service), "max": max(load.service)},
+        }
+        lat = self.result["http_recommendations"]["latency"]
+        say(
+            f"recommendation reads: p50 {lat['p50'] * 1000:.2f} ms, "
+            f"p95 {lat['p95'] * 1000:.2f} ms, p99 {lat['p99'] * 1000:.2f} ms"
         )
 
     def measure_stages(self, workload: Workload) -> None:

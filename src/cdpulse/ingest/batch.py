@@ -206,7 +206,9 @@ class BatchProcessor:
                         and not is_duplicate(profile, item.event.event_id, m.source, m.offset)
                     ):
                         # The recommender learns from the customer as they were before it.
-                        seen_items.append(ItemEvent.of(target, json.loads(m.value), profile))
+                        seen_items.append(
+                            ItemEvent.of(target, json.loads(m.value), profile, m.timestamp or 0.0)
+                        )
                     if apply(profile, item.event, self.rules, m.source, m.offset):
                         applied += 1
                         if self.triggers is not None:

@@ -80,6 +80,11 @@ INGEST_TO_WRITTEN = Histogram(
     "Kafka append time to profile written.",
     buckets=_LATENCY_BUCKETS,
 )
+INGEST_TO_RECOMMENDATION = Histogram(
+    "cdpulse_ingest_to_recommendation_seconds",
+    "Kafka append time of an item event to its recommendation list taken by the broker.",
+    buckets=_LATENCY_BUCKETS,
+)
 BATCH_SIZE = Histogram(
     "cdpulse_batch_size",
     "Messages per processed batch.",

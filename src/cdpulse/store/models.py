@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
@@ -27,10 +28,19 @@ class SnapshotStore(Generic[S]):
     """The newest snapshot of one model under one key: published by its learner, loaded by
     every worker (``refresh``) and kept in ``current`` for scoring."""
 
-    def __init__(self, client: aioredis.Redis, key: str, kind: type[S]) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        key: str,
+        kind: type[S],
+        serve: Callable[[S], S] | None = None,
+    ) -> None:
         self.client = client
         self.key = key
         self.kind = kind
+        # When given, ``current`` is ``serve`` of a copy of what was published or loaded,
+        # never the learner's own object, which keeps changing after it was published.
+        self.serve = serve
         self._publish = client.register_script(script("publish_model.lua"))
         self.current: S | None = None
 
@@ -52,7 +62,7 @@ class SnapshotStore(Generic[S]):
         blob = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
         stored = await self._publish(keys=[self.key], args=[snapshot.version, blob])
         if stored:
-            self.current = snapshot
+            self.current = snapshot if self.serve is None else self.serve(pickle.loads(blob))
         return bool(stored)
 
     async def refresh(self) -> bool:
@@ -62,7 +72,7 @@ class SnapshotStore(Generic[S]):
             return False
         snapshot = await self.load()
         if snapshot is not None and snapshot.version > have:
-            self.current = snapshot
+            self.current = snapshot if self.serve is None else self.serve(snapshot)
             return True
         return False
 
@@ -72,7 +82,7 @@ def churn_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[Snapshot]:
 
 
 def reco_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[RecoSnapshot]:
-    return SnapshotStore(client, Keys(prefix).reco_model, RecoSnapshot)
+    return SnapshotStore(client, Keys(prefix).reco_model, RecoSnapshot, RecoSnapshot.served)
 
 
 def offer_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[OfferSnapshot]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
@@ -62,7 +63,13 @@ class RecoConfig:
     @property
     def digest(self) -> str:
         """A short fingerprint of every setting, part of the model version."""
-        items = sorted(
-            (k, sorted(v) if isinstance(v, frozenset) else v) for k, v in asdict(self).items()
-        )
-        return hashlib.sha256(repr(items).encode()).hexdigest()[:8]
+        return _digest(self)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(config: RecoConfig) -> str:
+    # Cached: every published recommendation list names its model version.
+    items = sorted(
+        (k, sorted(v) if isinstance(v, frozenset) else v) for k, v in asdict(config).items()
+    )
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:8]

@@ -22,11 +22,12 @@ partner on its first count whenever the list is full).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 from cdpulse.models.reco.config import RecoConfig
 from cdpulse.models.reco.interactions import PURCHASE, Interaction
-from cdpulse.models.reco.state import RecoState, Shopper, forward
+from cdpulse.models.reco.state import RecoState, ServedState, Shopper, forward
 
 RELATIONS = range(1, PURCHASE + 1)
 
@@ -67,8 +68,17 @@ def scores(
 
     The share is the partner's ``relation_weights``-weighted score over their sum for
     the ``neighbours`` partners read, so it does not depend on time; the relation is the
-    strongest one the pair has (for the reason shown).
+    strongest one the pair has (for the reason shown). A served (read-only) state
+    remembers them: they are the same for every list made from one snapshot.
     """
+    if isinstance(state, ServedState):
+        return state.remember(("partners", product, n), lambda: _scores(state, config, product, n))
+    return _scores(state, config, product, n)
+
+
+def _scores(
+    state: RecoState, config: RecoConfig, product: str, n: int
+) -> dict[str, tuple[float, int]]:
     combined: dict[str, float] = {}
     strongest: dict[str, int] = {}
     for relation in RELATIONS:
@@ -79,5 +89,5 @@ def scores(
     total = sum(combined.values())
     if total <= 0:
         return {}
-    best = sorted(combined.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    best = heapq.nsmallest(n, combined.items(), key=lambda kv: (-kv[1], kv[0]))
     return {other: (score / total, strongest[other]) for other, score in best}

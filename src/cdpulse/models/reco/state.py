@@ -25,9 +25,12 @@ Redis layout the interface maps to (``{c}`` is the customer's hash tag):
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 REBASE_AFTER = 256  # half-lives between landmark and newest event; 2**256 is far from overflow
 ALL = "*"  # the category key of totals over every product
@@ -221,3 +224,68 @@ class MemoryState:
 
     def put_shopper(self, customer_id: str, shopper: Shopper) -> None:
         self._shoppers[customer_id] = shopper
+
+
+class ServedState:
+    """A published state read by serving only: reads of rankings are remembered.
+
+    A served snapshot never changes (the learner keeps its own copy), so the partners of
+    a product and the most popular products of a category, which every recommendation
+    reads for its anchors and categories, are computed once per snapshot, not per list.
+    """
+
+    def __init__(self, state: RecoState) -> None:
+        self._state = state
+        self._neighbours: dict[tuple[int, str, int], list[tuple[str, float]]] = {}
+        self._top: dict[tuple[str, int], list[tuple[str, float]]] = {}
+        self._remembered: dict[Hashable, Any] = {}
+
+    def remember(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, once per ``key`` for this snapshot."""
+        if key not in self._remembered:
+            self._remembered[key] = compute()
+        found: T = self._remembered[key]
+        return found
+
+    def landmark(self) -> int | None:
+        return self._state.landmark()
+
+    def rebase(self, landmark: int, covisitation_factor: float, trending_factor: float) -> None:
+        raise TypeError("a served recommender state is read-only; learn on the learner's copy")
+
+    def add_neighbour(
+        self, relation: int, product: str, other: str, amount: float, keep: int
+    ) -> None:
+        raise TypeError("a served recommender state is read-only; learn on the learner's copy")
+
+    def neighbours(self, relation: int, product: str, n: int) -> list[tuple[str, float]]:
+        key = (relation, product, n)
+        found = self._neighbours.get(key)
+        if found is None:
+            found = self._neighbours[key] = self._state.neighbours(relation, product, n)
+        return found
+
+    def add_popularity(self, product: str, category: str, amount: float) -> None:
+        raise TypeError("a served recommender state is read-only; learn on the learner's copy")
+
+    def top_products(self, category: str, n: int) -> list[tuple[str, float]]:
+        key = (category, n)
+        found = self._top.get(key)
+        if found is None:
+            found = self._top[key] = self._state.top_products(category, n)
+        return found
+
+    def popularity(self, products: list[str]) -> list[float]:
+        return self._state.popularity(products)
+
+    def total_popularity(self, category: str) -> float:
+        return self._state.total_popularity(category)
+
+    def categories(self, products: list[str]) -> list[str | None]:
+        return self._state.categories(products)
+
+    def shopper(self, customer_id: str) -> Shopper:
+        return self._state.shopper(customer_id)
+
+    def put_shopper(self, customer_id: str, shopper: Shopper) -> None:
+        raise TypeError("a served recommender state is read-only; learn on the learner's copy")
