@@ -120,6 +120,12 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
                 name = "treated" if group == "fired" else "holdout"
                 assert report[name]["converted"] == converted, (rule, group, report)
             assert report["holdout_share"] == HOLDOUT
+        # the newest firings: older ones may be forgotten once no cap or cooldown needs them
+        for message in sorted(messages, key=lambda m: m.at)[-5:]:
+            watch = http.get(f"/v1/profiles/{message.customer_id}/triggers").json()
+            at = message.at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            assert {"rule": message.rule, "at": at} in watch["recent"], watch
+        assert http.get("/v1/profiles/nobody/triggers").status_code == 404
         missing = http.get("/v1/rules/nope/uplift")
         assert missing.status_code == 404 and "cart_abandoned" in missing.json()["error"]
         configured = http.get("/v1/rules").json()

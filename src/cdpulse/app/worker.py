@@ -345,7 +345,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     register_views(services)
     from cdpulse.app.trigger_views import register_trigger_views
 
-    register_trigger_views(app, triggers)
+    register_trigger_views(app, triggers, store)
     return app, services
 
 
