@@ -112,7 +112,14 @@ class Worker:
         env = {**os.environ, **self.variables}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cdpulse", "worker", "--loglevel", "warning"],
+                [
+                    sys.executable,
+                    "-m",
+                    "cdpulse",
+                    "worker",
+                    "--loglevel",
+                    os.environ.get("CDPULSE_TEST_WORKER_LOGLEVEL", "warning"),
+                ],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

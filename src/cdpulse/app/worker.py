@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import faust
+from faust.agents import current_agent
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -70,14 +71,12 @@ async def retrying(
 ) -> T:
     """Run ``call``, backing off while it fails (Redis down, say), until ``stopping()``.
 
-    It never gives up on its own: a batch that cannot be written stays unacked. Once the
-    app is stopping it raises ``CancelledError`` instead of waiting for Redis, so SIGTERM
+    It never gives up on its own: a batch that cannot be written stays unacked. Once its
+    agent is stopping it raises ``CancelledError`` instead of waiting for Redis, so SIGTERM
     is obeyed; the unacked batch is then redelivered to whoever owns the partition next.
     """
     delay = BACKOFF_FIRST
     while True:
-        if stopping():
-            raise asyncio.CancelledError("stopping with the batch unacked")
         try:
             return await call()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -88,6 +87,10 @@ async def retrying(
             # the batch unacked: the partition stalls visibly (lag, logs) but loses nothing.
             metrics.BATCH_FAILURES.inc()
             log.exception("batch step failed; retrying in %.1fs", delay)
+        # Checked only after a failure: a healthy batch still finishes during shutdown.
+        if stopping():
+            log.warning("stopping: the batch stays unacked and will be redelivered")
+            raise asyncio.CancelledError("stopping with the batch unacked")
         await asyncio.sleep(delay)
         delay = min(delay * 2, BACKOFF_MAX)
 
@@ -166,7 +169,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     throttle = ListThrottle(int(settings.reco_list_interval_seconds * 1000))
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
-        return retrying(call, lambda: app.should_stop)
+        # The agent's own stop, not the app's: an agent raising before it is being stopped
+        # counts as crashed, and its supervisor restarts it, which stalls the shutdown.
+        agent = current_agent()
+        return retrying(call, lambda: agent.should_stop if agent is not None else app.should_stop)
 
     async def publish(result: BatchResult, examples: list[Example]) -> None:
         """Everything a batch sends, taken by the broker before its offsets are acked.
