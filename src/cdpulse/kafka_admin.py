@@ -22,7 +22,8 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
 
     def partitions(name: str) -> int:
         # One partition for training examples: one learner sees them all, in one order.
-        return 1 if name in (topics.training, topics.reco_events) else settings.topic_partitions
+        single = (topics.training, topics.reco_events, topics.offer_rewards)
+        return 1 if name in single else settings.topic_partitions
 
     def configs(name: str) -> dict[str, str]:
         if name in topics.compacted:

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     topic_audit: str = Field(
         "cdp.audit", description="Audit records of erasures (kept forever, no personal data)."
     )
+    topic_triggers: str = Field(
+        "cdp.triggers", description="Trigger firings for downstream services."
+    )
+    topic_offer_rewards: str = Field(
+        "cdp.offer-rewards", description="Offer outcomes for the bandit's learner (one partition)."
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
 
     # --- worker ------------------------------------------------------------------------
@@ -172,6 +178,19 @@ class Settings(BaseSettings):
         True,
         description="Erasure also deletes every key under the customer's hash tag "
         "(a SCAN: about a second per million keys).",
+    )
+
+    # --- triggers and offers -----------------------------------------------------------
+    trigger_rules: str = Field(
+        "", description="YAML file of trigger rules; empty: the built-in rules."
+    )
+    trigger_lateness_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How late (event time) an event may arrive and still count for a trigger.",
+    )
+    offer_epsilon: float = Field(
+        0.1, gt=0, le=1, description="Share of offers the bandit draws at random (exploration)."
     )
 
 

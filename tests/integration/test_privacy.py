@@ -146,6 +146,15 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
     for i in erased_ids:
         assert newest.get(i.encode(), "absent") in (None, "absent"), i
     assert any(value is not None for value in newest.values())
+    # Every compacted topic (triggers too) ends each erased id with a tombstone.
+    for topic in topics.compacted:
+        last: dict[bytes, bytes | None] = {}
+        for record in consume_all(env.settings, topic, 0, timeout=10):
+            last[record.key] = record.value
+        for i in erased_ids:
+            assert last.get(i.encode(), "absent") in (None, "absent"), (topic, i)
+    for record in consume_all(env.settings, topics.offer_rewards, 0, timeout=10):
+        assert not any(s in record.value for s in secrets), "offer rewards name a customer"
 
     # A rebuild from the whole Kafka history does not bring them back either.
     target = f"{env.name}-rebuilt"

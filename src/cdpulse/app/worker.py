@@ -24,6 +24,7 @@ from faust.agents import current_agent
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cdpulse.app.triggers import TriggerService
 from cdpulse.connections import faust_credentials, redis_options
 from cdpulse.contract.topics import Topics
 from cdpulse.ingest.batch import BatchProcessor, BatchResult
@@ -74,6 +75,7 @@ class Services:
     eraser: Eraser
     data_keys: DataKeys
     identities: IdentityIndex
+    triggers: TriggerService | None = None
 
 
 async def retrying(
@@ -171,6 +173,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     )
     identities = IdentityIndex(store.client, settings.redis_prefix, store.retention_ms)
     audit = app.topic(topics.audit, key_type=bytes, value_type=bytes)
+    triggers = TriggerService.create(settings, store.client, rules.session_gap, app, pseudonyms)
     processor = BatchProcessor(
         store,
         rules,
@@ -180,6 +183,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         partitions=len(topics.inputs) * settings.topic_partitions,
         item_events=True,
         erasures=eraser,
+        triggers=triggers.engine,
     )
     services = Services(
         settings,
@@ -196,6 +200,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         eraser,
         DataKeys(store.client, settings.redis_prefix, int(settings.profile_retention_days * 86400)),
         identities,
+        triggers,
     )
 
     throttle = ListThrottle(int(settings.reco_list_interval_seconds * 1000))
@@ -255,6 +260,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         result = await retry(partial(processor.process, messages))
         low = await retry(processor.low_watermark)
         expired = await retry(partial(processor.expire, low))
+        publish_triggers = partial(triggers.publish, snapshot=reco.get())
+        triggered = await retry(
+            partial(triggers.engine.expire, store, low, publish=publish_triggers)
+        )
         # Sorted by decision time: with one worker the training topic then holds the
         # examples in exactly the order a replay of the same events produces.
         examples = sorted(result.examples + expired, key=lambda e: e.order)
@@ -264,6 +273,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
         await retry(partial(clv.put_summaries, summaries))
         await retry(partial(identities.index, result.saved, rules.traits.personal))
+        await retry(partial(triggers.record, triggered))
         _record_lag(app, messages)
 
     reco_box: list[RecoSnapshot] = []
@@ -340,6 +350,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             if not await retry(partial(model_store.publish, snapshot)):
                 learner_box.clear()  # someone published a newer one: reload
 
+    @app.agent(triggers.rewards_topic, concurrency=1, name="offer-learner")
+    async def offer_learner(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            with _committed_only_if_handled(events):
+                records = [(e.message.offset, e.message.value) for e in events]
+                await retry(partial(triggers.learn, records))
+
     @app.timer(interval=settings.clv_refit_seconds)  # type: ignore[untyped-decorator]
     async def refit_clv() -> None:
         """One worker per interval refits lifetime value on every customer's summary."""
@@ -362,6 +379,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             await registry.refresh()
             await clv.refresh()
             await reco.refresh()
+            await triggers.policies.refresh()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             metrics.REDIS_ERRORS.inc()
             return
@@ -384,6 +402,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     from cdpulse.app.views import register_views
 
     register_views(services)
+    from cdpulse.app.trigger_views import register_trigger_views
+
+    register_trigger_views(app, triggers, store)
     return app, services
 
 

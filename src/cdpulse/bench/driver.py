@@ -177,6 +177,8 @@ class BenchRun:
             # The bench's own workers on 127.0.0.1: a throwaway key, the API without tokens.
             "CDPULSE_PSEUDONYM_KEY": self.base.pseudonym_key.get_secret_value() or "bench-key",
             "CDPULSE_AUTH_DISABLED": "true",
+            "CDPULSE_TOPIC_TRIGGERS": f"{self.name}-{phase}.triggers",
+            "CDPULSE_TOPIC_OFFER_REWARDS": f"{self.name}-{phase}.offer-rewards",
             "CDPULSE_TOPIC_PARTITIONS": str(self.options.partitions),
             "CDPULSE_APP_ID": f"cdpulse-{self.name}-{phase}",
             "CDPULSE_REDIS_PREFIX": f"{self.name}-{phase}",

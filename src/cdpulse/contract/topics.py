@@ -40,6 +40,8 @@ class Topics:
     reco_events: str = "cdp.reco-events"
     recommendations: str = "cdp.recommendations"
     audit: str = "cdp.audit"
+    triggers: str = "cdp.triggers"
+    offer_rewards: str = "cdp.offer-rewards"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -52,6 +54,8 @@ class Topics:
             reco_events=settings.topic_reco_events,
             recommendations=settings.topic_recommendations,
             audit=settings.topic_audit,
+            triggers=settings.topic_triggers,
+            offer_rewards=settings.topic_offer_rewards,
         )
 
     @property
@@ -68,13 +72,15 @@ class Topics:
             self.reco_events,
             self.recommendations,
             self.audit,
+            self.triggers,
+            self.offer_rewards,
         )
 
     @property
     def compacted(self) -> tuple[str, ...]:
         """Topics keyed by customer that keep the newest record per key: an erasure
         publishes a tombstone (a null value) to each, per erased id."""
-        return (self.recommendations,)
+        return (self.recommendations, self.triggers)
 
     def for_type(self, event_type: str) -> str:
         """The topic an event of ``event_type`` is published to."""

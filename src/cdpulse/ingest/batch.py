@@ -29,6 +29,7 @@ from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile, to_millis
 from cdpulse.store.base import ProfileStore, SaveStatus, Write
+from cdpulse.triggers.engine import TriggerEngine
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class BatchProcessor:
         partitions: int = 1,
         item_events: bool = False,
         erasures: Erasures | None = None,
+        triggers: TriggerEngine | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -92,6 +94,7 @@ class BatchProcessor:
         self.partitions = partitions  # input partitions the low watermark must hear from
         self.item_events = item_events  # collect item events for the recommender
         self.erasures = erasures
+        self.triggers = triggers  # watches profiles for trigger situations
         self.max_bytes = max_bytes
         self.max_future_skew = max_future_skew
 
@@ -247,6 +250,7 @@ class BatchProcessor:
             writes: list[Write] = []
             outcome: dict[str, tuple[int, int, list[str], list[Example], list[ItemEvent]]] = {}
             dues: dict[str, int] = {}
+            trigger_dues: dict[str, int] = {}
             for target in targets:
                 current = stored[target]
                 profile = current.profile or new_profile(target)
@@ -281,12 +285,18 @@ class BatchProcessor:
                         )
                     if apply(profile, item.event, self.rules, m.source, m.offset):
                         applied += 1
+                        if self.triggers is not None:
+                            self.triggers.observe(profile, item.event, to_millis(item.event))
                     else:
                         duplicates += 1
                 if (applied or merged) and enricher is not None:
                     examples, due = enricher.after_profile(profile, watermark, as_of)
                     if due is not None:
                         dues[target] = due
+                if applied and self.triggers is not None:
+                    trigger_due = self.triggers.after_profile(profile)
+                    if trigger_due is not None:
+                        trigger_dues[target] = trigger_due
                 outcome[target] = (applied, duplicates, merged, examples, seen_items)
                 if applied or merged:
                     writes.append(Write(profile, current.version))
@@ -297,6 +307,8 @@ class BatchProcessor:
                 # Scheduled before the save: a schedule with nothing to decide is harmless
                 # (expiry finds nothing), an undecided day without one would wait forever.
                 await self.store.schedule(dues)
+            if trigger_dues and self.triggers is not None:
+                await self.triggers.schedule.schedule(trigger_dues)
             statuses = await self.store.save(writes) if writes else {}
 
             retired: list[str] = []

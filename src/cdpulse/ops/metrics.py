@@ -150,3 +150,21 @@ ERASURES = Counter("cdpulse_erasures_total", "Erasure requests carried out.")
 AUTH_DENIED = Counter(
     "cdpulse_http_denied_total", "HTTP requests refused by authentication, by status.", ["status"]
 )
+
+# --- triggers and offers -------------------------------------------------------------------
+TRIGGERS = Counter(
+    "cdpulse_triggers_total",
+    "Trigger situations decided, by rule and outcome (fired, holdout, no_consent, cooldown, "
+    "capped).",
+    ["rule", "outcome"],
+)
+TRIGGER_CONVERSIONS = Counter(
+    "cdpulse_trigger_conversions_total",
+    "Attribution windows closed with an order or redemption, by rule and group.",
+    ["rule", "group"],
+)
+OFFER_REWARDS = Counter(
+    "cdpulse_offer_rewards_total",
+    "Offer outcomes the bandit's learner folded in, by rule and reward (1 converted).",
+    ["rule", "reward"],
+)

@@ -134,8 +134,13 @@ class Eraser:
         pipe = self.client.pipeline(transaction=False)
         pipe.hdel(self.keys.clv_summaries, *ids)
         pipe.zrem(self.keys.churn_due, *ids)
-        lifetime, churn = await pipe.execute()
-        return {"lifetime_value_summary": int(lifetime), "churn_schedule": int(churn)}
+        pipe.zrem(self.keys.trigger_due, *ids)
+        lifetime, churn, triggers = await pipe.execute()
+        return {
+            "lifetime_value_summary": int(lifetime),
+            "churn_schedule": int(churn),
+            "trigger_schedule": int(triggers),
+        }
 
     async def _sweep(self, ids: list[str]) -> int:
         """Delete whatever else lives under the ids' hash tags (unregistered families)."""

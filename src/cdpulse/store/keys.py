@@ -74,6 +74,26 @@ class Keys:
     def profile_count(self) -> str:
         return f"{self.prefix}:profiles"
 
+    # --- triggers ---------------------------------------------------------------------
+
+    @property
+    def trigger_due(self) -> str:
+        """Sorted set: profile id -> when its trigger watch next has something to decide."""
+        return f"{self.prefix}:trigger:due"
+
+    def fired(self, customer_id: str, trigger_id: str) -> str:
+        """A published trigger id, kept a while so a re-decided firing is not sent twice."""
+        return f"{self.prefix}:{{{customer_id}}}:trigger:{trigger_id}"
+
+    @property
+    def offer_model(self) -> str:
+        """Hash {version, blob}: the newest offer policy (contextual bandits)."""
+        return f"{self.prefix}:model:offers"
+
+    def uplift(self, rule: str) -> str:
+        """Hash: a rule's treated and holdout firings and their conversions."""
+        return f"{self.prefix}:trigger:uplift:{rule}"
+
     @property
     def pattern(self) -> str:
         """A SCAN pattern matching every key under the prefix."""
