@@ -29,6 +29,8 @@ sets the cart price, so that the cart depends on the set of events only.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -59,6 +61,11 @@ SESSION_TYPES = frozenset(
 AFFINITY_HALF_LIFE = 14 * DAY
 RECENTLY_VIEWED = 20
 PURPOSES = ("analytics", "personalization", "marketing")
+# Traits (README: Privacy and security): only these are kept; the personal ones as
+# "hmac:" + HMAC-SHA256(key, name NUL normalised value). The key the tests configure.
+PSEUDONYM_KEY = b"cdpulse-tests-pseudonym-key"
+ALLOWED_TRAITS = frozenset({"email", "phone", "country", "language", "plan"})
+PERSONAL_TRAITS = frozenset({"email", "phone"})
 # (name, width, granularity)
 WINDOWS = (
     ("1h", HOUR, 5 * MINUTE),
@@ -174,6 +181,16 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
     for event in events:
         owner: str = event.get("customer_id") or event["anonymous_id"]
         owned[aliases.get(owner, owner)].append(event)
+    # An erasure request removes its customer and every id linked to it, for good.
+    erased = {
+        aliases.get(owner, owner)
+        for event in events
+        if event["type"] == "erasure_requested"
+        for owner in [event.get("customer_id") or event["anonymous_id"]]
+    }
+    for owner in erased:
+        owned.pop(owner, None)
+    aliases = {a: c for a, c in aliases.items() if c not in erased and a not in erased}
 
     newest = max((millis(e["timestamp"]) for e in events), default=0)
     reference = newest if as_of is None else as_of
@@ -211,7 +228,7 @@ def profile(profile_id: str, events: Iterable[Event], as_of: int) -> Document:
     refunded = math.fsum(refunds)
     last_order = orders[-1][0] if orders else None
 
-    return {
+    document: Document = {
         "id": profile_id,
         "customer_id": next(iter(customers), None),
         "anonymous_ids": anonymous_ids,
@@ -239,7 +256,69 @@ def profile(profile_id: str, events: Iterable[Event], as_of: int) -> Document:
         },
         "consent": _consent(timed),
         "identified_at": rfc3339(identifies[0][0]) if identifies else None,
+        "traits": _traits(identifies),
     }
+    if document["consent"]["analytics"] is False:
+        return _minimal(document)
+    return document
+
+
+def _minimal(document: Document) -> Document:
+    """A customer who withheld analytics: only identity, consent and traits are shown."""
+    kept = ("id", "customer_id", "anonymous_ids", "as_of", "consent", "identified_at", "traits")
+    windows = {name: {"events": 0, "orders": 0, "revenue": 0.0} for name, _, _ in WINDOWS}
+    return {
+        **{name: document[name] for name in kept},
+        "first_seen": None,
+        "last_seen": None,
+        "events": 0,
+        "counts": {},
+        "channels": {},
+        "sessions": 0,
+        "orders": 0,
+        "revenue": 0.0,
+        "average_order_value": 0.0,
+        "first_order_at": None,
+        "last_order_at": None,
+        "refunds": {"count": 0, "amount": 0.0},
+        "cart": {"items": [], "value": 0.0, "since": None},
+        "category_affinity": {},
+        "recently_viewed": [],
+        "windows": windows,
+        "rfm": {"recency_days": None, "frequency": 0, "monetary": 0.0},
+    }
+
+
+def pseudonym(name: str, value: str) -> str:
+    """The pseudonym of a personal trait value, from its definition."""
+    text = value.strip()
+    if name == "email":
+        text = text.lower()
+    elif name == "phone":
+        text = "".join(c for c in text if c.isdigit() or c == "+")
+    digest = hmac.new(PSEUDONYM_KEY, f"{name}\x00{text}".encode(), hashlib.sha256)
+    return "hmac:" + digest.hexdigest()
+
+
+def pseudonym_id(profile_id: str) -> str:
+    """The pseudonym of a customer or anonymous id, as output topics carry it."""
+    digest = hmac.new(PSEUDONYM_KEY, f"id\x00{profile_id}".encode(), hashlib.sha256)
+    return "hmac:" + digest.hexdigest()
+
+
+def _traits(identifies: list[tuple[int, Event]]) -> dict[str, Any]:
+    """Allowed traits, the newest value by event time (a tie: the larger repr)."""
+    latest: dict[str, tuple[int, str, Any]] = {}
+    for t, e in identifies:
+        for name, value in e.get("properties", {}).get("traits", {}).items():
+            if name not in ALLOWED_TRAITS:
+                continue
+            if name in PERSONAL_TRAITS and value is not None and not str(value).startswith("hmac:"):
+                value = pseudonym(name, str(value))
+            candidate = (t, repr(value), value)
+            if name not in latest or candidate[:2] > latest[name][:2]:
+                latest[name] = candidate
+    return {name: latest[name][2] for name in sorted(latest)}
 
 
 def _tally(names: Iterable[str]) -> dict[str, int]:

@@ -39,7 +39,14 @@ export CDPULSE_TOPIC_RECO_EVENTS=${CDPULSE_TOPIC_RECO_EVENTS:-$DEMO_NAMESPACE.re
 export CDPULSE_TOPIC_RECOMMENDATIONS=${CDPULSE_TOPIC_RECOMMENDATIONS:-$DEMO_NAMESPACE.recommendations}
 export CDPULSE_TOPIC_SEGMENTS=${CDPULSE_TOPIC_SEGMENTS:-$DEMO_NAMESPACE.segments}
 export CDPULSE_SEGMENTS_FILE=${CDPULSE_SEGMENTS_FILE:-$REPO_ROOT/deploy/segments.yaml}
+export CDPULSE_TOPIC_AUDIT=${CDPULSE_TOPIC_AUDIT:-$DEMO_NAMESPACE.audit}
+export CDPULSE_TOPIC_TRIGGERS=${CDPULSE_TOPIC_TRIGGERS:-$DEMO_NAMESPACE.triggers}
+export CDPULSE_TOPIC_OFFER_REWARDS=${CDPULSE_TOPIC_OFFER_REWARDS:-$DEMO_NAMESPACE.offer-rewards}
 export CDPULSE_REDIS_PREFIX=${CDPULSE_REDIS_PREFIX:-$DEMO_NAMESPACE}
+# A local demo on 127.0.0.1: a fresh pseudonym key per run, and the HTTP API without tokens
+# (README: Privacy and security). Never run a shared deployment like this.
+export CDPULSE_PSEUDONYM_KEY=${CDPULSE_PSEUDONYM_KEY:-$(head -c 32 /dev/urandom | base64)}
+export CDPULSE_AUTH_DISABLED=${CDPULSE_AUTH_DISABLED:-true}
 export CDPULSE_APP_ID=${CDPULSE_APP_ID:-cdpulse-$DEMO_NAMESPACE}
 
 [[ -x $CDPULSE ]] || die "$CDPULSE not found: run 'make venv' first (or 'make demo', which does)"

@@ -8,6 +8,7 @@ import logging
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from cdpulse.connections import kafka_options
 from cdpulse.contract.topics import Topics
 from cdpulse.settings import Settings
 
@@ -21,12 +22,23 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
 
     def partitions(name: str) -> int:
         # One partition for training examples: one learner sees them all, in one order.
-        return 1 if name in (topics.training, topics.reco_events) else settings.topic_partitions
+        single = (topics.training, topics.reco_events, topics.offer_rewards)
+        return 1 if name in single else settings.topic_partitions
+
+    def configs(name: str) -> dict[str, str]:
+        if name in topics.compacted:
+            # Erasure tombstones replace a customer's records; compaction removes the
+            # older ones (README: Privacy and security).
+            return {"cleanup.policy": "compact", "segment.ms": "3600000"}
+        if name == topics.audit:
+            return {"retention.ms": "-1"}  # the audit trail of erasures is kept
+        return {}
 
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=15000,
+        **kafka_options(settings),
     )
     try:
         existing = set(admin.list_topics())
@@ -35,7 +47,10 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
             return []
         # Another process may create them between our list and create: that is fine.
         with contextlib.suppress(TopicAlreadyExistsError):
-            admin.create_topics([NewTopic(n, partitions(n), 1) for n in missing], timeout_ms=15000)
+            admin.create_topics(
+                [NewTopic(n, partitions(n), 1, topic_configs=configs(n)) for n in missing],
+                timeout_ms=15000,
+            )
         log.info("created topics %s", missing)
         return missing
     finally:

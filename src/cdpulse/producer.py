@@ -15,6 +15,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from cdpulse.connections import kafka_options
 from cdpulse.contract.topics import Topics
 from cdpulse.contract.validation import Rejection, decode
 from cdpulse.kafka_admin import ensure_topics
@@ -50,6 +51,7 @@ class Producer:
             linger_ms=5,
             batch_size=256 * 1024,
             compression_type=None,
+            **kafka_options(settings),
         )
         return cls(kafka, settings)
 

@@ -7,9 +7,12 @@ The table in README is generated from this class by ``cdpulse settings``.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cdpulse.app.auth import ApiToken
 
 
 class Settings(BaseSettings):
@@ -20,6 +23,22 @@ class Settings(BaseSettings):
     # --- connections -------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="Kafka SASL mechanism (SASL_* protocols)."
+    )
+    kafka_sasl_username: str = Field("", description="Kafka SASL user.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="Kafka SASL password.")
+    kafka_ssl_cafile: str = Field("", description="CA bundle that signs the brokers' certificates.")
+    kafka_ssl_certfile: str = Field("", description="Client certificate (mutual TLS), PEM.")
+    kafka_ssl_keyfile: str = Field("", description="Key of the client certificate, PEM.")
+    redis_username: str = Field("", description="Redis ACL user (empty: the default user).")
+    redis_password: SecretStr = Field(SecretStr(""), description="Redis ACL password.")
+    redis_ssl_ca_certs: str = Field(
+        "", description="CA bundle for Redis TLS (use a rediss:// URL)."
+    )
     web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
     web_port: int = Field(6066, description="Port of the worker's HTTP server.")
 
@@ -41,6 +60,15 @@ class Settings(BaseSettings):
     )
     topic_segments: str = Field(
         "cdp.segments", description="Segment transitions: a customer entered or left a segment."
+    )
+    topic_audit: str = Field(
+        "cdp.audit", description="Audit records of erasures (kept forever, no personal data)."
+    )
+    topic_triggers: str = Field(
+        "cdp.triggers", description="Trigger firings for downstream services."
+    )
+    topic_offer_rewards: str = Field(
+        "cdp.offer-rewards", description="Offer outcomes for the bandit's learner (one partition)."
     )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
 
@@ -115,6 +143,66 @@ class Settings(BaseSettings):
     )
     rfm_refresh_seconds: float = Field(
         30.0, gt=0, description="How often one worker rebuilds the RFM quantile sketches."
+    )
+
+    # --- privacy and security (README: Privacy and security) -------------------------------
+    pseudonym_key: SecretStr = Field(
+        SecretStr(""),
+        description="Secret key of the HMAC-SHA256 pseudonyms of personal traits and ids; "
+        "the worker refuses to start without one.",
+    )
+    trait_allow_list: list[str] = Field(
+        ["email", "phone", "country", "language", "plan"],
+        description="Identify traits kept in profiles (JSON list); others are dropped.",
+    )
+    personal_traits: list[str] = Field(
+        ["email", "phone"],
+        description="Allowed traits that are personal: kept only as pseudonyms (JSON list).",
+    )
+
+    api_tokens: dict[str, ApiToken] = Field(
+        {},
+        description="HTTP API bearer tokens: JSON {name: {secret, scopes: [ingest, read, "
+        "admin]}}; the worker refuses to start without any unless auth_disabled.",
+    )
+    auth_disabled: bool = Field(
+        False, description="Serve the HTTP API without tokens: local development only."
+    )
+    metrics_public: bool = Field(
+        True, description="Serve /metrics without a token (else the read scope is needed)."
+    )
+    health_public: bool = Field(
+        True, description="Serve /healthz without a token (else the read scope is needed)."
+    )
+    ingest_rate: float = Field(
+        1000.0, gt=0, description="Events per second each token may post to the collector."
+    )
+    ingest_burst: int = Field(
+        5000, ge=1, description="Events a token may post at once before the rate applies."
+    )
+    profile_retention_days: float = Field(
+        395.0,
+        ge=0,
+        description="Profiles, identity links and data keys not written for this long "
+        "expire (0: kept until erased).",
+    )
+    erasure_sweep: bool = Field(
+        True,
+        description="Erasure also deletes every key under the customer's hash tag "
+        "(a SCAN: about a second per million keys).",
+    )
+
+    # --- triggers and offers -----------------------------------------------------------
+    trigger_rules: str = Field(
+        "", description="YAML file of trigger rules; empty: the built-in rules."
+    )
+    trigger_lateness_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How late (event time) an event may arrive and still count for a trigger.",
+    )
+    offer_epsilon: float = Field(
+        0.1, gt=0, le=1, description="Share of offers the bandit draws at random (exploration)."
     )
 
 

@@ -25,6 +25,7 @@ import redis
 
 from cdpulse.settings import Settings
 from tests.integration.stack import start_stack, stop_stack
+from tests.oracle import PSEUDONYM_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("CDPULSE_TEST_RUN_DIR", ROOT / ".run" / "test"))
@@ -105,6 +106,13 @@ class Worker:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def loglevel(self) -> str:
+        """warning, unless a test (CDPULSE_TEST_LOGLEVEL) or the session
+        (CDPULSE_TEST_WORKER_LOGLEVEL) asks for more."""
+        default = os.environ.get("CDPULSE_TEST_WORKER_LOGLEVEL", "warning")
+        return self.variables.get("CDPULSE_TEST_LOGLEVEL", default)
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -112,7 +120,7 @@ class Worker:
         env = {**os.environ, **self.variables}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cdpulse", "worker", "--loglevel", "warning"],
+                [sys.executable, "-m", "cdpulse", "worker", "--loglevel", self.loglevel],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -182,9 +190,15 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         "CDPULSE_TOPIC_RECO_EVENTS": f"{name}.reco-events",
         "CDPULSE_TOPIC_RECOMMENDATIONS": f"{name}.recommendations",
         "CDPULSE_TOPIC_SEGMENTS": f"{name}.segments",
+        "CDPULSE_TOPIC_AUDIT": f"{name}.audit",
+        "CDPULSE_TOPIC_TRIGGERS": f"{name}.triggers",
+        "CDPULSE_TOPIC_OFFER_REWARDS": f"{name}.offer-rewards",
         "CDPULSE_REDIS_PREFIX": name,
         "CDPULSE_APP_ID": f"cdpulse-{name}",
         "CDPULSE_TOPIC_PARTITIONS": "4",
+        # The oracle pseudonymises under the same key; tests of auth configure tokens.
+        "CDPULSE_PSEUDONYM_KEY": PSEUDONYM_KEY.decode(),
+        "CDPULSE_AUTH_DISABLED": "true",
     }
     settings = Settings(**{k.removeprefix("CDPULSE_").lower(): v for k, v in variables.items()})
     test_env = Env(name, settings, variables, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from cdpulse.models.lifetime import OrderSummary, refit
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
+from tests.oracle import pseudonym_id
 
 
 def millis(text: str) -> int:
@@ -49,11 +51,15 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env)
     assert worker.metric("cdpulse_model_log_loss", {"model": "churn"}) > 0
 
     customers = sorted({e["customer_id"] for e in events if e.get("customer_id")})
-    live: dict[str, float] = {}
+    live: dict[str, float | None] = {}
     with httpx.Client(base_url=worker.url, timeout=10) as http:
         for customer in customers:
             document = http.get(f"/v1/profiles/{customer}").json()
             churn = document["churn"]
+            if document["consent"]["personalization"] is False:
+                assert churn is None  # README: consent matrix
+                live[customer] = None
+                continue
             assert 0.0 <= churn["risk"] <= 1.0
             assert len(churn["reasons"]) == 3 and all(churn["reasons"])
             assert churn["model_version"] >= 1
@@ -69,7 +75,9 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env)
         Example.from_json(r.value)
         for r in consume_all(env.settings, env.settings.topic_training, int(learned))
     ]
-    assert trained == replay.examples  # the same examples, in the same order
+    # The topic names customers by pseudonym (README: Privacy and security).
+    pseudonymous = [replace(e, profile_id=pseudonym_id(e.profile_id)) for e in replay.examples]
+    assert trained == pseudonymous  # the same examples, in the same order
     assert replay.model["examples"] == learned > 1000
     assert replay.model["roc_auc"] == round(
         worker.metric("cdpulse_model_roc_auc", {"model": "churn"}), 4

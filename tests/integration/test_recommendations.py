@@ -12,6 +12,7 @@ from cdpulse.models.reco_stream import ItemEvent
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
+from tests.oracle import pseudonym_id
 
 
 def test_recommendations_are_learned_live_served_and_published(env: Env) -> None:
@@ -28,18 +29,37 @@ def test_recommendations_are_learned_live_served_and_published(env: Env) -> None
     # The same item events, in the topic's order, through an in-process recommender.
     items = [ItemEvent.from_json(r.value) for r in consume_all(env.settings, topic, 1)]
     item_types = {"product_viewed", "product_added", "order_completed"}
-    assert len(items) == sum(e["type"] in item_types for e in events)
+    # Customers who withheld personalization (or analytics) teach the recommender nothing.
+    assert 0 < len(items) <= sum(e["type"] in item_types for e in events)
+    # The topic knows customers by pseudonym only (README: Privacy and security).
+    named = {
+        pseudonym_id(i): i
+        for e in events
+        for i in (e.get("customer_id"), e.get("anonymous_id"))
+        if i
+    }
+    assert {i.customer_id for i in items} <= set(named)
+    assert all("anonymous_id" not in i.event and "context" not in i.event for i in items)
     replay = Recommender()
     for item in items:
         replay.learn_one(item.customer_id, item.event, item.context)
     learned = worker.metric("cdpulse_reco_events_learned_total")
     assert learned == len(items)
 
-    customers = sorted({i.customer_id for i in items if i.customer_id.startswith("cust-")})
+    customers = sorted(
+        {named[i.customer_id] for i in items if named[i.customer_id].startswith("cust-")}
+    )
     newest = (
         f"{replay.model_version}.s{worker.metric('cdpulse_model_version', {'model': 'reco'}):.0f}"
     )
     with httpx.Client(base_url=worker.url, timeout=10) as http:
+        # Customers who withheld personalization get no recommendations (451).
+        customers = [
+            c
+            for c in customers
+            if http.get(f"/v1/profiles/{c}").json()["consent"]["personalization"] is not False
+        ]
+        assert customers
 
         def served_version() -> str:
             response = http.get(f"/v1/profiles/{customers[0]}/recommendations")
@@ -47,10 +67,14 @@ def test_recommendations_are_learned_live_served_and_published(env: Env) -> None
 
         wait_until(lambda: served_version() == newest, 60, "the newest snapshot to be served")
         for customer in customers:
-            served = http.get(f"/v1/profiles/{customer}/recommendations", params={"k": 10}).json()
-            assert len(served["items"]) == 10 and all(i["reason"] for i in served["items"])
+            response = http.get(f"/v1/profiles/{customer}/recommendations", params={"k": 10})
             profile = http.get(f"/v1/profiles/{customer}").json()
-            wanted = replay.recommend(customer, Context.from_view(profile), k=10)
+            if profile["consent"]["personalization"] is False:  # withdrawn after browsing
+                assert response.status_code == 451, customer
+                continue
+            served = response.json()
+            assert len(served["items"]) == 10 and all(i["reason"] for i in served["items"])
+            wanted = replay.recommend(pseudonym_id(customer), Context.from_view(profile), k=10)
             assert [(i["product_id"], i["reason"]) for i in served["items"]] == [
                 (r.product_id, r.reason) for r in wanted
             ], customer

@@ -24,6 +24,8 @@ from cdpulse.contract import validation
 from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.ingest.batch import BatchProcessor, BatchResult
 from cdpulse.ingest.message import Message
+from cdpulse.privacy.pseudonyms import Pseudonymizer
+from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import decode
 from cdpulse.profile.rules import Rules
 from cdpulse.profile.view import render
@@ -32,7 +34,8 @@ from cdpulse.simulate.malformed import MALFORMED_KINDS, malformed_event
 from cdpulse.store.memory import MemoryProfileStore
 from tests import oracle
 
-RULES = Rules()
+# The oracle pseudonymises personal traits under this key too.
+RULES = Rules(traits=TraitPolicy(pseudonymizer=Pseudonymizer(oracle.PSEUDONYM_KEY)))
 PARTITIONS = 4
 MAX_LAG = oracle.HOUR  # how far one partition may fall behind the others, in event time
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from cdpulse.contract.events import Event
 from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.contract.validation import Rejection, validate
+from cdpulse.privacy.pseudonyms import Pseudonymizer
+from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import Profile, encode
 from cdpulse.profile.rules import Rules, apply, merge, new_profile
 from cdpulse.profile.view import render
@@ -26,7 +28,8 @@ from tests import oracle
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MINUTE, HOUR, DAY = oracle.MINUTE, oracle.HOUR, oracle.DAY
-RULES = Rules()
+# The oracle pseudonymises personal traits under this key too.
+RULES = Rules(traits=TraitPolicy(pseudonymizer=Pseudonymizer(oracle.PSEUDONYM_KEY)))
 CUSTOMER, VISITOR = "C-1", "a-1"
 
 _ids = count()
@@ -423,6 +426,16 @@ def histories(draw: st.DrawFn, with_visitor: bool = False) -> list[dict[str, Any
     if with_visitor:
         cluster = draw(st.sampled_from(clusters))
         events.append(ev("identify", T0 + cluster * HOUR + draw(st.integers(0, 6)) * 5 * MINUTE))
+    # Withholding analytics deletes what was collected (README: consent matrix), and a
+    # later grant cannot bring it back; so arrival order is free only in histories that
+    # never grant analytics after withholding it. One answer per history keeps that.
+    analytics = draw(st.booleans())
+    for event in events:
+        purposes = (
+            event["properties"].get("purposes", {}) if event["type"] == "consent_updated" else {}
+        )
+        if purposes.get("analytics") is not None:
+            purposes["analytics"] = analytics
     return events
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cdpulse.app.auth import Gate, RateLimit, Scope
+from cdpulse.contract.events import IdentifyEvent
 from cdpulse.contract.validation import Rejection, validate
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
@@ -18,10 +25,17 @@ from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.ops.health import KafkaProbe
+from cdpulse.privacy.consent import allows
+from cdpulse.privacy.data_keys import protect_traits
+from cdpulse.privacy.export import Exporter
+from cdpulse.profile.model import Profile
 
 if TYPE_CHECKING:
     from cdpulse.app.worker import Services
 
+Handler = Callable[..., Awaitable[Response]]
+# Where the auth check leaves the name of the request's token.
+TOKEN_NAME = "cdpulse.token"
 # A collector request may carry many events; each is still held to max_event_bytes.
 MAX_EVENTS_PER_REQUEST = 500
 
@@ -32,26 +46,121 @@ def register_views(services: Services) -> None:
     settings = services.settings
     store = services.store
     probe = KafkaProbe(settings.kafka_bootstrap)
+    gate = Gate(settings.api_tokens, settings.auth_disabled)
+    ingest_limit = RateLimit(settings.ingest_rate, settings.ingest_burst)
+
+    def guarded(scope: Scope | None) -> Callable[[Handler], Handler]:
+        """Answer 401/403 unless the request's bearer token has ``scope`` (None: public)."""
+
+        def wrap(handler: Handler) -> Handler:
+            @functools.wraps(handler)
+            async def run(view: View, request: Request, **kwargs: Any) -> Response:
+                if scope is not None:
+                    verdict = gate.check(request.headers.get("Authorization"), scope)
+                    if not verdict.allowed:
+                        metrics.AUTH_DENIED.labels(str(verdict.status)).inc()
+                        challenge = {"WWW-Authenticate": 'Bearer realm="cdpulse"'}
+                        return view.json(
+                            {"error": verdict.error},
+                            status=verdict.status,
+                            headers=challenge if verdict.status == 401 else None,
+                        )
+                    cast(Any, request)[TOKEN_NAME] = verdict.name
+                return await handler(view, request, **kwargs)
+
+            return run
+
+        return wrap
+
+    async def document_of(profile: Profile) -> dict[str, Any]:
+        """The profile with its scores, as of the newest event time seen."""
+        return profile_document(
+            profile,
+            await store.watermark(),
+            services.rules,
+            services.registry.get(),
+            services.clv.get(),
+            settings.clv_horizon_days,
+        )
+
+    exporter = Exporter(store.client, settings.redis_prefix, services.rules.traits.pseudonymizer)
 
     @app.page("/v1/profiles/{profile_id}")
     class ProfileView(View):
+        @guarded("read")
         async def get(self, request: Request, profile_id: str) -> Response:
             profile = await store.get(profile_id)
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
-            as_of = await store.watermark()
-            document = profile_document(
-                profile,
-                as_of,
-                services.rules,
-                services.registry.get(),
-                services.clv.get(),
-                settings.clv_horizon_days,
+            return self.json(await document_of(profile))
+
+        @guarded("admin")
+        async def delete(self, request: Request, profile_id: str) -> Response:
+            # Erasure travels as an event on the customer's own partition, so it is
+            # ordered with their other events and carried out by the one worker that
+            # writes their profile.
+            target = (await store.resolve([profile_id]))[profile_id]
+            event_id = f"erasure-{uuid.uuid4().hex}"
+            event = {
+                "event_id": event_id,
+                "type": "erasure_requested",
+                "timestamp": int(time.time() * 1000),
+                "customer_id": target,
+                "channel": "partner",
+                "properties": {"requested_by": _who(request)},
+            }
+            topic = services.outputs[services.topics.customers]
+            delivery = await topic.send(key=target.encode(), value=json.dumps(event).encode())
+            await delivery
+            return self.json(
+                {
+                    "status": "accepted",
+                    "event_id": event_id,
+                    "detail": "every key of the customer and its linked ids is erased "
+                    "when the worker reaches this event; the audit topic records it",
+                },
+                status=202,
             )
-            return self.json(document)
+
+    @app.page("/v1/profiles/{profile_id}/export")
+    class ExportView(View):
+        @guarded("admin")
+        async def get(self, request: Request, profile_id: str) -> Response:
+            profile = await store.get(profile_id)
+            if profile is None:
+                return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
+            view = await document_of(profile)
+            return self.json(await exporter.export(profile, view, services.reco.get()))
+
+    @app.page("/v1/identities/lookup")
+    class IdentityLookupView(View):
+        @guarded("read")
+        async def post(self, request: Request) -> Response:
+            # POST, not GET: the email or phone travels in the body, never in a URL that
+            # proxies and access logs keep.
+            try:
+                body = json.loads(await request.read())
+                trait, value = str(body["trait"]), str(body["value"])
+            except (ValueError, KeyError, TypeError):
+                return self.json(
+                    {"error": 'send {"trait": "email", "value": "..."} as a JSON object'},
+                    status=400,
+                )
+            if trait not in services.rules.traits.personal:
+                personal = ", ".join(sorted(services.rules.traits.personal))
+                return self.json(
+                    {"error": f"trait {trait!r} is not a personal trait; use one of {personal}"},
+                    status=400,
+                )
+            pseudonym = services.rules.traits.pseudonymizer.pseudonym(trait, value)
+            customer = await services.identities.find(pseudonym)
+            if customer is None:
+                return self.json({"error": f"no customer gave this {trait}"}, status=404)
+            return self.json({"profile_id": customer, "pseudonym": pseudonym})
 
     @app.page("/v1/profiles/{profile_id}/recommendations")
     class RecommendationsView(View):
+        @guarded("read")
         async def get(self, request: Request, profile_id: str) -> Response:
             k = _k(request)
             if k is None:
@@ -59,18 +168,26 @@ def register_views(services: Services) -> None:
             profile = await store.get(profile_id)
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
+            if not allows(profile, "personalization"):
+                # 451: withheld for a legal reason, not an error of the caller's token.
+                return self.json(
+                    {"error": f"profile {profile.id!r} has not consented to personalization"},
+                    status=451,
+                )
             snapshot = services.reco.get()
             if snapshot is None:
                 return self.json(
                     {"error": "no recommender yet: it learns from the first item events"},
                     status=503,
                 )
-            items = snapshot.recommender.recommend(profile.id, Context.from_profile(profile), k=k)
+            pseudonym = services.rules.traits.pseudonymizer.of_id(profile.id)
+            items = snapshot.recommender.recommend(pseudonym, Context.from_profile(profile), k=k)
             document = recommendation_list(profile.id, items, snapshot, None)
             return self.json(document.model_dump(mode="json"))
 
     @app.page("/v1/products/{product_id}/similar")
     class SimilarView(View):
+        @guarded("read")
         async def get(self, request: Request, product_id: str) -> Response:
             k = _k(request)
             if k is None:
@@ -95,6 +212,7 @@ def register_views(services: Services) -> None:
 
     @app.page("/v1/events")
     class CollectorView(View):
+        @guarded("ingest")
         async def post(self, request: Request) -> Response:
             limit = settings.max_event_bytes * 16
             body = await request.read()
@@ -116,6 +234,18 @@ def register_views(services: Services) -> None:
                     {"error": f"send 1 to {MAX_EVENTS_PER_REQUEST} events per request"},
                     status=400,
                 )
+            token = _who(request)
+            wait = ingest_limit.take(token, len(batch))
+            if wait:
+                metrics.COLLECTOR_EVENTS.labels("rate_limited").inc(len(batch))
+                return self.json(
+                    {
+                        "error": f"token {token!r} is over its limit of {settings.ingest_rate:g} "
+                        f"events/s (bursts of {settings.ingest_burst}); retry later or send less"
+                    },
+                    status=429,
+                    headers={"Retry-After": str(max(1, math.ceil(min(wait, 3600))))},
+                )
             results = [await _collect(services, i, obj) for i, obj in enumerate(batch)]
             accepted = sum(r["status"] == "accepted" for r in results)
             status = 200 if accepted == len(results) else 422 if accepted == 0 else 207
@@ -126,6 +256,7 @@ def register_views(services: Services) -> None:
 
     @app.page("/healthz")
     class HealthView(View):
+        @guarded(None if settings.health_public else "read")
         async def get(self, request: Request) -> Response:
             checks: dict[str, Any] = {}
             try:
@@ -139,9 +270,16 @@ def register_views(services: Services) -> None:
 
     @app.page("/metrics")
     class MetricsView(View):
+        @guarded(None if settings.metrics_public else "read")
         async def get(self, request: Request) -> Response:
             # aiohttp refuses a charset inside content_type, so it travels as a header.
             return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _who(request: Request) -> str:
+    """Who made a request, for audit records: the token's name (never the token)."""
+    # faust's Request is aiohttp's, a mapping that carries per-request values.
+    return str(cast(Any, request).get(TOKEN_NAME, "http"))
 
 
 def _k(request: Request) -> int | None:
@@ -180,6 +318,11 @@ async def _collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
             "reason": result.reason,
             "detail": result.detail,
         }
+    if isinstance(result, IdentifyEvent) and result.properties.traits:
+        # Personal traits never reach Kafka raw: pseudonymised, and sealed with the
+        # customer's data key (crypto-shredding, README: Privacy and security).
+        obj = await protect_traits(obj, services.rules.traits, services.data_keys)
+        raw = json.dumps(obj).encode("ascii")
     topic = services.outputs[services.topics.for_type(result.type)]
     delivery = await topic.send(key=result.key.encode("utf-8"), value=raw)
     await delivery

@@ -9,22 +9,26 @@ the writes; when Redis is down the body backs off and retries instead of returni
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 import faust
+from faust.agents import current_agent
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cdpulse.app.experiments import attach_experiments
 from cdpulse.app.segment_views import register_segment_views
 from cdpulse.app.segments import attach_segments
+from cdpulse.app.triggers import TriggerService
+from cdpulse.connections import faust_credentials, redis_options
 from cdpulse.contract.topics import Topics
 from cdpulse.ingest.batch import BatchProcessor, BatchResult
 from cdpulse.ingest.message import Message
@@ -36,9 +40,16 @@ from cdpulse.models.online import ChurnScoring
 from cdpulse.models.reco import Context, Recommender
 from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics
+from cdpulse.privacy.consent import allows
+from cdpulse.privacy.data_keys import DataKeys
+from cdpulse.privacy.erasure import Eraser, Erasure
+from cdpulse.privacy.identities import IdentityIndex
+from cdpulse.privacy.ledger import RedisLedger
+from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.tracker import Batch as SegmentBatch
 from cdpulse.settings import Settings
+from cdpulse.store.keys import Keys
 from cdpulse.store.models import RedisClvStore, SnapshotStore, churn_store, reco_store
 from cdpulse.store.redis import RedisProfileStore
 
@@ -65,6 +76,10 @@ class Services:
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
+    eraser: Eraser
+    data_keys: DataKeys
+    identities: IdentityIndex
+    triggers: TriggerService | None = None
 
 
 async def retrying(
@@ -72,14 +87,12 @@ async def retrying(
 ) -> T:
     """Run ``call``, backing off while it fails (Redis down, say), until ``stopping()``.
 
-    It never gives up on its own: a batch that cannot be written stays unacked. Once the
-    app is stopping it raises ``CancelledError`` instead of waiting for Redis, so SIGTERM
+    It never gives up on its own: a batch that cannot be written stays unacked. Once its
+    agent is stopping it raises ``CancelledError`` instead of waiting for Redis, so SIGTERM
     is obeyed; the unacked batch is then redelivered to whoever owns the partition next.
     """
     delay = BACKOFF_FIRST
     while True:
-        if stopping():
-            raise asyncio.CancelledError("stopping with the batch unacked")
         try:
             return await call()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -90,6 +103,10 @@ async def retrying(
             # the batch unacked: the partition stalls visibly (lag, logs) but loses nothing.
             metrics.BATCH_FAILURES.inc()
             log.exception("batch step failed; retrying in %.1fs", delay)
+        # Checked only after a failure: a healthy batch still finishes during shutdown.
+        if stopping():
+            log.warning("stopping: the batch stays unacked and will be redelivered")
+            raise asyncio.CancelledError("stopping with the batch unacked")
         await asyncio.sleep(delay)
         delay = min(delay * 2, BACKOFF_MAX)
 
@@ -119,6 +136,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset=settings.offset_reset,
         producer_acks=-1,
+        broker_credentials=faust_credentials(settings),
         # Shutdown and rebalance commit what is acked instead of waiting for every message
         # handed to a stream: a batch stuck retrying (Redis down) would hold them forever.
         # Safe because writes are idempotent: an unacked batch is redelivered and re-applied
@@ -130,17 +148,38 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     dead_letter = app.topic(topics.dead_letter, key_type=bytes, value_type=bytes)
     outputs = {name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs}
     training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
-    store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
+    store = RedisProfileStore.from_url(
+        settings.redis_url,
+        settings.redis_prefix,
+        int(settings.profile_retention_days * 86_400_000),
+        **redis_options(settings),
+    )
     registry = churn_store(store.client, settings.redis_prefix)
     model_store = registry
     clv = RedisClvStore(store.client, settings.redis_prefix)
     reco = reco_store(store.client, settings.redis_prefix)
     reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
     recommendations = app.topic(topics.recommendations, key_type=bytes, value_type=bytes)
+    # Every topic keyed by customer id that keeps the newest record per key: an erasure
+    # tombstones each (``Topics.compacted``; a new one listed there is covered).
+    compacted = [app.topic(name, key_type=bytes, value_type=bytes) for name in topics.compacted]
     rules = Rules.from_settings(settings)
     segments = attach_segments(app, settings, store.client, rules, clv, store.watermark)
     experiments = attach_experiments(app, settings, store.client, store, segments)
+    pseudonyms = rules.traits.pseudonymizer
     labeler = ChurnLabeler.from_settings(settings)
+    ledger = RedisLedger(store.client, Keys(settings.redis_prefix).erasure_ledger, pseudonyms)
+    eraser = Eraser(
+        store.client,
+        settings.redis_prefix,
+        ledger,
+        pseudonyms,
+        settings.erasure_sweep,
+        rules.traits.personal,
+    )
+    identities = IdentityIndex(store.client, settings.redis_prefix, store.retention_ms)
+    audit = app.topic(topics.audit, key_type=bytes, value_type=bytes)
+    triggers = TriggerService.create(settings, store.client, rules.session_gap, app, pseudonyms)
     processor = BatchProcessor(
         store,
         rules,
@@ -149,15 +188,34 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         enricher=ChurnScoring(labeler, registry.get),
         partitions=len(topics.inputs) * settings.topic_partitions,
         item_events=True,
+        erasures=eraser,
+        triggers=triggers.engine,
     )
     services = Services(
-        settings, topics, rules, store, processor, registry, clv, reco, app, dead_letter, outputs
+        settings,
+        topics,
+        rules,
+        store,
+        processor,
+        registry,
+        clv,
+        reco,
+        app,
+        dead_letter,
+        outputs,
+        eraser,
+        DataKeys(store.client, settings.redis_prefix, int(settings.profile_retention_days * 86400)),
+        identities,
+        triggers,
     )
 
     throttle = ListThrottle(int(settings.reco_list_interval_seconds * 1000))
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
-        return retrying(call, lambda: app.should_stop)
+        # The agent's own stop, not the app's: an agent raising before it is being stopped
+        # counts as crashed, and its supervisor restarts it, which stalls the shutdown.
+        agent = current_agent()
+        return retrying(call, lambda: agent.should_stop if agent is not None else app.should_stop)
 
     async def publish(
         result: BatchResult, examples: list[Example], segment_batch: SegmentBatch
@@ -167,7 +225,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         Retried whole when a send fails: outputs are at least once, and a consumer
         dedupes on the event, example or cause id each record carries.
         """
-        lists = _recommendation_lists(reco.get(), result, throttle)
+        lists = _recommendation_lists(reco.get(), result, throttle, pseudonyms)
         deliveries = (
             [
                 await dead_letter.send(key=dl.key.encode() if dl.key else None, value=dl.to_json())
@@ -175,7 +233,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             ]
             + [
                 await training.send(key=ex.profile_id.encode(), value=ex.to_json())
-                for ex in examples
+                for ex in _pseudonymous(examples, pseudonyms)
             ]
             + [
                 await reco_events.send(key=item.customer_id.encode(), value=item.to_json())
@@ -186,6 +244,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
                 for customer, document, _ in lists
             ]
             + await segments.send(segment_batch)
+            + [
+                await topic.send(key=key, value=value)
+                for erasure in result.erasures
+                for topic, key, value in _erasure_records(
+                    erasure, compacted, reco_events, audit, pseudonyms
+                )
+            ]
         )
         for delivery in deliveries:
             await delivery
@@ -204,6 +269,10 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         result = await retry(partial(processor.process, messages))
         low = await retry(processor.low_watermark)
         expired = await retry(partial(processor.expire, low))
+        publish_triggers = partial(triggers.publish, snapshot=reco.get())
+        triggered = await retry(
+            partial(triggers.engine.expire, store, low, publish=publish_triggers)
+        )
         # Sorted by decision time: with one worker the training topic then holds the
         # examples in exactly the order a replay of the same events produces.
         examples = sorted(result.examples + expired, key=lambda e: e.order)
@@ -216,6 +285,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             metrics.CHURN_LABELS.labels(str(example.label)).inc()
         summaries = {p.id: s for p in result.saved if (s := OrderSummary.of(p)) is not None}
         await retry(partial(clv.put_summaries, summaries))
+        await retry(partial(identities.index, result.saved, rules.traits.personal))
+        await retry(partial(triggers.record, triggered))
         _record_lag(app, messages)
 
     reco_box: list[RecoSnapshot] = []
@@ -237,19 +308,27 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
     async def learn_items(events: Any) -> None:
         state = await retry(current_recommender)
         offset = state.offset
+        forgot = False
         for event in events:
             if event.message.offset <= offset:
                 continue  # re-delivered: already in this snapshot
             try:
-                item = ItemEvent.from_json(event.message.value)
-                state.recommender.learn_one(item.customer_id, item.event, item.context)
-                metrics.RECO_EVENTS_LEARNED.inc()
+                forget = _forget_record(event.message.value)
+                if forget is not None:
+                    state.recommender.forget(forget)
+                    forgot = True
+                else:
+                    item = ItemEvent.from_json(event.message.value)
+                    state.recommender.learn_one(item.customer_id, item.event, item.context)
+                    metrics.RECO_EVENTS_LEARNED.inc()
             except (ValueError, TypeError, KeyError):
                 log.error("unreadable reco event at offset %s; skipped", event.message.offset)
             offset = event.message.offset
         reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
         now = asyncio.get_running_loop().time()
-        if offset > state.offset and now - reco_published[0] >= settings.reco_snapshot_seconds:
+        # An erasure is published at once: the stored snapshot must forget them too.
+        due = forgot or now - reco_published[0] >= settings.reco_snapshot_seconds
+        if offset > state.offset and due:
             snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
             if await retry(partial(reco.publish, snapshot)):
                 reco_box[:] = [snapshot]
@@ -284,6 +363,13 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             if not await retry(partial(model_store.publish, snapshot)):
                 learner_box.clear()  # someone published a newer one: reload
 
+    @app.agent(triggers.rewards_topic, concurrency=1, name="offer-learner")
+    async def offer_learner(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            with _committed_only_if_handled(events):
+                records = [(e.message.offset, e.message.value) for e in events]
+                await retry(partial(triggers.learn, records))
+
     @app.timer(interval=settings.clv_refit_seconds)  # type: ignore[untyped-decorator]
     async def refit_clv() -> None:
         """One worker per interval refits lifetime value on every customer's summary."""
@@ -306,6 +392,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
             await registry.refresh()
             await clv.refresh()
             await reco.refresh()
+            await triggers.policies.refresh()
         except (RedisConnectionError, RedisTimeoutError, OSError):
             metrics.REDIS_ERRORS.inc()
             return
@@ -329,34 +416,71 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
 
     register_views(services)
     register_segment_views(app, segments)
+    from cdpulse.app.trigger_views import register_trigger_views
+
+    register_trigger_views(app, triggers, store)
     return app, services
 
 
 def _recommendation_lists(
-    snapshot: RecoSnapshot | None, result: BatchResult, throttle: ListThrottle
+    snapshot: RecoSnapshot | None,
+    result: BatchResult,
+    throttle: ListThrottle,
+    pseudonyms: Pseudonymizer,
 ) -> list[tuple[str, bytes, float]]:
     """One list per customer with an item event in the batch, caused by the newest one,
     unless the customer had one less than the throttle's interval (event time) before.
 
     Each comes with the Kafka append time of its cause (0.0: unknown), for its latency.
+    The recommender knows customers by pseudonym (its input topic outlives an erasure);
+    the list, for downstream services, names the customer.
     """
     if snapshot is None:
         return []
     newest: dict[str, ItemEvent] = {}
     for item in result.item_events:
         newest[item.customer_id] = item
-    profiles = {p.id: p for p in result.saved}
+    profiles = {pseudonyms.of_id(p.id): p for p in result.saved}
     out = []
-    for customer, cause in newest.items():
+    for pseudonym, cause in newest.items():
+        profile = profiles.get(pseudonym)
+        if profile is None or not allows(profile, "personalization"):
+            continue  # README: consent matrix
+        customer = profile.id
         if not throttle.due(customer, cause.at_ms):
             continue
-        profile = profiles.get(customer)
-        context = Context.from_profile(profile) if profile is not None else Context()
-        items = snapshot.recommender.recommend(customer, context, k=10)
+        context = Context.from_profile(profile)
+        items = snapshot.recommender.recommend(pseudonym, context, k=10)
         document = recommendation_list(customer, items, snapshot, str(cause.event.get("event_id")))
         out.append((customer, document.model_dump_json().encode(), cause.ingested))
         metrics.RECOMMENDATIONS.inc()
     return out
+
+
+def _erasure_records(
+    erasure: Erasure, compacted: list[Any], reco_events: Any, audit: Any, pseudonyms: Pseudonymizer
+) -> list[tuple[Any, bytes, bytes | None]]:
+    """What an erasure publishes: a tombstone per id to each compacted topic, a forget
+    record per id to the recommender's learner, and the audit record."""
+    out: list[tuple[Any, bytes, bytes | None]] = []
+    for profile_id in erasure.ids:
+        out += [(topic, profile_id.encode(), None) for topic in compacted]
+        pseudonym = pseudonyms.of_id(profile_id)
+        out.append((reco_events, pseudonym.encode(), json.dumps({"forget": pseudonym}).encode()))
+    out.append((audit, erasure.subject.encode(), erasure.audit_json()))
+    return out
+
+
+def _forget_record(raw: bytes) -> str | None:
+    """The pseudonym a forget record names, or None for an item event."""
+    if not raw.startswith(b'{"forget"'):
+        return None
+    return str(json.loads(raw)["forget"])
+
+
+def _pseudonymous(examples: list[Example], pseudonyms: Pseudonymizer) -> list[Example]:
+    """Training examples name the customer by pseudonym: the topic outlives an erasure."""
+    return [replace(ex, profile_id=pseudonyms.of_id(ex.profile_id)) for ex in examples]
 
 
 def _examples(events: Any) -> list[tuple[int, Example]]:

@@ -174,6 +174,12 @@ class BenchRun:
             "CDPULSE_TOPIC_RECO_EVENTS": f"{self.name}-{phase}.reco-events",
             "CDPULSE_TOPIC_RECOMMENDATIONS": f"{self.name}-{phase}.recommendations",
             "CDPULSE_TOPIC_SEGMENTS": f"{self.name}-{phase}.segments",
+            "CDPULSE_TOPIC_AUDIT": f"{self.name}-{phase}.audit",
+            # The bench's own workers on 127.0.0.1: a throwaway key, the API without tokens.
+            "CDPULSE_PSEUDONYM_KEY": self.base.pseudonym_key.get_secret_value() or "bench-key",
+            "CDPULSE_AUTH_DISABLED": "true",
+            "CDPULSE_TOPIC_TRIGGERS": f"{self.name}-{phase}.triggers",
+            "CDPULSE_TOPIC_OFFER_REWARDS": f"{self.name}-{phase}.offer-rewards",
             "CDPULSE_TOPIC_PARTITIONS": str(self.options.partitions),
             "CDPULSE_APP_ID": f"cdpulse-{self.name}-{phase}",
             "CDPULSE_REDIS_PREFIX": f"{self.name}-{phase}",

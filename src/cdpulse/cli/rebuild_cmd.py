@@ -93,11 +93,13 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
                     "retention deleted older messages, so the profiles miss them",
                     file=sys.stderr,
                 )
+            rules = Rules.from_settings(settings)
             processor = BatchProcessor(
                 store,
-                Rules.from_settings(settings),
+                rules,
                 max_bytes=settings.max_event_bytes,
                 max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+                erasures=_eraser(settings, store, rules),
             )
             with Reporter("rebuild", history.total) as progress:
                 report = await rebuild(history, processor, batch_size, progress.advance)
@@ -107,12 +109,34 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
     return 0
 
 
+def _eraser(settings: Settings, store: RedisProfileStore, rules: Any) -> Any:
+    """Erased customers stay erased: the history is screened with the live prefix's
+    erasure ledger (CDPULSE_REDIS_PREFIX, in the Redis written to), and the erasure
+    requests in it are carried out again in the target prefix."""
+    from cdpulse.privacy.erasure import Eraser
+    from cdpulse.privacy.ledger import RedisLedger
+    from cdpulse.store.keys import Keys
+
+    pseudonyms = rules.traits.pseudonymizer
+    ledger = RedisLedger(store.client, Keys(settings.redis_prefix).erasure_ledger, pseudonyms)
+    return Eraser(
+        store.client,
+        store.keys.prefix,
+        ledger,
+        pseudonyms,
+        settings.erasure_sweep,
+        rules.traits.personal,
+    )
+
+
 async def _refuse_unless_empty(store: RedisProfileStore, redis_url: str) -> None:
     from cdpulse.cli.main import CliError
     from cdpulse.ingest.rebuild import key_pattern
 
     pattern = key_pattern(store.keys)
     async for key in store.client.scan_iter(match=pattern, count=1000):
+        if key.decode("utf-8", "backslashreplace") == store.keys.erasure_ledger:
+            continue  # the ledger is what keeps erased customers out of the rebuild
         raise CliError(
             f"Redis prefix {store.keys.prefix!r} at {redis_url} already holds keys (for example "
             f"{key.decode('utf-8', 'backslashreplace')!r}); rebuild writes only into an empty "

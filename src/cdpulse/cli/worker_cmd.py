@@ -20,12 +20,18 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cdpulse.app.auth import refusals
     from cdpulse.app.worker import create_app
     from cdpulse.kafka_admin import ensure_topics
     from cdpulse.segments.definitions import DefinitionError
 
     settings = get_settings()
     logging.basicConfig(level=args.loglevel.upper())
+    problems = refusals(settings)
+    if problems:
+        for problem in problems:
+            print(f"cdpulse worker: {problem}", file=sys.stderr)
+        return 2
     ensure_topics(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     try:

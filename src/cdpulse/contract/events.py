@@ -179,6 +179,13 @@ class ConsentUpdated(_Model):
     purposes: Purposes
 
 
+class ErasureRequested(_Model):
+    """The right to erasure: everything about the customer is removed (README)."""
+
+    requested_by: Id | None = None  # who asked: a token name, an operator, a system
+    reason: Text | None = None
+
+
 class EmailOpened(_Model):
     campaign_id: Id
     message_id: Id | None = None
@@ -285,6 +292,13 @@ class ConsentUpdatedEvent(_Envelope):
     properties: ConsentUpdated
 
 
+class ErasureRequestedEvent(_Envelope):
+    """Erase the customer (or the visitor's customer) named by the event's key."""
+
+    type: Literal["erasure_requested"]
+    properties: ErasureRequested = ErasureRequested()
+
+
 class EmailOpenedEvent(_Envelope):
     type: Literal["email_opened"]
     properties: EmailOpened
@@ -320,6 +334,7 @@ EVENT_CLASSES: tuple[type[_Envelope], ...] = (
     EmailClickedEvent,
     OfferShownEvent,
     OfferRedeemedEvent,
+    ErasureRequestedEvent,
 )
 
 Event = Annotated[
@@ -336,7 +351,8 @@ Event = Annotated[
     | EmailOpenedEvent
     | EmailClickedEvent
     | OfferShownEvent
-    | OfferRedeemedEvent,
+    | OfferRedeemedEvent
+    | ErasureRequestedEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 
 from cdpulse.contract.events import EVENT_CLASSES, EVENT_TYPES
 from cdpulse.contract.outputs import RecommendationList, SegmentTransition
+from cdpulse.contract.trigger import TriggerMessage
 from cdpulse.ingest.dead_letter import DeadLetter
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -40,6 +41,10 @@ def event_schemas() -> dict[str, dict[str, Any]]:
     segment["$schema"] = SCHEMA_DIALECT
     segment["$id"] = "cdpulse/outputs/segment_transition.json"
     out["segment_transition.json"] = segment
+    trigger = TriggerMessage.model_json_schema(mode="serialization")
+    trigger["$schema"] = SCHEMA_DIALECT
+    trigger["$id"] = "cdpulse/outputs/trigger.json"
+    out["trigger.json"] = trigger
     return out
 
 

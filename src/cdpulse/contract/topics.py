@@ -24,6 +24,7 @@ STREAM_OF_TYPE: dict[str, Stream] = {
     "email_clicked": "customers",
     "offer_shown": "customers",
     "offer_redeemed": "customers",
+    "erasure_requested": "customers",
 }
 
 
@@ -39,6 +40,9 @@ class Topics:
     reco_events: str = "cdp.reco-events"
     recommendations: str = "cdp.recommendations"
     segments: str = "cdp.segments"
+    audit: str = "cdp.audit"
+    triggers: str = "cdp.triggers"
+    offer_rewards: str = "cdp.offer-rewards"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -51,6 +55,9 @@ class Topics:
             reco_events=settings.topic_reco_events,
             recommendations=settings.topic_recommendations,
             segments=settings.topic_segments,
+            audit=settings.topic_audit,
+            triggers=settings.topic_triggers,
+            offer_rewards=settings.topic_offer_rewards,
         )
 
     @property
@@ -67,7 +74,16 @@ class Topics:
             self.reco_events,
             self.recommendations,
             self.segments,
+            self.audit,
+            self.triggers,
+            self.offer_rewards,
         )
+
+    @property
+    def compacted(self) -> tuple[str, ...]:
+        """Topics keyed by customer that keep the newest record per key: an erasure
+        publishes a tombstone (a null value) to each, per erased id."""
+        return (self.recommendations, self.triggers)
 
     def for_type(self, event_type: str) -> str:
         """The topic an event of ``event_type`` is published to."""

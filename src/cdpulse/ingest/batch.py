@@ -15,8 +15,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from cdpulse.contract.events import Event, IdentifyEvent
+from cdpulse.contract.events import ErasureRequestedEvent, Event, IdentifyEvent
 from cdpulse.contract.validation import Rejection, decode
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
@@ -24,13 +25,25 @@ from cdpulse.models.labels import Example
 from cdpulse.models.online import Enricher
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent
 from cdpulse.ops import metrics
+from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile, to_millis
 from cdpulse.store.base import ProfileStore, SaveStatus, Write
+from cdpulse.triggers.engine import TriggerEngine
 
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 50
+
+
+class Erasures(Protocol):
+    """The erasure ledger and the eraser (``privacy.erasure.Eraser``)."""
+
+    async def erased(self, ids: list[str]) -> set[str]: ...
+
+    async def erase(
+        self, profile_id: str, requested_by: str, event_id: str, requested_at: int
+    ) -> Any: ...
 
 
 class SaveRetriesExhausted(RuntimeError):
@@ -55,6 +68,8 @@ class BatchResult:
     saved: list[Profile] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
     item_events: list[ItemEvent] = field(default_factory=list)
+    erasures: list[Any] = field(default_factory=list)  # privacy.erasure.Erasure
+    suppressed: int = 0  # events of erased ids, dropped
 
 
 class BatchProcessor:
@@ -70,12 +85,16 @@ class BatchProcessor:
         enricher: Enricher | None = None,
         partitions: int = 1,
         item_events: bool = False,
+        erasures: Erasures | None = None,
+        triggers: TriggerEngine | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
         self.enricher = enricher
         self.partitions = partitions  # input partitions the low watermark must hear from
         self.item_events = item_events  # collect item events for the recommender
+        self.erasures = erasures
+        self.triggers = triggers  # watches profiles for trigger situations
         self.max_bytes = max_bytes
         self.max_future_skew = max_future_skew
 
@@ -98,6 +117,8 @@ class BatchProcessor:
             else:
                 items.append(_Item(message, result))
                 metrics.EVENTS_CONSUMED.labels(message.topic, result.type).inc()
+                if isinstance(result, IdentifyEvent) and result.properties.traits:
+                    metrics.TRAITS_DROPPED.inc(self.rules.traits.dropped(result.properties.traits))
         return items, dead
 
     async def process(self, messages: list[Message]) -> BatchResult:
@@ -109,10 +130,18 @@ class BatchProcessor:
         if not items:
             return result
 
-        merges = await self._link(items)
-        await self._resolve(items, merges)
-        await self._apply(items, merges, result)
-        await self._advance_watermarks(items)
+        decoded = items  # suppressed events of erased ids still move time forward
+        requests: list[_Item] = []
+        if self.erasures is not None:
+            items, requests = await self._screen(items, result)
+        applying = [i for i in items if not isinstance(i.event, ErasureRequestedEvent)]
+        if applying:
+            merges = await self._link(applying)
+            await self._resolve(applying, merges)
+            await self._apply(applying, merges, result)
+        if requests:
+            await self._erase(requests, result)
+        await self._advance_watermarks(decoded)
 
         written = time.time()
         for item in items:
@@ -120,6 +149,50 @@ class BatchProcessor:
             if item.message.timestamp is not None:
                 metrics.INGEST_TO_WRITTEN.observe(max(0.0, written - item.message.timestamp))
         return result
+
+    async def _screen(
+        self, items: list[_Item], result: BatchResult
+    ) -> tuple[list[_Item], list[_Item]]:
+        """Drop events of erased ids (the ledger); split off erasure requests."""
+        assert self.erasures is not None
+        ids = sorted(
+            {i for item in items for i in (item.event.customer_id, item.event.anonymous_id) if i}
+        )
+        erased = await self.erasures.erased(ids)
+        kept: list[_Item] = []
+        requests: list[_Item] = []
+        for item in items:
+            event = item.event
+            if isinstance(event, ErasureRequestedEvent):
+                requests.append(item)  # erased again when re-delivered: idempotent
+            elif event.customer_id in erased or event.anonymous_id in erased:
+                result.suppressed += 1
+            else:
+                kept.append(item)
+        metrics.EVENTS_SUPPRESSED.inc(result.suppressed)
+        return kept, requests
+
+    async def _erase(self, requests: list[_Item], result: BatchResult) -> None:
+        """Erase after the batch's other events were applied: nothing of them survives."""
+        assert self.erasures is not None
+        for item in requests:
+            event = item.event
+            assert isinstance(event, ErasureRequestedEvent)
+            erasure = await self.erasures.erase(
+                event.key,
+                event.properties.requested_by or f"event:{event.channel}",
+                event.event_id,
+                to_millis(event),
+            )
+            result.erasures.append(erasure)
+            metrics.ERASURES.inc()
+        # Nothing this batch computed about them may leave the worker afterwards.
+        gone = {i for erasure in result.erasures for i in erasure.ids}
+        pseudonyms = self.rules.traits.pseudonymizer
+        hidden = {pseudonyms.of_id(i) for i in gone}
+        result.saved = [p for p in result.saved if p.id not in gone]
+        result.examples = [e for e in result.examples if e.profile_id not in gone]
+        result.item_events = [e for e in result.item_events if e.customer_id not in hidden]
 
     async def _link(self, items: list[_Item]) -> dict[str, list[str]]:
         """Link the anonymous ids that identify events name; customer -> ids to merge."""
@@ -177,6 +250,7 @@ class BatchProcessor:
             writes: list[Write] = []
             outcome: dict[str, tuple[int, int, list[str], list[Example], list[ItemEvent]]] = {}
             dues: dict[str, int] = {}
+            trigger_dues: dict[str, int] = {}
             for target in targets:
                 current = stored[target]
                 profile = current.profile or new_profile(target)
@@ -199,20 +273,30 @@ class BatchProcessor:
                     if (
                         self.item_events
                         and item.event.type in ITEM_TYPES
+                        and _learns_from(profile)
                         and not is_duplicate(profile, item.event.event_id, m.source, m.offset)
                     ):
                         # The recommender learns from the customer as they were before it.
+                        # Pseudonymous: the topic's history outlives an erasure.
+                        pseudonyms = self.rules.traits.pseudonymizer
+                        raw = pseudonyms.event(json.loads(m.value), target)
                         seen_items.append(
-                            ItemEvent.of(target, json.loads(m.value), profile, m.timestamp or 0.0)
+                            ItemEvent.of(pseudonyms.of_id(target), raw, profile, m.timestamp or 0.0)
                         )
                     if apply(profile, item.event, self.rules, m.source, m.offset):
                         applied += 1
+                        if self.triggers is not None:
+                            self.triggers.observe(profile, item.event, to_millis(item.event))
                     else:
                         duplicates += 1
                 if (applied or merged) and enricher is not None:
                     examples, due = enricher.after_profile(profile, watermark, as_of)
                     if due is not None:
                         dues[target] = due
+                if applied and self.triggers is not None:
+                    trigger_due = self.triggers.after_profile(profile)
+                    if trigger_due is not None:
+                        trigger_dues[target] = trigger_due
                 outcome[target] = (applied, duplicates, merged, examples, seen_items)
                 if applied or merged:
                     writes.append(Write(profile, current.version))
@@ -223,6 +307,8 @@ class BatchProcessor:
                 # Scheduled before the save: a schedule with nothing to decide is harmless
                 # (expiry finds nothing), an undecided day without one would wait forever.
                 await self.store.schedule(dues)
+            if trigger_dues and self.triggers is not None:
+                await self.triggers.schedule.schedule(trigger_dues)
             statuses = await self.store.save(writes) if writes else {}
 
             retired: list[str] = []
@@ -313,3 +399,8 @@ class BatchProcessor:
             marks[name] = max(marks.get(name, 0), to_millis(item.event))
         await self.store.advance_watermark(marks)
         metrics.WATERMARK.set(max(marks.values()) / 1000)
+
+
+def _learns_from(profile: Profile) -> bool:
+    """Whether the recommender may learn from this customer (README: consent matrix)."""
+    return allows(profile, "analytics") and allows(profile, "personalization")

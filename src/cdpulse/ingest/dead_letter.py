@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from cdpulse.contract.validation import Rejection
 from cdpulse.ingest.message import Message
+from cdpulse.privacy.redact import redact
 
 RAW_LIMIT = 4096  # characters of the raw payload kept; enough to debug, bounded in size
 
@@ -39,7 +40,8 @@ class DeadLetter:
             offset=message.offset,
             key=message.key.decode("utf-8", "backslashreplace") if message.key else None,
             received_at=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            raw=message.value[:RAW_LIMIT].decode("utf-8", "backslashreplace")[:RAW_LIMIT],
+            # Redacted: the reason needs the payload's shape, not the customer's email.
+            raw=redact(message.value[:RAW_LIMIT].decode("utf-8", "backslashreplace"))[:RAW_LIMIT],
             raw_bytes=len(message.value),
         )
 

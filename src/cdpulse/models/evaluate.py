@@ -29,6 +29,7 @@ from cdpulse.models.learner import ChurnLearner
 from cdpulse.models.lifetime import ClvSnapshot, OrderSummary, refit
 from cdpulse.models.online import ChurnScoring, churn_view
 from cdpulse.models.quality import ModelQuality
+from cdpulse.privacy.consent import allows
 from cdpulse.profile.rules import Rules, to_millis
 from cdpulse.profile.windows import DAY
 from cdpulse.settings import Settings
@@ -156,7 +157,11 @@ async def replay_churn(
     for profile_id in sorted(store.profiles):
         profile = await store.get(profile_id)
         if profile is not None:
-            scores[profile_id] = churn_view(profile, snapshot, as_of)["risk"]
+            scores[profile_id] = (
+                churn_view(profile, snapshot, as_of)["risk"]
+                if allows(profile, "personalization")
+                else None  # README: consent matrix
+            )
     return ChurnEvaluation(
         events=events,
         rejected=rejected,

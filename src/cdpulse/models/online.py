@@ -14,6 +14,7 @@ from cdpulse.models.churn import Snapshot
 from cdpulse.models.features import FEATURE_NAMES, churn_features
 from cdpulse.models.labels import ChurnLabeler, Example
 from cdpulse.models.lifetime import ClvSnapshot, clv_view
+from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 from cdpulse.profile.view import render
@@ -51,7 +52,10 @@ class ChurnScoring:
         self, profile: Profile, watermark: int, as_of: int
     ) -> tuple[list[Example], int | None]:
         decided = self.expire(profile, watermark)
-        score(profile, self.snapshot(), as_of)
+        if allows(profile, "personalization"):
+            score(profile, self.snapshot(), as_of)
+        else:  # no model scoring without personalization consent (README: consent matrix)
+            profile.churn_risk, profile.churn_reasons, profile.churn_version = None, [], 0
         return decided
 
 
@@ -97,8 +101,14 @@ def profile_document(
     clv: ClvSnapshot | None = None,
     clv_horizon_days: float = 90.0,
 ) -> dict[str, Any]:
-    """What ``GET /v1/profiles/{id}`` and ``cdpulse profile`` show: the profile and its scores."""
+    """What ``GET /v1/profiles/{id}`` and ``cdpulse profile`` show: the profile and its scores.
+
+    Without personalization consent there are no scores: ``churn`` and ``clv`` are None.
+    """
     document = render(profile, as_of, rules)
+    if not allows(profile, "personalization"):
+        document["churn"] = document["clv"] = None
+        return document
     document["churn"] = churn_view(profile, snapshot, as_of)
     document["clv"] = clv_view(profile, clv, max(as_of, profile.last_seen), clv_horizon_days)
     return document

@@ -58,7 +58,10 @@ class ItemEvent:
     @property
     def at_ms(self) -> int:
         """The event's time, in milliseconds since the epoch."""
-        return int(datetime.fromisoformat(self.event["timestamp"]).timestamp() * 1000)
+        timestamp = self.event["timestamp"]
+        if isinstance(timestamp, int | float):  # the contract allows epoch milliseconds
+            return int(timestamp)
+        return int(datetime.fromisoformat(timestamp).timestamp() * 1000)
 
     @property
     def context(self) -> Context:

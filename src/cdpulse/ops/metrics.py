@@ -162,3 +162,33 @@ EXPERIMENT_CONVERSIONS = Gauge(
     "Exposed customers who converted, by experiment and variant.",
     ["experiment", "variant"],
 )
+
+# --- privacy -------------------------------------------------------------------------------
+TRAITS_DROPPED = Counter(
+    "cdpulse_traits_dropped_total", "Identify traits dropped: not on the trait allow-list."
+)
+EVENTS_SUPPRESSED = Counter(
+    "cdpulse_events_of_erased_total", "Events dropped because their customer was erased."
+)
+ERASURES = Counter("cdpulse_erasures_total", "Erasure requests carried out.")
+AUTH_DENIED = Counter(
+    "cdpulse_http_denied_total", "HTTP requests refused by authentication, by status.", ["status"]
+)
+
+# --- triggers and offers -------------------------------------------------------------------
+TRIGGERS = Counter(
+    "cdpulse_triggers_total",
+    "Trigger situations decided, by rule and outcome (fired, holdout, no_consent, cooldown, "
+    "capped).",
+    ["rule", "outcome"],
+)
+TRIGGER_CONVERSIONS = Counter(
+    "cdpulse_trigger_conversions_total",
+    "Attribution windows closed with an order or redemption, by rule and group.",
+    ["rule", "group"],
+)
+OFFER_REWARDS = Counter(
+    "cdpulse_offer_rewards_total",
+    "Offer outcomes the bandit's learner folded in, by rule and reward (1 converted).",
+    ["rule", "reward"],
+)

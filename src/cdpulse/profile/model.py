@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import msgspec
 
+from cdpulse.triggers.watch import Watch
+
 
 class CartLine(msgspec.Struct, omit_defaults=True):
     """One product in the open cart: its quantity changes in event time."""
@@ -59,6 +61,10 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # consent per purpose: [time, granted]
     consent: dict[str, tuple[int, bool]] = msgspec.field(default_factory=dict)
     identified_at: int | None = None
+    # allow-listed identify traits, personal ones as pseudonyms: name -> [time, value]
+    traits: dict[str, tuple[int, str | float | int | bool | None]] = msgspec.field(
+        default_factory=dict
+    )
     # churn reads the customer's own identified activity only (events that carry its
     # customer_id): day start -> [events, orders, revenue], 60 days, and the first time.
     # A visitor's history merged in later must not change what was already decided.
@@ -69,6 +75,8 @@ class Profile(msgspec.Struct, omit_defaults=True):
     churn_risk: float | None = None
     churn_reasons: list[str] = msgspec.field(default_factory=list)
     churn_version: int = 0
+    # trigger rules: timers, sessions and firings waiting for the watermark (triggers/)
+    watch: Watch | None = None
     # exactly-once bookkeeping: last applied offset per "topic:partition:key", recent
     # event ids (client-side duplicates), anonymous profiles already merged in
     offsets: dict[str, int] = msgspec.field(default_factory=dict)

@@ -6,7 +6,7 @@ and the tests run this same code, so their numbers agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cdpulse.contract.events import (
     ConsentUpdatedEvent,
@@ -19,6 +19,9 @@ from cdpulse.contract.events import (
     ProductViewedEvent,
 )
 from cdpulse.contract.topics import STREAM_OF_TYPE
+from cdpulse.privacy.consent import allows, minimise
+from cdpulse.privacy.pseudonyms import Pseudonymizer
+from cdpulse.privacy.traits import TraitPolicy, TraitValue
 from cdpulse.profile import windows
 from cdpulse.profile.model import CartLine, Profile
 from cdpulse.settings import Settings
@@ -43,10 +46,16 @@ class Rules:
     viewed_kept: int = 20
     # A churn label is decided up to a horizon after its day and reads 60 days before it.
     churn_days_kept: int = windows.TREND_SPAN + 32 * windows.DAY
+    traits: TraitPolicy = field(default_factory=TraitPolicy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rules:
         return cls(
+            traits=TraitPolicy(
+                frozenset(settings.trait_allow_list),
+                frozenset(settings.personal_traits),
+                Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
+            ),
             session_gap=settings.session_gap_seconds * 1000,
             affinity_half_life=int(settings.affinity_half_life_days * windows.DAY),
             recent_ids=settings.recent_event_ids,
@@ -149,11 +158,15 @@ def apply(
         anonymous_id = event.anonymous_id
         if anonymous_id is not None and anonymous_id not in (profile.id, *profile.anonymous_ids):
             profile.anonymous_ids.append(anonymous_id)
+        for name, value in rules.traits.admit(event.properties.traits).items():
+            _set_trait(profile, name, t, value)
 
     windows.add(profile.buckets, t, 1, orders, revenue)
     windows.prune(profile.buckets, profile.last_seen)
     if event.customer_id is not None:
         _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
+    if not allows(profile, "analytics"):
+        minimise(profile)
     return True
 
 
@@ -214,6 +227,10 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
     for anonymous_id in [other.id, *other.anonymous_ids]:
         if anonymous_id not in profile.anonymous_ids and anonymous_id != profile.id:
             profile.anonymous_ids.append(anonymous_id)
+    for name, (t, value) in other.traits.items():
+        _set_trait(profile, name, t, value)
+    if not allows(profile, "analytics"):
+        minimise(profile)
 
 
 # --- the parts -----------------------------------------------------------------------------
@@ -318,3 +335,11 @@ def _set_consent(profile: Profile, purpose: str, t: int, granted: bool) -> None:
     current = profile.consent.get(purpose)
     if current is None or t > current[0] or (t == current[0] and not granted):
         profile.consent[purpose] = (t, granted)
+
+
+def _set_trait(profile: Profile, name: str, t: int, value: TraitValue) -> None:
+    """Last writer wins by event time; on a tie the larger value (by its text), so the
+    result never depends on arrival order."""
+    current = profile.traits.get(name)
+    if current is None or (t, repr(value)) > (current[0], repr(current[1])):
+        profile.traits[name] = (t, value)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from cdpulse.privacy.consent import PURPOSES
 from cdpulse.profile import windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
-
-PURPOSES = ("analytics", "personalization", "marketing")
 
 
 def iso(millis: int | None) -> str | None:
@@ -63,8 +62,9 @@ def render(profile: Profile, as_of: int, rules: Rules) -> dict[str, Any]:
         "customer_id": profile.customer_id,
         "anonymous_ids": list(profile.anonymous_ids),
         "as_of": iso(as_of),
-        "first_seen": iso(profile.first_seen),
-        "last_seen": iso(profile.last_seen),
+        # None for a profile minimised by withheld analytics consent: it keeps no times.
+        "first_seen": iso(profile.first_seen) if profile.events else None,
+        "last_seen": iso(profile.last_seen) if profile.events else None,
         "events": profile.events,
         "counts": dict(sorted(profile.counts.items())),
         "channels": dict(sorted(profile.channels.items())),
@@ -89,4 +89,5 @@ def render(profile: Profile, as_of: int, rules: Rules) -> dict[str, Any]:
             for purpose in PURPOSES
         },
         "identified_at": iso(profile.identified_at),
+        "traits": {name: value for name, (_, value) in sorted(profile.traits.items())},
     }

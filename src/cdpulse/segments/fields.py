@@ -22,10 +22,11 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from cdpulse.privacy.consent import PURPOSES
 from cdpulse.profile import windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
-from cdpulse.profile.view import PURPOSES, affinity_view, cart_view
+from cdpulse.profile.view import affinity_view, cart_view
 from cdpulse.profile.windows import DAY, WINDOWS
 
 TOP_CATEGORIES = 3
@@ -151,8 +152,9 @@ def _basic(p: Profile, rfm: dict[str, Any] | None) -> dict[str, Any]:
         "counts": dict(p.counts),
         "channels": dict(p.channels),
         "consent": {k: p.consent[k][1] for k in PURPOSES if k in p.consent},
-        "days_since_first_seen": round((p.last_seen - p.first_seen) / DAY, 4),
     }
+    if p.events:  # a profile minimised by withheld analytics consent keeps no times
+        out["days_since_first_seen"] = round((p.last_seen - p.first_seen) / DAY, 4)
     if p.last_order_at is not None:
         out["recency_days"] = float(round((p.last_seen - p.last_order_at) / DAY, 4))
     if p.churn_risk is not None:
@@ -188,7 +190,8 @@ def document_fields(
     recency = document["rfm"]["recency_days"]
     if recency is not None:
         out["recency_days"] = float(recency)
-    out["days_since_first_seen"] = _days_between(document["first_seen"], document["last_seen"])
+    if document["first_seen"] is not None:  # None: minimised (analytics consent withheld)
+        out["days_since_first_seen"] = _days_between(document["first_seen"], document["last_seen"])
     for name, window in document["windows"].items():
         for measure in MEASURES:
             value = window[measure]

@@ -18,6 +18,25 @@ class Keys:
     def alias(self, profile_id: str) -> str:
         return f"{self.prefix}:{{{profile_id}}}:alias"
 
+    def data_key(self, profile_id: str) -> str:
+        """The customer's data key (crypto-shredding): erase it and every sealed copy of
+        their personal data, in Redis or in Kafka's history, is unreadable."""
+        return f"{self.prefix}:{{{profile_id}}}:datakey"
+
+    def identity(self, pseudonym: str) -> str:
+        """The customer a personal trait's pseudonym belongs to (``privacy.identities``)."""
+        return f"{self.prefix}:{{{pseudonym}}}:identity"
+
+    def of_customer(self, profile_id: str) -> str:
+        """A SCAN pattern matching every key under the customer's hash tag."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in profile_id)
+        return f"{self.prefix}:{{{escaped}}}:*"
+
+    @property
+    def erasure_ledger(self) -> str:
+        """Hash: pseudonym of an erased id -> when it was erased (epoch ms)."""
+        return f"{self.prefix}:erasure:ledger"
+
     @property
     def watermark(self) -> str:
         return f"{self.prefix}:watermark"
@@ -54,6 +73,26 @@ class Keys:
     @property
     def profile_count(self) -> str:
         return f"{self.prefix}:profiles"
+
+    # --- triggers ---------------------------------------------------------------------
+
+    @property
+    def trigger_due(self) -> str:
+        """Sorted set: profile id -> when its trigger watch next has something to decide."""
+        return f"{self.prefix}:trigger:due"
+
+    def fired(self, customer_id: str, trigger_id: str) -> str:
+        """A published trigger id, kept a while so a re-decided firing is not sent twice."""
+        return f"{self.prefix}:{{{customer_id}}}:trigger:{trigger_id}"
+
+    @property
+    def offer_model(self) -> str:
+        """Hash {version, blob}: the newest offer policy (contextual bandits)."""
+        return f"{self.prefix}:model:offers"
+
+    def uplift(self, rule: str) -> str:
+        """Hash: a rule's treated and holdout firings and their conversions."""
+        return f"{self.prefix}:trigger:uplift:{rule}"
 
     @property
     def pattern(self) -> str:

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from cdpulse.models.churn import Snapshot
 from cdpulse.models.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.offers.bandit import OfferSnapshot
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
 
@@ -82,6 +83,10 @@ def churn_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[Snapshot]:
 
 def reco_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[RecoSnapshot]:
     return SnapshotStore(client, Keys(prefix).reco_model, RecoSnapshot, RecoSnapshot.served)
+
+
+def offer_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[OfferSnapshot]:
+    return SnapshotStore(client, Keys(prefix).offer_model, OfferSnapshot)
 
 
 class RedisClvStore(SnapshotStore[ClvSnapshot]):

@@ -31,18 +31,23 @@ def script(name: str) -> str:
 class RedisProfileStore:
     """Profiles, aliases and watermarks in Redis under ``prefix``."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, retention_ms: int = 0) -> None:
         self.client = client
+        # Profiles and identity links not written for this long expire (0: never).
+        self.retention_ms = retention_ms
         self.keys = Keys(prefix)
         self._save = client.register_script(script("save.lua"))
         self._watermark = client.register_script(script("watermark.lua"))
 
     @classmethod
-    def from_url(cls, url: str, prefix: str) -> RedisProfileStore:
+    def from_url(
+        cls, url: str, prefix: str, retention_ms: int = 0, **options: Any
+    ) -> RedisProfileStore:
+        """``options``: credentials and TLS (``connections.redis_options``)."""
         client = aioredis.Redis.from_url(
-            url, decode_responses=False, socket_timeout=10, socket_connect_timeout=5
+            url, decode_responses=False, socket_timeout=10, socket_connect_timeout=5, **options
         )
-        return cls(client, prefix)
+        return cls(client, prefix, retention_ms)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -74,7 +79,11 @@ class RedisProfileStore:
     async def link(self, anonymous_id: str, customer_id: str) -> str:
         # SET NX GET: atomic "link unless already linked, and tell me to whom".
         previous = await self.client.set(
-            self.keys.alias(anonymous_id), customer_id, nx=True, get=True
+            self.keys.alias(anonymous_id),
+            customer_id,
+            nx=True,
+            get=True,
+            px=self.retention_ms or None,
         )
         return _text(previous) if isinstance(previous, bytes | str) else customer_id
 
@@ -84,7 +93,7 @@ class RedisProfileStore:
             profile_id = write.profile.id
             await self._save(
                 keys=[self.keys.profile(profile_id), self.keys.alias(profile_id)],
-                args=[write.expected_version, encode(write.profile)],
+                args=[write.expected_version, encode(write.profile), self.retention_ms],
                 client=pipe,
             )
         results = await self._timed("save", pipe)

@@ -22,6 +22,7 @@ partner on its first count whenever the list is full).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 from cdpulse.models.reco.config import RecoConfig
@@ -88,5 +89,5 @@ def _scores(
     total = sum(combined.values())
     if total <= 0:
         return {}
-    best = sorted(combined.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    best = heapq.nsmallest(n, combined.items(), key=lambda kv: (-kv[1], kv[0]))
     return {other: (score / total, strongest[other]) for other, score in best}

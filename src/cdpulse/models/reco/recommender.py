@@ -140,6 +140,13 @@ class Recommender:
 
     # --- recommending --------------------------------------------------------------------
 
+    def forget(self, customer_id: str) -> None:
+        """Erase what the recommender keeps about one customer (their shopper state).
+
+        Co-visitation and trending counts are sums over everyone and name nobody; they stay.
+        """
+        self.state.forget_shopper(customer_id)
+
     def recommend(
         self, customer_id: str, context: Context | Mapping[str, Any] | None = None, k: int = 10
     ) -> list[Recommendation]:

@@ -108,6 +108,10 @@ class RecoState(Protocol):
         """Store the customer's shopper state."""
         ...
 
+    def forget_shopper(self, customer_id: str) -> None:
+        """Remove the customer's shopper state (erasure)."""
+        ...
+
 
 class _Ranking:
     """Members ordered by score, best first, as a Redis sorted set read in reverse.
@@ -225,6 +229,9 @@ class MemoryState:
     def put_shopper(self, customer_id: str, shopper: Shopper) -> None:
         self._shoppers[customer_id] = shopper
 
+    def forget_shopper(self, customer_id: str) -> None:
+        self._shoppers.pop(customer_id, None)
+
 
 class ServedState:
     """A published state read by serving only: reads of rankings are remembered.
@@ -289,3 +296,6 @@ class ServedState:
 
     def put_shopper(self, customer_id: str, shopper: Shopper) -> None:
         raise TypeError("a served recommender state is read-only; learn on the learner's copy")
+
+    def forget_shopper(self, customer_id: str) -> None:
+        raise TypeError("a served recommender state is read-only; forget on the learner's copy")

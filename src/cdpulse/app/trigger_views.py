@@ -1,0 +1,78 @@
+"""HTTP views of the trigger rules: their configuration, their uplift, a customer's watch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import faust
+import msgspec
+from faust.web import Request, Response, View
+
+from cdpulse.offers.uplift import uplift
+from cdpulse.profile.view import iso
+from cdpulse.store.base import ProfileStore
+from cdpulse.triggers.decide import trigger_id
+
+if TYPE_CHECKING:
+    from cdpulse.app.triggers import TriggerService
+
+
+def register_trigger_views(app: faust.App, triggers: TriggerService, store: ProfileStore) -> None:
+    """Add ``/v1/rules``, ``/v1/rules/{name}/uplift`` and a profile's triggers to the app."""
+
+    @app.page("/v1/profiles/{profile_id}/triggers")
+    class WatchView(View):
+        """Why a trigger did or did not fire: what the customer's watch holds."""
+
+        async def get(self, request: Request, profile_id: str) -> Response:
+            profile = await store.get(profile_id)
+            if profile is None:
+                return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
+            watch = profile.watch
+            customer = profile.customer_id or profile.id
+            if watch is None:
+                return self.json({"customer_id": customer, "pending": [], "recent": []})
+            return self.json(
+                {
+                    "customer_id": customer,
+                    "pending": [
+                        {
+                            "trigger_id": trigger_id(p.rule, customer, p.key),
+                            "at": iso(p.at),
+                            "reasons": p.reasons,
+                        }
+                        for p in watch.pending
+                    ],
+                    # fired or held out: what caps and cooldowns count
+                    "recent": [{"rule": rule, "at": iso(at)} for rule, at in watch.fired],
+                    "open_windows": [
+                        {
+                            "trigger_id": e.trigger_id,
+                            "until": iso(e.until),
+                            "holdout": e.holdout,
+                            "offer": e.offer or None,
+                        }
+                        for e in watch.exposures
+                    ],
+                    "carts": msgspec.to_builtins(watch.carts),
+                }
+            )
+
+    @app.page("/v1/rules")
+    class RulesView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(triggers.config.model_dump(mode="json"))
+
+    @app.page("/v1/rules/{name}/uplift")
+    class UpliftView(View):
+        async def get(self, request: Request, name: str) -> Response:
+            rule = triggers.config.named(name)
+            if rule is None:
+                known = ", ".join(r.name for r in triggers.config.rules) or "none"
+                return self.json(
+                    {"error": f"no trigger rule named {name!r}; configured rules: {known}"},
+                    status=404,
+                )
+            report = uplift(name, await triggers.store.counts(name))
+            report["holdout_share"] = rule.holdout
+            return self.json(report)

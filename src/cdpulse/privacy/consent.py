@@ -1,0 +1,82 @@
+"""Consent: what each purpose allows, as one pure function every feature calls.
+
+A ``consent_updated`` event sets the purposes ``analytics``, ``personalization`` and
+``marketing`` (last writer wins by event time, a refusal wins a tie: ``rules``). The
+matrix below is what cdpulse does when a purpose is withheld; README repeats it.
+
+==================  ===============================================================
+withheld purpose    what cdpulse does for that customer
+==================  ===============================================================
+analytics           the profile is minimised after every event and merge: only the
+                    consent record, identity links, pseudonymised traits and the
+                    bookkeeping that keeps writes exactly-once are kept (what is
+                    needed to honour the request); no counters, windows, sessions,
+                    cart, affinity, churn history, labels or recommender learning
+personalization     no churn score (cleared), no recommendation lists (stream or
+                    HTTP, which answers 451), item events are not forwarded to the
+                    recommender's learner
+marketing           ``allows(profile, "marketing")`` is False: triggers and offers
+                    must not fire (the triggers feature calls this function)
+==================  ===============================================================
+
+Without any consent event a purpose has its default: analytics and personalization
+are granted (the service the customer asked for), marketing is not (opt-in).
+
+>>> from cdpulse.profile.model import Profile
+>>> p = Profile(id="C-1")
+>>> allows(p, "analytics"), allows(p, "personalization"), allows(p, "marketing")
+(True, True, False)
+>>> p.consent["marketing"] = (1_700_000_000_000, True)
+>>> allows(p, "marketing")
+True
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from cdpulse.profile.model import Profile
+
+Purpose = Literal["analytics", "personalization", "marketing"]
+PURPOSES: tuple[Purpose, ...] = ("analytics", "personalization", "marketing")
+DEFAULTS: dict[str, bool] = {"analytics": True, "personalization": True, "marketing": False}
+
+
+def allows(profile: Profile | None, purpose: Purpose) -> bool:
+    """Whether ``profile``'s newest consent allows ``purpose`` (its default if never set)."""
+    if purpose not in DEFAULTS:
+        raise ValueError(f"unknown consent purpose {purpose!r}; use one of {PURPOSES}")
+    if profile is None:
+        return DEFAULTS[purpose]
+    state = profile.consent.get(purpose)
+    return DEFAULTS[purpose] if state is None else state[1]
+
+
+def minimise(profile: Profile) -> None:
+    """Keep only what honouring the customer's choices needs (analytics withheld).
+
+    Kept: id, customer id, linked anonymous ids, consent, identification time, the
+    pseudonymised traits, and the exactly-once bookkeeping (offsets, recent event ids,
+    merged profiles) without which a re-delivered event would be counted twice.
+    """
+    profile.first_seen = profile.last_seen = profile.events = 0
+    profile.counts = {}
+    profile.channels = {}
+    profile.orders = 0
+    profile.revenue = 0.0
+    profile.first_order_at = profile.last_order_at = None
+    profile.refunds = 0
+    profile.refunded = 0.0
+    profile.sessions_closed = 0
+    profile.spans = []
+    profile.cart_cleared_at = -1
+    profile.cart = {}
+    profile.affinity_ref = 0
+    profile.affinity = {}
+    profile.viewed = {}
+    profile.buckets = {}
+    profile.churn_days = {}
+    profile.churn_first_seen = None
+    profile.churn_risk = None
+    profile.churn_reasons = []
+    profile.churn_version = 0

@@ -1,0 +1,157 @@
+"""Erasure (the right to be forgotten): every key of a customer and of the visitors
+linked to it, in one place that later features extend.
+
+Two ways a key is found, so that a feature cannot forget to erase:
+
+* ``KEY_FAMILIES``: every per-customer key family, by name. A feature that keeps state
+  per customer adds its family here (segments, trigger caps, ...); the audit record
+  counts removals per family.
+* the sweep: every key under the customer's hash tag, ``{prefix}:{<id>}:*``. A family
+  that keeps to the hash-tag convention (``store/keys.py``) is erased even if nobody
+  registered it. The sweep SCANs the keyspace: erasures are rare, and it costs about a
+  second per million keys.
+
+State that is not keyed by customer (a hash field, a sorted-set member, the
+recommender's snapshot) is listed in ``_erase_shared`` and in the worker's forget
+record to the recommender. Tombstones for compacted topics and the audit record are
+published by the worker from the returned ``Erasure``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from cdpulse.privacy.identities import IdentityIndex
+from cdpulse.privacy.ledger import Ledger
+from cdpulse.privacy.pseudonyms import Pseudonymizer
+from cdpulse.profile.model import Profile, decode
+from cdpulse.store.keys import Keys
+
+KeyFamily = Callable[[Keys, str], str]
+
+# name -> the key of one id. The integrator adds the families of new features here.
+KEY_FAMILIES: dict[str, KeyFamily] = {
+    "profile": Keys.profile,
+    "alias": Keys.alias,
+    "data_key": Keys.data_key,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What one erasure removed: the audit record, without any personal data."""
+
+    subject: str  # the pseudonym of the erased customer
+    ids: list[str] = field(repr=False)  # the erased ids, for tombstones: never published
+    requested_by: str
+    event_id: str
+    requested_at: str
+    erased_at: str
+    removed: dict[str, int]
+
+    def audit_json(self) -> bytes:
+        """The audit record: who, when, what was removed; ids only as pseudonyms."""
+        record = asdict(self)
+        record["ids"] = len(self.ids)
+        return json.dumps({"audit": "erasure", **record}, sort_keys=True).encode()
+
+
+class Eraser:
+    """Erases customers from Redis and records them in the ledger."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        ledger: Ledger,
+        pseudonyms: Pseudonymizer,
+        sweep: bool = True,
+        personal: frozenset[str] = frozenset({"email", "phone"}),
+    ) -> None:
+        self.client = client
+        self.identities = IdentityIndex(client, prefix)
+        self.personal = personal
+        self.keys = Keys(prefix)
+        self.ledger = ledger
+        self.pseudonyms = pseudonyms
+        self.sweep = sweep
+
+    async def erased(self, ids: list[str]) -> set[str]:
+        return await self.ledger.erased(ids)
+
+    async def linked(self, profile_id: str) -> tuple[str, list[str], Profile | None]:
+        """The customer ``profile_id`` belongs to, every id linked to it, its profile."""
+        alias = await self.client.get(self.keys.alias(profile_id))
+        customer = alias.decode() if isinstance(alias, bytes) else profile_id
+        blob = await self.client.hget(self.keys.profile(customer), "b")
+        ids = {profile_id, customer}
+        profile = decode(blob) if isinstance(blob, bytes) else None
+        if profile is not None:
+            ids.update(profile.anonymous_ids)
+            ids.update(profile.merged_from)
+        return customer, sorted(ids), profile
+
+    async def erase(
+        self, profile_id: str, requested_by: str, event_id: str, requested_at: int
+    ) -> Erasure:
+        """Erase the customer of ``profile_id`` and every id linked to it."""
+        customer, ids, profile = await self.linked(profile_id)
+        now = datetime.now(UTC)
+        # The ledger first: from here on, no event of these ids is applied again.
+        await self.ledger.record(ids, int(now.timestamp() * 1000))
+        removed: dict[str, int] = {}
+        pipe = self.client.pipeline(transaction=False)
+        names = [name for name in KEY_FAMILIES for _ in ids]
+        for family in KEY_FAMILIES.values():
+            for i in ids:
+                pipe.delete(family(self.keys, i))
+        for name, n in zip(names, await pipe.execute(), strict=True):
+            removed[name] = removed.get(name, 0) + int(n)
+        removed.update(await self._erase_shared(ids))
+        if profile is not None:
+            removed["identity"] = await self.identities.forget(profile, self.personal)
+        if removed.get("profile"):
+            await self.client.decrby(self.keys.profile_count, removed["profile"])
+        if self.sweep:
+            removed["swept"] = await self._sweep(ids)
+        return Erasure(
+            subject=self.pseudonyms.of_id(customer),
+            ids=ids,
+            requested_by=requested_by,
+            event_id=event_id,
+            requested_at=_iso(requested_at),
+            erased_at=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            removed=removed,
+        )
+
+    async def _erase_shared(self, ids: list[str]) -> dict[str, int]:
+        """Entries of the customer in keys shared by all customers."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hdel(self.keys.clv_summaries, *ids)
+        pipe.zrem(self.keys.churn_due, *ids)
+        pipe.zrem(self.keys.trigger_due, *ids)
+        lifetime, churn, triggers = await pipe.execute()
+        return {
+            "lifetime_value_summary": int(lifetime),
+            "churn_schedule": int(churn),
+            "trigger_schedule": int(triggers),
+        }
+
+    async def _sweep(self, ids: list[str]) -> int:
+        """Delete whatever else lives under the ids' hash tags (unregistered families)."""
+        swept = 0
+        for i in ids:
+            found = [k async for k in self.client.scan_iter(self.keys.of_customer(i), 1000)]
+            if found:
+                swept += int(await self.client.delete(*found))
+        return swept
+
+
+def _iso(millis: int) -> str:
+    text = datetime.fromtimestamp(millis / 1000, tz=UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")

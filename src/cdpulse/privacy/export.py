@@ -1,0 +1,62 @@
+"""The right of access: everything cdpulse holds about a customer, as one JSON document.
+
+Read from where it lives (the profile and its linked visitors, per-customer keys, the
+lifetime-value summary, the churn schedule, the recommender's shopper state), so the
+export cannot drift from what is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.privacy.erasure import KEY_FAMILIES
+from cdpulse.privacy.pseudonyms import Pseudonymizer
+from cdpulse.profile.model import Profile
+from cdpulse.store.keys import Keys
+
+
+class Exporter:
+    """Builds the export document of one customer."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, pseudonyms: Pseudonymizer) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self.pseudonyms = pseudonyms
+
+    async def export(
+        self, profile: Profile, view: dict[str, Any], reco: RecoSnapshot | None
+    ) -> dict[str, Any]:
+        """``view``: the profile as ``GET /v1/profiles/{id}`` shows it, scores included."""
+        ids = sorted({profile.id, *profile.anonymous_ids, *profile.merged_from})
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.clv_summaries, profile.id)
+        pipe.zscore(self.keys.churn_due, profile.id)
+        for i in ids:
+            for family in KEY_FAMILIES.values():
+                pipe.exists(family(self.keys, i))
+        summary, due, *exists = await pipe.execute()
+        held = [
+            f"{name}:{i}"
+            for (i, name), found in zip(
+                [(i, name) for i in ids for name in KEY_FAMILIES], exists, strict=True
+            )
+            if found
+        ]
+        pseudonym = self.pseudonyms.of_id(profile.id)
+        shopper = None if reco is None else reco.recommender.state.shopper(pseudonym)
+        return {
+            "customer_id": profile.customer_id,
+            "profile_id": profile.id,
+            "linked_ids": ids,
+            "pseudonym": pseudonym,
+            "profile": view,
+            "stored_profile": msgspec.to_builtins(profile),
+            "lifetime_value_summary": None if summary is None else msgspec.json.decode(summary),
+            "churn_label_due_at": None if due is None else int(due),
+            "recommender_state": None if shopper is None else msgspec.to_builtins(shopper),
+            "records_held": held,
+        }

@@ -1,0 +1,28 @@
+"""Redaction of personal values from text that must be kept for debugging (dead letters).
+
+A dead letter keeps its raw payload so that an operator can see why it was rejected;
+that payload need not keep an email address or phone number. The payload may be
+broken JSON, so this works on text: the values of personal fields by name, and
+anything shaped like an email address or an international phone number anywhere.
+
+>>> redact('{"traits": {"email": "Alice@Example.com", "phone": "030 1234567"}, "t": 1767225600000}')
+'{"traits": {"email": "[redacted]", "phone": "[redacted]"}, "t": 1767225600000}'
+>>> redact('note: call +49 30 1234567 or mail bob@example.org on 2026-01-01')
+'note: call [phone] or mail [email] on 2026-01-01'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_EMAIL = re.compile(r"[^\s\"'<>@,;:\\]+@[^\s\"'<>@,;:\\]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"\+\d[\d ().\-/]{5,}\d")
+
+
+def redact(text: str, fields: Iterable[str] = ("email", "phone")) -> str:
+    """``text`` with the string values of ``fields``, email addresses and international
+    phone numbers replaced by placeholders."""
+    for name in fields:
+        text = re.sub(rf'("{re.escape(name)}"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"[redacted]"', text)
+    return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))

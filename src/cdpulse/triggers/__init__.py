@@ -1,0 +1,1 @@
+"""Real-time trigger rules: situations found in the stream, decided in event time."""

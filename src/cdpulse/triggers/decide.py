@@ -1,0 +1,170 @@
+"""Deciding trigger situations once the watermark has passed them: pure, in event time.
+
+At watermark ``w`` every event up to ``w`` has been applied, so a cart whose deadline is
+at or before ``w`` is known to be abandoned or not, consent at a firing's time is known,
+and an attribution window closed by ``w`` is known to have converted or not. Each
+situation gets one outcome, saved with the profile, so it is decided exactly once:
+
+    fired       published to the triggers topic, with an offer when the rule has some
+    holdout     the rule's control share: nothing is sent, the outcome is measured
+    no_consent  a marketing rule and no marketing consent at the firing's time
+    cooldown    the same rule fired for this customer too recently
+    capped      the customer's marketing frequency cap is reached
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cdpulse.triggers.caps import blocked, forget
+from cdpulse.triggers.rules import CartAbandoned, TriggerConfig
+from cdpulse.triggers.situations import cart_deadline
+from cdpulse.triggers.watch import Exposure, Pending, Watch
+
+
+@dataclass(frozen=True, slots=True)
+class OfferChoice:
+    """The offer a policy chose, the probability it had of choosing it, and its context."""
+
+    offer: str
+    propensity: float
+    features: dict[str, float] = field(default_factory=dict)
+
+
+# (rule name, its offers, trigger id) -> the choice, or None for no offer: a bandit bound
+# to one profile's features (``OfferPolicy.chooser``).
+Chooser = Callable[[str, list[str], str], OfferChoice | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one situation."""
+
+    trigger_id: str
+    customer_id: str
+    pending: Pending
+    outcome: str
+    choice: OfferChoice | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """A closed attribution window: did the customer order or redeem after the firing?"""
+
+    customer_id: str
+    exposure: Exposure
+    converted: bool
+
+
+def trigger_id(rule: str, customer_id: str, key: str) -> str:
+    """The firing's id: the same situation always gets the same id, on any replay."""
+    return f"{rule}:{customer_id}:{key}"
+
+
+def in_holdout(trigger: str, share: float) -> bool:
+    """Whether ``trigger`` falls in the holdout ``share``: a stable hash, not a coin."""
+    digest = hashlib.blake2b(trigger.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
+def has_marketing_consent(consent: dict[str, tuple[int, bool]], at: int) -> bool:
+    """Granted, and granted at or before ``at``: the newest known answer is what counts."""
+    answer = consent.get("marketing")
+    return answer is not None and answer[1] and answer[0] <= at
+
+
+def decide(
+    watch: Watch,
+    customer_id: str,
+    consent: dict[str, tuple[int, bool]],
+    watermark: int,
+    config: TriggerConfig,
+    choose: Chooser,
+) -> tuple[list[Decision], list[Attribution]]:
+    """Decide everything in ``watch`` due at ``watermark``, updating ``watch`` in place."""
+    _expire_carts(watch, watermark, config)
+    due = sorted((p for p in watch.pending if p.at <= watermark), key=lambda p: (p.at, p.rule))
+    watch.pending = [p for p in watch.pending if p.at > watermark]
+    marketing = {r.name for r in config.rules if r.marketing}
+    decisions = []
+    for pending in due:
+        rule = config.named(pending.rule)
+        if rule is None:
+            continue  # the rule was removed from the configuration since
+        trigger = trigger_id(rule.name, customer_id, pending.key)
+        outcome = blocked(
+            watch.fired,
+            rule.name,
+            pending.at,
+            cooldown=rule.cooldown,
+            caps=config.caps,
+            marketing=marketing,
+        )
+        if rule.marketing and not has_marketing_consent(consent, pending.at):
+            outcome = "no_consent"
+        choice = None
+        if outcome is None:
+            outcome = "holdout" if in_holdout(trigger, rule.holdout) else "fired"
+            if outcome == "fired" and rule.offers:
+                choice = choose(rule.name, list(rule.offers), trigger)
+            # The holdout counts towards caps and cooldowns too, so both groups are
+            # treated alike apart from the message itself.
+            watch.fired.append((rule.name, pending.at))
+            watch.exposures.append(
+                Exposure(
+                    rule.name,
+                    trigger,
+                    pending.at,
+                    pending.at + rule.attribution,
+                    holdout=outcome == "holdout",
+                    offer=choice.offer if choice else "",
+                    propensity=choice.propensity if choice else 1.0,
+                    features=dict(choice.features) if choice else {},
+                )
+            )
+        decisions.append(Decision(trigger, customer_id, pending, outcome, choice))
+    if due:
+        watch.fired = forget(watch.fired, max(p.at for p in due), config.longest_memory)
+    return decisions, _attribute(watch, customer_id, watermark)
+
+
+def next_due(watch: Watch, config: TriggerConfig) -> int | None:
+    """When the watch next has something to decide (epoch ms), or None."""
+    times = [p.at for p in watch.pending] + [e.until for e in watch.exposures]
+    if config.rule(CartAbandoned) is not None:
+        times += [cart_deadline(c, config) for c in watch.carts if not c.decided]
+    return min(times, default=None)
+
+
+def _expire_carts(watch: Watch, watermark: int, config: TriggerConfig) -> None:
+    rule = config.rule(CartAbandoned)
+    if rule is None:
+        return
+    for cart in watch.carts:
+        deadline = cart_deadline(cart, config)
+        if cart.decided or deadline > watermark:
+            continue
+        cart.decided = True
+        # An order that arrived (on its own topic) after a later add still closes it.
+        ordered = any(cart.opened_at <= t <= deadline for t in watch.orders)
+        quantity = sum(cart.items.values())
+        if cart.closed or ordered or quantity <= 0:
+            continue
+        minutes = round(rule.after_minutes)
+        reason = f"{quantity} items in the cart and no checkout for {minutes} minutes"
+        watch.pending.append(
+            Pending(rule.name, cart.opened_by, deadline, [reason], sorted(cart.items))
+        )
+
+
+def _attribute(watch: Watch, customer_id: str, watermark: int) -> list[Attribution]:
+    closed = [e for e in watch.exposures if e.until <= watermark]
+    watch.exposures = [e for e in watch.exposures if e.until > watermark]
+    out = []
+    for exposure in closed:
+        ordered = any(exposure.at < t <= exposure.until for t in watch.orders)
+        redeemed = any(exposure.at < t <= exposure.until for t, _ in watch.redeemed)
+        out.append(Attribution(customer_id, exposure, ordered or redeemed))
+    return out

@@ -1,0 +1,165 @@
+"""Trigger rules as configuration: what situation fires, how often, for whom, with what offers.
+
+A rules file (YAML) lists rules by kind; each kind has its own parameters and every rule
+shares the delivery policy (marketing consent, cooldown, holdout share, offers). Frequency
+caps apply across every marketing rule of one customer.
+
+>>> config = TriggerConfig.model_validate(
+...     {"rules": [{"name": "cart", "kind": "cart_abandoned", "after_minutes": 45}]}
+... )
+>>> rule = config.rules[0]
+>>> rule.kind, rule.after_minutes, rule.marketing, rule.cooldown_hours
+('cart_abandoned', 45.0, True, 24.0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+HOUR = 3_600_000
+MINUTE = 60_000
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    marketing: bool = Field(
+        True, description="A marketing message: only for customers with marketing consent."
+    )
+    cooldown_hours: float = Field(
+        24.0, ge=0, description="Event time after a firing before this rule fires again."
+    )
+    holdout: float = Field(
+        0.0, ge=0, lt=1, description="Share of firings that receive nothing (uplift control)."
+    )
+    offers: list[str] = Field(
+        default_factory=list, description="Offers the bandit chooses from; none: no offer."
+    )
+    attribution_days: float = Field(
+        7.0, gt=0, description="An order or redemption this soon after a firing counts for it."
+    )
+
+    @property
+    def cooldown(self) -> int:
+        return int(self.cooldown_hours * HOUR)
+
+    @property
+    def attribution(self) -> int:
+        return int(self.attribution_days * 24 * HOUR)
+
+
+R = TypeVar("R", bound=_Rule)
+
+
+class CartAbandoned(_Rule):
+    """An open cart with no checkout or order for ``after_minutes`` of event time."""
+
+    kind: Literal["cart_abandoned"]
+    after_minutes: float = Field(30.0, gt=0)
+
+    @property
+    def after(self) -> int:
+        return int(self.after_minutes * MINUTE)
+
+
+class ChurnRisk(_Rule):
+    """The churn risk crossing ``threshold`` upward."""
+
+    kind: Literal["churn_risk"]
+    threshold: float = Field(0.7, gt=0, lt=1)
+
+
+class HighIntent(_Rule):
+    """``views`` or more views of one product within one session."""
+
+    kind: Literal["high_intent"]
+    views: int = Field(3, ge=2)
+
+
+class WinBack(_Rule):
+    """The customer entered ``segment`` (fed by the segment engine's transitions)."""
+
+    kind: Literal["win_back"]
+    segment: str = "At risk"
+
+
+class CrossSell(_Rule):
+    """An order was completed: suggest what goes with it."""
+
+    kind: Literal["cross_sell"]
+
+
+TriggerRule = Annotated[
+    CartAbandoned | ChurnRisk | HighIntent | WinBack | CrossSell, Field(discriminator="kind")
+]
+
+
+class Caps(BaseModel):
+    """Frequency caps across every marketing rule of one customer, in event time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_day: int = Field(3, ge=1, description="Marketing firings per customer per 24 hours.")
+    per_week: int = Field(7, ge=1, description="Marketing firings per customer per 7 days.")
+
+
+class TriggerConfig(BaseModel):
+    """Every rule and the caps: the content of a rules file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    caps: Caps = Caps()
+    rules: list[TriggerRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_rule_per_kind(self) -> TriggerConfig:
+        # One customer's watch keeps one state per kind (one cart timer, one session).
+        names = [r.name for r in self.rules]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"rule name {name!r} is used twice; give each rule its own name")
+        kinds = [r.kind for r in self.rules]
+        for kind in kinds:
+            if kinds.count(kind) > 1:
+                raise ValueError(
+                    f"kind {kind!r} appears in {kinds.count(kind)} rules; keep one rule per kind"
+                )
+        return self
+
+    def rule(self, kind: type[R]) -> R | None:
+        """The rule of ``kind``, if configured."""
+        return next((r for r in self.rules if isinstance(r, kind)), None)
+
+    def named(self, name: str) -> TriggerRule | None:
+        return next((r for r in self.rules if r.name == name), None)
+
+    @property
+    def longest_memory(self) -> int:
+        """How far back caps and cooldowns look: older firings can be forgotten."""
+        return max([7 * 24 * HOUR, *(r.cooldown for r in self.rules)])
+
+
+DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
+
+
+def load_rules(path: Path | str | None = None) -> TriggerConfig:
+    """The rules in ``path`` (YAML), or the built-in defaults when ``path`` is empty."""
+    source = Path(path) if path else DEFAULT_RULES
+    try:
+        document = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(
+            f"rules file {source}: cannot read it ({exc.strerror}); "
+            "set CDPULSE_TRIGGER_RULES to an existing YAML file or leave it empty"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"rules file {source}: not valid YAML: {exc}") from exc
+    try:
+        return TriggerConfig.model_validate(document or {})
+    except ValidationError as exc:
+        raise ValueError(f"rules file {source}: {exc}") from exc

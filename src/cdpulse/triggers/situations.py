@@ -1,0 +1,164 @@
+"""Finding trigger situations as events are applied: pure functions over the watch.
+
+``observe`` sees each applied identified event; ``scored`` sees the churn risk after a
+batch; ``entered`` takes segment transitions. Each may add a ``Pending`` firing, decided
+later in event time (``decide``). Cart timers are not pending yet: whether a cart was
+abandoned is known only when the watermark passes its deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdpulse.contract.events import (
+    CheckoutStartedEvent,
+    Event,
+    OfferRedeemedEvent,
+    OrderCompletedEvent,
+    ProductAddedEvent,
+    ProductRemovedEvent,
+    ProductViewedEvent,
+)
+from cdpulse.profile.rules import SESSION_TYPES
+from cdpulse.triggers.rules import (
+    CartAbandoned,
+    ChurnRisk,
+    CrossSell,
+    HighIntent,
+    TriggerConfig,
+    WinBack,
+)
+from cdpulse.triggers.watch import CartTimer, Pending, Watch
+
+ORDERS_KEPT = 32
+REDEEMED_KEPT = 16
+CARTS_KEPT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A customer entering (or leaving) a segment at an event time: the segment engine's output."""
+
+    customer_id: str
+    segment: str
+    entered: bool
+    at_ms: int
+
+
+def observe(watch: Watch, event: Event, t: int, config: TriggerConfig, session_gap: int) -> None:
+    """Update ``watch`` with one applied event at event time ``t`` (epoch ms)."""
+    if event.type in SESSION_TYPES:
+        _session(watch, event, t, config, session_gap)
+    if isinstance(event, ProductAddedEvent):
+        _add_to_cart(watch, event, t, config)
+    elif isinstance(event, ProductRemovedEvent):
+        _remove_from_cart(watch, event.properties.product_id, event.properties.quantity, t, config)
+    elif isinstance(event, CheckoutStartedEvent):
+        _close_carts(watch, t, config)
+    elif isinstance(event, OrderCompletedEvent):
+        watch.orders = sorted([*watch.orders, t])[-ORDERS_KEPT:]
+        _close_carts(watch, t, config)
+        rule = config.rule(CrossSell)
+        if rule is not None:
+            products = list(dict.fromkeys(i.product_id for i in event.properties.items))
+            reason = f"completed order {event.properties.order_id} ({len(products)} products)"
+            watch.pending.append(
+                Pending(rule.name, event.properties.order_id, t, [reason], products)
+            )
+    elif isinstance(event, OfferRedeemedEvent):
+        redeemed = [*watch.redeemed, (t, event.properties.offer_id)]
+        watch.redeemed = sorted(redeemed)[-REDEEMED_KEPT:]
+
+
+def scored(
+    watch: Watch, risk: float | None, reasons: list[str], at: int, key: str, config: TriggerConfig
+) -> None:
+    """Note the churn risk after a write; crossing the threshold upward is a situation."""
+    if risk is None:
+        return
+    before = watch.risk
+    watch.risk = risk
+    rule = config.rule(ChurnRisk)
+    if rule is None:
+        return
+    threshold = rule.threshold
+    if risk >= threshold and (before is None or before < threshold):
+        why = [f"churn risk rose to {risk:.2f} (threshold {threshold:.2f})", *reasons]
+        watch.pending.append(Pending(rule.name, key, at, why))
+
+
+def entered(watch: Watch, transition: Transition, config: TriggerConfig) -> None:
+    """A segment transition; entering the win-back rule's segment is a situation."""
+    rule = config.rule(WinBack)
+    if rule is None or not transition.entered or rule.segment != transition.segment:
+        return
+    key = f"{transition.segment}@{transition.at_ms}"
+    reason = f"entered segment {transition.segment!r}"
+    watch.pending.append(Pending(rule.name, key, transition.at_ms, [reason]))
+
+
+def cart_deadline(cart: CartTimer, config: TriggerConfig) -> int:
+    rule = config.rule(CartAbandoned)
+    return cart.last_add + (rule.after if rule is not None else 0)
+
+
+# --- the parts -------------------------------------------------------------------------
+
+
+def _session(watch: Watch, event: Event, t: int, config: TriggerConfig, gap: int) -> None:
+    """Sessions as the profile counts them: a gap longer than ``gap`` starts a new one."""
+    if not watch.session or t - watch.session_last > gap:
+        watch.session, watch.views, watch.intent_fired = event.event_id, {}, False
+    watch.session_last = max(watch.session_last, t)
+    rule = config.rule(HighIntent)
+    if rule is None or not isinstance(event, ProductViewedEvent):
+        return
+    product = event.properties.product_id
+    watch.views[product] = watch.views.get(product, 0) + 1
+    if watch.views[product] >= rule.views and not watch.intent_fired:
+        watch.intent_fired = True
+        reason = f"viewed {product} {watch.views[product]} times in one session"
+        watch.pending.append(Pending(rule.name, watch.session, t, [reason], [product]))
+
+
+def _add_to_cart(watch: Watch, event: ProductAddedEvent, t: int, config: TriggerConfig) -> None:
+    if config.rule(CartAbandoned) is None:
+        return
+    product, quantity = event.properties.product_id, event.properties.quantity
+    current = watch.carts[-1] if watch.carts else None
+    if (
+        current is not None
+        and not current.closed
+        and not current.decided
+        and t <= cart_deadline(current, config)
+    ):
+        current.items[product] = current.items.get(product, 0) + quantity
+        current.last_add = max(current.last_add, t)
+        return
+    # A new situation; a cart left open (abandoned already) carries its items over.
+    items = dict(current.items) if current is not None and not current.closed else {}
+    items[product] = items.get(product, 0) + quantity
+    watch.carts.append(CartTimer(event.event_id, t, t, items))
+    # Decided timers are kept only as history; an undecided one is never dropped.
+    last = len(watch.carts) - CARTS_KEPT
+    watch.carts = [c for i, c in enumerate(watch.carts) if i >= last or not c.decided]
+
+
+def _remove_from_cart(
+    watch: Watch, product: str, quantity: int, t: int, config: TriggerConfig
+) -> None:
+    current = watch.carts[-1] if watch.carts else None
+    if current is None or current.closed or t > cart_deadline(current, config):
+        return
+    left = current.items.get(product, 0) - quantity
+    if left > 0:
+        current.items[product] = left
+    else:
+        current.items.pop(product, None)
+
+
+def _close_carts(watch: Watch, t: int, config: TriggerConfig) -> None:
+    """A checkout or an order at ``t`` closes every cart whose window holds ``t``."""
+    for cart in watch.carts:
+        if cart.opened_at <= t <= cart_deadline(cart, config):
+            cart.closed = True

@@ -1,0 +1,397 @@
+"""Privacy against the real Kafka, Redis and worker: erasure mid-stream, then a scan of
+every Redis key and every output topic; the ledger; export (README: Privacy and security)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from cdpulse.contract.topics import Topics
+from cdpulse.privacy.data_keys import unseal
+from cdpulse.producer import Producer
+from cdpulse.simulate.shop import Shop
+from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
+from tests.integration.test_rebuild import cdpulse
+from tests.oracle import pseudonym, pseudonym_id
+
+
+def _values(client: redis.Redis, key: bytes) -> list[bytes]:
+    """Every byte string a key holds, whatever its type."""
+    kind = client.type(key)
+    if kind == b"string":
+        return [client.get(key) or b""]
+    if kind == b"hash":
+        return [b for kv in client.hgetall(key).items() for b in kv]
+    if kind == b"zset":
+        return [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+    if kind == b"set":
+        return list(client.smembers(key))
+    if kind == b"list":
+        return list(client.lrange(key, 0, -1))
+    return []
+
+
+def _linked(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """customer -> the anonymous ids its identify events link."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        if e["type"] == "identify" and e.get("anonymous_id"):
+            out[e["customer_id"]].add(e["anonymous_id"])
+    return out
+
+
+def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(env: Env) -> None:
+    events = list(Shop(customers=150, days=20, seed=7).events())
+    half = len(events) // 2
+    linked = _linked(events[:half])
+    # customers linked to a visitor and active in both halves: erased mid-stream
+    later = {e.get("customer_id") for e in events[half:]}
+    chosen = sorted(c for c in linked if c in later)[:4]
+    assert len(chosen) == 4, "the shop must give customers active on both sides of the cut"
+    by_http, by_event = chosen[:2], chosen[2:]
+    erased_ids = {i for c in chosen for i in (c, *linked[c])}
+    emails = {f"{c}@example.com" for c in chosen}
+
+    worker = env.worker(CDPULSE_RECO_SNAPSHOT_SECONDS="0.5")
+    with Producer.from_settings(env.settings) as producer:
+        for event in events[:half]:
+            producer.send(event)
+    wait_until(lambda: drained(env.settings), 300, "the first half to be applied")
+
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        export = http.get(f"/v1/profiles/{chosen[0]}/export")
+        assert export.status_code == 200
+        document = export.json()
+        assert document["customer_id"] == chosen[0]
+        assert set(document["linked_ids"]) == {chosen[0], *linked[chosen[0]]}
+        assert document["stored_profile"]["offsets"] and document["records_held"]
+        assert document["profile"]["traits"]["email"] == pseudonym(
+            "email", f"{chosen[0]}@example.com"
+        )
+        assert f"{chosen[0]}@example.com" not in export.text
+        for customer in by_http:
+            # an anonymous id resolves to its customer: erasing it erases the customer
+            visitor = sorted(linked[customer])[0]
+            response = http.delete(f"/v1/profiles/{visitor}")
+            assert response.status_code == 202, response.text
+    with Producer.from_settings(env.settings) as producer:
+        for n, customer in enumerate(by_event):
+            producer.send(
+                {
+                    "event_id": f"erase-{n}",
+                    "type": "erasure_requested",
+                    "timestamp": events[half]["timestamp"],
+                    "customer_id": customer,
+                    "channel": "call_center",
+                    "properties": {"requested_by": "support-desk", "reason": "customer call"},
+                }
+            )
+        # the rest of the stream: their new events, and a replay of their old ones
+        for event in events[half:]:
+            producer.send(event)
+        replayed = [
+            e for e in events[:half] if {e.get("customer_id"), e.get("anonymous_id")} & erased_ids
+        ]
+        for event in replayed:
+            producer.send(event)
+    wait_until(lambda: drained(env.settings), 300, "the second half to be applied")
+    wait_until(
+        lambda: caught_up(env.settings, env.settings.topic_reco_events),
+        120,
+        "the recommender's learner to forget them",
+    )
+    assert worker.metric("cdpulse_erasures_total") == 4
+    assert worker.metric("cdpulse_events_of_erased_total") >= len(replayed)
+
+    # Redis: no key names them, no value holds their ids, emails or pseudonyms (the
+    # ledger excepted: it keeps their pseudonyms so that they stay erased).
+    client = env.redis
+    ledger = f"{env.name}:erasure:ledger".encode()
+    secrets = {s.encode() for s in erased_ids | emails}
+    pseudonyms = {pseudonym_id(i).encode() for i in erased_ids}
+    pseudonyms |= {pseudonym("email", e).encode() for e in emails}
+    keys = list(client.scan_iter(match=f"{env.name}:*", count=1000))
+    assert len(keys) > 100
+    for key in keys:
+        assert not any(s in key for s in secrets | pseudonyms), key
+        if key == ledger:
+            continue
+        for value in _values(client, key):
+            leaked = [s for s in secrets | pseudonyms if s in value]
+            assert not leaked, (key, leaked[:2])
+    assert len(client.hgetall(ledger)) == len(erased_ids)
+
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        for i in erased_ids:
+            assert http.get(f"/v1/profiles/{i}").status_code == 404
+            assert http.get(f"/v1/profiles/{i}/export").status_code == 404
+        kept = sorted(c for c in linked if c not in chosen)[0]
+        assert http.get(f"/v1/profiles/{kept}").status_code == 200
+
+    # Output topics: never their ids or emails; a compacted topic's newest record per
+    # erased id is a tombstone.
+    topics = Topics.from_settings(env.settings)
+    for topic in (topics.dead_letter, topics.training, topics.reco_events):
+        for record in consume_all(env.settings, topic, 0, timeout=10):
+            assert not any(s in record.value for s in secrets | {e.encode() for e in emails})
+            assert record.key is None or record.key not in secrets
+    newest: dict[bytes, bytes | None] = {}
+    for record in consume_all(env.settings, topics.recommendations, 1):
+        newest[record.key] = record.value
+    for i in erased_ids:
+        assert newest.get(i.encode(), "absent") in (None, "absent"), i
+    assert any(value is not None for value in newest.values())
+    # Every compacted topic (triggers too) ends each erased id with a tombstone.
+    for topic in topics.compacted:
+        last: dict[bytes, bytes | None] = {}
+        for record in consume_all(env.settings, topic, 0, timeout=10):
+            last[record.key] = record.value
+        for i in erased_ids:
+            assert last.get(i.encode(), "absent") in (None, "absent"), (topic, i)
+    for record in consume_all(env.settings, topics.offer_rewards, 0, timeout=10):
+        assert not any(s in record.value for s in secrets), "offer rewards name a customer"
+
+    # A rebuild from the whole Kafka history does not bring them back either.
+    target = f"{env.name}-rebuilt"
+    done = cdpulse(env, "rebuild", "--target-prefix", target)
+    assert done.returncode == 0, done.stderr
+    rebuilt = list(client.scan_iter(match=f"{target}:*", count=1000))
+    assert rebuilt and not any(s in key for key in rebuilt for s in secrets)
+
+    audit = [json.loads(r.value) for r in consume_all(env.settings, topics.audit, 4)]
+    assert len(audit) == 4
+    assert sorted(a["subject"] for a in audit) == sorted(pseudonym_id(c) for c in chosen)
+    assert {a["requested_by"] for a in audit} == {"auth-disabled", "support-desk"}
+    for record in audit:
+        assert record["removed"]["profile"] >= 1 and record["removed"]["alias"] >= 1
+        assert record["erased_at"] and record["event_id"]
+        text = json.dumps(record).encode()
+        assert not any(s in text for s in secrets)
+
+
+def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> None:
+    tokens = {
+        "shop": {"secret": "ingest-secret", "scopes": ["ingest"]},
+        "crm": {"secret": "read-secret", "scopes": ["read"]},
+        "dpo": {"secret": "admin-secret", "scopes": ["read", "admin"]},
+    }
+    worker = env.worker(
+        CDPULSE_AUTH_DISABLED="false",
+        CDPULSE_API_TOKENS=json.dumps(tokens),
+        CDPULSE_METRICS_PUBLIC="false",
+        CDPULSE_INGEST_RATE="0.01",
+        CDPULSE_INGEST_BURST="3",
+    )
+
+    def bearer(secret: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secret}"}
+
+    event = {
+        "event_id": "e-1",
+        "type": "page_viewed",
+        "timestamp": 1_767_225_600_000,
+        "customer_id": "C-1",
+        "channel": "web",
+        "properties": {"url": "https://shop.example/"},
+    }
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        assert http.get("/healthz").status_code == 200  # public by default
+        refused = http.get("/metrics")
+        assert refused.status_code == 401 and "Bearer" in refused.headers["WWW-Authenticate"]
+        assert "Authorization: Bearer" in refused.json()["error"]
+        assert http.get("/metrics", headers=bearer("read-secret")).status_code == 200
+        assert http.get("/v1/profiles/C-1", headers=bearer("wrong")).status_code == 401
+
+        posted = http.post("/v1/events", json=event, headers=bearer("read-secret"))
+        assert posted.status_code == 403 and "lacks scope 'ingest'" in posted.json()["error"]
+        assert (
+            http.post("/v1/events", json=event, headers=bearer("ingest-secret")).status_code == 200
+        )
+        # the bucket holds 3 events and refills at 0.01/s: 3 more do not fit
+        limited = http.post("/v1/events", json=[event] * 3, headers=bearer("ingest-secret"))
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert "'shop' is over its limit" in limited.json()["error"]
+
+        wait_until(
+            lambda: http.get("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 200,
+            60,
+            "the posted event to be applied",
+        )
+        assert http.get("/v1/profiles/C-1", headers=bearer("ingest-secret")).status_code == 403
+        assert http.get("/v1/profiles/C-1/export", headers=bearer("read-secret")).status_code == 403
+        assert http.delete("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 403
+        assert (
+            http.get("/v1/profiles/C-1/export", headers=bearer("admin-secret")).status_code == 200
+        )
+        assert http.delete("/v1/profiles/C-1", headers=bearer("admin-secret")).status_code == 202
+        wait_until(
+            lambda: http.get("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 404,
+            60,
+            "the erasure to be carried out",
+        )
+    audit = [json.loads(r.value) for r in consume_all(env.settings, env.settings.topic_audit, 1)]
+    assert [a["requested_by"] for a in audit] == ["dpo"]  # the token's name, not its secret
+    assert "admin-secret" not in (env.logs / "worker-0.log").read_text()
+
+
+def test_no_personal_data_in_logs_metrics_or_dead_letters(env: Env) -> None:
+    events = list(Shop(customers=40, days=10, seed=3).events())
+    customers = {e["customer_id"] for e in events if e.get("customer_id")}
+    emails = {f"{c}@example.com" for c in customers}
+    broken = [
+        # rejected identify events still carry the email and phone
+        {
+            **e,
+            "timestamp": "yesterday",
+            "properties": {
+                "traits": {"email": f"{e['customer_id']}@example.com", "phone": "+49 30 1234567"}
+            },
+        }
+        for e in events
+        if e["type"] == "identify"
+    ][:20]
+    assert broken
+    worker = env.worker(CDPULSE_TEST_LOGLEVEL="info")
+    topic = env.settings.topic_customers
+    with Producer.from_settings(env.settings) as producer:
+        for event in events:
+            producer.send(event)
+        for event in broken:
+            producer.send_raw(topic, json.dumps(event).encode(), event["customer_id"].encode())
+    wait_until(lambda: drained(env.settings), 300, "the worker to drain its topics")
+
+    letters = consume_all(env.settings, env.settings.topic_dead_letter, len(broken))
+    assert len(letters) == len(broken)
+    for letter in letters:
+        body = json.loads(letter.value)
+        assert body["reason"] and "[redacted]" in body["raw"]
+        assert not any(e in body["raw"] for e in emails) and "1234567" not in body["raw"]
+    metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
+    worker.stop()
+    log = (env.logs / "worker-0.log").read_text(encoding="utf-8", errors="replace")
+    assert len(log) > 0
+    for text, where in ((metrics, "/metrics"), (log, "the worker log")):
+        leaked = [s for s in customers | emails if s in text]
+        assert not leaked, f"{where} names {leaked[:3]}"
+
+
+def _identifies(env: Env) -> list[Any]:
+    records = consume_all(env.settings, env.settings.topic_customers, 1, timeout=10)
+    return [r for r in records if json.loads(r.value)["type"] == "identify"]
+
+
+def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_copy(
+    env: Env,
+) -> None:
+    worker = env.worker()
+    email = "Carol.Jones@Example.com"
+    identify = {
+        "event_id": "id-1",
+        "type": "identify",
+        "timestamp": 1_767_225_600_000,
+        "customer_id": "C-9",
+        "anonymous_id": "A-9",
+        "channel": "web",
+        "properties": {"traits": {"email": email, "country": "NL", "favourite_colour": "red"}},
+    }
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        assert http.post("/v1/events", json=identify).status_code == 200
+        wait_until(
+            lambda: http.get("/v1/profiles/C-9").status_code == 200, 60, "the identify to apply"
+        )
+        profile = http.get("/v1/profiles/C-9").json()
+        assert profile["traits"] == {"country": "NL", "email": pseudonym("email", email)}
+        assert worker.metric("cdpulse_traits_dropped_total") == 1  # favourite_colour
+
+        # What Kafka holds: the pseudonym, and the email sealed with C-9's data key.
+        [record] = _identifies(env)
+        assert email.encode() not in record.value and email.lower().encode() not in record.value
+        traits = json.loads(record.value)["properties"]["traits"]
+        key = env.redis.get(f"{env.name}:{{C-9}}:datakey")
+        assert isinstance(key, bytes) and len(key) == 32
+        assert unseal(key, "C-9", traits["email_sealed"]) == email
+        assert unseal(key, "C-8", traits["email_sealed"]) is None  # bound to its customer
+
+        # Found by email, though only its pseudonym is stored (any spelling of it).
+        lookup = {"trait": "email", "value": " carol.jones@EXAMPLE.com"}
+        found = http.post("/v1/identities/lookup", json=lookup)
+        assert found.status_code == 200 and found.json()["profile_id"] == "C-9"
+        other = {"trait": "email", "value": "nobody@example.com"}
+        assert http.post("/v1/identities/lookup", json=other).status_code == 404
+        wrong = http.post("/v1/identities/lookup", json={"trait": "country", "value": "NL"})
+        assert wrong.status_code == 400 and "not a personal trait" in wrong.json()["error"]
+
+        assert http.delete("/v1/profiles/A-9").status_code == 202
+        wait_until(
+            lambda: http.get("/v1/profiles/C-9").status_code == 404, 60, "the erasure to apply"
+        )
+        assert http.post("/v1/identities/lookup", json=lookup).status_code == 404
+    # The key is gone: the copy in Kafka's history can no longer be opened by anyone.
+    assert env.redis.get(f"{env.name}:{{C-9}}:datakey") is None
+    [record] = _identifies(env)
+    assert "email_sealed" in json.loads(record.value)["properties"]["traits"]
+
+
+def test_the_worker_runs_as_a_redis_acl_user_confined_to_its_prefix(env: Env) -> None:
+    user, password = f"cdpulse-{env.name}", f"pw-{env.name}"
+    admin = env.redis
+    admin.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", f"~{env.name}:*",
+        "+@all", "-flushall", "-flushdb", "-config", "-keys",
+    )  # fmt: skip
+    admin.set("someone-else:secret", b"not yours")
+    try:
+        worker = env.worker(CDPULSE_REDIS_USERNAME=user, CDPULSE_REDIS_PASSWORD=password)
+        events = list(Shop(customers=20, days=5, seed=4).events())
+        customer = next(e["customer_id"] for e in events if e.get("customer_id"))
+        with Producer.from_settings(env.settings) as producer:
+            for event in events:
+                producer.send(event)
+        wait_until(lambda: drained(env.settings), 300, "the worker to drain as the ACL user")
+        assert worker.metric("cdpulse_redis_errors_total") == 0
+        with httpx.Client(base_url=worker.url, timeout=10) as http:
+            assert http.get(f"/v1/profiles/{customer}").status_code == 200
+            assert http.delete(f"/v1/profiles/{customer}").status_code == 202
+            wait_until(
+                lambda: http.get(f"/v1/profiles/{customer}").status_code == 404,
+                60,
+                "an erasure (with its SCAN sweep) to run as the ACL user",
+            )
+
+        confined = redis.Redis.from_url(env.settings.redis_url, username=user, password=password)
+        assert confined.hgetall(f"{env.name}:watermark")
+        for command in (("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "maxmemory"), ("KEYS", "*")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                confined.execute_command(*command)
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            confined.get("someone-else:secret")
+        assert admin.get("someone-else:secret") == b"not yours"
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.delete("someone-else:secret")
+
+
+def test_inactive_profiles_and_identity_links_expire(env: Env) -> None:
+    seconds = 6
+    worker = env.worker(CDPULSE_PROFILE_RETENTION_DAYS=str(seconds / 86_400))
+    identify = {
+        "event_id": "r-1",
+        "type": "identify",
+        "timestamp": 1_767_225_600_000,
+        "customer_id": "C-5",
+        "anonymous_id": "A-5",
+        "channel": "web",
+        "properties": {"traits": {"email": "dan@example.com"}},
+    }
+    profile, alias = f"{env.name}:{{C-5}}:profile", f"{env.name}:{{A-5}}:alias"
+    with httpx.Client(base_url=worker.url, timeout=10) as http:
+        assert http.post("/v1/events", json=identify).status_code == 200
+    wait_until(lambda: env.redis.exists(profile) == 1, 60, "the profile to be written")
+    for key in (profile, alias, f"{env.name}:{{C-5}}:datakey"):
+        assert 0 < env.redis.pttl(key) <= seconds * 1000, key
+    wait_until(lambda: env.redis.exists(profile, alias) == 0, 30, "them to expire")

@@ -1,0 +1,119 @@
+"""Bearer tokens, scopes, the rate limit and the worker's refusal to start unsafely."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from cdpulse.app.auth import ApiToken, Gate, RateLimit, refusals
+from cdpulse.settings import Settings
+
+TOKENS = {
+    "shop": ApiToken(secret=SecretStr("ingest-secret"), scopes=["ingest"]),
+    "dpo": ApiToken(secret=SecretStr("admin-secret"), scopes=["read", "admin"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("header", "scope", "status", "name"),
+    [
+        ("Bearer ingest-secret", "ingest", 200, "shop"),
+        ("Bearer admin-secret", "admin", 200, "dpo"),
+        ("Bearer admin-secret", "read", 200, "dpo"),
+        ("Bearer ingest-secret", "read", 403, "shop"),
+        ("Bearer admin-secret", "ingest", 403, "dpo"),
+        ("Bearer ingest-secre", "ingest", 401, None),
+        ("Bearer ingest-secret-and-more", "ingest", 401, None),
+        ("Basic ingest-secret", "ingest", 401, None),
+        ("ingest-secret", "ingest", 401, None),
+        (None, "ingest", 401, None),
+        ("Bearer ", "ingest", 401, None),
+    ],
+)
+def test_tokens_grant_their_scopes_only(
+    header: str | None, scope: str, status: int, name: str | None
+) -> None:
+    verdict = Gate(TOKENS).check(header, scope)  # type: ignore[arg-type]
+    assert (verdict.status, verdict.name) == (status, name)
+
+
+def test_refusals_say_what_is_wrong_and_how_to_fix_it() -> None:
+    missing = Gate(TOKENS).check(None, "read").error
+    assert "Authorization: Bearer" in missing and "CDPULSE_API_TOKENS" in missing
+    scope = Gate(TOKENS).check("Bearer ingest-secret", "admin").error
+    assert "'shop' lacks scope 'admin'" in scope and "ingest-secret" not in scope
+
+
+def test_disabled_auth_lets_everything_through() -> None:
+    assert Gate({}, disabled=True).check(None, "admin").allowed
+    assert not Gate({}).check("Bearer anything", "read").allowed
+
+
+def test_the_rate_limit_refills_at_its_rate_per_token() -> None:
+    now = [0.0]
+    limit = RateLimit(rate=10, burst=20, clock=lambda: now[0])
+    assert limit.take("shop", 20) == 0.0
+    assert limit.take("shop", 5) == pytest.approx(0.5)
+    assert limit.take("crm", 20) == 0.0  # another token has its own bucket
+    now[0] = 0.5
+    assert limit.take("shop", 5) == 0.0
+    assert limit.take("shop", 21) == float("inf")  # never fits: bigger than the burst
+
+
+def test_the_worker_refuses_to_start_without_a_key_or_tokens() -> None:
+    problems = refusals(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert len(problems) == 2
+    assert "CDPULSE_PSEUDONYM_KEY" in problems[0] and "CDPULSE_API_TOKENS" in problems[1]
+    assert "CDPULSE_AUTH_DISABLED=true" in problems[1]
+    local = Settings(pseudonym_key=SecretStr("k"), auth_disabled=True)
+    assert refusals(local) == []
+    secured = Settings(pseudonym_key=SecretStr("k"), api_tokens=TOKENS)
+    assert refusals(secured) == []
+
+
+def test_connection_options_carry_the_configured_credentials() -> None:
+    from cdpulse.connections import kafka_options, redis_options
+
+    plain = Settings()
+    assert kafka_options(plain) == {"security_protocol": "PLAINTEXT"} and redis_options(plain) == {}
+    secured = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="cdpulse",
+        kafka_sasl_password=SecretStr("kafka-pw"),
+        kafka_ssl_cafile="/etc/ca.pem",
+        redis_username="cdpulse",
+        redis_password=SecretStr("redis-pw"),
+        redis_ssl_ca_certs="/etc/redis-ca.pem",
+    )
+    assert kafka_options(secured) == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "cdpulse",
+        "sasl_plain_password": "kafka-pw",
+        "ssl_cafile": "/etc/ca.pem",
+        "ssl_certfile": None,
+        "ssl_keyfile": None,
+    }
+    assert redis_options(secured) == {
+        "username": "cdpulse",
+        "password": "redis-pw",
+        "ssl_ca_certs": "/etc/redis-ca.pem",
+    }
+    assert "kafka-pw" not in repr(secured) and "redis-pw" not in repr(secured)
+
+
+def test_the_worker_gets_faust_credentials_for_sasl() -> None:
+    from cdpulse.connections import faust_credentials
+
+    assert faust_credentials(Settings()) is None
+    credentials = faust_credentials(
+        Settings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism="SCRAM-SHA-256",
+            kafka_sasl_username="cdpulse",
+            kafka_sasl_password=SecretStr("pw"),
+        )
+    )
+    assert (credentials.username, credentials.password) == ("cdpulse", "pw")
+    assert credentials.protocol.value == "SASL_PLAINTEXT"

@@ -1,0 +1,274 @@
+"""Privacy by construction, without I/O: pseudonyms, the trait allow-list and every cell
+of the consent matrix (README: Privacy and security)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from cdpulse.contract.events import EVENT_ADAPTER
+from cdpulse.ingest.batch import BatchProcessor
+from cdpulse.ingest.message import Message
+from cdpulse.models.labels import ChurnLabeler
+from cdpulse.models.online import ChurnScoring, profile_document
+from cdpulse.privacy.consent import PURPOSES, allows
+from cdpulse.privacy.ledger import MemoryLedger
+from cdpulse.privacy.pseudonyms import Pseudonymizer
+from cdpulse.privacy.traits import TraitPolicy
+from cdpulse.profile.model import Profile, encode
+from cdpulse.profile.rules import Rules, apply, merge, new_profile
+from cdpulse.store.memory import MemoryProfileStore
+from tests import oracle
+
+RULES = Rules(traits=TraitPolicy(pseudonymizer=Pseudonymizer(oracle.PSEUDONYM_KEY)))
+T0 = 1_767_225_600_000
+EMAIL = "Alice.Doe@Example.com"
+
+
+def event(n: int, kind: str, properties: dict[str, Any], **ids: str) -> dict[str, Any]:
+    ids = ids or {"customer_id": "C-1"}
+    return {
+        "event_id": f"e{n}",
+        "type": kind,
+        "timestamp": T0 + n * 1000,
+        "channel": "web",
+        "properties": properties,
+        **ids,
+    }
+
+
+def view(n: int, **ids: str) -> dict[str, Any]:
+    props = {"product_id": f"P-{n % 3}", "category": "shoes", "price": 10.0}
+    return event(n, "product_viewed", props, **ids)
+
+
+def consent(n: int, **purposes: bool) -> dict[str, Any]:
+    return event(n, "consent_updated", {"purposes": purposes})
+
+
+def identify(n: int, traits: dict[str, Any]) -> dict[str, Any]:
+    return event(n, "identify", {"traits": traits}, customer_id="C-1", anonymous_id="A-1")
+
+
+def applied(*events: dict[str, Any]) -> Profile:
+    profile = new_profile("C-1")
+    for e in events:
+        apply(profile, EVENT_ADAPTER.validate_python(e), RULES)
+    return profile
+
+
+# --- pseudonyms and traits -----------------------------------------------------------------
+
+
+def test_personal_traits_are_kept_only_as_keyed_pseudonyms() -> None:
+    profile = applied(identify(1, {"email": EMAIL, "phone": "+49 (30) 1234-5", "country": "DE"}))
+    traits = {name: value for name, (_, value) in profile.traits.items()}
+    assert traits["email"] == oracle.pseudonym("email", EMAIL)
+    assert traits["phone"] == oracle.pseudonym("phone", "+4930 12345")
+    assert traits["country"] == "DE"
+    blob = encode(profile)
+    assert EMAIL.lower().encode() not in blob and b"12345" not in blob
+
+
+def test_pseudonyms_depend_on_the_key() -> None:
+    a, b = Pseudonymizer(b"key-a"), Pseudonymizer(b"key-b")
+    assert a.pseudonym("email", EMAIL) != b.pseudonym("email", EMAIL)
+    assert a.pseudonym("email", "x") != a.pseudonym("phone", "x")
+    assert "key-a" not in repr(a)
+
+
+def test_traits_off_the_allow_list_are_dropped_and_counted() -> None:
+    profile = applied(identify(1, {"email": EMAIL, "shoe_size": 42, "birthday": "1990-01-01"}))
+    assert set(profile.traits) == {"email"}
+    assert RULES.traits.dropped({"email": EMAIL, "shoe_size": 42, "birthday": "x"}) == 2
+
+
+def test_an_already_pseudonymised_trait_is_not_hashed_twice() -> None:
+    pseudonym = oracle.pseudonym("email", EMAIL)
+    profile = applied(identify(1, {"email": pseudonym}))
+    assert profile.traits["email"][1] == pseudonym
+
+
+def test_traits_merge_newest_first_whatever_the_order() -> None:
+    older, newer = identify(1, {"country": "DE"}), identify(2, {"country": "FR"})
+    assert applied(older, newer).traits == applied(newer, older).traits
+    visitor = applied(newer)
+    customer = applied(older)
+    merge(customer, visitor, RULES)
+    assert customer.traits["country"][1] == "FR"
+
+
+# --- consent: defaults -----------------------------------------------------------------------
+
+
+def test_defaults_grant_analytics_and_personalization_but_not_marketing() -> None:
+    assert [allows(new_profile("C-1"), p) for p in PURPOSES] == [True, True, False]
+    assert [allows(None, p) for p in PURPOSES] == [True, True, False]
+
+
+def test_an_unknown_purpose_is_an_error_that_names_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"unknown consent purpose 'ads'.*marketing"):
+        allows(new_profile("C-1"), "ads")  # type: ignore[arg-type]
+
+
+def test_the_newest_consent_decides() -> None:
+    profile = applied(consent(1, marketing=True), consent(2, marketing=False))
+    assert not allows(profile, "marketing")
+    assert allows(applied(consent(2, marketing=True), consent(1, marketing=False)), "marketing")
+
+
+# --- consent: analytics ----------------------------------------------------------------------
+
+
+def test_analytics_granted_keeps_the_behaviour() -> None:
+    profile = applied(consent(1, analytics=True), view(2), view(3))
+    assert profile.events == 3 and profile.viewed and profile.buckets
+
+
+def test_analytics_withheld_keeps_only_what_honouring_the_request_needs() -> None:
+    profile = applied(view(1), identify(2, {"email": EMAIL}), consent(3, analytics=False), view(4))
+    assert (profile.events, profile.counts, profile.viewed, profile.buckets) == (0, {}, {}, {})
+    assert (profile.spans, profile.affinity, profile.churn_days) == ([], {}, {})
+    assert profile.consent["analytics"][1] is False
+    assert set(profile.traits) == {"email"} and profile.anonymous_ids == ["A-1"]
+    # the exactly-once bookkeeping stays: a re-delivered event is still a duplicate
+    assert not apply(profile, EVENT_ADAPTER.validate_python(view(4)), RULES)
+
+
+def test_analytics_withheld_by_a_visitor_minimises_the_merged_customer() -> None:
+    customer = applied(view(1), view(2))
+    visitor = new_profile("A-1")
+    apply(visitor, EVENT_ADAPTER.validate_python(consent(3, analytics=False)), RULES)
+    merge(customer, visitor, RULES)
+    assert customer.events == 0 and customer.viewed == {}
+
+
+# --- consent: personalization ----------------------------------------------------------------
+
+
+class _Model:
+    examples = 10
+
+    def predict_proba(self, x: Any) -> float:
+        return 0.75
+
+    def reasons(self, x: Any) -> list[str]:
+        return ["quiet lately"]
+
+
+SNAPSHOT: Any = SimpleNamespace(model=_Model(), version=3)
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_churn_scoring_needs_personalization(granted: bool) -> None:
+    profile = applied(view(1), consent(2, personalization=granted))
+    profile.churn_risk = 0.5  # a score from before the withdrawal must not survive it
+    scoring = ChurnScoring(ChurnLabeler(), lambda: SNAPSHOT)
+    scoring.after_profile(profile, 0, T0 + 3000)
+    assert profile.churn_risk == (0.75 if granted else None)
+    document = profile_document(profile, T0 + 3000, RULES, SNAPSHOT)
+    assert (document["churn"] is None) is (not granted)
+    assert (document["clv"] is None) is (not granted)
+
+
+def _item_events(*events: dict[str, Any]) -> list[Any]:
+    store = MemoryProfileStore()
+    processor = BatchProcessor(store, RULES, item_events=True)
+    messages = [
+        Message("customers", 0, i, b"C-1", json.dumps(e).encode()) for i, e in enumerate(events)
+    ]
+    return asyncio.run(processor.process(messages)).item_events
+
+
+@pytest.mark.parametrize(
+    ("purposes", "learns"),
+    [
+        ({"personalization": True}, True),
+        ({"personalization": False}, False),
+        ({"analytics": False}, False),
+        ({"marketing": False}, True),
+        ({"marketing": True}, True),
+    ],
+)
+def test_the_recommender_learns_only_with_personalization_and_analytics(
+    purposes: dict[str, bool], learns: bool
+) -> None:
+    items = _item_events(consent(1, **purposes), view(2), view(3))
+    assert len(items) == (2 if learns else 0)
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_recommendation_lists_need_personalization(granted: bool) -> None:
+    from cdpulse.app.worker import _recommendation_lists
+    from cdpulse.models.reco import Recommender
+    from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot
+
+    profile = applied(consent(1, personalization=granted), view(2))
+    pseudonyms = RULES.traits.pseudonymizer
+    item = ItemEvent.of(pseudonyms.of_id("C-1"), pseudonyms.event(view(2), "C-1"), profile)
+    result: Any = SimpleNamespace(item_events=[item], saved=[profile])
+    snapshot = RecoSnapshot(1, Recommender(), 0)
+    lists = _recommendation_lists(snapshot, result, ListThrottle(0), pseudonyms)
+    assert all(json.loads(document)["customer_id"] == "C-1" for _, document, _ in lists)
+    assert len(lists) == (1 if granted else 0)
+
+
+# --- consent: marketing ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_marketing_is_answered_by_allows_and_changes_nothing_else(granted: bool) -> None:
+    profile = applied(consent(1, marketing=granted), view(2))
+    assert allows(profile, "marketing") is granted
+    assert allows(profile, "analytics") and allows(profile, "personalization")
+    assert profile.events == 2
+
+
+# --- erasure in the batch processor ----------------------------------------------------------
+
+
+class _Erasures:
+    """The ledger in memory, and an eraser that deletes from the memory store."""
+
+    def __init__(self, store: MemoryProfileStore) -> None:
+        self.store = store
+        self.ledger = MemoryLedger(RULES.traits.pseudonymizer)
+        self.requests: list[tuple[str, str]] = []
+
+    async def erased(self, ids: list[str]) -> set[str]:
+        return await self.ledger.erased(ids)
+
+    async def erase(self, profile_id: str, requested_by: str, event_id: str, at: int) -> Any:
+        self.requests.append((profile_id, requested_by))
+        ids = [profile_id, *[a for a, c in self.store.aliases.items() if c == profile_id]]
+        await self.ledger.record(ids, at)
+        for i in ids:
+            self.store.profiles.pop(i, None)
+            self.store.aliases.pop(i, None)
+        return SimpleNamespace(ids=ids)
+
+
+def test_an_erasure_runs_after_the_batch_and_later_events_of_its_ids_are_dropped() -> None:
+    store = MemoryProfileStore()
+    erasures = _Erasures(store)
+    processor = BatchProcessor(store, RULES, item_events=True, erasures=erasures)
+    erase = event(5, "erasure_requested", {"requested_by": "dpo"})
+    first = [view(1, anonymous_id="A-1"), identify(2, {"email": EMAIL}), view(3), erase, view(6)]
+
+    def messages(events: list[dict[str, Any]], start: int) -> list[Message]:
+        return [
+            Message("customers", 0, start + i, b"C-1", json.dumps(e).encode())
+            for i, e in enumerate(events)
+        ]
+
+    result = asyncio.run(processor.process(messages(first, 0)))
+    assert erasures.requests == [("C-1", "dpo")]
+    assert store.profiles == {} and store.aliases == {}
+    # nothing computed about them in this batch leaves the worker
+    assert result.saved == [] and result.item_events == [] and result.examples == []
+    replay = asyncio.run(processor.process(messages([view(1, anonymous_id="A-1"), view(7)], 10)))
+    assert replay.suppressed == 2 and store.profiles == {}
