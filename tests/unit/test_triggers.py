@@ -362,6 +362,33 @@ def test_win_back_through_the_engine_fires_from_constructed_transitions() -> Non
     assert asyncio.run(engine.expire(store, T0 + DAY)).decisions == []  # decided once
 
 
+def test_win_back_entered_after_the_save_reaches_saved_watches_once() -> None:
+    """``enter``: transitions that come after the batch (the RFM sweep moves customers who
+    send nothing) are saved into the stored watches, scheduled, and decided like any
+    situation; entering the same transition again changes nothing."""
+    store, schedule = MemoryProfileStore(), MemoryTriggerStore()
+    engine = TriggerEngine(CONFIG, schedule, session_gap=GAP)
+    consenting = Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
+    asyncio.run(store.save([Write(consenting, 0), Write(Profile(id="a-9"), 0)]))
+    at_risk = Transition("C-1", "At risk", True, T0)
+    transitions = [
+        at_risk,
+        Transition("C-1", "At risk", False, T0 + HOUR),  # leaving is no situation
+        Transition("a-9", "At risk", True, T0),  # an anonymous visitor: not watched
+        Transition("C-404", "At risk", True, T0),  # no profile (erased, expired)
+    ]
+    assert asyncio.run(engine.enter(store, transitions)) == 1
+    assert asyncio.run(engine.enter(store, [at_risk])) == 0  # the same again: no change
+    stored = asyncio.run(store.load(["C-1"]))["C-1"].profile
+    assert stored is not None and stored.watch is not None
+    assert [(p.rule, p.at) for p in stored.watch.pending] == [("winback", T0)]
+    assert asyncio.run(schedule.due(T0, 10)) == {"C-1": T0}
+    expired = asyncio.run(engine.expire(store, T0))
+    assert [(d.trigger_id, d.outcome) for d in expired.decisions] == [
+        (f"winback:C-1:At risk@{T0}", "fired")
+    ]
+
+
 def test_churn_crossing_through_the_engine_reads_the_score_written_with_the_profile() -> None:
     engine = TriggerEngine(CONFIG, MemoryTriggerStore(), session_gap=GAP)
     profile = Profile(id="C-1", customer_id="C-1", last_seen=T0, watch=Watch())

@@ -109,6 +109,52 @@ class TriggerEngine:
 
     # --- after the batch ----------------------------------------------------------------
 
+    async def enter(self, store: ProfileStore, transitions: Iterable[Transition]) -> int:
+        """Hand segment transitions to the watches of their customers; how many took.
+
+        Segments are evaluated after the batch is saved, and the RFM sweep moves
+        customers who send nothing at all (lapsing ones, whom win-back is for), so the
+        transitions cannot ride along with the batch: the watches are loaded, updated and
+        saved back with the same compare-and-set, and scheduled. Entering twice is
+        harmless: a situation already pending is not added again, and a decided one's
+        trigger id is claimed once.
+        """
+        by_customer: dict[str, list[Transition]] = {}
+        for t in transitions:
+            if t.entered:
+                by_customer.setdefault(t.customer_id, []).append(t)
+        if not by_customer or not self.config.rules:
+            return 0
+        pending = set(by_customer)
+        taken = 0
+        for _ in range(MAX_ROUNDS):
+            stored = await store.load(sorted(pending))
+            writes: list[Write] = []
+            dues: dict[str, int] = {}
+            for customer, current in stored.items():
+                profile = current.profile
+                if profile is None or profile.customer_id is None:
+                    pending.discard(customer)  # erased, expired or merged away
+                    continue
+                before = msgspec.msgpack.encode(profile.watch) if profile.watch else b""
+                due = self.after_profile(profile, by_customer[customer])
+                if profile.watch is None or msgspec.msgpack.encode(profile.watch) == before:
+                    pending.discard(customer)  # nothing this rule set watches for
+                    continue
+                writes.append(Write(profile, current.version))
+                if due is not None:
+                    dues[customer] = due
+            if dues:
+                await self.schedule.schedule(dues)  # before the save, as for batches
+            statuses = await store.save(writes) if writes else {}
+            for write in writes:
+                if statuses[write.profile.id] is not SaveStatus.CONFLICT:
+                    pending.discard(write.profile.id)
+                    taken += statuses[write.profile.id] is SaveStatus.SAVED
+            if not pending:
+                break
+        return taken
+
     async def expire(
         self,
         store: ProfileStore,

@@ -85,7 +85,7 @@ class WinBack(_Rule):
     """The customer entered ``segment`` (fed by the segment engine's transitions)."""
 
     kind: Literal["win_back"]
-    segment: str = "At risk"
+    segment: str = "at_risk"  # the segment name on cdp.segments (RFM slugs: README)
 
 
 class CrossSell(_Rule):

@@ -93,6 +93,8 @@ def entered(watch: Watch, transition: Transition, config: TriggerConfig) -> None
     if rule is None or not transition.entered or rule.segment != transition.segment:
         return
     key = f"{transition.segment}@{transition.at_ms}"
+    if any(p.rule == rule.name and p.key == key for p in watch.pending):
+        return  # the same transition again (redelivered, or recovered after a crash)
     reason = f"entered segment {transition.segment!r}"
     watch.pending.append(Pending(rule.name, key, transition.at_ms, [reason]))
 
