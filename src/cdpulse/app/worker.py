@@ -52,6 +52,7 @@ from cdpulse.settings import Settings
 from cdpulse.store.keys import Keys
 from cdpulse.store.models import RedisClvStore, SnapshotStore, churn_store, reco_store
 from cdpulse.store.redis import RedisProfileStore
+from cdpulse.triggers.situations import Transition as SituationTransition
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,14 @@ def create_app(settings: Settings) -> tuple[faust.App, Services]:
         examples = sorted(result.examples + expired, key=lambda e: e.order)
         segment_batch = await retry(partial(segments.evaluate, result.saved))
         await retry(partial(publish, result, examples, segment_batch))
+        # Win-back: entering a segment is a situation in the customer's trigger watch.
+        # Before the commit: a crash in between re-sends the transitions, and entering
+        # the same one twice adds nothing.
+        entering = [
+            SituationTransition(t.customer_id, t.segment, t.entered, t.at_ms)
+            for t in segment_batch.transitions
+        ]
+        await retry(partial(triggers.engine.enter, store, entering))
         # Only now, the broker has them: a crash before this line leaves them pending.
         await retry(partial(segments.commit, segment_batch))
         await retry(partial(experiments.observe, result.saved))

@@ -470,44 +470,37 @@ class BenchRun:
         ids = workload.keys(o.events)
         step = max(1, len(ids) // 2000)
         paths = [f"/v1/profiles/{i}" for i in ids[::step]]
-        say(f"profile reads: GET at {o.http_rate:,.0f}/s for {o.http_seconds:g}s, {len(paths)} ids")
+        self.result["http"] = self.measure_read(worker, "profile reads", paths)
+        recommendations = [f"{p}/recommendations" for p in paths]
+        self.result["http_recommendations"] = self.measure_read(
+            worker, "recommendation reads", recommendations
+        )
+
+    def measure_read(self, worker: WorkerProcess, what: str, paths: list[str]) -> dict[str, Any]:
+        """GET ``paths`` round-robin at the asked rate; latency, statuses and CPU."""
+        o = self.options
+        say(f"{what}: GET at {o.http_rate:,.0f}/s for {o.http_seconds:g}s, {len(paths)} ids")
         before = cpu_snapshot(self.pids(worker))
         with collector_paused():
             load = run_load(worker.url, paths, o.http_rate, o.http_seconds)
         cores = cores_used(before, cpu_snapshot(self.pids(worker)))
-        self.result["http"] = {
+        latency = {**percentiles(load.latencies), "max": max(load.latencies)}
+        found: dict[str, Any] = {
             "rate": o.http_rate,
             "achieved_rate": load.achieved_rate,
             "requests": len(load.latencies),
             "statuses": dict(load.statuses),
-            "latency": {**percentiles(load.latencies), "max": max(load.latencies)},
+            "latency": latency,
             "service": {**percentiles(load.service), "max": max(load.service)},
             "worker_cpu_utilisation": cores.get("worker"),
             "cores": cores,
             "load_average": load_average(),
         }
-        lat = self.result["http"]["latency"]
         say(
-            f"profile reads: p50 {lat['p50'] * 1000:.2f} ms, p95 {lat['p95'] * 1000:.2f} ms, "
-            f"p99 {lat['p99'] * 1000:.2f} ms"
+            f"{what}: p50 {latency['p50'] * 1000:.2f} ms, p95 {latency['p95'] * 1000:.2f} ms, "
+            f"p99 {latency['p99'] * 1000:.2f} ms"
         )
-        paths = [f"{p}/recommendations" for p in paths]
-        say(f"recommendation reads: GET at {o.http_rate:,.0f}/s for {o.http_seconds:g}s")
-        with collector_paused():
-            load = run_load(worker.url, paths, o.http_rate, o.http_seconds)
-        self.result["http_recommendations"] = {
-            "rate": o.http_rate,
-            "achieved_rate": load.achieved_rate,
-            "requests": len(load.latencies),
-            "statuses": dict(load.statuses),
-            "latency": {**percentiles(load.latencies), "max": max(load.latencies)},
-            "service": {**percentiles(load.service), "max": max(load.service)},
-        }
-        lat = self.result["http_recommendations"]["latency"]
-        say(
-            f"recommendation reads: p50 {lat['p50'] * 1000:.2f} ms, "
-            f"p95 {lat['p95'] * 1000:.2f} ms, p99 {lat['p99'] * 1000:.2f} ms"
-        )
+        return found
 
     def measure_stages(self, workload: Workload) -> None:
         o = self.options

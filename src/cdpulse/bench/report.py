@@ -175,26 +175,18 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         row(f"{name}: worker CPU use", "-" if util is None else f"{util:.0%}")
         if latency.get("cores"):
             row(f"{name}: cores busy", _cores(latency["cores"]))
-    http = result.get("http")
-    if http:
+    for key, what in (("http", "reads"), ("http_recommendations", "recommendation reads")):
+        http = result.get(key)
+        if not http:
+            continue
         lat = http["latency"]
         row(
-            "reads: p50 / p95 / p99 / max",
+            f"{what}: p50 / p95 / p99 / max",
             " / ".join(_ms(lat[q]) for q in ("p50", "p95", "p99", "max")),
         )
         row(
-            "reads: achieved rate, statuses", f"{_num(http['achieved_rate'])}/s, {http['statuses']}"
-        )
-    reco_http = result.get("http_recommendations")
-    if reco_http:
-        lat = reco_http["latency"]
-        row(
-            "recommendation reads: p50 / p95 / p99 / max",
-            " / ".join(_ms(lat[q]) for q in ("p50", "p95", "p99", "max")),
-        )
-        row(
-            "recommendation reads: achieved rate, statuses",
-            f"{_num(reco_http['achieved_rate'])}/s, {reco_http['statuses']}",
+            f"{what}: achieved rate, statuses",
+            f"{_num(http['achieved_rate'])}/s, {http['statuses']}",
         )
     redis = result.get("redis")
     if redis:

@@ -83,7 +83,7 @@ class Topics:
     def compacted(self) -> tuple[str, ...]:
         """Topics keyed by customer that keep the newest record per key: an erasure
         publishes a tombstone (a null value) to each, per erased id."""
-        return (self.recommendations, self.triggers)
+        return (self.recommendations, self.triggers, self.segments)
 
     def for_type(self, event_type: str) -> str:
         """The topic an event of ``event_type`` is published to."""

@@ -31,6 +31,7 @@ from cdpulse.privacy.ledger import Ledger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.model import Profile, decode
 from cdpulse.store.keys import Keys
+from cdpulse.store.segments import SegmentKeys
 
 KeyFamily = Callable[[Keys, str], str]
 
@@ -77,6 +78,7 @@ class Eraser:
         self.identities = IdentityIndex(client, prefix)
         self.personal = personal
         self.keys = Keys(prefix)
+        self.segment_keys = SegmentKeys(prefix)
         self.ledger = ledger
         self.pseudonyms = pseudonyms
         self.sweep = sweep
@@ -135,11 +137,23 @@ class Eraser:
         pipe.hdel(self.keys.clv_summaries, *ids)
         pipe.zrem(self.keys.churn_due, *ids)
         pipe.zrem(self.keys.trigger_due, *ids)
-        lifetime, churn, triggers = await pipe.execute()
+        pipe.srem(self.segment_keys.pending, *ids)
+        lifetime, churn, triggers, staged = await pipe.execute()
+        # Segment member lists and experiment exposures are keyed by segment or
+        # experiment, not by customer: found by pattern (a few keys per definition).
+        prefix = self.keys.prefix
+        members = exposures = 0
+        async for key in self.client.scan_iter(f"{prefix}:segment:*:members", 1000):
+            members += int(await self.client.zrem(key, *ids))
+        for part in ("exposed", "converted"):
+            async for key in self.client.scan_iter(f"{prefix}:{{experiment:*}}:{part}", 1000):
+                exposures += int(await self.client.hdel(key, *ids))
         return {
             "lifetime_value_summary": int(lifetime),
             "churn_schedule": int(churn),
             "trigger_schedule": int(triggers),
+            "segment_memberships": members + int(staged),
+            "experiment_records": exposures,
         }
 
     async def _sweep(self, ids: list[str]) -> int:
