@@ -57,7 +57,7 @@ stack-status:
 # The session fixture starts and stops its own stack on test ports, so only its
 # dependencies are prepared here. Exit 5 is pytest's "no tests collected", not a failure.
 test: venv stack-deps
-	$(BIN)/pytest tests/ || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "pytest: no tests collected"; }
+	$(BIN)/pytest tests/ src/ || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "pytest: no tests collected"; }
 	$(MAKE) --no-print-directory lint
 
 # The fault suite at full size: 100k-event streams, more kills and restarts (tests/chaos).
