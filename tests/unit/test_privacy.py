@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cdpulse.contract.events import EVENT_ADAPTER
+from cdpulse.contract.mirror import from_dict
 from cdpulse.ingest.batch import BatchProcessor
 from cdpulse.ingest.message import Message
 from cdpulse.models.labels import ChurnLabeler
@@ -57,7 +57,7 @@ def identify(n: int, traits: dict[str, Any]) -> dict[str, Any]:
 def applied(*events: dict[str, Any]) -> Profile:
     profile = new_profile("C-1")
     for e in events:
-        apply(profile, EVENT_ADAPTER.validate_python(e), RULES)
+        apply(profile, from_dict(e), RULES)
     return profile
 
 
@@ -136,13 +136,13 @@ def test_analytics_withheld_keeps_only_what_honouring_the_request_needs() -> Non
     assert profile.consent["analytics"][1] is False
     assert set(profile.traits) == {"email"} and profile.anonymous_ids == ["A-1"]
     # the exactly-once bookkeeping stays: a re-delivered event is still a duplicate
-    assert not apply(profile, EVENT_ADAPTER.validate_python(view(4)), RULES)
+    assert not apply(profile, from_dict(view(4)), RULES)
 
 
 def test_analytics_withheld_by_a_visitor_minimises_the_merged_customer() -> None:
     customer = applied(view(1), view(2))
     visitor = new_profile("A-1")
-    apply(visitor, EVENT_ADAPTER.validate_python(consent(3, analytics=False)), RULES)
+    apply(visitor, from_dict(consent(3, analytics=False)), RULES)
     merge(customer, visitor, RULES)
     assert customer.events == 0 and customer.viewed == {}
 

@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdpulse.contract.events import Event
+from cdpulse.contract.mirror import Event
 from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.contract.validation import Rejection, validate
 from cdpulse.privacy.pseudonyms import Pseudonymizer

@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdpulse.contract.events import EVENT_ADAPTER
+from cdpulse.contract.mirror import from_dict
 from cdpulse.models.reco import Context, MemoryState, RecoConfig, Recommender
 from cdpulse.models.reco.covisitation import RELATIONS
 from cdpulse.models.reco.interactions import interactions
@@ -347,7 +347,7 @@ def test_context_from_profile_and_from_its_json_agree() -> None:
     profile = new_profile("C-1")
     for event in shop_events()[:12]:
         if event["customer_id"] == "C-1":
-            apply(profile, EVENT_ADAPTER.validate_python(event), rules)
+            apply(profile, from_dict(event), rules)
     direct = Context.from_profile(profile)
     viewed = Context.from_view(render(profile, profile.last_seen, rules))
     assert direct.recently_viewed == viewed.recently_viewed
@@ -382,7 +382,7 @@ def test_dicts_and_validated_events_are_learned_alike() -> None:
     from_dicts, from_models = Recommender(), Recommender()
     learn_all(from_dicts, events)
     for event in events:
-        from_models.learn_one(event["customer_id"], EVENT_ADAPTER.validate_python(event))
+        from_models.learn_one(event["customer_id"], from_dict(event))
     assert from_dicts.recommend("C-2") == from_models.recommend("C-2")
     page = {**events[0], "type": "page_viewed", "properties": {"url": "https://shop.example/"}}
     assert from_dicts.observe("C-2", page) == []

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdpulse.contract.events import EVENT_ADAPTER, Event
+from cdpulse.contract.mirror import Event, from_dict
 from cdpulse.profile.model import Profile
 from cdpulse.store.base import Write
 from cdpulse.store.memory import MemoryProfileStore
@@ -41,7 +41,7 @@ CONFIG = TriggerConfig.model_validate(
 
 
 def event(kind: str, at: int, n: int, **properties: Any) -> Event:
-    return EVENT_ADAPTER.validate_python(
+    return from_dict(
         {
             "event_id": f"e{n}",
             "type": kind,
@@ -73,7 +73,7 @@ def order(at: int, n: int, order_id: str = "O-1") -> Event:
 def feed(events: list[Event], config: TriggerConfig = CONFIG) -> Watch:
     watch = Watch()
     for e in events:
-        observe(watch, e, int(e.timestamp.timestamp() * 1000), config, GAP)
+        observe(watch, e, e.at, config, GAP)
     return watch
 
 
@@ -414,7 +414,7 @@ def test_lateness_waits_for_events_sent_late(late_checkout: bool) -> None:
         stored = (await store.load(["C-1"]))["C-1"]
         profile = stored.profile or Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
         for e in events:
-            engine.observe(profile, e, int(e.timestamp.timestamp() * 1000))
+            engine.observe(profile, e, e.at)
         due = engine.after_profile(profile)
         assert due is not None
         await schedule.schedule({"C-1": due})

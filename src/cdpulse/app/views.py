@@ -16,7 +16,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdpulse.app.auth import Gate, RateLimit, Scope
-from cdpulse.contract.events import IdentifyEvent
+from cdpulse.contract.mirror import IdentifyEvent
 from cdpulse.contract.validation import Rejection, validate
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message

@@ -31,8 +31,13 @@ from pydantic import (
 )
 
 
-def _parse_timestamp(value: Any) -> Any:
-    """Accept epoch milliseconds (int) or RFC 3339 text that carries an offset."""
+def parse_timestamp(value: Any) -> datetime:
+    """Accept epoch milliseconds (int) or RFC 3339 text that carries an offset.
+
+    Raises ValueError for anything else, including a time that exists with its offset
+    but not in UTC (``0001-01-01T00:00:00+01:00``): one odd message must never raise
+    anything a caller does not expect.
+    """
     if isinstance(value, bool):
         raise ValueError("timestamp must be RFC 3339 text or epoch milliseconds, got a boolean")
     if isinstance(value, int | float):
@@ -50,13 +55,16 @@ def _parse_timestamp(value: Any) -> Any:
             ) from None
         if parsed.tzinfo is None:
             raise ValueError(f"timestamp {value[:40]!r} has no UTC offset; add Z or +hh:mm")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"timestamp {value[:40]!r} is out of range in UTC") from None
     raise ValueError("timestamp must be RFC 3339 text or epoch milliseconds")
 
 
 Timestamp = Annotated[
     datetime,
-    BeforeValidator(_parse_timestamp),
+    BeforeValidator(parse_timestamp),
     PlainSerializer(lambda d: d.isoformat().replace("+00:00", "Z"), return_type=str),
     WithJsonSchema(
         {
@@ -160,7 +168,9 @@ class OrderRefunded(_Model):
     reason: Text | None = None
 
 
-TraitValue = Annotated[str, StringConstraints(max_length=512)] | float | int | bool | None
+# Numbers a MessagePack profile can hold (64-bit integers).
+TraitNumber = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+TraitValue = Annotated[str, StringConstraints(max_length=512)] | float | TraitNumber | bool | None
 
 
 class Identify(_Model):

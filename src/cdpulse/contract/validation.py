@@ -1,7 +1,11 @@
 """Raw bytes in, an ``Event`` or a ``Rejection`` with a precise reason out.
 
 Every check the contract makes lives here, so the worker, the HTTP collector, the
-producer and ``cdpulse produce`` reject the same input for the same reason.
+producer and ``cdpulse produce`` reject the same input for the same reason. Accepted
+events come out as the engine's structs (``mirror``): the worker's messages through the
+fast decoder first, the contract's pydantic models deciding whatever it refuses.
+Decoding is total: an exception on one message is that message's rejection
+(``processing_error``), never the worker's.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cdpulse.contract.events import EVENT_ADAPTER, EVENT_TYPES, Event
+from cdpulse.contract import mirror
+from cdpulse.contract.events import EVENT_ADAPTER, EVENT_TYPES
+from cdpulse.contract.mirror import Event
 
 # Reason codes: stable strings, used as the ``reason`` of a dead letter and as a
 # metric label. Never add a code that carries input data.
@@ -26,6 +32,9 @@ UNKNOWN_TYPE = "unknown_type"
 MISSING_ID = "missing_id"
 INVALID_FIELD = "invalid_field"
 FUTURE_TIMESTAMP = "future_timestamp"
+# A message the engine could not process though it passed the contract (a bug, or input
+# no test foresaw): quarantined to the dead-letter topic with the exception's type.
+PROCESSING_ERROR = "processing_error"
 
 REASONS: tuple[str, ...] = (
     TOO_LARGE,
@@ -37,6 +46,7 @@ REASONS: tuple[str, ...] = (
     MISSING_ID,
     INVALID_FIELD,
     FUTURE_TIMESTAMP,
+    PROCESSING_ERROR,
 )
 
 
@@ -50,6 +60,8 @@ class Rejection:
 
 
 def _event_id_of(obj: Any) -> str | None:
+    if isinstance(obj, mirror.Envelope):
+        return obj.event_id
     if isinstance(obj, dict):
         value = obj.get("event_id")
         if isinstance(value, str):
@@ -99,6 +111,29 @@ def decode(
     """Validate one raw message; ``now`` bounds how far in the future a timestamp may be."""
     if len(raw) > max_bytes:
         return Rejection(TOO_LARGE, f"event is {len(raw)} bytes; the limit is {max_bytes}")
+    event = mirror.decode(raw)
+    if event is not None and event.at < _millis(now + max_future_skew):
+        return event
+    try:
+        return _decode_slowly(raw, now, max_future_skew)
+    except Exception as exc:  # total: one message never stops the caller
+        return crashed(exc, _event_id_of(event))
+
+
+def crashed(exc: BaseException, event_id: str | None = None) -> Rejection:
+    """The rejection of a message whose processing raised ``exc``."""
+    prefix = f"event {event_id}: " if event_id else "event: "
+    return Rejection(
+        PROCESSING_ERROR, f"{prefix}could not be processed ({type(exc).__name__})", event_id
+    )
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _decode_slowly(raw: bytes, now: datetime, max_future_skew: timedelta) -> Event | Rejection:
+    """The contract's own path: json, then pydantic, for the exact reason of a rejection."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -131,7 +166,7 @@ def validate(
     max_future_skew: timedelta = timedelta(minutes=5),
     check_unicode: bool = True,
 ) -> Event | Rejection:
-    """Validate one already-parsed JSON value."""
+    """Validate one already-parsed JSON value (the collector's, an import's)."""
     if not isinstance(obj, dict):
         return Rejection(NOT_AN_OBJECT, f"event must be a JSON object, got {type(obj).__name__}")
     if check_unicode and _has_lone_surrogate(obj):
@@ -146,6 +181,8 @@ def validate(
         return _from_validation_error(exc, obj)
     except RecursionError:
         return Rejection(INVALID_FIELD, "event nesting is too deep", _event_id_of(obj))
+    except Exception as exc:  # total, as decode
+        return crashed(exc, _event_id_of(obj))
     if event.timestamp > now + max_future_skew:
         return Rejection(
             FUTURE_TIMESTAMP,
@@ -153,4 +190,7 @@ def validate(
             f"{max_future_skew.total_seconds():.0f}s ahead of now ({now.isoformat()})",
             event.event_id,
         )
-    return event
+    try:
+        return mirror.from_contract(obj, event)
+    except Exception as exc:
+        return crashed(exc, event.event_id)

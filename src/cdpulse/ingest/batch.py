@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from cdpulse.contract.events import ErasureRequestedEvent, Event, IdentifyEvent
+from cdpulse.contract.mirror import ErasureRequestedEvent, Event, IdentifyEvent
 from cdpulse.contract.validation import Rejection, decode
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
@@ -145,7 +145,7 @@ class BatchProcessor:
 
         written = time.time()
         for item in items:
-            metrics.EVENT_TO_WRITTEN.observe(max(0.0, written - item.event.timestamp.timestamp()))
+            metrics.EVENT_TO_WRITTEN.observe(max(0.0, written - item.event.at / 1000))
             if item.message.timestamp is not None:
                 metrics.INGEST_TO_WRITTEN.observe(max(0.0, written - item.message.timestamp))
         return result

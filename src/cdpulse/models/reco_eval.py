@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cdpulse.contract.events import EVENT_ADAPTER
+from cdpulse.contract.mirror import from_dict
 from cdpulse.models.reco.candidates import Context
 from cdpulse.models.reco.config import RecoConfig
 from cdpulse.models.reco.interactions import LEVEL_OF_TYPE, interactions
@@ -63,7 +63,7 @@ def evaluate(
     scores = {g: (_Score(), _Score()) for g in groups}
     counts = dict.fromkeys(groups, 0)
     for raw in events:
-        event = EVENT_ADAPTER.validate_python(raw)
+        event = from_dict(raw)
         if event.customer_id is not None and event.anonymous_id is not None:
             aliases.setdefault(event.anonymous_id, event.customer_id)
         key = event.customer_id or aliases.get(event.key, event.key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cdpulse.contract.events import (
+from cdpulse.contract.mirror import (
     ConsentUpdatedEvent,
     Event,
     IdentifyEvent,
@@ -65,8 +65,8 @@ class Rules:
 
 
 def to_millis(event: Event) -> int:
-    """The event time of ``event`` in epoch milliseconds."""
-    return int(event.timestamp.timestamp() * 1000 + 0.5)
+    """The event time of ``event`` in epoch milliseconds (decoded once: ``event.at``)."""
+    return event.at
 
 
 def new_profile(profile_id: str) -> Profile:
@@ -101,7 +101,7 @@ def apply(
         profile.recent_ids.append(event.event_id)
         del profile.recent_ids[: -rules.recent_ids]
 
-    t = to_millis(event)
+    t = event.at
     first = profile.events == 0
     profile.events += 1
     profile.first_seen = t if first else min(profile.first_seen, t)
@@ -149,8 +149,8 @@ def apply(
         profile.refunds += 1
         profile.refunded += event.properties.amount
     elif isinstance(event, ConsentUpdatedEvent):
-        for purpose, granted in event.properties.purposes.model_dump(exclude_none=True).items():
-            _set_consent(profile, purpose, t, bool(granted))
+        for purpose, granted in event.properties.purposes.given().items():
+            _set_consent(profile, purpose, t, granted)
     elif isinstance(event, IdentifyEvent):
         profile.identified_at = (
             t if profile.identified_at is None else min(profile.identified_at, t)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import msgspec
 
-from cdpulse.contract.events import Event
+from cdpulse.contract.mirror import Event
 from cdpulse.profile.model import Profile
 from cdpulse.store.base import ProfileStore, SaveStatus, Write
 from cdpulse.triggers.decide import Attribution, Chooser, Decision, decide, next_due

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdpulse.contract.events import (
+from cdpulse.contract.mirror import (
     CheckoutStartedEvent,
     Event,
     OfferRedeemedEvent,

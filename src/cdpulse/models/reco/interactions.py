@@ -6,14 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cdpulse.contract.events import (
-    EVENT_ADAPTER,
+from cdpulse.contract.mirror import (
     Event,
     OrderCompletedEvent,
     ProductAddedEvent,
     ProductViewedEvent,
+    from_dict,
 )
-from cdpulse.profile.rules import to_millis
 
 VIEW, CART, PURCHASE = 1, 2, 3
 LEVEL_OF_TYPE = {"product_viewed": VIEW, "product_added": CART, "order_completed": PURCHASE}
@@ -33,13 +32,13 @@ class Interaction:
 def interactions(event: Event | Mapping[str, Any]) -> list[Interaction]:
     """The product interactions of a contract event or its dict; [] for other types.
 
-    A dict is validated first, so a malformed one raises ``pydantic.ValidationError``.
+    A dict is converted first, so a malformed one raises ``ValueError``.
     """
     if isinstance(event, Mapping):
         if event.get("type") not in LEVEL_OF_TYPE:
             return []
-        event = EVENT_ADAPTER.validate_python(event)
-    t = to_millis(event) if event.type in LEVEL_OF_TYPE else 0
+        event = from_dict(event)
+    t = event.at
     if isinstance(event, ProductViewedEvent | ProductAddedEvent):
         p = event.properties
         return [Interaction(p.product_id, p.category, LEVEL_OF_TYPE[event.type], t)]

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cdpulse.contract.events import Event
+from cdpulse.contract.mirror import Event
 from cdpulse.models.reco import covisitation, trending
 from cdpulse.models.reco.candidates import Candidate, Context, fill, generate
 from cdpulse.models.reco.config import RecoConfig
