@@ -309,13 +309,18 @@ def decode(raw: bytes) -> Event | None:
     Never raises. The future-skew check is the caller's (it needs a clock).
     """
     try:
-        event = _DECODER.decode(raw)
+        # msgspec skips unknown fields without looking inside them; the contract refuses
+        # invalid UTF-8 and escaped lone surrogates anywhere, so both are checked here.
+        text = raw.decode("utf-8")
+        if "\\ud" in text or "\\uD" in text:
+            return None
+        event = _DECODER.decode(text)
         if event.customer_id is None and (
             event.anonymous_id is None or type(event) is IdentifyEvent
         ):
             return None  # no id, or an identify without a customer
         event.at = event_time(event.timestamp)
-    except (msgspec.DecodeError, ValueError, OverflowError, TypeError):
+    except (msgspec.DecodeError, ValueError, OverflowError, TypeError):  # UnicodeDecodeError too
         return None
     return event
 

@@ -1,0 +1,188 @@
+"""The fast decoder against the contract: same accept/reject, same values.
+
+The reference is the contract's own path (json, then the pydantic models). The fast
+decoder may refuse what the contract accepts (``validation.decode`` then asks the
+contract), but whatever it accepts the contract must accept with the same values; and
+the simulator's valid events must all take the fast path, or the speed it buys is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cdpulse.contract import mirror, validation
+from cdpulse.contract.events import EVENT_ADAPTER, EVENT_TYPES
+from cdpulse.simulate import malformed
+from cdpulse.simulate.shop import simulate
+from tests.chaos.hostile import NASTY_NUMBERS, NASTY_TEXT, Mutator
+
+NOW = datetime(2026, 2, 1, tzinfo=UTC)
+SKEW = timedelta(minutes=5)
+
+
+def reference(raw: bytes) -> dict[str, Any] | str:
+    """The contract's reading of ``raw``: the event as plain data, or why not (the size
+    limit is the caller's, as for the fast decoder)."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+        event = EVENT_ADAPTER.validate_python(obj)
+    except Exception as exc:  # any failure is a rejection; which one is validation's job
+        return type(exc).__name__
+    plain = event.model_dump(mode="json")
+    plain.pop("timestamp")
+    plain["at"] = int(event.timestamp.timestamp() * 1000 + 0.5)
+    return plain
+
+
+def plain(event: mirror.Event) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(event)
+    out.pop("timestamp")
+    out["type"] = event.type
+    return out
+
+
+def agree(raw: bytes) -> bool:
+    """Whether the fast decoder took ``raw``; asserts it agrees with the contract."""
+    fast = mirror.decode(raw)
+    if fast is None:
+        return False
+    truth = reference(raw)
+    assert isinstance(truth, dict), f"accepted what the contract rejects: {raw[:300]!r}"
+    assert plain(fast) == truth, raw[:300]
+    return True
+
+
+def shop_lines(seed: int, customers: int = 200, days: int = 10) -> list[bytes]:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        json.dumps(e, separators=(",", ":")).encode()
+        for e in simulate(customers=customers, days=days, seed=seed, start=start)
+    ]
+
+
+def test_every_simulated_event_takes_the_fast_path_with_the_contracts_values() -> None:
+    lines = shop_lines(seed=3)
+    taken = sum(agree(raw) for raw in lines)
+    assert taken == len(lines)
+    kinds = {json.loads(raw)["type"] for raw in lines}
+    assert kinds >= set(EVENT_TYPES) - {"erasure_requested"}
+
+
+def test_malformed_events_are_refused_with_the_contracts_reason() -> None:
+    rng = random.Random(7)
+    for line in shop_lines(seed=4, customers=50, days=3):
+        for kind in malformed.MALFORMED_KINDS:
+            raw, reason = malformed.malformed_event(rng, json.loads(line), kind)
+            agree(raw)
+            now = datetime.now(UTC)  # the future-timestamp kind is relative to now
+            result = validation.decode(raw, now=now)
+            assert isinstance(result, validation.Rejection)
+            assert result.reason == reason, (kind, result)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hostile_mutations_agree(seed: int) -> None:
+    mutate = Mutator(seed)
+    for raw in shop_lines(seed=seed, customers=40, days=2):
+        _, mutated = mutate(json.loads(raw))
+        agree(mutated)
+
+
+def test_ids_ending_in_a_newline_are_refused_like_the_contract_does() -> None:
+    # Python's `$` matches before a final newline; the contract's regex does not.
+    event = json.loads(shop_lines(seed=5, customers=5, days=1)[0])
+    event["event_id"] = "e-1\n"
+    raw = json.dumps(event).encode()
+    assert mirror.decode(raw) is None
+    assert isinstance(validation.decode(raw, now=NOW), validation.Rejection)
+
+
+def test_calendar_edge_timestamps_are_rejections_not_crashes() -> None:
+    event = json.loads(shop_lines(seed=5, customers=5, days=1)[0])
+    for stamp in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        event["timestamp"] = stamp
+        result = validation.decode(json.dumps(event).encode(), now=NOW)
+        assert isinstance(result, validation.Rejection)
+        assert result.reason == validation.INVALID_FIELD
+        assert "out of range" in result.detail
+
+
+def test_the_future_skew_boundary_is_the_contracts() -> None:
+    event = json.loads(shop_lines(seed=5, customers=5, days=1)[0])
+    for offset_ms in (-1, 0, 1):
+        moment = NOW + SKEW + timedelta(milliseconds=offset_ms)
+        event["timestamp"] = moment.isoformat()
+        result = validation.decode(json.dumps(event).encode(), now=NOW, max_future_skew=SKEW)
+        rejected = isinstance(result, validation.Rejection)
+        assert rejected == (offset_ms > 0), offset_ms
+
+
+# --- hypothesis: documents near the contract ---------------------------------------------
+
+_text = st.one_of(st.text(max_size=20), st.sampled_from(NASTY_TEXT), st.text(min_size=120))
+_number = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([v for v in NASTY_NUMBERS if not isinstance(v, list | dict)]),
+)
+_value = st.one_of(_text, _number, st.booleans(), st.none())
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> dict[str, Any]:
+    event = json.loads(draw(st.sampled_from(_SAMPLES)))
+    for _ in range(draw(st.integers(0, 3))):
+        where = event
+        path = draw(st.sampled_from(_PATHS))
+        for part in path[:-1]:
+            where = where.setdefault(part, {}) if isinstance(where, dict) else {}
+        if isinstance(where, dict):
+            if draw(st.booleans()):
+                where[path[-1]] = draw(_value)
+            else:
+                where.pop(path[-1], None)
+    return event
+
+
+_SAMPLES = [line.decode() for line in shop_lines(seed=6, customers=30, days=3)[:400]]
+_PATHS: list[tuple[str, ...]] = [
+    ("event_id",),
+    ("type",),
+    ("timestamp",),
+    ("customer_id",),
+    ("anonymous_id",),
+    ("channel",),
+    ("context", "locale"),
+    ("context", "campaign", "source"),
+    ("properties", "product_id"),
+    ("properties", "category"),
+    ("properties", "price"),
+    ("properties", "quantity"),
+    ("properties", "revenue"),
+    ("properties", "currency"),
+    ("properties", "order_id"),
+    ("properties", "traits", "plan"),
+    ("properties", "traits", "email"),
+    ("properties", "purposes", "marketing"),
+    ("properties", "url"),
+    ("properties", "query"),
+    ("properties", "results"),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents())
+def test_generated_documents_agree(event: dict[str, Any]) -> None:
+    try:
+        raw = json.dumps(event).encode()
+    except (TypeError, ValueError):
+        return
+    agree(raw)
