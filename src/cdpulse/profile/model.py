@@ -77,6 +77,9 @@ class Profile(msgspec.Struct, omit_defaults=True):
     churn_version: int = 0
     # trigger rules: timers, sessions and firings waiting for the watermark (triggers/)
     watch: Watch | None = None
+    # segment memberships: segment -> generation, how often membership changed (odd:
+    # member); saved with the profile, so a transition is decided exactly once
+    segments: dict[str, int] = msgspec.field(default_factory=dict)
     # exactly-once bookkeeping: last applied offset per "topic:partition:key", recent
     # event ids (client-side duplicates), anonymous profiles already merged in
     offsets: dict[str, int] = msgspec.field(default_factory=dict)

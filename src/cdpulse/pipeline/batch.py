@@ -1,0 +1,389 @@
+"""The profile pipeline: one batch of messages from one read to one write.
+
+    decode ──✗──▶ dead letters
+    ONE read: profiles, links, the erasure ledger, watermarks, due schedules, exposures
+    stitch (identity) → per profile: merge → apply → churn → segments → triggers → ...
+    publish every record (acknowledged) → ONE write: compare-and-set of every profile with
+    what changes with it → erasures, if the batch asked for any
+
+A typical batch makes two round trips to the state store: profiles reached only through
+a link read in the first need one more. The whole call is idempotent: a batch processed
+again (the worker died before committing its offsets) changes nothing, because each
+profile remembers the last offset applied per ``topic:partition:key``; its records,
+published before the write, are published again with the same ids (at least once).
+
+Saves refused by compare-and-set (another writer moved the profile, linked its id or a
+visitor it merges) are re-read and recomputed, up to ``MAX_ROUNDS`` times; the loop lives
+here only, and gives up naming the ids it could not save. A stage that raises on one
+profile quarantines that profile's offending messages to the dead-letter topic
+(``processing_error``) and the rest of the batch proceeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from cdpulse.contract.mirror import ErasureRequestedEvent, OrderCompletedEvent
+from cdpulse.ingest.dead_letter import DeadLetter
+from cdpulse.ingest.message import Message
+from cdpulse.pipeline.decode import Decoded, Item, decode_batch, quarantined
+from cdpulse.pipeline.identity import stitch, unresolved, wanted_ids
+from cdpulse.pipeline.outputs import Outputs, Stream
+from cdpulse.pipeline.ports import Outlet, StateStore
+from cdpulse.pipeline.stages import ProfileUpdate, Stages, Work
+from cdpulse.pipeline.state import SaveStatus, Stored, View, Wanted
+from cdpulse.profile.model import decode as decode_profile
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 50
+MAX_LINK_READS = 4  # links are one hop in practice; a hostile chain is cut short
+
+
+class GaveUp(RuntimeError):
+    """Compare-and-set kept failing for these profiles: a bug, or a writer that never
+    stops racing this one. The batch stays unacknowledged and is retried."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        shown = ", ".join(sorted(ids)[:10])
+        super().__init__(
+            f"{len(ids)} profiles still conflicting after {MAX_ROUNDS} rounds: {shown}"
+        )
+        self.ids = list(ids)
+
+
+class Erasures(Protocol):
+    """The eraser (``privacy.erasure.Eraser``)."""
+
+    async def erase(
+        self, profile_id: str, requested_by: str, event_id: str, requested_at: int
+    ) -> Any: ...
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What one batch did, for metrics and tests."""
+
+    messages: int = 0
+    decoded: Decoded | None = None
+    work: Work = field(default_factory=Work)
+    dead_letters: int = 0
+    quarantined: int = 0
+    suppressed: int = 0  # events of erased ids, dropped
+    link_conflicts: int = 0
+    rounds: int = 0
+    round_trips: int = 0
+    retries: Counter[str] = field(default_factory=Counter)  # refused saves, by status
+    erasures: list[Any] = field(default_factory=list)
+    low_watermark: int = 0
+    high_watermark: int = 0
+    written_at: float = 0.0  # wall clock when the write was acknowledged (latency metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class Sharding:
+    """Which due-time shards (input partitions) this worker polls, and a profile's shard."""
+
+    owned: Callable[[], tuple[int, ...]]
+    shard_of: Callable[[str], int]
+
+
+class ProfilePipeline:
+    """Applies batches of raw messages through the stages to a state store and an outlet."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        outlet: Outlet,
+        stages: Stages,
+        *,
+        partitions: int,
+        max_bytes: int = 65536,
+        max_future_skew: timedelta = timedelta(minutes=5),
+        erasures: Erasures | None = None,
+        sharding: Sharding | None = None,
+        due_limit: int = 500,
+    ) -> None:
+        self.state = state
+        self.outlet = outlet
+        self.stages = stages
+        self.partitions = partitions  # input partitions the low watermark must hear from
+        self.max_bytes = max_bytes
+        self.max_future_skew = max_future_skew
+        self.erasures = erasures
+        self.sharding = sharding
+        self.due_limit = due_limit
+        # Due schedules polled by one batch are loaded by the next: no extra round trip.
+        self.due: set[str] = set()
+        self.low_watermark = 0
+
+    async def run(self, messages: list[Message], now: datetime | None = None) -> BatchReport:
+        """Apply one batch (possibly empty: then only what is due); safe to call again."""
+        now = now or datetime.now(UTC)
+        report = BatchReport(messages=len(messages))
+        decoded = decode_batch(
+            messages, max_bytes=self.max_bytes, max_future_skew=self.max_future_skew, now=now
+        )
+        report.decoded = decoded
+        outputs = Outputs()
+        for letter in decoded.dead_letters:
+            outputs.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
+        report.dead_letters = len(decoded.dead_letters)
+
+        marks: dict[str, int] = {}
+        for item in decoded.items:
+            name = item.message.partition_name
+            if item.event.at > marks.get(name, 0):
+                marks[name] = item.event.at
+        carried, self.due = self.due, set()
+        view = await self._read(decoded.items, carried, report)
+        items, requests = self._screen(decoded.items, view, report)
+        for name, at in view.watermarks.items():
+            marks[name] = max(marks.get(name, 0), at)
+        low = 0 if len(marks) < self.partitions else min(marks.values())
+        report.low_watermark, report.high_watermark = low, max(marks.values(), default=0)
+        self.low_watermark = max(self.low_watermark, low)
+        self.due = view.due
+
+        as_of = max((i.event.at for i in items), default=report.high_watermark)
+        pending_items, pending_due = items, carried
+        refused: dict[str, SaveStatus] = {}
+        for attempt in range(MAX_ROUNDS):
+            report.rounds += 1
+            work = self._compute(pending_items, pending_due, view, low, as_of, report)
+            if attempt == 0:
+                outputs.extend(work.outputs)
+                work.outputs = outputs
+                work.changes.watermarks = {
+                    n: at for n, at in marks.items() if at > view.watermarks.get(n, -1)
+                }
+            await self.outlet.publish(work.outputs)
+            statuses = await self.state.write(work.changes)
+            report.round_trips += 1
+            refused = {i: s for i, s in statuses.items() if s is not SaveStatus.SAVED}
+            report.work.absorb(work, saved=False)
+            for profile_id, status in statuses.items():
+                if status is SaveStatus.SAVED:
+                    report.work.saved[profile_id] = work.saved[profile_id]
+                else:
+                    report.retries[status.value] += 1
+            if not refused:
+                break
+            pending_items = [i for i in items if i.target in refused]
+            pending_due = {i for i in refused if i in carried}
+            view = await self._read(pending_items, set(refused), report, poll=False)
+        else:
+            raise GaveUp(list(refused))
+        report.written_at = datetime.now(UTC).timestamp()
+        report.quarantined = report.work.counts["quarantined"]
+        if requests:
+            await self._erase(requests, report)
+        return report
+
+    # --- read --------------------------------------------------------------------------
+
+    async def _read(
+        self, items: list[Item], also: set[str], report: BatchReport, poll: bool = True
+    ) -> View:
+        """The batch's state: one round trip, and one more per hop of links to follow.
+
+        ``poll``: also ask the due schedules of this worker's shards what is due.
+        """
+        ids = wanted_ids(items) | also
+        buyers = {i.event.key for i in items if type(i.event) is OrderCompletedEvent}
+        experiments = tuple(e.name for e in self.stages.engine.experiments)
+        shards = self.sharding.owned() if self.sharding is not None and poll else ()
+        wanted = Wanted(
+            ids=ids,
+            erased=ids,
+            buyers=buyers if experiments else set(),
+            experiments=experiments,
+            due_shards=shards,
+            due_until=self.low_watermark,
+            due_limit=self.due_limit,
+        )
+        view = await self.state.read(wanted)
+        report.round_trips += 1
+        for _ in range(MAX_LINK_READS):
+            missing = unresolved(view)
+            if not missing:
+                break
+            buyers = missing if experiments else set()
+            more = await self.state.read(
+                Wanted(ids=missing, erased=missing, buyers=buyers, experiments=experiments)
+            )
+            report.round_trips += 1
+            view.merge(more)
+        return view
+
+    def _screen(
+        self, items: list[Item], view: View, report: BatchReport
+    ) -> tuple[list[Item], list[Item]]:
+        """Drop events of erased ids (the ledger); split off erasure requests."""
+        kept: list[Item] = []
+        requests: list[Item] = []
+        erased = view.erased
+        for item in items:
+            event = item.event
+            if type(event) is ErasureRequestedEvent:
+                requests.append(item)  # erased again when re-delivered: idempotent
+            elif erased and (event.customer_id in erased or event.anonymous_id in erased):
+                report.suppressed += 1
+            else:
+                kept.append(item)
+        return kept, requests
+
+    # --- compute ------------------------------------------------------------------------
+
+    def _compute(
+        self,
+        items: list[Item],
+        due: set[str],
+        view: View,
+        low: int,
+        as_of: int,
+        report: BatchReport,
+    ) -> Work:
+        """The pure part: stitch, then every stage on every profile the batch touches."""
+        stitching = stitch(items, view)
+        report.link_conflicts += stitching.conflicts
+        updates: dict[str, ProfileUpdate] = {}
+
+        def update_of(target: str) -> ProfileUpdate:
+            update = updates.get(target)
+            if update is None:
+                stored = view.profiles.get(target) or Stored(0, None)
+                update = updates[target] = ProfileUpdate(target, stored)
+            return update
+
+        for item in items:
+            update_of(item.target).items.append(item)
+        for target, sources in stitching.merges.items():
+            merged = update_of(target).merged
+            for source in sources:
+                profile = view.profiles[source].profile
+                if profile is not None:
+                    merged.append(profile)
+        for target, visitors in stitching.links.items():
+            update_of(target).links += visitors
+        for profile_id in due:
+            stored = view.profiles.get(profile_id)
+            # Gone (merged away, erased) or now someone's visitor: its customer carries on.
+            if stored is not None and stored.profile is not None and profile_id not in view.aliases:
+                update_of(profile_id).due = True
+
+        work = Work()
+        examples = []
+        for update in updates.values():
+            try:
+                examples += self.stages.one(update, low, as_of, view.exposures, work)
+            except Exception as exc:  # quarantine: one profile's input never stops a batch
+                examples += self._quarantine(update, exc, low, as_of, view, work)
+        self.stages.publish_examples(examples, work)
+        return work
+
+    def _quarantine(
+        self,
+        update: ProfileUpdate,
+        exc: Exception,
+        low: int,
+        as_of: int,
+        view: View,
+        work: Work,
+    ) -> list[Any]:
+        """Find which of a profile's messages make a stage raise, dead-letter them with
+        ``processing_error`` and apply the others.
+
+        Each message is tried on top of those that went through, every time from fresh
+        copies of the stored profiles (the failed attempt changed them in place), and kept
+        only if that does not raise. If the profile alone raises, nothing is saved: its
+        messages are all quarantined (and a due-only profile waits for a fix).
+        """
+        log.warning("a stage raised %s; isolating the messages that cause it", type(exc).__name__)
+        good: list[Item] = []
+        bad: list[tuple[Item, Exception]] = []
+        for item in [*update.items, None]:
+            trial = good if item is None else [*good, item]
+            scratch = Work()
+            try:
+                examples = self.stages.one(
+                    _fresh(update, trial, view), low, as_of, view.exposures, scratch
+                )
+            except Exception as failure:
+                if item is not None:
+                    bad.append((item, failure))
+                    continue
+                log.error("a profile raises %s without any message; left as it is", failure)
+                examples, scratch = [], Work()
+                work.counts["quarantined_profiles"] += 1
+            if item is None:
+                work.absorb(scratch)
+                for culprit, cause in bad:
+                    letter = quarantined(culprit.message, cause, culprit.event.event_id)
+                    work.outputs.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
+                    work.counts["quarantined"] += 1
+                return examples
+            good = trial
+        raise AssertionError("unreachable: the loop returns at its last step")
+
+    # --- erasure ------------------------------------------------------------------------
+
+    async def _erase(self, requests: list[Item], report: BatchReport) -> None:
+        """Erase after the batch's other events were written: nothing of them survives."""
+        if self.erasures is None:
+            return
+        outputs = Outputs()
+        pseudonym = self.stages.engine.pseudonym
+        for item in requests:
+            event = item.event
+            assert type(event) is ErasureRequestedEvent
+            erasure = await self.erasures.erase(
+                event.key,
+                event.properties.requested_by or f"event:{event.channel}",
+                event.event_id,
+                event.at,
+            )
+            report.erasures.append(erasure)
+            for profile_id in erasure.ids:
+                key = profile_id.encode()
+                for stream in (Stream.RECOMMENDATIONS, Stream.TRIGGERS, Stream.SEGMENTS):
+                    outputs.add(stream, key, None)
+                forget = pseudonym(profile_id)
+                outputs.add(
+                    Stream.RECO_EVENTS, forget.encode(), json.dumps({"forget": forget}).encode()
+                )
+            outputs.add(Stream.AUDIT, erasure.subject.encode(), erasure.audit_json())
+        await self.outlet.publish(outputs)
+        # Nothing this batch computed about them is reported as saved.
+        gone = {i for erasure in report.erasures for i in erasure.ids}
+        for profile_id in gone:
+            report.work.saved.pop(profile_id, None)
+
+
+def _key(letter: DeadLetter) -> bytes | None:
+    return letter.key.encode() if letter.key else None
+
+
+def _fresh(update: ProfileUpdate, items: list[Item], view: View) -> ProfileUpdate:
+    """``update`` with ``items``, on fresh copies of the profiles as they were read."""
+    stored = update.stored
+    merged = []
+    for profile in update.merged:
+        source = view.profiles.get(profile.id)
+        if source is not None and source.blob is not None:
+            merged.append(decode_profile(source.blob))
+    fresh = decode_profile(stored.blob) if stored.blob is not None else None
+    return ProfileUpdate(
+        update.target,
+        Stored(stored.version, fresh, stored.blob),
+        items,
+        merged,
+        update.links,
+        update.due,
+    )

@@ -1,0 +1,74 @@
+"""The first stage: raw messages in, events and dead letters out. Total: never raises.
+
+Each message is decoded once by the fast mirror of the contract; whatever it refuses
+is decided by the contract itself (``validation.decode``), which gives the rejection its
+reason. Anything that raises while a message is decoded is that message's rejection
+(``processing_error``), never the batch's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cdpulse.contract import mirror, validation
+from cdpulse.contract.mirror import Event
+from cdpulse.contract.validation import Rejection
+from cdpulse.ingest.dead_letter import DeadLetter
+from cdpulse.ingest.message import Message
+
+
+@dataclass(slots=True)
+class Item:
+    """A decoded event, where it came from, and the profile it is applied to."""
+
+    message: Message
+    event: Event
+    source: str  # "topic:partition:key": messages sharing it arrive in offset order
+    target: str = ""
+
+
+@dataclass(slots=True)
+class Decoded:
+    """One batch, decoded."""
+
+    items: list[Item] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    consumed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, type)
+    rejected: Counter[str] = field(default_factory=Counter)  # reason
+
+
+def decode_batch(
+    messages: list[Message],
+    *,
+    max_bytes: int,
+    max_future_skew: timedelta,
+    now: datetime | None = None,
+) -> Decoded:
+    """Split ``messages`` into events and dead letters."""
+    now = now or datetime.now(UTC)
+    latest = int((now + max_future_skew).timestamp() * 1000)
+    out = Decoded()
+    fast = mirror.decode
+    for message in messages:
+        value = message.value
+        event = fast(value) if len(value) <= max_bytes else None
+        if event is None or event.at >= latest:
+            result = validation.decode(
+                value, now=now, max_bytes=max_bytes, max_future_skew=max_future_skew
+            )
+            if isinstance(result, Rejection):
+                out.dead_letters.append(DeadLetter.of(message, result, now))
+                out.rejected[result.reason] += 1
+                continue
+            event = result
+        key = message.key.decode("utf-8", "backslashreplace") if message.key else ""
+        out.items.append(Item(message, event, f"{message.topic}:{message.partition}:{key}"))
+        out.consumed[(message.topic, event.type)] += 1
+    return out
+
+
+def quarantined(message: Message, exc: BaseException, event_id: str | None) -> DeadLetter:
+    """The dead letter of a message whose processing raised ``exc`` (the quarantine)."""
+    return DeadLetter.of(message, validation.crashed(exc, event_id))

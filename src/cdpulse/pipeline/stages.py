@@ -1,0 +1,344 @@
+"""The pure stages of the profile pipeline, per profile: merge → apply → churn → segments
+→ triggers → experiments → item events, summaries and identity entries.
+
+Nothing here reads a clock or does I/O: the stages run on a ``View`` (what the batch
+read) and fill a ``Work`` (what it will publish and write). The live worker, the replay
+of ``cdpulse evaluate`` and the unit tests therefore decide the same things from the
+same events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from cdpulse.contract.mirror import IdentifyEvent, OrderCompletedEvent
+from cdpulse.experiments.definitions import Experiment
+from cdpulse.models.churn import Snapshot
+from cdpulse.models.labels import ChurnLabeler, Example
+from cdpulse.models.lifetime import OrderSummary
+from cdpulse.models.online import ChurnScoring
+from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
+from cdpulse.offers.bandit import OfferPolicy
+from cdpulse.pipeline.decode import Item
+from cdpulse.pipeline.outputs import Outputs, Stream
+from cdpulse.pipeline.state import Changes, Save, Stored
+from cdpulse.privacy.consent import allows
+from cdpulse.privacy.identities import pseudonyms_of
+from cdpulse.profile.model import Profile
+from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile
+from cdpulse.segments.definitions import SegmentBook
+from cdpulse.segments.fields import profile_fields
+from cdpulse.segments.membership import Transition, evaluate, transitions
+from cdpulse.segments.sketches import RfmSketches
+from cdpulse.triggers.decide import Attribution, Chooser, Decision, decide, next_due
+from cdpulse.triggers.engine import Expired, TriggerEngine, no_offer
+from cdpulse.triggers.outputs import rewards, trigger_messages, uplift_tallies
+from cdpulse.triggers.rules import TriggerConfig
+from cdpulse.triggers.situations import Transition as Entry
+
+
+@dataclass(slots=True)
+class Models:
+    """The newest published models the stages score with; the app refreshes them."""
+
+    churn: Snapshot | None = None
+    rfm: RfmSketches | None = None
+    offers: OfferPolicy | None = None
+    reco: RecoSnapshot | None = None
+    offer_policy_name: str = "untrained"
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What the stages are configured with: rules, models, segments, triggers, experiments."""
+
+    rules: Rules
+    models: Models
+    labeler: ChurnLabeler | None = None
+    triggers: TriggerConfig | None = None
+    trigger_lateness: int = 0
+    book: SegmentBook | None = None
+    experiments: tuple[Experiment, ...] = ()
+    item_events: bool = False
+    pseudonym: Callable[[str], str] = lambda profile_id: profile_id
+
+    def churn(self) -> ChurnScoring | None:
+        if self.labeler is None:
+            return None
+        models = self.models
+        return ChurnScoring(self.labeler, lambda: models.churn)
+
+    def trigger_hooks(self) -> TriggerEngine | None:
+        if self.triggers is None or not self.triggers.rules:
+            return None
+        return TriggerEngine(self.triggers, _NoSchedule(), session_gap=self.rules.session_gap)
+
+
+class _NoSchedule:
+    """The trigger engine's pure hooks need no schedule: the batch's write sets due times."""
+
+    async def schedule(self, dues: dict[str, int]) -> None:
+        raise NotImplementedError
+
+    async def due(self, until: int, limit: int) -> dict[str, int]:
+        raise NotImplementedError
+
+    async def move(self, moves: dict[str, tuple[int, int | None]]) -> None:
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class Work:
+    """What the stages decided for one batch: records to publish, changes to write."""
+
+    outputs: Outputs = field(default_factory=Outputs)
+    changes: Changes = field(default_factory=Changes)
+    saved: dict[str, Profile] = field(default_factory=dict)  # as they will be written
+    counts: Counter[str] = field(default_factory=Counter)
+    transitions: list[Transition] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    attributions: list[Attribution] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)  # as decided (not pseudonymised)
+    segment_errors: Counter[str] = field(default_factory=Counter)
+
+    def absorb(self, other: Work, saved: bool = True) -> None:
+        """Add ``other`` to this work (its saved profiles only when ``saved``)."""
+        self.outputs.extend(other.outputs)
+        self.changes.saves += other.changes.saves
+        self.counts.update(other.counts)
+        self.transitions += other.transitions
+        self.decisions += other.decisions
+        self.attributions += other.attributions
+        self.examples += other.examples
+        self.segment_errors.update(other.segment_errors)
+        if saved:
+            self.saved.update(other.saved)
+
+
+@dataclass(slots=True)
+class ProfileUpdate:
+    """One profile's share of a batch: its events and the profiles merged into it."""
+
+    target: str
+    stored: Stored
+    items: list[Item] = field(default_factory=list)
+    merged: list[Profile] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    due: bool = False  # loaded because its schedule said so, events or not
+
+
+class Stages:
+    """Runs the per-profile stages of a batch for an ``Engine``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.rules = engine.rules
+        self.scoring = engine.churn()
+        self.hooks = engine.trigger_hooks()
+
+    def publish_examples(self, examples: list[Example], work: Work) -> None:
+        """The batch's churn examples, to the training topic in decision order: with one
+        worker the topic then holds them in exactly the order a replay produces them."""
+        examples.sort(key=lambda e: e.order)
+        for example in examples:
+            # The training topic outlives an erasure: customers by pseudonym only.
+            pseudonymous = replace(example, profile_id=self.engine.pseudonym(example.profile_id))
+            work.outputs.add(
+                Stream.TRAINING, pseudonymous.profile_id.encode(), pseudonymous.to_json()
+            )
+            work.counts[f"label:{example.label}"] += 1
+        work.examples += examples
+
+    # --- one profile ------------------------------------------------------------------
+
+    def one(
+        self,
+        update: ProfileUpdate,
+        watermark: int,
+        as_of: int,
+        exposures: dict[str, dict[str, tuple[str, int]]],
+        work: Work,
+    ) -> list[Example]:
+        """Run every stage on one profile; its churn examples (published by ``run``)."""
+        engine, rules = self.engine, self.rules
+        stored = update.stored
+        profile = stored.profile or new_profile(update.target)
+        summary_before = OrderSummary.of(profile)
+        traits_before = dict(profile.traits)
+        retired: list[str] = []
+        for other in update.merged:
+            if other.id not in profile.merged_from:
+                merge(profile, other, rules)
+                work.counts["merges"] += 1
+            retired.append(other.id)  # even when merged by an earlier, interrupted attempt
+
+        applied = duplicates = 0
+        ordered = False
+        pseudonym = ""
+        for item in update.items:
+            event, message = item.event, item.message
+            if is_duplicate(profile, event.event_id, item.source, message.offset):
+                duplicates += 1
+                continue
+            if engine.item_events and event.type in ITEM_TYPES and _learns_from(profile):
+                # The recommender learns from the customer as they were before the event,
+                # by pseudonym: its topic's history outlives an erasure.
+                pseudonym = pseudonym or engine.pseudonym(update.target)
+                item_event = ItemEvent.of(
+                    pseudonym, _pseudonymous(item, pseudonym), profile, message.timestamp or 0.0
+                )
+                work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
+            apply(profile, event, rules, item.source, message.offset)
+            applied += 1
+            if type(event) is OrderCompletedEvent:
+                ordered = True
+            elif type(event) is IdentifyEvent and event.properties.traits:
+                work.counts["traits_dropped"] += rules.traits.dropped(event.properties.traits)
+            if self.hooks is not None:
+                self.hooks.observe(profile, event, event.at)
+        work.counts["applied"] += applied
+        work.counts["duplicates"] += duplicates
+        changed = bool(applied or retired)
+
+        churn_due: int | None = None
+        examples: list[Example] = []
+        if self.scoring is not None:
+            if changed:
+                examples, churn_due = self.scoring.after_profile(profile, watermark, as_of)
+            else:
+                examples, churn_due = self.scoring.expire(profile, watermark)
+            changed = changed or bool(examples)
+
+        entries: list[Entry] = []
+        left: list[str] = []
+        entered: list[str] = []
+        if changed and engine.book is not None and profile.customer_id is not None:
+            for t in self._segments(profile, work):
+                profile.segments[t.segment] = t.generation
+                work.transitions.append(t)
+                work.outputs.add(Stream.SEGMENTS, t.customer_id.encode(), t.to_json())
+                (entered if t.entered else left).append(t.segment)
+                if t.entered:
+                    entries.append(Entry(t.customer_id, t.segment, True, t.at_ms))
+
+        trigger_due: int | None = None
+        tallies: list[tuple[str, str, str]] = []
+        if self.hooks is not None:
+            config = self.hooks.config
+            if applied or entries:
+                self.hooks.after_profile(profile, entries)
+            watch = profile.watch
+            if watch is not None:
+                due = next_due(watch, config)
+                late = watermark - engine.trigger_lateness
+                if watermark > 0 and due is not None and due <= late:
+                    customer = profile.customer_id or profile.id
+                    found, attributed = decide(
+                        watch, customer, profile.consent, late, config, self._chooser(profile)
+                    )
+                    if found or attributed:
+                        decided = Expired(found, attributed, {customer: profile})
+                        tallies = self._settle(decided, work)
+                        changed = True
+                    due = next_due(watch, config)
+                trigger_due = due
+
+        if not changed:
+            return examples
+        conversions: list[tuple[str, str]] = []
+        if ordered and engine.experiments and profile.last_order_at is not None:
+            conversions = self._conversions(profile, exposures)
+        summary = OrderSummary.of(profile)
+        if summary == summary_before:
+            summary = None  # unchanged: the stored one stands
+        identities: list[str] = []
+        if profile.customer_id is not None and profile.traits != traits_before:
+            identities = pseudonyms_of(profile, rules.traits.personal)
+        work.changes.saves.append(
+            Save(
+                profile,
+                stored.version,
+                links=update.links,
+                retire=retired,
+                churn_due=churn_due,
+                trigger_due=trigger_due,
+                entered=entered,
+                left=left,
+                summary=summary.to_json() if summary is not None else None,
+                identities=identities,
+                conversions=conversions,
+                tallies=tallies,
+            )
+        )
+        work.saved[profile.id] = profile
+        return examples
+
+    def _segments(self, profile: Profile, work: Work) -> list[Transition]:
+        """The segment transitions of ``profile``'s newest state (identified customers)."""
+        book = self.engine.book
+        assert book is not None and profile.customer_id is not None
+        rfm = None
+        sketches = self.engine.models.rfm if book.rfm else None
+        summary = OrderSummary.of(profile) if sketches is not None else None
+        if sketches is not None and summary is not None:
+            score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
+            rfm = score.fields() if score is not None else None
+        result = evaluate(book, profile_fields(profile, self.rules, rfm))
+        for name in result.errors:
+            work.segment_errors[name] += 1
+        return transitions(
+            profile.id, profile.segments, result.members, result.decided, profile.last_seen
+        )
+
+    def _conversions(
+        self, profile: Profile, exposures: dict[str, dict[str, tuple[str, int]]]
+    ) -> list[tuple[str, str]]:
+        """An exposed customer's order within the window converts them (counted once)."""
+        last = profile.last_order_at
+        assert last is not None
+        out = []
+        for experiment in self.engine.experiments:
+            seen = exposures.get(experiment.name, {}).get(profile.id)
+            if seen is not None and seen[1] <= last < seen[1] + experiment.window_ms:
+                out.append((experiment.name, seen[0]))
+        return out
+
+    def _chooser(self, profile: Profile) -> Chooser:
+        policy = self.engine.models.offers
+        return policy.chooser(profile) if policy is not None else no_offer
+
+    def _settle(self, decided: Expired, work: Work) -> list[tuple[str, str, str]]:
+        """Trigger documents and offer rewards of one profile's decisions, to publish; the
+        uplift tallies they settle, to count with its save."""
+        engine = self.engine
+        assert self.hooks is not None
+        work.decisions += decided.decisions
+        work.attributions += decided.attributions
+        for message in trigger_messages(
+            decided, self.hooks.config, engine.models.reco, engine.models.offer_policy_name
+        ):
+            work.outputs.add(
+                Stream.TRIGGERS, message.customer_id.encode(), message.model_dump_json().encode()
+            )
+        for reward in rewards(decided):
+            # The learner needs the offer, features and reward, not who converted.
+            pseudonymous = replace(reward, trigger_id=engine.pseudonym(reward.trigger_id))
+            work.outputs.add(Stream.OFFER_REWARDS, reward.rule.encode(), pseudonymous.to_json())
+        return [(t.claim, t.rule, t.counter) for t in uplift_tallies(decided)]
+
+
+def _learns_from(profile: Profile) -> bool:
+    """Whether the recommender may learn from this customer (README: consent matrix)."""
+    return allows(profile, "analytics") and allows(profile, "personalization")
+
+
+def _pseudonymous(item: Item, pseudonym: str) -> dict[str, object]:
+    """The event as the recommender may see it: its pseudonym as its only id, no context."""
+    raw: dict[str, object] = json.loads(item.message.value)
+    raw.pop("anonymous_id", None)
+    raw.pop("context", None)
+    raw["customer_id"] = pseudonym
+    return raw

@@ -1,0 +1,115 @@
+"""What one batch reads from the state store and what it writes back, as plain data.
+
+A batch makes one read (``Wanted`` in, ``View`` out) and one write (``Changes``): every
+profile it changed, each saved by compare-and-set together with everything that must
+change with it (identity links, merged visitors retired, schedules, segment member
+lists, the lifetime-value summary, identity-index entries), so that a profile and what
+is derived from it never disagree, whoever else writes meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cdpulse.profile.model import Profile
+
+
+class SaveStatus(Enum):
+    """Outcome of one compare-and-set save."""
+
+    SAVED = "saved"
+    CONFLICT = "conflict"  # the version moved: someone else wrote; re-read and re-apply
+    ALIASED = "aliased"  # the id now belongs to a customer: re-resolve and re-apply
+    LINK_TAKEN = "link_taken"  # a visitor it merges was linked to someone else meanwhile
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A profile as read, with the version a save must match (0: not stored yet).
+
+    ``blob`` is its stored bytes: the stages change ``profile`` in place, and a stage
+    that raises halfway is retried from a fresh copy (``pipeline.batch`` quarantine).
+    """
+
+    version: int
+    profile: Profile | None
+    blob: bytes | None = None
+
+
+@dataclass(slots=True)
+class Wanted:
+    """What a batch needs to read."""
+
+    ids: set[str] = field(default_factory=set)  # profiles and aliases
+    erased: set[str] = field(default_factory=set)  # ids to look up in the erasure ledger
+    buyers: set[str] = field(default_factory=set)  # customers whose exposures to read
+    experiments: tuple[str, ...] = ()
+    due_shards: tuple[int, ...] = ()  # due-time shards (input partitions) to poll ...
+    due_until: int = 0  # ... up to this event time
+    due_limit: int = 500
+
+
+@dataclass(slots=True)
+class View:
+    """What the store answered: the state a batch's stages work on."""
+
+    profiles: dict[str, Stored] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # linked id -> its customer
+    erased: set[str] = field(default_factory=set)
+    watermarks: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> ms
+    # experiment -> customer -> (variant, exposed at)
+    exposures: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    due: set[str] = field(default_factory=set)  # profiles with something due
+
+    def merge(self, more: View) -> None:
+        """Add a follow-up read (profiles found through aliases) to this one."""
+        self.profiles.update(more.profiles)
+        self.aliases.update(more.aliases)
+        self.erased |= more.erased
+        for name, seen in more.exposures.items():
+            self.exposures.setdefault(name, {}).update(seen)
+
+    def low_watermark(self, partitions: int) -> int:
+        """The event time every input partition has passed (0 until all reported)."""
+        if len(self.watermarks) < partitions:
+            return 0
+        return min(self.watermarks.values(), default=0)
+
+
+@dataclass(slots=True)
+class Save:
+    """One compare-and-set of a profile and what changes with it.
+
+    ``links``: visitor ids this save links to the profile (refused with LINK_TAKEN when
+    one is linked to another customer meanwhile); ``retire``: merged visitors whose
+    profiles are deleted with it; ``churn_due``/``trigger_due``: the profile's next due
+    times (None: nothing due); ``entered``/``left``: segment member lists; ``summary``:
+    the lifetime-value summary (JSON), when it changed; ``identities``: pseudonyms of
+    personal traits that now point at the profile; ``conversions`` and ``tallies``:
+    experiment and trigger counters the profile's change settles, each counted once.
+    Everything in a save happens only if its compare-and-set does.
+    """
+
+    profile: Profile
+    version: int
+    links: list[str] = field(default_factory=list)
+    retire: list[str] = field(default_factory=list)
+    churn_due: int | None = None
+    trigger_due: int | None = None
+    entered: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    summary: bytes | None = None
+    identities: list[str] = field(default_factory=list)
+    # (experiment, variant): the customer converted; counted once per customer
+    conversions: list[tuple[str, str]] = field(default_factory=list)
+    # (claim id, rule, counter): trigger uplift counters, each claim counted once
+    tallies: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Changes:
+    """Everything one write round trip carries."""
+
+    saves: list[Save] = field(default_factory=list)
+    watermarks: dict[str, int] = field(default_factory=dict)
