@@ -53,9 +53,7 @@ class MemoryState:
         for shard in wanted.due_shards:
             for schedule in (self.churn_due, self.trigger_due):
                 due = sorted(
-                    (at, i)
-                    for i, at in schedule.get(shard, {}).items()
-                    if at <= wanted.due_until
+                    (at, i) for i, at in schedule.get(shard, {}).items() if at <= wanted.due_until
                 )
                 view.due.update(i for _, i in due[: wanted.due_limit])
         return view
@@ -84,7 +82,10 @@ class MemoryState:
         for visitor in save.retire:
             self.blobs.pop(visitor, None)
         shard = self.shard_of(profile_id)
-        for schedule, due in ((self.churn_due, save.churn_due), (self.trigger_due, save.trigger_due)):
+        for schedule, due in (
+            (self.churn_due, save.churn_due),
+            (self.trigger_due, save.trigger_due),
+        ):
             if due is None:
                 schedule.get(shard, {}).pop(profile_id, None)
             else:

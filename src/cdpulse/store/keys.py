@@ -46,6 +46,19 @@ class Keys:
         """Sorted set: profile id -> when its waiting churn snapshot expires."""
         return f"{self.prefix}:churn:due"
 
+    def due(self, shard: int, kind: str) -> str:
+        """Sorted set: profile id -> when its ``kind`` (churn, trigger) is next due, for the
+        profiles of one input partition (the shard), which its owner polls."""
+        return f"{self.prefix}:{{due:{shard}}}:{kind}"
+
+    def experiment(self, name: str, part: str) -> str:
+        """An experiment's ``exposed``, ``converted`` or ``counts`` hash (one slot)."""
+        return f"{self.prefix}:{{experiment:{name}}}:{part}"
+
+    def members(self, segment: str) -> str:
+        """Sorted set of a segment's members (scores 0: pages in id order)."""
+        return f"{self.prefix}:segment:{segment}:members"
+
     @property
     def churn_model(self) -> str:
         """Hash {version, blob}: the newest churn model snapshot."""

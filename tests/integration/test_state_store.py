@@ -1,0 +1,222 @@
+"""The Redis state store against the in-memory one: the same batches, the same state.
+
+The pipeline runs a simulated shop (with duplicates, garbage and a crash-like refetch)
+once over ``MemoryState`` and once over ``RedisState`` on the session's real Redis; every
+profile, link, schedule, segment member list, summary and identity entry must end up the
+same, and a typical batch must make two round trips. Then the compare-and-set's refusals,
+each provoked by a real concurrent write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from cdpulse.ingest.message import Message
+from cdpulse.pipeline.batch import ProfilePipeline
+from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
+from cdpulse.pipeline.stages import Engine, Models, Stages
+from cdpulse.pipeline.state import Changes, Save, SaveStatus, Wanted
+from cdpulse.profile.model import Profile, decode
+from cdpulse.segments.definitions import parse
+from cdpulse.simulate import Shop
+from cdpulse.store.keys import Keys
+from cdpulse.store.state import RedisState
+from tests.integration.conftest import Env
+from tests.unit.test_pipeline import (
+    RULES,
+    arrival_order,
+    cut,
+    encode,
+    partition_of,
+    with_duplicates_and_garbage,
+)
+
+BOOK = parse(
+    """
+rfm: false
+segments:
+  - name: buyer
+    when: orders >= 1
+  - name: browser
+    when: events >= 5 && orders == 0
+"""
+)
+
+
+def engine() -> Engine:
+    return Engine(RULES, Models(), book=BOOK)
+
+
+@pytest.fixture
+def redis_state(env: Env) -> Iterator[RedisState]:
+    client = aioredis.Redis.from_url(env.settings.redis_url)
+    yield RedisState(
+        client,
+        env.name,
+        pseudonym=RULES.traits.pseudonymizer.of_id,
+        shard_of=partition_of,
+    )
+
+
+def run_batches(pipeline: ProfilePipeline, batches: list[list[Message]]) -> None:
+    async def main() -> None:
+        for batch in batches:
+            await pipeline.run(batch)
+
+    asyncio.run(main())
+
+
+def redis_contents(client: redis.Redis, prefix: str) -> dict[str, object]:
+    """Every key under ``prefix`` and its value, profiles decoded, counters dropped."""
+    out: dict[str, object] = {}
+    for raw in client.scan_iter(f"{prefix}:*"):
+        key = raw.decode()
+        kind = client.type(raw).decode()
+        if kind == "hash":
+            value = {k.decode(): v for k, v in client.hgetall(raw).items()}
+            if key.endswith(":profile"):
+                value = (int(value["v"]), decode(value["b"]))
+            out[key] = value
+        elif kind == "zset":
+            out[key] = {m.decode(): s for m, s in client.zrange(raw, 0, -1, withscores=True)}
+        elif kind == "string":
+            out[key] = client.get(raw)
+    return out
+
+
+def memory_contents(state: MemoryState, prefix: str) -> dict[str, object]:
+    """The same view of a ``MemoryState``, under the Redis key names."""
+    keys = Keys(prefix)
+    out: dict[str, object] = {}
+    for profile_id, (version, blob) in state.blobs.items():
+        out[keys.profile(profile_id)] = (version, decode(blob))
+    for visitor, customer in state.aliases.items():
+        out[keys.alias(visitor)] = customer.encode()
+    out[keys.watermark] = {n: str(at).encode() for n, at in state.watermarks.items()}
+    for kind, schedule in (("churn", state.churn_due), ("trigger", state.trigger_due)):
+        for shard, dues in schedule.items():
+            if dues:
+                out[keys.due(shard, kind)] = {i: float(at) for i, at in dues.items()}
+    for segment, members in state.members.items():
+        if members:
+            out[keys.members(segment)] = dict.fromkeys(members, 0.0)
+    if state.summaries:
+        out[keys.clv_summaries] = dict(state.summaries)
+    for pseudonym, customer in state.identities.items():
+        out[keys.identity(pseudonym)] = customer.encode()
+    out[keys.profile_count] = str(len(state.blobs)).encode()
+    return out
+
+
+def test_a_shop_leaves_redis_exactly_as_the_memory_store(env: Env, redis_state: RedisState) -> None:
+    rng = random.Random(11)
+    events = list(Shop(customers=40, days=10, seed=11).events())
+    records, _ = with_duplicates_and_garbage(events, rng, duplicates=0.03, malformed=0.01)
+    stream = arrival_order(records, rng)
+    batches = cut(stream, rng, max_batch=120)
+
+    memory = MemoryState(shard_of=partition_of)
+    run_batches(ProfilePipeline(memory, MemoryOutlet(), Stages(engine()), partitions=12), batches)
+    in_redis = ProfilePipeline(redis_state, MemoryOutlet(), Stages(engine()), partitions=12)
+    before = redis_state.round_trips
+    run_batches(in_redis, batches)
+
+    assert memory.aliases, "no visitor was linked: the stitching path went untested"
+    assert memory.members, "no segment member: the member lists went untested"
+    got = redis_contents(env.redis, env.name)
+    want = memory_contents(memory, env.name)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == want[key], key
+    # every batch: one read and one write, and now and then a hop through a link
+    assert redis_state.round_trips - before <= 2 * len(batches) + 10
+
+
+def save_of(profile_id: str, version: int, links: list[str] | None = None) -> Save:
+    profile = Profile(id=profile_id, customer_id=profile_id, events=version + 1)
+    return Save(profile, version, links=links or [])
+
+
+def test_compare_and_set_refuses_a_moved_version_a_linked_id_and_a_taken_visitor(
+    env: Env, redis_state: RedisState
+) -> None:
+    async def main() -> None:
+        assert await redis_state.write(Changes([save_of("C1", 0, ["A"])])) == {
+            "C1": SaveStatus.SAVED
+        }
+        # someone else wrote C1 since version 0 was read
+        assert await redis_state.write(Changes([save_of("C1", 0)])) == {"C1": SaveStatus.CONFLICT}
+        # A belongs to C1: a save of A's own profile is refused ...
+        assert await redis_state.write(Changes([save_of("A", 0)])) == {"A": SaveStatus.ALIASED}
+        # ... and so is C2 linking it, which leaves C2 unwritten
+        assert await redis_state.write(Changes([save_of("C2", 0, ["A"])])) == {
+            "C2": SaveStatus.LINK_TAKEN
+        }
+        view = await redis_state.read(Wanted(ids={"A", "C1", "C2"}))
+        assert view.aliases == {"A": "C1"}
+        assert view.profiles["C1"].version == 1
+        assert view.profiles["C2"].profile is None
+
+    asyncio.run(main())
+
+
+def test_scripts_are_loaded_again_after_the_server_forgot_them(
+    env: Env, redis_state: RedisState
+) -> None:
+    async def main() -> None:
+        await redis_state.write(Changes([save_of("C1", 0)]))
+        env.redis.script_flush()
+        assert await redis_state.write(Changes([save_of("C1", 1)])) == {"C1": SaveStatus.SAVED}
+
+    asyncio.run(main())
+
+
+def test_a_racing_writer_is_answered_by_recomputing_only_its_profiles(
+    env: Env, redis_state: RedisState
+) -> None:
+    # Between this batch's read and its write another worker saves C: the batch re-reads
+    # C and applies its events again on top; D, untouched by the race, is saved once.
+    events = [
+        {
+            "event_id": f"e{i}",
+            "type": "page_viewed",
+            "timestamp": 1_767_225_600_000 + i,
+            "customer_id": customer,
+            "channel": "web",
+            "properties": {"url": "/"},
+        }
+        for i, customer in enumerate(["C", "D", "C"])
+    ]
+    messages = [
+        Message("t", 0, i, e["customer_id"].encode(), encode(e)) for i, e in enumerate(events)
+    ]
+    pipeline = ProfilePipeline(redis_state, MemoryOutlet(), Stages(engine()), partitions=1)
+    racer = Profile(id="C", customer_id="C", events=1)
+
+    class Racing:
+        async def read(self, wanted: Wanted) -> object:
+            return await redis_state.read(wanted)
+
+        async def write(self, changes: Changes) -> dict[str, SaveStatus]:
+            if not raced:
+                raced.append(await redis_state.write(Changes([Save(racer, 0)])))
+            return await redis_state.write(changes)
+
+    raced: list[object] = []
+    pipeline.state = Racing()  # type: ignore[assignment]
+
+    async def main() -> None:
+        report = await pipeline.run(messages)
+        assert report.retries == {"conflict": 1}
+        stored = (await redis_state.read(Wanted(ids={"C", "D"}))).profiles
+        assert stored["C"].version == 2 and stored["D"].version == 1
+        c = stored["C"].profile
+        assert c is not None and c.events == 3  # the racer's one and the batch's two
+
+    asyncio.run(main())
