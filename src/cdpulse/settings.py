@@ -39,8 +39,14 @@ class Settings(BaseSettings):
     redis_ssl_ca_certs: str = Field(
         "", description="CA bundle for Redis TLS (use a rediss:// URL)."
     )
-    web_host: str = Field("127.0.0.1", description="Interface the worker's HTTP server binds.")
-    web_port: int = Field(6066, description="Port of the worker's HTTP server.")
+    web_host: str = Field("127.0.0.1", description="Interface every role's HTTP server binds.")
+    web_port: int = Field(6066, description="Port of the API role's HTTP server (cdpulse api).")
+    worker_port: int = Field(
+        6067, description="Port of a worker's HTTP server (health and metrics only)."
+    )
+    learner_port: int = Field(
+        6068, description="Port of the learner's HTTP server (health and metrics only)."
+    )
 
     # --- topics ------------------------------------------------------------------------
     topic_clickstream: str = Field("cdp.clickstream", description="Clickstream events.")
@@ -81,6 +87,11 @@ class Settings(BaseSettings):
         0.1, gt=0, description="Seconds the worker waits to fill a batch before applying it."
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
+    stall_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A process whose batches keep failing this long answers /readyz with 503.",
+    )
     offset_reset: str = Field(
         "earliest", description="Where a new consumer group starts: earliest or latest."
     )

@@ -82,27 +82,46 @@ class Env:
 
     def worker(self, **overrides: str) -> Worker:
         """Start a real ``cdpulse worker`` process for this env and wait until it serves."""
+        return self._start("worker", overrides)
+
+    def learner(self, **overrides: str) -> Worker:
+        """Start a real ``cdpulse learner`` process (the learners and refits)."""
+        return self._start("learner", overrides)
+
+    def api(self, **overrides: str) -> Worker:
+        """Start a real ``cdpulse api`` process (the HTTP API) and wait until it serves."""
+        return self._start("api", overrides)
+
+    def _start(self, role: str, overrides: dict[str, str]) -> Worker:
         port = free_port()
         variables = {
             **self.variables,
-            "CDPULSE_WEB_PORT": str(port),
+            PORT_VARIABLE[role]: str(port),
             "CDPULSE_DATA_DIR": str(self.logs / "data"),
             **overrides,
         }
-        log = self.logs / f"worker-{len(self.workers)}.log"
-        worker = Worker(variables, port, log)
+        log = self.logs / f"{role}-{len(self.workers)}.log"
+        worker = Worker(variables, port, log, role)
         self.workers.append(worker)
         worker.start()
         return worker
 
 
-class Worker:
-    """A ``cdpulse worker`` subprocess."""
+PORT_VARIABLE = {
+    "worker": "CDPULSE_WORKER_PORT",
+    "learner": "CDPULSE_LEARNER_PORT",
+    "api": "CDPULSE_WEB_PORT",
+}
 
-    def __init__(self, variables: dict[str, str], port: int, log: Path) -> None:
+
+class Worker:
+    """A ``cdpulse <role>`` subprocess (worker, learner or api)."""
+
+    def __init__(self, variables: dict[str, str], port: int, log: Path, role: str = "worker"):
         self.variables = variables
         self.port = port
         self.log = log
+        self.role = role
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -120,21 +139,23 @@ class Worker:
         env = {**os.environ, **self.variables}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cdpulse", "worker", "--loglevel", self.loglevel],
+                [sys.executable, "-m", "cdpulse", self.role, "--loglevel", self.loglevel],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
         try:
-            wait_until(self._healthy, 90, f"worker on port {self.port} to be healthy")
+            wait_until(self._healthy, 90, f"{self.role} on port {self.port} to be healthy")
         except AssertionError:
-            raise AssertionError(f"worker did not start; log tail:\n{self.tail()}") from None
+            raise AssertionError(f"{self.role} did not start; log tail:\n{self.tail()}") from None
 
     def _healthy(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
+            raise AssertionError(
+                f"{self.role} exited with {self.process.returncode}:\n{self.tail()}"
+            )
         try:
             return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:

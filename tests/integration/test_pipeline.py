@@ -80,6 +80,7 @@ def test_simulated_shop_gives_exact_profiles_and_every_message_is_accounted_for(
             stream.append((event, None))  # a client retry: same event_id, sent again
 
     worker = env.worker()
+    api = env.api()
     sent = _send_stream(env, stream)
     wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
 
@@ -97,7 +98,7 @@ def test_simulated_shop_gives_exact_profiles_and_every_message_is_accounted_for(
     assert processed + rejected == sent
     assert worker.metric("cdpulse_duplicates_total") == 300
     assert worker.metric("cdpulse_profile_merges_total") > 0
-    _check_profiles(worker, env, events)
+    _check_profiles(api, env, events)
 
 
 def test_a_killed_worker_redelivers_and_nothing_is_counted_twice(env: Env) -> None:
@@ -121,16 +122,17 @@ def test_a_killed_worker_redelivers_and_nothing_is_counted_twice(env: Env) -> No
     _send_stream(env, [(e, None) for e in events[half:]])
     wait_until(lambda: drained(env.settings), 300, "the second worker to drain its topics")
     assert second.metric("cdpulse_duplicates_total") >= half * 0.9, "no re-delivery happened"
-    _check_profiles(second, env, events)
+    _check_profiles(env.api(), env, events)
 
 
 def test_collector_and_profile_endpoint_over_http(env: Env) -> None:
-    worker = env.worker()
+    env.worker()
+    api = env.api()
     events = [e for e in Shop(customers=5, days=3, seed=9).events()]
     customer = next(e["customer_id"] for e in events if e.get("customer_id"))
     mine = [e for e in events if e.get("customer_id") == customer]
 
-    with httpx.Client(base_url=worker.url, timeout=30) as http:
+    with httpx.Client(base_url=api.url, timeout=30) as http:
         assert http.get(f"/v1/profiles/{customer}").status_code == 404
 
         one = http.post("/v1/events", json=mine[0])

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from cdpulse.contract.mirror import from_dict
-from cdpulse.ingest.batch import BatchProcessor
 from cdpulse.ingest.message import Message
 from cdpulse.models.labels import ChurnLabeler
 from cdpulse.models.online import ChurnScoring, profile_document
@@ -21,7 +20,10 @@ from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import Profile, encode
 from cdpulse.profile.rules import Rules, apply, merge, new_profile
-from cdpulse.store.memory import MemoryProfileStore
+from cdpulse.pipeline.batch import ProfilePipeline
+from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
+from cdpulse.pipeline.outputs import Stream
+from cdpulse.pipeline.stages import Engine, Models, Stages
 from tests import oracle
 
 RULES = Rules(traits=TraitPolicy(pseudonymizer=Pseudonymizer(oracle.PSEUDONYM_KEY)))
@@ -175,13 +177,22 @@ def test_churn_scoring_needs_personalization(granted: bool) -> None:
     assert (document["clv"] is None) is (not granted)
 
 
-def _item_events(*events: dict[str, Any]) -> list[Any]:
-    store = MemoryProfileStore()
-    processor = BatchProcessor(store, RULES, item_events=True)
-    messages = [
-        Message("customers", 0, i, b"C-1", json.dumps(e).encode()) for i, e in enumerate(events)
+def pipeline(state: MemoryState, outlet: MemoryOutlet, erasures: Any = None) -> ProfilePipeline:
+    engine = Engine(RULES, Models(), item_events=True, pseudonym=RULES.traits.pseudonymizer.of_id)
+    return ProfilePipeline(state, outlet, Stages(engine), partitions=1, erasures=erasures)
+
+
+def messages(events: list[dict[str, Any]], start: int = 0) -> list[Message]:
+    return [
+        Message("customers", 0, start + i, b"C-1", json.dumps(e).encode())
+        for i, e in enumerate(events)
     ]
-    return asyncio.run(processor.process(messages)).item_events
+
+
+def _item_events(*events: dict[str, Any]) -> list[bytes]:
+    outlet = MemoryOutlet()
+    asyncio.run(pipeline(MemoryState(), outlet).run(messages(list(events))))
+    return outlet.values(Stream.RECO_EVENTS)
 
 
 @pytest.mark.parametrize(
@@ -203,18 +214,12 @@ def test_the_recommender_learns_only_with_personalization_and_analytics(
 
 @pytest.mark.parametrize("granted", [True, False])
 def test_recommendation_lists_need_personalization(granted: bool) -> None:
-    from cdpulse.app.worker import _recommendation_lists
-    from cdpulse.models.reco import Recommender
-    from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot
-
-    profile = applied(consent(1, personalization=granted), view(2))
-    pseudonyms = RULES.traits.pseudonymizer
-    item = ItemEvent.of(pseudonyms.of_id("C-1"), pseudonyms.event(view(2), "C-1"), profile)
-    result: Any = SimpleNamespace(item_events=[item], saved=[profile])
-    snapshot = RecoSnapshot(1, Recommender(), 0)
-    lists = _recommendation_lists(snapshot, result, ListThrottle(0), pseudonyms)
-    assert all(json.loads(document)["customer_id"] == "C-1" for _, document, _ in lists)
-    assert len(lists) == (1 if granted else 0)
+    # Lists are published by the recommender's learner for the customers whose item
+    # events it learns, and only consenting customers' item events reach it.
+    items = _item_events(consent(1, personalization=granted), view(2))
+    assert len(items) == (1 if granted else 0)
+    for raw in items:
+        assert json.loads(raw)["customer_id"] == RULES.traits.pseudonymizer.of_id("C-1")
 
 
 # --- consent: marketing ----------------------------------------------------------------------
@@ -232,43 +237,49 @@ def test_marketing_is_answered_by_allows_and_changes_nothing_else(granted: bool)
 
 
 class _Erasures:
-    """The ledger in memory, and an eraser that deletes from the memory store."""
+    """The ledger in memory, and an eraser that deletes from the memory state."""
 
-    def __init__(self, store: MemoryProfileStore) -> None:
-        self.store = store
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
         self.ledger = MemoryLedger(RULES.traits.pseudonymizer)
         self.requests: list[tuple[str, str]] = []
 
-    async def erased(self, ids: list[str]) -> set[str]:
-        return await self.ledger.erased(ids)
-
-    async def erase(self, profile_id: str, requested_by: str, event_id: str, at: int) -> Any:
+    async def erase(
+        self, profile_id: str, requested_by: str, event_id: str, at: int, also: list[str]
+    ) -> Any:
         self.requests.append((profile_id, requested_by))
-        ids = [profile_id, *[a for a, c in self.store.aliases.items() if c == profile_id]]
+        linked = [a for a, c in self.state.aliases.items() if c == profile_id]
+        ids = sorted({profile_id, *linked, *also})
         await self.ledger.record(ids, at)
         for i in ids:
-            self.store.profiles.pop(i, None)
-            self.store.aliases.pop(i, None)
-        return SimpleNamespace(ids=ids)
+            self.state.blobs.pop(i, None)
+            self.state.aliases.pop(i, None)
+            self.state.erased.add(i)
+        return SimpleNamespace(
+            ids=ids, subject=RULES.traits.pseudonymizer.of_id(profile_id), audit_json=lambda: b"{}"
+        )
 
 
-def test_an_erasure_runs_after_the_batch_and_later_events_of_its_ids_are_dropped() -> None:
-    store = MemoryProfileStore()
-    erasures = _Erasures(store)
-    processor = BatchProcessor(store, RULES, item_events=True, erasures=erasures)
+def test_an_erasure_drops_the_batchs_events_of_its_ids_and_every_later_one() -> None:
+    state, outlet = MemoryState(), MemoryOutlet()
+    erasures = _Erasures(state)
+    run = pipeline(state, outlet, erasures)
+    earlier = [view(1, anonymous_id="A-0"), identify(2, {"email": "x@y.z"})]
+    asyncio.run(run.run(messages(earlier)))
+    assert state.aliases == {"A-1": "C-1"}
     erase = event(5, "erasure_requested", {"requested_by": "dpo"})
-    first = [view(1, anonymous_id="A-1"), identify(2, {"email": EMAIL}), view(3), erase, view(6)]
-
-    def messages(events: list[dict[str, Any]], start: int) -> list[Message]:
-        return [
-            Message("customers", 0, start + i, b"C-1", json.dumps(e).encode())
-            for i, e in enumerate(events)
-        ]
-
-    result = asyncio.run(processor.process(messages(first, 0)))
+    batch = [view(3), identify(4, {"email": EMAIL}), erase, view(6)]
+    report = asyncio.run(run.run(messages(batch, 10)))
     assert erasures.requests == [("C-1", "dpo")]
-    assert store.profiles == {} and store.aliases == {}
-    # nothing computed about them in this batch leaves the worker
-    assert result.saved == [] and result.item_events == [] and result.examples == []
-    replay = asyncio.run(processor.process(messages([view(1, anonymous_id="A-1"), view(7)], 10)))
-    assert replay.suppressed == 2 and store.profiles == {}
+    assert "C-1" not in state.blobs and state.aliases == {}
+    # nothing computed about them in this batch leaves the worker; tombstones and the
+    # forget record do
+    assert report.work.saved == {} and report.suppressed == 3
+    assert outlet.values(Stream.TRAINING) == []
+    forgets = [json.loads(v) for v in outlet.values(Stream.RECO_EVENTS) if b"forget" in v]
+    pseudonyms = RULES.traits.pseudonymizer
+    assert {f["forget"] for f in forgets} == {pseudonyms.of_id("C-1"), pseudonyms.of_id("A-1")}
+    assert {r.key for r in outlet.sent[Stream.SEGMENTS]} == {b"A-1", b"C-1"}
+    # replayed, its events stay dropped
+    replay = asyncio.run(run.run(messages([view(1, anonymous_id="A-1"), view(7)], 20)))
+    assert replay.suppressed == 2 and "C-1" not in state.blobs

@@ -1,4 +1,8 @@
-"""Experiments on the stream: conversions from each batch's saved profiles, and the views."""
+"""Experiments on HTTP: a customer's assignment (which exposes them) and the results.
+
+Conversions are counted by the workers' pipeline (an exposed customer's order within the
+window, once per customer, with the profile's save); here the API assigns and reports.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +10,27 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cdpulse.app.segments import SegmentStream
 from cdpulse.experiments.assignment import variant
-from cdpulse.experiments.definitions import Experiment, experiments
+from cdpulse.experiments.definitions import Experiment
 from cdpulse.experiments.report import report
 from cdpulse.ops import metrics
-from cdpulse.profile.model import Profile
 from cdpulse.profile.view import iso
 from cdpulse.settings import Settings
 from cdpulse.store.experiments import RedisExperimentStore
 from cdpulse.store.redis import RedisProfileStore
 
 
-class ExperimentStream:
-    """Counts conversions: an exposed customer's order within the experiment's window."""
-
-    def __init__(self, declared: tuple[Experiment, ...], store: RedisExperimentStore) -> None:
-        self.declared = {e.name: e for e in declared}
-        self.store = store
-
-    async def observe(self, saved: list[Profile]) -> None:
-        """Idempotent: a customer converts once per experiment, however often re-seen."""
-        buyers = {p.id: p.last_order_at for p in saved if p.last_order_at is not None}
-        if not buyers or not self.declared:
-            return
-        for experiment in self.declared.values():
-            exposed = await self.store.exposures(experiment.name, list(buyers))
-            converted = {
-                customer: name
-                for customer, (name, at) in exposed.items()
-                if at <= (buyers[customer] or 0) < at + experiment.window_ms
-            }
-            if converted:
-                await self.store.convert(experiment.name, converted)
-
-
-def attach_experiments(
+def register_experiment_views(
     app: faust.App,
     settings: Settings,
     client: Any,
     profiles: RedisProfileStore,
-    segments: SegmentStream,
-) -> ExperimentStream:
-    """Build the experiment stream and register its views and its metrics timer."""
-    declared = experiments(segments.book, settings.segments_file or "<segments>")
+    declared: tuple[Experiment, ...],
+) -> None:
+    """Add ``/v1/experiments/{name}`` and the assignment view, and the counts timer."""
     store = RedisExperimentStore(client, settings.redis_prefix)
-    stream = ExperimentStream(declared, store)
+    named = {e.name: e for e in declared}
 
     async def results(experiment: Experiment) -> dict[str, Any]:
         names = [name for name, _ in experiment.variants]
@@ -69,15 +45,15 @@ def attach_experiments(
         try:
             for experiment in declared:
                 await results(experiment)
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except Exception:  # telemetry only; the view answers with the error itself
             metrics.REDIS_ERRORS.inc()
 
     @app.page("/v1/experiments/{name}")
     class ExperimentView(View):
         async def get(self, request: Request, name: str) -> Response:
-            experiment = stream.declared.get(name)
+            experiment = named.get(name)
             if experiment is None:
-                known = ", ".join(stream.declared) or "none are declared"
+                known = ", ".join(named) or "none are declared"
                 return self.json({"error": f"no experiment {name!r} ({known})"}, status=404)
             return self.json(await results(experiment))
 
@@ -86,14 +62,15 @@ def attach_experiments(
         """Serving an assignment is what exposes the customer: the first time is counted."""
 
         async def get(self, request: Request, name: str, customer_id: str) -> Response:
-            experiment = stream.declared.get(name)
+            experiment = named.get(name)
             if experiment is None:
                 return self.json({"error": f"no experiment {name!r}"}, status=404)
             answer: dict[str, Any] = {"experiment": name, "customer_id": customer_id}
             audience = experiment.audience
             if audience is not None:
-                membership = (await segments.store.read([customer_id]))[customer_id]
-                if membership.generations.get(audience, 0) % 2 == 0:
+                profile = await profiles.get(customer_id)
+                generation = profile.segments.get(audience, 0) if profile is not None else 0
+                if generation % 2 == 0:
                     return self.json(
                         {**answer, "variant": None, "reason": f"not in segment {audience!r}"}
                     )
@@ -104,5 +81,3 @@ def attach_experiments(
             return self.json(
                 {**answer, "variant": chosen, "exposed_at": iso(at), "first_exposure": new}
             )
-
-    return stream

@@ -10,15 +10,14 @@ from faust.web import Request, Response, View
 from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
 
 if TYPE_CHECKING:
-    from cdpulse.app.segments import SegmentStream
+    from cdpulse.segments.definitions import SegmentBook
+    from cdpulse.store.segments import RedisMembershipStore
 
 MAX_PAGE = 1000
 
 
-def register_segment_views(app: faust.App, stream: SegmentStream) -> None:
+def register_segment_views(app: faust.App, book: SegmentBook, store: RedisMembershipStore) -> None:
     """Add ``/v1/segments`` and ``/v1/segments/{name}/members`` to the app."""
-    book = stream.book
-    store = stream.store
     described = {s.id: f"RFM: {s.name}" for s in RFM_SEGMENTS} if book.rfm else {}
     described |= {s.name: s.description or s.condition.source for s in book.segments}
 

@@ -1,4 +1,5 @@
-"""The worker's HTTP API: profiles, the event collector, health and metrics."""
+"""The API role's views: profiles, recommendations, identity lookup, export, erasure, and
+the event collector."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdpulse.app.auth import Gate, RateLimit, Scope
 from cdpulse.contract.mirror import IdentifyEvent
@@ -24,14 +24,13 @@ from cdpulse.models.online import profile_document
 from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
-from cdpulse.ops.health import KafkaProbe
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.data_keys import protect_traits
 from cdpulse.privacy.export import Exporter
 from cdpulse.profile.model import Profile
 
 if TYPE_CHECKING:
-    from cdpulse.app.worker import Services
+    from cdpulse.app.api import Services
 
 Handler = Callable[..., Awaitable[Response]]
 # Where the auth check leaves the name of the request's token.
@@ -45,7 +44,6 @@ def register_views(services: Services) -> None:
     app: faust.App = services.app
     settings = services.settings
     store = services.store
-    probe = KafkaProbe(settings.kafka_bootstrap)
     gate = Gate(settings.api_tokens, settings.auth_disabled)
     ingest_limit = RateLimit(settings.ingest_rate, settings.ingest_burst)
 
@@ -253,27 +251,6 @@ def register_views(services: Services) -> None:
                 {"accepted": accepted, "rejected": len(results) - accepted, "results": results},
                 status=status,
             )
-
-    @app.page("/healthz")
-    class HealthView(View):
-        @guarded(None if settings.health_public else "read")
-        async def get(self, request: Request) -> Response:
-            checks: dict[str, Any] = {}
-            try:
-                checks["redis"] = await store.ping()
-            except Exception as exc:  # any failure means unhealthy, whatever its type
-                checks["redis"] = False
-                checks["redis_error"] = str(exc)
-            checks["kafka"] = await probe.reachable()
-            healthy = bool(checks["redis"] and checks["kafka"])
-            return self.json({"healthy": healthy, **checks}, status=200 if healthy else 503)
-
-    @app.page("/metrics")
-    class MetricsView(View):
-        @guarded(None if settings.metrics_public else "read")
-        async def get(self, request: Request) -> Response:
-            # aiohttp refuses a charset inside content_type, so it travels as a header.
-            return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _who(request: Request) -> str:

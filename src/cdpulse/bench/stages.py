@@ -36,10 +36,11 @@ from prometheus_client import REGISTRY
 
 from cdpulse.bench.workload import Record, topic_of
 from cdpulse.contract.topics import Topics
-from cdpulse.ingest import batch
 from cdpulse.ingest.message import Message
+from cdpulse.pipeline import batch
+from cdpulse.pipeline import stages as stage_functions
 from cdpulse.settings import Settings
-from cdpulse.store import redis as redis_store
+from cdpulse.store import state as state_store
 
 
 class _Clock:
@@ -195,32 +196,37 @@ def _commandstats_usec(client: sync_redis.Redis) -> dict[str, float]:
 async def _time_stages(
     settings: Settings, messages: list[Message], batch_size: int
 ) -> tuple[float, float, _Clock, int]:
-    from cdpulse.app.worker import create_app
+    from cdpulse.app.worker import create_worker
+    from cdpulse.pipeline.memory import MemoryOutlet
 
     clock = _Clock()
-    _, services = create_app(settings)
-    processor = services.processor
-    # Swap the processor's collaborators for timed stand-ins (instance attributes only).
-    slots = vars(processor)
-    slots["decode"] = clock.wrap(processor.decode, "decode")
-    slots["store"] = Timed(processor.store, clock, "store")
-    if slots.get("enricher") is not None:
-        slots["enricher"] = Timed(slots["enricher"], clock, "enricher")
+    _, worker = create_worker(settings)
+    pipeline = worker.pipeline
+    # Swap the pipeline's collaborators for timed stand-ins (instance attributes only); the
+    # outlet keeps the records in memory: Kafka is the worker run's to measure.
+    slots = vars(pipeline)
+    slots["state"] = Timed(pipeline.state, clock, "state")
+    slots["outlet"] = Timed(MemoryOutlet(), clock, "outlet")
+    vars(pipeline.stages)["one"] = clock.wrap(pipeline.stages.one, "stages")
+    await worker.state.load_scripts()
     batches = 0
     try:
         started, cpu = time.perf_counter(), time.process_time()
         with (
             _timed_functions(
-                redis_store, {"encode": "msgpack encode", "decode": "msgpack decode"}, clock
+                state_store, {"encode": "msgpack encode", "decode": "msgpack decode"}, clock
             ),
-            _timed_functions(batch, {"apply": "rules.apply", "merge": "rules.merge"}, clock),
+            _timed_functions(
+                stage_functions, {"apply": "rules.apply", "merge": "rules.merge"}, clock
+            ),
+            _timed_functions(batch, {"decode_batch": "decode"}, clock),
         ):
             for i in range(0, len(messages), batch_size):
-                await processor.process(messages[i : i + batch_size])
+                await pipeline.run(messages[i : i + batch_size])
                 batches += 1
         return time.perf_counter() - started, time.process_time() - cpu, clock, batches
     finally:
-        await services.store.close()
+        await worker.state.client.aclose()
 
 
 def time_stages(settings: Settings, messages: list[Message], batch_size: int) -> StageTimes:
@@ -228,29 +234,31 @@ def time_stages(settings: Settings, messages: list[Message], batch_size: int) ->
     client = sync_redis.Redis.from_url(settings.redis_url)
     try:
         usec_before = _commandstats_usec(client)
-        round_trips_before = {op: _redis_seconds_sum(op) for op in ("load", "save", "retire")}
+        round_trips_before = {op: _redis_seconds_sum(op) for op in ("read", "write")}
         total, cpu, clock, batches = asyncio.run(_time_stages(settings, messages, batch_size))
         usec_after = _commandstats_usec(client)
     finally:
         client.close()
     names = [
-        n for n in clock.seconds if n == "decode" or n.startswith(("store.", "enricher.", "rules."))
+        n
+        for n in clock.seconds
+        if n in ("decode", "stages") or n.startswith(("state.", "outlet.", "rules."))
     ]
     # What reading the clocks cost: taken out of the remainder and shown as its own line.
     wall_each, cpu_each = _Clock.overhead()
     timed_calls = sum(clock.calls.values())
     stages = {name: clock.seconds[name] for name in names}
     stages["timer overhead"] = wall_each * timed_calls
-    stages["rest of process()"] = total - sum(stages.values())
+    stages["rest of the pipeline"] = total - sum(stages.values())
     stages_cpu = {name: clock.cpu[name] for name in names}
     stages_cpu["timer overhead"] = cpu_each * timed_calls
-    stages_cpu["rest of process()"] = cpu - sum(stages_cpu.values())
+    stages_cpu["rest of the pipeline"] = cpu - sum(stages_cpu.values())
     detail = {
         f"{op}: pipelined round trip": _redis_seconds_sum(op) - before
         for op, before in round_trips_before.items()
     }
-    detail["msgpack decode (in load)"] = clock.seconds.get("msgpack decode", 0.0)
-    detail["msgpack encode (in save)"] = clock.seconds.get("msgpack encode", 0.0)
+    detail["msgpack decode (in read)"] = clock.seconds.get("msgpack decode", 0.0)
+    detail["msgpack encode (in write)"] = clock.seconds.get("msgpack encode", 0.0)
     detail["redis server CPU (all commands)"] = (
         sum(usec_after.values()) - sum(usec_before.values())
     ) / 1e6

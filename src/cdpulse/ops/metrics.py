@@ -88,7 +88,12 @@ INGEST_TO_RECOMMENDATION = Histogram(
 BATCH_SIZE = Histogram(
     "cdpulse_batch_size",
     "Messages per processed batch.",
-    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+ROUND_TRIPS = Histogram(
+    "cdpulse_batch_round_trips",
+    "Redis round trips per processed batch (a typical one makes two: a read and a write).",
+    buckets=(1, 2, 3, 4, 6, 10, 20),
 )
 REDIS_SECONDS = Histogram(
     "cdpulse_redis_seconds",
@@ -105,6 +110,12 @@ COLLECTOR_EVENTS = Counter(
     "cdpulse_collector_events_total",
     "Events posted to the HTTP collector, by outcome.",
     ["outcome"],
+)
+READY = Gauge(
+    "cdpulse_ready", "1 while this process's batches get through, 0 while they keep failing."
+)
+KAFKA_ERRORS = Counter(
+    "cdpulse_kafka_errors_total", "Kafka requests that failed (the step is retried)."
 )
 BATCH_FAILURES = Counter(
     "cdpulse_batch_failures_total", "Batches that raised unexpectedly and were retried."

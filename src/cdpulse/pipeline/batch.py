@@ -2,9 +2,10 @@
 
     decode ──✗──▶ dead letters
     ONE read: profiles, links, the erasure ledger, watermarks, due schedules, exposures
+    erasures the batch asks for (rare: their own round trips; the ids' events are dropped)
     stitch (identity) → per profile: merge → apply → churn → segments → triggers → ...
     publish every record (acknowledged) → ONE write: compare-and-set of every profile with
-    what changes with it → erasures, if the batch asked for any
+    what changes with it
 
 A typical batch makes two round trips to the state store: profiles reached only through
 a link read in the first need one more. The whole call is idempotent: a batch processed
@@ -21,7 +22,6 @@ profile quarantines that profile's offending messages to the dead-letter topic
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from cdpulse.contract.mirror import ErasureRequestedEvent, OrderCompletedEvent
+from cdpulse.contract.mirror import ErasureRequestedEvent, IdentifyEvent, OrderCompletedEvent
 from cdpulse.ingest.dead_letter import DeadLetter
 from cdpulse.ingest.message import Message
 from cdpulse.pipeline.decode import Decoded, Item, decode_batch, quarantined
@@ -62,7 +62,12 @@ class Erasures(Protocol):
     """The eraser (``privacy.erasure.Eraser``)."""
 
     async def erase(
-        self, profile_id: str, requested_by: str, event_id: str, requested_at: int
+        self,
+        profile_id: str,
+        requested_by: str,
+        event_id: str,
+        requested_at: int,
+        also: list[str],
     ) -> Any: ...
 
 
@@ -144,6 +149,8 @@ class ProfilePipeline:
         carried, self.due = self.due, set()
         view = await self._read(decoded.items, carried, report)
         items, requests = self._screen(decoded.items, view, report)
+        if requests:
+            items = await self._erase(requests, items, report)
         for name, at in view.watermarks.items():
             marks[name] = max(marks.get(name, 0), at)
         low = 0 if len(marks) < self.partitions else min(marks.values())
@@ -182,8 +189,6 @@ class ProfilePipeline:
             raise GaveUp(list(refused))
         report.written_at = datetime.now(UTC).timestamp()
         report.quarantined = report.work.counts["quarantined"]
-        if requests:
-            await self._erase(requests, report)
         return report
 
     # --- read --------------------------------------------------------------------------
@@ -334,36 +339,54 @@ class ProfilePipeline:
 
     # --- erasure ------------------------------------------------------------------------
 
-    async def _erase(self, requests: list[Item], report: BatchReport) -> None:
-        """Erase after the batch's other events were written: nothing of them survives."""
+    async def _erase(
+        self, requests: list[Item], items: list[Item], report: BatchReport
+    ) -> list[Item]:
+        """Carry out the batch's erasure requests first; the batch's other events of the
+        erased ids are dropped, so nothing computed about them leaves the worker.
+
+        Dropping an event that came before the request in the partition ends where
+        applying it and then erasing would: nothing of it remains. A visitor this batch
+        links to the customer is erased with them (the link was the customer's own).
+        """
         if self.erasures is None:
-            return
+            return items
         outputs = Outputs()
         pseudonym = self.stages.engine.pseudonym
-        for item in requests:
-            event = item.event
+        gone: set[str] = set()
+        for request in requests:
+            event = request.event
             assert type(event) is ErasureRequestedEvent
+            visitors = sorted(
+                i.event.anonymous_id
+                for i in items
+                if type(i.event) is IdentifyEvent
+                and i.event.customer_id == event.key
+                and i.event.anonymous_id is not None
+            )
             erasure = await self.erasures.erase(
                 event.key,
                 event.properties.requested_by or f"event:{event.channel}",
                 event.event_id,
                 event.at,
+                visitors,
             )
             report.erasures.append(erasure)
+            gone.update(erasure.ids)
             for profile_id in erasure.ids:
                 key = profile_id.encode()
                 for stream in (Stream.RECOMMENDATIONS, Stream.TRIGGERS, Stream.SEGMENTS):
                     outputs.add(stream, key, None)
-                forget = pseudonym(profile_id)
-                outputs.add(
-                    Stream.RECO_EVENTS, forget.encode(), json.dumps({"forget": forget}).encode()
-                )
+                forget = pseudonym(profile_id).encode()
+                outputs.add(Stream.RECO_EVENTS, forget, b'{"forget":"' + forget + b'"}')
             outputs.add(Stream.AUDIT, erasure.subject.encode(), erasure.audit_json())
         await self.outlet.publish(outputs)
-        # Nothing this batch computed about them is reported as saved.
-        gone = {i for erasure in report.erasures for i in erasure.ids}
-        for profile_id in gone:
-            report.work.saved.pop(profile_id, None)
+        kept = [
+            i for i in items if i.event.customer_id not in gone and i.event.anonymous_id not in gone
+        ]
+        report.suppressed += len(items) - len(kept)
+        self.due -= gone
+        return kept
 
 
 def _key(letter: DeadLetter) -> bytes | None:

@@ -29,6 +29,7 @@ class MemoryState:
         self.members: dict[str, set[str]] = {}
         self.summaries: dict[str, bytes] = {}
         self.identities: dict[str, str] = {}
+        self.profile_of: dict[str, str] = {}  # pseudonym -> id
         self.exposures: dict[str, dict[str, tuple[str, int]]] = {}
         self.converted: dict[str, dict[str, str]] = {}  # experiment -> customer -> variant
         self.claims: set[str] = set()
@@ -82,10 +83,12 @@ class MemoryState:
         for visitor in save.retire:
             self.blobs.pop(visitor, None)
         shard = self.shard_of(profile_id)
-        for schedule, due in (
-            (self.churn_due, save.churn_due),
-            (self.trigger_due, save.trigger_due),
+        for kind, schedule, due in (
+            ("churn", self.churn_due, save.churn_due),
+            ("trigger", self.trigger_due, save.trigger_due),
         ):
+            if kind not in save.schedules:
+                continue
             if due is None:
                 schedule.get(shard, {}).pop(profile_id, None)
             else:
@@ -98,6 +101,8 @@ class MemoryState:
             self.summaries[profile_id] = save.summary
         for pseudonym in save.identities:
             self.identities[pseudonym] = profile_id
+        if save.pseudonym is not None:
+            self.profile_of.setdefault(save.pseudonym, profile_id)
         for experiment, variant in save.conversions:
             converted = self.converted.setdefault(experiment, {})
             if profile_id not in converted:

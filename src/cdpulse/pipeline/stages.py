@@ -271,6 +271,7 @@ class Stages:
                 identities=identities,
                 conversions=conversions,
                 tallies=tallies,
+                pseudonym=engine.pseudonym(profile.id) if engine.item_events else None,
             )
         )
         work.saved[profile.id] = profile

@@ -105,6 +105,8 @@ class Save:
     conversions: list[tuple[str, str]] = field(default_factory=list)
     # (claim id, rule, counter): trigger uplift counters, each claim counted once
     tallies: list[tuple[str, str, str]] = field(default_factory=list)
+    pseudonym: str | None = None  # the id's pseudonym, indexed to the id once
+    schedules: tuple[str, ...] = ("churn", "trigger")  # the due times this save sets
 
 
 @dataclass(slots=True)

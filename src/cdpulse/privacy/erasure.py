@@ -20,7 +20,7 @@ published by the worker from the returned ``Erasure``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -31,7 +31,6 @@ from cdpulse.privacy.ledger import Ledger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.model import Profile, decode
 from cdpulse.store.keys import Keys
-from cdpulse.store.segments import SegmentKeys
 
 KeyFamily = Callable[[Keys, str], str]
 
@@ -73,12 +72,13 @@ class Eraser:
         pseudonyms: Pseudonymizer,
         sweep: bool = True,
         personal: frozenset[str] = frozenset({"email", "phone"}),
+        shard_of: Callable[[str], int] = lambda profile_id: 0,
     ) -> None:
         self.client = client
+        self.shard_of = shard_of
         self.identities = IdentityIndex(client, prefix)
         self.personal = personal
         self.keys = Keys(prefix)
-        self.segment_keys = SegmentKeys(prefix)
         self.ledger = ledger
         self.pseudonyms = pseudonyms
         self.sweep = sweep
@@ -99,10 +99,17 @@ class Eraser:
         return customer, sorted(ids), profile
 
     async def erase(
-        self, profile_id: str, requested_by: str, event_id: str, requested_at: int
+        self,
+        profile_id: str,
+        requested_by: str,
+        event_id: str,
+        requested_at: int,
+        also: Sequence[str] = (),
     ) -> Erasure:
-        """Erase the customer of ``profile_id`` and every id linked to it."""
+        """Erase the customer of ``profile_id``, every id linked to it, and ``also``
+        (visitors the same batch links to it)."""
         customer, ids, profile = await self.linked(profile_id)
+        ids = sorted({*ids, *also})
         now = datetime.now(UTC)
         # The ledger first: from here on, no event of these ids is applied again.
         await self.ledger.record(ids, int(now.timestamp() * 1000))
@@ -135,10 +142,13 @@ class Eraser:
         """Entries of the customer in keys shared by all customers."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hdel(self.keys.clv_summaries, *ids)
-        pipe.zrem(self.keys.churn_due, *ids)
-        pipe.zrem(self.keys.trigger_due, *ids)
-        pipe.srem(self.segment_keys.pending, *ids)
-        lifetime, churn, triggers, staged = await pipe.execute()
+        for i in ids:
+            pipe.zrem(self.keys.due(self.shard_of(i), "churn"), i)
+        for i in ids:
+            pipe.zrem(self.keys.due(self.shard_of(i), "trigger"), i)
+        lifetime, *scheduled = await pipe.execute()
+        churn = sum(int(n) for n in scheduled[: len(ids)])
+        triggers = sum(int(n) for n in scheduled[len(ids) :])
         # Segment member lists and experiment exposures are keyed by segment or
         # experiment, not by customer: found by pattern (a few keys per definition).
         prefix = self.keys.prefix
@@ -152,7 +162,7 @@ class Eraser:
             "lifetime_value_summary": int(lifetime),
             "churn_schedule": int(churn),
             "trigger_schedule": int(triggers),
-            "segment_memberships": members + int(staged),
+            "segment_memberships": members,
             "experiment_records": exposures,
         }
 

@@ -23,6 +23,12 @@ class Keys:
         their personal data, in Redis or in Kafka's history, is unreadable."""
         return f"{self.prefix}:{{{profile_id}}}:datakey"
 
+    def profile_of(self, pseudonym: str) -> str:
+        """The profile id behind an id's pseudonym: what the recommender's learner, which
+        knows customers by pseudonym only, names a recommendation list's customer by.
+        Erasure removes it, so an erased customer's pseudonym leads nowhere."""
+        return f"{self.prefix}:{{{pseudonym}}}:profile_id"
+
     def identity(self, pseudonym: str) -> str:
         """The customer a personal trait's pseudonym belongs to (``privacy.identities``)."""
         return f"{self.prefix}:{{{pseudonym}}}:identity"

@@ -6,7 +6,8 @@
 -- in ms (0: none); ARGV[4] the profile id; ARGV[5] L; then operations, five values each
 -- (name, key index, second key index, a, b), run only if the compare-and-set passes:
 --   zadd k - score member | zrem k - - member | hset k - field value
---   set k - value px(0: none) | del k (a deleted profile: the counter goes down)
+--   set k - value px(0: none) | setnx k - value px(0: none)
+--   del k (a deleted profile: the counter goes down)
 --   convert k1 k2 customer variant: HSETNX k1, and if new HINCRBY k2 conversions:<variant>
 --   claim k1 k2 ttl counter: SET k1 NX EX ttl, and if new HINCRBY k2 <counter>
 -- Returns the new version, -1 when the version moved, -2 when the id is now someone's
@@ -55,6 +56,12 @@ for i = 6, #ARGV, 5 do
       redis.call('SET', key, a, 'PX', b)
     else
       redis.call('SET', key, a)
+    end
+  elseif op == 'setnx' then
+    if tonumber(b) > 0 then
+      redis.call('SET', key, a, 'NX', 'PX', b)
+    else
+      redis.call('SET', key, a, 'NX')
     end
   elseif op == 'del' then
     if redis.call('DEL', key) == 1 then

@@ -166,10 +166,14 @@ class RedisState:
             op("del", key(k.profile(visitor)), 0, "", "")
         shard = self.shard_of(profile_id)
         for kind, due in (("churn", save.churn_due), ("trigger", save.trigger_due)):
+            if kind not in save.schedules:
+                continue
             if due is None:
                 op("zrem", key(k.due(shard, kind)), 0, "", profile_id)
             else:
                 op("zadd", key(k.due(shard, kind)), 0, due, profile_id)
+        if save.pseudonym is not None:
+            op("setnx", key(k.profile_of(save.pseudonym)), 0, profile_id, retention)
         for segment in save.entered:
             op("zadd", key(k.members(segment)), 0, 0, profile_id)
         for segment in save.left:

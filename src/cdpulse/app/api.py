@@ -1,0 +1,117 @@
+"""``cdpulse api``: the HTTP API in a process of its own (as many as the reads need).
+
+It reads Redis and the published model snapshots, never a worker's memory, so a read
+never waits behind a batch and a worker never waits behind a read. Profiles with their
+scores, recommendations, the collector (which produces to the input topics), segments,
+experiments, trigger rules, identity lookup, export and erasure requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from cdpulse.app.base import faust_app, redis_client
+from cdpulse.app.experiments import register_experiment_views
+from cdpulse.app.health import register_health
+from cdpulse.app.segment_views import register_segment_views
+from cdpulse.app.trigger_views import register_trigger_views
+from cdpulse.app.triggers import TriggerService
+from cdpulse.app.views import register_views
+from cdpulse.contract.topics import Topics
+from cdpulse.experiments.definitions import experiments
+from cdpulse.models.churn import Snapshot
+from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.ops import metrics
+from cdpulse.privacy.data_keys import DataKeys
+from cdpulse.privacy.identities import IdentityIndex
+from cdpulse.profile.rules import Rules
+from cdpulse.segments.definitions import load_book
+from cdpulse.settings import Settings
+from cdpulse.store.models import RedisClvStore, SnapshotStore, churn_store, reco_store
+from cdpulse.store.redis import RedisProfileStore
+from cdpulse.store.segments import RedisMembershipStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What the views share."""
+
+    settings: Settings
+    topics: Topics
+    rules: Rules
+    store: RedisProfileStore
+    registry: SnapshotStore[Snapshot]
+    clv: RedisClvStore
+    reco: SnapshotStore[RecoSnapshot]
+    app: faust.App
+    dead_letter: Any  # faust.TopicT
+    outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
+    data_keys: DataKeys
+    identities: IdentityIndex
+
+
+def create_api(settings: Settings) -> faust.App:
+    """Build the API's faust app: its views and the timers that refresh what they read."""
+    app = faust_app(settings, "api")
+    topics = Topics.from_settings(settings)
+    client = redis_client(settings)
+    prefix = settings.redis_prefix
+    retention_ms = int(settings.profile_retention_days * 86_400_000)
+    store = RedisProfileStore(client, prefix, retention_ms)
+    rules = Rules.from_settings(settings)
+    registry = churn_store(client, prefix)
+    clv = RedisClvStore(client, prefix)
+    reco = reco_store(client, prefix)
+    services = Services(
+        settings,
+        topics,
+        rules,
+        store,
+        registry,
+        clv,
+        reco,
+        app,
+        app.topic(topics.dead_letter, key_type=bytes, value_type=bytes),
+        {name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs},
+        DataKeys(client, prefix, int(settings.profile_retention_days * 86400)),
+        IdentityIndex(client, prefix, retention_ms),
+    )
+    book = load_book(settings.segments_file)
+    memberships = RedisMembershipStore(client, prefix)
+    declared = experiments(book, settings.segments_file or "<segments>")
+    triggers = TriggerService.create(
+        settings, client, rules.session_gap, app, rules.traits.pseudonymizer
+    )
+    register_views(services)
+    register_segment_views(app, book, memberships)
+    register_experiment_views(app, settings, client, store, declared)
+    register_trigger_views(app, triggers, store)
+    register_health(app, settings, None, client)
+
+    @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
+    async def refresh_models() -> None:
+        """Newer snapshots: reads score with them from now on."""
+        try:
+            await registry.refresh()
+            await clv.refresh()
+            await reco.refresh()
+            await memberships.refresh_sketches()
+        except Exception as exc:  # keep serving the snapshots already loaded
+            metrics.REDIS_ERRORS.inc()
+            log.warning("model refresh failed: %s", exc)
+
+    @app.timer(interval=min(5.0, settings.rfm_refresh_seconds))  # type: ignore[untyped-decorator]
+    async def segment_sizes() -> None:
+        try:
+            for name, size in (await memberships.sizes(list(book.names))).items():
+                metrics.SEGMENT_SIZE.labels(name).set(size)
+        except Exception:  # telemetry only
+            metrics.REDIS_ERRORS.inc()
+
+    return app

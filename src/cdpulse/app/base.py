@@ -1,0 +1,141 @@
+"""What every process role shares: its faust app, its Redis client, and the retry policy.
+
+cdpulse runs as three roles, each its own process and its own faust app id (consumer
+group), because faust assumes every member of a group runs the same agents:
+
+* ``worker``: the profile agent on the input topics (``app/worker.py``), one per few partitions;
+* ``learner``: the learners on their one-partition topics and the periodic refits
+  (``app/learner.py``);
+* ``api``: HTTP reads, the collector, segments, experiments, rules (``app/api.py``), as
+  many processes as the reads need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+import faust
+import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+from kafka.partitioner.default import murmur2
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cdpulse.connections import faust_credentials, redis_options
+from cdpulse.ops import metrics
+from cdpulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["worker", "learner", "api"]
+T = TypeVar("T")
+
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+# What "the infrastructure is down" looks like: back off and retry, never skip.
+INFRASTRUCTURE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    KafkaError,
+    ProducerSendError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def faust_app(settings: Settings, role: Role) -> faust.App:
+    """The faust app of one role: its own consumer group, web port and nothing else."""
+    group = settings.app_id if role == "worker" else f"{settings.app_id}-{role}"
+    port = {"worker": settings.worker_port, "learner": settings.learner_port}.get(
+        role, settings.web_port
+    )
+    return faust.App(
+        group,
+        broker=[f"kafka://{b}" for b in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        datadir=f"{settings.data_dir}/{group}",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_host=settings.web_host,
+        web_port=port,
+        web_bind=settings.web_host,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=False,
+        broker_commit_interval=settings.commit_interval,
+        consumer_auto_offset_reset=settings.offset_reset,
+        producer_acks=-1,
+        broker_credentials=faust_credentials(settings),
+        # Shutdown and rebalance commit what is acked instead of waiting for every message
+        # handed to a stream: a batch stuck retrying (Redis down) would hold them forever.
+        # Safe because writes are idempotent: an unacked batch is redelivered and re-applied
+        # as duplicates, which the per-key offsets refuse.
+        stream_wait_empty=False,
+    )
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """The role's Redis client (credentials and TLS from the settings)."""
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=False,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        **redis_options(settings),
+    )
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default (Java-compatible murmur2) partitioner gives a key."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    stopping: Callable[[], bool] = lambda: False,
+    on_failure: Callable[[BaseException], None] = lambda exc: None,
+) -> T:
+    """Run ``call``, backing off while it fails, until ``stopping()``: the one retry loop.
+
+    It never gives up on its own: a batch that cannot be written stays unacked, and the
+    stall shows in readiness (``on_failure``), the lag and the logs. Once its agent is
+    stopping it raises ``CancelledError`` instead of waiting on, so SIGTERM is obeyed; the
+    unacked batch is then redelivered to whoever owns the partition next.
+    """
+    delay = BACKOFF_FIRST
+    while True:
+        try:
+            return await call()
+        except INFRASTRUCTURE as exc:
+            metrics.REDIS_ERRORS.inc() if _is_redis(exc) else metrics.KAFKA_ERRORS.inc()
+            log.warning("%s unavailable (%s); retrying in %.1fs", _what(exc), exc, delay)
+            on_failure(exc)
+        except Exception as exc:
+            # Input never raises here (decode and the stages quarantine it), so this is a
+            # bug. Retrying keeps the batch unacked: the partition stalls visibly.
+            metrics.BATCH_FAILURES.inc()
+            log.exception("batch failed; retrying in %.1fs", delay)
+            on_failure(exc)
+        # Checked only after a failure: a healthy batch still finishes during shutdown.
+        if stopping():
+            log.warning("stopping: the batch stays unacked and will be redelivered")
+            raise asyncio.CancelledError("stopping with the batch unacked")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
+def _is_redis(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("redis")
+
+
+def _what(exc: BaseException) -> str:
+    return "redis" if _is_redis(exc) else "kafka"

@@ -1,0 +1,121 @@
+"""Health that tells the truth, for every role: liveness, readiness and metrics.
+
+``/healthz`` answers whether the process can reach what it depends on (Redis, Kafka).
+``/readyz`` also answers whether it is doing its job: not ready while its batches keep
+failing (the same batch retried since longer than ``CDPULSE_STALL_SECONDS``), with the
+reason in words and in ``cdpulse_ready``. Answers carry booleans and reasons, never
+exception texts (which can hold hostnames or keys).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cdpulse.app.auth import Gate
+from cdpulse.ops import metrics
+from cdpulse.ops.health import KafkaProbe
+from cdpulse.settings import Settings
+
+
+class Health:
+    """Whether this process's batches get through: failures since the last success."""
+
+    def __init__(self, stall_seconds: float, clock: Any = time.monotonic) -> None:
+        self.stall_seconds = stall_seconds
+        self.clock = clock
+        self.failures = 0
+        self.failing_since: float | None = None
+        self.cause = ""
+
+    def failed(self, exc: BaseException) -> None:
+        """A batch step failed and is being retried."""
+        self.failures += 1
+        self.cause = type(exc).__name__
+        if self.failing_since is None:
+            self.failing_since = self.clock()
+        self._publish()
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.failing_since = None
+        self.cause = ""
+        self._publish()
+
+    def stalled(self) -> str:
+        """Why this process is not ready ("" when it is)."""
+        if self.failing_since is None:
+            return ""
+        seconds = self.clock() - self.failing_since
+        if seconds < self.stall_seconds:
+            return ""
+        return (
+            f"batches failing for {seconds:.0f}s ({self.failures} attempts, "
+            f"last: {self.cause}); offsets are not moving"
+        )
+
+    def _publish(self) -> None:
+        metrics.READY.set(0 if self.stalled() else 1)
+
+
+def register_health(
+    app: faust.App, settings: Settings, health: Health | None, client: aioredis.Redis
+) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics`` on the role's web server."""
+    probe = KafkaProbe(settings.kafka_bootstrap)
+    gate = Gate(settings.api_tokens, settings.auth_disabled)
+
+    async def checks() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        try:
+            out["redis"] = bool(await client.ping())
+        except Exception:  # any failure means unreachable, whatever its type
+            out["redis"] = False
+        out["kafka"] = await probe.reachable()
+        return out
+
+    def refused(view: View, request: Request, public: bool) -> Response | None:
+        if public:
+            return None
+        verdict = gate.check(request.headers.get("Authorization"), "read")
+        if verdict.allowed:
+            return None
+        return view.json({"error": verdict.error}, status=verdict.status)
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            denied = refused(self, request, settings.health_public)
+            if denied is not None:
+                return denied
+            found = await checks()
+            healthy = bool(found["redis"] and found["kafka"])
+            return self.json({"healthy": healthy, **found}, status=200 if healthy else 503)
+
+    @app.page("/readyz")
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            denied = refused(self, request, settings.health_public)
+            if denied is not None:
+                return denied
+            found = await checks()
+            stalled = health.stalled() if health is not None else ""
+            ready = bool(found["redis"] and found["kafka"] and not stalled)
+            body = {"ready": ready, **found, "stalled": bool(stalled), "reason": stalled}
+            return self.json(body, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            denied = refused(self, request, settings.metrics_public)
+            if denied is not None:
+                return denied
+            if health is not None:
+                metrics.READY.set(0 if health.stalled() else 1)
+            # aiohttp refuses a charset inside content_type, so it travels as a header.
+            return self.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

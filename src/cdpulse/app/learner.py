@@ -1,0 +1,374 @@
+"""``cdpulse learner``: the learners and the periodic refits, in a process of their own.
+
+"One learner, many scorers": each model learns on one consumer of its one-partition
+topic, in topic order, and publishes versioned snapshots to Redis that every worker and
+API process scores with. Here:
+
+* churn: labelled examples (``cdp.training``) → ``ChurnLearner`` → churn snapshot;
+* recommender: item events (``cdp.reco-events``) → ``Recommender`` → snapshot every
+  ``CDPULSE_RECO_SNAPSHOT_SECONDS``, and the customers' recommendation lists to
+  ``cdp.recommendations`` (throttled per customer in event time);
+* offers: rewards (``cdp.offer-rewards``) → the bandits' policy;
+* lifetime value: a refit of BG/NBD + Gamma-Gamma on every order summary, periodically;
+* RFM: the quantile sketches rebuilt from every summary, then a sweep of the customers
+  whose RFM segment moved with the base though they sent nothing (win-back's lapsing
+  customers), saved with the same compare-and-set as the workers' batches.
+
+A learner that restarts resumes from its newest snapshot and skips the offsets it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import faust
+from faust.agents import current_agent
+
+from cdpulse.app.base import faust_app, partition_of, redis_client, retrying
+from cdpulse.app.health import Health, register_health
+from cdpulse.app.outlet import KafkaOutlet
+from cdpulse.app.triggers import TriggerService
+from cdpulse.app.worker import _committed_only_if_handled, output_topics
+from cdpulse.contract.topics import Topics
+from cdpulse.models.labels import Example
+from cdpulse.models.learner import ChurnLearner
+from cdpulse.models.lifetime import refit
+from cdpulse.models.reco import Recommender
+from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot, recommendation_list
+from cdpulse.ops import metrics
+from cdpulse.pipeline.outputs import Outputs, Stream
+from cdpulse.pipeline.state import Changes, Save, SaveStatus, Wanted
+from cdpulse.profile.rules import Rules
+from cdpulse.segments.definitions import load_book
+from cdpulse.segments.membership import transitions
+from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
+from cdpulse.segments.sketches import RfmSketches
+from cdpulse.settings import Settings
+from cdpulse.store.keys import Keys
+from cdpulse.store.models import RedisClvStore, churn_store, reco_store
+from cdpulse.store.segments import RedisMembershipStore
+from cdpulse.store.state import RedisState
+from cdpulse.triggers.decide import next_due
+from cdpulse.triggers.engine import TriggerEngine
+from cdpulse.triggers.situations import Transition as Entry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SWEEP_PAGE = 500
+LIST_SIZE = 10
+
+
+def create_learner(settings: Settings) -> tuple[faust.App, Health]:
+    """Build the learner's faust app: its three agents and its refit timers."""
+    app = faust_app(settings, "learner")
+    topics = Topics.from_settings(settings)
+    client = redis_client(settings)
+    prefix = settings.redis_prefix
+    keys = Keys(prefix)
+    health = Health(settings.stall_seconds)
+    rules = Rules.from_settings(settings)
+    pseudonyms = rules.traits.pseudonymizer
+    outlet = KafkaOutlet(app, output_topics(topics))
+    training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
+    reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
+    triggers = TriggerService.create(settings, client, rules.session_gap, app, pseudonyms)
+    model_store = churn_store(client, prefix)
+    reco = reco_store(client, prefix)
+    clv = RedisClvStore(client, prefix)
+
+    def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        agent = current_agent()
+        stopping = (lambda: agent.should_stop) if agent is not None else lambda: app.should_stop
+        return retrying(call, stopping, health.failed)
+
+    # --- churn ------------------------------------------------------------------------
+
+    learner_box: list[ChurnLearner] = []
+
+    async def current_learner() -> ChurnLearner:
+        """This process's learner, reloaded when another process published a newer one."""
+        if not learner_box or await model_store.version() > learner_box[0].version:
+            snapshot = await model_store.load()
+            learner_box[:] = [
+                ChurnLearner(snapshot) if snapshot else ChurnLearner.fresh(settings.churn_model)
+            ]
+        return learner_box[0]
+
+    async def learn_examples(pairs: list[tuple[int, Example]]) -> None:
+        model = await current_learner()
+        if model.learn(pairs).learned:
+            snapshot = model.snapshot()
+            if await model_store.publish(snapshot):
+                quality = snapshot.quality
+                metrics.MODEL_VERSION.labels("churn").set(snapshot.version)
+                metrics.MODEL_EXAMPLES.labels("churn").set(quality.examples)
+                metrics.MODEL_ROC_AUC.labels("churn").set(quality.auc)
+                metrics.MODEL_LOG_LOSS.labels("churn").set(quality.log_loss)
+                metrics.MODEL_DRIFT_ALARMS.labels("churn").set(quality.drifts)
+            else:
+                learner_box.clear()  # someone published a newer one: reload
+
+    @app.agent(training, concurrency=1, name="churn-learner")
+    async def churn_learner(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            with _committed_only_if_handled(events):
+                await retry(functools.partial(learn_examples, _examples(events)))
+                health.succeeded()
+
+    # --- recommender ------------------------------------------------------------------
+
+    reco_box: list[RecoSnapshot] = []
+    published_at = [0.0]
+    throttle = ListThrottle(int(settings.reco_list_interval_seconds * 1000))
+
+    async def current_recommender() -> RecoSnapshot:
+        if not reco_box or await reco.version() > reco_box[0].version:
+            snapshot = await reco.load()
+            reco_box[:] = [snapshot or RecoSnapshot(0, Recommender(), -1)]
+        return reco_box[0]
+
+    async def learn_items(records: list[tuple[int, bytes]]) -> None:
+        state = await current_recommender()
+        offset = state.offset
+        forgot = False
+        newest: dict[str, ItemEvent] = {}
+        for at, raw in records:
+            if at <= offset:
+                continue  # re-delivered: already in this snapshot
+            try:
+                forget = _forget_record(raw)
+                if forget is not None:
+                    state.recommender.forget(forget)
+                    newest.pop(forget, None)
+                    forgot = True
+                else:
+                    item = ItemEvent.from_json(raw)
+                    state.recommender.learn_one(item.customer_id, item.event, item.context)
+                    newest[item.customer_id] = item
+                    metrics.RECO_EVENTS_LEARNED.inc()
+            except (ValueError, TypeError, KeyError):
+                log.error("unreadable reco event at offset %s; skipped", at)
+            offset = at
+        reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
+        await publish_lists(state, newest)
+        now = asyncio.get_running_loop().time()
+        # An erasure is published at once: the stored snapshot must forget them too.
+        due = forgot or now - published_at[0] >= settings.reco_snapshot_seconds
+        if offset > state.offset and due:
+            snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
+            if await reco.publish(snapshot):
+                reco_box[:] = [snapshot]
+                published_at[0] = now
+                metrics.MODEL_VERSION.labels("reco").set(snapshot.version)
+            else:
+                reco_box.clear()  # someone published a newer one: reload
+
+    async def publish_lists(state: RecoSnapshot, newest: dict[str, ItemEvent]) -> None:
+        """A list for each customer with a newly learned item event (throttled per customer
+        in event time), named by the customer's id: the learner knows pseudonyms only, and
+        the index of pseudonyms (erased with the customer) tells it whom a list is for."""
+        due = {p: item for p, item in newest.items() if throttle.due(p, item.at_ms)}
+        if not due:
+            return
+        found = await client.mget([keys.profile_of(p) for p in due])
+        outputs = Outputs()
+        taken = 0.0
+        for (pseudonym, cause), profile_id in zip(due.items(), found, strict=True):
+            if profile_id is None:
+                continue  # erased since, or not indexed yet
+            customer = profile_id.decode() if isinstance(profile_id, bytes) else str(profile_id)
+            items = state.recommender.recommend(pseudonym, cause.context, k=LIST_SIZE)
+            document = recommendation_list(customer, items, state, str(cause.event.get("event_id")))
+            outputs.add(
+                Stream.RECOMMENDATIONS, customer.encode(), document.model_dump_json().encode()
+            )
+            taken = max(taken, cause.ingested)
+            metrics.RECOMMENDATIONS.inc()
+        await outlet.publish(outputs)
+        if taken:
+            metrics.INGEST_TO_RECOMMENDATION.observe(max(0.0, time.time() - taken))
+
+    @app.agent(reco_events, concurrency=1, name="reco-learner")
+    async def reco_learner(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            with _committed_only_if_handled(events):
+                records = [(e.message.offset, e.message.value) for e in events]
+                await retry(functools.partial(learn_items, records))
+                health.succeeded()
+
+    # --- offers -----------------------------------------------------------------------
+
+    @app.agent(triggers.rewards_topic, concurrency=1, name="offer-learner")
+    async def offer_learner(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=1.0):
+            with _committed_only_if_handled(events):
+                records = [(e.message.offset, e.message.value) for e in events]
+                await retry(functools.partial(triggers.learn, records))
+                health.succeeded()
+
+    # --- lifetime value and RFM -------------------------------------------------------
+
+    @app.timer(interval=settings.clv_refit_seconds)  # type: ignore[untyped-decorator]
+    async def refit_clv() -> None:
+        """One learner per interval refits lifetime value on every customer's summary."""
+        try:
+            if not await clv.lock(max(1, int(settings.clv_refit_seconds))):
+                return
+            summaries = await clv.summaries()
+            as_of = await _watermark(client, keys)
+            # Fitting takes a second for 100k customers: off the event loop.
+            snapshot = await asyncio.to_thread(refit, summaries, as_of, clv.get())
+            if snapshot is not None and await clv.publish(snapshot):
+                metrics.MODEL_VERSION.labels("clv").set(snapshot.version)
+                metrics.CLV_CUSTOMERS.set(snapshot.customers)
+        except Exception as exc:
+            metrics.REDIS_ERRORS.inc()
+            log.warning("lifetime-value refit failed: %s", exc)
+
+    book = load_book(settings.segments_file)
+    memberships = RedisMembershipStore(client, prefix)
+    partitions = settings.topic_partitions
+    state = RedisState(
+        client,
+        prefix,
+        retention_ms=int(settings.profile_retention_days * 86_400_000),
+        pseudonym=pseudonyms.of_id,
+        shard_of=lambda profile_id: partition_of(profile_id, partitions),
+    )
+    hooks = TriggerEngine(triggers.config, triggers.store, session_gap=rules.session_gap)
+    sweep = RfmSweep(book.rfm, memberships, state, hooks, outlet)
+
+    @app.timer(interval=settings.rfm_refresh_seconds)  # type: ignore[untyped-decorator]
+    async def rebuild_rfm() -> None:
+        """Rebuild the RFM sketches from every summary, then sweep every customer."""
+        if not book.rfm:
+            return
+        try:
+            if not await memberships.lock(max(1, int(settings.rfm_refresh_seconds))):
+                return
+            summaries = await clv.summaries()
+            rows = [(s.last_order_at, s.orders, s.net_revenue) for s in summaries]
+            sketches = await asyncio.to_thread(RfmSketches.build, rows)
+            if sketches.customers and await memberships.publish_sketches(sketches):
+                metrics.RFM_CUSTOMERS.set(sketches.customers)
+                await sweep.run(sketches, await _watermark(client, keys))
+        except Exception as exc:
+            metrics.REDIS_ERRORS.inc()
+            log.warning("RFM rebuild failed: %s", exc)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def load_scripts() -> None:
+        await retrying(state.load_scripts, lambda: app.should_stop, health.failed)
+
+    register_health(app, settings, health, client)
+    return app, health
+
+
+class RfmSweep:
+    """RFM segment changes of customers who sent nothing: the base moved around them.
+
+    Each page of order summaries is scored with the new sketches; the customers whose
+    RFM segment changed are loaded, their transitions published and their profiles saved
+    (generations, and win-back entering their trigger watch) by compare-and-set. A
+    customer a worker wrote meanwhile is left to that worker: its next evaluation sees
+    the same sketches.
+    """
+
+    def __init__(
+        self,
+        enabled: bool,
+        memberships: RedisMembershipStore,
+        state: RedisState,
+        hooks: TriggerEngine,
+        outlet: KafkaOutlet,
+    ) -> None:
+        self.enabled = enabled
+        self.memberships = memberships
+        self.state = state
+        self.hooks = hooks
+        self.outlet = outlet
+
+    async def run(self, sketches: RfmSketches, at_ms: int) -> int:
+        """Sweep every summary; how many customers changed segment."""
+        if not self.enabled:
+            return 0
+        rfm_ids = [s.id for s in RFM_SEGMENTS]
+        cursor, moved = 0, 0
+        while True:
+            cursor, page = await self.memberships.summary_page(cursor, SWEEP_PAGE)
+            view = await self.state.read(Wanted(ids=set(page)))
+            outputs = Outputs()
+            changes = Changes()
+            for customer_id, summary in page.items():
+                stored = view.profiles.get(customer_id)
+                if stored is None or stored.profile is None or customer_id in view.aliases:
+                    continue
+                profile = stored.profile
+                score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
+                if score is None or profile.customer_id is None:
+                    continue
+                found = transitions(
+                    customer_id, profile.segments, {score.segment.id}, rfm_ids, at_ms
+                )
+                if not found:
+                    continue
+                entries = []
+                for t in found:
+                    profile.segments[t.segment] = t.generation
+                    outputs.add(Stream.SEGMENTS, customer_id.encode(), t.to_json())
+                    if t.entered:
+                        entries.append(Entry(customer_id, t.segment, True, t.at_ms))
+                trigger_due: int | None = None
+                if entries and self.hooks.config.rules:
+                    self.hooks.after_profile(profile, entries)
+                    if profile.watch is not None:
+                        trigger_due = next_due(profile.watch, self.hooks.config)
+                changes.saves.append(
+                    Save(
+                        profile,
+                        stored.version,
+                        entered=[t.segment for t in found if t.entered],
+                        left=[t.segment for t in found if not t.entered],
+                        trigger_due=trigger_due,
+                        # The churn schedule is the worker's; win-back entries move the
+                        # trigger one.
+                        schedules=("trigger",) if entries else (),
+                    )
+                )
+            if changes.saves:
+                await self.outlet.publish(outputs)
+                statuses = await self.state.write(changes)
+                moved += sum(s is SaveStatus.SAVED for s in statuses.values())
+            if cursor == 0:
+                return moved
+
+
+def _examples(events: Any) -> list[tuple[int, Example]]:
+    """(offset, example) pairs; the training topic is ours, but a bad record is skipped."""
+    pairs = []
+    for event in events:
+        try:
+            pairs.append((event.message.offset, Example.from_json(event.message.value)))
+        except (ValueError, TypeError, KeyError):
+            log.error("unreadable training example at offset %s; skipped", event.message.offset)
+    return pairs
+
+
+def _forget_record(raw: bytes) -> str | None:
+    """The pseudonym a forget record names, or None for an item event."""
+    if not raw.startswith(b'{"forget"'):
+        return None
+    return str(json.loads(raw)["forget"])
+
+
+async def _watermark(client: Any, keys: Keys) -> int:
+    values = await client.hvals(keys.watermark)
+    return max((int(v) for v in values), default=0)

@@ -1,0 +1,97 @@
+"""A batch's report into Prometheus metrics: once per batch, not once per event.
+
+A labelled counter increment costs a microsecond or two and a histogram observation
+more; at 15,000 events a second that is a visible share of a core. Counts are summed per
+batch first, and the per-event latencies are binned here and added to each histogram
+bucket once (``observe_many``), which gives Prometheus exactly what one observation per
+event would have.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import Histogram
+
+from cdpulse.ops import metrics
+from cdpulse.pipeline.batch import BatchReport
+
+
+def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
+    """``histogram.observe(v)`` for every ``v`` (unlabelled histograms), in one update.
+
+    prometheus_client keeps a non-cumulative counter per bucket and a sum; the same
+    bucket choice as ``observe`` (the first upper bound >= value) is made here.
+    """
+    internals: Any = histogram
+    bounds: list[float] = internals._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1
+        total += value
+    for bucket, n in zip(internals._buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
+    if any(counts):
+        internals._sum.inc(total)
+
+
+def record_batch(report: BatchReport) -> None:
+    """Count what one batch did."""
+    decoded = report.decoded
+    if decoded is not None:
+        for (topic, kind), n in decoded.consumed.items():
+            metrics.EVENTS_CONSUMED.labels(topic, kind).inc(n)
+        for reason, n in decoded.rejected.items():
+            metrics.EVENTS_REJECTED.labels(reason).inc(n)
+    counts = report.work.counts
+    _inc(metrics.EVENTS_APPLIED, counts["applied"])
+    _inc(metrics.DUPLICATES, counts["duplicates"])
+    _inc(metrics.PROFILE_MERGES, counts["merges"])
+    _inc(metrics.TRAITS_DROPPED, counts["traits_dropped"])
+    _inc(metrics.EVENTS_SUPPRESSED, report.suppressed)
+    _inc(metrics.LINK_CONFLICTS, report.link_conflicts)
+    if report.quarantined:
+        metrics.EVENTS_REJECTED.labels("processing_error").inc(report.quarantined)
+    for cause, n in report.retries.items():
+        metrics.SAVE_RETRIES.labels(cause).inc(n)
+    for label in ("0", "1"):
+        if counts[f"label:{label}"]:
+            metrics.CHURN_LABELS.labels(label).inc(counts[f"label:{label}"])
+    for t in report.work.transitions:
+        metrics.SEGMENT_TRANSITIONS.labels(t.segment, "entered" if t.entered else "left").inc()
+    for name, n in report.work.segment_errors.items():
+        metrics.SEGMENT_ERRORS.labels(name).inc(n)
+    for decision in report.work.decisions:
+        metrics.TRIGGERS.labels(decision.pending.rule, decision.outcome).inc()
+    for attribution in report.work.attributions:
+        if attribution.converted:
+            exposure = attribution.exposure
+            group = "holdout" if exposure.holdout else "treated"
+            metrics.TRIGGER_CONVERSIONS.labels(exposure.rule, group).inc()
+    _inc(metrics.ERASURES, len(report.erasures))
+    metrics.BATCH_SIZE.observe(report.messages)
+    metrics.ROUND_TRIPS.observe(report.round_trips)
+    if report.high_watermark:
+        metrics.WATERMARK.set(report.high_watermark / 1000)
+    if decoded is not None and decoded.items and report.written_at:
+        written = report.written_at
+        observe_many(
+            metrics.EVENT_TO_WRITTEN, (max(0.0, written - i.event.at / 1000) for i in decoded.items)
+        )
+        observe_many(
+            metrics.INGEST_TO_WRITTEN,
+            (
+                max(0.0, written - i.message.timestamp)
+                for i in decoded.items
+                if i.message.timestamp is not None
+            ),
+        )
+
+
+def _inc(counter: Any, n: int) -> None:
+    if n:
+        counter.inc(n)
