@@ -1,17 +1,16 @@
 """A faust worker on the batch consumer path that records what its agent handled.
 
-Run by ``test_kafka_adapter.py`` as ``python -m tests.integration.batch_agent``; the
-environment says where (``BATCH_AGENT_BOOTSTRAP``, ``_TOPIC``, ``_GROUP``), where to
-write each handled batch as a JSON line (``_HANDLED``), and which message's batch
-raises once (``_POISON`` "partition:offset"; ``_POISONED`` is the file that records
-that it did, with the batch's offsets).
+Run by ``test_kafka_adapter.py`` as ``python -m tests.integration.batch_agent``. Its
+environment (``BATCH_AGENT_*``) says where the broker, topic and group are
+(``BOOTSTRAP``, ``TOPIC``, ``GROUP``), where faust keeps its data (``DATADIR``), where
+each handled batch goes as a JSON line (``HANDLED``), and which message's batch raises
+once (``POISON``, "partition:offset"; ``POISONED`` is the file recording that it did).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,16 @@ def main() -> None:
     env = os.environ
     handled = Path(env["BATCH_AGENT_HANDLED"])
     poisoned = Path(env["BATCH_AGENT_POISONED"])
-    poison = tuple(int(x) for x in env["BATCH_AGENT_POISON"].split(":")) if env.get(
-        "BATCH_AGENT_POISON"
-    ) else None
+    poison = (
+        tuple(int(x) for x in env["BATCH_AGENT_POISON"].split(":"))
+        if env.get("BATCH_AGENT_POISON")
+        else None
+    )
     app = faust_app(
         env["BATCH_AGENT_GROUP"],
         broker=f"kafka://{env['BATCH_AGENT_BOOTSTRAP']}",
         store="memory://",
-        datadir=tempfile.mkdtemp(prefix="batch-agent-"),
+        datadir=env["BATCH_AGENT_DATADIR"],
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,

@@ -67,6 +67,7 @@ class Agent:
             "BATCH_AGENT_TOPIC": topic,
             "BATCH_AGENT_GROUP": group,
             "BATCH_AGENT_HANDLED": str(self.handled),
+            "BATCH_AGENT_DATADIR": str(tmp / f"{name}.data"),
             "BATCH_AGENT_POISONED": str(self.poisoned),
             "BATCH_AGENT_POISON": poison,
         }

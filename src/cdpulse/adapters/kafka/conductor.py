@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.exceptions import KeyDecodeError, ValueDecodeError
@@ -18,6 +18,9 @@ from faust.serializers import codecs
 from faust.serializers.registry import Registry
 from faust.transport.conductor import Conductor
 from faust.types import TP, AppT, EventT, Message
+
+if TYPE_CHECKING:
+    from cdpulse.adapters.kafka.consumer import BatchConsumer
 
 _RAW = (None, "raw")
 
@@ -60,7 +63,7 @@ class PartitionDelivery:
         app = conductor.app
         self.tp = tp
         self.channels = channels
-        self.consumer = app.consumer
+        self.consumer = cast("BatchConsumer", app.consumer)
         self.acquire_flow_control = app.flow_control.acquire
         self.wait_until_producer_ebb = app.producer.buffer.wait_until_ebb
         self.on_topic_buffer_full = app.sensors.on_topic_buffer_full
@@ -129,7 +132,7 @@ class PartitionDelivery:
     async def _deliver_many(self, message: Message) -> None:
         channels = self.channels
         message.refcount += len(channels)
-        decoded: dict[tuple[Any, Any], EventT] = {}
+        decoded: dict[tuple[Any, Any], EventT[Any]] = {}
         delivered: set[Any] = set()
         try:
             for channel in channels:
@@ -148,7 +151,7 @@ class PartitionDelivery:
                 else:
                     await channel.on_value_decode_error(exc, message)
 
-    async def _put(self, channel: Any, event: EventT) -> None:
+    async def _put(self, channel: Any, event: EventT[Any]) -> None:
         queue = channel.queue
         if queue.full():
             # Backpressure: wait for the stream, on this channel's queue only.
@@ -170,7 +173,7 @@ class PartitionDelivery:
         self.consumer.on_buffer_drop(self.tp)
 
 
-class BatchConductor(Conductor):  # type: ignore[misc]
+class BatchConductor(Conductor):
     """faust's conductor with a per-partition, per-batch delivery."""
 
     def _build_handler(self, tp: TP, channels: Any) -> PartitionDelivery:
@@ -179,6 +182,5 @@ class BatchConductor(Conductor):  # type: ignore[misc]
     async def deliver(self, tp: TP, messages: Sequence[Message]) -> None:
         """Hand ``messages``, all of partition ``tp`` and in offset order, to its streams."""
         async with self._tp_to_callback_lock:
-            handler = self._tp_to_callback[tp]
+            handler = cast(PartitionDelivery, self._tp_to_callback[tp])
         await handler.deliver(messages)
-

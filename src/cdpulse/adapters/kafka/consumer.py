@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -28,15 +28,18 @@ from mode.utils.futures import notify
 
 from cdpulse.adapters.kafka.offsets import PartitionOffsets
 
+if TYPE_CHECKING:
+    from cdpulse.adapters.kafka.conductor import BatchConductor
+
 log = logging.getLogger(__name__)
 
 # A fetch with nothing returns after this long, so a stop is noticed.
 FETCH_TIMEOUT = 1.0
 
-Batch = list[tuple[TP, list[Message]]]
+Batch = list[tuple[TP, list["BatchMessage"]]]
 
 
-class BatchMessage(ConsumerMessage):  # type: ignore[misc]
+class BatchMessage(ConsumerMessage):
     """A consumer message that knows whether its final ack was recorded.
 
     ``acked`` cannot say it: the worker marks a batch whose handling raised as acked
@@ -49,7 +52,7 @@ class BatchMessage(ConsumerMessage):  # type: ignore[misc]
     committable: bool
 
 
-class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with per-batch flow control and ack bookkeeping.
 
     Must be paired with :class:`~cdpulse.adapters.kafka.stream.BatchStream` and
@@ -64,13 +67,13 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     # -- fetching ---------------------------------------------------------------------
 
-    def _to_message(self, tp: TP, record: Any) -> Message:
-        timestamp = record.timestamp
+    def _to_message(self, tp: TP, record: Any) -> BatchMessage:
+        timestamp: int | None = record.timestamp
         message = BatchMessage(
             record.topic,
             record.partition,
             record.offset,
-            timestamp / 1000.0 if timestamp is not None else None,
+            timestamp / 1000.0 if timestamp is not None else cast(float, None),
             record.timestamp_type,
             record.headers,
             record.key,
@@ -151,9 +154,9 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         """
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
-        deliver = self.app.topics.deliver
+        deliver = cast("BatchConductor", self.app.topics).deliver
         for tp, fetched in batch:
-            messages: Sequence[Message] = fetched
+            messages: Sequence[BatchMessage] = fetched
             last_read = read_offset[tp]
             if last_read is not None and messages[0].offset < last_read:
                 # Behind the position a seek set (faust drops these too).
@@ -238,8 +241,7 @@ class BatchConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         return (
             tp
             for tp, ledger in self._offsets.items()
-            if ledger.ready is not None
-            and (topics is None or tp in topics or tp.topic in topics)
+            if ledger.ready is not None and (topics is None or tp in topics or tp.topic in topics)
         )
 
     def _new_offset(self, tp: TP) -> int | None:

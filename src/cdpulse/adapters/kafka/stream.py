@@ -18,26 +18,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.types import EventT
+from faust.types import ChannelT, EventT
 from mode.utils.times import want_seconds
 
 from cdpulse.adapters.kafka.consumer import BatchConsumer
 
 
-class BatchStream(faust.Stream):  # type: ignore[misc]
+class BatchStream(faust.Stream[Any]):
     """A faust Stream whose acks all reach the consumer through ``Consumer.ack``."""
 
     def __aiter__(self) -> AsyncIterator[Any]:
         # faust's Cython iterator records acks in the consumer's ``_acked_index``
         # itself; the Python one calls ``Message.ack``, which BatchConsumer keeps.
-        iterator = self._py_aiter()
+        iterator = cast(AsyncGenerator[Any, None], self._py_aiter())
         self._active_agens.add(iterator)
-        return iterator  # type: ignore[no-any-return]
+        return iterator
 
-    def take_events(self, max_: int, within: Any) -> AsyncGenerator[Sequence[EventT], None]:
+    def take_events(self, max_: int, within: Any) -> AsyncGenerator[Sequence[EventT[Any]], None]:
         """Batches of at most ``max_`` events, each at most ``within`` s after its first.
 
         Falls back to faust's own when the stream transforms events (processors,
@@ -45,17 +45,17 @@ class BatchStream(faust.Stream):  # type: ignore[misc]
         """
         plain = not (self._processors or self.join_strategy or self.combined)
         if not plain or not isinstance(self.app.consumer, BatchConsumer):
-            return super().take_events(max_, within)  # type: ignore[no-any-return]
+            return super().take_events(max_, within)
         batches = self._take_batches(max_, want_seconds(within) if within else None)
         self._active_agens.add(batches)
         return batches
 
     async def _take_batches(
         self, max_: int, within: float | None
-    ) -> AsyncGenerator[Sequence[EventT], None]:
+    ) -> AsyncGenerator[Sequence[EventT[Any]], None]:
         self._finalized = True
         started_by_us = await self.maybe_start()
-        consumer: BatchConsumer = self.app.consumer
+        consumer = cast(BatchConsumer, self.app.consumer)
         intake = _Intake(self)
         try:
             while not self.should_stop:
@@ -86,7 +86,7 @@ class _Intake:
     def __init__(self, stream: BatchStream) -> None:
         app = stream.app
         self.stream = stream
-        self.queue = stream.channel.queue
+        self.queue = cast(ChannelT[Any], stream.channel).queue
         self.app = app
         self.flow_active = app.flow_control.is_active
         self.acking_topics = app.topics.acking_topics
@@ -94,10 +94,10 @@ class _Intake:
         # Only wait_empty reads the unacked set: without it, no WeakSet add per event.
         self.track = bool(app.conf.stream_wait_empty)
         self.sensors = bool(getattr(app, "per_message_sensors", True))
-        self.events: list[EventT] = []
+        self.events: list[EventT[Any]] = []
         self.states: list[Any] = []
 
-    def take(self) -> tuple[list[EventT], list[Any]]:
+    def take(self) -> tuple[list[EventT[Any]], list[Any]]:
         events, states = self.events, self.states
         self.events, self.states = [], []
         return events, states
@@ -137,20 +137,20 @@ class _Intake:
         message = value.message
         if not self.flow_active() or message.generation_id != self.app.consumer_generation_id:
             return
-        if (self.track or self.sensors) and not message.tracked:
-            if message.topic in self.acking_topics:
-                message.tracked = True
-                if self.track:
-                    self.unacked.add(message)
-                if self.sensors:
-                    self.stream._on_message_in(message.tp, message.offset, message)
+        tracking = self.track or self.sensors
+        if tracking and not message.tracked and message.topic in self.acking_topics:
+            message.tracked = True
+            if self.track:
+                self.unacked.add(message)
+            if self.sensors:
+                self.stream._on_message_in(message.tp, message.offset, message)
         if self.sensors:
             self.states.append(
                 self.stream._on_stream_event_in(message.tp, message.offset, self.stream, value)
             )
         self.events.append(value)
 
-    def sensors_out(self, batch: Sequence[EventT], states: Sequence[Any]) -> None:
+    def sensors_out(self, batch: Sequence[EventT[Any]], states: Sequence[Any]) -> None:
         stream = self.stream
         for event, state in zip(batch, states, strict=True):
             message = event.message
