@@ -109,7 +109,7 @@ def app() -> Iterator[BatchApp]:
         key_serializer="raw",
         value_serializer="raw",
     )
-    app.topics._acking_topics.add(TOPIC)  # the conductor does this when it subscribes
+    app.topics.acking_topics.add(TOPIC)  # the conductor does this when it subscribes
     try:
         yield app
     finally:
@@ -118,7 +118,7 @@ def app() -> Iterator[BatchApp]:
 
 
 def message(offset: int, refcount: int = 1) -> BatchMessage:
-    m = BatchMessage(TOPIC, 0, offset, 0.0, 0, (), b"k", b"v", None, 1, 1, TP0, generation_id=1)
+    m = BatchMessage(TOPIC, 0, offset, 0.0, 0, [], b"k", b"v", None, 1, 1, TP0, generation_id=1)
     m.committable = False
     m.refcount = refcount
     return m
@@ -129,7 +129,7 @@ def deliver(consumer: BatchConsumer, messages: list[BatchMessage]) -> None:
 
 
 def consumer_of(app: BatchApp) -> BatchConsumer:
-    consumer = consumer_of(app)
+    consumer = app.consumer
     assert isinstance(consumer, BatchConsumer)
     return consumer
 
