@@ -4,11 +4,13 @@ Run by ``test_kafka_adapter.py`` as ``python -m tests.integration.batch_agent``.
 environment (``BATCH_AGENT_*``) says where the broker, topic and group are
 (``BOOTSTRAP``, ``TOPIC``, ``GROUP``), where faust keeps its data (``DATADIR``), where
 each handled batch goes as a JSON line (``HANDLED``), and which message's batch raises
-once (``POISON``, "partition:offset"; ``POISONED`` is the file recording that it did).
+once (``POISON``, "partition:offset"; ``POISONED`` is the file recording that it did),
+and how long handling a batch takes (``PAUSE``, seconds; 0 by default).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -29,6 +31,7 @@ def main() -> None:
         if env.get("BATCH_AGENT_POISON")
         else None
     )
+    pause = float(env.get("BATCH_AGENT_PAUSE", "0"))
     app = faust_app(
         env["BATCH_AGENT_GROUP"],
         broker=f"kafka://{env['BATCH_AGENT_BOOTSTRAP']}",
@@ -52,6 +55,7 @@ def main() -> None:
                 if poison in {tuple(o) for o in offsets} and not poisoned.exists():
                     poisoned.write_text(json.dumps(offsets))
                     raise RuntimeError("poisoned batch: its handling raised")
+                await asyncio.sleep(pause)
                 with handled.open("a") as out:
                     out.write(json.dumps(offsets) + "\n")
 

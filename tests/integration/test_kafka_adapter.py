@@ -56,7 +56,9 @@ def committed(group: str, topic: str) -> dict[int, int]:
 class Agent:
     """One ``tests.integration.batch_agent`` worker process and the batches it handled."""
 
-    def __init__(self, tmp: Path, name: str, topic: str, group: str, poison: str = "") -> None:
+    def __init__(
+        self, tmp: Path, name: str, topic: str, group: str, poison: str = "", pause: float = 0
+    ) -> None:
         self.handled = tmp / f"{name}.handled"
         self.poisoned = tmp / f"{name}.poisoned"
         self.log = tmp / f"{name}.log"
@@ -70,6 +72,7 @@ class Agent:
             "BATCH_AGENT_DATADIR": str(tmp / f"{name}.data"),
             "BATCH_AGENT_POISONED": str(self.poisoned),
             "BATCH_AGENT_POISON": poison,
+            "BATCH_AGENT_PAUSE": str(pause),
         }
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -144,3 +147,27 @@ def test_a_raised_batch_is_never_committed_and_is_read_again(
     assert handled_b == [(0, o) for o in range(first_failed, PER_PARTITION)]
     everything = {(p, o) for p in range(PARTITIONS) for o in range(PER_PARTITION)}
     assert set(handled_a) | set(handled_b) == everything
+
+
+def test_a_rebalance_loses_nothing(stack: None, tmp_path: Path) -> None:
+    topic = group = f"batch-{uuid.uuid4().hex[:10]}"
+    make_topic(topic)
+    ends = {p: PER_PARTITION for p in range(PARTITIONS)}
+    # Slow batches (0.5 s each, ~10 s for A alone) so B joins while A is mid-stream.
+    a = Agent(tmp_path, "a", topic, group, pause=0.5)
+    b: Agent | None = None
+    try:
+        wait_until(lambda: len(a.offsets()) > 0, 90, "worker A to handle a batch")
+        # B joins mid-stream: the group rebalances; A re-reads from its commits.
+        b = Agent(tmp_path, "b", topic, group, pause=0.5)
+        wait_until(lambda: committed(group, topic) == ends, 120, "the group to commit the ends")
+    except AssertionError:
+        tails = f"A:\n{a.tail()}\nB:\n{b.tail() if b else ''}"
+        raise AssertionError(f"worker log tails:\n{tails}") from None
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+    handled = a.offsets() + (b.offsets() if b else [])
+    everything = {(p, o) for p in range(PARTITIONS) for o in range(PER_PARTITION)}
+    assert set(handled) == everything

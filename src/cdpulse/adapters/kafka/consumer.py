@@ -111,6 +111,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+        except Exception:
+            log.exception("the fetch loop failed; the consumer stops fetching")
+            raise
         finally:
             unset_flag(CONSUMER_FETCHING)
 

@@ -70,6 +70,10 @@ class BatchStream(faust.Stream[Any]):
                     consumer.ack_messages([event.message for event in batch])
                     if states:
                         intake.sensors_out(batch, states)
+        except StopAsyncIteration:
+            # faust ends a stream by throwing this into its channel's queue; an async
+            # generator may not let it out (RuntimeError), so end as faust's iterator does.
+            return
         finally:
             self._channel_stop_iteration(self.channel)
             if started_by_us:
