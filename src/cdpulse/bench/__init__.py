@@ -4,5 +4,6 @@
 ``sampler`` and ``offsets`` watch the workers; ``ceiling`` is the bare consumer;
 ``http_load`` the open-loop reader; ``stages`` times the batch processor in-process;
 ``redis_memory`` weighs profiles; ``stats`` holds the arithmetic; ``report`` and
-``chart`` render a result.
+``chart`` render a result. ``framework`` (``python -m cdpulse.bench.framework``) times
+faust's own cost per message, stock against ``cdpulse.adapters.kafka``.
 """

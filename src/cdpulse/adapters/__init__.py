@@ -1,0 +1,1 @@
+"""Adapters between cdpulse and the systems it runs on (Kafka through faust)."""

@@ -1,0 +1,163 @@
+"""faust's Stream, whose ``take_events`` reads its channel's queue a batch at a time.
+
+faust's ``take_events`` runs every event through the stream's own iterator in a
+background task (a ``sleep(0)`` and an awaited queue get per event, a processor
+call, two sensor calls) and then acks each event on its own (``Stream.ack`` ->
+``Message.ack`` -> ``Consumer.ack``, two sensor calls). :meth:`BatchStream.take_events`
+takes every event already queued in one go, waits only when the queue is empty, and
+acks a batch in one call (:meth:`BatchConsumer.ack_messages`).
+
+What a batch means is unchanged: at most ``max_`` events, yielded no later than
+``within`` seconds after its first event arrived, acked after the loop body returns,
+also when it raised (faust's ``finally``). Events fetched before a rebalance
+(another generation, or flow suspended) are dropped unacked: the consumer reads
+their partitions again from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any, cast
+
+import faust
+from faust.types import ChannelT, EventT
+from mode.utils.times import want_seconds
+
+from cdpulse.adapters.kafka.consumer import BatchConsumer
+
+
+class BatchStream(faust.Stream[Any]):
+    """A faust Stream whose acks all reach the consumer through ``Consumer.ack``."""
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        # faust's Cython iterator records acks in the consumer's ``_acked_index``
+        # itself; the Python one calls ``Message.ack``, which BatchConsumer keeps.
+        iterator = cast(AsyncGenerator[Any, None], self._py_aiter())
+        self._active_agens.add(iterator)
+        return iterator
+
+    def take_events(self, max_: int, within: Any) -> AsyncGenerator[Sequence[EventT[Any]], None]:
+        """Batches of at most ``max_`` events, each at most ``within`` s after its first.
+
+        Falls back to faust's own when the stream transforms events (processors,
+        joins, combined streams) or the consumer is not a :class:`BatchConsumer`.
+        """
+        plain = not (self._processors or self.join_strategy or self.combined)
+        if not plain or not isinstance(self.app.consumer, BatchConsumer):
+            return super().take_events(max_, within)
+        batches = self._take_batches(max_, want_seconds(within) if within else None)
+        self._active_agens.add(batches)
+        return batches
+
+    async def _take_batches(
+        self, max_: int, within: float | None
+    ) -> AsyncGenerator[Sequence[EventT[Any]], None]:
+        self._finalized = True
+        started_by_us = await self.maybe_start()
+        consumer = cast(BatchConsumer, self.app.consumer)
+        intake = _Intake(self)
+        try:
+            while not self.should_stop:
+                await intake.fill(max_, within)
+                if not intake.events:
+                    continue
+                batch, states = intake.take()
+                self.events_total += len(batch)
+                try:
+                    yield batch
+                finally:
+                    consumer.ack_messages([event.message for event in batch])
+                    if states:
+                        intake.sensors_out(batch, states)
+        except StopAsyncIteration:
+            # faust ends a stream by throwing this into its channel's queue; an async
+            # generator may not let it out (RuntimeError), so end as faust's iterator does.
+            return
+        finally:
+            self._channel_stop_iteration(self.channel)
+            if started_by_us:
+                await self.stop()
+                self.service_reset()
+
+
+class _Intake:
+    """The events of one stream's next batch, taken from its channel's queue.
+
+    Settings are read once here, not per event: a faust setting costs ~1 µs to read.
+    """
+
+    def __init__(self, stream: BatchStream) -> None:
+        app = stream.app
+        self.stream = stream
+        self.queue = cast(ChannelT[Any], stream.channel).queue
+        self.app = app
+        self.flow_active = app.flow_control.is_active
+        self.acking_topics = app.topics.acking_topics
+        self.unacked = app.consumer.unacked
+        # Only wait_empty reads the unacked set: without it, no WeakSet add per event.
+        self.track = bool(app.conf.stream_wait_empty)
+        self.sensors = bool(getattr(app, "per_message_sensors", True))
+        self.events: list[EventT[Any]] = []
+        self.states: list[Any] = []
+
+    def take(self) -> tuple[list[EventT[Any]], list[Any]]:
+        events, states = self.events, self.states
+        self.events, self.states = [], []
+        return events, states
+
+    async def fill(self, max_: int, within: float | None) -> None:
+        """Take events until ``max_``, or until ``within`` s after the first one."""
+        queue, events, accept = self.queue, self.events, self.accept
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while len(events) < max_:
+            if not queue.empty():
+                while len(events) < max_ and not queue.empty():
+                    accept(queue.get_nowait())
+                continue
+            if not events or within is None:
+                accept(await queue.get())
+                if events and within is not None:
+                    deadline = loop.time() + within
+                continue
+            if deadline is None:
+                deadline = loop.time() + within
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                value = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                return
+            accept(value)
+
+    def accept(self, value: Any) -> None:
+        if not isinstance(value, EventT):
+            raise TypeError(
+                f"take_events on {self.stream.channel!r} got {type(value).__name__}, "
+                "not an event: iterate the stream with `async for` instead"
+            )
+        message = value.message
+        if not self.flow_active() or message.generation_id != self.app.consumer_generation_id:
+            return
+        tracking = self.track or self.sensors
+        if tracking and not message.tracked and message.topic in self.acking_topics:
+            message.tracked = True
+            if self.track:
+                self.unacked.add(message)
+            if self.sensors:
+                self.stream._on_message_in(message.tp, message.offset, message)
+        if self.sensors:
+            self.states.append(
+                self.stream._on_stream_event_in(message.tp, message.offset, self.stream, value)
+            )
+        self.events.append(value)
+
+    def sensors_out(self, batch: Sequence[EventT[Any]], states: Sequence[Any]) -> None:
+        stream = self.stream
+        for event, state in zip(batch, states, strict=True):
+            message = event.message
+            stream._on_stream_event_out(message.tp, message.offset, stream, event, state)
+            if message.acked:
+                stream._on_message_out(message.tp, message.offset, message)

@@ -1,0 +1,214 @@
+"""The batch consumer path's pure parts: what a partition may commit, acks, decode choice.
+
+No broker: the consumer is built but never started, and messages are handed to its
+ledger the way its fetch loop does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cdpulse.adapters.kafka import BatchApp, BatchConsumer, BatchStream, faust_app
+from cdpulse.adapters.kafka.conductor import passes_bytes_through
+from cdpulse.adapters.kafka.consumer import BatchMessage
+from cdpulse.adapters.kafka.offsets import Delivered, PartitionOffsets
+
+# --- PartitionOffsets ----------------------------------------------------------------------
+
+
+def oracle(delivered: list[Delivered]) -> int | None:
+    """One past the last message of the committable run from the first: a plain scan."""
+    ready = None
+    for message in delivered:
+        if not message.committable:
+            break
+        ready = message.offset + 1
+    return ready
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 5), st.booleans()), max_size=60),
+    st.integers(0, 10),
+)
+def test_ready_is_one_past_the_committable_run(steps: list[tuple[int, bool]], split: int) -> None:
+    offset, delivered = 0, []
+    for gap, committable in steps:
+        offset += gap  # gaps stand for compacted offsets and transaction markers
+        delivered.append(Delivered(offset, committable))
+    ledger = PartitionOffsets()
+    # Delivered and advanced in two rounds: the answer must not depend on when.
+    ledger.deliver(delivered[:split])
+    ledger.advance()
+    ledger.deliver(delivered[split:])
+    ledger.advance()
+    assert ledger.ready == oracle(delivered)
+
+
+def test_a_hole_holds_back_every_later_commit_until_it_is_handled() -> None:
+    ledger = PartitionOffsets()
+    messages = [Delivered(o) for o in range(10, 16)]
+    ledger.deliver(messages)
+    for m in messages[:2] + messages[3:]:
+        m.committable = True
+    assert ledger.advance() == 12
+    assert ledger.advance() is None and ledger.ready == 12 and len(ledger) == 4
+    messages[2].committable = True
+    assert ledger.advance() == 16 and len(ledger) == 0
+
+
+def test_the_first_message_of_a_partition_without_commits_is_no_exception() -> None:
+    # faust's _new_offset skips its hole check while the committed offset is 0 or None.
+    ledger = PartitionOffsets()
+    first, second = Delivered(0), Delivered(1, committable=True)
+    ledger.deliver([first, second])
+    assert ledger.advance() is None
+
+
+def test_a_fetch_overlapping_the_last_delivers_only_what_is_new() -> None:
+    ledger = PartitionOffsets()
+    ledger.deliver([Delivered(1), Delivered(2)])
+    assert [m.offset for m in ledger.deliver([Delivered(1), Delivered(2), Delivered(3)])] == [3]
+    assert len(ledger) == 3
+
+
+def test_rewind_forgets_what_will_be_read_again() -> None:
+    ledger = PartitionOffsets()
+    messages = [Delivered(o, committable=True) for o in range(5)]
+    ledger.deliver(messages)
+    assert ledger.advance() == 5
+    ledger.rewind(3)
+    assert ledger.ready is None and ledger.last == 2
+    again = [Delivered(3, committable=True), Delivered(4)]
+    assert ledger.deliver(again) == again
+    assert ledger.advance() == 4
+
+
+# --- BatchConsumer acks, without a broker ---------------------------------------------------
+
+TOPIC = "orders"
+TP0 = TP(TOPIC, 0)
+
+
+@pytest.fixture
+def app() -> Iterator[BatchApp]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = faust_app(
+        "unit-batch",
+        broker="kafka://127.0.0.1:1",
+        uvloop=False,
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    app.topics.acking_topics.add(TOPIC)  # the conductor does this when it subscribes
+    try:
+        yield app
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def message(offset: int, refcount: int = 1) -> BatchMessage:
+    m = BatchMessage(TOPIC, 0, offset, 0.0, 0, [], b"k", b"v", None, 1, 1, TP0, generation_id=1)
+    m.committable = False
+    m.refcount = refcount
+    return m
+
+
+def deliver(consumer: BatchConsumer, messages: list[BatchMessage]) -> None:
+    consumer._ledger(TP0).deliver(messages)
+
+
+def consumer_of(app: BatchApp) -> BatchConsumer:
+    consumer = app.consumer
+    assert isinstance(consumer, BatchConsumer)
+    return consumer
+
+
+def test_a_batch_ack_commits_up_to_the_batch(app: BatchApp) -> None:
+    consumer = consumer_of(app)
+    batch = [message(o) for o in range(100, 105)]
+    deliver(consumer, batch)
+    assert consumer.ack_messages(batch) == 5
+    assert consumer._new_offset(TP0) == 105
+    assert list(consumer._filter_tps_with_pending_acks()) == [TP0]
+    assert consumer._n_acked == 5
+    # Acking again changes nothing.
+    assert consumer.ack_messages(batch) == 0
+
+
+def test_a_batch_marked_acked_by_hand_is_never_committed(app: BatchApp) -> None:
+    # The worker's _committed_only_if_handled: handling raised, the batch is marked
+    # acked without recording it, and no commit may pass it.
+    consumer = consumer_of(app)
+    failed, later = [message(o) for o in range(0, 3)], [message(o) for o in range(3, 6)]
+    deliver(consumer, failed + later)
+    for m in failed:
+        m.acked = True
+    consumer.ack_messages(failed)
+    consumer.ack_messages(later)
+    assert consumer._new_offset(TP0) is None
+    assert consumer.pending() == {TP0: 6}
+
+
+def test_a_message_shared_by_two_streams_commits_after_both_acked(app: BatchApp) -> None:
+    consumer = consumer_of(app)
+    shared = message(7, refcount=2)
+    deliver(consumer, [shared])
+    assert consumer.ack_messages([shared]) == 0
+    assert consumer._new_offset(TP0) is None
+    assert shared.ack(consumer)  # faust's per-message path reaches BatchConsumer.ack
+    assert consumer._new_offset(TP0) == 8
+
+
+def test_revocation_forgets_the_partition(app: BatchApp) -> None:
+    consumer = consumer_of(app)
+    deliver(consumer, [message(1)])
+    consumer._offsets.pop(TP0)  # what on_partitions_revoked does before faust's own
+    stale = message(1)
+    consumer.ack_messages([stale])
+    assert consumer._new_offset(TP0) is None
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+
+def test_the_app_uses_the_batch_transport(app: BatchApp) -> None:
+    assert isinstance(app.consumer, BatchConsumer)
+    assert isinstance(app.stream([]), BatchStream)
+
+
+def test_a_stream_class_that_is_not_a_batch_stream_is_refused() -> None:
+    with pytest.raises(ValueError, match="subclass BatchStream"):
+        BatchApp("x", broker="kafka://127.0.0.1:1", Stream=faust.Stream)
+
+
+def test_a_broker_other_than_kafka_is_refused() -> None:
+    app = BatchApp("x", broker="memory://")
+    with pytest.raises(ValueError, match="kafka://"):
+        _ = app.transport
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"key_type": bytes, "value_type": bytes}, True),
+        ({"key_type": bytes, "value_type": bytes, "value_serializer": "json"}, False),
+        ({"key_type": str, "value_type": bytes}, False),
+        ({"key_type": bytes, "value_type": None}, False),
+    ],
+)
+def test_only_raw_bytes_topics_skip_decoding(
+    app: BatchApp, options: dict[str, Any], expected: bool
+) -> None:
+    topic = app.topic("t", **options)
+    assert passes_bytes_through(app, topic) is expected
