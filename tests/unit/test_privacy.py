@@ -14,16 +14,16 @@ from cdpulse.contract.mirror import from_dict
 from cdpulse.ingest.message import Message
 from cdpulse.models.labels import ChurnLabeler
 from cdpulse.models.online import ChurnScoring, profile_document
+from cdpulse.pipeline.batch import ProfilePipeline
+from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
+from cdpulse.pipeline.outputs import Stream
+from cdpulse.pipeline.stages import Engine, Models, Stages
 from cdpulse.privacy.consent import PURPOSES, allows
 from cdpulse.privacy.ledger import MemoryLedger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import Profile, encode
 from cdpulse.profile.rules import Rules, apply, merge, new_profile
-from cdpulse.pipeline.batch import ProfilePipeline
-from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
-from cdpulse.pipeline.outputs import Stream
-from cdpulse.pipeline.stages import Engine, Models, Stages
 from tests import oracle
 
 RULES = Rules(traits=TraitPolicy(pseudonymizer=Pseudonymizer(oracle.PSEUDONYM_KEY)))

@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cdpulse.adapters.kafka import faust_app as batch_faust_app
 from cdpulse.connections import faust_credentials, redis_options
 from cdpulse.ops import metrics
 from cdpulse.settings import Settings
@@ -56,7 +57,9 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
     port = {"worker": settings.worker_port, "learner": settings.learner_port}.get(
         role, settings.web_port
     )
-    return faust.App(
+    # faust, with the batch consumer path and uvloop (``adapters/kafka``): the framework
+    # costs ~13 µs per message instead of ~50-100.
+    return batch_faust_app(
         group,
         broker=[f"kafka://{b}" for b in settings.kafka_bootstrap.split(",")],
         store="memory://",

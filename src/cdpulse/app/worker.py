@@ -83,6 +83,7 @@ class Worker:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_batch: float = 0.0
     decided_at: int = 0  # the low watermark the last batch decided things at
+    more_due: bool = False  # the last batch polled as many due profiles as it may
 
 
 def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
@@ -164,7 +165,8 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         async with worker.lock:
             report = await retry(functools.partial(pipeline.run, messages))
             worker.last_batch = asyncio.get_running_loop().time()
-            worker.decided_at = report.low_watermark
+            worker.decided_at = report.decided_at
+            worker.more_due = len(report.due) >= pipeline.due_limit
         health.succeeded()
         record_batch(report)
 
@@ -182,8 +184,8 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         loop = asyncio.get_running_loop()
         if worker.lock.locked() or loop.time() - worker.last_batch < IDLE_SECONDS:
             return
-        if not pipeline.due and pipeline.low_watermark <= worker.decided_at:
-            return
+        if not worker.more_due and pipeline.low_watermark <= worker.decided_at:
+            return  # everything up to the watermark is decided
         with suppress(asyncio.CancelledError):  # stopping mid-retry: nothing was lost
             await run([])
 

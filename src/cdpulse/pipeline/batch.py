@@ -86,7 +86,9 @@ class BatchReport:
     round_trips: int = 0
     retries: Counter[str] = field(default_factory=Counter)  # refused saves, by status
     erasures: list[Any] = field(default_factory=list)
-    low_watermark: int = 0
+    decided_at: int = 0  # the low watermark labels and triggers were decided at
+    due: set[str] = field(default_factory=set)  # profiles polled because something was due
+    low_watermark: int = 0  # with this batch's events: what the next batch decides at
     high_watermark: int = 0
     written_at: float = 0.0  # wall clock when the write was acknowledged (latency metrics)
 
@@ -124,8 +126,9 @@ class ProfilePipeline:
         self.erasures = erasures
         self.sharding = sharding
         self.due_limit = due_limit
-        # Due schedules polled by one batch are loaded by the next: no extra round trip.
-        self.due: set[str] = set()
+        # The low watermark as of the last batch: this batch polls what is due up to it and
+        # decides labels and triggers at it, so that at each batch everything up to one
+        # watermark is decided, in time order, however the stream was cut into batches.
         self.low_watermark = 0
 
     async def run(self, messages: list[Message], now: datetime | None = None) -> BatchReport:
@@ -146,24 +149,24 @@ class ProfilePipeline:
             name = item.message.partition_name
             if item.event.at > marks.get(name, 0):
                 marks[name] = item.event.at
-        carried, self.due = self.due, set()
-        view = await self._read(decoded.items, carried, report)
+        decide_at = self.low_watermark
+        view = await self._read(decoded.items, set(), report)
+        due = report.due = view.due
         items, requests = self._screen(decoded.items, view, report)
         if requests:
-            items = await self._erase(requests, items, report)
+            items = await self._erase(requests, items, due, report)
         for name, at in view.watermarks.items():
             marks[name] = max(marks.get(name, 0), at)
         low = 0 if len(marks) < self.partitions else min(marks.values())
-        report.low_watermark, report.high_watermark = low, max(marks.values(), default=0)
-        self.low_watermark = max(self.low_watermark, low)
-        self.due = view.due
+        report.decided_at, report.low_watermark = decide_at, low
+        report.high_watermark = max(marks.values(), default=0)
 
         as_of = max((i.event.at for i in items), default=report.high_watermark)
-        pending_items, pending_due = items, carried
+        pending_items, pending_due = items, due
         refused: dict[str, SaveStatus] = {}
         for attempt in range(MAX_ROUNDS):
             report.rounds += 1
-            work = self._compute(pending_items, pending_due, view, low, as_of, report)
+            work = self._compute(pending_items, pending_due, view, decide_at, as_of, report)
             if attempt == 0:
                 outputs.extend(work.outputs)
                 work.outputs = outputs
@@ -183,10 +186,11 @@ class ProfilePipeline:
             if not refused:
                 break
             pending_items = [i for i in items if i.target in refused]
-            pending_due = {i for i in refused if i in carried}
+            pending_due = {i for i in refused if i in due}
             view = await self._read(pending_items, set(refused), report, poll=False)
         else:
             raise GaveUp(list(refused))
+        self.low_watermark = max(self.low_watermark, low)
         report.written_at = datetime.now(UTC).timestamp()
         report.quarantined = report.work.counts["quarantined"]
         return report
@@ -198,7 +202,8 @@ class ProfilePipeline:
     ) -> View:
         """The batch's state: one round trip, and one more per hop of links to follow.
 
-        ``poll``: also ask the due schedules of this worker's shards what is due.
+        ``poll``: also ask the due schedules of this worker's shards what is due up to the
+        watermark this batch decides at, and load those profiles.
         """
         ids = wanted_ids(items) | also
         buyers = {i.event.key for i in items if type(i.event) is OrderCompletedEvent}
@@ -340,7 +345,7 @@ class ProfilePipeline:
     # --- erasure ------------------------------------------------------------------------
 
     async def _erase(
-        self, requests: list[Item], items: list[Item], report: BatchReport
+        self, requests: list[Item], items: list[Item], due: set[str], report: BatchReport
     ) -> list[Item]:
         """Carry out the batch's erasure requests first; the batch's other events of the
         erased ids are dropped, so nothing computed about them leaves the worker.
@@ -385,7 +390,7 @@ class ProfilePipeline:
             i for i in items if i.event.customer_id not in gone and i.event.anonymous_id not in gone
         ]
         report.suppressed += len(items) - len(kept)
-        self.due -= gone
+        due -= gone
         return kept
 
 

@@ -56,7 +56,12 @@ class MemoryState:
                 due = sorted(
                     (at, i) for i, at in schedule.get(shard, {}).items() if at <= wanted.due_until
                 )
-                view.due.update(i for _, i in due[: wanted.due_limit])
+                for _, i in due[: wanted.due_limit]:
+                    view.due.add(i)
+                    version, blob = self.blobs.get(i, (0, None))
+                    view.profiles[i] = Stored(version, decode(blob) if blob else None, blob)
+                    if i in self.aliases:
+                        view.aliases[i] = self.aliases[i]
         return view
 
     async def write(self, changes: Changes) -> dict[str, SaveStatus]:

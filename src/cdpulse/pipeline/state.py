@@ -60,7 +60,7 @@ class View:
     watermarks: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> ms
     # experiment -> customer -> (variant, exposed at)
     exposures: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
-    due: set[str] = field(default_factory=set)  # profiles with something due
+    due: set[str] = field(default_factory=set)  # profiles with something due (loaded too)
 
     def merge(self, more: View) -> None:
         """Add a follow-up read (profiles found through aliases) to this one."""

@@ -2,7 +2,7 @@
 
 The read asks, in one round trip, for every profile and link the batch touches, the
 erasure ledger's entries of its ids, the watermarks, the exposures of its buyers and what
-is due in this worker's shards. The write is one ``state.lua`` call per profile (the
+is due in this worker's shards, with those profiles (``due.lua``). The write is one ``state.lua`` call per profile (the
 compare-and-set and everything that must change with it, see the script) and the
 watermark script, again in one round trip.
 
@@ -70,6 +70,7 @@ class RedisState:
         self.shard_of = shard_of
         self._save = _Script("state.lua")
         self._watermark = _Script("watermark.lua")
+        self._due = _Script("due.lua")
         self.round_trips = 0
 
     # --- read -----------------------------------------------------------------------------
@@ -92,10 +93,9 @@ class RedisState:
                 for name in wanted.experiments:
                     pipe.hmget(keys.experiment(name, "exposed"), buyers)
             for shard in wanted.due_shards:
-                for kind in ("churn", "trigger"):
-                    pipe.zrangebyscore(
-                        keys.due(shard, kind), "-inf", wanted.due_until, 0, wanted.due_limit
-                    )
+                schedules = [keys.due(shard, "churn"), keys.due(shard, "trigger")]
+                args: list[Any] = [wanted.due_until, wanted.due_limit, keys.prefix]
+                self._due.call(pipe, schedules, args)
 
         replies = iter(await self._execute(build, "read"))
 
@@ -121,8 +121,16 @@ class RedisState:
                         seen[customer] = (variant, int(at))
                 view.exposures[name] = seen
         for _ in wanted.due_shards:
-            for _kind in ("churn", "trigger"):
-                view.due.update(_text(i) for i in next(replies))
+            rows = next(replies)
+            for row in range(0, len(rows), 4):
+                raw_id, alias, version, blob = rows[row : row + 4]
+                due_id = _text(raw_id)
+                view.due.add(due_id)
+                if alias is not None:
+                    view.aliases[due_id] = _text(alias)
+                view.profiles[due_id] = Stored(
+                    int(version or 0), decode(blob) if blob else None, blob or None
+                )
         return view
 
     # --- write ----------------------------------------------------------------------------
@@ -193,8 +201,8 @@ class RedisState:
     # --- both -----------------------------------------------------------------------------
 
     async def load_scripts(self) -> None:
-        await self._save.load(self.client)
-        await self._watermark.load(self.client)
+        for each in (self._save, self._watermark, self._due):
+            await each.load(self.client)
 
     async def _execute(self, build: Callable[[Any], None], op: str) -> list[Any]:
         """One round trip of the commands ``build`` adds to a pipeline."""
