@@ -14,9 +14,9 @@ import pytest
 
 from cdpulse.importer import CsvFormat, ImportedOrder, OrderColumns, read_orders
 from cdpulse.models.clv import summary_from_profile
-from cdpulse.models.evaluate import replay_churn
 from cdpulse.models.labels import Example
 from cdpulse.models.lifetime import OrderSummary, refit
+from cdpulse.pipeline.replay import replay_churn
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until

@@ -6,10 +6,10 @@ import asyncio
 import json
 
 from cdpulse.models.churn import ChurnModel
-from cdpulse.models.evaluate import replay_churn
 from cdpulse.models.features import FEATURE_NAMES, churn_features, describe
 from cdpulse.models.labels import ChurnLabeler, Example
 from cdpulse.models.learner import ChurnLearner
+from cdpulse.pipeline.replay import replay_churn
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
 from cdpulse.settings import Settings

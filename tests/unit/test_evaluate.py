@@ -11,7 +11,7 @@ import pytest
 
 from cdpulse.cli.main import main
 from cdpulse.importer import CsvFormat, ImportedOrder, OrderColumns, read_orders
-from cdpulse.models.evaluate import replay_clv
+from cdpulse.pipeline.replay import replay_clv
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 

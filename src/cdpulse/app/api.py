@@ -85,9 +85,7 @@ def create_api(settings: Settings) -> faust.App:
     book = load_book(settings.segments_file)
     memberships = RedisMembershipStore(client, prefix)
     declared = experiments(book, settings.segments_file or "<segments>")
-    triggers = TriggerService.create(
-        settings, client, rules.session_gap, app, rules.traits.pseudonymizer
-    )
+    triggers = TriggerService.create(settings, client, app)
     register_views(services)
     register_segment_views(app, book, memberships)
     register_experiment_views(app, settings, client, store, declared)

@@ -79,7 +79,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     outlet = KafkaOutlet(app, output_topics(topics))
     training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
     reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
-    triggers = TriggerService.create(settings, client, rules.session_gap, app, pseudonyms)
+    triggers = TriggerService.create(settings, client, app)
     model_store = churn_store(client, prefix)
     reco = reco_store(client, prefix)
     clv = RedisClvStore(client, prefix)
@@ -243,7 +243,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         pseudonym=pseudonyms.of_id,
         shard_of=lambda profile_id: partition_of(profile_id, partitions),
     )
-    hooks = TriggerEngine(triggers.config, triggers.store, session_gap=rules.session_gap)
+    hooks = TriggerEngine(triggers.config, session_gap=rules.session_gap)
     sweep = RfmSweep(book.rfm, memberships, state, hooks, outlet)
 
     @app.timer(interval=settings.rfm_refresh_seconds)  # type: ignore[untyped-decorator]

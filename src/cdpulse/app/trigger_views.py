@@ -10,14 +10,16 @@ from faust.web import Request, Response, View
 
 from cdpulse.offers.uplift import uplift
 from cdpulse.profile.view import iso
-from cdpulse.store.base import ProfileStore
+from cdpulse.store.redis import RedisProfileStore
 from cdpulse.triggers.decide import trigger_id
 
 if TYPE_CHECKING:
     from cdpulse.app.triggers import TriggerService
 
 
-def register_trigger_views(app: faust.App, triggers: TriggerService, store: ProfileStore) -> None:
+def register_trigger_views(
+    app: faust.App, triggers: TriggerService, store: RedisProfileStore
+) -> None:
     """Add ``/v1/rules``, ``/v1/rules/{name}/uplift`` and a profile's triggers to the app."""
 
     @app.page("/v1/profiles/{profile_id}/triggers")

@@ -51,7 +51,7 @@ def _lines(path: Path) -> list[bytes]:
 
 def run_churn(args: argparse.Namespace) -> int:
     from cdpulse.cli.progress import Reporter
-    from cdpulse.models.evaluate import replay_churn
+    from cdpulse.pipeline.replay import replay_churn
 
     lines = _lines(args.input)
     with Reporter("evaluate churn", len(lines)) as progress:
@@ -71,7 +71,7 @@ def run_churn(args: argparse.Namespace) -> int:
 
 def run_clv(args: argparse.Namespace) -> int:
     from cdpulse.cli.progress import Reporter
-    from cdpulse.models.evaluate import replay_clv
+    from cdpulse.pipeline.replay import replay_clv
 
     lines = _lines(args.input)
     with Reporter("evaluate clv", len(lines)) as progress:

@@ -75,14 +75,19 @@ def run(args: argparse.Namespace) -> int:
 async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: int) -> int:
     from datetime import timedelta
 
+    from cdpulse.app.base import partition_of
     from cdpulse.cli.progress import Reporter
+    from cdpulse.connections import redis_options
     from cdpulse.contract.topics import Topics
-    from cdpulse.ingest.batch import BatchProcessor
     from cdpulse.ingest.rebuild import History, rebuild
+    from cdpulse.pipeline.batch import ProfilePipeline
+    from cdpulse.pipeline.memory import MemoryOutlet
+    from cdpulse.pipeline.stages import Engine, Models, Stages
     from cdpulse.profile.rules import Rules
     from cdpulse.store.redis import RedisProfileStore
+    from cdpulse.store.state import RedisState
 
-    store = RedisProfileStore.from_url(redis_url, prefix)
+    store = RedisProfileStore.from_url(redis_url, prefix, **redis_options(settings))
     try:
         await _refuse_unless_empty(store, redis_url)
         topics = Topics.from_settings(settings).inputs
@@ -94,15 +99,29 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
                     file=sys.stderr,
                 )
             rules = Rules.from_settings(settings)
-            processor = BatchProcessor(
-                store,
-                rules,
+            partitions = settings.topic_partitions
+            state = RedisState(
+                store.client,
+                prefix,
+                pseudonym=rules.traits.pseudonymizer.of_id,
+                shard_of=lambda profile_id: partition_of(profile_id, partitions),
+                # Erased customers stay erased: the history is screened with the live
+                # prefix's ledger (CDPULSE_REDIS_PREFIX, in the Redis written to).
+                ledger_prefix=settings.redis_prefix,
+            )
+            await state.load_scripts()
+            # Profiles only: outputs were published live; the records are dropped here.
+            pipeline = ProfilePipeline(
+                state,
+                MemoryOutlet(keep=False),
+                Stages(Engine(rules, Models())),
+                partitions=len(topics) * partitions,
                 max_bytes=settings.max_event_bytes,
                 max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
                 erasures=_eraser(settings, store, rules),
             )
             with Reporter("rebuild", history.total) as progress:
-                report = await rebuild(history, processor, batch_size, progress.advance)
+                report = await rebuild(history, pipeline, batch_size, progress.advance)
         print(await _summary(store, report, len(history.ranges)))
     finally:
         await store.close()
@@ -110,15 +129,16 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
 
 
 def _eraser(settings: Settings, store: RedisProfileStore, rules: Any) -> Any:
-    """Erased customers stay erased: the history is screened with the live prefix's
-    erasure ledger (CDPULSE_REDIS_PREFIX, in the Redis written to), and the erasure
-    requests in it are carried out again in the target prefix."""
+    """The erasure requests in the history are carried out again in the target prefix,
+    and recorded in the live prefix's ledger (where they are already)."""
+    from cdpulse.app.base import partition_of
     from cdpulse.privacy.erasure import Eraser
     from cdpulse.privacy.ledger import RedisLedger
     from cdpulse.store.keys import Keys
 
     pseudonyms = rules.traits.pseudonymizer
     ledger = RedisLedger(store.client, Keys(settings.redis_prefix).erasure_ledger, pseudonyms)
+    partitions = settings.topic_partitions
     return Eraser(
         store.client,
         store.keys.prefix,
@@ -126,6 +146,7 @@ def _eraser(settings: Settings, store: RedisProfileStore, rules: Any) -> Any:
         pseudonyms,
         settings.erasure_sweep,
         rules.traits.personal,
+        shard_of=lambda profile_id: partition_of(profile_id, partitions),
     )
 
 

@@ -2,8 +2,8 @@
 
 Kafka keeps the input messages; Redis keeps what the worker made of them. When Redis
 lost data, or to check the live profiles, ``cdpulse rebuild`` replays the three input
-topics from their first retained offset through the same ``BatchProcessor`` and
-``RedisProfileStore`` into a key prefix of its own.
+topics from their first retained offset through the same profile pipeline and Redis
+state store into a key prefix of its own.
 
 The history is read by consumers that join no group: they commit nothing and take no
 partitions away from the workers. They stop at the end offsets seen at the start.
@@ -31,8 +31,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from cdpulse.ingest.batch import BatchProcessor
 from cdpulse.ingest.message import Message
+from cdpulse.pipeline.batch import ProfilePipeline
 from cdpulse.store.keys import Keys
 
 # Seconds without a single fetched record (while some are due) before giving up.
@@ -214,11 +214,11 @@ class RebuildReport:
 
 async def rebuild(
     history: History,
-    processor: BatchProcessor,
+    pipeline: ProfilePipeline,
     batch_size: int,
     on_batch: Callable[[int], None] = lambda n: None,
 ) -> RebuildReport:
-    """Apply the whole history to ``processor``'s store; ``on_batch`` gets each batch's size.
+    """Apply the whole history to ``pipeline``'s store; ``on_batch`` gets each batch's size.
 
     Dead letters are counted, not published again: the worker published them when the
     messages first arrived.
@@ -226,12 +226,14 @@ async def rebuild(
     report = RebuildReport()
     started = time.monotonic()
     for batch in history.batches(batch_size):
-        result = await processor.process(batch)
+        result = await pipeline.run(batch)
+        counts = result.work.counts
         report.messages += len(batch)
-        report.applied += result.applied
-        report.duplicates += result.duplicates
-        report.merges += result.merges
-        report.rejected.update(letter.reason for letter in result.dead_letters)
+        report.applied += counts["applied"]
+        report.duplicates += counts["duplicates"]
+        report.merges += counts["merges"]
+        if result.decoded is not None:
+            report.rejected.update(result.decoded.rejected)
         on_batch(len(batch))
     report.seconds = time.monotonic() - started
     return report

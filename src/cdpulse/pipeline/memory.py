@@ -130,9 +130,10 @@ class MemoryState:
 
 
 class MemoryOutlet:
-    """Published records, in order, per stream."""
+    """Published records, in order, per stream (``keep=False``: dropped, as a rebuild does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
         self.sent: dict[Stream, list[Record]] = {}
         self.fail_next = 0  # tests: raise on the next n publishes (a broker down)
 
@@ -140,6 +141,8 @@ class MemoryOutlet:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("outlet down (test)")
+        if not self.keep:
+            return
         for stream, records in outputs.records.items():
             self.sent.setdefault(stream, []).extend(records)
 

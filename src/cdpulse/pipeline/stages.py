@@ -33,7 +33,7 @@ from cdpulse.segments.definitions import SegmentBook
 from cdpulse.segments.fields import profile_fields
 from cdpulse.segments.membership import Transition, evaluate, transitions
 from cdpulse.segments.sketches import RfmSketches
-from cdpulse.triggers.decide import Attribution, Chooser, Decision, decide, next_due
+from cdpulse.triggers.decide import Attribution, Chooser, Decision
 from cdpulse.triggers.engine import Expired, TriggerEngine, no_offer
 from cdpulse.triggers.outputs import rewards, trigger_messages, uplift_tallies
 from cdpulse.triggers.rules import TriggerConfig
@@ -74,20 +74,18 @@ class Engine:
     def trigger_hooks(self) -> TriggerEngine | None:
         if self.triggers is None or not self.triggers.rules:
             return None
-        return TriggerEngine(self.triggers, _NoSchedule(), session_gap=self.rules.session_gap)
+        models = self.models
 
+        def chooser(profile: Profile) -> Chooser:
+            policy = models.offers
+            return policy.chooser(profile) if policy is not None else no_offer
 
-class _NoSchedule:
-    """The trigger engine's pure hooks need no schedule: the batch's write sets due times."""
-
-    async def schedule(self, dues: dict[str, int]) -> None:
-        raise NotImplementedError
-
-    async def due(self, until: int, limit: int) -> dict[str, int]:
-        raise NotImplementedError
-
-    async def move(self, moves: dict[str, tuple[int, int | None]]) -> None:
-        raise NotImplementedError
+        return TriggerEngine(
+            self.triggers,
+            session_gap=self.rules.session_gap,
+            lateness=self.trigger_lateness,
+            chooser=chooser,
+        )
 
 
 @dataclass(slots=True)
@@ -227,24 +225,12 @@ class Stages:
         trigger_due: int | None = None
         tallies: list[tuple[str, str, str]] = []
         if self.hooks is not None:
-            config = self.hooks.config
             if applied or entries:
                 self.hooks.after_profile(profile, entries)
-            watch = profile.watch
-            if watch is not None:
-                due = next_due(watch, config)
-                late = watermark - engine.trigger_lateness
-                if watermark > 0 and due is not None and due <= late:
-                    customer = profile.customer_id or profile.id
-                    found, attributed = decide(
-                        watch, customer, profile.consent, late, config, self._chooser(profile)
-                    )
-                    if found or attributed:
-                        decided = Expired(found, attributed, {customer: profile})
-                        tallies = self._settle(decided, work)
-                        changed = True
-                    due = next_due(watch, config)
-                trigger_due = due
+            decided, trigger_due = self.hooks.decide_due(profile, watermark)
+            if decided.profiles:
+                tallies = self._settle(decided, work)
+                changed = True
 
         if not changed:
             return examples
@@ -306,10 +292,6 @@ class Stages:
             if seen is not None and seen[1] <= last < seen[1] + experiment.window_ms:
                 out.append((experiment.name, seen[0]))
         return out
-
-    def _chooser(self, profile: Profile) -> Chooser:
-        policy = self.engine.models.offers
-        return policy.chooser(profile) if policy is not None else no_offer
 
     def _settle(self, decided: Expired, work: Work) -> list[tuple[str, str, str]]:
         """Trigger documents and offer rewards of one profile's decisions, to publish; the

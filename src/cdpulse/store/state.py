@@ -2,9 +2,9 @@
 
 The read asks, in one round trip, for every profile and link the batch touches, the
 erasure ledger's entries of its ids, the watermarks, the exposures of its buyers and what
-is due in this worker's shards, with those profiles (``due.lua``). The write is one ``state.lua`` call per profile (the
-compare-and-set and everything that must change with it, see the script) and the
-watermark script, again in one round trip.
+is due in this worker's shards, with those profiles (``due.lua``). The write is one
+``state.lua`` call per profile (the compare-and-set and everything that must change with
+it, see the script) and the watermark script, again in one round trip.
 
 Scripts are called by hash with ``EVALSHA`` and loaded once: redis-py's ``Script`` objects
 ask ``SCRIPT EXISTS`` before every pipeline that holds one, a round trip per batch. A
@@ -62,9 +62,12 @@ class RedisState:
         retention_ms: int = 0,
         pseudonym: Callable[[str], str],
         shard_of: Callable[[str], int],
+        ledger_prefix: str | None = None,
     ) -> None:
         self.client = client
         self.keys = Keys(prefix)
+        # The erasure ledger read: the prefix's own, or a live one a rebuild screens with.
+        self.ledger = Keys(ledger_prefix or prefix).erasure_ledger
         self.retention_ms = retention_ms
         self.pseudonym = pseudonym
         self.shard_of = shard_of
@@ -84,7 +87,7 @@ class RedisState:
 
         def build(pipe: Any) -> None:
             if erased:
-                pipe.hmget(keys.erasure_ledger, pseudonyms)
+                pipe.hmget(self.ledger, pseudonyms)
             for profile_id in ids:
                 pipe.get(keys.alias(profile_id))
                 pipe.hmget(keys.profile(profile_id), "v", "b")

@@ -1,10 +1,10 @@
 """``cdpulse evaluate churn|clv``: the streaming code path, replayed in-process over a file.
 
-The replay runs the very same BatchProcessor, labeler, learner and scoring the worker
-runs, with an in-memory store instead of Redis and batches cut from the file in event
-time order instead of Kafka. Each label is predicted by the newest model before it is
-learned (test-then-train), exactly as the live learner measures itself; a recency-only
-model learned on the same examples is the baseline beside it.
+The replay runs the very same pipeline, stages, labeler, learner and scoring the worker
+and the learner run, with the in-memory state store and outlet instead of Redis and
+Kafka, and batches cut from the file in event time order. Each label is predicted by the
+newest model before it is learned (test-then-train), exactly as the live learner measures
+itself; a recency-only model learned on the same examples is the baseline beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from river import linear_model, optim, preprocessing
 
 from cdpulse.contract.topics import Topics
 from cdpulse.contract.validation import Rejection, validate
-from cdpulse.ingest.batch import BatchProcessor
 from cdpulse.ingest.message import Message
 from cdpulse.models.churn import Snapshot
 from cdpulse.models.clv import summary_from_profile
@@ -27,13 +26,16 @@ from cdpulse.models.features import FEATURE_NAMES
 from cdpulse.models.labels import ChurnLabeler, Example
 from cdpulse.models.learner import ChurnLearner
 from cdpulse.models.lifetime import ClvSnapshot, OrderSummary, refit
-from cdpulse.models.online import ChurnScoring, churn_view
+from cdpulse.models.online import churn_view
 from cdpulse.models.quality import ModelQuality
+from cdpulse.pipeline.batch import ProfilePipeline, Sharding
+from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
+from cdpulse.pipeline.stages import Engine, Models, Stages
 from cdpulse.privacy.consent import allows
+from cdpulse.profile.model import decode
 from cdpulse.profile.rules import Rules, to_millis
 from cdpulse.profile.windows import DAY
 from cdpulse.settings import Settings
-from cdpulse.store.memory import MemoryProfileStore
 
 _RECENCY = FEATURE_NAMES.index("days_since_last_visit")
 
@@ -69,6 +71,28 @@ class ChurnEvaluation:
     examples: list[Example] = field(default_factory=list)
 
 
+def _pipeline(
+    settings: Settings, models: Models, labeler: ChurnLabeler | None
+) -> tuple[MemoryState, ProfilePipeline]:
+    """The worker's pipeline over memory: the same engine, one shard per partition."""
+    partitions = settings.topic_partitions
+
+    def shard_of(profile_id: str) -> int:
+        return int(murmur2(profile_id.encode()) & 0x7FFFFFFF) % partitions
+
+    state = MemoryState(shard_of=shard_of)
+    rules = Rules.from_settings(settings)
+    engine = Engine(rules, models, labeler=labeler, pseudonym=rules.traits.pseudonymizer.of_id)
+    pipeline = ProfilePipeline(
+        state,
+        MemoryOutlet(),
+        Stages(engine),
+        partitions=len(Topics.from_settings(settings).inputs) * partitions,
+        sharding=Sharding(lambda: tuple(range(partitions)), shard_of),
+    )
+    return state, pipeline
+
+
 class Messages:
     """Cuts an event stream into Kafka-like messages: topic by type, partition by key."""
 
@@ -96,17 +120,10 @@ async def replay_churn(
     """Replay JSON Lines (in event-time order) through the churn path in-process."""
     from datetime import UTC, datetime
 
-    store = MemoryProfileStore()
-    labeler = ChurnLabeler.from_settings(settings)
     learner = ChurnLearner.fresh(settings.churn_model)
     baseline = RecencyBaseline()
-    published: list[Snapshot] = []
-    processor = BatchProcessor(
-        store,
-        Rules.from_settings(settings),
-        enricher=ChurnScoring(labeler, lambda: published[-1] if published else None),
-        partitions=len(Topics.from_settings(settings).inputs) * settings.topic_partitions,
-    )
+    models = Models()
+    state, pipeline = _pipeline(settings, models, ChurnLabeler.from_settings(settings))
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions)
     training_offset = -1
     learned: list[Example] = []
@@ -115,18 +132,15 @@ async def replay_churn(
 
     async def flush(batch: list[Message]) -> None:
         nonlocal training_offset
-        result = await processor.process(batch)
-        expired = await processor.expire(await processor.low_watermark())
-        examples = sorted(result.examples + expired, key=lambda e: e.order)
+        report = await pipeline.run(batch)
         pairs = []
-        learned.extend(examples)
-        for example in examples:
+        learned.extend(report.work.examples)
+        for example in report.work.examples:
             training_offset += 1
             pairs.append((training_offset, example))
             baseline.learn(example)
         if learner.learn(pairs).learned:
-            published.append(learner.snapshot())
-            del published[:-1]
+            models.churn = learner.snapshot()
 
     batch: list[Message] = []
     for raw in lines:
@@ -150,18 +164,18 @@ async def replay_churn(
             batch = []
     if batch:
         await flush(batch)
+    await flush([])  # the stream is idle: what its last watermark made due is decided
 
-    snapshot = published[-1] if published else None
-    as_of = await store.watermark()
+    snapshot = models.churn
+    as_of = max(state.watermarks.values(), default=0)
     scores: dict[str, float | None] = {}
-    for profile_id in sorted(store.profiles):
-        profile = await store.get(profile_id)
-        if profile is not None:
-            scores[profile_id] = (
-                churn_view(profile, snapshot, as_of)["risk"]
-                if allows(profile, "personalization")
-                else None  # README: consent matrix
-            )
+    for profile_id in sorted(state.blobs):
+        profile = decode(state.blobs[profile_id][1])
+        scores[profile_id] = (
+            churn_view(profile, snapshot, as_of)["risk"]
+            if allows(profile, "personalization")
+            else None  # README: consent matrix
+        )
     return ChurnEvaluation(
         events=events,
         rejected=rejected,
@@ -229,23 +243,21 @@ async def replay_clv(
     holdout = holdout_days if holdout_days is not None else (end - start) / 3 / DAY
     cutoff = end - int(holdout * DAY)
 
-    store = MemoryProfileStore()
-    processor = BatchProcessor(store, Rules.from_settings(settings))
+    state, pipeline = _pipeline(settings, Models(), None)
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions)
     calibration = [cutter.message(raw, e.type, e.key) for t, raw, e in events if t <= cutoff]
     for i in range(0, len(calibration), 500):
-        await processor.process(calibration[i : i + 500])
+        await pipeline.run(calibration[i : i + 500])
 
     later: dict[str, int] = {}
     for t, _, event in events:
         if t > cutoff and event.type == "order_completed":
-            owner = (await store.resolve([event.key]))[event.key]
+            owner = state.aliases.get(event.key, event.key)
             later[owner] = later.get(owner, 0) + 1
 
     summaries: dict[str, OrderSummary] = {}
-    for profile_id in sorted(store.profiles):
-        profile = await store.get(profile_id)
-        summary = None if profile is None else OrderSummary.of(profile)
+    for profile_id in sorted(state.blobs):
+        summary = OrderSummary.of(decode(state.blobs[profile_id][1]))
         if summary is not None:
             summaries[profile_id] = summary
     snapshot = refit(summaries.values(), cutoff, None)
