@@ -247,12 +247,13 @@ def test_the_lazy_record_equals_the_rendered_profile_on_a_simulated_shop() -> No
     """Fields computed group by group must equal those of the whole rendered document."""
     import json
 
-    from cdpulse.ingest.batch import BatchProcessor
     from cdpulse.ingest.message import Message
+    from cdpulse.pipeline.batch import ProfilePipeline
+    from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
+    from cdpulse.pipeline.stages import Engine, Models, Stages
     from cdpulse.profile.view import render
     from cdpulse.segments.fields import document_fields, profile_fields
     from cdpulse.simulate.shop import Shop
-    from cdpulse.store.memory import MemoryProfileStore
 
     events = list(Shop(customers=60, days=20, seed=4).events())
     messages = [
@@ -267,7 +268,9 @@ def test_the_lazy_record_equals_the_rendered_profile_on_a_simulated_shop() -> No
         for i, e in enumerate(events)
     ]
     rules = Rules()
-    saved = asyncio.run(BatchProcessor(MemoryProfileStore(), rules).process(messages)).saved
+    stages = Stages(Engine(rules, Models()))
+    pipeline = ProfilePipeline(MemoryState(), MemoryOutlet(), stages, partitions=1)
+    saved = list(asyncio.run(pipeline.run(messages)).work.saved.values())
     assert len(saved) > 50
     rfm = {"r": 1, "f": 2, "m": 3, "score": "123", "segment": "lost"}
     for profile in saved:

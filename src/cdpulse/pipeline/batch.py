@@ -166,7 +166,9 @@ class ProfilePipeline:
         refused: dict[str, SaveStatus] = {}
         for attempt in range(MAX_ROUNDS):
             report.rounds += 1
-            work = self._compute(pending_items, pending_due, view, decide_at, as_of, report)
+            work, per_profile = self._compute(
+                pending_items, pending_due, view, decide_at, as_of, report
+            )
             if attempt == 0:
                 outputs.extend(work.outputs)
                 work.outputs = outputs
@@ -177,12 +179,12 @@ class ProfilePipeline:
             statuses = await self.state.write(work.changes)
             report.round_trips += 1
             refused = {i: s for i, s in statuses.items() if s is not SaveStatus.SAVED}
-            report.work.absorb(work, saved=False)
-            for profile_id, status in statuses.items():
-                if status is SaveStatus.SAVED:
-                    report.work.saved[profile_id] = work.saved[profile_id]
-                else:
-                    report.retries[status.value] += 1
+            for status in refused.values():
+                report.retries[status.value] += 1
+            # The report counts each profile's work once: from the round that saved it.
+            for target, mine in per_profile.items():
+                if target not in refused:
+                    report.work.absorb(mine, outputs=False)
             if not refused:
                 break
             pending_items = [i for i in items if i.target in refused]
@@ -191,6 +193,7 @@ class ProfilePipeline:
         else:
             raise GaveUp(list(refused))
         self.low_watermark = max(self.low_watermark, low)
+        report.work.examples.sort(key=lambda e: e.order)  # as published
         report.written_at = datetime.now(UTC).timestamp()
         report.quarantined = report.work.counts["quarantined"]
         return report
@@ -259,8 +262,11 @@ class ProfilePipeline:
         low: int,
         as_of: int,
         report: BatchReport,
-    ) -> Work:
-        """The pure part: stitch, then every stage on every profile the batch touches."""
+    ) -> tuple[Work, dict[str, Work]]:
+        """The pure part: stitch, then every stage on every profile the batch touches.
+
+        Returns the batch's work, and each profile's share of it (for the report).
+        """
         stitching = stitch(items, view)
         report.link_conflicts += stitching.conflicts
         updates: dict[str, ProfileUpdate] = {}
@@ -289,14 +295,19 @@ class ProfilePipeline:
                 update_of(profile_id).due = True
 
         work = Work()
+        per_profile: dict[str, Work] = {}
         examples = []
         for update in updates.values():
+            mine = per_profile[update.target] = Work()
             try:
-                examples += self.stages.one(update, low, as_of, view.exposures, work)
+                found = self.stages.one(update, low, as_of, view.exposures, mine)
             except Exception as exc:  # quarantine: one profile's input never stops a batch
-                examples += self._quarantine(update, exc, low, as_of, view, work)
+                found = self._quarantine(update, exc, low, as_of, view, mine)
+            mine.examples += found
+            examples += found
+            work.absorb(mine)
         self.stages.publish_examples(examples, work)
-        return work
+        return work, per_profile
 
     def _quarantine(
         self,

@@ -102,9 +102,10 @@ class Work:
     examples: list[Example] = field(default_factory=list)  # as decided (not pseudonymised)
     segment_errors: Counter[str] = field(default_factory=Counter)
 
-    def absorb(self, other: Work, saved: bool = True) -> None:
-        """Add ``other`` to this work (its saved profiles only when ``saved``)."""
-        self.outputs.extend(other.outputs)
+    def absorb(self, other: Work, outputs: bool = True) -> None:
+        """Add ``other`` to this work (its records too, unless ``outputs`` is False)."""
+        if outputs:
+            self.outputs.extend(other.outputs)
         self.changes.saves += other.changes.saves
         self.counts.update(other.counts)
         self.transitions += other.transitions
@@ -112,8 +113,7 @@ class Work:
         self.attributions += other.attributions
         self.examples += other.examples
         self.segment_errors.update(other.segment_errors)
-        if saved:
-            self.saved.update(other.saved)
+        self.saved.update(other.saved)
 
 
 @dataclass(slots=True)
@@ -147,8 +147,6 @@ class Stages:
             work.outputs.add(
                 Stream.TRAINING, pseudonymous.profile_id.encode(), pseudonymous.to_json()
             )
-            work.counts[f"label:{example.label}"] += 1
-        work.examples += examples
 
     # --- one profile ------------------------------------------------------------------
 
