@@ -63,70 +63,15 @@ class SegmentKeys:
 
 
 class RedisMembershipStore:
-    """Memberships in Redis: one pipelined read and one pipelined write per batch."""
+    """Segment member lists and the RFM sketches in Redis (memberships themselves live in
+    the profile and are written with it, ``store/state.py``)."""
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.keys = SegmentKeys(prefix)
         self._publish = client.register_script(script("publish_model.lua"))
-        self._clear = client.register_script(script("clear_pending.lua"))
         self.sketches: RfmSketches | None = None
         self.sketches_version = 0
-
-    async def read(self, ids: list[str]) -> dict[str, Membership]:
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id in ids:
-            pipe.hgetall(self.keys.generations(customer_id))
-        out = {}
-        for customer_id, row in zip(ids, await pipe.execute(), strict=True):
-            fields = {_text(k): _text(v) for k, v in row.items()}
-            pending = fields.pop(PENDING, None)
-            fields.pop(STAGED, None)
-            out[customer_id] = Membership(
-                {k: int(v) for k, v in fields.items()},
-                decode_pending(customer_id, pending) if pending else (),
-            )
-        return out
-
-    async def stage(self, changes: list[Transition], now_ms: int) -> None:
-        # One HSET per customer: its generations and its pending transitions land together.
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id, mine in by_customer(changes).items():
-            items: list[str | int] = [PENDING, encode_pending(mine), STAGED, now_ms]
-            for t in mine:
-                items += [t.segment, t.generation]
-            pipe.hset(self.keys.generations(customer_id), items=items)
-            pipe.sadd(self.keys.pending, customer_id)
-        for t in changes:
-            if t.entered:
-                pipe.zadd(self.keys.members(t.segment), {t.customer_id: 0})
-            else:
-                pipe.zrem(self.keys.members(t.segment), t.customer_id)
-        await pipe.execute()
-
-    async def clear(self, changes: list[Transition]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id, mine in by_customer(changes).items():
-            await self._clear(
-                keys=[self.keys.generations(customer_id), self.keys.pending],
-                args=[encode_pending(mine), customer_id],
-                client=pipe,
-            )
-        await pipe.execute()
-
-    async def stale(self, before_ms: int, limit: int) -> list[Transition]:
-        raw = await self.client.srandmember(self.keys.pending, limit) or []
-        ids = [_text(i) for i in raw if isinstance(i, bytes | str)]
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id in ids:
-            pipe.hmget(self.keys.generations(customer_id), PENDING, STAGED)
-        out: list[Transition] = []
-        for customer_id, (pending, staged) in zip(ids, await pipe.execute(), strict=True):
-            if pending is None:
-                await self.client.srem(self.keys.pending, customer_id)  # cleared meanwhile
-            elif int(staged or 0) < before_ms:
-                out += decode_pending(customer_id, _text(pending))
-        return out
 
     async def sizes(self, names: list[str]) -> dict[str, int]:
         pipe = self.client.pipeline(transaction=False)
