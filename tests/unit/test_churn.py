@@ -125,3 +125,26 @@ def test_the_replayed_model_beats_recency_alone_on_the_simulator() -> None:
     assert result.model["roc_auc"] > result.baseline["roc_auc"]
     scored = [s for s in result.scores.values() if s is not None]
     assert scored and all(0.0 <= s <= 1.0 for s in scored)
+
+
+def test_the_compiled_scorer_agrees_with_the_model() -> None:
+    import random
+
+    from cdpulse.models.churn import ChurnModel, LinearScorer
+    from cdpulse.models.features import FEATURE_NAMES
+
+    rng = random.Random(5)
+    model = ChurnModel.create("logistic")
+    for _ in range(400):
+        x = {n: rng.random() * rng.choice((1, 10, 60)) for n in FEATURE_NAMES}
+        model.learn_one(x, int(x["days_since_last_visit"] > 20))
+    x = {n: 0.0 for n in FEATURE_NAMES}
+    x["events_7d"] = 3.0  # a constant feature keeps its variance 0 for a while: covered too
+    scorer = LinearScorer.of(model)
+    assert scorer is not None
+    for _ in range(300):
+        x = {n: rng.random() * rng.choice((1, 10, 60)) for n in FEATURE_NAMES}
+        risk, reasons = scorer.score(x)
+        assert abs(risk - model.predict_proba(x)) < 1e-12
+        assert reasons == model.reasons(x)
+    assert LinearScorer.of(ChurnModel.create("forest")) is None

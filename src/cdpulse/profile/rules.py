@@ -103,6 +103,7 @@ def apply(
 
     t = event.at
     first = profile.events == 0
+    last_seen_before = profile.last_seen
     profile.events += 1
     profile.first_seen = t if first else min(profile.first_seen, t)
     profile.last_seen = t if first else max(profile.last_seen, t)
@@ -162,7 +163,10 @@ def apply(
             _set_trait(profile, name, t, value)
 
     windows.add(profile.buckets, t, 1, orders, revenue)
-    windows.prune(profile.buckets, profile.last_seen)
+    # Pruning reads every bucket: needed only when the newest time moved to a new bucket,
+    # or a late event may have added one out of reach.
+    if first or t < last_seen_before or windows.moved(last_seen_before, profile.last_seen):
+        windows.prune(profile.buckets, profile.last_seen)
     if event.customer_id is not None:
         _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
     if not allows(profile, "analytics"):
@@ -239,14 +243,18 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
 def _add_churn_day(profile: Profile, t: int, orders: int, revenue: float, kept: int) -> None:
     """Count identified activity per day; days no label can read any more are dropped."""
     day = (t // windows.DAY) * windows.DAY
-    cell = profile.churn_days.setdefault(day, [0, 0, 0.0])
+    days = profile.churn_days
+    cell = days.get(day)
+    if cell is None:
+        cell = days[day] = [0, 0, 0.0]
+        # Only a new day can push old ones out of reach.
+        oldest = max(days) - kept
+        for start in [s for s in days if s < oldest]:
+            del days[start]
     cell[0] += 1
     cell[1] += orders
     cell[2] += revenue
     profile.churn_first_seen = _min_opt(profile.churn_first_seen, t)
-    oldest = max(profile.churn_days) - kept
-    for start in [s for s in profile.churn_days if s < oldest]:
-        del profile.churn_days[start]
 
 
 def _min_opt(a: int | None, b: int | None) -> int | None:
@@ -265,6 +273,13 @@ def _insert_span(profile: Profile, start: int, end: int, rules: Rules) -> None:
     """Union [start, end] into the session spans; spans closer than the gap join."""
     gap = rules.session_gap
     spans = profile.spans
+    if spans:
+        # The common case, events in order: the newest span grows (or already holds it).
+        newest_start, newest_end = spans[-1]
+        if newest_start <= start and end <= newest_end + gap:
+            if end > newest_end:
+                spans[-1] = (newest_start, end)
+            return
     if spans and end < spans[0][0] - gap and len(spans) >= rules.spans_kept:
         # Older than every span we still keep: a session of its own (see README).
         profile.sessions_closed += 1

@@ -54,6 +54,12 @@ def add(buckets: Buckets, t: int, events: int, orders: int, revenue: float) -> N
         cell[2] += revenue
 
 
+def moved(before: int, after: int) -> bool:
+    """Whether ``after`` is in a later bucket than ``before`` (then ``prune`` may drop some)."""
+    finest = GRANULARITIES[0]
+    return after // finest != before // finest
+
+
 def prune(buckets: Buckets, last_seen: int) -> None:
     """Drop buckets no window can reach any more."""
     for g, cells in buckets.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 HOUR = 3_600_000
 MINUTE = 60_000
@@ -115,6 +115,8 @@ class TriggerConfig(BaseModel):
 
     caps: Caps = Caps()
     rules: list[TriggerRule] = Field(default_factory=list)
+    # The rule of each kind, looked up for every applied event: found once.
+    _by_kind: dict[type, TriggerRule | None] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_rule_per_kind(self) -> TriggerConfig:
@@ -133,7 +135,12 @@ class TriggerConfig(BaseModel):
 
     def rule(self, kind: type[R]) -> R | None:
         """The rule of ``kind``, if configured."""
-        return next((r for r in self.rules if isinstance(r, kind)), None)
+        try:
+            return self._by_kind[kind]  # type: ignore[return-value]
+        except KeyError:
+            found = next((r for r in self.rules if isinstance(r, kind)), None)
+            self._by_kind[kind] = found
+            return found
 
     def named(self, name: str) -> TriggerRule | None:
         return next((r for r in self.rules if r.name == name), None)
