@@ -13,6 +13,7 @@ group), because faust assumes every member of a group runs the same agents:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
@@ -84,6 +85,18 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         # as duplicates, which the per-key offsets refuse.
         stream_wait_empty=False,
     )
+
+
+def settle_heap() -> None:
+    """Move every object alive now out of the garbage collector's sight.
+
+    A worker's long-lived objects (the app, model snapshots, caches) would otherwise be
+    traversed by every full collection, which a batch's allocations trigger: ~20 µs per
+    event over a model heap, ~3 µs once frozen. Called after start-up and whenever a
+    newer snapshot was loaded; what a batch allocates is still collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import faust
 from faust.agents import current_agent
 
-from cdpulse.app.base import faust_app, partition_of, redis_client, retrying
+from cdpulse.app.base import faust_app, partition_of, redis_client, retrying, settle_heap
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.reporting import record_batch
@@ -209,6 +209,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             metrics.REDIS_ERRORS.inc()
             log.warning("model refresh failed: %s", exc)
             return
+        before = (models.churn, models.rfm, models.offers, models.reco)
         models.churn = churn.get()
         models.rfm = sketches.sketches
         offer_snapshot = offers.get()
@@ -216,6 +217,8 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         version = offer_snapshot.version if offer_snapshot is not None else 0
         models.offer_policy_name = f"epsilon-greedy LinUCB, e={settings.offer_epsilon}, v{version}"
         models.reco = reco.get()
+        if before != (models.churn, models.rfm, models.offers, models.reco):
+            settle_heap()
         if models.churn is not None:
             quality = models.churn.quality
             metrics.MODEL_VERSION.labels("churn").set(models.churn.version)
@@ -231,6 +234,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     @app.task  # type: ignore[untyped-decorator]
     async def load_scripts() -> None:
         await retrying(state.load_scripts, lambda: app.should_stop, health.failed)
+        settle_heap()
 
     register_health(app, settings, health, client)
     return app, worker

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 HOUR = 3_600_000
 MINUTE = 60_000
@@ -115,8 +115,6 @@ class TriggerConfig(BaseModel):
 
     caps: Caps = Caps()
     rules: list[TriggerRule] = Field(default_factory=list)
-    # The rule of each kind, looked up for every applied event: found once.
-    _by_kind: dict[type, TriggerRule | None] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_rule_per_kind(self) -> TriggerConfig:
@@ -135,11 +133,15 @@ class TriggerConfig(BaseModel):
 
     def rule(self, kind: type[R]) -> R | None:
         """The rule of ``kind``, if configured."""
+        # Looked up for every applied event: found once per configuration and kind (a
+        # module-level memo; pydantic's private attributes cost a __getattr__ each).
+        key = (id(self), kind)
         try:
-            return self._by_kind[kind]  # type: ignore[return-value]
+            return _BY_KIND[key]  # type: ignore[return-value]
         except KeyError:
             found = next((r for r in self.rules if isinstance(r, kind)), None)
-            self._by_kind[kind] = found
+            _BY_KIND[key] = found
+            _CONFIGS.append(self)  # keeps ``self`` alive, so its id is never reused
             return found
 
     def named(self, name: str) -> TriggerRule | None:
@@ -152,6 +154,8 @@ class TriggerConfig(BaseModel):
 
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
+_BY_KIND: dict[tuple[int, type], TriggerRule | None] = {}
+_CONFIGS: list[TriggerConfig] = []
 
 
 def load_rules(path: Path | str | None = None) -> TriggerConfig:
