@@ -9,10 +9,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cdpulse.app.auth import ApiToken
+# What an HTTP API token may do (``app/auth.py`` checks it).
+Scope = Literal["ingest", "read", "admin"]
+
+
+class ApiToken(BaseModel):
+    """One configured token: its secret and what it may do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret: SecretStr
+    scopes: list[Scope]
 
 
 class Settings(BaseSettings):

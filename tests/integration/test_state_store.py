@@ -17,7 +17,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from cdpulse.ingest.message import Message
+from cdpulse.contract.message import Message
 from cdpulse.pipeline.batch import ProfilePipeline
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.stages import Engine, Models, Stages

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from cdpulse.models.churn import ChurnModel
-from cdpulse.models.features import FEATURE_NAMES, churn_features, describe
-from cdpulse.models.labels import ChurnLabeler, Example
-from cdpulse.models.learner import ChurnLearner
+from cdpulse.models.churn.features import FEATURE_NAMES, churn_features, describe
+from cdpulse.models.churn.labels import ChurnLabeler, Example
+from cdpulse.models.churn.learner import ChurnLearner
+from cdpulse.models.churn.model import ChurnModel
+from cdpulse.partitioner import partition_of
 from cdpulse.pipeline.replay import replay_churn
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
@@ -120,7 +121,7 @@ def test_reasons_are_the_largest_contributions_in_words() -> None:
 def test_the_replayed_model_beats_recency_alone_on_the_simulator() -> None:
     events = list(Shop(customers=200, days=75, seed=21).events())
     lines = [json.dumps(e).encode() for e in events]
-    result = asyncio.run(replay_churn(lines, Settings()))
+    result = asyncio.run(replay_churn(lines, Settings(), partition_of))
     assert result.model["examples"] == result.baseline["examples"] > 1000
     assert result.model["roc_auc"] > result.baseline["roc_auc"]
     scored = [s for s in result.scores.values() if s is not None]
@@ -130,8 +131,8 @@ def test_the_replayed_model_beats_recency_alone_on_the_simulator() -> None:
 def test_the_compiled_scorer_agrees_with_the_model() -> None:
     import random
 
-    from cdpulse.models.churn import ChurnModel, LinearScorer
-    from cdpulse.models.features import FEATURE_NAMES
+    from cdpulse.models.churn.features import FEATURE_NAMES
+    from cdpulse.models.churn.model import ChurnModel, LinearScorer
 
     rng = random.Random(5)
     model = ChurnModel.create("logistic")

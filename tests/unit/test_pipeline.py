@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from cdpulse.contract import validation
+from cdpulse.contract.message import Message
 from cdpulse.contract.topics import STREAM_OF_TYPE
-from cdpulse.ingest.message import Message
 from cdpulse.pipeline.batch import BatchReport, ProfilePipeline
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.outputs import Stream

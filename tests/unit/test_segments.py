@@ -216,7 +216,7 @@ def test_member_pages_never_repeat_an_id() -> None:
 
 
 def test_a_customer_who_stops_buying_drifts_out_of_champions_by_the_sweep() -> None:
-    from cdpulse.models.lifetime import OrderSummary
+    from cdpulse.models.clv.lifetime import OrderSummary
 
     store = MemoryMembershipStore()
     me = OrderSummary(orders=9, first_order_at=0, last_order_at=100 * DAY, net_revenue=900.0)
@@ -247,7 +247,7 @@ def test_the_lazy_record_equals_the_rendered_profile_on_a_simulated_shop() -> No
     """Fields computed group by group must equal those of the whole rendered document."""
     import json
 
-    from cdpulse.ingest.message import Message
+    from cdpulse.contract.message import Message
     from cdpulse.pipeline.batch import ProfilePipeline
     from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
     from cdpulse.pipeline.stages import Engine, Models, Stages

@@ -90,9 +90,7 @@ async def replay(records: list[Record], seed: int, crash_rate: float = 0.0) -> R
             except Crash:
                 continue
         out.decisions += report.work.decisions
-    out.published = [
-        json.loads(v)["trigger_id"] for v in outlet.values(Stream.TRIGGERS)
-    ]
+    out.published = [json.loads(v)["trigger_id"] for v in outlet.values(Stream.TRIGGERS)]
     out.watermark = pipeline.low_watermark
     return out
 

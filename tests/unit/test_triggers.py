@@ -10,13 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdpulse.contract.mirror import Event, from_dict
+from cdpulse.offers.choice import OfferChoice
 from cdpulse.profile.model import Profile
+from cdpulse.profile.watch import Watch
 from cdpulse.triggers.caps import DAY
-from cdpulse.triggers.decide import Decision, OfferChoice, decide, in_holdout, next_due
+from cdpulse.triggers.decide import Decision, decide, in_holdout, next_due
 from cdpulse.triggers.engine import TriggerEngine
 from cdpulse.triggers.rules import HOUR, MINUTE, TriggerConfig, load_rules
 from cdpulse.triggers.situations import Transition, entered, observe, scored
-from cdpulse.triggers.watch import Watch
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 GAP = 30 * MINUTE

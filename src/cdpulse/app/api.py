@@ -23,14 +23,14 @@ from cdpulse.app.triggers import TriggerService
 from cdpulse.app.views import register_views
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
-from cdpulse.models.churn import Snapshot
+from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.reco_stream import RecoSnapshot
 from cdpulse.ops import metrics
-from cdpulse.privacy.data_keys import DataKeys
-from cdpulse.privacy.identities import IdentityIndex
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
+from cdpulse.store.data_keys import DataKeys
+from cdpulse.store.identities import IdentityIndex
 from cdpulse.store.models import RedisClvStore, SnapshotStore, churn_store, reco_store
 from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore

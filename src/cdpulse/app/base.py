@@ -22,7 +22,6 @@ import faust
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
-from kafka.partitioner.default import murmur2
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -30,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from cdpulse.adapters.kafka import faust_app as batch_faust_app
 from cdpulse.connections import faust_credentials, redis_options
 from cdpulse.ops import metrics
+from cdpulse.partitioner import partition_of as partition_of
 from cdpulse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,6 @@ def redis_client(settings: Settings) -> aioredis.Redis:
         socket_connect_timeout=5,
         **redis_options(settings),
     )
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default (Java-compatible murmur2) partitioner gives a key."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def retrying(

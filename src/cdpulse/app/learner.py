@@ -36,9 +36,9 @@ from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
 from cdpulse.app.worker import _committed_only_if_handled, output_topics
 from cdpulse.contract.topics import Topics
-from cdpulse.models.labels import Example
-from cdpulse.models.learner import ChurnLearner
-from cdpulse.models.lifetime import refit
+from cdpulse.models.churn.labels import Example
+from cdpulse.models.churn.learner import ChurnLearner
+from cdpulse.models.clv.lifetime import refit
 from cdpulse.models.reco import Recommender
 from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics

@@ -29,20 +29,20 @@ from cdpulse.app.base import faust_app, partition_of, redis_client, retrying, se
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.reporting import record_batch
+from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
-from cdpulse.ingest.message import Message
-from cdpulse.models.labels import ChurnLabeler
+from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import ProfilePipeline, Sharding
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
-from cdpulse.privacy.erasure import Eraser
-from cdpulse.privacy.ledger import RedisLedger
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
+from cdpulse.store.erasure import Eraser
 from cdpulse.store.keys import Keys
+from cdpulse.store.ledger import RedisLedger
 from cdpulse.store.models import churn_store, offer_store, reco_store
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState

@@ -35,8 +35,8 @@ import redis as sync_redis
 from prometheus_client import REGISTRY
 
 from cdpulse.bench.workload import Record, topic_of
+from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
-from cdpulse.ingest.message import Message
 from cdpulse.pipeline import batch
 from cdpulse.pipeline import stages as stage_functions
 from cdpulse.settings import Settings

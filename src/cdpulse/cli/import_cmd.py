@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cdpulse.cli.main import CliError
-from cdpulse.cli.progress import Reporter
+from cdpulse.ops.progress import Reporter
 from cdpulse.importer import (
     CsvFormat,
     ImportedOrder,

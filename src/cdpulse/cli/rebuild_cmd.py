@@ -76,7 +76,7 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
     from datetime import timedelta
 
     from cdpulse.app.base import partition_of
-    from cdpulse.cli.progress import Reporter
+    from cdpulse.ops.progress import Reporter
     from cdpulse.connections import redis_options
     from cdpulse.contract.topics import Topics
     from cdpulse.ingest.rebuild import History, rebuild
@@ -132,9 +132,9 @@ def _eraser(settings: Settings, store: RedisProfileStore, rules: Any) -> Any:
     """The erasure requests in the history are carried out again in the target prefix,
     and recorded in the live prefix's ledger (where they are already)."""
     from cdpulse.app.base import partition_of
-    from cdpulse.privacy.erasure import Eraser
-    from cdpulse.privacy.ledger import RedisLedger
+    from cdpulse.store.erasure import Eraser
     from cdpulse.store.keys import Keys
+    from cdpulse.store.ledger import RedisLedger
 
     pseudonyms = rules.traits.pseudonymizer
     ledger = RedisLedger(store.client, Keys(settings.redis_prefix).erasure_ledger, pseudonyms)

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from cdpulse.contract.dead_letter import DeadLetter
+from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import ErasureRequestedEvent, IdentifyEvent, OrderCompletedEvent
-from cdpulse.ingest.dead_letter import DeadLetter
-from cdpulse.ingest.message import Message
 from cdpulse.pipeline.decode import Decoded, Item, decode_batch, quarantined
 from cdpulse.pipeline.identity import stitch, unresolved, wanted_ids
 from cdpulse.pipeline.outputs import Outputs, Stream

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cdpulse.contract import mirror, validation
+from cdpulse.contract.dead_letter import DeadLetter
+from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import Event
 from cdpulse.contract.validation import Rejection
-from cdpulse.ingest.dead_letter import DeadLetter
-from cdpulse.ingest.message import Message
 
 
 @dataclass(slots=True)

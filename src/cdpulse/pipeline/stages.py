@@ -16,12 +16,13 @@ from dataclasses import dataclass, field, replace
 
 from cdpulse.contract.mirror import IdentifyEvent, OrderCompletedEvent
 from cdpulse.experiments.definitions import Experiment
-from cdpulse.models.churn import Snapshot
-from cdpulse.models.labels import ChurnLabeler, Example
-from cdpulse.models.lifetime import OrderSummary
-from cdpulse.models.online import ChurnScoring
+from cdpulse.models.churn.labels import ChurnLabeler, Example
+from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.churn.scoring import ChurnScoring
+from cdpulse.models.clv.lifetime import OrderSummary
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
 from cdpulse.offers.bandit import OfferPolicy
+from cdpulse.offers.choice import Chooser
 from cdpulse.pipeline.decode import Item
 from cdpulse.pipeline.outputs import Outputs, Stream
 from cdpulse.pipeline.state import Changes, Save, Stored
@@ -33,7 +34,7 @@ from cdpulse.segments.definitions import SegmentBook
 from cdpulse.segments.fields import profile_fields
 from cdpulse.segments.membership import Transition, evaluate, transitions
 from cdpulse.segments.sketches import RfmSketches
-from cdpulse.triggers.decide import Attribution, Chooser, Decision
+from cdpulse.triggers.decide import Attribution, Decision
 from cdpulse.triggers.engine import Expired, TriggerEngine, no_offer
 from cdpulse.triggers.outputs import rewards, trigger_messages, uplift_tallies
 from cdpulse.triggers.rules import TriggerConfig
@@ -240,7 +241,7 @@ class Stages:
             summary = None  # unchanged: the stored one stands
         identities: list[str] = []
         if profile.customer_id is not None and profile.traits != traits_before:
-            identities = pseudonyms_of(profile, rules.traits.personal)
+            identities = pseudonyms_of(profile.traits, rules.traits.personal)
         work.changes.saves.append(
             Save(
                 profile,

@@ -19,7 +19,7 @@ from cdpulse.contract.mirror import (
     ProductViewedEvent,
 )
 from cdpulse.contract.topics import STREAM_OF_TYPE
-from cdpulse.privacy.consent import allows, minimise
+from cdpulse.privacy.consent import allows
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy, TraitValue
 from cdpulse.profile import windows
@@ -358,3 +358,33 @@ def _set_trait(profile: Profile, name: str, t: int, value: TraitValue) -> None:
     current = profile.traits.get(name)
     if current is None or (t, repr(value)) > (current[0], repr(current[1])):
         profile.traits[name] = (t, value)
+
+
+def minimise(profile: Profile) -> None:
+    """Keep only what honouring the customer's choices needs (analytics withheld).
+
+    Kept: id, customer id, linked anonymous ids, consent, identification time, the
+    pseudonymised traits, and the exactly-once bookkeeping (offsets, recent event ids,
+    merged profiles) without which a re-delivered event would be counted twice.
+    """
+    profile.first_seen = profile.last_seen = profile.events = 0
+    profile.counts = {}
+    profile.channels = {}
+    profile.orders = 0
+    profile.revenue = 0.0
+    profile.first_order_at = profile.last_order_at = None
+    profile.refunds = 0
+    profile.refunded = 0.0
+    profile.sessions_closed = 0
+    profile.spans = []
+    profile.cart_cleared_at = -1
+    profile.cart = {}
+    profile.affinity_ref = 0
+    profile.affinity = {}
+    profile.viewed = {}
+    profile.buckets = {}
+    profile.churn_days = {}
+    profile.churn_first_seen = None
+    profile.churn_risk = None
+    profile.churn_reasons = []
+    profile.churn_version = 0

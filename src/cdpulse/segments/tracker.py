@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cdpulse.models.lifetime import OrderSummary
+from cdpulse.models.clv.lifetime import OrderSummary
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import SegmentBook

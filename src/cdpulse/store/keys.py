@@ -47,11 +47,6 @@ class Keys:
     def watermark(self) -> str:
         return f"{self.prefix}:watermark"
 
-    @property
-    def churn_due(self) -> str:
-        """Sorted set: profile id -> when its waiting churn snapshot expires."""
-        return f"{self.prefix}:churn:due"
-
     def due(self, shard: int, kind: str) -> str:
         """Sorted set: profile id -> when its ``kind`` (churn, trigger) is next due, for the
         profiles of one input partition (the shard), which its owner polls."""
@@ -94,11 +89,6 @@ class Keys:
         return f"{self.prefix}:profiles"
 
     # --- triggers ---------------------------------------------------------------------
-
-    @property
-    def trigger_due(self) -> str:
-        """Sorted set: profile id -> when its trigger watch next has something to decide."""
-        return f"{self.prefix}:trigger:due"
 
     def fired(self, customer_id: str, trigger_id: str) -> str:
         """A published trigger id, kept a while so a re-decided firing is not sent twice."""

@@ -8,8 +8,8 @@ from typing import Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 
-from cdpulse.models.churn import Snapshot
-from cdpulse.models.lifetime import ClvSnapshot, OrderSummary
+from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.reco_stream import RecoSnapshot
 from cdpulse.offers.bandit import OfferSnapshot
 from cdpulse.store.keys import Keys

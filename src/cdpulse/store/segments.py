@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from cdpulse.models.lifetime import OrderSummary
+from cdpulse.models.clv.lifetime import OrderSummary
 from cdpulse.segments.membership import Transition, by_customer, decode_pending, encode_pending
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.segments.tracker import Membership

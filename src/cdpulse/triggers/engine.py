@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cdpulse.contract.mirror import Event
+from cdpulse.offers.choice import Chooser
 from cdpulse.profile.model import Profile
-from cdpulse.triggers.decide import Attribution, Chooser, Decision, decide, next_due
+from cdpulse.profile.watch import Watch
+from cdpulse.triggers.decide import Attribution, Decision, decide, next_due
 from cdpulse.triggers.rules import TriggerConfig
 from cdpulse.triggers.situations import Transition, entered, observe, scored
-from cdpulse.triggers.watch import Watch
 
 
 def no_offer(rule: str, offers: list[str], trigger: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from river import forest, linear_model, optim, preprocessing, stats
 
-from cdpulse.models.features import FEATURE_NAMES, describe
+from cdpulse.models.churn.features import FEATURE_NAMES, describe
 
 MODEL_KINDS = ("logistic", "forest")
 
@@ -40,7 +40,7 @@ def _pipeline(kind: str) -> Any:
 
 @dataclass
 class ChurnModel:
-    """An online churn classifier over the features of ``cdpulse.models.features``."""
+    """An online churn classifier over the features of ``cdpulse.models.churn.features``."""
 
     kind: str
     pipeline: Any
@@ -99,8 +99,8 @@ class LinearScorer:
     @classmethod
     def of(cls, model: ChurnModel) -> LinearScorer | None:
         """The scorer of a logistic model (None for other kinds)."""
-        if model.kind != "logistic":
-            return None
+        if not isinstance(model, ChurnModel) or model.kind != "logistic":
+            return None  # a forest (or any other model) is scored as itself
         scaler = model.pipeline["StandardScaler"]
         regression = model.pipeline["LogisticRegression"]
         weights = regression.weights

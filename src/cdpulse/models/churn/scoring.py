@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from cdpulse.models.churn import LinearScorer, Snapshot
-from cdpulse.models.features import FEATURE_NAMES, churn_features
-from cdpulse.models.labels import ChurnLabeler, Example
-from cdpulse.models.lifetime import ClvSnapshot, clv_view
+from cdpulse.models.churn.features import FEATURE_NAMES, churn_features
+from cdpulse.models.churn.labels import ChurnLabeler, Example
+from cdpulse.models.churn.model import LinearScorer, Snapshot
+from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
 from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
