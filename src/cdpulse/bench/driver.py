@@ -49,8 +49,8 @@ from cdpulse.bench.stages import messages_of, time_stages
 from cdpulse.bench.stats import histogram_delta, histogram_quantile, percentiles
 from cdpulse.bench.workers import Scrape, WorkerProcess, stop_all
 from cdpulse.bench.workload import Record, Workload, produce_all, produce_at_rate, shop_workload
-from cdpulse.ops.progress import Reporter
 from cdpulse.contract.topics import Topics
+from cdpulse.ops.progress import Reporter
 from cdpulse.producer import Producer
 from cdpulse.settings import Settings
 

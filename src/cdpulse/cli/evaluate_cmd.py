@@ -109,8 +109,8 @@ def run_clv(args: argparse.Namespace) -> int:
 
 
 def run_reco(args: argparse.Namespace) -> int:
-    from cdpulse.ops.progress import Reporter
     from cdpulse.models.reco_eval import evaluate
+    from cdpulse.ops.progress import Reporter
 
     lines = _lines(args.input)
     events = []
