@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("cdp", description="Prefix of every Redis key cdpulse writes.")
     data_dir: str = Field(".run/worker", description="Folder for the worker's local state.")
     batch_size: int = Field(500, ge=1, description="Most events the worker applies per batch.")
+    profile_cache: int = Field(
+        50_000,
+        ge=0,
+        description="Profiles a worker keeps decoded between batches (0: none; ~6 KB each); "
+        "Redis stays the truth: every save is a compare-and-set.",
+    )
     batch_within: float = Field(
         0.1, gt=0, description="Seconds the worker waits to fill a batch before applying it."
     )

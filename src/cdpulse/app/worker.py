@@ -40,6 +40,7 @@ from cdpulse.pipeline.stages import Engine, Models, Stages
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
+from cdpulse.store.cache import ProfileCache
 from cdpulse.store.erasure import Eraser
 from cdpulse.store.keys import Keys
 from cdpulse.store.ledger import RedisLedger
@@ -108,6 +109,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         retention_ms=int(settings.profile_retention_days * 86_400_000),
         pseudonym=pseudonym,
         shard_of=shard_of,
+        cache=ProfileCache(settings.profile_cache),
     )
     book = load_book(settings.segments_file)
     models = Models()
@@ -230,6 +232,12 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             metrics.PROFILES.set(int(await client.get(Keys(prefix).profile_count) or 0))
         except Exception:  # telemetry only
             metrics.REDIS_ERRORS.inc()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_cached_profiles(app: Any, **kwargs: Any) -> None:
+        # Partitions may move: another worker may write this worker's cached profiles
+        # before they come back, so a cached profile is never trusted across a rebalance.
+        state.discard()
 
     @app.task  # type: ignore[untyped-decorator]
     async def load_scripts() -> None:

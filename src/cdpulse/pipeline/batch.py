@@ -133,7 +133,13 @@ class ProfilePipeline:
 
     async def run(self, messages: list[Message], now: datetime | None = None) -> BatchReport:
         """Apply one batch (possibly empty: then only what is due); safe to call again."""
-        now = now or datetime.now(UTC)
+        try:
+            return await self._run(messages, now or datetime.now(UTC))
+        except BaseException:
+            self.state.discard()  # its profiles may be half-changed in memory
+            raise
+
+    async def _run(self, messages: list[Message], now: datetime) -> BatchReport:
         report = BatchReport(messages=len(messages))
         decoded = decode_batch(
             messages, max_bytes=self.max_bytes, max_future_skew=self.max_future_skew, now=now

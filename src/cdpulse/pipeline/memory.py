@@ -74,6 +74,9 @@ class MemoryState:
             self.watermarks[name] = max(at, self.watermarks.get(name, -1))
         return statuses
 
+    def discard(self) -> None:
+        """Nothing is kept between batches here: every read decodes afresh."""
+
     def _save(self, save: Save) -> SaveStatus:
         profile_id = save.profile.id
         if profile_id in self.aliases:

@@ -35,6 +35,7 @@ from redis.exceptions import NoScriptError
 from cdpulse.ops import metrics
 from cdpulse.pipeline.state import Changes, Save, SaveStatus, Stored, View, Wanted
 from cdpulse.profile.model import decode, encode
+from cdpulse.store.cache import ProfileCache
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
 
@@ -89,8 +90,11 @@ class RedisState:
         pseudonym: Callable[[str], str],
         shard_of: Callable[[str], int],
         ledger_prefix: str | None = None,
+        cache: ProfileCache | None = None,
     ) -> None:
         self.client = client
+        self.cache = cache
+        self._lent: set[str] = set()  # ids the current batch took from the cache
         self.keys = Keys(prefix)
         # The erasure ledger read: the prefix's own, or a live one a rebuild screens with.
         self.ledger = Keys(ledger_prefix or prefix).erasure_ledger
@@ -107,7 +111,18 @@ class RedisState:
 
     async def read(self, wanted: Wanted) -> View:
         keys = self.keys
+        view = View()
         ids = sorted(wanted.ids)
+        if self.cache is not None:
+            missing = []
+            for profile_id in ids:
+                cached = self.cache.lend(profile_id)
+                if cached is None:
+                    missing.append(profile_id)
+                else:
+                    view.profiles[profile_id] = cached
+                    self._lent.add(profile_id)
+            ids = missing
         erased = sorted(wanted.erased)
         buyers = sorted(wanted.buyers)
         pseudonyms = [self.pseudonym(i) for i in erased]
@@ -128,7 +143,6 @@ class RedisState:
                 self._due.call(pipe, schedules, args)
 
         replies = iter(await self._execute(build, "read"))
-        view = View()
         if erased:
             found = next(replies)
             view.erased = {i for i, at in zip(erased, found, strict=True) if at is not None}
@@ -145,15 +159,27 @@ class RedisState:
                 view.exposures[name] = seen
         for _ in wanted.due_shards:
             rows = next(replies)
-            due = [_text(rows[at]) for at in range(0, len(rows), 4)]
-            view.due.update(due)
-            _rows(view, due, [x for at in range(0, len(rows), 4) for x in rows[at + 1 : at + 4]])
+            for row in range(0, len(rows), 4):
+                due_id = _text(rows[row])
+                view.due.add(due_id)
+                if due_id in view.profiles:
+                    continue  # read above already (or lent from the cache)
+                cached = self.cache.lend(due_id) if self.cache is not None else None
+                if cached is not None and cached.version == int(rows[row + 2] or 0):
+                    view.profiles[due_id] = cached
+                    self._lent.add(due_id)
+                    continue
+                _rows(view, [due_id], rows[row + 1 : row + 4])
         return view
 
     # --- write ----------------------------------------------------------------------------
 
     async def write(self, changes: Changes) -> dict[str, SaveStatus]:
         if not changes.saves and not changes.watermarks:
+            if self.cache is not None:
+                for profile_id in self._lent:
+                    self.cache.drop(profile_id)
+            self._lent.clear()
             return {}
         saves = [self._save_row(save) for save in changes.saves]
         # The profiles travel as arguments of their own: Redis' MessagePack reader
@@ -176,10 +202,36 @@ class RedisState:
 
         replies = await self._execute(build, "write")
         codes = [int(code) for reply in replies[: len(chunks)] for code in reply]
-        return {
+        statuses = {
             save.profile.id: _STATUS.get(code, SaveStatus.SAVED)
             for save, code in zip(changes.saves, codes, strict=True)
         }
+        if self.cache is not None:
+            self._remember(changes, codes, blobs)
+        return statuses
+
+    def _remember(self, changes: Changes, codes: list[int], blobs: list[bytes]) -> None:
+        """Cache what was written; drop what was refused, retired or lent and not written
+        (a stage may have changed it in place)."""
+        assert self.cache is not None
+        for save, code, blob in zip(changes.saves, codes, blobs, strict=True):
+            profile_id = save.profile.id
+            self._lent.discard(profile_id)
+            if code > 0:
+                self.cache.put(profile_id, Stored(code, save.profile, blob))
+            else:
+                self.cache.drop(profile_id)
+            for visitor in save.retire:
+                self.cache.drop(visitor)
+        for profile_id in self._lent:
+            self.cache.drop(profile_id)
+        self._lent.clear()
+
+    def discard(self) -> None:
+        """A batch failed: what it took from the cache may have been changed in place."""
+        if self.cache is not None:
+            self.cache.clear()
+        self._lent.clear()
 
     def _save_row(self, save: Save) -> list[Any]:
         """One save as ``write.lua`` reads it: id, version, links, operations."""
