@@ -234,7 +234,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             metrics.REDIS_ERRORS.inc()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def forget_cached_profiles(app: Any, **kwargs: Any) -> None:
+    async def forget_cached_profiles(app: Any, revoked: Any, **kwargs: Any) -> None:
         # Partitions may move: another worker may write this worker's cached profiles
         # before they come back, so a cached profile is never trusted across a rebalance.
         state.discard()
