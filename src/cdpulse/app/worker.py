@@ -100,7 +100,9 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     pseudonym = functools.lru_cache(maxsize=PSEUDONYMS_REMEMBERED)(pseudonyms.of_id)
     partitions = settings.topic_partitions
 
+    @functools.lru_cache(maxsize=PSEUDONYMS_REMEMBERED)
     def shard_of(profile_id: str) -> int:
+        # murmur2 in Python costs a few µs; a customer is saved many times.
         return partition_of(profile_id, partitions)
 
     state = RedisState(

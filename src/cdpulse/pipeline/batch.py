@@ -228,16 +228,24 @@ class ProfilePipeline:
             due_limit=self.due_limit,
         )
         view = await self.state.read(wanted)
-        report.round_trips += 1
+        report.round_trips += view.round_trips
         for _ in range(MAX_LINK_READS):
             missing = unresolved(view)
             if not missing:
                 break
-            buyers = missing if experiments else set()
+            # A link's customer is never erased while the link stands (erasure removes
+            # both): only its profile, and its exposures if it bought, are read.
             more = await self.state.read(
-                Wanted(ids=missing, erased=missing, buyers=buyers, experiments=experiments)
+                Wanted(
+                    ids=missing,
+                    buyers={view.aliases[b] for b in buyers if b in view.aliases} & missing
+                    if experiments
+                    else set(),
+                    experiments=experiments,
+                    watermarks=False,
+                )
             )
-            report.round_trips += 1
+            report.round_trips += more.round_trips
             view.merge(more)
         return view
 

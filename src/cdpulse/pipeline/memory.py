@@ -47,7 +47,8 @@ class MemoryState:
             if i in self.aliases:
                 view.aliases[i] = self.aliases[i]
         view.erased = {i for i in wanted.erased if i in self.erased}
-        view.watermarks = dict(self.watermarks)
+        if wanted.watermarks:
+            view.watermarks = dict(self.watermarks)
         for name in wanted.experiments:
             seen = self.exposures.get(name, {})
             view.exposures[name] = {c: seen[c] for c in wanted.buyers if c in seen}

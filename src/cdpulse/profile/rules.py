@@ -165,8 +165,10 @@ def apply(
     windows.add(profile.buckets, t, 1, orders, revenue)
     # Pruning reads every bucket: needed only when the newest time moved to a new bucket,
     # or a late event may have added one out of reach.
-    if first or t < last_seen_before or windows.moved(last_seen_before, profile.last_seen):
+    if first or t < last_seen_before:
         windows.prune(profile.buckets, profile.last_seen)
+    elif windows.moved(last_seen_before, profile.last_seen):
+        windows.prune(profile.buckets, profile.last_seen, since=last_seen_before)
     if event.customer_id is not None:
         _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
     if not allows(profile, "analytics"):

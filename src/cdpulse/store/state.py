@@ -125,6 +125,9 @@ class RedisState:
             ids = missing
         erased = sorted(wanted.erased)
         buyers = sorted(wanted.buyers)
+        if not (ids or erased or buyers or wanted.due_shards or wanted.watermarks):
+            view.round_trips = 0  # everything came from the cache
+            return view
         pseudonyms = [self.pseudonym(i) for i in erased]
         chunks = [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
 
@@ -133,7 +136,8 @@ class RedisState:
                 pipe.hmget(self.ledger, pseudonyms)
             for chunk in chunks:
                 self._read.call(pipe, [], [_pack([keys.prefix, chunk])])
-            pipe.hgetall(keys.watermark)
+            if wanted.watermarks:
+                pipe.hgetall(keys.watermark)
             if buyers:
                 for name in wanted.experiments:
                     pipe.hmget(keys.experiment(name, "exposed"), buyers)
@@ -148,7 +152,8 @@ class RedisState:
             view.erased = {i for i, at in zip(erased, found, strict=True) if at is not None}
         for chunk in chunks:
             _rows(view, chunk, next(replies))
-        view.watermarks = {_text(k): int(v) for k, v in next(replies).items()}
+        if wanted.watermarks:
+            view.watermarks = {_text(k): int(v) for k, v in next(replies).items()}
         if buyers:
             for name in wanted.experiments:
                 seen: dict[str, tuple[str, int]] = {}
