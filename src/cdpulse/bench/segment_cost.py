@@ -1,0 +1,264 @@
+"""What deciding one changed customer's segments costs, in CPU microseconds, by part.
+
+``python -m cdpulse.bench.segment_cost [--events /tmp/shop.jsonl] [--segments FILE]``
+
+Profiles are built the way a worker builds them: the simulator's events (a file of
+JSON lines, or ``Shop(customers, days, seed)`` when no file is given) go through the
+worker's ``BatchProcessor`` in batches of 2,000 over the in-memory store. Every
+``--stride``-th identified profile a batch saves is snapshotted as it was saved, so
+the sample holds profiles at the moment they changed, early small ones and late large
+ones alike, as the tracker sees them. Each gets a churn risk (a hash of its id: a churn
+model scores every customer) and the RFM sketches are built from the final base.
+
+Each part is timed over the whole sample with ``time.process_time`` (CPU, which
+another process on the machine does not inflate) and divided by the sample size;
+``--repeat`` rounds give the spread. The parts:
+
+* ``rfm``: order summary and sketch scores of the customer;
+* ``fields``: the fields the book's conditions read, computed;
+* ``conditions``: the conditions run on those computed fields;
+* ``transitions``: the changes against the generations stored before;
+* ``total``: all of it per customer, as the tracker runs it (fields computed lazily,
+  so a condition that short-circuits may skip some: less than the sum of the parts).
+
+``--profile`` runs one more round of ``total`` under cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import json
+import pstats
+import statistics
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cdpulse.ingest.batch import BatchProcessor
+from cdpulse.ingest.message import Message
+from cdpulse.models.lifetime import OrderSummary
+from cdpulse.profile.model import Profile, decode, encode
+from cdpulse.profile.rules import Rules
+from cdpulse.segments.definitions import SegmentBook, load
+from cdpulse.segments.fields import FIELDS, profile_fields
+from cdpulse.segments.membership import Transition, evaluate, transitions
+from cdpulse.segments.rfm import RfmScore
+from cdpulse.segments.sketches import RfmSketches
+from cdpulse.simulate.shop import Shop
+from cdpulse.store.memory import MemoryProfileStore
+
+BATCH = 2_000  # the worker's batch size
+DEMO_BOOK = Path(__file__).resolve().parents[3] / "deploy" / "segments.yaml"
+
+
+@dataclass(slots=True)
+class Sample:
+    """Changed customers as the tracker would see them, and the base's sketches."""
+
+    profiles: list[Profile]
+    sketches: RfmSketches
+    events: int
+
+
+def raw_events(path: Path | None, customers: int, days: int, seed: int) -> Iterator[bytes]:
+    """The events, one JSON document each: the file's lines, or a fresh simulation."""
+    if path is not None:
+        with path.open("rb") as lines:
+            yield from (line for line in lines if line.strip())
+        return
+    for event in Shop(customers=customers, days=days, seed=seed).events():
+        yield json.dumps(event).encode()
+
+
+def build(events: Iterator[bytes], stride: int, limit: int | None) -> Sample:
+    """Apply ``events`` batch by batch; keep every ``stride``-th changed customer."""
+    store = MemoryProfileStore()
+    # The simulated days may lie ahead of the wall clock: accept any future event.
+    processor = BatchProcessor(store, Rules(), max_future_skew=timedelta(days=3650))
+    kept: list[bytes] = []
+    changed = applied = 0
+    batch: list[Message] = []
+
+    def flush() -> None:
+        nonlocal changed
+        result = asyncio.run(processor.process(batch))
+        for profile in result.saved:
+            if profile.customer_id is None:
+                continue  # anonymous visitors are not segmented
+            if changed % stride == 0:
+                kept.append(encode(profile))  # frozen as saved: later batches change it
+            changed += 1
+        batch.clear()
+
+    for raw in events:
+        if limit is not None and applied >= limit:
+            break
+        key = json.loads(raw).get("customer_id") or b"anon"
+        batch.append(Message("events", 0, applied, str(key).encode(), raw, None))
+        applied += 1
+        if len(batch) == BATCH:
+            flush()
+    if batch:
+        flush()
+    profiles = [decode(blob) for blob in kept]
+    for profile in profiles:
+        # A churn model scores everyone; a hash of the id stands in for its score.
+        profile.churn_risk = zlib.crc32((profile.customer_id or "").encode()) / 2**32
+    summaries = [OrderSummary.of(decode(blob)) for _, blob in store.profiles.values()]
+    sketches = RfmSketches.build(
+        (s.last_order_at, s.orders, s.net_revenue) for s in summaries if s is not None
+    )
+    return Sample(profiles, sketches, applied)
+
+
+def _score(sketches: RfmSketches, profile: Profile) -> RfmScore | None:
+    summary = OrderSummary.of(profile)
+    if summary is None:
+        return None
+    return sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
+
+
+def _rfm(sketches: RfmSketches, profile: Profile) -> dict[str, Any] | None:
+    score = _score(sketches, profile)
+    return score.fields() if score is not None else None
+
+
+def stored_before(book: SegmentBook, sample: Sample, rules: Rules) -> list[dict[str, int]]:
+    """Each evaluation's stored generations: those the customer's earlier ones left."""
+    generations: dict[str, dict[str, int]] = {}
+    out = []
+    for profile in sample.profiles:
+        customer = str(profile.customer_id)
+        mine = generations.setdefault(customer, {})
+        out.append(dict(mine))
+        record = profile_fields(profile, rules, _rfm(sample.sketches, profile))
+        result = evaluate(book, record)
+        for t in transitions(customer, mine, result.members, result.decided, profile.last_seen):
+            mine[t.segment] = t.generation
+    return out
+
+
+def reads(book: SegmentBook) -> list[str]:
+    """The fields any of the book's conditions reads."""
+    names = {n for s in book.segments for n in s.condition.program.variables()}
+    return sorted(names & set(FIELDS))
+
+
+def parts(book: SegmentBook, sample: Sample, rules: Rules) -> dict[str, Callable[[], None]]:
+    """One round of each part over the whole sample, as functions to time."""
+    profiles, sketches = sample.profiles, sample.sketches
+    names = reads(book)
+    stored = stored_before(book, sample, rules)
+    scores = [_score(sketches, p) for p in profiles]
+    rfm = [s.fields() if s is not None else None for s in scores]
+    loaded = [profile_fields(p, rules, r) for p, r in zip(profiles, rfm, strict=True)]
+    for record in loaded:
+        for name in names:
+            record.get(name)
+    results = [evaluate(book, record) for record in loaded]
+
+    def rfm_part() -> None:
+        for profile in profiles:
+            score = _score(sketches, profile)
+            if score is not None:
+                score.fields()
+
+    def fields_part() -> None:
+        for profile, r in zip(profiles, rfm, strict=True):
+            record = profile_fields(profile, rules, r)
+            for name in names:
+                record.get(name)
+
+    def conditions_part() -> None:
+        for record in loaded:
+            evaluate(book, record)
+
+    def transitions_part() -> None:
+        for profile, mine, result in zip(profiles, stored, results, strict=True):
+            transitions(
+                str(profile.customer_id), mine, result.members, result.decided, profile.last_seen
+            )
+
+    def total() -> None:
+        for profile, mine in zip(profiles, stored, strict=True):
+            result = evaluate(book, profile_fields(profile, rules, _rfm(sketches, profile)))
+            changes: list[Transition] = transitions(
+                str(profile.customer_id), mine, result.members, result.decided, profile.last_seen
+            )
+            del changes
+
+    return {
+        "rfm": rfm_part,
+        "fields": fields_part,
+        "conditions": conditions_part,
+        "transitions": transitions_part,
+        "total": total,
+    }
+
+
+def measure(rounds: dict[str, Callable[[], None]], repeat: int, n: int) -> dict[str, list[float]]:
+    """CPU microseconds per customer of each part, one value per repeat."""
+    out: dict[str, list[float]] = {name: [] for name in rounds}
+    for _ in range(repeat):
+        for name, run in rounds.items():
+            started = time.process_time()
+            run()
+            out[name].append((time.process_time() - started) / n * 1e6)
+    return out
+
+
+def report(timings: dict[str, list[float]]) -> str:
+    lines = [f"{'part':<12} {'median':>8} {'min':>8} {'max':>8}  (CPU us per changed customer)"]
+    for name, values in timings.items():
+        lines.append(
+            f"{name:<12} {statistics.median(values):8.2f} {min(values):8.2f} {max(values):8.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cdpulse.bench.segment_cost")
+    parser.add_argument("--events", type=Path, help="JSON lines; default: simulate")
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--limit", type=int, help="apply at most this many events")
+    parser.add_argument("--segments", type=Path, default=DEMO_BOOK)
+    parser.add_argument("--stride", type=int, default=25, help="keep every n-th changed customer")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="also run total under cProfile")
+    args = parser.parse_args(argv)
+
+    book = load(args.segments)
+    rules = Rules()
+    started = time.monotonic()
+    events = raw_events(args.events, args.customers, args.days, args.seed)
+    sample = build(events, args.stride, args.limit)
+    n = len(sample.profiles)
+    print(
+        f"{sample.events} events -> {n} changed customers sampled "
+        f"(1 in {args.stride}), {sample.sketches.customers} customers with orders; "
+        f"built in {time.monotonic() - started:.0f} s; book {args.segments}",
+        file=sys.stderr,
+    )
+    rounds = parts(book, sample, rules)
+    gc.collect()
+    gc.freeze()  # as the worker does: no gen-2 passes over the sample's heap
+    print(report(measure(rounds, args.repeat, n)))
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(rounds["total"])
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
