@@ -18,7 +18,7 @@ unknown field 'revenu_30d'; did you mean 'revenue_30d'?``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +47,24 @@ class SegmentDefinition:
 
 @dataclass(frozen=True, slots=True)
 class SegmentBook:
-    """Every segment a worker evaluates."""
+    """Every segment a worker evaluates.
+
+    ``names`` is every segment id, the RFM ones (when on) first; ``custom_names`` the
+    custom ones alone. Both are kept, not rebuilt: each customer's decision lists one.
+    """
 
     segments: tuple[SegmentDefinition, ...] = ()
     rfm: bool = True
     # The raw ``experiments`` list, checked by ``cdpulse.experiments.definitions``.
     experiments: tuple[Lined, ...] = ()
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    custom_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Every segment id: the RFM ones (when on), then the custom ones."""
+    def __post_init__(self) -> None:
+        custom = tuple(s.name for s in self.segments)
         rfm = tuple(s.id for s in RFM_SEGMENTS) if self.rfm else ()
-        return rfm + tuple(s.name for s in self.segments)
+        object.__setattr__(self, "custom_names", custom)  # frozen: set once, here
+        object.__setattr__(self, "names", rfm + custom)
 
 
 class Lined(dict[str, Any]):

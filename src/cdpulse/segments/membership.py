@@ -1,5 +1,8 @@
 """Who is in which segment, and the transitions (enter, leave) a profile change causes.
 
+Per changed customer: ``decide(book, profile, rules, rfm)`` (its segments), then
+``transitions(...)`` against the generations stored for it.
+
 A customer's membership of a segment is kept as a *generation*: how many times it has
 changed. Odd means member, even means not; entering turns generation g into g + 1.
 ``customer:segment:generation`` is therefore a deterministic id for each transition: a
@@ -18,11 +21,14 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from cdpulse.profile.model import Profile
+from cdpulse.profile.rules import Rules
+from cdpulse.segments.compiler import ERROR, Values
 from cdpulse.segments.definitions import SegmentBook
-from cdpulse.segments.expressions import EvaluationError
-from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
+from cdpulse.segments.fields import FieldValues, ProfileRecord
+from cdpulse.segments.rfm import RfmScore, score_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,38 +66,74 @@ class Transition:
         return json.dumps(self.document(), separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    """Which segments a record is in, which were decided at all, and which raised."""
+class Decision(NamedTuple):
+    """Which segments a customer is in, which were decided at all, and which raised.
+
+    ``decided`` is what stored generations are compared over (``transitions``): RFM
+    segments are left out when they cannot be decided, so nobody leaves them then.
+    ``errors`` are the segments whose condition could not be decided (a missing field):
+    not a member, and counted.
+    """
 
     members: frozenset[str]
     decided: tuple[str, ...]
     errors: tuple[str, ...]
 
 
-def evaluate(book: SegmentBook, record: Mapping[str, Any]) -> Evaluation:
-    """The segments ``record`` (``fields.profile_fields``) belongs to.
+def decide(book: SegmentBook, profile: Profile, rules: Rules, rfm: RfmScore | None) -> Decision:
+    """The segments ``profile`` belongs to, read at its own ``last_seen``.
+
+    What the tracker runs per changed customer; ``rfm`` is its score against the
+    newest sketches (``RfmSketches.score``; None without orders or sketches). Equal to
+    ``evaluate(book, profile_fields(profile, rules, rfm.fields()))``, and so to the
+    rendered document's fields (tests hold all three together); fields are computed
+    only when a condition reads them.
+    """
+    if rfm is None:
+        return _decide(book, FieldValues(profile, rules, None), None, profile.orders)
+    shared = _RFM_MAPS[rfm.r - 1][rfm.f - 1][rfm.m - 1]
+    return _decide(book, FieldValues(profile, rules, shared), rfm.segment.id, profile.orders)
+
+
+def evaluate(book: SegmentBook, record: Mapping[str, Any]) -> Decision:
+    """The segments ``record`` (``fields.profile_fields``, or any mapping) belongs to.
 
     RFM segments are decided only when the record carries RFM scores (customers without
     orders have none and are in no RFM segment; before the first sketch exists nothing
     RFM is decided, so a restart does not make everyone leave). A condition that raises
     (a missing field) means "not a member", and is reported in ``errors``.
     """
-    members: set[str] = set()
-    decided: list[str] = []
-    errors: list[str] = []
-    if book.rfm and ("rfm" in record or not record.get("orders")):
-        decided += [s.id for s in RFM_SEGMENTS]
-        if "rfm" in record:
-            members.add(str(record["rfm"]["segment"]))
+    values = record.field_values if isinstance(record, ProfileRecord) else Values(record)
+    rfm = values["rfm"]
+    orders = values["orders"]
+    segment = None if rfm is ERROR else str(rfm["segment"])
+    return _decide(book, values, segment, 0 if orders is ERROR else orders)
+
+
+def _decide(book: SegmentBook, values: Values, rfm_segment: str | None, orders: Any) -> Decision:
+    members: list[str] = []
+    if book.rfm and (rfm_segment is not None or not orders):
+        decided = book.names
+        if rfm_segment is not None:
+            members.append(rfm_segment)
+    else:
+        decided = book.custom_names
+    errors: tuple[str, ...] = ()
     for segment in book.segments:
-        decided.append(segment.name)
-        try:
-            if segment.condition.matches(record):
-                members.add(segment.name)
-        except EvaluationError:
-            errors.append(segment.name)
-    return Evaluation(frozenset(members), tuple(decided), tuple(errors))
+        verdict = segment.condition.decide(values)
+        if verdict:
+            members.append(segment.name)
+        elif verdict is None:
+            errors += (segment.name,)
+    return Decision(frozenset(members), decided, errors)
+
+
+# The ``rfm`` map of each score, [r - 1][f - 1][m - 1], built once and shared:
+# conditions only read it.
+_RFM_MAPS = tuple(
+    tuple(tuple(score_of(r, f, m).fields() for m in range(1, 6)) for f in range(1, 6))
+    for r in range(1, 6)
+)
 
 
 def transitions(
@@ -101,15 +143,26 @@ def transitions(
     decided: Iterable[str],
     at_ms: int,
 ) -> list[Transition]:
-    """The changes from ``stored`` generations to ``members``, over the ``decided`` segments."""
-    now = set(members)
-    out = []
-    for segment in decided:
-        generation = stored.get(segment, 0)
-        was_member = generation % 2 == 1
-        if (segment in now) != was_member:
-            out.append(Transition(customer_id, segment, not was_member, at_ms, generation + 1))
-    return out
+    """The changes from ``stored`` generations to ``members``, over the ``decided`` segments.
+
+    In ``decided`` order. Most decisions change nothing, which is seen without a pass
+    over every segment: then the members are exactly the segments stored as odd.
+    """
+    now = members if isinstance(members, (set, frozenset)) else set(members)
+    kept = 0
+    for segment, generation in stored.items():
+        if generation % 2 == 1:
+            if segment not in now:
+                break
+            kept += 1
+    else:
+        if kept == len(now):
+            return []
+    return [
+        Transition(customer_id, s, s in now, at_ms, stored.get(s, 0) + 1)
+        for s in decided
+        if (s in now) != (stored.get(s, 0) % 2 == 1)
+    ]
 
 
 def encode_pending(changes: Iterable[Transition]) -> str:
