@@ -15,11 +15,14 @@ another process on the machine does not inflate) and divided by the sample size;
 ``--repeat`` rounds give the spread. The parts:
 
 * ``rfm``: order summary and sketch scores of the customer;
-* ``fields``: the fields the book's conditions read, computed;
-* ``conditions``: the conditions run on those computed fields;
+* ``fields``: the fields the book's conditions read, computed (``FieldValues``);
+* ``conditions``: the conditions decided on those computed fields;
 * ``transitions``: the changes against the generations stored before;
-* ``total``: all of it per customer, as the tracker runs it (fields computed lazily,
-  so a condition that short-circuits may skip some: less than the sum of the parts).
+* ``total``: all of it per customer, ``decide`` as the tracker should call it (fields
+  computed lazily: a condition that short-circuits skips some, so the total can be
+  less than the sum of the parts);
+* ``total, engine``: the same with every condition left to the Rust engine;
+* ``tracker.py``: the path today's tracker takes (``evaluate(profile_fields(...))``).
 
 ``--profile`` runs one more round of ``total`` under cProfile.
 """
@@ -37,10 +40,9 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from cdpulse.ingest.batch import BatchProcessor
 from cdpulse.ingest.message import Message
@@ -48,8 +50,8 @@ from cdpulse.models.lifetime import OrderSummary
 from cdpulse.profile.model import Profile, decode, encode
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import SegmentBook, load
-from cdpulse.segments.fields import FIELDS, profile_fields
-from cdpulse.segments.membership import Transition, evaluate, transitions
+from cdpulse.segments.fields import FieldValues, profile_fields
+from cdpulse.segments.membership import decide, evaluate, transitions
 from cdpulse.segments.rfm import RfmScore
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.simulate.shop import Shop
@@ -61,9 +63,14 @@ DEMO_BOOK = Path(__file__).resolve().parents[3] / "deploy" / "segments.yaml"
 
 @dataclass(slots=True)
 class Sample:
-    """Changed customers as the tracker would see them, and the base's sketches."""
+    """Changed customers as the tracker would see them, and the base's sketches.
+
+    ``before[i]`` is the customer of ``profiles[i]`` as its previous change left it
+    (None: its first), so the stored generations are those a worker would hold.
+    """
 
     profiles: list[Profile]
+    before: list[Profile | None]
     sketches: RfmSketches
     events: int
 
@@ -83,7 +90,8 @@ def build(events: Iterator[bytes], stride: int, limit: int | None) -> Sample:
     store = MemoryProfileStore()
     # The simulated days may lie ahead of the wall clock: accept any future event.
     processor = BatchProcessor(store, Rules(), max_future_skew=timedelta(days=3650))
-    kept: list[bytes] = []
+    kept: list[tuple[bytes, bytes | None]] = []
+    latest: dict[str, bytes] = {}
     changed = applied = 0
     batch: list[Message] = []
 
@@ -93,8 +101,10 @@ def build(events: Iterator[bytes], stride: int, limit: int | None) -> Sample:
         for profile in result.saved:
             if profile.customer_id is None:
                 continue  # anonymous visitors are not segmented
+            blob = encode(profile)  # frozen as saved: later batches change the profile
             if changed % stride == 0:
-                kept.append(encode(profile))  # frozen as saved: later batches change it
+                kept.append((blob, latest.get(profile.id)))
+            latest[profile.id] = blob
             changed += 1
         batch.clear()
 
@@ -108,78 +118,82 @@ def build(events: Iterator[bytes], stride: int, limit: int | None) -> Sample:
             flush()
     if batch:
         flush()
-    profiles = [decode(blob) for blob in kept]
-    for profile in profiles:
-        # A churn model scores everyone; a hash of the id stands in for its score.
-        profile.churn_risk = zlib.crc32((profile.customer_id or "").encode()) / 2**32
+    profiles = [_scored(blob) for blob, _ in kept]
+    before = [None if blob is None else _scored(blob) for _, blob in kept]
     summaries = [OrderSummary.of(decode(blob)) for _, blob in store.profiles.values()]
     sketches = RfmSketches.build(
         (s.last_order_at, s.orders, s.net_revenue) for s in summaries if s is not None
     )
-    return Sample(profiles, sketches, applied)
+    return Sample(profiles, before, sketches, applied)
+
+
+def _scored(blob: bytes) -> Profile:
+    profile = decode(blob)
+    # A churn model scores everyone; a hash of the id stands in for its score.
+    profile.churn_risk = zlib.crc32((profile.customer_id or "").encode()) / 2**32
+    return profile
 
 
 def _score(sketches: RfmSketches, profile: Profile) -> RfmScore | None:
+    """The customer's RFM score, as the tracker computes it."""
     summary = OrderSummary.of(profile)
     if summary is None:
         return None
     return sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
 
 
-def _rfm(sketches: RfmSketches, profile: Profile) -> dict[str, Any] | None:
-    score = _score(sketches, profile)
-    return score.fields() if score is not None else None
-
-
 def stored_before(book: SegmentBook, sample: Sample, rules: Rules) -> list[dict[str, int]]:
-    """Each evaluation's stored generations: those the customer's earlier ones left."""
-    generations: dict[str, dict[str, int]] = {}
-    out = []
-    for profile in sample.profiles:
-        customer = str(profile.customer_id)
-        mine = generations.setdefault(customer, {})
-        out.append(dict(mine))
-        record = profile_fields(profile, rules, _rfm(sample.sketches, profile))
-        result = evaluate(book, record)
-        for t in transitions(customer, mine, result.members, result.decided, profile.last_seen):
-            mine[t.segment] = t.generation
+    """Each customer's stored generations: its previous state's members (odd), decided
+    with today's sketches (their count does not matter to the cost, their parity does)."""
+    out: list[dict[str, int]] = []
+    for before in sample.before:
+        if before is None:
+            out.append({})
+            continue
+        members = decide(book, before, rules, _score(sample.sketches, before)).members
+        out.append(dict.fromkeys(members, 1))
     return out
 
 
-def reads(book: SegmentBook) -> list[str]:
-    """The fields any of the book's conditions reads."""
-    names = {n for s in book.segments for n in s.condition.program.variables()}
-    return sorted(names & set(FIELDS))
+def engine_only(book: SegmentBook) -> SegmentBook:
+    """``book`` with every condition left to the engine, as before the compiled subset."""
+    return replace(
+        book,
+        segments=tuple(
+            replace(s, condition=replace(s.condition, closure=None)) for s in book.segments
+        ),
+    )
 
 
 def parts(book: SegmentBook, sample: Sample, rules: Rules) -> dict[str, Callable[[], None]]:
     """One round of each part over the whole sample, as functions to time."""
     profiles, sketches = sample.profiles, sample.sketches
-    names = reads(book)
+    names = sorted({name for s in book.segments for name in s.condition.reads})
+    conditions = [s.condition for s in book.segments]
     stored = stored_before(book, sample, rules)
     scores = [_score(sketches, p) for p in profiles]
     rfm = [s.fields() if s is not None else None for s in scores]
-    loaded = [profile_fields(p, rules, r) for p, r in zip(profiles, rfm, strict=True)]
-    for record in loaded:
+    loaded = [FieldValues(p, rules, r) for p, r in zip(profiles, rfm, strict=True)]
+    for values in loaded:
         for name in names:
-            record.get(name)
-    results = [evaluate(book, record) for record in loaded]
+            values[name]
+    results = [decide(book, p, rules, s) for p, s in zip(profiles, scores, strict=True)]
+    slow = engine_only(book)
 
     def rfm_part() -> None:
         for profile in profiles:
-            score = _score(sketches, profile)
-            if score is not None:
-                score.fields()
+            _score(sketches, profile)
 
     def fields_part() -> None:
         for profile, r in zip(profiles, rfm, strict=True):
-            record = profile_fields(profile, rules, r)
+            values = FieldValues(profile, rules, r)
             for name in names:
-                record.get(name)
+                values[name]
 
     def conditions_part() -> None:
-        for record in loaded:
-            evaluate(book, record)
+        for values in loaded:
+            for condition in conditions:
+                condition.decide(values)
 
     def transitions_part() -> None:
         for profile, mine, result in zip(profiles, stored, results, strict=True):
@@ -187,20 +201,37 @@ def parts(book: SegmentBook, sample: Sample, rules: Rules) -> dict[str, Callable
                 str(profile.customer_id), mine, result.members, result.decided, profile.last_seen
             )
 
-    def total() -> None:
+    def run(book: SegmentBook) -> Callable[[], None]:
+        def total() -> None:
+            for profile, mine in zip(profiles, stored, strict=True):
+                result = decide(book, profile, rules, _score(sketches, profile))
+                transitions(
+                    str(profile.customer_id),
+                    mine,
+                    result.members,
+                    result.decided,
+                    profile.last_seen,
+                )
+
+        return total
+
+    def tracker_path() -> None:
         for profile, mine in zip(profiles, stored, strict=True):
-            result = evaluate(book, profile_fields(profile, rules, _rfm(sketches, profile)))
-            changes: list[Transition] = transitions(
+            score = _score(sketches, profile)
+            record = profile_fields(profile, rules, score.fields() if score is not None else None)
+            result = evaluate(book, record)
+            transitions(
                 str(profile.customer_id), mine, result.members, result.decided, profile.last_seen
             )
-            del changes
 
     return {
         "rfm": rfm_part,
         "fields": fields_part,
         "conditions": conditions_part,
         "transitions": transitions_part,
-        "total": total,
+        "total": run(book),
+        "total, engine": run(slow),
+        "tracker.py": tracker_path,
     }
 
 
@@ -216,10 +247,10 @@ def measure(rounds: dict[str, Callable[[], None]], repeat: int, n: int) -> dict[
 
 
 def report(timings: dict[str, list[float]]) -> str:
-    lines = [f"{'part':<12} {'median':>8} {'min':>8} {'max':>8}  (CPU us per changed customer)"]
+    lines = [f"{'part':<14} {'median':>8} {'min':>8} {'max':>8}  (CPU us per changed customer)"]
     for name, values in timings.items():
         lines.append(
-            f"{name:<12} {statistics.median(values):8.2f} {min(values):8.2f} {max(values):8.2f}"
+            f"{name:<14} {statistics.median(values):8.2f} {min(values):8.2f} {max(values):8.2f}"
         )
     return "\n".join(lines)
 
