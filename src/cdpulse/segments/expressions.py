@@ -141,10 +141,13 @@ class Condition:
             raise EvaluationError(f"the condition gave {type(result).__name__}, not a boolean")
         return result
 
-    def _context(self, values: Values) -> dict[str, Any]:
-        # Only the fields the condition reads: the engine converts every value it is
-        # handed (~100 us for a whole record against ~1 us for one field).
-        return {name: value for name in self.reads if (value := values[name]) is not ERROR}
+    def _context(self, values: Values) -> cel.Context:
+        # A resolver converts only the fields the evaluation reaches: the engine converts
+        # every value it is handed (~100 us for a whole record against ~1 us a field),
+        # and a field behind a decided && or || is neither computed nor converted.
+        context = cel.Context()
+        context.set_variable_resolver(lambda name: _absent_as_none(values[name]))
+        return context
 
     def _check_boolean(self) -> None:
         """A condition that yields a number or a string on a full record is a mistake."""
@@ -157,6 +160,10 @@ class Condition:
                 f"the condition gives a {type(result).__name__}, not true/false; "
                 "compare it, e.g. `orders > 2`"
             )
+
+
+def _absent_as_none(value: Any) -> Any:
+    return None if value is ERROR else value  # None: the engine's "no such variable"
 
 
 def _located(message: str) -> ExpressionError:
