@@ -11,7 +11,7 @@ from itertools import product
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cdpulse.contract.outputs import SegmentTransition
@@ -502,6 +502,9 @@ def test_decide_equals_the_engine_on_the_rendered_document_of_drawn_profiles(
     ),
     st.sampled_from([2, 4, 6]),
 )
+@example(0.125, 2)  # an exact tie: round's half-even decides
+@example(2.675, 2)  # 2.67499999... in binary
+@example(-1e-9, 4)  # rounds to -0.0
 def test_rounded_is_round(x: float, digits: int) -> None:
     got, wanted = rounded(x, digits), round(x, digits)
     assert got == wanted or (math.isnan(got) and math.isnan(wanted))

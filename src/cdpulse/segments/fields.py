@@ -287,11 +287,11 @@ def rounded(x: float, digits: int) -> float:
     """``round(x, digits)``, exactly, mostly without its decimal conversion.
 
     ``round`` gives the double nearest to x rounded to ``digits`` decimals. With
-    y = x * 10**digits computed in floating point, when y is more than 0.4999 from its
-    nearest integer k, the exact x * 10**digits has the same nearest integer (y's error
-    is far smaller; and an exact tie cannot happen: k + 1/2 over a power of ten is no
-    double), so the answer is the double nearest to k / 10**digits: the correctly
-    rounded division ``k / 10.0**digits``. Otherwise ``round`` itself decides.
+    y = x * 10**digits computed in floating point, when y is within 0.4999 of an
+    integer k, the exact x * 10**digits is within 0.5 of k too (y's error is below
+    2**-17), so k is its nearest integer and the answer is the double nearest to
+    k / 10**digits: the correctly rounded division ``k / 10.0**digits``. Otherwise (near
+    a half, ties included: 0.125 to 2 digits) ``round`` itself decides.
 
     >>> rounded(2.675, 2), round(2.675, 2), rounded(-0.0000001, 4)
     (2.67, 2.67, -0.0)
