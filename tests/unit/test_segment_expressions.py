@@ -320,7 +320,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(EXPRESSIONS, RECORDS)
 def test_the_compiled_subset_agrees_with_the_engine(source: str, record: dict[str, Any]) -> None:
     """Generated conditions of the subset, on generated records: same value or both errors."""

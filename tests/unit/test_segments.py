@@ -20,12 +20,13 @@ from cdpulse.ingest.message import Message
 from cdpulse.models.lifetime import OrderSummary
 from cdpulse.profile.model import CartLine, Profile, decode, encode
 from cdpulse.profile.rules import Rules
-from cdpulse.profile.view import render
+from cdpulse.profile.view import affinity_view, render
 from cdpulse.segments.compiler import ERROR, Values, modelled
 from cdpulse.segments.definitions import SegmentBook, parse
 from cdpulse.segments.expressions import EvaluationError
 from cdpulse.segments.fields import (
     FIELDS,
+    TOP_CATEGORIES,
     FieldValues,
     document_fields,
     profile_fields,
@@ -491,6 +492,28 @@ def test_decide_equals_the_engine_on_the_rendered_document_of_drawn_profiles(
     assert {name: values[name] for name in FIELDS if values[name] is not ERROR} == record
     assert decide(RICH_BOOK, profile, rules, score) == reference(RICH_BOOK, record)
     assert evaluate(RICH_BOOK, record) == reference(RICH_BOOK, record)
+
+
+NEAR_TIES = st.tuples(
+    st.sampled_from([0.0, 1e-7, 1.0, 2.5, 2.5000004, 5.0]), st.integers(-12, 12)
+).map(
+    lambda t: t[0] + t[1] * 2.5e-7  # neighbours around the rounding margin, and exact ties
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.dictionaries(CATEGORIES, NEAR_TIES | st.floats(0, 1e7), max_size=5),
+    st.sampled_from([0, 1, 3_600_000, 14 * DAY, 400 * DAY, 10**9 * DAY]),
+)
+def test_top_categories_are_affinity_views_first_three_near_ties_too(
+    affinity: dict[str, float], decayed_for: int
+) -> None:
+    profile = Profile(id="C-1", last_seen=10**12, affinity_ref=10**12 - decayed_for)
+    profile.affinity = affinity
+    rules = Rules()
+    wanted = list(affinity_view(profile, profile.last_seen, rules))[:TOP_CATEGORIES]
+    assert FieldValues(profile, rules, None)["top_categories"] == wanted
 
 
 @settings(max_examples=1000, deadline=None)
