@@ -580,3 +580,12 @@ def test_a_book_keeps_its_names() -> None:
     assert RICH_BOOK.names[len(SEGMENTS) :] == RICH_BOOK.custom_names
     off = parse("rfm: false\nsegments: [{name: big, when: orders > 9}]")
     assert off.names == off.custom_names == ("big",)
+
+
+def test_a_record_holding_what_the_subset_does_not_model_is_decided_by_the_engine() -> None:
+    profile = _profile(3, DAY, cart=150.0)
+    profile.churn_risk = 0.9
+    rfm = {"r": 2**70, "f": 5, "m": 1, "score": "x", "segment": "champions"}  # no int64
+    record = profile_fields(profile, Rules(), rfm)
+    assert not record.field_values.modelled
+    assert evaluate(RICH_BOOK, record) == reference(RICH_BOOK, dict(record))

@@ -119,12 +119,15 @@ def _decide(book: SegmentBook, values: Values, rfm_segment: str | None, orders: 
     else:
         decided = book.custom_names
     errors: tuple[str, ...] = ()
-    for segment in book.segments:
-        verdict = segment.condition.decide(values)
-        if verdict:
-            members.append(segment.name)
-        elif verdict is None:
-            errors += (segment.name,)
+    checks = (
+        book.checks if values.modelled else [(s.name, s.condition.decide) for s in book.segments]
+    )
+    for name, check in checks:
+        verdict = check(values)
+        if verdict is True:
+            members.append(name)
+        elif verdict is not False:
+            errors += (name,)
     return Decision(frozenset(members), decided, errors)
 
 
