@@ -18,7 +18,7 @@ first, so the profiles are in the caches as a batch's rules leave them; ``--chun
 times the whole sample cold (a few us more per customer: its first reads miss). Parts:
 
 * ``(loop)``: the benchmark's own loop, included in every row below;
-* ``rfm``: order summary and sketch scores of the customer;
+* ``rfm``: the customer's sketch scores (``RfmSketches.score_profile``);
 * ``fields``: the fields the book's conditions read, computed (``FieldValues``);
 * ``conditions``: the conditions decided on those computed fields;
 * ``transitions``: the changes against the generations stored before;
@@ -138,8 +138,8 @@ def _scored(blob: bytes) -> Profile:
     return profile
 
 
-def _score(sketches: RfmSketches, profile: Profile) -> RfmScore | None:
-    """The customer's RFM score, as the tracker computes it."""
+def _tracker_score(sketches: RfmSketches, profile: Profile) -> RfmScore | None:
+    """The customer's RFM score as today's tracker computes it (through OrderSummary)."""
     summary = OrderSummary.of(profile)
     if summary is None:
         return None
@@ -154,7 +154,7 @@ def stored_before(book: SegmentBook, sample: Sample, rules: Rules) -> list[dict[
         if before is None:
             out.append({})
             continue
-        members = decide(book, before, rules, _score(sample.sketches, before)).members
+        members = decide(book, before, rules, sample.sketches.score_profile(before)).members
         out.append(dict.fromkeys(members, 1))
     return out
 
@@ -178,7 +178,7 @@ def parts(book: SegmentBook, sample: Sample, rules: Rules) -> dict[str, Part]:
     names = sorted({name for s in book.segments for name in s.condition.reads})
     conditions = [s.condition for s in book.segments]
     stored = stored_before(book, sample, rules)
-    scores = [_score(sketches, p) for p in profiles]
+    scores = [sketches.score_profile(p) for p in profiles]
     rfm = [s.fields() if s is not None else None for s in scores]
     loaded = [FieldValues(p, rules, r) for p, r in zip(profiles, rfm, strict=True)]
     for values in loaded:
@@ -193,7 +193,7 @@ def parts(book: SegmentBook, sample: Sample, rules: Rules) -> dict[str, Part]:
 
     def rfm_part(lo: int, hi: int) -> None:
         for profile in profiles[lo:hi]:
-            _score(sketches, profile)
+            sketches.score_profile(profile)
 
     def fields_part(lo: int, hi: int) -> None:
         for profile, r in zip(profiles[lo:hi], rfm[lo:hi], strict=True):
@@ -217,7 +217,7 @@ def parts(book: SegmentBook, sample: Sample, rules: Rules) -> dict[str, Part]:
     def run(book: SegmentBook) -> Part:
         def total(lo: int, hi: int) -> None:
             for profile, mine in zip(profiles[lo:hi], stored[lo:hi], strict=True):
-                result = decide(book, profile, rules, _score(sketches, profile))
+                result = decide(book, profile, rules, sketches.score_profile(profile))
                 transitions(
                     str(profile.customer_id),
                     mine,
@@ -230,7 +230,7 @@ def parts(book: SegmentBook, sample: Sample, rules: Rules) -> dict[str, Part]:
 
     def tracker_path(lo: int, hi: int) -> None:
         for profile, mine in zip(profiles[lo:hi], stored[lo:hi], strict=True):
-            score = _score(sketches, profile)
+            score = _tracker_score(sketches, profile)
             record = profile_fields(profile, rules, score.fields() if score is not None else None)
             result = evaluate(book, record)
             transitions(
