@@ -9,6 +9,13 @@ changed. Odd means member, even means not; entering turns generation g into g + 
 worker that publishes a transition again after a crash publishes the same id, so
 consumers dedupe exactly.
 
+>>> from cdpulse.profile.model import Profile
+>>> from cdpulse.segments.definitions import parse
+>>> book = parse("segments: [{name: repeat, when: orders >= 2},"
+...              "           {name: risky, when: churn_risk > 0.5}]")
+>>> decision = decide(book, Profile(id="C-1", customer_id="C-1", orders=2), Rules(), None)
+>>> sorted(decision.members), decision.errors      # no churn score yet: risky undecided
+(['repeat'], ('risky',))
 >>> before = {"vip": 1}                     # entered once: a member
 >>> changes = transitions("C-1", before, {"shoe_lovers"}, ("vip", "shoe_lovers"), 1_000)
 >>> [(t.segment, t.entered, t.id) for t in changes]
@@ -84,7 +91,8 @@ def decide(book: SegmentBook, profile: Profile, rules: Rules, rfm: RfmScore | No
     """The segments ``profile`` belongs to, read at its own ``last_seen``.
 
     What the tracker runs per changed customer; ``rfm`` is its score against the
-    newest sketches (``RfmSketches.score``; None without orders or sketches). Equal to
+    newest sketches (``sketches.score_profile(profile)``; None without orders or
+    sketches: then no RFM segment is decided, unless it has no orders). Equal to
     ``evaluate(book, profile_fields(profile, rules, rfm.fields()))``, and so to the
     rendered document's fields (tests hold all three together); fields are computed
     only when a condition reads them.
