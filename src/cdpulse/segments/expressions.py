@@ -118,10 +118,9 @@ class Condition:
             result = self.closure(values)
             return result if result is True or result is False else None
         try:
-            result = self.program.execute(self._context(values))
-        except Exception:  # the engine raises several types; all mean "cannot say"
+            return self.run_engine(values)
+        except EvaluationError:
             return None
-        return result if isinstance(result, bool) else None
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         """Whether ``record`` satisfies the condition; EvaluationError when it cannot say."""
