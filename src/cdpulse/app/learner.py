@@ -46,8 +46,7 @@ from cdpulse.pipeline.outputs import Outputs, Stream
 from cdpulse.pipeline.state import Changes, Save, SaveStatus, Wanted
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
-from cdpulse.segments.membership import transitions
-from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
+from cdpulse.segments.membership import enter, rfm_moves
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.settings import Settings
 from cdpulse.store.keys import Keys
@@ -300,29 +299,23 @@ class RfmSweep:
         """Sweep every summary; how many customers changed segment."""
         if not self.enabled:
             return 0
-        rfm_ids = [s.id for s in RFM_SEGMENTS]
         cursor, moved = 0, 0
         while True:
             cursor, page = await self.memberships.summary_page(cursor, SWEEP_PAGE)
-            view = await self.state.read(Wanted(ids=set(page)))
+            view = await self.state.read(Wanted(ids=set(page), watermarks=False))
             outputs = Outputs()
             changes = Changes()
-            for customer_id, summary in page.items():
+            for customer_id in page:
                 stored = view.profiles.get(customer_id)
                 if stored is None or stored.profile is None or customer_id in view.aliases:
                     continue
                 profile = stored.profile
-                score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
-                if score is None or profile.customer_id is None:
-                    continue
-                found = transitions(
-                    customer_id, profile.segments, {score.segment.id}, rfm_ids, at_ms
-                )
+                found = rfm_moves(profile, sketches.score_profile(profile), at_ms)
                 if not found:
                     continue
+                enter(profile, found)
                 entries = []
                 for t in found:
-                    profile.segments[t.segment] = t.generation
                     outputs.add(Stream.SEGMENTS, customer_id.encode(), t.to_json())
                     if t.entered:
                         entries.append(Entry(customer_id, t.segment, True, t.at_ms))

@@ -31,8 +31,7 @@ from cdpulse.privacy.identities import pseudonyms_of
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile
 from cdpulse.segments.definitions import SegmentBook
-from cdpulse.segments.fields import profile_fields
-from cdpulse.segments.membership import Transition, evaluate, transitions
+from cdpulse.segments.membership import Transition, changes, enter
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.triggers.decide import Attribution, Decision
 from cdpulse.triggers.engine import Expired, TriggerEngine, no_offer
@@ -213,8 +212,9 @@ class Stages:
         left: list[str] = []
         entered: list[str] = []
         if changed and engine.book is not None and profile.customer_id is not None:
-            for t in self._segments(profile, work):
-                profile.segments[t.segment] = t.generation
+            found = self._segments(profile, work)
+            enter(profile, found)
+            for t in found:
                 work.transitions.append(t)
                 work.outputs.add(Stream.SEGMENTS, t.customer_id.encode(), t.to_json())
                 (entered if t.entered else left).append(t.segment)
@@ -265,19 +265,11 @@ class Stages:
     def _segments(self, profile: Profile, work: Work) -> list[Transition]:
         """The segment transitions of ``profile``'s newest state (identified customers)."""
         book = self.engine.book
-        assert book is not None and profile.customer_id is not None
-        rfm = None
-        sketches = self.engine.models.rfm if book.rfm else None
-        summary = OrderSummary.of(profile) if sketches is not None else None
-        if sketches is not None and summary is not None:
-            score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
-            rfm = score.fields() if score is not None else None
-        result = evaluate(book, profile_fields(profile, self.rules, rfm))
-        for name in result.errors:
+        assert book is not None
+        found, errors = changes(book, profile, self.rules, self.engine.models.rfm)
+        for name in errors:
             work.segment_errors[name] += 1
-        return transitions(
-            profile.id, profile.segments, result.members, result.decided, profile.last_seen
-        )
+        return found
 
     def _conversions(
         self, profile: Profile, exposures: dict[str, dict[str, tuple[str, int]]]
