@@ -641,6 +641,17 @@ def test_render_markdown_reports_ratios_roles_reads_and_contention() -> None:
     assert "| 2 worker(s) |  |  |  |  | 9,000 / - s |" in lines
 
 
+def test_render_markdown_says_when_the_load_generator_itself_ran_late() -> None:
+    result = _result()
+    result["steady_reads"]["reads"]["profile"]["send_lag"]["p99"] = 0.2
+    line = next(
+        x
+        for x in render_markdown(result).splitlines()
+        if x.startswith("| GET /v1/profiles/{id} p99")
+    )
+    assert "the load generator itself sent p99 200.0 ms late" in line
+
+
 def test_render_markdown_of_a_learner_that_never_caught_up() -> None:
     result = _result()
     result["throughput"][0]["learner"].update(caught_up_after_seconds=None, lag_at_end=700)

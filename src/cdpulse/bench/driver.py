@@ -13,7 +13,8 @@
    produce → recommendation list (the learner's), the learner's lag.
 5. **steady + reads**: the same rate again, with two load processes reading
    ``GET /v1/profiles/{id}`` and ``/recommendations`` from the api at ``http_rate`` each.
-6. **throughput, 2 workers** on the same backlog (fresh group and prefix): the scaling.
+6. **throughput, 2 workers** on the same messages (fresh group, prefix and input topics,
+   fed once both workers have joined): the scaling.
 7. **stages** (``stages``): the pipeline's stages timed in-process over the same events.
 
 Every phase records the load average, the cores each process used and the busiest
@@ -60,7 +61,7 @@ ENGINE = (
 class BenchOptions:
     """What ``cdpulse bench`` was asked to do."""
 
-    events: int = 300_000
+    events: int = 200_000
     customers: int = 10_000
     workers: int = 2
     partitions: int = 2
@@ -101,6 +102,8 @@ class BenchRun:
     result: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Input topics of a phase that has its own (name prefix), not the run's backlog.
+        self.inputs: dict[str, str] = {}
         self.settings = self.phase_settings("w1")
         self.topics = Topics.from_settings(self.settings)
         self.redis = sync_redis.Redis.from_url(self.base.redis_url)
@@ -113,18 +116,20 @@ class BenchRun:
         self.created_topics: set[str] = set(self.topics.inputs)
         self.backlog_ends: dict[Any, int] = {}
         self.helpers: list[int] = []  # pids of the producer and load processes, now running
+        self.feeder: subprocess.Popen[bytes] | None = None  # the producer feeding a phase
 
     # --- names -----------------------------------------------------------------------------
 
     def variables(self, phase: str) -> dict[str, str]:
         """The role environment of ``phase``: the run's topics, the phase's group and prefix."""
+        inputs = self.inputs.get(phase, self.name)
         return {
             "CDPULSE_KAFKA_BOOTSTRAP": self.base.kafka_bootstrap,
             "CDPULSE_REDIS_URL": self.base.redis_url,
-            "CDPULSE_TOPIC_CLICKSTREAM": f"{self.name}.clickstream",
-            "CDPULSE_TOPIC_TRANSACTIONS": f"{self.name}.transactions",
-            "CDPULSE_TOPIC_CUSTOMERS": f"{self.name}.customers",
-            "CDPULSE_TOPIC_DEAD_LETTER": f"{self.name}.dead-letter",
+            "CDPULSE_TOPIC_CLICKSTREAM": f"{inputs}.clickstream",
+            "CDPULSE_TOPIC_TRANSACTIONS": f"{inputs}.transactions",
+            "CDPULSE_TOPIC_CUSTOMERS": f"{inputs}.customers",
+            "CDPULSE_TOPIC_DEAD_LETTER": f"{inputs}.dead-letter",
             # The model topics belong to one phase: its learners start from nothing.
             "CDPULSE_TOPIC_TRAINING": f"{self.name}-{phase}.training",
             "CDPULSE_TOPIC_RECO_EVENTS": f"{self.name}-{phase}.reco-events",
@@ -243,7 +248,7 @@ class BenchRun:
                 self.result["ceilings"] = measure_ceilings(self)
             roles = self.start_roles("w1", 1, api=True)
             try:
-                one = measure_throughput(self, roles, "w1")
+                one = measure_throughput(self, roles, "w1", self.backlog_ends)
                 self.result["throughput"].append(one)
                 self.result["redis"] = redis_memory.measure(
                     self.redis, f"{self.name}-w1", one.pop("used_memory_before")
@@ -261,11 +266,16 @@ class BenchRun:
             finally:
                 stop_all(roles.values())
             if o.workers >= 2:
+                self.inputs["w2"] = f"{self.name}-w2"
                 roles = self.start_roles("w2", 2, api=False)
                 try:
-                    self.result["throughput"].append(measure_throughput(self, roles, "w2"))
+                    ends = self.feed("w2", workload, members=2)
+                    self.result["throughput"].append(measure_throughput(self, roles, "w2", ends))
                 finally:
                     stop_all(roles.values())
+                    if self.feeder is not None:
+                        self.feeder.wait(60)
+                        self.helpers.remove(self.feeder.pid)
                 redis_memory.delete_prefix(self.redis, f"{self.name}-w2")
                 self.result["scaling"] = scaling(self.result["throughput"])
             if o.stage_events:
@@ -327,6 +337,38 @@ class BenchRun:
             self.backlog_ends = offsets.ends(offsets.partitions(list(self.topics.inputs)))
         say(f"produced {o.events:,} events in {found['flushed_seconds']:.1f}s")
         return workload
+
+    def feed(self, phase: str, workload: Workload, members: int) -> dict[Any, int]:
+        """The backlog again, into ``phase``'s own input topics, once its group is settled.
+
+        The workers join first, on empty topics, and the messages follow: a worker that
+        already holds every partition when the second one joins is not what is measured
+        (and a rebalance under a full batch has crashed the worker: see the report).
+        Returns the ends the phase's topics will have, from Kafka's partitioner.
+        """
+        from kafka import TopicPartition
+        from kafka.partitioner.default import murmur2
+
+        group = self.group(phase)
+        with Offsets(self.base.kafka_bootstrap) as offsets:
+            wait_for(
+                lambda: offsets.members(group) == ("Stable", members),
+                120,
+                f"{phase}: the group {group} did not settle with {members} members",
+                every=0.5,
+            )
+        topics = Topics.from_settings(self.phase_settings(phase))
+        rows = workload.rows(topics, 0, self.options.events)
+        path = self.work_dir / f"{phase}-backlog.msgpack"
+        write_records(path, rows)
+        self.feeder = self.start_producer(path, 0.0, self.work_dir / f"{phase}-backlog.json")
+        self.helpers.append(self.feeder.pid)
+        ends: dict[Any, int] = {}
+        partitions = self.options.partitions
+        for topic, key, _ in rows:
+            tp = TopicPartition(topic, (murmur2(key) & 0x7FFFFFFF) % partitions)
+            ends[tp] = ends.get(tp, 0) + 1
+        return ends
 
     def start_producer(
         self, records: Path, rate: float, out: Path, started: Path | None = None

@@ -42,6 +42,15 @@ class Offsets:
                 total += min(int(meta.offset), end)
         return total
 
+    def members(self, group: str) -> tuple[str, int]:
+        """The group's state (``Stable`` once a rebalance is over) and its member count."""
+        try:
+            found = self._admin.describe_groups([group]).get(group) or {}
+        except KafkaError:
+            return "unknown", 0
+        state = str(found.get("group_state") or found.get("state") or "unknown")
+        return state, len(found.get("members") or [])
+
     def lag(self, group: str, topics: list[str]) -> dict[str, int]:
         """Messages of each topic that ``group`` has not committed yet (topic end - committed).
 

@@ -76,6 +76,11 @@ REFERENCES = (
 )
 
 
+# A load generator whose sends run this late (p99) is short of CPU itself: said beside the
+# read latency, which then also holds the generator's own delay.
+GENERATOR_LATE = 0.005
+
+
 def verdict(value: float | None, target: Target) -> str:
     """``met``, or by how much it was missed (as a multiple of the target)."""
     if value is None or math.isnan(value):
@@ -174,6 +179,9 @@ def _targets(result: Mapping[str, Any]) -> list[str]:
             name = "profile" if key == "http_p99" else "recommendations"
             read = _get(result, "steady_reads", "reads", name) or {}
             shown += f" (p50 {ms(_get(read, 'latency', 'p50'))})"
+            late = _get(read, "send_lag", "p99")
+            if late is not None and late > GENERATOR_LATE:
+                shown += f"; the load generator itself sent p99 {ms(late)} late"
         rows.append([target.name, shown, bound, judged])
     return _table(("measure", "result", "target", "verdict"), rows)
 

@@ -125,15 +125,15 @@ def batch_figures(buckets_rt: list[tuple[float, float]], sizes: list[tuple[float
 
 
 def measure_throughput(
-    run: BenchRun, processes: Mapping[str, RoleProcess], phase: str
+    run: BenchRun, processes: Mapping[str, RoleProcess], phase: str, ends: Mapping[Any, int]
 ) -> dict[str, Any]:
-    """The backlog through the phase's workers, with the learner beside them."""
+    """The backlog (``ends``: its partitions' end offsets) through the phase's workers,
+    with the learner beside them."""
     o = run.options
     workers = [p for n, p in processes.items() if n.startswith("worker")]
     used_before = redis_memory.used_memory(run.redis)
     load = load_average()
     table = process_table()
-    ends = run.backlog_ends
     total = sum(ends.values())
     _say(f"throughput: {len(workers)} worker(s) and a learner, {total:,} events")
     with Offsets(run.base.kafka_bootstrap) as offsets:
