@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     redis_ssl_ca_certs: str = Field(
         "", description="CA bundle for Redis TLS (use a rediss:// URL)."
     )
+    redis_connections: int = Field(
+        32,
+        ge=1,
+        description="Redis connections per process at most; more requests wait for one.",
+    )
     web_host: str = Field("127.0.0.1", description="Interface every role's HTTP server binds.")
     web_port: int = Field(6066, description="Port of the API role's HTTP server (cdpulse api).")
     worker_port: int = Field(

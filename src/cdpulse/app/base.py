@@ -100,14 +100,23 @@ def settle_heap() -> None:
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
-    """The role's Redis client (credentials and TLS from the settings)."""
-    return aioredis.Redis.from_url(
+    """The role's Redis client (credentials and TLS from the settings).
+
+    Its pool is bounded and blocking: under a burst of API reads redis-py's default
+    pool opens a connection per waiting request until the process runs out of file
+    descriptors and requests fail; here they wait (up to the socket timeout) for one
+    of ``redis_connections``.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_connections,
+        timeout=10,
         decode_responses=False,
         socket_timeout=10,
         socket_connect_timeout=5,
         **redis_options(settings),
     )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
 async def retrying(
