@@ -105,7 +105,7 @@ class Settings(BaseSettings):
         "Redis stays the truth: every save is a compare-and-set.",
     )
     batch_within: float = Field(
-        0.1, gt=0, description="Seconds the worker waits to fill a batch before applying it."
+        0.1, gt=0, description="Seconds a worker or learner waits to fill a batch before applying it."
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     stall_seconds: float = Field(

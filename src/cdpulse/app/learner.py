@@ -117,7 +117,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     @app.agent(training, concurrency=1, name="churn-learner")
     async def churn_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=1.0):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             with _committed_only_if_handled(events):
                 await retry(functools.partial(learn_examples, _examples(events)))
                 health.succeeded()
@@ -197,7 +197,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     @app.agent(reco_events, concurrency=1, name="reco-learner")
     async def reco_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=1.0):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             with _committed_only_if_handled(events):
                 records = [(e.message.offset, e.message.value) for e in events]
                 await retry(functools.partial(learn_items, records))
@@ -207,7 +207,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     @app.agent(triggers.rewards_topic, concurrency=1, name="offer-learner")
     async def offer_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=1.0):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             with _committed_only_if_handled(events):
                 records = [(e.message.offset, e.message.value) for e in events]
                 await retry(functools.partial(triggers.learn, records))
