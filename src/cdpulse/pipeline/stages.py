@@ -207,6 +207,10 @@ class Stages:
             else:
                 examples, churn_due = self.scoring.expire(profile, watermark)
             changed = changed or bool(examples)
+        # A profile loaded because its schedule came due is saved whatever was decided:
+        # only its save moves the schedule past the watermark, else every batch polls it
+        # again and, once a shard holds due_limit of them, crowds out later ones.
+        changed = changed or update.due
 
         entries: list[Entry] = []
         left: list[str] = []
