@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from cdpulse.contract.events import EVENT_ADAPTER
 from cdpulse.models.reco import Context, MemoryState, RecoConfig, Recommender
-from cdpulse.models.reco.covisitation import RELATIONS
 from cdpulse.models.reco.interactions import interactions
-from cdpulse.models.reco.state import ALL, REBASE_AFTER, decayed
+from cdpulse.models.reco.state import ALL, LANDMARK_SPAN, decayed, landmark_at
 from cdpulse.models.reco_eval import evaluate
 from cdpulse.profile.rules import Rules, apply, new_profile
 from cdpulse.profile.view import render
@@ -26,6 +25,8 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 LEVEL = {"product_viewed": 1, "product_added": 2, "order_completed": 3}
 TRENDING_WEIGHT = {1: 1.0, 2: 3.0, 3: 5.0}
+RELATIONS = (1, 2, 3)
+RELATION_WEIGHT = {1: 1.0, 2: 2.0, 3: 2.0}
 
 _ids = count()
 
@@ -65,8 +66,9 @@ def learn_all(recommender: Recommender, events: list[dict[str, Any]]) -> None:
 
 def covisitation_oracle(
     events: list[dict[str, Any]], gap: int, half_life: int, now: int
-) -> dict[tuple[int, str, str], float]:
-    """Decayed pair counts per (relation, product, other), without window or pruning.
+) -> dict[tuple[str, str], tuple[float, int]]:
+    """Per (product, other): the pair's decayed counts weighted by relation and summed,
+    and its strongest relation; without window or pruning.
 
     Per customer, item events closer than ``gap`` form a session. In a session a pair
     {a, b} has relation r once both products reached level >= r; it counts once, at the
@@ -86,7 +88,8 @@ def covisitation_oracle(
             ):
                 sessions.append([])
             sessions[-1].append(event)
-    expected: dict[tuple[int, str, str], float] = defaultdict(float)
+    expected: dict[tuple[str, str], float] = defaultdict(float)
+    strongest: dict[tuple[str, str], int] = defaultdict(int)
     for session in sessions:
         reached: dict[tuple[str, int], int] = {}  # (product, level) -> first time
         for event in session:
@@ -99,23 +102,23 @@ def covisitation_oracle(
             for r in RELATIONS:
                 if (a, r) in reached and (b, r) in reached:
                     t = max(reached[(a, r)], reached[(b, r)])
-                    value = 0.5 ** ((now - t) / half_life)
-                    expected[(r, a, b)] += value
-                    expected[(r, b, a)] += value
-    return expected
+                    value = RELATION_WEIGHT[r] * 0.5 ** ((now - t) / half_life)
+                    for pair in ((a, b), (b, a)):
+                        expected[pair] += value
+                        strongest[pair] = max(strongest[pair], r)
+    return {pair: (value, strongest[pair]) for pair, value in expected.items()}
 
 
 def covisitation_seen(
     recommender: Recommender, products: list[str], now: int
-) -> dict[tuple[int, str, str], float]:
+) -> dict[tuple[str, str], tuple[float, int]]:
     state, config = recommender.state, recommender.config
     landmark = state.landmark()
     assert landmark is not None
     return {
-        (r, p, other): decayed(stored, now, landmark, config.covisitation_half_life)
-        for r in RELATIONS
+        (p, other): (decayed(stored, now, landmark, config.covisitation_half_life), relation)
         for p in products
-        for other, stored in state.neighbours(r, p, 10_000)
+        for other, stored, relation in state.partners(p, 10_000)
     }
 
 
@@ -147,9 +150,25 @@ def test_covisitation_counts_and_decay_match_the_oracle(
     now = T0 + 4 * DAY
     expected = covisitation_oracle(events, config.session_gap, config.covisitation_half_life, now)
     seen = covisitation_seen(recommender, ["P-1", "P-2", "P-3", "P-4", "P-5"], now)
-    assert seen.keys() == {key for key, value in expected.items() if value > 0}
-    for key, value in expected.items():
-        assert math.isclose(seen[key], value, rel_tol=1e-9), key
+    assert_pairs(seen, expected)
+    # a partner's share is its score over the product's mass: every pair it was counted in
+    state = recommender.state
+    for product in ["P-1", "P-2", "P-3", "P-4", "P-5"]:
+        total = sum(value for (p, _), (value, _) in expected.items() if p == product)
+        landmark = state.landmark()
+        assert landmark is not None
+        mass = decayed(state.mass(product), now, landmark, config.covisitation_half_life)
+        assert math.isclose(mass, total, rel_tol=1e-9, abs_tol=1e-300)
+
+
+def assert_pairs(
+    seen: dict[tuple[str, str], tuple[float, int]],
+    expected: dict[tuple[str, str], tuple[float, int]],
+) -> None:
+    assert seen.keys() == {key for key, (value, _) in expected.items() if value > 0}
+    for key, (value, relation) in expected.items():
+        assert math.isclose(seen[key][0], value, rel_tol=1e-9), key
+        assert seen[key][1] == relation, key
 
 
 def test_a_pair_counts_once_per_relation_per_session() -> None:
@@ -168,11 +187,9 @@ def test_a_pair_counts_once_per_relation_per_session() -> None:
     now = T0 + 4 * MINUTE
     seen = covisitation_seen(recommender, ["P-1", "P-2"], now)
     viewed = 0.5 ** (3 * MINUTE / (7 * DAY))  # counted at the second view, 3 minutes ago
-    expected = {(1, "P-1", "P-2"): viewed, (2, "P-1", "P-2"): 1.0, (3, "P-1", "P-2"): 1.0}
-    expected |= {(r, b, a): value for (r, a, b), value in expected.items()}
-    assert seen.keys() == expected.keys()
-    for key, value in expected.items():
-        assert math.isclose(seen[key], value, rel_tol=1e-9), key
+    # viewed together once (weight 1), added and bought together once each (weights 2, 2)
+    pair = (viewed + 2.0 + 2.0, 3)
+    assert_pairs(seen, {("P-1", "P-2"): pair, ("P-2", "P-1"): pair})
     assert [(r.product_id, r.reason) for r in recommender.similar("P-1")] == [
         ("P-2", "bought together with P-1")
     ]
@@ -185,29 +202,34 @@ def test_the_session_window_pairs_only_the_newest_products() -> None:
         [ev("product_viewed", T0 + i * MINUTE, "C-1", p) for i, p in enumerate("ABCDE")],
     )
     # E arrived with B, C, D in the window: A had left it
-    assert {p for p, _ in recommender.state.neighbours(1, "E", 100)} == {"B", "C", "D"}
+    assert {p for p, _, _ in recommender.state.partners("E", 100)} == {"B", "C", "D"}
     assert [p for p, _, _ in recommender.state.shopper("C-1").session] == ["C", "D", "E"]
 
 
-def test_pruning_keeps_twice_the_neighbours_read_and_the_fresh_ones() -> None:
-    recommender = Recommender(RecoConfig(neighbours=2))
+def test_pruning_keeps_twice_the_neighbours_and_the_fresh_ones() -> None:
+    recommender = Recommender(RecoConfig(neighbours=2, per_anchor=2))
     # a session a day: P-1 with P-2 every time, and with a new partner Q-<day> once
+    kept_counts = []
     for day in range(10):
         t = T0 + day * DAY
         for i, product in enumerate(["P-1", "P-2", f"Q-{day}"]):
             recommender.learn_one("C-1", ev("product_viewed", t + i * MINUTE, "C-1", product))
-    kept = [p for p, _ in recommender.state.neighbours(1, "P-1", 100)]
-    # at most 4; a single count decays, so the newest singles outlast the older ones
-    assert kept == ["P-2", "Q-9", "Q-8", "Q-7"]
-    assert [r.product_id for r in recommender.similar("P-1")] == ["P-2", "Q-9"]
+        kept_counts.append(len(recommender.state.partners("P-1", 100)))
+    # between 4 (twice the neighbours) and 6 (the slack) before each bulk pruning
+    assert max(kept_counts) == 6 and min(kept_counts[4:]) == 4
+    kept = [p for p, _, _ in recommender.state.partners("P-1", 100)]
+    # a single count decays, so the newest singles outlast the older ones
+    assert kept[:4] == ["P-2", "Q-9", "Q-8", "Q-7"]
+    assert [r.product_id for r in recommender.similar("P-1", k=2)] == ["P-2", "Q-9"]
 
 
 def test_pruning_drops_the_weakest_then_the_smallest_id() -> None:
-    state = MemoryState()
+    state = MemoryState(leaders=1, keep=2)  # pruned back to 2 when past 3
     for other, amount in [("B", 1.0), ("A", 1.0), ("C", 2.0), ("D", 1.0)]:
-        state.add_neighbour(1, "X", other, amount, keep=2)
-    # ties at 1.0 are broken as a Redis sorted set does: the smallest member goes first
-    assert state.neighbours(1, "X", 10) == [("C", 2.0), ("D", 1.0)]
+        state.add_pair("X", other, amount, 1)
+    # the order of every read: higher score first, on a tie the larger id first
+    assert state.partners("X", 10) == [("C", 2.0, 1), ("D", 1.0, 1)]
+    assert state.mass("X") == 5.0  # pruned counts stay in the mass
 
 
 @settings(max_examples=40, deadline=None)
@@ -258,7 +280,7 @@ def test_rebasing_keeps_decayed_scores_and_stays_finite() -> None:
     half_life = 1_000
     config = RecoConfig(covisitation_half_life=half_life, trending_half_life=half_life)
     recommender = Recommender(config)
-    t1 = T0 + (REBASE_AFTER + 10) * half_life  # past the rebase threshold
+    t1 = T0 + (3 * LANDMARK_SPAN + 10) * half_life  # three grid cells later
     learn_all(
         recommender,
         [
@@ -268,13 +290,15 @@ def test_rebasing_keeps_decayed_scores_and_stays_finite() -> None:
             ev("product_viewed", t1 + 10, "C-1", "P-3"),
         ],
     )
-    assert recommender.state.landmark() == t1
+    landmark = recommender.state.landmark()
+    assert landmark == t1 - t1 % (LANDMARK_SPAN * half_life) == landmark_at(t1, half_life)
     seen = covisitation_seen(recommender, ["P-1"], t1 + 10)
-    assert math.isclose(seen[(1, "P-1", "P-3")], 1.0)
-    assert seen[(1, "P-1", "P-2")] < 1e-70
+    assert math.isclose(seen[("P-1", "P-3")][0], 1.0)
+    assert seen[("P-1", "P-2")][0] < 1e-50
     (stored,) = recommender.state.popularity(["P-1"])
     assert math.isfinite(stored)
-    assert math.isclose(decayed(stored, t1, t1, half_life), 1.0 + 0.5 ** (REBASE_AFTER + 10))
+    expected = 1.0 + 0.5 ** ((t1 - T0) / half_life)
+    assert math.isclose(decayed(stored, t1, landmark, half_life), expected)
 
 
 # --- recommending ---------------------------------------------------------------------------

@@ -1,19 +1,21 @@
 """What the recommender's learner costs per item event, split by part.
 
-The simulator's events become ``ItemEvent`` records as the profile worker makes them
-(profiles kept with the real rules, consent checked, the customer's pseudonym, the
-context from just before the event) and are encoded once. The learner's loop is then
-timed over those bytes: decode a record, then ``Recommender.learn_one``.
+The simulator's events become ``cdp.reco-events`` records as the profile worker makes
+them (``reco_eval.item_events``: profiles kept with the real rules, consent checked,
+customers by pseudonym, the context from just before each event), encoded once. The
+learner's loop is then timed over those bytes, in batches as a learner takes them:
+``reco_stream.learn_records`` (decode, ``Recommender.learn_one``), then
+``reco_stream.due_lists`` (the recommendation lists due, throttled per customer).
 
 Two passes per repeat, each on a fresh recommender:
 
 * ``total``: the plain loop, CPU time of this process (``time.process_time``), which a
-  machine busy with other work does not inflate;
-* ``parts``: the same loop with each part wrapped in a CPU timer: decoding, reading the
-  event's products, example generation, the co-visitation and trending updates, the
-  ranker's learning; ``rest`` is the remainder (shopper bookkeeping). Reading the clock
-  costs about a microsecond per timed call; that cost, measured on a no-op, is taken
-  out of each part and of the remainder.
+  machine busy with other work does not inflate; learning and lists apart;
+* ``parts``: the same loop with each part wrapped in a CPU timer: decoding, example
+  generation, the co-visitation and trending updates, the ranker's learning; ``rest``
+  is the remainder of learning (reading the records' products, shopper bookkeeping).
+  Reading the clock costs about a microsecond per timed call; that cost, measured on a
+  no-op, is taken out of each part and of the remainder.
 
 Run: ``python -m cdpulse.bench.reco_cost --input /tmp/shop.jsonl`` (from
 ``cdpulse simulate --customers 10000 --days 30 --seed 1 --out /tmp/shop.jsonl``).
@@ -29,24 +31,24 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cdpulse.contract.validation import Rejection, validate
+from cdpulse.models import reco_stream
 from cdpulse.models.reco import Recommender, covisitation, trending
 from cdpulse.models.reco import recommender as recommender_module
 from cdpulse.models.reco.ranker import Ranker
-from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent
-from cdpulse.privacy.consent import allows
-from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, apply, new_profile
+from cdpulse.models.reco_eval import item_events
+from cdpulse.models.reco_stream import ListThrottle, RecoSnapshot, due_lists, learn_records
+from cdpulse.profile.rules import Rules
+
+BATCH = 2_000  # records a learner takes at a time (the worker's batch size)
+LIST_INTERVAL_MS = 30_000  # CDPULSE_RECO_LIST_INTERVAL_SECONDS' default
 
 # (part, owner, attribute): the functions timed in the ``parts`` pass, where they exist
 PARTS: tuple[tuple[str, Any, str], ...] = (
-    ("decode", ItemEvent, "from_json"),
-    ("interactions", recommender_module, "interactions"),
-    ("examples", Recommender, "_examples"),
+    ("decode", reco_stream, "read_record"),
+    ("examples", recommender_module, "examples"),
     ("covisitation", covisitation, "learn"),
     ("trending", trending, "learn"),
     ("ranker", Ranker, "learn_one"),
@@ -54,44 +56,37 @@ PARTS: tuple[tuple[str, Any, str], ...] = (
 
 
 def item_records(lines: Iterable[bytes], limit: int | None = None) -> list[bytes]:
-    """The ``cdp.reco-events`` records a profile worker makes from these event lines.
-
-    Anonymous ids resolve to their customer once an event names both, as in
-    ``reco_eval``; only customers who allow analytics and personalization are forwarded.
-    """
-    rules = Rules()
-    pseudonyms = rules.traits.pseudonymizer
-    profiles: dict[str, Profile] = {}
-    aliases: dict[str, str] = {}
-    now = datetime.now(UTC)
+    """The ``cdp.reco-events`` records a profile worker makes from these event lines."""
+    pseudonyms = Rules().traits.pseudonymizer
     out: list[bytes] = []
-    for line in lines:
+    for item in item_events(
+        (json.loads(line) for line in lines), consent=True, pseudonyms=pseudonyms
+    ):
         if limit is not None and len(out) >= limit:
             break
-        raw = json.loads(line)
-        event = validate(raw, now=now)
-        if isinstance(event, Rejection):
-            continue
-        if event.customer_id is not None and event.anonymous_id is not None:
-            aliases.setdefault(event.anonymous_id, event.customer_id)
-        key = event.customer_id or aliases.get(event.key, event.key)
-        profile = profiles.setdefault(key, new_profile(key))
-        if event.type in ITEM_TYPES and allows(profile, "analytics") and allows(
-            profile, "personalization"
-        ):
-            document = pseudonyms.event(raw, key)
-            out.append(ItemEvent.of(pseudonyms.of_id(key), document, profile).to_json())
-        apply(profile, event, rules)
+        out.append(item.to_json())
     return out
 
 
-def learn(records: Sequence[bytes]) -> Recommender:
-    """The learner's loop over ``records``, on a fresh recommender."""
+def learn(records: Sequence[bytes], lists: bool) -> tuple[float, float, int]:
+    """The learner's loop over ``records`` on a fresh recommender: CPU seconds learning
+    and making lists, and the number of lists."""
     recommender = Recommender()
-    for raw in records:
-        item = ItemEvent.from_json(raw)
-        recommender.learn_one(item.customer_id, item.event, item.context)
-    return recommender
+    throttle = ListThrottle(LIST_INTERVAL_MS)
+    learning = listing = 0.0
+    published = 0
+    clock = time.process_time
+    for start in range(0, len(records), BATCH):
+        batch = list(enumerate(records[start : start + BATCH], start))
+        t = clock()
+        learned = learn_records(recommender, batch)
+        learning += clock() - t
+        if lists:
+            t = clock()
+            served = RecoSnapshot(1, Recommender.merge([recommender]), start)
+            published += len(due_lists(served, learned.items, throttle, lambda p: p))
+            listing += clock() - t
+    return learning, listing, published
 
 
 def _timed(
@@ -153,34 +148,42 @@ def timer_cost(calls: int = 200_000) -> float:
 
 def measure(records: Sequence[bytes], repeat: int) -> dict[str, Any]:
     """µs per item event: the plain loop's CPU time per repeat, and the parts' median."""
-    totals: list[float] = []
+    learning: list[float] = []
+    listing: list[float] = []
     parts: dict[str, list[float]] = defaultdict(list)
+    lists = 0
     overhead = timer_cost()
+    n = len(records)
     for _ in range(repeat):
-        start = time.process_time()
-        learn(records)
-        totals.append((time.process_time() - start) / len(records) * 1e6)
+        learned, listed, lists = learn(records, lists=True)
+        learning.append(learned / n * 1e6)
+        listing.append(listed / n * 1e6)
         seconds: dict[str, float] = defaultdict(float)
         calls: dict[str, int] = defaultdict(int)
-        start = time.process_time()
         with timed_parts(seconds, calls):
-            learn(records)
-        whole = time.process_time() - start - overhead * sum(calls.values())
+            learned, _, _ = learn(records, lists=False)
+        whole = learned - overhead * sum(calls.values())
         for part in seconds:
-            # half the two reads fall inside the timed span, half outside it
+            # about half of a timer's two clock reads falls inside the timed span
             seconds[part] -= overhead / 2 * calls[part]
         seconds["rest"] = whole - sum(seconds.values())
         for part, value in seconds.items():
-            parts[part].append(value / len(records) * 1e6)
+            parts[part].append(value / n * 1e6)
     return {
-        "item_events": len(records),
-        "total_us": {
-            "median": statistics.median(totals),
-            "min": min(totals),
-            "max": max(totals),
-            "runs": totals,
-        },
+        "item_events": n,
+        "learn_us": _spread(learning),
+        "lists_us": _spread(listing),
+        "lists_per_item_event": lists / n,
         "parts_us": {part: statistics.median(values) for part, values in parts.items()},
+    }
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
     }
 
 
@@ -199,12 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    total = result["total_us"]
     print(f"{result['item_events']} item events; learner CPU per item event (µs):")
-    print(
-        f"  total {total['median']:.1f} (min {total['min']:.1f}, max {total['max']:.1f}, "
-        f"{len(total['runs'])} runs)"
-    )
+    for name in ("learn_us", "lists_us"):
+        spread = result[name]
+        print(
+            f"  {name[:-3]:14}{spread['median']:8.1f}  (min {spread['min']:.1f}, "
+            f"max {spread['max']:.1f}, {len(spread['runs'])} runs)"
+        )
+    print(f"  lists per item event: {result['lists_per_item_event']:.3f}")
+    print("learning, by part (µs per item event, median):")
     for part, value in result["parts_us"].items():
         print(f"  {part:14}{value:8.1f}")
     return 0

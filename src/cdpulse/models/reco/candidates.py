@@ -14,8 +14,10 @@ Four sources, each scored as a share so that they compare across time:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from cdpulse.models.reco import covisitation, trending
 from cdpulse.models.reco.config import RecoConfig
@@ -24,11 +26,10 @@ from cdpulse.profile.model import Profile
 from cdpulse.profile.view import cart_view
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(msgspec.Struct, frozen=True, gc=False):
     """What the customer's profile says now: category affinity, recent views, cart."""
 
-    affinity: Mapping[str, float] = field(default_factory=dict)  # category -> any scale
+    affinity: dict[str, float] = msgspec.field(default_factory=dict)  # category -> any scale
     recently_viewed: tuple[str, ...] = ()  # newest first
     cart: tuple[str, ...] = ()
 
@@ -92,7 +93,7 @@ def generate(
     for rank, anchor in enumerate(anchors(config, shopper, context)):
         weight = 1.0 / (rank + 1)
         for other, (share, relation) in covisitation.scores(
-            state, config, anchor, config.per_anchor
+            state, anchor, config.per_anchor
         ).items():
             c = candidate(other)
             c.covisitation += weight * share
