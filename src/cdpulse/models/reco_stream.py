@@ -17,8 +17,8 @@ exactly once — unlike profiles, recommendation statistics tolerate it.
 >>> item = ItemEvent("p-1", "e-1", 1_000, [Interaction("P-1", "shoes", 1, 1_000)], Context())
 >>> ItemEvent.from_json(item.to_json()) == item
 True
->>> item.to_json()[:60]
-b'{"customer_id":"p-1","event_id":"e-1","at":1000,"items":[["'
+>>> item.to_json()[:65]
+b'{"customer_id":"p-1","event_id":"e-1","at":1000,"items":[["P-1","'
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class ItemEvent(msgspec.Struct, frozen=True, gc=False):
         """The worker's record of ``event`` (a struct, model or dict) of ``customer_id``,
         with ``profile`` as it was before the event."""
         items = interactions(event)
-        event_id = event.get("event_id") if isinstance(event, Mapping) else event.event_id
+        event_id = str(event["event_id"] if isinstance(event, Mapping) else event.event_id)
         if not items:
             raise ValueError(
                 f"event {event_id}: not an item event; only {', '.join(sorted(ITEM_TYPES))} "

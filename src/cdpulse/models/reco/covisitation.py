@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from cdpulse.models.reco.config import RecoConfig
 from cdpulse.models.reco.interactions import Interaction
+from cdpulse.models.reco.shards import ServedState
 from cdpulse.models.reco.state import MemoryState, RecoState, Shopper, forward
 
 
@@ -85,11 +86,17 @@ def learn(
 def scores(state: RecoState, product: str, n: int) -> dict[str, tuple[float, int]]:
     """Up to ``n`` partners of ``product``, best first: (share of its mass, relation).
 
-    The relation is the strongest one the pair has had (for the reason shown).
+    The relation is the strongest one the pair has had (for the reason shown). A served
+    state remembers them: every list made from one snapshot reads the same.
     """
+    if isinstance(state, ServedState):
+        return state.remember(("scores", product, n), lambda: _scores(state, product, n))
+    return _scores(state, product, n)
+
+
+def _scores(state: RecoState, product: str, n: int) -> dict[str, tuple[float, int]]:
     mass = state.mass(product)
     if mass <= 0:
         return {}
-    return {
-        other: (score / mass, relation) for other, score, relation in state.partners(product, n)
-    }
+    partners = state.partners(product, n)
+    return {other: (score / mass, relation) for other, score, relation in partners}

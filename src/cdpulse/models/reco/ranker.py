@@ -24,7 +24,7 @@ averages their folded coefficients, weighted by the examples each learned
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -116,26 +116,17 @@ class Folded:
     def folded(self) -> Folded:
         return self
 
-    def scores(self, candidates: Sequence[Candidate]) -> list[float]:
-        """Per candidate: the log-odds that it is the customer's next product, plus prior."""
+    def scores(self, vectors: Iterable[Sequence[float]]) -> list[float]:
+        """Per candidate ``vector``: the log-odds that it is the customer's next product,
+        plus its prior."""
         w0, w1, w2, w3, w4, w5, w6 = self.weights
+        # the prior's features count once more
+        w0, w1, w4, w5 = w0 + 1.0, w1 + 1.0, w4 + 1.0, w5 + 1.0
         b = self.intercept
-        out = []
-        for c in candidates:
-            a = c.affinity
-            share = c.category_share
-            together = a * share
-            out.append(
-                b
-                + (w0 + 1.0) * c.covisitation
-                + (w1 + 1.0) * together
-                + w2 * a
-                + w3 * share
-                + (w4 + 1.0) * c.popularity
-                + (w5 + 1.0) * c.viewed
-                + (w6 if c.in_cart else 0.0)
-            )
-        return out
+        return [
+            b + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3 + w4 * x4 + w5 * x5 + w6 * x6
+            for x0, x1, x2, x3, x4, x5, x6 in vectors
+        ]
 
     def reason_sources(self, c: Candidate) -> list[str]:
         """The sources by how much they lifted ``c`` above an average candidate, most first."""

@@ -172,23 +172,23 @@ class Recommender:
         if not isinstance(context, Context):
             context = Context() if context is None else Context.from_view(context)
         shopper = self.state.shopper(customer_id)
-        allowed = [
-            c
-            for c in generate(self.state, self.config, shopper, context).values()
-            if self._allowed(c.product_id, shopper)
-        ]
+        pool = generate(self.state, self.config, shopper, context)
+        allowed = [i for i, p in enumerate(pool.products) if self._allowed(p, shopper)]
         ranker = self.ranker.folded()
-        scored = list(zip(ranker.scores(allowed), allowed, strict=True))
-        scored.sort(key=lambda sc: (-sc[0], sc[1].product_id))
+        scores = ranker.scores([pool.vector(i) for i in allowed])
+        ranked = sorted(
+            zip(scores, allowed, strict=True), key=lambda s: (-s[0], pool.products[s[1]])
+        )
         chosen: list[Recommendation] = []
         seen_slots = self.config.seen_slots
-        for score, c in scored:
+        for score, i in ranked:
             if len(chosen) == k:
                 break
-            if c.viewed > 0 or c.in_cart:
+            if pool.viewed[i] > 0 or pool.in_cart[i]:
                 if seen_slots is not None and seen_slots <= 0:
                     continue
                 seen_slots = None if seen_slots is None else seen_slots - 1
+            c = pool.candidate(i)
             chosen.append(Recommendation(c.product_id, round(score, 6), _reason(ranker, c)))
         return chosen
 

@@ -62,7 +62,7 @@ def shard_of(customer_id: str, shards: int) -> int:
     """The shard (partition) holding ``customer_id``: Kafka's default partitioner on the key.
 
     >>> shard_of("C-1", 1), [shard_of(c, 4) for c in ("C-1", "C-2", "C-3")]
-    (0, [3, 0, 2])
+    (0, [3, 2, 3])
     """
     if shards < 1:
         raise ValueError(f"shard_of: shards must be >= 1, got {shards}")
@@ -97,7 +97,8 @@ class ServedState:
             _factor(landmark, self._landmark, config.trending_half_life) for landmark in landmarks
         ]
 
-    def _read(self, key: Hashable, compute: Callable[[], T]) -> T:
+    def remember(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, once per ``key`` when remembering (a published snapshot)."""
         if not self._remember:
             return compute()
         if key not in self._remembered:
@@ -109,7 +110,7 @@ class ServedState:
         return self._landmark
 
     def partners(self, product: str, n: int) -> list[Partner]:
-        return self._read(("partners", product, n), lambda: self._partners(product, n))
+        return self.remember(("partners", product, n), lambda: self._partners(product, n))
 
     def _partners(self, product: str, n: int) -> list[Partner]:
         if len(self._shards) == 1:
@@ -133,7 +134,7 @@ class ServedState:
         )
 
     def top_products(self, category: str, n: int) -> list[tuple[str, float]]:
-        return self._read(("top", category, n), lambda: self._top_products(category, n))
+        return self.remember(("top", category, n), lambda: self._top_products(category, n))
 
     def _top_products(self, category: str, n: int) -> list[tuple[str, float]]:
         if len(self._shards) == 1:

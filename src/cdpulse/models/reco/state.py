@@ -229,7 +229,7 @@ class MemoryState:
         """The learner's fast path: the product's partner map, its leaders and its mass."""
         scores = self._partners.get(product)
         if scores is None:
-            return {}, (), 0.0
+            return {}, {}, 0.0
         return scores, self._partner_leaders[product].members, self._mass[product]
 
     def mass(self, product: str) -> float:
