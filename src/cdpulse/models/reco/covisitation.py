@@ -20,8 +20,9 @@ may grow by half as many again before it is pruned back in one go (lowest score 
 on a tie the smaller id). Forward-decayed scores make a fresh count outweigh old ones, so
 stale partners sink and fall out, and the slack lets a new partner gather counts before
 it has to beat the established ones. A partner's *share* is its score over the product's
-mass, every weighted count it ever had (pruned partners included), so shares do not
-depend on pruning, nor on how the counts are split between learners.
+*mass*, the summed scores of its ``per_anchor`` strongest partners (the ones candidates
+read), kept up to date with them (``leaders``): so a popular product with a long tail of
+partners spreads no less over its best ones than a niche one.
 """
 
 from __future__ import annotations

@@ -54,15 +54,15 @@ def draw(
     >>> draw([["a", "b"], ["b", "c"]], 3, lambda p: p != "c", seed=7)
     ['b', 'a']
     """
-    listed = [list(s) for s in sources]
-    ends = list(itertools.accumulate(len(s) for s in listed))
+    ends = list(itertools.accumulate(len(s) for s in sources))
     found: dict[str, None] = {}
     if ends and ends[-1]:
         draws = _draws(seed)
         for _ in range(_DRAWS_PER_PRODUCT * n):
             r = next(draws) % ends[-1]
             i = bisect.bisect_right(ends, r)
-            p = listed[i][r - ends[i - 1] if i else r]
+            # the r-th entry of source i (sources are short: leaders, top products)
+            p = next(itertools.islice(sources[i], r - ends[i - 1] if i else r, None))
             if p in found or not eligible(p):
                 continue
             for j in range(i):
@@ -73,7 +73,7 @@ def draw(
                 if len(found) == n:
                     return list(found)
     # Few eligible products (or an unlucky run): the rest in the sources' order.
-    for source in listed:
+    for source in sources:
         for p in source:
             if len(found) == n:
                 return list(found)

@@ -15,7 +15,7 @@ msgspec against the few fields it needs), or interactions already read (an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -87,8 +87,8 @@ def interactions(event: Any) -> list[Interaction]:
     A dict is checked for what is read from it; a malformed one raises ``ValueError``
     naming the event and the field.
     """
-    if isinstance(event, Sequence) and not isinstance(event, str):
-        return list(event)  # already read: an ItemEvent's items
+    if type(event) is list:
+        return event  # already read: an ItemEvent's items
     if isinstance(event, Mapping):
         level = LEVEL_OF_TYPE.get(event.get("type"))  # type: ignore[arg-type]
         if level is None:

@@ -13,11 +13,11 @@ One order everywhere: the higher score first, on a tie the larger id first (the 
 
 >>> scores = {"a": 1.0, "b": 3.0}
 >>> top = Leaders(2)
->>> for member in scores:
-...     top.offer(scores, member)
->>> scores["c"] = 2.0; top.offer(scores, "c")
->>> top.ranked(scores)
-[('b', 3.0), ('c', 2.0)]
+>>> for member, score in scores.items():
+...     top.offer(scores, member, score)
+>>> scores["c"] = 2.0; top.offer(scores, "c", 2.0)
+>>> top.ranked(scores), top.total
+([('b', 3.0), ('c', 2.0)], 5.0)
 """
 
 from __future__ import annotations
@@ -40,23 +40,27 @@ class Leaders:
     in every process for the same increments, so samples drawn from it are too.
     """
 
-    __slots__ = ("heap", "members", "size")
+    __slots__ = ("heap", "members", "size", "total")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.members: dict[str, None] = {}
         self.heap: list[tuple[float, str]] = []  # (score when pushed, member), floor first
+        self.total = 0.0  # the leaders' scores summed
 
-    def offer(self, scores: Mapping[str, float], member: str) -> None:
-        """``member``'s score in ``scores`` grew (or it is new): update the top set."""
+    def offer(self, scores: Mapping[str, float], member: str, amount: float) -> None:
+        """``member``'s score in ``scores`` grew by ``amount`` (or it is new): update."""
         members = self.members
         if member in members:
-            return  # its heap entry is stale now: refreshed when it surfaces as the floor
+            # its heap entry is stale now: refreshed when it surfaces as the floor
+            self.total += amount
+            return
         score = scores[member]
         heap = self.heap
         if len(members) < self.size:
             members[member] = None
             heapq.heappush(heap, (score, member))
+            self.total += score
             return
         floor_score, floor = heap[0]
         while floor_score != scores[floor]:
@@ -66,6 +70,7 @@ class Leaders:
             del members[floor]
             members[member] = None
             heapq.heapreplace(heap, (score, member))
+            self.total += score - floor_score
 
     def ranked(self, scores: Mapping[str, float]) -> list[tuple[str, float]]:
         """The leaders with their scores, best first."""
@@ -74,6 +79,7 @@ class Leaders:
     def rebuild(self, scores: Mapping[str, float]) -> None:
         """Recompute from ``scores`` (after they were all scaled)."""
         top = best(scores, self.size)
+        self.total = sum(score for _, score in top)
         self.members = dict.fromkeys(m for m, _ in top)
         self.heap = [(score, m) for m, score in top]
         heapq.heapify(self.heap)

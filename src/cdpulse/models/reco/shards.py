@@ -83,6 +83,7 @@ class ServedState:
         if not shards:
             raise ValueError("ServedState needs at least one shard state")
         self._shards = list(shards)
+        self._leaders = config.per_anchor
         self._remember = remember
         self._remembered: dict[Hashable, object] = {}
         landmarks = [s.landmark() for s in self._shards]
@@ -128,10 +129,8 @@ class ServedState:
     def mass(self, product: str) -> float:
         if len(self._shards) == 1:
             return self._shards[0].mass(product)
-        return sum(
-            shard.mass(product) * factor
-            for shard, factor in zip(self._shards, self._covisitation, strict=True)
-        )
+        # the merged strongest partners' scores, as a learner sums its leaders'
+        return sum(score for _, score, _ in self.partners(product, self._leaders))
 
     def top_products(self, category: str, n: int) -> list[tuple[str, float]]:
         return self.remember(("top", category, n), lambda: self._top_products(category, n))

@@ -78,7 +78,8 @@ class RecoState(Protocol):
         ...
 
     def mass(self, product: str) -> float:
-        """The product's weighted pair counts summed over every partner it ever had."""
+        """The product's strongest partners' scores summed (its ``leaders``): a partner's
+        share of that is what co-visitation scores a candidate with."""
         ...
 
     def top_products(self, category: str, n: int) -> list[tuple[str, float]]:
@@ -106,8 +107,8 @@ class MemoryState:
     """A learner's state, in dicts; it answers ``RecoState`` and takes the learner's writes.
 
     Co-visitation keeps, per product, one map partner -> weighted pair count, the
-    strongest relation of the pairs above "viewed together", the product's total mass
-    and its ``leaders`` strongest partners. A map is pruned back to its ``keep`` best
+    strongest relation of the pairs above "viewed together", and its ``leaders``
+    strongest partners with their summed score (the product's mass). A map is pruned back to its ``keep`` best
     partners when it grows past ``keep + keep // 2``: amortised, so an increment costs a
     few dict operations. Popularity keeps a map per category and one over every product,
     their totals and their ``popular`` leaders.
@@ -123,7 +124,6 @@ class MemoryState:
         self._landmark: int | None = None
         self._partners: dict[str, dict[str, float]] = {}
         self._strong: dict[str, dict[str, int]] = {}  # relation > 1 only: they are few
-        self._mass: dict[str, float] = {}
         self._partner_leaders: dict[str, Leaders] = {}
         self._popularity: dict[str, dict[str, float]] = {ALL: {}}
         self._popular_leaders: dict[str, Leaders] = {ALL: Leaders(popular)}
@@ -147,7 +147,6 @@ class MemoryState:
             for product, scores in self._partners.items():
                 for other in scores:
                     scores[other] *= covisitation_factor
-                self._mass[product] *= covisitation_factor
                 self._partner_leaders[product].rebuild(scores)
         if trending_factor != 1.0:
             for category, scores in self._popularity.items():
@@ -167,22 +166,23 @@ class MemoryState:
         if scores is None:
             scores = self._partners[product] = {}
             self._partner_leaders[product] = Leaders(self._leaders_size)
-            self._mass[product] = 0.0
         scores[other] = scores.get(other, 0.0) + amount
-        self._mass[product] += amount
         if relation > 1:
             strong = self._strong.get(product)
             if strong is None:
                 strong = self._strong[product] = {}
             if strong.get(other, 0) < relation:
                 strong[other] = relation
-        self._partner_leaders[product].offer(scores, other)
+        leaders = self._partner_leaders[product]
+        if other in leaders.members:  # a leader that grew stays one: only its total grows
+            leaders.total += amount
+        else:
+            leaders.offer(scores, other, amount)
         if len(scores) > self._prune_at:
             self._prune(product, scores)
 
     def _prune(self, product: str, scores: dict[str, float]) -> None:
-        # The leaders are among the ``keep`` best, so they stay; the mass keeps the
-        # pruned counts (shares stay shares of everything the product was seen with).
+        # The leaders are among the ``keep`` best, so they stay.
         kept = dict(best(scores, self._keep))
         self._partners[product] = kept
         strong = self._strong.get(product)
@@ -199,7 +199,7 @@ class MemoryState:
                 self._popular_leaders[key] = Leaders(self._popular_size)
             scores[product] = scores.get(product, 0.0) + amount
             self._totals[key] = self._totals.get(key, 0.0) + amount
-            self._popular_leaders[key].offer(scores, product)
+            self._popular_leaders[key].offer(scores, product, amount)
 
     def put_shopper(self, customer_id: str, shopper: Shopper) -> None:
         """Store the customer's shopper state."""
@@ -230,10 +230,12 @@ class MemoryState:
         scores = self._partners.get(product)
         if scores is None:
             return {}, {}, 0.0
-        return scores, self._partner_leaders[product].members, self._mass[product]
+        leaders = self._partner_leaders[product]
+        return scores, leaders.members, leaders.total
 
     def mass(self, product: str) -> float:
-        return self._mass.get(product, 0.0)
+        leaders = self._partner_leaders.get(product)
+        return 0.0 if leaders is None else leaders.total
 
     def leading_products(self, category: str, n: int) -> Mapping[str, None]:
         """The learner's fast path: the ``n`` most popular products of ``category``, unordered."""
