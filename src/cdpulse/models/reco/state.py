@@ -108,10 +108,10 @@ class MemoryState:
 
     Co-visitation keeps, per product, one map partner -> weighted pair count, the
     strongest relation of the pairs above "viewed together", and its ``leaders``
-    strongest partners with their summed score (the product's mass). A map is pruned back to its ``keep`` best
-    partners when it grows past ``keep + keep // 2``: amortised, so an increment costs a
-    few dict operations. Popularity keeps a map per category and one over every product,
-    their totals and their ``popular`` leaders.
+    strongest partners with their summed score (the product's mass). A map is pruned
+    back to its ``keep`` best partners when it grows past ``keep + keep // 2``:
+    amortised, so an increment costs a few dict operations. Popularity keeps a map per
+    category and one over every product, their totals and their ``popular`` leaders.
     """
 
     def __init__(self, leaders: int = 20, keep: int = 100, popular: int = 30) -> None:
