@@ -38,7 +38,7 @@ class RecoConfig:
     recently_viewed: int = 20
     # the ranker learns from item events: their products against sampled candidates
     negatives: int = 4
-    example_share: float = 0.2  # of item events that give examples (each costs a recommend)
+    example_share: float = 0.2  # of item events that give examples (``examples``)
     learning_rate: float = 0.05
     # at most this many of a list's products may be ones the customer viewed recently or
     # has in the cart (None: no limit); fewer leaves room for discovery

@@ -24,7 +24,6 @@ from msgspec import Meta
 
 VIEW, CART, PURCHASE = 1, 2, 3
 LEVEL_OF_TYPE = {"product_viewed": VIEW, "product_added": CART, "order_completed": PURCHASE}
-LEVEL_NAMES = {VIEW: "viewed", CART: "added to cart", PURCHASE: "bought"}
 
 _LATEST_MS = 32503680000000  # year 3000, the contract's bound
 Id = Annotated[str, Meta(min_length=1, max_length=128)]
