@@ -39,7 +39,9 @@ class RecoConfig:
     # the ranker learns from item events: their products against sampled candidates
     negatives: int = 4
     example_share: float = 0.2  # of item events that give examples (``examples``)
-    learning_rate: float = 0.05
+    # SGD's step: 0.05 left the weights noisy (averaging four shards' rankers scored
+    # better than one); 0.01 gained ~0.01 hit@10 on the simulator, tied on MovieLens
+    learning_rate: float = 0.01
     # at most this many of a list's products may be ones the customer viewed recently or
     # has in the cart (None: no limit); fewer leaves room for discovery
     seen_slots: int | None = None
