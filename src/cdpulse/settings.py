@@ -74,7 +74,8 @@ class Settings(BaseSettings):
         "cdp.training", description="Labelled churn examples (one partition: one learner)."
     )
     topic_reco_events: str = Field(
-        "cdp.reco-events", description="Item events for the recommender (one partition)."
+        "cdp.reco-events",
+        description="Item events for the recommender (reco_shards partitions, by customer).",
     )
     topic_recommendations: str = Field(
         "cdp.recommendations", description="Recommendation lists for downstream services."
@@ -92,6 +93,12 @@ class Settings(BaseSettings):
         "cdp.offer-rewards", description="Offer outcomes for the bandit's learner (one partition)."
     )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
+    reco_shards: int = Field(
+        1,
+        ge=1,
+        description="Partitions of the reco-events topic cdpulse creates: the recommender's "
+        "shards, each learned by one learner process and served merged.",
+    )
 
     # --- worker ------------------------------------------------------------------------
     app_id: str = Field("cdpulse", description="Faust app id (the Kafka consumer group).")
@@ -105,7 +112,9 @@ class Settings(BaseSettings):
         "Redis stays the truth: every save is a compare-and-set.",
     )
     batch_within: float = Field(
-        0.1, gt=0, description="Seconds a worker or learner waits to fill a batch before applying it."
+        0.1,
+        gt=0,
+        description="Seconds a worker or learner waits to fill a batch before applying it.",
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     stall_seconds: float = Field(

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cdpulse.contract.partitions import partition_of
 from cdpulse.importer import CsvFormat, ImportedOrder, OrderColumns, read_orders
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.clv.lifetime import OrderSummary, refit
 from cdpulse.models.clv.model import summary_from_profile
-from cdpulse.partitioner import partition_of
 from cdpulse.pipeline.replay import replay_churn
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+from cdpulse.contract.partitions import partition_of
 from cdpulse.models.churn.features import FEATURE_NAMES, churn_features, describe
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.churn.model import ChurnModel
-from cdpulse.partitioner import partition_of
 from cdpulse.pipeline.replay import replay_churn
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY

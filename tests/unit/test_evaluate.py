@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cdpulse.cli.main import main
+from cdpulse.contract.partitions import partition_of
 from cdpulse.importer import CsvFormat, ImportedOrder, OrderColumns, read_orders
-from cdpulse.partitioner import partition_of
 from cdpulse.pipeline.replay import replay_clv
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop

@@ -28,8 +28,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cdpulse.adapters.kafka import faust_app as batch_faust_app
 from cdpulse.connections import faust_credentials, redis_options
+from cdpulse.contract.partitions import partition_of as partition_of
 from cdpulse.ops import metrics
-from cdpulse.partitioner import partition_of as partition_of
 from cdpulse.settings import Settings
 
 log = logging.getLogger(__name__)

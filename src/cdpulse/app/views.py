@@ -19,12 +19,12 @@ from cdpulse.app.auth import Gate, RateLimit
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import IdentifyEvent
+from cdpulse.contract.partitions import partition_of
 from cdpulse.contract.validation import Rejection, validate
 from cdpulse.models.churn.scoring import profile_document
 from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
-from cdpulse.partitioner import partition_of
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.data_keys import protect_traits
 from cdpulse.profile.model import Profile

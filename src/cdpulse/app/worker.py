@@ -44,7 +44,7 @@ from cdpulse.store.cache import ProfileCache
 from cdpulse.store.erasure import Eraser
 from cdpulse.store.keys import Keys
 from cdpulse.store.ledger import RedisLedger
-from cdpulse.store.models import churn_store, offer_store, reco_store
+from cdpulse.store.models import RecoShards, churn_store, offer_store
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState
 from cdpulse.triggers.rules import load_rules
@@ -196,7 +196,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     churn, offers, reco = (
         churn_store(client, prefix),
         offer_store(client, prefix),
-        reco_store(client, prefix),
+        RecoShards(client, prefix),
     )
     sketches = RedisMembershipStore(client, prefix)
 

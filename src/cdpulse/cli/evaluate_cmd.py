@@ -50,8 +50,8 @@ def _lines(path: Path) -> list[bytes]:
 
 
 def run_churn(args: argparse.Namespace) -> int:
+    from cdpulse.contract.partitions import partition_of
     from cdpulse.ops.progress import Reporter
-    from cdpulse.partitioner import partition_of
     from cdpulse.pipeline.replay import replay_churn
 
     lines = _lines(args.input)
@@ -73,8 +73,8 @@ def run_churn(args: argparse.Namespace) -> int:
 
 
 def run_clv(args: argparse.Namespace) -> int:
+    from cdpulse.contract.partitions import partition_of
     from cdpulse.ops.progress import Reporter
-    from cdpulse.partitioner import partition_of
     from cdpulse.pipeline.replay import replay_clv
 
     lines = _lines(args.input)

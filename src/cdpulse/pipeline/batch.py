@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import ErasureRequestedEvent, IdentifyEvent, OrderCompletedEvent
+from cdpulse.models.reco_stream import Forget
 from cdpulse.pipeline.decode import Decoded, Item, decode_batch, quarantined
 from cdpulse.pipeline.identity import stitch, unresolved, wanted_ids
 from cdpulse.pipeline.outputs import Outputs, Stream
@@ -407,8 +408,8 @@ class ProfilePipeline:
                 key = profile_id.encode()
                 for stream in (Stream.RECOMMENDATIONS, Stream.TRIGGERS, Stream.SEGMENTS):
                     outputs.add(stream, key, None)
-                forget = pseudonym(profile_id).encode()
-                outputs.add(Stream.RECO_EVENTS, forget, b'{"forget":"' + forget + b'"}')
+                forget = pseudonym(profile_id)
+                outputs.add(Stream.RECO_EVENTS, forget.encode(), Forget(forget).to_json())
             outputs.add(Stream.AUDIT, erasure.subject.encode(), erasure.audit_json())
         await self.outlet.publish(outputs)
         kept = [

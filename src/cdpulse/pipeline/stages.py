@@ -9,7 +9,6 @@ same events.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -181,11 +180,10 @@ class Stages:
                 continue
             if engine.item_events and event.type in ITEM_TYPES and _learns_from(profile):
                 # The recommender learns from the customer as they were before the event,
-                # by pseudonym: its topic's history outlives an erasure.
+                # by pseudonym (its topic's history outlives an erasure) and only what it
+                # reads of the event: products, levels, times; no context, no other id.
                 pseudonym = pseudonym or engine.pseudonym(update.target)
-                item_event = ItemEvent.of(
-                    pseudonym, _pseudonymous(item, pseudonym), profile, message.timestamp or 0.0
-                )
+                item_event = ItemEvent.of(pseudonym, event, profile, message.timestamp or 0.0)
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
             apply(profile, event, rules, item.source, message.offset)
             applied += 1
@@ -311,12 +309,3 @@ class Stages:
 def _learns_from(profile: Profile) -> bool:
     """Whether the recommender may learn from this customer (README: consent matrix)."""
     return allows(profile, "analytics") and allows(profile, "personalization")
-
-
-def _pseudonymous(item: Item, pseudonym: str) -> dict[str, object]:
-    """The event as the recommender may see it: its pseudonym as its only id, no context."""
-    raw: dict[str, object] = json.loads(item.message.value)
-    raw.pop("anonymous_id", None)
-    raw.pop("context", None)
-    raw["customer_id"] = pseudonym
-    return raw

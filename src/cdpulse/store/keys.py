@@ -75,10 +75,14 @@ class Keys:
         """Hash {version, blob}: the newest lifetime-value parameters."""
         return f"{self.prefix}:model:clv"
 
+    def reco_model(self, shard: int) -> str:
+        """Hash {version, blob}: the newest snapshot of one recommender shard."""
+        return f"{self.prefix}:model:reco:{shard}"
+
     @property
-    def reco_model(self) -> str:
-        """Hash {version, blob}: the newest recommender snapshot."""
-        return f"{self.prefix}:model:reco"
+    def reco_shards(self) -> str:
+        """Set of the recommender shards (reco-events partitions) with a snapshot."""
+        return f"{self.prefix}:model:reco:shards"
 
     @property
     def clv_lock(self) -> str:
