@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         description="Seconds a worker or learner waits to fill a batch before applying it.",
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
+    gc_sweep_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds between full garbage collections of a worker or learner "
+        "(between them, what survives a batch is frozen).",
+    )
     stall_seconds: float = Field(
         30.0,
         gt=0,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from itertools import combinations, count, pairwise
+from itertools import combinations, count, islice, pairwise
 from typing import Any
 
 import msgspec
@@ -35,6 +35,7 @@ from cdpulse.models.reco_stream import (
     learn_records,
     merge_snapshots,
 )
+from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, new_profile
 from cdpulse.profile.view import render
 from cdpulse.simulate import Shop
@@ -763,3 +764,22 @@ def test_due_lists_one_per_customer_per_interval_caused_by_the_newest_event() ->
         assert due.document.model_version == f"{learner.model_version}.s1"
     # within the hour (event time) nobody is due again
     assert due_lists(snapshot, learned.items, throttle, names.get) == []
+
+
+def test_the_cart_of_a_context_is_the_profiles_open_cart() -> None:
+    """``Context.from_profile`` reads the cart without rendering it: the same products as
+    the profile document's cart, over a simulated shop's customers."""
+    from cdpulse.profile.view import cart_view
+
+    rules = Rules()
+    profiles: dict[str, Profile] = {}
+    for event in islice(Shop(200, 20, 7).events(), 20_000):
+        key = event.get("customer_id") or event["anonymous_id"]
+        profile = profiles.setdefault(key, Profile(id=key))
+        apply(profile, mirror.from_dict(event), rules)
+    carts = 0
+    for profile in profiles.values():
+        expected = tuple(item["product_id"] for item in cart_view(profile)["items"])
+        assert Context.from_profile(profile).cart == expected
+        carts += bool(expected)
+    assert carts > 10  # open carts were compared, not only empty ones

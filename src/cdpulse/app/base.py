@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
@@ -88,15 +89,48 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
 
 
 def settle_heap() -> None:
-    """Move every object alive now out of the garbage collector's sight.
-
-    A worker's long-lived objects (the app, model snapshots, caches) would otherwise be
-    traversed by every full collection, which a batch's allocations trigger: ~20 µs per
-    event over a model heap, ~3 µs once frozen. Called after start-up and whenever a
-    newer snapshot was loaded; what a batch allocates is still collected as usual.
-    """
+    """Collect, then move every object alive now out of the garbage collector's sight."""
     gc.collect()
     gc.freeze()
+
+
+class Heap:
+    """Keeps the garbage collector off the hot path of a role that batches.
+
+    Reference counting frees almost everything a batch allocates; the cyclic collector
+    exists for the rest (~12 objects per batch here), yet every full collection it runs
+    traverses every live container: the profile cache and model snapshots, millions of
+    them. Measured on a worker: 28 full collections of ~130 ms each in 150,000 events,
+    29 % of its CPU. So whatever survives a batch is frozen (``gc.freeze``: a list
+    splice, never traversed again, still freed by reference counting), and the cyclic
+    garbage frozen with it is reclaimed by one full collection every ``sweep_seconds``.
+    The youngest generation is collected after 20,000 net allocations instead of 700:
+    a batch allocates far more than 700 objects that live until it ends, and each young
+    collection would traverse them again (GC time in that run: 4.9 s -> 1.2 s frozen ->
+    0.4 s with both).
+    """
+
+    YOUNG = 20_000
+
+    def __init__(self, sweep_seconds: float) -> None:
+        self.sweep_seconds = sweep_seconds
+        self.swept = time.monotonic()
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(self.YOUNG, middle, old)
+
+    def settle(self) -> None:
+        """After a batch: freeze what survived it; sweep when a sweep is due."""
+        now = time.monotonic()
+        if now - self.swept >= self.sweep_seconds:
+            self.sweep()
+        else:
+            gc.freeze()
+
+    def sweep(self) -> None:
+        """Unfreeze, collect everything, freeze again (start-up, new snapshots, the timer)."""
+        gc.unfreeze()
+        settle_heap()
+        self.swept = time.monotonic()
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import faust
 from faust.agents import current_agent
 
-from cdpulse.app.base import faust_app, partition_of, redis_client, retrying
+from cdpulse.app.base import Heap, faust_app, partition_of, redis_client, retrying
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
@@ -78,6 +78,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     prefix = settings.redis_prefix
     keys = Keys(prefix)
     health = Health(settings.stall_seconds)
+    heap = Heap(settings.gc_sweep_seconds)
     rules = Rules.from_settings(settings)
     pseudonyms = rules.traits.pseudonymizer
     outlet = KafkaOutlet(app, output_topics(topics))
@@ -127,6 +128,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             with _committed_only_if_handled(events):
                 await retry(functools.partial(learn_examples, _examples(events)))
+                heap.settle()
                 health.succeeded()
 
     # --- recommender ------------------------------------------------------------------
@@ -216,6 +218,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
                     )
                 for shard, records in sorted(by_shard.items()):
                     await retry(functools.partial(learn_items, shard, records))
+                heap.settle()
                 health.succeeded()
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
@@ -235,6 +238,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             with _committed_only_if_handled(events):
                 records = [(e.message.offset, e.message.value) for e in events]
                 await retry(functools.partial(triggers.learn, records))
+                heap.settle()
                 health.succeeded()
 
     # --- lifetime value and RFM -------------------------------------------------------
@@ -290,6 +294,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     @app.task  # type: ignore[untyped-decorator]
     async def load_scripts() -> None:
         await retrying(state.load_scripts, lambda: app.should_stop, health.failed)
+        heap.sweep()
 
     register_health(app, settings, health, client)
     return app, health

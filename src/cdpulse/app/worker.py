@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import faust
 from faust.agents import current_agent
 
-from cdpulse.app.base import faust_app, partition_of, redis_client, retrying, settle_heap
+from cdpulse.app.base import Heap, faust_app, partition_of, redis_client, retrying
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.reporting import record_batch
@@ -156,6 +156,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         sharding=Sharding(owned, shard_of),
     )
     health = Health(settings.stall_seconds)
+    heap = Heap(settings.gc_sweep_seconds)
     worker = Worker(settings, app, pipeline, state, models, health)
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
@@ -171,6 +172,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             worker.last_batch = asyncio.get_running_loop().time()
             worker.decided_at = report.decided_at
             worker.more_due = len(report.due) >= pipeline.due_limit
+            heap.settle()
         health.succeeded()
         record_batch(report)
 
@@ -222,7 +224,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         models.offer_policy_name = f"epsilon-greedy LinUCB, e={settings.offer_epsilon}, v{version}"
         models.reco = reco.get()
         if before != (models.churn, models.rfm, models.offers, models.reco):
-            settle_heap()
+            heap.sweep()
         if models.churn is not None:
             quality = models.churn.quality
             metrics.MODEL_VERSION.labels("churn").set(models.churn.version)
@@ -244,7 +246,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     @app.task  # type: ignore[untyped-decorator]
     async def load_scripts() -> None:
         await retrying(state.load_scripts, lambda: app.should_stop, health.failed)
-        settle_heap()
+        heap.sweep()
 
     register_health(app, settings, health, client)
     return app, worker

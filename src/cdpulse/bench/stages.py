@@ -225,7 +225,7 @@ async def _time_stages(
                 state_store, {"encode": "msgpack encode", "decode": "msgpack decode"}, clock
             ),
             _timed_functions(
-                stage_functions, {"apply": "rules.apply", "merge": "rules.merge"}, clock
+                stage_functions, {"apply_new": "rules.apply", "merge": "rules.merge"}, clock
             ),
             _timed_functions(batch, {"decode_batch": "decode"}, clock),
         ):

@@ -151,11 +151,12 @@ class ProfilePipeline:
             outputs.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
         report.dead_letters = len(decoded.dead_letters)
 
-        marks: dict[str, int] = {}
+        newest: dict[tuple[str, int], int] = {}
         for item in decoded.items:
-            name = item.message.partition_name
-            if item.event.at > marks.get(name, 0):
-                marks[name] = item.event.at
+            where = (item.message.topic, item.message.partition)
+            if item.event.at > newest.get(where, 0):
+                newest[where] = item.event.at
+        marks = {f"{topic}:{partition}": at for (topic, partition), at in newest.items()}
         decide_at = self.low_watermark
         view = await self._read(decoded.items, set(), report)
         due = report.due = view.due

@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from cdpulse.contract import mirror, validation
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
@@ -19,8 +21,7 @@ from cdpulse.contract.mirror import Event
 from cdpulse.contract.validation import Rejection
 
 
-@dataclass(slots=True)
-class Item:
+class Item(msgspec.Struct, gc=False):
     """A decoded event, where it came from, and the profile it is applied to."""
 
     message: Message

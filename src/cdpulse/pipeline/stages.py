@@ -28,7 +28,7 @@ from cdpulse.pipeline.state import Changes, Save, Stored
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.identities import pseudonyms_of
 from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile
+from cdpulse.profile.rules import Rules, apply_new, is_duplicate, merge, new_profile
 from cdpulse.segments.definitions import SegmentBook
 from cdpulse.segments.membership import Transition, changes, enter
 from cdpulse.segments.sketches import RfmSketches
@@ -185,7 +185,7 @@ class Stages:
                 pseudonym = pseudonym or engine.pseudonym(update.target)
                 item_event = ItemEvent.of(pseudonym, event, profile, message.timestamp or 0.0)
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
-            apply(profile, event, rules, item.source, message.offset)
+            apply_new(profile, event, rules, item.source, message.offset)
             applied += 1
             if type(event) is OrderCompletedEvent:
                 ordered = True

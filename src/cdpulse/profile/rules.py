@@ -95,6 +95,18 @@ def apply(
     """Apply one event to ``profile`` in place; False when it was a duplicate."""
     if is_duplicate(profile, event.event_id, source, offset):
         return False
+    apply_new(profile, event, rules, source, offset)
+    return True
+
+
+def apply_new(
+    profile: Profile,
+    event: Event,
+    rules: Rules,
+    source: str | None = None,
+    offset: int | None = None,
+) -> None:
+    """``apply`` for an event known not to be a duplicate (``is_duplicate`` said so)."""
     if source is not None and offset is not None:
         profile.offsets[source] = offset
     if rules.recent_ids:
@@ -173,7 +185,6 @@ def apply(
         _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
     if not allows(profile, "analytics"):
         minimise(profile)
-    return True
 
 
 def merge(profile: Profile, other: Profile, rules: Rules) -> None:

@@ -23,7 +23,7 @@ from cdpulse.models.reco import covisitation
 from cdpulse.models.reco.config import RecoConfig
 from cdpulse.models.reco.state import ALL, RecoState, Shopper
 from cdpulse.profile.model import Profile
-from cdpulse.profile.view import cart_view
+from cdpulse.profile.view import in_cart
 
 
 class Context(msgspec.Struct, frozen=True, gc=False):
@@ -46,12 +46,16 @@ class Context(msgspec.Struct, frozen=True, gc=False):
     @classmethod
     def from_profile(cls, profile: Profile) -> Context:
         """From a ``Profile``; affinity shares do not depend on the time it is read at."""
-        viewed = sorted(profile.viewed.items(), key=lambda kv: (-kv[1], kv[0]))
+        viewed = sorted(profile.viewed.items(), key=_newest_first)
         return cls(
             affinity=dict(profile.affinity),
             recently_viewed=tuple(p for p, _ in viewed),
-            cart=tuple(item["product_id"] for item in cart_view(profile)["items"]),
+            cart=tuple(in_cart(profile)),
         )
+
+
+def _newest_first(viewed: tuple[str, int]) -> tuple[int, str]:
+    return -viewed[1], viewed[0]
 
 
 @dataclass(slots=True)
