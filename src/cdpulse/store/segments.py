@@ -1,9 +1,9 @@
 """Segment memberships and the RFM sketches in Redis, and an in-memory twin for tests.
 
-Per customer, a hash ``{prefix}:{id}:segments`` (segment -> generation, and while a
-batch publishes, its pending transitions) under the customer's hash tag; per segment, a
-sorted set of member ids (all scores 0, so members page in id order with ZRANGEBYLEX);
-the RFM sketches as one blob with a version.
+A customer's memberships live in its profile (``Profile.segments``), saved with it by
+the pipeline's compare-and-set, which also keeps, per segment, a sorted set of member ids
+(all scores 0, so members page in id order with ZRANGEBYLEX). Here: those member lists
+read for the API, and the RFM sketches as one blob with a version.
 """
 
 from __future__ import annotations
@@ -20,11 +20,6 @@ from cdpulse.segments.tracker import Membership
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
 
-# Fields of a customer's segments hash beside the generations; segment names cannot
-# start with "~", so they never collide.
-PENDING = "~pending"
-STAGED = "~staged"
-
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
@@ -36,16 +31,8 @@ class SegmentKeys:
     def __init__(self, prefix: str) -> None:
         self.prefix = Keys(prefix).prefix
 
-    def generations(self, customer_id: str) -> str:
-        return f"{self.prefix}:{{{customer_id}}}:segments"
-
     def members(self, segment: str) -> str:
         return f"{self.prefix}:segment:{segment}:members"
-
-    @property
-    def pending(self) -> str:
-        """Set of customers with transitions staged but not yet cleared."""
-        return f"{self.prefix}:segments:pending"
 
     @property
     def rfm_sketches(self) -> str:
@@ -63,70 +50,14 @@ class SegmentKeys:
 
 
 class RedisMembershipStore:
-    """Memberships in Redis: one pipelined read and one pipelined write per batch."""
+    """Segment member lists and the RFM sketches in Redis."""
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.keys = SegmentKeys(prefix)
         self._publish = client.register_script(script("publish_model.lua"))
-        self._clear = client.register_script(script("clear_pending.lua"))
         self.sketches: RfmSketches | None = None
         self.sketches_version = 0
-
-    async def read(self, ids: list[str]) -> dict[str, Membership]:
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id in ids:
-            pipe.hgetall(self.keys.generations(customer_id))
-        out = {}
-        for customer_id, row in zip(ids, await pipe.execute(), strict=True):
-            fields = {_text(k): _text(v) for k, v in row.items()}
-            pending = fields.pop(PENDING, None)
-            fields.pop(STAGED, None)
-            out[customer_id] = Membership(
-                {k: int(v) for k, v in fields.items()},
-                decode_pending(customer_id, pending) if pending else (),
-            )
-        return out
-
-    async def stage(self, changes: list[Transition], now_ms: int) -> None:
-        # One HSET per customer: its generations and its pending transitions land together.
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id, mine in by_customer(changes).items():
-            items: list[str | int] = [PENDING, encode_pending(mine), STAGED, now_ms]
-            for t in mine:
-                items += [t.segment, t.generation]
-            pipe.hset(self.keys.generations(customer_id), items=items)
-            pipe.sadd(self.keys.pending, customer_id)
-        for t in changes:
-            if t.entered:
-                pipe.zadd(self.keys.members(t.segment), {t.customer_id: 0})
-            else:
-                pipe.zrem(self.keys.members(t.segment), t.customer_id)
-        await pipe.execute()
-
-    async def clear(self, changes: list[Transition]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id, mine in by_customer(changes).items():
-            await self._clear(
-                keys=[self.keys.generations(customer_id), self.keys.pending],
-                args=[encode_pending(mine), customer_id],
-                client=pipe,
-            )
-        await pipe.execute()
-
-    async def stale(self, before_ms: int, limit: int) -> list[Transition]:
-        raw = await self.client.srandmember(self.keys.pending, limit) or []
-        ids = [_text(i) for i in raw if isinstance(i, bytes | str)]
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id in ids:
-            pipe.hmget(self.keys.generations(customer_id), PENDING, STAGED)
-        out: list[Transition] = []
-        for customer_id, (pending, staged) in zip(ids, await pipe.execute(), strict=True):
-            if pending is None:
-                await self.client.srem(self.keys.pending, customer_id)  # cleared meanwhile
-            elif int(staged or 0) < before_ms:
-                out += decode_pending(customer_id, _text(pending))
-        return out
 
     async def sizes(self, names: list[str]) -> dict[str, int]:
         pipe = self.client.pipeline(transaction=False)
