@@ -30,7 +30,8 @@ class Expired:
 
     decisions: list[Decision] = field(default_factory=list)
     attributions: list[Attribution] = field(default_factory=list)
-    profiles: dict[str, Profile] = field(default_factory=dict)  # as saved, by customer
+    # the profile whose watch the pass changed, by customer: to save
+    profiles: dict[str, Profile] = field(default_factory=dict)
 
 
 class TriggerEngine:
@@ -91,5 +92,7 @@ class TriggerEngine:
         found, attributed = decide(
             watch, customer, profile.consent, late, self.config, self.chooser(profile)
         )
-        expired = Expired(found, attributed, {customer: profile} if found or attributed else {})
-        return expired, next_due(watch, self.config)
+        # Something was due, so the watch changed even when nothing fired (a cart closed
+        # in time): the profile is saved, or its schedule would keep the passed due time
+        # and the profile would be polled, and its successors crowded out, forever.
+        return Expired(found, attributed, {customer: profile}), next_due(watch, self.config)
