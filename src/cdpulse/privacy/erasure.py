@@ -119,8 +119,15 @@ class Eraser:
         for family in KEY_FAMILIES.values():
             for i in ids:
                 pipe.delete(family(self.keys, i))
-        for name, n in zip(names, await pipe.execute(), strict=True):
+        # The index of the ids' pseudonyms (the recommender's learner names lists by it)
+        # lives under the pseudonym's hash tag, which neither the families nor the sweep
+        # reach.
+        for i in ids:
+            pipe.delete(self.keys.profile_of(self.pseudonyms.of_id(i)))
+        replies = await pipe.execute()
+        for name, n in zip(names, replies[: len(names)], strict=True):
             removed[name] = removed.get(name, 0) + int(n)
+        removed["pseudonym_index"] = sum(int(n) for n in replies[len(names) :])
         removed.update(await self._erase_shared(ids))
         if profile is not None:
             removed["identity"] = await self.identities.forget(profile, self.personal)
