@@ -7,12 +7,13 @@
 -- (name, key index, second key index, a, b), run only if the compare-and-set passes:
 --   zadd k - score member | zrem k - - member | hset k - field value
 --   set k - value px(0: none) | setnx k - value px(0: none)
---   del k (a deleted profile: the counter goes down)
+--   del k - - version (a merged visitor's profile: refused unless still at the version
+--     merged, as a write to it since would be lost; deleted, the counter goes down)
 --   convert k1 k2 customer variant: HSETNX k1, and if new HINCRBY k2 conversions:<variant>
 --   claim k1 k2 ttl counter: SET k1 NX EX ttl, and if new HINCRBY k2 <counter>
--- Returns the new version, -1 when the version moved, -2 when the id is now someone's
--- visitor, -3 when a visitor to link belongs to someone else. Every condition is checked
--- before anything is written: a refused save changes nothing.
+-- Returns the new version, -1 when the version (or a merged visitor's) moved, -2 when the
+-- id is now someone's visitor, -3 when a visitor to link belongs to someone else. Every
+-- condition is checked before anything is written: a refused save changes nothing.
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return -2
 end
@@ -26,6 +27,14 @@ for i = 4, 3 + links do
   local owner = redis.call('GET', KEYS[i])
   if owner and owner ~= id then
     return -3
+  end
+end
+for i = 6, #ARGV, 5 do
+  if ARGV[i] == 'del' then
+    local merged = tonumber(redis.call('HGET', KEYS[tonumber(ARGV[i + 1])], 'v') or '0')
+    if merged ~= tonumber(ARGV[i + 4]) then
+      return -1
+    end
   end
 end
 local retention = tonumber(ARGV[3])

@@ -173,8 +173,8 @@ class RedisState:
         def op(name: str, first: int, second: int | str, a: Any, b: Any) -> None:
             args.extend((name, first, second, a, b))
 
-        for visitor in save.retire:
-            op("del", key(k.profile(visitor)), 0, "", "")
+        for visitor, version in save.retire.items():
+            op("del", key(k.profile(visitor)), 0, "", version)
         shard = self.shard_of(profile_id)
         for kind, due in (("churn", save.churn_due), ("trigger", save.trigger_due)):
             if kind not in save.schedules:
