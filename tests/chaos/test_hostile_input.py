@@ -1,9 +1,10 @@
 """Hostile input through Kafka and the HTTP collector, mixed into a valid stream.
 
 Bad UTF-8, wrong types, deep nesting, 1 MB messages, NaN and huge numbers, unusual
-unicode, duplicate JSON keys, noise (``hostile.Mutator``). The worker must not crash
-(same process, ``/healthz`` 200), every message must be either processed or
-dead-lettered with the contract's reason, and the profiles must equal the oracle's.
+unicode, duplicate JSON keys, noise (``hostile.Mutator``). Neither the worker (which
+reads Kafka) nor the api (whose collector takes the HTTP bodies) may crash (same
+process, ``/healthz`` 200), every message must be either processed or dead-lettered
+with the contract's reason, and the profiles must equal the oracle's.
 """
 
 from __future__ import annotations
@@ -122,9 +123,9 @@ def _lets_surrogates_in(body: bytes) -> bool:
     return False
 
 
-def post_all(worker: Worker, requests: list[bytes]) -> Posted:
+def post_all(api: Worker, worker: Worker, requests: list[bytes]) -> Posted:
     posted = Posted()
-    with httpx.Client(base_url=worker.url, timeout=60) as http:
+    with httpx.Client(base_url=api.url, timeout=60) as http:
         for number, body in enumerate(requests):
             response = http.post(
                 "/v1/events", content=body, headers={"content-type": "application/json"}
@@ -144,7 +145,8 @@ def post_all(worker: Worker, requests: list[bytes]) -> Posted:
                     else:
                         posted.reasons[result["reason"]] += 1
             if number % 25 == 0:
-                assert alive(worker) and health(worker) == 200, worker.tail()
+                for process in (api, worker):
+                    assert alive(process) and health(process) == 200, process.tail()
     return posted
 
 
@@ -167,21 +169,30 @@ def test_hostile_input_is_dead_lettered_and_never_stops_the_worker(env: Env) -> 
     messages = kafka_stream(shop, mutate, rng)
     requests = bodies(by_http, mutate, rng)
 
-    worker = env.worker()
-    assert worker.process is not None
-    pid = worker.process.pid
+    roles = env.roles()
+    worker, api = roles.worker, roles.api
+    pids = {p.role: p.process.pid for p in (worker, api) if p.process is not None}
     sender = Sender(env.settings, messages)
     sender.start()
-    posted = post_all(worker, requests)
+    posted = post_all(api, worker, requests)
     sender.finish()
 
     wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
-    assert alive(worker) and worker.process.pid == pid, "the worker process did not survive"
-    assert health(worker) == 200
+    for process in (worker, api):
+        assert process.process is not None and alive(process), f"the {process.role} died"
+        assert process.process.pid == pids[process.role], f"the {process.role} was replaced"
+        assert health(process) == 200
     assert metric(worker, "cdpulse_batch_failures_total") == 0, worker.tail()
+    # The worker reads every Kafka message, the collector's accepted ones included; the
+    # collector dead-letters what it rejects itself.
     processed = metric(worker, "cdpulse_events_consumed_total")
     rejected = metric(worker, "cdpulse_events_rejected_total")
-    assert processed + rejected == len(messages) + posted.events
+    refused = metric(api, "cdpulse_events_rejected_total")
+    assert processed + rejected == len(messages) + len(posted.accepted)
+    assert refused == posted.reasons.total() == posted.events - len(posted.accepted)
+    assert metric(api, "cdpulse_collector_events_total", {"outcome": "accepted"}) == len(
+        posted.accepted
+    )
 
     wanted = rejections(messages) + posted.reasons
     letters = consume_all(env.settings, env.settings.topic_dead_letter, wanted.total())
@@ -239,12 +250,13 @@ def test_the_collector_rejects_lone_surrogates_without_failing(env: Env) -> None
     event = a_customer(32)[0]
     escaped = json.dumps({**event, "event_id": "@"}).encode().replace(b'"@"', b'"\\ud800"')
     raw = json.dumps({**event, "event_id": "@"}).encode().replace(b'"@"', b'"\xed\xa0\x80"')
-    worker = env.worker()
-    answer = httpx.post(f"{worker.url}/v1/events", content=escaped, timeout=30)
+    api = env.api()
+    answer = httpx.post(f"{api.url}/v1/events", content=escaped, timeout=30)
     assert answer.status_code == 422, answer.text
     assert answer.json()["results"][0]["reason"] == "invalid_utf8"
-    answer = httpx.post(f"{worker.url}/v1/events", content=raw, timeout=30)
+    answer = httpx.post(f"{api.url}/v1/events", content=raw, timeout=30)
     assert answer.status_code == 400, answer.text
+    assert alive(api) and health(api) == 200
 
 
 LONG_NUMBER = b"9" * 5000  # beyond Python's 4300-digit limit for int("...")
@@ -254,10 +266,10 @@ def test_a_number_too_long_for_python_is_dead_lettered(env: Env) -> None:
     events = a_customer(33)
     raw = json.dumps({**events[0], "event_id": "long-number", "context": "@"}).encode()
     poison = raw.replace(b'"@"', LONG_NUMBER)
-    worker = env.worker()
+    roles = env.roles()
     send(env, events, poison)
-    drained_without_failures(env, worker)
+    drained_without_failures(env, roles.worker)
     letters = consume_all(env.settings, env.settings.topic_dead_letter, 1)
     assert [json.loads(r.value)["reason"] for r in letters] == ["invalid_json"]
-    answer = httpx.post(f"{worker.url}/v1/events", content=poison, timeout=30)
+    answer = httpx.post(f"{roles.api.url}/v1/events", content=poison, timeout=30)
     assert answer.status_code == 400, answer.text

@@ -1,8 +1,14 @@
-"""Integration fixtures: the real local Kafka and Redis, once per session; real workers.
+"""Integration fixtures: the real local Kafka and Redis, once per session; real processes.
 
 The session starts the same stack scripts ``make demo`` uses, on ports of its own so
 a running demo is never touched. Every test gets its own topic names, Redis key
-prefix and consumer group, so tests never see each other's data.
+prefix and consumer groups, so tests never see each other's data.
+
+cdpulse runs as three process roles (``app/base.py``), and a test starts the ones it
+needs: ``env.worker()`` makes profiles (and serves their metrics), ``env.api()`` serves
+every HTTP read and the collector, ``env.learner()`` learns the models and publishes
+the recommendation lists; ``env.roles()`` starts several with the same settings. Each
+role's metrics are its own: read a metric from the process that owns it.
 """
 
 from __future__ import annotations
@@ -81,7 +87,8 @@ class Env:
         return redis.Redis.from_url(self.settings.redis_url)
 
     def worker(self, **overrides: str) -> Worker:
-        """Start a real ``cdpulse worker`` process for this env and wait until it serves."""
+        """Start a real ``cdpulse worker`` process (the profile agent; health and metrics
+        only on HTTP) and wait until it serves."""
         return self._start("worker", overrides)
 
     def learner(self, **overrides: str) -> Worker:
@@ -92,6 +99,14 @@ class Env:
         """Start a real ``cdpulse api`` process (the HTTP API) and wait until it serves."""
         return self._start("api", overrides)
 
+    def roles(self, learner: bool = False, **overrides: str) -> Roles:
+        """A worker and an api (and a learner when asked), all with the same settings."""
+        return Roles(
+            self.worker(**overrides),
+            self.api(**overrides),
+            self.learner(**overrides) if learner else None,
+        )
+
     def _start(self, role: str, overrides: dict[str, str]) -> Worker:
         port = free_port()
         variables = {
@@ -100,11 +115,27 @@ class Env:
             "CDPULSE_DATA_DIR": str(self.logs / "data"),
             **overrides,
         }
-        log = self.logs / f"{role}-{len(self.workers)}.log"
+        started = sum(w.role == role for w in self.workers)
+        log = self.logs / f"{role}-{started}.log"
         worker = Worker(variables, port, log, role)
         self.workers.append(worker)
         worker.start()
         return worker
+
+
+@dataclass(frozen=True)
+class Roles:
+    """The processes of one test's cdpulse: the api serves what the worker made."""
+
+    worker: Worker
+    api: Worker
+    learner: Worker | None = None
+
+    @property
+    def learning(self) -> Worker:
+        """The learner, which the test asked for."""
+        assert self.learner is not None, "start the roles with learner=True"
+        return self.learner
 
 
 PORT_VARIABLE = {
@@ -115,7 +146,8 @@ PORT_VARIABLE = {
 
 
 class Worker:
-    """A ``cdpulse <role>`` subprocess (worker, learner or api)."""
+    """A ``cdpulse <role>`` subprocess (worker, learner or api); the name is the role's
+    that most tests start."""
 
     def __init__(self, variables: dict[str, str], port: int, log: Path, role: str = "worker"):
         self.variables = variables
@@ -285,17 +317,75 @@ def drained(settings: Settings) -> bool:
         consumer.close()
 
 
-def caught_up(settings: Settings, topic: str) -> bool:
-    """Whether the worker group has committed every message of one-partition ``topic``."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+def learner_group(settings: Settings) -> str:
+    """The learner role's consumer group (``app/base.py``: ``{app_id}-learner``)."""
+    return f"{settings.app_id}-learner"
 
+
+def caught_up(settings: Settings, topic: str) -> bool:
+    """Whether the learner has committed every message of one-partition ``topic``.
+
+    The learner commits a batch only after learning it (and publishing what it made of
+    it), so this holds once everything on ``topic`` so far was learned.
+    """
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    group = learner_group(settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
         tp = TopicPartition(topic, 0)
         end = consumer.end_offsets([tp])[tp]
-        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        try:
+            committed = admin.list_group_offsets(group).get(group, {})
+        except KafkaError:
+            return False
         return end > 0 and tp in committed and committed[tp].offset >= end
     finally:
         admin.close()
         consumer.close()
+
+
+def low_watermark(settings: Settings) -> int:
+    """The low watermark of the input partitions (0 until every one has reported)."""
+    from cdpulse.store.keys import Keys
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        marks = client.hvals(Keys(settings.redis_prefix).watermark)
+    finally:
+        client.close()
+    if len(marks) < 3 * settings.topic_partitions:
+        return 0
+    return min(int(m) for m in marks)
+
+
+def decided(settings: Settings) -> bool:
+    """Whether the workers decided every churn label and trigger the low watermark made due.
+
+    Labels and triggers are decided at the low watermark of the batch before, and an
+    idle worker runs an empty batch to decide what the last batch made due; until then
+    the due schedules still hold profiles due by the watermark. Their outputs are
+    published before the write that moves the schedules, so once this holds, every
+    training example and trigger firing of the stream so far is on its topic.
+    """
+    from cdpulse.store.keys import Keys
+
+    low = low_watermark(settings)
+    if low <= 0:
+        return False  # a partition has not reported: nothing can be decided yet
+    keys = Keys(settings.redis_prefix)
+    late = int(settings.trigger_lateness_seconds * 1000)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        for shard in range(settings.topic_partitions):
+            # The churn schedule holds decision times with their lateness; the trigger
+            # schedule holds the times of the situations, decided ``late`` after.
+            if client.zcount(keys.due(shard, "churn"), "-inf", low):
+                return False
+            if client.zcount(keys.due(shard, "trigger"), "-inf", low - late):
+                return False
+        return True
+    finally:
+        client.close()

@@ -41,14 +41,14 @@ def test_simulate_produce_and_read_a_profile_with_the_cli(env: Env, tmp_path: Pa
     assert f"line {len(lines) + 2}: " in sent.stderr
     assert f"sent {len(lines)} events" in sent.stderr
 
-    worker = env.worker()
+    roles = env.roles()
     wait_until(lambda: drained(env.settings), 120, "the worker to drain")
     customer = next(
         json.loads(line)["customer_id"] for line in lines if json.loads(line).get("customer_id")
     )
     printed = cdpulse(env, "profile", customer)
     assert printed.returncode == 0, printed.stderr
-    served = httpx.get(f"{worker.url}/v1/profiles/{customer}", timeout=10).json()
+    served = httpx.get(f"{roles.api.url}/v1/profiles/{customer}", timeout=10).json()
     assert json.loads(printed.stdout) == served
     assert served["events"] > 0
 

@@ -1,5 +1,6 @@
-"""An experiment live on real Kafka, Redis and a worker: exposures served over HTTP,
-conversions counted from the order stream, compared with counts from the same events."""
+"""An experiment live on real Kafka, Redis, a worker and the api: exposures served over
+HTTP by the api, conversions counted by the worker from the order stream, compared with
+counts from the same events."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_exposures_and_conversions_match_the_stream(env: Env, tmp_path: Path) ->
     )
     definitions = tmp_path / "segments.yaml"
     definitions.write_text(DEFINITIONS, encoding="utf-8")
-    worker = env.worker(CDPULSE_SEGMENTS_FILE=str(definitions))
+    api = env.roles(CDPULSE_SEGMENTS_FILE=str(definitions)).api
 
     with Producer.from_settings(env.settings) as producer:
         for event in valid[:half]:
@@ -56,7 +57,7 @@ def test_exposures_and_conversions_match_the_stream(env: Env, tmp_path: Path) ->
     wait_until(lambda: drained(env.settings), 300, "the worker to drain the first half")
 
     assigned: dict[str, str] = {}
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=api.url, timeout=10) as http:
         for customer in customers:
             first = http.get(f"/v1/experiments/checkout_button/assignment/{customer}").json()
             again = http.get(f"/v1/experiments/checkout_button/assignment/{customer}").json()
@@ -80,7 +81,7 @@ def test_exposures_and_conversions_match_the_stream(env: Env, tmp_path: Path) ->
     exposures = Counter(assigned.values())
     conversions = Counter(assigned[c] for c in buyers)
     assert sum(conversions.values()) > 10, "the stream should convert some exposed customers"
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=api.url, timeout=10) as http:
         result = http.get("/v1/experiments/checkout_button").json()
     arms = {v["name"]: v for v in result["variants"]}
     assert {n: a["exposures"] for n, a in arms.items()} == {
@@ -95,7 +96,7 @@ def test_exposures_and_conversions_match_the_stream(env: Env, tmp_path: Path) ->
     assert 0 <= arms["blue"]["versus_control"]["p_value"] <= 1
     wait_until(
         lambda: (
-            worker.metric("cdpulse_experiment_conversions", {"experiment": "checkout_button"})
+            api.metric("cdpulse_experiment_conversions", {"experiment": "checkout_button"})
             == len(buyers)
         ),
         30,

@@ -20,7 +20,14 @@ from cdpulse.models.clv.model import summary_from_profile
 from cdpulse.pipeline.replay import replay_churn
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
-from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
+from tests.integration.conftest import (
+    Env,
+    caught_up,
+    consume_all,
+    decided,
+    drained,
+    wait_until,
+)
 from tests.oracle import pseudonym_id
 
 
@@ -30,30 +37,44 @@ def millis(text: str) -> int:
 
 def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env) -> None:
     events = list(Shop(customers=250, days=75, seed=5).events())
-    worker = env.worker()
+    roles = env.roles(learner=True)
+    worker, api, learner = roles.worker, roles.api, roles.learning
     with Producer.from_settings(env.settings) as producer:
         for event in events:
             producer.send(event)
     wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
+    # The last labels are decided by the batch after the last one (an idle batch).
     wait_until(
-        lambda: caught_up(env.settings, env.settings.topic_training),
+        lambda: decided(env.settings) and caught_up(env.settings, env.settings.topic_training),
         300,
-        "the learner to learn every example",
+        "the worker to decide every label and the learner to learn every example",
     )
     labels = worker.metric("cdpulse_churn_labels_total")
     wait_until(
-        lambda: worker.metric("cdpulse_model_examples", {"model": "churn"}) == labels,
+        lambda: learner.metric("cdpulse_model_examples", {"model": "churn"}) == labels,
         60,
         "the model metrics to show every label learned",
     )
     learned = labels
-    assert worker.metric("cdpulse_model_version", {"model": "churn"}) >= 1
-    assert 0.0 <= worker.metric("cdpulse_model_roc_auc", {"model": "churn"}) <= 1.0
-    assert worker.metric("cdpulse_model_log_loss", {"model": "churn"}) > 0
+    version = learner.metric("cdpulse_model_version", {"model": "churn"})
+    assert version >= 1
+    assert 0.0 <= learner.metric("cdpulse_model_roc_auc", {"model": "churn"}) <= 1.0
+    assert learner.metric("cdpulse_model_log_loss", {"model": "churn"}) > 0
 
     customers = sorted({e["customer_id"] for e in events if e.get("customer_id")})
     live: dict[str, float | None] = {}
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=api.url, timeout=10) as http:
+        scored = next(
+            c
+            for c in customers
+            if http.get(f"/v1/profiles/{c}").json()["consent"]["personalization"] is not False
+        )
+        # The api loads the learner's newest snapshot on its own refresh timer.
+        wait_until(
+            lambda: http.get(f"/v1/profiles/{scored}").json()["churn"]["model_version"] == version,
+            60,
+            f"the api to score with the newest churn snapshot (v{version:.0f})",
+        )
         for customer in customers:
             document = http.get(f"/v1/profiles/{customer}").json()
             churn = document["churn"]
@@ -63,7 +84,7 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env)
                 continue
             assert 0.0 <= churn["risk"] <= 1.0
             assert len(churn["reasons"]) == 3 and all(churn["reasons"])
-            assert churn["model_version"] >= 1
+            assert churn["model_version"] == version
             live[customer] = churn["risk"]
 
     # The replay runs the same code over the same events in file order, cut into other
@@ -81,7 +102,7 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env)
     assert trained == pseudonymous  # the same examples, in the same order
     assert replay.model["examples"] == learned > 1000
     assert replay.model["roc_auc"] == round(
-        worker.metric("cdpulse_model_roc_auc", {"model": "churn"}), 4
+        learner.metric("cdpulse_model_roc_auc", {"model": "churn"}), 4
     )
     mismatched = {c: (live[c], replay.scores[c]) for c in customers if live[c] != replay.scores[c]}
     assert not mismatched, f"{len(mismatched)} scores differ, e.g. {list(mismatched.items())[:3]}"
@@ -100,21 +121,31 @@ def test_lifetime_value_is_refitted_live_on_real_cdnow_orders(env: Env) -> None:
         if isinstance(row, ImportedOrder)
     ]
     orders.sort(key=lambda e: (e["timestamp"], e["event_id"]))
-    worker = env.worker(CDPULSE_CLV_REFIT_SECONDS="2")
+    roles = env.roles(learner=True, CDPULSE_CLV_REFIT_SECONDS="2")
+    learner = roles.learning
     with Producer.from_settings(env.settings) as producer:
         for event in orders:
             producer.send(event)
     wait_until(lambda: drained(env.settings), 300, "the worker to drain its topics")
     # Two refits after the last order: every summary final, as_of the final watermark.
-    version = worker.metric("cdpulse_model_version", {"model": "clv"})
+    version = learner.metric("cdpulse_model_version", {"model": "clv"})
     wait_until(
-        lambda: worker.metric("cdpulse_model_version", {"model": "clv"}) > version + 1,
+        lambda: learner.metric("cdpulse_model_version", {"model": "clv"}) > version + 1,
         60,
         "two lifetime-value refits after the stream",
     )
 
     customers = sorted({e["customer_id"] for e in orders})
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=roles.api.url, timeout=10) as http:
+        # The api loads the learner's snapshots on its own refresh timer.
+        wait_until(
+            lambda: (
+                (http.get(f"/v1/profiles/{customers[0]}").json()["clv"]["model_version"] or 0)
+                > version + 1
+            ),
+            60,
+            "the api to value with a refit that saw every order",
+        )
         documents = {c: http.get(f"/v1/profiles/{c}").json() for c in customers}
     as_of = max(millis(d["last_seen"]) for d in documents.values())
     summaries = [
@@ -125,7 +156,7 @@ def test_lifetime_value_is_refitted_live_on_real_cdnow_orders(env: Env) -> None:
     ]
     fitted = refit(summaries, as_of, None)
     assert fitted is not None and fitted.customers == len(customers) == 2357
-    assert worker.metric("cdpulse_clv_customers") == 2357
+    assert learner.metric("cdpulse_clv_customers") == 2357
     for customer, document in documents.items():
         served = document["clv"]
         wanted = fitted.model.predict(

@@ -1,4 +1,5 @@
-"""The whole pipeline against real Kafka, Redis and worker processes, checked by the oracle."""
+"""The whole pipeline against real Kafka, Redis, worker and api processes, checked by the
+oracle: the workers make the profiles, the api collects events and serves the profiles."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def assert_profile_matches(actual: dict[str, Any], wanted: dict[str, Any]) -> No
     assert not problems, "profile differs from the oracle:\n  " + "\n  ".join(problems)
 
 
-def _check_profiles(worker: Worker, env: Env, events: list[dict[str, Any]]) -> None:
+def _check_profiles(api: Worker, env: Env, events: list[dict[str, Any]]) -> None:
+    """Redis holds exactly the oracle's profiles, and the api serves each as the oracle's."""
     expected = expected_profiles(events)
     stored = {
         key.decode().split("{", 1)[1].rsplit("}", 1)[0]
@@ -51,7 +53,7 @@ def _check_profiles(worker: Worker, env: Env, events: list[dict[str, Any]]) -> N
         f"(e.g. {sorted(stored - set(expected))[:3]}), "
         f"{len(set(expected) - stored)} missing (e.g. {sorted(set(expected) - stored)[:3]})"
     )
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=api.url, timeout=10) as http:
         for profile_id, want in expected.items():
             response = http.get(f"/v1/profiles/{profile_id}")
             assert response.status_code == 200, (profile_id, response.text)
@@ -167,3 +169,78 @@ def test_collector_and_profile_endpoint_over_http(env: Env) -> None:
         "invalid_field",
         "unknown_type",
     ]
+
+
+def test_a_visitor_written_while_its_customer_merges_it_loses_nothing(env: Env) -> None:
+    """Two workers: one applies a visitor's event while the other's batch, which read the
+    visitor before, links it to its customer and merges it. The event must reach the
+    customer, not vanish with the visitor's profile (the chaos rebalance test found it)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from cdpulse.contract.message import Message
+    from cdpulse.pipeline.batch import ProfilePipeline
+    from cdpulse.pipeline.memory import MemoryOutlet
+    from cdpulse.pipeline.stages import Engine, Models, Stages
+    from cdpulse.pipeline.state import Changes, SaveStatus, Wanted
+    from cdpulse.store.state import RedisState
+    from tests.unit.test_pipeline import RULES, encode
+
+    def event(n: int, kind: str, **ids: str) -> dict[str, Any]:
+        properties: dict[str, Any] = {"url": "/"} if kind == "page_viewed" else {}
+        return {
+            "event_id": f"e{n}",
+            "type": kind,
+            "timestamp": 1_767_225_600_000 + n * 1000,
+            "channel": "web",
+            "properties": properties,
+            **ids,
+        }
+
+    visited = [event(0, "page_viewed", anonymous_id="A"), event(2, "page_viewed", anonymous_id="A")]
+    identify = event(1, "identify", anonymous_id="A", customer_id="C")
+    clicks = [Message("clicks", 0, i, b"A", encode(e)) for i, e in enumerate(visited)]
+    login = Message("customers", 0, 0, b"C", encode(identify))
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(env.settings.redis_url)
+        state = RedisState(
+            client, env.name, pseudonym=RULES.traits.pseudonymizer.of_id, shard_of=lambda _: 0
+        )
+
+        def worker(store: Any) -> ProfilePipeline:
+            return ProfilePipeline(
+                store, MemoryOutlet(), Stages(Engine(RULES, Models())), partitions=2
+            )
+
+        other = worker(state)
+
+        class Racing:
+            """The state store of the worker that merges: the other worker writes the
+            visitor between this batch's read and its write, once."""
+
+            raced = False
+
+            async def read(self, wanted: Wanted) -> Any:
+                return await state.read(wanted)
+
+            async def write(self, changes: Changes) -> dict[str, SaveStatus]:
+                if not self.raced:
+                    self.raced = True
+                    await other.run([clicks[1]])
+                return await state.write(changes)
+
+        try:
+            await other.run([clicks[0]])
+            await worker(Racing()).run([login])
+            view = await state.read(Wanted(ids={"A", "C"}))
+            assert view.aliases == {"A": "C"}
+            assert view.profiles["A"].profile is None, "the visitor's own profile is retired"
+            customer = view.profiles["C"].profile
+            assert customer is not None
+            assert customer.events == 3, f"{customer.events} of the 3 events reached C"
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())

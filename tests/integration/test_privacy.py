@@ -1,5 +1,7 @@
-"""Privacy against the real Kafka, Redis and worker: erasure mid-stream, then a scan of
-every Redis key and every output topic; the ledger; export (README: Privacy and security)."""
+"""Privacy against the real Kafka, Redis and processes: erasure mid-stream, then a scan of
+every Redis key and every output topic; the ledger; export (README: Privacy and security).
+The worker carries erasures out; the api takes the requests and serves the reads; the
+learner forgets the erased in the recommender and publishes the lists."""
 
 from __future__ import annotations
 
@@ -36,6 +38,13 @@ def _values(client: redis.Redis, key: bytes) -> list[bytes]:
     return []
 
 
+def audited(env: Env, count: int) -> bool:
+    """Whether ``count`` erasures were carried out: the worker publishes an erasure's audit
+    record once every key of it is gone (the profile goes first, the sweeps after)."""
+    records = consume_all(env.settings, env.settings.topic_audit, count, timeout=5)
+    return len(records) >= count
+
+
 def _linked(events: list[dict[str, Any]]) -> dict[str, set[str]]:
     """customer -> the anonymous ids its identify events link."""
     out: dict[str, set[str]] = defaultdict(set)
@@ -57,13 +66,14 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
     erased_ids = {i for c in chosen for i in (c, *linked[c])}
     emails = {f"{c}@example.com" for c in chosen}
 
-    worker = env.worker(CDPULSE_RECO_SNAPSHOT_SECONDS="0.5")
+    roles = env.roles(learner=True, CDPULSE_RECO_SNAPSHOT_SECONDS="0.5")
+    worker, api = roles.worker, roles.api
     with Producer.from_settings(env.settings) as producer:
         for event in events[:half]:
             producer.send(event)
     wait_until(lambda: drained(env.settings), 300, "the first half to be applied")
 
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=api.url, timeout=10) as http:
         export = http.get(f"/v1/profiles/{chosen[0]}/export")
         assert export.status_code == 200
         document = export.json()
@@ -126,7 +136,7 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
             assert not leaked, (key, leaked[:2])
     assert len(client.hgetall(ledger)) == len(erased_ids)
 
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=api.url, timeout=10) as http:
         for i in erased_ids:
             assert http.get(f"/v1/profiles/{i}").status_code == 404
             assert http.get(f"/v1/profiles/{i}/export").status_code == 404
@@ -180,7 +190,7 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
         "crm": {"secret": "read-secret", "scopes": ["read"]},
         "dpo": {"secret": "admin-secret", "scopes": ["read", "admin"]},
     }
-    worker = env.worker(
+    roles = env.roles(
         CDPULSE_AUTH_DISABLED="false",
         CDPULSE_API_TOKENS=json.dumps(tokens),
         CDPULSE_METRICS_PUBLIC="false",
@@ -199,7 +209,7 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
         "channel": "web",
         "properties": {"url": "https://shop.example/"},
     }
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=roles.api.url, timeout=10) as http:
         assert http.get("/healthz").status_code == 200  # public by default
         refused = http.get("/metrics")
         assert refused.status_code == 401 and "Bearer" in refused.headers["WWW-Authenticate"]
@@ -229,14 +239,15 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
             http.get("/v1/profiles/C-1/export", headers=bearer("admin-secret")).status_code == 200
         )
         assert http.delete("/v1/profiles/C-1", headers=bearer("admin-secret")).status_code == 202
-        wait_until(
-            lambda: http.get("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 404,
-            60,
-            "the erasure to be carried out",
-        )
+        wait_until(lambda: audited(env, 1), 60, "the erasure to be carried out")
+        assert http.get("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 404
     audit = [json.loads(r.value) for r in consume_all(env.settings, env.settings.topic_audit, 1)]
     assert [a["requested_by"] for a in audit] == ["dpo"]  # the token's name, not its secret
-    assert "admin-secret" not in (env.logs / "worker-0.log").read_text()
+    # Every role's /metrics is behind a token (the worker's too), and no log holds one.
+    refused = httpx.get(f"{roles.worker.url}/metrics", timeout=10)
+    assert refused.status_code == 401
+    for log in ("worker-0.log", "api-0.log"):
+        assert "admin-secret" not in (env.logs / log).read_text(), log
 
 
 def test_no_personal_data_in_logs_metrics_or_dead_letters(env: Env) -> None:
@@ -257,6 +268,7 @@ def test_no_personal_data_in_logs_metrics_or_dead_letters(env: Env) -> None:
     ][:20]
     assert broken
     worker = env.worker(CDPULSE_TEST_LOGLEVEL="info")
+    learner = env.learner(CDPULSE_TEST_LOGLEVEL="info")
     topic = env.settings.topic_customers
     with Producer.from_settings(env.settings) as producer:
         for event in events:
@@ -271,11 +283,21 @@ def test_no_personal_data_in_logs_metrics_or_dead_letters(env: Env) -> None:
         body = json.loads(letter.value)
         assert body["reason"] and "[redacted]" in body["raw"]
         assert not any(e in body["raw"] for e in emails) and "1234567" not in body["raw"]
-    metrics = httpx.get(f"{worker.url}/metrics", timeout=10).text
-    worker.stop()
-    log = (env.logs / "worker-0.log").read_text(encoding="utf-8", errors="replace")
-    assert len(log) > 0
-    for text, where in ((metrics, "/metrics"), (log, "the worker log")):
+    wait_until(
+        lambda: caught_up(env.settings, env.settings.topic_reco_events),
+        120,
+        "the learner to learn every item event",
+    )
+    texts: list[tuple[str, str]] = []
+    for process in (worker, learner):
+        texts.append(
+            (httpx.get(f"{process.url}/metrics", timeout=10).text, f"{process.role} /metrics")
+        )
+        process.stop()
+        log = process.log.read_text(encoding="utf-8", errors="replace")
+        assert len(log) > 0
+        texts.append((log, f"the {process.role} log"))
+    for text, where in texts:
         leaked = [s for s in customers | emails if s in text]
         assert not leaked, f"{where} names {leaked[:3]}"
 
@@ -288,7 +310,8 @@ def _identifies(env: Env) -> list[Any]:
 def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_copy(
     env: Env,
 ) -> None:
-    worker = env.worker()
+    roles = env.roles()
+    worker = roles.worker
     email = "Carol.Jones@Example.com"
     identify = {
         "event_id": "id-1",
@@ -299,7 +322,7 @@ def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_cop
         "channel": "web",
         "properties": {"traits": {"email": email, "country": "NL", "favourite_colour": "red"}},
     }
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=roles.api.url, timeout=10) as http:
         assert http.post("/v1/events", json=identify).status_code == 200
         wait_until(
             lambda: http.get("/v1/profiles/C-9").status_code == 200, 60, "the identify to apply"
@@ -327,9 +350,8 @@ def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_cop
         assert wrong.status_code == 400 and "not a personal trait" in wrong.json()["error"]
 
         assert http.delete("/v1/profiles/A-9").status_code == 202
-        wait_until(
-            lambda: http.get("/v1/profiles/C-9").status_code == 404, 60, "the erasure to apply"
-        )
+        wait_until(lambda: audited(env, 1), 60, "the erasure to be carried out")
+        assert http.get("/v1/profiles/C-9").status_code == 404
         assert http.post("/v1/identities/lookup", json=lookup).status_code == 404
     # The key is gone: the copy in Kafka's history can no longer be opened by anyone.
     assert env.redis.get(f"{env.name}:{{C-9}}:datakey") is None
@@ -346,22 +368,27 @@ def test_the_worker_runs_as_a_redis_acl_user_confined_to_its_prefix(env: Env) ->
     )  # fmt: skip
     admin.set("someone-else:secret", b"not yours")
     try:
-        worker = env.worker(CDPULSE_REDIS_USERNAME=user, CDPULSE_REDIS_PASSWORD=password)
+        # Every role runs as the user: the learner too (its refits and the RFM sweep).
+        roles = env.roles(
+            learner=True, CDPULSE_REDIS_USERNAME=user, CDPULSE_REDIS_PASSWORD=password
+        )
         events = list(Shop(customers=20, days=5, seed=4).events())
         customer = next(e["customer_id"] for e in events if e.get("customer_id"))
         with Producer.from_settings(env.settings) as producer:
             for event in events:
                 producer.send(event)
         wait_until(lambda: drained(env.settings), 300, "the worker to drain as the ACL user")
-        assert worker.metric("cdpulse_redis_errors_total") == 0
-        with httpx.Client(base_url=worker.url, timeout=10) as http:
+        with httpx.Client(base_url=roles.api.url, timeout=10) as http:
             assert http.get(f"/v1/profiles/{customer}").status_code == 200
             assert http.delete(f"/v1/profiles/{customer}").status_code == 202
             wait_until(
-                lambda: http.get(f"/v1/profiles/{customer}").status_code == 404,
+                lambda: audited(env, 1),
                 60,
                 "an erasure (with its SCAN sweep) to run as the ACL user",
             )
+            assert http.get(f"/v1/profiles/{customer}").status_code == 404
+        for process in (roles.worker, roles.api, roles.learning):
+            assert process.metric("cdpulse_redis_errors_total") == 0, process.tail()
 
         confined = redis.Redis.from_url(env.settings.redis_url, username=user, password=password)
         assert confined.hgetall(f"{env.name}:watermark")
@@ -378,7 +405,7 @@ def test_the_worker_runs_as_a_redis_acl_user_confined_to_its_prefix(env: Env) ->
 
 def test_inactive_profiles_and_identity_links_expire(env: Env) -> None:
     seconds = 6
-    worker = env.worker(CDPULSE_PROFILE_RETENTION_DAYS=str(seconds / 86_400))
+    roles = env.roles(CDPULSE_PROFILE_RETENTION_DAYS=str(seconds / 86_400))
     identify = {
         "event_id": "r-1",
         "type": "identify",
@@ -389,7 +416,7 @@ def test_inactive_profiles_and_identity_links_expire(env: Env) -> None:
         "properties": {"traits": {"email": "dan@example.com"}},
     }
     profile, alias = f"{env.name}:{{C-5}}:profile", f"{env.name}:{{A-5}}:alias"
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=roles.api.url, timeout=10) as http:
         assert http.post("/v1/events", json=identify).status_code == 200
     wait_until(lambda: env.redis.exists(profile) == 1, 60, "the profile to be written")
     for key in (profile, alias, f"{env.name}:{{C-5}}:datakey"):

@@ -18,16 +18,20 @@ from tests.oracle import pseudonym_id
 def test_recommendations_are_learned_live_served_and_published(env: Env) -> None:
     events = list(Shop(customers=120, days=20, seed=8).events())
     # A snapshot after every learner batch: the last one then holds every item event.
-    worker = env.worker(CDPULSE_RECO_SNAPSHOT_SECONDS="0.01")
+    roles = env.roles(learner=True, CDPULSE_RECO_SNAPSHOT_SECONDS="0.01")
+    learner = roles.learning
     with Producer.from_settings(env.settings) as producer:
         for event in events:
             producer.send(event)
     wait_until(lambda: drained(env.settings), 300, "the worker to drain its topics")
     topic = env.settings.topic_reco_events
+    # The learner commits a batch of item events only after learning it and publishing
+    # its lists: once it has caught up, every list of the stream is on its topic.
     wait_until(lambda: caught_up(env.settings, topic), 120, "the recommender's learner to catch up")
+    learned = learner.metric("cdpulse_reco_events_learned_total")
 
     # The same item events, in the topic's order, through an in-process recommender.
-    items = [ItemEvent.from_json(r.value) for r in consume_all(env.settings, topic, 1)]
+    items = [ItemEvent.from_json(r.value) for r in consume_all(env.settings, topic, int(learned))]
     item_types = {"product_viewed", "product_added", "order_completed"}
     # Customers who withheld personalization (or analytics) teach the recommender nothing.
     assert 0 < len(items) <= sum(e["type"] in item_types for e in events)
@@ -43,16 +47,15 @@ def test_recommendations_are_learned_live_served_and_published(env: Env) -> None
     replay = Recommender()
     for item in items:
         replay.learn_one(item.customer_id, item.event, item.context)
-    learned = worker.metric("cdpulse_reco_events_learned_total")
     assert learned == len(items)
 
     customers = sorted(
         {named[i.customer_id] for i in items if named[i.customer_id].startswith("cust-")}
     )
     newest = (
-        f"{replay.model_version}.s{worker.metric('cdpulse_model_version', {'model': 'reco'}):.0f}"
+        f"{replay.model_version}.s{learner.metric('cdpulse_model_version', {'model': 'reco'}):.0f}"
     )
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=roles.api.url, timeout=10) as http:
         # Customers who withheld personalization get no recommendations (451).
         customers = [
             c
@@ -90,11 +93,12 @@ def test_recommendations_are_learned_live_served_and_published(env: Env) -> None
         assert http.get(f"/v1/profiles/{customers[0]}/recommendations?k=0").status_code == 400
         assert http.get("/v1/profiles/nobody/recommendations").status_code == 404
 
+    lists = learner.metric("cdpulse_recommendation_lists_total")
     published = [
         RecommendationList.model_validate_json(r.value)
-        for r in consume_all(env.settings, env.settings.topic_recommendations, 1)
+        for r in consume_all(env.settings, env.settings.topic_recommendations, int(lists))
     ]
-    assert published and worker.metric("cdpulse_recommendation_lists_total") == len(published)
+    assert published and lists == len(published)
     item_ids = {i.event["event_id"] for i in items}
     assert all(p.caused_by in item_ids and p.items for p in published)
     assert json.loads(published[0].model_dump_json())["customer_id"]

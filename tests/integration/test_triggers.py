@@ -1,14 +1,16 @@
-"""Triggers live on the stream: the simulated shop through a real worker, Kafka and Redis.
+"""Triggers live on the stream: the simulated shop through real processes, Kafka and Redis.
 
 The expected firings come from ``tests.trigger_oracle``, computed from the same events;
-the worker must publish each expected firing exactly once, none for customers without
-marketing consent, and show the same counts in /metrics and the uplift endpoint. A
-worker killed mid-stream and replaced must not change any of it.
+the worker must publish every expected firing, none for customers without marketing
+consent, and show the same counts in /metrics and the uplift endpoint. A worker killed
+mid-stream and replaced must not change any of it, except that what it published but had
+not saved is published again (at least once): the same firing, under the same id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,24 @@ import redis.asyncio as aioredis
 import yaml
 
 from cdpulse.contract.trigger import TriggerMessage
+from cdpulse.offers.bandit import Reward
+from cdpulse.pipeline.state import Changes, Save, SaveStatus
 from cdpulse.producer import Producer
+from cdpulse.profile.model import Profile
 from cdpulse.simulate.shop import Shop
+from cdpulse.store.state import RedisState
 from cdpulse.store.triggers import RedisTriggerStore
 from tests import trigger_oracle
-from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
-from tests.unit.test_trigger_store import contract
+from tests.integration.conftest import (
+    Env,
+    caught_up,
+    consume_all,
+    decided,
+    drained,
+    low_watermark,
+    wait_until,
+)
+from tests.oracle import pseudonym_id
 
 HOLDOUT = trigger_oracle.HOLDOUT
 OFFERS = trigger_oracle.OFFERS
@@ -33,10 +47,15 @@ WINDOW = trigger_oracle.WINDOW
 LATENESS = 60_000  # CDPULSE_TRIGGER_LATENESS_SECONDS by default
 
 
-def low_watermark(env: Env) -> int:
-    marks = env.redis.hvals(f"{env.settings.redis_prefix}:watermark")
-    assert len(marks) == 3 * env.settings.topic_partitions, "every partition has reported"
-    return min(int(m) for m in marks)
+def first_of_each(records: list[Any], key: str) -> dict[str, bytes]:
+    """Each id's first record; a repeat must be the very same record (at least once)."""
+    first: dict[str, bytes] = {}
+    for record in records:
+        ident = json.loads(record.value)[key]
+        if ident in first:
+            assert record.value == first[ident], f"{ident} published again, differently"
+        first.setdefault(ident, record.value)
+    return first
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["steady", "killed-mid-stream"])
@@ -45,24 +64,36 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
 ) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(RULES), encoding="utf-8")
+    # No RFM segments: their sweep (on the learner) would be a second writer of profiles,
+    # and the worker's saves its writes refuse are computed and published again.
+    # tests/integration/test_segments.py races the two; here the worker is the only one.
+    segments = tmp_path / "segments.yaml"
+    segments.write_text("rfm: false\n", encoding="utf-8")
+    variables = {"CDPULSE_TRIGGER_RULES": str(rules), "CDPULSE_SEGMENTS_FILE": str(segments)}
     events = list(Shop(customers=400, days=10, seed=23).events())
-    worker = env.worker(CDPULSE_TRIGGER_RULES=str(rules))
+    # The learner learns the offers' rewards and publishes the policies workers choose by.
+    roles = env.roles(learner=True, **variables)
+    worker, api, learner = roles.worker, roles.api, roles.learning
     half = len(events) // 2
     with Producer.from_settings(env.settings) as producer:
         for event in events[:half]:
             producer.send(event)
     if kill:
         # Killed while it works through the first half: what it decided but had not
-        # committed is re-delivered to its successor, which must not fire it again.
+        # committed is re-delivered to its successor, which publishes again only what
+        # was published and not saved.
         wait_until(lambda: worker.metric("cdpulse_triggers_total") > 0, 300, "the first decisions")
         worker.kill()
-        worker = env.worker(CDPULSE_TRIGGER_RULES=str(rules))
+        worker = env.worker(**variables)
     with Producer.from_settings(env.settings) as producer:
         for event in events[half:]:
             producer.send(event)
     wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
+    # What the last batch made due is decided by the next (idle) batch.
+    wait_until(lambda: decided(env.settings), 120, "the worker to decide what became due")
 
-    watermark = low_watermark(env)
+    watermark = low_watermark(env.settings)
+    assert watermark > 0, "every input partition has reported"
     consent = trigger_oracle.marketing_consent(events)
     outcomes = {
         s.trigger_id: (s, trigger_oracle.outcome(s, consent, HOLDOUT))
@@ -77,7 +108,12 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
     records = consume_all(env.settings, env.settings.topic_triggers, len(fired))
     messages = [TriggerMessage.model_validate_json(r.value) for r in records]
     sent = Counter(m.trigger_id for m in messages)
-    assert [i for i, n in sent.items() if n > 1] == [], "a situation fired twice"
+    # At least once: a consumer dedupes on trigger_id, so a repeat must be the same firing.
+    first_of_each(records, "trigger_id")
+    repeated = [i for i, n in sent.items() if n > 1]
+    if not kill:
+        assert worker.metric("cdpulse_save_retries_total") == 0, "the worker is the one writer"
+        assert repeated == [], "a situation fired twice without a crash"
     assert set(sent) == fired
     assert [m.trigger_id for m in messages if not consent.get(m.customer_id, (0, False))[1]] == []
     assert {r.key.decode() for r in records} == {m.customer_id for m in messages}
@@ -95,8 +131,9 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
         else:
             assert message.offer is None
 
-    # The uplift counters live in Redis and are claimed like firings: exact even across
-    # the kill. /metrics is per process: exact for a worker that saw the whole stream.
+    # The uplift counters live in Redis and are claimed with the profile's save: exact
+    # even across the kill. /metrics is per process: exact for a worker that saw the
+    # whole stream.
     # Attribution windows closed by the watermark: converted when the customer ordered or
     # redeemed within them.
     bought = trigger_oracle.conversions(events)
@@ -106,7 +143,7 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
         if outcome in ("fired", "holdout") and s.at + WINDOW + LATENESS <= watermark
     }
     assert closed and any(closed.values())
-    with httpx.Client(base_url=worker.url, timeout=10) as http:
+    with httpx.Client(base_url=api.url, timeout=10) as http:
         for rule in ("cart_abandoned", "high_intent", "cross_sell"):
             report: dict[str, Any] = http.get(f"/v1/rules/{rule}/uplift").json()
             assert report["treated"]["exposed"] == expected[(rule, "fired")], report
@@ -133,33 +170,78 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
     for (rule, outcome), n in expected.items():
         live = worker.metric("cdpulse_triggers_total", {"rule": rule, "outcome": outcome})
         assert live <= n if kill else live == n, (rule, outcome, live, n)
-    if kill:
-        return
-    # The offers' outcomes reach the bandit's learner, which publishes a policy.
-    rewards = [
-        converted
+    # The offers' outcomes reach the bandit's learner (pseudonymously), which publishes
+    # a policy.
+    rewards = {
+        pseudonym_id(i): converted
         for i, converted in closed.items()
         if outcomes[i][0].rule == "cart_abandoned" and outcomes[i][1] == "fired"
-    ]
+    }
     assert rewards, "some cart offers must have a closed window"
     wait_until(
         lambda: caught_up(env.settings, env.settings.topic_offer_rewards),
         120,
         "the offer learner to learn every reward",
     )
-    for reward in (0, 1):
-        live = worker.metric(
-            "cdpulse_offer_rewards_total", {"rule": "cart_abandoned", "reward": str(reward)}
-        )
-        assert live == sum(r == reward for r in rewards), reward
-    assert worker.metric("cdpulse_model_version", {"model": "offers"}) >= 1
+    published = consume_all(env.settings, env.settings.topic_offer_rewards, len(rewards))
+    learned = {
+        i: Reward.from_json(raw) for i, raw in first_of_each(published, "trigger_id").items()
+    }
+    assert {i: r.reward for i, r in learned.items() if i in rewards} == {
+        i: float(c) for i, c in rewards.items()
+    }
+    assert all(r.rule == "cart_abandoned" and r.offer in OFFERS for r in learned.values())
+    if not kill:
+        # The learner folds in every record of its topic: exact when nothing repeated.
+        assert len(published) == len(learned)
+        for reward in (0, 1):
+            live = learner.metric(
+                "cdpulse_offer_rewards_total", {"rule": "cart_abandoned", "reward": str(reward)}
+            )
+            assert live == sum(r == reward for r in rewards.values()), reward
+    assert learner.metric("cdpulse_model_version", {"model": "offers"}) >= 1
 
 
-def test_the_redis_trigger_store_keeps_the_contract(env: Env) -> None:
+def test_uplift_tallies_are_claimed_once_with_the_save_and_read_by_the_trigger_store(
+    env: Env,
+) -> None:
+    """The uplift views' counters: each claim counted once, and only if its save is."""
+
     async def run() -> None:
         client = aioredis.Redis.from_url(env.settings.redis_url)
+        state = RedisState(
+            client, env.name, pseudonym=lambda i: f"p-{i}", shard_of=lambda profile_id: 0
+        )
+        store = RedisTriggerStore(client, env.name)
+
+        def save(version: int, *tallies: tuple[str, str, str]) -> Changes:
+            profile = Profile(id="C-1", customer_id="C-1", events=version + 1)
+            return Changes([Save(profile, version, tallies=list(tallies))])
+
         try:
-            await contract(RedisTriggerStore(client, env.settings.redis_prefix))
+            first = save(0, ("t1", "cart", "treated"), ("t2", "cart", "treated"))
+            assert await state.write(first) == {"C-1": SaveStatus.SAVED}
+            # t1 again (a firing published twice) counts nothing; t3 is new
+            again = save(
+                1, ("t1", "cart", "treated"), ("t3:converted", "cart", "holdout_converted")
+            )
+            assert await state.write(again) == {"C-1": SaveStatus.SAVED}
+            # a refused save (its version moved) counts nothing, not even a new claim
+            stale = save(1, ("t4", "cart", "holdout"))
+            assert await state.write(stale) == {"C-1": SaveStatus.CONFLICT}
+            assert await store.counts("cart") == {
+                "treated": 2,
+                "treated_converted": 0,
+                "holdout": 0,
+                "holdout_converted": 1,
+            }
+            empty = {"treated": 0, "treated_converted": 0, "holdout": 0, "holdout_converted": 0}
+            assert await store.counts("cross_sell") == empty
+            # the refused claim was not taken: a later save of t4 counts it
+            assert await state.write(save(2, ("t4", "cart", "holdout"))) == {
+                "C-1": SaveStatus.SAVED
+            }
+            assert (await store.counts("cart"))["holdout"] == 1
         finally:
             await client.aclose()
 

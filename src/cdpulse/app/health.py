@@ -85,7 +85,13 @@ def register_health(
         verdict = gate.check(request.headers.get("Authorization"), "read")
         if verdict.allowed:
             return None
-        return view.json({"error": verdict.error}, status=verdict.status)
+        metrics.AUTH_DENIED.labels(str(verdict.status)).inc()
+        challenge = {"WWW-Authenticate": 'Bearer realm="cdpulse"'}
+        return view.json(
+            {"error": verdict.error},
+            status=verdict.status,
+            headers=challenge if verdict.status == 401 else None,
+        )
 
     @app.page("/healthz")
     class HealthView(View):

@@ -33,6 +33,7 @@ from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
 from cdpulse.models.churn.labels import ChurnLabeler
+from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import ProfilePipeline, Sharding
 from cdpulse.pipeline.outputs import Stream
@@ -114,7 +115,10 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         cache=ProfileCache(settings.profile_cache),
     )
     book = load_book(settings.segments_file)
-    models = Models()
+    # Offers are chosen by the newest published policy, or an untrained one until the
+    # learner published one: it learns only from the rewards of offers made.
+    untrained = OfferPolicy(settings.offer_epsilon)
+    models = Models(offers=untrained)
     engine = Engine(
         rules,
         models,
@@ -219,7 +223,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         models.churn = churn.get()
         models.rfm = sketches.sketches
         offer_snapshot = offers.get()
-        models.offers = offer_snapshot.policy if offer_snapshot is not None else None
+        models.offers = offer_snapshot.policy if offer_snapshot is not None else untrained
         version = offer_snapshot.version if offer_snapshot is not None else 0
         models.offer_policy_name = f"epsilon-greedy LinUCB, e={settings.offer_epsilon}, v{version}"
         models.reco = reco.get()

@@ -297,11 +297,12 @@ class ProfilePipeline:
         for item in items:
             update_of(item.target).items.append(item)
         for target, sources in stitching.merges.items():
-            merged = update_of(target).merged
+            merging = update_of(target)
             for source in sources:
-                profile = view.profiles[source].profile
-                if profile is not None:
-                    merged.append(profile)
+                visitor = view.profiles[source]
+                if visitor.profile is not None:
+                    merging.merged.append(visitor.profile)
+                    merging.merged_versions[source] = visitor.version
         for target, visitors in stitching.links.items():
             update_of(target).links += visitors
         for profile_id in due:
@@ -439,6 +440,7 @@ def _fresh(update: ProfileUpdate, items: list[Item], view: View) -> ProfileUpdat
         Stored(stored.version, fresh, stored.blob),
         items,
         merged,
+        update.merged_versions,
         update.links,
         update.due,
     )

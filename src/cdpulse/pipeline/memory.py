@@ -1,9 +1,9 @@
 """The state store and the outlet in memory: unit tests and ``cdpulse evaluate``.
 
 The same semantics as the Redis store (``store/state.py``, ``store/state.lua``): a save
-is a compare-and-set refused when the version moved, when the id became someone's
-visitor, or when a visitor it links belongs to someone else; everything in a save
-happens only if the save does.
+is a compare-and-set refused when the version (or that of a visitor it merges) moved,
+when the id became someone's visitor, or when a visitor it links belongs to someone else;
+everything in a save happens only if the save does.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ class MemoryState:
             return SaveStatus.CONFLICT
         if any(self.aliases.get(v, profile_id) != profile_id for v in save.links):
             return SaveStatus.LINK_TAKEN
+        if any(self.blobs.get(v, (0, b""))[0] != version for v, version in save.retire.items()):
+            return SaveStatus.CONFLICT  # a visitor it merges was written since
         for visitor in save.links:
             self.aliases[visitor] = profile_id
         self.blobs[profile_id] = (save.version + 1, encode(save.profile))

@@ -123,6 +123,7 @@ class ProfileUpdate:
     stored: Stored
     items: list[Item] = field(default_factory=list)
     merged: list[Profile] = field(default_factory=list)
+    merged_versions: dict[str, int] = field(default_factory=dict)  # as read: saved only if so
     links: list[str] = field(default_factory=list)
     due: bool = False  # loaded because its schedule said so, events or not
 
@@ -163,12 +164,13 @@ class Stages:
         profile = stored.profile or new_profile(update.target)
         summary_before = OrderSummary.of(profile)
         traits_before = dict(profile.traits)
-        retired: list[str] = []
+        retired: dict[str, int] = {}
         for other in update.merged:
             if other.id not in profile.merged_from:
                 merge(profile, other, rules)
                 work.counts["merges"] += 1
-            retired.append(other.id)  # even when merged by an earlier, interrupted attempt
+            # even when merged by an earlier, interrupted attempt
+            retired[other.id] = update.merged_versions[other.id]
 
         applied = duplicates = 0
         ordered = False

@@ -85,18 +85,20 @@ class Save:
 
     ``links``: visitor ids this save links to the profile (refused with LINK_TAKEN when
     one is linked to another customer meanwhile); ``retire``: merged visitors whose
-    profiles are deleted with it; ``churn_due``/``trigger_due``: the profile's next due
-    times (None: nothing due); ``entered``/``left``: segment member lists; ``summary``:
-    the lifetime-value summary (JSON), when it changed; ``identities``: pseudonyms of
-    personal traits that now point at the profile; ``conversions`` and ``tallies``:
-    experiment and trigger counters the profile's change settles, each counted once.
+    profiles are deleted with it, each with the version that was merged (refused with
+    CONFLICT when one moved: a write to the visitor since would be lost);
+    ``churn_due``/``trigger_due``: the profile's next due times (None: nothing due);
+    ``entered``/``left``: segment member lists; ``summary``: the lifetime-value summary
+    (JSON), when it changed; ``identities``: pseudonyms of personal traits that now point
+    at the profile; ``conversions`` and ``tallies``: experiment and trigger counters the
+    profile's change settles, each counted once.
     Everything in a save happens only if its compare-and-set does.
     """
 
     profile: Profile
     version: int
     links: list[str] = field(default_factory=list)
-    retire: list[str] = field(default_factory=list)
+    retire: dict[str, int] = field(default_factory=dict)  # visitor -> version merged
     churn_due: int | None = None
     trigger_due: int | None = None
     entered: list[str] = field(default_factory=list)

@@ -242,7 +242,9 @@ class RedisState:
         """One save as ``write.lua`` reads it: id, version, links, operations."""
         k = self.keys
         profile_id = save.profile.id
-        ops: list[list[Any]] = [["del", k.profile(visitor)] for visitor in save.retire]
+        ops: list[list[Any]] = [
+            ["del", k.profile(visitor), version] for visitor, version in save.retire.items()
+        ]
         shard = self.shard_of(profile_id)
         for kind, due in (("churn", save.churn_due), ("trigger", save.trigger_due)):
             if kind not in save.schedules:

@@ -9,12 +9,14 @@
 -- and an operation one of
 --   ["zadd", key, score, member]  ["zrem", key, member]  ["hset", key, field, value]
 --   ["set", key, value] (expires with the retention)  ["setnx", key, value] (likewise)
---   ["del", key] (a retired profile: the counter goes down)
+--   ["del", key, version] (a merged visitor's profile: refused unless still at the version
+--       merged, as a write to it since would be lost; deleted, the counter goes down)
 --   ["convert", converted hash, counts hash, customer, variant]: HSETNX, and if new
 --       HINCRBY counts "conversions:<variant>"
 --   ["claim", claim key, counts hash, ttl seconds, field]: SET NX EX, and if new HINCRBY
--- Returns, per save, the new version, -1 when the version moved, -2 when the id is now
--- someone's visitor, -3 when a visitor to link belongs to someone else. A save's
+-- Returns, per save, the new version, -1 when the version (or a merged visitor's) moved,
+-- -2 when the id is now someone's visitor, -3 when a visitor to link belongs to someone
+-- else. A save's
 -- conditions are checked before anything of it is written: a refused save changes nothing.
 -- Keys are named here from the prefix (as ``store/keys.py`` names them): one Redis node.
 local batch = cmsgpack.unpack(ARGV[1])
@@ -43,6 +45,17 @@ for n, save in ipairs(saves) do
         if owner and owner ~= id then
           status = -3
           break
+        end
+      end
+      if status == nil then
+        for _, op in ipairs(ops) do
+          if op[1] == 'del' then
+            local merged = tonumber(redis.call('HGET', op[2], 'v') or '0')
+            if merged ~= tonumber(op[3]) then
+              status = -1
+              break
+            end
+          end
         end
       end
       if status == nil then

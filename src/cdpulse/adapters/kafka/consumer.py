@@ -4,8 +4,9 @@ faust's own fetch loop (``Consumer._drain_messages``) races every message agains
 ``suspend_flow.wait()`` with ``Service.wait_first``: four tasks and three cancellations
 per message, ~30 µs of the ~52 µs faust spends on one. :class:`BatchConsumer` races
 each fetched batch against it instead, so a rebalance's suspend still interrupts
-delivery at once, and hands each partition's slice of the batch to the conductor in
-one call (:mod:`cdpulse.adapters.kafka.conductor`).
+delivery at once, and hands the partitions' slices of the batch to the conductor a
+few dozen messages per call, the partitions taking turns
+(:mod:`cdpulse.adapters.kafka.conductor`).
 
 Commits follow :class:`~cdpulse.adapters.kafka.offsets.PartitionOffsets`: a partition
 commits one past its oldest delivered message whose final ack was not recorded. That
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # A fetch with nothing returns after this long, so a stop is noticed.
 FETCH_TIMEOUT = 1.0
+# Messages of one partition delivered before the next partition's turn (``_deliver``).
+INTERLEAVE = 64
 
 Batch = list[tuple[TP, list["BatchMessage"]]]
 
@@ -168,7 +171,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
             delivery.result()  # an error of the delivery is the loop's
 
     async def _deliver(self, batch: Batch) -> None:
-        """Hand each partition's new messages to the conductor, oldest first.
+        """Hand each partition's new messages to the conductor, oldest first, the
+        partitions taking turns in slices of ``INTERLEAVE`` messages.
+
+        A fetch catching up a backlog holds up to a megabyte of every partition: handed
+        over one partition after the other, a stream would see one partition's days of
+        events before another's first (events far more out of order than the profile
+        rules allow, README: Limits). Taking turns keeps the partitions as even as
+        faust's own delivery, which takes turns message by message.
 
         A message is in its partition's ledger before any stream can ack it. When a
         suspend cancels this midway, the undelivered rest stays in the ledger as a
@@ -177,6 +187,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         deliver = cast("BatchConductor", self.app.topics).deliver
+        slices: list[tuple[TP, Sequence[BatchMessage]]] = []
         for tp, fetched in batch:
             messages: Sequence[BatchMessage] = fetched
             last_read = read_offset[tp]
@@ -185,11 +196,17 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 messages = [m for m in messages if m.offset >= last_read]
             if messages and acks_enabled_for(tp.topic):
                 messages = self._ledger(tp).deliver(messages)
-            if not messages:
-                continue
-            if not await deliver(tp, messages):
-                return  # a rebalance cleared the queues: the seek that follows reads on
-            read_offset[tp] = messages[-1].offset
+            if messages:
+                slices.append((tp, messages))
+        start = 0
+        while slices:
+            for tp, messages in slices:
+                turn = messages[start : start + INTERLEAVE]
+                if not await deliver(tp, turn):
+                    return  # a rebalance cleared the queues: the seek that follows reads on
+                read_offset[tp] = turn[-1].offset
+            start += INTERLEAVE
+            slices = [(tp, messages) for tp, messages in slices if len(messages) > start]
 
     async def _maybe_commit_every(self) -> None:
         commit_every = self._commit_every
