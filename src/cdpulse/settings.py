@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         description="Seconds a worker or learner waits to fill a batch before applying it.",
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
+    prefetch: int = Field(
+        20_000,
+        ge=1,
+        description="Messages a worker or learner fetches ahead of its batches (faust's "
+        "stream buffer): with faust's 4,096 the fetch paused and the worker waited.",
+    )
     gc_sweep_seconds: float = Field(
         300.0,
         gt=0,

@@ -263,6 +263,33 @@ def test_batches_refetched_after_crashes_with_other_boundaries_match_the_oracle(
     assert mismatches(run, [stream]) == []
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batches_begun_while_the_previous_one_is_written_match_the_oracle(seed: int) -> None:
+    """The worker decides a batch while the one before it is published and written: its
+    reads may come before that write (here they always do), so it starts from profiles
+    the write is about to change, and its compare-and-set refuses and re-decides them."""
+    rng = random.Random(seed)
+    events = list(Shop(customers=40, days=14, seed=seed).events())
+    records, _ = with_duplicates_and_garbage(events, rng, duplicates=0.03, malformed=0.01)
+    batches = cut(arrival_order(records, rng), rng, max_batch=rng.choice((8, 40, 150)))
+    run = Run()
+
+    async def overlapped() -> None:
+        flight: asyncio.Future[BatchReport] | None = None
+        for batch in batches:
+            begun = await run.pipeline.begin(batch, previous=flight)
+            if flight is not None:
+                run.reports.append(await flight)
+            flight = asyncio.ensure_future(run.pipeline.finish(begun))
+        if flight is not None:
+            run.reports.append(await flight)
+
+    asyncio.run(overlapped())
+    assert mismatches(run, batches) == []
+    assert run.total("applied") == len(events)
+    assert sum(r.retries["conflict"] for r in run.reports) > 0  # the race was exercised
+
+
 # --- focused cases ---------------------------------------------------------------------------
 
 

@@ -85,6 +85,7 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         # Safe because writes are idempotent: an unacked batch is redelivered and re-applied
         # as duplicates, which the per-key offsets refuse.
         stream_wait_empty=False,
+        stream_buffer_maxsize=settings.prefetch,
     )
 
 

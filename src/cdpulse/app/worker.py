@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,7 +35,7 @@ from cdpulse.experiments.definitions import experiments
 from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.ops import metrics
-from cdpulse.pipeline.batch import ProfilePipeline, Sharding
+from cdpulse.pipeline.batch import BatchReport, Begun, ProfilePipeline, Sharding
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
 from cdpulse.profile.rules import Rules
@@ -86,6 +86,24 @@ class Worker:
     last_batch: float = 0.0
     decided_at: int = 0  # the low watermark the last batch decided things at
     more_due: bool = False  # the last batch polled as many due profiles as it may
+    # Batches being published and written, oldest first: the next batch is decided
+    # while the newest is written, and each finishes after the one before it.
+    flights: list[asyncio.Future[None]] = field(default_factory=list)
+
+    @property
+    def newest(self) -> asyncio.Future[None] | None:
+        return self.flights[-1] if self.flights else None
+
+    async def land(self, keep: int) -> None:
+        """Wait until at most ``keep`` batches are in flight (an error of one is raised)."""
+        while len(self.flights) > keep:
+            flight = self.flights.pop(0)
+            await flight
+
+    async def ground(self) -> None:
+        """The agent stops: let the flights end (a stopping retry ends them), unacked."""
+        flights, self.flights = self.flights, []
+        await asyncio.gather(*flights, return_exceptions=True)
 
 
 def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
@@ -170,23 +188,53 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         stopping = (lambda: agent.should_stop) if agent is not None else lambda: app.should_stop
         return retrying(call, stopping, health.failed)
 
-    async def run(messages: list[Message]) -> None:
-        async with worker.lock:
-            report = await retry(functools.partial(pipeline.run, messages))
-            worker.last_batch = asyncio.get_running_loop().time()
-            worker.decided_at = report.decided_at
-            worker.more_due = len(report.due) >= pipeline.due_limit
-            heap.settle()
+    def settled(report: BatchReport, messages: list[Message]) -> None:
+        """A batch is written: the worker's bookkeeping and the batch's metrics."""
+        worker.last_batch = asyncio.get_running_loop().time()
+        worker.decided_at = report.decided_at
+        worker.more_due = len(report.due) >= pipeline.due_limit
+        heap.settle()
         health.succeeded()
         record_batch(report)
+        _record_lag(app, messages)
+
+    async def finish(
+        stream: Any,
+        events: Sequence[Any],
+        messages: list[Message],
+        begun: Begun,
+        previous: asyncio.Future[None] | None,
+    ) -> None:
+        """Publish and write a begun batch once the batch before it is written; then its
+        offsets may be committed."""
+        with _committed_only_if_handled(events):
+            if previous is not None:
+                await previous  # failed: this batch, begun on it, waits for redelivery too
+            report = await retry(functools.partial(pipeline.finish, begun))
+        stream.ack_batch(events)
+        settled(report, messages)
 
     @app.agent(source, concurrency=1, name="profiles")
     async def profiles(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            with _committed_only_if_handled(events):
+        # Each batch is decided while the one before it is published and written (the
+        # broker's and Redis' time overlaps the worker's); its offsets are acked only
+        # once it is written.
+        try:
+            async for events in stream.take_unacked(settings.batch_size, settings.batch_within):
                 messages = [_message(e) for e in events]
-                await run(messages)
-                _record_lag(app, messages)
+                async with worker.lock:
+                    await worker.land(keep=1)
+                    previous = worker.newest
+                    with _committed_only_if_handled(events):
+                        begun = await retry(
+                            functools.partial(pipeline.begin, messages, previous=previous)
+                        )
+                    flight = asyncio.ensure_future(
+                        finish(stream, events, messages, begun, previous)
+                    )
+                    worker.flights.append(flight)
+        finally:
+            await worker.ground()
 
     @app.timer(interval=IDLE_SECONDS)  # type: ignore[untyped-decorator]
     async def idle() -> None:
@@ -197,7 +245,10 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         if not worker.more_due and pipeline.low_watermark <= worker.decided_at:
             return  # everything up to the watermark is decided
         with suppress(asyncio.CancelledError):  # stopping mid-retry: nothing was lost
-            await run([])
+            async with worker.lock:
+                await worker.land(keep=0)
+                report = await retry(functools.partial(pipeline.run, []))
+            settled(report, [])
 
     churn, offers, reco = (
         churn_store(client, prefix),

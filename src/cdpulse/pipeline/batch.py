@@ -22,6 +22,7 @@ profile quarantines that profile's offending messages to the dead-letter topic
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 50
 MAX_LINK_READS = 4  # links are one hop in practice; a hostile chain is cut short
+# Profiles decided between two turns of the event loop (~2 ms): a batch decided while the
+# one before it is written lets that write's replies in at once.
+YIELD_EVERY = 16
 
 
 class GaveUp(RuntimeError):
@@ -94,6 +98,21 @@ class BatchReport:
     written_at: float = 0.0  # wall clock when the write was acknowledged (latency metrics)
 
 
+@dataclass(slots=True)
+class Begun:
+    """A batch decided but not published and written yet (``ProfilePipeline.begin``)."""
+
+    report: BatchReport
+    items: list[Item]
+    due: set[str]
+    view: View
+    decide_at: int
+    as_of: int
+    work: Work
+    per_profile: dict[str, Work]
+    low: int
+
+
 @dataclass(frozen=True, slots=True)
 class Sharding:
     """Which due-time shards (input partitions) this worker polls, and a profile's shard."""
@@ -131,16 +150,51 @@ class ProfilePipeline:
         # decides labels and triggers at it, so that at each batch everything up to one
         # watermark is decided, in time order, however the stream was cut into batches.
         self.low_watermark = 0
+        # The low watermark of the newest batch begun: the next one decides at it, even
+        # while the batch it came from is still being written.
+        self._planned_low = 0
 
     async def run(self, messages: list[Message], now: datetime | None = None) -> BatchReport:
         """Apply one batch (possibly empty: then only what is due); safe to call again."""
+        return await self.finish(await self.begin(messages, now))
+
+    async def begin(
+        self,
+        messages: list[Message],
+        now: datetime | None = None,
+        *,
+        previous: asyncio.Future[Any] | None = None,
+    ) -> Begun:
+        """Decode, read and decide a batch: all but publishing and writing it.
+
+        It may run while ``previous``, the finish of the batch before, is in flight: it
+        then starts from that batch's staged profiles, its own write refuses any it
+        started from that the previous write did not save, and an erasure it asks for
+        waits for the previous write. Its ``finish`` must come after that one's.
+        """
         try:
-            return await self._run(messages, now or datetime.now(UTC))
+            return await self._begin(messages, now or datetime.now(UTC), previous)
         except BaseException:
-            self.state.discard()  # its profiles may be half-changed in memory
+            self._abandon()
             raise
 
-    async def _run(self, messages: list[Message], now: datetime) -> BatchReport:
+    async def finish(self, begun: Begun) -> BatchReport:
+        """Publish and write a begun batch, re-deciding its refused saves; its report."""
+        try:
+            return await self._finish(begun)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """A batch failed: what was kept of it goes (its profiles may be half-changed in
+        memory). A batch begun on it is refused where it started from what was not saved.
+        """
+        self.state.discard()
+
+    async def _begin(
+        self, messages: list[Message], now: datetime, previous: asyncio.Future[Any] | None
+    ) -> Begun:
         report = BatchReport(messages=len(messages))
         decoded = decode_batch(
             messages, max_bytes=self.max_bytes, max_future_skew=self.max_future_skew, now=now
@@ -157,12 +211,16 @@ class ProfilePipeline:
             if item.event.at > newest.get(where, 0):
                 newest[where] = item.event.at
         marks = {f"{topic}:{partition}": at for (topic, partition), at in newest.items()}
-        decide_at = self.low_watermark
-        view = await self._read(decoded.items, set(), report)
+        decide_at = self._planned_low
+        view = await self._read(decoded.items, set(), report, due_until=decide_at)
         due = report.due = view.due
         items, requests = self._screen(decoded.items, view, report)
         if requests:
+            # An erasure must not race the previous batch's write of the same customer.
+            if previous is not None and not previous.done():
+                await asyncio.wait((previous,))
             items = await self._erase(requests, items, due, report)
+            self.state.discard()  # nothing the erased customers were is kept in memory
         for name, at in view.watermarks.items():
             marks[name] = max(marks.get(name, 0), at)
         low = 0 if len(marks) < self.partitions else min(marks.values())
@@ -170,19 +228,33 @@ class ProfilePipeline:
         report.high_watermark = max(marks.values(), default=0)
 
         as_of = max((i.event.at for i in items), default=report.high_watermark)
-        pending_items, pending_due = items, due
+        report.rounds += 1
+        work, per_profile = await self._compute(items, due, view, decide_at, as_of, report)
+        outputs.extend(work.outputs)
+        work.outputs = outputs
+        work.changes.watermarks = {
+            n: at for n, at in marks.items() if at > view.watermarks.get(n, -1)
+        }
+        work.changes.lent = view.lent
+        self.state.stage(work.changes)
+        self._planned_low = max(self._planned_low, low)
+        return Begun(report, items, due, view, decide_at, as_of, work, per_profile, low)
+
+    async def _finish(self, begun: Begun) -> BatchReport:
+        report, items, due = begun.report, begun.items, begun.due
+        work, per_profile = begun.work, begun.per_profile
         refused: dict[str, SaveStatus] = {}
         for attempt in range(MAX_ROUNDS):
-            report.rounds += 1
-            work, per_profile = self._compute(
-                pending_items, pending_due, view, decide_at, as_of, report
-            )
-            if attempt == 0:
-                outputs.extend(work.outputs)
-                work.outputs = outputs
-                work.changes.watermarks = {
-                    n: at for n, at in marks.items() if at > view.watermarks.get(n, -1)
-                }
+            if attempt:
+                pending_items = [i for i in items if i.target in refused]
+                pending_due = {i for i in refused if i in due}
+                view = await self._read(pending_items, set(refused), report, poll=False)
+                report.rounds += 1
+                work, per_profile = await self._compute(
+                    pending_items, pending_due, view, begun.decide_at, begun.as_of, report
+                )
+                work.changes.lent = view.lent
+                self.state.stage(work.changes)
             await self.outlet.publish(work.outputs)
             statuses = await self.state.write(work.changes)
             report.round_trips += 1
@@ -195,12 +267,9 @@ class ProfilePipeline:
                     report.work.absorb(mine, outputs=False)
             if not refused:
                 break
-            pending_items = [i for i in items if i.target in refused]
-            pending_due = {i for i in refused if i in due}
-            view = await self._read(pending_items, set(refused), report, poll=False)
         else:
             raise GaveUp(list(refused))
-        self.low_watermark = max(self.low_watermark, low)
+        self.low_watermark = max(self.low_watermark, begun.low)
         report.work.examples.sort(key=lambda e: e.order)  # as published
         report.written_at = datetime.now(UTC).timestamp()
         report.quarantined = report.work.counts["quarantined"]
@@ -209,7 +278,12 @@ class ProfilePipeline:
     # --- read --------------------------------------------------------------------------
 
     async def _read(
-        self, items: list[Item], also: set[str], report: BatchReport, poll: bool = True
+        self,
+        items: list[Item],
+        also: set[str],
+        report: BatchReport,
+        poll: bool = True,
+        due_until: int = 0,
     ) -> View:
         """The batch's state: one round trip, and one more per hop of links to follow.
 
@@ -226,7 +300,7 @@ class ProfilePipeline:
             buyers=buyers if experiments else set(),
             experiments=experiments,
             due_shards=shards,
-            due_until=self.low_watermark,
+            due_until=due_until,
             due_limit=self.due_limit,
         )
         view = await self.state.read(wanted)
@@ -270,7 +344,7 @@ class ProfilePipeline:
 
     # --- compute ------------------------------------------------------------------------
 
-    def _compute(
+    async def _compute(
         self,
         items: list[Item],
         due: set[str],
@@ -314,7 +388,10 @@ class ProfilePipeline:
         work = Work()
         per_profile: dict[str, Work] = {}
         examples = []
-        for update in updates.values():
+        for n, update in enumerate(updates.values()):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                # Let the previous batch's publish and write go on meanwhile (``begin``).
+                await asyncio.sleep(0)
             mine = per_profile[update.target] = Work()
             try:
                 found = self.stages.one(update, low, as_of, view.exposures, mine)

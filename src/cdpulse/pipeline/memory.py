@@ -75,6 +75,9 @@ class MemoryState:
             self.watermarks[name] = max(at, self.watermarks.get(name, -1))
         return statuses
 
+    def stage(self, changes: Changes) -> None:
+        """Nothing is kept between batches here: a later read sees the last write."""
+
     def discard(self) -> None:
         """Nothing is kept between batches here: every read decodes afresh."""
 

@@ -20,9 +20,17 @@ class StateStore(Protocol):
         """Everything ``wanted`` asks for, in one round trip."""
         ...
 
+    def stage(self, changes: Changes) -> None:
+        """``changes`` will be written next: a store that keeps profiles in memory may
+        hand them to a later batch's read before the write is acknowledged (the batches
+        overlap). Their saves are encoded here, so what is written is what was decided
+        even when that later batch changes the profiles in place."""
+        ...
+
     async def write(self, changes: Changes) -> dict[str, SaveStatus]:
         """Every save (compare-and-set, atomic per profile) and the rest, in one round
-        trip; the status of each save by profile id."""
+        trip; the status of each save by profile id. A save that started from a staged
+        profile whose own write was refused is refused (CONFLICT) without being sent."""
         ...
 
     def discard(self) -> None:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from cdpulse.contract.mirror import IdentifyEvent, OrderCompletedEvent
+from cdpulse.contract.mirror import ConsentUpdatedEvent, IdentifyEvent, OrderCompletedEvent
 from cdpulse.experiments.definitions import Experiment
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import Snapshot
@@ -162,8 +162,10 @@ class Stages:
         engine, rules = self.engine, self.rules
         stored = update.stored
         profile = stored.profile or new_profile(update.target)
-        summary_before = OrderSummary.of(profile)
-        traits_before = dict(profile.traits)
+        # What only orders, refunds and identifies change (and merges) is compared
+        # before and after only when one of those came.
+        money_before = _money(profile)
+        traits_before = dict(profile.traits) if update.merged else None
         retired: dict[str, int] = {}
         for other in update.merged:
             if other.id not in profile.merged_from:
@@ -187,6 +189,8 @@ class Stages:
                 pseudonym = pseudonym or engine.pseudonym(update.target)
                 item_event = ItemEvent.of(pseudonym, event, profile, message.timestamp or 0.0)
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
+            if traits_before is None and type(event) in _TRAIT_CHANGERS:
+                traits_before = dict(profile.traits)  # as they were before this batch
             apply_new(profile, event, rules, item.source, message.offset)
             applied += 1
             if type(event) is OrderCompletedEvent:
@@ -215,7 +219,9 @@ class Stages:
         entries: list[Entry] = []
         left: list[str] = []
         entered: list[str] = []
-        if changed and engine.book is not None and profile.customer_id is not None:
+        # Segments read a profile as of its last event (``segments.fields``): only events
+        # and merges can move it (RFM, which moves with everyone's, has its own sweep).
+        if (applied or retired) and engine.book is not None and profile.customer_id is not None:
             found = self._segments(profile, work)
             enter(profile, found)
             for t in found:
@@ -240,11 +246,14 @@ class Stages:
         conversions: list[tuple[str, str]] = []
         if ordered and engine.experiments and profile.last_order_at is not None:
             conversions = self._conversions(profile, exposures)
-        summary = OrderSummary.of(profile)
-        if summary == summary_before:
-            summary = None  # unchanged: the stored one stands
+        # Unchanged: the stored one stands.
+        summary = OrderSummary.of(profile) if _money(profile) != money_before else None
         identities: list[str] = []
-        if profile.customer_id is not None and profile.traits != traits_before:
+        if (
+            profile.customer_id is not None
+            and traits_before is not None
+            and profile.traits != traits_before
+        ):
             identities = pseudonyms_of(profile.traits, rules.traits.personal)
         work.changes.saves.append(
             Save(
@@ -306,6 +315,21 @@ class Stages:
             pseudonymous = replace(reward, trigger_id=engine.pseudonym(reward.trigger_id))
             work.outputs.add(Stream.OFFER_REWARDS, reward.rule.encode(), pseudonymous.to_json())
         return [(t.claim, t.rule, t.counter) for t in uplift_tallies(decided)]
+
+
+# Events whose application may change a profile's traits (consent can minimise them).
+_TRAIT_CHANGERS = (IdentifyEvent, ConsentUpdatedEvent)
+
+
+def _money(profile: Profile) -> tuple[int, float, float, int | None, int | None]:
+    """What the lifetime-value summary is made of."""
+    return (
+        profile.orders,
+        profile.revenue,
+        profile.refunded,
+        profile.first_order_at,
+        profile.last_order_at,
+    )
 
 
 def _learns_from(profile: Profile) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+import msgspec
+
 from cdpulse.profile.model import Profile
 
 
@@ -24,17 +26,19 @@ class SaveStatus(Enum):
     LINK_TAKEN = "link_taken"  # a visitor it merges was linked to someone else meanwhile
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
+class Stored(msgspec.Struct, gc=False):
     """A profile as read, with the version a save must match (0: not stored yet).
 
     ``blob`` is its stored bytes: the stages change ``profile`` in place, and a stage
     that raises halfway is retried from a fresh copy (``pipeline.batch`` quarantine).
+    ``staged``: a batch's save not acknowledged yet, which a later batch may start from
+    (``StateStore.stage``); cleared when the write saved it, kept when it was refused.
     """
 
     version: int
     profile: Profile | None
     blob: bytes | None = None
+    staged: bool = False
 
 
 @dataclass(slots=True)
@@ -63,10 +67,14 @@ class View:
     exposures: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     due: set[str] = field(default_factory=set)  # profiles with something due (loaded too)
     round_trips: int = 1  # 0: everything came from memory
+    # profiles handed over from the store's memory instead of read: the batch's write
+    # gives them back (``Changes.lent``)
+    lent: dict[str, Stored] = field(default_factory=dict)
 
     def merge(self, more: View) -> None:
         """Add a follow-up read (profiles found through aliases) to this one."""
         self.profiles.update(more.profiles)
+        self.lent.update(more.lent)
         self.aliases.update(more.aliases)
         self.erased |= more.erased
         for name, seen in more.exposures.items():
@@ -79,8 +87,7 @@ class View:
         return min(self.watermarks.values(), default=0)
 
 
-@dataclass(slots=True)
-class Save:
+class Save(msgspec.Struct, gc=False):
     """One compare-and-set of a profile and what changes with it.
 
     ``links``: visitor ids this save links to the profile (refused with LINK_TAKEN when
@@ -97,20 +104,22 @@ class Save:
 
     profile: Profile
     version: int
-    links: list[str] = field(default_factory=list)
-    retire: dict[str, int] = field(default_factory=dict)  # visitor -> version merged
+    links: list[str] = msgspec.field(default_factory=list)
+    retire: dict[str, int] = msgspec.field(default_factory=dict)  # visitor -> version merged
     churn_due: int | None = None
     trigger_due: int | None = None
-    entered: list[str] = field(default_factory=list)
-    left: list[str] = field(default_factory=list)
+    entered: list[str] = msgspec.field(default_factory=list)
+    left: list[str] = msgspec.field(default_factory=list)
     summary: bytes | None = None
-    identities: list[str] = field(default_factory=list)
+    identities: list[str] = msgspec.field(default_factory=list)
     # (experiment, variant): the customer converted; counted once per customer
-    conversions: list[tuple[str, str]] = field(default_factory=list)
+    conversions: list[tuple[str, str]] = msgspec.field(default_factory=list)
     # (claim id, rule, counter): trigger uplift counters, each claim counted once
-    tallies: list[tuple[str, str, str]] = field(default_factory=list)
+    tallies: list[tuple[str, str, str]] = msgspec.field(default_factory=list)
     pseudonym: str | None = None  # the id's pseudonym, indexed to the id once
     schedules: tuple[str, ...] = ("churn", "trigger")  # the due times this save sets
+    blob: bytes | None = None  # the profile encoded when it was staged (the bytes written)
+    staged: Stored | None = None  # what the store handed to later batches meanwhile
 
 
 @dataclass(slots=True)
@@ -119,3 +128,4 @@ class Changes:
 
     saves: list[Save] = field(default_factory=list)
     watermarks: dict[str, int] = field(default_factory=dict)
+    lent: dict[str, Stored] = field(default_factory=dict)  # ``View.lent`` of the reads

@@ -49,6 +49,11 @@ class ProfileCache:
     def drop(self, profile_id: str) -> None:
         self._entries.pop(profile_id, None)
 
+    def drop_if(self, profile_id: str, entry: Stored) -> None:
+        """Drop ``entry`` if it is still the one kept for ``profile_id``."""
+        if self._entries.get(profile_id) is entry:
+            del self._entries[profile_id]
+
     def clear(self) -> None:
         self._entries.clear()
 

@@ -94,7 +94,9 @@ class RedisState:
     ) -> None:
         self.client = client
         self.cache = cache
-        self._lent: set[str] = set()  # ids the current batch took from the cache
+        # visitor -> customer, linked by a staged save: a later batch resolves the visitor
+        # as that save's write will (a save started from it is refused if it is not).
+        self._staged_links: dict[str, str] = {}
         self.keys = Keys(prefix)
         # The erasure ledger read: the prefix's own, or a live one a rebuild screens with.
         self.ledger = Keys(ledger_prefix or prefix).erasure_ledger
@@ -116,12 +118,16 @@ class RedisState:
         if self.cache is not None:
             missing = []
             for profile_id in ids:
+                customer = self._staged_links.get(profile_id)
+                if customer is not None:
+                    view.aliases[profile_id] = customer
+                    view.profiles[profile_id] = Stored(0, None)
+                    continue
                 cached = self.cache.lend(profile_id)
                 if cached is None:
                     missing.append(profile_id)
                 else:
-                    view.profiles[profile_id] = cached
-                    self._lent.add(profile_id)
+                    view.profiles[profile_id] = view.lent[profile_id] = cached
             ids = missing
         erased = sorted(wanted.erased)
         buyers = sorted(wanted.buyers)
@@ -167,29 +173,52 @@ class RedisState:
             for row in range(0, len(rows), 4):
                 due_id = _text(rows[row])
                 view.due.add(due_id)
-                if due_id in view.profiles:
-                    continue  # read above already (or lent from the cache)
+                if due_id in view.profiles or due_id in self._staged_links:
+                    continue  # read above already (or lent from the cache), or merged
                 cached = self.cache.lend(due_id) if self.cache is not None else None
-                if cached is not None and cached.version == int(rows[row + 2] or 0):
-                    view.profiles[due_id] = cached
-                    self._lent.add(due_id)
+                if cached is not None and (
+                    cached.staged or cached.version >= int(rows[row + 2] or 0)
+                ):
+                    # Staged: the batch being written rescheduled it (its write decides);
+                    # newer than the row: that write landed after this read.
+                    view.profiles[due_id] = view.lent[due_id] = cached
                     continue
+                # Not lent (someone else wrote it since): what was read stands.
                 _rows(view, [due_id], rows[row + 1 : row + 4])
         return view
 
     # --- write ----------------------------------------------------------------------------
 
-    async def write(self, changes: Changes) -> dict[str, SaveStatus]:
-        if not changes.saves and not changes.watermarks:
+    def stage(self, changes: Changes) -> None:
+        """Encode the saves and, with a cache, hand them to later batches' reads now."""
+        for save in changes.saves:
+            if save.blob is None:
+                save.blob = encode(save.profile)
             if self.cache is not None:
-                for profile_id in self._lent:
-                    self.cache.drop(profile_id)
-            self._lent.clear()
-            return {}
-        saves = [self._save_row(save) for save in changes.saves]
+                save.staged = Stored(save.version + 1, save.profile, save.blob, staged=True)
+                self.cache.put(save.profile.id, save.staged)
+                for visitor in (*save.links, *save.retire):
+                    self._staged_links[visitor] = save.profile.id
+
+    async def write(self, changes: Changes) -> dict[str, SaveStatus]:
+        statuses: dict[str, SaveStatus] = {}
+        # A save that started from a profile staged by an earlier batch whose write did
+        # not save it is refused here: its version may have been reached by another
+        # writer meanwhile, so the compare-and-set could pass on a profile never stored.
+        sent: list[Save] = []
+        for save in changes.saves:
+            base = changes.lent.get(save.profile.id)
+            if base is not None and base.staged:
+                statuses[save.profile.id] = SaveStatus.CONFLICT
+            else:
+                sent.append(save)
+        if not sent and not changes.watermarks:
+            self._remember(changes, {})
+            return statuses
+        saves = [self._save_row(save) for save in sent]
         # The profiles travel as arguments of their own: Redis' MessagePack reader
         # predates the binary type.
-        blobs = [encode(save.profile) for save in changes.saves]
+        blobs = [save.blob if save.blob is not None else encode(save.profile) for save in sent]
         chunks = [
             [
                 _pack([self.keys.prefix, self.retention_ms, saves[at : at + CHUNK]]),
@@ -207,36 +236,50 @@ class RedisState:
 
         replies = await self._execute(build, "write")
         codes = [int(code) for reply in replies[: len(chunks)] for code in reply]
-        statuses = {
-            save.profile.id: _STATUS.get(code, SaveStatus.SAVED)
-            for save, code in zip(changes.saves, codes, strict=True)
-        }
-        if self.cache is not None:
-            self._remember(changes, codes, blobs)
+        written: dict[str, int] = {}
+        for save, code in zip(sent, codes, strict=True):
+            statuses[save.profile.id] = _STATUS.get(code, SaveStatus.SAVED)
+            written[save.profile.id] = code
+        self._remember(changes, written)
         return statuses
 
-    def _remember(self, changes: Changes, codes: list[int], blobs: list[bytes]) -> None:
-        """Cache what was written; drop what was refused, retired or lent and not written
-        (a stage may have changed it in place)."""
-        assert self.cache is not None
-        for save, code, blob in zip(changes.saves, codes, blobs, strict=True):
+    def _remember(self, changes: Changes, written: dict[str, int]) -> None:
+        """Settle the cache after a write: a staged save that was written stays as the
+        version it wrote; one refused, a retired visitor and a profile lent and not
+        saved (a stage may have changed it in place) go."""
+        if self.cache is None:
+            return
+        saved = set()
+        for save in changes.saves:
             profile_id = save.profile.id
-            self._lent.discard(profile_id)
+            for visitor in (*save.links, *save.retire):
+                if self._staged_links.get(visitor) == profile_id:
+                    del self._staged_links[visitor]  # written (or refused): Redis answers
+            code = written.get(profile_id, 0)
+            staged = save.staged
             if code > 0:
-                self.cache.put(profile_id, Stored(code, save.profile, blob))
+                saved.add(profile_id)
+                if staged is not None:
+                    # Batches that started from it may write now. It may be lent to one
+                    # (out of the cache): that batch puts back what it saves.
+                    staged.staged, staged.version = False, code
+                else:
+                    self.cache.put(profile_id, Stored(code, save.profile, save.blob))
             else:
+                # Refused: what is kept of it goes, a later batch's staged save built on
+                # it too (that batch's write refuses it), so a re-read reads Redis.
                 self.cache.drop(profile_id)
             for visitor in save.retire:
                 self.cache.drop(visitor)
-        for profile_id in self._lent:
-            self.cache.drop(profile_id)
-        self._lent.clear()
+        for profile_id, entry in changes.lent.items():
+            if profile_id not in saved:
+                self.cache.drop_if(profile_id, entry)
 
     def discard(self) -> None:
         """A batch failed: what it took from the cache may have been changed in place."""
         if self.cache is not None:
             self.cache.clear()
-        self._lent.clear()
+        self._staged_links.clear()
 
     def _save_row(self, save: Save) -> list[Any]:
         """One save as ``write.lua`` reads it: id, version, links, operations."""

@@ -50,8 +50,28 @@ class BatchStream(faust.Stream[Any]):
         self._active_agens.add(batches)
         return batches
 
+    def take_unacked(self, max_: int, within: Any) -> AsyncGenerator[Sequence[EventT[Any]], None]:
+        """``take_events`` whose batches are acked by ``ack_batch``, not by the loop.
+
+        For an agent that keeps a batch in flight past its loop body (the worker writes
+        one batch while it decides the next): its offsets are committed only once it
+        acks the batch, after the write.
+        """
+        consumer = self.app.consumer
+        if not isinstance(consumer, BatchConsumer) or (
+            self._processors or self.join_strategy or self.combined
+        ):
+            raise TypeError("take_unacked needs a plain BatchStream on a BatchConsumer")
+        batches = self._take_batches(max_, want_seconds(within) if within else None, acks=False)
+        self._active_agens.add(batches)
+        return batches
+
+    def ack_batch(self, events: Sequence[EventT[Any]]) -> None:
+        """Ack a batch of ``take_unacked``: its offsets may be committed now."""
+        cast(BatchConsumer, self.app.consumer).ack_messages([event.message for event in events])
+
     async def _take_batches(
-        self, max_: int, within: float | None
+        self, max_: int, within: float | None, acks: bool = True
     ) -> AsyncGenerator[Sequence[EventT[Any]], None]:
         self._finalized = True
         started_by_us = await self.maybe_start()
@@ -67,7 +87,8 @@ class BatchStream(faust.Stream[Any]):
                 try:
                     yield batch
                 finally:
-                    consumer.ack_messages([event.message for event in batch])
+                    if acks:
+                        consumer.ack_messages([event.message for event in batch])
                     if states:
                         intake.sensors_out(batch, states)
         except StopAsyncIteration:

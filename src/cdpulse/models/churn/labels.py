@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from cdpulse.models.churn.features import active_days
 from cdpulse.profile.model import Profile
@@ -40,7 +40,17 @@ class Example:
     features: list[float]
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        # By hand: ``dataclasses.asdict`` deep-copies the features, ~15 µs an example.
+        return json.dumps(
+            {
+                "profile_id": self.profile_id,
+                "snapshot_at": self.snapshot_at,
+                "label_at": self.label_at,
+                "label": self.label,
+                "features": self.features,
+            },
+            separators=(",", ":"),
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Example:
