@@ -39,6 +39,11 @@ KAFKA_PORT = int(os.environ.get("CDPULSE_TEST_KAFKA_PORT", "19092"))
 CONTROLLER_PORT = int(os.environ.get("CDPULSE_TEST_KAFKA_CONTROLLER_PORT", "19093"))
 REDIS_PORT = int(os.environ.get("CDPULSE_TEST_REDIS_PORT", "16379"))
 
+# A worker killed with SIGKILL keeps its partitions until the broker gives up on it: the
+# session timeout, 60 s by default in faust. Ten seconds keeps the kill tests short; the
+# hand-over itself is the same.
+FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
