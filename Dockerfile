@@ -17,5 +17,6 @@ USER cdpulse
 ENV CDPULSE_WEB_HOST=0.0.0.0 \
     CDPULSE_WEB_PORT=6066 \
     CDPULSE_DATA_DIR=/data
-EXPOSE 6066
+EXPOSE 6066 6067 6068
+# One image, three roles: docker-compose.yml runs worker, learner and api from it.
 CMD ["cdpulse", "worker"]

@@ -23,7 +23,7 @@ help:
 	@echo "make stack-up      start Kafka and Redis on 127.0.0.1 (stack-down, stack-status)"
 	@echo "make test          the whole suite against a real Kafka and Redis, then ruff and mypy"
 	@echo "make chaos         the fault suite at full size (tests/chaos; make test runs it small)"
-	@echo "make lint          ruff and mypy only"
+	@echo "make lint          ruff, mypy and the import contracts (arrows point inward)"
 	@echo "make schemas       regenerate the JSON Schemas in schemas/"
 	@echo "make demo          stack, worker and a simulated shop streaming in; Ctrl-C stops it"
 	@echo "make bench         the benchmark (BENCHMARKS.md); result and chart in .run/bench-result.*"
@@ -67,6 +67,7 @@ chaos: venv stack-deps
 lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 schemas: venv
 	$(BIN)/cdpulse schemas

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `make demo`: the whole engine on one machine, fed by a simulated shop.
 #
-# Starts Kafka and Redis (unless they run), a `cdpulse worker`, generates a seeded shop
-# (2000 customers, 30 days) and streams it in at 2000 events/s, on topics and Redis keys
-# named for this run (demo-<date>-<time>.*; `make clean` removes them all). Prints the URL
-# of one live profile and of /metrics, then keeps serving and prints that profile's counts
-# every few seconds until Ctrl-C, which stops the worker and the stack this script started.
+# Starts Kafka and Redis (unless they run), the three process roles (`cdpulse worker`,
+# `cdpulse learner`, `cdpulse api`), generates a seeded shop (2000 customers, 30 days) and
+# streams it in at 2000 events/s, on topics and Redis keys named for this run
+# (demo-<date>-<time>.*; `make clean` removes them all). Prints the URL of one live profile
+# and of every role's /metrics, then keeps serving and prints that profile's counts every
+# few seconds until Ctrl-C, which stops the roles and the stack this script started.
 #
-# Settings: those of stack.sh, plus CDPULSE_WEB_PORT (6066) and CDPULSE_BIN (.venv/bin/cdpulse).
+# Settings: those of stack.sh, plus CDPULSE_WEB_PORT (the api, 6066), CDPULSE_WORKER_PORT
+# (6067), CDPULSE_LEARNER_PORT (6068) and CDPULSE_BIN (.venv/bin/cdpulse).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -16,13 +18,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HERE=$REPO_ROOT/deploy/local
 CDPULSE=${CDPULSE_BIN:-$REPO_ROOT/.venv/bin/cdpulse}
 EVENTS=$CDPULSE_RUN_DIR/demo-events.jsonl
-WORKER_LOG=$CDPULSE_RUN_DIR/worker.log
 BASE_URL=http://127.0.0.1:$CDPULSE_WEB_PORT
+CDPULSE_WORKER_PORT=${CDPULSE_WORKER_PORT:-6067}
+CDPULSE_LEARNER_PORT=${CDPULSE_LEARNER_PORT:-6068}
 HEALTH_TIMEOUT=${CDPULSE_WORKER_START_TIMEOUT:-120}
 
 # stack.sh reads the same ports and folders; the worker and the CLI read the two URLs.
 export CDPULSE_KAFKA_PORT CDPULSE_KAFKA_CONTROLLER_PORT CDPULSE_REDIS_PORT CDPULSE_RUN_DIR CDPULSE_CACHE_DIR
-export CDPULSE_WEB_PORT
+export CDPULSE_WEB_PORT CDPULSE_WORKER_PORT CDPULSE_LEARNER_PORT
 export CDPULSE_KAFKA_BOOTSTRAP=127.0.0.1:$CDPULSE_KAFKA_PORT
 export CDPULSE_REDIS_URL=redis://127.0.0.1:$CDPULSE_REDIS_PORT/0
 export CDPULSE_DATA_DIR=${CDPULSE_DATA_DIR:-$CDPULSE_RUN_DIR/worker}
@@ -52,25 +55,28 @@ export CDPULSE_APP_ID=${CDPULSE_APP_ID:-cdpulse-$DEMO_NAMESPACE}
 [[ -x $CDPULSE ]] || die "$CDPULSE not found: run 'make venv' first (or 'make demo', which does)"
 command -v curl >/dev/null || die "curl not found: apt-get install -y curl"
 
-worker_pid=""
+# The three process roles (README: Architecture), each with its own log.
+ROLES=(worker learner api)
+declare -A role_pid=() role_port=([worker]=$CDPULSE_WORKER_PORT [learner]=$CDPULSE_LEARNER_PORT [api]=$CDPULSE_WEB_PORT)
 producer_pid=""
 stack_started=""
 
-# Runs once, on any exit: Ctrl-C, a failure, or the end of the script.
 cleanup() {
   trap - EXIT INT TERM
   if [[ -n $producer_pid ]]; then kill -TERM "$producer_pid" 2>/dev/null || true; fi
-  if [[ -n $worker_pid ]]; then
-    say "stopping the worker (pid $worker_pid)"
-    stop_pid "$worker_pid" worker
-    wait "$worker_pid" 2>/dev/null || true
-  fi
+  for role in api learner worker; do
+    pid=${role_pid[$role]:-}
+    if [[ -n $pid ]]; then
+      say "stopping the $role (pid $pid)"
+      stop_pid "$pid" "$role"
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   if [[ -n $stack_started ]]; then "$HERE/stack.sh" stop; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A summary of one profile's counts, from the JSON of GET /v1/profiles/{id}.
 summarise_profile() {
   python3 -c '
 import json, sys
@@ -81,31 +87,37 @@ print(" ".join(parts))
 '
 }
 
-worker_alive_or_die() {
-  if ! alive "$worker_pid"; then
-    worker_pid=""
-    log_tail "$WORKER_LOG"
-    die "the worker exited; see $WORKER_LOG"
-  fi
+roles_alive_or_die() {
+  for role in "${ROLES[@]}"; do
+    if ! alive "${role_pid[$role]}"; then
+      role_pid[$role]=""
+      log_tail "$CDPULSE_RUN_DIR/$role.log"
+      die "the $role exited; see $CDPULSE_RUN_DIR/$role.log"
+    fi
+  done
 }
 
-require_free_port "$CDPULSE_WEB_PORT" CDPULSE_WEB_PORT
+start_role() {
+  local role=$1 url=http://127.0.0.1:${role_port[$1]}/healthz waited=0
+  say "starting cdpulse $role, log $CDPULSE_RUN_DIR/$role.log"
+  (cd "$REPO_ROOT" && exec "$CDPULSE" "$role" </dev/null >>"$CDPULSE_RUN_DIR/$role.log" 2>&1) &
+  role_pid[$role]=$!
+  until [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null) == 200 ]]; do
+    alive "${role_pid[$role]}" || { log_tail "$CDPULSE_RUN_DIR/$role.log"; die "the $role exited; see $CDPULSE_RUN_DIR/$role.log"; }
+    ((waited < HEALTH_TIMEOUT * 2)) || { log_tail "$CDPULSE_RUN_DIR/$role.log"; die "$role not healthy at $url after ${HEALTH_TIMEOUT}s"; }
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+  say "$role is healthy at $url"
+}
+
+declare -A role_variable=([worker]=CDPULSE_WORKER_PORT [learner]=CDPULSE_LEARNER_PORT [api]=CDPULSE_WEB_PORT)
+for role in "${ROLES[@]}"; do require_free_port "${role_port[$role]}" "${role_variable[$role]}"; done
 if ! "$HERE/stack.sh" status >/dev/null; then stack_started=1; fi
 "$HERE/stack.sh" start
 
-say "starting cdpulse worker, log $WORKER_LOG"
 mkdir -p "$CDPULSE_DATA_DIR"
-# The worker's own directory is the repository, where its relative defaults point.
-(cd "$REPO_ROOT" && exec "$CDPULSE" worker </dev/null >>"$WORKER_LOG" 2>&1) &
-worker_pid=$!
-waited=0
-until [[ $(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/healthz" 2>/dev/null) == 200 ]]; do
-  worker_alive_or_die
-  ((waited < HEALTH_TIMEOUT * 2)) || { log_tail "$WORKER_LOG"; die "worker not healthy at $BASE_URL/healthz after ${HEALTH_TIMEOUT}s"; }
-  sleep 0.5
-  waited=$((waited + 1))
-done
-say "worker is healthy at $BASE_URL/healthz"
+for role in "${ROLES[@]}"; do start_role "$role"; done
 
 "$CDPULSE" simulate --customers 2000 --days 30 --seed 7 --out "$EVENTS"
 # The first customer who orders: a profile with purchases shows more than one with views only.
@@ -123,7 +135,7 @@ PROFILE_URL=$BASE_URL/v1/profiles/$customer_id
 show_urls() {
   say ""
   say "  live profile:  $PROFILE_URL"
-  say "  metrics:       $BASE_URL/metrics"
+  say "  metrics:       $BASE_URL/metrics (api), http://127.0.0.1:$CDPULSE_WORKER_PORT/metrics (worker), http://127.0.0.1:$CDPULSE_LEARNER_PORT/metrics (learner)"
   say "  segments:      $BASE_URL/v1/segments  (transitions on $CDPULSE_TOPIC_SEGMENTS)"
   say "  experiment:    $BASE_URL/v1/experiments/checkout_button"
   say "  topics:        $CDPULSE_TOPIC_CLICKSTREAM, $CDPULSE_TOPIC_TRANSACTIONS, $CDPULSE_TOPIC_CUSTOMERS"
@@ -145,9 +157,9 @@ case $produced in
 esac
 
 show_urls
-say "the feed is in; the worker keeps serving. Ctrl-C stops the worker${stack_started:+ and the stack}."
+say "the feed is in; the roles keep serving. Ctrl-C stops them${stack_started:+ and the stack}."
 while true; do
-  worker_alive_or_die
+  roles_alive_or_die
   if body=$(curl -fsS "$PROFILE_URL" 2>/dev/null); then
     say "$(date +%T) $customer_id: $(summarise_profile <<<"$body")"
   else

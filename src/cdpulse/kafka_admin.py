@@ -21,8 +21,11 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
     names = (*topics.all, *extra)
 
     def partitions(name: str) -> int:
-        # One partition for training examples: one learner sees them all, in one order.
-        single = (topics.training, topics.reco_events, topics.offer_rewards)
+        # One partition for training examples and rewards: one learner sees them all, in
+        # one order. Item events are sharded by customer: each shard learns on its own.
+        if name == topics.reco_events:
+            return settings.reco_shards
+        single = (topics.training, topics.offer_rewards)
         return 1 if name in single else settings.topic_partitions
 
     def configs(name: str) -> dict[str, str]:

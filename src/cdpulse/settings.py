@@ -9,10 +9,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cdpulse.app.auth import ApiToken
+# What an HTTP API token may do (``app/auth.py`` checks it).
+Scope = Literal["ingest", "read", "admin"]
+
+
+class ApiToken(BaseModel):
+    """One configured token: its secret and what it may do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    secret: SecretStr
+    scopes: list[Scope]
 
 
 class Settings(BaseSettings):
@@ -39,6 +49,11 @@ class Settings(BaseSettings):
     redis_ssl_ca_certs: str = Field(
         "", description="CA bundle for Redis TLS (use a rediss:// URL)."
     )
+    redis_connections: int = Field(
+        32,
+        ge=1,
+        description="Redis connections per process at most; more requests wait for one.",
+    )
     web_host: str = Field("127.0.0.1", description="Interface every role's HTTP server binds.")
     web_port: int = Field(6066, description="Port of the API role's HTTP server (cdpulse api).")
     worker_port: int = Field(
@@ -59,7 +74,8 @@ class Settings(BaseSettings):
         "cdp.training", description="Labelled churn examples (one partition: one learner)."
     )
     topic_reco_events: str = Field(
-        "cdp.reco-events", description="Item events for the recommender (one partition)."
+        "cdp.reco-events",
+        description="Item events for the recommender (reco_shards partitions, by customer).",
     )
     topic_recommendations: str = Field(
         "cdp.recommendations", description="Recommendation lists for downstream services."
@@ -77,16 +93,36 @@ class Settings(BaseSettings):
         "cdp.offer-rewards", description="Offer outcomes for the bandit's learner (one partition)."
     )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
+    reco_shards: int = Field(
+        1,
+        ge=1,
+        description="Partitions of the reco-events topic cdpulse creates: the recommender's "
+        "shards, each learned by one learner process and served merged.",
+    )
 
     # --- worker ------------------------------------------------------------------------
     app_id: str = Field("cdpulse", description="Faust app id (the Kafka consumer group).")
     redis_prefix: str = Field("cdp", description="Prefix of every Redis key cdpulse writes.")
     data_dir: str = Field(".run/worker", description="Folder for the worker's local state.")
     batch_size: int = Field(500, ge=1, description="Most events the worker applies per batch.")
+    profile_cache: int = Field(
+        50_000,
+        ge=0,
+        description="Profiles a worker keeps decoded between batches (0: none; ~6 KB each); "
+        "Redis stays the truth: every save is a compare-and-set.",
+    )
     batch_within: float = Field(
-        0.1, gt=0, description="Seconds the worker waits to fill a batch before applying it."
+        0.1,
+        gt=0,
+        description="Seconds a worker or learner waits to fill a batch before applying it.",
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
+    gc_sweep_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds between full garbage collections of a worker or learner "
+        "(between them, what survives a batch is frozen).",
+    )
     stall_seconds: float = Field(
         30.0,
         gt=0,

@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cdpulse.contract.partitions import partition_of
 from cdpulse.importer import CsvFormat, ImportedOrder, OrderColumns, read_orders
-from cdpulse.models.clv import summary_from_profile
-from cdpulse.models.labels import Example
-from cdpulse.models.lifetime import OrderSummary, refit
+from cdpulse.models.churn.labels import Example
+from cdpulse.models.clv.lifetime import OrderSummary, refit
+from cdpulse.models.clv.model import summary_from_profile
 from cdpulse.pipeline.replay import replay_churn
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
@@ -91,7 +92,7 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env)
     # Labels are decided in event time and learned in decision order, so the replay
     # must find the very same examples and end with the very same model and scores.
     lines = [json.dumps(e).encode() for e in events]
-    replay = asyncio.run(replay_churn(lines, env.settings))
+    replay = asyncio.run(replay_churn(lines, env.settings, partition_of))
     trained = [
         Example.from_json(r.value)
         for r in consume_all(env.settings, env.settings.topic_training, int(learned))

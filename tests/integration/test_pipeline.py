@@ -186,7 +186,7 @@ def test_a_visitor_written_while_its_customer_merges_it_loses_nothing(env: Env) 
 
     import redis.asyncio as aioredis
 
-    from cdpulse.ingest.message import Message
+    from cdpulse.contract.message import Message
     from cdpulse.pipeline.batch import ProfilePipeline
     from cdpulse.pipeline.memory import MemoryOutlet
     from cdpulse.pipeline.stages import Engine, Models, Stages

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 
-from cdpulse.ingest.message import Message
+from cdpulse.contract.message import Message
 from cdpulse.pipeline.batch import ProfilePipeline
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.stages import Engine, Models, Stages
@@ -25,6 +26,7 @@ from cdpulse.pipeline.state import Changes, Save, SaveStatus, Wanted
 from cdpulse.profile.model import Profile, decode
 from cdpulse.segments.definitions import parse
 from cdpulse.simulate import Shop
+from cdpulse.store.cache import ProfileCache
 from cdpulse.store.keys import Keys
 from cdpulse.store.state import RedisState
 from tests.integration.conftest import Env
@@ -218,5 +220,58 @@ def test_a_racing_writer_is_answered_by_recomputing_only_its_profiles(
         assert stored["C"].version == 2 and stored["D"].version == 1
         c = stored["C"].profile
         assert c is not None and c.events == 3  # the racer's one and the batch's two
+
+    asyncio.run(main())
+
+
+def test_a_cached_profile_written_by_someone_else_is_read_again_never_overwritten(
+    env: Env,
+) -> None:
+    client = aioredis.Redis.from_url(env.settings.redis_url)
+    cached = RedisState(
+        client,
+        env.name,
+        pseudonym=RULES.traits.pseudonymizer.of_id,
+        shard_of=partition_of,
+        cache=ProfileCache(100),
+    )
+    pipeline = ProfilePipeline(cached, MemoryOutlet(), Stages(engine()), partitions=1)
+
+    def view(n: int) -> Message:
+        event = {
+            "event_id": f"e{n}",
+            "type": "page_viewed",
+            "timestamp": 1_767_225_600_000 + n,
+            "customer_id": "C",
+            "channel": "web",
+            "properties": {"url": "/"},
+        }
+        return Message("t", 0, n, b"C", encode(event))
+
+    async def main() -> None:
+        await cached.load_scripts()
+        await pipeline.run([view(0), view(1)])
+        assert cached.cache is not None and len(cached.cache) == 1  # C, as written
+        # The learner's sweep (say) writes C meanwhile: version 2, 10 events.
+        other = RedisState(
+            client, env.name, pseudonym=RULES.traits.pseudonymizer.of_id, shard_of=partition_of
+        )
+        racer = Profile(id="C", customer_id="C", events=10)
+        assert await other.write(Changes([Save(racer, 1)])) == {"C": SaveStatus.SAVED}
+        report = await pipeline.run([view(2)])
+        assert report.retries == {"conflict": 1}  # the cached version 1 was refused
+        stored = (await other.read(Wanted(ids={"C"}))).profiles["C"]
+        assert stored.version == 3 and stored.profile is not None
+        assert stored.profile.events == 11  # the racer's ten and the new one, not 3
+
+        # A batch that fails after its read leaves nothing it may have changed cached.
+        class Broken(MemoryOutlet):
+            async def publish(self, outputs: Any) -> None:
+                raise ConnectionError("broker down")
+
+        pipeline.outlet = Broken()
+        with pytest.raises(ConnectionError):
+            await pipeline.run([view(3)])
+        assert len(cached.cache) == 0
 
     asyncio.run(main())

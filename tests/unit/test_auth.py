@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from cdpulse.app.auth import ApiToken, Gate, RateLimit, refusals
-from cdpulse.settings import Settings
+from cdpulse.app.auth import Gate, RateLimit, refusals
+from cdpulse.settings import ApiToken, Settings
 
 TOKENS = {
     "shop": ApiToken(secret=SecretStr("ingest-secret"), scopes=["ingest"]),

@@ -11,16 +11,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cdpulse.bench.ceiling import summarize_progress
+from cdpulse.bench.http_load import LoadResult, summarize_load
 from cdpulse.bench.procstat import (
+    CLOCK_TICKS,
     CpuSnapshot,
     cores_used,
     listening_inode,
+    parse_comm_and_ticks,
     parse_stat,
     parse_status_kib,
+    top_others,
 )
-from cdpulse.bench.report import TARGETS, figures, render_markdown, verdict
-from cdpulse.bench.sampler import Sample, summarize
+from cdpulse.bench.produce import lag_summary, read_records, write_records
+from cdpulse.bench.report import TARGETS, Target, figures, render_markdown, verdict
+from cdpulse.bench.roles import parse_metrics
+from cdpulse.bench.sampler import Sample, cores_between, per_thousand, role_of, summarize
 from cdpulse.bench.stats import (
+    add_histograms,
     crossing_time,
     histogram_delta,
     histogram_quantile,
@@ -28,9 +36,11 @@ from cdpulse.bench.stats import (
     percentile,
     percentiles,
     rates,
+    share_at_most,
+    typical_bucket,
     window_rate,
 )
-from cdpulse.bench.workers import parse_metrics
+from cdpulse.bench.throughput import batch_figures, scaling
 
 INF = float("inf")
 
@@ -174,21 +184,20 @@ def test_rates_is_the_slope_over_the_span() -> None:
 # --- a phase summary -----------------------------------------------------------------------
 
 
-def _sample(t: float, committed: int, cpu: float) -> Sample:
+def _sample(t: float, committed: int, cpu: float, lag: int = 0) -> Sample:
     return Sample(
         t=t,
         committed=committed,
         processed=[committed],
         batches=[committed // 100],
-        cpu_seconds=[cpu],
-        runqueue_seconds=[t * 0.05],
         redis_seconds=[t * 0.1],
-        rss_bytes=[100 * 2**20],
+        cpu_seconds={"worker0": cpu, "learner": t * 0.3, "kafka": t * 0.1, "bench": t * 0.02},
+        runqueue_seconds={"worker0": t * 0.05},
+        rss_bytes={"worker0": 100 * 2**20, "learner": 200 * 2**20},
+        learner_lag={"x.training": lag, "x.reco-events": 0},
         machine_busy=int(t * 150),
         machine_total=int(t * 200),
         redis_cpu_seconds=t * 0.01,
-        kafka_cpu_seconds=None,
-        bench_cpu_seconds=t * 0.02,
     )
 
 
@@ -198,7 +207,7 @@ def test_summarize_measures_costs_inside_the_window_only() -> None:
     samples += [_sample(2 + i, 1000 * i, 3.0 + 0.8 * i) for i in range(1, 11)]
     summary = summarize(samples, 10_000, 0.1, 0.9)
     assert summary["events_per_second"] == pytest.approx(1000)
-    assert summary["cpu_seconds_per_1000"] == [pytest.approx(0.8)]
+    assert summary["worker_cpu_seconds_per_1000"] == [pytest.approx(0.8)]
     assert summary["worker_cpu_utilisation"] == [pytest.approx(0.8)]
     assert summary["worker_runqueue_share"] == [pytest.approx(0.05)]
     assert summary["worker_redis_share"] == [pytest.approx(0.1)]
@@ -206,18 +215,131 @@ def test_summarize_measures_costs_inside_the_window_only() -> None:
     assert summary["mean_batch"] == pytest.approx(100)
     assert summary["wall_seconds"] == 12
     assert summary["first_commit_seconds"] == 3
-    assert summary["kafka_cpu_seconds_per_1000"] is None
+    per = summary["cpu_seconds_per_1000"]
+    assert per["worker"] == pytest.approx(0.8)
+    assert per["learner"] == pytest.approx(0.3)
+    assert per["kafka"] == pytest.approx(0.1)
+    assert per["redis"] == pytest.approx(0.01)
+    assert "api" not in per  # no api process in this phase: no figure rather than a zero
     cores = summary["cores"]
-    assert cores["workers"] == pytest.approx(0.8)
-    assert cores["redis"] == pytest.approx(0.01)
+    assert cores["worker"] == pytest.approx(0.8)
     assert cores["bench"] == pytest.approx(0.02)
-    assert cores["others"] == pytest.approx(cores["machine"] - 0.83)
+    assert cores["others"] == pytest.approx(cores["machine"] - (0.8 + 0.3 + 0.1 + 0.01 + 0.02))
+    assert summary["rss_bytes_max"] == {"worker0": 100 * 2**20, "learner": 200 * 2**20}
 
 
 def test_summarize_without_enough_progress_reports_no_rate() -> None:
     summary = summarize([_sample(0, 0, 0), _sample(1, 5, 1)], 100, 0.1, 0.9)
     assert "events_per_second" not in summary
     assert summary["wall_seconds"] is None
+
+
+def test_cores_between_adds_workers_into_their_role() -> None:
+    a, b = _sample(0, 0, 0.0), _sample(2, 100, 1.0)
+    one = Sample(**{**a.as_dict(), "cpu_seconds": {**a.cpu_seconds, "worker1": 0.2}})
+    two = Sample(**{**b.as_dict(), "cpu_seconds": {**b.cpu_seconds, "worker1": 0.8}})
+    cores = cores_between([one, two], 0, 2)
+    assert cores["worker0"] == pytest.approx(0.5)
+    assert cores["worker1"] == pytest.approx(0.3)
+    assert cores["worker"] == pytest.approx(0.8)
+    # A process seen once (started at the last sample) has no span to measure: its start-up
+    # is not counted as work of the phase.
+    late = Sample(**{**b.as_dict(), "cpu_seconds": {**b.cpu_seconds, "load": 0.6}})
+    assert cores_between([a, late], 0, 2)["load"] == 0.0
+    assert cores_between([a, b], 1, 1) == {}
+
+
+def test_per_thousand_and_role_names() -> None:
+    assert per_thousand({"worker": 1.0, "api": 0.2}, 2000.0) == {"worker": 0.5, "api": 0.1}
+    assert per_thousand({"worker": 1.0}, 0.0) == {}
+    assert role_of("worker12") == "worker"
+    assert role_of("load-profile") == "load-profile"
+
+
+# --- ceilings, producer, load generator -----------------------------------------------------
+
+
+def test_summarize_progress_uses_the_same_window_as_the_engine() -> None:
+    # 1 s of slow start, then 100 events per 0.1 s at 0.05 CPU s per 0.1 s
+    points = [(0.0, 0.0, 0.0), (1.0, 0.0, 0.5)]
+    points += [(1.0 + 0.1 * i, 100.0 * i, 0.5 + 0.05 * i) for i in range(1, 11)]
+    found = summarize_progress(points, 1000, batches=10)
+    assert found["events_per_second"] == pytest.approx(1000)
+    assert found["cpu_seconds_per_1000"] == pytest.approx(0.5)
+    assert found["cpu_utilisation"] == pytest.approx(0.5)
+    assert found["mean_batch"] == 100
+    assert summarize_progress([], 10, 0) == {"events": 0}
+
+
+def test_producer_lag_counts_late_bursts() -> None:
+    found = lag_summary([0.0, 0.001, 0.002, 0.05], 4)
+    assert found["late"] == 1
+    assert found["max"] == 0.05
+    assert lag_summary([], 0) == {"bursts": 0, "late": 0}
+
+
+def test_records_file_round_trips(tmp_path: Path) -> None:
+    rows = [("t.clickstream", b"cust-1", b'{"a":1}'), ("t.customers", b"", b"\x00\xff")]
+    write_records(tmp_path / "r.msgpack", rows)
+    assert read_records(tmp_path / "r.msgpack") == rows
+
+
+def test_load_summary_separates_the_generator_lag_from_the_latency() -> None:
+    result = LoadResult(rate=100.0, seconds=2.0, cpu_seconds=0.5)
+    result.latencies = [0.002] * 99 + [0.5]
+    result.service = [0.001] * 99 + [0.01]
+    result.send_lag = [0.0] * 98 + [0.01, 0.49]
+    result.statuses.update({"200": 99, "TimeoutError": 1})
+    found = summarize_load(result)
+    assert found["achieved_rate"] == 50.0
+    assert found["latency"]["max"] == 0.5
+    assert found["service"]["max"] == 0.01
+    assert found["send_lag"]["late"] == 2
+    assert found["generator_cpu_utilisation"] == 0.25
+    assert found["statuses"] == {"200": 99, "TimeoutError": 1}
+
+
+# --- batches --------------------------------------------------------------------------------
+
+
+def test_typical_round_trips_is_the_bucket_holding_the_median() -> None:
+    buckets = [(1.0, 0.0), (2.0, 60.0), (3.0, 95.0), (4.0, 99.0), (6.0, 100.0), (INF, 100.0)]
+    assert typical_bucket(buckets) == 2.0
+    assert typical_bucket(buckets, 0.99) == 4.0
+    assert share_at_most(buckets, 3.0) == 0.95
+    assert typical_bucket([(1.0, 0.0), (INF, 0.0)]) is None
+    with pytest.raises(ValueError, match="no bucket bound 5"):
+        share_at_most(buckets, 5.0)
+
+
+def test_add_histograms_adds_processes_bucket_by_bucket() -> None:
+    assert add_histograms([[(1.0, 1.0), (INF, 2.0)], [], [(1.0, 3.0), (INF, 3.0)]]) == [
+        (1.0, 4.0),
+        (INF, 5.0),
+    ]
+    assert add_histograms([]) == []
+    with pytest.raises(ValueError, match="bucket bounds"):
+        add_histograms([[(1.0, 1.0), (INF, 1.0)], [(2.0, 1.0), (INF, 1.0)]])
+
+
+def test_batch_figures_from_the_histograms_and_their_sums() -> None:
+    trips = [(1.0, 0.0), (2.0, 8.0), (3.0, 9.0), (4.0, 10.0), (INF, 10.0)]
+    sizes = [(250.0, 2.0), (500.0, 10.0), (INF, 10.0)]
+    found = batch_figures(trips, sizes, {"round_trips": 23.0, "batch_size": 4600.0})
+    assert found["batches"] == 10.0
+    assert found["round_trips"]["typical"] == 2.0
+    assert found["round_trips"]["mean"] == 2.3
+    assert found["round_trips"]["share_at_most_3"] == 0.9
+    assert found["batch_size"]["mean"] == 460.0
+    empty = batch_figures([], [], {"round_trips": 0.0, "batch_size": 0.0})
+    assert empty["round_trips"]["typical"] is None
+
+
+def test_scaling_needs_both_phases() -> None:
+    one = {"workers": 1, "events_per_second": 1000.0}
+    two = {"workers": 2, "events_per_second": 1500.0}
+    assert scaling([one, two]) == {"one": 1000.0, "two": 1500.0, "ratio": 1.5}
+    assert scaling([one]) is None
 
 
 # --- parsing /proc and /metrics ------------------------------------------------------------
@@ -290,60 +412,145 @@ def test_parse_metrics_sums_labels_and_collects_buckets() -> None:
     assert scrape.buckets["cdpulse_redis_seconds"] == [(0.001, 5.0), (INF, 10.0)]
 
 
+def test_parse_comm_and_ticks_keeps_odd_command_names() -> None:
+    line = "7 (kworker/0:1-events) I 2 0 0 0 -1 1 0 0 0 0 12 30 0 0 20 0 1 0 5 0 0"
+    assert parse_comm_and_ticks(line) == ("kworker/0:1-events", 42)
+
+
+def test_top_others_adds_up_by_name_and_leaves_ours_out() -> None:
+    ticks = CLOCK_TICKS
+    before = {1: ("python", 0), 2: ("python", 10 * ticks), 3: ("java", 0), 9: ("redis", 0)}
+    after = {
+        1: ("python", 2 * ticks),
+        2: ("python", 12 * ticks),
+        3: ("java", 1 * ticks),
+        4: ("pytest", 3 * ticks),  # started during the span: counted from zero
+        9: ("redis", 5 * ticks),  # ours
+        5: ("idle", 0),
+    }
+    assert top_others(before, after, {9}, seconds=2.0) == [
+        ("python", 2.0),
+        ("pytest", 1.5),
+        ("java", 0.5),
+    ]
+    assert top_others(before, after, set(), seconds=2.0, count=1) == [("redis", 2.5)]
+    assert top_others(before, after, set(), seconds=0.0) == []
+
+
 # --- report and chart ----------------------------------------------------------------------
 
 
 def _result() -> dict[str, Any]:
     timeline = [
-        _sample(t, min(int(t * 1000), 8000), t * 0.9).as_dict() for t in (0, 1, 2, 4, 6, 8, 9)
+        _sample(t, min(int(t * 1000), 8000), t * 0.9, lag=100).as_dict()
+        for t in (0, 1, 2, 4, 6, 8, 9)
     ]
+    contention = {
+        "load_average": {"start": [1.5, 1.0, 0.5], "end": [1.7, 1.1, 0.6]},
+        "others_cores": 0.12,
+        "top_others": [["pytest", 0.1], ["kworker/0:1", 0.01]],
+    }
+    batches = batch_figures(
+        [(1.0, 0.0), (2.0, 30.0), (3.0, 39.0), (4.0, 40.0), (INF, 40.0)],
+        [(250.0, 5.0), (500.0, 40.0), (INF, 40.0)],
+        {"round_trips": 90.0, "batch_size": 19200.0},
+    )
     return {
-        "started_at": "2026-11-26T20:00:00+00:00",
+        "started_at": "2026-12-04T20:00:00+00:00",
+        "finished_at": "2026-12-04T20:12:00+00:00",
         "machine": {"cpu_model": "Test CPU", "cores": 2},
-        "load_average": {"start": [0.1, 0.2, 0.3]},
+        "load_average": {"start": [0.1, 0.2, 0.3], "end": [0.4, 0.2, 0.3]},
+        "options": {"events": 300000, "customers": 10000, "partitions": 2},
+        "source": {"commit": "0123456789abcdef", "dirty": False},
+        "ceilings": {
+            "bare": {"events_per_second": 150000.0, "cpu_seconds_per_1000": 0.006},
+            "minimal": {
+                "events_per_second": 60000.0,
+                "cpu_seconds_per_1000": 0.012,
+                "contention": contention,
+            },
+        },
         "throughput": [
             {
                 "workers": 1,
-                "events_per_second": 8000.0,
-                "events_per_second_per_worker": 8000.0,
-                "cpu_seconds_per_1000": [0.11],
-                "worker_cpu_utilisation": [0.95],
-                "peak_rss_bytes": [150 * 2**20],
-                "mean_batch": 480.0,
+                "events_per_second": 12000.0,
+                "events_per_second_per_worker": 12000.0,
+                "cpu_seconds_per_1000": {
+                    "worker": 0.08,
+                    "learner": 0.02,
+                    "api": 0.001,
+                    "kafka": 0.01,
+                    "redis": 0.005,
+                },
+                "cores": {"machine": 1.9, "worker": 0.96, "others": 0.12},
+                "worker_cpu_utilisation": [0.96],
+                "worker_runqueue_share": [0.02],
+                "worker_redis_share": [0.07],
+                "rss_bytes_max": {"worker0": 150 * 2**20, "bench": 2**30},
+                "learner": {
+                    "lag_when_worker_done": 3000,
+                    "caught_up_after_seconds": 2.5,
+                    "lag_at_end": 0,
+                    "waited_seconds": 2.5,
+                    "timeline": [{"t": 0.0, "lag": 0}, {"t": 1.0, "lag": 3000}],
+                },
+                **batches,
+                "contention": contention,
                 "timeline": timeline,
-                "cores": {"machine": 1.9, "workers": 0.95, "kafka": 0.1, "others": 0.85},
             },
             {
                 "workers": 2,
-                "events_per_second": 12000.0,
-                "events_per_second_per_worker": 6000.0,
-                "cpu_seconds_per_1000": [0.12, 0.12],
+                "events_per_second": 18000.0,
+                "events_per_second_per_worker": 9000.0,
+                "cpu_seconds_per_1000": {"worker": 0.09},
+                "learner": {
+                    "lag_when_worker_done": 9000,
+                    "caught_up_after_seconds": None,
+                    "lag_at_end": 700,
+                    "waited_seconds": 60.0,
+                },
                 "timeline": timeline,
             },
         ],
-        "scaling": {"one": 8000.0, "two": 12000.0, "ratio": 1.5},
-        "ceiling": {"events_per_second": 150000.0},
-        "latency": {
-            "rate": 5000,
-            "achieved_rate": 4990.0,
-            "p50": 0.055,
-            "p95": 0.09,
-            "p99": 0.1,
+        "scaling": {"one": 12000.0, "two": 18000.0, "ratio": 1.5},
+        "steady": {
+            "rate": 6000.0,
+            "producer": {"achieved_rate": 5990.0, "schedule_lag": {"p99": 0.002, "max": 0.01}},
+            "written": {"observed": 180000, "p50": 0.03, "p95": 0.06, "p99": 0.08},
+            "recommendation": {"observed": 900, "p50": 0.2, "p95": 0.5, "p99": 0.9},
             "kept_up": True,
-            "mean_batch": 499.0,
-            "timeline": [{"t": 1.0, "count": 5000, "p50": 0.05, "p95": 0.09, "p99": 0.1}],
+            "learner": {"lag_max": 800, "lag_at_end": 0, "timeline": [{"t": 1.0, "lag": 5}]},
+            "per_second": [{"t": 1.0, "p50": 0.03, "p99": 0.08, "observed": 6000}],
+            "cpu_seconds_per_1000": {"worker": 0.09, "learner": 0.03},
+            "cores": {"machine": 1.2, "others": 0.1},
+            **batches,
         },
-        "http": {
-            "rate": 500,
-            "achieved_rate": 499.0,
-            "statuses": {"200": 10000},
-            "latency": {"p50": 0.0012, "p95": 0.0025, "p99": 0.004, "max": 0.02},
-        },
-        "http_recommendations": {
-            "rate": 500,
-            "achieved_rate": 498.0,
-            "statuses": {"200": 10000},
-            "latency": {"p50": 0.002, "p95": 0.004, "p99": 0.007, "max": 0.03},
+        "steady_reads": {
+            "rate": 6000.0,
+            "producer": {"achieved_rate": 6000.0},
+            "written": {"p50": 0.04, "p95": 0.09, "p99": 0.12},
+            "recommendation": {},
+            "kept_up": False,
+            "drained_seconds": 7.2,
+            "learner": {},
+            "reads": {
+                "profile": {
+                    "rate": 1000.0,
+                    "achieved_rate": 999.0,
+                    "statuses": {"200": 20000},
+                    "latency": {"p50": 0.0012, "p95": 0.0025, "p99": 0.004, "max": 0.02},
+                    "service": {"p99": 0.0035},
+                    "send_lag": {"p50": 0.0001, "p99": 0.001, "max": 0.004, "late": 0},
+                    "generator_cores": 0.21,
+                },
+                "recommendations": {
+                    "rate": 1000.0,
+                    "achieved_rate": 998.0,
+                    "statuses": {"200": 15000, "451": 5000},
+                    "latency": {"p50": 0.002, "p95": 0.004, "p99": 0.007, "max": 0.03},
+                },
+            },
+            "api_cpu_seconds_per_1000_requests": 0.25,
         },
         "redis": {
             "profiles": 10000,
@@ -353,61 +560,110 @@ def _result() -> dict[str, Any]:
             "msgpack_bytes": {"mean": 1700.0},
         },
         "stages": {
+            "events": 50000,
             "events_per_second": 20000.0,
-            "stages_seconds": {"decode": 1.0, "load": 0.5},
-            "per_event_us": {"decode": 10.0, "load": 5.0},
-            "per_event_cpu_us": {"decode": 9.5, "load": 2.0},
+            "cpu_seconds_per_1000": 0.05,
+            "per_event_us": {"decode": 10.0, "state.read": 5.0},
+            "per_event_cpu_us": {"decode": 9.5, "state.read": 2.0},
         },
     }
 
 
 def test_verdict_says_met_or_by_how_much_it_missed() -> None:
     assert verdict(25_000, TARGETS["throughput"]) == "met"
-    assert verdict(5_000, TARGETS["throughput"]) == "missed: 0.25x the target"
-    assert verdict(0.1, TARGETS["latency_p99"]) == "missed: 2.00x the target"
-    assert verdict(0.05, TARGETS["latency_p99"]) == "missed: 1.00x the target"  # not below
+    assert verdict(7_500, TARGETS["throughput"]) == "missed: 0.50x the target"
+    assert verdict(0.2, TARGETS["latency_p99"]) == "missed: 2.00x the target"
+    assert verdict(0.1, TARGETS["latency_p99"]) == "missed: 1.00x the target"  # not below
+    assert verdict(3, TARGETS["round_trips"]) == "met"  # at most
+    assert verdict(4, TARGETS["round_trips"]) == "missed: 1.33x the target"
     assert verdict(None, TARGETS["scaling"]) == "not measured"
     assert verdict(math.nan, TARGETS["http_p99"]) == "not measured"
+    assert verdict(1.0, Target("x", 1.0, at_least=True, unit="x")) == "met"
 
 
-def test_figures_pick_the_five_target_figures() -> None:
+def test_figures_pick_the_target_figures() -> None:
     assert figures(_result()) == {
-        "throughput": 8000.0,
-        "latency_p99": 0.1,
+        "throughput": 12000.0,
+        "learner": 2.5,
+        "latency_p99": 0.08,
         "http_p99": 0.004,
         "reco_http_p99": 0.007,
+        "round_trips": 2.0,
         "redis_bytes": 2500.0,
         "scaling": 1.5,
     }
 
 
 def test_render_markdown_shows_figures_against_targets() -> None:
+    lines = render_markdown(_result()).splitlines()
+    assert "| measure | result | target | verdict |" in lines
+    assert (
+        "| sustained events/s per worker process, every per-event feature on | 12,000 events/s "
+        "| ≥ 15,000 events/s | missed: 0.80x the target |" in lines
+    )
+    assert (
+        "| p99 produce → profile written at half capacity | 80.0 ms | < 100.0 ms | met |" in lines
+    )
+    assert (
+        "| GET /v1/profiles/{id} p99 at 1,000 requests/s, ingesting at half capacity "
+        "| 4.0 ms (p50 1.2 ms) | < 5.0 ms | met |" in lines
+    )
+    assert "| Redis round trips for a typical batch | 2 | ≤ 3 | met |" in lines
+    assert (
+        "| learner (own process) caught up after the worker finished the backlog | 2.5 s "
+        "| < 5.0 s | met |" in lines
+    )
+
+
+def test_render_markdown_reports_ratios_roles_reads_and_contention() -> None:
     text = render_markdown(_result())
     lines = text.splitlines()
-    assert lines[0] == "| measure | result | target | verdict |"
+    # engine / ceilings
+    assert any(line.startswith("| bare consumer") and "| 8.0% |" in line for line in lines)
+    assert any(line.startswith("| hand-written minimal") and "| 20.0% |" in line for line in lines)
+    assert "Hand-written minimal profile / bare consumer: 40.0%." in lines
+    # CPU per 1,000 events per role; a role a phase did not run shows "-"
     assert (
-        "| sustained events/s per worker process | 8,000 events/s | ≥ 20,000 events/s "
-        "| missed: 0.40x the target |" in lines
-    )
-    assert "| GET /v1/profiles/{id} p99 at 500 requests/s | 4.0 ms | < 5.0 ms | met |" in lines
-    assert (
-        "| GET /v1/profiles/{id}/recommendations p99 at 500 requests/s | 7.0 ms | < 5.0 ms "
-        "| missed: 1.40x the target |" in lines
-    )
-    assert (
-        "| two workers on two partitions / one | 1.50x | ≥ 1.60x | missed: 0.94x the target |"
+        "| throughput, 1 worker(s) | 0.080 | 0.020 | 0.001 | 0.010 | 0.005 | 0.116 | 1.90 | 0.12 |"
         in lines
     )
-    assert "| 1 worker(s): share of the bare-consumer ceiling | 5.3% |" in lines
-    assert "| µs per event: load | 5.0 wall, 2.0 CPU |" in lines
-    assert (
-        "| 1 worker(s): cores busy | machine 1.90: workers 0.95, kafka 0.10, others 0.85 |" in lines
+    assert any(line.startswith("| throughput, 2 worker(s) | 0.090 | - | - |") for line in lines)
+    # the generator's own lag is shown beside the latency
+    assert any(
+        line.startswith("| GET profile | 1,000 / 999 | 1.2 ms / 4.0 ms / 20.0 ms | 3.5 ms")
+        and "| 1.0 ms / 4.0 ms, 0 late | 0.21 |" in line
+        for line in lines
     )
+    assert "The api process used 0.250 CPU s per 1,000 requests." in lines
+    assert any("| no (drained 7 s late) |" in line for line in lines)
+    assert "| throughput, 1 worker(s) | 40 | 2 | 2.25 | 97.5% | 4 | 480.0 |" in lines
+    assert "| ceiling: minimal | 1.5 → 1.7 | 0.12 | pytest 0.10, kworker/0:1 0.01 |" in lines
+    assert "| 2 worker(s) |  |  |  |  | 9,000 / - s |" in lines
+
+
+def test_render_markdown_says_when_the_load_generator_itself_ran_late() -> None:
+    result = _result()
+    result["steady_reads"]["reads"]["profile"]["send_lag"]["p99"] = 0.2
+    line = next(
+        x
+        for x in render_markdown(result).splitlines()
+        if x.startswith("| GET /v1/profiles/{id} p99")
+    )
+    assert "the load generator itself sent p99 200.0 ms late" in line
+
+
+def test_render_markdown_of_a_learner_that_never_caught_up() -> None:
+    result = _result()
+    result["throughput"][0]["learner"].update(caught_up_after_seconds=None, lag_at_end=700)
+    line = next(x for x in render_markdown(result).splitlines() if x.startswith("| learner"))
+    assert "not caught up: 700 behind after 2.5 s" in line
+    assert line.endswith("| missed |")
 
 
 def test_render_markdown_of_a_partial_result_marks_what_is_missing() -> None:
-    text = render_markdown({"throughput": [], "machine": {}})
-    assert text.count("not measured") == 6
+    text = render_markdown({"throughput": [], "machine": {}, "failed": "TimeoutError: x"})
+    assert text.count("not measured") == len(TARGETS)
+    assert "**The run failed:** TimeoutError: x" in text
 
 
 def test_chart_draws_a_png_from_the_json_alone(tmp_path: Path) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from cdpulse.models.churn import ChurnModel
-from cdpulse.models.features import FEATURE_NAMES, churn_features, describe
-from cdpulse.models.labels import ChurnLabeler, Example
-from cdpulse.models.learner import ChurnLearner
+from cdpulse.contract.partitions import partition_of
+from cdpulse.models.churn.features import FEATURE_NAMES, churn_features, describe
+from cdpulse.models.churn.labels import ChurnLabeler, Example
+from cdpulse.models.churn.learner import ChurnLearner
+from cdpulse.models.churn.model import ChurnModel
 from cdpulse.pipeline.replay import replay_churn
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
@@ -120,8 +121,31 @@ def test_reasons_are_the_largest_contributions_in_words() -> None:
 def test_the_replayed_model_beats_recency_alone_on_the_simulator() -> None:
     events = list(Shop(customers=200, days=75, seed=21).events())
     lines = [json.dumps(e).encode() for e in events]
-    result = asyncio.run(replay_churn(lines, Settings()))
+    result = asyncio.run(replay_churn(lines, Settings(), partition_of))
     assert result.model["examples"] == result.baseline["examples"] > 1000
     assert result.model["roc_auc"] > result.baseline["roc_auc"]
     scored = [s for s in result.scores.values() if s is not None]
     assert scored and all(0.0 <= s <= 1.0 for s in scored)
+
+
+def test_the_compiled_scorer_agrees_with_the_model() -> None:
+    import random
+
+    from cdpulse.models.churn.features import FEATURE_NAMES
+    from cdpulse.models.churn.model import ChurnModel, LinearScorer
+
+    rng = random.Random(5)
+    model = ChurnModel.create("logistic")
+    for _ in range(400):
+        x = {n: rng.random() * rng.choice((1, 10, 60)) for n in FEATURE_NAMES}
+        model.learn_one(x, int(x["days_since_last_visit"] > 20))
+    x = {n: 0.0 for n in FEATURE_NAMES}
+    x["events_7d"] = 3.0  # a constant feature keeps its variance 0 for a while: covered too
+    scorer = LinearScorer.of(model)
+    assert scorer is not None
+    for _ in range(300):
+        x = {n: rng.random() * rng.choice((1, 10, 60)) for n in FEATURE_NAMES}
+        risk, reasons = scorer.score(x)
+        assert abs(risk - model.predict_proba(x)) < 1e-12
+        assert reasons == model.reasons(x)
+    assert LinearScorer.of(ChurnModel.create("forest")) is None

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from scipy import integrate, special  # type: ignore[import-untyped]
 
 from cdpulse.models import clv
-from cdpulse.models.bgnbd import BGNBD, BGNBDParams
-from cdpulse.models.clv import CustomerSummary, LifetimeValue, summary_from_profile
-from cdpulse.models.clv_fit import ClvFitError, FloatArray
-from cdpulse.models.gamma_gamma import GammaGamma, GammaGammaParams
+from cdpulse.models.clv.bgnbd import BGNBD, BGNBDParams
+from cdpulse.models.clv.fit import ClvFitError, FloatArray
+from cdpulse.models.clv.gamma_gamma import GammaGamma, GammaGammaParams
+from cdpulse.models.clv.model import CustomerSummary, LifetimeValue, summary_from_profile
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cdpulse.cli.main import main
+from cdpulse.contract.partitions import partition_of
 from cdpulse.importer import CsvFormat, ImportedOrder, OrderColumns, read_orders
 from cdpulse.pipeline.replay import replay_clv
 from cdpulse.settings import Settings
@@ -26,7 +27,9 @@ def cdnow_sample_lines() -> list[bytes]:
 
 def test_lifetime_value_predicts_cdnow_holdout_purchases_better_than_past_rates() -> None:
     # Fader, Hardie & Lee's split: 39 weeks of calibration, 39 weeks held out.
-    result = asyncio.run(replay_clv(cdnow_sample_lines(), Settings(), holdout_days=273))
+    result = asyncio.run(
+        replay_clv(cdnow_sample_lines(), Settings(), partition_of, holdout_days=273)
+    )
     assert result.customers == 2357
     assert result.model["mae"] < result.baseline["mae"]
     assert result.model["rmse"] < result.baseline["rmse"]

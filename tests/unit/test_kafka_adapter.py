@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 import pytest
 from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
+from mode.utils.queues import ThrowableQueue
 
 from cdpulse.adapters.kafka import BatchApp, BatchConsumer, BatchStream, faust_app
-from cdpulse.adapters.kafka.conductor import passes_bytes_through
+from cdpulse.adapters.kafka.conductor import _wait_to_put, passes_bytes_through
 from cdpulse.adapters.kafka.consumer import BatchMessage
 from cdpulse.adapters.kafka.offsets import Delivered, PartitionOffsets
 
@@ -212,3 +213,92 @@ def test_only_raw_bytes_topics_skip_decoding(
 ) -> None:
     topic = app.topic("t", **options)
     assert passes_bytes_through(app, topic) is expected
+
+
+# --- rebalances: a cleared queue interrupts a delivery, never the fetch loop -----------------
+
+
+def channel_queue(app: BatchApp) -> ThrowableQueue[Any]:
+    """A channel queue as faust builds them, with the flow running (puts wait otherwise)."""
+    app.flow_control.resume()
+    queue = app.FlowControlQueue(maxsize=1, clear_on_resume=True)
+    assert isinstance(queue, ThrowableQueue)
+    return queue
+
+
+def test_a_put_waiting_on_a_queue_that_a_rebalance_clears_reports_it(app: BatchApp) -> None:
+    async def scenario() -> tuple[bool, int]:
+        queue = channel_queue(app)
+        queue.put_nowait("first")
+        waiting = asyncio.ensure_future(_wait_to_put(queue, cast(Any, "second")))
+        await asyncio.sleep(0)
+        queue.clear()  # what faust does to every channel queue on a rebalance
+        return await waiting, queue.qsize()
+
+    delivered, size = app.loop.run_until_complete(scenario())
+    assert (delivered, size) == (False, 0)
+
+
+def test_a_put_whose_own_task_is_cancelled_still_raises(app: BatchApp) -> None:
+    async def scenario() -> None:
+        queue = channel_queue(app)
+        queue.put_nowait("first")
+        waiting = asyncio.ensure_future(_wait_to_put(queue, cast(Any, "second")))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await waiting
+
+    with pytest.raises(asyncio.CancelledError):
+        app.loop.run_until_complete(scenario())
+
+
+def test_a_delivery_cancelled_under_the_fetch_loop_does_not_end_it(
+    app: BatchApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = consumer_of(app)
+
+    async def interrupted(batch: Any) -> None:
+        raise asyncio.CancelledError  # what a put on a cleared queue raised before
+
+    monkeypatch.setattr(consumer, "_deliver", interrupted)
+    app.loop.run_until_complete(consumer._deliver_unless_suspended([]))
+
+
+def test_a_suspended_flow_stops_a_delivery_blocked_on_a_full_queue(
+    app: BatchApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = consumer_of(app)
+    blocked = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def stuck(batch: Any) -> None:
+        blocked.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def scenario() -> None:
+        consumer.resume_flow()
+        delivering = asyncio.ensure_future(consumer._deliver_unless_suspended([]))
+        await blocked.wait()
+        consumer.suspend_flow.set()
+        await delivering
+
+    monkeypatch.setattr(consumer, "_deliver", stuck)
+    app.loop.run_until_complete(scenario())
+    assert cancelled == [True]
+
+
+def test_an_error_of_the_delivery_reaches_the_fetch_loop(
+    app: BatchApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = consumer_of(app)
+
+    async def failing(batch: Any) -> None:
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(consumer, "_deliver", failing)
+    with pytest.raises(RuntimeError, match="broken"):
+        app.loop.run_until_complete(consumer._deliver_unless_suspended([]))

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cdpulse.contract import events as contract
 from cdpulse.contract import mirror, validation
 from cdpulse.contract.events import EVENT_ADAPTER, EVENT_TYPES
 from cdpulse.simulate import malformed
@@ -186,3 +187,25 @@ def test_generated_documents_agree(event: dict[str, Any]) -> None:
     except (TypeError, ValueError):
         return
     agree(raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2999, 12, 31)),
+    st.sampled_from(["Z", "z", "+00:00", "+01:30", "-11:00"]),
+    st.integers(0, 3),
+)
+def test_event_time_agrees_with_the_contract_on_every_timestamp_form(
+    moment: datetime, zone: str, cut: int
+) -> None:
+    text = moment.isoformat(timespec="milliseconds") + zone
+    for candidate in (text, text[: len(text) - cut]):
+        try:
+            want: int | None = int(contract.parse_timestamp(candidate).timestamp() * 1000 + 0.5)
+        except ValueError:
+            want = None
+        try:
+            got: int | None = mirror.event_time(candidate)
+        except ValueError:
+            got = None
+        assert got == want, candidate

@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from cdpulse.contract import validation
+from cdpulse.contract.message import Message
 from cdpulse.contract.topics import STREAM_OF_TYPE
-from cdpulse.ingest.message import Message
-from cdpulse.pipeline.batch import BatchReport, ProfilePipeline
+from cdpulse.models.churn.labels import ChurnLabeler
+from cdpulse.pipeline.batch import BatchReport, ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
@@ -32,8 +33,10 @@ from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import decode
 from cdpulse.profile.rules import Rules
 from cdpulse.profile.view import render
+from cdpulse.settings import Settings
 from cdpulse.simulate import Shop
 from cdpulse.simulate.malformed import MALFORMED_KINDS, malformed_event
+from cdpulse.triggers.rules import load_rules
 from tests import oracle
 
 # The oracle pseudonymises personal traits under this key too.
@@ -391,3 +394,48 @@ def test_malformed_messages_come_back_as_dead_letters_with_their_reason() -> Non
     assert all(d["topic"] == "cdp.clickstream" and d["key"] == "A" for d in letters)
     assert report.work.counts["applied"] == 1
     assert mismatches(run, [messages]) == []
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+
+def test_a_profile_polled_because_it_came_due_leaves_the_schedule() -> None:
+    """After every batch, nothing in the due schedules is at or below the watermark that
+    batch decided at: each profile polled was decided and rescheduled past it, even when
+    nothing fired or was labelled. (Before, such profiles were polled by every batch and,
+    once a shard held ``due_limit`` of them, crowded out the ones due later.)"""
+    settings = Settings(pseudonym_key="k" * 32)
+    engine = Engine(
+        RULES,
+        Models(),
+        labeler=ChurnLabeler.from_settings(settings),
+        triggers=load_rules(""),
+        trigger_lateness=60_000,
+    )
+    state, outlet = MemoryState(), MemoryOutlet()
+    everything = Sharding(owned=lambda: (0,), shard_of=lambda profile_id: 0)
+    pipe = ProfilePipeline(
+        state, outlet, Stages(engine), partitions=3 * PARTITIONS, sharding=everything
+    )
+    shop = list(Shop(customers=40, days=60, seed=4).events())
+    batches = cut(
+        arrival_order([Record(e, encode(e)) for e in shop], random.Random(4)), random.Random(4), 200
+    )
+    polled = 0
+
+    async def main() -> None:
+        nonlocal polled
+        for batch in batches:
+            report = await pipe.run(batch)
+            polled += len(report.due)
+            stale = {
+                (kind, profile_id, at)
+                for kind, schedule in (("churn", state.churn_due), ("trigger", state.trigger_due))
+                for shard in schedule.values()
+                for profile_id, at in shard.items()
+                if at <= report.decided_at
+            }
+            assert stale == set(), f"still due after a batch decided at {report.decided_at}"
+
+    asyncio.run(main())
+    assert polled > 0  # the schedules were exercised

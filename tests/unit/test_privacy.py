@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import from_dict
-from cdpulse.ingest.message import Message
-from cdpulse.models.labels import ChurnLabeler
-from cdpulse.models.online import ChurnScoring, profile_document
+from cdpulse.models.churn.labels import ChurnLabeler
+from cdpulse.models.churn.scoring import ChurnScoring, profile_document
 from cdpulse.pipeline.batch import ProfilePipeline
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.outputs import Stream

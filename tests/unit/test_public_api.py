@@ -8,14 +8,17 @@ import cdpulse.segments as segments
 
 def test_segments_public_api() -> None:
     assert sorted(segments.__all__) == [
-        "Batch",
+        "Decision",
         "DefinitionError",
         "RFM_SEGMENTS",
         "SegmentBook",
-        "SegmentTracker",
         "Transition",
+        "changes",
+        "decide",
+        "enter",
         "load_book",
         "parse",
+        "rfm_moves",
     ]
     t = segments.Transition("C-1", "at_risk", True, 1_000, 1)
     assert (t.customer_id, t.segment, t.entered, t.at_ms, t.id) == (

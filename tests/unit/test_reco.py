@@ -5,19 +5,37 @@ that it beats popularity."""
 from __future__ import annotations
 
 import math
+import random
 from collections import defaultdict
-from itertools import combinations, count, pairwise
+from itertools import combinations, count, islice, pairwise
 from typing import Any
 
+import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdpulse.contract.mirror import from_dict
-from cdpulse.models.reco import Context, MemoryState, RecoConfig, Recommender
-from cdpulse.models.reco.covisitation import RELATIONS
+from cdpulse.contract import mirror
+from cdpulse.contract.events import EVENT_ADAPTER
+from cdpulse.contract.partitions import murmur2
+from cdpulse.models.reco import Context, MemoryState, RecoConfig, Recommender, Shopper
+from cdpulse.models.reco.examples import draw
 from cdpulse.models.reco.interactions import interactions
-from cdpulse.models.reco.state import ALL, REBASE_AFTER, decayed
-from cdpulse.models.reco_eval import evaluate
+from cdpulse.models.reco.leaders import Leaders
+from cdpulse.models.reco.ranker import FEATURES, Example, Ranker, prior
+from cdpulse.models.reco.shards import shard_of
+from cdpulse.models.reco.state import ALL, LANDMARK_SPAN, decayed, landmark_at
+from cdpulse.models.reco_eval import evaluate, item_events
+from cdpulse.models.reco_stream import (
+    Forget,
+    ItemEvent,
+    ListThrottle,
+    RecoSnapshot,
+    due_lists,
+    learn_records,
+    merge_snapshots,
+)
+from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, new_profile
 from cdpulse.profile.view import render
 from cdpulse.simulate import Shop
@@ -26,6 +44,8 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 LEVEL = {"product_viewed": 1, "product_added": 2, "order_completed": 3}
 TRENDING_WEIGHT = {1: 1.0, 2: 3.0, 3: 5.0}
+RELATIONS = (1, 2, 3)
+RELATION_WEIGHT = {1: 1.0, 2: 2.0, 3: 2.0}
 
 _ids = count()
 
@@ -65,8 +85,9 @@ def learn_all(recommender: Recommender, events: list[dict[str, Any]]) -> None:
 
 def covisitation_oracle(
     events: list[dict[str, Any]], gap: int, half_life: int, now: int
-) -> dict[tuple[int, str, str], float]:
-    """Decayed pair counts per (relation, product, other), without window or pruning.
+) -> dict[tuple[str, str], tuple[float, int]]:
+    """Per (product, other): the pair's decayed counts weighted by relation and summed,
+    and its strongest relation; without window or pruning.
 
     Per customer, item events closer than ``gap`` form a session. In a session a pair
     {a, b} has relation r once both products reached level >= r; it counts once, at the
@@ -86,7 +107,8 @@ def covisitation_oracle(
             ):
                 sessions.append([])
             sessions[-1].append(event)
-    expected: dict[tuple[int, str, str], float] = defaultdict(float)
+    expected: dict[tuple[str, str], float] = defaultdict(float)
+    strongest: dict[tuple[str, str], int] = defaultdict(int)
     for session in sessions:
         reached: dict[tuple[str, int], int] = {}  # (product, level) -> first time
         for event in session:
@@ -99,23 +121,23 @@ def covisitation_oracle(
             for r in RELATIONS:
                 if (a, r) in reached and (b, r) in reached:
                     t = max(reached[(a, r)], reached[(b, r)])
-                    value = 0.5 ** ((now - t) / half_life)
-                    expected[(r, a, b)] += value
-                    expected[(r, b, a)] += value
-    return expected
+                    value = RELATION_WEIGHT[r] * 0.5 ** ((now - t) / half_life)
+                    for pair in ((a, b), (b, a)):
+                        expected[pair] += value
+                        strongest[pair] = max(strongest[pair], r)
+    return {pair: (value, strongest[pair]) for pair, value in expected.items()}
 
 
 def covisitation_seen(
     recommender: Recommender, products: list[str], now: int
-) -> dict[tuple[int, str, str], float]:
+) -> dict[tuple[str, str], tuple[float, int]]:
     state, config = recommender.state, recommender.config
     landmark = state.landmark()
     assert landmark is not None
     return {
-        (r, p, other): decayed(stored, now, landmark, config.covisitation_half_life)
-        for r in RELATIONS
+        (p, other): (decayed(stored, now, landmark, config.covisitation_half_life), relation)
         for p in products
-        for other, stored in state.neighbours(r, p, 10_000)
+        for other, stored, relation in state.partners(p, 10_000)
     }
 
 
@@ -147,9 +169,26 @@ def test_covisitation_counts_and_decay_match_the_oracle(
     now = T0 + 4 * DAY
     expected = covisitation_oracle(events, config.session_gap, config.covisitation_half_life, now)
     seen = covisitation_seen(recommender, ["P-1", "P-2", "P-3", "P-4", "P-5"], now)
-    assert seen.keys() == {key for key, value in expected.items() if value > 0}
-    for key, value in expected.items():
-        assert math.isclose(seen[key], value, rel_tol=1e-9), key
+    assert_pairs(seen, expected)
+    # a partner's share is its score over the product's mass: its strongest partners'
+    # scores summed (here every partner: fewer than ``per_anchor``)
+    state = recommender.state
+    for product in ["P-1", "P-2", "P-3", "P-4", "P-5"]:
+        total = sum(value for (p, _), (value, _) in expected.items() if p == product)
+        landmark = state.landmark()
+        assert landmark is not None
+        mass = decayed(state.mass(product), now, landmark, config.covisitation_half_life)
+        assert math.isclose(mass, total, rel_tol=1e-9, abs_tol=1e-300)
+
+
+def assert_pairs(
+    seen: dict[tuple[str, str], tuple[float, int]],
+    expected: dict[tuple[str, str], tuple[float, int]],
+) -> None:
+    assert seen.keys() == {key for key, (value, _) in expected.items() if value > 0}
+    for key, (value, relation) in expected.items():
+        assert math.isclose(seen[key][0], value, rel_tol=1e-9), key
+        assert seen[key][1] == relation, key
 
 
 def test_a_pair_counts_once_per_relation_per_session() -> None:
@@ -168,11 +207,9 @@ def test_a_pair_counts_once_per_relation_per_session() -> None:
     now = T0 + 4 * MINUTE
     seen = covisitation_seen(recommender, ["P-1", "P-2"], now)
     viewed = 0.5 ** (3 * MINUTE / (7 * DAY))  # counted at the second view, 3 minutes ago
-    expected = {(1, "P-1", "P-2"): viewed, (2, "P-1", "P-2"): 1.0, (3, "P-1", "P-2"): 1.0}
-    expected |= {(r, b, a): value for (r, a, b), value in expected.items()}
-    assert seen.keys() == expected.keys()
-    for key, value in expected.items():
-        assert math.isclose(seen[key], value, rel_tol=1e-9), key
+    # viewed together once (weight 1), added and bought together once each (weights 2, 2)
+    pair = (viewed + 2.0 + 2.0, 3)
+    assert_pairs(seen, {("P-1", "P-2"): pair, ("P-2", "P-1"): pair})
     assert [(r.product_id, r.reason) for r in recommender.similar("P-1")] == [
         ("P-2", "bought together with P-1")
     ]
@@ -185,29 +222,34 @@ def test_the_session_window_pairs_only_the_newest_products() -> None:
         [ev("product_viewed", T0 + i * MINUTE, "C-1", p) for i, p in enumerate("ABCDE")],
     )
     # E arrived with B, C, D in the window: A had left it
-    assert {p for p, _ in recommender.state.neighbours(1, "E", 100)} == {"B", "C", "D"}
+    assert {p for p, _, _ in recommender.state.partners("E", 100)} == {"B", "C", "D"}
     assert [p for p, _, _ in recommender.state.shopper("C-1").session] == ["C", "D", "E"]
 
 
-def test_pruning_keeps_twice_the_neighbours_read_and_the_fresh_ones() -> None:
-    recommender = Recommender(RecoConfig(neighbours=2))
+def test_pruning_keeps_twice_the_neighbours_and_the_fresh_ones() -> None:
+    recommender = Recommender(RecoConfig(neighbours=2, per_anchor=2))
     # a session a day: P-1 with P-2 every time, and with a new partner Q-<day> once
+    kept_counts = []
     for day in range(10):
         t = T0 + day * DAY
         for i, product in enumerate(["P-1", "P-2", f"Q-{day}"]):
             recommender.learn_one("C-1", ev("product_viewed", t + i * MINUTE, "C-1", product))
-    kept = [p for p, _ in recommender.state.neighbours(1, "P-1", 100)]
-    # at most 4; a single count decays, so the newest singles outlast the older ones
-    assert kept == ["P-2", "Q-9", "Q-8", "Q-7"]
-    assert [r.product_id for r in recommender.similar("P-1")] == ["P-2", "Q-9"]
+        kept_counts.append(len(recommender.state.partners("P-1", 100)))
+    # between 4 (twice the neighbours) and 6 (the slack) before each bulk pruning
+    assert max(kept_counts) == 6 and min(kept_counts[4:]) == 4
+    kept = [p for p, _, _ in recommender.state.partners("P-1", 100)]
+    # a single count decays, so the newest singles outlast the older ones
+    assert kept[:4] == ["P-2", "Q-9", "Q-8", "Q-7"]
+    assert [r.product_id for r in recommender.similar("P-1", k=2)] == ["P-2", "Q-9"]
 
 
 def test_pruning_drops_the_weakest_then_the_smallest_id() -> None:
-    state = MemoryState()
+    state = MemoryState(leaders=1, keep=2)  # pruned back to 2 when past 3
     for other, amount in [("B", 1.0), ("A", 1.0), ("C", 2.0), ("D", 1.0)]:
-        state.add_neighbour(1, "X", other, amount, keep=2)
-    # ties at 1.0 are broken as a Redis sorted set does: the smallest member goes first
-    assert state.neighbours(1, "X", 10) == [("C", 2.0), ("D", 1.0)]
+        state.add_pair("X", other, amount, 1)
+    # the order of every read: higher score first, on a tie the larger id first
+    assert state.partners("X", 10) == [("C", 2.0, 1), ("D", 1.0, 1)]
+    assert state.mass("X") == 2.0  # the mass: the leader's score (one leader)
 
 
 @settings(max_examples=40, deadline=None)
@@ -258,7 +300,7 @@ def test_rebasing_keeps_decayed_scores_and_stays_finite() -> None:
     half_life = 1_000
     config = RecoConfig(covisitation_half_life=half_life, trending_half_life=half_life)
     recommender = Recommender(config)
-    t1 = T0 + (REBASE_AFTER + 10) * half_life  # past the rebase threshold
+    t1 = T0 + (3 * LANDMARK_SPAN + 10) * half_life  # three grid cells later
     learn_all(
         recommender,
         [
@@ -268,13 +310,15 @@ def test_rebasing_keeps_decayed_scores_and_stays_finite() -> None:
             ev("product_viewed", t1 + 10, "C-1", "P-3"),
         ],
     )
-    assert recommender.state.landmark() == t1
+    landmark = recommender.state.landmark()
+    assert landmark == t1 - t1 % (LANDMARK_SPAN * half_life) == landmark_at(t1, half_life)
     seen = covisitation_seen(recommender, ["P-1"], t1 + 10)
-    assert math.isclose(seen[(1, "P-1", "P-3")], 1.0)
-    assert seen[(1, "P-1", "P-2")] < 1e-70
+    assert math.isclose(seen[("P-1", "P-3")][0], 1.0)
+    assert seen[("P-1", "P-2")][0] < 1e-50
     (stored,) = recommender.state.popularity(["P-1"])
     assert math.isfinite(stored)
-    assert math.isclose(decayed(stored, t1, t1, half_life), 1.0 + 0.5 ** (REBASE_AFTER + 10))
+    expected = 1.0 + 0.5 ** ((t1 - T0) / half_life)
+    assert math.isclose(decayed(stored, t1, landmark, half_life), expected)
 
 
 # --- recommending ---------------------------------------------------------------------------
@@ -347,7 +391,7 @@ def test_context_from_profile_and_from_its_json_agree() -> None:
     profile = new_profile("C-1")
     for event in shop_events()[:12]:
         if event["customer_id"] == "C-1":
-            apply(profile, from_dict(event), rules)
+            apply(profile, mirror.from_dict(event), rules)
     direct = Context.from_profile(profile)
     viewed = Context.from_view(render(profile, profile.last_seen, rules))
     assert direct.recently_viewed == viewed.recently_viewed
@@ -382,7 +426,7 @@ def test_dicts_and_validated_events_are_learned_alike() -> None:
     from_dicts, from_models = Recommender(), Recommender()
     learn_all(from_dicts, events)
     for event in events:
-        from_models.learn_one(event["customer_id"], from_dict(event))
+        from_models.learn_one(event["customer_id"], EVENT_ADAPTER.validate_python(event))
     assert from_dicts.recommend("C-2") == from_models.recommend("C-2")
     page = {**events[0], "type": "page_viewed", "properties": {"url": "https://shop.example/"}}
     assert from_dicts.observe("C-2", page) == []
@@ -394,3 +438,348 @@ def test_beats_popularity_on_the_seeded_simulator() -> None:
     assert overall["events"] > 1000
     assert overall["hit"] > overall["popularity_hit"]
     assert overall["ndcg"] > overall["popularity_ndcg"]
+
+
+# --- reading events without pydantic -------------------------------------------------------
+
+
+class _Product(msgspec.Struct):
+    product_id: str
+    category: str
+
+
+class _Line(msgspec.Struct):
+    product_id: str
+    category: str
+    quantity: int = 1
+
+
+class _Order(msgspec.Struct):
+    items: list[_Line]
+
+
+class _Struct(msgspec.Struct):
+    """The shape of the worker's event structs: ``type``, ``at`` and ``properties``."""
+
+    type: str
+    at: int
+    properties: Any
+
+
+@pytest.mark.parametrize("kind", ["product_viewed", "product_added", "order_completed"])
+def test_structs_models_and_dicts_give_the_same_interactions(kind: str) -> None:
+    event = ev(
+        kind, T0 + 1234, "C-1", *(["P-1", "P-2", "P-1"] if kind == "order_completed" else ["P-1"])
+    )
+    expected = interactions(EVENT_ADAPTER.validate_python(event))  # the contract's model
+    if kind == "order_completed":
+        lines = [_Line(i["product_id"], i["category"]) for i in event["properties"]["items"]]
+        struct = _Struct(kind, T0 + 1234, _Order(lines))
+    else:
+        struct = _Struct(kind, T0 + 1234, _Product("P-1", "shoes"))
+    text = {**event, "timestamp": "2026-01-01T00:00:01.234+00:00"}  # RFC 3339, same instant
+    assert interactions(event) == interactions(struct) == interactions(text) == expected
+    assert [(i.product_id, i.level, i.time) for i in expected] == [
+        (p, LEVEL[kind], T0 + 1234)
+        for p in dict.fromkeys(["P-1", "P-2"] if kind == "order_completed" else ["P-1"])
+    ]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"properties": {"category": "shoes"}},  # no product
+        {"properties": {"product_id": "", "category": "shoes"}},  # empty id
+        {"timestamp": "2026-01-01T00:00:00"},  # no offset
+        {"timestamp": True},
+        {"timestamp": -5},
+        {"properties": None},
+    ],
+)
+def test_a_malformed_item_dict_raises_value_error_naming_the_event(broken: dict[str, Any]) -> None:
+    event = {**ev("product_viewed", T0, "C-1", "P-1"), **broken}
+    with pytest.raises(ValueError, match=event["event_id"]):
+        interactions(event)
+    assert interactions({"type": "page_viewed", "timestamp": "junk"}) == []
+
+
+# --- the learner's records ------------------------------------------------------------------
+
+
+def test_item_events_round_trip_and_learn_as_the_events_do() -> None:
+    events = shop_events()
+    rules = Rules()
+    profiles: dict[str, Any] = {}
+    records = []
+    for event in events:
+        profile = profiles.setdefault(event["customer_id"], new_profile(event["customer_id"]))
+        item = ItemEvent.of(event["customer_id"], event, profile, ingested=1.5)
+        assert ItemEvent.from_json(item.to_json()) == item
+        records.append(item.to_json())
+        apply(profile, mirror.from_dict(event), rules)
+    from_events, from_records = Recommender(), Recommender()
+    for event, raw in zip(events, records, strict=True):
+        item = ItemEvent.from_json(raw)
+        from_events.learn_one(event["customer_id"], event, item.context)
+    learned = learn_records(from_records, enumerate(records))
+    assert len(learned.items) == len(events) and not learned.malformed
+    assert_same_learning(from_events, from_records, ["P-1", "P-2", "P-3", "P-4", "B-1"])
+
+
+def assert_same_learning(a: Recommender, b: Recommender, products: list[str]) -> None:
+    for product in products:
+        assert a.state.partners(product, 100) == b.state.partners(product, 100)
+        assert a.state.mass(product) == b.state.mass(product)
+    assert a.state.popularity(products) == b.state.popularity(products)
+    assert a.state.top_products(ALL, 100) == b.state.top_products(ALL, 100)
+    for customer in [f"C-{i}" for i in range(6)]:
+        assert a.state.shopper(customer) == b.state.shopper(customer)
+    assert a.ranker.folded() == b.ranker.folded()
+    assert a.model_version == b.model_version
+
+
+def test_learn_records_skips_what_it_cannot_read_and_forgets_on_request() -> None:
+    events = shop_events()
+    good = [
+        ItemEvent.of(e["customer_id"], e, new_profile(e["customer_id"])).to_json() for e in events
+    ]
+    item = msgspec.json.decode(good[0])
+    hostile = [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"forget": ""}',
+        msgspec.json.encode({**item, "items": []}),
+        msgspec.json.encode({**item, "items": [["P-1", "shoes", 7, T0]]}),  # no level 7
+        msgspec.json.encode({**item, "at": "yesterday"}),
+        msgspec.json.encode({**item, "customer_id": None}),
+    ]
+    recommender = Recommender()
+    records = list(enumerate([*hostile, *good, Forget("C-0").to_json()]))
+    learned = learn_records(recommender, records)
+    assert learned.malformed == list(range(len(hostile)))
+    assert len(learned.items) == len(good) and learned.forgotten == ["C-0"]
+    assert recommender.state.shopper("C-0") == Shopper()
+    assert recommender.state.shopper("C-1").session
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.binary(max_size=300))
+def test_learn_records_never_raises_on_bytes(raw: bytes) -> None:
+    learned = learn_records(Recommender(), [(0, raw)])
+    assert len(learned.items) + len(learned.forgotten) + len(learned.malformed) == 1
+
+
+# --- leaders, the ranker, the draw ----------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.lists(st.tuples(st.integers(0, 12), st.sampled_from([0.5, 1.0, 2.0])), max_size=120),
+)
+def test_leaders_are_the_best_of_the_map_after_every_increment(
+    size: int, increments: list[tuple[int, float]]
+) -> None:
+    scores: dict[str, float] = {}
+    top = Leaders(size)
+    for member, amount in increments:
+        key = f"m{member:02d}"
+        scores[key] = scores.get(key, 0.0) + amount
+        top.offer(scores, key, amount)
+        # the definition: a plain sort by (score, id), best first
+        expected = sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:size]
+        assert top.ranked(scores) == expected
+        assert math.isclose(top.total, sum(score for _, score in expected))
+
+
+def test_the_ranker_learns_as_rivers_pipeline() -> None:
+    from river import linear_model, optim, preprocessing
+
+    rng = random.Random(7)
+    config = RecoConfig(learning_rate=0.05)
+    river = preprocessing.StandardScaler() | linear_model.LogisticRegression(
+        optimizer=optim.SGD(config.learning_rate)
+    )
+    ranker = Ranker(config)
+    for _ in range(2_000):
+        x = tuple(rng.random() if rng.random() < 0.7 else 0.0 for _ in FEATURES)
+        y, weight = rng.random() < 0.3, rng.choice([1.0, 2.0, 3.0])
+        river.learn_one(dict(zip(FEATURES, x, strict=True)), y, w=weight)
+        ranker.learn_one(Example(x, y, weight))
+    regression, scaler = river["LogisticRegression"], river["StandardScaler"]
+    assert ranker.weights == [regression.weights.get(name, 0.0) for name in FEATURES]
+    assert ranker.intercept == regression.intercept
+    assert ranker.means == [scaler.means[name] for name in FEATURES]
+    # and the folded weights score as the pipeline's log-odds (plus the prior)
+    x = tuple(rng.random() for _ in FEATURES)
+    p = river.predict_proba_one(dict(zip(FEATURES, x, strict=True)))[True]
+    (score,) = ranker.folded().scores([x])
+    assert math.isclose(score - prior(x), math.log(p / (1 - p)), rel_tol=1e-9)
+
+
+def test_draws_are_uniform_over_the_union_and_deterministic() -> None:
+    sources = [["a", "b", "c"], ["b", "c", "d"], ["c", "e"]]
+    counts: dict[str, int] = defaultdict(int)
+    for seed in range(6_000):
+        drawn = draw(sources, 2, lambda p: p != "e", seed)
+        assert len(drawn) == len(set(drawn)) == 2 and "e" not in drawn
+        assert drawn == draw(sources, 2, lambda p: p != "e", seed)
+        for p in drawn:
+            counts[p] += 1
+    # 4 eligible products, 2 drawn each time: each in half the draws (c is in 3 sources)
+    for p in "abcd":
+        assert abs(counts[p] / 6_000 - 0.5) < 0.03, counts
+    # fewer eligible than asked: every one of them
+    assert sorted(draw(sources, 9, lambda p: True, 1)) == ["a", "b", "c", "d", "e"]
+
+
+# --- shards ---------------------------------------------------------------------------------
+
+
+def test_shard_of_is_kafkas_default_partitioner() -> None:
+    from kafka.partitioner.default import murmur2 as kafka_murmur2
+
+    rng = random.Random(3)
+    for _ in range(500):
+        key = "".join(rng.choice("abcdef0123456789:-") for _ in range(rng.randint(0, 70)))
+        assert murmur2(key.encode()) == kafka_murmur2(key.encode())
+        for shards in (1, 2, 3, 12):
+            assert shard_of(key, shards) == (kafka_murmur2(key.encode()) & 0x7FFFFFFF) % shards
+
+
+def learn_sharded(events: list[dict[str, Any]], shards: int) -> list[Recommender]:
+    learners = [Recommender() for _ in range(shards)]
+    for event in events:
+        learners[shard_of(event["customer_id"], shards)].learn_one(event["customer_id"], event)
+    return learners
+
+
+def test_one_shard_merged_serves_exactly_as_the_learner() -> None:
+    events = shop_events()
+    (learner,) = learn_sharded(events, 1)
+    served = Recommender.merge([learner])
+    context = Context(affinity={"shoes": 2.0, "books": 1.0}, recently_viewed=("P-3",))
+    for customer in ["C-0", "C-1", "C-4", "C-new"]:
+        assert served.recommend(customer, context) == learner.recommend(customer, context)
+        assert served.popular(customer) == learner.popular(customer)
+    assert served.similar("P-1") == learner.similar("P-1")
+    assert served.model_version == learner.model_version
+    snapshot = RecoSnapshot(3, learner, 41)
+    assert merge_snapshots([snapshot]).version == 3 and snapshot.served().offset == 41
+    with pytest.raises(TypeError):
+        served.learn_one("C-1", events[0])
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_shards_merged_count_every_event_once(shards: int) -> None:
+    events = shop_events()
+    (single,) = learn_sharded(events, 1)
+    learners = learn_sharded(events, shards)
+    assert sum(1 for s in learners if isinstance(s.state, MemoryState) and s.state.landmark()) > 1
+    merged = Recommender.merge(learners).state
+    # forward-decayed sums with a shared landmark add exactly (up to rounding)
+    assert merged.landmark() == single.state.landmark()
+    products = ["P-1", "P-2", "P-3", "P-4", "B-1"]
+    for product in products:
+        # (fewer partners than leaders here: the mass is every partner's score)
+        assert math.isclose(merged.mass(product), single.state.mass(product), rel_tol=1e-12)
+        mine = {o: (s, r) for o, s, r in single.state.partners(product, 100)}
+        theirs = {o: (s, r) for o, s, r in merged.partners(product, 100)}
+        assert mine.keys() == theirs.keys()
+        for other, (score, relation) in mine.items():
+            assert math.isclose(theirs[other][0], score, rel_tol=1e-12)
+            assert theirs[other][1] == relation
+    for a, b in zip(merged.popularity(products), single.state.popularity(products), strict=True):
+        assert math.isclose(a, b, rel_tol=1e-12)
+    assert math.isclose(merged.total_popularity(ALL), single.state.total_popularity(ALL))
+    assert [p for p, _ in merged.top_products(ALL, 5)] == [
+        p for p, _ in single.state.top_products(ALL, 5)
+    ]
+    # each customer's shopper comes from their own shard
+    for customer in [f"C-{i}" for i in range(6)]:
+        assert merged.shopper(customer) == single.state.shopper(customer)
+
+
+def test_shards_at_different_landmarks_are_rescaled() -> None:
+    half_life = 1_000
+    config = RecoConfig(covisitation_half_life=half_life, trending_half_life=half_life)
+    early, late = Recommender(config), Recommender(config)
+    span = LANDMARK_SPAN * half_life
+    early.learn_one("C-1", ev("product_viewed", T0, "C-1", "P-1"))
+    late.learn_one("C-2", ev("product_viewed", T0 + span, "C-2", "P-1"))
+    merged = Recommender.merge([early, late]).state
+    assert early.state.landmark() != late.state.landmark() == merged.landmark()
+    landmark = merged.landmark()
+    assert landmark is not None
+    (stored,) = merged.popularity(["P-1"])
+    expected = 1.0 + 0.5 ** (span / half_life)  # at T0 + span: the early view decayed
+    assert math.isclose(decayed(stored, T0 + span, landmark, half_life), expected)
+
+
+def test_sharded_evaluation_with_one_shard_is_the_single_learner() -> None:
+    events = list(Shop(customers=40, days=7, seed=3).events())
+    one = evaluate(events, shards=1)
+    assert one == evaluate(events)
+    # the single learner, by hand: recommend, then learn, per item event
+    learner = Recommender()
+    hits = n = 0
+    for item in item_events(events):
+        relevant = {i.product_id for i in item.items}
+        ours = [r.product_id for r in learner.recommend(item.customer_id, item.context)]
+        hits += bool(relevant & set(ours))
+        n += 1
+        learner.learn_one(item.customer_id, item.items, item.context)
+    assert one["all"]["events"] == n and one["all"]["hit"] == hits / n
+    two = evaluate(events, shards=2)
+    assert two["all"]["events"] == n and two["all"]["hit"] > two["all"]["popularity_hit"]
+
+
+# --- lists ----------------------------------------------------------------------------------
+
+
+def test_due_lists_one_per_customer_per_interval_caused_by_the_newest_event() -> None:
+    events = shop_events()
+    learner = Recommender()
+    records = [
+        ItemEvent.of(e["customer_id"], e, new_profile(e["customer_id"]), ingested=float(i))
+        for i, e in enumerate(events)
+    ]
+    throttle = ListThrottle(HOUR)
+    first_day = [r for r in records if r.at < T0 + DAY]
+    learned = learn_records(learner, enumerate(r.to_json() for r in first_day))
+    snapshot = RecoSnapshot(1, Recommender.merge([learner]), len(first_day))
+    names = {f"C-{i}": f"customer {i}" for i in range(5)}  # C-5: erased, no name
+    lists = due_lists(snapshot, learned.items, throttle, names.get)
+    newest = {r.customer_id: r for r in first_day}
+    assert [d.customer_id for d in lists] == [names[c] for c in newest if c in names]
+    for due in lists:
+        pseudonym = next(c for c, name in names.items() if name == due.customer_id)
+        cause = newest[pseudonym]
+        assert due.document.caused_by == cause.event_id and due.ingested == cause.ingested
+        wanted = learner.recommend(pseudonym, cause.context)
+        assert [(i.product_id, i.reason) for i in due.document.items] == [
+            (r.product_id, r.reason) for r in wanted
+        ]
+        assert due.document.model_version == f"{learner.model_version}.s1"
+    # within the hour (event time) nobody is due again
+    assert due_lists(snapshot, learned.items, throttle, names.get) == []
+
+
+def test_the_cart_of_a_context_is_the_profiles_open_cart() -> None:
+    """``Context.from_profile`` reads the cart without rendering it: the same products as
+    the profile document's cart, over a simulated shop's customers."""
+    from cdpulse.profile.view import cart_view
+
+    rules = Rules()
+    profiles: dict[str, Profile] = {}
+    for event in islice(Shop(200, 20, 7).events(), 20_000):
+        key = event.get("customer_id") or event["anonymous_id"]
+        profile = profiles.setdefault(key, Profile(id=key))
+        apply(profile, mirror.from_dict(event), rules)
+    carts = 0
+    for profile in profiles.values():
+        expected = tuple(item["product_id"] for item in cart_view(profile)["items"])
+        assert Context.from_profile(profile).cart == expected
+        carts += bool(expected)
+    assert carts > 10  # open carts were compared, not only empty ones

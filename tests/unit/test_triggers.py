@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdpulse.contract.mirror import Event, from_dict
+from cdpulse.offers.choice import OfferChoice
 from cdpulse.profile.model import Profile
-from cdpulse.store.base import Write
-from cdpulse.store.memory import MemoryProfileStore
-from cdpulse.store.triggers import MemoryTriggerStore
+from cdpulse.profile.watch import Watch
 from cdpulse.triggers.caps import DAY
-from cdpulse.triggers.decide import Decision, OfferChoice, decide, in_holdout, next_due
+from cdpulse.triggers.decide import Decision, decide, in_holdout, next_due
 from cdpulse.triggers.engine import TriggerEngine
 from cdpulse.triggers.rules import HOUR, MINUTE, TriggerConfig, load_rules
 from cdpulse.triggers.situations import Transition, entered, observe, scored
-from cdpulse.triggers.watch import Watch
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 GAP = 30 * MINUTE
@@ -338,59 +335,43 @@ def test_a_missing_rules_file_says_how_to_fix_it(tmp_path: Path) -> None:
 
 
 def test_win_back_through_the_engine_fires_from_constructed_transitions() -> None:
-    """The segment engine's transitions, handed to the engine with the batch's profile,
+    """The segment stage's transitions, handed to the engine with the batch's profile,
     are decided when the watermark passes them, like every other situation."""
-    store, schedule = MemoryProfileStore(), MemoryTriggerStore()
-    engine = TriggerEngine(CONFIG, schedule, session_gap=GAP)
+    engine = TriggerEngine(CONFIG, session_gap=GAP)
     at_risk = Transition("C-1", "At risk", True, T0)
     consenting = Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
     silent = Profile(id="C-2", customer_id="C-2")
     for profile in (consenting, silent):
-        due = engine.after_profile(profile, [at_risk])
-        assert due == T0
-        asyncio.run(schedule.schedule({profile.id: due}))
-        asyncio.run(store.save([Write(profile, 0)]))
+        assert engine.after_profile(profile, [at_risk]) == T0
     assert engine.after_profile(Profile(id="a-9"), [at_risk]) is None  # not a customer
 
-    early = asyncio.run(engine.expire(store, T0 - 1))
-    assert early.decisions == []
-    expired = asyncio.run(engine.expire(store, T0))
-    assert sorted((d.trigger_id, d.outcome) for d in expired.decisions) == [
+    decided = []
+    for profile in (consenting, silent):
+        early, due = engine.decide_due(profile, T0 - 1)
+        assert early.decisions == [] and due == T0
+        expired, _ = engine.decide_due(profile, T0)
+        decided += expired.decisions
+        assert engine.decide_due(profile, T0 + DAY)[0].decisions == []  # decided once
+    assert sorted((d.trigger_id, d.outcome) for d in decided) == [
         (f"winback:C-1:At risk@{T0}", "fired"),
         (f"winback:C-2:At risk@{T0}", "no_consent"),
     ]
-    assert asyncio.run(engine.expire(store, T0 + DAY)).decisions == []  # decided once
 
 
-def test_win_back_entered_after_the_save_reaches_saved_watches_once() -> None:
-    """``enter``: transitions that come after the batch (the RFM sweep moves customers who
-    send nothing) are saved into the stored watches, scheduled, and decided like any
-    situation; entering the same transition again changes nothing."""
-    store, schedule = MemoryProfileStore(), MemoryTriggerStore()
-    engine = TriggerEngine(CONFIG, schedule, session_gap=GAP)
-    consenting = Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
-    asyncio.run(store.save([Write(consenting, 0), Write(Profile(id="a-9"), 0)]))
+def test_win_back_entered_twice_is_one_situation() -> None:
+    """The RFM sweep and the customer's own batch may both hand over the same entry:
+    a situation already pending is not added again, and leaving is no situation."""
+    engine = TriggerEngine(CONFIG, session_gap=GAP)
+    profile = Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
     at_risk = Transition("C-1", "At risk", True, T0)
-    transitions = [
-        at_risk,
-        Transition("C-1", "At risk", False, T0 + HOUR),  # leaving is no situation
-        Transition("a-9", "At risk", True, T0),  # an anonymous visitor: not watched
-        Transition("C-404", "At risk", True, T0),  # no profile (erased, expired)
-    ]
-    assert asyncio.run(engine.enter(store, transitions)) == 1
-    assert asyncio.run(engine.enter(store, [at_risk])) == 0  # the same again: no change
-    stored = asyncio.run(store.load(["C-1"]))["C-1"].profile
-    assert stored is not None and stored.watch is not None
-    assert [(p.rule, p.at) for p in stored.watch.pending] == [("winback", T0)]
-    assert asyncio.run(schedule.due(T0, 10)) == {"C-1": T0}
-    expired = asyncio.run(engine.expire(store, T0))
-    assert [(d.trigger_id, d.outcome) for d in expired.decisions] == [
-        (f"winback:C-1:At risk@{T0}", "fired")
-    ]
+    engine.after_profile(profile, [at_risk, Transition("C-1", "At risk", False, T0 + HOUR)])
+    engine.after_profile(profile, [at_risk])
+    assert profile.watch is not None
+    assert [(p.rule, p.at) for p in profile.watch.pending] == [("winback", T0)]
 
 
 def test_churn_crossing_through_the_engine_reads_the_score_written_with_the_profile() -> None:
-    engine = TriggerEngine(CONFIG, MemoryTriggerStore(), session_gap=GAP)
+    engine = TriggerEngine(CONFIG, session_gap=GAP)
     profile = Profile(id="C-1", customer_id="C-1", last_seen=T0, watch=Watch())
     for risk in (0.4, 0.75, 0.8):
         profile.churn_risk, profile.churn_reasons = risk, ["no order for 40 days"]
@@ -406,23 +387,18 @@ def test_churn_crossing_through_the_engine_reads_the_score_written_with_the_prof
 def test_lateness_waits_for_events_sent_late(late_checkout: bool) -> None:
     """A checkout just before the deadline that reaches Kafka a little late still closes
     the cart: decisions wait until the watermark is ``lateness`` past their time."""
-    store, schedule = MemoryProfileStore(), MemoryTriggerStore()
-    engine = TriggerEngine(CONFIG, schedule, session_gap=GAP, lateness=MINUTE)
+    engine = TriggerEngine(CONFIG, session_gap=GAP, lateness=MINUTE)
     deadline = T0 + 30 * MINUTE
+    profile = Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
 
-    async def apply(events: list[Event]) -> None:
-        stored = (await store.load(["C-1"]))["C-1"]
-        profile = stored.profile or Profile(id="C-1", customer_id="C-1", consent=dict(GRANTED))
+    def apply(events: list[Event]) -> None:
         for e in events:
             engine.observe(profile, e, e.at)
-        due = engine.after_profile(profile)
-        assert due is not None
-        await schedule.schedule({"C-1": due})
-        await store.save([Write(profile, stored.version)])
+        assert engine.after_profile(profile) is not None
 
-    asyncio.run(apply([add(T0, 1)]))
-    assert asyncio.run(engine.expire(store, deadline)).decisions == []
+    apply([add(T0, 1)])
+    assert engine.decide_due(profile, deadline)[0].decisions == []
     if late_checkout:
-        asyncio.run(apply([event("checkout_started", deadline - 1000, 2)]))
-    decided = asyncio.run(engine.expire(store, deadline + MINUTE)).decisions
+        apply([event("checkout_started", deadline - 1000, 2)])
+    decided = engine.decide_due(profile, deadline + MINUTE)[0].decisions
     assert [d.outcome for d in decided] == ([] if late_checkout else ["fired"])

@@ -23,15 +23,14 @@ from cdpulse.app.triggers import TriggerService
 from cdpulse.app.views import register_views
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
-from cdpulse.models.churn import Snapshot
-from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.models.churn.model import Snapshot
 from cdpulse.ops import metrics
-from cdpulse.privacy.data_keys import DataKeys
-from cdpulse.privacy.identities import IdentityIndex
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
-from cdpulse.store.models import RedisClvStore, SnapshotStore, churn_store, reco_store
+from cdpulse.store.data_keys import DataKeys
+from cdpulse.store.identities import IdentityIndex
+from cdpulse.store.models import RecoShards, RedisClvStore, SnapshotStore, churn_store
 from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore
 
@@ -48,7 +47,7 @@ class Services:
     store: RedisProfileStore
     registry: SnapshotStore[Snapshot]
     clv: RedisClvStore
-    reco: SnapshotStore[RecoSnapshot]
+    reco: RecoShards
     app: faust.App
     dead_letter: Any  # faust.TopicT
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
@@ -67,7 +66,7 @@ def create_api(settings: Settings) -> faust.App:
     rules = Rules.from_settings(settings)
     registry = churn_store(client, prefix)
     clv = RedisClvStore(client, prefix)
-    reco = reco_store(client, prefix)
+    reco = RecoShards(client, prefix)
     services = Services(
         settings,
         topics,

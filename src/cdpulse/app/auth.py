@@ -27,23 +27,8 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr
-
-if TYPE_CHECKING:
-    from cdpulse.settings import Settings
-
-Scope = Literal["ingest", "read", "admin"]
-
-
-class ApiToken(BaseModel):
-    """One configured token: its secret and what it may do."""
-
-    model_config = ConfigDict(frozen=True)
-
-    secret: SecretStr
-    scopes: list[Scope]
+from cdpulse.settings import ApiToken, Scope, Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ group), because faust assumes every member of a group runs the same agents:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
@@ -21,13 +23,13 @@ import faust
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
-from kafka.partitioner.default import murmur2
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cdpulse.adapters.kafka import faust_app as batch_faust_app
 from cdpulse.connections import faust_credentials, redis_options
+from cdpulse.contract.partitions import partition_of as partition_of
 from cdpulse.ops import metrics
 from cdpulse.settings import Settings
 
@@ -86,20 +88,69 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
     )
 
 
+def settle_heap() -> None:
+    """Collect, then move every object alive now out of the garbage collector's sight."""
+    gc.collect()
+    gc.freeze()
+
+
+class Heap:
+    """Keeps the garbage collector off the hot path of a role that batches.
+
+    Reference counting frees almost everything a batch allocates; the cyclic collector
+    exists for the rest (~12 objects per batch here), yet every full collection it runs
+    traverses every live container: the profile cache and model snapshots, millions of
+    them. Measured on a worker: 28 full collections of ~130 ms each in 150,000 events,
+    29 % of its CPU. So whatever survives a batch is frozen (``gc.freeze``: a list
+    splice, never traversed again, still freed by reference counting), and the cyclic
+    garbage frozen with it is reclaimed by one full collection every ``sweep_seconds``.
+    The youngest generation is collected after 20,000 net allocations instead of 700:
+    a batch allocates far more than 700 objects that live until it ends, and each young
+    collection would traverse them again (GC time in that run: 4.9 s -> 1.2 s frozen ->
+    0.4 s with both).
+    """
+
+    YOUNG = 20_000
+
+    def __init__(self, sweep_seconds: float) -> None:
+        self.sweep_seconds = sweep_seconds
+        self.swept = time.monotonic()
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(self.YOUNG, middle, old)
+
+    def settle(self) -> None:
+        """After a batch: freeze what survived it; sweep when a sweep is due."""
+        now = time.monotonic()
+        if now - self.swept >= self.sweep_seconds:
+            self.sweep()
+        else:
+            gc.freeze()
+
+    def sweep(self) -> None:
+        """Unfreeze, collect everything, freeze again (start-up, new snapshots, the timer)."""
+        gc.unfreeze()
+        settle_heap()
+        self.swept = time.monotonic()
+
+
 def redis_client(settings: Settings) -> aioredis.Redis:
-    """The role's Redis client (credentials and TLS from the settings)."""
-    return aioredis.Redis.from_url(
+    """The role's Redis client (credentials and TLS from the settings).
+
+    Its pool is bounded and blocking: under a burst of API reads redis-py's default
+    pool opens a connection per waiting request until the process runs out of file
+    descriptors and requests fail; here they wait (up to the socket timeout) for one
+    of ``redis_connections``.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_connections,
+        timeout=10,
         decode_responses=False,
         socket_timeout=10,
         socket_connect_timeout=5,
         **redis_options(settings),
     )
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default (Java-compatible murmur2) partitioner gives a key."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
 
 
 async def retrying(

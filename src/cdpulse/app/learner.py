@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,28 +29,33 @@ from typing import Any, TypeVar
 import faust
 from faust.agents import current_agent
 
-from cdpulse.app.base import faust_app, partition_of, redis_client, retrying
+from cdpulse.app.base import Heap, faust_app, partition_of, redis_client, retrying
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
 from cdpulse.app.worker import _committed_only_if_handled, output_topics
 from cdpulse.contract.topics import Topics
-from cdpulse.models.labels import Example
-from cdpulse.models.learner import ChurnLearner
-from cdpulse.models.lifetime import refit
+from cdpulse.models.churn.labels import Example
+from cdpulse.models.churn.learner import ChurnLearner
+from cdpulse.models.clv.lifetime import refit
 from cdpulse.models.reco import Recommender
-from cdpulse.models.reco_stream import ItemEvent, ListThrottle, RecoSnapshot, recommendation_list
+from cdpulse.models.reco_stream import (
+    ItemEvent,
+    ListThrottle,
+    RecoSnapshot,
+    due_lists,
+    learn_records,
+)
 from cdpulse.ops import metrics
 from cdpulse.pipeline.outputs import Outputs, Stream
 from cdpulse.pipeline.state import Changes, Save, SaveStatus, Wanted
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
-from cdpulse.segments.membership import transitions
-from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
+from cdpulse.segments.membership import enter, rfm_moves
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.settings import Settings
 from cdpulse.store.keys import Keys
-from cdpulse.store.models import RedisClvStore, churn_store, reco_store
+from cdpulse.store.models import RecoShards, RedisClvStore, churn_store
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState
 from cdpulse.triggers.decide import next_due
@@ -74,14 +78,17 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     prefix = settings.redis_prefix
     keys = Keys(prefix)
     health = Health(settings.stall_seconds)
+    heap = Heap(settings.gc_sweep_seconds)
     rules = Rules.from_settings(settings)
     pseudonyms = rules.traits.pseudonymizer
     outlet = KafkaOutlet(app, output_topics(topics))
     training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
-    reco_events = app.topic(topics.reco_events, key_type=bytes, value_type=bytes, partitions=1)
+    reco_events = app.topic(
+        topics.reco_events, key_type=bytes, value_type=bytes, partitions=settings.reco_shards
+    )
     triggers = TriggerService.create(settings, client, app)
     model_store = churn_store(client, prefix)
-    reco = reco_store(client, prefix)
+    reco = RecoShards(client, prefix)
     clv = RedisClvStore(client, prefix)
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
@@ -118,100 +125,120 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     @app.agent(training, concurrency=1, name="churn-learner")
     async def churn_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=1.0):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             with _committed_only_if_handled(events):
                 await retry(functools.partial(learn_examples, _examples(events)))
+                heap.settle()
                 health.succeeded()
 
     # --- recommender ------------------------------------------------------------------
 
-    reco_box: list[RecoSnapshot] = []
-    published_at = [0.0]
+    # Each reco-events partition is a shard of the recommender (customers by pseudonym);
+    # this process learns the shards Kafka assigned it, and serves lists from its own
+    # shards' live state merged with the other shards' newest snapshots.
+    live: dict[int, RecoSnapshot] = {}
+    published_at: dict[int, float] = {}
     throttle = ListThrottle(int(settings.reco_list_interval_seconds * 1000))
 
-    async def current_recommender() -> RecoSnapshot:
-        if not reco_box or await reco.version() > reco_box[0].version:
-            snapshot = await reco.load()
-            reco_box[:] = [snapshot or RecoSnapshot(0, Recommender(), -1)]
-        return reco_box[0]
+    async def shard_state(shard: int) -> RecoSnapshot:
+        """A shard's state: this process's, or the newest published if someone else's is
+        newer (the shard moved here in a rebalance)."""
+        state = live.get(shard)
+        store = reco.shard(shard)
+        if state is None or await store.version() > state.version:
+            snapshot = await store.load()
+            state = live[shard] = snapshot or RecoSnapshot(0, Recommender(), -1)
+        return state
 
-    async def learn_items(records: list[tuple[int, bytes]]) -> None:
-        state = await current_recommender()
-        offset = state.offset
-        forgot = False
-        newest: dict[str, ItemEvent] = {}
-        for at, raw in records:
-            if at <= offset:
-                continue  # re-delivered: already in this snapshot
-            try:
-                forget = _forget_record(raw)
-                if forget is not None:
-                    state.recommender.forget(forget)
-                    newest.pop(forget, None)
-                    forgot = True
-                else:
-                    item = ItemEvent.from_json(raw)
-                    state.recommender.learn_one(item.customer_id, item.event, item.context)
-                    newest[item.customer_id] = item
-                    metrics.RECO_EVENTS_LEARNED.inc()
-            except (ValueError, TypeError, KeyError):
-                log.error("unreadable reco event at offset %s; skipped", at)
-            offset = at
-        reco_box[:] = [RecoSnapshot(state.version, state.recommender, offset)]
-        await publish_lists(state, newest)
+    async def learn_items(shard: int, records: list[tuple[int, bytes]]) -> None:
+        state = await shard_state(shard)
+        fresh = [(offset, raw) for offset, raw in records if offset > state.offset]
+        if not fresh:
+            return  # re-delivered: already in this shard's snapshot
+        learned = learn_records(state.recommender, fresh)
+        for offset in learned.malformed:
+            log.error("unreadable reco-events record at %s/%s; skipped", shard, offset)
+        metrics.RECO_EVENTS_LEARNED.inc(len(learned.items))
+        offset = fresh[-1][0]
+        state = live[shard] = RecoSnapshot(state.version, state.recommender, offset)
+        await publish_lists(shard, state, learned.items)
         now = asyncio.get_running_loop().time()
         # An erasure is published at once: the stored snapshot must forget them too.
-        due = forgot or now - published_at[0] >= settings.reco_snapshot_seconds
-        if offset > state.offset and due:
+        if (
+            learned.forgotten
+            or now - published_at.get(shard, 0.0) >= settings.reco_snapshot_seconds
+        ):
             snapshot = RecoSnapshot(state.version + 1, state.recommender, offset)
-            if await reco.publish(snapshot):
-                reco_box[:] = [snapshot]
-                published_at[0] = now
+            if await reco.publish(shard, snapshot):
+                live[shard] = snapshot
+                published_at[shard] = now
                 metrics.MODEL_VERSION.labels("reco").set(snapshot.version)
             else:
-                reco_box.clear()  # someone published a newer one: reload
+                live.pop(shard, None)  # someone published a newer one: reload
 
-    async def publish_lists(state: RecoSnapshot, newest: dict[str, ItemEvent]) -> None:
-        """A list for each customer with a newly learned item event (throttled per customer
-        in event time), named by the customer's id: the learner knows pseudonyms only, and
-        the index of pseudonyms (erased with the customer) tells it whom a list is for."""
-        due = {p: item for p, item in newest.items() if throttle.due(p, item.at_ms)}
-        if not due:
+    async def publish_lists(shard: int, state: RecoSnapshot, learned: list[ItemEvent]) -> None:
+        """The lists due after a batch, named by customer id: the learner knows pseudonyms
+        only, and the index of pseudonyms (erased with the customer) says whose they are."""
+        if not learned:
             return
-        found = await client.mget([keys.profile_of(p) for p in due])
+        pseudonyms = list(dict.fromkeys(item.customer_id for item in learned))
+        found = await client.mget([keys.profile_of(p) for p in pseudonyms])
+        names = {
+            p: (raw.decode() if isinstance(raw, bytes) else str(raw))
+            for p, raw in zip(pseudonyms, found, strict=True)
+            if raw is not None  # erased since, or not indexed yet
+        }
+        served = reco.merged({shard: state})
+        assert served is not None  # it holds this shard at least
+        lists = due_lists(served, learned, throttle, names.get, k=LIST_SIZE)
+        if not lists:
+            return
         outputs = Outputs()
-        taken = 0.0
-        for (pseudonym, cause), profile_id in zip(due.items(), found, strict=True):
-            if profile_id is None:
-                continue  # erased since, or not indexed yet
-            customer = profile_id.decode() if isinstance(profile_id, bytes) else str(profile_id)
-            items = state.recommender.recommend(pseudonym, cause.context, k=LIST_SIZE)
-            document = recommendation_list(customer, items, state, str(cause.event.get("event_id")))
+        for due in lists:
             outputs.add(
-                Stream.RECOMMENDATIONS, customer.encode(), document.model_dump_json().encode()
+                Stream.RECOMMENDATIONS,
+                due.customer_id.encode(),
+                due.document.model_dump_json().encode(),
             )
-            taken = max(taken, cause.ingested)
-            metrics.RECOMMENDATIONS.inc()
         await outlet.publish(outputs)
+        metrics.RECOMMENDATIONS.inc(len(lists))
+        taken = max(due.ingested for due in lists)
         if taken:
             metrics.INGEST_TO_RECOMMENDATION.observe(max(0.0, time.time() - taken))
 
     @app.agent(reco_events, concurrency=1, name="reco-learner")
     async def reco_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=1.0):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             with _committed_only_if_handled(events):
-                records = [(e.message.offset, e.message.value) for e in events]
-                await retry(functools.partial(learn_items, records))
+                by_shard: dict[int, list[tuple[int, bytes]]] = {}
+                for e in events:
+                    message = e.message
+                    by_shard.setdefault(message.partition, []).append(
+                        (message.offset, message.value)
+                    )
+                for shard, records in sorted(by_shard.items()):
+                    await retry(functools.partial(learn_items, shard, records))
+                heap.settle()
                 health.succeeded()
+
+    @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
+    async def refresh_other_shards() -> None:
+        """The other learners' shards, which this one's lists are served with too."""
+        try:
+            await reco.refresh()
+        except Exception as exc:
+            metrics.REDIS_ERRORS.inc()
+            log.warning("recommender shards refresh failed: %s", exc)
 
     # --- offers -----------------------------------------------------------------------
 
     @app.agent(triggers.rewards_topic, concurrency=1, name="offer-learner")
     async def offer_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=1.0):
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             with _committed_only_if_handled(events):
                 records = [(e.message.offset, e.message.value) for e in events]
                 await retry(functools.partial(triggers.learn, records))
+                heap.settle()
                 health.succeeded()
 
     # --- lifetime value and RFM -------------------------------------------------------
@@ -267,6 +294,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     @app.task  # type: ignore[untyped-decorator]
     async def load_scripts() -> None:
         await retrying(state.load_scripts, lambda: app.should_stop, health.failed)
+        heap.sweep()
 
     register_health(app, settings, health, client)
     return app, health
@@ -300,29 +328,23 @@ class RfmSweep:
         """Sweep every summary; how many customers changed segment."""
         if not self.enabled:
             return 0
-        rfm_ids = [s.id for s in RFM_SEGMENTS]
         cursor, moved = 0, 0
         while True:
             cursor, page = await self.memberships.summary_page(cursor, SWEEP_PAGE)
-            view = await self.state.read(Wanted(ids=set(page)))
+            view = await self.state.read(Wanted(ids=set(page), watermarks=False))
             outputs = Outputs()
             changes = Changes()
-            for customer_id, summary in page.items():
+            for customer_id in page:
                 stored = view.profiles.get(customer_id)
                 if stored is None or stored.profile is None or customer_id in view.aliases:
                     continue
                 profile = stored.profile
-                score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
-                if score is None or profile.customer_id is None:
-                    continue
-                found = transitions(
-                    customer_id, profile.segments, {score.segment.id}, rfm_ids, at_ms
-                )
+                found = rfm_moves(profile, sketches.score_profile(profile), at_ms)
                 if not found:
                     continue
+                enter(profile, found)
                 entries = []
                 for t in found:
-                    profile.segments[t.segment] = t.generation
                     outputs.add(Stream.SEGMENTS, customer_id.encode(), t.to_json())
                     if t.entered:
                         entries.append(Entry(customer_id, t.segment, True, t.at_ms))
@@ -360,13 +382,6 @@ def _examples(events: Any) -> list[tuple[int, Example]]:
         except (ValueError, TypeError, KeyError):
             log.error("unreadable training example at offset %s; skipped", event.message.offset)
     return pairs
-
-
-def _forget_record(raw: bytes) -> str | None:
-    """The pseudonym a forget record names, or None for an item event."""
-    if not raw.startswith(b'{"forget"'):
-        return None
-    return str(json.loads(raw)["forget"])
 
 
 async def _watermark(client: Any, keys: Keys) -> int:

@@ -58,9 +58,8 @@ def record_batch(report: BatchReport) -> None:
         metrics.EVENTS_REJECTED.labels("processing_error").inc(report.quarantined)
     for cause, n in report.retries.items():
         metrics.SAVE_RETRIES.labels(cause).inc(n)
-    for label in ("0", "1"):
-        if counts[f"label:{label}"]:
-            metrics.CHURN_LABELS.labels(label).inc(counts[f"label:{label}"])
+    for example in report.work.examples:
+        metrics.CHURN_LABELS.labels(str(example.label)).inc()
     for t in report.work.transitions:
         metrics.SEGMENT_TRANSITIONS.labels(t.segment, "entered" if t.entered else "left").inc()
     for name, n in report.work.segment_errors.items():

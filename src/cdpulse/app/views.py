@@ -15,19 +15,21 @@ from typing import TYPE_CHECKING, Any, cast
 import faust
 from faust.web import Request, Response, View
 
-from cdpulse.app.auth import Gate, RateLimit, Scope
+from cdpulse.app.auth import Gate, RateLimit
+from cdpulse.contract.dead_letter import DeadLetter
+from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import IdentifyEvent
+from cdpulse.contract.partitions import partition_of
 from cdpulse.contract.validation import Rejection, validate
-from cdpulse.ingest.dead_letter import DeadLetter
-from cdpulse.ingest.message import Message
-from cdpulse.models.online import profile_document
+from cdpulse.models.churn.scoring import profile_document
 from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.data_keys import protect_traits
-from cdpulse.privacy.export import Exporter
 from cdpulse.profile.model import Profile
+from cdpulse.settings import Scope
+from cdpulse.store.export import Exporter
 
 if TYPE_CHECKING:
     from cdpulse.app.api import Services
@@ -81,7 +83,13 @@ def register_views(services: Services) -> None:
             settings.clv_horizon_days,
         )
 
-    exporter = Exporter(store.client, settings.redis_prefix, services.rules.traits.pseudonymizer)
+    partitions = settings.topic_partitions
+    exporter = Exporter(
+        store.client,
+        settings.redis_prefix,
+        services.rules.traits.pseudonymizer,
+        lambda profile_id: partition_of(profile_id, partitions),
+    )
 
     @app.page("/v1/profiles/{profile_id}")
     class ProfileView(View):

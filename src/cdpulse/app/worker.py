@@ -25,26 +25,27 @@ from typing import Any, TypeVar
 import faust
 from faust.agents import current_agent
 
-from cdpulse.app.base import faust_app, partition_of, redis_client, retrying
+from cdpulse.app.base import Heap, faust_app, partition_of, redis_client, retrying
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.reporting import record_batch
+from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
-from cdpulse.ingest.message import Message
-from cdpulse.models.labels import ChurnLabeler
+from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import ProfilePipeline, Sharding
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
-from cdpulse.privacy.erasure import Eraser
-from cdpulse.privacy.ledger import RedisLedger
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
+from cdpulse.store.cache import ProfileCache
+from cdpulse.store.erasure import Eraser
 from cdpulse.store.keys import Keys
-from cdpulse.store.models import churn_store, offer_store, reco_store
+from cdpulse.store.ledger import RedisLedger
+from cdpulse.store.models import RecoShards, churn_store, offer_store
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState
 from cdpulse.triggers.rules import load_rules
@@ -100,7 +101,9 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     pseudonym = functools.lru_cache(maxsize=PSEUDONYMS_REMEMBERED)(pseudonyms.of_id)
     partitions = settings.topic_partitions
 
+    @functools.lru_cache(maxsize=PSEUDONYMS_REMEMBERED)
     def shard_of(profile_id: str) -> int:
+        # murmur2 in Python costs a few µs; a customer is saved many times.
         return partition_of(profile_id, partitions)
 
     state = RedisState(
@@ -109,6 +112,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         retention_ms=int(settings.profile_retention_days * 86_400_000),
         pseudonym=pseudonym,
         shard_of=shard_of,
+        cache=ProfileCache(settings.profile_cache),
     )
     book = load_book(settings.segments_file)
     # Offers are chosen by the newest published policy, or an untrained one until the
@@ -156,6 +160,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         sharding=Sharding(owned, shard_of),
     )
     health = Health(settings.stall_seconds)
+    heap = Heap(settings.gc_sweep_seconds)
     worker = Worker(settings, app, pipeline, state, models, health)
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
@@ -171,6 +176,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             worker.last_batch = asyncio.get_running_loop().time()
             worker.decided_at = report.decided_at
             worker.more_due = len(report.due) >= pipeline.due_limit
+            heap.settle()
         health.succeeded()
         record_batch(report)
 
@@ -196,7 +202,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     churn, offers, reco = (
         churn_store(client, prefix),
         offer_store(client, prefix),
-        reco_store(client, prefix),
+        RecoShards(client, prefix),
     )
     sketches = RedisMembershipStore(client, prefix)
 
@@ -213,6 +219,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             metrics.REDIS_ERRORS.inc()
             log.warning("model refresh failed: %s", exc)
             return
+        before = (models.churn, models.rfm, models.offers, models.reco)
         models.churn = churn.get()
         models.rfm = sketches.sketches
         offer_snapshot = offers.get()
@@ -220,6 +227,8 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         version = offer_snapshot.version if offer_snapshot is not None else 0
         models.offer_policy_name = f"epsilon-greedy LinUCB, e={settings.offer_epsilon}, v{version}"
         models.reco = reco.get()
+        if before != (models.churn, models.rfm, models.offers, models.reco):
+            heap.sweep()
         if models.churn is not None:
             quality = models.churn.quality
             metrics.MODEL_VERSION.labels("churn").set(models.churn.version)
@@ -232,9 +241,16 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         except Exception:  # telemetry only
             metrics.REDIS_ERRORS.inc()
 
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget_cached_profiles(app: Any, revoked: Any, **kwargs: Any) -> None:
+        # Partitions may move: another worker may write this worker's cached profiles
+        # before they come back, so a cached profile is never trusted across a rebalance.
+        state.discard()
+
     @app.task  # type: ignore[untyped-decorator]
     async def load_scripts() -> None:
         await retrying(state.load_scripts, lambda: app.should_stop, health.failed)
+        heap.sweep()
 
     register_health(app, settings, health, client)
     return app, worker

@@ -1,15 +1,24 @@
-"""One benchmark run, phase by phase, against real Kafka, Redis and ``cdpulse worker``\\s.
+"""One benchmark run, phase by phase, against real Kafka, Redis and cdpulse's process roles.
 
-1. **workload**: the shop's first ``events + rate * (warmup + latency_seconds)`` events, serialised;
-   the first ``events`` are produced to the run's own topics before any clock starts.
-2. **ceiling**: a bare aiokafka consumer reads them back, ``json.loads`` only.
-3. **throughput, 1 worker**: a fresh group and key prefix; sampled until the group's
-   committed offsets reach the end. Then Redis bytes per profile.
-4. **latency**: the same worker, fed the next events at a steady ``rate``;
-   produce → profile written from the worker's ``cdpulse_ingest_to_written_seconds``.
-5. **profile reads**: ``GET /v1/profiles/{id}`` at ``http_rate``, open loop, same worker.
-6. **throughput, 2 workers** on the same messages (fresh group and prefix): the scaling.
-7. **stages**: the batch processor's stages timed in-process over the same messages.
+1. **workload**: the shop's events, serialised once; the first ``events`` (the backlog)
+   produced to the run's own input topics before any clock starts.
+2. **ceilings** (``ceiling``): the bare consumer (aiokafka, ``json.loads`` only) and the
+   hand-written minimal-profile pipeline (confluent-kafka, orjson, one pipelined Lua
+   update per event, a commit per batch), each in its own process, over the backlog.
+3. **throughput, 1 worker** (``engine``): ``cdpulse worker``, ``learner`` and ``api`` in
+   their own processes, a fresh group and key prefix; sampled until the worker's group
+   committed the backlog, then until the learner caught up. Redis bytes per profile.
+4. **steady, at half of that capacity** (``steady``): a producer process at
+   0.5 x the measured events/s; produce → profile written (the worker's histogram),
+   produce → recommendation list (the learner's), the learner's lag.
+5. **steady + reads**: the same rate again, with two load processes reading
+   ``GET /v1/profiles/{id}`` and ``/recommendations`` from the api at ``http_rate`` each.
+6. **throughput, 2 workers** on the same messages (fresh group, prefix and input topics,
+   fed once both workers have joined): the scaling.
+7. **stages** (``stages``): the pipeline's stages timed in-process over the same events.
+
+Every phase records the load average, the cores each process used and the busiest
+processes that were not the run's own, so the report says how contended it was.
 """
 
 from __future__ import annotations
@@ -17,11 +26,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,108 +40,51 @@ import redis as sync_redis
 from kafka import KafkaAdminClient
 
 from cdpulse.bench import redis_memory
-from cdpulse.bench.ceiling import ceiling
-from cdpulse.bench.http_load import run_load
 from cdpulse.bench.offsets import Offsets
-from cdpulse.bench.procstat import (
-    cores_used,
-    cpu_snapshot,
-    load_average,
-    machine,
-    pid_listening_on,
-    sample_process,
-)
-from cdpulse.bench.report import throughput_of
-from cdpulse.bench.sampler import Sampler, summarize
+from cdpulse.bench.procstat import load_average, machine, pid_listening_on
+from cdpulse.bench.produce import write_records
+from cdpulse.bench.roles import RoleFailed, RoleProcess, stop_all
 from cdpulse.bench.stack import kafka_address, redis_address
-from cdpulse.bench.stages import messages_of, time_stages
-from cdpulse.bench.stats import histogram_delta, histogram_quantile, percentiles
-from cdpulse.bench.workers import Scrape, WorkerProcess, stop_all
-from cdpulse.bench.workload import Record, Workload, produce_all, produce_at_rate, shop_workload
-from cdpulse.cli.progress import Reporter
+from cdpulse.bench.workload import Workload, shop_workload
 from cdpulse.contract.topics import Topics
-from cdpulse.producer import Producer
 from cdpulse.settings import Settings
 
-LATENCY_METRIC = "cdpulse_ingest_to_written_seconds"
-LATENCY_METHOD = (
-    "cdpulse_ingest_to_written_seconds: Kafka CreateTime (stamped by the producer at send()) "
-    "to the profile write acknowledged by Redis. Bucket counts are scraped after the warm-up "
-    "and after the drain; quantiles are interpolated inside buckets as Prometheus' "
-    "histogram_quantile does."
-)
-RECO_LATENCY_METRIC = "cdpulse_ingest_to_recommendation_seconds"
 ENGINE = (
-    "the full worker: profile update, churn labels and scoring with reasons, lifetime-value "
-    "summaries, item events forwarded to the recommender's learner, recommendation lists "
-    "(at most one per customer per 30 s of event time), and the churn and recommender "
-    "learners (one-partition topics, so in one of the workers)"
+    "the full engine in its three process roles: the worker (decode, profile update, "
+    "identity, churn labels and scoring, lifetime-value summaries, segments, experiments, "
+    "trigger watches, item events, consent and pseudonymised outputs), the learner (churn, "
+    "recommender with its lists, offers, CLV and RFM refits) and the api (reads)"
 )
-WINDOW = (0.1, 0.9)  # the share of the messages over which throughput is measured
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     """What ``cdpulse bench`` was asked to do."""
 
-    events: int = 500_000
+    events: int = 200_000
     customers: int = 10_000
     workers: int = 2
-    rate: float = 5_000.0
-    latency_seconds: float = 30.0
-    warmup_seconds: float = 3.0
-    http_rate: float = 500.0
-    http_seconds: float = 20.0
     partitions: int = 2
+    rate: float | None = None  # steady events/s; None: half the measured 1-worker capacity
+    max_rate: float = 10_000.0  # the steady phases' events are simulated for at most this
+    warmup_seconds: float = 5.0
+    latency_seconds: float = 30.0
+    http_rate: float = 1_000.0
+    http_seconds: float = 20.0
+    learner_wait: float = 60.0
+    ceilings: bool = True
+    stage_events: int = 50_000
     seed: int = 1
-    stage_events: int = 100_000
     sample_every: float = 0.5
     profile_dir: Path | None = None
     keep: bool = False
 
-
-class GcPauses:
-    """The garbage collector's pauses in this process, which would stall its clients."""
-
-    def __init__(self) -> None:
-        self.pauses: list[float] = []
-        self._started = 0.0
-
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        elif self._started:
-            self.pauses.append(time.perf_counter() - self._started)
-
-    def start(self) -> None:
-        gc.callbacks.append(self._callback)
-
-    def stop(self) -> None:
-        if self._callback in gc.callbacks:
-            gc.callbacks.remove(self._callback)
-
-    def summary(self) -> dict[str, float]:
-        return {
-            "collections": len(self.pauses),
-            "total_seconds": sum(self.pauses),
-            "max_seconds": max(self.pauses, default=0.0),
-        }
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """No garbage collection in this process while it paces a producer or a load generator.
-
-    A full collection here stops every thread for tens of ms: read latencies measured by
-    this process would grow by it, and a paced producer would send a burst after it. A
-    phase's garbage is small and is collected right after it.
-    """
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.collect()
+    def steady_events(self, rate: float) -> tuple[int, int]:
+        """Events of the latency phase and of the reads phase at ``rate``."""
+        latency = int(rate * (self.warmup_seconds + self.latency_seconds))
+        # The producer outlives the load processes by a little: reads never see an idle worker.
+        reads = int(rate * (self.warmup_seconds + self.http_seconds + 3.0))
+        return latency, reads
 
 
 def say(message: str) -> None:
@@ -150,36 +102,45 @@ class BenchRun:
     result: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Input topics of a phase that has its own (name prefix), not the run's backlog.
+        self.inputs: dict[str, str] = {}
         self.settings = self.phase_settings("w1")
         self.topics = Topics.from_settings(self.settings)
         self.redis = sync_redis.Redis.from_url(self.base.redis_url)
         self.kafka_port = kafka_address(self.base)[1]
         self.redis_port = redis_address(self.base)[1]
+        self.kafka_pid = pid_listening_on(self.kafka_port)
+        self.redis_pid = pid_listening_on(self.redis_port)
         self.groups: list[str] = []
         self.prefixes: list[str] = []
+        self.created_topics: set[str] = set(self.topics.inputs)
+        self.backlog_ends: dict[Any, int] = {}
+        self.helpers: list[int] = []  # pids of the producer and load processes, now running
+        self.feeder: subprocess.Popen[bytes] | None = None  # the producer feeding a phase
 
     # --- names -----------------------------------------------------------------------------
 
     def variables(self, phase: str) -> dict[str, str]:
-        """The worker environment of ``phase``: the run's topics, the phase's group and prefix."""
+        """The role environment of ``phase``: the run's topics, the phase's group and prefix."""
+        inputs = self.inputs.get(phase, self.name)
         return {
             "CDPULSE_KAFKA_BOOTSTRAP": self.base.kafka_bootstrap,
             "CDPULSE_REDIS_URL": self.base.redis_url,
-            "CDPULSE_TOPIC_CLICKSTREAM": f"{self.name}.clickstream",
-            "CDPULSE_TOPIC_TRANSACTIONS": f"{self.name}.transactions",
-            "CDPULSE_TOPIC_CUSTOMERS": f"{self.name}.customers",
-            "CDPULSE_TOPIC_DEAD_LETTER": f"{self.name}.dead-letter",
+            "CDPULSE_TOPIC_CLICKSTREAM": f"{inputs}.clickstream",
+            "CDPULSE_TOPIC_TRANSACTIONS": f"{inputs}.transactions",
+            "CDPULSE_TOPIC_CUSTOMERS": f"{inputs}.customers",
+            "CDPULSE_TOPIC_DEAD_LETTER": f"{inputs}.dead-letter",
             # The model topics belong to one phase: its learners start from nothing.
             "CDPULSE_TOPIC_TRAINING": f"{self.name}-{phase}.training",
             "CDPULSE_TOPIC_RECO_EVENTS": f"{self.name}-{phase}.reco-events",
             "CDPULSE_TOPIC_RECOMMENDATIONS": f"{self.name}-{phase}.recommendations",
             "CDPULSE_TOPIC_SEGMENTS": f"{self.name}-{phase}.segments",
             "CDPULSE_TOPIC_AUDIT": f"{self.name}-{phase}.audit",
-            # The bench's own workers on 127.0.0.1: a throwaway key, the API without tokens.
-            "CDPULSE_PSEUDONYM_KEY": self.base.pseudonym_key.get_secret_value() or "bench-key",
-            "CDPULSE_AUTH_DISABLED": "true",
             "CDPULSE_TOPIC_TRIGGERS": f"{self.name}-{phase}.triggers",
             "CDPULSE_TOPIC_OFFER_REWARDS": f"{self.name}-{phase}.offer-rewards",
+            # The bench's own roles on 127.0.0.1: a throwaway key, the API without tokens.
+            "CDPULSE_PSEUDONYM_KEY": self.base.pseudonym_key.get_secret_value() or "bench-key",
+            "CDPULSE_AUTH_DISABLED": "true",
             "CDPULSE_TOPIC_PARTITIONS": str(self.options.partitions),
             "CDPULSE_APP_ID": f"cdpulse-{self.name}-{phase}",
             "CDPULSE_REDIS_PREFIX": f"{self.name}-{phase}",
@@ -192,29 +153,78 @@ class BenchRun:
         }
         return Settings(**{**self.base.model_dump(), **overrides})
 
-    def start_workers(self, phase: str, count: int) -> list[WorkerProcess]:
+    def group(self, phase: str) -> str:
+        return self.variables(phase)["CDPULSE_APP_ID"]
+
+    def learner_group(self, phase: str) -> str:
+        return f"{self.group(phase)}-learner"  # as app/base.py names a role's group
+
+    def learner_topics(self, phase: str) -> list[str]:
+        v = self.variables(phase)
+        return [
+            v["CDPULSE_TOPIC_TRAINING"],
+            v["CDPULSE_TOPIC_RECO_EVENTS"],
+            v["CDPULSE_TOPIC_OFFER_REWARDS"],
+        ]
+
+    def start_roles(self, phase: str, workers: int, api: bool) -> dict[str, RoleProcess]:
+        """``worker0``.., ``learner`` (and ``api``) of ``phase``, started and healthy."""
         variables = self.variables(phase)
-        self.groups.append(variables["CDPULSE_APP_ID"])
+        self.groups += [self.group(phase), self.learner_group(phase), f"{self.group(phase)}-api"]
         self.prefixes.append(variables["CDPULSE_REDIS_PREFIX"])
+        self.created_topics.update(Topics.from_settings(self.phase_settings(phase)).all)
         (self.work_dir / phase).mkdir(parents=True, exist_ok=True)
-        workers = []
-        for i in range(count):
-            profile = None
-            if self.options.profile_dir is not None:
-                self.options.profile_dir.mkdir(parents=True, exist_ok=True)
-                profile = self.options.profile_dir / f"{phase}-worker{i}.prof"
-            worker = WorkerProcess(variables, self.work_dir / phase / f"worker{i}.log", profile)
-            worker.start()
-            workers.append(worker)
-        return workers
+        wanted: list[tuple[str, Any]] = [(f"worker{i}", "worker") for i in range(workers)]
+        wanted.append(("learner", "learner"))
+        if api:
+            wanted.append(("api", "api"))
+        processes: dict[str, RoleProcess] = {}
+        try:
+            for name, role in wanted:
+                profile = None
+                if self.options.profile_dir is not None:
+                    self.options.profile_dir.mkdir(parents=True, exist_ok=True)
+                    profile = self.options.profile_dir / f"{phase}-{name}.prof"
+                process = RoleProcess(
+                    role, variables, self.work_dir / phase / f"{name}.log", profile
+                )
+                process.start()
+                processes[name] = process
+            for process in processes.values():
+                process.wait_healthy()
+        except BaseException:
+            stop_all(processes.values())
+            raise
+        return processes
+
+    def helper(self, module: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+        """A bench process (``python -m cdpulse.bench.<module>``), its output to ``log``."""
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"cdpulse.bench.{module}", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return process
+
+    def ours(self, processes: Mapping[str, RoleProcess]) -> set[int]:
+        """The pids whose CPU is the run's own (not "others")."""
+        pids = {p.pid for p in processes.values()} | {os.getpid(), *self.helpers}
+        pids |= {pid for pid in (self.kafka_pid, self.redis_pid) if pid is not None}
+        return pids
 
     # --- the run ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        from cdpulse.bench.stages import measure_stages
+        from cdpulse.bench.steady import measure_steady
+        from cdpulse.bench.throughput import measure_ceilings, measure_throughput, scaling
+
         o = self.options
         self.result.update(
             {
-                "version": 1,
+                "version": 2,
                 "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": machine(),
                 "load_average": {"start": load_average()},
@@ -226,329 +236,178 @@ class BenchRun:
                     "topic_partitions": o.partitions,
                 },
                 "engine": ENGINE,
+                "throughput": [],
             }
         )
-        pauses = GcPauses()
         try:
             workload = self.prepare()
             # The workload is ~1M long-lived objects; without this every full collection
-            # walks them all and stalls the load generator and the producer for ~0.1-0.5 s.
+            # walks them all and stalls the sampler for ~0.1-0.5 s.
             gc.freeze()
-            pauses.start()
-            self.measure_ceiling()
-            if o.workers >= 2:
-                # First, so both throughput phases read exactly the same messages.
-                workers = self.start_workers("w2", 2)
-                try:
-                    self.measure_throughput(workers, "w2")
-                finally:
-                    stop_all(workers)
-                self.cleanup_prefix(f"{self.name}-w2")
-            workers = self.start_workers("w1", 1)
+            if o.ceilings:
+                self.result["ceilings"] = measure_ceilings(self)
+            roles = self.start_roles("w1", 1, api=True)
             try:
-                self.measure_throughput(workers, "w1")
-                self.measure_latencies(workers[0], workload)
-                self.measure_reads(workers[0], workload)
+                one = measure_throughput(self, roles, "w1", self.backlog_ends)
+                self.result["throughput"].append(one)
+                self.result["redis"] = redis_memory.measure(
+                    self.redis, f"{self.name}-w1", one.pop("used_memory_before")
+                )
+                rate = self.steady_rate(one.get("events_per_second"))
+                if rate:
+                    latency_count, reads_count = o.steady_events(rate)
+                    at = o.events
+                    rows = workload.rows(self.topics, at, at + latency_count)
+                    self.result["steady"] = measure_steady(self, roles, rows, rate, None)
+                    at += latency_count
+                    rows = workload.rows(self.topics, at, at + reads_count)
+                    paths = read_paths(workload, o.events)
+                    self.result["steady_reads"] = measure_steady(self, roles, rows, rate, paths)
             finally:
-                stop_all(workers)
-            self.result["scaling"] = scaling(self.result["throughput"])
-            self.measure_stages(workload)
+                stop_all(roles.values())
+            if o.workers >= 2:
+                self.inputs["w2"] = f"{self.name}-w2"
+                roles = self.start_roles("w2", 2, api=False)
+                try:
+                    ends = self.feed("w2", workload, members=2)
+                    self.result["throughput"].append(measure_throughput(self, roles, "w2", ends))
+                finally:
+                    stop_all(roles.values())
+                    if self.feeder is not None:
+                        self.feeder.wait(60)
+                        self.helpers.remove(self.feeder.pid)
+                redis_memory.delete_prefix(self.redis, f"{self.name}-w2")
+                self.result["scaling"] = scaling(self.result["throughput"])
+            if o.stage_events:
+                self.result["stages"] = measure_stages(self, workload)
+        except (RoleFailed, TimeoutError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            # What was measured so far is still reported; the failure is in the result.
+            self.result["failed"] = f"{type(exc).__name__}: {exc}"
+            say(f"run failed: {self.result['failed']}")
         finally:
-            pauses.stop()
-            self.result["bench_gc_pauses"] = pauses.summary()
             self.result["load_average"]["end"] = load_average()
             self.result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             if not o.keep:
                 self.cleanup()
         return self.result
 
-    def prepare(self) -> Workload:
+    def steady_rate(self, capacity: float | None) -> float | None:
+        """The steady phases' events/s: asked for, or half the capacity (to 100/s), capped."""
         o = self.options
-        # Twice what the latency phase needs: a second run below capacity may follow.
-        extra = 2 * int(o.rate * (o.latency_seconds + o.warmup_seconds))
-        say(f"simulating {o.events + extra:,} events of {o.customers:,} customers")
-        workload = shop_workload(o.events + extra, o.customers, o.seed)
-        head = workload.records[: o.events]
+        if o.rate is not None:
+            return o.rate
+        if not capacity:
+            say("steady phases skipped: the 1-worker throughput was not measured")
+            return None
+        rate = max(100.0, round(capacity / 2, -2))
+        if rate > o.max_rate:
+            say(f"half the capacity is {rate:,.0f}/s; capped at --max-rate {o.max_rate:,.0f}")
+            self.result["steady_rate_capped"] = {"half_capacity": rate, "max_rate": o.max_rate}
+            rate = o.max_rate
+        return rate
+
+    def prepare(self) -> Workload:
+        from cdpulse.kafka_admin import ensure_topics
+
+        o = self.options
+        latency, reads = o.steady_events(o.rate or o.max_rate)
+        total = o.events + latency + reads
+        say(f"simulating {total:,} events of {o.customers:,} customers")
+        workload = shop_workload(total, o.customers, o.seed)
+        backlog = Workload(workload.records[: o.events], workload.days)
         self.result["workload"] = {
             "events": o.events,
-            "latency_events": extra,
+            "steady_events_prepared": latency + reads,
             "customers": o.customers,
             "simulated_days": workload.days,
-            "mean_event_bytes": sum(len(r.value) for r in head) / len(head),
-            "by_topic": Workload(list(head), workload.days).topic_counts(self.topics),
+            "mean_event_bytes": sum(len(r.value) for r in backlog.records) / o.events,
+            "by_topic": backlog.topic_counts(self.topics),
         }
-        producer = Producer.from_settings(self.settings)
-        with producer, Reporter("produce", o.events) as progress:
-            seconds = produce_all(producer, self.topics, head, progress.advance)
-        self.result["produce"] = {"seconds": seconds, "events_per_second": o.events / seconds}
-        say(f"produced {o.events:,} events in {seconds:.1f}s")
+        ensure_topics(self.settings)
+        path = self.work_dir / "backlog.msgpack"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        write_records(path, workload.rows(self.topics, 0, o.events))
+        say(f"producing the backlog of {o.events:,} events")
+        found = self.produce(path, 0.0, self.work_dir / "backlog.json", timeout=900)
+        self.result["produce"] = {
+            "seconds": found["flushed_seconds"],
+            "events_per_second": o.events / found["flushed_seconds"],
+        }
+        with Offsets(self.base.kafka_bootstrap) as offsets:
+            self.backlog_ends = offsets.ends(offsets.partitions(list(self.topics.inputs)))
+        say(f"produced {o.events:,} events in {found['flushed_seconds']:.1f}s")
         return workload
 
-    def measure_ceiling(self) -> None:
-        say("ceiling: a bare aiokafka consumer, json.loads only")
-        with Offsets(self.base.kafka_bootstrap) as offsets:
-            partitions = offsets.partitions(list(self.topics.inputs))
-        found = ceiling(
-            self.base.kafka_bootstrap,
-            [(tp.topic, tp.partition) for tp in partitions],
-            self.options.events,
-        )
-        self.result["ceiling"] = {
-            "events": found.messages,
-            "seconds": found.seconds,
-            "events_per_second": found.events_per_second,
-            "cpu_seconds_per_1000": found.cpu_seconds / found.messages * 1000,
-        }
-        say(f"ceiling: {found.events_per_second:,.0f} events/s")
+    def feed(self, phase: str, workload: Workload, members: int) -> dict[Any, int]:
+        """The backlog again, into ``phase``'s own input topics, once its group is settled.
 
-    def measure_throughput(self, workers: list[WorkerProcess], phase: str) -> None:
-        o = self.options
-        group = self.variables(phase)["CDPULSE_APP_ID"]
-        prefix = self.variables(phase)["CDPULSE_REDIS_PREFIX"]
-        used_before = redis_memory.used_memory(self.redis)
-        load_before = load_average()
-        say(f"throughput: {len(workers)} worker(s), {o.events:,} events")
-        with Offsets(self.base.kafka_bootstrap) as offsets:
-            ends = offsets.ends(offsets.partitions(list(self.topics.inputs)))
-            total = sum(ends.values())
-            sampler = Sampler(workers, offsets, group, self.redis, self.kafka_port)
-            deadline = time.monotonic() + max(600.0, total / 500)
-            with Reporter(f"throughput ({len(workers)} worker(s))", total) as progress:
-                while True:
-                    sample = sampler.take(ends)
-                    progress.advance(sample.committed - progress.done)
-                    if sample.committed >= total:
-                        break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(
-                            f"workers committed {sample.committed:,} of {total:,} messages "
-                            f"before the deadline; logs in {self.work_dir / phase}"
-                        )
-                    time.sleep(o.sample_every)
-        summary = summarize(sampler.samples, total, *WINDOW)
-        summary["workers"] = len(workers)
-        summary["peak_rss_bytes"] = [sample_process(w.pid).peak_rss_bytes for w in workers]
-        summary["load_average"] = {"start": load_before, "end": load_average()}
-        summary["timeline"] = [s.as_dict() for s in sampler.samples]
-        self.result.setdefault("throughput", []).append(summary)
-        rate = summary.get("events_per_second")
-        say(f"throughput: {rate or 0:,.0f} events/s with {len(workers)} worker(s)")
-        if phase == "w1":
-            self.result["redis"] = redis_memory.measure(self.redis, prefix, used_before)
-            say(f"redis: {self.result['redis']['bytes_per_profile'] or 0:,.0f} bytes per profile")
-
-    def measure_latency(
-        self, worker: WorkerProcess, records: list[Record], rate: float
-    ) -> dict[str, Any]:
-        """Produce ``records`` at ``rate``; produce → written percentiles after the warm-up."""
-        o = self.options
-        warmup = int(rate * o.warmup_seconds)
-        say(f"latency: {len(records):,} events at {rate:,.0f}/s, {o.warmup_seconds:g}s warm-up")
-        before: dict[str, Any] = {}
-        started = time.monotonic()
-
-        def mark(sent: int) -> None:
-            """Once the warm-up is sent: the histogram and CPU the steady part starts from."""
-            if sent >= warmup and "scrape" not in before:
-                before["scrape"] = worker.scrape()
-                before["cpu"] = cpu_snapshot(self.pids(worker))
-
-        with (
-            Producer.from_settings(self.settings) as producer,
-            self._tracking(worker) as track,
-            collector_paused(),
-        ):
-            sent, seconds = produce_at_rate(producer, self.topics, records, rate, mark)
-            mark(sent)
-            producing = cores_used(before["cpu"], cpu_snapshot(self.pids(worker)))
-        self.wait_drained("w1")
-        drained = time.monotonic() - started
-        after = worker.scrape()
-        after_cpu = cpu_snapshot(self.pids(worker))
-        cores = cores_used(before["cpu"], after_cpu)
-        worker_cpu = after_cpu.processes["worker"] - before["cpu"].processes["worker"]
-        first: Scrape = before["scrape"]
-        buckets = histogram_delta(after.buckets[LATENCY_METRIC], first.buckets[LATENCY_METRIC])
-        reco = histogram_delta(
-            after.buckets.get(RECO_LATENCY_METRIC, []), first.buckets.get(RECO_LATENCY_METRIC, [])
-        )
-        batches = after.value("cdpulse_batch_size_count") - first.value("cdpulse_batch_size_count")
-        batched = after.value("cdpulse_batch_size_sum") - first.value("cdpulse_batch_size_sum")
-        found = {
-            "method": LATENCY_METHOD,
-            "rate": rate,
-            "achieved_rate": sent / seconds,
-            "events": sent,
-            "observed": buckets[-1][1],
-            **{q: histogram_quantile(float(q[1:]) / 100, buckets) for q in ("p50", "p95", "p99")},
-            "recommendation": {
-                "observed": reco[-1][1] if reco else 0,
-                **{
-                    q: histogram_quantile(float(q[1:]) / 100, reco)
-                    if reco and reco[-1][1]
-                    else None
-                    for q in ("p50", "p95", "p99")
-                },
-            },
-            "drained_seconds": drained,
-            # Offsets are committed every second, so a worker that kept up drains within ~1.5 s.
-            "kept_up": drained < seconds + 2.0,
-            "mean_batch": batched / batches if batches else None,
-            "worker_cpu_utilisation": cores.get("worker"),
-            "worker_cpu_seconds_per_1000": worker_cpu / max(1, sent - warmup) * 1000,
-            # The bench process while it produced: mostly kafka-python's send().
-            "producer_cpu_utilisation": producing.get("bench"),
-            "cores": cores,
-            "buckets": buckets,
-            "timeline": track,
-            "load_average": load_average(),
-        }
-        say(
-            f"latency at {rate:,.0f}/s: p50 {found['p50'] * 1000:.1f} ms, "
-            f"p95 {found['p95'] * 1000:.1f} ms, p99 {found['p99'] * 1000:.1f} ms"
-            + ("" if found["kept_up"] else " (the worker did not keep up)")
-        )
-        return found
-
-    def measure_latencies(self, worker: WorkerProcess, workload: Workload) -> None:
-        """At the asked rate; and when the worker could not keep up, at half its capacity.
-
-        Above capacity the latency is a queue that grows for as long as the phase lasts,
-        so the second run shows what the engine itself adds when it is not saturated.
+        The workers join first, on empty topics, and the messages follow: a worker that
+        already holds every partition when the second one joins is not what is measured
+        (and a rebalance under a full batch has crashed the worker: see the report).
+        Returns the ends the phase's topics will have, from Kafka's partitioner.
         """
-        o = self.options
-        records = workload.records[o.events :]
-        asked = int(o.rate * (o.latency_seconds + o.warmup_seconds))
-        self.result["latency"] = self.measure_latency(worker, records[:asked], o.rate)
-        capacity = (throughput_of(self.result, 1) or {}).get("events_per_second")
-        if self.result["latency"]["kept_up"] or not capacity:
-            return
-        rate = max(100.0, round(capacity / 2, -2))
-        count = int(rate * (o.latency_seconds + o.warmup_seconds))
-        below = self.measure_latency(worker, records[asked : asked + count], rate)
-        self.result["latency_below_capacity"] = below
+        from kafka import TopicPartition
+        from kafka.partitioner.default import murmur2
 
-    @contextlib.contextmanager
-    def _tracking(self, worker: WorkerProcess) -> Iterator[list[dict[str, Any]]]:
-        """Per-second latency quantiles while a phase runs, scraped on a thread."""
-        timeline: list[dict[str, Any]] = []
-        stop = threading.Event()
-
-        def scrape_every_second() -> None:
-            started = time.monotonic()
-            previous = worker.scrape().buckets[LATENCY_METRIC]
-            while not stop.wait(1.0):
-                current = worker.scrape().buckets[LATENCY_METRIC]
-                delta = histogram_delta(current, previous)
-                previous = current
-                point: dict[str, Any] = {"t": round(time.monotonic() - started, 3)}
-                point["count"] = delta[-1][1]
-                for q in ("p50", "p95", "p99"):
-                    point[q] = histogram_quantile(float(q[1:]) / 100, delta)
-                timeline.append(point)
-
-        thread = threading.Thread(target=scrape_every_second, daemon=True)
-        thread.start()
-        try:
-            yield timeline
-        finally:
-            stop.set()
-            thread.join()
-
-    def wait_drained(self, phase: str, timeout: float = 300) -> None:
-        group = self.variables(phase)["CDPULSE_APP_ID"]
+        group = self.group(phase)
         with Offsets(self.base.kafka_bootstrap) as offsets:
-            ends = offsets.ends(offsets.partitions(list(self.topics.inputs)))
-            deadline = time.monotonic() + timeout
-            while offsets.committed(group, ends) < sum(ends.values()):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"group {group} not drained after {timeout:.0f}s")
-                time.sleep(0.25)
+            wait_for(
+                lambda: offsets.members(group) == ("Stable", members),
+                120,
+                f"{phase}: the group {group} did not settle with {members} members",
+                every=0.5,
+            )
+        topics = Topics.from_settings(self.phase_settings(phase))
+        rows = workload.rows(topics, 0, self.options.events)
+        path = self.work_dir / f"{phase}-backlog.msgpack"
+        write_records(path, rows)
+        self.feeder = self.start_producer(path, 0.0, self.work_dir / f"{phase}-backlog.json")
+        self.helpers.append(self.feeder.pid)
+        ends: dict[Any, int] = {}
+        partitions = self.options.partitions
+        for topic, key, _ in rows:
+            tp = TopicPartition(topic, (murmur2(key) & 0x7FFFFFFF) % partitions)
+            ends[tp] = ends.get(tp, 0) + 1
+        return ends
 
-    def measure_reads(self, worker: WorkerProcess, workload: Workload) -> None:
-        o = self.options
-        ids = workload.keys(o.events)
-        step = max(1, len(ids) // 2000)
-        paths = [f"/v1/profiles/{i}" for i in ids[::step]]
-        self.result["http"] = self.measure_read(worker, "profile reads", paths)
-        recommendations = [f"{p}/recommendations" for p in paths]
-        self.result["http_recommendations"] = self.measure_read(
-            worker, "recommendation reads", recommendations
-        )
+    def start_producer(
+        self, records: Path, rate: float, out: Path, started: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A producer process (``produce``) sending ``records`` at ``rate`` (0: flat out)."""
+        marker = ["--started", str(started)] if started is not None else []
+        return self.helper(
+            "produce",
+            "--bootstrap", self.base.kafka_bootstrap,
+            "--records", str(records),
+            "--rate", str(rate),
+            "--out", str(out),
+            *marker,
+            log=out.with_suffix(".log"),
+        )  # fmt: skip
 
-    def measure_read(self, worker: WorkerProcess, what: str, paths: list[str]) -> dict[str, Any]:
-        """GET ``paths`` round-robin at the asked rate; latency, statuses and CPU."""
-        o = self.options
-        say(f"{what}: GET at {o.http_rate:,.0f}/s for {o.http_seconds:g}s, {len(paths)} ids")
-        before = cpu_snapshot(self.pids(worker))
-        with collector_paused():
-            load = run_load(worker.url, paths, o.http_rate, o.http_seconds)
-        cores = cores_used(before, cpu_snapshot(self.pids(worker)))
-        latency = {**percentiles(load.latencies), "max": max(load.latencies)}
-        found: dict[str, Any] = {
-            "rate": o.http_rate,
-            "achieved_rate": load.achieved_rate,
-            "requests": len(load.latencies),
-            "statuses": dict(load.statuses),
-            "latency": latency,
-            "service": {**percentiles(load.service), "max": max(load.service)},
-            "worker_cpu_utilisation": cores.get("worker"),
-            "cores": cores,
-            "load_average": load_average(),
-        }
-        say(
-            f"{what}: p50 {latency['p50'] * 1000:.2f} ms, p95 {latency['p95'] * 1000:.2f} ms, "
-            f"p99 {latency['p99'] * 1000:.2f} ms"
-        )
+    def produce(self, records: Path, rate: float, out: Path, timeout: float) -> dict[str, Any]:
+        """Run a producer process to its end; what it reports."""
+        import json
+
+        self.start_producer(records, rate, out).wait(timeout)
+        if not out.exists():
+            raise RuntimeError(f"the producer wrote no result; see {out.with_suffix('.log')}")
+        found: dict[str, Any] = json.loads(out.read_text())
         return found
-
-    def measure_stages(self, workload: Workload) -> None:
-        o = self.options
-        count = min(o.stage_events, o.events)
-        say(f"stages: the batch processor in-process over {count:,} of the same events")
-        settings = self.phase_settings("stages")
-        self.prefixes.append(settings.redis_prefix)
-        messages = messages_of(workload.records[:count], self.topics, o.partitions)
-        times = time_stages(settings, messages, self.base.batch_size)
-        self.result["stages"] = {
-            "events": times.events,
-            "batches": times.batches,
-            "seconds": times.seconds,
-            "cpu_seconds": times.cpu_seconds,
-            "events_per_second": times.events_per_second,
-            "cpu_seconds_per_1000": times.cpu_seconds / times.events * 1000,
-            "stages_seconds": times.stages,
-            "detail_seconds": times.detail,
-            "calls": times.calls,
-            "per_event_us": times.per_event_us(),
-            "per_event_cpu_us": times.per_event_cpu_us(),
-            "load_average": load_average(),
-        }
-        say(f"stages: {times.events_per_second:,.0f} events/s in-process")
-
-    def pids(self, worker: WorkerProcess) -> dict[str, int | None]:
-        """The processes a phase's CPU is split between (``others`` is the rest)."""
-        return {
-            "worker": worker.pid,
-            "kafka": pid_listening_on(self.kafka_port),
-            "redis": pid_listening_on(self.redis_port),
-            "bench": os.getpid(),
-        }
 
     # --- cleanup ---------------------------------------------------------------------------
 
-    def cleanup_prefix(self, prefix: str) -> None:
-        redis_memory.delete_prefix(self.redis, prefix)
-
     def cleanup(self) -> None:
         """Delete the run's keys, topics and consumer groups."""
-        for prefix in self.prefixes:
+        for prefix in {*self.prefixes, f"{self.name}-minimal", f"{self.name}-stages"}:
             with contextlib.suppress(Exception):
-                self.cleanup_prefix(prefix)
+                redis_memory.delete_prefix(self.redis, prefix)
         admin = KafkaAdminClient(bootstrap_servers=self.base.kafka_bootstrap.split(","))
         try:
             with contextlib.suppress(Exception):
-                admin.delete_topics(list(self.topics.all), timeout_ms=30000)
+                existing = set(admin.list_topics())
+                mine = [t for t in existing if t.startswith((f"{self.name}.", f"{self.name}-"))]
+                admin.delete_topics(mine, timeout_ms=30000)
             with contextlib.suppress(Exception):
                 admin.delete_groups(self.groups)
         finally:
@@ -556,14 +415,15 @@ class BenchRun:
         self.redis.close()
 
 
-def scaling(throughput: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Two workers' events/s over one worker's, when both phases ran."""
-    rate: dict[int, float] = {
-        t["workers"]: t["events_per_second"] for t in throughput if t.get("events_per_second")
+def read_paths(workload: Workload, events: int, count: int = 2000) -> dict[str, list[str]]:
+    """The read phase's paths: ~``count`` ids that have a profile, for each endpoint."""
+    ids = workload.keys(events)
+    step = max(1, len(ids) // count)
+    profiles = [f"/v1/profiles/{i}" for i in ids[::step]]
+    return {
+        "profile": profiles,
+        "recommendations": [f"{p}/recommendations" for p in profiles],
     }
-    if 1 not in rate or 2 not in rate:
-        return None
-    return {"one": rate[1], "two": rate[2], "ratio": rate[2] / rate[1]}
 
 
 def run_bench(options: BenchOptions, settings: Settings, work_dir: Path) -> dict[str, Any]:
@@ -571,10 +431,17 @@ def run_bench(options: BenchOptions, settings: Settings, work_dir: Path) -> dict
     return BenchRun(options, settings, work_dir).run()
 
 
+def wait_for(check: Any, timeout: float, what: str, every: float = 0.1) -> None:
+    """Until ``check()`` is true; ``TimeoutError`` naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} after {timeout:.0f}s")
+        time.sleep(every)
+
+
 def source() -> dict[str, Any]:
     """Which code ran: the cdpulse package's folder and, in a git checkout, its commit."""
-    import subprocess
-
     import cdpulse
 
     root = Path(cdpulse.__file__).resolve().parents[2]

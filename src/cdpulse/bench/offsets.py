@@ -42,6 +42,36 @@ class Offsets:
                 total += min(int(meta.offset), end)
         return total
 
+    def members(self, group: str) -> tuple[str, int]:
+        """The group's state (``Stable`` once a rebalance is over) and its member count."""
+        try:
+            found = self._admin.describe_groups([group]).get(group) or {}
+        except KafkaError:
+            return "unknown", 0
+        state = str(found.get("group_state") or found.get("state") or "unknown")
+        return state, len(found.get("members") or [])
+
+    def lag(self, group: str, topics: list[str]) -> dict[str, int]:
+        """Messages of each topic that ``group`` has not committed yet (topic end - committed).
+
+        A topic that does not exist yet is left out; a group that has committed nothing
+        lags by the whole topic.
+        """
+        partitions = self.partitions(topics)
+        if not partitions:
+            return {}
+        ends = self.ends(partitions)
+        try:
+            offsets = self._admin.list_group_offsets(group).get(group, {})
+        except KafkaError:
+            offsets = {}
+        lag: dict[str, int] = {}
+        for tp, end in ends.items():
+            meta = offsets.get(tp)
+            done = min(int(meta.offset), end) if meta is not None and meta.offset > 0 else 0
+            lag[tp.topic] = lag.get(tp.topic, 0) + end - done
+        return lag
+
     def close(self) -> None:
         self._admin.close()
         self._consumer.close()

@@ -172,3 +172,50 @@ def cores_used(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
             out[name] = (used - before.processes[name]) / seconds
     out["others"] = out["machine"] - sum(v for k, v in out.items() if k != "machine")
     return out
+
+
+def parse_comm_and_ticks(text: str) -> tuple[str, int]:
+    """(command name, utime + stime ticks) from the text of ``/proc/<pid>/stat``.
+
+    >>> parse_comm_and_ticks("42 (java) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 99 0 0")
+    ('java', 300)
+    """
+    utime, stime = parse_stat(text)
+    return text[text.index("(") + 1 : text.rindex(")")], utime + stime
+
+
+def process_table() -> dict[int, tuple[str, int]]:
+    """Every visible process: pid -> (command name, CPU ticks used so far)."""
+    table: dict[int, tuple[str, int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                table[int(proc.name)] = parse_comm_and_ticks((proc / "stat").read_text())
+    return table
+
+
+def top_others(
+    before: dict[int, tuple[str, int]],
+    after: dict[int, tuple[str, int]],
+    ours: set[int],
+    seconds: float,
+    count: int = 5,
+) -> list[tuple[str, float]]:
+    """The busiest processes that are not the run's own, as (name, cores), busiest first.
+
+    Processes of one name are added up (a test suite's many pythons are one load). A
+    process that started during the span counts from zero; one that ended is not seen.
+    On a shared machine this says who else was using the cores, and how much.
+    """
+    if seconds <= 0:
+        return []
+    by_name: dict[str, float] = {}
+    for pid, (name, ticks) in after.items():
+        if pid in ours:
+            continue
+        previous = before.get(pid)
+        used = ticks - (previous[1] if previous is not None and previous[0] == name else 0)
+        if used > 0:
+            by_name[name] = by_name.get(name, 0.0) + used / CLOCK_TICKS / seconds
+    busiest = sorted(by_name.items(), key=lambda kv: kv[1], reverse=True)[:count]
+    return [(name, round(cores, 3)) for name, cores in busiest]

@@ -1,33 +1,40 @@
-"""Samples taken while a phase runs: progress, CPU and memory of every process involved.
+"""Samples taken while a phase runs: progress, lag, CPU and memory of every process involved.
 
-One ``Sample`` every half second: the group's committed messages, the messages each
-worker has processed (``cdpulse_batch_size_sum``), each worker's CPU seconds and RSS,
-the batches they took,
-the machine's busy CPU ticks, Redis' CPU (``INFO cpu``) and the Kafka broker's CPU
-(found by its listening port).
+One ``Sample`` every half second (or second): the workers' group's committed messages,
+the messages each worker has processed (``cdpulse_batch_size_sum``) and its batches, the
+learner's lag on each of its topics, the CPU seconds, run-queue wait and RSS of every
+role process and of the Kafka broker (found by its listening port), Redis' CPU
+(``INFO cpu``), and the machine's busy CPU ticks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 import urllib.error
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis as sync_redis
 
 from cdpulse.bench.offsets import Offsets
-from cdpulse.bench.procstat import (
-    CLOCK_TICKS,
-    machine_busy_ticks,
-    pid_listening_on,
-    sample_process,
-)
+from cdpulse.bench.procstat import CLOCK_TICKS, machine_busy_ticks, sample_process
+from cdpulse.bench.roles import RoleProcess
 from cdpulse.bench.stats import interpolate, window_rate
-from cdpulse.bench.workers import WorkerProcess
+
+ROLES = ("worker", "learner", "api", "kafka", "redis")
+
+
+def role_of(name: str) -> str:
+    """``worker1`` -> ``worker``: processes are named by role and index.
+
+    >>> role_of("worker1"), role_of("learner")
+    ('worker', 'learner')
+    """
+    return re.sub(r"\d+$", "", name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,49 +42,60 @@ class Sample:
     """The state of a phase at ``t`` seconds after it began."""
 
     t: float
-    committed: int
+    committed: int  # the workers' group, over the phase's input partitions
     processed: list[int]  # per worker
     batches: list[int]  # per worker
-    cpu_seconds: list[float]  # per worker
-    runqueue_seconds: list[float]  # per worker: runnable, waiting for a CPU
-    redis_seconds: list[float]  # per worker: inside Redis pipelines (cdpulse_redis_seconds)
-    rss_bytes: list[int]  # per worker
+    redis_seconds: list[float]  # per worker: inside Redis round trips (cdpulse_redis_seconds)
+    cpu_seconds: dict[str, float]  # per process: worker0.., learner, api, kafka, bench
+    runqueue_seconds: dict[str, float]  # per process: runnable, waiting for a CPU
+    rss_bytes: dict[str, int]  # per process
+    learner_lag: dict[str, int]  # per learner topic: messages not committed yet
     machine_busy: int  # CPU ticks, all cores
     machine_total: int
     redis_cpu_seconds: float
-    kafka_cpu_seconds: float | None
-    bench_cpu_seconds: float  # this process: the sampler, and nothing else while it runs
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-class Sampler:
-    """Takes ``Sample``s of a set of workers, their group, Redis and Kafka."""
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What a sampler watches besides the processes: groups, topics, Redis, Kafka's pid."""
 
-    def __init__(
-        self,
-        workers: Sequence[WorkerProcess],
-        offsets: Offsets,
-        group: str,
-        redis_client: sync_redis.Redis,
-        kafka_port: int,
-    ) -> None:
-        self.workers = list(workers)
-        self.offsets = offsets
-        self.group = group
-        self.redis = redis_client
-        self.kafka_pid = pid_listening_on(kafka_port)
+    offsets: Offsets
+    group: str
+    learner_group: str
+    learner_topics: list[str]
+    redis: sync_redis.Redis
+    kafka_pid: int | None
+
+
+class Sampler:
+    """Takes ``Sample``s of a phase's processes, its groups, Redis and Kafka."""
+
+    def __init__(self, processes: Mapping[str, RoleProcess], watched: Watched) -> None:
+        self.processes = dict(processes)
+        self.workers = [p for name, p in self.processes.items() if role_of(name) == "worker"]
+        self.watched = watched
+        # Helper processes (producer, load generators) by name -> pid: /proc only. Replaced,
+        # never changed in place, so a sampling thread never sees it change under it.
+        self.extra: dict[str, int] = {}
         self.started = time.monotonic()
         self.samples: list[Sample] = []
 
-    def take(self, ends: dict[Any, int]) -> Sample:
+    def pids(self) -> dict[str, int]:
+        pids = {name: p.pid for name, p in self.processes.items()}
+        pids.update(self.extra)
+        if self.watched.kafka_pid is not None:
+            pids["kafka"] = self.watched.kafka_pid
+        pids["bench"] = os.getpid()
+        return pids
+
+    def take(self, ends: Mapping[Any, int] | None = None) -> Sample:
+        """One sample; ``ends``: the input partitions' ends the committed count is over."""
         processed: list[int] = []
         batches: list[int] = []
-        cpu: list[float] = []
-        runqueue: list[float] = []
         redis_wait: list[float] = []
-        rss: list[int] = []
         for worker in self.workers:
             worker.check_alive()
             done = count = 0
@@ -90,33 +108,79 @@ class Sampler:
             processed.append(done)
             batches.append(count)
             redis_wait.append(in_redis)
-            usage = sample_process(worker.pid)
-            cpu.append(usage.cpu_seconds)
-            runqueue.append(usage.runqueue_seconds)
-            rss.append(usage.rss_bytes)
+        cpu: dict[str, float] = {}
+        runqueue: dict[str, float] = {}
+        rss: dict[str, int] = {}
+        for name, pid in self.pids().items():
+            # A process that just ended (a zombie has no memory lines) is left out.
+            with contextlib.suppress(OSError, ValueError):
+                usage = sample_process(pid)
+                cpu[name], runqueue[name], rss[name] = (
+                    usage.cpu_seconds,
+                    usage.runqueue_seconds,
+                    usage.rss_bytes,
+                )
+        w = self.watched
         busy, total = machine_busy_ticks()
-        info = self.redis.info("cpu")
-        kafka_cpu = None
-        if self.kafka_pid is not None:
-            with contextlib.suppress(OSError):
-                kafka_cpu = sample_process(self.kafka_pid).cpu_seconds
+        info = w.redis.info("cpu")
         sample = Sample(
             t=round(time.monotonic() - self.started, 3),
-            committed=self.offsets.committed(self.group, ends),
+            committed=w.offsets.committed(w.group, dict(ends)) if ends else 0,
             processed=processed,
             batches=batches,
+            redis_seconds=redis_wait,
             cpu_seconds=cpu,
             runqueue_seconds=runqueue,
-            redis_seconds=redis_wait,
             rss_bytes=rss,
+            learner_lag=w.offsets.lag(w.learner_group, w.learner_topics),
             machine_busy=busy,
             machine_total=total,
             redis_cpu_seconds=float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-            kafka_cpu_seconds=kafka_cpu,
-            bench_cpu_seconds=sample_process(os.getpid()).cpu_seconds,
         )
         self.samples.append(sample)
         return sample
+
+
+def cores_between(samples: Sequence[Sample], t0: float, t1: float) -> dict[str, float]:
+    """Cores each process used between ``t0`` and ``t1`` (interpolated), and the split.
+
+    Keys: ``machine``, every process by name, each role summed (``worker``), ``redis``,
+    ``others`` (what the named processes do not explain: other people's work on a shared
+    machine, and the kernel).
+    """
+    seconds = t1 - t0
+    if seconds <= 0 or not samples:
+        return {}
+
+    def delta(series: list[tuple[float, float]]) -> float:
+        return interpolate(series, t1) - interpolate(series, t0) if series else 0.0
+
+    names = sorted({n for s in samples for n in s.cpu_seconds})
+    cores: dict[str, float] = {
+        "machine": delta([(s.t, float(s.machine_busy)) for s in samples]) / CLOCK_TICKS / seconds,
+        "redis": delta([(s.t, s.redis_cpu_seconds) for s in samples]) / seconds,
+    }
+    for name in names:
+        series = [(s.t, s.cpu_seconds[name]) for s in samples if name in s.cpu_seconds]
+        cores[name] = delta(series) / seconds
+    for role in ("worker",):
+        members = [n for n in names if role_of(n) == role and n != role]
+        if members:
+            cores[role] = sum(cores[n] for n in members)
+    explained = sum(v for k, v in cores.items() if k not in ("machine", "worker"))
+    cores["others"] = cores["machine"] - explained
+    return cores
+
+
+def per_thousand(cores: Mapping[str, float], events_per_second: float) -> dict[str, float]:
+    """CPU seconds per 1,000 events of each role, from cores used at a rate.
+
+    >>> per_thousand({"worker": 0.5, "kafka": 0.1, "machine": 1.0}, 1000.0)
+    {'worker': 0.5, 'kafka': 0.1}
+    """
+    if events_per_second <= 0:
+        return {}
+    return {r: cores[r] / events_per_second * 1000 for r in ROLES if r in cores}
 
 
 def summarize(samples: Sequence[Sample], total: int, start: float, end: float) -> dict[str, Any]:
@@ -138,49 +202,48 @@ def summarize(samples: Sequence[Sample], total: int, start: float, end: float) -
     if window is None or not samples:
         return out
     rate, t0, t1 = window
-    events = (end - start) * total
-    workers = len(samples[0].cpu_seconds)
+    seconds = t1 - t0
+    workers = len(samples[0].processed)
 
     def delta(series: list[tuple[float, float]]) -> float:
         return interpolate(series, t1) - interpolate(series, t0)
 
-    cpu = [delta([(s.t, s.cpu_seconds[i]) for s in samples]) for i in range(workers)]
-    runqueue = [delta([(s.t, s.runqueue_seconds[i]) for s in samples]) for i in range(workers)]
-    in_redis = [delta([(s.t, s.redis_seconds[i]) for s in samples]) for i in range(workers)]
+    cores = cores_between(samples, t0, t1)
+    names = [f"worker{i}" for i in range(workers)]
+    runqueue = [
+        delta([(s.t, s.runqueue_seconds.get(n, 0.0)) for s in samples]) / seconds for n in names
+    ]
+    in_redis = [
+        delta([(s.t, s.redis_seconds[i]) for s in samples]) / seconds for i in range(workers)
+    ]
     processed = delta([(s.t, float(sum(s.processed))) for s in samples])
     batches = delta([(s.t, float(sum(s.batches))) for s in samples])
     busy = delta([(s.t, float(s.machine_busy)) for s in samples])
     ticks = delta([(s.t, float(s.machine_total)) for s in samples])
-    redis_cpu = delta([(s.t, s.redis_cpu_seconds) for s in samples])
-    kafka = [(s.t, s.kafka_cpu_seconds) for s in samples if s.kafka_cpu_seconds is not None]
-    bench = delta([(s.t, s.bench_cpu_seconds) for s in samples])
-    seconds = t1 - t0
-    cores = {
-        "machine": busy / CLOCK_TICKS / seconds,
-        "workers": sum(cpu) / seconds,
-        "redis": redis_cpu / seconds,
-        "kafka": delta(kafka) / seconds if kafka else 0.0,
-        "bench": bench / seconds,
-    }
-    cores["others"] = cores["machine"] - sum(v for k, v in cores.items() if k != "machine")
     out.update(
         {
             "window_seconds": [round(t0, 3), round(t1, 3)],
             "events_per_second": rate,
-            "events_per_second_per_worker": rate / workers,
+            "events_per_second_per_worker": rate / workers if workers else None,
             "processed_per_second": processed / seconds,
             "mean_batch": processed / batches if batches else None,
-            "cpu_seconds_per_1000": [c / events * 1000 for c in cpu],
-            "worker_cpu_utilisation": [c / seconds for c in cpu],
-            # Where the rest of each worker's time went: held up waiting for a CPU, or
-            # awaiting Redis pipelines (the rest: Kafka, faust's own waits, idle).
-            "worker_runqueue_share": [r / seconds for r in runqueue],
-            "worker_redis_share": [r / seconds for r in in_redis],
-            "machine_busy_share": busy / ticks if ticks else None,
             "cores": cores,
-            "redis_cpu_seconds_per_1000": redis_cpu / events * 1000,
-            "kafka_cpu_seconds_per_1000": delta(kafka) / events * 1000 if kafka else None,
-            "rss_bytes_max": [max(s.rss_bytes[i] for s in samples) for i in range(workers)],
+            "cpu_seconds_per_1000": per_thousand(cores, rate),
+            "worker_cpu_seconds_per_1000": [cores.get(n, 0.0) / rate * 1000 for n in names],
+            "worker_cpu_utilisation": [cores.get(n, 0.0) for n in names],
+            # Where the rest of each worker's time went: held up waiting for a CPU, or
+            # awaiting Redis round trips (the rest: Kafka, faust's own waits, idle).
+            "worker_runqueue_share": runqueue,
+            "worker_redis_share": in_redis,
+            "machine_busy_share": busy / ticks if ticks else None,
+            "rss_bytes_max": {
+                n: max(s.rss_bytes.get(n, 0) for s in samples) for n in samples[-1].rss_bytes
+            },
         }
     )
     return out
+
+
+def lag_timeline(samples: Sequence[Sample]) -> list[dict[str, Any]]:
+    """The learner's total lag over time: ``[{"t": ..., "lag": ...}]``."""
+    return [{"t": s.t, "lag": sum(s.learner_lag.values())} for s in samples]

@@ -1,21 +1,22 @@
-"""Where a worker's time goes: the batch processor's stages, timed in-process on real Redis.
+"""Where a worker's time goes: the profile pipeline's stages, timed in-process.
 
-The same messages the workers consume are cut into batches of the worker's batch size
-and handed to the worker's own ``BatchProcessor`` (built by ``create_app``, so with
-whatever the worker plugs into it) over the real Redis store under its own key prefix,
-without faust or Kafka. Each stage is timed where it is called:
+The backlog's first messages are cut into batches of the worker's batch size and handed
+to the worker's own ``ProfilePipeline`` (built by ``create_worker``, so with every stage
+the worker runs) over the real Redis under its own key prefix and a real ``KafkaOutlet``
+publishing to the phase's own topics, without faust's consumer. Each stage is timed
+where it is called, on the wall clock and on this process's CPU clock:
 
-* ``decode``: bytes to a validated event (json + pydantic), dead letters, metrics;
-* ``store.<call>``: each call of the store (``load``, ``save``, ``link``, ...), of which
-  the pipelined round trips themselves (``cdpulse_redis_seconds``) and the MessagePack
-  encode/decode of profiles are reported apart, and Redis' own CPU from
-  ``INFO commandstats``;
-* ``enricher.<call>``: each call of the processor's enricher (scoring), when it has one;
-* ``rules.apply`` and ``rules.merge``: the pure profile rules;
-* ``rest of process()``: grouping by profile, duplicate bookkeeping, metrics.
+* ``decode``: ``decode_batch``, bytes to events (the msgspec mirror), dead letters;
+* ``state.read`` and ``state.write``: ``RedisState``'s one read and one write per batch,
+  of which the MessagePack decode and encode of profiles are shown apart;
+* ``stages``: ``Stages.one`` over every profile the batch touches (merge, apply, churn,
+  segments, triggers, experiments, item events, summaries), of which the profile rules
+  (``rules.apply``, ``rules.merge``) are shown apart;
+* ``outlet.publish``: the batch's records as record batches, awaited (acks=all);
+* ``rest of the pipeline``: stitching, grouping, the report, the watermarks.
 
-The difference between this rate and a worker's is what faust and the Kafka client
-cost per event.
+Redis' own CPU over the phase comes from ``INFO commandstats``. The difference between
+this rate and a worker's is what faust's consumer path, commits and timers cost.
 """
 
 from __future__ import annotations
@@ -25,22 +26,25 @@ import contextlib
 import functools
 import inspect
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis as sync_redis
+from kafka.partitioner.default import murmur2
 from prometheus_client import REGISTRY
 
-from cdpulse.bench.workload import Record, topic_of
+from cdpulse.bench.workload import Record, Workload, topic_of
+from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
-from cdpulse.ingest.message import Message
 from cdpulse.pipeline import batch
 from cdpulse.pipeline import stages as stage_functions
 from cdpulse.settings import Settings
 from cdpulse.store import state as state_store
+
+if TYPE_CHECKING:
+    from cdpulse.bench.driver import BenchRun
 
 
 class _Clock:
@@ -151,7 +155,7 @@ def messages_of(records: Sequence[Record], topics: Topics, partitions: int) -> l
     now = time.time()
     for record in records:
         topic = topic_of(topics, record.stream)
-        partition = zlib.crc32(record.key) % partitions
+        partition = (murmur2(record.key) & 0x7FFFFFFF) % partitions  # Kafka's default
         offset = offsets[(topic, partition)]
         offsets[(topic, partition)] = offset + 1
         out.append(Message(topic, partition, offset, record.key, record.value, now))
@@ -196,17 +200,21 @@ def _commandstats_usec(client: sync_redis.Redis) -> dict[str, float]:
 async def _time_stages(
     settings: Settings, messages: list[Message], batch_size: int
 ) -> tuple[float, float, _Clock, int]:
-    from cdpulse.app.worker import create_worker
-    from cdpulse.pipeline.memory import MemoryOutlet
+    from aiokafka import AIOKafkaProducer
+
+    from cdpulse.app.outlet import KafkaOutlet
+    from cdpulse.app.worker import create_worker, output_topics
 
     clock = _Clock()
     _, worker = create_worker(settings)
     pipeline = worker.pipeline
-    # Swap the pipeline's collaborators for timed stand-ins (instance attributes only); the
-    # outlet keeps the records in memory: Kafka is the worker run's to measure.
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all")
+    await producer.start()
+    outlet = KafkaOutlet(_AppOf(producer), output_topics(Topics.from_settings(settings)))  # type: ignore[arg-type]
+    # Swap the pipeline's collaborators for timed stand-ins (instance attributes only).
     slots = vars(pipeline)
     slots["state"] = Timed(pipeline.state, clock, "state")
-    slots["outlet"] = Timed(MemoryOutlet(), clock, "outlet")
+    slots["outlet"] = Timed(outlet, clock, "outlet")
     vars(pipeline.stages)["one"] = clock.wrap(pipeline.stages.one, "stages")
     await worker.state.load_scripts()
     batches = 0
@@ -217,7 +225,7 @@ async def _time_stages(
                 state_store, {"encode": "msgpack encode", "decode": "msgpack decode"}, clock
             ),
             _timed_functions(
-                stage_functions, {"apply": "rules.apply", "merge": "rules.merge"}, clock
+                stage_functions, {"apply_new": "rules.apply", "merge": "rules.merge"}, clock
             ),
             _timed_functions(batch, {"decode_batch": "decode"}, clock),
         ):
@@ -226,6 +234,7 @@ async def _time_stages(
                 batches += 1
         return time.perf_counter() - started, time.process_time() - cpu, clock, batches
     finally:
+        await producer.stop()
         await worker.state.client.aclose()
 
 
@@ -240,9 +249,7 @@ def time_stages(settings: Settings, messages: list[Message], batch_size: int) ->
     finally:
         client.close()
     names = [
-        n
-        for n in clock.seconds
-        if n in ("decode", "stages") or n.startswith(("state.", "outlet.", "rules."))
+        n for n in clock.seconds if n in ("decode", "stages") or n.startswith(("state.", "outlet."))
     ]
     # What reading the clocks cost: taken out of the remainder and shown as its own line.
     wall_each, cpu_each = _Clock.overhead()
@@ -257,6 +264,8 @@ def time_stages(settings: Settings, messages: list[Message], batch_size: int) ->
         f"{op}: pipelined round trip": _redis_seconds_sum(op) - before
         for op, before in round_trips_before.items()
     }
+    for name in ("rules.apply", "rules.merge"):
+        detail[f"{name} (in stages)"] = clock.seconds.get(name, 0.0)
     detail["msgpack decode (in read)"] = clock.seconds.get("msgpack decode", 0.0)
     detail["msgpack encode (in write)"] = clock.seconds.get("msgpack encode", 0.0)
     detail["redis server CPU (all commands)"] = (
@@ -265,3 +274,43 @@ def time_stages(settings: Settings, messages: list[Message], batch_size: int) ->
     return StageTimes(
         len(messages), batches, total, cpu, stages, stages_cpu, detail, dict(clock.calls)
     )
+
+
+class _AppOf:
+    """What ``KafkaOutlet`` asks of a faust app: its producer's aiokafka client."""
+
+    def __init__(self, client: Any) -> None:
+        self.producer = self
+        self._client = client
+
+    def _ensure_producer(self) -> Any:
+        return self._client
+
+
+def measure_stages(run: BenchRun, workload: Workload) -> dict[str, Any]:
+    """The pipeline's stages over the backlog's first ``stage_events`` events."""
+    from cdpulse.bench.driver import say
+    from cdpulse.kafka_admin import ensure_topics
+
+    o = run.options
+    count = min(o.stage_events, o.events)
+    say(f"stages: the profile pipeline in-process over {count:,} of the same events")
+    settings = run.phase_settings("stages")
+    run.prefixes.append(settings.redis_prefix)
+    ensure_topics(settings)
+    messages = messages_of(workload.records[:count], run.topics, o.partitions)
+    times = time_stages(settings, messages, run.base.batch_size)
+    say(f"stages: {times.events_per_second:,.0f} events/s in-process")
+    return {
+        "events": times.events,
+        "batches": times.batches,
+        "seconds": times.seconds,
+        "cpu_seconds": times.cpu_seconds,
+        "events_per_second": times.events_per_second,
+        "cpu_seconds_per_1000": times.cpu_seconds / times.events * 1000,
+        "stages_seconds": times.stages,
+        "detail_seconds": times.detail,
+        "calls": times.calls,
+        "per_event_us": times.per_event_us(),
+        "per_event_cpu_us": times.per_event_cpu_us(),
+    }

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 Bucket = tuple[float, float]  # (upper bound "le", cumulative count)
+INF = math.inf
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -127,3 +128,52 @@ def rates(samples: Sequence[tuple[float, float]], span: float = 2.0) -> list[tup
         if t > t0:
             out.append((t, (value - v0) / (t - t0)))
     return out
+
+
+def add_histograms(histograms: Sequence[Sequence[Bucket]]) -> list[Bucket]:
+    """The buckets of several processes' histograms of one metric, added up.
+
+    >>> add_histograms([[(1.0, 2.0), (INF, 3.0)], [(1.0, 1.0), (INF, 1.0)]])
+    [(1.0, 3.0), (inf, 4.0)]
+    """
+    present = [h for h in histograms if h]
+    if not present:
+        return []
+    total = [list(b) for b in present[0]]
+    for other in present[1:]:
+        if [b for b, _ in other] != [b for b, _ in total]:
+            raise ValueError("the histograms have different bucket bounds")
+        for i, (_, count) in enumerate(other):
+            total[i][1] += count
+    return [(bound, count) for bound, count in total]
+
+
+def typical_bucket(buckets: Sequence[Bucket], q: float = 0.5) -> float | None:
+    """The upper bound of the bucket holding the ``q``-quantile: for whole-number histograms
+    (round trips per batch), the typical value itself rather than an interpolation.
+
+    >>> typical_bucket([(1, 0), (2, 90), (3, 99), (4, 100), (INF, 100)])
+    2
+    """
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    for bound, count in buckets:
+        if count >= q * total:
+            return bound
+    return None
+
+
+def share_at_most(buckets: Sequence[Bucket], bound: float) -> float | None:
+    """The share of observations at or below ``bound`` (one of the buckets' bounds).
+
+    >>> share_at_most([(1, 0), (2, 90), (3, 99), (INF, 100)], 3)
+    0.99
+    """
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    for b, count in buckets:
+        if b == bound:
+            return count / total
+    raise ValueError(f"no bucket bound {bound}")

@@ -1,21 +1,19 @@
-"""The benchmark's input: the synthetic shop's event mix, serialised once, sent to Kafka.
+"""The benchmark's input: the synthetic shop's event mix, serialised once.
 
 Events are turned into (stream, key, JSON bytes) before any clock starts, so neither
-the simulator nor ``json.dumps`` is part of what is measured. The producer is
-kafka-python with the settings of ``cdpulse.producer.Producer`` (acks=all, idempotent,
-5 ms linger), so Kafka's CreateTime of a message is the moment ``send`` was called.
+the simulator nor the JSON encoder is part of what is measured; ``produce`` sends them.
+orjson: the serialisation of ~1M events takes seconds instead of most of a minute.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
+import orjson
+
+from cdpulse.bench.produce import Row
 from cdpulse.contract.topics import STREAM_OF_TYPE, Stream, Topics
-from cdpulse.producer import Producer
 from cdpulse.simulate import Shop
 
 FIRST_DAYS = 30  # simulated days tried first; doubled until the shop has enough events
@@ -46,6 +44,10 @@ class Workload:
         """The distinct message keys of the first ``count`` events: each has a profile."""
         return sorted({r.key.decode("utf-8") for r in self.records[:count]})
 
+    def rows(self, topics: Topics, start: int, end: int) -> list[Row]:
+        """Records ``start:end`` as (topic, key, value), for a producer process."""
+        return [(topic_of(topics, r.stream), r.key, r.value) for r in self.records[start:end]]
+
     def topic_counts(self, topics: Topics) -> dict[str, int]:
         counts: dict[str, int] = {}
         for record in self.records:
@@ -65,7 +67,7 @@ def shop_workload(events: int, customers: int, seed: int) -> Workload:
                 Record(
                     STREAM_OF_TYPE[event["type"]],
                     key.encode("utf-8"),
-                    json.dumps(event, separators=(",", ":")).encode("utf-8"),
+                    orjson.dumps(event),
                 )
             )
         if len(records) == events:
@@ -76,48 +78,3 @@ def shop_workload(events: int, customers: int, seed: int) -> Workload:
                 f"ask for more customers"
             )
         days *= 2
-
-
-def produce_all(
-    producer: Producer,
-    topics: Topics,
-    records: Sequence[Record],
-    advance: Callable[[int], None],
-) -> float:
-    """Send ``records`` as fast as the producer takes them; returns the seconds it took."""
-    started = time.perf_counter()
-    for i, record in enumerate(records, start=1):
-        producer.send_raw(topic_of(topics, record.stream), record.value, record.key)
-        if i % 1000 == 0:
-            advance(1000)
-    producer.flush()
-    advance(len(records) % 1000)
-    return time.perf_counter() - started
-
-
-def produce_at_rate(
-    producer: Producer,
-    topics: Topics,
-    records: Sequence[Record],
-    rate: float,
-    on_burst: Callable[[int], None] | None = None,
-) -> tuple[int, float]:
-    """Send ``records`` at ``rate`` per second: whatever is due, then sleep until the next.
-
-    Returns (sent, seconds). ``on_burst(sent)`` is called after every burst.
-    """
-    started = time.perf_counter()
-    sent = 0
-    while sent < len(records):
-        due = min(len(records), int((time.perf_counter() - started) * rate) + 1)
-        while sent < due:
-            record = records[sent]
-            producer.send_raw(topic_of(topics, record.stream), record.value, record.key)
-            sent += 1
-        if on_burst is not None:
-            on_burst(sent)
-        pause = started + sent / rate - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-    producer.flush()
-    return sent, time.perf_counter() - started

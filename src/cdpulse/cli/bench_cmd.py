@@ -1,9 +1,9 @@
-"""``cdpulse bench``: measure the engine on real Kafka, Redis and workers; chart a result.
+"""``cdpulse bench``: measure the engine on real Kafka, Redis and role processes; report it.
 
-cdpulse bench [--events N] [--customers C] [--workers 1|2] [--rate R]
-              [--out FILE.json] [--chart FILE.png] [--no-stack]
+cdpulse bench [--events N] [--customers C] [--workers 1|2] [--rate R] [--http-rate R]
+              [--no-ceilings] [--stage-events N] [--out FILE.json] [--chart FILE.png]
+cdpulse bench report RESULT.json      the Markdown report again, from the JSON
 cdpulse bench chart RESULT.json --out FILE.png
-cdpulse bench report RESULT.json
 """
 
 from __future__ import annotations
@@ -19,88 +19,113 @@ from typing import Any
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="benchmark throughput, latency, memory and reads against real Kafka and Redis",
+        help="benchmark the engine against its ceilings on real Kafka and Redis",
         description=(
-            "Drive the simulated shop's events through Kafka into real `cdpulse worker` "
-            "processes and report throughput, latency, CPU, memory, profile reads, scaling "
-            "and the bare-consumer ceiling. Starts deploy/local/stack.sh when nothing "
-            "answers at CDPULSE_KAFKA_BOOTSTRAP and CDPULSE_REDIS_URL (unless --no-stack)."
+            "One run: the simulated shop's events produced once; the bare-consumer and "
+            "hand-written minimal-profile ceilings; `cdpulse worker`, `learner` and `api` "
+            "processes at full speed (throughput, learner lag, CPU per role); a steady phase "
+            "at half that capacity (produce → written and → recommendation latency); the same "
+            "with 1,000 reads/s per endpoint from separate load processes; two workers "
+            "(scaling); the pipeline's stages in-process. Starts deploy/local/stack.sh when "
+            "nothing answers at CDPULSE_KAFKA_BOOTSTRAP and CDPULSE_REDIS_URL (unless "
+            "--no-stack). 100,000 events took 9 minutes on a busy 2-core machine."
         ),
     )
-    parser.add_argument(
+    add = parser.add_argument
+    add(
         "--events",
         type=_positive(int),
-        default=500_000,
-        help="events per throughput phase (default 500000)",
+        default=200_000,
+        help="events in the backlog every throughput phase reads (default 200000)",
     )
-    parser.add_argument(
+    add(
         "--customers",
         type=_positive(int),
         default=10_000,
         help="simulated customers (default 10000)",
     )
-    parser.add_argument(
+    add(
         "--workers",
         type=int,
         choices=(1, 2),
         default=2,
         help="2 (default) also measures two workers on two partitions",
     )
-    parser.add_argument(
+    add(
+        "--partitions",
+        type=_positive(int),
+        default=2,
+        help="partitions per input topic (default 2)",
+    )
+    add(
         "--rate",
         type=_positive(float),
-        default=5_000.0,
-        help="steady events/s of the latency phase (default 5000)",
+        help="events/s of the steady phases (default: half the measured 1-worker capacity)",
     )
-    parser.add_argument(
+    add(
+        "--max-rate",
+        type=_positive(float),
+        default=10_000.0,
+        help="most events/s the steady phases are prepared for (default 10000)",
+    )
+    add(
+        "--warmup-seconds",
+        type=_positive(float),
+        default=5.0,
+        help="steady phases: seconds before measuring (default 5)",
+    )
+    add(
         "--latency-seconds",
         type=_positive(float),
         default=30.0,
-        help="length of the latency phase (default 30)",
+        help="measured length of the steady phase without reads (default 30)",
     )
-    parser.add_argument(
+    add(
         "--http-rate",
         type=_positive(float),
-        default=500.0,
-        help="GET /v1/profiles requests/s (default 500)",
+        default=1_000.0,
+        help="GET requests/s per endpoint while ingesting (default 1000)",
     )
-    parser.add_argument(
+    add(
         "--http-seconds",
         type=_positive(float),
         default=20.0,
-        help="length of the read phase (default 20)",
+        help="length of the reads (default 20)",
     )
-    parser.add_argument(
+    add(
+        "--learner-wait",
+        type=_positive(float),
+        default=60.0,
+        help="most seconds to wait for the learner to catch up (default 60)",
+    )
+    add(
         "--stage-events",
-        type=_positive(int),
-        default=100_000,
-        help="events timed stage by stage in-process (default 100000)",
+        type=int,
+        default=50_000,
+        help="events timed stage by stage in-process; 0 skips it (default 50000)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
-    parser.add_argument(
-        "--label", default="", help="what is measured, kept in the result (e.g. the engine version)"
-    )
-    parser.add_argument("--out", type=Path, help="write the result as JSON here")
-    parser.add_argument("--chart", type=Path, help="draw the chart (PNG) here")
-    parser.add_argument("--no-stack", action="store_true", help="never start the local stack")
-    parser.add_argument("--keep", action="store_true", help="keep the run's topics and Redis keys")
-    parser.add_argument(
-        "--profile-workers",
+    add("--no-ceilings", action="store_true", help="skip the two ceilings")
+    add("--seed", type=int, default=1, help="simulator seed (default 1)")
+    add("--label", default="", help="what is measured, kept in the result (e.g. a branch)")
+    add("--out", type=Path, help="write the result as JSON here")
+    add("--chart", type=Path, help="draw the chart (PNG) here")
+    add("--no-stack", action="store_true", help="never start the local stack")
+    add("--keep", action="store_true", help="keep the run's topics and Redis keys")
+    add(
+        "--profile-roles",
         type=Path,
         metavar="DIR",
-        help="run workers under cProfile, writing DIR/<phase>-worker<i>.prof (slows them down)",
+        help="run the roles under cProfile, writing DIR/<phase>-<name>.prof (slows them down)",
     )
-    parser.add_argument(
-        "--work-dir", type=Path, help="worker logs and data (default: a temporary folder)"
-    )
-    parser.set_defaults(func=run)
+    add("--work-dir", type=Path, help="logs and data of the run (default: a temporary folder)")
+    parser.set_defaults(func=run)  # fmt: skip
 
     actions = parser.add_subparsers(dest="bench_action", metavar="ACTION")
     chart = actions.add_parser("chart", help="draw the chart of a result JSON")
     chart.add_argument("result", type=Path)
     chart.add_argument("--out", type=Path, required=True, help="PNG to write")
     chart.set_defaults(func=run_chart)
-    report = actions.add_parser("report", help="print a result JSON as a Markdown table vs targets")
+    report = actions.add_parser("report", help="print a result JSON as Markdown vs the targets")
     report.add_argument("result", type=Path)
     report.set_defaults(func=run_report)
 
@@ -117,13 +142,18 @@ def run(args: argparse.Namespace) -> int:
         events=args.events,
         customers=args.customers,
         workers=args.workers,
+        partitions=args.partitions,
         rate=args.rate,
+        max_rate=args.max_rate,
+        warmup_seconds=args.warmup_seconds,
         latency_seconds=args.latency_seconds,
         http_rate=args.http_rate,
         http_seconds=args.http_seconds,
+        learner_wait=args.learner_wait,
+        ceilings=not args.no_ceilings,
         stage_events=args.stage_events,
         seed=args.seed,
-        profile_dir=args.profile_workers,
+        profile_dir=args.profile_roles,
         keep=args.keep,
     )
     try:
@@ -131,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     except StackUnavailable as exc:
         raise CliError(str(exc)) from exc
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="cdpulse-bench-"))
-    print(f"bench: worker logs in {work_dir}", file=sys.stderr)
+    print(f"bench: logs in {work_dir}", file=sys.stderr)
     try:
         result = run_bench(options, settings, work_dir)
     finally:
@@ -151,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         draw(result, args.chart)
         print(f"bench: chart in {args.chart}", file=sys.stderr)
     print(render_markdown(result))
-    return 0
+    return 1 if result.get("failed") else 0
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -50,12 +50,15 @@ def _lines(path: Path) -> list[bytes]:
 
 
 def run_churn(args: argparse.Namespace) -> int:
-    from cdpulse.cli.progress import Reporter
+    from cdpulse.contract.partitions import partition_of
+    from cdpulse.ops.progress import Reporter
     from cdpulse.pipeline.replay import replay_churn
 
     lines = _lines(args.input)
     with Reporter("evaluate churn", len(lines)) as progress:
-        result = asyncio.run(replay_churn(lines, get_settings(), progress=progress.advance))
+        result = asyncio.run(
+            replay_churn(lines, get_settings(), partition_of, progress=progress.advance)
+        )
     if args.json:
         print(json.dumps({"model": result.model, "baseline": result.baseline}, indent=2))
         return 0
@@ -70,14 +73,19 @@ def run_churn(args: argparse.Namespace) -> int:
 
 
 def run_clv(args: argparse.Namespace) -> int:
-    from cdpulse.cli.progress import Reporter
+    from cdpulse.contract.partitions import partition_of
+    from cdpulse.ops.progress import Reporter
     from cdpulse.pipeline.replay import replay_clv
 
     lines = _lines(args.input)
     with Reporter("evaluate clv", len(lines)) as progress:
         result = asyncio.run(
             replay_clv(
-                lines, get_settings(), holdout_days=args.holdout_days, progress=progress.advance
+                lines,
+                get_settings(),
+                partition_of,
+                holdout_days=args.holdout_days,
+                progress=progress.advance,
             )
         )
     if args.json:
@@ -101,8 +109,8 @@ def run_clv(args: argparse.Namespace) -> int:
 
 
 def run_reco(args: argparse.Namespace) -> int:
-    from cdpulse.cli.progress import Reporter
     from cdpulse.models.reco_eval import evaluate
+    from cdpulse.ops.progress import Reporter
 
     lines = _lines(args.input)
     events = []

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cdpulse.cli.main import CliError
-from cdpulse.cli.progress import Reporter
 from cdpulse.importer import (
     CsvFormat,
     ImportedOrder,
@@ -29,6 +28,7 @@ from cdpulse.importer import (
     read_orders,
 )
 from cdpulse.importer.csv_orders import WHITESPACE
+from cdpulse.ops.progress import Reporter
 
 SHOWN_SKIPS = 50  # skipped rows listed one by one; past that only counted
 _DELIMITERS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}

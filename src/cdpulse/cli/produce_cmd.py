@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     from cdpulse.cli.main import CliError
-    from cdpulse.cli.progress import Reporter
+    from cdpulse.ops.progress import Reporter
     from cdpulse.producer import Producer, ProducerRejected
 
     settings = get_settings()

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from cdpulse.cli.main import CliError
-    from cdpulse.models.online import profile_document
+    from cdpulse.models.churn.scoring import profile_document
     from cdpulse.profile.rules import Rules
     from cdpulse.store.models import RedisClvStore, churn_store
     from cdpulse.store.redis import RedisProfileStore

@@ -75,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
 async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: int) -> int:
     from datetime import timedelta
 
-    from cdpulse.app.base import partition_of
-    from cdpulse.cli.progress import Reporter
     from cdpulse.connections import redis_options
+    from cdpulse.contract.partitions import partition_of
     from cdpulse.contract.topics import Topics
     from cdpulse.ingest.rebuild import History, rebuild
+    from cdpulse.ops.progress import Reporter
     from cdpulse.pipeline.batch import ProfilePipeline
     from cdpulse.pipeline.memory import MemoryOutlet
     from cdpulse.pipeline.stages import Engine, Models, Stages
@@ -131,10 +131,10 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
 def _eraser(settings: Settings, store: RedisProfileStore, rules: Any) -> Any:
     """The erasure requests in the history are carried out again in the target prefix,
     and recorded in the live prefix's ledger (where they are already)."""
-    from cdpulse.app.base import partition_of
-    from cdpulse.privacy.erasure import Eraser
-    from cdpulse.privacy.ledger import RedisLedger
+    from cdpulse.contract.partitions import partition_of
+    from cdpulse.store.erasure import Eraser
     from cdpulse.store.keys import Keys
+    from cdpulse.store.ledger import RedisLedger
 
     pseudonyms = rules.traits.pseudonymizer
     ledger = RedisLedger(store.client, Keys(settings.redis_prefix).erasure_ledger, pseudonyms)

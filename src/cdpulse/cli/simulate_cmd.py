@@ -20,7 +20,7 @@ from typing import BinaryIO
 from rich.console import Console
 from rich.table import Table
 
-from cdpulse.cli.progress import Reporter
+from cdpulse.ops.progress import Reporter
 from cdpulse.simulate import DEFAULT_START, Event, Shop
 from cdpulse.simulate.malformed import mix_malformed
 

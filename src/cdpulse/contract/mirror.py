@@ -300,7 +300,37 @@ def event_time(timestamp: str | int | float) -> int:
     """Epoch milliseconds of a contract timestamp (raises ValueError as the contract does)."""
     if type(timestamp) is int and 0 <= timestamp < _LATEST_MS:
         return timestamp  # epoch milliseconds, the common case: exact already
+    if type(timestamp) is str and len(timestamp) == 24:
+        fast = _utc_millis(timestamp)
+        if fast is not None:
+            return fast
     return int(contract.parse_timestamp(timestamp).timestamp() * 1000 + 0.5)
+
+
+_HOURS: dict[str, int] = {}  # "YYYY-MM-DDTHH" -> epoch ms of that hour, UTC
+
+
+def _utc_millis(text: str) -> int | None:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ``, what most producers write, in exact integer
+    arithmetic on a cached hour; None for anything else (the contract's path decides)."""
+    if text[23] != "Z" or text[13] != ":" or text[16] != ":" or text[19] != ".":
+        return None
+    rest = text[14:16] + text[17:19] + text[20:23]
+    if not rest.isascii() or not rest.isdigit():
+        return None
+    minutes, seconds, millis = int(rest[:2]), int(rest[2:4]), int(rest[4:])
+    if minutes > 59 or seconds > 59:
+        return None
+    hour = _HOURS.get(text[:13])
+    if hour is None:
+        try:
+            start = contract.parse_timestamp(text[:13] + ":00:00Z")
+        except ValueError:
+            return None
+        if len(_HOURS) > 100_000:
+            _HOURS.clear()
+        hour = _HOURS[text[:13]] = int(start.timestamp() * 1000)
+    return hour + minutes * 60_000 + seconds * 1000 + millis
 
 
 def decode(raw: bytes) -> Event | None:

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.events import EVENT_CLASSES, EVENT_TYPES
 from cdpulse.contract.outputs import RecommendationList, SegmentTransition
 from cdpulse.contract.trigger import TriggerMessage
-from cdpulse.ingest.dead_letter import DeadLetter
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from cdpulse.ingest.message import Message
+from cdpulse.contract.message import Message
 from cdpulse.pipeline.batch import ProfilePipeline
 from cdpulse.store.keys import Keys
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from river import drift, metrics, utils
 
-from cdpulse.models.churn import log_loss
+from cdpulse.models.churn.model import log_loss
 
 WINDOW = 2000  # rolling metrics look at the last WINDOW labelled examples
 

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 
 from river import bandit
 
+from cdpulse.offers.choice import Chooser, OfferChoice
 from cdpulse.profile.model import Profile
-from cdpulse.triggers.decide import Chooser, OfferChoice
 
 DAY = 86_400_000
 

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from cdpulse.contract.dead_letter import DeadLetter
+from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import ErasureRequestedEvent, IdentifyEvent, OrderCompletedEvent
-from cdpulse.ingest.dead_letter import DeadLetter
-from cdpulse.ingest.message import Message
+from cdpulse.models.reco_stream import Forget
 from cdpulse.pipeline.decode import Decoded, Item, decode_batch, quarantined
 from cdpulse.pipeline.identity import stitch, unresolved, wanted_ids
 from cdpulse.pipeline.outputs import Outputs, Stream
@@ -133,7 +134,13 @@ class ProfilePipeline:
 
     async def run(self, messages: list[Message], now: datetime | None = None) -> BatchReport:
         """Apply one batch (possibly empty: then only what is due); safe to call again."""
-        now = now or datetime.now(UTC)
+        try:
+            return await self._run(messages, now or datetime.now(UTC))
+        except BaseException:
+            self.state.discard()  # its profiles may be half-changed in memory
+            raise
+
+    async def _run(self, messages: list[Message], now: datetime) -> BatchReport:
         report = BatchReport(messages=len(messages))
         decoded = decode_batch(
             messages, max_bytes=self.max_bytes, max_future_skew=self.max_future_skew, now=now
@@ -144,11 +151,12 @@ class ProfilePipeline:
             outputs.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
         report.dead_letters = len(decoded.dead_letters)
 
-        marks: dict[str, int] = {}
+        newest: dict[tuple[str, int], int] = {}
         for item in decoded.items:
-            name = item.message.partition_name
-            if item.event.at > marks.get(name, 0):
-                marks[name] = item.event.at
+            where = (item.message.topic, item.message.partition)
+            if item.event.at > newest.get(where, 0):
+                newest[where] = item.event.at
+        marks = {f"{topic}:{partition}": at for (topic, partition), at in newest.items()}
         decide_at = self.low_watermark
         view = await self._read(decoded.items, set(), report)
         due = report.due = view.due
@@ -166,7 +174,9 @@ class ProfilePipeline:
         refused: dict[str, SaveStatus] = {}
         for attempt in range(MAX_ROUNDS):
             report.rounds += 1
-            work = self._compute(pending_items, pending_due, view, decide_at, as_of, report)
+            work, per_profile = self._compute(
+                pending_items, pending_due, view, decide_at, as_of, report
+            )
             if attempt == 0:
                 outputs.extend(work.outputs)
                 work.outputs = outputs
@@ -177,12 +187,12 @@ class ProfilePipeline:
             statuses = await self.state.write(work.changes)
             report.round_trips += 1
             refused = {i: s for i, s in statuses.items() if s is not SaveStatus.SAVED}
-            report.work.absorb(work, saved=False)
-            for profile_id, status in statuses.items():
-                if status is SaveStatus.SAVED:
-                    report.work.saved[profile_id] = work.saved[profile_id]
-                else:
-                    report.retries[status.value] += 1
+            for status in refused.values():
+                report.retries[status.value] += 1
+            # The report counts each profile's work once: from the round that saved it.
+            for target, mine in per_profile.items():
+                if target not in refused:
+                    report.work.absorb(mine, outputs=False)
             if not refused:
                 break
             pending_items = [i for i in items if i.target in refused]
@@ -191,6 +201,7 @@ class ProfilePipeline:
         else:
             raise GaveUp(list(refused))
         self.low_watermark = max(self.low_watermark, low)
+        report.work.examples.sort(key=lambda e: e.order)  # as published
         report.written_at = datetime.now(UTC).timestamp()
         report.quarantined = report.work.counts["quarantined"]
         return report
@@ -219,16 +230,24 @@ class ProfilePipeline:
             due_limit=self.due_limit,
         )
         view = await self.state.read(wanted)
-        report.round_trips += 1
+        report.round_trips += view.round_trips
         for _ in range(MAX_LINK_READS):
             missing = unresolved(view)
             if not missing:
                 break
-            buyers = missing if experiments else set()
+            # A link's customer is never erased while the link stands (erasure removes
+            # both): only its profile, and its exposures if it bought, are read.
             more = await self.state.read(
-                Wanted(ids=missing, erased=missing, buyers=buyers, experiments=experiments)
+                Wanted(
+                    ids=missing,
+                    buyers={view.aliases[b] for b in buyers if b in view.aliases} & missing
+                    if experiments
+                    else set(),
+                    experiments=experiments,
+                    watermarks=False,
+                )
             )
-            report.round_trips += 1
+            report.round_trips += more.round_trips
             view.merge(more)
         return view
 
@@ -259,8 +278,11 @@ class ProfilePipeline:
         low: int,
         as_of: int,
         report: BatchReport,
-    ) -> Work:
-        """The pure part: stitch, then every stage on every profile the batch touches."""
+    ) -> tuple[Work, dict[str, Work]]:
+        """The pure part: stitch, then every stage on every profile the batch touches.
+
+        Returns the batch's work, and each profile's share of it (for the report).
+        """
         stitching = stitch(items, view)
         report.link_conflicts += stitching.conflicts
         updates: dict[str, ProfileUpdate] = {}
@@ -290,14 +312,19 @@ class ProfilePipeline:
                 update_of(profile_id).due = True
 
         work = Work()
+        per_profile: dict[str, Work] = {}
         examples = []
         for update in updates.values():
+            mine = per_profile[update.target] = Work()
             try:
-                examples += self.stages.one(update, low, as_of, view.exposures, work)
+                found = self.stages.one(update, low, as_of, view.exposures, mine)
             except Exception as exc:  # quarantine: one profile's input never stops a batch
-                examples += self._quarantine(update, exc, low, as_of, view, work)
+                found = self._quarantine(update, exc, low, as_of, view, mine)
+            mine.examples += found
+            examples += found
+            work.absorb(mine)
         self.stages.publish_examples(examples, work)
-        return work
+        return work, per_profile
 
     def _quarantine(
         self,
@@ -383,8 +410,8 @@ class ProfilePipeline:
                 key = profile_id.encode()
                 for stream in (Stream.RECOMMENDATIONS, Stream.TRIGGERS, Stream.SEGMENTS):
                     outputs.add(stream, key, None)
-                forget = pseudonym(profile_id).encode()
-                outputs.add(Stream.RECO_EVENTS, forget, b'{"forget":"' + forget + b'"}')
+                forget = pseudonym(profile_id)
+                outputs.add(Stream.RECO_EVENTS, forget.encode(), Forget(forget).to_json())
             outputs.add(Stream.AUDIT, erasure.subject.encode(), erasure.audit_json())
         await self.outlet.publish(outputs)
         kept = [

@@ -12,15 +12,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from cdpulse.contract import mirror, validation
+from cdpulse.contract.dead_letter import DeadLetter
+from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import Event
 from cdpulse.contract.validation import Rejection
-from cdpulse.ingest.dead_letter import DeadLetter
-from cdpulse.ingest.message import Message
 
 
-@dataclass(slots=True)
-class Item:
+class Item(msgspec.Struct, gc=False):
     """A decoded event, where it came from, and the profile it is applied to."""
 
     message: Message

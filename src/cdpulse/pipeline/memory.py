@@ -47,7 +47,8 @@ class MemoryState:
             if i in self.aliases:
                 view.aliases[i] = self.aliases[i]
         view.erased = {i for i in wanted.erased if i in self.erased}
-        view.watermarks = dict(self.watermarks)
+        if wanted.watermarks:
+            view.watermarks = dict(self.watermarks)
         for name in wanted.experiments:
             seen = self.exposures.get(name, {})
             view.exposures[name] = {c: seen[c] for c in wanted.buyers if c in seen}
@@ -73,6 +74,9 @@ class MemoryState:
         for name, at in changes.watermarks.items():
             self.watermarks[name] = max(at, self.watermarks.get(name, -1))
         return statuses
+
+    def discard(self) -> None:
+        """Nothing is kept between batches here: every read decodes afresh."""
 
     def _save(self, save: Save) -> SaveStatus:
         profile_id = save.profile.id

@@ -25,6 +25,11 @@ class StateStore(Protocol):
         trip; the status of each save by profile id."""
         ...
 
+    def discard(self) -> None:
+        """The batch failed after its read: forget anything kept from it (profiles it may
+        have changed in place)."""
+        ...
+
 
 class Outlet(Protocol):
     """Where a batch's records go: they are sent and acknowledged when this returns."""

@@ -14,19 +14,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka.partitioner.default import murmur2
 from river import linear_model, optim, preprocessing
 
+from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
 from cdpulse.contract.validation import Rejection, validate
-from cdpulse.ingest.message import Message
-from cdpulse.models.churn import Snapshot
-from cdpulse.models.clv import summary_from_profile
-from cdpulse.models.features import FEATURE_NAMES
-from cdpulse.models.labels import ChurnLabeler, Example
-from cdpulse.models.learner import ChurnLearner
-from cdpulse.models.lifetime import ClvSnapshot, OrderSummary, refit
-from cdpulse.models.online import churn_view
+from cdpulse.models.churn.features import FEATURE_NAMES
+from cdpulse.models.churn.labels import ChurnLabeler, Example
+from cdpulse.models.churn.learner import ChurnLearner
+from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.churn.scoring import churn_view
+from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary, refit
+from cdpulse.models.clv.model import summary_from_profile
 from cdpulse.models.quality import ModelQuality
 from cdpulse.pipeline.batch import ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
@@ -72,13 +71,13 @@ class ChurnEvaluation:
 
 
 def _pipeline(
-    settings: Settings, models: Models, labeler: ChurnLabeler | None
+    settings: Settings, models: Models, labeler: ChurnLabeler | None, partition_of: Partitioner
 ) -> tuple[MemoryState, ProfilePipeline]:
     """The worker's pipeline over memory: the same engine, one shard per partition."""
     partitions = settings.topic_partitions
 
     def shard_of(profile_id: str) -> int:
-        return int(murmur2(profile_id.encode()) & 0x7FFFFFFF) % partitions
+        return partition_of(profile_id, partitions)
 
     state = MemoryState(shard_of=shard_of)
     rules = Rules.from_settings(settings)
@@ -93,18 +92,22 @@ def _pipeline(
     return state, pipeline
 
 
+Partitioner = Callable[[str, int], int]
+
+
 class Messages:
     """Cuts an event stream into Kafka-like messages: topic by type, partition by key."""
 
-    def __init__(self, topics: Topics, partitions: int) -> None:
+    def __init__(self, topics: Topics, partitions: int, partition_of: Partitioner) -> None:
         self.topics = topics
         self.partitions = partitions
+        self.partition_of = partition_of
         self.offsets: dict[tuple[str, int], int] = {}
 
     def message(self, raw: bytes, event_type: str, key: str) -> Message:
         topic = self.topics.for_type(event_type)
         # Kafka's own partitioner: the replay puts each key where the producer would.
-        partition = (murmur2(key.encode()) & 0x7FFFFFFF) % self.partitions
+        partition = self.partition_of(key, self.partitions)
         offset = self.offsets.get((topic, partition), -1) + 1
         self.offsets[(topic, partition)] = offset
         return Message(topic, partition, offset, key.encode(), raw)
@@ -113,6 +116,7 @@ class Messages:
 async def replay_churn(
     lines: Iterable[bytes],
     settings: Settings,
+    partition_of: Partitioner,
     *,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
@@ -123,8 +127,10 @@ async def replay_churn(
     learner = ChurnLearner.fresh(settings.churn_model)
     baseline = RecencyBaseline()
     models = Models()
-    state, pipeline = _pipeline(settings, models, ChurnLabeler.from_settings(settings))
-    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions)
+    state, pipeline = _pipeline(
+        settings, models, ChurnLabeler.from_settings(settings), partition_of
+    )
+    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
     training_offset = -1
     learned: list[Example] = []
     events = rejected = 0
@@ -213,6 +219,7 @@ def _errors(predicted: list[float], actual: list[int]) -> dict[str, float]:
 async def replay_clv(
     lines: Iterable[bytes],
     settings: Settings,
+    partition_of: Partitioner,
     *,
     holdout_days: float | None = None,
     progress: Callable[[int], None] | None = None,
@@ -243,8 +250,8 @@ async def replay_clv(
     holdout = holdout_days if holdout_days is not None else (end - start) / 3 / DAY
     cutoff = end - int(holdout * DAY)
 
-    state, pipeline = _pipeline(settings, Models(), None)
-    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions)
+    state, pipeline = _pipeline(settings, Models(), None, partition_of)
+    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
     calibration = [cutter.message(raw, e.type, e.key) for t, raw, e in events if t <= cutoff]
     for i in range(0, len(calibration), 500):
         await pipeline.run(calibration[i : i + 500])

@@ -9,31 +9,30 @@ same events.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from cdpulse.contract.mirror import IdentifyEvent, OrderCompletedEvent
 from cdpulse.experiments.definitions import Experiment
-from cdpulse.models.churn import Snapshot
-from cdpulse.models.labels import ChurnLabeler, Example
-from cdpulse.models.lifetime import OrderSummary
-from cdpulse.models.online import ChurnScoring
+from cdpulse.models.churn.labels import ChurnLabeler, Example
+from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.churn.scoring import ChurnScoring
+from cdpulse.models.clv.lifetime import OrderSummary
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
 from cdpulse.offers.bandit import OfferPolicy
+from cdpulse.offers.choice import Chooser
 from cdpulse.pipeline.decode import Item
 from cdpulse.pipeline.outputs import Outputs, Stream
 from cdpulse.pipeline.state import Changes, Save, Stored
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.identities import pseudonyms_of
 from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, apply, is_duplicate, merge, new_profile
+from cdpulse.profile.rules import Rules, apply_new, is_duplicate, merge, new_profile
 from cdpulse.segments.definitions import SegmentBook
-from cdpulse.segments.fields import profile_fields
-from cdpulse.segments.membership import Transition, evaluate, transitions
+from cdpulse.segments.membership import Transition, changes, enter
 from cdpulse.segments.sketches import RfmSketches
-from cdpulse.triggers.decide import Attribution, Chooser, Decision
+from cdpulse.triggers.decide import Attribution, Decision
 from cdpulse.triggers.engine import Expired, TriggerEngine, no_offer
 from cdpulse.triggers.outputs import rewards, trigger_messages, uplift_tallies
 from cdpulse.triggers.rules import TriggerConfig
@@ -102,9 +101,10 @@ class Work:
     examples: list[Example] = field(default_factory=list)  # as decided (not pseudonymised)
     segment_errors: Counter[str] = field(default_factory=Counter)
 
-    def absorb(self, other: Work, saved: bool = True) -> None:
-        """Add ``other`` to this work (its saved profiles only when ``saved``)."""
-        self.outputs.extend(other.outputs)
+    def absorb(self, other: Work, outputs: bool = True) -> None:
+        """Add ``other`` to this work (its records too, unless ``outputs`` is False)."""
+        if outputs:
+            self.outputs.extend(other.outputs)
         self.changes.saves += other.changes.saves
         self.counts.update(other.counts)
         self.transitions += other.transitions
@@ -112,8 +112,7 @@ class Work:
         self.attributions += other.attributions
         self.examples += other.examples
         self.segment_errors.update(other.segment_errors)
-        if saved:
-            self.saved.update(other.saved)
+        self.saved.update(other.saved)
 
 
 @dataclass(slots=True)
@@ -148,8 +147,6 @@ class Stages:
             work.outputs.add(
                 Stream.TRAINING, pseudonymous.profile_id.encode(), pseudonymous.to_json()
             )
-            work.counts[f"label:{example.label}"] += 1
-        work.examples += examples
 
     # --- one profile ------------------------------------------------------------------
 
@@ -185,13 +182,12 @@ class Stages:
                 continue
             if engine.item_events and event.type in ITEM_TYPES and _learns_from(profile):
                 # The recommender learns from the customer as they were before the event,
-                # by pseudonym: its topic's history outlives an erasure.
+                # by pseudonym (its topic's history outlives an erasure) and only what it
+                # reads of the event: products, levels, times; no context, no other id.
                 pseudonym = pseudonym or engine.pseudonym(update.target)
-                item_event = ItemEvent.of(
-                    pseudonym, _pseudonymous(item, pseudonym), profile, message.timestamp or 0.0
-                )
+                item_event = ItemEvent.of(pseudonym, event, profile, message.timestamp or 0.0)
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
-            apply(profile, event, rules, item.source, message.offset)
+            apply_new(profile, event, rules, item.source, message.offset)
             applied += 1
             if type(event) is OrderCompletedEvent:
                 ordered = True
@@ -211,13 +207,18 @@ class Stages:
             else:
                 examples, churn_due = self.scoring.expire(profile, watermark)
             changed = changed or bool(examples)
+        # A profile loaded because its schedule came due is saved whatever was decided:
+        # only its save moves the schedule past the watermark, else every batch polls it
+        # again and, once a shard holds due_limit of them, crowds out later ones.
+        changed = changed or update.due
 
         entries: list[Entry] = []
         left: list[str] = []
         entered: list[str] = []
         if changed and engine.book is not None and profile.customer_id is not None:
-            for t in self._segments(profile, work):
-                profile.segments[t.segment] = t.generation
+            found = self._segments(profile, work)
+            enter(profile, found)
+            for t in found:
                 work.transitions.append(t)
                 work.outputs.add(Stream.SEGMENTS, t.customer_id.encode(), t.to_json())
                 (entered if t.entered else left).append(t.segment)
@@ -244,7 +245,7 @@ class Stages:
             summary = None  # unchanged: the stored one stands
         identities: list[str] = []
         if profile.customer_id is not None and profile.traits != traits_before:
-            identities = pseudonyms_of(profile, rules.traits.personal)
+            identities = pseudonyms_of(profile.traits, rules.traits.personal)
         work.changes.saves.append(
             Save(
                 profile,
@@ -268,19 +269,11 @@ class Stages:
     def _segments(self, profile: Profile, work: Work) -> list[Transition]:
         """The segment transitions of ``profile``'s newest state (identified customers)."""
         book = self.engine.book
-        assert book is not None and profile.customer_id is not None
-        rfm = None
-        sketches = self.engine.models.rfm if book.rfm else None
-        summary = OrderSummary.of(profile) if sketches is not None else None
-        if sketches is not None and summary is not None:
-            score = sketches.score(summary.last_order_at, summary.orders, summary.net_revenue)
-            rfm = score.fields() if score is not None else None
-        result = evaluate(book, profile_fields(profile, self.rules, rfm))
-        for name in result.errors:
+        assert book is not None
+        found, errors = changes(book, profile, self.rules, self.engine.models.rfm)
+        for name in errors:
             work.segment_errors[name] += 1
-        return transitions(
-            profile.id, profile.segments, result.members, result.decided, profile.last_seen
-        )
+        return found
 
     def _conversions(
         self, profile: Profile, exposures: dict[str, dict[str, tuple[str, int]]]
@@ -318,12 +311,3 @@ class Stages:
 def _learns_from(profile: Profile) -> bool:
     """Whether the recommender may learn from this customer (README: consent matrix)."""
     return allows(profile, "analytics") and allows(profile, "personalization")
-
-
-def _pseudonymous(item: Item, pseudonym: str) -> dict[str, object]:
-    """The event as the recommender may see it: its pseudonym as its only id, no context."""
-    raw: dict[str, object] = json.loads(item.message.value)
-    raw.pop("anonymous_id", None)
-    raw.pop("context", None)
-    raw["customer_id"] = pseudonym
-    return raw

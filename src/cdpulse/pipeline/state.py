@@ -48,6 +48,7 @@ class Wanted:
     due_shards: tuple[int, ...] = ()  # due-time shards (input partitions) to poll ...
     due_until: int = 0  # ... up to this event time
     due_limit: int = 500
+    watermarks: bool = True  # the watermarks too (a follow-up read needs none)
 
 
 @dataclass(slots=True)
@@ -61,6 +62,7 @@ class View:
     # experiment -> customer -> (variant, exposed at)
     exposures: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     due: set[str] = field(default_factory=set)  # profiles with something due (loaded too)
+    round_trips: int = 1  # 0: everything came from memory
 
     def merge(self, more: View) -> None:
         """Add a follow-up read (profiles found through aliases) to this one."""

@@ -33,16 +33,21 @@ True
 
 from __future__ import annotations
 
-from typing import Literal
-
-from cdpulse.profile.model import Profile
+from typing import Literal, Protocol
 
 Purpose = Literal["analytics", "personalization", "marketing"]
 PURPOSES: tuple[Purpose, ...] = ("analytics", "personalization", "marketing")
 DEFAULTS: dict[str, bool] = {"analytics": True, "personalization": True, "marketing": False}
 
 
-def allows(profile: Profile | None, purpose: Purpose) -> bool:
+class Consenting(Protocol):
+    """Anything that records consent as the profile does: purpose -> (time, granted)."""
+
+    @property
+    def consent(self) -> dict[str, tuple[int, bool]]: ...
+
+
+def allows(profile: Consenting | None, purpose: Purpose) -> bool:
     """Whether ``profile``'s newest consent allows ``purpose`` (its default if never set)."""
     if purpose not in DEFAULTS:
         raise ValueError(f"unknown consent purpose {purpose!r}; use one of {PURPOSES}")
@@ -50,33 +55,3 @@ def allows(profile: Profile | None, purpose: Purpose) -> bool:
         return DEFAULTS[purpose]
     state = profile.consent.get(purpose)
     return DEFAULTS[purpose] if state is None else state[1]
-
-
-def minimise(profile: Profile) -> None:
-    """Keep only what honouring the customer's choices needs (analytics withheld).
-
-    Kept: id, customer id, linked anonymous ids, consent, identification time, the
-    pseudonymised traits, and the exactly-once bookkeeping (offsets, recent event ids,
-    merged profiles) without which a re-delivered event would be counted twice.
-    """
-    profile.first_seen = profile.last_seen = profile.events = 0
-    profile.counts = {}
-    profile.channels = {}
-    profile.orders = 0
-    profile.revenue = 0.0
-    profile.first_order_at = profile.last_order_at = None
-    profile.refunds = 0
-    profile.refunded = 0.0
-    profile.sessions_closed = 0
-    profile.spans = []
-    profile.cart_cleared_at = -1
-    profile.cart = {}
-    profile.affinity_ref = 0
-    profile.affinity = {}
-    profile.viewed = {}
-    profile.buckets = {}
-    profile.churn_days = {}
-    profile.churn_first_seen = None
-    profile.churn_risk = None
-    profile.churn_reasons = []
-    profile.churn_version = 0

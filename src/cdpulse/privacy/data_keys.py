@@ -13,15 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Any
+from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cdpulse.privacy.pseudonyms import PREFIX as PSEUDONYM
 from cdpulse.privacy.traits import TraitPolicy
-from cdpulse.store.keys import Keys
 
 PREFIX = "sealed:v1:"
 _NONCE = 12
@@ -46,28 +44,10 @@ def unseal(key: bytes, customer_id: str, value: str) -> str | None:
     return plain.decode()
 
 
-class DataKeys:
-    """Per-customer AES-256 keys under ``{prefix}:{customer}:datakey``."""
+class KeyChain(Protocol):
+    """Where the customers' data keys live (``store.data_keys.DataKeys``)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl_seconds: int = 0) -> None:
-        self.client = client
-        self.keys = Keys(prefix)
-        self.ttl_seconds = ttl_seconds  # 0: kept until erased
-
-    async def get_or_create(self, customer_id: str) -> bytes:
-        """The customer's key, created on first use (SET NX: racing creators agree)."""
-        key = self.keys.data_key(customer_id)
-        fresh = AESGCM.generate_key(bit_length=256)
-        await self.client.set(key, fresh, nx=True, ex=self.ttl_seconds or None)
-        stored = await self.client.get(key)
-        if not isinstance(stored, bytes):
-            raise RuntimeError(f"data key of {key!r} vanished while it was created; retry")
-        return stored
-
-    async def get(self, customer_id: str) -> bytes | None:
-        """The customer's key, None once it was erased (shredded) or never made."""
-        stored = await self.client.get(self.keys.data_key(customer_id))
-        return stored if isinstance(stored, bytes) else None
+    async def get_or_create(self, customer_id: str) -> bytes: ...
 
 
 SEALED_SUFFIX = "_sealed"
@@ -75,7 +55,7 @@ MAX_TRAIT = 512  # the contract's longest trait value
 
 
 async def protect_traits(
-    event: dict[str, Any], policy: TraitPolicy, data_keys: DataKeys
+    event: dict[str, Any], policy: TraitPolicy, data_keys: KeyChain
 ) -> dict[str, Any]:
     """An identify event fit for Kafka: each personal trait becomes its pseudonym, and
     travels sealed beside it (``email_sealed``) for consumers allowed to read it."""

@@ -8,50 +8,17 @@ hash tag (``{prefix}:{hmac:…}:identity``); erasure removes the customer's entr
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from collections.abc import Mapping
+from typing import Any
 
 from cdpulse.privacy.pseudonyms import PREFIX
-from cdpulse.profile.model import Profile
-from cdpulse.store.keys import Keys
 
 
-def pseudonyms_of(profile: Profile, personal: frozenset[str]) -> list[str]:
-    """The pseudonyms of ``profile``'s personal traits."""
+def pseudonyms_of(traits: Mapping[str, tuple[int, Any]], personal: frozenset[str]) -> list[str]:
+    """The pseudonyms of the personal ones among a profile's ``traits`` (name -> (time,
+    value))."""
     return sorted(
         value
-        for name, (_, value) in profile.traits.items()
+        for name, (_, value) in traits.items()
         if name in personal and isinstance(value, str) and value.startswith(PREFIX)
     )
-
-
-class IdentityIndex:
-    """Pseudonym -> customer id, in Redis."""
-
-    def __init__(self, client: aioredis.Redis, prefix: str, retention_ms: int = 0) -> None:
-        self.client = client
-        self.keys = Keys(prefix)
-        self.retention_ms = retention_ms
-
-    async def index(self, profiles: list[Profile], personal: frozenset[str]) -> None:
-        """Point the pseudonyms of identified ``profiles`` at their customers."""
-        pipe = self.client.pipeline(transaction=False)
-        for profile in profiles:
-            if profile.customer_id is None:
-                continue
-            for pseudonym in pseudonyms_of(profile, personal):
-                pipe.set(self.keys.identity(pseudonym), profile.id, px=self.retention_ms or None)
-        if pipe:
-            await pipe.execute()
-
-    async def find(self, pseudonym: str) -> str | None:
-        found = await self.client.get(self.keys.identity(pseudonym))
-        return found.decode() if isinstance(found, bytes) else None
-
-    async def forget(self, profile: Profile, personal: frozenset[str]) -> int:
-        """Remove the entries that point at ``profile``; how many were removed."""
-        removed = 0
-        for pseudonym in pseudonyms_of(profile, personal):
-            key = self.keys.identity(pseudonym)
-            if await self.client.get(key) == profile.id.encode():
-                removed += int(await self.client.delete(key))
-        return removed

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import msgspec
 
-from cdpulse.triggers.watch import Watch
+from cdpulse.profile.watch import Watch
 
 
 class CartLine(msgspec.Struct, omit_defaults=True):

@@ -19,7 +19,7 @@ from cdpulse.contract.mirror import (
     ProductViewedEvent,
 )
 from cdpulse.contract.topics import STREAM_OF_TYPE
-from cdpulse.privacy.consent import allows, minimise
+from cdpulse.privacy.consent import allows
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy, TraitValue
 from cdpulse.profile import windows
@@ -95,6 +95,18 @@ def apply(
     """Apply one event to ``profile`` in place; False when it was a duplicate."""
     if is_duplicate(profile, event.event_id, source, offset):
         return False
+    apply_new(profile, event, rules, source, offset)
+    return True
+
+
+def apply_new(
+    profile: Profile,
+    event: Event,
+    rules: Rules,
+    source: str | None = None,
+    offset: int | None = None,
+) -> None:
+    """``apply`` for an event known not to be a duplicate (``is_duplicate`` said so)."""
     if source is not None and offset is not None:
         profile.offsets[source] = offset
     if rules.recent_ids:
@@ -103,6 +115,7 @@ def apply(
 
     t = event.at
     first = profile.events == 0
+    last_seen_before = profile.last_seen
     profile.events += 1
     profile.first_seen = t if first else min(profile.first_seen, t)
     profile.last_seen = t if first else max(profile.last_seen, t)
@@ -162,12 +175,16 @@ def apply(
             _set_trait(profile, name, t, value)
 
     windows.add(profile.buckets, t, 1, orders, revenue)
-    windows.prune(profile.buckets, profile.last_seen)
+    # Pruning reads every bucket: needed only when the newest time moved to a new bucket,
+    # or a late event may have added one out of reach.
+    if first or t < last_seen_before:
+        windows.prune(profile.buckets, profile.last_seen)
+    elif windows.moved(last_seen_before, profile.last_seen):
+        windows.prune(profile.buckets, profile.last_seen, since=last_seen_before)
     if event.customer_id is not None:
         _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
     if not allows(profile, "analytics"):
         minimise(profile)
-    return True
 
 
 def merge(profile: Profile, other: Profile, rules: Rules) -> None:
@@ -239,14 +256,18 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
 def _add_churn_day(profile: Profile, t: int, orders: int, revenue: float, kept: int) -> None:
     """Count identified activity per day; days no label can read any more are dropped."""
     day = (t // windows.DAY) * windows.DAY
-    cell = profile.churn_days.setdefault(day, [0, 0, 0.0])
+    days = profile.churn_days
+    cell = days.get(day)
+    if cell is None:
+        cell = days[day] = [0, 0, 0.0]
+        # Only a new day can push old ones out of reach.
+        oldest = max(days) - kept
+        for start in [s for s in days if s < oldest]:
+            del days[start]
     cell[0] += 1
     cell[1] += orders
     cell[2] += revenue
     profile.churn_first_seen = _min_opt(profile.churn_first_seen, t)
-    oldest = max(profile.churn_days) - kept
-    for start in [s for s in profile.churn_days if s < oldest]:
-        del profile.churn_days[start]
 
 
 def _min_opt(a: int | None, b: int | None) -> int | None:
@@ -265,6 +286,13 @@ def _insert_span(profile: Profile, start: int, end: int, rules: Rules) -> None:
     """Union [start, end] into the session spans; spans closer than the gap join."""
     gap = rules.session_gap
     spans = profile.spans
+    if spans:
+        # The common case, events in order: the newest span grows (or already holds it).
+        newest_start, newest_end = spans[-1]
+        if newest_start <= start and end <= newest_end + gap:
+            if end > newest_end:
+                spans[-1] = (newest_start, end)
+            return
     if spans and end < spans[0][0] - gap and len(spans) >= rules.spans_kept:
         # Older than every span we still keep: a session of its own (see README).
         profile.sessions_closed += 1
@@ -343,3 +371,33 @@ def _set_trait(profile: Profile, name: str, t: int, value: TraitValue) -> None:
     current = profile.traits.get(name)
     if current is None or (t, repr(value)) > (current[0], repr(current[1])):
         profile.traits[name] = (t, value)
+
+
+def minimise(profile: Profile) -> None:
+    """Keep only what honouring the customer's choices needs (analytics withheld).
+
+    Kept: id, customer id, linked anonymous ids, consent, identification time, the
+    pseudonymised traits, and the exactly-once bookkeeping (offsets, recent event ids,
+    merged profiles) without which a re-delivered event would be counted twice.
+    """
+    profile.first_seen = profile.last_seen = profile.events = 0
+    profile.counts = {}
+    profile.channels = {}
+    profile.orders = 0
+    profile.revenue = 0.0
+    profile.first_order_at = profile.last_order_at = None
+    profile.refunds = 0
+    profile.refunded = 0.0
+    profile.sessions_closed = 0
+    profile.spans = []
+    profile.cart_cleared_at = -1
+    profile.cart = {}
+    profile.affinity_ref = 0
+    profile.affinity = {}
+    profile.viewed = {}
+    profile.buckets = {}
+    profile.churn_days = {}
+    profile.churn_first_seen = None
+    profile.churn_risk = None
+    profile.churn_reasons = []
+    profile.churn_version = 0

@@ -19,6 +19,15 @@ def iso(millis: int | None) -> str | None:
     return text.replace("+00:00", "Z")
 
 
+def in_cart(profile: Profile) -> list[str]:
+    """The products of the open cart (``cart_view``'s items), without rendering it."""
+    return [
+        product_id
+        for product_id, line in sorted(profile.cart.items())
+        if line.price_at >= 0 and sum(delta for _, delta in line.changes) > 0
+    ]
+
+
 def cart_view(profile: Profile) -> dict[str, Any]:
     """The open cart: items with a positive net quantity after the last order."""
     items: list[dict[str, Any]] = []
@@ -27,7 +36,7 @@ def cart_view(profile: Profile) -> dict[str, Any]:
     for product_id, line in sorted(profile.cart.items()):
         quantity = sum(delta for _, delta in line.changes)
         if quantity <= 0 or line.price_at < 0:
-            continue  # removed again, or only ever removed (no price known)
+            continue  # removed again, or only ever removed (no price known; see in_cart)
         added += [t for t, delta in line.changes if delta > 0]
         value += line.price * quantity
         items.append(

@@ -54,9 +54,21 @@ def add(buckets: Buckets, t: int, events: int, orders: int, revenue: float) -> N
         cell[2] += revenue
 
 
-def prune(buckets: Buckets, last_seen: int) -> None:
-    """Drop buckets no window can reach any more."""
+def moved(before: int, after: int) -> bool:
+    """Whether ``after`` is in a later bucket than ``before`` (then ``prune`` may drop some)."""
+    finest = GRANULARITIES[0]
+    return after // finest != before // finest
+
+
+def prune(buckets: Buckets, last_seen: int, since: int | None = None) -> None:
+    """Drop buckets no window can reach any more.
+
+    ``since``: the ``last_seen`` of the previous prune; a granularity whose bucket did not
+    change since then has nothing new to drop.
+    """
     for g, cells in buckets.items():
+        if since is not None and since // g == last_seen // g:
+            continue
         oldest = (last_seen // g) * g - _KEEP[g] + g
         for start in [s for s in cells if s < oldest]:
             del cells[start]

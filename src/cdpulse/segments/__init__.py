@@ -1,25 +1,28 @@
-"""Segments: RFM quintile segments and custom CEL segments, evaluated on profile changes.
+"""Segments: RFM quintile segments and custom CEL segments, decided on profile changes.
 
-The public surface other parts use (triggers wire ``Transition`` to their rules)::
+The public surface other parts use (the pipeline, the RFM sweep, triggers)::
 
-    tracker = SegmentTracker(book, rules, store, sketches)
-    batch = await tracker.evaluate(saved_profiles)   # -> Batch(transitions, errors)
-    for t in batch.transitions:                      # Transition(customer_id, segment,
-        ...                                          #   entered, at_ms, generation); t.id
+    found, errors = changes(book, profile, rules, sketches)   # -> [Transition], (names)
+    enter(profile, found)                                     # generations, saved with it
+    for t in found:                                           # Transition(customer_id,
+        ...                                                   #   segment, entered, at_ms,
+                                                              #   generation); t.id
 """
 
 from cdpulse.segments.definitions import DefinitionError, SegmentBook, load_book, parse
-from cdpulse.segments.membership import Transition
+from cdpulse.segments.membership import Decision, Transition, changes, decide, enter, rfm_moves
 from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
-from cdpulse.segments.tracker import Batch, SegmentTracker
 
 __all__ = [
     "RFM_SEGMENTS",
-    "Batch",
+    "Decision",
     "DefinitionError",
     "SegmentBook",
-    "SegmentTracker",
     "Transition",
+    "changes",
+    "decide",
+    "enter",
     "load_book",
     "parse",
+    "rfm_moves",
 ]

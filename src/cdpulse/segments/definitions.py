@@ -18,12 +18,14 @@ unknown field 'revenu_30d'; did you mean 'revenue_30d'?``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cdpulse.segments.compiler import Values
 from cdpulse.segments.expressions import Condition, ExpressionError
 from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
 
@@ -47,18 +49,32 @@ class SegmentDefinition:
 
 @dataclass(frozen=True, slots=True)
 class SegmentBook:
-    """Every segment a worker evaluates."""
+    """Every segment a worker evaluates.
+
+    ``names`` is every segment id, the RFM ones (when on) first; ``custom_names`` the
+    custom ones alone. ``checks`` pairs each custom segment's name with the quickest
+    way to decide it on modelled values (``compiler.Values.modelled``): its compiled
+    closure, else ``Condition.decide``; True or False decide, anything else cannot.
+    All three are derived once, here: every changed customer's decision reads them.
+    """
 
     segments: tuple[SegmentDefinition, ...] = ()
     rfm: bool = True
     # The raw ``experiments`` list, checked by ``cdpulse.experiments.definitions``.
     experiments: tuple[Lined, ...] = ()
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    custom_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    checks: tuple[tuple[str, Callable[[Values], Any]], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Every segment id: the RFM ones (when on), then the custom ones."""
+    def __post_init__(self) -> None:
+        custom = tuple(s.name for s in self.segments)
         rfm = tuple(s.id for s in RFM_SEGMENTS) if self.rfm else ()
-        return rfm + tuple(s.name for s in self.segments)
+        checks = tuple((s.name, s.condition.closure or s.condition.decide) for s in self.segments)
+        object.__setattr__(self, "custom_names", custom)  # frozen: set once, here
+        object.__setattr__(self, "names", rfm + custom)
+        object.__setattr__(self, "checks", checks)
 
 
 class Lined(dict[str, Any]):

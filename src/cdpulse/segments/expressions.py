@@ -3,14 +3,20 @@ r"""Segment conditions in Google's Common Expression Language (CEL), never Pytho
 CEL is the expression language of Kubernetes admission policies and Envoy: side-effect
 free, no loops beyond bounded macros over the record's own lists, no I/O, and a
 standard with several implementations. The engine here is the Rust one
-(``common-expression-language``): a compile error carries line and column, and an
-evaluation costs microseconds.
+(``common-expression-language``): it checks every condition at start-up, and a compile
+error carries line and column. Handing it a record's values costs more than evaluating
+them, so a condition in CEL's common subset (comparisons, ``&&``, ``||``, ``!``, ``in``,
+``has()``, fields and literals) also runs as Python closures (``segments.compiler``),
+which the engine backs for everything else; a property test holds the two together.
 
 >>> vip = Condition.compile("churn_risk > 0.7 && revenue_30d > 200.0")
 >>> vip.matches({"churn_risk": 0.8, "revenue_30d": 250.0})
 True
 >>> Condition.compile('"shoes" in top_categories').matches({"top_categories": ["bags"]})
 False
+>>> vip.decide(Values({"revenue_30d": 250.0}))   # churn_risk is missing: cannot decide
+>>> vip.reads, vip.closure is not None
+(('churn_risk', 'revenue_30d'), True)
 >>> try:
 ...     Condition.compile("orders > 2 &&\n  revenu_30d > 200.0")
 ... except ExpressionError as error:
@@ -28,6 +34,8 @@ from typing import Any
 
 import cel
 
+from cdpulse.segments import compiler
+from cdpulse.segments.compiler import ERROR, Closure, Values
 from cdpulse.segments.fields import FIELDS, sample
 
 # Long enough for any honest condition; bounds parse time and memory on hostile input.
@@ -65,10 +73,16 @@ class EvaluationError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """A compiled CEL condition over the fields of ``cdpulse.segments.fields``."""
+    """A compiled CEL condition over the fields of ``cdpulse.segments.fields``.
+
+    ``reads`` are the fields it reads; ``closure`` is the condition compiled into
+    Python when it is in the common subset (None: the engine's ``program`` runs it).
+    """
 
     source: str
     program: cel.Program
+    reads: tuple[str, ...]
+    closure: Closure | None
 
     @classmethod
     def compile(cls, source: str, fields: Iterable[str] = FIELDS) -> Condition:
@@ -93,23 +107,46 @@ class Condition:
                     "startsWith, matches, ...) are the ones available",
                     *_position(source, name),
                 )
-        condition = cls(source, program)
+        reads = tuple(name for name in program.variables() if name in known)
+        condition = cls(source, program, reads, compiler.compile(source))
         condition._check_boolean()
         return condition
 
+    def decide(self, values: Values) -> bool | None:
+        """Whether the record satisfies the condition; None when it cannot be decided."""
+        if self.closure is not None and values.modelled:
+            result = self.closure(values)
+            return result if result is True or result is False else None
+        try:
+            return self.run_engine(values)
+        except EvaluationError:
+            return None
+
     def matches(self, record: Mapping[str, Any]) -> bool:
         """Whether ``record`` satisfies the condition; EvaluationError when it cannot say."""
-        # A resolver converts only the fields the condition reads: handing CEL the whole
-        # record converts every map and list in it, ~100 us against ~1 us.
-        context = cel.Context()
-        context.set_variable_resolver(record.get)
+        values = Values(record)
+        decided = self.decide(values)
+        if decided is not None:
+            return decided
+        return self.run_engine(values)
+
+    def run_engine(self, values: Values) -> bool:
+        """The engine's answer alone, for ``values``; EvaluationError when it cannot say."""
         try:
-            result = self.program.execute(context)
+            result = self.program.execute(self._context(values))
         except Exception as exc:  # the engine raises several types; all mean "cannot say"
             raise EvaluationError(str(exc).split("\n", 1)[0]) from None
         if not isinstance(result, bool):
             raise EvaluationError(f"the condition gave {type(result).__name__}, not a boolean")
         return result
+
+    def _context(self, values: Values) -> cel.Context:
+        # A resolver converts only the fields the evaluation reaches: the engine converts
+        # every value it is handed (~100 us for a whole record against ~1 us a field),
+        # and a field behind a decided && or || is neither computed nor converted.
+        context = cel.Context()
+        context.set_variable_resolver(lambda name: _absent_as_none(values[name]))
+        return context
 
     def _check_boolean(self) -> None:
         """A condition that yields a number or a string on a full record is a mistake."""
@@ -122,6 +159,10 @@ class Condition:
                 f"the condition gives a {type(result).__name__}, not true/false; "
                 "compare it, e.g. `orders > 2`"
             )
+
+
+def _absent_as_none(value: Any) -> Any:
+    return None if value is ERROR else value  # None: the engine's "no such variable"
 
 
 def _located(message: str) -> ExpressionError:

@@ -18,7 +18,8 @@ member: absence is never mistaken for zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +27,8 @@ from cdpulse.privacy.consent import PURPOSES
 from cdpulse.profile import windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
-from cdpulse.profile.view import affinity_view, cart_view
-from cdpulse.profile.windows import DAY, WINDOWS
+from cdpulse.profile.windows import DAY, WINDOWS, Window
+from cdpulse.segments.compiler import ERROR, Values, modelled
 
 TOP_CATEGORIES = 3
 MEASURES = ("events", "orders", "revenue")
@@ -65,103 +66,243 @@ def profile_fields(
     profile: Profile, rules: Rules, rfm: dict[str, Any] | None = None
 ) -> ProfileRecord:
     """The record a segment expression is evaluated on, at ``profile.last_seen``."""
-    return ProfileRecord(profile, rules, rfm)
+    values = FieldValues(profile, rules, rfm)
+    if rfm is not None and not modelled(rfm):
+        values.modelled = False  # the caller's map holds what only the engine may read
+    return ProfileRecord(values)
 
 
-class ProfileRecord(Mapping[str, Any]):
-    """``document_fields(render(profile, last_seen))``, computed lazily by group.
+class FieldValues(Values):
+    """The fields of one profile at its ``last_seen``, each computed on its first read.
 
-    Conditions read a few fields; rendering the whole profile for each changed customer
-    cost ~110 us, most of it windows, cart and affinity. Each group here is computed
-    with the same functions ``render`` uses, on first read; a unit test checks the whole
-    record equals the rendered one.
+    ``values[name]`` is the field's value, or ``ERROR`` (``segments.compiler``) when the
+    profile has none (absent: no churn model yet, no order, no RFM scores) or ``name``
+    is no field: reading never raises, which is how compiled conditions read. Groups
+    sharing work (one window's three measures, the cart's two, the affinity's two) are
+    computed together, with the functions ``profile.view.render`` uses or its arithmetic
+    step for step; a unit test holds every field equal to ``document_fields(render())``.
+    Values are fresh objects except ``rfm``, the caller's map: read them, never mutate.
     """
 
+    __slots__ = ("profile", "rfm", "rules")
+
     def __init__(self, profile: Profile, rules: Rules, rfm: dict[str, Any] | None) -> None:
+        # Built empty: the base's copy-and-check of a record has nothing to do here.
+        # Profiles hold bools, small ints, floats, validated text and str-keyed maps;
+        # ``rfm`` is trusted here and checked by ``profile_fields``.
+        self.modelled = True
         self.profile = profile
         self.rules = rules
         self.rfm = rfm
-        self._values: dict[str, Any] = {}
-        self.done: set[str] = set()
 
-    def _load(self, group: str) -> None:
-        p = self.profile
-        as_of = p.last_seen
-        if group == "cart":
-            cart = cart_view(p)
-            self._values |= {"cart_value": float(cart["value"]), "cart_items": len(cart["items"])}
-        elif group == "affinity":
-            affinity = affinity_view(p, as_of, self.rules)
-            self._values |= {
-                "top_categories": list(affinity)[:TOP_CATEGORIES],
-                "category_affinity": affinity,
-            }
-        elif group == "windows":
-            for name, window in windows.read(p.buckets, as_of).items():
-                for measure in MEASURES:
-                    value = window[measure]
-                    self._values[f"{measure}_{name}"] = (
-                        float(value) if measure == "revenue" else int(value)
-                    )
-        else:
-            self._values |= _basic(p, self.rfm)
-        self.done.add(group)
+    def __missing__(self, name: str) -> Any:
+        load = _LOADERS.get(name)
+        value = ERROR if load is None else load(self)
+        self[name] = value
+        return value
 
-    def get(self, name: str, default: Any = None) -> Any:
-        group = _GROUP.get(name, "basic")
-        if group not in self.done:
-            self._load(group)
-        return self._values.get(name, default)
+
+class ProfileRecord(Mapping[str, Any]):
+    """``document_fields(render(profile, last_seen))`` as a mapping, computed lazily.
+
+    A view of ``FieldValues`` without its ``ERROR`` entries: an absent field is not in
+    the mapping. ``membership.evaluate`` reads ``field_values`` directly.
+    """
+
+    def __init__(self, values: FieldValues) -> None:
+        self.field_values = values
 
     def __getitem__(self, name: str) -> Any:
-        value = self.get(name)
-        if value is None:
+        value = self.field_values[name] if name in FIELDS else ERROR
+        if value is ERROR:
             raise KeyError(name)
         return value
 
     def __iter__(self) -> Iterator[str]:
-        for group in ("basic", "cart", "affinity", "windows"):
-            if group not in self.done:
-                self._load(group)
-        return iter(list(self._values))
+        return iter([name for name in FIELDS if self.field_values[name] is not ERROR])
 
     def __len__(self) -> int:
-        return len(list(iter(self)))
+        return sum(1 for _ in self)
 
 
-_GROUP: dict[str, str] = {
-    "cart_value": "cart",
-    "cart_items": "cart",
-    "top_categories": "affinity",
-    "category_affinity": "affinity",
-    **{f"{m}_{w.name}": "windows" for w in WINDOWS for m in MEASURES},
-}
+Loader = Callable[[FieldValues], Any]
 
 
-def _basic(p: Profile, rfm: dict[str, Any] | None) -> dict[str, Any]:
-    """The cheap fields, with ``render``'s rounding."""
-    out: dict[str, Any] = {
-        "customer_id": p.customer_id or p.id,
-        "events": p.events,
-        "sessions": p.sessions_closed + len(p.spans),
-        "orders": p.orders,
-        "revenue": float(round(p.revenue, 2)),
-        "net_revenue": float(round(p.revenue - p.refunded, 2)),
-        "average_order_value": float(round(p.revenue / p.orders, 2)) if p.orders else 0.0,
-        "refunds": p.refunds,
-        "counts": dict(p.counts),
-        "channels": dict(p.channels),
-        "consent": {k: p.consent[k][1] for k in PURPOSES if k in p.consent},
-    }
-    if p.events:  # a profile minimised by withheld analytics consent keeps no times
-        out["days_since_first_seen"] = round((p.last_seen - p.first_seen) / DAY, 4)
-    if p.last_order_at is not None:
-        out["recency_days"] = float(round((p.last_seen - p.last_order_at) / DAY, 4))
-    if p.churn_risk is not None:
-        out["churn_risk"] = float(p.churn_risk)
-    if rfm is not None:
-        out["rfm"] = rfm
+def _customer_id(values: FieldValues) -> Any:
+    return values.profile.customer_id or values.profile.id
+
+
+def _sessions(values: FieldValues) -> Any:
+    return values.profile.sessions_closed + len(values.profile.spans)
+
+
+def _revenue(values: FieldValues) -> Any:
+    return float(rounded(values.profile.revenue, 2))
+
+
+def _net_revenue(values: FieldValues) -> Any:
+    p = values.profile
+    return float(rounded(p.revenue - p.refunded, 2))
+
+
+def _average_order_value(values: FieldValues) -> Any:
+    p = values.profile
+    return float(rounded(p.revenue / p.orders, 2)) if p.orders else 0.0
+
+
+def _consent(values: FieldValues) -> Any:
+    consent = values.profile.consent
+    out = {}
+    for purpose in PURPOSES:
+        entry = consent.get(purpose)
+        if entry is not None:
+            out[purpose] = entry[1]
     return out
+
+
+def _days_since_first_seen(values: FieldValues) -> Any:
+    p = values.profile
+    # A profile minimised by withheld analytics consent keeps no times.
+    return rounded((p.last_seen - p.first_seen) / DAY, 4) if p.events else ERROR
+
+
+def _recency_days(values: FieldValues) -> Any:
+    p = values.profile
+    if p.last_order_at is None:
+        return ERROR
+    return float(rounded((p.last_seen - p.last_order_at) / DAY, 4))
+
+
+def _churn_risk(values: FieldValues) -> Any:
+    risk = values.profile.churn_risk
+    return ERROR if risk is None else float(risk)
+
+
+def _rfm(values: FieldValues) -> Any:
+    return ERROR if values.rfm is None else values.rfm
+
+
+def _cart(name: str) -> Loader:
+    """``cart_view``'s value and item count (both stored), without building its items."""
+
+    def load(values: FieldValues) -> Any:
+        cart = values.profile.cart
+        if not cart:  # most customers
+            values["cart_value"] = 0.0
+            values["cart_items"] = 0
+            return values[name]
+        value = 0.0
+        items = 0
+        # In product order, as cart_view adds them: a float sum depends on its order.
+        for _, line in sorted(cart.items()) if len(cart) > 1 else cart.items():
+            quantity = 0
+            for _, delta in line.changes:
+                quantity += delta
+            if quantity <= 0 or line.price_at < 0:
+                continue  # removed again, or only ever removed (no price known)
+            value += line.price * quantity
+            items += 1
+        values["cart_value"] = float(rounded(value, 2))
+        values["cart_items"] = items
+        return values[name]
+
+    return load
+
+
+def _ranked(values: FieldValues) -> list[tuple[float, str]]:
+    """``affinity_view`` at ``last_seen`` as (-score, category), in its order."""
+    p = values.profile
+    factor = 0.5 ** (max(0, p.last_seen - p.affinity_ref) / values.rules.affinity_half_life)
+    ranked = []
+    for category, score in p.affinity.items():
+        ranked.append((-rounded(score * factor, 6), category))  # negating a float is exact
+    ranked.sort()
+    return ranked
+
+
+def _top_categories(values: FieldValues) -> Any:
+    return [category for _, category in _ranked(values)[:TOP_CATEGORIES]]
+
+
+def _category_affinity(values: FieldValues) -> Any:
+    return {category: -score for score, category in _ranked(values)}
+
+
+def _window(window: Window, name: str) -> Loader:
+    """A loader of one window's three measures (all stored): ``windows.read``'s sums."""
+    events_name, orders_name, revenue_name = (f"{m}_{window.name}" for m in MEASURES)
+
+    def load(values: FieldValues) -> Any:
+        as_of = values.profile.last_seen
+        lo = windows.first_bucket(window, as_of)
+        buckets = values.profile.buckets
+        events, orders, revenue = windows.totals(buckets, window.granularity, lo, as_of)
+        values[events_name] = events
+        values[orders_name] = orders
+        values[revenue_name] = float(rounded(revenue, 2))
+        return values[name]
+
+    return load
+
+
+_LOADERS: dict[str, Loader] = {
+    "customer_id": _customer_id,
+    "events": lambda values: values.profile.events,
+    "sessions": _sessions,
+    "orders": lambda values: values.profile.orders,
+    "revenue": _revenue,
+    "net_revenue": _net_revenue,
+    "average_order_value": _average_order_value,
+    "refunds": lambda values: values.profile.refunds,
+    "days_since_first_seen": _days_since_first_seen,
+    "recency_days": _recency_days,
+    "counts": lambda values: dict(values.profile.counts),
+    "channels": lambda values: dict(values.profile.channels),
+    "consent": _consent,
+    "churn_risk": _churn_risk,
+    "rfm": _rfm,
+    "cart_value": _cart("cart_value"),
+    "cart_items": _cart("cart_items"),
+    "top_categories": _top_categories,
+    "category_affinity": _category_affinity,
+    **{
+        name: _window(window, name)
+        for window in WINDOWS
+        for name in (f"{m}_{window.name}" for m in MEASURES)
+    },
+}
+if set(_LOADERS) != set(FIELDS):  # a field without a loader would read as absent forever
+    raise AssertionError(f"fields without a loader: {sorted(set(FIELDS) ^ set(_LOADERS))}")
+
+
+# Below this, x * 10**digits is within 2**-17 of its exact value (one rounding, half an
+# ulp), far inside the margin ``rounded`` keeps, and an integer that large is exact.
+_ROUNDING_BOUND = 2.0**37
+# Adding this to a double below 2**51 in magnitude (and taking it away again) rounds it
+# to an integer, ties to even, in two float operations: no int object is made.
+_TO_INTEGER = 1.5 * 2.0**52
+
+
+def rounded(x: float, digits: int) -> float:
+    """``round(x, digits)``, exactly, mostly without its decimal conversion.
+
+    ``round`` gives the double nearest to x rounded to ``digits`` decimals. With
+    y = x * 10**digits computed in floating point, when y is within 0.4999 of an
+    integer k, the exact x * 10**digits is within 0.5 of k too (y's error is below
+    2**-17), so k is its nearest integer and the answer is the double nearest to
+    k / 10**digits: the correctly rounded division ``k / 10.0**digits``. Otherwise (near
+    a half, ties included: 0.125 to 2 digits) ``round`` itself decides.
+
+    >>> rounded(2.675, 2), round(2.675, 2), rounded(-0.0000001, 4)
+    (2.67, 2.67, -0.0)
+    """
+    scale = 10.0**digits
+    y = x * scale
+    if -_ROUNDING_BOUND < y < _ROUNDING_BOUND:
+        k = (y + _TO_INTEGER) - _TO_INTEGER
+        if abs(y - k) < 0.4999:
+            return k / scale if k else math.copysign(0.0, x)
+    return round(x, digits)
 
 
 def document_fields(

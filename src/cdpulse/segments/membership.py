@@ -1,11 +1,21 @@
 """Who is in which segment, and the transitions (enter, leave) a profile change causes.
 
+Per changed customer: ``decide(book, profile, rules, rfm)`` (its segments), then
+``transitions(...)`` against the generations stored for it.
+
 A customer's membership of a segment is kept as a *generation*: how many times it has
 changed. Odd means member, even means not; entering turns generation g into g + 1.
 ``customer:segment:generation`` is therefore a deterministic id for each transition: a
 worker that publishes a transition again after a crash publishes the same id, so
 consumers dedupe exactly.
 
+>>> from cdpulse.profile.model import Profile
+>>> from cdpulse.segments.definitions import parse
+>>> book = parse("segments: [{name: repeat, when: orders >= 2},"
+...              "           {name: risky, when: churn_risk > 0.5}]")
+>>> decision = decide(book, Profile(id="C-1", customer_id="C-1", orders=2), Rules(), None)
+>>> sorted(decision.members), decision.errors      # no churn score yet: risky undecided
+(['repeat'], ('risky',))
 >>> before = {"vip": 1}                     # entered once: a member
 >>> changes = transitions("C-1", before, {"shoe_lovers"}, ("vip", "shoe_lovers"), 1_000)
 >>> [(t.segment, t.entered, t.id) for t in changes]
@@ -18,11 +28,16 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from cdpulse.profile.model import Profile
+from cdpulse.profile.rules import Rules
+from cdpulse.segments.compiler import ERROR, Values
 from cdpulse.segments.definitions import SegmentBook
-from cdpulse.segments.expressions import EvaluationError
+from cdpulse.segments.fields import FieldValues, ProfileRecord
 from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
+from cdpulse.segments.rfm import RfmScore, score_of
+from cdpulse.segments.sketches import RfmSketches
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,38 +75,78 @@ class Transition:
         return json.dumps(self.document(), separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    """Which segments a record is in, which were decided at all, and which raised."""
+class Decision(NamedTuple):
+    """Which segments a customer is in, which were decided at all, and which raised.
+
+    ``decided`` is what stored generations are compared over (``transitions``): RFM
+    segments are left out when they cannot be decided, so nobody leaves them then.
+    ``errors`` are the segments whose condition could not be decided (a missing field):
+    not a member, and counted.
+    """
 
     members: frozenset[str]
     decided: tuple[str, ...]
     errors: tuple[str, ...]
 
 
-def evaluate(book: SegmentBook, record: Mapping[str, Any]) -> Evaluation:
-    """The segments ``record`` (``fields.profile_fields``) belongs to.
+def decide(book: SegmentBook, profile: Profile, rules: Rules, rfm: RfmScore | None) -> Decision:
+    """The segments ``profile`` belongs to, read at its own ``last_seen``.
+
+    What the tracker runs per changed customer; ``rfm`` is its score against the
+    newest sketches (``sketches.score_profile(profile)``; None without orders or
+    sketches: then no RFM segment is decided, unless it has no orders). Equal to
+    ``evaluate(book, profile_fields(profile, rules, rfm.fields()))``, and so to the
+    rendered document's fields (tests hold all three together); fields are computed
+    only when a condition reads them.
+    """
+    if rfm is None:
+        return _decide(book, FieldValues(profile, rules, None), None, profile.orders)
+    shared = _RFM_MAPS[rfm.r - 1][rfm.f - 1][rfm.m - 1]
+    return _decide(book, FieldValues(profile, rules, shared), rfm.segment.id, profile.orders)
+
+
+def evaluate(book: SegmentBook, record: Mapping[str, Any]) -> Decision:
+    """The segments ``record`` (``fields.profile_fields``, or any mapping) belongs to.
 
     RFM segments are decided only when the record carries RFM scores (customers without
     orders have none and are in no RFM segment; before the first sketch exists nothing
     RFM is decided, so a restart does not make everyone leave). A condition that raises
     (a missing field) means "not a member", and is reported in ``errors``.
     """
-    members: set[str] = set()
-    decided: list[str] = []
-    errors: list[str] = []
-    if book.rfm and ("rfm" in record or not record.get("orders")):
-        decided += [s.id for s in RFM_SEGMENTS]
-        if "rfm" in record:
-            members.add(str(record["rfm"]["segment"]))
-    for segment in book.segments:
-        decided.append(segment.name)
-        try:
-            if segment.condition.matches(record):
-                members.add(segment.name)
-        except EvaluationError:
-            errors.append(segment.name)
-    return Evaluation(frozenset(members), tuple(decided), tuple(errors))
+    values = record.field_values if isinstance(record, ProfileRecord) else Values(record)
+    rfm = values["rfm"]
+    orders = values["orders"]
+    segment = None if rfm is ERROR else str(rfm["segment"])
+    return _decide(book, values, segment, 0 if orders is ERROR else orders)
+
+
+def _decide(book: SegmentBook, values: Values, rfm_segment: str | None, orders: Any) -> Decision:
+    members: list[str] = []
+    if book.rfm and (rfm_segment is not None or not orders):
+        decided = book.names
+        if rfm_segment is not None:
+            members.append(rfm_segment)
+    else:
+        decided = book.custom_names
+    errors: tuple[str, ...] = ()
+    checks = (
+        book.checks if values.modelled else [(s.name, s.condition.decide) for s in book.segments]
+    )
+    for name, check in checks:
+        verdict = check(values)
+        if verdict is True:
+            members.append(name)
+        elif verdict is not False:
+            errors += (name,)
+    return Decision(frozenset(members), decided, errors)
+
+
+# The ``rfm`` map of each score, [r - 1][f - 1][m - 1], built once and shared:
+# conditions only read it.
+_RFM_MAPS = tuple(
+    tuple(tuple(score_of(r, f, m).fields() for m in range(1, 6)) for f in range(1, 6))
+    for r in range(1, 6)
+)
 
 
 def transitions(
@@ -101,34 +156,59 @@ def transitions(
     decided: Iterable[str],
     at_ms: int,
 ) -> list[Transition]:
-    """The changes from ``stored`` generations to ``members``, over the ``decided`` segments."""
-    now = set(members)
-    out = []
-    for segment in decided:
-        generation = stored.get(segment, 0)
-        was_member = generation % 2 == 1
-        if (segment in now) != was_member:
-            out.append(Transition(customer_id, segment, not was_member, at_ms, generation + 1))
-    return out
+    """The changes from ``stored`` generations to ``members``, over the ``decided`` segments.
+
+    In ``decided`` order. Most decisions change nothing, which is seen without a pass
+    over every segment: then the members are exactly the segments stored as odd.
+    """
+    now = members if isinstance(members, (set, frozenset)) else set(members)
+    kept = 0
+    for segment, generation in stored.items():
+        if generation % 2 == 1:
+            if segment not in now:
+                break
+            kept += 1
+    else:
+        if kept == len(now):
+            return []
+    return [
+        Transition(customer_id, s, s in now, at_ms, stored.get(s, 0) + 1)
+        for s in decided
+        if (s in now) != (stored.get(s, 0) % 2 == 1)
+    ]
 
 
-def encode_pending(changes: Iterable[Transition]) -> str:
-    """One customer's staged transitions as stored beside its generations (in order)."""
-    return json.dumps(
-        [[t.segment, t.entered, t.at_ms, t.generation] for t in changes], separators=(",", ":")
+RFM_IDS: tuple[str, ...] = tuple(s.id for s in RFM_SEGMENTS)
+
+
+def changes(
+    book: SegmentBook, profile: Profile, rules: Rules, sketches: RfmSketches | None
+) -> tuple[list[Transition], tuple[str, ...]]:
+    """The transitions a customer's newest state makes from the generations its profile
+    holds (``Profile.segments``), and the segments whose condition could not be decided.
+
+    Saved with the profile by compare-and-set, the generations make each change happen
+    once; anonymous visitors are not segmented (their profile merges into a customer's).
+    """
+    if profile.customer_id is None:
+        return [], ()
+    score = sketches.score_profile(profile) if book.rfm and sketches is not None else None
+    decision = decide(book, profile, rules, score)
+    found = transitions(
+        profile.id, profile.segments, decision.members, decision.decided, profile.last_seen
     )
+    return found, decision.errors
 
 
-def decode_pending(customer_id: str, text: str) -> tuple[Transition, ...]:
-    return tuple(
-        Transition(customer_id, str(segment), bool(entered), int(at), int(generation))
-        for segment, entered, at, generation in json.loads(text)
-    )
+def rfm_moves(profile: Profile, score: RfmScore | None, at_ms: int) -> list[Transition]:
+    """The RFM transitions of a customer whose score moved with the base though they sent
+    nothing (the RFM sweep): decided over the RFM segments only."""
+    if profile.customer_id is None or score is None:
+        return []
+    return transitions(profile.id, profile.segments, {score.segment.id}, RFM_IDS, at_ms)
 
 
-def by_customer(changes: Iterable[Transition]) -> dict[str, list[Transition]]:
-    """Transitions grouped per customer, each group in its original order."""
-    out: dict[str, list[Transition]] = {}
-    for t in changes:
-        out.setdefault(t.customer_id, []).append(t)
-    return out
+def enter(profile: Profile, found: Iterable[Transition]) -> None:
+    """Record transitions in the profile's generations (then saved with it)."""
+    for t in found:
+        profile.segments[t.segment] = t.generation

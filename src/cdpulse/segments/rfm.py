@@ -23,12 +23,13 @@ R \\ FM  1               2                   3                   4              
 ('Champions', 'cant_lose_them', 'Hibernating')
 >>> quintile(0.0), quintile(0.19), quintile(0.2), quintile(0.999), quintile(1.0)
 (1, 1, 2, 5, 5)
+>>> score_of(5, 4, 4) is score_of(5, 4, 4), score_of(5, 4, 4).segment.id
+(True, 'champions')
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,8 @@ GRID: tuple[tuple[RfmSegment, ...], ...] = (
 
 def quintile(rank: float) -> int:
     """The 1-5 score of a normalized rank in [0, 1]."""
-    return min(5, 1 + math.floor(5 * max(0.0, rank)))
+    # floor(5 * rank) for a positive rank; 0, a negative rank or NaN score 1.
+    return min(5, 1 + int(5 * rank)) if rank > 0.0 else 1
 
 
 def segment_of(r: int, f: int, m: int) -> RfmSegment:
@@ -91,18 +93,18 @@ def segment_of(r: int, f: int, m: int) -> RfmSegment:
 
 @dataclass(frozen=True, slots=True)
 class RfmScore:
-    """One customer's scores and segment."""
+    """One customer's scores (each 1-5, checked) and segment."""
 
     r: int
     f: int
     m: int
+    segment: RfmSegment = field(init=False, repr=False, compare=False)
 
-    @property
-    def segment(self) -> RfmSegment:
-        return segment_of(self.r, self.f, self.m)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segment", segment_of(self.r, self.f, self.m))
 
     def fields(self) -> dict[str, int | str]:
-        """The ``rfm`` map segment expressions read."""
+        """The ``rfm`` map segment expressions read (a new one each call)."""
         return {
             "r": self.r,
             "f": self.f,
@@ -110,3 +112,16 @@ class RfmScore:
             "score": f"{self.r}{self.f}{self.m}",
             "segment": self.segment.id,
         }
+
+
+# Every possible score, built once: scoring a customer allocates nothing.
+_SCORES = tuple(
+    tuple(tuple(RfmScore(r, f, m) for m in range(1, 6)) for f in range(1, 6)) for r in range(1, 6)
+)
+
+
+def score_of(r: int, f: int, m: int) -> RfmScore:
+    """The score (r, f, m), each 1-5; the same object every time."""
+    if not (1 <= r <= 5 and 1 <= f <= 5 and 1 <= m <= 5):
+        segment_of(r, f, m)  # raises, naming the score out of range
+    return _SCORES[r - 1][f - 1][m - 1]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from datasketches import kll_doubles_sketch
 
-from cdpulse.segments.rfm import RfmScore, quintile
+from cdpulse.profile.model import Profile
+from cdpulse.segments.rfm import RfmScore, quintile, score_of
 
 K = 200  # DataSketches' default: ~1.3% normalized rank error, a few KB serialized
 _HEADER = struct.Struct(">III")
@@ -68,13 +69,21 @@ class RfmSketches:
 
     def score(self, last_order_at: int, orders: int, net_revenue: float) -> RfmScore | None:
         """The customer's quintile scores against the base; None when the base is empty."""
-        if self.customers == 0:
+        if self.recency.is_empty():
             return None
-        return RfmScore(
-            quintile(_rank_below(self.recency, float(last_order_at))),
-            quintile(_rank_below(self.frequency, float(orders))),
-            quintile(_rank_below(self.monetary, float(net_revenue))),
+        # Ranks strictly below (inclusive=False): ties share the lowest rank.
+        return score_of(
+            quintile(self.recency.get_rank(float(last_order_at), False)),
+            quintile(self.frequency.get_rank(float(orders), False)),
+            quintile(self.monetary.get_rank(float(net_revenue), False)),
         )
+
+    def score_profile(self, profile: Profile) -> RfmScore | None:
+        """``score`` of the profile's order summary (``OrderSummary.of``), not built: None
+        without an order (or when the base is empty)."""
+        if not profile.orders or profile.first_order_at is None or profile.last_order_at is None:
+            return None
+        return self.score(profile.last_order_at, profile.orders, profile.revenue - profile.refunded)
 
     def to_bytes(self) -> bytes:
         parts = [self.recency.serialize(), self.frequency.serialize(), self.monetary.serialize()]
@@ -91,8 +100,3 @@ class RfmSketches:
         if offset != len(blob):
             raise ValueError(f"RFM sketch blob is {len(blob)} bytes; its header says {offset}")
         return cls(*parts)
-
-
-def _rank_below(sketch: kll_doubles_sketch, value: float) -> float:
-    """Share of the base strictly below ``value`` (ties share the lowest rank)."""
-    return float(sketch.get_rank(value, False))

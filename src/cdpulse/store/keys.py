@@ -47,11 +47,6 @@ class Keys:
     def watermark(self) -> str:
         return f"{self.prefix}:watermark"
 
-    @property
-    def churn_due(self) -> str:
-        """Sorted set: profile id -> when its waiting churn snapshot expires."""
-        return f"{self.prefix}:churn:due"
-
     def due(self, shard: int, kind: str) -> str:
         """Sorted set: profile id -> when its ``kind`` (churn, trigger) is next due, for the
         profiles of one input partition (the shard), which its owner polls."""
@@ -80,10 +75,14 @@ class Keys:
         """Hash {version, blob}: the newest lifetime-value parameters."""
         return f"{self.prefix}:model:clv"
 
+    def reco_model(self, shard: int) -> str:
+        """Hash {version, blob}: the newest snapshot of one recommender shard."""
+        return f"{self.prefix}:model:reco:{shard}"
+
     @property
-    def reco_model(self) -> str:
-        """Hash {version, blob}: the newest recommender snapshot."""
-        return f"{self.prefix}:model:reco"
+    def reco_shards(self) -> str:
+        """Set of the recommender shards (reco-events partitions) with a snapshot."""
+        return f"{self.prefix}:model:reco:shards"
 
     @property
     def clv_lock(self) -> str:
@@ -94,11 +93,6 @@ class Keys:
         return f"{self.prefix}:profiles"
 
     # --- triggers ---------------------------------------------------------------------
-
-    @property
-    def trigger_due(self) -> str:
-        """Sorted set: profile id -> when its trigger watch next has something to decide."""
-        return f"{self.prefix}:trigger:due"
 
     def fired(self, customer_id: str, trigger_id: str) -> str:
         """A published trigger id, kept a while so a re-decided firing is not sent twice."""

@@ -8,9 +8,9 @@ from typing import Generic, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 
-from cdpulse.models.churn import Snapshot
-from cdpulse.models.lifetime import ClvSnapshot, OrderSummary
-from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
+from cdpulse.models.reco_stream import RecoSnapshot, merge_snapshots
 from cdpulse.offers.bandit import OfferSnapshot
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
@@ -81,8 +81,57 @@ def churn_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[Snapshot]:
     return SnapshotStore(client, Keys(prefix).churn_model, Snapshot)
 
 
-def reco_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[RecoSnapshot]:
-    return SnapshotStore(client, Keys(prefix).reco_model, RecoSnapshot, RecoSnapshot.served)
+class RecoShards:
+    """The recommender's snapshots, one per shard (reco-events partition), served merged.
+
+    Each shard's learner publishes its own (``publish``); readers refresh every shard
+    named in the shard set and serve them as one (``merge_snapshots``), so ``get`` is
+    what a single recommender of all customers would recommend.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self._shards: dict[int, SnapshotStore[RecoSnapshot]] = {}
+        self.current: RecoSnapshot | None = None
+
+    def shard(self, shard: int) -> SnapshotStore[RecoSnapshot]:
+        store = self._shards.get(shard)
+        if store is None:
+            store = self._shards[shard] = SnapshotStore(
+                self.client, self.keys.reco_model(shard), RecoSnapshot
+            )
+        return store
+
+    def get(self) -> RecoSnapshot | None:
+        return self.current
+
+    async def publish(self, shard: int, snapshot: RecoSnapshot) -> bool:
+        """Store one shard's ``snapshot`` unless a newer one is there; True when stored."""
+        stored = await self.shard(shard).publish(snapshot)
+        if stored:
+            await self.client.sadd(self.keys.reco_shards, shard)
+        return stored
+
+    async def refresh(self) -> bool:
+        """Load every shard's newer snapshot; True when the served one changed."""
+        named = await self.client.smembers(self.keys.reco_shards)
+        changed = False
+        for raw in named:
+            changed |= await self.shard(int(raw)).refresh()
+        if changed:
+            self.current = self.merged()
+        return changed
+
+    def merged(self, own: dict[int, RecoSnapshot] | None = None) -> RecoSnapshot | None:
+        """Every shard's newest published snapshot served as one; ``own`` replaces the
+        published snapshot of the shards it names (a learner's live state)."""
+        newest: dict[int, RecoSnapshot | None] = {
+            shard: store.current for shard, store in self._shards.items()
+        }
+        newest.update(own or {})
+        found = [snapshot for _, snapshot in sorted(newest.items()) if snapshot is not None]
+        return merge_snapshots(found) if found else None
 
 
 def offer_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[OfferSnapshot]:

@@ -1,22 +1,19 @@
-"""Segment memberships and the RFM sketches in Redis, and an in-memory twin for tests.
+"""Segment member lists and the RFM sketches in Redis.
 
-A customer's memberships live in its profile (``Profile.segments``), saved with it by
-the pipeline's compare-and-set, which also keeps, per segment, a sorted set of member ids
-(all scores 0, so members page in id order with ZRANGEBYLEX). Here: those member lists
-read for the API, and the RFM sketches as one blob with a version.
+Per segment, a sorted set of member ids (all scores 0, so members page in id order with
+ZRANGEBYLEX), written with each member's profile (``store/state.py``); the RFM sketches
+as one blob with a version. A customer's memberships themselves are generations in their
+profile (``Profile.segments``).
 """
 
 from __future__ import annotations
 
-import bisect
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from cdpulse.models.lifetime import OrderSummary
-from cdpulse.segments.membership import Transition, by_customer, decode_pending, encode_pending
+from cdpulse.models.clv.lifetime import OrderSummary
 from cdpulse.segments.sketches import RfmSketches
-from cdpulse.segments.tracker import Membership
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
 
@@ -50,7 +47,8 @@ class SegmentKeys:
 
 
 class RedisMembershipStore:
-    """Segment member lists and the RFM sketches in Redis."""
+    """Segment member lists and the RFM sketches in Redis (memberships themselves live in
+    the profile and are written with it, ``store/state.py``)."""
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
@@ -104,51 +102,3 @@ class RedisMembershipStore:
 
     async def _stored_version(self) -> int:
         return int(await self.client.hget(self.keys.rfm_sketches, "version") or 0)
-
-
-class MemoryMembershipStore:
-    """The same semantics in dicts: for unit tests and in-process replays."""
-
-    def __init__(self) -> None:
-        self.stored: dict[str, dict[str, int]] = {}
-        self.pending: dict[str, tuple[str, int]] = {}  # customer -> (encoded, staged at)
-        self.lists: dict[str, list[str]] = {}
-
-    async def read(self, ids: list[str]) -> dict[str, Membership]:
-        return {
-            i: Membership(
-                dict(self.stored.get(i, {})),
-                decode_pending(i, self.pending[i][0]) if i in self.pending else (),
-            )
-            for i in ids
-        }
-
-    async def stage(self, changes: list[Transition], now_ms: int) -> None:
-        for customer_id, mine in by_customer(changes).items():
-            self.pending[customer_id] = (encode_pending(mine), now_ms)
-        for t in changes:
-            self.stored.setdefault(t.customer_id, {})[t.segment] = t.generation
-            members = self.lists.setdefault(t.segment, [])
-            at = bisect.bisect_left(members, t.customer_id)
-            present = at < len(members) and members[at] == t.customer_id
-            if t.entered and not present:
-                members.insert(at, t.customer_id)
-            elif not t.entered and present:
-                del members[at]
-
-    async def clear(self, changes: list[Transition]) -> None:
-        for customer_id, mine in by_customer(changes).items():
-            if self.pending.get(customer_id, ("", 0))[0] == encode_pending(mine):
-                del self.pending[customer_id]
-
-    async def stale(self, before_ms: int, limit: int) -> list[Transition]:
-        old = [c for c, (_, at) in self.pending.items() if at < before_ms][:limit]
-        return [t for c in old for t in decode_pending(c, self.pending[c][0])]
-
-    async def sizes(self, names: list[str]) -> dict[str, int]:
-        return {n: len(self.lists.get(n, [])) for n in names}
-
-    async def members(self, name: str, after: str, limit: int) -> list[str]:
-        members = self.lists.get(name, [])
-        start = bisect.bisect_right(members, after) if after else 0
-        return members[start : start + limit]

@@ -1,16 +1,24 @@
 """The pipeline's state store in Redis: one pipelined read, one pipelined write per batch.
 
-The read asks, in one round trip, for every profile and link the batch touches, the
-erasure ledger's entries of its ids, the watermarks, the exposures of its buyers and what
-is due in this worker's shards, with those profiles (``due.lua``). The write is one
-``state.lua`` call per profile (the compare-and-set and everything that must change with
-it, see the script) and the watermark script, again in one round trip.
+The read asks, in one round trip, for every profile and link the batch touches
+(``read.lua``, in chunks), the erasure ledger's entries of its ids, the watermarks, the
+exposures of its buyers and what is due in this worker's shards, with those profiles
+(``due.lua``). The write is ``write.lua`` per chunk of profiles (the compare-and-set of
+each and everything that must change with it, see the script) and the watermark script,
+again in one round trip.
+
+Chunks travel as one MessagePack argument each: redis-py packs a command's arguments one
+by one in Python (~1 µs each), which for a save with its links and operations cost more
+than the save. Chunks are small enough (``CHUNK`` profiles) that a script never holds
+Redis long enough to delay the API's reads.
 
 Scripts are called by hash with ``EVALSHA`` and loaded once: redis-py's ``Script`` objects
 ask ``SCRIPT EXISTS`` before every pipeline that holds one, a round trip per batch. A
 server that lost its scripts (a restart) answers NOSCRIPT: they are loaded again and the
 pipeline is sent again, which is safe because a refused script call did nothing and the
 rest of a write (watermarks) only ever raises.
+
+The scripts name keys from the prefix and the ids, so they are for one Redis node.
 """
 
 from __future__ import annotations
@@ -20,17 +28,36 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from cdpulse.ops import metrics
 from cdpulse.pipeline.state import Changes, Save, SaveStatus, Stored, View, Wanted
 from cdpulse.profile.model import decode, encode
+from cdpulse.store.cache import ProfileCache
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
 
 _STATUS = {-1: SaveStatus.CONFLICT, -2: SaveStatus.ALIASED, -3: SaveStatus.LINK_TAKEN}
 CLAIM_SECONDS = 2 * 86_400  # how long a trigger claim is kept: far beyond any redelivery
+CHUNK = 64  # profiles per script call: a few ms of Redis at most
+_PACK = msgspec.msgpack.Encoder()
+
+
+def _pack(value: Any) -> bytes:
+    return _PACK.encode(value)
+
+
+def _rows(view: View, ids: list[str], rows: list[Any]) -> None:
+    """Add (alias, version, blob) rows, one per id, to ``view``."""
+    for n, profile_id in enumerate(ids):
+        alias, version, blob = rows[3 * n : 3 * n + 3]
+        if alias is not None:
+            view.aliases[profile_id] = _text(alias)
+        view.profiles[profile_id] = Stored(
+            int(version or 0), decode(blob) if blob else None, blob or None
+        )
 
 
 def _text(value: bytes | str) -> str:
@@ -63,15 +90,19 @@ class RedisState:
         pseudonym: Callable[[str], str],
         shard_of: Callable[[str], int],
         ledger_prefix: str | None = None,
+        cache: ProfileCache | None = None,
     ) -> None:
         self.client = client
+        self.cache = cache
+        self._lent: set[str] = set()  # ids the current batch took from the cache
         self.keys = Keys(prefix)
         # The erasure ledger read: the prefix's own, or a live one a rebuild screens with.
         self.ledger = Keys(ledger_prefix or prefix).erasure_ledger
         self.retention_ms = retention_ms
         self.pseudonym = pseudonym
         self.shard_of = shard_of
-        self._save = _Script("state.lua")
+        self._read = _Script("read.lua")
+        self._write = _Script("write.lua")
         self._watermark = _Script("watermark.lua")
         self._due = _Script("due.lua")
         self.round_trips = 0
@@ -80,18 +111,33 @@ class RedisState:
 
     async def read(self, wanted: Wanted) -> View:
         keys = self.keys
+        view = View()
         ids = sorted(wanted.ids)
+        if self.cache is not None:
+            missing = []
+            for profile_id in ids:
+                cached = self.cache.lend(profile_id)
+                if cached is None:
+                    missing.append(profile_id)
+                else:
+                    view.profiles[profile_id] = cached
+                    self._lent.add(profile_id)
+            ids = missing
         erased = sorted(wanted.erased)
         buyers = sorted(wanted.buyers)
+        if not (ids or erased or buyers or wanted.due_shards or wanted.watermarks):
+            view.round_trips = 0  # everything came from the cache
+            return view
         pseudonyms = [self.pseudonym(i) for i in erased]
+        chunks = [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
 
         def build(pipe: Any) -> None:
             if erased:
                 pipe.hmget(self.ledger, pseudonyms)
-            for profile_id in ids:
-                pipe.get(keys.alias(profile_id))
-                pipe.hmget(keys.profile(profile_id), "v", "b")
-            pipe.hgetall(keys.watermark)
+            for chunk in chunks:
+                self._read.call(pipe, [], [_pack([keys.prefix, chunk])])
+            if wanted.watermarks:
+                pipe.hgetall(keys.watermark)
             if buyers:
                 for name in wanted.experiments:
                     pipe.hmget(keys.experiment(name, "exposed"), buyers)
@@ -101,20 +147,13 @@ class RedisState:
                 self._due.call(pipe, schedules, args)
 
         replies = iter(await self._execute(build, "read"))
-
-        view = View()
         if erased:
             found = next(replies)
             view.erased = {i for i, at in zip(erased, found, strict=True) if at is not None}
-        for profile_id in ids:
-            alias = next(replies)
-            version, blob = next(replies)
-            if alias is not None:
-                view.aliases[profile_id] = _text(alias)
-            view.profiles[profile_id] = Stored(
-                int(version or 0), decode(blob) if blob else None, blob or None
-            )
-        view.watermarks = {_text(k): int(v) for k, v in next(replies).items()}
+        for chunk in chunks:
+            _rows(view, chunk, next(replies))
+        if wanted.watermarks:
+            view.watermarks = {_text(k): int(v) for k, v in next(replies).items()}
         if buyers:
             for name in wanted.experiments:
                 seen: dict[str, tuple[str, int]] = {}
@@ -126,85 +165,124 @@ class RedisState:
         for _ in wanted.due_shards:
             rows = next(replies)
             for row in range(0, len(rows), 4):
-                raw_id, alias, version, blob = rows[row : row + 4]
-                due_id = _text(raw_id)
+                due_id = _text(rows[row])
                 view.due.add(due_id)
-                if alias is not None:
-                    view.aliases[due_id] = _text(alias)
-                view.profiles[due_id] = Stored(
-                    int(version or 0), decode(blob) if blob else None, blob or None
-                )
+                if due_id in view.profiles:
+                    continue  # read above already (or lent from the cache)
+                cached = self.cache.lend(due_id) if self.cache is not None else None
+                if cached is not None and cached.version == int(rows[row + 2] or 0):
+                    view.profiles[due_id] = cached
+                    self._lent.add(due_id)
+                    continue
+                _rows(view, [due_id], rows[row + 1 : row + 4])
         return view
 
     # --- write ----------------------------------------------------------------------------
 
     async def write(self, changes: Changes) -> dict[str, SaveStatus]:
         if not changes.saves and not changes.watermarks:
+            if self.cache is not None:
+                for profile_id in self._lent:
+                    self.cache.drop(profile_id)
+            self._lent.clear()
             return {}
-        calls = [self._save_call(save) for save in changes.saves]
+        saves = [self._save_row(save) for save in changes.saves]
+        # The profiles travel as arguments of their own: Redis' MessagePack reader
+        # predates the binary type.
+        blobs = [encode(save.profile) for save in changes.saves]
+        chunks = [
+            [
+                _pack([self.keys.prefix, self.retention_ms, saves[at : at + CHUNK]]),
+                *blobs[at : at + CHUNK],
+            ]
+            for at in range(0, len(saves), CHUNK)
+        ]
         marks = [x for name, at in changes.watermarks.items() for x in (name, at)]
 
         def build(pipe: Any) -> None:
-            for keys, args in calls:
-                self._save.call(pipe, keys, args)
+            for chunk in chunks:
+                self._write.call(pipe, [], chunk)
             if marks:
                 self._watermark.call(pipe, [self.keys.watermark], marks)
 
         replies = await self._execute(build, "write")
-        return {
-            save.profile.id: _STATUS.get(int(code), SaveStatus.SAVED)
-            for save, code in zip(changes.saves, replies, strict=False)
+        codes = [int(code) for reply in replies[: len(chunks)] for code in reply]
+        statuses = {
+            save.profile.id: _STATUS.get(code, SaveStatus.SAVED)
+            for save, code in zip(changes.saves, codes, strict=True)
         }
+        if self.cache is not None:
+            self._remember(changes, codes, blobs)
+        return statuses
 
-    def _save_call(self, save: Save) -> tuple[list[str], list[Any]]:
-        """The keys and arguments of one ``state.lua`` call."""
+    def _remember(self, changes: Changes, codes: list[int], blobs: list[bytes]) -> None:
+        """Cache what was written; drop what was refused, retired or lent and not written
+        (a stage may have changed it in place)."""
+        assert self.cache is not None
+        for save, code, blob in zip(changes.saves, codes, blobs, strict=True):
+            profile_id = save.profile.id
+            self._lent.discard(profile_id)
+            if code > 0:
+                self.cache.put(profile_id, Stored(code, save.profile, blob))
+            else:
+                self.cache.drop(profile_id)
+            for visitor in save.retire:
+                self.cache.drop(visitor)
+        for profile_id in self._lent:
+            self.cache.drop(profile_id)
+        self._lent.clear()
+
+    def discard(self) -> None:
+        """A batch failed: what it took from the cache may have been changed in place."""
+        if self.cache is not None:
+            self.cache.clear()
+        self._lent.clear()
+
+    def _save_row(self, save: Save) -> list[Any]:
+        """One save as ``write.lua`` reads it: id, version, links, operations."""
         k = self.keys
         profile_id = save.profile.id
-        retention = self.retention_ms
-        keys = [k.profile(profile_id), k.alias(profile_id), k.profile_count]
-        keys += [k.alias(v) for v in save.links]
-        args: list[Any] = [save.version, encode(save.profile), retention, profile_id]
-        args.append(len(save.links))
-
-        def key(name: str) -> int:
-            keys.append(name)
-            return len(keys)  # Lua counts from 1
-
-        def op(name: str, first: int, second: int | str, a: Any, b: Any) -> None:
-            args.extend((name, first, second, a, b))
-
-        for visitor, version in save.retire.items():
-            op("del", key(k.profile(visitor)), 0, "", version)
+        ops: list[list[Any]] = [
+            ["del", k.profile(visitor), version] for visitor, version in save.retire.items()
+        ]
         shard = self.shard_of(profile_id)
         for kind, due in (("churn", save.churn_due), ("trigger", save.trigger_due)):
             if kind not in save.schedules:
                 continue
             if due is None:
-                op("zrem", key(k.due(shard, kind)), 0, "", profile_id)
+                ops.append(["zrem", k.due(shard, kind), profile_id])
             else:
-                op("zadd", key(k.due(shard, kind)), 0, due, profile_id)
-        if save.pseudonym is not None:
-            op("setnx", key(k.profile_of(save.pseudonym)), 0, profile_id, retention)
+                ops.append(["zadd", k.due(shard, kind), str(due), profile_id])
         for segment in save.entered:
-            op("zadd", key(k.members(segment)), 0, 0, profile_id)
+            ops.append(["zadd", k.members(segment), "0", profile_id])
         for segment in save.left:
-            op("zrem", key(k.members(segment)), 0, "", profile_id)
+            ops.append(["zrem", k.members(segment), profile_id])
         if save.summary is not None:
-            op("hset", key(k.clv_summaries), 0, profile_id, save.summary)
+            ops.append(["hset", k.clv_summaries, profile_id, save.summary.decode()])
         for pseudonym in save.identities:
-            op("set", key(k.identity(pseudonym)), 0, profile_id, retention)
+            ops.append(["set", k.identity(pseudonym), profile_id])
+        if save.pseudonym is not None:
+            ops.append(["setnx", k.profile_of(save.pseudonym), profile_id])
         for experiment, variant in save.conversions:
-            converted = key(k.experiment(experiment, "converted"))
-            op("convert", converted, key(k.experiment(experiment, "counts")), profile_id, variant)
+            ops.append(
+                [
+                    "convert",
+                    k.experiment(experiment, "converted"),
+                    k.experiment(experiment, "counts"),
+                    profile_id,
+                    variant,
+                ]
+            )
         for claim, rule, counter in save.tallies:
-            claimed = key(k.fired(profile_id, claim))
-            op("claim", claimed, key(k.uplift(rule)), CLAIM_SECONDS, counter)
-        return keys, args
+            ops.append(
+                ["claim", k.fired(profile_id, claim), k.uplift(rule), CLAIM_SECONDS, counter]
+            )
+        return [profile_id, save.version, save.links, ops]
 
     # --- both -----------------------------------------------------------------------------
 
     async def load_scripts(self) -> None:
-        for each in (self._save, self._watermark, self._due):
+        for each in (self._read, self._write, self._watermark, self._due):
             await each.load(self.client)
 
     async def _execute(self, build: Callable[[Any], None], op: str) -> list[Any]:

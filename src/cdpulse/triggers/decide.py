@@ -15,27 +15,13 @@ situation gets one outcome, saved with the profile, so it is decided exactly onc
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from cdpulse.offers.choice import Chooser, OfferChoice
+from cdpulse.profile.watch import Exposure, Pending, Watch
 from cdpulse.triggers.caps import blocked, forget
 from cdpulse.triggers.rules import CartAbandoned, TriggerConfig
 from cdpulse.triggers.situations import cart_deadline
-from cdpulse.triggers.watch import Exposure, Pending, Watch
-
-
-@dataclass(frozen=True, slots=True)
-class OfferChoice:
-    """The offer a policy chose, the probability it had of choosing it, and its context."""
-
-    offer: str
-    propensity: float
-    features: dict[str, float] = field(default_factory=dict)
-
-
-# (rule name, its offers, trigger id) -> the choice, or None for no offer: a bandit bound
-# to one profile's features (``OfferPolicy.chooser``).
-Chooser = Callable[[str, list[str], str], OfferChoice | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cdpulse.contract.mirror import Event
+from cdpulse.offers.choice import Chooser
 from cdpulse.profile.model import Profile
-from cdpulse.triggers.decide import Attribution, Chooser, Decision, decide, next_due
+from cdpulse.profile.watch import Watch
+from cdpulse.triggers.decide import Attribution, Decision, decide, next_due
 from cdpulse.triggers.rules import TriggerConfig
 from cdpulse.triggers.situations import Transition, entered, observe, scored
-from cdpulse.triggers.watch import Watch
 
 
 def no_offer(rule: str, offers: list[str], trigger: str) -> None:
@@ -80,14 +81,15 @@ class TriggerEngine:
 
     def decide_due(self, profile: Profile, watermark: int) -> tuple[Expired, int | None]:
         """Decide what in ``profile``'s watch the low watermark (less the lateness) has
-        passed; what was decided, and when the watch is next due."""
+        passed; what was decided, and the watermark at which the watch is next decidable
+        (its next due time plus the lateness: the profile's schedule)."""
         watch = profile.watch
         if watch is None:
             return Expired(), None
         due = next_due(watch, self.config)
         late = watermark - self.lateness
         if watermark <= 0 or due is None or due > late:
-            return Expired(), due
+            return Expired(), self._decidable(due)
         customer = profile.customer_id or profile.id
         found, attributed = decide(
             watch, customer, profile.consent, late, self.config, self.chooser(profile)
@@ -95,4 +97,9 @@ class TriggerEngine:
         # Something was due, so the watch changed even when nothing fired (a cart closed
         # in time): the profile is saved, or its schedule would keep the passed due time
         # and the profile would be polled, and its successors crowded out, forever.
-        return Expired(found, attributed, {customer: profile}), next_due(watch, self.config)
+        expired = Expired(found, attributed, {customer: profile})
+        return expired, self._decidable(next_due(watch, self.config))
+
+    def _decidable(self, due: int | None) -> int | None:
+        # Scheduled at due + lateness: a profile polled earlier would find nothing to decide.
+        return None if due is None else due + self.lateness

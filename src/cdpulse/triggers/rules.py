@@ -133,7 +133,16 @@ class TriggerConfig(BaseModel):
 
     def rule(self, kind: type[R]) -> R | None:
         """The rule of ``kind``, if configured."""
-        return next((r for r in self.rules if isinstance(r, kind)), None)
+        # Looked up for every applied event: found once per configuration and kind (a
+        # module-level memo; pydantic's private attributes cost a __getattr__ each).
+        key = (id(self), kind)
+        try:
+            return _BY_KIND[key]  # type: ignore[return-value]
+        except KeyError:
+            found = next((r for r in self.rules if isinstance(r, kind)), None)
+            _BY_KIND[key] = found
+            _CONFIGS.append(self)  # keeps ``self`` alive, so its id is never reused
+            return found
 
     def named(self, name: str) -> TriggerRule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -145,6 +154,8 @@ class TriggerConfig(BaseModel):
 
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
+_BY_KIND: dict[tuple[int, type], TriggerRule | None] = {}
+_CONFIGS: list[TriggerConfig] = []
 
 
 def load_rules(path: Path | str | None = None) -> TriggerConfig:

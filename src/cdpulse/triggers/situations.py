@@ -20,6 +20,7 @@ from cdpulse.contract.mirror import (
     ProductViewedEvent,
 )
 from cdpulse.profile.rules import SESSION_TYPES
+from cdpulse.profile.watch import CartTimer, Pending, Watch
 from cdpulse.triggers.rules import (
     CartAbandoned,
     ChurnRisk,
@@ -28,7 +29,6 @@ from cdpulse.triggers.rules import (
     TriggerConfig,
     WinBack,
 )
-from cdpulse.triggers.watch import CartTimer, Pending, Watch
 
 ORDERS_KEPT = 32
 REDEEMED_KEPT = 16

@@ -8,6 +8,7 @@ faust's, per message.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any, cast
@@ -51,6 +52,25 @@ def passes_bytes_through(app: AppT, channel: Any) -> bool:
     )
 
 
+async def _wait_to_put(queue: Any, event: EventT[Any]) -> bool:
+    """Wait for room in a full channel queue; False when a rebalance cleared it.
+
+    A rebalance clears every channel queue, and mode's ``clear`` cancels the futures
+    of the puts waiting on it: the put raises ``CancelledError`` although nothing
+    cancelled this task. The rest of the batch is then not delivered (its messages
+    stay unacked, read again from the committed offsets) and the fetch loop goes on;
+    letting the error out would end faust's fetcher for good.
+    """
+    try:
+        await queue.put(event)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this task itself is being cancelled
+        return False
+    return True
+
+
 class PartitionDelivery:
     """Delivers the messages of one partition to the channels subscribed to it.
 
@@ -77,8 +97,11 @@ class PartitionDelivery:
         """faust's per-message callback, for code that still calls it."""
         await self.deliver((message,))
 
-    async def deliver(self, messages: Sequence[Message]) -> None:
-        """Decode each message once per key/value type and queue it on every channel."""
+    async def deliver(self, messages: Sequence[Message]) -> bool:
+        """Decode each message once per key/value type and queue it on every channel.
+
+        False when a rebalance cleared a queue midway: the rest was not delivered.
+        """
         await self.acquire_flow_control()
         await self.wait_until_producer_ebb()
         channels = self.channels
@@ -86,22 +109,24 @@ class PartitionDelivery:
             # Nothing subscribes: the message is handled by being read, or the
             # partition's commits would stop here.
             self.consumer.ack_messages(messages)
-            return
+            return True
         # The livelock detector reads it; faust's monitor would set it per event.
         self.monitor.stream_inbound_time[self.tp] = monotonic()
         if len(channels) == 1:
             channel = next(iter(channels))
             if passes_bytes_through(channel.app, channel):
-                await self._deliver_as_is(messages, channel)
-                return
+                return await self._deliver_as_is(messages, channel)
             for message in messages:
                 message.refcount += 1
-                await self._deliver_one(message, channel)
+                if not await self._deliver_one(message, channel):
+                    return False
         else:
             for message in messages:
-                await self._deliver_many(message)
+                if not await self._deliver_many(message):
+                    return False
+        return True
 
-    async def _deliver_as_is(self, messages: Sequence[Message], channel: Any) -> None:
+    async def _deliver_as_is(self, messages: Sequence[Message], channel: Any) -> bool:
         """Queue an event per message without decoding: see :func:`passes_bytes_through`."""
         create_event = self.create_event
         queue = channel.queue
@@ -112,24 +137,26 @@ class PartitionDelivery:
             event = create_event(message.key, message.value, message.headers or None, message)
             if queue.full():
                 self.on_topic_buffer_full(self.tp)
-                await queue.put(event)
+                if not await _wait_to_put(queue, event):
+                    return False
             else:
                 put(event, on_pressure_high=high, on_pressure_drop=drop)
+        return True
 
-    async def _deliver_one(self, message: Message, channel: Any) -> None:
+    async def _deliver_one(self, message: Message, channel: Any) -> bool:
         try:
             event = await channel.decode(message, propagate=True)
         except KeyDecodeError as exc:
             message.ack(self.consumer)
             await channel.on_key_decode_error(exc, message)
-            return
+            return True
         except ValueDecodeError as exc:
             message.ack(self.consumer)
             await channel.on_value_decode_error(exc, message)
-            return
-        await self._put(channel, event)
+            return True
+        return await self._put(channel, event)
 
-    async def _deliver_many(self, message: Message) -> None:
+    async def _deliver_many(self, message: Message) -> bool:
         channels = self.channels
         message.refcount += len(channels)
         decoded: dict[tuple[Any, Any], EventT[Any]] = {}
@@ -140,7 +167,8 @@ class PartitionDelivery:
                 event = decoded.get(types)
                 if event is None:
                     event = decoded[types] = await channel.decode(message, propagate=True)
-                await self._put(channel, event)
+                if not await self._put(channel, event):
+                    return False
                 delivered.add(channel)
         except (KeyDecodeError, ValueDecodeError) as exc:
             remaining = [c for c in channels if c not in delivered]
@@ -150,19 +178,21 @@ class PartitionDelivery:
                     await channel.on_key_decode_error(exc, message)
                 else:
                     await channel.on_value_decode_error(exc, message)
+        return True
 
-    async def _put(self, channel: Any, event: EventT[Any]) -> None:
+    async def _put(self, channel: Any, event: EventT[Any]) -> bool:
+        """Queue ``event``; False when the queue was cleared while waiting for room."""
         queue = channel.queue
         if queue.full():
             # Backpressure: wait for the stream, on this channel's queue only.
             self.on_topic_buffer_full(self.tp)
-            await queue.put(event)
-        else:
-            queue.put_nowait_enhanced(
-                event,
-                on_pressure_high=self._on_pressure_high,
-                on_pressure_drop=self._on_pressure_drop,
-            )
+            return await _wait_to_put(queue, event)
+        queue.put_nowait_enhanced(
+            event,
+            on_pressure_high=self._on_pressure_high,
+            on_pressure_drop=self._on_pressure_drop,
+        )
+        return True
 
     def on_pressure_high(self) -> None:
         """The queue is nearly full: stop fetching this partition for now."""
@@ -179,8 +209,11 @@ class BatchConductor(Conductor):
     def _build_handler(self, tp: TP, channels: Any) -> PartitionDelivery:
         return PartitionDelivery(self, tp, channels)
 
-    async def deliver(self, tp: TP, messages: Sequence[Message]) -> None:
-        """Hand ``messages``, all of partition ``tp`` and in offset order, to its streams."""
+    async def deliver(self, tp: TP, messages: Sequence[Message]) -> bool:
+        """Hand ``messages``, all of partition ``tp`` and in offset order, to its streams.
+
+        False when a rebalance interrupted it (see :meth:`PartitionDelivery.deliver`).
+        """
         async with self._tp_to_callback_lock:
             handler = cast(PartitionDelivery, self._tp_to_callback[tp])
-        await handler.deliver(messages)
+        return await handler.deliver(messages)

@@ -100,7 +100,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 set_flag(CONSUMER_FETCHING)
                 batch = await self._fetch()
                 if batch and not self.should_stop:
-                    await self.wait_first(self._deliver(batch), self.suspend_flow.wait())
+                    await self._deliver_unless_suspended(batch)
                     await self._maybe_commit_every()
                 unset_flag(CONSUMER_FETCHING)
                 # getmany can return at once for a long time: let the agents run.
@@ -151,6 +151,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
             batch.append((tp, [to_message(tp, record) for record in tp_records]))
         return batch
 
+    async def _deliver_unless_suspended(self, batch: Batch) -> None:
+        """Deliver ``batch``, stopping at once when a rebalance suspends the flow.
+
+        mode's ``wait_first`` would raise the ``CancelledError`` of a delivery that a
+        cleared queue interrupted, as if this task were cancelled: the fetcher then
+        ends for good (faust restarts it only under a supervisor, which it has not).
+        """
+        delivery = asyncio.ensure_future(self._deliver(batch))
+        suspended = asyncio.ensure_future(self.suspend_flow.wait())
+        try:
+            # A stop cancels this task (the fetcher's), and the finally the delivery.
+            await asyncio.wait((delivery, suspended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (delivery, suspended):
+                if not future.done():
+                    future.cancel()
+        if delivery.done() and not delivery.cancelled():
+            delivery.result()  # an error of the delivery is the loop's
+
     async def _deliver(self, batch: Batch) -> None:
         """Hand each partition's new messages to the conductor, oldest first, the
         partitions taking turns in slices of ``INTERLEAVE`` messages.
@@ -183,7 +202,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         while slices:
             for tp, messages in slices:
                 turn = messages[start : start + INTERLEAVE]
-                await deliver(tp, turn)
+                if not await deliver(tp, turn):
+                    return  # a rebalance cleared the queues: the seek that follows reads on
                 read_offset[tp] = turn[-1].offset
             start += INTERLEAVE
             slices = [(tp, messages) for tp, messages in slices if len(messages) > start]

@@ -4,32 +4,31 @@ The pure core: no Kafka, Redis or Faust. ``Recommender`` learns from item events
 (``learn_one``) and recommends (``recommend``, ``similar``, the ``popular`` baseline);
 ``cdpulse.models.reco_eval`` replays events to score it against popularity.
 
-For the worker, every state change goes through ``RecoState`` (``MemoryState`` here;
-``state`` documents the Redis keys it maps to). Per item event, ``observe`` does:
-
-* reads: the customer's ``Shopper`` (``{c}:reco``, next to the profile); for the
-  examples, the same reads ``recommend`` makes (a share of events only);
-* writes, all commutative increments: ``ZINCRBY`` + ``ZREMRANGEBYRANK`` on
-  ``reco:covis:*`` for each new pair, ``ZINCRBY`` on ``reco:trending`` and
-  ``reco:trending:{category}``, ``HINCRBYFLOAT`` on ``reco:trending:total``, ``HSET``
-  on ``reco:category``; and ``SET {c}:reco``;
-* returns the ranker's ``Example``s, which the worker publishes for the one learner;
-  the learner's ``Ranker`` (pickle) is the model snapshot every worker scores with.
+Per item event a learner does, in memory: read the event's products (``interactions``),
+draw the ranker's examples from the state before it (``examples``: a share of events,
+a few products each), count the event into co-visitation (``covisitation``) and
+popularity (``trending``), update the customer's ``Shopper`` and learn the examples
+(``ranker``). Learners may each hold some customers (``shards``); ``Recommender.merge``
+serves them as one.
 """
 
 from cdpulse.models.reco.candidates import Context
 from cdpulse.models.reco.config import RecoConfig
-from cdpulse.models.reco.ranker import Example
+from cdpulse.models.reco.ranker import Example, Folded
 from cdpulse.models.reco.recommender import Recommendation, Recommender
+from cdpulse.models.reco.shards import ServedState, shard_of
 from cdpulse.models.reco.state import MemoryState, RecoState, Shopper
 
 __all__ = [
     "Context",
     "Example",
+    "Folded",
     "MemoryState",
     "RecoConfig",
     "RecoState",
     "Recommendation",
     "Recommender",
+    "ServedState",
     "Shopper",
+    "shard_of",
 ]

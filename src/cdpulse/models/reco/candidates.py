@@ -14,21 +14,22 @@ Four sources, each scored as a share so that they compare across time:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from cdpulse.models.reco import covisitation, trending
+import msgspec
+
+from cdpulse.models.reco import covisitation
 from cdpulse.models.reco.config import RecoConfig
 from cdpulse.models.reco.state import ALL, RecoState, Shopper
 from cdpulse.profile.model import Profile
-from cdpulse.profile.view import cart_view
+from cdpulse.profile.view import in_cart
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(msgspec.Struct, frozen=True, gc=False):
     """What the customer's profile says now: category affinity, recent views, cart."""
 
-    affinity: Mapping[str, float] = field(default_factory=dict)  # category -> any scale
+    affinity: dict[str, float] = msgspec.field(default_factory=dict)  # category -> any scale
     recently_viewed: tuple[str, ...] = ()  # newest first
     cart: tuple[str, ...] = ()
 
@@ -45,12 +46,16 @@ class Context:
     @classmethod
     def from_profile(cls, profile: Profile) -> Context:
         """From a ``Profile``; affinity shares do not depend on the time it is read at."""
-        viewed = sorted(profile.viewed.items(), key=lambda kv: (-kv[1], kv[0]))
+        viewed = sorted(profile.viewed.items(), key=_newest_first)
         return cls(
             affinity=dict(profile.affinity),
             recently_viewed=tuple(p for p, _ in viewed),
-            cart=tuple(item["product_id"] for item in cart_view(profile)["items"]),
+            cart=tuple(in_cart(profile)),
         )
+
+
+def _newest_first(viewed: tuple[str, int]) -> tuple[int, str]:
+    return -viewed[1], viewed[0]
 
 
 @dataclass(slots=True)
@@ -76,60 +81,125 @@ def anchors(config: RecoConfig, shopper: Shopper, context: Context) -> list[str]
     return list(ordered)[: config.anchors]
 
 
-def generate(
-    state: RecoState, config: RecoConfig, shopper: Shopper, context: Context
-) -> dict[str, Candidate]:
-    """Candidates from every source with every feature filled in, by product id."""
-    found: dict[str, Candidate] = {}
-    best_anchor: dict[str, float] = {}
+@dataclass(slots=True)
+class Pool:
+    """A customer's candidates now, as flat columns (a ``Candidate`` only when asked).
 
-    def candidate(product: str) -> Candidate:
-        c = found.get(product)
-        if c is None:
-            c = found[product] = Candidate(product)
-        return c
+    ``products`` in the order found; the other columns are aligned with it.
+    """
 
+    products: list[str]
+    covisitation: list[float]
+    anchor: list[tuple[str, int] | None]  # the anchor that contributed most, its relation
+    viewed: list[float]
+    in_cart: list[bool]
+    category: list[str | None]
+    affinity: list[float]
+    category_share: list[float]
+    popularity: list[float]
+
+    def vector(self, i: int) -> tuple[float, ...]:
+        """The ranker's input for candidate ``i`` (``ranker.vector`` of its ``Candidate``)."""
+        a, share = self.affinity[i], self.category_share[i]
+        return (
+            self.covisitation[i],
+            a * share,
+            a,
+            share,
+            self.popularity[i],
+            self.viewed[i],
+            float(self.in_cart[i]),
+        )
+
+    def candidate(self, i: int) -> Candidate:
+        anchor, relation = self.anchor[i] or (None, 0)
+        return Candidate(
+            self.products[i],
+            self.category[i],
+            self.covisitation[i],
+            anchor,
+            relation,
+            self.affinity[i],
+            self.category_share[i],
+            self.popularity[i],
+            self.viewed[i],
+            self.in_cart[i],
+        )
+
+
+def generate(state: RecoState, config: RecoConfig, shopper: Shopper, context: Context) -> Pool:
+    """Candidates from every source with every feature filled in."""
+    found: dict[str, float] = {}  # product -> co-visitation, in the order found
+    strongest_anchor: dict[str, tuple[float, str, int]] = {}
     for rank, anchor in enumerate(anchors(config, shopper, context)):
         weight = 1.0 / (rank + 1)
-        for other, (share, relation) in covisitation.scores(
-            state, config, anchor, config.per_anchor
-        ).items():
-            c = candidate(other)
-            c.covisitation += weight * share
-            if weight * share > best_anchor.get(other, 0.0):
-                best_anchor[other] = weight * share
-                c.anchor, c.relation = anchor, relation
+        partners = covisitation.scores(state, anchor, config.per_anchor)
+        for other, (share, relation) in partners.items():
+            contribution = weight * share
+            found[other] = found.get(other, 0.0) + contribution
+            if contribution > strongest_anchor.get(other, _NO_ANCHOR)[0]:
+                strongest_anchor[other] = (contribution, anchor, relation)
     strongest = sorted(context.affinity.items(), key=lambda kv: (-kv[1], kv[0]))
     for category, _ in strongest[: config.categories]:
-        for product, _ in trending.top(state, config.per_category, category):
-            candidate(product)
-    for product, _ in trending.top(state, config.trending):
-        candidate(product)
+        for product, _ in state.top_products(category, config.per_category):
+            found.setdefault(product, 0.0)
+    for product, _ in state.top_products(ALL, config.trending):
+        found.setdefault(product, 0.0)
+    viewed: dict[str, float] = {}
     for rank, product in enumerate(context.recently_viewed[: config.recently_viewed]):
-        candidate(product).viewed = 1.0 / (rank + 1)
+        found.setdefault(product, 0.0)
+        viewed[product] = 1.0 / (rank + 1)
     for product in context.cart:
-        candidate(product).in_cart = True
-    fill(state, list(found.values()), context)
-    return found
+        found.setdefault(product, 0.0)
+    products = list(found)
+    cart = set(context.cart)
+    anchored = [strongest_anchor.get(p) for p in products]
+    return Pool(
+        products,
+        list(found.values()),
+        [None if a is None else (a[1], a[2]) for a in anchored],
+        [viewed.get(p, 0.0) for p in products],
+        [p in cart for p in products],
+        *shares(state, products, context),
+    )
+
+
+_NO_ANCHOR = (0.0, "", 0)
+
+
+def shares(
+    state: RecoState, products: list[str], context: Context
+) -> tuple[list[str | None], list[float], list[float], list[float]]:
+    """Per product: its category, the customer's share of affinity in it, the product's
+    share of its category's popularity and of all popularity."""
+    total_affinity = sum(context.affinity.values())
+    total = state.total_popularity(ALL)
+    category_totals: dict[str, float] = {}
+    categories = state.categories(products)
+    affinity, category_share, popularity = [], [], []
+    for category, stored in zip(categories, state.popularity(products), strict=True):
+        popularity.append(stored / total if total > 0 else 0.0)
+        if category is None:
+            affinity.append(0.0)
+            category_share.append(0.0)
+            continue
+        category_total = category_totals.get(category)
+        if category_total is None:
+            category_total = category_totals[category] = state.total_popularity(category)
+        category_share.append(stored / category_total if category_total > 0 else 0.0)
+        a = context.affinity.get(category, 0.0) / total_affinity if total_affinity > 0 else 0.0
+        affinity.append(a)
+    return categories, affinity, category_share, popularity
 
 
 def fill(state: RecoState, candidates: list[Candidate], context: Context) -> None:
     """Set category, affinity and popularity shares of ``candidates``."""
-    total_affinity = sum(context.affinity.values())
     products = [c.product_id for c in candidates]
-    total = state.total_popularity(ALL)
-    category_totals: dict[str, float] = {}
-    for c, category, stored in zip(
-        candidates, state.categories(products), state.popularity(products), strict=True
-    ):
-        c.category = category
-        if total > 0:
-            c.popularity = stored / total
-        if category is None:
-            continue
-        if category not in category_totals:
-            category_totals[category] = state.total_popularity(category)
-        if category_totals[category] > 0:
-            c.category_share = stored / category_totals[category]
-        if total_affinity > 0:
-            c.affinity = context.affinity.get(category, 0.0) / total_affinity
+    columns = shares(state, products, context)
+    for c, category, affinity, share, popularity in zip(candidates, *columns, strict=True):
+        c.category, c.affinity, c.category_share, c.popularity = (
+            category,
+            affinity,
+            share,
+            popularity,
+        )

@@ -25,7 +25,7 @@ class RecoConfig:
     # co-visitation: pair counts per relation (viewed / added / bought together), decayed
     covisitation_half_life: int = 7 * DAY
     relation_weights: tuple[float, float, float] = (1.0, 2.0, 2.0)
-    neighbours: int = 50  # read per product and relation; twice as many are kept
+    neighbours: int = 50  # twice as many partners are kept per product (covisitation)
     # trending: decayed popularity, globally and per category
     trending_half_life: int = 3 * DAY
     trending_weights: tuple[float, float, float] = (1.0, 3.0, 5.0)
@@ -38,8 +38,10 @@ class RecoConfig:
     recently_viewed: int = 20
     # the ranker learns from item events: their products against sampled candidates
     negatives: int = 4
-    example_share: float = 0.2  # of item events that give examples (each costs a recommend)
-    learning_rate: float = 0.05
+    example_share: float = 0.2  # of item events that give examples (``examples``)
+    # SGD's step: 0.05 left the weights noisy (averaging four shards' rankers scored
+    # better than one); 0.01 gained ~0.01 hit@10 on the simulator, tied on MovieLens
+    learning_rate: float = 0.01
     # at most this many of a list's products may be ones the customer viewed recently or
     # has in the cart (None: no limit); fewer leaves room for discovery
     seen_slots: int | None = None
@@ -56,9 +58,14 @@ class RecoConfig:
             raise ValueError(
                 f"RecoConfig.example_share must be in [0, 1], got {self.example_share}"
             )
-        for name in ("session_items", "neighbours", "anchors", "bought_kept"):
+        for name in ("session_items", "neighbours", "anchors", "per_anchor", "bought_kept"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RecoConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.per_anchor > 2 * self.neighbours:
+            raise ValueError(
+                f"RecoConfig.per_anchor ({self.per_anchor}) must be <= 2 * neighbours "
+                f"({2 * self.neighbours}): the partners read are among those kept"
+            )
 
     @property
     def digest(self) -> str:

@@ -11,83 +11,93 @@ once per relation per session, however often its products are clicked. A custome
 events are expected in time order (they share a partition); a late one pairs with the
 session open when it arrives.
 
-Bounded memory: per product and relation at most ``2 * neighbours`` partners are kept,
-and the best ``neighbours`` of them are read. After each increment the weakest beyond
-that capacity is pruned (lowest score, ties: smallest id, as in a Redis sorted set).
-Forward-decayed scores make a fresh count outweigh old ones, so stale partners sink
-and fall out; the slack half lets a new partner gather counts before it has to beat
-the ``neighbours``-th best (pruning at exactly ``neighbours`` would evict a promising
-partner on its first count whenever the list is full).
+What is kept per pair is the counts weighted by ``relation_weights`` and summed (the
+only way they are read) and the strongest relation (for the reason shown): one number
+per pair, where a map per relation cost three updates.
+
+Bounded memory: per product the ``2 * neighbours`` strongest partners are kept; the map
+may grow by half as many again before it is pruned back in one go (lowest score first,
+on a tie the smaller id). Forward-decayed scores make a fresh count outweigh old ones, so
+stale partners sink and fall out, and the slack lets a new partner gather counts before
+it has to beat the established ones. A partner's *share* is its score over the product's
+*mass*, the summed scores of its ``per_anchor`` strongest partners (the ones candidates
+read), kept up to date with them (``leaders``): so a popular product with a long tail of
+partners spreads no less over its best ones than a niche one.
 """
 
 from __future__ import annotations
 
-import heapq
+import functools
 from collections.abc import Sequence
 
 from cdpulse.models.reco.config import RecoConfig
-from cdpulse.models.reco.interactions import PURCHASE, Interaction
-from cdpulse.models.reco.state import RecoState, ServedState, Shopper, forward
+from cdpulse.models.reco.interactions import Interaction
+from cdpulse.models.reco.shards import ServedState
+from cdpulse.models.reco.state import MemoryState, RecoState, Shopper, forward
 
-RELATIONS = range(1, PURCHASE + 1)
+
+@functools.lru_cache(maxsize=16)
+def _cumulative(weights: tuple[float, ...]) -> tuple[float, ...]:
+    """(0, w1, w1 + w2, ...): the weight of relations r0+1 .. r1 is c[r1] - c[r0]."""
+    out = [0.0]
+    for w in weights:
+        out.append(out[-1] + w)
+    return tuple(out)
 
 
 def learn(
-    state: RecoState,
+    state: MemoryState,
     config: RecoConfig,
     shopper: Shopper,
     items: Sequence[Interaction],
     landmark: int,
 ) -> None:
     """Count the pairs ``items`` form with the shopper's session; update the session."""
-    kept = 2 * config.neighbours
+    cumulative = _cumulative(config.relation_weights)
+    add_pair = state.add_pair
     for item in items:
-        if item.time > shopper.session_last + config.session_gap:
+        product, t = item.product_id, item.time
+        if t > shopper.session_last + config.session_gap:
             shopper.session = []
         window = shopper.session
-        old = next((level for p, level, _ in window if p == item.product_id), 0)
-        new = max(old, item.level)
+        old = 0
+        for entry in window:
+            if entry[0] == product:
+                old = entry[1]
+                break
+        new = item.level if item.level > old else old
         if new > old:
-            amount = forward(1.0, item.time, landmark, config.covisitation_half_life)
+            amount = forward(1.0, t, landmark, config.covisitation_half_life)
             for other, level, _ in window:
-                if other == item.product_id:
+                if other == product:
                     continue
-                for relation in range(min(old, level) + 1, min(new, level) + 1):
-                    state.add_neighbour(relation, item.product_id, other, amount, kept)
-                    state.add_neighbour(relation, other, item.product_id, amount, kept)
-        window[:] = [entry for entry in window if entry[0] != item.product_id]
-        window.append((item.product_id, new, item.time))
-        del window[: -config.session_items]
-        shopper.session_last = max(shopper.session_last, item.time)
+                low = old if old < level else level
+                high = new if new < level else level
+                if high > low:
+                    add_pair(product, other, amount * (cumulative[high] - cumulative[low]), high)
+        if old:
+            window[:] = [entry for entry in window if entry[0] != product]
+        window.append((product, new, t))
+        if len(window) > config.session_items:
+            del window[: -config.session_items]
+        if t > shopper.session_last:
+            shopper.session_last = t
 
 
-def scores(
-    state: RecoState, config: RecoConfig, product: str, n: int
-) -> dict[str, tuple[float, int]]:
-    """Up to ``n`` partners of ``product``: (share of its weighted pair score, relation).
+def scores(state: RecoState, product: str, n: int) -> dict[str, tuple[float, int]]:
+    """Up to ``n`` partners of ``product``, best first: (share of its mass, relation).
 
-    The share is the partner's ``relation_weights``-weighted score over their sum for
-    the ``neighbours`` partners read, so it does not depend on time; the relation is the
-    strongest one the pair has (for the reason shown). A served (read-only) state
-    remembers them: they are the same for every list made from one snapshot.
+    The relation is the strongest one the pair has had (for the reason shown). A served
+    state remembers them: every list made from one snapshot reads the same.
     """
     if isinstance(state, ServedState):
-        return state.remember(("partners", product, n), lambda: _scores(state, config, product, n))
-    return _scores(state, config, product, n)
+        return state.remember(("scores", product, n), lambda: _scores(state, product, n))
+    return _scores(state, product, n)
 
 
-def _scores(
-    state: RecoState, config: RecoConfig, product: str, n: int
-) -> dict[str, tuple[float, int]]:
-    combined: dict[str, float] = {}
-    strongest: dict[str, int] = {}
-    for relation in RELATIONS:
-        weight = config.relation_weights[relation - 1]
-        for other, stored in state.neighbours(relation, product, config.neighbours):
-            combined[other] = combined.get(other, 0.0) + weight * stored
-            strongest[other] = relation
-    total = sum(combined.values())
-    if total <= 0:
+def _scores(state: RecoState, product: str, n: int) -> dict[str, tuple[float, int]]:
+    mass = state.mass(product)
+    if mass <= 0:
         return {}
-    best = heapq.nsmallest(n, combined.items(), key=lambda kv: (-kv[1], kv[0]))
-    return {other: (score / total, strongest[other]) for other, score in best}
+    partners = state.partners(product, n)
+    return {other: (score / mass, relation) for other, score, relation in partners}

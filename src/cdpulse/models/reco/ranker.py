@@ -1,23 +1,32 @@
-"""The ranker: a River logistic regression over the candidate sources, learned online.
+"""The ranker: a logistic regression over the candidate sources, learned online.
 
 Pointwise learning from implicit feedback: each product a customer views, adds or buys
 is a positive example weighted by its level (1, 2, 3), and ``negatives`` candidates it
-did not pick, sampled deterministically, are negative examples. So the model learns how
-much each source (co-visitation, category, trending, the customer's own recent views)
-predicts the next product. The model is ``StandardScaler | LogisticRegression``; to
-score a few hundred candidates fast, the scaler is folded into the weights (``scores``
-equal the pipeline's log-odds).
+did not pick are negative examples (see ``examples``). So the model learns how much each
+source (co-visitation, category, trending, the customer's own recent views) predicts
+the next product.
+
+The model is River's ``StandardScaler | LogisticRegression(optimizer=SGD(lr))``,
+computed here over the seven features as a tuple: the same arithmetic (Welford's running
+mean and variance, the scaler learning before it transforms, log-loss gradient, intercept
+rate 0.01), at a fifth of the cost of River's dict-based pipeline (~2 µs an example
+instead of ~10); a test holds it to River's own pipeline on random examples. To score a
+few hundred candidates fast, the scaler is folded into the weights (``Folded``).
 
 A candidate's score is those log-odds plus its *prior*, the plain sum of its source
 shares: before the first example the prior alone ranks; afterwards it breaks ties.
+
+Learners that each hold some customers (shards) each learn a ``Ranker``; serving
+averages their folded coefficients, weighted by the examples each learned
+(``Folded.average``: parameter averaging, the usual way to combine SGD learners).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from river import linear_model, optim, preprocessing
+from typing import Protocol
 
 from cdpulse.models.reco.candidates import Candidate
 from cdpulse.models.reco.config import RecoConfig
@@ -33,6 +42,8 @@ FEATURES = (
 )
 # the source a reason names, per feature
 SOURCES = ("covisitation", "category", "category", "category", "trending", "viewed", "cart")
+INTERCEPT_RATE = 0.01  # River's LogisticRegression default (``intercept_lr``)
+CLIP = 1e12  # River's ``clip_gradient`` default
 
 
 def vector(c: Candidate) -> tuple[float, ...]:
@@ -48,75 +59,152 @@ def vector(c: Candidate) -> tuple[float, ...]:
     )
 
 
-def features(c: Candidate) -> dict[str, float]:
-    """The ranker's input for one candidate, as River takes it."""
-    return dict(zip(FEATURES, vector(c), strict=True))
-
-
-def prior(x: tuple[float, ...]) -> float:
+def prior(x: Sequence[float]) -> float:
     """The sources' own score: co-visitation, category, trending and viewed shares."""
     return x[0] + x[1] + x[4] + x[5]
 
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One labelled example: what the learner consumes."""
+    """One labelled example: a candidate's ``vector``, whether it was picked, its weight."""
 
-    x: dict[str, float]
+    x: tuple[float, ...]
     y: bool
     weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A ranker for scoring: weights on raw (unscaled) features, intercept, feature means.
+
+    >>> a = Folded((1.0,) * 7, 0.0, (0.0,) * 7, learned=3)
+    >>> b = Folded((3.0,) * 7, 2.0, (1.0,) * 7, learned=1)
+    >>> Folded.average([a, b]).weights[0], Folded.average([a, b]).intercept
+    (1.5, 0.5)
+    """
+
+    weights: tuple[float, ...]
+    intercept: float
+    means: tuple[float, ...]
+    learned: int
+
+    @classmethod
+    def average(cls, folded: Sequence[Folded]) -> Folded:
+        """The average of shard rankers, weighted by the examples each learned.
+
+        One ranker (or one that learned everything) is returned as it is, exactly.
+        """
+        if not folded:
+            raise ValueError("Folded.average needs at least one ranker")
+        learned = sum(f.learned for f in folded)
+        if learned == 0:
+            return folded[0]
+        shares = [f.learned / learned for f in folded]
+        if max(shares) == 1.0:
+            return folded[shares.index(1.0)]
+
+        def mix(values: Sequence[float]) -> float:
+            return sum(s * v for s, v in zip(shares, values, strict=True))
+
+        return cls(
+            tuple(mix(column) for column in zip(*(f.weights for f in folded), strict=True)),
+            mix([f.intercept for f in folded]),
+            tuple(mix(column) for column in zip(*(f.means for f in folded), strict=True)),
+            learned,
+        )
+
+    def folded(self) -> Folded:
+        return self
+
+    def scores(self, vectors: Iterable[Sequence[float]]) -> list[float]:
+        """Per candidate ``vector``: the log-odds that it is the customer's next product,
+        plus its prior."""
+        w0, w1, w2, w3, w4, w5, w6 = self.weights
+        # the prior's features count once more
+        w0, w1, w4, w5 = w0 + 1.0, w1 + 1.0, w4 + 1.0, w5 + 1.0
+        b = self.intercept
+        return [
+            b + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3 + w4 * x4 + w5 * x5 + w6 * x6
+            for x0, x1, x2, x3, x4, x5, x6 in vectors
+        ]
+
+    def reason_sources(self, c: Candidate) -> list[str]:
+        """The sources by how much they lifted ``c`` above an average candidate, most first."""
+        x = vector(c)
+        lift: dict[str, float] = {}
+        if not self.learned:  # nothing learned yet: the prior's largest share
+            lift = {"covisitation": x[0], "category": x[1], "trending": x[4], "viewed": x[5]}
+        else:
+            for source, w, value, mean in zip(SOURCES, self.weights, x, self.means, strict=True):
+                lift[source] = lift.get(source, 0.0) + w * (value - mean)
+        return sorted(lift, key=lambda source: (-lift[source], source))
+
+
+class Scorer(Protocol):
+    """What recommending needs of a ranker: a learning one or an average of shards'."""
+
+    @property
+    def learned(self) -> int: ...
+
+    def folded(self) -> Folded: ...
 
 
 class Ranker:
     """Learns which candidate sources predict the customer's next product."""
 
     def __init__(self, config: RecoConfig) -> None:
-        self.model = preprocessing.StandardScaler() | linear_model.LogisticRegression(
-            optimizer=optim.SGD(config.learning_rate)
-        )
+        n = len(FEATURES)
+        self.learning_rate = config.learning_rate
+        self.count = 0
+        self.means = [0.0] * n
+        self.vars = [0.0] * n
+        self.weights = [0.0] * n
+        self.intercept = 0.0
         self.learned = 0
-        self._folded: tuple[tuple[float, ...], float] | None = None
+        self._folded: Folded | None = None
 
     def learn_one(self, example: Example) -> None:
-        """Learn from one example."""
-        self.model.learn_one(example.x, example.y, w=example.weight)
+        """Learn from one example: the scaler first, then one SGD step on the scaled x."""
+        means, variances, weights = self.means, self.vars, self.weights
+        self.count += 1
+        n = self.count
+        z = []
+        for i, xi in enumerate(example.x):
+            old = means[i]
+            mean = means[i] = old + (xi - old) / n
+            v = variances[i] = variances[i] + ((xi - old) * (xi - mean) - variances[i]) / n
+            z.append((xi - mean) / v**0.5 if v else 0.0)
+        raw = 0.0
+        for wi, zi in zip(weights, z, strict=True):
+            raw += wi * zi
+        raw += self.intercept
+        # River's log loss: labels as -1 / 1, its gradient with respect to the raw score
+        sign = 1 if example.y else -1
+        margin = raw * sign
+        if margin > 18.0:
+            gradient = math.exp(-margin) * -sign
+        elif margin < -18.0:
+            gradient = float(-sign)
+        else:
+            gradient = -sign / (math.exp(margin) + 1.0)
+        gradient = min(max(gradient * example.weight, -CLIP), CLIP)
+        self.intercept -= INTERCEPT_RATE * gradient
+        rate = self.learning_rate
+        for i, zi in enumerate(z):
+            weights[i] -= rate * (zi * gradient)
         self.learned += 1
         self._folded = None
 
-    def coefficients(self) -> tuple[tuple[float, ...], float]:
-        """Weights on raw (unscaled) features, in ``FEATURES`` order, and the intercept."""
+    def folded(self) -> Folded:
+        """Weights on raw (unscaled) features and the intercept, with the feature means."""
         if self._folded is None:
-            scaler = self.model["StandardScaler"]
-            regression = self.model["LogisticRegression"]
             weights = []
-            intercept = float(regression.intercept)
-            for name in FEATURES:
-                w = regression.weights.get(name, 0.0)
-                sd = math.sqrt(scaler.vars.get(name, 0.0))
+            intercept = self.intercept
+            for w, mean, v in zip(self.weights, self.means, self.vars, strict=True):
+                sd = math.sqrt(v)
                 # River's scaler maps a feature it has seen constant to 0
                 weights.append(w / sd if sd > 0 else 0.0)
                 if sd > 0:
-                    intercept -= w * scaler.means[name] / sd
-            self._folded = tuple(weights), intercept
+                    intercept -= w * mean / sd
+            self._folded = Folded(tuple(weights), intercept, tuple(self.means), self.learned)
         return self._folded
-
-    def scores(self, candidates: list[Candidate]) -> list[float]:
-        """Per candidate: the log-odds that it is the customer's next product, plus prior."""
-        weights, intercept = self.coefficients()
-        out = []
-        for c in candidates:
-            x = vector(c)
-            out.append(intercept + sum(w * v for w, v in zip(weights, x, strict=True)) + prior(x))
-        return out
-
-    def reason_sources(self, c: Candidate) -> list[str]:
-        """The sources by how much they lifted ``c`` above an average candidate, most first."""
-        weights, _ = self.coefficients()
-        means = self.model["StandardScaler"].means
-        x = vector(c)
-        lift: dict[str, float] = {}
-        for name, source, w, value in zip(FEATURES, SOURCES, weights, x, strict=True):
-            lift[source] = lift.get(source, 0.0) + w * (value - means.get(name, 0.0))
-        if not self.learned:  # nothing learned yet: the prior's largest share
-            lift = {"covisitation": x[0], "category": x[1], "trending": x[4], "viewed": x[5]}
-        return sorted(lift, key=lambda source: (-lift[source], source))

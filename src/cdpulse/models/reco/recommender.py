@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import math
 import pickle
-import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cdpulse.contract.mirror import Event
 from cdpulse.models.reco import covisitation, trending
-from cdpulse.models.reco.candidates import Candidate, Context, fill, generate
+from cdpulse.models.reco.candidates import Candidate, Context, generate
 from cdpulse.models.reco.config import RecoConfig
-from cdpulse.models.reco.interactions import PURCHASE, Interaction, interactions
-from cdpulse.models.reco.ranker import Example, Ranker, features
-from cdpulse.models.reco.state import REBASE_AFTER, MemoryState, RecoState, Shopper
+from cdpulse.models.reco.examples import examples
+from cdpulse.models.reco.interactions import PURCHASE, interactions
+from cdpulse.models.reco.ranker import Example, Folded, Ranker, Scorer
+from cdpulse.models.reco.shards import ServedState
+from cdpulse.models.reco.state import MemoryState, RecoState, Shopper, landmark_at
 
-VERSION = 1
+VERSION = 2  # of the model and its snapshot: 2 has one weighted map per product, shards
 _TOGETHER = {1: "viewed together with", 2: "added to cart with", 3: "bought together with"}
 
 
@@ -42,98 +42,109 @@ class Recommendation:
 
 
 class Recommender:
-    """Co-visitation, category and trending candidates, ranked by an online River model."""
+    """Co-visitation, category and trending candidates, ranked by an online model.
+
+    A learner's recommender holds a ``MemoryState`` and a ``Ranker``; ``merge`` makes a
+    read-only one for serving from one or more learners (shards).
+    """
 
     def __init__(self, config: RecoConfig | None = None, state: RecoState | None = None) -> None:
         self.config = config or RecoConfig()
-        self.state: RecoState = MemoryState() if state is None else state
-        self.ranker = Ranker(self.config)
+        self.state: RecoState = MemoryState.for_config(self.config) if state is None else state
+        self.ranker: Scorer = Ranker(self.config)
 
     @property
     def model_version(self) -> str:
         """``reco-<version>-<config digest>-<examples learned>``: names one ranker snapshot."""
         return f"reco-{VERSION}-{self.config.digest}-{self.ranker.learned}"
 
+    @classmethod
+    def merge(cls, shards: Sequence[Recommender], remember: bool = True) -> Recommender:
+        """One read-only recommender serving what the ``shards`` learned together.
+
+        Counts are summed, each customer's shopper comes from their shard, the rankers are
+        averaged (``Folded.average``). ``remember``: the shards no longer change (published
+        snapshots), so repeated reads are computed once. With one shard, it recommends
+        exactly as that shard does.
+        """
+        if not shards:
+            raise ValueError("Recommender.merge needs at least one shard")
+        config = shards[0].config
+        states = []
+        for shard in shards:
+            if shard.config != config:
+                raise ValueError(
+                    f"Recommender.merge: shards disagree on their configuration "
+                    f"({shard.config.digest} vs {config.digest}); give every learner the same"
+                )
+            if not isinstance(shard.state, MemoryState):
+                raise TypeError("Recommender.merge takes learners' recommenders, not served ones")
+            states.append(shard.state)
+        merged = cls(config, ServedState(states, config, remember))
+        merged.ranker = Folded.average([shard.ranker.folded() for shard in shards])
+        return merged
+
     # --- learning ------------------------------------------------------------------------
 
-    def learn_one(
-        self, customer_id: str, event: Event | Mapping[str, Any], context: Context | None = None
-    ) -> None:
-        """Learn from one event of ``customer_id``; ``context``: its profile before it."""
+    def learn_one(self, customer_id: str, event: Any, context: Context | None = None) -> None:
+        """Learn from one event of ``customer_id``; ``context``: its profile before it.
+
+        ``event``: a worker's event struct, a contract model, its dict, or its
+        interactions already read (an ``ItemEvent``'s ``items``).
+        """
+        ranker = self.ranker
+        if not isinstance(ranker, Ranker):
+            raise TypeError("a served recommender is read-only; learn on a learner's")
         for example in self.observe(customer_id, event, context):
-            self.ranker.learn_one(example)
+            ranker.learn_one(example)
 
     def observe(
-        self, customer_id: str, event: Event | Mapping[str, Any], context: Context | None = None
+        self, customer_id: str, event: Any, context: Context | None = None
     ) -> list[Example]:
         """Count the event into the state; return the ranker's examples from before it.
 
-        ``learn_one`` is ``observe`` plus learning the examples in place; a worker that
-        leaves learning to one learner publishes them instead (DESIGN: one learner).
-        Events without products (page views, identify, ...) change nothing.
+        ``learn_one`` is ``observe`` plus learning the examples. Events without products
+        (page views, identify, ...) change nothing.
         """
         items = interactions(event)
         if not items:
             return []
+        state = self.state
+        if not isinstance(state, MemoryState):
+            raise TypeError("a served recommender is read-only; learn on a learner's")
+        config = self.config
         context = context or Context()
-        shopper = self.state.shopper(customer_id)
-        examples = self._examples(customer_id, shopper, context, items)
-        landmark = self._landmark(items[0].time)
-        covisitation.learn(self.state, self.config, shopper, items, landmark)
-        trending.learn(self.state, self.config, items, landmark)
+        shopper = state.shopper(customer_id)
+        found = examples(state, config, customer_id, shopper, context, items)
+        landmark = self._landmark(state, items[0].time)
+        covisitation.learn(state, config, shopper, items, landmark)
+        trending.learn(state, config, items, landmark)
+        bought = shopper.bought
         for item in items:
             if item.level == PURCHASE:
-                bought = shopper.bought
                 bought[item.product_id] = max(item.time, bought.get(item.product_id, 0))
-        if len(shopper.bought) > self.config.bought_kept:
-            newest = sorted(shopper.bought.items(), key=lambda kv: (-kv[1], kv[0]))
-            shopper.bought = dict(newest[: self.config.bought_kept])
-        self.state.put_shopper(customer_id, shopper)
-        return examples
+        if len(bought) > config.bought_kept:
+            newest = sorted(bought.items(), key=lambda kv: (-kv[1], kv[0]))
+            shopper.bought = dict(newest[: config.bought_kept])
+        state.put_shopper(customer_id, shopper)
+        return found
 
-    def _landmark(self, t: int) -> int:
-        """The state's landmark: the first event's time, moved on when it grows old."""
-        landmark = self.state.landmark()
+    def _landmark(self, state: MemoryState, t: int) -> int:
+        """The state's landmark: the grid point of the newest event (see ``state``)."""
+        config = self.config
+        landmark = state.landmark()
+        now = landmark_at(t, min(config.covisitation_half_life, config.trending_half_life))
         if landmark is None:
-            self.state.rebase(t, 1.0, 1.0)
-            return t
-        shortest = min(self.config.covisitation_half_life, self.config.trending_half_life)
-        if (t - landmark) / shortest > REBASE_AFTER:
-            self.state.rebase(
-                t,
-                math.exp2(-(t - landmark) / self.config.covisitation_half_life),
-                math.exp2(-(t - landmark) / self.config.trending_half_life),
+            state.rebase(now, 1.0, 1.0)
+            return now
+        if now > landmark:
+            state.rebase(
+                now,
+                math.exp2(-(now - landmark) / config.covisitation_half_life),
+                math.exp2(-(now - landmark) / config.trending_half_life),
             )
-            return t
+            return now
         return landmark
-
-    def _examples(
-        self, customer_id: str, shopper: Shopper, context: Context, items: list[Interaction]
-    ) -> list[Example]:
-        """The event's products as positives (weighted by level), sampled candidates not.
-
-        Only a share ``example_share`` of item events give examples (chosen by a hash, so
-        the same events are chosen in any process): each costs a candidate generation.
-        """
-        salt = f"{self.config.seed}:{customer_id}:{items[0].time}:".encode()
-        if zlib.crc32(salt) >= self.config.example_share * 2**32:
-            return []
-        found = generate(self.state, self.config, shopper, context)
-        positives = {i.product_id: i.level for i in items}
-        missing = [Candidate(p) for p in positives if p not in found]
-        fill(self.state, missing, context)
-        found.update((c.product_id, c) for c in missing)
-        examples = [
-            Example(features(found[p]), True, float(level)) for p, level in positives.items()
-        ]
-        others = [p for p in found if p not in positives and self._allowed(p, shopper)]
-        # sampled by a hash of (seed, customer, time, product): the same events give the
-        # same examples in any process, whatever else that process has seen
-        others.sort(key=lambda p: (zlib.crc32(salt + p.encode()), p))
-        examples += [
-            Example(features(found[p]), False, 1.0) for p in others[: self.config.negatives]
-        ]
-        return examples
 
     def _allowed(self, product: str, shopper: Shopper) -> bool:
         return product not in shopper.bought or product in self.config.repeatable
@@ -145,6 +156,8 @@ class Recommender:
 
         Co-visitation and trending counts are sums over everyone and name nobody; they stay.
         """
+        if not isinstance(self.state, MemoryState):
+            raise TypeError("a served recommender is read-only; forget on a learner's")
         self.state.forget_shopper(customer_id)
 
     def recommend(
@@ -159,54 +172,48 @@ class Recommender:
         if not isinstance(context, Context):
             context = Context() if context is None else Context.from_view(context)
         shopper = self.state.shopper(customer_id)
-        allowed = [
-            c
-            for c in generate(self.state, self.config, shopper, context).values()
-            if self._allowed(c.product_id, shopper)
-        ]
-        scored = list(zip(self.ranker.scores(allowed), allowed, strict=True))
-        scored.sort(key=lambda sc: (-sc[0], sc[1].product_id))
+        pool = generate(self.state, self.config, shopper, context)
+        allowed = [i for i, p in enumerate(pool.products) if self._allowed(p, shopper)]
+        ranker = self.ranker.folded()
+        scores = ranker.scores([pool.vector(i) for i in allowed])
+        ranked = sorted(
+            zip(scores, allowed, strict=True), key=lambda s: (-s[0], pool.products[s[1]])
+        )
         chosen: list[Recommendation] = []
         seen_slots = self.config.seen_slots
-        for score, c in scored:
+        for score, i in ranked:
             if len(chosen) == k:
                 break
-            if c.viewed > 0 or c.in_cart:
+            if pool.viewed[i] > 0 or pool.in_cart[i]:
                 if seen_slots is not None and seen_slots <= 0:
                     continue
                 seen_slots = None if seen_slots is None else seen_slots - 1
-            chosen.append(Recommendation(c.product_id, round(score, 6), self._reason(c)))
+            c = pool.candidate(i)
+            chosen.append(Recommendation(c.product_id, round(score, 6), _reason(ranker, c)))
         return chosen
 
     def popular(self, customer_id: str, k: int = 10) -> list[Recommendation]:
         """The ``k`` most popular products the customer may still buy: the baseline."""
         shopper = self.state.shopper(customer_id)
-        ranked = trending.top(self.state, k + len(shopper.bought))
-        return [
-            Recommendation(p, round(share, 6), "trending now")
-            for p, share in ranked
-            if self._allowed(p, shopper)
-        ][:k]
+        for n in (max(k, self.config.trending), k + len(shopper.bought)):
+            # most customers bought few of the top products: the first read is enough
+            ranked = trending.top(self.state, n)
+            chosen = [
+                Recommendation(p, round(share, 6), "trending now")
+                for p, share in ranked
+                if self._allowed(p, shopper)
+            ][:k]
+            if len(chosen) == k or len(ranked) < n:
+                break
+        return chosen
 
     def similar(self, product_id: str, k: int = 10) -> list[Recommendation]:
         """Products most often viewed, added or bought with ``product_id``."""
-        partners = covisitation.scores(self.state, self.config, product_id, k)
+        partners = covisitation.scores(self.state, product_id, k)
         return [
             Recommendation(p, round(share, 6), f"{_TOGETHER[relation]} {product_id}")
             for p, (share, relation) in partners.items()
         ]
-
-    def _reason(self, c: Candidate) -> str:
-        for source in self.ranker.reason_sources(c):
-            if source == "covisitation" and c.anchor is not None:
-                return f"{_TOGETHER[c.relation]} {c.anchor}"
-            if source == "viewed" and c.viewed > 0:
-                return "you viewed it recently"
-            if source == "cart" and c.in_cart:
-                return "in your cart"
-            if source == "category" and c.category is not None and c.affinity > 0:
-                return f"popular in {c.category}"
-        return "trending now"
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -221,3 +228,16 @@ class Recommender:
         if not isinstance(restored, cls):
             raise TypeError(f"snapshot holds a {type(restored).__name__}, not a Recommender")
         return restored
+
+
+def _reason(ranker: Folded, c: Candidate) -> str:
+    for source in ranker.reason_sources(c):
+        if source == "covisitation" and c.anchor is not None:
+            return f"{_TOGETHER[c.relation]} {c.anchor}"
+        if source == "viewed" and c.viewed > 0:
+            return "you viewed it recently"
+        if source == "cart" and c.in_cart:
+            return "in your cart"
+        if source == "category" and c.category is not None and c.affinity > 0:
+            return f"popular in {c.category}"
+    return "trending now"

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 from cdpulse.models.reco.config import RecoConfig
 from cdpulse.models.reco.interactions import Interaction
-from cdpulse.models.reco.state import ALL, RecoState, forward
+from cdpulse.models.reco.state import ALL, MemoryState, RecoState, forward
 
 
 def learn(
-    state: RecoState, config: RecoConfig, items: Sequence[Interaction], landmark: int
+    state: MemoryState, config: RecoConfig, items: Sequence[Interaction], landmark: int
 ) -> None:
     """Count the interactions of one event."""
     for item in items:

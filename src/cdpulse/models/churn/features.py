@@ -121,34 +121,49 @@ def active_days(profile: Profile) -> list[int]:
 
 
 def churn_features(profile: Profile, day: int) -> dict[str, float]:
-    """The features as of the end of the day starting at ``day`` (epoch ms, day-aligned)."""
-    cells = profile.churn_days
+    """The features as of the end of the day starting at ``day`` (epoch ms, day-aligned).
+
+    One pass over the kept days (this runs for every changed profile of every batch).
+    """
     first = profile.churn_first_seen if profile.churn_first_seen is not None else day
-
-    def total(index: int, newest: int, oldest: int) -> float:
-        """Sum of one bucket column over days ``day - oldest`` .. ``day - newest``."""
-        lo, hi = day - oldest * DAY, day - newest * DAY
-        return sum(c[index] for s, c in cells.items() if lo <= s <= hi)
-
-    visits = [s for s, c in cells.items() if s <= day and c[0] > 0]
-    orders = [s for s, c in cells.items() if s <= day and c[1] > 0]
-    e30, e60 = total(0, 0, 29), total(0, 30, 59)
-    o30, o60 = total(1, 0, 29), total(1, 30, 59)
+    last_visit = last_order = None
+    active = 0
+    e7 = e30 = e60 = o30 = o60 = revenue = 0.0
+    for start, (events, orders, spent) in profile.churn_days.items():
+        if start > day:
+            continue
+        age = (day - start) // DAY  # 0: the day itself
+        if events > 0:
+            last_visit = start if last_visit is None or start > last_visit else last_visit
+            if age <= 29:
+                active += 1
+        if orders > 0:
+            last_order = start if last_order is None or start > last_order else last_order
+        if age <= 59:
+            revenue += spent
+            if age <= 29:
+                e30 += events
+                o30 += orders
+                if age <= 6:
+                    e7 += events
+            else:
+                e60 += events
+                o60 += orders
     return {
-        "days_since_last_visit": min(HORIZON_DAYS, (day - max(visits)) / DAY)
-        if visits
+        "days_since_last_visit": min(HORIZON_DAYS, (day - last_visit) / DAY)
+        if last_visit is not None
         else HORIZON_DAYS,
-        "days_since_last_order": min(HORIZON_DAYS, (day - max(orders)) / DAY)
-        if orders
+        "days_since_last_order": min(HORIZON_DAYS, (day - last_order) / DAY)
+        if last_order is not None
         else HORIZON_DAYS,
         "tenure_days": min(MAX_TENURE_DAYS, max(0.0, (day + DAY - first) / DAY)),
-        "active_days_30d": float(sum(1 for s in visits if s >= day - 29 * DAY)),
-        "events_7d": total(0, 0, 6),
-        "events_30d": e30,
+        "active_days_30d": float(active),
+        "events_7d": float(e7),
+        "events_30d": float(e30),
         "visit_trend": _trend(e30, e60),
-        "orders_30d": o30,
+        "orders_30d": float(o30),
         "order_trend": _trend(o30, o60),
-        "log_revenue_60d": math.log1p(max(0.0, total(2, 0, 59))),
+        "log_revenue_60d": math.log1p(max(0.0, revenue)),
     }
 
 

@@ -1,4 +1,5 @@
-"""Real ``cdpulse worker`` processes for a benchmark, and what they report.
+"""Real ``cdpulse worker``, ``learner`` and ``api`` processes for a benchmark, and what
+they report on /metrics.
 
 Each phase of a run gets its own consumer group and Redis key prefix over the run's
 own topics (as the integration tests do), so phases never see each other's state.
@@ -17,14 +18,25 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdpulse.bench.stats import Bucket
 
 
-class WorkerFailed(RuntimeError):
-    """A worker did not start or died; the message carries the tail of its log."""
+class RoleFailed(RuntimeError):
+    """A role process did not start or died; the message carries the tail of its log."""
+
+
+Role = Literal["worker", "learner", "api"]
+
+# The setting that names each role's web port (``Settings``).
+PORT_VARIABLE: dict[Role, str] = {
+    "worker": "CDPULSE_WORKER_PORT",
+    "learner": "CDPULSE_LEARNER_PORT",
+    "api": "CDPULSE_WEB_PORT",
+}
 
 
 def free_port() -> int:
@@ -35,7 +47,7 @@ def free_port() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Scrape:
-    """One read of a worker's /metrics: plain samples and the histograms' buckets."""
+    """One read of a process's /metrics: plain samples and the histograms' buckets."""
 
     samples: dict[str, float]  # sample name (labels summed) -> value
     buckets: dict[str, list[Bucket]]  # histogram name -> cumulative buckets (labels summed)
@@ -59,14 +71,15 @@ def parse_metrics(text: str) -> Scrape:
     return Scrape(samples, {name: sorted(b.items()) for name, b in buckets.items()})
 
 
-class WorkerProcess:
-    """One ``cdpulse worker`` subprocess with its own web port and log file."""
+class RoleProcess:
+    """One ``cdpulse <role>`` subprocess with its own web port and log file."""
 
     def __init__(
-        self, variables: dict[str, str], log: Path, profile_to: Path | None = None
+        self, role: Role, variables: dict[str, str], log: Path, profile_to: Path | None = None
     ) -> None:
+        self.role = role
         self.port = free_port()
-        self.variables = {**variables, "CDPULSE_WEB_PORT": str(self.port)}
+        self.variables = {**variables, PORT_VARIABLE[role]: str(self.port)}
         self.log = log
         self.profile_to = profile_to
         self.process: subprocess.Popen[bytes] | None = None
@@ -78,15 +91,15 @@ class WorkerProcess:
     @property
     def pid(self) -> int:
         if self.process is None:
-            raise WorkerFailed("worker not started")
+            raise RoleFailed(f"{self.role} not started")
         return self.process.pid
 
     def start(self) -> None:
-        """Spawn the worker; returns at once (``wait_healthy`` waits for it)."""
+        """Spawn the process; returns at once (``wait_healthy`` waits for it)."""
         profiler = ["-m", "cProfile", "-o", str(self.profile_to)] if self.profile_to else []
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, *profiler, "-m", "cdpulse", "worker", "--loglevel", "warning"],
+                [sys.executable, *profiler, "-m", "cdpulse", self.role, "--loglevel", "warning"],
                 env={**os.environ, **self.variables},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -104,13 +117,16 @@ class WorkerProcess:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.25)
-        raise WorkerFailed(
-            f"worker on port {self.port} not healthy after {timeout:.0f}s:\n{self.tail()}"
+        raise RoleFailed(
+            f"{self.role} on port {self.port} not healthy after {timeout:.0f}s:\n{self.tail()}"
         )
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            raise WorkerFailed(f"worker exited with {self.process.returncode}:\n{self.tail()}")
+            raise RoleFailed(
+                f"{self.role} exited with {self.process.returncode} (log {self.log}):\n"
+                f"{self.tail()}"
+            )
 
     def scrape(self) -> Scrape:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
@@ -134,6 +150,6 @@ class WorkerProcess:
             self.process.wait()
 
 
-def stop_all(workers: Iterable[WorkerProcess]) -> None:
-    for worker in workers:
-        worker.stop()
+def stop_all(processes: Iterable[RoleProcess]) -> None:
+    for process in processes:
+        process.stop()

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from cdpulse.models.clv import ClvFitError, LifetimeValue, summary_from_profile
+from cdpulse.models.clv.fit import ClvFitError
+from cdpulse.models.clv.model import LifetimeValue, summary_from_profile
 from cdpulse.profile.model import Profile
 
 MIN_CUSTOMERS = 20  # fewer order histories than this say nothing about a population

@@ -37,22 +37,10 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from cdpulse.models.bgnbd import BGNBD, BGNBDParams
-from cdpulse.models.clv_fit import ClvFitError, FloatArray, column
-from cdpulse.models.gamma_gamma import GammaGamma, GammaGammaParams
+from cdpulse.models.clv.bgnbd import BGNBD, BGNBDParams
+from cdpulse.models.clv.fit import FloatArray, column
+from cdpulse.models.clv.gamma_gamma import GammaGamma, GammaGammaParams
 from cdpulse.profile.windows import DAY
-
-__all__ = [
-    "BGNBD",
-    "BGNBDParams",
-    "ClvFitError",
-    "ClvPrediction",
-    "CustomerSummary",
-    "GammaGamma",
-    "GammaGammaParams",
-    "LifetimeValue",
-    "summary_from_profile",
-]
 
 
 class CustomerSummary(NamedTuple):

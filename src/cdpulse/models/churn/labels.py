@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from cdpulse.models.features import active_days
+from cdpulse.models.churn.features import active_days
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY, MINUTE
 from cdpulse.settings import Settings

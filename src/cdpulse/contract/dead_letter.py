@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from cdpulse.contract.message import Message
 from cdpulse.contract.validation import Rejection
-from cdpulse.ingest.message import Message
 from cdpulse.privacy.redact import redact
 
 RAW_LIMIT = 4096  # characters of the raw payload kept; enough to debug, bounded in size

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdpulse.models.churn import ChurnModel, Snapshot
-from cdpulse.models.features import FEATURE_NAMES
-from cdpulse.models.labels import Example
+from cdpulse.models.churn.features import FEATURE_NAMES
+from cdpulse.models.churn.labels import Example
+from cdpulse.models.churn.model import ChurnModel, Snapshot
 from cdpulse.models.quality import ModelQuality
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from river import forest, linear_model, optim, preprocessing, stats
 
-from cdpulse.models.features import FEATURE_NAMES, describe
+from cdpulse.models.churn.features import FEATURE_NAMES, describe
 
 MODEL_KINDS = ("logistic", "forest")
 
@@ -40,7 +40,7 @@ def _pipeline(kind: str) -> Any:
 
 @dataclass
 class ChurnModel:
-    """An online churn classifier over the features of ``cdpulse.models.features``."""
+    """An online churn classifier over the features of ``cdpulse.models.churn.features``."""
 
     kind: str
     pipeline: Any
@@ -79,6 +79,54 @@ class ChurnModel:
         """
         ranked = sorted(self.contributions(x).items(), key=lambda kv: (-kv[1], kv[0]))
         return [describe(name, x) for name, _ in ranked[:k]]
+
+
+@dataclass(frozen=True, slots=True)
+class LinearScorer:
+    """A logistic churn model's score and reasons as plain arithmetic, for the hot path.
+
+    River scores a pipeline through dicts and its transformers (~20 µs with the reasons);
+    a snapshot never changes, so its scaler's means and deviations and the regression's
+    weights are read out once and the same formula (standardise, dot, sigmoid) is run on
+    a plain vector. It agrees with ``ChurnModel`` to floating-point rounding.
+    """
+
+    means: tuple[float, ...]
+    scales: tuple[float, ...]  # 1 / standard deviation; 0 where the variance is 0
+    weights: tuple[float, ...]
+    intercept: float
+
+    @classmethod
+    def of(cls, model: ChurnModel) -> LinearScorer | None:
+        """The scorer of a logistic model (None for other kinds)."""
+        if not isinstance(model, ChurnModel) or model.kind != "logistic":
+            return None  # a forest (or any other model) is scored as itself
+        scaler = model.pipeline["StandardScaler"]
+        regression = model.pipeline["LogisticRegression"]
+        weights = regression.weights
+        means, scales = [], []
+        for name in FEATURE_NAMES:
+            variance = scaler.vars.get(name, 0.0)
+            means.append(float(scaler.means.get(name, 0.0)))
+            scales.append(1.0 / variance**0.5 if variance else 0.0)
+        return cls(
+            tuple(means),
+            tuple(scales),
+            tuple(float(weights.get(name, 0.0)) for name in FEATURE_NAMES),
+            float(regression.intercept),
+        )
+
+    def score(self, x: dict[str, float], k: int = 3) -> tuple[float, list[str]]:
+        """The churn probability at ``x`` and its ``k`` largest contributions in words."""
+        contributions = []
+        z = self.intercept
+        for name, m, s, w in zip(FEATURE_NAMES, self.means, self.scales, self.weights, strict=True):
+            c = w * ((x[name] - m) * s)
+            contributions.append((-c, name))
+            z += c
+        p = 0.0 if z < -30 else 1.0 if z > 30 else 1.0 / (1.0 + math.exp(-z))
+        contributions.sort()
+        return p, [describe(name, x) for _, name in contributions[:k]]
 
 
 def log_loss(y: int, p: float) -> float:

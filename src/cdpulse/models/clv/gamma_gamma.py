@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special  # type: ignore[import-untyped]
 
-from cdpulse.models.clv_fit import (
+from cdpulse.models.clv.fit import (
     ClvFitError,
     FloatArray,
     column,
@@ -97,7 +97,7 @@ class GammaGamma:
         ``m`` > 0 (the gamma density has no mass at 0): leave out those whose orders were
         free or refunded in full. ``start`` (e.g. the previous fit) only speeds up a refit.
 
-        Raises :class:`~cdpulse.models.clv_fit.ClvFitError` when nobody has ``x`` > 0, when
+        Raises :class:`~cdpulse.models.clv.fit.ClvFitError` when nobody has ``x`` > 0, when
         the likelihood has no finite maximum (e.g. every average identical), when it does
         not converge, or when the fitted ``q`` is <= 1 (spend too heavy-tailed for a mean:
         cap outliers or keep the previous parameters).

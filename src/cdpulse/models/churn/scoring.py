@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from cdpulse.models.churn import Snapshot
-from cdpulse.models.features import FEATURE_NAMES, churn_features
-from cdpulse.models.labels import ChurnLabeler, Example
-from cdpulse.models.lifetime import ClvSnapshot, clv_view
+from cdpulse.models.churn.features import FEATURE_NAMES, churn_features
+from cdpulse.models.churn.labels import ChurnLabeler, Example
+from cdpulse.models.churn.model import LinearScorer, Snapshot
+from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
 from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
@@ -41,6 +41,13 @@ class ChurnScoring:
     def __init__(self, labeler: ChurnLabeler, snapshot: Callable[[], Snapshot | None]) -> None:
         self.labeler = labeler
         self.snapshot = snapshot
+        self._compiled: tuple[Snapshot | None, LinearScorer | None] = (None, None)
+
+    def scorer(self, snapshot: Snapshot) -> LinearScorer | None:
+        """The compiled form of ``snapshot``, made once per snapshot."""
+        if self._compiled[0] is not snapshot:
+            self._compiled = (snapshot, LinearScorer.of(snapshot.model))
+        return self._compiled[1]
 
     def expire(self, profile: Profile, watermark: int) -> tuple[list[Example], int | None]:
         """The examples of ``profile`` decidable at ``watermark``, and the next due time."""
@@ -53,7 +60,9 @@ class ChurnScoring:
     ) -> tuple[list[Example], int | None]:
         decided = self.expire(profile, watermark)
         if allows(profile, "personalization"):
-            score(profile, self.snapshot(), as_of)
+            snapshot = self.snapshot()
+            scorer = self.scorer(snapshot) if snapshot is not None else None
+            score(profile, snapshot, as_of, scorer)
         else:  # no model scoring without personalization consent (README: consent matrix)
             profile.churn_risk, profile.churn_reasons, profile.churn_version = None, [], 0
         return decided
@@ -63,13 +72,20 @@ def today(as_of: int) -> int:
     return (as_of // DAY) * DAY
 
 
-def score(profile: Profile, snapshot: Snapshot | None, as_of: int) -> None:
-    """Store the churn risk of ``profile`` at ``as_of`` and its reasons."""
+def score(
+    profile: Profile, snapshot: Snapshot | None, as_of: int, scorer: LinearScorer | None = None
+) -> None:
+    """Store the churn risk of ``profile`` at ``as_of`` and its reasons (with ``scorer``,
+    the snapshot's compiled form, when it has one)."""
     if snapshot is None or snapshot.model.examples == 0:
         return  # no model yet: no score rather than a meaningless 0.5
     x = churn_features(profile, today(as_of))
-    profile.churn_risk = round(snapshot.model.predict_proba(x), 4)
-    profile.churn_reasons = snapshot.model.reasons(x)
+    if scorer is not None:
+        risk, reasons = scorer.score(x)
+    else:
+        risk, reasons = snapshot.model.predict_proba(x), snapshot.model.reasons(x)
+    profile.churn_risk = round(risk, 4)
+    profile.churn_reasons = reasons
     profile.churn_version = snapshot.version
 
 

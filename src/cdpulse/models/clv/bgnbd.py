@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special  # type: ignore[import-untyped]
 
-from cdpulse.models.clv_fit import (
+from cdpulse.models.clv.fit import (
     ClvFitError,
     FloatArray,
     column,
@@ -157,7 +157,7 @@ class BGNBD:
         """The maximum-likelihood parameters for these histories (one element per customer).
 
         ``start``, typically the previous fit, only speeds up a refit; the answer is the
-        same. Raises :class:`~cdpulse.models.clv_fit.ClvFitError` when the data cannot
+        same. Raises :class:`~cdpulse.models.clv.fit.ClvFitError` when the data cannot
         determine the parameters: nobody made a repeat purchase (the likelihood is then
         largest in the limit r -> 0, no finite estimate), too few customers or all alike,
         or no convergence. The caller then keeps its previous parameters.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One raw message and where it came from."""
+class Message(msgspec.Struct, frozen=True, gc=False):
+    """One raw message and where it came from.
+
+    A msgspec Struct: built once per consumed message, and a frozen dataclass costs
+    ~2 µs to build where a Struct costs ~0.2 µs.
+    """
 
     topic: str
     partition: int

@@ -7,25 +7,33 @@ export cannot drift from what is stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
 from cdpulse.models.reco_stream import RecoSnapshot
-from cdpulse.privacy.erasure import KEY_FAMILIES
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.model import Profile
+from cdpulse.store.erasure import KEY_FAMILIES
 from cdpulse.store.keys import Keys
 
 
 class Exporter:
     """Builds the export document of one customer."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, pseudonyms: Pseudonymizer) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        pseudonyms: Pseudonymizer,
+        shard_of: Callable[[str], int],
+    ) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.pseudonyms = pseudonyms
+        self.shard_of = shard_of
 
     async def export(
         self, profile: Profile, view: dict[str, Any], reco: RecoSnapshot | None
@@ -34,7 +42,7 @@ class Exporter:
         ids = sorted({profile.id, *profile.anonymous_ids, *profile.merged_from})
         pipe = self.client.pipeline(transaction=False)
         pipe.hget(self.keys.clv_summaries, profile.id)
-        pipe.zscore(self.keys.churn_due, profile.id)
+        pipe.zscore(self.keys.due(self.shard_of(profile.id), "churn"), profile.id)
         for i in ids:
             for family in KEY_FAMILIES.values():
                 pipe.exists(family(self.keys, i))

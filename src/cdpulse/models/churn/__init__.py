@@ -1,0 +1,1 @@
+"""Churn risk: features of a day, delayed labels in event time, the learner and scoring."""

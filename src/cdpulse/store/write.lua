@@ -1,0 +1,107 @@
+-- Save a chunk of a batch's profiles, each with everything that changes with it, or nothing:
+-- a compare-and-set per profile. The whole chunk travels as one MessagePack argument, so
+-- the client packs one command per chunk instead of one per key and value (redis-py packs
+-- arguments one by one in Python), and Redis parses one.
+--
+-- ARGV[1]: [prefix, retention ms (0: none), saves], a save being
+--   [id, version read, visitors to link, operations]
+-- ARGV[1 + n]: the n-th save's encoded profile (Redis' MessagePack has no binary type).
+-- and an operation one of
+--   ["zadd", key, score, member]  ["zrem", key, member]  ["hset", key, field, value]
+--   ["set", key, value] (expires with the retention)  ["setnx", key, value] (likewise)
+--   ["del", key, version] (a merged visitor's profile: refused unless still at the version
+--       merged, as a write to it since would be lost; deleted, the counter goes down)
+--   ["convert", converted hash, counts hash, customer, variant]: HSETNX, and if new
+--       HINCRBY counts "conversions:<variant>"
+--   ["claim", claim key, counts hash, ttl seconds, field]: SET NX EX, and if new HINCRBY
+-- Returns, per save, the new version, -1 when the version (or a merged visitor's) moved,
+-- -2 when the id is now someone's visitor, -3 when a visitor to link belongs to someone
+-- else. A save's
+-- conditions are checked before anything of it is written: a refused save changes nothing.
+-- Keys are named here from the prefix (as ``store/keys.py`` names them): one Redis node.
+local batch = cmsgpack.unpack(ARGV[1])
+local prefix, retention, saves = batch[1], tonumber(batch[2]), batch[3]
+local counter = prefix .. ':profiles'
+local function expire(key)
+  if retention > 0 then
+    redis.call('PEXPIRE', key, retention)
+  end
+end
+local out = {}
+for n, save in ipairs(saves) do
+  local id, expected, links, ops = save[1], tonumber(save[2]), save[3], save[4]
+  local blob = ARGV[1 + n]
+  local tag = prefix .. ':{' .. id .. '}:'
+  local status
+  if redis.call('EXISTS', tag .. 'alias') == 1 then
+    status = -2
+  else
+    local version = tonumber(redis.call('HGET', tag .. 'profile', 'v') or '0')
+    if version ~= expected then
+      status = -1
+    else
+      for _, visitor in ipairs(links) do
+        local owner = redis.call('GET', prefix .. ':{' .. visitor .. '}:alias')
+        if owner and owner ~= id then
+          status = -3
+          break
+        end
+      end
+      if status == nil then
+        for _, op in ipairs(ops) do
+          if op[1] == 'del' then
+            local merged = tonumber(redis.call('HGET', op[2], 'v') or '0')
+            if merged ~= tonumber(op[3]) then
+              status = -1
+              break
+            end
+          end
+        end
+      end
+      if status == nil then
+        for _, visitor in ipairs(links) do
+          local alias = prefix .. ':{' .. visitor .. '}:alias'
+          redis.call('SET', alias, id)
+          expire(alias)
+        end
+        redis.call('HSET', tag .. 'profile', 'v', version + 1, 'b', blob)
+        expire(tag .. 'profile')
+        if version == 0 then
+          redis.call('INCR', counter)
+        end
+        for _, op in ipairs(ops) do
+          local name = op[1]
+          if name == 'zadd' then
+            redis.call('ZADD', op[2], op[3], op[4])
+          elseif name == 'zrem' then
+            redis.call('ZREM', op[2], op[3])
+          elseif name == 'hset' then
+            redis.call('HSET', op[2], op[3], op[4])
+          elseif name == 'set' then
+            redis.call('SET', op[2], op[3])
+            expire(op[2])
+          elseif name == 'setnx' then
+            if redis.call('SET', op[2], op[3], 'NX') then
+              expire(op[2])
+            end
+          elseif name == 'del' then
+            if redis.call('DEL', op[2]) == 1 then
+              redis.call('DECR', counter)
+            end
+          elseif name == 'convert' then
+            if redis.call('HSETNX', op[2], op[4], op[5]) == 1 then
+              redis.call('HINCRBY', op[3], 'conversions:' .. op[5], 1)
+            end
+          elseif name == 'claim' then
+            if redis.call('SET', op[2], 1, 'NX', 'EX', op[4]) then
+              redis.call('HINCRBY', op[3], op[5], 1)
+            end
+          end
+        end
+        status = version + 1
+      end
+    end
+  end
+  out[n] = status
+end
+return out
