@@ -26,10 +26,7 @@ env = integration.env
 
 FULL = os.environ.get("CDPULSE_CHAOS_FULL", "") not in ("", "0")
 
-# A worker killed with SIGKILL keeps its partitions until the broker gives up on it: the
-# session timeout, 60 s by default in faust. Ten seconds keeps the kill tests short; the
-# hand-over itself is the same.
-FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
+FAST_FAILOVER = integration.FAST_FAILOVER
 
 
 def scaled(small: int, full: int) -> int:

@@ -39,6 +39,11 @@ KAFKA_PORT = int(os.environ.get("CDPULSE_TEST_KAFKA_PORT", "19092"))
 CONTROLLER_PORT = int(os.environ.get("CDPULSE_TEST_KAFKA_CONTROLLER_PORT", "19093"))
 REDIS_PORT = int(os.environ.get("CDPULSE_TEST_REDIS_PORT", "16379"))
 
+# A worker killed with SIGKILL keeps its partitions until the broker gives up on it: the
+# session timeout, 60 s by default in faust. Ten seconds keeps the kill tests short; the
+# hand-over itself is the same.
+FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -323,7 +328,7 @@ def learner_group(settings: Settings) -> str:
 
 
 def caught_up(settings: Settings, topic: str) -> bool:
-    """Whether the learner has committed every message of one-partition ``topic``.
+    """Whether the learner has committed every message of ``topic`` (every partition).
 
     The learner commits a batch only after learning it (and publishing what it made of
     it), so this holds once everything on ``topic`` so far was learned.
@@ -335,13 +340,16 @@ def caught_up(settings: Settings, topic: str) -> bool:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        tp = TopicPartition(topic, 0)
-        end = consumer.end_offsets([tp])[tp]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(partitions)
         try:
             committed = admin.list_group_offsets(group).get(group, {})
         except KafkaError:
             return False
-        return end > 0 and tp in committed and committed[tp].offset >= end
+        return sum(ends.values()) > 0 and all(
+            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp])
+            for tp in partitions
+        )
     finally:
         admin.close()
         consumer.close()

@@ -15,7 +15,14 @@ from cdpulse.contract.topics import Topics
 from cdpulse.producer import Producer
 from cdpulse.simulate.malformed import malformed_event
 from cdpulse.simulate.shop import Shop
-from tests.integration.conftest import Env, Worker, consume_all, drained, wait_until
+from tests.integration.conftest import (
+    FAST_FAILOVER,
+    Env,
+    Worker,
+    consume_all,
+    drained,
+    wait_until,
+)
 from tests.oracle import differences, expected
 
 
@@ -108,7 +115,7 @@ def test_a_killed_worker_redelivers_and_nothing_is_counted_twice(env: Env) -> No
     half = len(events) // 2
     # Offsets are committed every 10 minutes here, so the kill loses every commit and
     # the next worker is handed the first half again.
-    first = env.worker(CDPULSE_COMMIT_INTERVAL="600")
+    first = env.worker(CDPULSE_COMMIT_INTERVAL="600", **FAST_FAILOVER)
     _send_stream(env, [(e, None) for e in events[:half]])
     wait_until(
         lambda: (
@@ -120,7 +127,7 @@ def test_a_killed_worker_redelivers_and_nothing_is_counted_twice(env: Env) -> No
     )
     first.kill()
 
-    second = env.worker()
+    second = env.worker(**FAST_FAILOVER)
     _send_stream(env, [(e, None) for e in events[half:]])
     wait_until(lambda: drained(env.settings), 300, "the second worker to drain its topics")
     assert second.metric("cdpulse_duplicates_total") >= half * 0.9, "no re-delivery happened"

@@ -29,7 +29,7 @@ from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 from cdpulse.store.segments import SegmentKeys
-from tests.integration.conftest import Env, drained, wait_until
+from tests.integration.conftest import FAST_FAILOVER, Env, drained, wait_until
 from tests.oracle import expected, millis
 
 SEGMENTS_FILE = """\
@@ -261,7 +261,7 @@ def test_a_killed_worker_loses_no_transition_and_repeats_only_same_ids(
     env.learner(**variables)
     # Offsets are committed every 10 minutes here: the kill loses every commit, and the
     # next worker is handed the first half again.
-    first = env.worker(CDPULSE_COMMIT_INTERVAL="600", **variables)
+    first = env.worker(CDPULSE_COMMIT_INTERVAL="600", **FAST_FAILOVER, **variables)
     with Producer.from_settings(env.settings) as producer:
         for event in events[:half]:
             producer.send(event)
@@ -271,7 +271,7 @@ def test_a_killed_worker_loses_no_transition_and_repeats_only_same_ids(
         "the first worker to apply most of the first half",
     )
     first.kill()
-    second = env.worker(**variables)
+    second = env.worker(**FAST_FAILOVER, **variables)
     with Producer.from_settings(env.settings) as producer:
         for event in events[half:]:
             producer.send(event)

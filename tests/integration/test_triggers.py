@@ -30,6 +30,7 @@ from cdpulse.store.state import RedisState
 from cdpulse.store.triggers import RedisTriggerStore
 from tests import trigger_oracle
 from tests.integration.conftest import (
+    FAST_FAILOVER,
     Env,
     caught_up,
     consume_all,
@@ -69,7 +70,11 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
     # tests/integration/test_segments.py races the two; here the worker is the only one.
     segments = tmp_path / "segments.yaml"
     segments.write_text("rfm: false\n", encoding="utf-8")
-    variables = {"CDPULSE_TRIGGER_RULES": str(rules), "CDPULSE_SEGMENTS_FILE": str(segments)}
+    variables = {
+        "CDPULSE_TRIGGER_RULES": str(rules),
+        "CDPULSE_SEGMENTS_FILE": str(segments),
+        **FAST_FAILOVER,
+    }
     events = list(Shop(customers=400, days=10, seed=23).events())
     # The learner learns the offers' rewards and publishes the policies workers choose by.
     roles = env.roles(learner=True, **variables)

@@ -103,7 +103,7 @@ class Eraser:
         for i in ids:
             pipe.delete(self.keys.profile_of(self.pseudonyms.of_id(i)))
         found = await pipe.execute()
-        for name, n in zip(names, found, strict=True):
+        for name, n in zip(names, found[: len(names)], strict=True):
             removed[name] = removed.get(name, 0) + int(n)
         removed["pseudonym_index"] = sum(int(n) for n in found[len(names) :])
         removed.update(await self._erase_shared(ids))
