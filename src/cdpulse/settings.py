@@ -123,6 +123,13 @@ class Settings(BaseSettings):
         description="Messages a worker or learner fetches ahead of its batches (faust's "
         "stream buffer): with faust's 4,096 the fetch paused and the worker waited.",
     )
+    prefetch_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of messages a worker or learner fetches ahead of its batches, "
+        "at most: large messages are fetched fewer than CDPULSE_PREFETCH at a time "
+        "(never fewer than 1,000).",
+    )
     gc_sweep_seconds: float = Field(
         300.0,
         gt=0,

@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 from mode.utils.queues import ThrowableQueue
 
 from cdpulse.adapters.kafka import BatchApp, BatchConsumer, BatchStream, faust_app
-from cdpulse.adapters.kafka.conductor import _wait_to_put, passes_bytes_through
+from cdpulse.adapters.kafka.conductor import (
+    PREFETCH_FLOOR,
+    _wait_to_put,
+    bound_by_bytes,
+    passes_bytes_through,
+)
 from cdpulse.adapters.kafka.consumer import BatchMessage
 from cdpulse.adapters.kafka.offsets import Delivered, PartitionOffsets
 
@@ -302,3 +307,48 @@ def test_an_error_of_the_delivery_reaches_the_fetch_loop(
     monkeypatch.setattr(consumer, "_deliver", failing)
     with pytest.raises(RuntimeError, match="broken"):
         app.loop.run_until_complete(consumer._deliver_unless_suspended([]))
+
+
+def _values(size: int, count: int) -> list[BatchMessage]:
+    return [cast(BatchMessage, _Valued(b"x" * size)) for _ in range(count)]
+
+
+class _Valued:
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+
+def test_a_queue_bounded_by_bytes_holds_fewer_large_messages() -> None:
+    async def run() -> tuple[int, int, int]:
+        queue: asyncio.Queue[Any] = asyncio.Queue(20_000)
+        limit = 32 * 1024 * 1024
+        for _ in range(50):  # the moving average settles on the sizes delivered
+            bound_by_bytes(queue, _values(8 * 1024, 64), limit, 20_000)
+        large = queue.maxsize
+        for _ in range(50):
+            bound_by_bytes(queue, _values(300, 64), limit, 20_000)
+        small = queue.maxsize
+        for _ in range(50):
+            bound_by_bytes(queue, _values(1024 * 1024, 4), limit, 20_000)
+        return large, small, queue.maxsize
+
+    large, small, huge = asyncio.run(run())
+    assert large == pytest.approx(32 * 1024 // 8, rel=0.01)  # ~32 MB of 8 KB values
+    assert small == 20_000  # the count setting still caps small ones
+    assert huge == PREFETCH_FLOOR  # a batch or two always waits, however large
+
+
+def test_a_full_queue_bounded_by_bytes_makes_the_delivery_wait() -> None:
+    async def run() -> bool:
+        queue: asyncio.Queue[Any] = asyncio.Queue(20_000)
+        for _ in range(PREFETCH_FLOOR):
+            queue.put_nowait(None)
+        bound_by_bytes(queue, _values(1024 * 1024, 1), 1024 * 1024, 20_000)
+        put = asyncio.ensure_future(queue.put(None))
+        await asyncio.sleep(0.01)
+        waited = not put.done()
+        queue.get_nowait()  # the stream takes one: room for the put
+        await asyncio.wait_for(put, 1)
+        return waited
+
+    assert asyncio.run(run())

@@ -86,6 +86,7 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         # as duplicates, which the per-key offsets refuse.
         stream_wait_empty=False,
         stream_buffer_maxsize=settings.prefetch,
+        prefetch_bytes=settings.prefetch_bytes,
     )
 
 

@@ -47,8 +47,17 @@ class BatchApp(faust.App):
 
     #: Whether streams call faust's per-message sensors (its Monitor, statsd, ...).
     per_message_sensors: bool = False
+    #: Bytes of message values a channel's queue holds at most (None: faust's count only).
+    prefetch_bytes: int | None = None
 
-    def __init__(self, id: str, *, per_message_sensors: bool = False, **options: Any) -> None:
+    def __init__(
+        self,
+        id: str,
+        *,
+        per_message_sensors: bool = False,
+        prefetch_bytes: int | None = None,
+        **options: Any,
+    ) -> None:
         stream = options.setdefault("Stream", BatchStream)
         if not (isinstance(stream, type) and issubclass(stream, BatchStream)):
             raise ValueError(
@@ -57,6 +66,7 @@ class BatchApp(faust.App):
             )
         super().__init__(id, **options)
         self.per_message_sensors = per_message_sensors
+        self.prefetch_bytes = prefetch_bytes
         self._event_type: Any = None
 
     def _new_transport(self) -> Any:
@@ -93,9 +103,20 @@ def use_uvloop() -> bool:
 
 
 def faust_app(
-    id: str, *, uvloop: bool = True, per_message_sensors: bool = False, **options: Any
+    id: str,
+    *,
+    uvloop: bool = True,
+    per_message_sensors: bool = False,
+    prefetch_bytes: int | None = None,
+    **options: Any,
 ) -> BatchApp:
-    """A :class:`BatchApp` with faust ``options``; ``uvloop`` installs it first."""
+    """A :class:`BatchApp` with faust ``options``; ``uvloop`` installs it first.
+
+    ``prefetch_bytes`` bounds each stream's queue by the bytes of its messages' values
+    as well as by faust's ``stream_buffer_maxsize`` count.
+    """
     if uvloop:
         use_uvloop()
-    return BatchApp(id, per_message_sensors=per_message_sensors, **options)
+    return BatchApp(
+        id, per_message_sensors=per_message_sensors, prefetch_bytes=prefetch_bytes, **options
+    )

@@ -25,6 +25,32 @@ if TYPE_CHECKING:
 
 _RAW = (None, "raw")
 
+# A channel queue bounded by bytes still holds at least this many events, so a batching
+# stream always finds a batch or two waiting however large the messages are.
+PREFETCH_FLOOR = 1_000
+
+
+def bound_by_bytes(queue: Any, messages: Sequence[Message], limit: int, most: int) -> None:
+    """Shrink or grow ``queue``'s maxsize so it holds about ``limit`` bytes of values.
+
+    faust bounds a channel's queue by a count of events (``stream_buffer_maxsize``): a
+    count that suits 500-byte events buffers 8 KB ones by the hundred megabyte. The
+    queue keeps a moving average of the value sizes delivered to it (several partitions
+    share one queue), and its maxsize is ``limit`` bytes' worth of them, between
+    :data:`PREFETCH_FLOOR` and ``most`` (the count setting; 0 for none). A full queue makes the
+    delivery wait (``_wait_to_put``), which stops the fetch loop: what waits beyond that
+    stays in Kafka. asyncio's Queue reads ``_maxsize`` on every ``full()`` and ``put``.
+    """
+    size = 0
+    for message in messages:
+        value = message.value
+        size += len(value) if value else 0
+    mean = size / len(messages) + 1
+    average: float = getattr(queue, "cdpulse_value_bytes", mean)
+    average = queue.cdpulse_value_bytes = 0.8 * average + 0.2 * mean
+    fits = int(limit / average)
+    queue._maxsize = max(PREFETCH_FLOOR, min(most, fits) if most > 0 else fits)
+
 
 def passes_bytes_through(app: AppT, channel: Any) -> bool:
     """Whether ``channel.decode`` would hand the message's own key and value to the event.
@@ -89,6 +115,8 @@ class PartitionDelivery:
         self.on_topic_buffer_full = app.sensors.on_topic_buffer_full
         self.monitor = app.monitor
         self.create_event = app.create_event
+        self.prefetch_bytes: int | None = getattr(app, "prefetch_bytes", None)
+        self.prefetch = int(app.conf.stream_buffer_maxsize)
         # Bound once: the queue keeps the drop callback in a set, per message.
         self._on_pressure_high = self.on_pressure_high
         self._on_pressure_drop = self.on_pressure_drop
@@ -112,6 +140,9 @@ class PartitionDelivery:
             return True
         # The livelock detector reads it; faust's monitor would set it per event.
         self.monitor.stream_inbound_time[self.tp] = monotonic()
+        if self.prefetch_bytes and messages:
+            for channel in channels:
+                bound_by_bytes(channel.queue, messages, self.prefetch_bytes, self.prefetch)
         if len(channels) == 1:
             channel = next(iter(channels))
             if passes_bytes_through(channel.app, channel):
