@@ -232,6 +232,12 @@ def test_a_visitor_written_while_its_customer_merges_it_loses_nothing(env: Env) 
             async def read(self, wanted: Wanted) -> Any:
                 return await state.read(wanted)
 
+            def stage(self, changes: Changes) -> None:
+                state.stage(changes)
+
+            def discard(self) -> None:
+                state.discard()
+
             async def write(self, changes: Changes) -> dict[str, SaveStatus]:
                 if not self.raced:
                     self.raced = True

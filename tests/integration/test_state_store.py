@@ -345,3 +345,32 @@ def test_a_batch_begun_on_a_staged_profile_that_was_refused_is_decided_again(env
         assert (await other.read(Wanted(ids={"V"}))).aliases == {"V": "C"}
 
     asyncio.run(main())
+
+
+def test_what_a_staged_save_made_due_is_polled_before_its_write_lands(env: Env) -> None:
+    """Batch 2 is read while batch 1 is written: a profile batch 1 scheduled is due for
+    batch 2 as it would be once that write landed, and it starts from the staged save."""
+    client = aioredis.Redis.from_url(env.settings.redis_url)
+    state = RedisState(
+        client,
+        env.name,
+        pseudonym=RULES.traits.pseudonymizer.of_id,
+        shard_of=lambda profile_id: 0,
+        cache=ProfileCache(100),
+    )
+
+    async def main() -> None:
+        await state.load_scripts()
+        changes = Changes([Save(Profile(id="C", customer_id="C", events=1), 0, churn_due=1000)])
+        state.stage(changes)
+        staged = changes.saves[0].staged
+        assert (await state.read(Wanted(due_shards=(0,), due_until=999))).due == set()
+        assert (await state.read(Wanted(due_shards=(1,), due_until=1000))).due == set()
+        view = await state.read(Wanted(due_shards=(0,), due_until=1000))
+        assert view.due == {"C"} and view.profiles["C"] is staged
+        assert await state.write(changes) == {"C": SaveStatus.SAVED}
+        # Written: the schedule in Redis says so now, and nothing staged is polled twice.
+        view = await state.read(Wanted(due_shards=(0,), due_until=1000))
+        assert view.due == {"C"} and view.profiles["C"].version == 1
+
+    asyncio.run(main())

@@ -30,9 +30,11 @@ from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy
-from cdpulse.profile.model import decode
+from cdpulse.profile.model import Profile, decode
+from cdpulse.profile.model import encode as encode_profile
 from cdpulse.profile.rules import Rules
 from cdpulse.profile.view import render
+from cdpulse.segments.definitions import SegmentBook, parse
 from cdpulse.settings import Settings
 from cdpulse.simulate import Shop
 from cdpulse.simulate.malformed import MALFORMED_KINDS, malformed_event
@@ -134,9 +136,36 @@ def with_duplicates_and_garbage(
 # --- running and checking ------------------------------------------------------------------
 
 
-def pipeline(state: MemoryState, outlet: MemoryOutlet) -> ProfilePipeline:
-    stages = Stages(Engine(RULES, Models()))
+def pipeline(
+    state: MemoryState, outlet: MemoryOutlet, book: SegmentBook | None = None
+) -> ProfilePipeline:
+    stages = Stages(Engine(RULES, Models(), book=book))
     return ProfilePipeline(state, outlet, stages, partitions=3 * PARTITIONS)
+
+
+# Custom segments that come and go with carts, orders and activity.
+BOOK = parse(
+    """
+rfm: false
+segments:
+  - name: big_cart
+    when: cart_value > 30.0
+  - name: repeat_buyer
+    when: orders >= 2
+  - name: busy
+    when: events_7d >= 15
+"""
+)
+
+
+def segment_state(run: Run) -> dict[tuple[str, str], int]:
+    """(customer, segment) -> the newest generation published (odd: a member)."""
+    state: dict[tuple[str, str], int] = {}
+    for value in run.outlet.values(Stream.SEGMENTS):
+        t = json.loads(value)
+        where = (t["customer_id"], t["segment"])
+        state[where] = max(state.get(where, 0), t["generation"])
+    return state
 
 
 @dataclass
@@ -146,9 +175,10 @@ class Run:
     state: MemoryState = field(default_factory=MemoryState)
     outlet: MemoryOutlet = field(default_factory=MemoryOutlet)
     reports: list[BatchReport] = field(default_factory=list)
+    book: SegmentBook | None = None
 
     def __post_init__(self) -> None:
-        self.pipeline = pipeline(self.state, self.outlet)
+        self.pipeline = pipeline(self.state, self.outlet, self.book)
 
     def snapshot(self) -> tuple[dict[str, tuple[int, bytes]], dict[str, str]]:
         return dict(self.state.blobs), dict(self.state.aliases)
@@ -160,10 +190,12 @@ class Run:
         return [json.loads(v) for v in self.outlet.values(Stream.DEAD_LETTER)]
 
 
-def process(batches: list[list[Message]], *, redeliver: bool = True) -> Run:
+def process(
+    batches: list[list[Message]], *, redeliver: bool = True, book: SegmentBook | None = None
+) -> Run:
     """Process every batch; with ``redeliver``, each one twice, checking the second changes
     nothing (the worker died before committing its offsets)."""
-    run = Run()
+    run = Run(book=book)
 
     async def main() -> None:
         for batch in batches:
@@ -272,7 +304,7 @@ def test_batches_begun_while_the_previous_one_is_written_match_the_oracle(seed: 
     events = list(Shop(customers=40, days=14, seed=seed).events())
     records, _ = with_duplicates_and_garbage(events, rng, duplicates=0.03, malformed=0.01)
     batches = cut(arrival_order(records, rng), rng, max_batch=rng.choice((8, 40, 150)))
-    run = Run()
+    run = Run(book=BOOK)
 
     async def overlapped() -> None:
         flight: asyncio.Future[BatchReport] | None = None
@@ -288,6 +320,16 @@ def test_batches_begun_while_the_previous_one_is_written_match_the_oracle(seed: 
     assert mismatches(run, batches) == []
     assert run.total("applied") == len(events)
     assert sum(r.retries["conflict"] for r in run.reports) > 0  # the race was exercised
+    # What it published was decided on what was stored: the segment transitions leave
+    # every customer where one batch after the other leaves them, none from a profile
+    # that its write then refused.
+    one_by_one = process(batches, redeliver=False, book=BOOK)
+    # Each batch decided at the watermark running them one by one decides it at, though
+    # it read the watermarks from before the previous batch's write.
+    assert [r.decided_at for r in run.reports] == [r.decided_at for r in one_by_one.reports]
+    published = segment_state(run)
+    assert published == segment_state(one_by_one)
+    assert {g % 2 for g in published.values()} == {0, 1}, "customers entered and left"
 
 
 # --- focused cases ---------------------------------------------------------------------------
@@ -466,3 +508,17 @@ def test_a_profile_polled_because_it_came_due_leaves_the_schedule() -> None:
 
     asyncio.run(main())
     assert polled > 0  # the schedules were exercised
+
+
+def test_transitions_the_sweep_saved_in_the_outbox_are_published_by_the_next_save() -> None:
+    """The learner's RFM sweep saves its transitions in the profile's outbox before it
+    publishes them: if it died in between, the profile's next save publishes them (again)
+    and clears the outbox."""
+    run = Run()
+    swept = [b'{"transition_id":"C:loyal:2"}', b'{"transition_id":"C:at_risk:1"}']
+    stored = Profile(id="C", customer_id="C", events=1, outbox=list(swept))
+    run.state.blobs["C"] = (1, encode_profile(stored))
+    asyncio.run(run.pipeline.run(in_order([ev("page_viewed", 1, customer_id="C")])[0]))
+    assert run.outlet.values(Stream.SEGMENTS) == swept
+    saved = decode(run.state.blobs["C"][1])
+    assert saved.outbox == [] and saved.events == 2

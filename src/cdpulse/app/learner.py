@@ -249,6 +249,9 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         try:
             if not await clv.lock(max(1, int(settings.clv_refit_seconds))):
                 return
+            # The newest published parameters, whoever published them: the new snapshot's
+            # version follows theirs (a restarted learner's would be refused as old).
+            await clv.refresh()
             summaries = await clv.summaries()
             as_of = await _watermark(client, keys)
             # Fitting takes a second for 100k customers: off the event loop.
@@ -304,10 +307,14 @@ class RfmSweep:
     """RFM segment changes of customers who sent nothing: the base moved around them.
 
     Each page of order summaries is scored with the new sketches; the customers whose
-    RFM segment changed are loaded, their transitions published and their profiles saved
-    (generations, and win-back entering their trigger watch) by compare-and-set. A
-    customer a worker wrote meanwhile is left to that worker: its next evaluation sees
-    the same sketches.
+    RFM segment changed are loaded and their profiles saved by compare-and-set
+    (generations, win-back entering their trigger watch, and the transitions in the
+    profile's outbox); the transitions of the saves that went through are published
+    then. A customer a worker wrote meanwhile is left to that worker (its next
+    evaluation sees the same sketches) or to the next sweep: what a refused save decided
+    is never published, so the topic never holds a move the profile does not. A sweep
+    that dies between its write and its publish leaves the transitions in the outbox,
+    which the next save of the profile publishes (``pipeline.stages``).
     """
 
     def __init__(
@@ -332,7 +339,6 @@ class RfmSweep:
         while True:
             cursor, page = await self.memberships.summary_page(cursor, SWEEP_PAGE)
             view = await self.state.read(Wanted(ids=set(page), watermarks=False))
-            outputs = Outputs()
             changes = Changes()
             for customer_id in page:
                 stored = view.profiles.get(customer_id)
@@ -343,9 +349,9 @@ class RfmSweep:
                 if not found:
                     continue
                 enter(profile, found)
+                profile.outbox = [*profile.outbox, *(t.to_json() for t in found)]
                 entries = []
                 for t in found:
-                    outputs.add(Stream.SEGMENTS, customer_id.encode(), t.to_json())
                     if t.entered:
                         entries.append(Entry(customer_id, t.segment, True, t.at_ms))
                 trigger_due: int | None = None
@@ -366,9 +372,14 @@ class RfmSweep:
                     )
                 )
             if changes.saves:
-                await self.outlet.publish(outputs)
                 statuses = await self.state.write(changes)
-                moved += sum(s is SaveStatus.SAVED for s in statuses.values())
+                outputs = Outputs()
+                for save in changes.saves:
+                    if statuses.get(save.profile.id) is SaveStatus.SAVED:
+                        moved += 1
+                        for value in save.profile.outbox:
+                            outputs.add(Stream.SEGMENTS, save.profile.id.encode(), value)
+                await self.outlet.publish(outputs)
             if cursor == 0:
                 return moved
 

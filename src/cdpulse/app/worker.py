@@ -295,8 +295,10 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget_cached_profiles(app: Any, revoked: Any, **kwargs: Any) -> None:
         # Partitions may move: another worker may write this worker's cached profiles
-        # before they come back, so a cached profile is never trusted across a rebalance.
+        # before they come back, so a cached profile is never trusted across a rebalance,
+        # nor a watermark of a batch that may now be applied by another worker.
         state.discard()
+        pipeline.forget()
 
     @app.task  # type: ignore[untyped-decorator]
     async def load_scripts() -> None:

@@ -111,6 +111,10 @@ class Begun:
     work: Work
     per_profile: dict[str, Work]
     low: int
+    letters: Outputs  # its dead letters
+    # The saves of the batch that was being written when this one began: id -> what the
+    # store handed to later batches of it (None: nothing, as the in-memory store does).
+    racing: dict[str, Stored | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,12 @@ class ProfilePipeline:
         # The low watermark of the newest batch begun: the next one decides at it, even
         # while the batch it came from is still being written.
         self._planned_low = 0
+        # The watermarks of the batches begun: a batch begun while the one before is
+        # written reads the watermarks from before that write, and must not decide at a
+        # lower watermark than running one after the other would.
+        self._marks: dict[str, int] = {}
+        # The saves of the newest batch begun (``Begun.racing`` of the next one).
+        self._staged: dict[str, Stored | None] = {}
 
     async def run(self, messages: list[Message], now: datetime | None = None) -> BatchReport:
         """Apply one batch (possibly empty: then only what is due); safe to call again."""
@@ -191,18 +201,25 @@ class ProfilePipeline:
         memory). A batch begun on it is refused where it started from what was not saved.
         """
         self.state.discard()
+        self.forget()
+
+    def forget(self) -> None:
+        """Keep nothing from earlier batches but what was written: after a failure, and
+        when partitions are revoked (their events may be applied by another worker)."""
+        self._marks.clear()
 
     async def _begin(
         self, messages: list[Message], now: datetime, previous: asyncio.Future[Any] | None
     ) -> Begun:
         report = BatchReport(messages=len(messages))
+        racing = self._staged if previous is not None and not previous.done() else {}
         decoded = decode_batch(
             messages, max_bytes=self.max_bytes, max_future_skew=self.max_future_skew, now=now
         )
         report.decoded = decoded
-        outputs = Outputs()
+        letters = Outputs()
         for letter in decoded.dead_letters:
-            outputs.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
+            letters.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
         report.dead_letters = len(decoded.dead_letters)
 
         newest: dict[tuple[str, int], int] = {}
@@ -221,8 +238,11 @@ class ProfilePipeline:
                 await asyncio.wait((previous,))
             items = await self._erase(requests, items, due, report)
             self.state.discard()  # nothing the erased customers were is kept in memory
-        for name, at in view.watermarks.items():
-            marks[name] = max(marks.get(name, 0), at)
+        for known in (view.watermarks, self._marks):
+            for name, at in known.items():
+                if at > marks.get(name, 0):
+                    marks[name] = at
+        self._marks = dict(marks)
         low = 0 if len(marks) < self.partitions else min(marks.values())
         report.decided_at, report.low_watermark = decide_at, low
         report.high_watermark = max(marks.values(), default=0)
@@ -230,6 +250,8 @@ class ProfilePipeline:
         as_of = max((i.event.at for i in items), default=report.high_watermark)
         report.rounds += 1
         work, per_profile = await self._compute(items, due, view, decide_at, as_of, report)
+        outputs = Outputs()
+        outputs.extend(letters)
         outputs.extend(work.outputs)
         work.outputs = outputs
         work.changes.watermarks = {
@@ -237,13 +259,19 @@ class ProfilePipeline:
         }
         work.changes.lent = view.lent
         self.state.stage(work.changes)
+        self._staged = {save.profile.id: save.staged for save in work.changes.saves}
         self._planned_low = max(self._planned_low, low)
-        return Begun(report, items, due, view, decide_at, as_of, work, per_profile, low)
+        return Begun(
+            report, items, due, view, decide_at, as_of, work, per_profile, low, letters, racing
+        )
 
     async def _finish(self, begun: Begun) -> BatchReport:
         report, items, due = begun.report, begun.items, begun.due
         work, per_profile = begun.work, begun.per_profile
         refused: dict[str, SaveStatus] = {}
+        doomed = self._doomed(begun)
+        if doomed:
+            work = self._withhold(begun, doomed)
         for attempt in range(MAX_ROUNDS):
             if attempt:
                 pending_items = [i for i in items if i.target in refused]
@@ -274,6 +302,44 @@ class ProfilePipeline:
         report.written_at = datetime.now(UTC).timestamp()
         report.quarantined = report.work.counts["quarantined"]
         return report
+
+    def _doomed(self, begun: Begun) -> set[str]:
+        """The saves of ``begun`` that started from what the batch before it was writing,
+        where that write did not store exactly what they started from.
+
+        Their compare-and-set is bound to fail, and what they decided (segment
+        transitions, firings, examples) stands on a profile that was never stored: it is
+        not published, and they are decided again once that write is read back.
+        """
+        racing = begun.racing
+        if not racing:
+            return set()
+        profiles = begun.view.profiles
+        doomed = set()
+        for save in begun.work.changes.saves:
+            for profile_id in (save.profile.id, *save.retire):
+                if profile_id in racing and not _stored_as_staged(
+                    profiles.get(profile_id), racing[profile_id]
+                ):
+                    doomed.add(save.profile.id)
+        return doomed
+
+    def _withhold(self, begun: Begun, doomed: set[str]) -> Work:
+        """``begun``'s work without the records of the ``doomed`` profiles, whose saves
+        are withheld (refused without being tried)."""
+        work = Work()
+        work.outputs.extend(begun.letters)
+        examples = []
+        for target, mine in begun.per_profile.items():
+            if target in doomed:
+                continue
+            work.outputs.extend(mine.outputs)
+            examples += mine.examples
+        self.stages.publish_examples(examples, work)
+        for save in begun.work.changes.saves:
+            save.withheld = save.profile.id in doomed
+        work.changes = begun.work.changes
+        return work
 
     # --- read --------------------------------------------------------------------------
 
@@ -521,3 +587,9 @@ def _fresh(update: ProfileUpdate, items: list[Item], view: View) -> ProfileUpdat
         update.links,
         update.due,
     )
+
+
+def _stored_as_staged(base: Stored | None, staged: Stored | None) -> bool:
+    """Whether a batch started from ``staged`` (``base``), and the write that staged it
+    stored it (it clears the flag once it did)."""
+    return base is not None and base is staged and not base.staged

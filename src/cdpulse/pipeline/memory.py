@@ -82,6 +82,8 @@ class MemoryState:
         """Nothing is kept between batches here: every read decodes afresh."""
 
     def _save(self, save: Save) -> SaveStatus:
+        if save.withheld:
+            return SaveStatus.CONFLICT
         profile_id = save.profile.id
         if profile_id in self.aliases:
             return SaveStatus.ALIASED

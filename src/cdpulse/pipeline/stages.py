@@ -162,6 +162,12 @@ class Stages:
         engine, rules = self.engine, self.rules
         stored = update.stored
         profile = stored.profile or new_profile(update.target)
+        outbox = profile.outbox
+        if outbox:
+            # Saved by the sweep, maybe never published: published again, then cleared.
+            for value in outbox:
+                work.outputs.add(Stream.SEGMENTS, profile.id.encode(), value)
+            profile.outbox = []
         # What only orders, refunds and identifies change (and merges) is compared
         # before and after only when one of those came.
         money_before = _money(profile)
@@ -214,7 +220,7 @@ class Stages:
         # A profile loaded because its schedule came due is saved whatever was decided:
         # only its save moves the schedule past the watermark, else every batch polls it
         # again and, once a shard holds due_limit of them, crowds out later ones.
-        changed = changed or update.due
+        changed = changed or update.due or bool(outbox)
 
         entries: list[Entry] = []
         left: list[str] = []

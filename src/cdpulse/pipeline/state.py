@@ -99,7 +99,8 @@ class Save(msgspec.Struct, gc=False):
     (JSON), when it changed; ``identities``: pseudonyms of personal traits that now point
     at the profile; ``conversions`` and ``tallies``: experiment and trigger counters the
     profile's change settles, each counted once.
-    Everything in a save happens only if its compare-and-set does.
+    Everything in a save happens only if its compare-and-set does. A ``withheld`` save
+    is answered CONFLICT by every store without being tried.
     """
 
     profile: Profile
@@ -120,6 +121,9 @@ class Save(msgspec.Struct, gc=False):
     schedules: tuple[str, ...] = ("churn", "trigger")  # the due times this save sets
     blob: bytes | None = None  # the profile encoded when it was staged (the bytes written)
     staged: Stored | None = None  # what the store handed to later batches meanwhile
+    # Refused without being sent: it started from a profile the batch before was still
+    # writing, and that write did not store what it started from (``ProfilePipeline``).
+    withheld: bool = False
 
 
 @dataclass(slots=True)

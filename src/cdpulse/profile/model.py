@@ -85,6 +85,10 @@ class Profile(msgspec.Struct, omit_defaults=True):
     offsets: dict[str, int] = msgspec.field(default_factory=dict)
     recent_ids: list[str] = msgspec.field(default_factory=list)
     merged_from: list[str] = msgspec.field(default_factory=list)
+    # segment transitions (JSON) the learner's RFM sweep saved before publishing them:
+    # the next save of the profile publishes them again first, and clears them, so a
+    # sweep that died between its write and its publish loses none
+    outbox: list[bytes] = msgspec.field(default_factory=list)
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -97,6 +97,9 @@ class RedisState:
         # visitor -> customer, linked by a staged save: a later batch resolves the visitor
         # as that save's write will (a save started from it is refused if it is not).
         self._staged_links: dict[str, str] = {}
+        # id -> (shard, earliest due time, save) of staged saves that schedule the
+        # profile: a later batch polls them as it would once the write landed.
+        self._staged_due: dict[str, tuple[int, int, Save]] = {}
         self.keys = Keys(prefix)
         # The erasure ledger read: the prefix's own, or a live one a rebuild screens with.
         self.ledger = Keys(ledger_prefix or prefix).erasure_ledger
@@ -185,7 +188,23 @@ class RedisState:
                     continue
                 # Not lent (someone else wrote it since): what was read stands.
                 _rows(view, [due_id], rows[row + 1 : row + 4])
+        if self._staged_due and wanted.due_shards:
+            self._poll_staged(view, wanted)
         return view
+
+    def _poll_staged(self, view: View, wanted: Wanted) -> None:
+        """What the saves being written made due, as the schedules will say once written."""
+        assert self.cache is not None
+        shards = set(wanted.due_shards)
+        for profile_id, (shard, due, _) in self._staged_due.items():
+            if shard not in shards or due > wanted.due_until or profile_id in view.due:
+                continue
+            if profile_id not in view.profiles:
+                cached = self.cache.lend(profile_id)
+                if cached is None:
+                    continue  # evicted: the schedule has it once the write landed
+                view.profiles[profile_id] = view.lent[profile_id] = cached
+            view.due.add(profile_id)
 
     # --- write ----------------------------------------------------------------------------
 
@@ -199,6 +218,16 @@ class RedisState:
                 self.cache.put(save.profile.id, save.staged)
                 for visitor in (*save.links, *save.retire):
                     self._staged_links[visitor] = save.profile.id
+                dues = [
+                    due
+                    for kind, due in (("churn", save.churn_due), ("trigger", save.trigger_due))
+                    if due is not None and kind in save.schedules
+                ]
+                if dues:
+                    shard = self.shard_of(save.profile.id)
+                    self._staged_due[save.profile.id] = (shard, min(dues), save)
+                else:
+                    self._staged_due.pop(save.profile.id, None)
 
     async def write(self, changes: Changes) -> dict[str, SaveStatus]:
         statuses: dict[str, SaveStatus] = {}
@@ -208,7 +237,7 @@ class RedisState:
         sent: list[Save] = []
         for save in changes.saves:
             base = changes.lent.get(save.profile.id)
-            if base is not None and base.staged:
+            if save.withheld or (base is not None and base.staged):
                 statuses[save.profile.id] = SaveStatus.CONFLICT
             else:
                 sent.append(save)
@@ -255,6 +284,8 @@ class RedisState:
             for visitor in (*save.links, *save.retire):
                 if self._staged_links.get(visitor) == profile_id:
                     del self._staged_links[visitor]  # written (or refused): Redis answers
+            if self._staged_due.get(profile_id, (0, 0, None))[2] is save:
+                del self._staged_due[profile_id]  # written or refused: Redis answers
             code = written.get(profile_id, 0)
             staged = save.staged
             if code > 0:
@@ -280,6 +311,7 @@ class RedisState:
         if self.cache is not None:
             self.cache.clear()
         self._staged_links.clear()
+        self._staged_due.clear()
 
     def _save_row(self, save: Save) -> list[Any]:
         """One save as ``write.lua`` reads it: id, version, links, operations."""
