@@ -1,4 +1,5 @@
-# The cdpulse worker image, used by docker-compose.yml. The local stack (make demo) needs no Docker.
+# The cdpulse image of all three roles, used by docker-compose.yml. The local stack (make demo)
+# needs no Docker.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

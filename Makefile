@@ -25,7 +25,7 @@ help:
 	@echo "make chaos         the fault suite at full size (tests/chaos; make test runs it small)"
 	@echo "make lint          ruff, mypy and the import contracts (arrows point inward)"
 	@echo "make schemas       regenerate the JSON Schemas in schemas/"
-	@echo "make demo          stack, worker and a simulated shop streaming in; Ctrl-C stops it"
+	@echo "make demo          stack, the three roles and a simulated shop streaming in; Ctrl-C stops it"
 	@echo "make bench         the benchmark (BENCHMARKS.md); result and chart in .run/bench-result.*"
 	@echo "make clean         stop the stacks and remove .run and tool caches (distclean: also .venv, .cache)"
 
@@ -33,8 +33,9 @@ $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	# Real data sets for honest checks, read by path (DESIGN.md): the lifetimes wheel ships
-	# CDNOW. --no-deps: only its data files are used, never its code.
+	# Real data sets for honest checks, read by path: the lifetimes wheel ships CDNOW, which
+	# tests/unit/test_clv.py, test_evaluate.py and test_import_csv.py read.
+	# --no-deps: only its data files are used, never its code.
 	$(BIN)/pip install --quiet --no-deps lifetimes==0.11.3
 	touch $@
 

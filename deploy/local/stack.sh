@@ -18,7 +18,7 @@ HERE=$REPO_ROOT/deploy/local
 # The children read the absolute paths lib.sh settled on.
 export CDPULSE_KAFKA_PORT CDPULSE_KAFKA_CONTROLLER_PORT CDPULSE_REDIS_PORT CDPULSE_RUN_DIR CDPULSE_CACHE_DIR
 
-# What a cdpulse process needs to reach this stack (the worker reads these two).
+# What a cdpulse process needs to reach this stack (every role and the CLI read these two).
 env_lines() {
   say "export CDPULSE_KAFKA_BOOTSTRAP=127.0.0.1:$CDPULSE_KAFKA_PORT"
   say "export CDPULSE_REDIS_URL=redis://127.0.0.1:$CDPULSE_REDIS_PORT/0"

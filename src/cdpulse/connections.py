@@ -23,7 +23,7 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
 
 def faust_credentials(settings: Settings) -> Any:
     """The ``broker_credentials`` of the Faust app (None for PLAINTEXT)."""
-    import faust  # only the worker needs it; producers and admin stay light
+    import faust  # only the roles need it; producers and admin stay light
 
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":

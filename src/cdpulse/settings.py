@@ -101,10 +101,19 @@ class Settings(BaseSettings):
     )
 
     # --- worker ------------------------------------------------------------------------
-    app_id: str = Field("cdpulse", description="Faust app id (the Kafka consumer group).")
+    app_id: str = Field(
+        "cdpulse",
+        description="Faust app id: the worker's Kafka consumer group; the learner's and the "
+        "api's are `<app_id>-learner` and `<app_id>-api`.",
+    )
     redis_prefix: str = Field("cdp", description="Prefix of every Redis key cdpulse writes.")
-    data_dir: str = Field(".run/worker", description="Folder for the worker's local state.")
-    batch_size: int = Field(500, ge=1, description="Most events the worker applies per batch.")
+    data_dir: str = Field(
+        ".run/worker",
+        description="Folder for each role's local state (faust's, one folder per app id).",
+    )
+    batch_size: int = Field(
+        500, ge=1, description="Most messages a worker or learner takes per batch."
+    )
     profile_cache: int = Field(
         50_000,
         ge=0,
@@ -179,7 +188,10 @@ class Settings(BaseSettings):
         90.0, gt=0, description="Horizon of expected purchases and value (lifetime value)."
     )
     clv_refit_seconds: float = Field(
-        60.0, gt=0, description="How often one worker refits the lifetime-value parameters."
+        60.0,
+        gt=0,
+        description="How often the learner refits the lifetime-value parameters (under a "
+        "Redis lock: one learner at a time).",
     )
     reco_snapshot_seconds: float = Field(
         5.0, gt=0, description="How often the recommender's learner publishes a snapshot."
@@ -193,7 +205,10 @@ class Settings(BaseSettings):
         ),
     )
     model_refresh_seconds: float = Field(
-        2.0, gt=0, description="How often workers look for a newer model snapshot."
+        2.0,
+        gt=0,
+        description="How often the worker and the api look for newer model snapshots (the "
+        "learner: for the other learners' recommender shards).",
     )
 
     # --- segments and experiments ------------------------------------------------------
@@ -202,14 +217,17 @@ class Settings(BaseSettings):
         description="YAML/JSON file of custom segments and experiments; empty: RFM segments only.",
     )
     rfm_refresh_seconds: float = Field(
-        30.0, gt=0, description="How often one worker rebuilds the RFM quantile sketches."
+        30.0,
+        gt=0,
+        description="How often the learner rebuilds the RFM quantile sketches and sweeps "
+        "every customer's RFM segment (under a Redis lock: one learner at a time).",
     )
 
     # --- privacy and security (README: Privacy and security) -------------------------------
     pseudonym_key: SecretStr = Field(
         SecretStr(""),
         description="Secret key of the HMAC-SHA256 pseudonyms of personal traits and ids; "
-        "the worker refuses to start without one.",
+        "no role starts without one.",
     )
     trait_allow_list: list[str] = Field(
         ["email", "phone", "country", "language", "plan"],
@@ -223,7 +241,7 @@ class Settings(BaseSettings):
     api_tokens: dict[str, ApiToken] = Field(
         {},
         description="HTTP API bearer tokens: JSON {name: {secret, scopes: [ingest, read, "
-        "admin]}}; the worker refuses to start without any unless auth_disabled.",
+        "admin]}}; no role starts without any unless auth_disabled.",
     )
     auth_disabled: bool = Field(
         False, description="Serve the HTTP API without tokens: local development only."
@@ -232,10 +250,13 @@ class Settings(BaseSettings):
         True, description="Serve /metrics without a token (else the read scope is needed)."
     )
     health_public: bool = Field(
-        True, description="Serve /healthz without a token (else the read scope is needed)."
+        True,
+        description="Serve /healthz and /readyz without a token (else the read scope is needed).",
     )
     ingest_rate: float = Field(
-        1000.0, gt=0, description="Events per second each token may post to the collector."
+        1000.0,
+        gt=0,
+        description="Events per second each token may post to the collector, per api process.",
     )
     ingest_burst: int = Field(
         5000, ge=1, description="Events a token may post at once before the rate applies."

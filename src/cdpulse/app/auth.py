@@ -96,7 +96,7 @@ class _Bucket:
 class RateLimit:
     """A token bucket per API token: ``rate`` events a second, bursts up to ``burst``.
 
-    Per worker process: with N workers behind a load balancer a token gets up to N times
+    Per api process: with N api processes behind a load balancer a token gets up to N times
     the rate, which is what a limit against runaway clients needs, not a quota.
     """
 
@@ -121,7 +121,7 @@ class RateLimit:
 
 
 def refusals(settings: Settings) -> list[str]:
-    """Why the worker must not start with ``settings`` (each with its fix); [] when fine."""
+    """Why no role may start with ``settings`` (each with its fix); [] when fine."""
     problems = []
     if not settings.pseudonym_key.get_secret_value():
         problems.append(

@@ -1,20 +1,25 @@
 """``cdpulse learner``: the learners and the periodic refits, in a process of their own.
 
-"One learner, many scorers": each model learns on one consumer of its one-partition
-topic, in topic order, and publishes versioned snapshots to Redis that every worker and
-API process scores with. Here:
+"One learner, many scorers": each partition of a model's topic (one partition, or one
+per recommender shard) is learned by one consumer, in offset order, which publishes
+versioned snapshots to Redis that every worker and API process scores with. Here:
 
 * churn: labelled examples (``cdp.training``) → ``ChurnLearner`` → churn snapshot;
-* recommender: item events (``cdp.reco-events``) → ``Recommender`` → snapshot every
-  ``CDPULSE_RECO_SNAPSHOT_SECONDS``, and the customers' recommendation lists to
+* recommender: item events (``cdp.reco-events``) → ``Recommender`` → a snapshot per shard
+  every ``CDPULSE_RECO_SNAPSHOT_SECONDS``, and the customers' recommendation lists to
   ``cdp.recommendations`` (throttled per customer in event time);
 * offers: rewards (``cdp.offer-rewards``) → the bandits' policy;
-* lifetime value: a refit of BG/NBD + Gamma-Gamma on every order summary, periodically;
-* RFM: the quantile sketches rebuilt from every summary, then a sweep of the customers
-  whose RFM segment moved with the base though they sent nothing (win-back's lapsing
-  customers), saved with the same compare-and-set as the workers' batches.
+* lifetime value: a refit of BG/NBD + Gamma-Gamma on every order summary, periodically,
+  under a Redis lock (one learner at a time);
+* RFM: the quantile sketches rebuilt from every summary (under a lock too), then a sweep
+  of the customers whose RFM segment moved with the base though they sent nothing
+  (win-back's lapsing customers), saved with the same compare-and-set as the workers'
+  batches.
 
 A learner that restarts resumes from its newest snapshot and skips the offsets it holds.
+Churn and offer snapshots are published after every batch, before its offsets are
+committed; a recommender shard's only every few seconds, so what a shard learned since
+its last snapshot is lost with its learner (``models/reco_stream.py``).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ TARGETS = {
     "scaling": Target("two workers on two partitions / one", 1.6, True, "x"),
 }
 
-# Measured on this kind of machine (2 cores) in 2026-12 (DESIGN.md), not by this run:
+# Measured on this kind of machine (2 cores) in 2026-12, not by this run:
 # what the ratios below compare with.
 REFERENCES = (
     ("bare aiokafka consumer, decode only", "235,000"),

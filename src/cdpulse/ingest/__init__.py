@@ -1,1 +1,2 @@
-"""Getting events in: messages, dead letters and the batch processor."""
+"""``cdpulse rebuild``: the input topics' history replayed through the profile pipeline
+into an empty Redis key prefix (``rebuild``)."""

@@ -9,7 +9,7 @@ The history is read by consumers that join no group: they commit nothing and tak
 partitions away from the workers. They stop at the end offsets seen at the start.
 Messages of all partitions are merged in Kafka timestamp order, so the processor sees
 them in about the order the worker did: the profile rules do not depend on order, but
-their stated limits (late events within the newest 8 sessions, client duplicates within
+their stated limits (late events within the newest 32 sessions, client duplicates within
 the newest 64 event ids, the first link of a visitor wins) assume an order close to
 arrival, which reading one whole partition after another would not give.
 

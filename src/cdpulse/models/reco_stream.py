@@ -10,9 +10,12 @@ shard every few seconds with the last offset it holds, and after each batch publ
 the recommendation lists that are due (``due_lists``). Serving merges the newest
 snapshot of every shard (``merge_snapshots``).
 
-Between two snapshots a shard's progress lives in memory only: a learner that dies
-re-reads from its snapshot's offset, so co-visitation counts are at least once, not
-exactly once — unlike profiles, recommendation statistics tolerate it.
+Between two snapshots a shard's progress lives in memory only, while the learner commits
+its offsets after every batch: a learner that dies loses what its shards learned since
+their last snapshots (the records up to its committed offsets are not read again), and a
+record redelivered at or below a snapshot's offset is skipped, so nothing counts twice.
+Co-visitation counts are at most once, not exactly once — unlike profiles, recommendation
+statistics tolerate it.
 
 >>> item = ItemEvent("p-1", "e-1", 1_000, [Interaction("P-1", "shoes", 1, 1_000)], Context())
 >>> ItemEvent.from_json(item.to_json()) == item

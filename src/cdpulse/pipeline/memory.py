@@ -1,6 +1,8 @@
-"""The state store and the outlet in memory: unit tests and ``cdpulse evaluate``.
+"""The state store and the outlet in memory: unit tests and ``cdpulse evaluate`` (and the
+outlet that drops every record in ``cdpulse rebuild``).
 
-The same semantics as the Redis store (``store/state.py``, ``store/state.lua``): a save
+The same semantics as the Redis store (``store/state.py`` and its scripts ``read.lua``,
+``write.lua``, ``due.lua``): a save
 is a compare-and-set refused when the version (or that of a visitor it merges) moved,
 when the id became someone's visitor, or when a visitor it links belongs to someone else;
 everything in a save happens only if the save does.

@@ -1,6 +1,8 @@
 """Privacy by construction: pseudonyms, trait allow-list, consent, erasure, data keys.
 
-The pure parts (``pseudonyms``, ``traits``, ``consent``) import no I/O and run inside the
-profile rules; the parts that touch Redis or Kafka (``ledger``, ``erasure``,
-``data_keys``, ``export``) are adapters the worker wires in.
+Everything here is pure (no I/O): ``pseudonyms``, ``traits`` and ``consent`` run inside
+the profile rules; ``ledger``, ``erasure``, ``data_keys`` and ``identities`` say what the
+erasure ledger, the audit record, the sealing of personal traits and the identity index
+are. What keeps them in Redis lives in ``store/`` (``ledger``, ``erasure``, ``data_keys``,
+``identities``, ``export``), wired in by the roles.
 """

@@ -30,7 +30,7 @@ from cdpulse.settings import Settings
 AFFINITY_WEIGHTS = {"product_viewed": 1.0, "product_added": 3.0, "order_completed": 5.0}
 # Types that make up a visit (a session); email opens or consent changes do not.
 # Only clickstream makes sessions: one topic, so a customer's visits arrive in order
-# and 8 kept spans are enough whatever lag the other topics have (an order placed in a
+# and the 32 kept spans are enough whatever lag the other topics have (an order placed in a
 # store or by phone is not a visit either).
 SESSION_TYPES = frozenset(t for t, stream in STREAM_OF_TYPE.items() if stream == "clickstream")
 

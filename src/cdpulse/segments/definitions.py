@@ -10,9 +10,9 @@ YAML, or JSON (which PyYAML reads as YAML)::
       - name: shoe_lovers
         when: '"shoes" in top_categories'
 
-A definition that cannot work stops the worker before it consumes anything, with the
-file, the line and the reason: ``segments.yaml:7: segment 'vip': line 1, column 12:
-unknown field 'revenu_30d'; did you mean 'revenue_30d'?``.
+A definition that cannot work stops every role at start-up, before it consumes anything,
+with the file, the line and the reason: ``segments.yaml:7: segment 'vip': line 1, column
+12: unknown field 'revenu_30d'; did you mean 'revenue_30d'?``.
 """
 
 from __future__ import annotations

@@ -92,9 +92,10 @@ class Decision(NamedTuple):
 def decide(book: SegmentBook, profile: Profile, rules: Rules, rfm: RfmScore | None) -> Decision:
     """The segments ``profile`` belongs to, read at its own ``last_seen``.
 
-    What the tracker runs per changed customer; ``rfm`` is its score against the
-    newest sketches (``sketches.score_profile(profile)``; None without orders or
-    sketches: then no RFM segment is decided, unless it has no orders). Equal to
+    What the segment stage runs per changed customer (through ``changes``); ``rfm`` is
+    its score against the newest sketches (``sketches.score_profile(profile)``; None
+    without orders or sketches: then no RFM segment is decided, unless it has no
+    orders). Equal to
     ``evaluate(book, profile_fields(profile, rules, rfm.fields()))``, and so to the
     rendered document's fields (tests hold all three together); fields are computed
     only when a condition reads them.

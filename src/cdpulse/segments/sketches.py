@@ -4,9 +4,10 @@ What is sketched is each customer's *current* (last order time, orders, net reve
 taken from the order summaries kept beside the profiles. A KLL sketch counts every
 value it is fed, so feeding it every change would count a customer once per order;
 instead the sketches are rebuilt from a scan of the summaries every
-``rfm_refresh_seconds`` by one worker (a Redis lock) and published, and every worker
-scores with the newest. Recency is sketched as the last order *time*: ranks by time are
-ranks by recency at any ``as_of``, so the sketch does not age between rebuilds.
+``rfm_refresh_seconds`` by the learner (a Redis lock: one at a time) and published, and
+the worker and the api score with the newest. Recency is sketched as the last order
+*time*: ranks by time are ranks by recency at any ``as_of``, so the sketch does not age
+between rebuilds.
 
 Approximations, honestly: a score can lag the base by one refresh interval, and a
 value's rank carries the KLL error (about 1.3% of the base at k=200, with 99%

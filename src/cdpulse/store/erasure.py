@@ -3,9 +3,9 @@ linked to it, in one place that later features extend.
 
 Two ways a key is found, so that a feature cannot forget to erase:
 
-* ``KEY_FAMILIES``: every per-customer key family, by name. A feature that keeps state
-  per customer adds its family here (segments, trigger caps, ...); the audit record
-  counts removals per family.
+* ``KEY_FAMILIES``: every per-customer key family, by name. A feature that keeps keys
+  of its own per customer adds its family here; the audit record counts removals per
+  family.
 * the sweep: every key under the customer's hash tag, ``{prefix}:{<id>}:*``. A family
   that keeps to the hash-tag convention (``store/keys.py``) is erased even if nobody
   registered it. The sweep SCANs the keyspace: erasures are rare, and it costs about a

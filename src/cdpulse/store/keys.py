@@ -95,7 +95,8 @@ class Keys:
     # --- triggers ---------------------------------------------------------------------
 
     def fired(self, customer_id: str, trigger_id: str) -> str:
-        """A published trigger id, kept a while so a re-decided firing is not sent twice."""
+        """The claim of an uplift tally (an exposure's trigger id, or it with
+        ``:converted``), kept a while so a batch decided again does not count it twice."""
         return f"{self.prefix}:{{{customer_id}}}:trigger:{trigger_id}"
 
     @property

@@ -1,4 +1,4 @@
-"""Model snapshots in Redis: the learner publishes, every worker loads the newest."""
+"""Model snapshots in Redis: the learner publishes, the worker and the api load the newest."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ S = TypeVar("S", bound=Versioned)
 
 class SnapshotStore(Generic[S]):
     """The newest snapshot of one model under one key: published by its learner, loaded by
-    every worker (``refresh``) and kept in ``current`` for scoring."""
+    the worker and the api (``refresh``) and kept in ``current`` for scoring."""
 
     def __init__(
         self,
@@ -160,5 +160,5 @@ class RedisClvStore(SnapshotStore[ClvSnapshot]):
         return out
 
     async def lock(self, seconds: int) -> bool:
-        """One refit at a time across workers: held until it expires."""
+        """One refit at a time across learners: held until it expires."""
         return bool(await self.client.set(self.lock_key, b"1", nx=True, ex=seconds))

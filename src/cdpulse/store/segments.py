@@ -71,7 +71,7 @@ class RedisMembershipStore:
     # --- the RFM sketches ---------------------------------------------------------
 
     async def lock(self, seconds: int) -> bool:
-        """One rebuild at a time across workers: held until it expires."""
+        """One rebuild at a time across learners: held until it expires."""
         return bool(await self.client.set(self.keys.rfm_lock, b"1", nx=True, ex=seconds))
 
     async def publish_sketches(self, sketches: RfmSketches) -> bool:
@@ -83,7 +83,7 @@ class RedisMembershipStore:
         return stored
 
     async def refresh_sketches(self) -> bool:
-        """Load newer sketches if another worker published some; True when they changed."""
+        """Load newer sketches if a learner published some; True when they changed."""
         if await self._stored_version() <= self.sketches_version:
             return False
         version, blob = await self.client.hmget(self.keys.rfm_sketches, "version", "blob")

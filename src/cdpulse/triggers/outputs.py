@@ -34,7 +34,7 @@ def trigger_messages(
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """One uplift counter increment, claimed once by ``claim`` (like a firing)."""
+    """One uplift counter increment, counted once: the profile's save claims ``claim``."""
 
     customer_id: str
     claim: str

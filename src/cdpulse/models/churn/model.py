@@ -137,7 +137,8 @@ def log_loss(y: int, p: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A published model, what every worker scores with, and the learner's whole state."""
+    """A published model, what the worker and the api score with, and the learner's whole
+    state."""
 
     version: int
     model: ChurnModel

@@ -65,8 +65,8 @@ _SERIES_TERMS = 100_000
 class BGNBDParams(msgspec.Struct, frozen=True):
     """Fitted BG/NBD parameters: purchase rate ~ Gamma(r, alpha), dropout ~ Beta(a, b).
 
-    Plain data: pickles, and encodes to JSON with ``msgspec.json.encode`` (decoding
-    validates again), which is how the worker keeps it in Redis.
+    Plain data: pickles (the learner's snapshot in Redis is a pickle), and encodes to JSON
+    with ``msgspec.json.encode`` (decoding validates again).
 
     >>> params = BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
     >>> msgspec.json.decode(msgspec.json.encode(params), type=BGNBDParams) == params

@@ -5,7 +5,7 @@ logarithms of the parameters, so the optimiser moves on an unconstrained scale, 
 L-BFGS-B bounds wide enough never to bind at a real optimum and narrow enough to keep
 ``exp`` finite: a fit that ends on a bound has no finite maximum, and says so.
 
-A fit that fails raises :class:`ClvFitError` and returns nothing: the caller (the worker's
+A fit that fails raises :class:`ClvFitError` and returns nothing: the caller (the learner's
 periodic refit) keeps serving the parameters it already has.
 """
 

@@ -1,10 +1,10 @@
 """Lifetime value in the stream: refit from every customer's summary, score each profile.
 
 The worker keeps one compact order summary per customer (orders, first and last order
-time, net revenue); a periodic refit turns all of them into new BG/NBD and Gamma-Gamma
-parameters (``refit``), published as a versioned ``ClvSnapshot``. Profiles are scored
-with the newest parameters at every order and whenever they are read (``clv_view``):
-P(alive) falls as event time passes without orders, so a read shows it at ``as_of``.
+time, net revenue); the learner's periodic refit turns all of them into new BG/NBD and
+Gamma-Gamma parameters (``refit``), published as a versioned ``ClvSnapshot``. Profiles are
+scored with the newest parameters whenever they are read (``clv_view``): P(alive) falls
+as event time passes without orders, so a read shows it at ``as_of``.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class ClvPrediction(NamedTuple):
 
 
 class LifetimeValue(msgspec.Struct, frozen=True):
-    """The fitted purchase and spend models that value customers; what the worker stores.
+    """The fitted purchase and spend models that value customers; what the learner stores.
 
     Plain data: pickles, and round-trips through ``msgspec.json`` (decoding validates).
     """
