@@ -12,8 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# What an HTTP API token may do (``app/auth.py`` checks it).
-Scope = Literal["ingest", "read", "admin"]
+# What an HTTP API token may do (``app/auth.py`` checks it; README: Privacy and security):
+# ``ingest`` posts events, ``read`` reads, ``assign`` assigns customers to experiments
+# (which exposes them), ``admin`` exports and erases.
+Scope = Literal["ingest", "read", "assign", "admin"]
 
 
 class ApiToken(BaseModel):
@@ -223,7 +225,7 @@ class Settings(BaseSettings):
     api_tokens: dict[str, ApiToken] = Field(
         {},
         description="HTTP API bearer tokens: JSON {name: {secret, scopes: [ingest, read, "
-        "admin]}}; the worker refuses to start without any unless auth_disabled.",
+        "assign, admin]}}; the worker refuses to start without any unless auth_disabled.",
     )
     auth_disabled: bool = Field(
         False, description="Serve the HTTP API without tokens: local development only."
@@ -232,7 +234,8 @@ class Settings(BaseSettings):
         True, description="Serve /metrics without a token (else the read scope is needed)."
     )
     health_public: bool = Field(
-        True, description="Serve /healthz without a token (else the read scope is needed)."
+        True,
+        description="Serve /healthz and /readyz without a token (else the read scope is needed).",
     )
     ingest_rate: float = Field(
         1000.0, gt=0, description="Events per second each token may post to the collector."

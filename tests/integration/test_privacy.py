@@ -187,6 +187,7 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
 def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> None:
     tokens = {
         "shop": {"secret": "ingest-secret", "scopes": ["ingest"]},
+        "storefront": {"secret": "assign-secret", "scopes": ["assign"]},
         "crm": {"secret": "read-secret", "scopes": ["read"]},
         "dpo": {"secret": "admin-secret", "scopes": ["read", "admin"]},
     }
@@ -233,6 +234,22 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
             "the posted event to be applied",
         )
         assert http.get("/v1/profiles/C-1", headers=bearer("ingest-secret")).status_code == 403
+        # Every read needs 'read'; the guard answers before the view, so 404s mean passed.
+        for path, answer in [
+            ("/v1/profiles/C-1/triggers", 200),
+            ("/v1/rules", 200),
+            ("/v1/rules/nope/uplift", 404),
+            ("/v1/segments", 200),
+            ("/v1/segments/nope/members", 404),
+            ("/v1/experiments/nope", 404),
+        ]:
+            assert http.get(path, headers=bearer("ingest-secret")).status_code == 403, path
+            assert http.get(path, headers=bearer("read-secret")).status_code == answer, path
+        # Assignment exposes the customer: a POST with 'assign' (no experiment here: 404).
+        assignment = "/v1/experiments/nope/assignment/C-1"
+        assert http.post(assignment, headers=bearer("read-secret")).status_code == 403
+        assert http.post(assignment, headers=bearer("assign-secret")).status_code == 404
+        assert http.get(assignment, headers=bearer("assign-secret")).status_code == 405
         assert http.get("/v1/profiles/C-1/export", headers=bearer("read-secret")).status_code == 403
         assert http.delete("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 403
         assert (

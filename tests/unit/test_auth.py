@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from cdpulse.app.auth import Gate, RateLimit, refusals
+from cdpulse.app.auth import ALL_SCOPES, Gate, RateLimit, refusals
 from cdpulse.settings import ApiToken, Settings
 
 TOKENS = {
     "shop": ApiToken(secret=SecretStr("ingest-secret"), scopes=["ingest"]),
     "dpo": ApiToken(secret=SecretStr("admin-secret"), scopes=["read", "admin"]),
+    "idle": ApiToken(secret=SecretStr("idle-secret"), scopes=[]),
 }
 
 
@@ -22,6 +23,8 @@ TOKENS = {
         ("Bearer admin-secret", "read", 200, "dpo"),
         ("Bearer ingest-secret", "read", 403, "shop"),
         ("Bearer admin-secret", "ingest", 403, "dpo"),
+        ("Bearer ingest-secret", "assign", 403, "shop"),
+        ("Bearer idle-secret", "read", 403, "idle"),
         ("Bearer ingest-secre", "ingest", 401, None),
         ("Bearer ingest-secret-and-more", "ingest", 401, None),
         ("Basic ingest-secret", "ingest", 401, None),
@@ -46,7 +49,17 @@ def test_refusals_say_what_is_wrong_and_how_to_fix_it() -> None:
 
 def test_disabled_auth_lets_everything_through() -> None:
     assert Gate({}, disabled=True).check(None, "admin").allowed
+    assert Gate({}, disabled=True).check(None, "read").scopes == ALL_SCOPES
     assert not Gate({}).check("Bearer anything", "read").allowed
+
+
+def test_a_verdict_carries_the_tokens_scopes_and_the_challenge_code() -> None:
+    gate = Gate(TOKENS)
+    assert gate.check("Bearer admin-secret", "read").scopes == {"read", "admin"}
+    assert gate.check(None, "read").code == ""  # no token: a bare challenge (RFC 6750)
+    assert gate.check("Bearer nope", "read").code == "invalid_token"
+    scopeless = gate.check("Bearer idle-secret", "read")
+    assert scopeless.code == "insufficient_scope" and "(it has no scope)" in scopeless.error
 
 
 def test_the_rate_limit_refills_at_its_rate_per_token() -> None:

@@ -2,15 +2,21 @@
 
 Tokens come from ``CDPULSE_API_TOKENS``, a JSON object of named tokens::
 
-    {"shop-web": {"secret": "…", "scopes": ["ingest"]},
-     "crm":      {"secret": "…", "scopes": ["read"]},
-     "dpo":      {"secret": "…", "scopes": ["read", "admin"]}}
+    {"shop-web":   {"secret": "…", "scopes": ["ingest"]},
+     "storefront": {"secret": "…", "scopes": ["assign"]},
+     "crm":        {"secret": "…", "scopes": ["read"]},
+     "dpo":        {"secret": "…", "scopes": ["read", "admin"]}}
 
-``ingest`` may post events, ``read`` may read profiles and recommendations, ``admin``
-may export and erase customers. A presented token is compared with every configured
-secret in constant time (digests of equal length, no early exit), so response times do
-not tell an attacker how much of a guess was right. Audit records carry the token's
-name, never its secret.
+``ingest`` may post events, ``read`` may read profiles, recommendations, segments,
+rules and experiment results, ``assign`` may assign customers to experiments (which
+records their exposure), ``admin`` may export and erase customers (README: Privacy and
+security has the route table).
+Every route of the api goes through ``Guard`` (``@guard("read")`` on each handler), and
+a test walks the api's route table so that a route without a scope fails the build.
+
+A presented token is compared with every configured secret in constant time (digests
+of equal length, no early exit), so response times do not tell an attacker how much of
+a guess was right. Audit records carry the token's name, never its secret.
 
 >>> from pydantic import SecretStr
 >>> gate = Gate({"crm": ApiToken(secret=SecretStr("s3cret"), scopes=["read"])})
@@ -22,26 +28,40 @@ name, never its secret.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any, get_args
 
+from faust.web import Request, Response, View
+
+from cdpulse.ops import metrics
 from cdpulse.settings import ApiToken, Scope, Settings
+
+ALL_SCOPES: frozenset[Scope] = frozenset(get_args(Scope))
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of checking a request: a token name, or an HTTP status and why."""
+    """The outcome of checking a request: a token name and its scopes, or an HTTP status
+    and why (``code``: RFC 6750's error code for the challenge, "" when none applies)."""
 
     name: str | None
     status: int = 200
     error: str = ""
+    scopes: frozenset[Scope] = frozenset()
+    code: str = ""
 
     @property
     def allowed(self) -> bool:
         return self.status == 200
+
+    def grants(self, scope: Scope) -> bool:
+        return self.allowed and scope in self.scopes
 
 
 def _digest(text: str) -> bytes:
@@ -60,7 +80,7 @@ class Gate:
     def check(self, authorization: str | None, scope: Scope) -> Verdict:
         """Whether ``authorization`` (the header's value) grants ``scope``."""
         if self.disabled:
-            return Verdict("auth-disabled")
+            return Verdict("auth-disabled", scopes=ALL_SCOPES)
         if not authorization or not authorization.startswith("Bearer "):
             return Verdict(
                 None,
@@ -74,16 +94,102 @@ class Gate:
             if hmac.compare_digest(presented, digest):
                 found = (name, token)
         if found is None:
-            return Verdict(None, 401, "bearer token not recognised: check it, or ask for one")
+            return Verdict(
+                None,
+                401,
+                "bearer token not recognised: check it, or ask for one",
+                code="invalid_token",
+            )
         name, token = found
-        if scope not in token.scopes:
+        scopes = frozenset(token.scopes)
+        if scope not in scopes:
+            held = ", ".join(token.scopes) or "no scope"
             return Verdict(
                 name,
                 403,
-                f"token {name!r} lacks scope {scope!r} (it has {', '.join(token.scopes)}); "
-                f"this route needs {scope!r}",
+                f"token {name!r} lacks scope {scope!r} (it has {held}); this route needs {scope!r}",
+                scopes,
+                "insufficient_scope",
             )
-        return Verdict(name)
+        return Verdict(name, scopes=scopes)
+
+
+Handler = Callable[..., Awaitable[Response]]
+# The verdict of the request whose handler is running (each request is handled in its
+# own asyncio context; the guard sets it around the handler and resets it after).
+_VERDICT: ContextVar[Verdict | None] = ContextVar("cdpulse_verdict", default=None)
+
+
+class Guard:
+    """The one door of every HTTP route: ``@guard(scope)`` on each handler of a view.
+
+    A request without a recognised token gets 401, one whose token lacks the scope 403,
+    both before the handler runs, so before it reads or writes anything; each carries a
+    ``WWW-Authenticate: Bearer`` challenge naming the scope (RFC 6750) and a JSON body
+    saying what is wrong and how to fix it. There is no public variant: the only routes
+    without a token are ``/healthz``, ``/readyz`` and ``/metrics`` where the settings make
+    them public (``app/health.py``), and faust's constant index ``/``.
+    """
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guard:
+        return cls(Gate(settings.api_tokens, settings.auth_disabled))
+
+    def __call__(self, scope: Scope) -> Callable[[Handler], Handler]:
+        """Decorate a view's handler: it runs only for tokens with ``scope``."""
+
+        def wrap(handler: Handler) -> Handler:
+            @functools.wraps(handler)
+            async def run(view: View, request: Request, **kwargs: Any) -> Response:
+                verdict = self.gate.check(request.headers.get("Authorization"), scope)
+                if not verdict.allowed:
+                    return self._refuse(view, verdict, scope)
+                token = _VERDICT.set(verdict)
+                try:
+                    return await handler(view, request, **kwargs)
+                finally:
+                    _VERDICT.reset(token)
+
+            return run
+
+        return wrap
+
+    def refusal(self, view: View, request: Request, scope: Scope) -> Response | None:
+        """The 401 or 403 answer to ``request`` when its token lacks ``scope``, else None:
+        for a view that needs a token only under some settings (``app/health.py``)."""
+        verdict = self.gate.check(request.headers.get("Authorization"), scope)
+        return None if verdict.allowed else self._refuse(view, verdict, scope)
+
+    @staticmethod
+    def _refuse(view: View, verdict: Verdict, scope: Scope) -> Response:
+        metrics.AUTH_DENIED.labels(str(verdict.status)).inc()
+        challenge = 'Bearer realm="cdpulse"'
+        if verdict.code:
+            challenge += f', error="{verdict.code}"'
+        challenge += f', scope="{scope}"'
+        response: Response = view.json(
+            {"error": verdict.error, "scope": scope},
+            status=verdict.status,
+            headers={"WWW-Authenticate": challenge},
+        )
+        return response
+
+
+def verdict() -> Verdict:
+    """The guard's verdict on the request being handled: its token's name and scopes."""
+    found = _VERDICT.get()
+    if found is None:
+        raise LookupError("no request passed the guard here: decorate the handler @guard(scope)")
+    return found
+
+
+def who() -> str:
+    """Who made the request being handled, for audit records: the token's name (never
+    the token)."""
+    return str(verdict().name)
 
 
 @dataclass(slots=True)
