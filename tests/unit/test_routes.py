@@ -194,3 +194,59 @@ def test_only_the_allow_list_answers_without_a_token() -> None:
     open_routes = {r for r, (status, _, _) in zip(gets, answers, strict=True) if status != 401}
     assert open_routes == ALLOW_LIST
     assert dict(zip(gets, answers, strict=True))[FAUST_INDEX][:2] == (200, {"status": "OK"})
+
+
+def test_the_collector_refuses_events_beyond_the_tokens_scopes() -> None:
+    tokens = {
+        "shop-web": ApiToken(secret=SecretStr("web"), scopes=["ingest"]),
+        "shop-login": ApiToken(secret=SecretStr("login"), scopes=["ingest", "identity"]),
+        "dpo": ApiToken(secret=SecretStr("dpo"), scopes=["ingest", "identity", "admin"]),
+    }
+    application = _web_app(_settings().model_copy(update={"api_tokens": tokens}))
+
+    def event(n: int, kind: str, **properties: Any) -> dict[str, Any]:
+        return {
+            "event_id": f"e-{n}",
+            "type": kind,
+            "timestamp": 1_767_225_600_000,
+            "customer_id": "C-1",
+            "anonymous_id": "A-1",
+            "channel": "web",
+            "properties": properties,
+        }
+
+    view = event(0, "page_viewed", url="https://shop.example/")
+    identify = event(1, "identify", traits={"email": "c1@example.com"})
+    consent = event(2, "consent_updated", purposes={"marketing": True})
+    erase = event(3, "erasure_requested", requested_by="someone-else")
+
+    async def post_all() -> list[tuple[int, Any]]:
+        out = []
+        async with TestClient(TestServer(application)) as client:
+            for secret, body in [
+                ("web", [view, identify, consent]),
+                ("login", erase),
+                ("dpo", erase),
+            ]:
+                response = await client.post("/v1/events", json=body, headers=_bearer(secret))
+                out.append((response.status, await response.json()))
+        return out
+
+    (status, body), *erasures = asyncio.run(post_all())
+    assert status == 403 and body["accepted"] == 0
+    assert [(r["index"], r["event_id"], r["type"], r["scope"]) for r in body["refused"]] == [
+        (1, "e-1", "identify", "identity"),
+        (2, "e-2", "consent_updated", "identity"),
+    ]
+    assert "'shop-web' lacks scope 'identity' for identify" in body["refused"][0]["detail"]
+    assert "none was accepted" in body["error"]
+    # erasure is refused whatever the token holds: DELETE /v1/profiles/{id} asks for it
+    for status, body in erasures:
+        assert status == 403, body
+        [refused] = body["refused"]
+        assert (refused["index"], refused["type"], refused["scope"]) == (
+            0,
+            "erasure_requested",
+            None,
+        )
+        assert "DELETE /v1/profiles/{id}" in refused["detail"]

@@ -3,14 +3,14 @@
 Tokens come from ``CDPULSE_API_TOKENS``, a JSON object of named tokens::
 
     {"shop-web":   {"secret": "…", "scopes": ["ingest"]},
-     "storefront": {"secret": "…", "scopes": ["assign"]},
+     "shop-login": {"secret": "…", "scopes": ["ingest", "identity", "assign"]},
      "crm":        {"secret": "…", "scopes": ["read"]},
      "dpo":        {"secret": "…", "scopes": ["read", "admin"]}}
 
-``ingest`` may post events, ``read`` may read profiles, recommendations, segments,
-rules and experiment results, ``assign`` may assign customers to experiments (which
-records their exposure), ``admin`` may export and erase customers (README: Privacy and
-security has the route table).
+``ingest`` may post behavioural events, ``identity`` identify and consent events,
+``read`` may read profiles, recommendations, segments, rules and experiment results,
+``assign`` may assign customers to experiments (which records their exposure), ``admin``
+may export and erase customers (README: Privacy and security has the route table).
 Every route of the api goes through ``Guard`` (``@guard("read")`` on each handler), and
 a test walks the api's route table so that a route without a scope fails the build.
 
@@ -24,6 +24,8 @@ a guess was right. Audit records carry the token's name, never its secret.
 'crm'
 >>> gate.check("Bearer s3cret", "admin").status, gate.check("Bearer nope", "read").status
 (403, 401)
+>>> event_refusal(gate.check("Bearer s3cret", "read"), 0, {"type": "identify"}).scope
+'identity'
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ import functools
 import hashlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from faust.web import Request, Response, View
 
+from cdpulse.contract.events import EVENT_TYPES
 from cdpulse.ops import metrics
 from cdpulse.settings import ApiToken, Scope, Settings
 
@@ -190,6 +193,94 @@ def who() -> str:
     """Who made the request being handled, for audit records: the token's name (never
     the token)."""
     return str(verdict().name)
+
+
+# Which scope may post each event type to the collector; None: no token may (the table
+# names every type of the contract, and a test holds it to the contract: a new type is
+# refused until it is placed here). Behaviour is ``ingest``. Who a customer is and what
+# they agreed to is ``identity``: an ingest token ships inside web pages and apps, where
+# anyone can read it, so it must not link an anonymous id to any customer (a merge),
+# set anyone's traits or change anyone's consent; those come from a server that has
+# authenticated the customer. Erasure is not an event clients send: DELETE
+# /v1/profiles/{id} (``admin``) requests it, with the token's name as ``requested_by``.
+COLLECTOR_SCOPES: Mapping[str, Scope | None] = {
+    "page_viewed": "ingest",
+    "product_viewed": "ingest",
+    "search_performed": "ingest",
+    "product_added": "ingest",
+    "product_removed": "ingest",
+    "checkout_started": "ingest",
+    "order_completed": "ingest",
+    "order_refunded": "ingest",
+    "email_opened": "ingest",
+    "email_clicked": "ingest",
+    "offer_shown": "ingest",
+    "offer_redeemed": "ingest",
+    "identify": "identity",
+    "consent_updated": "identity",
+    "erasure_requested": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventRefusal:
+    """Why one posted event may not be sent with the request's token."""
+
+    index: int
+    event_id: Any
+    type: str
+    scope: Scope | None
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "event_id": self.event_id,
+            "type": self.type,
+            "status": "refused",
+            "scope": self.scope,
+            "detail": self.detail,
+        }
+
+
+def event_refusal(verdict: Verdict, index: int, obj: Any) -> EventRefusal | None:
+    """Why the token of ``verdict`` may not post ``obj``, the ``index``-th event of a
+    request; None when it may, or when ``obj`` names no type of the contract (validation
+    then rejects it with the contract's reason)."""
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
+        return None
+    event_id = obj.get("event_id")
+    if kind not in COLLECTOR_SCOPES:  # fail closed: a type nobody placed yet
+        return EventRefusal(
+            index, event_id, kind, None, f"{kind} has no scope in auth.COLLECTOR_SCOPES yet"
+        )
+    scope = COLLECTOR_SCOPES[kind]
+    if scope is None:
+        return EventRefusal(
+            index,
+            event_id,
+            kind,
+            None,
+            f"{kind} is not accepted by the collector from any token: request erasure with "
+            "DELETE /v1/profiles/{id} (scope 'admin'), which records the token's name as "
+            "requested_by",
+        )
+    if verdict.grants(scope):
+        return None
+    why = (
+        "it changes who a customer is or what they consented to; send it from a server "
+        "that has authenticated the customer"
+        if scope == "identity"
+        else f"its type needs {scope!r}"
+    )
+    return EventRefusal(
+        index,
+        event_id,
+        kind,
+        scope,
+        f"token {verdict.name!r} lacks scope {scope!r} for {kind}: {why}",
+    )
 
 
 @dataclass(slots=True)

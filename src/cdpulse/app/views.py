@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from faust.web import Request, Response, View
 
-from cdpulse.app.auth import RateLimit, verdict, who
+from cdpulse.app.auth import RateLimit, event_refusal, verdict, who
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import IdentifyEvent
@@ -211,7 +211,23 @@ def register_views(services: Services) -> None:
                     {"error": f"send 1 to {MAX_EVENTS_PER_REQUEST} events per request"},
                     status=400,
                 )
-            token = str(verdict().name)
+            # Event types need scopes of their own (auth.COLLECTOR_SCOPES): a request holding
+            # one the token may not send is refused whole, before anything is produced.
+            granted = verdict()
+            refused = [r for i, obj in enumerate(batch) if (r := event_refusal(granted, i, obj))]
+            if refused:
+                metrics.AUTH_DENIED.labels("403").inc()
+                metrics.COLLECTOR_EVENTS.labels("refused").inc(len(batch))
+                return self.json(
+                    {
+                        "error": f"token {granted.name!r} may not send {len(refused)} of these "
+                        f"{len(batch)} events (listed in 'refused'); none was accepted",
+                        "accepted": 0,
+                        "refused": [r.as_json() for r in refused],
+                    },
+                    status=403,
+                )
+            token = str(granted.name)
             wait = ingest_limit.take(token, len(batch))
             if wait:
                 metrics.COLLECTOR_EVENTS.labels("rate_limited").inc(len(batch))
