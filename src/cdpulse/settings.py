@@ -12,8 +12,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# What an HTTP API token may do (``app/auth.py`` checks it).
-Scope = Literal["ingest", "read", "admin"]
+# What an HTTP API token may do (``app/auth.py`` checks it; README: Privacy and security):
+# ``ingest`` posts behavioural events, ``identity`` posts identify and consent events,
+# ``read`` reads, ``assign`` assigns customers to experiments (which exposes them),
+# ``admin`` exports and erases.
+Scope = Literal["ingest", "identity", "read", "assign", "admin"]
 
 
 class ApiToken(BaseModel):
@@ -240,8 +243,8 @@ class Settings(BaseSettings):
 
     api_tokens: dict[str, ApiToken] = Field(
         {},
-        description="HTTP API bearer tokens: JSON {name: {secret, scopes: [ingest, read, "
-        "admin]}}; no role starts without any unless auth_disabled.",
+        description="HTTP API bearer tokens: JSON {name: {secret, scopes: [ingest, identity, "
+        "read, assign, admin]}}; no role starts without any unless auth_disabled.",
     )
     auth_disabled: bool = Field(
         False, description="Serve the HTTP API without tokens: local development only."

@@ -58,15 +58,18 @@ def test_exposures_and_conversions_match_the_stream(env: Env, tmp_path: Path) ->
 
     assigned: dict[str, str] = {}
     with httpx.Client(base_url=api.url, timeout=10) as http:
+        # Assignment exposes, so it is a POST: a GET (a prefetcher, a crawler) writes nothing.
+        peek = http.get(f"/v1/experiments/checkout_button/assignment/{customers[0]}")
+        assert peek.status_code == 405, peek.text
         for customer in customers:
-            first = http.get(f"/v1/experiments/checkout_button/assignment/{customer}").json()
-            again = http.get(f"/v1/experiments/checkout_button/assignment/{customer}").json()
+            first = http.post(f"/v1/experiments/checkout_button/assignment/{customer}").json()
+            again = http.post(f"/v1/experiments/checkout_button/assignment/{customer}").json()
             assert first["first_exposure"] and not again["first_exposure"]
             assert again["variant"] == first["variant"]
             assigned[customer] = first["variant"]
         repeat = set(http.get("/v1/segments/repeat_buyer/members?limit=1000").json()["members"])
         for customer in customers:
-            answer = http.get(f"/v1/experiments/loyalty_mail/assignment/{customer}").json()
+            answer = http.post(f"/v1/experiments/loyalty_mail/assignment/{customer}").json()
             assert (answer["variant"] is not None) == (customer in repeat), answer
         assert http.get("/v1/experiments/nope").status_code == 404
 

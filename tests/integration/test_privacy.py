@@ -187,6 +187,8 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
 def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> None:
     tokens = {
         "shop": {"secret": "ingest-secret", "scopes": ["ingest"]},
+        "login": {"secret": "login-secret", "scopes": ["ingest", "identity"]},
+        "storefront": {"secret": "assign-secret", "scopes": ["assign"]},
         "crm": {"secret": "read-secret", "scopes": ["read"]},
         "dpo": {"secret": "admin-secret", "scopes": ["read", "admin"]},
     }
@@ -219,6 +221,43 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
 
         posted = http.post("/v1/events", json=event, headers=bearer("read-secret"))
         assert posted.status_code == 403 and "lacks scope 'ingest'" in posted.json()["error"]
+        # An ingest token sends behaviour only: an identify (a merge, traits) or a consent
+        # change needs 'identity', and the whole request is refused, naming the event.
+        identify = {
+            **event,
+            "event_id": "e-id",
+            "type": "identify",
+            "anonymous_id": "A-1",
+            "properties": {"traits": {"plan": "gold"}},
+        }
+        consent = {
+            **event,
+            "event_id": "e-consent",
+            "type": "consent_updated",
+            "properties": {"purposes": {"marketing": True}},
+        }
+        mixed = http.post(
+            "/v1/events", json=[event, identify, consent], headers=bearer("ingest-secret")
+        )
+        assert mixed.status_code == 403, mixed.text
+        assert [(r["index"], r["type"], r["scope"]) for r in mixed.json()["refused"]] == [
+            (1, "identify", "identity"),
+            (2, "consent_updated", "identity"),
+        ]
+        assert mixed.json()["accepted"] == 0
+        # Erasure is never an event a client sends: DELETE /v1/profiles/{id} (admin) asks.
+        erase = {
+            **event,
+            "event_id": "e-erase",
+            "type": "erasure_requested",
+            "properties": {"requested_by": "someone-else"},
+        }
+        refused = http.post("/v1/events", json=erase, headers=bearer("login-secret"))
+        assert refused.status_code == 403 and refused.json()["refused"][0]["scope"] is None
+        assert (
+            http.post("/v1/events", json=identify, headers=bearer("login-secret")).status_code
+            == 200
+        )
         assert (
             http.post("/v1/events", json=event, headers=bearer("ingest-secret")).status_code == 200
         )
@@ -227,12 +266,28 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
         assert "'shop' is over its limit" in limited.json()["error"]
 
-        wait_until(
-            lambda: http.get("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 200,
-            60,
-            "the posted event to be applied",
-        )
+        def applied() -> bool:
+            got = http.get("/v1/profiles/C-1", headers=bearer("read-secret"))
+            return got.status_code == 200 and got.json().get("traits") == {"plan": "gold"}
+
+        wait_until(applied, 60, "the posted events (the identify too) to be applied")
         assert http.get("/v1/profiles/C-1", headers=bearer("ingest-secret")).status_code == 403
+        # Every read needs 'read'; the guard answers before the view, so 404s mean passed.
+        for path, answer in [
+            ("/v1/profiles/C-1/triggers", 200),
+            ("/v1/rules", 200),
+            ("/v1/rules/nope/uplift", 404),
+            ("/v1/segments", 200),
+            ("/v1/segments/nope/members", 404),
+            ("/v1/experiments/nope", 404),
+        ]:
+            assert http.get(path, headers=bearer("ingest-secret")).status_code == 403, path
+            assert http.get(path, headers=bearer("read-secret")).status_code == answer, path
+        # Assignment exposes the customer: a POST with 'assign' (no experiment here: 404).
+        assignment = "/v1/experiments/nope/assignment/C-1"
+        assert http.post(assignment, headers=bearer("read-secret")).status_code == 403
+        assert http.post(assignment, headers=bearer("assign-secret")).status_code == 404
+        assert http.get(assignment, headers=bearer("assign-secret")).status_code == 405
         assert http.get("/v1/profiles/C-1/export", headers=bearer("read-secret")).status_code == 403
         assert http.delete("/v1/profiles/C-1", headers=bearer("read-secret")).status_code == 403
         assert (

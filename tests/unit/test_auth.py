@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from cdpulse.app.auth import Gate, RateLimit, refusals
+from cdpulse.app.auth import ALL_SCOPES, COLLECTOR_SCOPES, Gate, RateLimit, event_refusal, refusals
+from cdpulse.contract.events import EVENT_TYPES
 from cdpulse.settings import ApiToken, Settings
 
 TOKENS = {
     "shop": ApiToken(secret=SecretStr("ingest-secret"), scopes=["ingest"]),
+    "login": ApiToken(secret=SecretStr("login-secret"), scopes=["ingest", "identity"]),
     "dpo": ApiToken(secret=SecretStr("admin-secret"), scopes=["read", "admin"]),
+    "idle": ApiToken(secret=SecretStr("idle-secret"), scopes=[]),
 }
 
 
@@ -22,6 +25,10 @@ TOKENS = {
         ("Bearer admin-secret", "read", 200, "dpo"),
         ("Bearer ingest-secret", "read", 403, "shop"),
         ("Bearer admin-secret", "ingest", 403, "dpo"),
+        ("Bearer ingest-secret", "identity", 403, "shop"),
+        ("Bearer login-secret", "identity", 200, "login"),
+        ("Bearer ingest-secret", "assign", 403, "shop"),
+        ("Bearer idle-secret", "read", 403, "idle"),
         ("Bearer ingest-secre", "ingest", 401, None),
         ("Bearer ingest-secret-and-more", "ingest", 401, None),
         ("Basic ingest-secret", "ingest", 401, None),
@@ -46,7 +53,68 @@ def test_refusals_say_what_is_wrong_and_how_to_fix_it() -> None:
 
 def test_disabled_auth_lets_everything_through() -> None:
     assert Gate({}, disabled=True).check(None, "admin").allowed
+    assert Gate({}, disabled=True).check(None, "read").scopes == ALL_SCOPES
     assert not Gate({}).check("Bearer anything", "read").allowed
+
+
+def test_a_verdict_carries_the_tokens_scopes_and_the_challenge_code() -> None:
+    gate = Gate(TOKENS)
+    assert gate.check("Bearer login-secret", "ingest").scopes == {"ingest", "identity"}
+    assert gate.check(None, "read").code == ""  # no token: a bare challenge (RFC 6750)
+    assert gate.check("Bearer nope", "read").code == "invalid_token"
+    scopeless = gate.check("Bearer idle-secret", "read")
+    assert scopeless.code == "insufficient_scope" and "(it has no scope)" in scopeless.error
+
+
+def test_every_event_type_of_the_contract_has_a_collector_scope() -> None:
+    assert set(COLLECTOR_SCOPES) == set(EVENT_TYPES)
+    assert {t for t, s in COLLECTOR_SCOPES.items() if s != "ingest"} == {
+        "identify",
+        "consent_updated",
+        "erasure_requested",
+    }
+
+
+def _event(kind: object) -> dict[str, object]:
+    return {"event_id": "e-7", "type": kind, "customer_id": "C-1"}
+
+
+@pytest.mark.parametrize(
+    ("secret", "kind", "scope"),
+    [
+        ("ingest-secret", "page_viewed", ""),
+        ("ingest-secret", "order_completed", ""),
+        ("ingest-secret", "identify", "identity"),
+        ("ingest-secret", "consent_updated", "identity"),
+        ("login-secret", "identify", ""),
+        ("login-secret", "consent_updated", ""),
+        ("ingest-secret", "erasure_requested", None),
+        ("login-secret", "erasure_requested", None),
+        # not a type of the contract: validation rejects it with its own reason
+        ("ingest-secret", "nope", ""),
+        ("ingest-secret", ["identify"], ""),
+    ],
+)
+def test_the_collector_gives_each_event_type_its_scope(
+    secret: str, kind: object, scope: str | None
+) -> None:
+    verdict = Gate(TOKENS).check(f"Bearer {secret}", "ingest")
+    refusal = event_refusal(verdict, 3, _event(kind))
+    if scope == "":
+        assert refusal is None
+        return
+    assert refusal is not None
+    assert (refusal.index, refusal.event_id, refusal.type, refusal.scope) == (3, "e-7", kind, scope)
+    assert refusal.as_json()["status"] == "refused"
+
+
+def test_erasure_is_refused_on_the_collector_even_without_auth() -> None:
+    refusal = event_refusal(
+        Gate({}, disabled=True).check(None, "ingest"), 0, _event("erasure_requested")
+    )
+    assert refusal is not None and "DELETE /v1/profiles/{id}" in refusal.detail
+    identify = event_refusal(Gate({}, disabled=True).check(None, "ingest"), 0, _event("identify"))
+    assert identify is None
 
 
 def test_the_rate_limit_refills_at_its_rate_per_token() -> None:

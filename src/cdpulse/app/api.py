@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 
+from cdpulse.app.auth import Guard
 from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.health import register_health
@@ -53,6 +54,7 @@ class Services:
     outputs: dict[str, Any]  # input topic name -> faust.TopicT, for the collector
     data_keys: DataKeys
     identities: IdentityIndex
+    guard: Guard  # every view's handlers: @guard(scope)
 
 
 def create_api(settings: Settings) -> faust.App:
@@ -80,15 +82,17 @@ def create_api(settings: Settings) -> faust.App:
         {name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs},
         DataKeys(client, prefix, int(settings.profile_retention_days * 86400)),
         IdentityIndex(client, prefix, retention_ms),
+        Guard.from_settings(settings),
     )
     book = load_book(settings.segments_file)
     memberships = RedisMembershipStore(client, prefix)
     declared = experiments(book, settings.segments_file or "<segments>")
     triggers = TriggerService.create(settings, client, app)
+    guard = services.guard
     register_views(services)
-    register_segment_views(app, book, memberships)
-    register_experiment_views(app, settings, client, store, declared)
-    register_trigger_views(app, triggers, store)
+    register_segment_views(app, book, memberships, guard)
+    register_experiment_views(app, settings, client, store, declared, guard)
+    register_trigger_views(app, triggers, store, guard)
     register_health(app, settings, None, client)
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]

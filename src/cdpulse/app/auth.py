@@ -2,15 +2,21 @@
 
 Tokens come from ``CDPULSE_API_TOKENS``, a JSON object of named tokens::
 
-    {"shop-web": {"secret": "…", "scopes": ["ingest"]},
-     "crm":      {"secret": "…", "scopes": ["read"]},
-     "dpo":      {"secret": "…", "scopes": ["read", "admin"]}}
+    {"shop-web":   {"secret": "…", "scopes": ["ingest"]},
+     "shop-login": {"secret": "…", "scopes": ["ingest", "identity", "assign"]},
+     "crm":        {"secret": "…", "scopes": ["read"]},
+     "dpo":        {"secret": "…", "scopes": ["read", "admin"]}}
 
-``ingest`` may post events, ``read`` may read profiles and recommendations, ``admin``
-may export and erase customers. A presented token is compared with every configured
-secret in constant time (digests of equal length, no early exit), so response times do
-not tell an attacker how much of a guess was right. Audit records carry the token's
-name, never its secret.
+``ingest`` may post behavioural events, ``identity`` identify and consent events,
+``read`` may read profiles, recommendations, segments, rules and experiment results,
+``assign`` may assign customers to experiments (which records their exposure), ``admin``
+may export and erase customers (README: Privacy and security has the route table).
+Every route of the api goes through ``Guard`` (``@guard("read")`` on each handler), and
+a test walks the api's route table so that a route without a scope fails the build.
+
+A presented token is compared with every configured secret in constant time (digests
+of equal length, no early exit), so response times do not tell an attacker how much of
+a guess was right. Audit records carry the token's name, never its secret.
 
 >>> from pydantic import SecretStr
 >>> gate = Gate({"crm": ApiToken(secret=SecretStr("s3cret"), scopes=["read"])})
@@ -18,30 +24,47 @@ name, never its secret.
 'crm'
 >>> gate.check("Bearer s3cret", "admin").status, gate.check("Bearer nope", "read").status
 (403, 401)
+>>> event_refusal(gate.check("Bearer s3cret", "read"), 0, {"type": "identify"}).scope
+'identity'
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any, get_args
 
+from faust.web import Request, Response, View
+
+from cdpulse.contract.events import EVENT_TYPES
+from cdpulse.ops import metrics
 from cdpulse.settings import ApiToken, Scope, Settings
+
+ALL_SCOPES: frozenset[Scope] = frozenset(get_args(Scope))
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of checking a request: a token name, or an HTTP status and why."""
+    """The outcome of checking a request: a token name and its scopes, or an HTTP status
+    and why (``code``: RFC 6750's error code for the challenge, "" when none applies)."""
 
     name: str | None
     status: int = 200
     error: str = ""
+    scopes: frozenset[Scope] = frozenset()
+    code: str = ""
 
     @property
     def allowed(self) -> bool:
         return self.status == 200
+
+    def grants(self, scope: Scope) -> bool:
+        return self.allowed and scope in self.scopes
 
 
 def _digest(text: str) -> bytes:
@@ -60,7 +83,7 @@ class Gate:
     def check(self, authorization: str | None, scope: Scope) -> Verdict:
         """Whether ``authorization`` (the header's value) grants ``scope``."""
         if self.disabled:
-            return Verdict("auth-disabled")
+            return Verdict("auth-disabled", scopes=ALL_SCOPES)
         if not authorization or not authorization.startswith("Bearer "):
             return Verdict(
                 None,
@@ -74,16 +97,190 @@ class Gate:
             if hmac.compare_digest(presented, digest):
                 found = (name, token)
         if found is None:
-            return Verdict(None, 401, "bearer token not recognised: check it, or ask for one")
+            return Verdict(
+                None,
+                401,
+                "bearer token not recognised: check it, or ask for one",
+                code="invalid_token",
+            )
         name, token = found
-        if scope not in token.scopes:
+        scopes = frozenset(token.scopes)
+        if scope not in scopes:
+            held = ", ".join(token.scopes) or "no scope"
             return Verdict(
                 name,
                 403,
-                f"token {name!r} lacks scope {scope!r} (it has {', '.join(token.scopes)}); "
-                f"this route needs {scope!r}",
+                f"token {name!r} lacks scope {scope!r} (it has {held}); this route needs {scope!r}",
+                scopes,
+                "insufficient_scope",
             )
-        return Verdict(name)
+        return Verdict(name, scopes=scopes)
+
+
+Handler = Callable[..., Awaitable[Response]]
+# The verdict of the request whose handler is running (each request is handled in its
+# own asyncio context; the guard sets it around the handler and resets it after).
+_VERDICT: ContextVar[Verdict | None] = ContextVar("cdpulse_verdict", default=None)
+
+
+class Guard:
+    """The one door of every HTTP route: ``@guard(scope)`` on each handler of a view.
+
+    A request without a recognised token gets 401, one whose token lacks the scope 403,
+    both before the handler runs, so before it reads or writes anything; each carries a
+    ``WWW-Authenticate: Bearer`` challenge naming the scope (RFC 6750) and a JSON body
+    saying what is wrong and how to fix it. There is no public variant: the only routes
+    without a token are ``/healthz``, ``/readyz`` and ``/metrics`` where the settings make
+    them public (``app/health.py``), and faust's constant index ``/``.
+    """
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guard:
+        return cls(Gate(settings.api_tokens, settings.auth_disabled))
+
+    def __call__(self, scope: Scope) -> Callable[[Handler], Handler]:
+        """Decorate a view's handler: it runs only for tokens with ``scope``."""
+
+        def wrap(handler: Handler) -> Handler:
+            @functools.wraps(handler)
+            async def run(view: View, request: Request, **kwargs: Any) -> Response:
+                verdict = self.gate.check(request.headers.get("Authorization"), scope)
+                if not verdict.allowed:
+                    return self._refuse(view, verdict, scope)
+                token = _VERDICT.set(verdict)
+                try:
+                    return await handler(view, request, **kwargs)
+                finally:
+                    _VERDICT.reset(token)
+
+            return run
+
+        return wrap
+
+    def refusal(self, view: View, request: Request, scope: Scope) -> Response | None:
+        """The 401 or 403 answer to ``request`` when its token lacks ``scope``, else None:
+        for a view that needs a token only under some settings (``app/health.py``)."""
+        verdict = self.gate.check(request.headers.get("Authorization"), scope)
+        return None if verdict.allowed else self._refuse(view, verdict, scope)
+
+    @staticmethod
+    def _refuse(view: View, verdict: Verdict, scope: Scope) -> Response:
+        metrics.AUTH_DENIED.labels(str(verdict.status)).inc()
+        challenge = 'Bearer realm="cdpulse"'
+        if verdict.code:
+            challenge += f', error="{verdict.code}"'
+        challenge += f', scope="{scope}"'
+        response: Response = view.json(
+            {"error": verdict.error, "scope": scope},
+            status=verdict.status,
+            headers={"WWW-Authenticate": challenge},
+        )
+        return response
+
+
+def verdict() -> Verdict:
+    """The guard's verdict on the request being handled: its token's name and scopes."""
+    found = _VERDICT.get()
+    if found is None:
+        raise LookupError("no request passed the guard here: decorate the handler @guard(scope)")
+    return found
+
+
+def who() -> str:
+    """Who made the request being handled, for audit records: the token's name (never
+    the token)."""
+    return str(verdict().name)
+
+
+# Which scope may post each event type to the collector; None: no token may (the table
+# names every type of the contract, and a test holds it to the contract: a new type is
+# refused until it is placed here). Behaviour is ``ingest``. Who a customer is and what
+# they agreed to is ``identity``: an ingest token ships inside web pages and apps, where
+# anyone can read it, so it must not link an anonymous id to any customer (a merge),
+# set anyone's traits or change anyone's consent; those come from a server that has
+# authenticated the customer. Erasure is not an event clients send: DELETE
+# /v1/profiles/{id} (``admin``) requests it, with the token's name as ``requested_by``.
+COLLECTOR_SCOPES: Mapping[str, Scope | None] = {
+    "page_viewed": "ingest",
+    "product_viewed": "ingest",
+    "search_performed": "ingest",
+    "product_added": "ingest",
+    "product_removed": "ingest",
+    "checkout_started": "ingest",
+    "order_completed": "ingest",
+    "order_refunded": "ingest",
+    "email_opened": "ingest",
+    "email_clicked": "ingest",
+    "offer_shown": "ingest",
+    "offer_redeemed": "ingest",
+    "identify": "identity",
+    "consent_updated": "identity",
+    "erasure_requested": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventRefusal:
+    """Why one posted event may not be sent with the request's token."""
+
+    index: int
+    event_id: Any
+    type: str
+    scope: Scope | None
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "event_id": self.event_id,
+            "type": self.type,
+            "status": "refused",
+            "scope": self.scope,
+            "detail": self.detail,
+        }
+
+
+def event_refusal(verdict: Verdict, index: int, obj: Any) -> EventRefusal | None:
+    """Why the token of ``verdict`` may not post ``obj``, the ``index``-th event of a
+    request; None when it may, or when ``obj`` names no type of the contract (validation
+    then rejects it with the contract's reason)."""
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
+        return None
+    event_id = obj.get("event_id")
+    if kind not in COLLECTOR_SCOPES:  # fail closed: a type nobody placed yet
+        return EventRefusal(
+            index, event_id, kind, None, f"{kind} has no scope in auth.COLLECTOR_SCOPES yet"
+        )
+    scope = COLLECTOR_SCOPES[kind]
+    if scope is None:
+        return EventRefusal(
+            index,
+            event_id,
+            kind,
+            None,
+            f"{kind} is not accepted by the collector from any token: request erasure with "
+            "DELETE /v1/profiles/{id} (scope 'admin'), which records the token's name as "
+            "requested_by",
+        )
+    if verdict.grants(scope):
+        return None
+    why = (
+        "it changes who a customer is or what they consented to; send it from a server "
+        "that has authenticated the customer"
+        if scope == "identity"
+        else f"its type needs {scope!r}"
+    )
+    return EventRefusal(
+        index,
+        event_id,
+        kind,
+        scope,
+        f"token {verdict.name!r} lacks scope {scope!r} for {kind}: {why}",
+    )
 
 
 @dataclass(slots=True)

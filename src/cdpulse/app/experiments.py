@@ -2,6 +2,13 @@
 
 Conversions are counted by the workers' pipeline (an exposed customer's order within the
 window, once per customer, with the profile's save); here the API assigns and reports.
+
+Assignment is a POST with scope ``assign``: serving a variant is what exposes the
+customer, a write that moves the experiment's counts, so it is neither a GET (which
+proxies, prefetchers and crawlers may repeat freely) nor ``read`` (which never writes).
+Nor is it ``ingest``: the answer tells whether the customer is in the audience segment,
+which a token that may only send events must not learn. The variant itself is pure
+(``experiments/assignment.py``: a hash, nothing stored); only the exposure is recorded.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from cdpulse.app.auth import Guard
 from cdpulse.experiments.assignment import variant
 from cdpulse.experiments.definitions import Experiment
 from cdpulse.experiments.report import report
@@ -27,8 +35,10 @@ def register_experiment_views(
     client: Any,
     profiles: RedisProfileStore,
     declared: tuple[Experiment, ...],
+    guarded: Guard,
 ) -> None:
-    """Add ``/v1/experiments/{name}`` and the assignment view, and the counts timer."""
+    """Add ``/v1/experiments/{name}`` (scope ``read``) and the assignment view (``POST``,
+    scope ``assign``), and the counts timer."""
     store = RedisExperimentStore(client, settings.redis_prefix)
     named = {e.name: e for e in declared}
 
@@ -50,6 +60,7 @@ def register_experiment_views(
 
     @app.page("/v1/experiments/{name}")
     class ExperimentView(View):
+        @guarded("read")
         async def get(self, request: Request, name: str) -> Response:
             experiment = named.get(name)
             if experiment is None:
@@ -61,7 +72,8 @@ def register_experiment_views(
     class AssignmentView(View):
         """Serving an assignment is what exposes the customer: the first time is counted."""
 
-        async def get(self, request: Request, name: str, customer_id: str) -> Response:
+        @guarded("assign")
+        async def post(self, request: Request, name: str, customer_id: str) -> Response:
             experiment = named.get(name)
             if experiment is None:
                 return self.json({"error": f"no experiment {name!r}"}, status=404)

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cdpulse.app.auth import Gate
+from cdpulse.app.auth import Guard
 from cdpulse.ops import metrics
 from cdpulse.ops.health import KafkaProbe
 from cdpulse.settings import Settings
@@ -68,7 +68,7 @@ def register_health(
 ) -> None:
     """``/healthz``, ``/readyz`` and ``/metrics`` on the role's web server."""
     probe = KafkaProbe(settings.kafka_bootstrap)
-    gate = Gate(settings.api_tokens, settings.auth_disabled)
+    guard = Guard.from_settings(settings)
 
     async def checks() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -80,18 +80,8 @@ def register_health(
         return out
 
     def refused(view: View, request: Request, public: bool) -> Response | None:
-        if public:
-            return None
-        verdict = gate.check(request.headers.get("Authorization"), "read")
-        if verdict.allowed:
-            return None
-        metrics.AUTH_DENIED.labels(str(verdict.status)).inc()
-        challenge = {"WWW-Authenticate": 'Bearer realm="cdpulse"'}
-        return view.json(
-            {"error": verdict.error},
-            status=verdict.status,
-            headers=challenge if verdict.status == 401 else None,
-        )
+        # Public unless the settings say otherwise; then ``read``, through the one guard.
+        return None if public else guard.refusal(view, request, "read")
 
     @app.page("/healthz")
     class HealthView(View):

@@ -10,19 +10,23 @@ from faust.web import Request, Response, View
 from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
 
 if TYPE_CHECKING:
+    from cdpulse.app.auth import Guard
     from cdpulse.segments.definitions import SegmentBook
     from cdpulse.store.segments import RedisMembershipStore
 
 MAX_PAGE = 1000
 
 
-def register_segment_views(app: faust.App, book: SegmentBook, store: RedisMembershipStore) -> None:
-    """Add ``/v1/segments`` and ``/v1/segments/{name}/members`` to the app."""
+def register_segment_views(
+    app: faust.App, book: SegmentBook, store: RedisMembershipStore, guarded: Guard
+) -> None:
+    """Add ``/v1/segments`` and ``/v1/segments/{name}/members`` to the app (scope ``read``)."""
     described = {s.id: f"RFM: {s.name}" for s in RFM_SEGMENTS} if book.rfm else {}
     described |= {s.name: s.description or s.condition.source for s in book.segments}
 
     @app.page("/v1/segments")
     class SegmentsView(View):
+        @guarded("read")
         async def get(self, request: Request) -> Response:
             sizes = await store.sizes(list(book.names))
             sketches = store.sketches
@@ -43,6 +47,7 @@ def register_segment_views(app: faust.App, book: SegmentBook, store: RedisMember
 
     @app.page("/v1/segments/{name}/members")
     class MembersView(View):
+        @guarded("read")
         async def get(self, request: Request, name: str) -> Response:
             if name not in described:
                 return self.json(

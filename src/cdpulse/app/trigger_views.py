@@ -14,18 +14,21 @@ from cdpulse.store.redis import RedisProfileStore
 from cdpulse.triggers.decide import trigger_id
 
 if TYPE_CHECKING:
+    from cdpulse.app.auth import Guard
     from cdpulse.app.triggers import TriggerService
 
 
 def register_trigger_views(
-    app: faust.App, triggers: TriggerService, store: RedisProfileStore
+    app: faust.App, triggers: TriggerService, store: RedisProfileStore, guarded: Guard
 ) -> None:
-    """Add ``/v1/rules``, ``/v1/rules/{name}/uplift`` and a profile's triggers to the app."""
+    """Add ``/v1/rules``, ``/v1/rules/{name}/uplift`` and a profile's triggers to the app
+    (scope ``read``)."""
 
     @app.page("/v1/profiles/{profile_id}/triggers")
     class WatchView(View):
         """Why a trigger did or did not fire: what the customer's watch holds."""
 
+        @guarded("read")
         async def get(self, request: Request, profile_id: str) -> Response:
             profile = await store.get(profile_id)
             if profile is None:
@@ -62,11 +65,13 @@ def register_trigger_views(
 
     @app.page("/v1/rules")
     class RulesView(View):
+        @guarded("read")
         async def get(self, request: Request) -> Response:
             return self.json(triggers.config.model_dump(mode="json"))
 
     @app.page("/v1/rules/{name}/uplift")
     class UpliftView(View):
+        @guarded("read")
         async def get(self, request: Request, name: str) -> Response:
             rule = triggers.config.named(name)
             if rule is None:

@@ -3,19 +3,17 @@ the event collector."""
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.web import Request, Response, View
 
-from cdpulse.app.auth import Gate, RateLimit
+from cdpulse.app.auth import RateLimit, event_refusal, verdict, who
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import IdentifyEvent
@@ -28,15 +26,11 @@ from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.data_keys import protect_traits
 from cdpulse.profile.model import Profile
-from cdpulse.settings import Scope
 from cdpulse.store.export import Exporter
 
 if TYPE_CHECKING:
     from cdpulse.app.api import Services
 
-Handler = Callable[..., Awaitable[Response]]
-# Where the auth check leaves the name of the request's token.
-TOKEN_NAME = "cdpulse.token"
 # A collector request may carry many events; each is still held to max_event_bytes.
 MAX_EVENTS_PER_REQUEST = 500
 
@@ -46,31 +40,8 @@ def register_views(services: Services) -> None:
     app: faust.App = services.app
     settings = services.settings
     store = services.store
-    gate = Gate(settings.api_tokens, settings.auth_disabled)
+    guarded = services.guard
     ingest_limit = RateLimit(settings.ingest_rate, settings.ingest_burst)
-
-    def guarded(scope: Scope | None) -> Callable[[Handler], Handler]:
-        """Answer 401/403 unless the request's bearer token has ``scope`` (None: public)."""
-
-        def wrap(handler: Handler) -> Handler:
-            @functools.wraps(handler)
-            async def run(view: View, request: Request, **kwargs: Any) -> Response:
-                if scope is not None:
-                    verdict = gate.check(request.headers.get("Authorization"), scope)
-                    if not verdict.allowed:
-                        metrics.AUTH_DENIED.labels(str(verdict.status)).inc()
-                        challenge = {"WWW-Authenticate": 'Bearer realm="cdpulse"'}
-                        return view.json(
-                            {"error": verdict.error},
-                            status=verdict.status,
-                            headers=challenge if verdict.status == 401 else None,
-                        )
-                    cast(Any, request)[TOKEN_NAME] = verdict.name
-                return await handler(view, request, **kwargs)
-
-            return run
-
-        return wrap
 
     async def document_of(profile: Profile) -> dict[str, Any]:
         """The profile with its scores, as of the newest event time seen."""
@@ -113,7 +84,7 @@ def register_views(services: Services) -> None:
                 "timestamp": int(time.time() * 1000),
                 "customer_id": target,
                 "channel": "partner",
-                "properties": {"requested_by": _who(request)},
+                "properties": {"requested_by": who()},
             }
             topic = services.outputs[services.topics.customers]
             delivery = await topic.send(key=target.encode(), value=json.dumps(event).encode())
@@ -240,7 +211,23 @@ def register_views(services: Services) -> None:
                     {"error": f"send 1 to {MAX_EVENTS_PER_REQUEST} events per request"},
                     status=400,
                 )
-            token = _who(request)
+            # Event types need scopes of their own (auth.COLLECTOR_SCOPES): a request holding
+            # one the token may not send is refused whole, before anything is produced.
+            granted = verdict()
+            refused = [r for i, obj in enumerate(batch) if (r := event_refusal(granted, i, obj))]
+            if refused:
+                metrics.AUTH_DENIED.labels("403").inc()
+                metrics.COLLECTOR_EVENTS.labels("refused").inc(len(batch))
+                return self.json(
+                    {
+                        "error": f"token {granted.name!r} may not send {len(refused)} of these "
+                        f"{len(batch)} events (listed in 'refused'); none was accepted",
+                        "accepted": 0,
+                        "refused": [r.as_json() for r in refused],
+                    },
+                    status=403,
+                )
+            token = str(granted.name)
             wait = ingest_limit.take(token, len(batch))
             if wait:
                 metrics.COLLECTOR_EVENTS.labels("rate_limited").inc(len(batch))
@@ -259,12 +246,6 @@ def register_views(services: Services) -> None:
                 {"accepted": accepted, "rejected": len(results) - accepted, "results": results},
                 status=status,
             )
-
-
-def _who(request: Request) -> str:
-    """Who made a request, for audit records: the token's name (never the token)."""
-    # faust's Request is aiohttp's, a mapping that carries per-request values.
-    return str(cast(Any, request).get(TOKEN_NAME, "http"))
 
 
 def _k(request: Request) -> int | None:
