@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from cdpulse.contract.outputs import RecommendationList
 from cdpulse.models.reco import Context, Recommender
 from cdpulse.models.reco_stream import ItemEvent, RecoSnapshot, learn_records
+from cdpulse.privacy.seal import Seal
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
 from cdpulse.store.models import RecoShards
@@ -33,7 +34,7 @@ def published_snapshot(env: Env) -> RecoSnapshot | None:
     async def read() -> RecoSnapshot | None:
         client = aioredis.Redis.from_url(env.settings.redis_url)
         try:
-            shards = RecoShards(client, env.settings.redis_prefix)
+            shards = RecoShards(client, env.settings.redis_prefix, Seal.from_settings(env.settings))
             await shards.refresh()
             return shards.get()
         finally:

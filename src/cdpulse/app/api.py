@@ -26,6 +26,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.ops import metrics
+from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
@@ -66,9 +67,10 @@ def create_api(settings: Settings) -> faust.App:
     retention_ms = int(settings.profile_retention_days * 86_400_000)
     store = RedisProfileStore(client, prefix, retention_ms)
     rules = Rules.from_settings(settings)
-    registry = churn_store(client, prefix)
-    clv = RedisClvStore(client, prefix)
-    reco = RecoShards(client, prefix)
+    seal = Seal.from_settings(settings)
+    registry = churn_store(client, prefix, seal)
+    clv = RedisClvStore(client, prefix, seal)
+    reco = RecoShards(client, prefix, seal)
     services = Services(
         settings,
         topics,

@@ -54,6 +54,7 @@ from cdpulse.models.reco_stream import (
 from cdpulse.ops import metrics
 from cdpulse.pipeline.outputs import Outputs, Stream
 from cdpulse.pipeline.state import Changes, Save, SaveStatus, Wanted
+from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.segments.membership import enter, rfm_moves
@@ -92,9 +93,10 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         topics.reco_events, key_type=bytes, value_type=bytes, partitions=settings.reco_shards
     )
     triggers = TriggerService.create(settings, client, app)
-    model_store = churn_store(client, prefix)
-    reco = RecoShards(client, prefix)
-    clv = RedisClvStore(client, prefix)
+    seal = Seal.from_settings(settings)
+    model_store = churn_store(client, prefix, seal)
+    reco = RecoShards(client, prefix, seal)
+    clv = RedisClvStore(client, prefix, seal)
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         agent = current_agent()

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from cdpulse.offers.bandit import OfferPolicy, OfferSnapshot, Reward
 from cdpulse.ops import metrics
+from cdpulse.privacy.seal import Seal
 from cdpulse.settings import Settings
 from cdpulse.store.models import SnapshotStore, offer_store
 from cdpulse.store.triggers import RedisTriggerStore
@@ -40,7 +41,7 @@ class TriggerService:
         return cls(
             load_rules(settings.trigger_rules),
             RedisTriggerStore(client, settings.redis_prefix),
-            offer_store(client, settings.redis_prefix),
+            offer_store(client, settings.redis_prefix, Seal.from_settings(settings)),
             settings.offer_epsilon,
             app.topic(settings.topic_offer_rewards, key_type=bytes, value_type=bytes, partitions=1),
         )

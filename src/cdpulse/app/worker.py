@@ -38,6 +38,7 @@ from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import BatchReport, Begun, ProfilePipeline, Sharding
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
+from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
@@ -250,10 +251,11 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
                 report = await retry(functools.partial(pipeline.run, []))
             settled(report, [])
 
+    seal = Seal.from_settings(settings)
     churn, offers, reco = (
-        churn_store(client, prefix),
-        offer_store(client, prefix),
-        RecoShards(client, prefix),
+        churn_store(client, prefix, seal),
+        offer_store(client, prefix, seal),
+        RecoShards(client, prefix, seal),
     )
     sketches = RedisMembershipStore(client, prefix)
 

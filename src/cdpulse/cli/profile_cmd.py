@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cdpulse.cli.main import CliError
     from cdpulse.models.churn.scoring import profile_document
+    from cdpulse.privacy.seal import Seal
     from cdpulse.profile.rules import Rules
     from cdpulse.store.models import RedisClvStore, churn_store
     from cdpulse.store.redis import RedisProfileStore
@@ -33,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
             profile = await store.get(args.id)
             if profile is None:
                 return None
-            snapshot = await churn_store(store.client, settings.redis_prefix).load()
-            clv = RedisClvStore(store.client, settings.redis_prefix)
+            seal = Seal.from_settings(settings)
+            snapshot = await churn_store(store.client, settings.redis_prefix, seal).load()
+            clv = RedisClvStore(store.client, settings.redis_prefix, seal)
             await clv.refresh()
             as_of = await store.watermark()
             return profile_document(

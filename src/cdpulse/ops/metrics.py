@@ -47,6 +47,11 @@ _LATENCY_BUCKETS = (
     86400,
 )
 
+SNAPSHOTS_REFUSED = Counter(
+    "cdpulse_snapshots_refused_total",
+    "Model snapshots in Redis not loaded because their seal did not verify.",
+    ["model"],
+)
 EVENTS_CONSUMED = Counter(
     "cdpulse_events_consumed_total", "Valid events consumed, by topic and type.", ["topic", "type"]
 )

@@ -1,7 +1,12 @@
-"""Model snapshots in Redis: the learner publishes, the worker and the api load the newest."""
+"""Model snapshots in Redis: the learner publishes, the worker and the api load the newest.
+
+Snapshots are pickles, sealed (``privacy.seal``): a role unpickles only what a holder of
+the deployment's key wrote, so write access to Redis is not code execution in every role.
+"""
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
@@ -12,8 +17,12 @@ from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.reco_stream import RecoSnapshot, merge_snapshots
 from cdpulse.offers.bandit import OfferSnapshot
+from cdpulse.ops import metrics
+from cdpulse.privacy.seal import Seal
 from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
+
+log = logging.getLogger(__name__)
 
 
 class Versioned(Protocol):
@@ -33,11 +42,13 @@ class SnapshotStore(Generic[S]):
         client: aioredis.Redis,
         key: str,
         kind: type[S],
+        seal: Seal,
         serve: Callable[[S], S] | None = None,
     ) -> None:
         self.client = client
         self.key = key
         self.kind = kind
+        self.seal = seal
         # When given, ``current`` is ``serve`` of a copy of what was published or loaded,
         # never the learner's own object, which keeps changing after it was published.
         self.serve = serve
@@ -51,16 +62,40 @@ class SnapshotStore(Generic[S]):
         return int(await self.client.hget(self.key, "version") or 0)
 
     async def load(self) -> S | None:
-        blob = await self.client.hget(self.key, "blob")
-        if not isinstance(blob, bytes):
+        sealed = await self.client.hget(self.key, "blob")
+        if not isinstance(sealed, bytes):
             return None
-        snapshot = pickle.loads(blob)  # our own snapshots, from our own Redis
+        blob = self.seal.open(sealed)
+        if blob is None:
+            metrics.SNAPSHOTS_REFUSED.labels(self.kind.__name__).inc()
+            log.error(
+                "the %s snapshot under %s is not sealed by this deployment's key: not "
+                "loaded (written by something other than its learner, or before seals; "
+                "the learner replaces it with its next snapshot)",
+                self.kind.__name__,
+                self.key,
+            )
+            return None
+        snapshot = pickle.loads(blob)  # sealed: written by a holder of the key
         return snapshot if isinstance(snapshot, self.kind) else None
 
     async def publish(self, snapshot: S) -> bool:
-        """Store ``snapshot`` unless a newer version is there already; True when stored."""
+        """Store ``snapshot`` unless a newer version is there already; True when stored.
+
+        A snapshot there that is not sealed by this key is no one's to keep: it is
+        replaced whatever version it claims.
+        """
         blob = pickle.dumps(snapshot, protocol=pickle.HIGHEST_PROTOCOL)
-        stored = await self._publish(keys=[self.key], args=[snapshot.version, blob])
+        sealed = self.seal.close(blob)
+        stored = await self._publish(keys=[self.key], args=[snapshot.version, sealed])
+        if not stored:
+            there = await self.client.hget(self.key, "blob")
+            if isinstance(there, bytes) and self.seal.open(there) is None:
+                log.warning(
+                    "replacing the unsealed %s snapshot under %s", self.kind.__name__, self.key
+                )
+                await self.client.delete(self.key)
+                stored = await self._publish(keys=[self.key], args=[snapshot.version, sealed])
         if stored:
             self.current = snapshot if self.serve is None else self.serve(pickle.loads(blob))
         return bool(stored)
@@ -77,8 +112,8 @@ class SnapshotStore(Generic[S]):
         return False
 
 
-def churn_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[Snapshot]:
-    return SnapshotStore(client, Keys(prefix).churn_model, Snapshot)
+def churn_store(client: aioredis.Redis, prefix: str, seal: Seal) -> SnapshotStore[Snapshot]:
+    return SnapshotStore(client, Keys(prefix).churn_model, Snapshot, seal)
 
 
 class RecoShards:
@@ -89,9 +124,10 @@ class RecoShards:
     what a single recommender of all customers would recommend.
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, seal: Seal) -> None:
         self.client = client
         self.keys = Keys(prefix)
+        self.seal = seal
         self._shards: dict[int, SnapshotStore[RecoSnapshot]] = {}
         self.current: RecoSnapshot | None = None
 
@@ -99,7 +135,7 @@ class RecoShards:
         store = self._shards.get(shard)
         if store is None:
             store = self._shards[shard] = SnapshotStore(
-                self.client, self.keys.reco_model(shard), RecoSnapshot
+                self.client, self.keys.reco_model(shard), RecoSnapshot, self.seal
             )
         return store
 
@@ -134,16 +170,16 @@ class RecoShards:
         return merge_snapshots(found) if found else None
 
 
-def offer_store(client: aioredis.Redis, prefix: str) -> SnapshotStore[OfferSnapshot]:
-    return SnapshotStore(client, Keys(prefix).offer_model, OfferSnapshot)
+def offer_store(client: aioredis.Redis, prefix: str, seal: Seal) -> SnapshotStore[OfferSnapshot]:
+    return SnapshotStore(client, Keys(prefix).offer_model, OfferSnapshot, seal)
 
 
 class RedisClvStore(SnapshotStore[ClvSnapshot]):
     """The newest lifetime-value parameters, and every customer's order summary."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, seal: Seal) -> None:
         keys = Keys(prefix)
-        super().__init__(client, keys.clv_model, ClvSnapshot)
+        super().__init__(client, keys.clv_model, ClvSnapshot, seal)
         self.summaries_key = keys.clv_summaries
         self.lock_key = keys.clv_lock
 
