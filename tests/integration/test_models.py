@@ -35,9 +35,16 @@ def millis(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(env: Env) -> None:
+def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(
+    env: Env, tmp_path: Path
+) -> None:
     events = list(Shop(customers=250, days=75, seed=5).events())
-    roles = env.roles(learner=True)
+    # No RFM segments: their sweep (on the learner) would be a second writer of profiles,
+    # and a worker's save it refuses is decided again and its examples published again
+    # (at least once). Here every label must reach the learner exactly once, in order.
+    segments = tmp_path / "segments.yaml"
+    segments.write_text("rfm: false\n", encoding="utf-8")
+    roles = env.roles(learner=True, CDPULSE_SEGMENTS_FILE=str(segments))
     worker, api, learner = roles.worker, roles.api, roles.learning
     with Producer.from_settings(env.settings) as producer:
         for event in events:
