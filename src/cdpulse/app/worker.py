@@ -272,16 +272,23 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             metrics.REDIS_ERRORS.inc()
             log.warning("model refresh failed: %s", exc)
             return
-        before = (models.churn, models.rfm, models.offers, models.reco)
-        models.churn = churn.get()
-        models.rfm = sketches.sketches
         offer_snapshot = offers.get()
-        models.offers = offer_snapshot.policy if offer_snapshot is not None else untrained
-        version = offer_snapshot.version if offer_snapshot is not None else 0
-        models.offer_policy_name = f"epsilon-greedy LinUCB, e={settings.offer_epsilon}, v{version}"
-        models.reco = reco.get()
-        if before != (models.churn, models.rfm, models.offers, models.reco):
-            heap.sweep()
+        policy = offer_snapshot.policy if offer_snapshot is not None else untrained
+        fresh = (churn.get(), sketches.sketches, policy, reco.get())
+        in_use = (models.churn, models.rfm, models.offers, models.reco)
+        if all(new is old for new, old in zip(fresh, in_use, strict=True)):
+            return
+        async with worker.lock:
+            # Swapped only while no batch is begun or in flight: a batch decided again
+            # after a refused save decides with the models it was first decided with,
+            # or a move it published (a segment, an offer) might not be decided again.
+            await asyncio.gather(*worker.flights, return_exceptions=True)
+            models.churn, models.rfm, models.offers, models.reco = fresh
+            version = offer_snapshot.version if offer_snapshot is not None else 0
+            models.offer_policy_name = (
+                f"epsilon-greedy LinUCB, e={settings.offer_epsilon}, v{version}"
+            )
+        heap.sweep()
         if models.churn is not None:
             quality = models.churn.quality
             metrics.MODEL_VERSION.labels("churn").set(models.churn.version)
