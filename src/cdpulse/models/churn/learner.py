@@ -3,9 +3,7 @@
 One learner runs per model (the single partition of the training topic). After each
 batch it publishes a snapshot that carries the model, its quality and the last offset
 learned; on a restart it resumes from the newest snapshot and skips re-delivered
-examples, so the model is the same as if it had never stopped. An example published
-again (the worker decided a refused save again) comes at a new offset: it is skipped
-because its customer's day was learned already (labels are decided day after day).
+examples, so the model is the same as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ class LearnResult:
     learned: int
     skipped: int
     drifts: int
-    repeated: int = 0  # published again: the customer's day was learned already
 
 
 class ChurnLearner:
@@ -34,7 +31,6 @@ class ChurnLearner:
         self.quality: ModelQuality = snapshot.quality
         self.version = snapshot.version
         self.offset = snapshot.offset
-        self.learned = dict(snapshot.learned)
 
     @classmethod
     def fresh(cls, kind: str = "logistic") -> ChurnLearner:
@@ -42,24 +38,19 @@ class ChurnLearner:
 
     def learn(self, examples: list[tuple[int, Example]]) -> LearnResult:
         """Learn (offset, example) pairs in order; offsets at or below the last are skipped."""
-        learned = skipped = drifts = repeated = 0
-        days = self.learned
+        learned = skipped = drifts = 0
         for offset, example in examples:
             if offset <= self.offset:
                 skipped += 1
                 continue
-            self.offset = offset
-            if example.snapshot_at <= days.get(example.profile_id, -1):
-                repeated += 1
-                continue
             x = dict(zip(FEATURE_NAMES, example.features, strict=True))
             drifts += self.quality.update(example.label, self.model.predict_proba(x))
             self.model.learn_one(x, example.label)
-            days[example.profile_id] = example.snapshot_at
+            self.offset = offset
             learned += 1
-        return LearnResult(learned, skipped, drifts, repeated)
+        return LearnResult(learned, skipped, drifts)
 
     def snapshot(self) -> Snapshot:
         """A new version of the model to publish."""
         self.version += 1
-        return Snapshot(self.version, self.model, self.quality, self.offset, dict(self.learned))
+        return Snapshot(self.version, self.model, self.quality, self.offset)

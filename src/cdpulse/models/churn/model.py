@@ -144,9 +144,6 @@ class Snapshot:
     model: ChurnModel
     quality: Any  # ModelQuality; Any keeps this module free of the metrics import cycle
     offset: int  # the last training-topic offset learned: re-delivered examples are skipped
-    # pseudonym -> the newest day (``snapshot_at``) learned of that customer: an example
-    # published again (at least once) comes at a new offset and is skipped by its day
-    learned: dict[str, int] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
