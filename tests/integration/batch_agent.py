@@ -44,6 +44,9 @@ def main() -> None:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,
         stream_wait_empty=False,
+        # As the roles fetch (Settings' defaults): the broker holds a fetch for 64 KB.
+        fetch_min_bytes=64 * 1024,
+        fetch_max_wait=0.02,
     )
     topic = app.topic(env["BATCH_AGENT_TOPIC"], key_type=bytes, value_type=bytes)
 

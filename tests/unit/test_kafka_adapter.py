@@ -352,3 +352,24 @@ def test_a_full_queue_bounded_by_bytes_makes_the_delivery_wait() -> None:
         return waited
 
     assert asyncio.run(run())
+
+
+def test_the_consumer_asks_the_broker_for_fuller_fetches() -> None:
+    options: dict[str, Any] = {"broker": "kafka://127.0.0.1:1", "uvloop": False}
+
+    async def thresholds(app: BatchApp) -> tuple[int, int]:
+        # aiokafka builds its consumer inside a running loop; it connects only in start().
+        built = consumer_of(app)._thread._create_worker_consumer(app.transport)
+        return built._fetch_min_bytes, built._fetch_max_wait_ms
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        tuned = faust_app("unit-fetch", fetch_min_bytes=65536, fetch_max_wait=0.02, **options)
+        assert loop.run_until_complete(thresholds(tuned)) == (65536, 20)
+        # Without them, faust's own: one byte, 1.5 s.
+        plain = faust_app("unit-fetch-plain", **options)
+        assert loop.run_until_complete(thresholds(plain)) == (1, 1500)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

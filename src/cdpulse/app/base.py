@@ -87,6 +87,8 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         stream_wait_empty=False,
         stream_buffer_maxsize=settings.prefetch,
         prefetch_bytes=settings.prefetch_bytes,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_max_wait=settings.fetch_max_wait,
     )
 
 

@@ -73,6 +73,7 @@ class BenchOptions:
     http_seconds: float = 20.0
     learner_wait: float = 60.0
     ceilings: bool = True
+    steady: bool = True
     stage_events: int = 50_000
     seed: int = 1
     sample_every: float = 0.5
@@ -253,7 +254,7 @@ class BenchRun:
                 self.result["redis"] = redis_memory.measure(
                     self.redis, f"{self.name}-w1", one.pop("used_memory_before")
                 )
-                rate = self.steady_rate(one.get("events_per_second"))
+                rate = self.steady_rate(one.get("events_per_second")) if o.steady else None
                 if rate:
                     latency_count, reads_count = o.steady_events(rate)
                     at = o.events

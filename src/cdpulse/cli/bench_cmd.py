@@ -1,7 +1,7 @@
 """``cdpulse bench``: measure the engine on real Kafka, Redis and role processes; report it.
 
 cdpulse bench [--events N] [--customers C] [--workers 1|2] [--rate R] [--http-rate R]
-              [--no-ceilings] [--stage-events N] [--out FILE.json] [--chart FILE.png]
+              [--no-ceilings] [--no-steady] [--stage-events N] [--out FILE.json] [--chart FILE.png]
 cdpulse bench report RESULT.json      the Markdown report again, from the JSON
 cdpulse bench chart RESULT.json --out FILE.png
 """
@@ -105,6 +105,11 @@ def register(subparsers: Any) -> None:
         help="events timed stage by stage in-process; 0 skips it (default 50000)",
     )
     add("--no-ceilings", action="store_true", help="skip the two ceilings")
+    add(
+        "--no-steady",
+        action="store_true",
+        help="skip the two steady phases (throughput only, for quick comparisons)",
+    )
     add("--seed", type=int, default=1, help="simulator seed (default 1)")
     add("--label", default="", help="what is measured, kept in the result (e.g. a branch)")
     add("--out", type=Path, help="write the result as JSON here")
@@ -151,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         http_seconds=args.http_seconds,
         learner_wait=args.learner_wait,
         ceilings=not args.no_ceilings,
+        steady=not args.no_steady,
         stage_events=args.stage_events,
         seed=args.seed,
         profile_dir=args.profile_roles,

@@ -49,6 +49,10 @@ class BatchApp(faust.App):
     per_message_sensors: bool = False
     #: Bytes of message values a channel's queue holds at most (None: faust's count only).
     prefetch_bytes: int | None = None
+    #: Bytes a fetch waits for at the broker, at most ``fetch_max_wait`` seconds (None:
+    #: faust's, one byte and 1.5 s).
+    fetch_min_bytes: int | None = None
+    fetch_max_wait: float = 1.5
 
     def __init__(
         self,
@@ -56,6 +60,8 @@ class BatchApp(faust.App):
         *,
         per_message_sensors: bool = False,
         prefetch_bytes: int | None = None,
+        fetch_min_bytes: int | None = None,
+        fetch_max_wait: float = 1.5,
         **options: Any,
     ) -> None:
         stream = options.setdefault("Stream", BatchStream)
@@ -67,6 +73,8 @@ class BatchApp(faust.App):
         super().__init__(id, **options)
         self.per_message_sensors = per_message_sensors
         self.prefetch_bytes = prefetch_bytes
+        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_max_wait = fetch_max_wait
         self._event_type: Any = None
 
     def _new_transport(self) -> Any:
@@ -108,15 +116,23 @@ def faust_app(
     uvloop: bool = True,
     per_message_sensors: bool = False,
     prefetch_bytes: int | None = None,
+    fetch_min_bytes: int | None = None,
+    fetch_max_wait: float = 1.5,
     **options: Any,
 ) -> BatchApp:
     """A :class:`BatchApp` with faust ``options``; ``uvloop`` installs it first.
 
     ``prefetch_bytes`` bounds each stream's queue by the bytes of its messages' values
-    as well as by faust's ``stream_buffer_maxsize`` count.
+    as well as by faust's ``stream_buffer_maxsize`` count; ``fetch_min_bytes`` and
+    ``fetch_max_wait`` are the consumer's (aiokafka's) fetch thresholds.
     """
     if uvloop:
         use_uvloop()
     return BatchApp(
-        id, per_message_sensors=per_message_sensors, prefetch_bytes=prefetch_bytes, **options
+        id,
+        per_message_sensors=per_message_sensors,
+        prefetch_bytes=prefetch_bytes,
+        fetch_min_bytes=fetch_min_bytes,
+        fetch_max_wait=fetch_max_wait,
+        **options,
     )
