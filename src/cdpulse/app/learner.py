@@ -168,7 +168,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         metrics.RECO_EVENTS_LEARNED.inc(len(learned.items))
         offset = fresh[-1][0]
         state = live[shard] = RecoSnapshot(state.version, state.recommender, offset)
-        await publish_lists(shard, state, learned.items)
+        await publish_lists(learned.items)
         now = asyncio.get_running_loop().time()
         # An erasure is published at once: the stored snapshot must forget them too.
         if (
@@ -183,7 +183,23 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             else:
                 live.pop(shard, None)  # someone published a newer one: reload
 
-    async def publish_lists(shard: int, state: RecoSnapshot, learned: list[ItemEvent]) -> None:
+    view: list[tuple[float, tuple[tuple[int, int], ...], RecoSnapshot]] = []
+
+    def served_view() -> RecoSnapshot:
+        """Every shard as one, for lists: this process's shards live, the others' newest
+        published. Rebuilt every ``model_refresh_seconds`` (and when the shards held
+        change), not after every batch: a product's merged partners and popularity
+        shares, which most lists read alike, are computed once per view; a customer's
+        own session and purchases are read live from their shard all the same."""
+        now = asyncio.get_running_loop().time()
+        held = tuple(sorted((shard, id(s.recommender)) for shard, s in live.items()))
+        if not view or view[0][1] != held or now - view[0][0] >= settings.model_refresh_seconds:
+            merged = reco.merged(dict(live))
+            assert merged is not None  # it holds the shard being learned at least
+            view[:] = [(now, held, merged)]
+        return view[0][2]
+
+    async def publish_lists(learned: list[ItemEvent]) -> None:
         """The lists due after a batch, named by customer id: the learner knows pseudonyms
         only, and the index of pseudonyms (erased with the customer) says whose they are."""
         if not learned:
@@ -195,9 +211,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             for p, raw in zip(pseudonyms, found, strict=True)
             if raw is not None  # erased since, or not indexed yet
         }
-        served = reco.merged({shard: state})
-        assert served is not None  # it holds this shard at least
-        lists = due_lists(served, learned, throttle, names.get, k=LIST_SIZE)
+        lists = due_lists(served_view(), learned, throttle, names.get, k=LIST_SIZE)
         if not lists:
             return
         outputs = Outputs()

@@ -21,6 +21,7 @@ import msgspec
 
 from cdpulse.models.reco import covisitation
 from cdpulse.models.reco.config import RecoConfig
+from cdpulse.models.reco.shards import ServedState
 from cdpulse.models.reco.state import ALL, RecoState, Shopper
 from cdpulse.profile.model import Profile
 from cdpulse.profile.view import in_cart
@@ -173,23 +174,54 @@ def shares(
     """Per product: its category, the customer's share of affinity in it, the product's
     share of its category's popularity and of all popularity."""
     total_affinity = sum(context.affinity.values())
+    affinities = context.affinity
+    rows = _product_rows(state, products)
+    categories: list[str | None] = []
+    affinity, category_share, popularity = [], [], []
+    for category, share, overall in rows:
+        categories.append(category)
+        popularity.append(overall)
+        category_share.append(share)
+        if category is None or total_affinity <= 0:
+            affinity.append(0.0)
+        else:
+            affinity.append(affinities.get(category, 0.0) / total_affinity)
+    return categories, affinity, category_share, popularity
+
+
+# A product's category, its share of the category's popularity and of all popularity.
+ProductRow = tuple[str | None, float, float]
+
+
+def _product_rows(state: RecoState, products: list[str]) -> list[ProductRow]:
+    """What every customer's candidates read of a product alike; a served snapshot
+    computes a product's once (most lists share the top products of a few categories)."""
+    if isinstance(state, ServedState):
+        known = state.remembered_rows()
+        if known is not None:
+            missing = [p for p in dict.fromkeys(products) if p not in known]
+            if missing:
+                known.update(zip(missing, _compute_rows(state, missing), strict=True))
+            return [known[p] for p in products]
+    return _compute_rows(state, products)
+
+
+def _compute_rows(state: RecoState, products: list[str]) -> list[ProductRow]:
     total = state.total_popularity(ALL)
     category_totals: dict[str, float] = {}
-    categories = state.categories(products)
-    affinity, category_share, popularity = [], [], []
-    for category, stored in zip(categories, state.popularity(products), strict=True):
-        popularity.append(stored / total if total > 0 else 0.0)
+    rows: list[ProductRow] = []
+    for category, stored in zip(
+        state.categories(products), state.popularity(products), strict=True
+    ):
+        overall = stored / total if total > 0 else 0.0
         if category is None:
-            affinity.append(0.0)
-            category_share.append(0.0)
+            rows.append((None, 0.0, overall))
             continue
         category_total = category_totals.get(category)
         if category_total is None:
             category_total = category_totals[category] = state.total_popularity(category)
-        category_share.append(stored / category_total if category_total > 0 else 0.0)
-        a = context.affinity.get(category, 0.0) / total_affinity if total_affinity > 0 else 0.0
-        affinity.append(a)
-    return categories, affinity, category_share, popularity
+        rows.append((category, stored / category_total if category_total > 0 else 0.0, overall))
+    return rows
 
 
 def fill(state: RecoState, candidates: list[Candidate], context: Context) -> None:

@@ -59,6 +59,8 @@ class ServedState:
         self._leaders = config.per_anchor
         self._remember = remember
         self._remembered: dict[Hashable, object] = {}
+        # product -> (category, share of its category's popularity, of all popularity)
+        self._rows: dict[str, tuple[str | None, float, float]] = {}
         landmarks = [s.landmark() for s in self._shards]
         known = [landmark for landmark in landmarks if landmark is not None]
         self._landmark = max(known) if known else None
@@ -79,6 +81,11 @@ class ServedState:
             self._remembered[key] = compute()
         found: T = self._remembered[key]  # type: ignore[assignment]
         return found
+
+    def remembered_rows(self) -> dict[str, tuple[str | None, float, float]] | None:
+        """The products' rows ``candidates.shares`` computed from this snapshot (None:
+        not remembering; fill it in place)."""
+        return self._rows if self._remember else None
 
     def landmark(self) -> int | None:
         return self._landmark
