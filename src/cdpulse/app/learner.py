@@ -331,11 +331,12 @@ class RfmSweep:
     RFM segment changed are loaded and their profiles saved by compare-and-set
     (generations, win-back entering their trigger watch, and the transitions in the
     profile's outbox); the transitions of the saves that went through are published
-    then. A customer a worker wrote meanwhile is left to that worker (its next
-    evaluation sees the same sketches) or to the next sweep: what a refused save decided
-    is never published, so the topic never holds a move the profile does not. A sweep
-    that dies between its write and its publish leaves the transitions in the outbox,
-    which the next save of the profile publishes (``pipeline.stages``).
+    then, and their outboxes emptied by a second compare-and-set. A customer a worker
+    wrote meanwhile is left to that worker (its next evaluation sees the same sketches)
+    or to the next sweep: what a refused save decided is never published, so the topic
+    never holds a move the profile does not. A sweep that dies between its write and
+    its publish leaves the transitions in the outbox, which the next save of the
+    profile publishes (``pipeline.stages``).
     """
 
     def __init__(
@@ -395,14 +396,28 @@ class RfmSweep:
             if changes.saves:
                 statuses = await self.state.write(changes)
                 outputs = Outputs()
+                published = []
                 for save in changes.saves:
                     if statuses.get(save.profile.id) is SaveStatus.SAVED:
                         moved += 1
+                        published.append(save)
                         for value in save.profile.outbox:
                             outputs.add(Stream.SEGMENTS, save.profile.id.encode(), value)
                 await self.outlet.publish(outputs)
+                await self._clear(published)
             if cursor == 0:
                 return moved
+
+    async def _clear(self, published: list[Save]) -> None:
+        """Empty the outboxes just published: a customer no worker saves again would
+        otherwise carry every sweep's transitions in their profile. A save refused here
+        lost to a worker's, which published and emptied the outbox itself."""
+        clearing = Changes()
+        for save in published:
+            save.profile.outbox = []
+            clearing.saves.append(Save(save.profile, save.version + 1, schedules=()))
+        if clearing.saves:
+            await self.state.write(clearing)
 
 
 def _examples(events: Any) -> list[tuple[int, Example]]:
