@@ -103,16 +103,27 @@ class Work:
 
     def absorb(self, other: Work, outputs: bool = True) -> None:
         """Add ``other`` to this work (its records too, unless ``outputs`` is False)."""
-        if outputs:
+        # Once per profile per batch: most of ``other`` is empty, and skipping what is
+        # costs less than Counter.update and list concatenation on nothing.
+        if outputs and other.outputs.records:
             self.outputs.extend(other.outputs)
-        self.changes.saves += other.changes.saves
-        self.counts.update(other.counts)
-        self.transitions += other.transitions
-        self.decisions += other.decisions
-        self.attributions += other.attributions
-        self.examples += other.examples
-        self.segment_errors.update(other.segment_errors)
-        self.saved.update(other.saved)
+        if other.changes.saves:
+            self.changes.saves += other.changes.saves
+        counts = self.counts
+        for name, n in other.counts.items():
+            counts[name] += n
+        if other.transitions:
+            self.transitions += other.transitions
+        if other.decisions:
+            self.decisions += other.decisions
+        if other.attributions:
+            self.attributions += other.attributions
+        if other.examples:
+            self.examples += other.examples
+        if other.segment_errors:
+            self.segment_errors.update(other.segment_errors)
+        if other.saved:
+            self.saved.update(other.saved)
 
 
 @dataclass(slots=True)
