@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 
 class Stream(Enum):
@@ -25,9 +26,12 @@ class Stream(Enum):
     RECOMMENDATIONS = "recommendations"
     AUDIT = "audit"
 
+    # Members are singletons: identity hashing, in C, instead of Enum's ``__hash__`` (a
+    # Python call per record a batch adds).
+    __hash__ = object.__hash__
 
-@dataclass(frozen=True, slots=True)
-class Record:
+
+class Record(NamedTuple):
     """One message: a key (None: round robin) and a value (None: a tombstone)."""
 
     key: bytes | None
@@ -41,7 +45,10 @@ class Outputs:
     records: dict[Stream, list[Record]] = field(default_factory=dict)
 
     def add(self, stream: Stream, key: bytes | None, value: bytes | None) -> None:
-        self.records.setdefault(stream, []).append(Record(key, value))
+        records = self.records.get(stream)
+        if records is None:
+            records = self.records[stream] = []
+        records.append(Record(key, value))
 
     def extend(self, other: Outputs) -> None:
         for stream, records in other.records.items():
