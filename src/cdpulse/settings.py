@@ -142,12 +142,20 @@ class Settings(BaseSettings):
         "at most: large messages are fetched fewer than CDPULSE_PREFETCH at a time "
         "(never fewer than 1,000).",
     )
+    produce_batch_bytes: int = Field(
+        1_000_000,
+        ge=16 * 1024,
+        description="Bytes of one record batch the roles produce per partition, at most; "
+        "keep it under the broker's message.max.bytes (1 MB by default). aiokafka sends one "
+        "batch per partition per round trip: with faust's 16 KB a worker's batch of item "
+        "events took ~5 round trips (~30 ms) the next batch waited for.",
+    )
     fetch_min_bytes: int = Field(
         64 * 1024,
         ge=1,
         description="Bytes the broker gathers before it answers a worker's or learner's "
         "fetch (or CDPULSE_FETCH_MAX_WAIT passed): a consumer that keeps up fetches fewer, "
-        "fuller batches, and the broker spends ~40 % less CPU per event.",
+        "fuller batches; on the bench the broker's CPU per event fell by more than half.",
     )
     fetch_max_wait: float = Field(
         0.02,

@@ -38,13 +38,6 @@ log = logging.getLogger(__name__)
 Role = Literal["worker", "learner", "api"]
 T = TypeVar("T")
 
-# The producer's record batch, in bytes: a batch's records for one partition fit one
-# record batch. aiokafka queues one record batch per partition and waits for it to be
-# sent before it queues the next, one produce request per broker at a time: with
-# faust's 16 KB, a worker's ~80 KB of item events per partition took five round trips,
-# ~30 ms per batch that the next batch's decisions then waited for. The broker's
-# message.max.bytes (1 MB by default) bounds it.
-OUTLET_BATCH_BYTES = 1_000_000
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 # What "the infrastructure is down" looks like: back off and retry, never skip.
@@ -86,7 +79,7 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         broker_commit_interval=settings.commit_interval,
         consumer_auto_offset_reset=settings.offset_reset,
         producer_acks=-1,
-        producer_max_batch_size=OUTLET_BATCH_BYTES,
+        producer_max_batch_size=settings.produce_batch_bytes,
         broker_credentials=faust_credentials(settings),
         # Shutdown and rebalance commit what is acked instead of waiting for every message
         # handed to a stream: a batch stuck retrying (Redis down) would hold them forever.

@@ -89,7 +89,8 @@ class KafkaOutlet:
                 if batch.append(key=record.key, value=record.value, timestamp=None) is None:
                     raise ValueError(
                         f"a record of {len(record.value or b'')} bytes does not fit a batch "
-                        f"of {topic}: raise the producer's max_batch_size"
+                        f"of {topic}: raise CDPULSE_PRODUCE_BATCH_BYTES (and the broker's "
+                        "message.max.bytes with it)"
                     )
         if batch.record_count():
             futures.append(await producer.send_batch(batch, topic, partition=partition))
