@@ -233,7 +233,8 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="How often the worker and the api look for newer model snapshots (the "
-        "learner: for the other learners' recommender shards). Each newer one is loaded "
+        "learner: for the other learners' recommender shards, and how long its lists are "
+        "served from one merged view of the shards). Each newer one is loaded "
         "and swapped in between two batches: ~40-90 ms of a worker's CPU per refresh at "
         "full speed.",
     )

@@ -63,7 +63,7 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     one record arrives, and the broker answers thousands of tiny fetches a second.
     With the app's ``fetch_min_bytes`` and ``fetch_max_wait`` the broker holds a fetch
     until that much arrived or that long passed: measured on the bench, the broker's
-    CPU per 1,000 events fell from ~0.035 to ~0.02 s, which the other roles then had.
+    CPU per 1,000 events fell from ~0.035 to ~0.015 s (the roles' settings: 64 KB, 20 ms).
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
