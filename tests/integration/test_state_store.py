@@ -230,7 +230,7 @@ def test_a_racing_writer_is_answered_by_recomputing_only_its_profiles(
     asyncio.run(main())
 
 
-def test_a_cached_profile_written_by_someone_else_is_read_again_never_overwritten(
+def test_a_cached_profile_is_checked_by_version_and_read_again_when_someone_else_wrote_it(
     env: Env,
 ) -> None:
     client = aioredis.Redis.from_url(env.settings.redis_url)
@@ -256,18 +256,29 @@ def test_a_cached_profile_written_by_someone_else_is_read_again_never_overwritte
 
     async def main() -> None:
         await cached.load_scripts()
-        await pipeline.run([view(0), view(1)])
+        await pipeline.run([view(0)])
         assert cached.cache is not None and len(cached.cache) == 1  # C, as written
-        # The learner's sweep (say) writes C meanwhile: version 2, 10 events.
+        kept = cached.cache.lend("C")
+        assert kept is not None and kept.version == 1
+        cached.cache.put("C", kept)
+        # Nobody else wrote C: the batch starts from the cached profile itself.
+        report = await pipeline.run([view(1)])
+        assert report.retries == {} and report.round_trips == 2  # one read, one write
+        again = cached.cache.lend("C")
+        assert again is not None and again.profile is kept.profile and again.version == 2
+        cached.cache.put("C", again)
+        # The learner's sweep (say) writes C meanwhile: version 3, 10 events.
         other = RedisState(
             client, env.name, pseudonym=RULES.traits.pseudonymizer.of_id, shard_of=partition_of
         )
         racer = Profile(id="C", customer_id="C", events=10)
-        assert await other.write(Changes([Save(racer, 1)])) == {"C": SaveStatus.SAVED}
+        assert await other.write(Changes([Save(racer, 2)])) == {"C": SaveStatus.SAVED}
         report = await pipeline.run([view(2)])
-        assert report.retries == {"conflict": 1}  # the cached version 1 was refused
+        # The read saw version 3, not the cached 2: the stored profile was decided on,
+        # with no refused save and no second read or write.
+        assert report.retries == {} and report.round_trips == 2
         stored = (await other.read(Wanted(ids={"C"}))).profiles["C"]
-        assert stored.version == 3 and stored.profile is not None
+        assert stored.version == 4 and stored.profile is not None
         assert stored.profile.events == 11  # the racer's ten and the new one, not 3
 
         # A batch that fails after its read leaves nothing it may have changed cached.

@@ -3,11 +3,13 @@ batches just before it (a visit is a burst of events), and reading and decoding 
 costs more than applying an event to it.
 
 The cache never decides what is true; Redis does. An entry is the version the worker
-wrote and the profile as written. A batch starts from it without reading Redis, and its
-save is a compare-and-set on that version: when anyone else wrote the profile meanwhile
-(another worker during a rebalance, the learner's RFM sweep, an erasure, an expiry), the
-save is refused, the entry dropped and the profile read again. So the cache can only
-save a round trip, never serve a stale profile into a write.
+wrote and the profile as written. The batch's one read asks Redis for the stored version
+of each cached profile (``read.lua``), and only a profile someone else wrote since
+(another worker during a rebalance, the learner's RFM sweep, an erasure, an expiry)
+travels and is decoded again; the others start from the entry. Its save is still a
+compare-and-set on that version, for a writer that comes between the read and the
+write. So the cache saves the bytes and the decoding, never serves a stale profile into
+a write.
 
 The stages change profiles in place, so an entry lent to a batch is taken out of the
 cache until the batch wrote it back; a batch that fails clears the cache.

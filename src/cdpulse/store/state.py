@@ -49,12 +49,19 @@ def _pack(value: Any) -> bytes:
     return _PACK.encode(value)
 
 
-def _rows(view: View, ids: list[str], rows: list[Any]) -> None:
-    """Add (alias, version, blob) rows, one per id, to ``view``."""
+def _rows(
+    view: View, ids: list[str], rows: list[Any], known: dict[str, Stored] | None = None
+) -> None:
+    """Add (alias, version, blob) rows, one per id, to ``view``; a ``known`` (cached)
+    profile whose version is the stored one is lent as it is, not decoded again."""
     for n, profile_id in enumerate(ids):
         alias, version, blob = rows[3 * n : 3 * n + 3]
         if alias is not None:
             view.aliases[profile_id] = _text(alias)
+        cached = known.get(profile_id) if known else None
+        if cached is not None and alias is None and int(version or 0) == cached.version:
+            view.profiles[profile_id] = view.lent[profile_id] = cached
+            continue
         view.profiles[profile_id] = Stored(
             int(version or 0), decode(blob) if blob else None, blob or None
         )
@@ -118,8 +125,15 @@ class RedisState:
         keys = self.keys
         view = View()
         ids = sorted(wanted.ids)
+        # Cached profiles are checked, not read: the read asks for their stored version
+        # and sends the bytes only when someone else wrote them since (the learner's RFM
+        # sweep, an erasure, another worker in a rebalance). A batch never starts from a
+        # stale cached profile, so such a writer no longer costs a refused save, a
+        # second read and a second write. A staged profile (its write is in flight) is
+        # lent as it is: that write decides, and a save built on it is refused with it.
+        known: dict[str, Stored] = {}
         if self.cache is not None:
-            missing = []
+            wanted_ids = []
             for profile_id in ids:
                 customer = self._staged_links.get(profile_id)
                 if customer is not None:
@@ -127,11 +141,13 @@ class RedisState:
                     view.profiles[profile_id] = Stored(0, None)
                     continue
                 cached = self.cache.lend(profile_id)
-                if cached is None:
-                    missing.append(profile_id)
-                else:
+                if cached is not None and cached.staged:
                     view.profiles[profile_id] = view.lent[profile_id] = cached
-            ids = missing
+                    continue
+                if cached is not None:
+                    known[profile_id] = cached
+                wanted_ids.append(profile_id)
+            ids = wanted_ids
         erased = sorted(wanted.erased)
         buyers = sorted(wanted.buyers)
         if not (ids or erased or buyers or wanted.due_shards or wanted.watermarks):
@@ -144,7 +160,8 @@ class RedisState:
             if erased:
                 pipe.hmget(self.ledger, pseudonyms)
             for chunk in chunks:
-                self._read.call(pipe, [], [_pack([keys.prefix, chunk])])
+                versions = [known[i].version if i in known else 0 for i in chunk]
+                self._read.call(pipe, [], [_pack([keys.prefix, chunk, versions])])
             if wanted.watermarks:
                 pipe.hgetall(keys.watermark)
             if buyers:
@@ -160,7 +177,7 @@ class RedisState:
             found = next(replies)
             view.erased = {i for i, at in zip(erased, found, strict=True) if at is not None}
         for chunk in chunks:
-            _rows(view, chunk, next(replies))
+            _rows(view, chunk, next(replies), known)
         if wanted.watermarks:
             view.watermarks = {_text(k): int(v) for k, v in next(replies).items()}
         if buyers:
