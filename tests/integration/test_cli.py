@@ -1,15 +1,20 @@
-"""The command line against real Kafka and Redis: produce, import --produce, profile."""
+"""The command line against real Kafka and Redis: produce, import --produce, profile,
+redis-acl."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
+import redis
 
+from cdpulse.store.acl import hashed_password, setuser_command
 from tests.integration.conftest import Env, consume_all, drained, wait_until
 
 
@@ -78,3 +83,42 @@ def test_import_csv_produces_orders_to_kafka(env: Env, tmp_path: Path) -> None:
     records = consume_all(env.settings, env.settings.topic_transactions, 2)
     orders = sorted((r.key.decode(), json.loads(r.value)["properties"]["revenue"]) for r in records)
     assert orders == [("C-1", 25.0), ("C-2", 42.0)]
+
+
+def test_redis_acl_prints_a_line_redis_cli_applies_as_the_allow_list(env: Env) -> None:
+    redis_cli = shutil.which("redis-cli")
+    assert redis_cli, "redis-cli comes with redis-server (Debian's redis-tools)"
+    user, twin, password = f"cli-{env.name}", f"twin-{env.name}", f"pw-{env.name}"
+    # A quote redis-cli would read as quoting, and a glob character, in the prefix.
+    prefix = f'{env.name}*"q'
+    printed = subprocess.run(
+        [sys.executable, "-m", "cdpulse", "redis-acl", "--user", user, "--password-env", "PW"],
+        env={**os.environ, **env.variables, "CDPULSE_REDIS_PREFIX": prefix, "PW": password},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert password not in printed.stdout
+    applied = subprocess.run(
+        [redis_cli, "-u", env.settings.redis_url],
+        input=printed.stdout,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    admin = env.redis
+    settings = env.settings.model_copy(update={"redis_prefix": prefix})
+    admin.execute_command(*setuser_command(settings, twin, hashed_password(password)))
+    confined = redis.Redis.from_url(env.settings.redis_url, username=user, password=password)
+    try:
+        assert applied.stdout.strip() == "OK", applied.stdout + applied.stderr
+        # What redis-cli read back is the module's own rule list, argument for argument.
+        assert admin.acl_getuser(user) == admin.acl_getuser(twin)
+        assert confined.set(f"{prefix}:k", b"1") is True
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            confined.set(f'{env.name}X"q:k', b"1")  # the * in the prefix is no wildcard
+    finally:
+        confined.close()
+        admin.execute_command("ACL", "DELUSER", user, twin)
+        admin.delete(f"{prefix}:k")

@@ -6,6 +6,9 @@ learner forgets the erased in the recommender and publishes the lists."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +20,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.privacy.data_keys import unseal
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
+from cdpulse.store.acl import setuser_command
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
 from tests.integration.test_rebuild import cdpulse
 from tests.oracle import pseudonym, pseudonym_id
@@ -414,27 +418,33 @@ def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_cop
     assert "email_sealed" in json.loads(record.value)["properties"]["traits"]
 
 
-def test_the_worker_runs_as_a_redis_acl_user_confined_to_its_prefix(env: Env) -> None:
+def _acl_denials(admin: redis.Redis, user: str) -> list[Any]:
+    """What Redis refused ``user`` (ACL LOG), including refusals a client swallowed."""
+    entries = admin.execute_command("ACL", "LOG", "128")
+    return [e for e in entries if user.encode() in (e.get(b"username"), e.get("username"))]
+
+
+def test_every_role_and_tool_runs_under_the_allow_list_acl(env: Env) -> None:
     user, password = f"cdpulse-{env.name}", f"pw-{env.name}"
+    rebuilt = f"{env.name}-rebuilt"
     admin = env.redis
-    admin.execute_command(
-        "ACL", "SETUSER", user, "reset", "on", f">{password}", f"~{env.name}:*",
-        "+@all", "-flushall", "-flushdb", "-config", "-keys",
-    )  # fmt: skip
-    admin.set("someone-else:secret", b"not yours")
+    admin.execute_command(*setuser_command(env.settings, user, f">{password}", also=[rebuilt]))
+    login = {"CDPULSE_REDIS_USERNAME": user, "CDPULSE_REDIS_PASSWORD": password}
     try:
         # Every role runs as the user: the learner too (its refits and the RFM sweep).
-        roles = env.roles(
-            learner=True, CDPULSE_REDIS_USERNAME=user, CDPULSE_REDIS_PASSWORD=password
-        )
+        roles = env.roles(learner=True, **login)
         events = list(Shop(customers=20, days=5, seed=4).events())
         customer = next(e["customer_id"] for e in events if e.get("customer_id"))
         with Producer.from_settings(env.settings) as producer:
             for event in events:
                 producer.send(event)
         wait_until(lambda: drained(env.settings), 300, "the worker to drain as the ACL user")
+        topic = env.settings.topic_reco_events
+        wait_until(lambda: caught_up(env.settings, topic), 120, "the learner to catch up")
+        assert admin.scard(f"{env.name}:model:reco:shards") > 0  # its snapshots published
         with httpx.Client(base_url=roles.api.url, timeout=10) as http:
             assert http.get(f"/v1/profiles/{customer}").status_code == 200
+            assert http.get(f"/v1/profiles/{customer}/export").status_code == 200
             assert http.delete(f"/v1/profiles/{customer}").status_code == 202
             wait_until(
                 lambda: audited(env, 1),
@@ -445,17 +455,105 @@ def test_the_worker_runs_as_a_redis_acl_user_confined_to_its_prefix(env: Env) ->
         for process in (roles.worker, roles.api, roles.learning):
             assert process.metric("cdpulse_redis_errors_total") == 0, process.tail()
 
-        confined = redis.Redis.from_url(env.settings.redis_url, username=user, password=password)
-        assert confined.hgetall(f"{env.name}:watermark")
-        for command in (("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "maxmemory"), ("KEYS", "*")):
-            with pytest.raises(redis.exceptions.NoPermissionError):
-                confined.execute_command(*command)
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            confined.get("someone-else:secret")
-        assert admin.get("someone-else:secret") == b"not yours"
+        # The tools too: a profile read, and a rebuild into a prefix of its own.
+        other = next(
+            e["customer_id"] for e in events if e.get("customer_id") not in (None, customer)
+        )
+        shown = _cdpulse_as(env, login, "profile", other)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["customer_id"] == other
+        done = _cdpulse_as(env, login, "rebuild", "--target-prefix", rebuilt)
+        assert done.returncode == 0, done.stderr
+        assert admin.exists(f"{rebuilt}:{{{other}}}:profile") == 1
+        # Nothing was refused, not even what a client swallows (the roles retry errors).
+        assert _acl_denials(admin, user) == []
+        wrong = _cdpulse_as(env, {**login, "CDPULSE_REDIS_PASSWORD": "wrong"}, "profile", other)
+        assert wrong.returncode != 0  # the tools log in as the user, not as the default user
     finally:
         admin.execute_command("ACL", "DELUSER", user)
+        admin.delete(*admin.keys(f"{rebuilt}:*") or [f"{rebuilt}:none"])
+
+
+def _cdpulse_as(env: Env, login: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cdpulse", *args],
+        env={**os.environ, **env.variables, **login},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+# Commands no cdpulse process sends. The last ones are harmless: refused only because the
+# list allows (it does not deny). Each is safe should the ACL wrongly allow it: SHUTDOWN
+# ABORT stops nothing, REPLICAOF NO ONE is what a primary is, SWAPDB 0 0 swaps nothing.
+REFUSED: list[tuple[str, ...]] = [
+    ("ACL", "SETUSER", "{user}", "+@all"),
+    ("ACL", "LIST"),  # every user's password hashes
+    ("MONITOR",),
+    ("DEBUG", "SLEEP", "0"),
+    ("FLUSHALL",),
+    ("FLUSHDB",),
+    ("CONFIG", "GET", "maxmemory"),
+    ("KEYS", "{prefix}:*"),
+    ("SHUTDOWN", "ABORT"),
+    ("SCRIPT", "FLUSH"),
+    ("MODULE", "LOAD", "/nonexistent/module.so"),
+    ("REPLICAOF", "NO", "ONE"),
+    ("EVAL", "return 1", "0"),
+    ("CLIENT", "LIST"),
+    ("OBJECT", "ENCODING", "{prefix}:probe"),
+    ("SWAPDB", "0", "0"),
+]
+# Redis refuses these before it checks the ACL (enable-debug-command and
+# enable-module-command are off): whether the ACL would allow them is asked with DRYRUN.
+REFUSED_BEFORE_THE_ACL = {"DEBUG", "MODULE"}
+
+
+def test_the_acl_refuses_what_cdpulse_never_sends_and_keys_outside_its_prefix(
+    env: Env,
+) -> None:
+    user, password = f"cdpulse-{env.name}", f"pw-{env.name}"
+    admin = env.redis
+    admin.execute_command(*setuser_command(env.settings, user, f">{password}"))
+    admin.set("someone-else:secret", b"not yours")
+    confined = redis.Redis.from_url(env.settings.redis_url, username=user, password=password)
+    try:
+        # Logged in, and what cdpulse does is allowed: the refusals below are the ACL's.
+        assert confined.set(f"{env.name}:probe", b"1") is True
+        assert confined.evalsha(confined.script_load(_GET), 0, f"{env.name}:probe") == b"1"
+        for template in REFUSED:
+            command = [a.format(user=user, prefix=env.name) for a in template]
+            verdict = admin.execute_command("ACL", "DRYRUN", user, *command)
+            assert verdict != b"OK" and b"no permissions" in verdict, command
+            if command[0] not in REFUSED_BEFORE_THE_ACL:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    confined.execute_command(*command)
+        assert admin.execute_command("ACL", "GETUSER", user)[b"commands"].startswith(b"-@all")
+
+        # Keys outside the prefix, also where a name only starts like it.
+        for key in ("someone-else:secret", f"{env.name}-other:key", f"{env.name}"):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                confined.get(key)
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                confined.set(key, b"mine")
+        assert admin.get("someone-else:secret") == b"not yours"
+
+        # A script runs as its caller: no way around the list or the key patterns.
+        flush = confined.script_load("return redis.call('FLUSHALL')")
+        with pytest.raises(redis.exceptions.ResponseError, match="can't run this command"):
+            confined.evalsha(flush, 0)
+        with pytest.raises(redis.exceptions.ResponseError, match="can't access"):
+            confined.evalsha(confined.script_load(_GET), 0, "someone-else:secret")
+        assert admin.exists("someone-else:secret") == 1
+    finally:
+        confined.close()
+        admin.execute_command("ACL", "DELUSER", user)
         admin.delete("someone-else:secret")
+
+
+# The key as an argument, as cdpulse's scripts name theirs: checked inside the script.
+_GET = "return redis.call('GET', ARGV[1])"
 
 
 def test_inactive_profiles_and_identity_links_expire(env: Env) -> None:

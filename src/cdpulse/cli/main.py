@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cdpulse.cli.evaluate_cmd",
     "cdpulse.cli.bench_cmd",
     "cdpulse.cli.rebuild_cmd",
+    "cdpulse.cli.redis_acl_cmd",
 )
 
 

@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from cdpulse.cli.main import CliError
+    from cdpulse.connections import redis_options
     from cdpulse.models.churn.scoring import profile_document
     from cdpulse.privacy.seal import Seal
     from cdpulse.profile.rules import Rules
@@ -29,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
 
     async def fetch() -> dict[str, Any] | None:
-        store = RedisProfileStore.from_url(settings.redis_url, settings.redis_prefix)
+        store = RedisProfileStore.from_url(
+            settings.redis_url, settings.redis_prefix, **redis_options(settings)
+        )
         try:
             profile = await store.get(args.id)
             if profile is None:

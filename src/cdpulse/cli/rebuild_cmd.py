@@ -152,9 +152,8 @@ def _eraser(settings: Settings, store: RedisProfileStore, rules: Any) -> Any:
 
 async def _refuse_unless_empty(store: RedisProfileStore, redis_url: str) -> None:
     from cdpulse.cli.main import CliError
-    from cdpulse.ingest.rebuild import key_pattern
 
-    pattern = key_pattern(store.keys)
+    pattern = store.keys.pattern
     async for key in store.client.scan_iter(match=pattern, count=1000):
         if key.decode("utf-8", "backslashreplace") == store.keys.erasure_ledger:
             continue  # the ledger is what keeps erased customers out of the rebuild
@@ -188,10 +187,8 @@ def _history_consumer(settings: Settings) -> KafkaConsumer:
 
 
 async def _summary(store: RedisProfileStore, report: RebuildReport, partitions: int) -> str:
-    from cdpulse.ingest.rebuild import key_pattern
-
     aliases = 0
-    async for _ in store.client.scan_iter(match=key_pattern(store.keys) + ":alias", count=1000):
+    async for _ in store.client.scan_iter(match=store.keys.pattern + ":alias", count=1000):
         aliases += 1
     profiles = await store.count()
     rejected = ", ".join(f"{reason} {n}" for reason, n in sorted(report.rejected.items()))

@@ -33,11 +33,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from cdpulse.contract.message import Message
 from cdpulse.pipeline.batch import ProfilePipeline
-from cdpulse.store.keys import Keys
 
 # Seconds without a single fetched record (while some are due) before giving up.
 IDLE_TIMEOUT = 60.0
-_GLOB_SPECIAL = "\\*?[]"
 
 
 class RebuildError(RuntimeError):
@@ -237,9 +235,3 @@ async def rebuild(
         on_batch(len(batch))
     report.seconds = time.monotonic() - started
     return report
-
-
-def key_pattern(keys: Keys) -> str:
-    """A SCAN pattern for the keys under ``keys.prefix``, its glob characters escaped."""
-    prefix = "".join(f"\\{c}" if c in _GLOB_SPECIAL else c for c in keys.prefix)
-    return f"{prefix}:*"

@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob (SCAN MATCH, ACL key patterns): a
+    prefix or id holding ``*?[]\\`` must not match other keys."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Key names under one prefix (tests give each run its own prefix)."""
@@ -35,8 +41,7 @@ class Keys:
 
     def of_customer(self, profile_id: str) -> str:
         """A SCAN pattern matching every key under the customer's hash tag."""
-        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in profile_id)
-        return f"{self.prefix}:{{{escaped}}}:*"
+        return f"{self.prefix}:{{{glob_escape(profile_id)}}}:*"
 
     @property
     def erasure_ledger(self) -> str:
@@ -110,5 +115,5 @@ class Keys:
 
     @property
     def pattern(self) -> str:
-        """A SCAN pattern matching every key under the prefix."""
-        return f"{self.prefix}:*"
+        """A SCAN pattern (and ACL key pattern) matching every key under the prefix."""
+        return f"{glob_escape(self.prefix)}:*"
