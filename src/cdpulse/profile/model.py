@@ -6,7 +6,9 @@ consent is last-writer-wins by event time, sessions are a union of time spans, t
 cart is a list of timestamped quantity changes, windows are event-time buckets.
 Two profiles therefore merge exactly (``rules.merge``), which is what stitching an
 anonymous visitor into a known customer needs, and re-ordering across Kafka topics
-cannot change the result.
+cannot change the result. The dedupe window (``seen_ids``) is bookkeeping, not a fact
+about the customer: which repeats it still catches depends on when they arrive
+(``profile/dedupe.py``).
 
 Times are epoch milliseconds (event time). Stored in Redis as MessagePack.
 """
