@@ -48,6 +48,7 @@ HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 
 SESSION_GAP = 30 * MINUTE
+DEDUPE_WINDOW_DAYS = 7
 SESSION_TYPES = frozenset(
     {
         "page_viewed",
@@ -163,19 +164,9 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
 
     ``as_of`` defaults to the newest event time of the stream: the engine's watermark.
     """
-    events: list[Event] = []
-    seen: set[str] = set()
-    for event in valid_events(items, now=now):
-        if event["event_id"] not in seen:
-            seen.add(event["event_id"])
-            events.append(event)
-
-    aliases: dict[str, str] = {}
-    for event in events:  # processing order: the first link of an anonymous id wins
-        customer: str = event.get("customer_id") or ""
-        anonymous: str | None = event.get("anonymous_id")
-        if event["type"] == "identify" and anonymous is not None and anonymous != customer:
-            aliases.setdefault(anonymous, customer)
+    valid = valid_events(items, now=now)
+    events = distinct(valid, links(valid))
+    aliases = links(events)
 
     owned: dict[str, list[Event]] = defaultdict(list)
     for event in events:
@@ -196,6 +187,46 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
     reference = newest if as_of is None else as_of
     profiles = {owner: profile(owner, mine, reference) for owner, mine in owned.items()}
     return Truth(profiles, aliases, reference)
+
+
+def links(events: Iterable[Event]) -> dict[str, str]:
+    """Anonymous id -> customer id, in processing order: the first link of an id wins."""
+    aliases: dict[str, str] = {}
+    for event in events:
+        customer: str = event.get("customer_id") or ""
+        anonymous: str | None = event.get("anonymous_id")
+        if event["type"] == "identify" and anonymous is not None and anonymous != customer:
+            aliases.setdefault(anonymous, customer)
+    return aliases
+
+
+def distinct(events: Iterable[Event], aliases: Mapping[str, str]) -> list[Event]:
+    """The events a profile applies, in processing order: a repeated ``event_id`` of one
+    owner is dropped while its first copy's day is at most ``DEDUPE_WINDOW_DAYS`` before
+    the owner's newest event day when the repeat arrives; else applied again.
+
+    The owner is the final one (a visitor already counts as its customer): the engine
+    judges a visitor's events by the visitor's own newest day until the merge, which can
+    differ only for a repeat arriving right at the window's edge. No owner here comes near
+    the cap on ids kept (``CDPULSE_DEDUPE_IDS_KEPT``).
+    """
+    newest: dict[str, int] = {}
+    first: dict[tuple[str, str], int] = {}  # (owner, event id) -> day kept
+    out: list[Event] = []
+    for event in events:
+        owner: str = event.get("customer_id") or event["anonymous_id"]
+        owner = aliases.get(owner, owner)
+        day = millis(event["timestamp"]) // DAY
+        top = newest.get(owner)
+        kept = first.get((owner, event["event_id"]))
+        if kept is not None and top is not None and kept >= top - DEDUPE_WINDOW_DAYS:
+            continue
+        top = day if top is None else max(top, day)
+        newest[owner] = top
+        if day >= top - DEDUPE_WINDOW_DAYS:
+            first[(owner, event["event_id"])] = day
+        out.append(event)
+    return out
 
 
 # --- one profile --------------------------------------------------------------------------

@@ -192,8 +192,19 @@ class Settings(BaseSettings):
     affinity_half_life_days: float = Field(
         14.0, gt=0, description="Half-life of the decayed category affinity."
     )
-    recent_event_ids: int = Field(
-        64, ge=0, description="Event ids kept per profile to drop client-side duplicates."
+    dedupe_window_days: int = Field(
+        7,
+        ge=1,
+        description="A repeated event_id is dropped as a client duplicate while its first "
+        "copy's event-time day is at most this many days before the profile's newest, "
+        "however many events came between; older repeats are applied again.",
+    )
+    dedupe_ids_kept: int = Field(
+        10_000,
+        ge=0,
+        description="Event ids a profile's dedupe window keeps at most (8 bytes each); "
+        "beyond it the oldest go first, counted in cdpulse_dedupe_ids_dropped_total "
+        "(0: no client-side dedupe).",
     )
 
     # --- online models -----------------------------------------------------------------

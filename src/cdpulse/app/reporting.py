@@ -50,6 +50,7 @@ def record_batch(report: BatchReport) -> None:
     counts = report.work.counts
     _inc(metrics.EVENTS_APPLIED, counts["applied"])
     _inc(metrics.DUPLICATES, counts["duplicates"])
+    _inc(metrics.DEDUPE_IDS_DROPPED, counts["dedupe_ids_dropped"])
     _inc(metrics.PROFILE_MERGES, counts["merges"])
     _inc(metrics.TRAITS_DROPPED, counts["traits_dropped"])
     _inc(metrics.EVENTS_SUPPRESSED, report.suppressed)

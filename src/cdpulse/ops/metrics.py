@@ -64,6 +64,11 @@ EVENTS_APPLIED = Counter("cdpulse_events_applied_total", "Events applied to a pr
 DUPLICATES = Counter(
     "cdpulse_duplicates_total", "Events skipped because they were applied already.", []
 )
+DEDUPE_IDS_DROPPED = Counter(
+    "cdpulse_dedupe_ids_dropped_total",
+    "Event ids a profile's dedupe window dropped at CDPULSE_DEDUPE_IDS_KEPT before the "
+    "window passed them: a client's repeat of one would be applied again.",
+)
 PROFILE_MERGES = Counter(
     "cdpulse_profile_merges_total", "Anonymous profiles merged into a customer on identify."
 )

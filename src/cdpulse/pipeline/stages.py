@@ -184,9 +184,10 @@ class Stages:
         money_before = _money(profile)
         traits_before = dict(profile.traits) if update.merged else None
         retired: dict[str, int] = {}
+        capped = 0  # event ids the dedupe window's cap dropped
         for other in update.merged:
             if other.id not in profile.merged_from:
-                merge(profile, other, rules)
+                capped += merge(profile, other, rules)
                 work.counts["merges"] += 1
             # even when merged by an earlier, interrupted attempt
             retired[other.id] = update.merged_versions[other.id]
@@ -208,7 +209,7 @@ class Stages:
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
             if traits_before is None and type(event) in _TRAIT_CHANGERS:
                 traits_before = dict(profile.traits)  # as they were before this batch
-            apply_new(profile, event, rules, item.source, message.offset)
+            capped += apply_new(profile, event, rules, item.source, message.offset)
             applied += 1
             if type(event) is OrderCompletedEvent:
                 ordered = True
@@ -218,6 +219,8 @@ class Stages:
                 self.hooks.observe(profile, event, event.at)
         work.counts["applied"] += applied
         work.counts["duplicates"] += duplicates
+        if capped:
+            work.counts["dedupe_ids_dropped"] += capped
         changed = bool(applied or retired)
 
         churn_due: int | None = None

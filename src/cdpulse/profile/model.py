@@ -6,7 +6,9 @@ consent is last-writer-wins by event time, sessions are a union of time spans, t
 cart is a list of timestamped quantity changes, windows are event-time buckets.
 Two profiles therefore merge exactly (``rules.merge``), which is what stitching an
 anonymous visitor into a known customer needs, and re-ordering across Kafka topics
-cannot change the result.
+cannot change the result. The dedupe window (``seen_ids``) is bookkeeping, not a fact
+about the customer: which repeats it still catches depends on when they arrive
+(``profile/dedupe.py``).
 
 Times are epoch milliseconds (event time). Stored in Redis as MessagePack.
 """
@@ -80,10 +82,12 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # segment memberships: segment -> generation, how often membership changed (odd:
     # member); saved with the profile, so a transition is decided exactly once
     segments: dict[str, int] = msgspec.field(default_factory=dict)
-    # exactly-once bookkeeping: last applied offset per "topic:partition:key", recent
-    # event ids (client-side duplicates), anonymous profiles already merged in
+    # exactly-once bookkeeping: last applied offset per "topic:partition:key", the dedupe
+    # window (client-side duplicates: event-time day -> packed 8-byte id hashes, see
+    # profile/dedupe.py), anonymous profiles already merged in. Profiles stored before
+    # the window carry ``recent_ids``: msgspec skips a field the struct does not declare.
     offsets: dict[str, int] = msgspec.field(default_factory=dict)
-    recent_ids: list[str] = msgspec.field(default_factory=list)
+    seen_ids: dict[int, bytes] = msgspec.field(default_factory=dict)
     merged_from: list[str] = msgspec.field(default_factory=list)
     # segment transitions (JSON) the learner's RFM sweep saved before publishing them:
     # the next save of the profile publishes them again first, and clears them, so a

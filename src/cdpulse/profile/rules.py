@@ -22,7 +22,7 @@ from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy, TraitValue
-from cdpulse.profile import windows
+from cdpulse.profile import dedupe, windows
 from cdpulse.profile.model import CartLine, Profile
 from cdpulse.settings import Settings
 
@@ -41,7 +41,9 @@ class Rules:
 
     session_gap: int = 30 * windows.MINUTE
     affinity_half_life: int = 14 * windows.DAY
-    recent_ids: int = 64
+    # Defaults are the settings' own (``Settings`` is where they live).
+    dedupe_days: int = Settings.model_fields["dedupe_window_days"].default
+    dedupe_ids: int = Settings.model_fields["dedupe_ids_kept"].default
     spans_kept: int = 32
     viewed_kept: int = 20
     # A churn label is decided up to a horizon after its day and reads 60 days before it.
@@ -58,7 +60,8 @@ class Rules:
             ),
             session_gap=settings.session_gap_seconds * 1000,
             affinity_half_life=int(settings.affinity_half_life_days * windows.DAY),
-            recent_ids=settings.recent_event_ids,
+            dedupe_days=settings.dedupe_window_days,
+            dedupe_ids=settings.dedupe_ids_kept,
             churn_days_kept=windows.TREND_SPAN
             + int((settings.churn_horizon_days + 2) * windows.DAY),
         )
@@ -78,11 +81,12 @@ def is_duplicate(profile: Profile, event_id: str, source: str | None, offset: in
     """Whether this message was applied already: re-delivered, or sent twice by a client.
 
     ``source`` is "topic:partition:key"; messages with one key arrive in offset order,
-    so an offset at or below the last applied one is a re-delivery.
+    so an offset at or below the last applied one is a re-delivery. A client's repeat
+    is caught by the dedupe window (``profile/dedupe.py``).
     """
     if source is not None and offset is not None and offset <= profile.offsets.get(source, -1):
         return True
-    return event_id in profile.recent_ids
+    return bool(profile.seen_ids) and dedupe.holds(profile.seen_ids, dedupe.hashed(event_id))
 
 
 def apply(
@@ -105,13 +109,17 @@ def apply_new(
     rules: Rules,
     source: str | None = None,
     offset: int | None = None,
-) -> None:
-    """``apply`` for an event known not to be a duplicate (``is_duplicate`` said so)."""
+) -> int:
+    """``apply`` for an event known not to be a duplicate (``is_duplicate`` said so).
+
+    Returns the event ids the dedupe window's cap dropped (counted by the caller).
+    """
     if source is not None and offset is not None:
         profile.offsets[source] = offset
-    if rules.recent_ids:
-        profile.recent_ids.append(event.event_id)
-        del profile.recent_ids[: -rules.recent_ids]
+    capped = 0
+    if rules.dedupe_ids:
+        key = dedupe.hashed(event.event_id)
+        capped = dedupe.add(profile.seen_ids, key, event.at, rules.dedupe_days, rules.dedupe_ids)
 
     t = event.at
     first = profile.events == 0
@@ -185,21 +193,25 @@ def apply_new(
         _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
     if not allows(profile, "analytics"):
         minimise(profile)
+    return capped
 
 
-def merge(profile: Profile, other: Profile, rules: Rules) -> None:
+def merge(profile: Profile, other: Profile, rules: Rules) -> int:
     """Merge ``other`` (an anonymous visitor's profile) into ``profile`` in place.
 
     Exact because every field is a mergeable summary of a set of events; merging the
-    same ``other`` twice is prevented by ``merged_from``.
+    same ``other`` twice is prevented by ``merged_from``. Returns the event ids the
+    dedupe window's cap dropped.
     """
     if other.id in profile.merged_from:
-        return
+        return 0
     profile.merged_from.append(other.id)
     for source, offset in other.offsets.items():
         profile.offsets[source] = max(offset, profile.offsets.get(source, -1))
-    if rules.recent_ids:
-        profile.recent_ids = (profile.recent_ids + other.recent_ids)[-rules.recent_ids :]
+    # The union: a repeat sent under the visitor id and again after identify is caught.
+    capped = 0
+    if rules.dedupe_ids and other.seen_ids:
+        capped = dedupe.merge(profile.seen_ids, other.seen_ids, rules.dedupe_days, rules.dedupe_ids)
     if other.events:
         first = profile.events == 0
         profile.first_seen = (
@@ -248,6 +260,7 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> None:
         _set_trait(profile, name, t, value)
     if not allows(profile, "analytics"):
         minimise(profile)
+    return capped
 
 
 # --- the parts -----------------------------------------------------------------------------
@@ -377,7 +390,7 @@ def minimise(profile: Profile) -> None:
     """Keep only what honouring the customer's choices needs (analytics withheld).
 
     Kept: id, customer id, linked anonymous ids, consent, identification time, the
-    pseudonymised traits, and the exactly-once bookkeeping (offsets, recent event ids,
+    pseudonymised traits, and the exactly-once bookkeeping (offsets, the dedupe window,
     merged profiles) without which a re-delivered event would be counted twice.
     """
     profile.first_seen = profile.last_seen = profile.events = 0
