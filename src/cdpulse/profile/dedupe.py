@@ -44,9 +44,22 @@ ID_BYTES = 8
 Window = dict[int, bytes]
 
 
+_last: tuple[str, bytes] = ("", b"")
+
+
 def hashed(event_id: str) -> bytes:
-    """The 8-byte key the window keeps for ``event_id``."""
-    return blake2b(event_id.encode(), digest_size=ID_BYTES).digest()
+    """The 8-byte key the window keeps for ``event_id``.
+
+    The last one is remembered: every applied event is hashed twice in a row, once to
+    ask ``holds`` and once to ``add`` it (the same string object both times).
+    """
+    global _last
+    last = _last
+    if last[0] is event_id:
+        return last[1]
+    key = blake2b(event_id.encode(), digest_size=ID_BYTES).digest()
+    _last = (event_id, key)
+    return key
 
 
 def holds(window: Window, key: bytes) -> bool:
