@@ -43,11 +43,12 @@ def register_views(services: Services) -> None:
     guarded = services.guard
     ingest_limit = RateLimit(settings.ingest_rate, settings.ingest_burst)
 
-    async def document_of(profile: Profile) -> dict[str, Any]:
-        """The profile with its scores, as of the newest event time seen."""
+    async def document_of(profile: Profile, as_of: int | None = None) -> dict[str, Any]:
+        """The profile with its scores, as of the newest event time seen (``as_of``, when
+        it was read with the profile)."""
         return profile_document(
             profile,
-            await store.watermark(),
+            await store.watermark() if as_of is None else as_of,
             services.rules,
             services.registry.get(),
             services.clv.get(),
@@ -66,10 +67,11 @@ def register_views(services: Services) -> None:
     class ProfileView(View):
         @guarded("read")
         async def get(self, request: Request, profile_id: str) -> Response:
-            profile = await store.get(profile_id)
+            # The profile and the watermark its scores are computed at: one round trip.
+            profile, as_of = await store.get_as_of(profile_id)
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
-            return self.json(await document_of(profile))
+            return self.json(await document_of(profile, as_of))
 
         @guarded("admin")
         async def delete(self, request: Request, profile_id: str) -> Response:

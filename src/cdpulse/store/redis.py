@@ -57,13 +57,25 @@ class RedisProfileStore:
 
     async def get(self, profile_id: str) -> Profile | None:
         """One profile, following a link: one round trip, two when the id is linked."""
+        return (await self._get(profile_id, watermark=False))[0]
+
+    async def get_as_of(self, profile_id: str) -> tuple[Profile | None, int]:
+        """One profile and the watermark (``watermark()``) in the same round trip: what a
+        profile read shows, as of the newest event time seen."""
+        return await self._get(profile_id, watermark=True)
+
+    async def _get(self, profile_id: str, watermark: bool) -> tuple[Profile | None, int]:
         pipe = self.client.pipeline(transaction=False)
         pipe.get(self.keys.alias(profile_id))
         pipe.hget(self.keys.profile(profile_id), "b")
-        alias, blob = await pipe.execute()
+        if watermark:
+            pipe.hvals(self.keys.watermark)
+        replies = await pipe.execute()
+        alias, blob = replies[0], replies[1]
+        at = max((int(v) for v in replies[2]), default=0) if watermark else 0
         if alias is not None:
             blob = await self.client.hget(self.keys.profile(_text(alias)), "b")
-        return decode(blob) if isinstance(blob, bytes) else None
+        return (decode(blob) if isinstance(blob, bytes) else None), at
 
     async def watermark(self) -> int:
         """The newest event time seen on any partition (epoch ms); 0 when none."""
