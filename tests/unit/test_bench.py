@@ -3,6 +3,7 @@ its report and its chart. Nothing here measures time."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdpulse.bench.ceiling import summarize_progress
-from cdpulse.bench.http_load import LoadResult, summarize_load
+from cdpulse.bench.http_load import LoadResult, run_load, summarize_load
 from cdpulse.bench.procstat import (
     CLOCK_TICKS,
     CpuSnapshot,
@@ -672,3 +673,69 @@ def test_chart_draws_a_png_from_the_json_alone(tmp_path: Path) -> None:
     out = tmp_path / "chart.png"
     draw(_result(), out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _Server:
+    """An aiohttp server in a thread of its own: ``/ok`` answers at once, ``/slow`` after
+    0.3 s; ``stop()`` closes it (and every connection) while a load runs."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from aiohttp import web
+
+        async def ok(request: web.Request) -> web.Response:
+            return web.json_response({"ok": True})
+
+        async def slow(request: web.Request) -> web.Response:
+            await asyncio.sleep(0.3)
+            return web.json_response({"slow": True})
+
+        app = web.Application()
+        app.router.add_get("/ok", ok)
+        app.router.add_get("/slow", slow)
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_the_load_generator_counts_every_request_from_when_it_was_due() -> None:
+    server = _Server()
+    try:
+        result = run_load(f"http://127.0.0.1:{server.port}", ["/ok", "/slow"], 200, 1.0, 4)
+    finally:
+        server.stop()
+        server.close()
+    assert result.statuses == {"200": 200}
+    assert len(result.latencies) == len(result.service) == len(result.send_lag) == 200
+    # 100 slow answers on 4 connections take ~7.5 s: the queue for a free connection is
+    # in the latency (from due), not hidden by a client that waits before sending.
+    assert max(result.latencies) > 5.0
+    assert min(result.service) < 0.3 <= max(result.service) < 1.0
+    assert result.seconds > 5.0
+
+
+def test_the_load_generator_survives_a_server_that_goes_away() -> None:
+    import threading
+
+    server = _Server()
+    try:
+        threading.Timer(0.5, server.stop).start()
+        result = run_load(f"http://127.0.0.1:{server.port}", ["/ok"], 200, 1.5, 4)
+    finally:
+        server.close()
+    assert len(result.latencies) == 300  # every request answered or failed: none lost
+    assert 50 <= result.statuses["200"] < 300
+    assert set(result.statuses) - {"200"}  # the rest failed, with their reason
