@@ -124,9 +124,17 @@ class Settings(BaseSettings):
         "Redis stays the truth: every save is a compare-and-set.",
     )
     batch_within: float = Field(
+        0.02,
+        gt=0,
+        description="Most seconds a worker waits for its batch to fill after the batch's "
+        "first event: short, since it adds to every event's latency when the worker keeps "
+        "up; under a backlog a batch is full (CDPULSE_BATCH_SIZE) at once.",
+    )
+    learner_batch_within: float = Field(
         0.1,
         gt=0,
-        description="Seconds a worker or learner waits to fill a batch before applying it.",
+        description="Seconds a learner waits to fill a batch: each churn or offer batch ends "
+        "with a snapshot, so fuller batches make fewer.",
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     prefetch: int = Field(

@@ -132,7 +132,9 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     @app.agent(training, concurrency=1, name="churn-learner")
     async def churn_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.learner_batch_within
+        ):
             with _committed_only_if_handled(events):
                 await retry(functools.partial(learn_examples, _examples(events)))
                 heap.settle()
@@ -229,7 +231,9 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     @app.agent(reco_events, concurrency=1, name="reco-learner")
     async def reco_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.learner_batch_within
+        ):
             with _committed_only_if_handled(events):
                 by_shard: dict[int, list[tuple[int, bytes]]] = {}
                 for e in events:
@@ -255,7 +259,9 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     @app.agent(triggers.rewards_topic, concurrency=1, name="offer-learner")
     async def offer_learner(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.learner_batch_within
+        ):
             with _committed_only_if_handled(events):
                 records = [(e.message.offset, e.message.value) for e in events]
                 await retry(functools.partial(triggers.learn, records))
