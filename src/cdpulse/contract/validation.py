@@ -11,11 +11,13 @@ Decoding is total: an exception on one message is that message's rejection
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from cdpulse.contract import mirror
 from cdpulse.contract.events import EVENT_ADAPTER, EVENT_TYPES
@@ -52,7 +54,11 @@ REASONS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an input is not an event: a stable ``reason`` code and a sentence for people."""
+    """Why an input is not an event: a stable ``reason`` code and a sentence for people.
+
+    The sentence names the fields at fault, what is wrong and pydantic's error type, and
+    never quotes the input's values: it is published to the dead-letter topic.
+    """
 
     reason: str
     detail: str
@@ -69,31 +75,40 @@ def _event_id_of(obj: Any) -> str | None:
     return None
 
 
-def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"][1:]) or "event"
-    got = error.get("input")
-    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{loc!r}: {message}, got {shown}"
+# A path part shaped like a field name is shown; any other is a key the sender chose (a
+# trait's name may be an email address) and is shown as ``[key]``.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    parts = (
+        str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(part) else "[key]"
+        for part in loc[1:]  # loc[0] is the event type the union chose
+    )
+    return ".".join(parts) or "event"
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One error as ``'path': message [type]``: the message is pydantic's template or the
+    contract's own sentence (``parse_timestamp``), neither of which quotes the input."""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{_path(error['loc'])!r}: {message} [{error['type']}]"
 
 
 def _from_validation_error(exc: ValidationError, obj: Any) -> Rejection:
     event_id = _event_id_of(obj)
     prefix = f"event {event_id}: " if event_id else "event: "
-    errors = exc.errors(include_url=False)
+    # Never the input: a rejection's detail goes to the dead-letter topic and the
+    # collector's answer, and a wrong-typed field may hold an email address or a name.
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
     first = errors[0]
     kind = first["type"]
     if kind == "union_tag_not_found":
         return Rejection(MISSING_TYPE, prefix + "'type' is missing", event_id)
-    if kind == "union_tag_invalid":
-        got = obj.get("type") if isinstance(obj, dict) else None
-        return Rejection(
-            UNKNOWN_TYPE,
-            f"{prefix}unknown type {str(got)[:60]!r}; expected one of {', '.join(EVENT_TYPES)}",
-            event_id,
-        )
+    if kind == "union_tag_invalid":  # pydantic's message quotes the type it got: not shown
+        expected = ", ".join(EVENT_TYPES)
+        detail = f"{prefix}unknown 'type'; expected one of {expected}"
+        return Rejection(UNKNOWN_TYPE, detail, event_id)
     if kind == "value_error" and "customer_id" in first["msg"] and len(first["loc"]) == 1:
         return Rejection(MISSING_ID, prefix + first["msg"].removeprefix("Value error, "), event_id)
     details = "; ".join(_describe(e) for e in errors[:3])
