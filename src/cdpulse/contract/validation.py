@@ -122,15 +122,17 @@ def decode(
     now: datetime,
     max_bytes: int = 65536,
     max_future_skew: timedelta = timedelta(minutes=5),
+    clock: str = "now",
 ) -> Event | Rejection:
-    """Validate one raw message; ``now`` bounds how far in the future a timestamp may be."""
+    """Validate one raw message; an event time may be at most ``max_future_skew`` after
+    ``now``, which ``clock`` names in the rejection (a message's Kafka timestamp, say)."""
     if len(raw) > max_bytes:
         return Rejection(TOO_LARGE, f"event is {len(raw)} bytes; the limit is {max_bytes}")
     event = mirror.decode(raw)
     if event is not None and event.at < _millis(now + max_future_skew):
         return event
     try:
-        return _decode_slowly(raw, now, max_future_skew)
+        return _decode_slowly(raw, now, max_future_skew, clock)
     except Exception as exc:  # total: one message never stops the caller
         return crashed(exc, _event_id_of(event))
 
@@ -147,7 +149,9 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _decode_slowly(raw: bytes, now: datetime, max_future_skew: timedelta) -> Event | Rejection:
+def _decode_slowly(
+    raw: bytes, now: datetime, max_future_skew: timedelta, clock: str
+) -> Event | Rejection:
     """The contract's own path: json, then pydantic, for the exact reason of a rejection."""
     try:
         text = raw.decode("utf-8")
@@ -162,7 +166,9 @@ def _decode_slowly(raw: bytes, now: datetime, max_future_skew: timedelta) -> Eve
     # Valid UTF-8 text can still escape a lone surrogate; only an escape can, so the
     # (costlier) check runs only when the text has one.
     escapes = "\\ud" in text or "\\uD" in text
-    return validate(obj, now=now, max_future_skew=max_future_skew, check_unicode=escapes)
+    return validate(
+        obj, now=now, max_future_skew=max_future_skew, check_unicode=escapes, clock=clock
+    )
 
 
 def _has_lone_surrogate(obj: Any) -> bool:
@@ -180,8 +186,10 @@ def validate(
     now: datetime,
     max_future_skew: timedelta = timedelta(minutes=5),
     check_unicode: bool = True,
+    clock: str = "now",
 ) -> Event | Rejection:
-    """Validate one already-parsed JSON value (the collector's, an import's)."""
+    """Validate one already-parsed JSON value (the collector's, an import's); ``now`` and
+    ``clock`` as in ``decode``."""
     if not isinstance(obj, dict):
         return Rejection(NOT_AN_OBJECT, f"event must be a JSON object, got {type(obj).__name__}")
     if check_unicode and _has_lone_surrogate(obj):
@@ -199,10 +207,11 @@ def validate(
     except Exception as exc:  # total, as decode
         return crashed(exc, _event_id_of(obj))
     if event.timestamp > now + max_future_skew:
+        ahead = (event.timestamp - now).total_seconds()
         return Rejection(
             FUTURE_TIMESTAMP,
-            f"event {event.event_id}: timestamp {event.timestamp.isoformat()} is more than "
-            f"{max_future_skew.total_seconds():.0f}s ahead of now ({now.isoformat()})",
+            f"event {event.event_id}: 'timestamp' is {ahead:.0f}s ahead of {clock} "
+            f"({now.isoformat()}); at most {max_future_skew.total_seconds():.0f}s is allowed",
             event.event_id,
         )
     try:
