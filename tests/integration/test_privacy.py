@@ -24,6 +24,7 @@ from cdpulse.store.acl import setuser_command
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
 from tests.integration.test_rebuild import cdpulse
 from tests.oracle import pseudonym, pseudonym_id
+from tests.unit.test_dead_letters import EMAIL, HOSTILE, PHONE, PLANTED
 
 
 def _values(client: redis.Redis, key: bytes) -> list[bytes]:
@@ -334,14 +335,24 @@ def test_no_personal_data_in_logs_metrics_or_dead_letters(env: Env) -> None:
             producer.send(event)
         for event in broken:
             producer.send_raw(topic, json.dumps(event).encode(), event["customer_id"].encode())
+        # Email, phone, name and address in wrong-typed fields of traits and properties.
+        for doc, _, _ in HOSTILE:
+            producer.send_raw(topic, json.dumps(doc).encode(), b"hostile")
     wait_until(lambda: drained(env.settings), 300, "the worker to drain its topics")
 
-    letters = consume_all(env.settings, env.settings.topic_dead_letter, len(broken))
-    assert len(letters) == len(broken)
-    for letter in letters:
-        body = json.loads(letter.value)
-        assert body["reason"] and "[redacted]" in body["raw"]
-        assert not any(e in body["raw"] for e in emails) and "1234567" not in body["raw"]
+    letters = consume_all(env.settings, env.settings.topic_dead_letter, len(broken) + len(HOSTILE))
+    assert len(letters) == len(broken) + len(HOSTILE)
+    bodies = [json.loads(letter.value) for letter in letters]
+    hostile = [body for body in bodies if body["key"] == "hostile"]
+    assert [body["reason"] for body in hostile] == [reason for _, reason, _ in HOSTILE]
+    for body in bodies:
+        # The detail names paths and error types, never a value the event held.
+        assert not [v for v in (*PLANTED, *emails, "+49 30") if v in body["detail"]], body
+        # The raw copy: email addresses and international phone numbers redacted.
+        assert not any(e in body["raw"] for e in (*emails, EMAIL, PHONE)), body["raw"]
+        if body["key"] != "hostile":
+            assert body["reason"] and "[redacted]" in body["raw"]
+            assert "1234567" not in body["raw"]
     wait_until(
         lambda: caught_up(env.settings, env.settings.topic_reco_events),
         120,

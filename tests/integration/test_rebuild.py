@@ -14,8 +14,9 @@ from cdpulse.producer import Producer
 from cdpulse.simulate.malformed import malformed_event
 from cdpulse.simulate.shop import Shop
 from tests.chaos.state import assert_exact, oracle_problems, read_state, summary
-from tests.integration.conftest import Env, drained, wait_until
+from tests.integration.conftest import Env, consume_all, drained, wait_until
 from tests.oracle import expected
+from tests.oracle import millis as oracle_millis
 
 
 def cdpulse(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
@@ -50,6 +51,24 @@ def test_rebuild_from_kafka_gives_the_live_profiles_key_by_key(env: Env) -> None
             if rng.random() < 0.01:  # a client retry: the same event_id again
                 producer.send(event)
                 raw.append(json.dumps(event).encode())
+        # The future-skew check judges an event time against the message's Kafka timestamp,
+        # so both decide alike: 10 minutes after it is refused, 1 minute is not, though the
+        # event is months before the wall clock of either.
+        viewed = next(e for e in events[len(events) // 2 :] if e["type"] == "product_viewed")
+        at = oracle_millis(viewed["timestamp"])
+        for visitor, before in (("V-skew-late", 600_000), ("V-skew-close", 60_000)):
+            planted = {**viewed, "event_id": visitor, "anonymous_id": visitor}
+            planted.pop("customer_id", None)
+            value = json.dumps(planted).encode()
+            producer.kafka.send(
+                topics.for_type("product_viewed"),
+                value=value,
+                key=visitor.encode(),
+                timestamp_ms=at - before,
+            )
+            raw.append(value)
+        refused = raw[-2]  # the oracle judges skew by the wall clock: it is not given this one
+        bad += 1
 
     wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
     worker.stop()  # the live store stays as it is while it is compared
@@ -59,15 +78,21 @@ def test_rebuild_from_kafka_gives_the_live_profiles_key_by_key(env: Env) -> None
     assert done.returncode == 0, done.stderr
     assert f"from {len(raw)} messages in 12 partitions" in done.stdout, done.stdout
     assert f"{bad} dead letters" in done.stdout, done.stdout
+    letters = [json.loads(r.value) for r in consume_all(env.settings, topics.dead_letter, bad)]
+    assert len(letters) == bad
+    [late] = [letter for letter in letters if letter["key"] == "V-skew-late"]
+    assert late["reason"] == "future_timestamp"
+    assert "600s ahead of its Kafka timestamp" in late["detail"]
     again = cdpulse(env, "rebuild", "--target-prefix", target)
     assert again.returncode == 2
     assert "already holds keys" in again.stderr and "--target-prefix" in again.stderr
 
     live, rebuilt = read_state(env.redis, env.name), read_state(env.redis, target)
     assert set(rebuilt.profiles) == set(live.profiles)
+    assert "V-skew-close" in live.profiles and "V-skew-late" not in live.profiles
     assert rebuilt.aliases == live.aliases
     assert rebuilt.watermarks == live.watermarks
-    truth = expected(raw, now=datetime.now(UTC))
+    truth = expected([r for r in raw if r != refused], now=datetime.now(UTC))
     problems = oracle_problems(rebuilt, truth)
     assert not problems, f"the rebuilt store differs from the oracle:\n  {summary(problems)}"
     live_documents, rebuilt_documents = live.documents(), rebuilt.documents()

@@ -72,7 +72,7 @@ def test_epoch_milliseconds_are_accepted() -> None:
 @pytest.mark.parametrize(
     ("doc", "reason", "mentions"),
     [
-        (mutated(["type"], "order_placed"), v.UNKNOWN_TYPE, "order_placed"),
+        (mutated(["type"], "order_placed"), v.UNKNOWN_TYPE, "unknown 'type'"),
         (mutated(["type"], DELETE), v.MISSING_TYPE, "'type'"),
         (mutated(["customer_id"], DELETE), v.MISSING_ID, "customer_id"),
         (mutated(["event_id"], DELETE), v.INVALID_FIELD, "event_id"),

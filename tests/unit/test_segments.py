@@ -219,7 +219,6 @@ def test_the_lazy_record_equals_the_rendered_profile_on_a_simulated_shop() -> No
             i,
             (e.get("customer_id") or e["anonymous_id"]).encode(),
             json.dumps(e).encode(),
-            0,
         )
         for i, e in enumerate(events)
     ]

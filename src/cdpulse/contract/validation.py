@@ -11,11 +11,13 @@ Decoding is total: an exception on one message is that message's rejection
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from cdpulse.contract import mirror
 from cdpulse.contract.events import EVENT_ADAPTER, EVENT_TYPES
@@ -52,7 +54,11 @@ REASONS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an input is not an event: a stable ``reason`` code and a sentence for people."""
+    """Why an input is not an event: a stable ``reason`` code and a sentence for people.
+
+    The sentence names the fields at fault, what is wrong and pydantic's error type, and
+    never quotes the input's values: it is published to the dead-letter topic.
+    """
 
     reason: str
     detail: str
@@ -69,31 +75,40 @@ def _event_id_of(obj: Any) -> str | None:
     return None
 
 
-def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"][1:]) or "event"
-    got = error.get("input")
-    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{loc!r}: {message}, got {shown}"
+# A path part shaped like a field name is shown; any other is a key the sender chose (a
+# trait's name may be an email address) and is shown as ``[key]``.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    parts = (
+        str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(part) else "[key]"
+        for part in loc[1:]  # loc[0] is the event type the union chose
+    )
+    return ".".join(parts) or "event"
+
+
+def _describe(error: ErrorDetails) -> str:
+    """One error as ``'path': message [type]``: the message is pydantic's template or the
+    contract's own sentence (``parse_timestamp``), neither of which quotes the input."""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{_path(error['loc'])!r}: {message} [{error['type']}]"
 
 
 def _from_validation_error(exc: ValidationError, obj: Any) -> Rejection:
     event_id = _event_id_of(obj)
     prefix = f"event {event_id}: " if event_id else "event: "
-    errors = exc.errors(include_url=False)
+    # Never the input: a rejection's detail goes to the dead-letter topic and the
+    # collector's answer, and a wrong-typed field may hold an email address or a name.
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
     first = errors[0]
     kind = first["type"]
     if kind == "union_tag_not_found":
         return Rejection(MISSING_TYPE, prefix + "'type' is missing", event_id)
-    if kind == "union_tag_invalid":
-        got = obj.get("type") if isinstance(obj, dict) else None
-        return Rejection(
-            UNKNOWN_TYPE,
-            f"{prefix}unknown type {str(got)[:60]!r}; expected one of {', '.join(EVENT_TYPES)}",
-            event_id,
-        )
+    if kind == "union_tag_invalid":  # pydantic's message quotes the type it got: not shown
+        expected = ", ".join(EVENT_TYPES)
+        detail = f"{prefix}unknown 'type'; expected one of {expected}"
+        return Rejection(UNKNOWN_TYPE, detail, event_id)
     if kind == "value_error" and "customer_id" in first["msg"] and len(first["loc"]) == 1:
         return Rejection(MISSING_ID, prefix + first["msg"].removeprefix("Value error, "), event_id)
     details = "; ".join(_describe(e) for e in errors[:3])
@@ -107,15 +122,17 @@ def decode(
     now: datetime,
     max_bytes: int = 65536,
     max_future_skew: timedelta = timedelta(minutes=5),
+    clock: str = "now",
 ) -> Event | Rejection:
-    """Validate one raw message; ``now`` bounds how far in the future a timestamp may be."""
+    """Validate one raw message; an event time may be at most ``max_future_skew`` after
+    ``now``, which ``clock`` names in the rejection (a message's Kafka timestamp, say)."""
     if len(raw) > max_bytes:
         return Rejection(TOO_LARGE, f"event is {len(raw)} bytes; the limit is {max_bytes}")
     event = mirror.decode(raw)
     if event is not None and event.at < _millis(now + max_future_skew):
         return event
     try:
-        return _decode_slowly(raw, now, max_future_skew)
+        return _decode_slowly(raw, now, max_future_skew, clock)
     except Exception as exc:  # total: one message never stops the caller
         return crashed(exc, _event_id_of(event))
 
@@ -132,7 +149,9 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _decode_slowly(raw: bytes, now: datetime, max_future_skew: timedelta) -> Event | Rejection:
+def _decode_slowly(
+    raw: bytes, now: datetime, max_future_skew: timedelta, clock: str
+) -> Event | Rejection:
     """The contract's own path: json, then pydantic, for the exact reason of a rejection."""
     try:
         text = raw.decode("utf-8")
@@ -147,7 +166,9 @@ def _decode_slowly(raw: bytes, now: datetime, max_future_skew: timedelta) -> Eve
     # Valid UTF-8 text can still escape a lone surrogate; only an escape can, so the
     # (costlier) check runs only when the text has one.
     escapes = "\\ud" in text or "\\uD" in text
-    return validate(obj, now=now, max_future_skew=max_future_skew, check_unicode=escapes)
+    return validate(
+        obj, now=now, max_future_skew=max_future_skew, check_unicode=escapes, clock=clock
+    )
 
 
 def _has_lone_surrogate(obj: Any) -> bool:
@@ -165,8 +186,10 @@ def validate(
     now: datetime,
     max_future_skew: timedelta = timedelta(minutes=5),
     check_unicode: bool = True,
+    clock: str = "now",
 ) -> Event | Rejection:
-    """Validate one already-parsed JSON value (the collector's, an import's)."""
+    """Validate one already-parsed JSON value (the collector's, an import's); ``now`` and
+    ``clock`` as in ``decode``."""
     if not isinstance(obj, dict):
         return Rejection(NOT_AN_OBJECT, f"event must be a JSON object, got {type(obj).__name__}")
     if check_unicode and _has_lone_surrogate(obj):
@@ -184,10 +207,11 @@ def validate(
     except Exception as exc:  # total, as decode
         return crashed(exc, _event_id_of(obj))
     if event.timestamp > now + max_future_skew:
+        ahead = (event.timestamp - now).total_seconds()
         return Rejection(
             FUTURE_TIMESTAMP,
-            f"event {event.event_id}: timestamp {event.timestamp.isoformat()} is more than "
-            f"{max_future_skew.total_seconds():.0f}s ahead of now ({now.isoformat()})",
+            f"event {event.event_id}: 'timestamp' is {ahead:.0f}s ahead of {clock} "
+            f"({now.isoformat()}); at most {max_future_skew.total_seconds():.0f}s is allowed",
             event.event_id,
         )
     try:

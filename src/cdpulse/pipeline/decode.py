@@ -47,17 +47,32 @@ def decode_batch(
     max_future_skew: timedelta,
     now: datetime | None = None,
 ) -> Decoded:
-    """Split ``messages`` into events and dead letters."""
+    """Split ``messages`` into events and dead letters.
+
+    An event time may be at most ``max_future_skew`` after its message's Kafka timestamp
+    (CreateTime or LogAppendTime), not after the wall clock: a rebuild replays the same
+    messages with the same timestamps, so it decides as the live worker did, however
+    late it runs. A message without a timestamp is judged against ``now``.
+    """
     now = now or datetime.now(UTC)
-    latest = int((now + max_future_skew).timestamp() * 1000)
+    skew = round(max_future_skew.total_seconds() * 1000)
+    wall = round(now.timestamp() * 1000)
     out = Decoded()
     fast = mirror.decode
     for message in messages:
         value = message.value
+        appended = message.timestamp
+        if appended is not None and appended < 0:  # Kafka's "no timestamp" is -1
+            appended = None
+        latest = (wall if appended is None else round(appended * 1000)) + skew
         event = fast(value) if len(value) <= max_bytes else None
         if event is None or event.at >= latest:
             result = validation.decode(
-                value, now=now, max_bytes=max_bytes, max_future_skew=max_future_skew
+                value,
+                now=now if appended is None else datetime.fromtimestamp(appended, UTC),
+                max_bytes=max_bytes,
+                max_future_skew=max_future_skew,
+                clock="now (no Kafka timestamp)" if appended is None else "its Kafka timestamp",
             )
             if isinstance(result, Rejection):
                 out.dead_letters.append(DeadLetter.of(message, result, now))
