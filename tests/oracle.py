@@ -320,9 +320,25 @@ def _minimal(document: Document) -> Document:
     }
 
 
-def pseudonym(name: str, value: str) -> str:
-    """The pseudonym of a personal trait value, from its definition."""
-    text = value.strip()
+def canonical(value: Any) -> str:
+    """The text a personal value of any JSON type is pseudonymised as (README: Privacy and
+    security): text itself; otherwise its compact JSON with sorted keys, an integral number
+    without a fraction."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value == math.floor(value):
+        return f"{value:.0f}"
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_pseudonym(value: Any) -> bool:
+    """``hmac:`` and 64 lower-case hex digits, and nothing else."""
+    return isinstance(value, str) and re.fullmatch(r"hmac:[0-9a-f]{64}", value) is not None
+
+
+def pseudonym(name: str, value: Any) -> str:
+    """The pseudonym of a personal trait value of any JSON type, from its definition."""
+    text = canonical(value).strip()
     if name == "email":
         text = text.lower()
     elif name == "phone":
@@ -344,8 +360,8 @@ def _traits(identifies: list[tuple[int, Event]]) -> dict[str, Any]:
         for name, value in e.get("properties", {}).get("traits", {}).items():
             if name not in ALLOWED_TRAITS:
                 continue
-            if name in PERSONAL_TRAITS and value is not None and not str(value).startswith("hmac:"):
-                value = pseudonym(name, str(value))
+            if name in PERSONAL_TRAITS and value is not None and not is_pseudonym(value):
+                value = pseudonym(name, value)
             candidate = (t, repr(value), value)
             if name not in latest or candidate[:2] > latest[name][:2]:
                 latest[name] = candidate

@@ -1,4 +1,11 @@
-"""``Producer``: validate an event, route it to its topic, key it by customer, send it.
+"""``Producer``: validate an event, protect its personal traits, route it to its topic,
+key it by customer, send it.
+
+Personal traits leave exactly as the collector sends them (``privacy.data_keys.
+protect_traits``, the one rule both follow): as pseudonyms, sealed beside them with the
+customer's data key from Redis, never in clear. So the producer needs Redis
+(``CDPULSE_REDIS_URL``, the roles' prefix) and the roles' ``CDPULSE_PSEUDONYM_KEY`` when it
+sends identify events with personal traits; other events never touch Redis.
 
 Built on kafka-python with ``acks=all`` and idempotence, so a retried send neither
 loses nor duplicates a message within the producer's session. Typical use::
@@ -15,11 +22,17 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from cdpulse.adapters.data_keys import BlockingDataKeys
 from cdpulse.connections import kafka_options
 from cdpulse.contract.topics import Topics
 from cdpulse.contract.validation import Rejection, decode
 from cdpulse.kafka_admin import ensure_topics
+from cdpulse.privacy.data_keys import protect_traits, sealing_customer
+from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.settings import Settings
+
+# Why an event with personal traits is refused when no pseudonym key is set.
+NO_PSEUDONYM_KEY = "no_pseudonym_key"
 
 
 class ProducerRejected(ValueError):
@@ -33,10 +46,14 @@ class ProducerRejected(ValueError):
 class Producer:
     """Validating, routing producer for cdpulse events."""
 
-    def __init__(self, kafka: KafkaProducer, settings: Settings) -> None:
+    def __init__(
+        self, kafka: KafkaProducer, settings: Settings, data_keys: BlockingDataKeys
+    ) -> None:
         self.kafka = kafka
         self.settings = settings
         self.topics = Topics.from_settings(settings)
+        self.traits = TraitPolicy.from_settings(settings)
+        self.data_keys = data_keys
         self.sent = 0
 
     @classmethod
@@ -53,10 +70,10 @@ class Producer:
             compression_type=None,
             **kafka_options(settings),
         )
-        return cls(kafka, settings)
+        return cls(kafka, settings, BlockingDataKeys.from_settings(settings))
 
     def check(self, event: dict[str, Any] | bytes) -> tuple[bytes, str, str]:
-        """Validate; returns (value, topic, key) or raises ProducerRejected."""
+        """Validate and protect; returns (value, topic, key) or raises ProducerRejected."""
         raw = event if isinstance(event, bytes) else json.dumps(event).encode("utf-8")
         result = decode(
             raw,
@@ -66,7 +83,31 @@ class Producer:
         )
         if isinstance(result, Rejection):
             raise ProducerRejected(result)
+        if result.type == "identify":
+            raw = self._protected(raw, result.event_id)
         return raw, self.topics.for_type(result.type), result.key
+
+    def _protected(self, raw: bytes, event_id: str) -> bytes:
+        """A valid identify event's bytes with its personal traits pseudonymised and sealed
+        (unchanged when it has none)."""
+        obj = json.loads(raw)
+        customer = sealing_customer(obj, self.traits)
+        if customer is None:
+            return raw
+        if not self.settings.pseudonym_key.get_secret_value():
+            # Pseudonyms under an empty key would be guessable and match nothing the
+            # roles compute: refuse rather than send the value either way.
+            raise ProducerRejected(
+                Rejection(
+                    NO_PSEUDONYM_KEY,
+                    f"event {event_id}: personal traits need CDPULSE_PSEUDONYM_KEY (the "
+                    "roles' key) to travel as pseudonyms; set it, or leave the traits out",
+                    event_id,
+                )
+            )
+        protected = protect_traits(obj, self.traits, self.data_keys.get_or_create(customer))
+        # ASCII escapes, as the collector sends: any parsed string stays encodable.
+        return json.dumps(protected).encode("ascii")
 
     def send(self, event: dict[str, Any] | bytes) -> str:
         """Validate and send one event (a dict, or its raw JSON bytes); returns the topic."""
@@ -84,6 +125,7 @@ class Producer:
 
     def close(self) -> None:
         self.kafka.close()
+        self.data_keys.close()
 
     def __enter__(self) -> Producer:
         return self

@@ -24,7 +24,7 @@ from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
-from cdpulse.privacy.data_keys import protect_traits
+from cdpulse.privacy.data_keys import protect_traits, sealing_customer
 from cdpulse.profile.model import Profile
 from cdpulse.store.export import Exporter
 
@@ -286,10 +286,14 @@ async def _collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
             "reason": result.reason,
             "detail": result.detail,
         }
-    if isinstance(result, IdentifyEvent) and result.properties.traits:
-        # Personal traits never reach Kafka raw: pseudonymised, and sealed with the
+    customer = (
+        sealing_customer(obj, services.rules.traits) if isinstance(result, IdentifyEvent) else None
+    )
+    if customer is not None:
+        # Personal traits never reach Kafka in clear: pseudonymised, and sealed with the
         # customer's data key (crypto-shredding, README: Privacy and security).
-        obj = await protect_traits(obj, services.rules.traits, services.data_keys)
+        key = await services.data_keys.get_or_create(customer)
+        obj = protect_traits(obj, services.rules.traits, key)
         raw = json.dumps(obj).encode("ascii")
     topic = services.outputs[services.topics.for_type(result.type)]
     delivery = await topic.send(key=result.key.encode("utf-8"), value=raw)

@@ -2,15 +2,18 @@
 
 Only traits on the allow-list are kept; the rest are dropped at ingestion (and counted
 by the worker). Personal traits on the allow-list (email, phone) are kept as keyed
-pseudonyms, never as the raw value, so a profile, a log line or an output record
-cannot leak them.
+pseudonyms whatever their JSON type (a phone number given as a number too), never as
+the raw value, so a profile, a log line or an output record cannot leak them.
 
 >>> from cdpulse.privacy.pseudonyms import Pseudonymizer
->>> policy = TraitPolicy(frozenset({"email", "country"}), frozenset({"email"}),
-...                      Pseudonymizer(b"k"))
->>> kept = policy.admit({"email": "a@x.io", "country": "DE", "shoe_size": 42})
+>>> policy = TraitPolicy(frozenset({"email", "phone", "country"}),
+...                      frozenset({"email", "phone"}), Pseudonymizer(b"k"))
+>>> kept = policy.admit({"email": "a@x.io", "phone": 4915112345678, "country": "DE",
+...                      "shoe_size": 42})
 >>> sorted(kept), kept["email"][:5], kept["country"]
-(['country', 'email'], 'hmac:', 'DE')
+(['country', 'email', 'phone'], 'hmac:', 'DE')
+>>> kept["phone"] == policy.pseudonym("phone", "4915112345678")
+True
 >>> policy.dropped({"email": "a@x.io", "shoe_size": 42})
 1
 """
@@ -20,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cdpulse.privacy.pseudonyms import PREFIX, Pseudonymizer
+from cdpulse.privacy.pseudonyms import Pseudonymizer, canonical, is_pseudonym
+from cdpulse.settings import Settings
 
 TraitValue = str | float | int | bool | None
 
@@ -36,18 +40,30 @@ class TraitPolicy:
     personal: frozenset[str] = DEFAULT_PERSONAL
     pseudonymizer: Pseudonymizer = field(default_factory=lambda: Pseudonymizer(b""))
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TraitPolicy:
+        return cls(
+            frozenset(settings.trait_allow_list),
+            frozenset(settings.personal_traits),
+            Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
+        )
+
+    def pseudonym(self, name: str, value: object) -> str:
+        """The pseudonym of personal trait ``name`` holding ``value`` of any JSON type
+        (its ``canonical`` text); a pseudonym already is kept, not hashed twice."""
+        if is_pseudonym(value):
+            return str(value)
+        return self.pseudonymizer.pseudonym(name, canonical(value))
+
     def admit(self, traits: Mapping[str, TraitValue]) -> dict[str, TraitValue]:
         """The traits a profile may keep: allowed ones, personal ones pseudonymised."""
         kept: dict[str, TraitValue] = {}
         for name, value in traits.items():
             if name not in self.allowed:
                 continue
+            # Whatever its type: a phone number given as a number is still a phone number.
             if name in self.personal and value is not None:
-                text = str(value)
-                # Already a pseudonym: the collector pseudonymises before Kafka sees it.
-                kept[name] = (
-                    text if text.startswith(PREFIX) else self.pseudonymizer.pseudonym(name, text)
-                )
+                kept[name] = self.pseudonym(name, value)
             else:
                 kept[name] = value
         return kept

@@ -1,0 +1,45 @@
+"""The customers' data keys for a blocking client: what ``Producer`` seals personal traits
+with, the same keys the collector uses (``store.data_keys.DataKeys``, async)."""
+
+from __future__ import annotations
+
+import redis
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cdpulse.connections import redis_options
+from cdpulse.settings import Settings
+from cdpulse.store.keys import Keys
+
+
+class BlockingDataKeys:
+    """Per-customer AES-256 keys under ``{prefix}:{customer}:datakey``, read and created
+    with a synchronous Redis client (the producer has no event loop)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int = 0) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self.ttl_seconds = ttl_seconds  # 0: kept until erased
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlockingDataKeys:
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            decode_responses=False,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            **redis_options(settings),
+        )
+        # Kept as long as the api keeps the keys it creates (app/api.py).
+        ttl = int(settings.profile_retention_days * 86400)
+        return cls(client, settings.redis_prefix, ttl)
+
+    def get_or_create(self, customer_id: str) -> bytes:
+        """The customer's key, created on first use. One SET NX GET: racing creators (the
+        collector, other producers) agree on whichever key was set first."""
+        fresh = AESGCM.generate_key(bit_length=256)
+        key = self.keys.data_key(customer_id)
+        before = self.client.set(key, fresh, nx=True, get=True, ex=self.ttl_seconds or None)
+        return before if isinstance(before, bytes) else fresh
+
+    def close(self) -> None:
+        self.client.close()
