@@ -18,11 +18,20 @@ from collections.abc import Iterable
 
 _EMAIL = re.compile(r"[^\s\"'<>@,;:\\]+@[^\s\"'<>@,;:\\]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"\+\d[\d ().\-/]{5,}\d")
+# A JSON number, true or false (not inside a string: a string value is matched first).
+_SCALAR = r"(?:-?\d[\d.eE+\-]*|true|false)"
 
 
 def redact(text: str, fields: Iterable[str] = ("email", "phone")) -> str:
-    """``text`` with the string values of ``fields``, email addresses and international
-    phone numbers replaced by placeholders."""
+    """``text`` with the values of ``fields`` (strings, and numbers or booleans: a phone
+    sent as a number is still a phone), email addresses and international phone numbers
+    replaced by placeholders.
+
+    >>> redact('{"phone": 4915112345678, "email": true, "n": 3}')
+    '{"phone": "[redacted]", "email": "[redacted]", "n": 3}'
+    """
     for name in fields:
-        text = re.sub(rf'("{re.escape(name)}"\s*:\s*)"(?:[^"\\]|\\.)*"', r'\1"[redacted]"', text)
+        key = rf'("{re.escape(name)}"\s*:\s*)'
+        text = re.sub(key + r'"(?:[^"\\]|\\.)*"', r'\1"[redacted]"', text)
+        text = re.sub(key + _SCALAR, r'\1"[redacted]"', text)
     return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
