@@ -23,10 +23,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 from cdpulse.models.churn.features import active_days
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY, MINUTE
 from cdpulse.settings import Settings
+
+_JSON = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +44,18 @@ class Example:
     features: list[float]
 
     def to_json(self) -> bytes:
-        # By hand: ``dataclasses.asdict`` deep-copies the features, ~15 µs an example.
-        return json.dumps(
+        # By hand: ``dataclasses.asdict`` deep-copies the features, ~15 µs an example;
+        # msgspec: the same values as ``json.dumps`` (floats may be spelt otherwise), ~5x
+        # faster.
+        return _JSON.encode(
             {
                 "profile_id": self.profile_id,
                 "snapshot_at": self.snapshot_at,
                 "label_at": self.label_at,
                 "label": self.label,
                 "features": self.features,
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def from_json(cls, raw: bytes) -> Example:
