@@ -389,7 +389,14 @@ def _stages(result: Mapping[str, Any]) -> list[str]:
     rows = [[name, f"{us:.1f}", num(cpu.get(name), ".1f")] for name, us in wall.items()]
     return [
         f"The pipeline in-process (no faust consumer) over {num(stages.get('events'))} of the "
-        f"same events: {num(stages.get('events_per_second'))} events/s, "
+        f"same events"
+        + (
+            f", after the backlog's {num(stages.get('warm_events'))} untimed (profiles as "
+            "grown as in the steady phases)"
+            if stages.get("warm_events")
+            else ""
+        )
+        + f": {num(stages.get('events_per_second'))} events/s, "
         f"{num(stages.get('cpu_seconds_per_1000'), '.3f')} CPU s per 1,000 events.",
         "",
         *_table(("stage, or a part of one (\"in ...\")", "µs wall per event",
