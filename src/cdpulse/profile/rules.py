@@ -354,6 +354,8 @@ def _change_cart(
         # line left without changes shows nothing, and would pile up with late adds.
         if not line.changes:
             del profile.cart[product_id]
+        if dropped is not None and t > (profile.last_order_at or -1):
+            dropped[limits.counted(limits.CART_CHANGES)] += 1  # passed by the cap, not an order
         return
     line.changes.append((t, delta))
     if len(line.changes) > limits.CART_CHANGES_KEPT or len(profile.cart) > rules.cart_lines_kept:
