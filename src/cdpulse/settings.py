@@ -215,6 +215,21 @@ class Settings(BaseSettings):
         "(0: no client-side dedupe).",
     )
 
+    cart_lines_kept: int = Field(
+        100,
+        ge=1,
+        description="Products a profile's open cart keeps at most: beyond it the cart is "
+        "trimmed like a checkout, up to the change of the most recently changed product "
+        'that no longer fits; counted in cdpulse_profile_list_dropped_total{list="cart"}.',
+    )
+    affinity_categories_kept: int = Field(
+        100,
+        ge=1,
+        description="Categories a profile's affinity keeps at most, the strongest; a "
+        "category dropped and seen again starts from zero; counted in "
+        'cdpulse_profile_list_dropped_total{list="affinity"}.',
+    )
+
     # --- online models -----------------------------------------------------------------
     churn_model: str = Field("logistic", description="Churn pipeline: logistic or forest.")
     churn_horizon_days: float = Field(

@@ -17,6 +17,7 @@ from prometheus_client import Histogram
 
 from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import BatchReport
+from cdpulse.profile import limits
 
 
 def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
@@ -51,6 +52,8 @@ def record_batch(report: BatchReport) -> None:
     _inc(metrics.EVENTS_APPLIED, counts["applied"])
     _inc(metrics.DUPLICATES, counts["duplicates"])
     _inc(metrics.DEDUPE_IDS_DROPPED, counts["dedupe_ids_dropped"])
+    for name in limits.LISTS:
+        _inc(metrics.PROFILE_LIST_DROPPED.labels(name), counts[limits.counted(name)])
     _inc(metrics.PROFILE_MERGES, counts["merges"])
     _inc(metrics.TRAITS_DROPPED, counts["traits_dropped"])
     _inc(metrics.EVENTS_SUPPRESSED, report.suppressed)

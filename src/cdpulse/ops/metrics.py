@@ -69,6 +69,12 @@ DEDUPE_IDS_DROPPED = Counter(
     "Event ids a profile's dedupe window dropped at CDPULSE_DEDUPE_IDS_KEPT before the "
     "window passed them: a client's repeat of one would be applied again.",
 )
+PROFILE_LIST_DROPPED = Counter(
+    "cdpulse_profile_list_dropped_total",
+    "Entries a per-profile list's cap dropped, by list (profile/limits.py): cart lines, "
+    "cart changes, affinity categories, one session's viewed products (watch_views).",
+    ["list"],
+)
 PROFILE_MERGES = Counter(
     "cdpulse_profile_merges_total", "Anonymous profiles merged into a customer on identify."
 )

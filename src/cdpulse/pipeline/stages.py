@@ -187,7 +187,7 @@ class Stages:
         capped = 0  # event ids the dedupe window's cap dropped
         for other in update.merged:
             if other.id not in profile.merged_from:
-                capped += merge(profile, other, rules)
+                capped += merge(profile, other, rules, work.counts)
                 work.counts["merges"] += 1
             # even when merged by an earlier, interrupted attempt
             retired[other.id] = update.merged_versions[other.id]
@@ -209,14 +209,14 @@ class Stages:
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
             if traits_before is None and type(event) in _TRAIT_CHANGERS:
                 traits_before = dict(profile.traits)  # as they were before this batch
-            capped += apply_new(profile, event, rules, item.source, message.offset)
+            capped += apply_new(profile, event, rules, item.source, message.offset, work.counts)
             applied += 1
             if type(event) is OrderCompletedEvent:
                 ordered = True
             elif type(event) is IdentifyEvent and event.properties.traits:
                 work.counts["traits_dropped"] += rules.traits.dropped(event.properties.traits)
             if self.hooks is not None:
-                self.hooks.observe(profile, event, event.at)
+                self.hooks.observe(profile, event, event.at, work.counts)
         work.counts["applied"] += applied
         work.counts["duplicates"] += duplicates
         if capped:

@@ -26,7 +26,8 @@ class CartLine(msgspec.Struct, omit_defaults=True):
     category: str = ""
     price: float = 0.0
     price_at: int = -1  # event time of the add that set ``price``; the newest add wins
-    changes: list[tuple[int, int]] = msgspec.field(default_factory=list)  # (time, delta)
+    # (time, delta); at most limits.CART_CHANGES_KEPT newer than the cart's horizon
+    changes: list[tuple[int, int]] = msgspec.field(default_factory=list)
 
 
 class Profile(msgspec.Struct, omit_defaults=True):
@@ -34,10 +35,14 @@ class Profile(msgspec.Struct, omit_defaults=True):
 
     id: str
     customer_id: str | None = None
+    # Not capped: erasure finds a visitor's keys (alias, data key, pseudonym index) only
+    # through this list and ``merged_from`` (store/erasure.py). One entry per visitor id
+    # linked by identify or merge, and a link to another customer is refused.
     anonymous_ids: list[str] = msgspec.field(default_factory=list)
     first_seen: int = 0
     last_seen: int = 0
     events: int = 0
+    # keyed by event type and by channel: both fixed sets in the contract
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     channels: dict[str, int] = msgspec.field(default_factory=dict)
     # orders and money
@@ -47,23 +52,27 @@ class Profile(msgspec.Struct, omit_defaults=True):
     last_order_at: int | None = None
     refunds: int = 0
     refunded: float = 0.0
-    # sessions: the newest spans kept exactly, older ones only counted
+    # sessions: the newest spans (Rules.spans_kept) kept exactly, older ones only counted
     sessions_closed: int = 0
     spans: list[tuple[int, int]] = msgspec.field(default_factory=list)
-    # the open cart: changes at or before ``cart_cleared_at`` (the last order) are gone
+    # the open cart: changes at or before ``cart_cleared_at`` (the last order, or the
+    # horizon of the cart's cap, Rules.cart_lines_kept: profile/limits.py) are gone
     cart_cleared_at: int = -1
     cart: dict[str, CartLine] = msgspec.field(default_factory=dict)
-    # category affinity, decayed: score of a category at ``affinity_ref``
+    # category affinity, decayed: score of a category at ``affinity_ref``; the strongest
+    # Rules.affinity_kept categories (profile/limits.py)
     affinity_ref: int = 0
     affinity: dict[str, float] = msgspec.field(default_factory=dict)
-    # the newest view time of the most recently viewed products
+    # the newest view time of the Rules.viewed_kept most recently viewed products
     viewed: dict[str, int] = msgspec.field(default_factory=dict)
-    # window buckets: granularity (ms) -> bucket start -> [events, orders, revenue]
+    # window buckets: granularity (ms) -> bucket start -> [events, orders, revenue];
+    # buckets older than the widest window of their granularity are pruned (windows.py)
     buckets: dict[int, dict[int, list[float]]] = msgspec.field(default_factory=dict)
-    # consent per purpose: [time, granted]
+    # consent per purpose (a fixed set in the contract): [time, granted]
     consent: dict[str, tuple[int, bool]] = msgspec.field(default_factory=dict)
     identified_at: int | None = None
-    # allow-listed identify traits, personal ones as pseudonyms: name -> [time, value]
+    # allow-listed identify traits, personal ones as pseudonyms: name -> [time, value];
+    # the allow-list bounds the keys
     traits: dict[str, tuple[int, str | float | int | bool | None]] = msgspec.field(
         default_factory=dict
     )
@@ -75,23 +84,32 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # the last snapshot day labelled (epoch ms), and the score at the last write
     churn_labelled_through: int = -1
     churn_risk: float | None = None
+    # replaced at each scoring by the model's few strongest reasons
     churn_reasons: list[str] = msgspec.field(default_factory=list)
     churn_version: int = 0
-    # trigger rules: timers, sessions and firings waiting for the watermark (triggers/)
+    # trigger rules: timers, sessions and firings waiting for the watermark (triggers/;
+    # each list's bound is at its field in watch.py)
     watch: Watch | None = None
     # segment memberships: segment -> generation, how often membership changed (odd:
-    # member); saved with the profile, so a transition is decided exactly once
+    # member); saved with the profile, so a transition is decided exactly once. Keyed by
+    # the segments defined (the segments file and RFM's): the operator's set
     segments: dict[str, int] = msgspec.field(default_factory=dict)
     # exactly-once bookkeeping: last applied offset per "topic:partition:key", the dedupe
     # window (client-side duplicates: event-time day -> packed 8-byte id hashes, see
     # profile/dedupe.py), anonymous profiles already merged in. Profiles stored before
     # the window carry ``recent_ids``: msgspec skips a field the struct does not declare.
+    # None is capped: ``offsets`` holds one source per topic for each of the customer's
+    # own and linked ids (a key hashes to one partition), so it grows only as
+    # ``anonymous_ids`` does, and dropping one would apply a re-delivery twice;
+    # ``seen_ids`` is capped by Rules.dedupe_ids; ``merged_from`` makes merges idempotent
+    # and leads erasure to the merged visitors' keys, one entry per merge.
     offsets: dict[str, int] = msgspec.field(default_factory=dict)
     seen_ids: dict[int, bytes] = msgspec.field(default_factory=dict)
     merged_from: list[str] = msgspec.field(default_factory=list)
     # segment transitions (JSON) the learner's RFM sweep saved before publishing them:
     # the next save of the profile publishes them again first, and clears them, so a
-    # sweep that died between its write and its publish loses none
+    # sweep that died between its write and its publish loses none. Emptied at every
+    # save: at most one sweep's transitions (leave one RFM segment, enter another)
     outbox: list[bytes] = msgspec.field(default_factory=list)
 
 

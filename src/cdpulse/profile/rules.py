@@ -22,7 +22,8 @@ from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy, TraitValue
-from cdpulse.profile import dedupe, windows
+from cdpulse.profile import dedupe, limits, windows
+from cdpulse.profile.limits import Dropped
 from cdpulse.profile.model import CartLine, Profile
 from cdpulse.settings import Settings
 
@@ -46,6 +47,8 @@ class Rules:
     dedupe_ids: int = Settings.model_fields["dedupe_ids_kept"].default
     spans_kept: int = 32
     viewed_kept: int = 20
+    cart_lines_kept: int = Settings.model_fields["cart_lines_kept"].default
+    affinity_kept: int = Settings.model_fields["affinity_categories_kept"].default
     # A churn label is decided up to a horizon after its day and reads 60 days before it.
     churn_days_kept: int = windows.TREND_SPAN + 32 * windows.DAY
     traits: TraitPolicy = field(default_factory=TraitPolicy)
@@ -62,6 +65,8 @@ class Rules:
             affinity_half_life=int(settings.affinity_half_life_days * windows.DAY),
             dedupe_days=settings.dedupe_window_days,
             dedupe_ids=settings.dedupe_ids_kept,
+            cart_lines_kept=settings.cart_lines_kept,
+            affinity_kept=settings.affinity_categories_kept,
             churn_days_kept=windows.TREND_SPAN
             + int((settings.churn_horizon_days + 2) * windows.DAY),
         )
@@ -95,11 +100,15 @@ def apply(
     rules: Rules,
     source: str | None = None,
     offset: int | None = None,
+    dropped: Dropped | None = None,
 ) -> bool:
-    """Apply one event to ``profile`` in place; False when it was a duplicate."""
+    """Apply one event to ``profile`` in place; False when it was a duplicate.
+
+    Entries the list caps drop are counted in ``dropped`` (``profile/limits.py``).
+    """
     if is_duplicate(profile, event.event_id, source, offset):
         return False
-    apply_new(profile, event, rules, source, offset)
+    apply_new(profile, event, rules, source, offset, dropped)
     return True
 
 
@@ -109,10 +118,12 @@ def apply_new(
     rules: Rules,
     source: str | None = None,
     offset: int | None = None,
+    dropped: Dropped | None = None,
 ) -> int:
     """``apply`` for an event known not to be a duplicate (``is_duplicate`` said so).
 
-    Returns the event ids the dedupe window's cap dropped (counted by the caller).
+    Returns the event ids the dedupe window's cap dropped (counted by the caller); what
+    the list caps drop is counted in ``dropped``.
     """
     if source is not None and offset is not None:
         profile.offsets[source] = offset
@@ -138,20 +149,23 @@ def apply_new(
     orders = 0
     if isinstance(event, ProductViewedEvent):
         props = event.properties
-        _add_affinity(profile, props.category, AFFINITY_WEIGHTS["product_viewed"], t, rules)
+        _add_affinity(
+            profile, props.category, AFFINITY_WEIGHTS["product_viewed"], t, rules, dropped
+        )
         _add_viewed(profile, props.product_id, t, rules)
     elif isinstance(event, ProductAddedEvent):
         added = event.properties
-        _add_affinity(profile, added.category, AFFINITY_WEIGHTS["product_added"], t, rules)
+        _add_affinity(profile, added.category, AFFINITY_WEIGHTS["product_added"], t, rules, dropped)
         line = profile.cart.setdefault(added.product_id, CartLine())
         # The newest add sets the price; a tie is broken by the values themselves, so
         # arrival order never matters.
         if (t, added.price, added.category) > (line.price_at, line.price, line.category):
             line.category, line.price, line.price_at = added.category, added.price, t
-        _change_cart(profile, added.product_id, t, added.quantity)
+        _change_cart(profile, added.product_id, t, added.quantity, rules, dropped)
     elif isinstance(event, ProductRemovedEvent):
         profile.cart.setdefault(event.properties.product_id, CartLine())
-        _change_cart(profile, event.properties.product_id, t, -event.properties.quantity)
+        removed = event.properties
+        _change_cart(profile, removed.product_id, t, -removed.quantity, rules, dropped)
     elif isinstance(event, OrderCompletedEvent):
         order = event.properties
         orders, revenue = 1, order.revenue
@@ -164,7 +178,8 @@ def apply_new(
             t if profile.last_order_at is None else max(profile.last_order_at, t)
         )
         for item in order.items:
-            _add_affinity(profile, item.category, AFFINITY_WEIGHTS["order_completed"], t, rules)
+            weight = AFFINITY_WEIGHTS["order_completed"]
+            _add_affinity(profile, item.category, weight, t, rules, dropped)
         _clear_cart(profile, t)
     elif isinstance(event, OrderRefundedEvent):
         profile.refunds += 1
@@ -196,12 +211,13 @@ def apply_new(
     return capped
 
 
-def merge(profile: Profile, other: Profile, rules: Rules) -> int:
+def merge(profile: Profile, other: Profile, rules: Rules, dropped: Dropped | None = None) -> int:
     """Merge ``other`` (an anonymous visitor's profile) into ``profile`` in place.
 
     Exact because every field is a mergeable summary of a set of events; merging the
     same ``other`` twice is prevented by ``merged_from``. Returns the event ids the
-    dedupe window's cap dropped.
+    dedupe window's cap dropped; the list caps apply as in ``apply`` (counted in
+    ``dropped``).
     """
     if other.id in profile.merged_from:
         return 0
@@ -238,10 +254,14 @@ def merge(profile: Profile, other: Profile, rules: Rules) -> int:
             mine.category, mine.price, mine.price_at = line.category, line.price, line.price_at
         mine.changes.extend(line.changes)
     # Either side's newest order checks out the other side's older cart changes too.
+    # (or its cap's horizon: the same trim as ``apply``, on the union)
     profile.cart_cleared_at = max(profile.cart_cleared_at, other.cart_cleared_at)
     _prune_cart(profile)
+    limits.trim_cart(profile, rules.cart_lines_kept, dropped)
     for category, score in other.affinity.items():
-        _add_affinity(profile, category, score, other.affinity_ref, rules)
+        _add_affinity(profile, category, score, other.affinity_ref, rules, None, trim=False)
+    # Trimmed once on the union: the strongest of both sides, whatever the dict order.
+    limits.trim_affinity(profile, rules.affinity_kept, dropped)
     for product_id, t in other.viewed.items():
         _add_viewed(profile, product_id, t, rules)
     windows.merge(profile.buckets, other.buckets)
@@ -325,10 +345,21 @@ def _insert_span(profile: Profile, start: int, end: int, rules: Rules) -> None:
     profile.spans = kept
 
 
-def _change_cart(profile: Profile, product_id: str, t: int, delta: int) -> None:
+def _change_cart(
+    profile: Profile, product_id: str, t: int, delta: int, rules: Rules, dropped: Dropped | None
+) -> None:
+    line = profile.cart[product_id]
     if t <= profile.cart_cleared_at:
-        return  # before the last order: that cart was checked out
-    profile.cart[product_id].changes.append((t, delta))
+        # Before the last order (or the cap's horizon): that cart was checked out. A
+        # line left without changes shows nothing, and would pile up with late adds.
+        if not line.changes:
+            del profile.cart[product_id]
+        if dropped is not None and t > (profile.last_order_at or -1):
+            dropped[limits.counted(limits.CART_CHANGES)] += 1  # passed by the cap, not an order
+        return
+    line.changes.append((t, delta))
+    if len(line.changes) > limits.CART_CHANGES_KEPT or len(profile.cart) > rules.cart_lines_kept:
+        limits.trim_cart(profile, rules.cart_lines_kept, dropped)
 
 
 def _clear_cart(profile: Profile, t: int) -> None:
@@ -348,8 +379,17 @@ def _prune_cart(profile: Profile) -> None:
             del profile.cart[product_id]
 
 
-def _add_affinity(profile: Profile, category: str, weight: float, t: int, rules: Rules) -> None:
-    """Add ``weight`` observed at ``t``; scores are kept decayed to ``affinity_ref``."""
+def _add_affinity(
+    profile: Profile,
+    category: str,
+    weight: float,
+    t: int,
+    rules: Rules,
+    dropped: Dropped | None,
+    trim: bool = True,
+) -> None:
+    """Add ``weight`` observed at ``t``; scores are kept decayed to ``affinity_ref``,
+    for the ``affinity_kept`` strongest categories."""
     if not profile.affinity:
         profile.affinity_ref = t
     if t > profile.affinity_ref:
@@ -359,6 +399,8 @@ def _add_affinity(profile: Profile, category: str, weight: float, t: int, rules:
         profile.affinity_ref = t
     decayed = weight * 0.5 ** ((profile.affinity_ref - t) / rules.affinity_half_life)
     profile.affinity[category] = profile.affinity.get(category, 0.0) + decayed
+    if trim and len(profile.affinity) > rules.affinity_kept:
+        limits.trim_affinity(profile, rules.affinity_kept, dropped)
 
 
 def _add_viewed(profile: Profile, product_id: str, t: int, rules: Rules) -> None:

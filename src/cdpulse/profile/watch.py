@@ -19,7 +19,9 @@ class CartTimer(msgspec.Struct, omit_defaults=True):
     opened_by: str  # event id of the opening add: the situation's key
     opened_at: int
     last_add: int  # the deadline is the last add plus the rule's wait
-    items: dict[str, int] = msgspec.field(default_factory=dict)  # product -> quantity
+    # product -> quantity. Not capped yet: grows with the distinct products added within
+    # one cart situation (before its deadline); the profile cart above is capped
+    items: dict[str, int] = msgspec.field(default_factory=dict)
     closed: bool = False  # a checkout or an order came before the deadline
     decided: bool = False
 
@@ -56,12 +58,21 @@ class Watch(msgspec.Struct, omit_defaults=True):
 
     session: str = ""  # event id that opened the current session
     session_last: int = -1
-    views: dict[str, int] = msgspec.field(default_factory=dict)  # this session's views
+    # this session's views per product: emptied by a new session, at most
+    # situations.SESSION_VIEWS_KEPT products (counted in watch_views when dropped)
+    views: dict[str, int] = msgspec.field(default_factory=dict)
     intent_fired: bool = False
+    # the CARTS_KEPT newest decided timers, and the undecided ones: a new timer opens only
+    # once the last is closed or past its deadline, so those wait for the watermark only
     carts: list[CartTimer] = msgspec.field(default_factory=list)
-    orders: list[int] = msgspec.field(default_factory=list)  # recent order times
-    redeemed: list[tuple[int, str]] = msgspec.field(default_factory=list)  # (time, offer)
+    # the newest situations.ORDERS_KEPT order times, and REDEEMED_KEPT (time, offer)
+    orders: list[int] = msgspec.field(default_factory=list)
+    redeemed: list[tuple[int, str]] = msgspec.field(default_factory=list)
     risk: float | None = None  # churn risk after the last scored write
+    # decided (and emptied) once the watermark passes ``at``: an event-time window
     pending: list[Pending] = msgspec.field(default_factory=list)
-    fired: list[tuple[str, int]] = msgspec.field(default_factory=list)  # (rule, at)
+    # (rule, at) within the longest cap or cooldown memory (caps.forget), and the caps
+    # bound how many firings fit in it
+    fired: list[tuple[str, int]] = msgspec.field(default_factory=list)
+    # firings within their attribution window (dropped once the watermark passes until)
     exposures: list[Exposure] = msgspec.field(default_factory=list)

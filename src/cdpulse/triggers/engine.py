@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from cdpulse.contract.mirror import Event
 from cdpulse.offers.choice import Chooser
+from cdpulse.profile.limits import Dropped
 from cdpulse.profile.model import Profile
 from cdpulse.profile.watch import Watch
 from cdpulse.triggers.decide import Attribution, Decision, decide, next_due
@@ -53,13 +54,16 @@ class TriggerEngine:
         self.lateness = lateness
         self.chooser = chooser or (lambda profile: no_offer)
 
-    def observe(self, profile: Profile, event: Event, t: int) -> None:
-        """An event was applied to ``profile`` at event time ``t``."""
+    def observe(
+        self, profile: Profile, event: Event, t: int, dropped: Dropped | None = None
+    ) -> None:
+        """An event was applied to ``profile`` at event time ``t`` (what the watch's caps
+        drop is counted in ``dropped``)."""
         if event.customer_id is None or not self.config.rules:
             return
         if profile.watch is None:
             profile.watch = Watch()
-        observe(profile.watch, event, t, self.config, self.session_gap)
+        observe(profile.watch, event, t, self.config, self.session_gap, dropped)
 
     def after_profile(self, profile: Profile, transitions: Iterable[Transition] = ()) -> int | None:
         """The batch is applied and scored; when is the watch next due?

@@ -19,6 +19,8 @@ from cdpulse.contract.mirror import (
     ProductRemovedEvent,
     ProductViewedEvent,
 )
+from cdpulse.profile import limits
+from cdpulse.profile.limits import Dropped
 from cdpulse.profile.rules import SESSION_TYPES
 from cdpulse.profile.watch import CartTimer, Pending, Watch
 from cdpulse.triggers.rules import (
@@ -33,6 +35,10 @@ from cdpulse.triggers.rules import (
 ORDERS_KEPT = 32
 REDEEMED_KEPT = 16
 CARTS_KEPT = 4
+# Distinct products one session's views are counted for (the simulated shop's most is
+# 32): beyond it the product with the fewest views goes, the one farthest from the
+# high-intent threshold; only a crawler-like session gets there.
+SESSION_VIEWS_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +51,18 @@ class Transition:
     at_ms: int
 
 
-def observe(watch: Watch, event: Event, t: int, config: TriggerConfig, session_gap: int) -> None:
-    """Update ``watch`` with one applied event at event time ``t`` (epoch ms)."""
+def observe(
+    watch: Watch,
+    event: Event,
+    t: int,
+    config: TriggerConfig,
+    session_gap: int,
+    dropped: Dropped | None = None,
+) -> None:
+    """Update ``watch`` with one applied event at event time ``t`` (epoch ms); entries
+    the caps drop are counted in ``dropped``."""
     if event.type in SESSION_TYPES:
-        _session(watch, event, t, config, session_gap)
+        _session(watch, event, t, config, session_gap, dropped)
     if isinstance(event, ProductAddedEvent):
         _add_to_cart(watch, event, t, config)
     elif isinstance(event, ProductRemovedEvent):
@@ -107,7 +121,9 @@ def cart_deadline(cart: CartTimer, config: TriggerConfig) -> int:
 # --- the parts -------------------------------------------------------------------------
 
 
-def _session(watch: Watch, event: Event, t: int, config: TriggerConfig, gap: int) -> None:
+def _session(
+    watch: Watch, event: Event, t: int, config: TriggerConfig, gap: int, dropped: Dropped | None
+) -> None:
     """Sessions as the profile counts them: a gap longer than ``gap`` starts a new one."""
     if not watch.session or t - watch.session_last > gap:
         watch.session, watch.views, watch.intent_fired = event.event_id, {}, False
@@ -116,10 +132,15 @@ def _session(watch: Watch, event: Event, t: int, config: TriggerConfig, gap: int
     if rule is None or not isinstance(event, ProductViewedEvent):
         return
     product = event.properties.product_id
-    watch.views[product] = watch.views.get(product, 0) + 1
-    if watch.views[product] >= rule.views and not watch.intent_fired:
+    views = watch.views
+    seen = views[product] = views.get(product, 0) + 1
+    if len(views) > SESSION_VIEWS_KEPT:
+        del views[min(views, key=lambda p: (views[p], p))]
+        if dropped is not None:
+            dropped[limits.counted(limits.WATCH_VIEWS)] += 1
+    if seen >= rule.views and not watch.intent_fired:
         watch.intent_fired = True
-        reason = f"viewed {product} {watch.views[product]} times in one session"
+        reason = f"viewed {product} {seen} times in one session"
         watch.pending.append(Pending(rule.name, watch.session, t, [reason], [product]))
 
 
