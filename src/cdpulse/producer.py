@@ -105,7 +105,9 @@ class Producer:
                     event_id,
                 )
             )
-        protected = protect_traits(obj, self.traits, self.data_keys.get_or_create(customer))
+        pseudonym = self.traits.pseudonymizer.of_id(customer)
+        key = self.data_keys.unless_erased(customer, pseudonym)
+        protected = protect_traits(obj, self.traits, key)
         # ASCII escapes, as the collector sends: any parsed string stays encodable.
         return json.dumps(protected).encode("ascii")
 

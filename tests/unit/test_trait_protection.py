@@ -170,12 +170,13 @@ class FakeKafka:
 
 
 class FakeKeys:
-    def __init__(self) -> None:
+    def __init__(self, erased: frozenset[str] = frozenset()) -> None:
         self.asked: list[str] = []
+        self.erased = erased  # pseudonyms in the erasure ledger
 
-    def get_or_create(self, customer_id: str) -> bytes:
+    def unless_erased(self, customer_id: str, pseudonym: str) -> bytes | None:
         self.asked.append(customer_id)
-        return KEY
+        return None if pseudonym in self.erased else KEY
 
     def close(self) -> None:
         pass
@@ -214,3 +215,20 @@ def test_the_producer_refuses_personal_traits_without_a_pseudonym_key() -> None:
         send.send(identify({"phone": 4915112345678}))
     assert refused.value.rejection.reason == NO_PSEUDONYM_KEY
     assert "CDPULSE_PSEUDONYM_KEY" in str(refused.value) and kafka.sent == []
+
+
+def test_an_erased_customers_personal_traits_travel_as_pseudonyms_alone() -> None:
+    """No data key is made again for an erased customer: nothing is sealed, and a sealed
+    copy the client sent is dropped (it could hold anything)."""
+    event = identify({"email": "Bob@Example.com", "email_sealed": "v1:forged", "plan": "pro"})
+    out = protect_traits(event, POLICY, None)
+    traits = out["properties"]["traits"]
+    assert traits == {"email": oracle.pseudonym("email", "Bob@Example.com"), "plan": "pro"}
+
+    kafka, keys = FakeKafka(), FakeKeys(erased=frozenset({POLICY.pseudonymizer.of_id("C-1")}))
+    send = Producer(kafka, Settings(pseudonym_key=oracle.PSEUDONYM_KEY.decode()), keys)  # type: ignore[arg-type]
+    send.send(identify({"email": "Bob@Example.com"}))
+    [(_, value, _)] = kafka.sent
+    assert json.loads(value)["properties"]["traits"] == {
+        "email": oracle.pseudonym("email", "Bob@Example.com")
+    }

@@ -41,5 +41,14 @@ class BlockingDataKeys:
         before = self.client.set(key, fresh, nx=True, get=True, ex=self.ttl_seconds or None)
         return before if isinstance(before, bytes) else fresh
 
+    def unless_erased(self, customer_id: str, pseudonym: str) -> bytes | None:
+        """The customer's key, or None once erased (``store.data_keys.DataKeys.
+        unless_erased``: made first, then checked against the erasure ledger)."""
+        key = self.get_or_create(customer_id)
+        if self.client.hget(self.keys.erasure_ledger, pseudonym) is not None:
+            self.client.delete(self.keys.data_key(customer_id))
+            return None
+        return key
+
     def close(self) -> None:
         self.client.close()

@@ -292,7 +292,8 @@ async def _collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
     if customer is not None:
         # Personal traits never reach Kafka in clear: pseudonymised, and sealed with the
         # customer's data key (crypto-shredding, README: Privacy and security).
-        key = await services.data_keys.get_or_create(customer)
+        pseudonym = services.rules.traits.pseudonymizer.of_id(customer)
+        key = await services.data_keys.unless_erased(customer, pseudonym)
         obj = protect_traits(obj, services.rules.traits, key)
         raw = json.dumps(obj).encode("ascii")
     topic = services.outputs[services.topics.for_type(result.type)]

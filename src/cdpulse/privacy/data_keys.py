@@ -89,7 +89,9 @@ def sealing_customer(event: Mapping[str, Any], policy: TraitPolicy) -> str | Non
     return customer_id
 
 
-def protect_traits(event: Mapping[str, Any], policy: TraitPolicy, key: bytes) -> dict[str, Any]:
+def protect_traits(
+    event: Mapping[str, Any], policy: TraitPolicy, key: bytes | None
+) -> dict[str, Any]:
     """``event`` fit for Kafka, the one rule the collector and ``Producer`` both follow.
 
     Each personal trait, of any JSON type (its ``canonical`` text), becomes its pseudonym
@@ -98,7 +100,9 @@ def protect_traits(event: Mapping[str, Any], policy: TraitPolicy, key: bytes) ->
     would make the event break the contract's limits, is left out (the pseudonym alone
     travels). A ``<personal>_sealed`` trait the client sent is kept only when it opens
     under this customer's key: anything else in that name could be a value in clear.
-    Other traits pass unchanged. ``key`` is the data key of ``sealing_customer(event)``.
+    Other traits pass unchanged. ``key`` is the data key of ``sealing_customer(event)``;
+    None when that customer was erased: the pseudonyms travel alone (the worker drops an
+    erased customer's events), and no key is made again for them.
     """
     customer_id = sealing_customer(event, policy)
     if customer_id is None:
@@ -106,13 +110,15 @@ def protect_traits(event: Mapping[str, Any], policy: TraitPolicy, key: bytes) ->
     traits = _traits(event)
     for name in [n for n in traits if n.endswith(SEALED_SUFFIX) and _guarded(n, policy.personal)]:
         value = traits[name]
-        if not isinstance(value, str) or unseal(key, customer_id, value) is None:
+        if key is None or not isinstance(value, str) or unseal(key, customer_id, value) is None:
             del traits[name]
     for name in [n for n in traits if n in policy.personal]:
         value = traits[name]
         if value is None or is_pseudonym(value):
             continue
         traits[name] = policy.pseudonym(name, value)
+        if key is None:
+            continue
         sealed_name, sealed = name + SEALED_SUFFIX, seal(key, customer_id, canonical(value))
         room = sealed_name in traits or len(traits) < MAX_TRAITS
         if len(sealed) <= MAX_TRAIT and len(sealed_name) <= MAX_NAME and room:

@@ -26,6 +26,20 @@ class DataKeys:
             raise RuntimeError(f"data key of {key!r} vanished while it was created; retry")
         return stored
 
+    async def unless_erased(self, customer_id: str, pseudonym: str) -> bytes | None:
+        """The customer's key (made on first use), or None when the erasure ledger holds
+        ``pseudonym`` (``of_id(customer_id)``): a key made for an erased customer would
+        open whatever is sealed with it after the erasure shredded the last one.
+
+        Made first, then checked: the eraser records the ledger before it deletes keys,
+        so an erasure between the two deletes this key itself, and one before is seen here.
+        """
+        key = await self.get_or_create(customer_id)
+        if await self.client.hget(self.keys.erasure_ledger, pseudonym) is not None:
+            await self.client.delete(self.keys.data_key(customer_id))
+            return None
+        return key
+
     async def get(self, customer_id: str) -> bytes | None:
         """The customer's key, None once it was erased (shredded) or never made."""
         stored = await self.client.get(self.keys.data_key(customer_id))
