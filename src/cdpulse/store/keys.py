@@ -39,8 +39,24 @@ class Keys:
         """The customer a personal trait's pseudonym belongs to (``privacy.identities``)."""
         return f"{self.prefix}:{{{pseudonym}}}:identity"
 
+    def identities(self, profile_id: str) -> str:
+        """Set: the pseudonyms whose identity entries point at the customer, every one it
+        was indexed under (earlier emails too), kept by ``write.lua`` with the entries."""
+        return f"{self.prefix}:{{{profile_id}}}:identities"
+
+    def claims(self, profile_id: str) -> str:
+        """List: the customer's live trigger claims (``fired``), oldest first, kept by
+        ``write.lua`` with the claims: erasure finds them here instead of by SCAN."""
+        return f"{self.prefix}:{{{profile_id}}}:claims"
+
+    def experiments_of(self, profile_id: str) -> str:
+        """Set: the experiments the id was exposed to, recorded before the exposure, so
+        erasure finds an experiment no longer declared."""
+        return f"{self.prefix}:{{{profile_id}}}:experiments"
+
     def of_customer(self, profile_id: str) -> str:
-        """A SCAN pattern matching every key under the customer's hash tag."""
+        """A SCAN pattern matching every key under the customer's hash tag (offline
+        checks only: the engine never scans)."""
         return f"{self.prefix}:{{{glob_escape(profile_id)}}}:*"
 
     @property
