@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -80,13 +81,35 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
     by_http, by_event = chosen[:2], chosen[2:]
     erased_ids = {i for c in chosen for i in (c, *linked[c])}
     emails = {f"{c}@example.com" for c in chosen}
+    # One of them gave two emails before the shop's: every one is indexed, and erased.
+    earlier = [f"{by_event[0]}.{n}@example.net" for n in range(2)]
+    emails.update(earlier)
+    start = datetime.fromisoformat(events[0]["timestamp"])  # before the shop's events
+    changes = [
+        {
+            "event_id": f"email-{n}",
+            "type": "identify",
+            "timestamp": (start - timedelta(seconds=2 - n)).isoformat().replace("+00:00", "Z"),
+            "customer_id": by_event[0],
+            "channel": "web",
+            "properties": {"traits": {"email": email}},
+        }
+        for n, email in enumerate(earlier)
+    ]
 
     roles = env.roles(learner=True, CDPULSE_RECO_SNAPSHOT_SECONDS="0.5")
     worker, api = roles.worker, roles.api
+    for change in changes:  # a batch each: a batch indexes the traits it ends with
+        with Producer.from_settings(env.settings) as producer:
+            producer.send(change)
+        wait_until(lambda: drained(env.settings), 60, "the email change to be applied")
     with Producer.from_settings(env.settings) as producer:
         for event in events[:half]:
             producer.send(event)
     wait_until(lambda: drained(env.settings), 300, "the first half to be applied")
+    for email in earlier:
+        entry = f"{env.name}:{{{pseudonym('email', email)}}}:identity"
+        assert env.redis.get(entry) == by_event[0].encode(), "earlier emails stay indexed"
 
     with httpx.Client(base_url=api.url, timeout=10) as http:
         export = http.get(f"/v1/profiles/{chosen[0]}/export")
@@ -572,7 +595,7 @@ def test_every_role_and_tool_runs_under_the_allow_list_acl(env: Env) -> None:
             wait_until(
                 lambda: audited(env, 1),
                 60,
-                "an erasure (with its SCAN sweep) to run as the ACL user",
+                "an erasure to run as the ACL user",
             )
             assert http.get(f"/v1/profiles/{customer}").status_code == 404
         for process in (roles.worker, roles.api, roles.learning):
