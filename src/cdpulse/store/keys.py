@@ -54,11 +54,6 @@ class Keys:
         erasure finds an experiment no longer declared."""
         return f"{self.prefix}:{{{profile_id}}}:experiments"
 
-    def of_customer(self, profile_id: str) -> str:
-        """A SCAN pattern matching every key under the customer's hash tag (offline
-        checks only: the engine never scans)."""
-        return f"{self.prefix}:{{{glob_escape(profile_id)}}}:*"
-
     @property
     def erasure_ledger(self) -> str:
         """Hash: pseudonym of an erased id -> when it was erased (epoch ms)."""
