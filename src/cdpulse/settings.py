@@ -329,11 +329,6 @@ class Settings(BaseSettings):
         description="Profiles, identity links and data keys not written for this long "
         "expire (0: kept until erased).",
     )
-    erasure_sweep: bool = Field(
-        True,
-        description="Erasure also deletes every key under the customer's hash tag "
-        "(a SCAN: about a second per million keys).",
-    )
 
     # --- triggers and offers -----------------------------------------------------------
     trigger_rules: str = Field(

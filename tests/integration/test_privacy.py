@@ -5,25 +5,36 @@ learner forgets the erased in the recommender and publishes the lists."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from cdpulse.contract.topics import Topics
+from cdpulse.pipeline.state import Changes, Save, SaveStatus
 from cdpulse.privacy.data_keys import unseal
+from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.producer import Producer
+from cdpulse.profile.model import Profile
 from cdpulse.simulate.shop import Shop
 from cdpulse.store.acl import setuser_command
+from cdpulse.store.erasure import Eraser
+from cdpulse.store.experiments import RedisExperimentStore
+from cdpulse.store.keys import Keys
+from cdpulse.store.ledger import RedisLedger
+from cdpulse.store.state import RedisState
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
 from tests.integration.test_rebuild import cdpulse
-from tests.oracle import pseudonym, pseudonym_id
+from tests.oracle import PSEUDONYM_KEY, pseudonym, pseudonym_id
 from tests.unit.test_dead_letters import EMAIL, HOSTILE, PHONE, PLANTED
 
 
@@ -70,13 +81,35 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
     by_http, by_event = chosen[:2], chosen[2:]
     erased_ids = {i for c in chosen for i in (c, *linked[c])}
     emails = {f"{c}@example.com" for c in chosen}
+    # One of them gave two emails before the shop's: every one is indexed, and erased.
+    earlier = [f"{by_event[0]}.{n}@example.net" for n in range(2)]
+    emails.update(earlier)
+    start = datetime.fromisoformat(events[0]["timestamp"])  # before the shop's events
+    changes = [
+        {
+            "event_id": f"email-{n}",
+            "type": "identify",
+            "timestamp": (start - timedelta(seconds=2 - n)).isoformat().replace("+00:00", "Z"),
+            "customer_id": by_event[0],
+            "channel": "web",
+            "properties": {"traits": {"email": email}},
+        }
+        for n, email in enumerate(earlier)
+    ]
 
     roles = env.roles(learner=True, CDPULSE_RECO_SNAPSHOT_SECONDS="0.5")
     worker, api = roles.worker, roles.api
+    for change in changes:  # a batch each: a batch indexes the traits it ends with
+        with Producer.from_settings(env.settings) as producer:
+            producer.send(change)
+        wait_until(lambda: drained(env.settings), 60, "the email change to be applied")
     with Producer.from_settings(env.settings) as producer:
         for event in events[:half]:
             producer.send(event)
     wait_until(lambda: drained(env.settings), 300, "the first half to be applied")
+    for email in earlier:
+        entry = f"{env.name}:{{{pseudonym('email', email)}}}:identity"
+        assert env.redis.get(entry) == by_event[0].encode(), "earlier emails stay indexed"
 
     with httpx.Client(base_url=api.url, timeout=10) as http:
         export = http.get(f"/v1/profiles/{chosen[0]}/export")
@@ -187,6 +220,108 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
         assert record["erased_at"] and record["event_id"]
         text = json.dumps(record).encode()
         assert not any(s in text for s in secrets)
+
+
+def test_erasure_scans_nothing_and_leaves_no_identity_entry_claim_or_membership(
+    env: Env,
+) -> None:
+    """A customer who changed email twice, fired and converted a trigger, converted in an
+    experiment, entered segments (one only its profile records) and linked two visitors
+    is erased by an eraser logged in as a user that may not SCAN: nothing names them
+    after, earlier emails included, and what another customer took since stays theirs."""
+    names = Pseudonymizer(PSEUDONYM_KEY)
+    emails = [names.pseudonym("email", f"erin{n}@example.com") for n in range(3)]
+    customer, visitors, other = "C-9", ["A-9a", "A-9b"], "C-8"
+    user, password = f"noscan-{env.name}", f"pw-{env.name}"
+    admin = env.redis
+    admin.execute_command(*setuser_command(env.settings, user, f">{password}"), "-scan")
+    keys = Keys(env.name)
+
+    async def run() -> dict[str, int]:
+        client = aioredis.Redis.from_url(env.settings.redis_url)
+        confined = aioredis.Redis.from_url(env.settings.redis_url, username=user, password=password)
+        state = RedisState(client, env.name, pseudonym=names.of_id, shard_of=lambda i: 0)
+        try:
+
+            def saved(version: int, email: str, **changes: Any) -> Changes:
+                profile = Profile(
+                    id=customer,
+                    customer_id=customer,
+                    events=version + 1,
+                    anonymous_ids=visitors,
+                    traits={"email": (version, email)},
+                    segments={"vip": 1, "lapsed": 1},
+                )
+                return Changes([Save(profile, version, identities=[email], **changes)])
+
+            experiments = RedisExperimentStore(client, env.name)
+            await experiments.expose("checkout", customer, "green", 1)
+            await experiments.expose("retired", visitors[0], "control", 1)  # no longer declared
+            writes = [
+                saved(
+                    0,
+                    emails[0],
+                    links=visitors,
+                    entered=["vip", "lapsed"],
+                    churn_due=10,
+                    trigger_due=10,
+                    summary=b"{}",
+                    pseudonym=names.of_id(customer),
+                    tallies=[("t1", "cart", "treated")],
+                ),
+                saved(1, emails[1], tallies=[("t1:converted", "cart", "treated_converted")]),
+                saved(2, emails[2], conversions=[("checkout", "green")]),
+            ]
+            for changes in writes:
+                assert await state.write(changes) == {customer: SaveStatus.SAVED}
+            # Another customer gives the first email since: that entry is theirs now.
+            taken = Profile(id=other, customer_id=other, traits={"email": (5, emails[0])})
+            assert await state.write(Changes([Save(taken, 0, identities=[emails[0]])])) == {
+                other: SaveStatus.SAVED
+            }
+            for email in emails[1:]:
+                assert await client.get(keys.identity(email)) == customer.encode()
+            assert await client.exists(keys.fired(customer, "t1:converted")) == 1
+
+            ledger = RedisLedger(confined, keys.erasure_ledger, names)
+            eraser = Eraser(
+                confined,
+                env.name,
+                ledger,
+                names,
+                segments=["vip"],  # "lapsed" only in the profile
+                experiments=["checkout"],
+            )
+            erasure = await eraser.erase(visitors[1], "test", "e-1", 1)
+            assert sorted(erasure.ids) == sorted([customer, *visitors])
+            return erasure.removed
+        finally:
+            await client.aclose()
+            await confined.aclose()
+
+    try:
+        removed = asyncio.run(run())
+        assert _acl_denials(admin, user) == []
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+    assert removed["identity"] == 2 and removed["trigger_claims"] == 2, removed
+    assert removed["segment_memberships"] == 2 and removed["experiment_records"] == 3, removed
+
+    # The check may scan; the eraser did not. The ledger keeps the ids' pseudonyms.
+    ids = [customer, *visitors]
+    named = {i.encode() for i in ids} | {names.of_id(i).encode() for i in ids}
+    named |= {e.encode() for e in emails[1:]}
+    theirs = {keys.identity(emails[0]).encode(), keys.profile(other).encode()}
+    found = list(admin.scan_iter(match=f"{env.name}:*", count=1000))
+    assert len(found) > 5
+    for key in found:
+        assert not any(n in key for n in named), key
+        if key in (keys.erasure_ledger.encode(), *theirs):
+            continue
+        for value in _values(admin, key):
+            assert not any(n in value for n in named), (key, value)
+    assert admin.get(keys.identity(emails[0])) == other.encode()
+    assert admin.smembers(keys.identities(other)) == {emails[0].encode()}
 
 
 def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> None:
@@ -460,7 +595,7 @@ def test_every_role_and_tool_runs_under_the_allow_list_acl(env: Env) -> None:
             wait_until(
                 lambda: audited(env, 1),
                 60,
-                "an erasure (with its SCAN sweep) to run as the ACL user",
+                "an erasure to run as the ACL user",
             )
             assert http.get(f"/v1/profiles/{customer}").status_code == 404
         for process in (roles.worker, roles.api, roles.learning):

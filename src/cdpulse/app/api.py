@@ -83,7 +83,7 @@ def create_api(settings: Settings) -> faust.App:
         app.topic(topics.dead_letter, key_type=bytes, value_type=bytes),
         {name: app.topic(name, key_type=bytes, value_type=bytes) for name in topics.inputs},
         DataKeys(client, prefix, int(settings.profile_retention_days * 86400)),
-        IdentityIndex(client, prefix, retention_ms),
+        IdentityIndex(client, prefix),
         Guard.from_settings(settings),
     )
     book = load_book(settings.segments_file)

@@ -155,9 +155,10 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         prefix,
         ledger,
         pseudonyms,
-        settings.erasure_sweep,
         rules.traits.personal,
         shard_of=shard_of,
+        segments=book.names,
+        experiments=[e.name for e in engine.experiments],
     )
 
     def owned() -> tuple[int, ...]:

@@ -144,7 +144,6 @@ def _eraser(settings: Settings, store: RedisProfileStore, rules: Any) -> Any:
         store.keys.prefix,
         ledger,
         pseudonyms,
-        settings.erasure_sweep,
         rules.traits.personal,
         shard_of=lambda profile_id: partition_of(profile_id, partitions),
     )

@@ -34,21 +34,23 @@ CONNECTION: tuple[str, ...] = ("hello", "auth", "select", "ping")
 SCRIPTS: tuple[str, ...] = ("evalsha", "script|load")
 
 # What the Python code sends (store/, app/, the rebuild and profile commands).
-# SCAN: erasure finds segment and experiment keys and sweeps the customer's hash tag
-# with it, and rebuild checks its target prefix is empty. SCAN is not confined by key
-# patterns (it lists key names of the whole database), but it reads no values, and the
-# key-value commands below are confined to the prefix.
+# SCAN: only `cdpulse rebuild`, an offline command, sends it (its target prefix must be
+# empty, and its summary counts aliases); erasure finds every key by name (the memory
+# bench scans too, as an operator, not as this user). SCAN is not
+# confined by key patterns (it lists key names of the whole database), but it reads no
+# values, and the key-value commands below are confined to the prefix.
 CLIENT: tuple[str, ...] = (
     "get", "mget", "set", "del", "exists", "decrby", "scan",
     "hget", "hmget", "hgetall", "hvals", "hset", "hsetnx", "hdel", "hscan",
-    "sadd", "smembers",
+    "sadd", "smembers", "lrange",
     "zcard", "zrangebylex", "zrem", "zscore",
 )  # fmt: skip
 
 # What the Lua scripts in this package call (a unit test keeps this equal to them).
 LUA: tuple[str, ...] = (
-    "get", "set", "del", "exists", "incr", "decr", "pexpire",
+    "get", "set", "del", "exists", "incr", "decr", "expire", "pexpire",
     "hget", "hmget", "hset", "hsetnx", "hincrby",
+    "sadd", "srem", "rpush", "lpop", "lindex",
     "zadd", "zrem", "zrangebyscore",
 )  # fmt: skip
 

@@ -1,34 +1,37 @@
 """Erasure in Redis (the right to be forgotten): every key of a customer and of the visitors
 linked to it, in one place that later features extend.
 
-Two ways a key is found, so that a feature cannot forget to erase:
+Every key is found by name, never by SCAN (an erasure runs inside a worker's batch, and
+a SCAN costs about a second per million keys of the whole database):
 
-* ``KEY_FAMILIES``: every per-customer key family, by name. A feature that keeps keys
-  of its own per customer adds its family here; the audit record counts removals per
-  family.
-* the sweep: every key under the customer's hash tag, ``{prefix}:{<id>}:*``. A family
-  that keeps to the hash-tag convention (``store/keys.py``) is erased even if nobody
-  registered it. The sweep SCANs the keyspace: erasures are rare, and it costs about a
-  second per million keys.
+* ``KEY_FAMILIES``: every per-customer key family, by name from each id. A feature that
+  keeps keys of its own per customer adds its family here; the audit record counts
+  removals per family.
+* per-customer indexes the writers keep in the same script call that creates what they
+  list (``write.lua``): the customer's trigger claims (``Keys.claims``) and every
+  identity-index pseudonym pointing at it (``Keys.identities``: earlier emails too), and,
+  before an exposure, the experiments it was exposed to (``Keys.experiments_of``).
+* shared structures by configuration: the segments of the worker's book and those the
+  profile records, the declared experiments and the indexed ones, the schedules of the
+  ids' shards, the lifetime-value summaries.
 
-State that is not keyed by customer (a hash field, a sorted-set member, the
-recommender's snapshot) is listed in ``_erase_shared`` and in the worker's forget
-record to the recommender. Tombstones for compacted topics and the audit record are
-published by the worker from the returned ``Erasure``.
+Tombstones for compacted topics and the audit record are published by the worker from
+the returned ``Erasure``; the recommender's snapshot forgets by a forget record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
 from cdpulse.privacy.erasure import Erasure, iso
+from cdpulse.privacy.identities import pseudonyms_of
 from cdpulse.privacy.ledger import Ledger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.model import Profile, decode
-from cdpulse.store.identities import IdentityIndex
 from cdpulse.store.keys import Keys
 
 KeyFamily = Callable[[Keys, str], str]
@@ -38,11 +41,16 @@ KEY_FAMILIES: dict[str, KeyFamily] = {
     "profile": Keys.profile,
     "alias": Keys.alias,
     "data_key": Keys.data_key,
+    "identities": Keys.identities,
+    "claims": Keys.claims,
+    "experiments": Keys.experiments_of,
 }
 
 
 class Eraser:
-    """Erases customers from Redis and records them in the ledger."""
+    """Erases customers from Redis and records them in the ledger. ``segments`` and
+    ``experiments``: the names configured (the worker's segment book and declared
+    experiments), whose shared member lists and exposure hashes are cleaned."""
 
     def __init__(
         self,
@@ -50,18 +58,19 @@ class Eraser:
         prefix: str,
         ledger: Ledger,
         pseudonyms: Pseudonymizer,
-        sweep: bool = True,
         personal: frozenset[str] = frozenset({"email", "phone"}),
         shard_of: Callable[[str], int] = lambda profile_id: 0,
+        segments: Sequence[str] = (),
+        experiments: Sequence[str] = (),
     ) -> None:
         self.client = client
         self.shard_of = shard_of
-        self.identities = IdentityIndex(client, prefix)
         self.personal = personal
         self.keys = Keys(prefix)
         self.ledger = ledger
         self.pseudonyms = pseudonyms
-        self.sweep = sweep
+        self.segments = tuple(segments)
+        self.experiments = tuple(experiments)
 
     async def erased(self, ids: list[str]) -> set[str]:
         return await self.ledger.erased(ids)
@@ -93,6 +102,8 @@ class Eraser:
         now = datetime.now(UTC)
         # The ledger first: from here on, no event of these ids is applied again.
         await self.ledger.record(ids, int(now.timestamp() * 1000))
+        # The indexes before the keys that hold them go.
+        found = await self._indexed(ids, profile)
         removed: dict[str, int] = {}
         pipe = self.client.pipeline(transaction=False)
         names = [name for name in KEY_FAMILIES for _ in ids]
@@ -102,17 +113,21 @@ class Eraser:
         # The index of pseudonyms the recommender's lists are named by (``Keys.profile_of``).
         for i in ids:
             pipe.delete(self.keys.profile_of(self.pseudonyms.of_id(i)))
-        found = await pipe.execute()
-        for name, n in zip(names, found[: len(names)], strict=True):
-            removed[name] = removed.get(name, 0) + int(n)
-        removed["pseudonym_index"] = sum(int(n) for n in found[len(names) :])
-        removed.update(await self._erase_shared(ids))
-        if profile is not None:
-            removed["identity"] = await self.identities.forget(profile, self.personal)
+        # One key per DEL: in Redis Cluster these live on slots of their own.
+        for key in (*found.identities, *found.claims):
+            pipe.delete(key)
+        deleted = [int(n) for n in await pipe.execute()]
+        for name, n in zip(names, deleted, strict=False):
+            removed[name] = removed.get(name, 0) + n
+        at = len(names) + len(ids)
+        removed["pseudonym_index"] = sum(deleted[len(names) : at])
+        removed["identity"] = sum(deleted[at : at + len(found.identities)])
+        removed["trigger_claims"] = sum(deleted[at + len(found.identities) :])
+        segments = {*self.segments, *(profile.segments if profile is not None else ())}
+        experiments = {*self.experiments, *found.experiments}
+        removed.update(await self._erase_shared(ids, sorted(segments), sorted(experiments)))
         if removed.get("profile"):
             await self.client.decrby(self.keys.profile_count, removed["profile"])
-        if self.sweep:
-            removed["swept"] = await self._sweep(ids)
         return Erasure(
             subject=self.pseudonyms.of_id(customer),
             ids=ids,
@@ -123,39 +138,67 @@ class Eraser:
             removed=removed,
         )
 
-    async def _erase_shared(self, ids: list[str]) -> dict[str, int]:
-        """Entries of the customer in keys shared by all customers."""
+    async def _indexed(self, ids: list[str], profile: Profile | None) -> Indexed:
+        """What the ids' indexes list: identity entries still pointing at one of them,
+        claims, experiments."""
+        pipe = self.client.pipeline(transaction=False)
+        for i in ids:
+            pipe.smembers(self.keys.identities(i))
+            pipe.lrange(self.keys.claims(i), 0, -1)
+            pipe.smembers(self.keys.experiments_of(i))
+        replies = await pipe.execute()
+        # The profile's current traits too: entries written before the identities set was.
+        pseudonyms = set(pseudonyms_of(profile.traits, self.personal)) if profile else set()
+        claims: list[str] = []
+        experiments: set[str] = set()
+        for n in range(len(ids)):
+            pseudonyms.update(_text(p) for p in replies[3 * n])
+            claims.extend(_text(c) for c in replies[3 * n + 1])
+            experiments.update(_text(e) for e in replies[3 * n + 2])
+        candidates = [self.keys.identity(p) for p in sorted(pseudonyms)]
+        pipe = self.client.pipeline(transaction=False)
+        for key in candidates:
+            pipe.get(key)  # not MGET: each entry is on its pseudonym's slot
+        owners = await pipe.execute() if candidates else []
+        # An entry another customer took since (they gave that email later) is theirs.
+        mine = {i.encode() for i in ids}
+        identities = [k for k, owner in zip(candidates, owners, strict=True) if owner in mine]
+        return Indexed(identities, claims, experiments)
+
+    async def _erase_shared(
+        self, ids: list[str], segments: list[str], experiments: list[str]
+    ) -> dict[str, int]:
+        """Entries of the ids in keys shared by all customers, found by name."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hdel(self.keys.clv_summaries, *ids)
         for i in ids:
             pipe.zrem(self.keys.due(self.shard_of(i), "churn"), i)
         for i in ids:
             pipe.zrem(self.keys.due(self.shard_of(i), "trigger"), i)
-        lifetime, *scheduled = await pipe.execute()
-        churn = sum(int(n) for n in scheduled[: len(ids)])
-        triggers = sum(int(n) for n in scheduled[len(ids) :])
-        # Segment member lists and experiment exposures are keyed by segment or
-        # experiment, not by customer: found by pattern (a few keys per definition).
-        prefix = self.keys.prefix
-        members = exposures = 0
-        async for key in self.client.scan_iter(f"{prefix}:segment:*:members", 1000):
-            members += int(await self.client.zrem(key, *ids))
-        for part in ("exposed", "converted"):
-            async for key in self.client.scan_iter(f"{prefix}:{{experiment:*}}:{part}", 1000):
-                exposures += int(await self.client.hdel(key, *ids))
+        for segment in segments:
+            pipe.zrem(self.keys.members(segment), *ids)
+        for experiment in experiments:
+            for part in ("exposed", "converted"):
+                pipe.hdel(self.keys.experiment(experiment, part), *ids)
+        lifetime, *rest = await pipe.execute()
+        n = len(ids)
         return {
             "lifetime_value_summary": int(lifetime),
-            "churn_schedule": int(churn),
-            "trigger_schedule": int(triggers),
-            "segment_memberships": members,
-            "experiment_records": exposures,
+            "churn_schedule": sum(int(x) for x in rest[:n]),
+            "trigger_schedule": sum(int(x) for x in rest[n : 2 * n]),
+            "segment_memberships": sum(int(x) for x in rest[2 * n : 2 * n + len(segments)]),
+            "experiment_records": sum(int(x) for x in rest[2 * n + len(segments) :]),
         }
 
-    async def _sweep(self, ids: list[str]) -> int:
-        """Delete whatever else lives under the ids' hash tags (unregistered families)."""
-        swept = 0
-        for i in ids:
-            found = [k async for k in self.client.scan_iter(self.keys.of_customer(i), 1000)]
-            if found:
-                swept += int(await self.client.delete(*found))
-        return swept
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """What a customer's indexes list: identity keys to delete, claim keys, experiments."""
+
+    identities: list[str]
+    claims: list[str]
+    experiments: set[str]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from cdpulse.experiments.sequential import Arm
+from cdpulse.store.keys import Keys
 from cdpulse.store.redis import script
 
 
@@ -33,6 +34,9 @@ class RedisExperimentStore:
         self, experiment: str, customer_id: str, variant: str, at_ms: int
     ) -> tuple[str, int, bool]:
         """Record the first exposure; returns (variant, exposed at, whether it is new)."""
+        # The customer's own record of it first (a slot of its own, so not in the script):
+        # should the exposure follow, erasure finds it; should it not, nothing is lost.
+        await self.client.sadd(Keys(self.prefix).experiments_of(customer_id), experiment)
         new, stored = await self._once(
             keys=[self._key(experiment, "exposed"), self._key(experiment, "counts")],
             args=[customer_id, f"{variant}|{at_ms}", f"exposures:{variant}"],

@@ -39,9 +39,20 @@ class Keys:
         """The customer a personal trait's pseudonym belongs to (``privacy.identities``)."""
         return f"{self.prefix}:{{{pseudonym}}}:identity"
 
-    def of_customer(self, profile_id: str) -> str:
-        """A SCAN pattern matching every key under the customer's hash tag."""
-        return f"{self.prefix}:{{{glob_escape(profile_id)}}}:*"
+    def identities(self, profile_id: str) -> str:
+        """Set: the pseudonyms whose identity entries point at the customer, every one it
+        was indexed under (earlier emails too), kept by ``write.lua`` with the entries."""
+        return f"{self.prefix}:{{{profile_id}}}:identities"
+
+    def claims(self, profile_id: str) -> str:
+        """List: the customer's live trigger claims (``fired``), oldest first, kept by
+        ``write.lua`` with the claims: erasure finds them here instead of by SCAN."""
+        return f"{self.prefix}:{{{profile_id}}}:claims"
+
+    def experiments_of(self, profile_id: str) -> str:
+        """Set: the experiments the id was exposed to, recorded before the exposure, so
+        erasure finds an experiment no longer declared."""
+        return f"{self.prefix}:{{{profile_id}}}:experiments"
 
     @property
     def erasure_ledger(self) -> str:

@@ -352,7 +352,7 @@ class RedisState:
         if save.summary is not None:
             ops.append(["hset", k.clv_summaries, profile_id, save.summary.decode()])
         for pseudonym in save.identities:
-            ops.append(["set", k.identity(pseudonym), profile_id])
+            ops.append(["identity", k.identity(pseudonym), pseudonym])
         if save.pseudonym is not None:
             ops.append(["setnx", k.profile_of(save.pseudonym), profile_id])
         for experiment, variant in save.conversions:

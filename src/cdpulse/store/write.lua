@@ -13,7 +13,10 @@
 --       merged, as a write to it since would be lost; deleted, the counter goes down)
 --   ["convert", converted hash, counts hash, customer, variant]: HSETNX, and if new
 --       HINCRBY counts "conversions:<variant>"
---   ["claim", claim key, counts hash, ttl seconds, field]: SET NX EX, and if new HINCRBY
+--   ["claim", claim key, counts hash, ttl seconds, field]: SET NX EX, and if new HINCRBY,
+--       and the claim's name appended to the customer's list of claims (erasure reads it)
+--   ["identity", identity key, pseudonym]: the index entry points at the customer, and the
+--       pseudonym joins the customer's set of identities (leaving its previous owner's)
 -- Returns, per save, the new version, -1 when the version (or a merged visitor's) moved,
 -- -2 when the id is now someone's visitor, -3 when a visitor to link belongs to someone
 -- else. A save's
@@ -22,6 +25,19 @@
 local batch = cmsgpack.unpack(ARGV[1])
 local prefix, retention, saves = batch[1], tonumber(batch[2]), batch[3]
 local counter = prefix .. ':profiles'
+-- A customer's claims, oldest first: every claim has the same time to live, so the head
+-- expires first, and popping expired heads keeps the list as long as the live claims.
+local function remember_claim(claims, key, ttl)
+  redis.call('RPUSH', claims, key)
+  redis.call('EXPIRE', claims, ttl)
+  while true do
+    local head = redis.call('LINDEX', claims, 0)
+    if not head or redis.call('EXISTS', head) == 1 then
+      break
+    end
+    redis.call('LPOP', claims)
+  end
+end
 local function expire(key)
   if retention > 0 then
     redis.call('PEXPIRE', key, retention)
@@ -95,7 +111,19 @@ for n, save in ipairs(saves) do
           elseif name == 'claim' then
             if redis.call('SET', op[2], 1, 'NX', 'EX', op[4]) then
               redis.call('HINCRBY', op[3], op[5], 1)
+              remember_claim(tag .. 'claims', op[2], op[4])
             end
+          elseif name == 'identity' then
+            -- The set holds exactly the entries that point at the customer: an email
+            -- another customer gives now is theirs, so it leaves its previous owner's set.
+            local owner = redis.call('GET', op[2])
+            if owner and owner ~= id then
+              redis.call('SREM', prefix .. ':{' .. owner .. '}:identities', op[3])
+            end
+            redis.call('SET', op[2], id)
+            expire(op[2])
+            redis.call('SADD', tag .. 'identities', op[3])
+            expire(tag .. 'identities')
           end
         end
         status = version + 1
