@@ -12,6 +12,11 @@ customer's own id as its anonymous id lists nothing in ``anonymous_ids`` (it lin
 nothing); among adds of one product at the same instant, the highest (price, category)
 sets the cart price, so that the cart depends on the set of events only.
 
+One field depends on processing order, by design: withholding analytics discards what the
+profile held (README: Consent), so a later grant counts only the events processed after
+it (``counted``); the identity, consent and traits a minimised profile keeps come from
+all of them.
+
 >>> from datetime import UTC
 >>> t = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 >>> view = {"event_id": "e1", "type": "product_viewed", "timestamp": t,
@@ -185,8 +190,34 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
 
     newest = max((millis(e["timestamp"]) for e in events), default=0)
     reference = newest if as_of is None else as_of
-    profiles = {owner: profile(owner, mine, reference) for owner, mine in owned.items()}
+    profiles = {
+        owner: profile(owner, mine, reference, counted(mine)) for owner, mine in owned.items()
+    }
     return Truth(profiles, aliases, reference)
+
+
+def counted(events: Iterable[Event]) -> list[Event]:
+    """The events a profile still counts, of its events in processing order: whenever the
+    consent known so far withholds analytics, everything processed until then (that event
+    too) is discarded. A later grant (newer by event time) counts only what follows it.
+
+    The owner is the final one, as in ``distinct``: a visitor's events are judged by its
+    customer's consent from the start.
+    """
+    analytics: tuple[int, bool] | None = None
+    out: list[Event] = []
+    for event in events:
+        out.append(event)
+        if event["type"] == "consent_updated":
+            granted = event["properties"]["purposes"].get("analytics")
+            t = millis(event["timestamp"])
+            if granted is not None and (
+                analytics is None or t > analytics[0] or (t == analytics[0] and not granted)
+            ):
+                analytics = (t, granted)
+        if analytics is not None and not analytics[1]:
+            out = []
+    return out
 
 
 def links(events: Iterable[Event]) -> dict[str, str]:
@@ -232,18 +263,28 @@ def distinct(events: Iterable[Event], aliases: Mapping[str, str]) -> list[Event]
 # --- one profile --------------------------------------------------------------------------
 
 
-def profile(profile_id: str, events: Iterable[Event], as_of: int) -> Document:
-    """The rendered profile of ``profile_id`` from all the (distinct) events it owns."""
-    timed = sorted(((millis(e["timestamp"]), e) for e in events), key=lambda te: te[0])
-    if not timed:
+def profile(
+    profile_id: str,
+    events: Iterable[Event],
+    as_of: int,
+    counts: Iterable[Event] | None = None,
+) -> Document:
+    """The rendered profile of ``profile_id`` from all the (distinct) events it owns; the
+    behaviour from those it ``counts`` (``counted``: all of them unless given)."""
+    every = sorted(((millis(e["timestamp"]), e) for e in events), key=lambda te: te[0])
+    if not every:
         raise ValueError(f"oracle: profile {profile_id} has no events")
+    as_of = max(as_of, every[-1][0])
+    if counts is None:
+        timed = every
+    else:
+        timed = sorted(((millis(e["timestamp"]), e) for e in counts), key=lambda te: te[0])
     times = [t for t, _ in timed]
-    as_of = max(as_of, times[-1])
 
-    customers = {e["customer_id"] for _, e in timed if e.get("customer_id") is not None}
+    customers = {e["customer_id"] for _, e in every if e.get("customer_id") is not None}
     if len(customers) > 1:
         raise ValueError(f"oracle: profile {profile_id} owns events of customers {customers}")
-    identifies = [(t, e) for t, e in timed if e["type"] == "identify"]
+    identifies = [(t, e) for t, e in every if e["type"] == "identify"]
     # every linked (merged) anonymous id is named by one of the customer's identify events
     anonymous_ids = sorted(
         {
@@ -264,8 +305,8 @@ def profile(profile_id: str, events: Iterable[Event], as_of: int) -> Document:
         "customer_id": next(iter(customers), None),
         "anonymous_ids": anonymous_ids,
         "as_of": rfc3339(as_of),
-        "first_seen": rfc3339(times[0]),
-        "last_seen": rfc3339(times[-1]),
+        "first_seen": rfc3339(times[0] if times else None),
+        "last_seen": rfc3339(times[-1] if times else None),
         "events": len(timed),
         "counts": _tally(e["type"] for _, e in timed),
         "channels": _tally(e["channel"] for _, e in timed),
@@ -285,7 +326,7 @@ def profile(profile_id: str, events: Iterable[Event], as_of: int) -> Document:
             "frequency": len(orders),
             "monetary": round(revenue - refunded, 2),
         },
-        "consent": _consent(timed),
+        "consent": _consent(every),
         "identified_at": rfc3339(identifies[0][0]) if identifies else None,
         "traits": _traits(identifies),
     }

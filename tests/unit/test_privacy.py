@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,10 +25,12 @@ from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import Profile, encode
 from cdpulse.profile.rules import Rules, apply, merge, new_profile
+from cdpulse.profile.view import render
 from tests import oracle
 
 RULES = Rules(traits=TraitPolicy(pseudonymizer=Pseudonymizer(oracle.PSEUDONYM_KEY)))
 T0 = 1_767_225_600_000
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
 EMAIL = "Alice.Doe@Example.com"
 
 
@@ -139,6 +142,34 @@ def test_analytics_withheld_keeps_only_what_honouring_the_request_needs() -> Non
     assert set(profile.traits) == {"email"} and profile.anonymous_ids == ["A-1"]
     # the exactly-once bookkeeping stays: a re-delivered event is still a duplicate
     assert not apply(profile, from_dict(view(4)), RULES)
+
+
+@pytest.mark.parametrize(
+    ("order", "counted"),
+    [
+        ((1, 2, 3, 5, 6), 2),  # the grant arrives last: only what follows it counts
+        ((5, 1, 2, 3, 6), 5),  # the grant arrives first: the older refusal never applies
+    ],
+)
+def test_analytics_granted_again_counts_only_what_follows_and_the_oracle_agrees(
+    order: tuple[int, ...], counted: int
+) -> None:
+    # Withholding analytics discards the past for good (minimised), so a later grant
+    # depends on arrival order: the oracle models it in processing order. Found in the
+    # hostile chaos test, where one customer's refusal and later grant came from two
+    # producers.
+    by_n = {
+        1: view(1),
+        2: consent(2, analytics=False),
+        3: view(3),
+        5: consent(5, analytics=True),
+        6: view(6),
+    }
+    events = [by_n[n] for n in order]
+    profile = applied(*events)
+    truth = oracle.expected(events, now=NOW)
+    assert profile.events == counted
+    assert oracle.differences(render(profile, truth.as_of, RULES), truth.profiles["C-1"]) == []
 
 
 def test_analytics_withheld_by_a_visitor_minimises_the_merged_customer() -> None:

@@ -1,0 +1,113 @@
+"""Fuzzing through the real engine: hypothesis-drawn hostile messages (``fuzz.py``) mixed
+into a simulated shop, sent to Kafka and through the collector, some of both again later.
+
+Every message must be processed or dead-lettered with the contract's reason, the worker
+must commit to the end of its topics, and every normal customer's profile must equal the
+oracle's. Hostile profiles (ids ``fz-…``) are only accounted for: an identity graph's
+outcome may depend on the order its partitions are read in.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from datetime import UTC, datetime
+
+from cdpulse.contract.topics import STREAM_OF_TYPE
+from cdpulse.simulate.shop import Shop
+from tests.chaos.conftest import scaled
+from tests.chaos.fuzz import PREFIX, harvest
+from tests.chaos.observe import alive, health, metric
+from tests.chaos.state import read_state, summary
+from tests.chaos.stream import Outgoing, Sender
+from tests.chaos.test_hostile_input import STREAMS, post_all, rejections
+from tests.integration.conftest import Env, consume_all, drained, wait_until
+from tests.oracle import differences, expected, millis, valid_events
+
+
+def _readable(raw: bytes) -> bool:
+    try:
+        json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -> None:
+    rng = random.Random(41)
+    shop = list(Shop(customers=scaled(40, 300), days=10, seed=41).events())
+    templates = list({e["type"]: e for e in shop}.values())
+    fuzzed = harvest(templates, scaled(300, 10_000), at=41)
+
+    normal = [
+        Outgoing(
+            STREAM_OF_TYPE[e["type"]],
+            (e.get("customer_id") or e["anonymous_id"]).encode(),
+            json.dumps(e).encode(),
+        )
+        for e in shop
+    ]
+    to_http = {i for i, raw in enumerate(fuzzed) if rng.random() < 0.2 and _readable(raw)}
+    by_http = [fuzzed[i] for i in sorted(to_http)]
+    hostile = [
+        Outgoing(rng.choice(STREAMS), rng.choice((None, b"", b"fz-key", raw[:16])), raw)
+        for i, raw in enumerate(fuzzed)
+        if i not in to_http
+    ]
+    # a random merge keeps each list's own order, so a customer's events stay in order
+    pending = [iter(normal), iter(hostile)]
+    sizes = [len(normal), len(hostile)]
+    messages: list[Outgoing] = []
+    while any(sizes):
+        side = 0 if rng.random() * sum(sizes) < sizes[0] else 1
+        messages.append(next(pending[side]))
+        sizes[side] -= 1
+    messages += rng.sample(normal, len(normal) // 50) + rng.sample(hostile, len(hostile) // 50)
+    requests = [b"[" + b",".join(by_http[i : i + 20]) + b"]" for i in range(0, len(by_http), 20)]
+    requests += requests[: len(requests) // 10]  # the collector gets repeats too
+
+    roles = env.roles()
+    worker, api = roles.worker, roles.api
+    pids = {p.role: p.process.pid for p in (worker, api) if p.process is not None}
+    sender = Sender(env.settings, messages)
+    sender.start()
+    posted = post_all(api, worker, requests)
+    sender.finish()
+
+    wait_until(lambda: drained(env.settings), 600, "the worker to commit to the end")
+    for process in (worker, api):
+        assert process.process is not None and alive(process), f"the {process.role} died"
+        assert process.process.pid == pids[process.role], f"the {process.role} was replaced"
+        assert health(process) == 200
+    assert metric(worker, "cdpulse_batch_failures_total") == 0, worker.tail()
+    processed = metric(worker, "cdpulse_events_consumed_total")
+    rejected = metric(worker, "cdpulse_events_rejected_total")
+    assert processed + rejected == len(messages) + len(posted.accepted)
+    assert metric(api, "cdpulse_events_rejected_total") == posted.reasons.total()
+    assert posted.reasons.total() + len(posted.accepted) == posted.events
+    wanted = rejections(messages) + posted.reasons
+    letters = consume_all(env.settings, env.settings.topic_dead_letter, wanted.total())
+    assert Counter(json.loads(r.value)["reason"] for r in letters) == wanted
+    assert not posted.errors, f"{len(posted.errors)} requests failed: {posted.errors[:5]}"
+
+    # The oracle does not decide identity graphs (a customer linked as another's visitor):
+    # its truth is the normal messages', at the watermark every valid message moved.
+    now = datetime.now(UTC)
+    everything = valid_events([m.value for m in messages] + posted.accepted, now=now)
+    normal_ones = {id(m) for m in normal}
+    truth = expected(
+        [m.value for m in messages if id(m) in normal_ones],
+        now=now,
+        as_of=max(millis(e["timestamp"]) for e in everything),
+    )
+    state = read_state(env.redis, env.name)
+    assert state.as_of == truth.as_of
+    mine = sorted(i for i in truth.profiles if not i.startswith(PREFIX))
+    assert len(mine) >= len({e.get("customer_id") for e in shop}) // 2
+    assert sorted(i for i in state.profiles if not i.startswith(PREFIX)) == mine
+    normal_aliases = {a: c for a, c in truth.aliases.items() if not a.startswith(PREFIX)}
+    assert {a: c for a, c in state.aliases.items() if not a.startswith(PREFIX)} == normal_aliases
+    documents = state.documents()
+    problems = [p for i in mine for p in differences(documents[i], truth.profiles[i])]
+    assert not problems, "normal profiles differ from the oracle:\n  " + summary(problems)
