@@ -46,6 +46,7 @@ from datetime import date, datetime
 from itertools import pairwise
 from typing import Any
 
+from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.contract.validation import Rejection, decode, validate
 
 MINUTE = 60_000
@@ -234,28 +235,29 @@ def links(events: Iterable[Event]) -> dict[str, str]:
 def distinct(events: Iterable[Event], aliases: Mapping[str, str]) -> list[Event]:
     """The events a profile applies, in processing order: a repeated ``event_id`` of one
     owner is dropped while its first copy's day is at most ``DEDUPE_WINDOW_DAYS`` before
-    the owner's newest event day when the repeat arrives; else applied again.
+    the newest day of the first copy's source when the repeat arrives; else applied
+    again. A source is what a message travels on: its event type's topic and its key
+    (which picks the partition); a repeat, having its first copy's content, travels on
+    the same one.
 
-    The owner is the final one (a visitor already counts as its customer): the engine
-    judges a visitor's events by the visitor's own newest day until the merge, which can
-    differ only for a repeat arriving right at the window's edge. No owner here comes near
-    the cap on ids kept (``CDPULSE_DEDUPE_IDS_KEPT``).
+    The owner is the final one (a visitor already counts as its customer). No owner here
+    comes near the cap on ids kept (``CDPULSE_DEDUPE_IDS_KEPT``).
     """
-    newest: dict[str, int] = {}
-    first: dict[tuple[str, str], int] = {}  # (owner, event id) -> day kept
+    newest: dict[tuple[str, str], int] = {}  # source -> newest day kept from it
+    first: dict[tuple[str, str], tuple[tuple[str, str], int]] = {}  # (owner, id) -> kept
     out: list[Event] = []
     for event in events:
-        owner: str = event.get("customer_id") or event["anonymous_id"]
-        owner = aliases.get(owner, owner)
+        key: str = event.get("customer_id") or event["anonymous_id"]
+        owner = aliases.get(key, key)
+        source = (STREAM_OF_TYPE[event["type"]], key)
         day = millis(event["timestamp"]) // DAY
-        top = newest.get(owner)
         kept = first.get((owner, event["event_id"]))
-        if kept is not None and top is not None and kept >= top - DEDUPE_WINDOW_DAYS:
+        if kept is not None and kept[1] >= newest[kept[0]] - DEDUPE_WINDOW_DAYS:
             continue
-        top = day if top is None else max(top, day)
-        newest[owner] = top
-        if day >= top - DEDUPE_WINDOW_DAYS:
-            first[(owner, event["event_id"])] = day
+        top = newest.get(source)
+        if top is None or day >= top - DEDUPE_WINDOW_DAYS:
+            newest[source] = day if top is None else max(top, day)
+            first[(owner, event["event_id"])] = (source, day)
         out.append(event)
     return out
 

@@ -204,8 +204,9 @@ class Settings(BaseSettings):
         7,
         ge=1,
         description="A repeated event_id is dropped as a client duplicate while its first "
-        "copy's event-time day is at most this many days before the profile's newest, "
-        "however many events came between; older repeats are applied again.",
+        "copy's event-time day is at most this many days before the newest of its source "
+        "(topic, partition, key), however many events came between; older repeats are "
+        "applied again.",
     )
     dedupe_ids_kept: int = Field(
         10_000,

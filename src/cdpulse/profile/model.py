@@ -104,7 +104,7 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # ``seen_ids`` is capped by Rules.dedupe_ids; ``merged_from`` makes merges idempotent
     # and leads erasure to the merged visitors' keys, one entry per merge.
     offsets: dict[str, int] = msgspec.field(default_factory=dict)
-    seen_ids: dict[int, bytes] = msgspec.field(default_factory=dict)
+    seen_ids: dict[int, dict[int, bytes]] = msgspec.field(default_factory=dict)  # dedupe.Window
     merged_from: list[str] = msgspec.field(default_factory=list)
     # segment transitions (JSON) the learner's RFM sweep saved before publishing them:
     # the next save of the profile publishes them again first, and clears them, so a

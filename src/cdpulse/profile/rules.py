@@ -130,7 +130,14 @@ def apply_new(
     capped = 0
     if rules.dedupe_ids:
         key = dedupe.hashed(event.event_id)
-        capped = dedupe.add(profile.seen_ids, key, event.at, rules.dedupe_days, rules.dedupe_ids)
+        capped = dedupe.add(
+            profile.seen_ids,
+            key,
+            event.at,
+            rules.dedupe_days,
+            rules.dedupe_ids,
+            dedupe.source_of(source),
+        )
 
     t = event.at
     first = profile.events == 0
