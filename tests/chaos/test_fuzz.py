@@ -18,11 +18,11 @@ from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.simulate.shop import Shop
 from tests.chaos.conftest import scaled
 from tests.chaos.fuzz import PREFIX, harvest
-from tests.chaos.observe import alive, health, metric
+from tests.chaos.observe import metric
 from tests.chaos.state import read_state, summary
-from tests.chaos.stream import Outgoing, Sender
-from tests.chaos.test_hostile_input import STREAMS, post_all, rejections
-from tests.integration.conftest import Env, consume_all, drained, wait_until
+from tests.chaos.stream import Outgoing
+from tests.chaos.test_hostile_input import STREAMS, rejections, through_the_engine
+from tests.integration.conftest import Env, consume_all
 from tests.oracle import differences, expected, millis, valid_events
 
 
@@ -67,23 +67,7 @@ def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -
     requests = [b"[" + b",".join(by_http[i : i + 20]) + b"]" for i in range(0, len(by_http), 20)]
     requests += requests[: len(requests) // 10]  # the collector gets repeats too
 
-    roles = env.roles()
-    worker, api = roles.worker, roles.api
-    pids = {p.role: p.process.pid for p in (worker, api) if p.process is not None}
-    sender = Sender(env.settings, messages)
-    sender.start()
-    posted = post_all(api, worker, requests)
-    sender.finish()
-
-    wait_until(lambda: drained(env.settings), 600, "the worker to commit to the end")
-    for process in (worker, api):
-        assert process.process is not None and alive(process), f"the {process.role} died"
-        assert process.process.pid == pids[process.role], f"the {process.role} was replaced"
-        assert health(process) == 200
-    assert metric(worker, "cdpulse_batch_failures_total") == 0, worker.tail()
-    processed = metric(worker, "cdpulse_events_consumed_total")
-    rejected = metric(worker, "cdpulse_events_rejected_total")
-    assert processed + rejected == len(messages) + len(posted.accepted)
+    _, api, posted = through_the_engine(env, messages, requests)
     assert metric(api, "cdpulse_events_rejected_total") == posted.reasons.total()
     assert posted.reasons.total() + len(posted.accepted) == posted.events
     wanted = rejections(messages) + posted.reasons

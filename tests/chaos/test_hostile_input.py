@@ -186,26 +186,9 @@ def test_hostile_input_is_dead_lettered_and_never_stops_the_worker(env: Env) -> 
     messages = kafka_stream(shop, mutate, rng)
     requests = bodies(by_http, mutate, rng)
 
-    roles = env.roles()
-    worker, api = roles.worker, roles.api
-    pids = {p.role: p.process.pid for p in (worker, api) if p.process is not None}
-    sender = Sender(env.settings, messages)
-    sender.start()
-    posted = post_all(api, worker, requests)
-    sender.finish()
-
-    wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
-    for process in (worker, api):
-        assert process.process is not None and alive(process), f"the {process.role} died"
-        assert process.process.pid == pids[process.role], f"the {process.role} was replaced"
-        assert health(process) == 200
-    assert metric(worker, "cdpulse_batch_failures_total") == 0, worker.tail()
-    # The worker reads every Kafka message, the collector's accepted ones included; the
-    # collector dead-letters what it rejects itself.
-    processed = metric(worker, "cdpulse_events_consumed_total")
-    rejected = metric(worker, "cdpulse_events_rejected_total")
+    _, api, posted = through_the_engine(env, messages, requests)
+    # The collector dead-letters what it rejects itself.
     refused = metric(api, "cdpulse_events_rejected_total")
-    assert processed + rejected == len(messages) + len(posted.accepted)
     assert refused == posted.reasons.total() == posted.events - len(posted.accepted)
     assert metric(api, "cdpulse_collector_events_total", {"outcome": "accepted"}) == len(
         posted.accepted
@@ -220,6 +203,34 @@ def test_hostile_input_is_dead_lettered_and_never_stops_the_worker(env: Env) -> 
         expected([m.value for m in messages] + posted.accepted, now=datetime.now(UTC)),
     )
     assert not posted.errors, f"{len(posted.errors)} requests failed: {posted.errors[:5]}"
+
+
+def through_the_engine(
+    env: Env, messages: list[Outgoing], requests: list[bytes]
+) -> tuple[Worker, Worker, Posted]:
+    """Send ``messages`` to Kafka while ``requests`` are posted to the collector, until the
+    worker committed to the end of its topics; then check that neither role died, was
+    replaced, answers unhealthy or failed a batch, and that the worker read every Kafka
+    message, the collector's accepted ones included. The worker, the api and what the
+    collector answered."""
+    roles = env.roles()
+    worker, api = roles.worker, roles.api
+    pids = {p.role: p.process.pid for p in (worker, api) if p.process is not None}
+    sender = Sender(env.settings, messages)
+    sender.start()
+    posted = post_all(api, worker, requests)
+    sender.finish()
+
+    wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
+    for process in (worker, api):
+        assert process.process is not None and alive(process), f"the {process.role} died"
+        assert process.process.pid == pids[process.role], f"the {process.role} was replaced"
+        assert health(process) == 200
+    assert metric(worker, "cdpulse_batch_failures_total") == 0, worker.tail()
+    processed = metric(worker, "cdpulse_events_consumed_total")
+    rejected = metric(worker, "cdpulse_events_rejected_total")
+    assert processed + rejected == len(messages) + len(posted.accepted)
+    return worker, api, posted
 
 
 def send(env: Env, events: list[dict[str, Any]], poison: bytes) -> list[Outgoing]:
