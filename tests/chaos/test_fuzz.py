@@ -21,17 +21,9 @@ from tests.chaos.fuzz import PREFIX, harvest
 from tests.chaos.observe import metric
 from tests.chaos.state import read_state, summary
 from tests.chaos.stream import Outgoing
-from tests.chaos.test_hostile_input import STREAMS, rejections, through_the_engine
+from tests.chaos.test_hostile_input import STREAMS, parses, rejections, through_the_engine
 from tests.integration.conftest import Env, consume_all
 from tests.oracle import differences, expected, millis, valid_events
-
-
-def _readable(raw: bytes) -> bool:
-    try:
-        json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError):
-        return False
-    return True
 
 
 def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -> None:
@@ -48,7 +40,7 @@ def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -
         )
         for e in shop
     ]
-    to_http = {i for i, raw in enumerate(fuzzed) if rng.random() < 0.2 and _readable(raw)}
+    to_http = {i for i, raw in enumerate(fuzzed) if rng.random() < 0.2 and parses(raw)}
     by_http = [fuzzed[i] for i in sorted(to_http)]
     hostile = [
         Outgoing(rng.choice(STREAMS), rng.choice((None, b"", b"fz-key", raw[:16])), raw)

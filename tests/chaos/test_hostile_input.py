@@ -97,7 +97,7 @@ def bodies(shop: list[dict[str, Any]], mutate: Mutator, rng: random.Random) -> l
                     items.append(json.dumps(pending.pop(0), ensure_ascii=False).encode())
                 else:
                     raw = mutate(rng.choice(shop))[1]
-                    if _parses(raw):  # one unreadable item would make the whole body so
+                    if parses(raw):  # one unreadable item would make the whole body so
                         items.append(raw)
             out.append(b"[" + b",".join(items) + b"]")
         else:
@@ -118,7 +118,7 @@ def bodies(shop: list[dict[str, Any]], mutate: Mutator, rng: random.Random) -> l
     return out
 
 
-def _parses(raw: bytes) -> bool:
+def parses(raw: bytes) -> bool:
     try:
         json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
