@@ -55,14 +55,17 @@ class BatchStream(faust.Stream[Any]):
 
         For an agent that keeps a batch in flight past its loop body (the worker writes
         one batch while it decides the next): its offsets are committed only once it
-        acks the batch, after the write.
+        acks the batch, after the write. Its batches are eager (``_Intake.fill``): the
+        events that queued while the agent decided the batch before are the next batch,
+        with no wait of ``within`` added to their latency.
         """
         consumer = self.app.consumer
         if not isinstance(consumer, BatchConsumer) or (
             self._processors or self.join_strategy or self.combined
         ):
             raise TypeError("take_unacked needs a plain BatchStream on a BatchConsumer")
-        batches = self._take_batches(max_, want_seconds(within) if within else None, acks=False)
+        seconds = want_seconds(within) if within else None
+        batches = self._take_batches(max_, seconds, acks=False, eager=True)
         self._active_agens.add(batches)
         return batches
 
@@ -71,7 +74,7 @@ class BatchStream(faust.Stream[Any]):
         cast(BatchConsumer, self.app.consumer).ack_messages([event.message for event in events])
 
     async def _take_batches(
-        self, max_: int, within: float | None, acks: bool = True
+        self, max_: int, within: float | None, acks: bool = True, eager: bool = False
     ) -> AsyncGenerator[Sequence[EventT[Any]], None]:
         self._finalized = True
         started_by_us = await self.maybe_start()
@@ -79,7 +82,7 @@ class BatchStream(faust.Stream[Any]):
         intake = _Intake(self)
         try:
             while not self.should_stop:
-                await intake.fill(max_, within)
+                await intake.fill(max_, within, eager)
                 if not intake.events:
                     continue
                 batch, states = intake.take()
@@ -127,16 +130,26 @@ class _Intake:
         self.events, self.states = [], []
         return events, states
 
-    async def fill(self, max_: int, within: float | None) -> None:
-        """Take events until ``max_``, or until ``within`` s after the first one."""
+    async def fill(self, max_: int, within: float | None, eager: bool = False) -> None:
+        """Take events until ``max_``, or until ``within`` s after the first one.
+
+        ``eager``: events that were already waiting when the batch began make it due as
+        soon as the queue is empty. They have waited for the batch before (for as long
+        as it took), and while a batch is decided the next one fills by itself: a wait
+        of ``within`` only pays when the agent was idle for the first event.
+        """
         queue, events, accept = self.queue, self.events, self.accept
         loop = asyncio.get_running_loop()
         deadline: float | None = None
+        waited = False
         while len(events) < max_:
             if not queue.empty():
                 while len(events) < max_ and not queue.empty():
                     accept(queue.get_nowait())
                 continue
+            if eager and events and not waited:
+                return
+            waited = True
             if not events or within is None:
                 accept(await queue.get())
                 if events and within is not None:
