@@ -26,6 +26,9 @@ class ApiToken(BaseModel):
 
     secret: SecretStr
     scopes: list[Scope]
+    # This token's own request limit, in place of CDPULSE_REQUEST_RATE / _BURST.
+    request_rate: float | None = Field(None, gt=0)
+    request_burst: int | None = Field(None, ge=1)
 
 
 class Settings(BaseSettings):
@@ -126,9 +129,10 @@ class Settings(BaseSettings):
     batch_within: float = Field(
         0.02,
         gt=0,
-        description="Most seconds a worker waits for its batch to fill after the batch's "
-        "first event: short, since it adds to every event's latency when the worker keeps "
-        "up; under a backlog a batch is full (CDPULSE_BATCH_SIZE) at once.",
+        description="Most seconds an idle worker waits for its batch to fill after the "
+        "batch's first event (it adds to those events' latency). Events that queued while "
+        "the worker decided the batch before are the next batch at once, with no wait; "
+        "under a backlog a batch is full (CDPULSE_BATCH_SIZE) at once.",
     )
     learner_batch_within: float = Field(
         0.1,
@@ -315,6 +319,18 @@ class Settings(BaseSettings):
     health_public: bool = Field(
         True,
         description="Serve /healthz and /readyz without a token (else the read scope is needed).",
+    )
+    request_rate: float = Field(
+        2000.0,
+        gt=0,
+        description="Requests per second each token may make to any route that needs a "
+        "scope, per api process (429 with Retry-After above it; the collector's "
+        "CDPULSE_INGEST_RATE counts events on top).",
+    )
+    request_burst: int = Field(
+        4000,
+        ge=1,
+        description="Requests a token may make at once before CDPULSE_REQUEST_RATE applies.",
     )
     ingest_rate: float = Field(
         1000.0,

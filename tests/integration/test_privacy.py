@@ -331,6 +331,13 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
         "storefront": {"secret": "assign-secret", "scopes": ["assign"]},
         "crm": {"secret": "read-secret", "scopes": ["read"]},
         "dpo": {"secret": "admin-secret", "scopes": ["read", "admin"]},
+        # its own request limit: 2 at once, then one every 100 s
+        "noisy": {
+            "secret": "noisy-secret",
+            "scopes": ["read"],
+            "request_rate": 0.01,
+            "request_burst": 2,
+        },
     }
     roles = env.roles(
         CDPULSE_AUTH_DISABLED="false",
@@ -358,6 +365,13 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
         assert "Authorization: Bearer" in refused.json()["error"]
         assert http.get("/metrics", headers=bearer("read-secret")).status_code == 200
         assert http.get("/v1/profiles/C-1", headers=bearer("wrong")).status_code == 401
+        # Every scoped route counts a token's requests, whichever route they go to.
+        assert http.get("/v1/segments", headers=bearer("noisy-secret")).status_code == 200
+        assert http.get("/v1/rules", headers=bearer("noisy-secret")).status_code == 200
+        slowed = http.get("/v1/profiles/C-1", headers=bearer("noisy-secret"))
+        assert slowed.status_code == 429 and int(slowed.headers["Retry-After"]) >= 1
+        assert "'noisy' is over its limit of 0.01 requests/s" in slowed.json()["error"]
+        assert http.get("/v1/segments", headers=bearer("read-secret")).status_code == 200
 
         posted = http.post("/v1/events", json=event, headers=bearer("read-secret"))
         assert posted.status_code == 403 and "lacks scope 'ingest'" in posted.json()["error"]

@@ -186,6 +186,30 @@ def test_every_route_refuses_a_token_without_its_scope(private: web.Application)
             assert f"this route needs {scope!r}" in body["error"]
 
 
+def test_every_route_counts_a_tokens_requests() -> None:
+    # One request at once, then one every 1,000 s: the first (/metrics, which needs no
+    # Redis) takes it, and every route answers 429 after, before its handler runs.
+    token = ApiToken(
+        secret=SecretStr("busy-secret"),
+        scopes=sorted(ALL_SCOPES),
+        request_rate=0.001,
+        request_burst=1,
+    )
+    settings = _settings(health_public=False, metrics_public=False)
+    application = _web_app(settings.model_copy(update={"api_tokens": {"busy": token}}))
+    walk = [(m, r) for m, r, s in _walk(routes(application)) if s is not None]
+    first, *answers = _call(
+        application,
+        [("GET", "/metrics", _bearer("busy-secret"))]
+        + [(m, _url(r), _bearer("busy-secret")) for m, r in walk],
+    )
+    assert first[0] == 200
+    for (method, route), (status, body, _) in zip(walk, answers, strict=True):
+        assert status == 429, (method, route, status, body)
+        if body is not None:
+            assert "'busy' is over its limit of 0.001 requests/s" in body["error"]
+
+
 def test_only_the_allow_list_answers_without_a_token() -> None:
     public = _web_app(_settings())  # the defaults: health and metrics public
     table = routes(public)

@@ -95,7 +95,7 @@ def create_api(settings: Settings) -> faust.App:
     register_segment_views(app, book, memberships, guard)
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)
-    register_health(app, settings, None, client)
+    register_health(app, settings, None, client, guard)
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_models() -> None:

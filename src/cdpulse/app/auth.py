@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -127,19 +128,31 @@ class Guard:
     """The one door of every HTTP route: ``@guard(scope)`` on each handler of a view.
 
     A request without a recognised token gets 401, one whose token lacks the scope 403,
-    both before the handler runs, so before it reads or writes anything; each carries a
-    ``WWW-Authenticate: Bearer`` challenge naming the scope (RFC 6750) and a JSON body
-    saying what is wrong and how to fix it. There is no public variant: the only routes
+    one whose token is over its request rate 429 (``Retry-After``), all before the
+    handler runs, so before it reads or writes anything. Each carries a JSON body saying
+    what is wrong and how to fix it; a 401 or 403 also a ``WWW-Authenticate: Bearer``
+    challenge naming the scope (RFC 6750). There is no public variant: the only routes
     without a token are ``/healthz``, ``/readyz`` and ``/metrics`` where the settings make
     them public (``app/health.py``), and faust's constant index ``/``.
     """
 
-    def __init__(self, gate: Gate) -> None:
+    def __init__(self, gate: Gate, limits: Mapping[str, RateLimit] | None = None) -> None:
         self.gate = gate
+        # Requests per token on every scoped route, after the token is recognised: a
+        # token that runs away is slowed down wherever it calls, not only at the
+        # collector (whose events are limited on top, CDPULSE_INGEST_RATE).
+        self.limits = dict(limits or {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
-        return cls(Gate(settings.api_tokens, settings.auth_disabled))
+        limits = {
+            name: RateLimit(
+                token.request_rate or settings.request_rate,
+                token.request_burst or settings.request_burst,
+            )
+            for name, token in settings.api_tokens.items()
+        }
+        return cls(Gate(settings.api_tokens, settings.auth_disabled), limits)
 
     def __call__(self, scope: Scope) -> Callable[[Handler], Handler]:
         """Decorate a view's handler: it runs only for tokens with ``scope``."""
@@ -150,6 +163,9 @@ class Guard:
                 verdict = self.gate.check(request.headers.get("Authorization"), scope)
                 if not verdict.allowed:
                     return self._refuse(view, verdict, scope)
+                slowed = self._over_rate(view, verdict)
+                if slowed is not None:
+                    return slowed
                 token = _VERDICT.set(verdict)
                 try:
                     return await handler(view, request, **kwargs)
@@ -161,10 +177,37 @@ class Guard:
         return wrap
 
     def refusal(self, view: View, request: Request, scope: Scope) -> Response | None:
-        """The 401 or 403 answer to ``request`` when its token lacks ``scope``, else None:
-        for a view that needs a token only under some settings (``app/health.py``)."""
+        """The 401, 403 or 429 answer to ``request`` when its token lacks ``scope`` or is
+        over its rate, else None: for a view that needs a token only under some settings
+        (``app/health.py``)."""
         verdict = self.gate.check(request.headers.get("Authorization"), scope)
-        return None if verdict.allowed else self._refuse(view, verdict, scope)
+        return (
+            self._over_rate(view, verdict)
+            if verdict.allowed
+            else self._refuse(view, verdict, scope)
+        )
+
+    def _over_rate(self, view: View, verdict: Verdict) -> Response | None:
+        """The 429 answer when ``verdict``'s token is over its request rate, else None.
+        Without tokens (auth disabled) there is no one to limit."""
+        name = verdict.name
+        limit = self.limits.get(name) if name is not None else None
+        if name is None or limit is None:
+            return None
+        wait = limit.take(name, 1)
+        if not wait:
+            return None
+        metrics.AUTH_DENIED.labels("429").inc()
+        response: Response = view.json(
+            {
+                "error": f"token {verdict.name!r} is over its limit of {limit.rate:g} "
+                f"requests/s on this api process (bursts of {limit.burst:g}); "
+                "retry after the time in Retry-After or call less often",
+            },
+            status=429,
+            headers={"Retry-After": str(max(1, math.ceil(min(wait, 3600))))},
+        )
+        return response
 
     @staticmethod
     def _refuse(view: View, verdict: Verdict, scope: Scope) -> Response:

@@ -64,11 +64,16 @@ class Health:
 
 
 def register_health(
-    app: faust.App, settings: Settings, health: Health | None, client: aioredis.Redis
+    app: faust.App,
+    settings: Settings,
+    health: Health | None,
+    client: aioredis.Redis,
+    guard: Guard | None = None,
 ) -> None:
-    """``/healthz``, ``/readyz`` and ``/metrics`` on the role's web server."""
+    """``/healthz``, ``/readyz`` and ``/metrics`` on the role's web server, behind the
+    role's ``guard`` (one per process: its request limits count every route)."""
     probe = KafkaProbe(settings.kafka_bootstrap)
-    guard = Guard.from_settings(settings)
+    guard = guard or Guard.from_settings(settings)
 
     async def checks() -> dict[str, Any]:
         out: dict[str, Any] = {}

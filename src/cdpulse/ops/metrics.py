@@ -199,7 +199,9 @@ EVENTS_SUPPRESSED = Counter(
 )
 ERASURES = Counter("cdpulse_erasures_total", "Erasure requests carried out.")
 AUTH_DENIED = Counter(
-    "cdpulse_http_denied_total", "HTTP requests refused by authentication, by status.", ["status"]
+    "cdpulse_http_denied_total",
+    "HTTP requests the guard refused, by status: 401 no token, 403 scope, 429 over the rate.",
+    ["status"],
 )
 
 # --- triggers and offers -------------------------------------------------------------------
