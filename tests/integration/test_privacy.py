@@ -292,7 +292,8 @@ def test_erasure_scans_nothing_and_leaves_no_identity_entry_claim_or_membership(
                 segments=["vip"],  # "lapsed" only in the profile
                 experiments=["checkout"],
             )
-            erasure = await eraser.erase(visitors[1], "test", "e-1", 1)
+            targets = await eraser.find(visitors[1])
+            erasure = await eraser.erase(targets, "test", "e-1", 1, 2)
             assert sorted(erasure.ids) == sorted([customer, *visitors])
             return erasure.removed
         finally:
