@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterable, Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cdpulse.contract.message import Message
+from cdpulse.ingest.ledger import load_ledger
 from cdpulse.privacy.ledger import (
     LEDGER_VERSION,
     LedgerRecordError,
@@ -71,3 +75,56 @@ def test_a_key_that_is_not_a_pseudonym_is_refused_without_quoting_it(key: bytes 
         read_pseudonym(key)
     if key:
         assert key.decode("utf-8", "replace") not in str(refused.value)
+
+
+class _Topic:
+    """The ledger's topic as ``load_ledger`` reads it: lists of messages."""
+
+    def __init__(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        self.messages = [Message("erasures", 0, n, k, v) for n, (k, v) in enumerate(records)]
+
+    def batches(self, size: int) -> Iterator[list[Message]]:
+        for start in range(0, len(self.messages), size):
+            yield self.messages[start : start + size]
+
+
+class _Ledger:
+    """A Redis ledger's ``restore``: HSETNX semantics, an entry held keeps its time."""
+
+    def __init__(self, held: dict[str, int] | None = None) -> None:
+        self.entries = dict(held or {})
+
+    async def restore(self, entries: Iterable[tuple[str, int]]) -> None:
+        for pseudonym, at in entries:
+            self.entries.setdefault(pseudonym, at)
+
+
+def test_loading_keeps_each_pseudonym_at_its_first_time_and_skips_non_entries() -> None:
+    a, b, c, d = (NAMES.of_id(i) for i in ("C-1", "A-1", "C-2", "C-3"))
+    topic = _Topic(
+        [
+            (a.encode(), entry_json(20)),
+            (b.encode(), entry_json(20)),
+            (a.encode(), entry_json(10)),  # erased again before compaction: the first wins
+            (c.encode(), b"garbage"),  # kept erased, time unknown
+            (d.encode(), b"garbage"),
+            (d.encode(), entry_json(7)),  # a readable record of it gives its time
+            (b"C-4", entry_json(5)),  # a raw id: never loaded into the ledger
+            (None, entry_json(5)),
+            (NAMES.of_id("C-5").encode(), None),  # a tombstone erases nothing
+        ]
+    )
+    live, target = _Ledger({b: 1}), _Ledger()
+    steps: list[int] = []
+    report = asyncio.run(load_ledger(topic, [live, target], steps.append))  # type: ignore[arg-type]
+    assert target.entries == {a: 10, b: 20, c: 0, d: 7}
+    assert live.entries == {a: 10, b: 1, c: 0, d: 7}  # what it held keeps its time
+    assert (report.records, report.loaded, report.unreadable, report.skipped) == (9, 4, 2, 3)
+    assert sum(steps) == 9
+    assert len(report.problems) == 2 and "C-4" not in " ".join(report.problems)
+
+
+def test_loading_an_empty_topic_loads_nothing_and_reports_no_problem() -> None:
+    ledger = _Ledger()
+    report = asyncio.run(load_ledger(_Topic([]), [ledger]))  # type: ignore[arg-type]
+    assert ledger.entries == {} and report.loaded == 0 and report.problems == []
