@@ -45,6 +45,7 @@ export CDPULSE_SEGMENTS_FILE=${CDPULSE_SEGMENTS_FILE:-$REPO_ROOT/deploy/segments
 export CDPULSE_TOPIC_AUDIT=${CDPULSE_TOPIC_AUDIT:-$DEMO_NAMESPACE.audit}
 export CDPULSE_TOPIC_TRIGGERS=${CDPULSE_TOPIC_TRIGGERS:-$DEMO_NAMESPACE.triggers}
 export CDPULSE_TOPIC_OFFER_REWARDS=${CDPULSE_TOPIC_OFFER_REWARDS:-$DEMO_NAMESPACE.offer-rewards}
+export CDPULSE_TOPIC_ERASURES=${CDPULSE_TOPIC_ERASURES:-$DEMO_NAMESPACE.erasures}
 export CDPULSE_REDIS_PREFIX=${CDPULSE_REDIS_PREFIX:-$DEMO_NAMESPACE}
 # A local demo on 127.0.0.1: a fresh pseudonym key per run, and the HTTP API without tokens
 # (README: Privacy and security). Never run a shared deployment like this.

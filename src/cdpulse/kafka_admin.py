@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
-    """Create the input and dead-letter topics that do not exist yet; returns those created."""
+    """Create cdpulse's topics that do not exist yet; returns those created."""
     topics = Topics.from_settings(settings)
     names = (*topics.all, *extra)
 
@@ -25,7 +25,8 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
         # one order. Item events are sharded by customer: each shard learns on its own.
         if name == topics.reco_events:
             return settings.reco_shards
-        single = (topics.training, topics.offer_rewards)
+        # One for the erasure ledger too: rare, small, read whole by a rebuild.
+        single = (topics.training, topics.offer_rewards, topics.erasures)
         return 1 if name in single else settings.topic_partitions
 
     def configs(name: str) -> dict[str, str]:
@@ -33,6 +34,10 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
             # Erasure tombstones replace a customer's records; compaction removes the
             # older ones (README: Privacy and security).
             return {"cleanup.policy": "compact", "segment.ms": "3600000"}
+        if name == topics.erasures:
+            # The ledger: the newest record per pseudonym, kept forever (compaction
+            # without deletion); never tombstoned (README: Privacy and security).
+            return {"cleanup.policy": "compact"}
         if name == topics.audit:
             return {"retention.ms": "-1"}  # the audit trail of erasures is kept
         return {}

@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     topic_offer_rewards: str = Field(
         "cdp.offer-rewards", description="Offer outcomes for the bandit's learner (one partition)."
     )
+    topic_erasures: str = Field(
+        "cdp.erasures",
+        description=(
+            "The erasure ledger: pseudonyms of erased ids (compacted, one partition, never "
+            "emptied); cdpulse rebuild loads it into an empty Redis."
+        ),
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics cdpulse creates.")
     reco_shards: int = Field(
         1,

@@ -251,6 +251,7 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         "CDPULSE_TOPIC_AUDIT": f"{name}.audit",
         "CDPULSE_TOPIC_TRIGGERS": f"{name}.triggers",
         "CDPULSE_TOPIC_OFFER_REWARDS": f"{name}.offer-rewards",
+        "CDPULSE_TOPIC_ERASURES": f"{name}.erasures",
         "CDPULSE_REDIS_PREFIX": name,
         "CDPULSE_APP_ID": f"cdpulse-{name}",
         "CDPULSE_TOPIC_PARTITIONS": "4",

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +32,7 @@ from cdpulse.store.keys import Keys
 from cdpulse.store.ledger import RedisLedger
 from cdpulse.store.state import RedisState
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
-from tests.integration.test_rebuild import cdpulse
+from tests.integration.test_rebuild import cdpulse, linked_visitors
 from tests.oracle import PSEUDONYM_KEY, pseudonym, pseudonym_id
 from tests.unit.test_dead_letters import EMAIL, HOSTILE, PHONE, PLANTED
 
@@ -61,19 +60,10 @@ def audited(env: Env, count: int) -> bool:
     return len(records) >= count
 
 
-def _linked(events: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """customer -> the anonymous ids its identify events link."""
-    out: dict[str, set[str]] = defaultdict(set)
-    for e in events:
-        if e["type"] == "identify" and e.get("anonymous_id"):
-            out[e["customer_id"]].add(e["anonymous_id"])
-    return out
-
-
 def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(env: Env) -> None:
     events = list(Shop(customers=150, days=20, seed=7).events())
     half = len(events) // 2
-    linked = _linked(events[:half])
+    linked = linked_visitors(events[:half])
     # customers linked to a visitor and active in both halves: erased mid-stream
     later = {e.get("customer_id") for e in events[half:]}
     chosen = sorted(c for c in linked if c in later)[:4]
@@ -292,7 +282,8 @@ def test_erasure_scans_nothing_and_leaves_no_identity_entry_claim_or_membership(
                 segments=["vip"],  # "lapsed" only in the profile
                 experiments=["checkout"],
             )
-            erasure = await eraser.erase(visitors[1], "test", "e-1", 1)
+            targets = await eraser.find(visitors[1])
+            erasure = await eraser.erase(targets, "test", "e-1", 1, 2)
             assert sorted(erasure.ids) == sorted([customer, *visitors])
             return erasure.removed
         finally:

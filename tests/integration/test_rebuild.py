@@ -7,15 +7,21 @@ import os
 import random
 import subprocess
 import sys
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from kafka import KafkaAdminClient, TopicPartition
 
 from cdpulse.contract.topics import Topics
 from cdpulse.producer import Producer
 from cdpulse.simulate.malformed import malformed_event
 from cdpulse.simulate.shop import Shop
+from cdpulse.store.keys import Keys
 from tests.chaos.state import assert_exact, oracle_problems, read_state, summary
 from tests.integration.conftest import Env, consume_all, drained, wait_until
-from tests.oracle import expected
+from tests.oracle import expected, pseudonym_id
 from tests.oracle import millis as oracle_millis
 
 
@@ -27,6 +33,15 @@ def cdpulse(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
     )
+
+
+def linked_visitors(events: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """customer -> the anonymous ids its identify events link."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        if e["type"] == "identify" and e.get("anonymous_id"):
+            out[e["customer_id"]].add(e["anonymous_id"])
+    return out
 
 
 def test_rebuild_from_kafka_gives_the_live_profiles_key_by_key(env: Env) -> None:
@@ -104,3 +119,108 @@ def test_rebuild_from_kafka_gives_the_live_profiles_key_by_key(env: Env) -> None
         f"{len(different)} rebuilt profiles differ from the live ones, e.g. {different[0]}:\n"
         f"live    {live_documents[different[0]]}\nrebuilt {rebuilt_documents[different[0]]}"
     )
+
+
+def test_a_rebuild_into_an_empty_redis_keeps_erased_customers_erased(env: Env) -> None:
+    """The erasure ledger comes back from its topic: a customer erased live stays erased in
+    a rebuild into a Redis that never held the ledger, though retention took the request
+    from the customers topic while their other events are still retained."""
+    events = list(Shop(customers=80, days=10, seed=11).events())
+    linked = linked_visitors(events)
+    buyers = {e["customer_id"] for e in events if e["type"] == "order_completed"}
+    erased_customer = sorted(c for c in linked if c in buyers)[0]
+    erased = {erased_customer, *linked[erased_customer]}
+    topics = Topics.from_settings(env.settings)
+    request = {
+        "event_id": "erase-1",
+        "type": "erasure_requested",
+        "timestamp": events[-1]["timestamp"],
+        "customer_id": erased_customer,
+        "channel": "call_center",
+        "properties": {"requested_by": "support-desk"},
+    }
+    # After the erasure: their old events replayed, as a returning device would send.
+    again = [e for e in events if {e.get("customer_id"), e.get("anonymous_id")} & erased]
+    worker = env.worker()
+    with Producer.from_settings(env.settings) as producer:
+        for event in events:
+            producer.send(event)
+    wait_until(lambda: drained(env.settings), 300, "the events to be applied")
+    with Producer.from_settings(env.settings) as producer:
+        producer.send(request)
+    wait_until(lambda: drained(env.settings), 120, "the erasure to be carried out")
+    with Producer.from_settings(env.settings) as producer:
+        for event in again:
+            producer.send(event)
+    wait_until(lambda: drained(env.settings), 120, "the replayed events to be dropped")
+    assert worker.metric("cdpulse_erasures_total") == 1
+    worker.stop()
+
+    # The ledger's topic names the erased by pseudonym only.
+    ledger = consume_all(env.settings, topics.erasures, len(erased))
+    assert {r.key for r in ledger} == {pseudonym_id(i).encode() for i in erased}
+    for record in ledger:
+        assert not any(i.encode() in record.value for i in erased)
+        assert json.loads(record.value)["version"] == 1
+
+    # Retention takes the request (and what came before it on its partition).
+    [found] = [
+        r
+        for r in consume_all(env.settings, topics.customers, 1)
+        if json.loads(r.value)["event_id"] == request["event_id"]
+    ]
+    removed = Counter(
+        json.loads(r.value)["event_id"]
+        for r in consume_all(env.settings, topics.customers, 1)
+        if r.partition == found.partition and r.offset <= found.offset
+    )
+    admin = KafkaAdminClient(bootstrap_servers=env.settings.kafka_bootstrap)
+    try:
+        admin.delete_records({TopicPartition(topics.customers, found.partition): found.offset + 1})
+    finally:
+        admin.close()
+    assert removed.pop(request["event_id"]) == 1 and removed
+    # What the rebuild reads, in the order it was sent, without what retention took (the
+    # copies sent first: the partition keeps the order they were sent in).
+    history = []
+    for event in [*events, *again]:
+        if removed[event["event_id"]] > 0 and topics.for_type(event["type"]) == topics.customers:
+            removed[event["event_id"]] -= 1
+            continue
+        history.append(json.dumps(event).encode())
+    assert not +removed, f"records removed but never sent: {+removed}"
+
+    # A Redis that never held the ledger: another database, where nothing of this test is.
+    fresh_url = env.settings.redis_url.rsplit("/", 1)[0] + "/7"
+    fresh = redis.Redis.from_url(fresh_url)
+    try:
+        assert not list(fresh.scan_iter(match=f"{env.name}:*", count=1000))
+        done = cdpulse(env, "rebuild", "--redis-url", fresh_url)
+        assert done.returncode == 0, done.stderr
+        assert f"erasure ledger: {len(erased)} erased ids loaded" in done.stdout, done.stdout
+        rebuilt = read_state(fresh, env.name)
+        assert not erased & set(rebuilt.profiles), "an erased customer came back"
+        assert not erased & (set(rebuilt.aliases) | set(rebuilt.aliases.values()))
+        assert set(fresh.hgetall(Keys(env.name).erasure_ledger)) == {
+            pseudonym_id(i).encode() for i in erased
+        }
+        # Everyone else exactly as the oracle computes them from the same history, where
+        # the erasure is known from the ledger only.
+        forgotten = [
+            {
+                **request,
+                "event_id": f"ledger-{n}",
+                "customer_id": i,
+                "timestamp": events[0]["timestamp"],
+            }
+            for n, i in enumerate(sorted(erased))
+        ]
+        truth = expected([*history, *forgotten], now=datetime.now(UTC))
+        assert len(truth.profiles) > 50
+        problems = oracle_problems(rebuilt, truth)
+        assert not problems, f"the rebuilt store differs from the oracle:\n  {summary(problems)}"
+    finally:
+        stale = list(fresh.scan_iter(match=f"{env.name}:*", count=1000))
+        if stale:
+            fresh.delete(*stale)
+        fresh.close()

@@ -20,7 +20,7 @@ from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
 from cdpulse.privacy.consent import PURPOSES, allows
-from cdpulse.privacy.ledger import MemoryLedger
+from cdpulse.privacy.ledger import MemoryLedger, read_erased_at
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import Profile, encode
@@ -268,32 +268,44 @@ def test_marketing_is_answered_by_allows_and_changes_nothing_else(granted: bool)
 
 
 class _Erasures:
-    """The ledger in memory, and an eraser that deletes from the memory state."""
+    """The ledger in memory, and an eraser that deletes from the memory state; it notes
+    which ledger entries the outlet had been given when each erasure was carried out."""
 
-    def __init__(self, state: MemoryState) -> None:
+    def __init__(self, state: MemoryState, outlet: MemoryOutlet) -> None:
         self.state = state
+        self.outlet = outlet
         self.ledger = MemoryLedger(RULES.traits.pseudonymizer)
         self.requests: list[tuple[str, str]] = []
+        self.published_before: list[set[bytes | None]] = []
 
-    async def erase(
-        self, profile_id: str, requested_by: str, event_id: str, at: int, also: list[str]
-    ) -> Any:
-        self.requests.append((profile_id, requested_by))
+    async def find(self, profile_id: str, also: list[str]) -> Any:
         linked = [a for a, c in self.state.aliases.items() if c == profile_id]
         ids = sorted({profile_id, *linked, *also})
-        await self.ledger.record(ids, at)
-        for i in ids:
+        names = RULES.traits.pseudonymizer
+        return SimpleNamespace(
+            customer=profile_id, ids=ids, pseudonyms=[names.of_id(i) for i in ids]
+        )
+
+    async def erase(
+        self, targets: Any, requested_by: str, event_id: str, at: int, erased_at: int
+    ) -> Any:
+        self.requests.append((targets.customer, requested_by))
+        self.published_before.append({r.key for r in self.outlet.sent.get(Stream.ERASURES, [])})
+        await self.ledger.record(targets.ids, erased_at)
+        for i in targets.ids:
             self.state.blobs.pop(i, None)
             self.state.aliases.pop(i, None)
             self.state.erased.add(i)
         return SimpleNamespace(
-            ids=ids, subject=RULES.traits.pseudonymizer.of_id(profile_id), audit_json=lambda: b"{}"
+            ids=targets.ids,
+            subject=RULES.traits.pseudonymizer.of_id(targets.customer),
+            audit_json=lambda: b"{}",
         )
 
 
 def test_an_erasure_drops_the_batchs_events_of_its_ids_and_every_later_one() -> None:
     state, outlet = MemoryState(), MemoryOutlet()
-    erasures = _Erasures(state)
+    erasures = _Erasures(state, outlet)
     run = pipeline(state, outlet, erasures)
     earlier = [view(1, anonymous_id="A-0"), identify(2, {"email": "x@y.z"})]
     asyncio.run(run.run(messages(earlier)))
@@ -314,3 +326,34 @@ def test_an_erasure_drops_the_batchs_events_of_its_ids_and_every_later_one() -> 
     # replayed, its events stay dropped
     replay = asyncio.run(run.run(messages([view(1, anonymous_id="A-1"), view(7)], 20)))
     assert replay.suppressed == 2 and "C-1" not in state.blobs
+
+
+def test_an_erasure_puts_its_ledger_entries_on_the_topic_before_erasing_anything() -> None:
+    state, outlet = MemoryState(), MemoryOutlet()
+    erasures = _Erasures(state, outlet)
+    run = pipeline(state, outlet, erasures)
+    asyncio.run(run.run(messages([view(1), identify(2, {"email": "x@y.z"})])))
+    names = RULES.traits.pseudonymizer
+    wanted = {names.of_id("C-1").encode(), names.of_id("A-1").encode()}
+    erase = event(5, "erasure_requested", {"requested_by": "dpo"})
+    again = event(6, "erasure_requested", {"requested_by": "dpo"}) | {"event_id": "e6b"}
+
+    # The broker does not acknowledge: the batch fails with nothing recorded or erased.
+    outlet.fail_next = 1
+    with pytest.raises(ConnectionError):
+        asyncio.run(run.run(messages([erase, again], 10)))
+    assert erasures.requests == [] and erasures.ledger.entries == {}
+    assert "C-1" in state.blobs and state.aliases == {"A-1": "C-1"}
+
+    before = int(datetime.now(UTC).timestamp() * 1000)
+    asyncio.run(run.run(messages([erase, again], 10)))
+    ledger = outlet.sent[Stream.ERASURES]
+    # One entry per id for the batch, though two requests name the customer; keyed by
+    # pseudonym, never by id, and every erasure saw them all published first.
+    assert sorted(r.key for r in ledger) == sorted(wanted)
+    assert erasures.published_before == [wanted, wanted]
+    for record in ledger:
+        assert record.value is not None
+        assert before <= read_erased_at(record.value) <= datetime.now(UTC).timestamp() * 1000
+    assert set(erasures.ledger.entries) == {k.decode() for k in wanted}
+    assert set(erasures.ledger.entries.values()) == {read_erased_at(ledger[0].value or b"")}

@@ -70,6 +70,7 @@ def output_topics(topics: Topics) -> dict[Stream, str]:
         Stream.OFFER_REWARDS: topics.offer_rewards,
         Stream.RECOMMENDATIONS: topics.recommendations,
         Stream.AUDIT: topics.audit,
+        Stream.ERASURES: topics.erasures,
     }
 
 

@@ -139,6 +139,7 @@ class BenchRun:
             "CDPULSE_TOPIC_AUDIT": f"{self.name}-{phase}.audit",
             "CDPULSE_TOPIC_TRIGGERS": f"{self.name}-{phase}.triggers",
             "CDPULSE_TOPIC_OFFER_REWARDS": f"{self.name}-{phase}.offer-rewards",
+            "CDPULSE_TOPIC_ERASURES": f"{self.name}-{phase}.erasures",
             # The bench's own roles on 127.0.0.1: a throwaway key, the API without tokens.
             "CDPULSE_PSEUDONYM_KEY": self.base.pseudonym_key.get_secret_value() or "bench-key",
             "CDPULSE_AUTH_DISABLED": "true",

@@ -1,5 +1,9 @@
 """``cdpulse rebuild``: rebuild every profile from the Kafka history into an empty prefix.
 
+The erasure ledger's topic is loaded first, into the ledger the replay is screened with
+(``CDPULSE_REDIS_PREFIX``'s, in the Redis written to) and into the target prefix's, so a
+rebuild into an empty Redis keeps erased customers erased (``ingest.ledger``).
+
 Stop the workers that write into the target prefix first: a worker applying a newer
 message of a customer before the rebuild reaches the older ones would make the rebuild
 skip those as re-deliveries. Rebuilding into a new prefix while the workers keep
@@ -78,18 +82,35 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
     from cdpulse.connections import redis_options
     from cdpulse.contract.partitions import partition_of
     from cdpulse.contract.topics import Topics
+    from cdpulse.ingest.ledger import load_ledger, open_ledger_topic
     from cdpulse.ingest.rebuild import History, rebuild
     from cdpulse.ops.progress import Reporter
     from cdpulse.pipeline.batch import ProfilePipeline
     from cdpulse.pipeline.memory import MemoryOutlet
     from cdpulse.pipeline.stages import Engine, Models, Stages
     from cdpulse.profile.rules import Rules
+    from cdpulse.store.keys import Keys
+    from cdpulse.store.ledger import RedisLedger
     from cdpulse.store.redis import RedisProfileStore
     from cdpulse.store.state import RedisState
 
     store = RedisProfileStore.from_url(redis_url, prefix, **redis_options(settings))
     try:
         await _refuse_unless_empty(store, redis_url)
+        rules = Rules.from_settings(settings)
+        # The ledger before any event: the replay is screened with it from the first batch.
+        ledgers = [
+            RedisLedger(store.client, Keys(p).erasure_ledger, rules.traits.pseudonymizer)
+            for p in dict.fromkeys((settings.redis_prefix, prefix))
+        ]
+        erasures = Topics.from_settings(settings).erasures
+        with (
+            open_ledger_topic(lambda: _history_consumer(settings), erasures) as ledger_topic,
+            Reporter("erasure ledger", ledger_topic.total) as progress,
+        ):
+            ledger = await load_ledger(ledger_topic, ledgers, progress.advance)
+        for problem in ledger.problems:
+            print(f"warning: {problem}", file=sys.stderr)
         topics = Topics.from_settings(settings).inputs
         with History(lambda: _history_consumer(settings), topics) as history:
             for part in history.truncated:
@@ -98,7 +119,6 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
                     "retention deleted older messages, so the profiles miss them",
                     file=sys.stderr,
                 )
-            rules = Rules.from_settings(settings)
             partitions = settings.topic_partitions
             state = RedisState(
                 store.client,
@@ -123,6 +143,7 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
             with Reporter("rebuild", history.total) as progress:
                 report = await rebuild(history, pipeline, batch_size, progress.advance)
         print(await _summary(store, report, len(history.ranges)))
+        print(f"erasure ledger: {ledger.loaded} erased ids loaded from {erasures}")
     finally:
         await store.close()
     return 0

@@ -43,6 +43,7 @@ class Topics:
     audit: str = "cdp.audit"
     triggers: str = "cdp.triggers"
     offer_rewards: str = "cdp.offer-rewards"
+    erasures: str = "cdp.erasures"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -58,6 +59,7 @@ class Topics:
             audit=settings.topic_audit,
             triggers=settings.topic_triggers,
             offer_rewards=settings.topic_offer_rewards,
+            erasures=settings.topic_erasures,
         )
 
     @property
@@ -77,6 +79,7 @@ class Topics:
             self.audit,
             self.triggers,
             self.offer_rewards,
+            self.erasures,
         )
 
     @property

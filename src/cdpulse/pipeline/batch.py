@@ -2,7 +2,8 @@
 
     decode ──✗──▶ dead letters
     ONE read: profiles, links, the erasure ledger, watermarks, due schedules, exposures
-    erasures the batch asks for (rare: their own round trips; the ids' events are dropped)
+    erasures the batch asks for (rare: their own round trips; the ids' events are dropped;
+    the ledger's topic entries published and acknowledged before anything is erased)
     stitch (identity) → per profile: merge → apply → churn → segments → triggers → ...
     publish every record (acknowledged) → ONE write: compare-and-set of every profile with
     what changes with it
@@ -40,6 +41,7 @@ from cdpulse.pipeline.outputs import Outputs, Stream
 from cdpulse.pipeline.ports import Outlet, StateStore
 from cdpulse.pipeline.stages import ProfileUpdate, Stages, Work
 from cdpulse.pipeline.state import SaveStatus, Stored, View, Wanted
+from cdpulse.privacy.ledger import entry_json
 from cdpulse.profile.model import decode as decode_profile
 
 log = logging.getLogger(__name__)
@@ -63,16 +65,31 @@ class GaveUp(RuntimeError):
         self.ids = list(ids)
 
 
+class Targets(Protocol):
+    """Whom one erasure request erases (``store.erasure.Targets``)."""
+
+    @property
+    def ids(self) -> list[str]: ...
+
+    @property
+    def pseudonyms(self) -> list[str]:
+        """The ids' pseudonyms: the erasure ledger's keys."""
+        ...
+
+
 class Erasures(Protocol):
-    """The eraser (``privacy.erasure.Eraser``)."""
+    """The eraser (``store.erasure.Eraser``): ``find`` changes nothing, ``erase`` records
+    the ids in the store's ledger and then deletes them."""
+
+    async def find(self, profile_id: str, also: list[str]) -> Targets: ...
 
     async def erase(
         self,
-        profile_id: str,
+        targets: Any,  # what ``find`` returned
         requested_by: str,
         event_id: str,
         requested_at: int,
-        also: list[str],
+        erased_at: int,
     ) -> Any: ...
 
 
@@ -527,9 +544,7 @@ class ProfilePipeline:
         """
         if self.erasures is None:
             return items
-        outputs = Outputs()
-        pseudonym = self.stages.engine.pseudonym
-        gone: set[str] = set()
+        found = []
         for request in requests:
             event = request.event
             assert type(event) is ErasureRequestedEvent
@@ -540,12 +555,27 @@ class ProfilePipeline:
                 and i.event.customer_id == event.key
                 and i.event.anonymous_id is not None
             )
+            found.append((event, await self.erasures.find(event.key, visitors)))
+        # The ledger on its topic first, acknowledged, in one publish for the batch: a
+        # rebuild into an empty Redis loads it from there, so no erasure may be carried
+        # out that the topic does not hold. A failed publish fails the batch before
+        # anything is erased, and the batch is retried.
+        erased_at = int(datetime.now(UTC).timestamp() * 1000)
+        ledger = Outputs()
+        entry = entry_json(erased_at)
+        for pseudonym_of_id in sorted({p for _, targets in found for p in targets.pseudonyms}):
+            ledger.add(Stream.ERASURES, pseudonym_of_id.encode(), entry)
+        await self.outlet.publish(ledger)
+        outputs = Outputs()
+        pseudonym = self.stages.engine.pseudonym
+        gone: set[str] = set()
+        for event, targets in found:
             erasure = await self.erasures.erase(
-                event.key,
+                targets,
                 event.properties.requested_by or f"event:{event.channel}",
                 event.event_id,
                 event.at,
-                visitors,
+                erased_at,
             )
             report.erasures.append(erasure)
             gone.update(erasure.ids)

@@ -25,6 +25,7 @@ class Stream(Enum):
     OFFER_REWARDS = "offer_rewards"
     RECOMMENDATIONS = "recommendations"
     AUDIT = "audit"
+    ERASURES = "erasures"  # the erasure ledger: published before anything is erased
 
     # Members are singletons: identity hashing, in C, instead of Enum's ``__hash__`` (a
     # Python call per record a batch adds).

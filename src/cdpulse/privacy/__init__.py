@@ -4,5 +4,6 @@ Everything here is pure (no I/O): ``pseudonyms``, ``traits`` and ``consent`` run
 the profile rules; ``ledger``, ``erasure``, ``data_keys`` and ``identities`` say what the
 erasure ledger, the audit record, the sealing of personal traits and the identity index
 are. What keeps them in Redis lives in ``store/`` (``ledger``, ``erasure``, ``data_keys``,
-``identities``, ``export``), wired in by the roles.
+``identities``, ``export``), wired in by the roles; the worker also publishes the ledger
+to its Kafka topic (``pipeline.batch``), which ``ingest.ledger`` loads back into Redis.
 """

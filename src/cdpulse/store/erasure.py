@@ -15,15 +15,17 @@ a SCAN costs about a second per million keys of the whole database):
   profile records, the declared experiments and the indexed ones, the schedules of the
   ids' shards, the lifetime-value summaries.
 
-Tombstones for compacted topics and the audit record are published by the worker from
-the returned ``Erasure``; the recommender's snapshot forgets by a forget record.
+An erasure is two calls: ``find`` says whom it erases, the worker puts their ledger
+entries on the ledger's topic (acknowledged), then ``erase`` records them in the Redis
+ledger and deletes. Tombstones for compacted topics and the audit record are published
+by the worker from the returned ``Erasure``; the recommender's snapshot forgets by a
+forget record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
@@ -75,33 +77,36 @@ class Eraser:
     async def erased(self, ids: list[str]) -> set[str]:
         return await self.ledger.erased(ids)
 
-    async def linked(self, profile_id: str) -> tuple[str, list[str], Profile | None]:
-        """The customer ``profile_id`` belongs to, every id linked to it, its profile."""
+    async def find(self, profile_id: str, also: Sequence[str] = ()) -> Targets:
+        """Whom erasing ``profile_id`` erases: its customer, every id linked to it, and
+        ``also`` (visitors the same batch links to it). Nothing is changed yet."""
         alias = await self.client.get(self.keys.alias(profile_id))
         customer = alias.decode() if isinstance(alias, bytes) else profile_id
         blob = await self.client.hget(self.keys.profile(customer), "b")
-        ids = {profile_id, customer}
+        ids = {profile_id, customer, *also}
         profile = decode(blob) if isinstance(blob, bytes) else None
         if profile is not None:
             ids.update(profile.anonymous_ids)
             ids.update(profile.merged_from)
-        return customer, sorted(ids), profile
+        ordered = sorted(ids)
+        return Targets(customer, ordered, [self.pseudonyms.of_id(i) for i in ordered], profile)
 
     async def erase(
         self,
-        profile_id: str,
+        targets: Targets,
         requested_by: str,
         event_id: str,
         requested_at: int,
-        also: Sequence[str] = (),
+        erased_at: int,
     ) -> Erasure:
-        """Erase the customer of ``profile_id``, every id linked to it, and ``also``
-        (visitors the same batch links to it)."""
-        customer, ids, profile = await self.linked(profile_id)
-        ids = sorted({*ids, *also})
-        now = datetime.now(UTC)
+        """Erase ``targets`` (``find``): the Redis ledger first, then every key.
+
+        The caller has put the ledger's entries on its topic before (acknowledged), so a
+        rebuild into an empty Redis keeps them erased too (``pipeline.batch``).
+        """
+        customer, ids, profile = targets.customer, targets.ids, targets.profile
         # The ledger first: from here on, no event of these ids is applied again.
-        await self.ledger.record(ids, int(now.timestamp() * 1000))
+        await self.ledger.record(ids, erased_at)
         # The indexes before the keys that hold them go.
         found = await self._indexed(ids, profile)
         removed: dict[str, int] = {}
@@ -134,7 +139,7 @@ class Eraser:
             requested_by=requested_by,
             event_id=event_id,
             requested_at=iso(requested_at),
-            erased_at=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            erased_at=iso(erased_at),
             removed=removed,
         )
 
@@ -189,6 +194,16 @@ class Eraser:
             "segment_memberships": sum(int(x) for x in rest[2 * n : 2 * n + len(segments)]),
             "experiment_records": sum(int(x) for x in rest[2 * n + len(segments) :]),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Whom one erasure request erases, found before anything is recorded or deleted."""
+
+    customer: str
+    ids: list[str]
+    pseudonyms: list[str]  # of ``ids``, in their order: the ledger's keys
+    profile: Profile | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,15 @@
 """The erasure ledger in Redis: one hash, pseudonym of an erased id -> when it was erased
-(``privacy.ledger``)."""
+(``privacy.ledger``). Its copy in Kafka is loaded into it by ``ingest.ledger``."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
 from cdpulse.privacy.pseudonyms import Pseudonymizer
+
+CHUNK = 1000  # entries per pipelined round trip when restoring
 
 
 class RedisLedger:
@@ -29,3 +33,13 @@ class RedisLedger:
             for profile_id in ids:
                 pipe.hsetnx(self.key, self.pseudonyms.of_id(profile_id), at)
             await pipe.execute()
+
+    async def restore(self, entries: Iterable[tuple[str, int]]) -> None:
+        """Add ``(pseudonym, erased at)`` entries, as the ledger's topic holds them; an
+        entry the hash has already keeps its time."""
+        pipe = self.client.pipeline(transaction=False)
+        for n, (pseudonym, at) in enumerate(entries, 1):
+            pipe.hsetnx(self.key, pseudonym, at)
+            if n % CHUNK == 0:
+                await pipe.execute()
+        await pipe.execute()
