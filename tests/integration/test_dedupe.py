@@ -65,4 +65,10 @@ def test_repeats_after_thousands_of_events_are_dropped_within_the_window(env: En
     assert repeats == len(queued) + len(visiting)
     assert worker.metric("cdpulse_duplicates_total") == repeats
     assert worker.metric("cdpulse_dedupe_ids_dropped_total") == 0
+    # Every batch taken is timed once at each of its steps.
+    steps = [
+        worker.metric("cdpulse_batch_step_seconds_count", {"step": step})
+        for step in ("waited", "decided", "written")
+    ]
+    assert steps[0] >= len(events) / env.settings.batch_size and steps == [steps[0]] * 3, steps
     _check_profiles(api, env, events)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ from cdpulse.store.state import RedisState
 from cdpulse.triggers.rules import load_rules
 
 log = logging.getLogger(__name__)
+
+# The batch steps' histograms, labelled once: observed on every batch.
+WAITED, DECIDED, WRITTEN = (metrics.BATCH_STEP.labels(s) for s in ("waited", "decided", "written"))
 
 T = TypeVar("T")
 
@@ -207,6 +211,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         messages: list[Message],
         begun: Begun,
         previous: asyncio.Future[None] | None,
+        decided: float,
     ) -> None:
         """Publish and write a begun batch once the batch before it is written; then its
         offsets may be committed."""
@@ -216,6 +221,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             report = await retry(functools.partial(pipeline.finish, begun))
         stream.ack_batch(events)
         settled(report, messages)
+        WRITTEN.observe(time.time() - decided)
 
     @app.agent(source, concurrency=1, name="profiles")
     async def profiles(stream: Any) -> None:
@@ -225,6 +231,10 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         try:
             async for events in stream.take_unacked(settings.batch_size, settings.batch_within):
                 messages = [_message(e) for e in events]
+                taken = time.time()
+                appended = [m.timestamp for m in messages if m.timestamp is not None]
+                if appended:
+                    WAITED.observe(max(0.0, taken - min(appended)))
                 async with worker.lock:
                     await worker.land(keep=1)
                     previous = worker.newest
@@ -232,8 +242,10 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
                         begun = await retry(
                             functools.partial(pipeline.begin, messages, previous=previous)
                         )
+                    decided = time.time()
+                    DECIDED.observe(decided - taken)
                     flight = asyncio.ensure_future(
-                        finish(stream, events, messages, begun, previous)
+                        finish(stream, events, messages, begun, previous, decided)
                     )
                     worker.flights.append(flight)
         finally:
@@ -264,6 +276,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_models() -> None:
         """Newer snapshots from the learner: the stages score with them from now on."""
+        began = time.perf_counter()
         try:
             await churn.refresh()
             await offers.refresh()
@@ -290,6 +303,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             models.offer_policy_name = (
                 f"epsilon-greedy LinUCB, e={settings.offer_epsilon}, v{version}"
             )
+        metrics.MODEL_SWAP.observe(time.perf_counter() - began)
         # The new models are frozen with whatever else survived; the old ones are freed
         # by reference counting, and any cycles among them wait for the next sweep. A
         # full collection here (the whole profile cache, ~0.1-0.2 s) after every newer

@@ -101,6 +101,20 @@ INGEST_TO_RECOMMENDATION = Histogram(
     "Kafka append time of an item event to its recommendation list taken by the broker.",
     buckets=_LATENCY_BUCKETS,
 )
+BATCH_STEP = Histogram(
+    "cdpulse_batch_step_seconds",
+    "Where a worker's batch spends its time, by step: waited (its oldest message's Kafka "
+    "append time to the batch taken from the stream), decided (read and every stage), "
+    "written (then published and written, after the batch before it).",
+    ["step"],
+    buckets=_LATENCY_BUCKETS,
+)
+MODEL_SWAP = Histogram(
+    "cdpulse_model_refresh_seconds",
+    "A worker's refresh that found newer model snapshots: loading them and waiting for "
+    "the batches in flight before the swap (no batch begins meanwhile).",
+    buckets=_LATENCY_BUCKETS,
+)
 BATCH_SIZE = Histogram(
     "cdpulse_batch_size",
     "Messages per processed batch.",
