@@ -89,3 +89,12 @@ def test_identity_rules_through_the_engine(env: Env) -> None:
             got = http.get(f"/v1/profiles/{profile_id}").json()
             problems = differences(got, wanted)
             assert not problems, f"{profile_id}: " + "; ".join(problems)
+
+        # C lists V (its past as a visitor), but erasing C leaves V, a customer now, alone.
+        assert http.delete("/v1/profiles/C").status_code == 202
+        wait_until(lambda: http.get("/v1/profiles/C").status_code == 404, 60, "C to be erased")
+        fields = ("id", "customer_id", "events", "orders", "anonymous_ids")
+        for profile_id in ("K", "V"):
+            # the erasure moved the watermark to now: what it renders at changed
+            got = http.get(f"/v1/profiles/{profile_id}").json()
+            assert {f: got.get(f) for f in fields} == {f: want[profile_id][f] for f in fields}
