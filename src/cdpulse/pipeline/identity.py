@@ -7,14 +7,14 @@ merge into which customer, which links the batch's write makes and which it refu
   says so (``Profile.customer_id``), or an event of the batch does. Events carrying a
   ``customer_id`` always go to that customer's own profile; a link never carries them.
 * A link whose visitor is a known customer is refused (``known_customer``), so a customer
-  is never merged into another one by an identify, whichever event came first. A link
-  that would close a cycle (the customer is, through its links, that visitor) is refused
-  (``cycle``), and so is one whose customer is itself merged into another (``chain``):
-  every link is one hop, from a visitor to a customer.
+  is never merged into another one by an identify, whichever event came first. Chains
+  and cycles cannot form: the customer of an identify is known, so its own link (if
+  any) no longer applies, and a link to it as a visitor is refused by this rule; every
+  link is one hop, from a visitor to a customer.
 * A visitor already linked to another customer stays there (first link wins: a shared
   device); counted as a conflict, as before.
 
-A refused identify (``known_customer``, ``cycle``, ``chain``) is dead-lettered with
+A refused identify is dead-lettered with
 reason ``identity_refused`` and the rule, and applied to its customer without the link
 (traits, ``identified_at``), as a first-link-wins conflict always was: the customer is
 known either way, so what the batch decides does not depend on which of its events
@@ -52,12 +52,8 @@ MAX_HOPS = 8  # links never chain; a bound keeps a hostile graph finite
 
 # Why a link is refused (the dead letter's detail and the metric's label).
 KNOWN_CUSTOMER = "known_customer"
-CYCLE = "cycle"
-CHAIN = "chain"
 RULES: dict[str, str] = {
     KNOWN_CUSTOMER: "its anonymous_id is a known customer (used as customer_id)",
-    CYCLE: "its customer is, through its links, that anonymous_id",
-    CHAIN: "its customer is itself merged into another customer",
 }
 
 
@@ -159,21 +155,12 @@ def stitch(items: list[Item], view: View) -> Stitching:
         customer, visitor = event.customer_id, event.anonymous_id
         if customer is None or visitor == customer:
             continue
-        owner = resolve(customer, links)
-        rule = (
-            CYCLE
-            if owner == visitor
-            else CHAIN
-            if owner != customer
-            else KNOWN_CUSTOMER
-            if visitor in known
-            else None
-        )
-        if rule is not None:
+        if visitor in known:
             # Applied to its customer without the link: the visitor is not listed there.
             item.event = msgspec.structs.replace(event, anonymous_id=None)
-            item.refused = rule
-            out.refused.append(Refusal(item, rule, _applied(item, owner, view)))
+            item.refused = KNOWN_CUSTOMER
+            owner = resolve(customer, links)
+            out.refused.append(Refusal(item, KNOWN_CUSTOMER, _applied(item, owner, view)))
             continue
         linked_to = links.get(visitor)
         if linked_to is None:
