@@ -7,10 +7,12 @@ and computes each field from the specification in one linear pass. When the two 
 on a stream, the engine was exact on it. Only ``cdpulse.contract.validation`` is shared,
 to agree on which raw events are valid at all.
 
-Where the specification is silent the oracle decides, and says so: an identify naming the
-customer's own id as its anonymous id lists nothing in ``anonymous_ids`` (it links
-nothing); among adds of one product at the same instant, the highest (price, category)
-sets the cart price, so that the cart depends on the set of events only.
+Identity follows the rules (``refuse_links``): an id used as ``customer_id`` is never a
+linked visitor. Where the specification is silent the oracle decides, and says so: an
+identify naming the customer's own id as its anonymous id lists nothing in
+``anonymous_ids`` (it links nothing); among adds of one product at the same instant,
+the highest (price, category) sets the cart price, so that the cart depends on the set
+of events only.
 
 One field depends on processing order, by design: withholding analytics discards what the
 profile held (README: Consent), so a later grant counts only the events processed after
@@ -170,7 +172,7 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
 
     ``as_of`` defaults to the newest event time of the stream: the engine's watermark.
     """
-    valid = valid_events(items, now=now)
+    valid = refuse_links(valid_events(items, now=now))
     events = distinct(valid, links(valid))
     aliases = links(events)
 
@@ -218,6 +220,26 @@ def counted(events: Iterable[Event]) -> list[Event]:
                 analytics = (t, granted)
         if analytics is not None and not analytics[1]:
             out = []
+    return out
+
+
+def refuse_links(events: list[Event]) -> list[Event]:
+    """The events with every identify whose anonymous id some event of the stream uses as
+    ``customer_id`` (before or after it) stripped of that anonymous id: the link is
+    refused and the rest of the identify applies to its customer (README: Identity
+    rules). Exact for streams where no id is used as customer_id only after a link to it
+    was processed (the engine then keeps that link's past, and unlinks it)."""
+    customers = {e["customer_id"] for e in events if e.get("customer_id") is not None}
+    out = []
+    for event in events:
+        anonymous = event.get("anonymous_id")
+        if (
+            event["type"] == "identify"
+            and anonymous in customers
+            and anonymous != event.get("customer_id")
+        ):
+            event = {k: v for k, v in event.items() if k != "anonymous_id"}
+        out.append(event)
     return out
 
 

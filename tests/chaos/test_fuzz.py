@@ -3,8 +3,9 @@ into a simulated shop, sent to Kafka and through the collector, some of both aga
 
 Every message must be processed or dead-lettered with the contract's reason, the worker
 must commit to the end of its topics, and every normal customer's profile must equal the
-oracle's. Hostile profiles (ids ``fz-…``) are only accounted for: an identity graph's
-outcome may depend on the order its partitions are read in.
+oracle's. Hostile profiles (ids ``fz-…``) are accounted for, and their identity graphs
+held to the identity rules: which link of a visitor wins may depend on the order its
+partitions are read in, what the rules refuse may not.
 """
 
 from __future__ import annotations
@@ -63,21 +64,42 @@ def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -
     assert metric(api, "cdpulse_events_rejected_total") == posted.reasons.total()
     assert posted.reasons.total() + len(posted.accepted) == posted.events
     wanted = rejections(messages) + posted.reasons
-    letters = consume_all(env.settings, env.settings.topic_dead_letter, wanted.total())
-    assert Counter(json.loads(r.value)["reason"] for r in letters) == wanted
+    letters = [
+        json.loads(r.value)
+        for r in consume_all(env.settings, env.settings.topic_dead_letter, wanted.total())
+    ]
+    refused = [d for d in letters if d["reason"] == "identity_refused"]
+    assert Counter(d["reason"] for d in letters if d not in refused) == wanted
     assert not posted.errors, f"{len(posted.errors)} requests failed: {posted.errors[:5]}"
 
-    # The oracle does not decide identity graphs (a customer linked as another's visitor):
-    # its truth is the normal messages', at the watermark every valid message moved.
+    # Identity graphs follow the rules (README: Identity rules), whatever order their
+    # partitions were read in: only an identify naming a known customer (an id some event
+    # uses as customer_id) as its anonymous id is refused, and in the end no known
+    # customer is linked and no link leads to a linked id.
+    everything = valid_events([m.value for m in messages] + posted.accepted, now=datetime.now(UTC))
+    customers = {e["customer_id"] for e in everything if e.get("customer_id")}
+    refusable = {
+        e["event_id"]
+        for e in everything
+        if e["type"] == "identify" and e.get("anonymous_id") in customers - {e["customer_id"]}
+    }
+    assert refused, "no identify was refused: the identity rules went untested"
+    assert {d["event_id"] for d in refused} <= refusable
+    assert all("known_customer" in d["detail"] for d in refused)
+    state = read_state(env.redis, env.name)
+    assert not set(state.aliases) & customers, "a known customer is linked as a visitor"
+    assert not set(state.aliases.values()) & set(state.aliases), "a link chains"
+    assert not set(state.aliases) & set(state.profiles), "a linked id has a profile"
+
+    # The oracle's truth is the normal messages', at the watermark every valid message
+    # moved (which visitor link of a hostile graph wins depends on the order read).
     now = datetime.now(UTC)
-    everything = valid_events([m.value for m in messages] + posted.accepted, now=now)
     normal_ones = {id(m) for m in normal}
     truth = expected(
         [m.value for m in messages if id(m) in normal_ones],
         now=now,
         as_of=max(millis(e["timestamp"]) for e in everything),
     )
-    state = read_state(env.redis, env.name)
     assert state.as_of == truth.as_of
     mine = sorted(i for i in truth.profiles if not i.startswith(PREFIX))
     assert len(mine) >= len({e.get("customer_id") for e in shop}) // 2

@@ -140,8 +140,12 @@ def test_a_shop_leaves_redis_exactly_as_the_memory_store(env: Env, redis_state: 
     assert redis_state.round_trips - before <= 2 * len(batches) + 10
 
 
-def save_of(profile_id: str, version: int, links: list[str] | None = None) -> Save:
-    profile = Profile(id=profile_id, customer_id=profile_id, events=version + 1)
+def save_of(
+    profile_id: str, version: int, links: list[str] | None = None, customer: bool = True
+) -> Save:
+    profile = Profile(
+        id=profile_id, customer_id=profile_id if customer else None, events=version + 1
+    )
     return Save(profile, version, links=links or [])
 
 
@@ -154,8 +158,9 @@ def test_compare_and_set_refuses_a_moved_version_a_linked_id_and_a_taken_visitor
         }
         # someone else wrote C1 since version 0 was read
         assert await redis_state.write(Changes([save_of("C1", 0)])) == {"C1": SaveStatus.CONFLICT}
-        # A belongs to C1: a save of A's own profile is refused ...
-        assert await redis_state.write(Changes([save_of("A", 0)])) == {"A": SaveStatus.ALIASED}
+        # A belongs to C1: a save of A's own visitor profile is refused ...
+        visitor = save_of("A", 0, customer=False)
+        assert await redis_state.write(Changes([visitor])) == {"A": SaveStatus.ALIASED}
         # ... and so is C2 linking it, which leaves C2 unwritten
         assert await redis_state.write(Changes([save_of("C2", 0, ["A"])])) == {
             "C2": SaveStatus.LINK_TAKEN
@@ -164,6 +169,14 @@ def test_compare_and_set_refuses_a_moved_version_a_linked_id_and_a_taken_visitor
         assert view.aliases == {"A": "C1"}
         assert view.profiles["C1"].version == 1
         assert view.profiles["C2"].profile is None
+        # A used as a customer_id (identity rules): its save removes its own link ...
+        assert await redis_state.write(Changes([save_of("A", 0)])) == {"A": SaveStatus.SAVED}
+        view = await redis_state.read(Wanted(ids={"A"}))
+        assert view.aliases == {} and view.profiles["A"].version == 1
+        # ... and A, a profile of its own now, is never linked: not even by C1 again
+        assert await redis_state.write(Changes([save_of("C1", 1, ["A"])])) == {
+            "C1": SaveStatus.LINK_TAKEN
+        }
 
     asyncio.run(main())
 

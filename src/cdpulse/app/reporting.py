@@ -58,6 +58,8 @@ def record_batch(report: BatchReport) -> None:
     _inc(metrics.TRAITS_DROPPED, counts["traits_dropped"])
     _inc(metrics.EVENTS_SUPPRESSED, report.suppressed)
     _inc(metrics.LINK_CONFLICTS, report.link_conflicts)
+    for rule, n in report.identity_refused.items():
+        metrics.IDENTITY_REFUSED.labels(rule).inc(n)
     if report.quarantined:
         metrics.EVENTS_REJECTED.labels("processing_error").inc(report.quarantined)
     for cause, n in report.retries.items():

@@ -37,6 +37,9 @@ FUTURE_TIMESTAMP = "future_timestamp"
 # A message the engine could not process though it passed the contract (a bug, or input
 # no test foresaw): quarantined to the dead-letter topic with the exception's type.
 PROCESSING_ERROR = "processing_error"
+# An identify whose link the identity rules refuse (``pipeline/identity.py``): applied to
+# its customer without the link; the detail names the rule.
+IDENTITY_REFUSED = "identity_refused"
 
 REASONS: tuple[str, ...] = (
     TOO_LARGE,
@@ -49,6 +52,7 @@ REASONS: tuple[str, ...] = (
     INVALID_FIELD,
     FUTURE_TIMESTAMP,
     PROCESSING_ERROR,
+    IDENTITY_REFUSED,
 )
 
 

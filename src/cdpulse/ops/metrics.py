@@ -82,6 +82,11 @@ LINK_CONFLICTS = Counter(
     "cdpulse_link_conflicts_total",
     "Identify events naming an anonymous id already linked to another customer.",
 )
+IDENTITY_REFUSED = Counter(
+    "cdpulse_identity_refused_total",
+    "Identify events whose link the identity rules refused (dead-lettered), by rule.",
+    ["rule"],
+)
 SAVE_RETRIES = Counter("cdpulse_save_retries_total", "Profile saves retried, by cause.", ["cause"])
 REDIS_ERRORS = Counter(
     "cdpulse_redis_errors_total", "Redis calls that failed and were retried after a backoff."

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import ErasureRequestedEvent, IdentifyEvent, OrderCompletedEvent
+from cdpulse.contract.validation import IDENTITY_REFUSED, Rejection
 from cdpulse.models.reco_stream import Forget
 from cdpulse.pipeline.decode import Decoded, Item, decode_batch, quarantined
 from cdpulse.pipeline.identity import stitch, unresolved, wanted_ids
@@ -104,6 +105,7 @@ class BatchReport:
     quarantined: int = 0
     suppressed: int = 0  # events of erased ids, dropped
     link_conflicts: int = 0
+    identity_refused: Counter[str] = field(default_factory=Counter)  # links refused, by rule
     rounds: int = 0
     round_trips: int = 0
     retries: Counter[str] = field(default_factory=Counter)  # refused saves, by status
@@ -442,6 +444,15 @@ class ProfilePipeline:
         """
         stitching = stitch(items, view)
         report.link_conflicts += stitching.conflicts
+        refused: dict[str, list[DeadLetter]] = {}  # target -> its refused identifies
+        for refusal in stitching.refused:
+            if refusal.repeat:
+                continue
+            if not refusal.retried:
+                report.identity_refused[refusal.rule] += 1
+            item = refusal.item
+            rejection = Rejection(IDENTITY_REFUSED, refusal.detail, item.event.event_id)
+            refused.setdefault(item.target, []).append(DeadLetter.of(item.message, rejection))
         updates: dict[str, ProfileUpdate] = {}
 
         def update_of(target: str) -> ProfileUpdate:
@@ -476,6 +487,9 @@ class ProfilePipeline:
                 # Let the previous batch's publish and write go on meanwhile (``begin``).
                 await asyncio.sleep(0)
             mine = per_profile[update.target] = Work()
+            # Published with the profile's work: withheld and decided again with it.
+            for letter in refused.get(update.target, ()):
+                mine.outputs.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
             try:
                 found = self.stages.one(update, low, as_of, view.exposures, mine)
             except Exception as exc:  # quarantine: one profile's input never stops a batch

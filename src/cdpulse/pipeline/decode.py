@@ -28,6 +28,9 @@ class Item(msgspec.Struct, gc=False):
     event: Event
     source: str  # "topic:partition:key": messages sharing it arrive in offset order
     target: str = ""
+    # The identity rule that refused its link (``pipeline/identity.py``); ``event`` is
+    # then the identify without its anonymous id, decided again as refused on a retry.
+    refused: str = ""
 
 
 @dataclass(slots=True)

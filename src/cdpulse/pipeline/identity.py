@@ -1,12 +1,39 @@
 """Identity stitching for one batch: which profile each event belongs to, which visitors
-merge into which customer, which links the batch's write makes.
+merge into which customer, which links the batch's write makes and which it refuses.
 
-``identify`` with an ``anonymous_id`` links that visitor to the customer. The first link
-wins: a visitor already linked to another customer stays there (a shared device, say).
-A link that would close a loop (the customer is, through its own links, that visitor)
-is refused as well. Every id resolves through the links to its profile; a visitor whose
-profile is still stored (merged by an earlier, interrupted attempt, or never merged)
-merges into the customer it resolves to, exactly once (``Profile.merged_from``).
+``identify`` with an ``anonymous_id`` links that visitor to the customer. The rules:
+
+* A *known customer* is an id some event has used as ``customer_id``: its stored profile
+  says so (``Profile.customer_id``), or an event of the batch does. Events carrying a
+  ``customer_id`` always go to that customer's own profile; a link never carries them.
+* A link whose visitor is a known customer is refused (``known_customer``), so a customer
+  is never merged into another one by an identify, whichever event came first. Chains
+  and cycles cannot form: the customer of an identify is known, so its own link (if
+  any) no longer applies, and a link to it as a visitor is refused by this rule; every
+  link is one hop, from a visitor to a customer.
+* A visitor already linked to another customer stays there (first link wins: a shared
+  device); counted as a conflict, as before.
+
+A refused identify is dead-lettered with
+reason ``identity_refused`` and the rule, and applied to its customer without the link
+(traits, ``identified_at``), as a first-link-wins conflict always was: the customer is
+known either way, so what the batch decides does not depend on which of its events
+is refused. A re-delivered refusal the profile already applied is not dead-lettered again.
+
+A visitor linked while it was only a visitor and *later* used as a ``customer_id``
+becomes a customer of its own: its customer events go to its own profile, whose save
+removes the link (``store/write.lua``), and from then on its anonymous events too. What
+it did as a visitor before that stays merged in the customer it was linked to: a merge
+is never undone. So the outcome for a known customer does not depend on order: its
+customer events are never in another customer's profile.
+
+Why one id space and not separate customer and visitor namespaces: profile keys, the
+API's ``/v1/profiles/{id}``, erasure, segments and every oracle name a profile by one
+id; the marker the profile already carries decides the rules with the batch's one read.
+
+Every id resolves through the links that apply to its profile; a visitor whose profile
+is still stored (merged by an earlier, interrupted attempt, or never merged) merges into
+the customer it resolves to, exactly once (``Profile.merged_from``).
 """
 
 from __future__ import annotations
@@ -14,11 +41,39 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from cdpulse.contract.mirror import IdentifyEvent
 from cdpulse.pipeline.decode import Item
 from cdpulse.pipeline.state import View
+from cdpulse.profile.rules import is_duplicate
 
-MAX_HOPS = 8  # links never chain in practice; a bound keeps a hostile graph finite
+MAX_HOPS = 8  # links never chain; a bound keeps a hostile graph finite
+
+# Why a link is refused (the dead letter's detail and the metric's label).
+KNOWN_CUSTOMER = "known_customer"
+RULES: dict[str, str] = {
+    KNOWN_CUSTOMER: "its anonymous_id is a known customer (used as customer_id)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An identify whose link the rules refuse; ``repeat``: its customer's profile
+    applied it already (a re-delivery), so its dead letter went out before; ``retried``:
+    refused by an earlier round of the same batch (counted there)."""
+
+    item: Item
+    rule: str
+    repeat: bool
+    retried: bool = False
+
+    @property
+    def detail(self) -> str:
+        return (
+            f"identify {self.item.event.event_id}: link refused ({self.rule}): "
+            f"{RULES[self.rule]}; the identify was applied to its customer without the link"
+        )
 
 
 @dataclass(slots=True)
@@ -27,7 +82,8 @@ class Stitching:
 
     links: dict[str, list[str]] = field(default_factory=dict)  # customer -> new visitors
     merges: dict[str, list[str]] = field(default_factory=dict)  # customer -> ids merged in
-    conflicts: int = 0  # links refused: the visitor belongs to another customer, or a loop
+    conflicts: int = 0  # links refused: the visitor belongs to another customer
+    refused: list[Refusal] = field(default_factory=list)  # links the rules refuse
 
 
 def wanted_ids(items: Iterable[Item]) -> set[str]:
@@ -47,6 +103,17 @@ def unresolved(view: View) -> set[str]:
     return {t for t in view.aliases.values() if t not in view.profiles}
 
 
+def known_customers(items: Iterable[Item], view: View) -> set[str]:
+    """The ids used as ``customer_id``: by a stored profile's events or the batch's."""
+    known = {
+        profile_id
+        for profile_id, stored in view.profiles.items()
+        if stored.profile is not None and stored.profile.customer_id is not None
+    }
+    known.update(i.event.customer_id for i in items if i.event.customer_id is not None)
+    return known
+
+
 def resolve(profile_id: str, links: dict[str, str]) -> str:
     """The profile ``profile_id`` belongs to, following links (loops end where they close)."""
     seen = {profile_id}
@@ -59,25 +126,48 @@ def resolve(profile_id: str, links: dict[str, str]) -> str:
     return profile_id
 
 
+def _applied(item: Item, owner: str, view: View) -> bool:
+    """Whether ``owner``'s profile applied ``item`` already (a re-delivery)."""
+    stored = view.profiles.get(owner)
+    return (
+        stored is not None
+        and stored.profile is not None
+        and is_duplicate(stored.profile, item.event.event_id, item.source, item.message.offset)
+    )
+
+
 def stitch(items: list[Item], view: View) -> Stitching:
-    """Link the batch's visitors, point every item at its profile (``Item.target``) and
-    list what each profile merges."""
+    """Link the batch's visitors, refuse what the rules refuse, point every item at its
+    profile (``Item.target``) and list what each profile merges."""
     out = Stitching()
-    links = dict(view.aliases)
+    known = known_customers(items, view)
+    # A known customer's own link (made while it was only a visitor) no longer applies.
+    links = {v: c for v, c in view.aliases.items() if v not in known}
     new: list[str] = []
     for item in items:
         event = item.event
+        if item.refused:  # refused by an earlier round of this batch: still refused
+            owner = resolve(item.event.key, links)
+            out.refused.append(Refusal(item, item.refused, _applied(item, owner, view), True))
+            continue
         if type(event) is not IdentifyEvent or event.anonymous_id is None:
             continue
         customer, visitor = event.customer_id, event.anonymous_id
         if customer is None or visitor == customer:
             continue
+        if visitor in known:
+            # Applied to its customer without the link: the visitor is not listed there.
+            item.event = msgspec.structs.replace(event, anonymous_id=None)
+            item.refused = KNOWN_CUSTOMER
+            owner = resolve(customer, links)
+            out.refused.append(Refusal(item, KNOWN_CUSTOMER, _applied(item, owner, view)))
+            continue
         linked_to = links.get(visitor)
-        if linked_to is None and resolve(customer, links) != visitor:
+        if linked_to is None:
             links[visitor] = customer
             new.append(visitor)
         elif linked_to != customer:
-            out.conflicts += 1  # first link wins; a loop is never closed
+            out.conflicts += 1  # first link wins
     # A new link is written with the save of the profile it resolves to, and names it.
     for visitor in new:
         out.links.setdefault(resolve(visitor, links), []).append(visitor)

@@ -4,8 +4,9 @@ outlet that drops every record in ``cdpulse rebuild``).
 The same semantics as the Redis store (``store/state.py`` and its scripts ``read.lua``,
 ``write.lua``, ``due.lua``): a save
 is a compare-and-set refused when the version (or that of a visitor it merges) moved,
-when the id became someone's visitor, or when a visitor it links belongs to someone else;
-everything in a save happens only if the save does.
+when the id became someone's visitor (unless it is a known customer's: its own link then
+goes), or when a visitor it links belongs to someone else or has a profile it does not
+merge; everything in a save happens only if the save does.
 """
 
 from __future__ import annotations
@@ -87,14 +88,19 @@ class MemoryState:
         if save.withheld:
             return SaveStatus.CONFLICT
         profile_id = save.profile.id
-        if profile_id in self.aliases:
+        customer = save.profile.customer_id is not None
+        if profile_id in self.aliases and not customer:
             return SaveStatus.ALIASED
         if self.blobs.get(profile_id, (0, b""))[0] != save.version:
             return SaveStatus.CONFLICT
         if any(self.aliases.get(v, profile_id) != profile_id for v in save.links):
             return SaveStatus.LINK_TAKEN
+        if any(v in self.blobs and v not in save.retire for v in save.links):
+            return SaveStatus.LINK_TAKEN  # a profile of its own, stored since the read
         if any(self.blobs.get(v, (0, b""))[0] != version for v, version in save.retire.items()):
             return SaveStatus.CONFLICT  # a visitor it merges was written since
+        if customer:
+            self.aliases.pop(profile_id, None)  # its own link no longer applies
         for visitor in save.links:
             self.aliases[visitor] = profile_id
         self.blobs[profile_id] = (save.version + 1, encode(save.profile))

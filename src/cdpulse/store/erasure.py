@@ -86,10 +86,28 @@ class Eraser:
         ids = {profile_id, customer, *also}
         profile = decode(blob) if isinstance(blob, bytes) else None
         if profile is not None:
-            ids.update(profile.anonymous_ids)
-            ids.update(profile.merged_from)
+            listed = sorted({*profile.anonymous_ids, *profile.merged_from} - ids)
+            ids.update(await self._still_linked(customer, listed))
         ordered = sorted(ids)
         return Targets(customer, ordered, [self.pseudonyms.of_id(i) for i in ordered], profile)
+
+    async def _still_linked(self, customer: str, listed: list[str]) -> list[str]:
+        """The ids of ``listed`` that still belong to ``customer``: not linked to another
+        customer (a first link elsewhere won) and without a profile of their own (a
+        visitor that became a customer of its own: ``pipeline/identity.py``)."""
+        if not listed:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for i in listed:
+            pipe.get(self.keys.alias(i))
+            pipe.exists(self.keys.profile(i))
+        replies = await pipe.execute()
+        mine = customer.encode()
+        return [
+            i
+            for n, i in enumerate(listed)
+            if replies[2 * n] in (None, mine) and not replies[2 * n + 1]
+        ]
 
     async def erase(
         self,

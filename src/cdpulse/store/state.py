@@ -233,6 +233,8 @@ class RedisState:
             if self.cache is not None:
                 save.staged = Stored(save.version + 1, save.profile, save.blob, staged=True)
                 self.cache.put(save.profile.id, save.staged)
+                if save.profile.customer_id is not None:
+                    self._staged_links.pop(save.profile.id, None)  # its write unlinks it
                 for visitor in (*save.links, *save.retire):
                     self._staged_links[visitor] = save.profile.id
                 dues = [
@@ -369,7 +371,7 @@ class RedisState:
             ops.append(
                 ["claim", k.fired(profile_id, claim), k.uplift(rule), CLAIM_SECONDS, counter]
             )
-        return [profile_id, save.version, save.links, ops]
+        return [profile_id, save.version, save.links, ops, save.profile.customer_id is not None]
 
     # --- both -----------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@
 -- arguments one by one in Python), and Redis parses one.
 --
 -- ARGV[1]: [prefix, retention ms (0: none), saves], a save being
---   [id, version read, visitors to link, operations]
+--   [id, version read, visitors to link, operations, customer]
+-- (``customer``: the profile is a known customer's, whose own link, if any, is removed:
+-- ``pipeline/identity.py``; any other save of a linked id is refused)
 -- ARGV[1 + n]: the n-th save's encoded profile (Redis' MessagePack has no binary type).
 -- and an operation one of
 --   ["zadd", key, score, member]  ["zrem", key, member]  ["hset", key, field, value]
@@ -19,7 +21,7 @@
 --       pseudonym joins the customer's set of identities (leaving its previous owner's)
 -- Returns, per save, the new version, -1 when the version (or a merged visitor's) moved,
 -- -2 when the id is now someone's visitor, -3 when a visitor to link belongs to someone
--- else. A save's
+-- else or has a profile the save does not merge. A save's
 -- conditions are checked before anything of it is written: a refused save changes nothing.
 -- Keys are named here from the prefix (as ``store/keys.py`` names them): one Redis node.
 local batch = cmsgpack.unpack(ARGV[1])
@@ -45,20 +47,33 @@ local function expire(key)
 end
 local out = {}
 for n, save in ipairs(saves) do
-  local id, expected, links, ops = save[1], tonumber(save[2]), save[3], save[4]
+  local id, expected, links, ops, customer = save[1], tonumber(save[2]), save[3], save[4], save[5]
   local blob = ARGV[1 + n]
   local tag = prefix .. ':{' .. id .. '}:'
   local status
-  if redis.call('EXISTS', tag .. 'alias') == 1 then
+  if not customer and redis.call('EXISTS', tag .. 'alias') == 1 then
     status = -2
   else
     local version = tonumber(redis.call('HGET', tag .. 'profile', 'v') or '0')
     if version ~= expected then
       status = -1
     else
+      local retiring = {}
+      for _, op in ipairs(ops) do
+        if op[1] == 'del' then
+          retiring[op[2]] = true
+        end
+      end
       for _, visitor in ipairs(links) do
-        local owner = redis.call('GET', prefix .. ':{' .. visitor .. '}:alias')
+        local visitor_tag = prefix .. ':{' .. visitor .. '}:'
+        local owner = redis.call('GET', visitor_tag .. 'alias')
         if owner and owner ~= id then
+          status = -3
+          break
+        end
+        -- A profile of its own the save does not merge: stored since the batch read (a
+        -- customer's, which must not be linked, or a visitor's, to merge first).
+        if not retiring[visitor_tag .. 'profile'] and redis.call('EXISTS', visitor_tag .. 'profile') == 1 then
           status = -3
           break
         end
@@ -79,6 +94,10 @@ for n, save in ipairs(saves) do
           local alias = prefix .. ':{' .. visitor .. '}:alias'
           redis.call('SET', alias, id)
           expire(alias)
+        end
+        if customer then
+          -- A customer's own link, made while it was only a visitor, no longer applies.
+          redis.call('DEL', tag .. 'alias')
         end
         redis.call('HSET', tag .. 'profile', 'v', version + 1, 'b', blob)
         expire(tag .. 'profile')
