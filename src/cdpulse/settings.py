@@ -134,7 +134,7 @@ class Settings(BaseSettings):
         "Redis stays the truth: every save is a compare-and-set.",
     )
     batch_within: float = Field(
-        0.02,
+        0.005,
         gt=0,
         description="Most seconds an idle worker waits for its batch to fill after the "
         "batch's first event (it adds to those events' latency). Events that queued while "
@@ -276,13 +276,13 @@ class Settings(BaseSettings):
         ),
     )
     model_refresh_seconds: float = Field(
-        5.0,
+        15.0,
         gt=0,
         description="How often the worker and the api look for newer model snapshots (the "
         "learner: for the other learners' recommender shards, and how long its lists are "
         "served from one merged view of the shards). Each newer one is loaded "
-        "and swapped in between two batches: ~40-90 ms of a worker's CPU per refresh at "
-        "full speed.",
+        "and swapped in between two batches: ~40-90 ms of a worker's CPU per refresh, "
+        "which the events arriving meanwhile wait for (cdpulse_model_refresh_seconds).",
     )
 
     # --- segments and experiments ------------------------------------------------------

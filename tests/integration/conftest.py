@@ -258,6 +258,9 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         # The oracle pseudonymises under the same key; tests of auth configure tokens.
         "CDPULSE_PSEUDONYM_KEY": PSEUDONYM_KEY.decode(),
         "CDPULSE_AUTH_DISABLED": "true",
+        # Tests wait for the models the learner publishes: refreshed sooner than a
+        # deployment's default, which spares a worker's latency the reloads.
+        "CDPULSE_MODEL_REFRESH_SECONDS": "5",
     }
     settings = Settings(**{k.removeprefix("CDPULSE_").lower(): v for k, v in variables.items()})
     test_env = Env(name, settings, variables, tmp_path)
