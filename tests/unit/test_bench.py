@@ -411,6 +411,9 @@ def test_parse_metrics_sums_labels_and_collects_buckets() -> None:
     assert scrape.value("cdpulse_missing_total") == 0.0
     assert scrape.buckets["cdpulse_batch_size"] == [(100.0, 3.0), (500.0, 10.0), (INF, 10.0)]
     assert scrape.buckets["cdpulse_redis_seconds"] == [(0.001, 5.0), (INF, 10.0)]
+    assert scrape.buckets["cdpulse_redis_seconds{op=load}"] == [(0.001, 4.0), (INF, 5.0)]
+    assert scrape.buckets["cdpulse_redis_seconds{op=save}"] == [(0.001, 1.0), (INF, 5.0)]
+    assert "cdpulse_batch_size{}" not in scrape.buckets
 
 
 def test_parse_comm_and_ticks_keeps_odd_command_names() -> None:
@@ -519,6 +522,12 @@ def _result() -> dict[str, Any]:
             "producer": {"achieved_rate": 5990.0, "schedule_lag": {"p99": 0.002, "max": 0.01}},
             "written": {"observed": 180000, "p50": 0.03, "p95": 0.06, "p99": 0.08},
             "recommendation": {"observed": 900, "p50": 0.2, "p95": 0.5, "p99": 0.9},
+            "batch_steps": {
+                "waited": {"observed": 900, "p50": 0.012, "p95": 0.03, "p99": 0.04},
+                "decided": {"observed": 900, "p50": 0.01, "p95": 0.02, "p99": 0.025},
+                "written": {"observed": 900, "p50": 0.006, "p95": 0.01, "p99": 0.015},
+            },
+            "model_refresh": {"observed": 4, "p50": 0.05, "p95": 0.07, "p99": 0.08},
             "kept_up": True,
             "learner": {"lag_max": 800, "lag_at_end": 0, "timeline": [{"t": 1.0, "lag": 5}]},
             "per_second": [{"t": 1.0, "p50": 0.03, "p99": 0.08, "observed": 6000}],
@@ -640,6 +649,11 @@ def test_render_markdown_reports_ratios_roles_reads_and_contention() -> None:
     assert "| throughput, 1 worker(s) | 40 | 2 | 2.25 | 97.5% | 4 | 480.0 |" in lines
     assert "| ceiling: minimal | 1.5 → 1.7 | 0.12 | pytest 0.10, kworker/0:1 0.01 |" in lines
     assert "| 2 worker(s) |  |  |  |  | 9,000 / - s |" in lines
+    # where a batch's latency goes
+    assert (
+        "| ingest only | 12.0 ms / 40.0 ms | 10.0 ms / 25.0 ms | 6.0 ms / 15.0 ms "
+        "| 4: 50.0 ms / 80.0 ms |" in lines
+    )
 
 
 def test_render_markdown_says_when_the_load_generator_itself_ran_late() -> None:

@@ -282,6 +282,27 @@ def _latency(result: Mapping[str, Any]) -> list[str]:
     )  # fmt: skip
 
 
+def _steps(result: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for key, what in (("steady", "ingest only"), ("steady_reads", "ingest + reads")):
+        phase = result.get(key) or {}
+        steps, refresh = phase.get("batch_steps"), phase.get("model_refresh") or {}
+        if not steps:
+            continue
+        cells = [" / ".join(ms((steps.get(s) or {}).get(q)) for q in ("p50", "p99")) for s in
+                 ("waited", "decided", "written")]  # fmt: skip
+        count = num(refresh.get("observed"))
+        rows.append(
+            [what, *cells, f"{count}: " + " / ".join(ms(refresh.get(q)) for q in ("p50", "p99"))]
+        )
+    return _table(
+        ("half capacity", "waited p50 / p99 (oldest event's append to its batch taken)",
+         "decided p50 / p99", "written p50 / p99 (after the batch before)",
+         "model refreshes that swapped: count: p50 / p99"),
+        rows,
+    )  # fmt: skip
+
+
 def _reads(result: Mapping[str, Any]) -> list[str]:
     rows = []
     phase = result.get("steady_reads") or {}
@@ -460,6 +481,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         ("The engine against its ceilings", _ceilings(result)),
         ("CPU seconds per 1,000 events, by process role", _cpu(result)),
         ("Latency at half of the 1-worker capacity", _latency(result)),
+        ("Where a batch's latency goes at half capacity", _steps(result)),
         ("Reads while ingesting at half capacity", _reads(result)),
         ("Redis round trips and batch sizes", _batches(result)),
         ("Workers and learner at full speed", _workers(result)),

@@ -50,14 +50,17 @@ class Scrape:
     """One read of a process's /metrics: plain samples and the histograms' buckets."""
 
     samples: dict[str, float]  # sample name (labels summed) -> value
-    buckets: dict[str, list[Bucket]]  # histogram name -> cumulative buckets (labels summed)
+    # histogram name -> cumulative buckets, labels summed; and under "name{label=value}"
+    # (labels other than ``le``, sorted) each labelled series' own
+    buckets: dict[str, list[Bucket]]
 
     def value(self, name: str) -> float:
         return self.samples.get(name, 0.0)
 
 
 def parse_metrics(text: str) -> Scrape:
-    """Sum every sample over its labels; collect each histogram's ``le`` buckets."""
+    """Sum every sample over its labels; collect each histogram's ``le`` buckets, summed
+    and per labelled series."""
     samples: dict[str, float] = {}
     buckets: dict[str, dict[float, float]] = {}
     for family in text_string_to_metric_families(text):
@@ -66,6 +69,11 @@ def parse_metrics(text: str) -> Scrape:
                 bound = float(sample.labels["le"])
                 by_bound = buckets.setdefault(family.name, {})
                 by_bound[bound] = by_bound.get(bound, 0.0) + sample.value
+                labels = sorted((k, v) for k, v in sample.labels.items() if k != "le")
+                if labels:
+                    series = family.name + "{" + ",".join(f"{k}={v}" for k, v in labels) + "}"
+                    own = buckets.setdefault(series, {})
+                    own[bound] = own.get(bound, 0.0) + sample.value
             else:
                 samples[sample.name] = samples.get(sample.name, 0.0) + sample.value
     return Scrape(samples, {name: sorted(b.items()) for name, b in buckets.items()})

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from cdpulse.bench.driver import BenchRun
 
 WRITTEN = "cdpulse_ingest_to_written_seconds"
+# Where produce -> written goes, per batch (the worker's cdpulse_batch_step_seconds).
+STEPS = ("waited", "decided", "written")
+STEP = "cdpulse_batch_step_seconds"
+REFRESH = "cdpulse_model_refresh_seconds"
 RECOMMENDED = "cdpulse_ingest_to_recommendation_seconds"
 METHOD = (
     "produce → written: cdpulse_ingest_to_written_seconds, Kafka CreateTime (stamped by the "
@@ -199,6 +203,11 @@ def measure_steady(
         "written": quantiles(written),
         "written_buckets": written,
         "recommendation": quantiles(_delta(after["learner"], before["learner"], RECOMMENDED)),
+        "batch_steps": {
+            step: quantiles(_delta(after["worker"], before["worker"], f"{STEP}{{step={step}}}"))
+            for step in STEPS
+        },
+        "model_refresh": quantiles(_delta(after["worker"], before["worker"], REFRESH)),
         "steady_seconds": t1 - t0,
         "drained_seconds": drained,
         # Offsets are committed every second, so a worker that kept up drains within ~2 s.
