@@ -72,6 +72,7 @@ def test_every_event_type_of_the_contract_has_a_collector_scope() -> None:
         "identify",
         "consent_updated",
         "erasure_requested",
+        "customers_merged",
     }
 
 
@@ -90,6 +91,8 @@ def _event(kind: object) -> dict[str, object]:
         ("login-secret", "consent_updated", ""),
         ("ingest-secret", "erasure_requested", None),
         ("login-secret", "erasure_requested", None),
+        ("ingest-secret", "customers_merged", None),
+        ("login-secret", "customers_merged", None),
         # not a type of the contract: validation rejects it with its own reason
         ("ingest-secret", "nope", ""),
         ("ingest-secret", ["identify"], ""),

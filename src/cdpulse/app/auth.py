@@ -245,7 +245,8 @@ def who() -> str:
 # anyone can read it, so it must not link an anonymous id to any customer (a merge),
 # set anyone's traits or change anyone's consent; those come from a server that has
 # authenticated the customer. Erasure is not an event clients send: DELETE
-# /v1/profiles/{id} (``admin``) requests it, with the token's name as ``requested_by``.
+# /v1/profiles/{id} (``admin``) requests it, with the token's name as ``requested_by``;
+# likewise merging two known customers: POST /v1/admin/merges (``admin``).
 COLLECTOR_SCOPES: Mapping[str, Scope | None] = {
     "page_viewed": "ingest",
     "product_viewed": "ingest",
@@ -262,6 +263,7 @@ COLLECTOR_SCOPES: Mapping[str, Scope | None] = {
     "identify": "identity",
     "consent_updated": "identity",
     "erasure_requested": None,
+    "customers_merged": None,
 }
 
 
