@@ -398,3 +398,91 @@ def test_what_a_staged_save_made_due_is_polled_before_its_write_lands(env: Env) 
         assert view.due == {"C"} and view.profiles["C"].version == 1
 
     asyncio.run(main())
+
+
+def _event(n: int, kind: str, customer: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"e{n}",
+        "type": kind,
+        "timestamp": 1_767_225_600_000 + n,
+        "customer_id": customer,
+        "channel": "web" if kind != "customers_merged" else "partner",
+        "properties": properties or {"url": "/"},
+    }
+
+
+def _message(partition: int, offset: int, event: dict[str, Any]) -> Message:
+    return Message("t", partition, offset, event["customer_id"].encode(), encode(event))
+
+
+class _RacedBy:
+    """The state store of one worker, whose next write waits for ``racer`` to run first
+    (another worker, on another partition, writing meanwhile)."""
+
+    def __init__(self, state: RedisState, racer: Any) -> None:
+        self.state, self.racer, self.raced = state, racer, False
+
+    async def read(self, wanted: Wanted) -> object:
+        return await self.state.read(wanted)
+
+    def stage(self, changes: Changes) -> None:
+        self.state.stage(changes)
+
+    def discard(self) -> None:
+        self.state.discard()
+
+    async def write(self, changes: Changes) -> dict[str, SaveStatus]:
+        if not self.raced:
+            self.raced = True
+            await self.racer()
+        return await self.state.write(changes)
+
+
+def test_an_admin_merge_racing_the_merged_customers_worker_loses_no_event(
+    env: Env, redis_state: RedisState
+) -> None:
+    # B's worker (partition 1) saves B between the merge's read and its write (partition
+    # 0): the merge's compare-and-set refuses (B moved) and merges B as it is now. D's
+    # worker reads D, then the merge of D into C lands, then D's write comes: refused
+    # (D is merged away), re-read, and applied to the survivor C.
+    keys = Keys(env.name)
+    survivor = ProfilePipeline(redis_state, MemoryOutlet(), Stages(engine()), partitions=2)
+    merged = ProfilePipeline(redis_state, MemoryOutlet(), Stages(engine()), partitions=2)
+
+    def merge(n: int, into: str, gone: str) -> dict[str, Any]:
+        return _event(n, "customers_merged", into, merged_id=gone, requested_by="ops-admin")
+
+    async def main() -> None:
+        await redis_state.load_scripts()
+        await survivor.run([_message(0, 0, _event(0, "page_viewed", "A"))])
+        await survivor.run([_message(0, 1, _event(1, "page_viewed", "C"))])
+        await merged.run([_message(1, 0, _event(2, "page_viewed", "B"))])
+        await merged.run([_message(1, 1, _event(3, "page_viewed", "D"))])
+
+        async def b_writes() -> None:
+            await merged.run([_message(1, 2, _event(4, "page_viewed", "B"))])
+
+        survivor.state = _RacedBy(redis_state, b_writes)  # type: ignore[assignment]
+        report = await survivor.run([_message(0, 2, merge(5, "A", "B"))])
+        assert report.retries == {"conflict": 1}
+
+        async def merge_lands() -> None:
+            await survivor.run([_message(0, 3, merge(6, "C", "D"))])
+
+        survivor.state = redis_state
+        merged.state = _RacedBy(redis_state, merge_lands)  # type: ignore[assignment]
+        late = await merged.run([_message(1, 3, _event(7, "page_viewed", "D"))])
+        assert late.retries == {"aliased": 1}
+
+    asyncio.run(main())
+    client = env.redis
+    for survived, gone, events in (("A", "B", 3), ("C", "D", 3)):
+        assert not client.exists(keys.profile(gone))
+        assert (
+            client.get(keys.alias(gone)) == client.get(keys.merged_into(gone)) == survived.encode()
+        )
+        blob = client.hget(keys.profile(survived), "b")
+        assert isinstance(blob, bytes)
+        profile = decode(blob)
+        # every event of both (the merge itself is not one), each once
+        assert (profile.events, profile.merged_customers) == (events, [gone])

@@ -33,6 +33,7 @@ from cdpulse.pipeline.outputs import Outputs, Stream
 from cdpulse.pipeline.state import Changes, MergedCustomer, Save, Stored
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.identities import pseudonyms_of
+from cdpulse.privacy.merges import MergeAudit
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply_new, is_duplicate, merge, new_profile, note
 from cdpulse.segments.definitions import SegmentBook
@@ -223,12 +224,22 @@ class Stages:
                 if stored.profile is not None or not item.refused:
                     note(profile, item.source, message.offset)
                     noted = True
+                outcome = item.refused or "merged"
                 log.info(
-                    "customers_merged %s %s, requested by %s",
+                    "customers_merged %s: %s, requested by %s",
                     event.event_id,
-                    f"refused ({item.refused})" if item.refused else "applied",
+                    outcome,
                     event.properties.requested_by,
                 )
+                audit = MergeAudit.of(
+                    engine.pseudonym(event.key),
+                    engine.pseudonym(event.properties.merged_id),
+                    event.properties.requested_by,
+                    event.event_id,
+                    event.at,
+                    outcome,
+                )
+                work.outputs.add(Stream.AUDIT, audit.survivor.encode(), audit.audit_json())
                 continue
             if engine.item_events and event.type in ITEM_TYPES and _learns_from(profile):
                 # The recommender learns from the customer as they were before the event,
