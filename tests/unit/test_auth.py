@@ -116,6 +116,10 @@ def test_erasure_is_refused_on_the_collector_even_without_auth() -> None:
         Gate({}, disabled=True).check(None, "ingest"), 0, _event("erasure_requested")
     )
     assert refusal is not None and "DELETE /v1/profiles/{id}" in refusal.detail
+    merge = event_refusal(
+        Gate({}, disabled=True).check(None, "ingest"), 0, _event("customers_merged")
+    )
+    assert merge is not None and "POST /v1/admin/merges" in merge.detail
     identify = event_refusal(Gate({}, disabled=True).check(None, "ingest"), 0, _event("identify"))
     assert identify is None
 

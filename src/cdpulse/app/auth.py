@@ -267,6 +267,13 @@ COLLECTOR_SCOPES: Mapping[str, Scope | None] = {
 }
 
 
+# The admin route that publishes each type no token may post.
+ADMIN_ROUTES: Mapping[str, str] = {
+    "erasure_requested": "request erasure with DELETE /v1/profiles/{id}",
+    "customers_merged": "merge two known customers with POST /v1/admin/merges",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class EventRefusal:
     """Why one posted event may not be sent with the request's token."""
@@ -307,9 +314,9 @@ def event_refusal(verdict: Verdict, index: int, obj: Any) -> EventRefusal | None
             event_id,
             kind,
             None,
-            f"{kind} is not accepted by the collector from any token: request erasure with "
-            "DELETE /v1/profiles/{id} (scope 'admin'), which records the token's name as "
-            "requested_by",
+            f"{kind} is not accepted by the collector from any token: "
+            f"{ADMIN_ROUTES.get(kind, 'an admin route publishes it')} (scope 'admin'), which "
+            "records the token's name as requested_by",
         )
     if verdict.grants(scope):
         return None
