@@ -11,7 +11,7 @@ from typing import Any
 from cdpulse.pipeline.identity import merge_refusal
 from cdpulse.pipeline.state import Stored, View
 from cdpulse.profile.model import Profile
-from tests.unit.test_pipeline import ev, in_order, mismatches, process
+from tests.unit.test_pipeline import BOOK, ev, in_order, mismatches, process, segment_state
 
 
 def merge(minute: int, survivor: str, merged: str) -> dict[str, Any]:
@@ -113,3 +113,17 @@ def test_merge_rules_are_pure_and_decided_on_what_is_stored() -> None:
     assert merge_refusal("S", "K", {"K": "T"}, view) == "chain"
     assert merge_refusal("S", "K", {"S": "K"}, view) == "cycle"
     assert merge_refusal("S", "K", {"S": "T"}, view) == "survivor_merged"
+
+
+def test_the_merged_customer_leaves_its_segments_and_the_survivor_decides_its_own() -> None:
+    order = {"order_id": "O", "revenue": 10.0}
+    batches = in_order(
+        [ev("order_completed", 0, customer_id="A", **order)],
+        [ev("order_completed", n, customer_id="B", order_id=f"O{n}") for n in (1, 2)],
+        [merge(3, "A", "B")],
+    )
+    run = process(batches, book=BOOK)
+    assert mismatches(run, batches) == []
+    # B was a repeat buyer (generation 1): it leaves (2); A, with B's orders, enters
+    assert segment_state(run) == {("B", "repeat_buyer"): 2, ("A", "repeat_buyer"): 1}
+    assert run.state.members["repeat_buyer"] == {"A"}

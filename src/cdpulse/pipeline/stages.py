@@ -205,6 +205,13 @@ class Stages:
             if other.id in update.customers:
                 segments = [name for name, n in other.segments.items() if n % 2]
                 customers[other.id] = MergedCustomer(list(other.anonymous_ids), segments)
+                # It is no one now: it leaves its segments (the survivor's are decided
+                # below, on the merged profile).
+                at = max(profile.last_seen, other.last_seen)
+                for name in segments:
+                    left_one = Transition(other.id, name, False, at, other.segments[name] + 1)
+                    work.transitions.append(left_one)
+                    work.outputs.add(Stream.SEGMENTS, other.id.encode(), left_one.to_json())
         if customers and profile.customer_id is None:
             profile.customer_id = update.target  # the survivor: a known customer
 
