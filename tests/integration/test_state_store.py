@@ -30,11 +30,13 @@ from cdpulse.store.cache import ProfileCache
 from cdpulse.store.keys import Keys
 from cdpulse.store.state import RedisState
 from tests.integration.conftest import Env
+from tests.oracle import millis
 from tests.unit.test_pipeline import (
     RULES,
     arrival_order,
     cut,
     encode,
+    in_order,
     partition_of,
     with_duplicates_and_garbage,
 )
@@ -100,6 +102,8 @@ def memory_contents(state: MemoryState, prefix: str) -> dict[str, object]:
         out[keys.profile(profile_id)] = (version, decode(blob))
     for visitor, customer in state.aliases.items():
         out[keys.alias(visitor)] = customer.encode()
+    for merged, survivor in state.merged_into.items():
+        out[keys.merged_into(merged)] = survivor.encode()
     out[keys.watermark] = {n: str(at).encode() for n, at in state.watermarks.items()}
     for kind, schedule in (("churn", state.churn_due), ("trigger", state.trigger_due)):
         for shard, dues in schedule.items():
@@ -138,6 +142,47 @@ def test_a_shop_leaves_redis_exactly_as_the_memory_store(env: Env, redis_state: 
         assert got[key] == want[key], key
     # every batch: one read and one write, and now and then a hop through a link
     assert redis_state.round_trips - before <= 2 * len(batches) + 10
+
+
+def test_admin_merges_leave_redis_exactly_as_the_memory_store(
+    env: Env, redis_state: RedisState
+) -> None:
+    # A shop, then admin merges among its customers in any shape (chains, cycles,
+    # repeats), then an event of every id: links, markers, member lists, schedules and
+    # summaries in Redis end exactly as the in-memory store's semantics say.
+    rng = random.Random(12)
+    events = list(Shop(customers=30, days=10, seed=12).events())
+    customers = sorted({e["customer_id"] for e in events if e.get("customer_id")})
+    t = max(millis(e["timestamp"]) for e in events)
+    merges = [
+        {
+            "event_id": f"m{n}",
+            "type": "customers_merged",
+            "timestamp": t + n,
+            "customer_id": rng.choice(customers),
+            "channel": "partner",
+            "properties": {"merged_id": rng.choice(customers), "requested_by": "ops"},
+        }
+        for n in range(40)
+    ]
+    after = [
+        {**_event(n, "page_viewed", c), "timestamp": t + 100 + n} for n, c in enumerate(customers)
+    ]
+    shop = [events[at : at + 120] for at in range(0, len(events), 120)]
+    batches = in_order(*shop, merges[:20], merges[20:], after)
+    memory = MemoryState(shard_of=partition_of)
+    run_batches(ProfilePipeline(memory, MemoryOutlet(), Stages(engine()), partitions=12), batches)
+    run_batches(
+        ProfilePipeline(redis_state, MemoryOutlet(), Stages(engine()), partitions=12), batches
+    )
+
+    assert len(memory.merged_into) >= 3, "few merges were made: the merge path went untested"
+    assert set(memory.merged_into.values()).isdisjoint(memory.merged_into), "a merge chains"
+    got = redis_contents(env.redis, env.name)
+    want = memory_contents(memory, env.name)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == want[key], key
 
 
 def save_of(

@@ -127,3 +127,4 @@ def test_the_merged_customer_leaves_its_segments_and_the_survivor_decides_its_ow
     # B was a repeat buyer (generation 1): it leaves (2); A, with B's orders, enters
     assert segment_state(run) == {("B", "repeat_buyer"): 2, ("A", "repeat_buyer"): 1}
     assert run.state.members["repeat_buyer"] == {"A"}
+    assert set(run.state.summaries) == {"A"}  # B's lifetime-value summary went with it

@@ -263,4 +263,6 @@ def stitch(items: list[Item], view: View) -> Stitching:
         target = resolve(profile_id, links)
         if target != profile_id and stored.profile is not None:
             out.merges.setdefault(target, []).append(profile_id)
+    for sources in out.merges.values():
+        sources.sort()  # in one order whatever order the store read them in
     return out

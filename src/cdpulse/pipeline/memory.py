@@ -119,6 +119,7 @@ class MemoryState:
                 schedule.get(self.shard_of(merged), {}).pop(merged, None)
             for segment in gone.segments:
                 self.members.get(segment, set()).discard(merged)
+            self.summaries.pop(merged, None)
         shard = self.shard_of(profile_id)
         for kind, schedule, due in (
             ("churn", self.churn_due, save.churn_due),

@@ -90,7 +90,7 @@ class View:
 class MergedCustomer(msgspec.Struct, gc=False):
     """A known customer an admin merge retires into a save's profile: the ids linked to
     it (their links move to the survivor, so links stay one hop) and the segments whose
-    member lists it leaves."""
+    member lists it leaves; its schedules and lifetime-value summary go with it."""
 
     linked: list[str] = msgspec.field(default_factory=list)
     segments: list[str] = msgspec.field(default_factory=list)

@@ -381,6 +381,7 @@ class RedisState:
             merged_shard = self.shard_of(merged)
             ops.append(["zrem", k.due(merged_shard, "churn"), merged])
             ops.append(["zrem", k.due(merged_shard, "trigger"), merged])
+            ops.append(["hdel", k.clv_summaries, merged])
             for segment in gone.segments:
                 ops.append(["zrem", k.members(segment), merged])
         return [

@@ -14,6 +14,7 @@
 -- ARGV[1 + n]: the n-th save's encoded profile (Redis' MessagePack has no binary type).
 -- and an operation one of
 --   ["zadd", key, score, member]  ["zrem", key, member]  ["hset", key, field, value]
+--   ["hdel", key, field]
 --   ["set", key, value] (expires with the retention)  ["setnx", key, value] (likewise)
 --   ["del", key, version] (a merged visitor's profile: refused unless still at the version
 --       merged, as a write to it since would be lost; deleted, the counter goes down)
@@ -134,6 +135,8 @@ for n, save in ipairs(saves) do
             redis.call('ZREM', op[2], op[3])
           elseif name == 'hset' then
             redis.call('HSET', op[2], op[3], op[4])
+          elseif name == 'hdel' then
+            redis.call('HDEL', op[2], op[3])
           elseif name == 'set' then
             redis.call('SET', op[2], op[3])
             expire(op[2])
