@@ -8,11 +8,12 @@ on a stream, the engine was exact on it. Only ``cdpulse.contract.validation`` is
 to agree on which raw events are valid at all.
 
 Identity follows the rules (``refuse_links``): an id used as ``customer_id`` is never a
-linked visitor. Where the specification is silent the oracle decides, and says so: an
-identify naming the customer's own id as its anonymous id lists nothing in
-``anonymous_ids`` (it links nothing); among adds of one product at the same instant,
-the highest (price, category) sets the cart price, so that the cart depends on the set
-of events only.
+linked visitor; an admin merge (``customer_merges``) merges one known customer into
+another, and then owns the merged customer's events, before and after it, and its links.
+Where the specification is silent the oracle decides, and says so: an identify naming
+the customer's own id as its anonymous id lists nothing in ``anonymous_ids`` (it links
+nothing); among adds of one product at the same instant, the highest (price, category)
+sets the cart price, so that the cart depends on the set of events only.
 
 One field depends on processing order, by design: withholding analytics discards what the
 profile held (README: Consent), so a later grant counts only the events processed after
@@ -172,9 +173,10 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
 
     ``as_of`` defaults to the newest event time of the stream: the engine's watermark.
     """
-    valid = refuse_links(valid_events(items, now=now))
-    events = distinct(valid, links(valid))
-    aliases = links(events)
+    every = valid_events(items, now=now)
+    valid, merged_into = customer_merges(refuse_links(every))
+    events = distinct(valid, owners(links(valid), merged_into))
+    aliases = owners(links(events), merged_into)
 
     owned: dict[str, list[Event]] = defaultdict(list)
     for event in events:
@@ -191,12 +193,79 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
         owned.pop(owner, None)
     aliases = {a: c for a, c in aliases.items() if c not in erased and a not in erased}
 
-    newest = max((millis(e["timestamp"]) for e in events), default=0)
+    # An admin merge moves the watermark too: it is an event of its partition.
+    newest = max((millis(e["timestamp"]) for e in [*events, *_merges(every)]), default=0)
     reference = newest if as_of is None else as_of
     profiles = {
-        owner: profile(owner, mine, reference, counted(mine)) for owner, mine in owned.items()
+        owner: profile(
+            owner,
+            mine,
+            reference,
+            counted(mine),
+            merged=[m for m, s in merged_into.items() if s == owner],
+        )
+        for owner, mine in owned.items()
     }
     return Truth(profiles, aliases, reference)
+
+
+MERGE_TYPE = "customers_merged"
+
+
+def _merges(events: list[Event]) -> list[Event]:
+    return [e for e in events if e["type"] == MERGE_TYPE]
+
+
+def customer_merges(events: list[Event]) -> tuple[list[Event], dict[str, str]]:
+    """The events without the admin merges (an operation, not the customer's behaviour),
+    and merged customer -> survivor, decided in processing order (README: Identity
+    rules). A merge is refused when ``merged_id`` is the survivor (self_merge), was not
+    used as ``customer_id`` by an event processed before it (unknown_customer), is merged
+    into someone already (chain), or when the survivor is merged away itself (into
+    ``merged_id``: cycle; else survivor_merged). A merge made already changes nothing.
+    Whatever was merged into the merged customer follows it: one hop, always.
+    """
+    merged_into: dict[str, str] = {}
+    seen: set[str] = set()  # ids used as customer_id so far
+    out: list[Event] = []
+    for event in events:
+        if event["type"] != MERGE_TYPE:
+            if event.get("customer_id") is not None:
+                seen.add(event["customer_id"])
+            out.append(event)
+            continue
+        survivor, merged = event["customer_id"], event["properties"]["merged_id"]
+        if merge_refusal(survivor, merged, merged_into, seen) is None:
+            for other, into in list(merged_into.items()):
+                if into == merged:
+                    merged_into[other] = survivor
+            merged_into[merged] = survivor
+    return out, merged_into
+
+
+def merge_refusal(
+    survivor: str, merged: str, merged_into: Mapping[str, str], seen: set[str]
+) -> str | None:
+    """The rule an admin merge breaks, or None (README: Identity rules)."""
+    if merged == survivor:
+        return "self_merge"
+    if merged_into.get(merged) == survivor:
+        return None
+    if survivor in merged_into:
+        return "cycle" if merged_into[survivor] == merged else "survivor_merged"
+    if merged in merged_into:
+        return "chain"
+    if merged not in seen:
+        return "unknown_customer"
+    return None
+
+
+def owners(aliases: Mapping[str, str], merged_into: Mapping[str, str]) -> dict[str, str]:
+    """Every id's link to the profile that owns it: visitor links, then each customer's
+    own link if it was merged away (a merged customer's visitors follow it)."""
+    out = {a: merged_into.get(c, c) for a, c in aliases.items()}
+    out.update(merged_into)
+    return out
 
 
 def counted(events: Iterable[Event]) -> list[Event]:
@@ -292,9 +361,13 @@ def profile(
     events: Iterable[Event],
     as_of: int,
     counts: Iterable[Event] | None = None,
+    merged: Iterable[str] = (),
 ) -> Document:
     """The rendered profile of ``profile_id`` from all the (distinct) events it owns; the
-    behaviour from those it ``counts`` (``counted``: all of them unless given)."""
+    behaviour from those it ``counts`` (``counted``: all of them unless given).
+    ``merged``: the customers an admin merge merged into it (their events are among
+    ``events``; they are listed with its anonymous ids)."""
+    merged = set(merged)
     every = sorted(((millis(e["timestamp"]), e) for e in events), key=lambda te: te[0])
     if not every:
         raise ValueError(f"oracle: profile {profile_id} has no events")
@@ -306,8 +379,11 @@ def profile(
     times = [t for t, _ in timed]
 
     customers = {e["customer_id"] for _, e in every if e.get("customer_id") is not None}
+    customers -= merged
     if len(customers) > 1:
         raise ValueError(f"oracle: profile {profile_id} owns events of customers {customers}")
+    if merged:
+        customers = {profile_id}  # the survivor of an admin merge
     identifies = [(t, e) for t, e in every if e["type"] == "identify"]
     # every linked (merged) anonymous id is named by one of the customer's identify events
     anonymous_ids = sorted(
@@ -316,6 +392,7 @@ def profile(
             for _, e in identifies
             if e.get("anonymous_id") is not None and e["anonymous_id"] != profile_id
         }
+        | merged
     )
 
     orders = [(t, e["properties"]) for t, e in timed if e["type"] == "order_completed"]

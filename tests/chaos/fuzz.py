@@ -2,7 +2,8 @@
 
 Each draw is a short list of raw messages: a valid event with one field made extreme or
 mistyped, odd unicode (lone surrogates too, escaped or as raw bytes), an oversized field,
-or an identity graph (visitors and customers linked every which way, loops included).
+an identity graph (visitors and customers linked every which way, loops included), or
+admin merges of known customers in any shape (``customer_merges``).
 Every id a draw makes starts with ``fz-``, so hostile traffic can never touch a normal
 customer's profile: the fuzz test checks those exactly, and accounts for every message.
 """
@@ -99,10 +100,39 @@ def identity_graph(draw: st.DrawFn, templates: list[Event]) -> list[bytes]:
     return out
 
 
+@st.composite
+def customer_merges(draw: st.DrawFn, templates: list[Event]) -> list[bytes]:
+    """Admin merges among a few known customers in any shape (into itself, chains,
+    cycles, ids no event made a customer), after a view of each of some of them."""
+    people = [f"{PREFIX}k{N}-{i}" for i in range(draw(st.integers(2, 4)))]
+    pairs = st.tuples(st.sampled_from(people), st.sampled_from(people))
+    edges = draw(st.lists(pairs, min_size=1, max_size=5))
+    viewed = next(e for e in templates if e["type"] == "product_viewed")
+    out: list[bytes] = []
+    for i, person in enumerate(people):
+        if draw(st.integers(0, 3)):  # mostly known: a customer event of its own first
+            event = {**viewed, "event_id": f"{PREFIX}e{N}-k{i}", "timestamp": T0 + i}
+            event.pop("anonymous_id", None)
+            out.append(encode({**event, "customer_id": person}, True))
+    for i, (survivor, merged) in enumerate(edges):
+        merge = {
+            "event_id": f"{PREFIX}e{N}-m{i}",
+            "type": "customers_merged",
+            "timestamp": T0 + 100 + i,
+            "customer_id": survivor,
+            "channel": "partner",
+            "properties": {"merged_id": merged, "requested_by": f"{PREFIX}admin"},
+        }
+        out.append(encode(merge, True))
+    return out
+
+
 def hostile(templates: list[Event]) -> st.SearchStrategy[list[bytes]]:
     """Any of the kinds above; mostly one broken event, sometimes a graph."""
     one = mistyped(templates)
-    return st.one_of(one, one, one, oversized(templates), identity_graph(templates))
+    return st.one_of(
+        one, one, one, oversized(templates), identity_graph(templates), customer_merges(templates)
+    )
 
 
 def harvest(templates: list[Event], messages: int, at: int) -> list[bytes]:

@@ -6,7 +6,7 @@ and the watermarks, rendered exactly as the HTTP API renders them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -20,11 +20,13 @@ from tests.oracle import Truth, differences
 
 @dataclass(frozen=True)
 class StoredState:
-    """Every profile, alias and per-partition watermark under one prefix."""
+    """Every profile, alias, admin merge marker and per-partition watermark under one
+    prefix."""
 
     profiles: dict[str, Profile]
     aliases: dict[str, str]
     watermarks: dict[str, int]
+    merged: dict[str, str] = field(default_factory=dict)  # merged customer -> survivor
 
     @property
     def as_of(self) -> int:
@@ -42,11 +44,13 @@ def read_state(client: redis.Redis, prefix: str) -> StoredState:
     keys = Keys(prefix)
     profile_keys = sorted(client.scan_iter(match=keys.profile("*"), count=1000))
     alias_keys = sorted(client.scan_iter(match=keys.alias("*"), count=1000))
+    merged_keys = sorted(client.scan_iter(match=keys.merged_into("*"), count=1000))
     pipe = client.pipeline(transaction=False)
     for key in profile_keys:
         pipe.hget(key, "b")
     blobs = pipe.execute()
     targets = client.mget(alias_keys) if alias_keys else []
+    survivors = client.mget(merged_keys) if merged_keys else []
     marks = client.hgetall(keys.watermark)
     return StoredState(
         profiles={
@@ -56,6 +60,10 @@ def read_state(client: redis.Redis, prefix: str) -> StoredState:
             _id(k, prefix, "alias"): t.decode() for k, t in zip(alias_keys, targets, strict=True)
         },
         watermarks={k.decode(): int(v) for k, v in marks.items()},
+        merged={
+            _id(k, prefix, "merged"): t.decode()
+            for k, t in zip(merged_keys, survivors, strict=True)
+        },
     )
 
 

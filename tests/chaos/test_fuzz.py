@@ -16,6 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from cdpulse.contract.topics import STREAM_OF_TYPE
+from cdpulse.pipeline.identity import MERGE_RULES
 from cdpulse.simulate.shop import Shop
 from tests.chaos.conftest import scaled
 from tests.chaos.fuzz import PREFIX, harvest
@@ -25,6 +26,8 @@ from tests.chaos.stream import Outgoing
 from tests.chaos.test_hostile_input import STREAMS, parses, rejections, through_the_engine
 from tests.integration.conftest import Env, consume_all
 from tests.oracle import differences, expected, millis, valid_events
+
+MERGE = b'"customers_merged"'
 
 
 def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -> None:
@@ -41,7 +44,10 @@ def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -
         )
         for e in shop
     ]
-    to_http = {i for i, raw in enumerate(fuzzed) if rng.random() < 0.2 and parses(raw)}
+    # Merges reach the worker only on Kafka: the collector refuses them (tests/integration).
+    to_http = {
+        i for i, raw in enumerate(fuzzed) if rng.random() < 0.2 and parses(raw) and MERGE not in raw
+    }
     by_http = [fuzzed[i] for i in sorted(to_http)]
     hostile = [
         Outgoing(rng.choice(STREAMS), rng.choice((None, b"", b"fz-key", raw[:16])), raw)
@@ -69,6 +75,8 @@ def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -
         for r in consume_all(env.settings, env.settings.topic_dead_letter, wanted.total())
     ]
     refused = [d for d in letters if d["reason"] == "identity_refused"]
+    merges_refused = [d for d in letters if d["reason"] == "merge_refused"]
+    letters = [d for d in letters if d not in merges_refused]
     assert Counter(d["reason"] for d in letters if d not in refused) == wanted
     assert not posted.errors, f"{len(posted.errors)} requests failed: {posted.errors[:5]}"
 
@@ -87,9 +95,21 @@ def test_fuzzed_messages_are_accounted_for_and_normal_profiles_exact(env: Env) -
     assert {d["event_id"] for d in refused} <= refusable
     assert all("known_customer" in d["detail"] for d in refused)
     state = read_state(env.redis, env.name)
-    assert not set(state.aliases) & customers, "a known customer is linked as a visitor"
+    linked = set(state.aliases) & customers
+    assert linked <= set(state.merged), "a known customer is linked as a visitor"
     assert not set(state.aliases.values()) & set(state.aliases), "a link chains"
     assert not set(state.aliases) & set(state.profiles), "a linked id has a profile"
+
+    # Admin merges (README: Identity rules): refused ones are dead-lettered naming a rule,
+    # each merged customer's link and marker name one survivor, which lists it.
+    merges = {e["event_id"] for e in everything if e["type"] == "customers_merged"}
+    assert merges_refused, "no merge was refused: the merge rules went untested"
+    assert state.merged, "no merge was applied: the admin merge went untested"
+    assert {d["event_id"] for d in merges_refused} <= merges
+    assert all(any(f"({r})" in d["detail"] for r in MERGE_RULES) for d in merges_refused)
+    for gone, survivor in state.merged.items():
+        assert state.aliases[gone] == survivor, f"{gone}: its link and marker disagree"
+        assert gone in state.profiles[survivor].merged_customers, f"{survivor} lacks {gone}"
 
     # The oracle's truth is the normal messages', at the watermark every valid message
     # moved (which visitor link of a hostile graph wins depends on the order read).

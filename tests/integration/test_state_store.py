@@ -30,11 +30,13 @@ from cdpulse.store.cache import ProfileCache
 from cdpulse.store.keys import Keys
 from cdpulse.store.state import RedisState
 from tests.integration.conftest import Env
+from tests.oracle import millis
 from tests.unit.test_pipeline import (
     RULES,
     arrival_order,
     cut,
     encode,
+    in_order,
     partition_of,
     with_duplicates_and_garbage,
 )
@@ -100,6 +102,8 @@ def memory_contents(state: MemoryState, prefix: str) -> dict[str, object]:
         out[keys.profile(profile_id)] = (version, decode(blob))
     for visitor, customer in state.aliases.items():
         out[keys.alias(visitor)] = customer.encode()
+    for merged, survivor in state.merged_into.items():
+        out[keys.merged_into(merged)] = survivor.encode()
     out[keys.watermark] = {n: str(at).encode() for n, at in state.watermarks.items()}
     for kind, schedule in (("churn", state.churn_due), ("trigger", state.trigger_due)):
         for shard, dues in schedule.items():
@@ -138,6 +142,47 @@ def test_a_shop_leaves_redis_exactly_as_the_memory_store(env: Env, redis_state: 
         assert got[key] == want[key], key
     # every batch: one read and one write, and now and then a hop through a link
     assert redis_state.round_trips - before <= 2 * len(batches) + 10
+
+
+def test_admin_merges_leave_redis_exactly_as_the_memory_store(
+    env: Env, redis_state: RedisState
+) -> None:
+    # A shop, then admin merges among its customers in any shape (chains, cycles,
+    # repeats), then an event of every id: links, markers, member lists, schedules and
+    # summaries in Redis end exactly as the in-memory store's semantics say.
+    rng = random.Random(12)
+    events = list(Shop(customers=30, days=10, seed=12).events())
+    customers = sorted({e["customer_id"] for e in events if e.get("customer_id")})
+    t = max(millis(e["timestamp"]) for e in events)
+    merges = [
+        {
+            "event_id": f"m{n}",
+            "type": "customers_merged",
+            "timestamp": t + n,
+            "customer_id": rng.choice(customers),
+            "channel": "partner",
+            "properties": {"merged_id": rng.choice(customers), "requested_by": "ops"},
+        }
+        for n in range(40)
+    ]
+    after = [
+        {**_event(n, "page_viewed", c), "timestamp": t + 100 + n} for n, c in enumerate(customers)
+    ]
+    shop = [events[at : at + 120] for at in range(0, len(events), 120)]
+    batches = in_order(*shop, merges[:20], merges[20:], after)
+    memory = MemoryState(shard_of=partition_of)
+    run_batches(ProfilePipeline(memory, MemoryOutlet(), Stages(engine()), partitions=12), batches)
+    run_batches(
+        ProfilePipeline(redis_state, MemoryOutlet(), Stages(engine()), partitions=12), batches
+    )
+
+    assert len(memory.merged_into) >= 3, "few merges were made: the merge path went untested"
+    assert set(memory.merged_into.values()).isdisjoint(memory.merged_into), "a merge chains"
+    got = redis_contents(env.redis, env.name)
+    want = memory_contents(memory, env.name)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == want[key], key
 
 
 def save_of(
@@ -398,3 +443,91 @@ def test_what_a_staged_save_made_due_is_polled_before_its_write_lands(env: Env) 
         assert view.due == {"C"} and view.profiles["C"].version == 1
 
     asyncio.run(main())
+
+
+def _event(n: int, kind: str, customer: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"e{n}",
+        "type": kind,
+        "timestamp": 1_767_225_600_000 + n,
+        "customer_id": customer,
+        "channel": "web" if kind != "customers_merged" else "partner",
+        "properties": properties or {"url": "/"},
+    }
+
+
+def _message(partition: int, offset: int, event: dict[str, Any]) -> Message:
+    return Message("t", partition, offset, event["customer_id"].encode(), encode(event))
+
+
+class _RacedBy:
+    """The state store of one worker, whose next write waits for ``racer`` to run first
+    (another worker, on another partition, writing meanwhile)."""
+
+    def __init__(self, state: RedisState, racer: Any) -> None:
+        self.state, self.racer, self.raced = state, racer, False
+
+    async def read(self, wanted: Wanted) -> object:
+        return await self.state.read(wanted)
+
+    def stage(self, changes: Changes) -> None:
+        self.state.stage(changes)
+
+    def discard(self) -> None:
+        self.state.discard()
+
+    async def write(self, changes: Changes) -> dict[str, SaveStatus]:
+        if not self.raced:
+            self.raced = True
+            await self.racer()
+        return await self.state.write(changes)
+
+
+def test_an_admin_merge_racing_the_merged_customers_worker_loses_no_event(
+    env: Env, redis_state: RedisState
+) -> None:
+    # B's worker (partition 1) saves B between the merge's read and its write (partition
+    # 0): the merge's compare-and-set refuses (B moved) and merges B as it is now. D's
+    # worker reads D, then the merge of D into C lands, then D's write comes: refused
+    # (D is merged away), re-read, and applied to the survivor C.
+    keys = Keys(env.name)
+    survivor = ProfilePipeline(redis_state, MemoryOutlet(), Stages(engine()), partitions=2)
+    merged = ProfilePipeline(redis_state, MemoryOutlet(), Stages(engine()), partitions=2)
+
+    def merge(n: int, into: str, gone: str) -> dict[str, Any]:
+        return _event(n, "customers_merged", into, merged_id=gone, requested_by="ops-admin")
+
+    async def main() -> None:
+        await redis_state.load_scripts()
+        await survivor.run([_message(0, 0, _event(0, "page_viewed", "A"))])
+        await survivor.run([_message(0, 1, _event(1, "page_viewed", "C"))])
+        await merged.run([_message(1, 0, _event(2, "page_viewed", "B"))])
+        await merged.run([_message(1, 1, _event(3, "page_viewed", "D"))])
+
+        async def b_writes() -> None:
+            await merged.run([_message(1, 2, _event(4, "page_viewed", "B"))])
+
+        survivor.state = _RacedBy(redis_state, b_writes)  # type: ignore[assignment]
+        report = await survivor.run([_message(0, 2, merge(5, "A", "B"))])
+        assert report.retries == {"conflict": 1}
+
+        async def merge_lands() -> None:
+            await survivor.run([_message(0, 3, merge(6, "C", "D"))])
+
+        survivor.state = redis_state
+        merged.state = _RacedBy(redis_state, merge_lands)  # type: ignore[assignment]
+        late = await merged.run([_message(1, 3, _event(7, "page_viewed", "D"))])
+        assert late.retries == {"aliased": 1}
+
+    asyncio.run(main())
+    client = env.redis
+    for survived, gone, events in (("A", "B", 3), ("C", "D", 3)):
+        assert not client.exists(keys.profile(gone))
+        assert (
+            client.get(keys.alias(gone)) == client.get(keys.merged_into(gone)) == survived.encode()
+        )
+        blob = client.hget(keys.profile(survived), "b")
+        assert isinstance(blob, bytes)
+        profile = decode(blob)
+        # every event of both (the merge itself is not one), each once
+        assert (profile.events, profile.merged_customers) == (events, [gone])

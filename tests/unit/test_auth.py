@@ -72,6 +72,7 @@ def test_every_event_type_of_the_contract_has_a_collector_scope() -> None:
         "identify",
         "consent_updated",
         "erasure_requested",
+        "customers_merged",
     }
 
 
@@ -90,6 +91,8 @@ def _event(kind: object) -> dict[str, object]:
         ("login-secret", "consent_updated", ""),
         ("ingest-secret", "erasure_requested", None),
         ("login-secret", "erasure_requested", None),
+        ("ingest-secret", "customers_merged", None),
+        ("login-secret", "customers_merged", None),
         # not a type of the contract: validation rejects it with its own reason
         ("ingest-secret", "nope", ""),
         ("ingest-secret", ["identify"], ""),
@@ -113,6 +116,10 @@ def test_erasure_is_refused_on_the_collector_even_without_auth() -> None:
         Gate({}, disabled=True).check(None, "ingest"), 0, _event("erasure_requested")
     )
     assert refusal is not None and "DELETE /v1/profiles/{id}" in refusal.detail
+    merge = event_refusal(
+        Gate({}, disabled=True).check(None, "ingest"), 0, _event("customers_merged")
+    )
+    assert merge is not None and "POST /v1/admin/merges" in merge.detail
     identify = event_refusal(Gate({}, disabled=True).check(None, "ingest"), 0, _event("identify"))
     assert identify is None
 

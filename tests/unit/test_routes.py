@@ -31,6 +31,7 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/profiles/{profile_id}"): "read",
     ("DELETE", "/v1/profiles/{profile_id}"): "admin",
     ("GET", "/v1/profiles/{profile_id}/export"): "admin",
+    ("POST", "/v1/admin/merges"): "admin",
     ("GET", "/v1/profiles/{profile_id}/recommendations"): "read",
     ("GET", "/v1/profiles/{profile_id}/triggers"): "read",
     ("POST", "/v1/identities/lookup"): "read",

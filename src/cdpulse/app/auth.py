@@ -245,7 +245,8 @@ def who() -> str:
 # anyone can read it, so it must not link an anonymous id to any customer (a merge),
 # set anyone's traits or change anyone's consent; those come from a server that has
 # authenticated the customer. Erasure is not an event clients send: DELETE
-# /v1/profiles/{id} (``admin``) requests it, with the token's name as ``requested_by``.
+# /v1/profiles/{id} (``admin``) requests it, with the token's name as ``requested_by``;
+# likewise merging two known customers: POST /v1/admin/merges (``admin``).
 COLLECTOR_SCOPES: Mapping[str, Scope | None] = {
     "page_viewed": "ingest",
     "product_viewed": "ingest",
@@ -262,6 +263,14 @@ COLLECTOR_SCOPES: Mapping[str, Scope | None] = {
     "identify": "identity",
     "consent_updated": "identity",
     "erasure_requested": None,
+    "customers_merged": None,
+}
+
+
+# The admin route that publishes each type no token may post.
+ADMIN_ROUTES: Mapping[str, str] = {
+    "erasure_requested": "request erasure with DELETE /v1/profiles/{id}",
+    "customers_merged": "merge two known customers with POST /v1/admin/merges",
 }
 
 
@@ -305,9 +314,9 @@ def event_refusal(verdict: Verdict, index: int, obj: Any) -> EventRefusal | None
             event_id,
             kind,
             None,
-            f"{kind} is not accepted by the collector from any token: request erasure with "
-            "DELETE /v1/profiles/{id} (scope 'admin'), which records the token's name as "
-            "requested_by",
+            f"{kind} is not accepted by the collector from any token: "
+            f"{ADMIN_ROUTES.get(kind, 'an admin route publishes it')} (scope 'admin'), which "
+            "records the token's name as requested_by",
         )
     if verdict.grants(scope):
         return None

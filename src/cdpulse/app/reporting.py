@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 
+from cdpulse.contract.validation import MERGE_REFUSED
 from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import BatchReport
 from cdpulse.profile import limits
@@ -60,6 +61,11 @@ def record_batch(report: BatchReport) -> None:
     _inc(metrics.LINK_CONFLICTS, report.link_conflicts)
     for rule, n in report.identity_refused.items():
         metrics.IDENTITY_REFUSED.labels(rule).inc(n)
+    if counts["customer_merges"]:
+        metrics.CUSTOMER_MERGES.labels("merged").inc(counts["customer_merges"])
+    for name, n in counts.items():
+        if name.startswith(MERGE_REFUSED + ":"):
+            metrics.CUSTOMER_MERGES.labels(name.split(":", 1)[1]).inc(n)
     if report.quarantined:
         metrics.EVENTS_REJECTED.labels("processing_error").inc(report.quarantined)
     for cause, n in report.retries.items():

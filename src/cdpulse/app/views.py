@@ -55,6 +55,15 @@ def register_views(services: Services) -> None:
             settings.clv_horizon_days,
         )
 
+    async def publish_admin(event: dict[str, Any], detail: str) -> dict[str, Any]:
+        """Publish an admin route's event on its customer's partition of the customers
+        topic (acknowledged), and the 202 answer: the worker carries it out in order with
+        the customer's other events."""
+        topic = services.outputs[services.topics.customers]
+        key, value = event["customer_id"].encode(), json.dumps(event).encode()
+        await (await topic.send(key=key, value=value))
+        return {"status": "accepted", "event_id": event["event_id"], "detail": detail}
+
     partitions = settings.topic_partitions
     exporter = Exporter(
         store.client,
@@ -88,18 +97,57 @@ def register_views(services: Services) -> None:
                 "channel": "partner",
                 "properties": {"requested_by": who()},
             }
-            topic = services.outputs[services.topics.customers]
-            delivery = await topic.send(key=target.encode(), value=json.dumps(event).encode())
-            await delivery
-            return self.json(
-                {
-                    "status": "accepted",
-                    "event_id": event_id,
-                    "detail": "every key of the customer and its linked ids is erased "
-                    "when the worker reaches this event; the audit topic records it",
-                },
-                status=202,
+            detail = (
+                "every key of the customer and its linked ids is erased when the worker "
+                "reaches this event; the audit topic records it"
             )
+            return self.json(await publish_admin(event, detail), status=202)
+
+    @app.page("/v1/admin/merges")
+    class CustomerMergeView(View):
+        @guarded("admin")
+        async def post(self, request: Request) -> Response:
+            # Like erasure, a merge of two known customers travels as an event, on the
+            # survivor's partition; the worker carries it out, or refuses it
+            # (dead-lettered merge_refused), and the audit topic records either.
+            fix = 'send {"customer_id": "<survivor>", "merged_id": "<merged away>"}'
+            try:
+                body = json.loads(await request.read())
+            except ValueError:
+                return self.json({"error": f"the body is not JSON; {fix}"}, status=400)
+            if not isinstance(body, dict):
+                return self.json({"error": f"the body must be a JSON object; {fix}"}, status=400)
+            for name in ("customer_id", "merged_id"):
+                if not isinstance(body.get(name), str) or not body[name]:
+                    return self.json(
+                        {"error": f"{name!r} must be a non-empty string; {fix}"}, status=400
+                    )
+            survivor, merged = body["customer_id"], body["merged_id"]
+            if survivor == merged:
+                return self.json(
+                    {
+                        "error": "'merged_id' must differ from 'customer_id': a customer is "
+                        "not merged into itself"
+                    },
+                    status=400,
+                )
+            event_id = f"merge-{uuid.uuid4().hex}"
+            event = {
+                "event_id": event_id,
+                "type": "customers_merged",
+                "timestamp": int(time.time() * 1000),
+                "customer_id": survivor,
+                "channel": "partner",
+                "properties": {"merged_id": merged, "requested_by": who()},
+            }
+            checked = validate(event, now=datetime.now(UTC))
+            if isinstance(checked, Rejection):
+                return self.json({"error": f"{checked.detail}; {fix}"}, status=400)
+            detail = (
+                "merged_id is merged into customer_id when the worker reaches this event, "
+                "or refused (dead letter merge_refused); the audit topic records either"
+            )
+            return self.json(await publish_admin(event, detail), status=202)
 
     @app.page("/v1/profiles/{profile_id}/export")
     class ExportView(View):

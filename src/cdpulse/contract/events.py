@@ -196,6 +196,14 @@ class ErasureRequested(_Model):
     reason: Text | None = None
 
 
+class CustomersMerged(_Model):
+    """Two known customers are one: ``merged_id`` is merged into the event's
+    ``customer_id``, the survivor (README: Identity rules, the admin merge)."""
+
+    merged_id: Id  # the customer merged away
+    requested_by: Id | None = None  # who asked: the admin token's name
+
+
 class EmailOpened(_Model):
     campaign_id: Id
     message_id: Id | None = None
@@ -309,6 +317,20 @@ class ErasureRequestedEvent(_Envelope):
     properties: ErasureRequested = ErasureRequested()
 
 
+class CustomersMergedEvent(_Envelope):
+    """Merge ``properties.merged_id`` into ``customer_id``; only POST /v1/admin/merges
+    publishes it."""
+
+    type: Literal["customers_merged"]
+    properties: CustomersMerged
+
+    @model_validator(mode="after")
+    def _needs_customer(self) -> CustomersMergedEvent:
+        if self.customer_id is None:
+            raise ValueError("customers_merged needs customer_id (the surviving customer)")
+        return self
+
+
 class EmailOpenedEvent(_Envelope):
     type: Literal["email_opened"]
     properties: EmailOpened
@@ -345,6 +367,7 @@ EVENT_CLASSES: tuple[type[_Envelope], ...] = (
     OfferShownEvent,
     OfferRedeemedEvent,
     ErasureRequestedEvent,
+    CustomersMergedEvent,
 )
 
 Event = Annotated[
@@ -362,7 +385,8 @@ Event = Annotated[
     | EmailClickedEvent
     | OfferShownEvent
     | OfferRedeemedEvent
-    | ErasureRequestedEvent,
+    | ErasureRequestedEvent
+    | CustomersMergedEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

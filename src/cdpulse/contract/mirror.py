@@ -156,6 +156,11 @@ class ErasureRequested(_Part):
     reason: Text | None = None
 
 
+class CustomersMerged(_Part):
+    merged_id: Id
+    requested_by: Id | None = None
+
+
 class EmailOpened(_Part):
     campaign_id: Id
     message_id: Id | None = None
@@ -254,6 +259,11 @@ class ErasureRequestedEvent(Envelope, tag="erasure_requested"):
     properties: ErasureRequested = msgspec.field(default_factory=ErasureRequested)
 
 
+class CustomersMergedEvent(Envelope, tag="customers_merged"):
+    type = "customers_merged"
+    properties: CustomersMerged
+
+
 class EmailOpenedEvent(Envelope, tag="email_opened"):
     type = "email_opened"
     properties: EmailOpened
@@ -290,9 +300,11 @@ Event = (
     | OfferShownEvent
     | OfferRedeemedEvent
     | ErasureRequestedEvent
+    | CustomersMergedEvent
 )
 
 _DECODER = msgspec.json.Decoder(Event)
+_NEED_CUSTOMER = (IdentifyEvent, CustomersMergedEvent)
 _LATEST_MS = 32503680000000  # year 3000, as the contract
 
 
@@ -346,9 +358,9 @@ def decode(raw: bytes) -> Event | None:
             return None
         event = _DECODER.decode(text)
         if event.customer_id is None and (
-            event.anonymous_id is None or type(event) is IdentifyEvent
+            event.anonymous_id is None or type(event) in _NEED_CUSTOMER
         ):
-            return None  # no id, or an identify without a customer
+            return None  # no id, or an identify or merge without a customer
         event.at = event_time(event.timestamp)
     except (msgspec.DecodeError, ValueError, OverflowError, TypeError):  # UnicodeDecodeError too
         return None

@@ -25,6 +25,7 @@ STREAM_OF_TYPE: dict[str, Stream] = {
     "offer_shown": "customers",
     "offer_redeemed": "customers",
     "erasure_requested": "customers",
+    "customers_merged": "customers",
 }
 
 

@@ -40,6 +40,9 @@ PROCESSING_ERROR = "processing_error"
 # An identify whose link the identity rules refuse (``pipeline/identity.py``): applied to
 # its customer without the link; the detail names the rule.
 IDENTITY_REFUSED = "identity_refused"
+# An admin merge of two customers the identity rules refuse: nothing is merged; the
+# detail names the rule.
+MERGE_REFUSED = "merge_refused"
 
 REASONS: tuple[str, ...] = (
     TOO_LARGE,
@@ -53,6 +56,7 @@ REASONS: tuple[str, ...] = (
     FUTURE_TIMESTAMP,
     PROCESSING_ERROR,
     IDENTITY_REFUSED,
+    MERGE_REFUSED,
 )
 
 

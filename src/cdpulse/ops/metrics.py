@@ -87,6 +87,12 @@ IDENTITY_REFUSED = Counter(
     "Identify events whose link the identity rules refused (dead-lettered), by rule.",
     ["rule"],
 )
+CUSTOMER_MERGES = Counter(
+    "cdpulse_customer_merges_total",
+    "Admin merges of two known customers (customers_merged): outcome 'merged', or the "
+    "rule that refused it (dead-lettered merge_refused).",
+    ["outcome"],
+)
 SAVE_RETRIES = Counter("cdpulse_save_retries_total", "Profile saves retried, by cause.", ["cause"])
 REDIS_ERRORS = Counter(
     "cdpulse_redis_errors_total", "Redis calls that failed and were retried after a backoff."

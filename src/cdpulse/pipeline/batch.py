@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import ErasureRequestedEvent, IdentifyEvent, OrderCompletedEvent
-from cdpulse.contract.validation import IDENTITY_REFUSED, Rejection
+from cdpulse.contract.validation import IDENTITY_REFUSED, MERGE_REFUSED, Rejection
 from cdpulse.models.reco_stream import Forget
 from cdpulse.pipeline.decode import Decoded, Item, decode_batch, quarantined
 from cdpulse.pipeline.identity import stitch, unresolved, wanted_ids
@@ -445,13 +445,18 @@ class ProfilePipeline:
         stitching = stitch(items, view)
         report.link_conflicts += stitching.conflicts
         refused: dict[str, list[DeadLetter]] = {}  # target -> its refused identifies
+        merge_rules: dict[str, list[str]] = {}  # target -> the rules its merges broke
         for refusal in stitching.refused:
             if refusal.repeat:
                 continue
-            if not refusal.retried:
-                report.identity_refused[refusal.rule] += 1
             item = refusal.item
-            rejection = Rejection(IDENTITY_REFUSED, refusal.detail, item.event.event_id)
+            if refusal.merge:
+                # Counted with its survivor's work, from the round that saves it.
+                merge_rules.setdefault(item.target, []).append(refusal.rule)
+            elif not refusal.retried:
+                report.identity_refused[refusal.rule] += 1
+            reason = MERGE_REFUSED if refusal.merge else IDENTITY_REFUSED
+            rejection = Rejection(reason, refusal.detail, item.event.event_id)
             refused.setdefault(item.target, []).append(DeadLetter.of(item.message, rejection))
         updates: dict[str, ProfileUpdate] = {}
 
@@ -473,6 +478,8 @@ class ProfilePipeline:
                     merging.merged_versions[source] = visitor.version
         for target, visitors in stitching.links.items():
             update_of(target).links += visitors
+        for target, customers in stitching.customers.items():
+            update_of(target).customers += customers
         for profile_id in due:
             stored = view.profiles.get(profile_id)
             # Gone (merged away, erased) or now someone's visitor: its customer carries on.
@@ -490,6 +497,8 @@ class ProfilePipeline:
             # Published with the profile's work: withheld and decided again with it.
             for letter in refused.get(update.target, ()):
                 mine.outputs.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
+            for rule in merge_rules.get(update.target, ()):
+                mine.counts[MERGE_REFUSED + ":" + rule] += 1
             try:
                 found = self.stages.one(update, low, as_of, view.exposures, mine)
             except Exception as exc:  # quarantine: one profile's input never stops a batch
@@ -629,6 +638,7 @@ def _fresh(update: ProfileUpdate, items: list[Item], view: View) -> ProfileUpdat
         merged,
         update.merged_versions,
         update.links,
+        update.customers,
         update.due,
     )
 

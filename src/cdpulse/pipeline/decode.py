@@ -28,8 +28,8 @@ class Item(msgspec.Struct, gc=False):
     event: Event
     source: str  # "topic:partition:key": messages sharing it arrive in offset order
     target: str = ""
-    # The identity rule that refused its link (``pipeline/identity.py``); ``event`` is
-    # then the identify without its anonymous id, decided again as refused on a retry.
+    # The identity rule that refused its link or its admin merge (``pipeline/identity.py``);
+    # an identify is then without its anonymous id. Decided again as refused on a retry.
     refused: str = ""
 
 

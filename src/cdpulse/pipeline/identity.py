@@ -31,6 +31,19 @@ Why one id space and not separate customer and visitor namespaces: profile keys,
 API's ``/v1/profiles/{id}``, erasure, segments and every oracle name a profile by one
 id; the marker the profile already carries decides the rules with the batch's one read.
 
+**Merging two known customers** is an admin operation of its own (``customers_merged``,
+published by POST /v1/admin/merges): ``properties.merged_id`` is merged into the event's
+``customer_id``, the survivor, exactly as a visitor merges (once, ``Profile.merged_from``),
+and its link is a *customer link*: the survivor lists it in ``Profile.merged_customers``,
+and only such a link carries events with ``customer_id`` (the merged customer's later
+events go to the survivor). A visitor link never does. Refused, dead-lettered
+``merge_refused`` with the rule (``MERGE_RULES``): a merge of an id into itself, of an
+id without a stored known customer's profile, of an id merged into someone already
+(a chain), into a survivor merged away itself, or back into the customer it was merged
+into (a cycle). A merge already made (a re-delivery, a repeated request) changes nothing.
+The merged customer's own links move to the survivor with the same save, so every link
+stays one hop (``store/write.lua``).
+
 Every id resolves through the links that apply to its profile; a visitor whose profile
 is still stored (merged by an earlier, interrupted attempt, or never merged) merges into
 the customer it resolves to, exactly once (``Profile.merged_from``).
@@ -43,7 +56,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from cdpulse.contract.mirror import IdentifyEvent
+from cdpulse.contract.mirror import CustomersMergedEvent, IdentifyEvent
 from cdpulse.pipeline.decode import Item
 from cdpulse.pipeline.state import View
 from cdpulse.profile.rules import is_duplicate
@@ -54,6 +67,19 @@ MAX_HOPS = 8  # links never chain; a bound keeps a hostile graph finite
 KNOWN_CUSTOMER = "known_customer"
 RULES: dict[str, str] = {
     KNOWN_CUSTOMER: "its anonymous_id is a known customer (used as customer_id)",
+}
+# Why an admin merge of two customers is refused (likewise).
+SELF_MERGE = "self_merge"
+UNKNOWN_CUSTOMER = "unknown_customer"
+CHAIN = "chain"
+SURVIVOR_MERGED = "survivor_merged"
+CYCLE = "cycle"
+MERGE_RULES: dict[str, str] = {
+    SELF_MERGE: "merged_id is the surviving customer_id itself",
+    UNKNOWN_CUSTOMER: "merged_id has no stored profile of a known customer",
+    CHAIN: "merged_id is merged into another customer already",
+    SURVIVOR_MERGED: "the surviving customer_id is itself merged into another customer",
+    CYCLE: "the surviving customer_id is merged into merged_id already",
 }
 
 
@@ -69,7 +95,17 @@ class Refusal:
     retried: bool = False
 
     @property
+    def merge(self) -> bool:
+        """Whether this refuses an admin merge rather than an identify's link."""
+        return self.rule in MERGE_RULES
+
+    @property
     def detail(self) -> str:
+        if self.merge:
+            return (
+                f"customers_merged {self.item.event.event_id}: merge refused ({self.rule}): "
+                f"{MERGE_RULES[self.rule]}; nothing was merged"
+            )
         return (
             f"identify {self.item.event.event_id}: link refused ({self.rule}): "
             f"{RULES[self.rule]}; the identify was applied to its customer without the link"
@@ -83,7 +119,8 @@ class Stitching:
     links: dict[str, list[str]] = field(default_factory=dict)  # customer -> new visitors
     merges: dict[str, list[str]] = field(default_factory=dict)  # customer -> ids merged in
     conflicts: int = 0  # links refused: the visitor belongs to another customer
-    refused: list[Refusal] = field(default_factory=list)  # links the rules refuse
+    refused: list[Refusal] = field(default_factory=list)  # links and merges refused
+    customers: dict[str, list[str]] = field(default_factory=dict)  # survivor -> merged now
 
 
 def wanted_ids(items: Iterable[Item]) -> set[str]:
@@ -95,6 +132,8 @@ def wanted_ids(items: Iterable[Item]) -> set[str]:
             ids.add(event.customer_id)
         if event.anonymous_id is not None:
             ids.add(event.anonymous_id)
+        if type(event) is CustomersMergedEvent:
+            ids.add(event.properties.merged_id)
     return ids
 
 
@@ -112,6 +151,36 @@ def known_customers(items: Iterable[Item], view: View) -> set[str]:
     }
     known.update(i.event.customer_id for i in items if i.event.customer_id is not None)
     return known
+
+
+def customer_links(view: View) -> dict[str, str]:
+    """Merged customer -> survivor: the links the survivor's profile lists as customers'."""
+    out = {}
+    for merged, survivor in view.aliases.items():
+        stored = view.profiles.get(survivor)
+        profile = stored.profile if stored is not None else None
+        if profile is not None and merged in profile.merged_customers:
+            out[merged] = survivor
+    return out
+
+
+def merge_refusal(
+    survivor: str, merged: str, merged_into: dict[str, str], view: View
+) -> str | None:
+    """The rule that refuses merging customer ``merged`` into ``survivor``; None when it
+    may be merged (or was already: ``merged_into`` says so, and nothing changes)."""
+    if merged == survivor:
+        return SELF_MERGE
+    if merged_into.get(merged) == survivor:
+        return None
+    if survivor in merged_into:
+        return CYCLE if merged_into[survivor] == merged else SURVIVOR_MERGED
+    if merged in merged_into:
+        return CHAIN
+    stored = view.profiles.get(merged)
+    if stored is None or stored.profile is None or stored.profile.customer_id is None:
+        return UNKNOWN_CUSTOMER
+    return None
 
 
 def resolve(profile_id: str, links: dict[str, str]) -> str:
@@ -140,12 +209,26 @@ def stitch(items: list[Item], view: View) -> Stitching:
     """Link the batch's visitors, refuse what the rules refuse, point every item at its
     profile (``Item.target``) and list what each profile merges."""
     out = Stitching()
-    known = known_customers(items, view)
-    # A known customer's own link (made while it was only a visitor) no longer applies.
-    links = {v: c for v, c in view.aliases.items() if v not in known}
+    merged_into = customer_links(view)
+    known = known_customers(items, view) | set(merged_into)  # merged away: still a customer
+    # A known customer's own link (made while it was only a visitor) no longer applies;
+    # a customer link (an admin merge) does.
+    links = {v: c for v, c in view.aliases.items() if v not in known or v in merged_into}
     new: list[str] = []
+    merged_now: list[str] = []
     for item in items:
         event = item.event
+        if type(event) is CustomersMergedEvent:
+            survivor, merged = event.key, event.properties.merged_id
+            rule = merge_refusal(survivor, merged, merged_into, view)
+            if rule is not None:
+                item.refused = rule
+                owner = resolve(survivor, links)
+                out.refused.append(Refusal(item, rule, _applied(item, owner, view)))
+            elif merged_into.get(merged) != survivor:
+                links[merged] = merged_into[merged] = survivor
+                merged_now.append(merged)
+            continue
         if item.refused:  # refused by an earlier round of this batch: still refused
             owner = resolve(item.event.key, links)
             out.refused.append(Refusal(item, item.refused, _applied(item, owner, view), True))
@@ -171,6 +254,8 @@ def stitch(items: list[Item], view: View) -> Stitching:
     # A new link is written with the save of the profile it resolves to, and names it.
     for visitor in new:
         out.links.setdefault(resolve(visitor, links), []).append(visitor)
+    for merged in merged_now:
+        out.customers.setdefault(resolve(merged, links), []).append(merged)
     for item in items:
         item.target = resolve(item.event.key, links)
     # Every id read that now resolves elsewhere and still has a profile merges into it.
@@ -178,4 +263,6 @@ def stitch(items: list[Item], view: View) -> Stitching:
         target = resolve(profile_id, links)
         if target != profile_id and stored.profile is not None:
             out.merges.setdefault(target, []).append(profile_id)
+    for sources in out.merges.values():
+        sources.sort()  # in one order whatever order the store read them in
     return out

@@ -5,8 +5,9 @@ The same semantics as the Redis store (``store/state.py`` and its scripts ``read
 ``write.lua``, ``due.lua``): a save
 is a compare-and-set refused when the version (or that of a visitor it merges) moved,
 when the id became someone's visitor (unless it is a known customer's: its own link then
-goes), or when a visitor it links belongs to someone else or has a profile it does not
-merge; everything in a save happens only if the save does.
+goes; but a customer an admin merge merged away is refused), or when a visitor it links
+belongs to someone else or has a profile it does not merge; everything in a save happens
+only if the save does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class MemoryState:
         self.shard_of = shard_of
         self.blobs: dict[str, tuple[int, bytes]] = {}  # id -> (version, MessagePack)
         self.aliases: dict[str, str] = {}
+        self.merged_into: dict[str, str] = {}  # merged customer -> survivor (admin merges)
         self.erased: set[str] = set()
         self.watermarks: dict[str, int] = {}
         self.churn_due: dict[int, dict[str, int]] = {}
@@ -89,7 +91,7 @@ class MemoryState:
             return SaveStatus.CONFLICT
         profile_id = save.profile.id
         customer = save.profile.customer_id is not None
-        if profile_id in self.aliases and not customer:
+        if profile_id in (self.merged_into if customer else self.aliases):
             return SaveStatus.ALIASED
         if self.blobs.get(profile_id, (0, b""))[0] != save.version:
             return SaveStatus.CONFLICT
@@ -103,9 +105,21 @@ class MemoryState:
             self.aliases.pop(profile_id, None)  # its own link no longer applies
         for visitor in save.links:
             self.aliases[visitor] = profile_id
+        for merged, gone in save.customers.items():
+            self.aliases[merged] = self.merged_into[merged] = profile_id
+            for linked in gone.linked:  # every link stays one hop
+                for links in (self.aliases, self.merged_into):
+                    if links.get(linked) == merged:
+                        links[linked] = profile_id
         self.blobs[profile_id] = (save.version + 1, encode(save.profile))
         for visitor in save.retire:
             self.blobs.pop(visitor, None)
+        for merged, gone in save.customers.items():
+            for schedule in (self.churn_due, self.trigger_due):
+                schedule.get(self.shard_of(merged), {}).pop(merged, None)
+            for segment in gone.segments:
+                self.members.get(segment, set()).discard(merged)
+            self.summaries.pop(merged, None)
         shard = self.shard_of(profile_id)
         for kind, schedule, due in (
             ("churn", self.churn_due, save.churn_due),

@@ -9,11 +9,17 @@ same events.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from cdpulse.contract.mirror import ConsentUpdatedEvent, IdentifyEvent, OrderCompletedEvent
+from cdpulse.contract.mirror import (
+    ConsentUpdatedEvent,
+    CustomersMergedEvent,
+    IdentifyEvent,
+    OrderCompletedEvent,
+)
 from cdpulse.experiments.definitions import Experiment
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import Snapshot
@@ -24,11 +30,12 @@ from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.offers.choice import Chooser
 from cdpulse.pipeline.decode import Item
 from cdpulse.pipeline.outputs import Outputs, Stream
-from cdpulse.pipeline.state import Changes, Save, Stored
+from cdpulse.pipeline.state import Changes, MergedCustomer, Save, Stored
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.identities import pseudonyms_of
+from cdpulse.privacy.merges import MergeAudit
 from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, apply_new, is_duplicate, merge, new_profile
+from cdpulse.profile.rules import Rules, apply_new, is_duplicate, merge, new_profile, note
 from cdpulse.segments.definitions import SegmentBook
 from cdpulse.segments.membership import Transition, changes, enter
 from cdpulse.segments.sketches import RfmSketches
@@ -37,6 +44,8 @@ from cdpulse.triggers.engine import Expired, TriggerEngine, no_offer
 from cdpulse.triggers.outputs import rewards, trigger_messages, uplift_tallies
 from cdpulse.triggers.rules import TriggerConfig
 from cdpulse.triggers.situations import Transition as Entry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -136,6 +145,7 @@ class ProfileUpdate:
     merged: list[Profile] = field(default_factory=list)
     merged_versions: dict[str, int] = field(default_factory=dict)  # as read: saved only if so
     links: list[str] = field(default_factory=list)
+    customers: list[str] = field(default_factory=list)  # of ``merged``: an admin merge's
     due: bool = False  # loaded because its schedule said so, events or not
 
 
@@ -185,20 +195,58 @@ class Stages:
         traits_before = dict(profile.traits) if update.merged else None
         retired: dict[str, int] = {}
         capped = 0  # event ids the dedupe window's cap dropped
+        customers: dict[str, MergedCustomer] = {}
         for other in update.merged:
             if other.id not in profile.merged_from:
                 capped += merge(profile, other, rules, work.counts)
-                work.counts["merges"] += 1
+                work.counts["customer_merges" if other.customer_id else "merges"] += 1
             # even when merged by an earlier, interrupted attempt
             retired[other.id] = update.merged_versions[other.id]
+            if other.id in update.customers:
+                segments = [name for name, n in other.segments.items() if n % 2]
+                customers[other.id] = MergedCustomer(list(other.anonymous_ids), segments)
+                # It is no one now: it leaves its segments (the survivor's are decided
+                # below, on the merged profile).
+                at = max(profile.last_seen, other.last_seen)
+                for name in segments:
+                    left_one = Transition(other.id, name, False, at, other.segments[name] + 1)
+                    work.transitions.append(left_one)
+                    work.outputs.add(Stream.SEGMENTS, other.id.encode(), left_one.to_json())
+        if customers and profile.customer_id is None:
+            profile.customer_id = update.target  # the survivor: a known customer
 
         applied = duplicates = 0
-        ordered = False
+        ordered = noted = False
         pseudonym = ""
         for item in update.items:
             event, message = item.event, item.message
             if is_duplicate(profile, event.event_id, item.source, message.offset):
                 duplicates += 1
+                continue
+            if type(event) is CustomersMergedEvent:
+                # An admin operation, not the customer's behaviour: only its offset is
+                # kept, so a re-delivery is known (a refused one is not dead-lettered
+                # again). The merge itself is ``update.merged``. A refused merge into
+                # no stored profile creates none.
+                if stored.profile is not None or not item.refused:
+                    note(profile, item.source, message.offset)
+                    noted = True
+                outcome = item.refused or "merged"
+                log.info(
+                    "customers_merged %s: %s, requested by %s",
+                    event.event_id,
+                    outcome,
+                    event.properties.requested_by,
+                )
+                audit = MergeAudit.of(
+                    engine.pseudonym(event.key),
+                    engine.pseudonym(event.properties.merged_id),
+                    event.properties.requested_by,
+                    event.event_id,
+                    event.at,
+                    outcome,
+                )
+                work.outputs.add(Stream.AUDIT, audit.survivor.encode(), audit.audit_json())
                 continue
             if engine.item_events and event.type in ITEM_TYPES and _learns_from(profile):
                 # The recommender learns from the customer as they were before the event,
@@ -221,7 +269,7 @@ class Stages:
         work.counts["duplicates"] += duplicates
         if capped:
             work.counts["dedupe_ids_dropped"] += capped
-        changed = bool(applied or retired)
+        changed = bool(applied or retired or noted)
 
         churn_due: int | None = None
         examples: list[Example] = []
@@ -281,6 +329,7 @@ class Stages:
                 stored.version,
                 links=update.links,
                 retire=retired,
+                customers=customers,
                 churn_due=churn_due,
                 trigger_due=trigger_due,
                 entered=entered,

@@ -87,6 +87,15 @@ class View:
         return min(self.watermarks.values(), default=0)
 
 
+class MergedCustomer(msgspec.Struct, gc=False):
+    """A known customer an admin merge retires into a save's profile: the ids linked to
+    it (their links move to the survivor, so links stay one hop) and the segments whose
+    member lists it leaves; its schedules and lifetime-value summary go with it."""
+
+    linked: list[str] = msgspec.field(default_factory=list)
+    segments: list[str] = msgspec.field(default_factory=list)
+
+
 class Save(msgspec.Struct, gc=False):
     """One compare-and-set of a profile and what changes with it.
 
@@ -100,13 +109,16 @@ class Save(msgspec.Struct, gc=False):
     at the profile; ``conversions`` and ``tallies``: experiment and trigger counters the
     profile's change settles, each counted once.
     Everything in a save happens only if its compare-and-set does. A ``withheld`` save
-    is answered CONFLICT by every store without being tried.
+    is answered CONFLICT by every store without being tried. ``customers``: known
+    customers an admin merge retires into the profile (also in ``retire``): each gets a
+    customer link and a merge marker, and a later save of one is refused ALIASED.
     """
 
     profile: Profile
     version: int
     links: list[str] = msgspec.field(default_factory=list)
     retire: dict[str, int] = msgspec.field(default_factory=dict)  # visitor -> version merged
+    customers: dict[str, MergedCustomer] = msgspec.field(default_factory=dict)
     churn_due: int | None = None
     trigger_due: int | None = None
     entered: list[str] = msgspec.field(default_factory=list)

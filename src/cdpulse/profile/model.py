@@ -106,6 +106,10 @@ class Profile(msgspec.Struct, omit_defaults=True):
     offsets: dict[str, int] = msgspec.field(default_factory=dict)
     seen_ids: dict[int, dict[int, bytes]] = msgspec.field(default_factory=dict)  # dedupe.Window
     merged_from: list[str] = msgspec.field(default_factory=list)
+    # Known customers merged into this one by an admin merge (``customers_merged``), and
+    # those merged into them: their links are customer links, the one kind of link that
+    # carries events with ``customer_id`` (``pipeline/identity.py``). One entry per merge.
+    merged_customers: list[str] = msgspec.field(default_factory=list)
     # segment transitions (JSON) the learner's RFM sweep saved before publishing them:
     # the next save of the profile publishes them again first, and clears them, so a
     # sweep that died between its write and its publish loses none. Emptied at every

@@ -94,6 +94,13 @@ def is_duplicate(profile: Profile, event_id: str, source: str | None, offset: in
     return bool(profile.seen_ids) and dedupe.holds(profile.seen_ids, dedupe.hashed(event_id))
 
 
+def note(profile: Profile, source: str | None, offset: int | None) -> None:
+    """Record a message as applied without applying it (an admin operation such as
+    ``customers_merged``): a re-delivery is then a duplicate (``is_duplicate``)."""
+    if source is not None and offset is not None:
+        profile.offsets[source] = offset
+
+
 def apply(
     profile: Profile,
     event: Event,
@@ -283,6 +290,12 @@ def merge(profile: Profile, other: Profile, rules: Rules, dropped: Dropped | Non
     for anonymous_id in [other.id, *other.anonymous_ids]:
         if anonymous_id not in profile.anonymous_ids and anonymous_id != profile.id:
             profile.anonymous_ids.append(anonymous_id)
+    if other.customer_id is not None:
+        # A known customer (an admin merge): its identified activity is the survivor's now.
+        for customer in [other.id, *other.merged_customers]:
+            if customer not in profile.merged_customers and customer != profile.id:
+                profile.merged_customers.append(customer)
+        _merge_churn_days(profile, other, rules.churn_days_kept)
     for name, (t, value) in other.traits.items():
         _set_trait(profile, name, t, value)
     if not allows(profile, "analytics"):
@@ -308,6 +321,20 @@ def _add_churn_day(profile: Profile, t: int, orders: int, revenue: float, kept: 
     cell[1] += orders
     cell[2] += revenue
     profile.churn_first_seen = _min_opt(profile.churn_first_seen, t)
+
+
+def _merge_churn_days(profile: Profile, other: Profile, kept: int) -> None:
+    """Add ``other``'s identified activity per day; days no label can read are dropped."""
+    days = profile.churn_days
+    for day, cell in other.churn_days.items():
+        mine = days.setdefault(day, [0, 0, 0.0])
+        for n, value in enumerate(cell):
+            mine[n] += value
+    if days:
+        oldest = max(days) - kept
+        for start in [s for s in days if s < oldest]:
+            del days[start]
+    profile.churn_first_seen = _min_opt(profile.churn_first_seen, other.churn_first_seen)
 
 
 def _min_opt(a: int | None, b: int | None) -> int | None:

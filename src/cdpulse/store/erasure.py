@@ -42,6 +42,7 @@ KeyFamily = Callable[[Keys, str], str]
 KEY_FAMILIES: dict[str, KeyFamily] = {
     "profile": Keys.profile,
     "alias": Keys.alias,
+    "merged_into": Keys.merged_into,
     "data_key": Keys.data_key,
     "identities": Keys.identities,
     "claims": Keys.claims,

@@ -24,6 +24,11 @@ class Keys:
     def alias(self, profile_id: str) -> str:
         return f"{self.prefix}:{{{profile_id}}}:alias"
 
+    def merged_into(self, profile_id: str) -> str:
+        """The survivor a customer was merged into by an admin merge (beside its alias):
+        a save of the merged customer is refused while it stands (``write.lua``)."""
+        return f"{self.prefix}:{{{profile_id}}}:merged"
+
     def data_key(self, profile_id: str) -> str:
         """The customer's data key (crypto-shredding): erase it and every sealed copy of
         their personal data, in Redis or in Kafka's history, is unreadable."""

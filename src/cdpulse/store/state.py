@@ -237,6 +237,9 @@ class RedisState:
                     self._staged_links.pop(save.profile.id, None)  # its write unlinks it
                 for visitor in (*save.links, *save.retire):
                     self._staged_links[visitor] = save.profile.id
+                for gone in save.customers.values():
+                    for linked in gone.linked:  # moved to the survivor by the write
+                        self._staged_links[linked] = save.profile.id
                 dues = [
                     due
                     for kind, due in (("churn", save.churn_due), ("trigger", save.trigger_due))
@@ -300,7 +303,8 @@ class RedisState:
         saved = set()
         for save in changes.saves:
             profile_id = save.profile.id
-            for visitor in (*save.links, *save.retire):
+            moved = [i for gone in save.customers.values() for i in gone.linked]
+            for visitor in (*save.links, *save.retire, *moved):
                 if self._staged_links.get(visitor) == profile_id:
                     del self._staged_links[visitor]  # written (or refused): Redis answers
             if self._staged_due.get(profile_id, (0, 0, None))[2] is save:
@@ -371,7 +375,23 @@ class RedisState:
             ops.append(
                 ["claim", k.fired(profile_id, claim), k.uplift(rule), CLAIM_SECONDS, counter]
             )
-        return [profile_id, save.version, save.links, ops, save.profile.customer_id is not None]
+        customers = []
+        for merged, gone in save.customers.items():
+            customers.append([merged, gone.linked])
+            merged_shard = self.shard_of(merged)
+            ops.append(["zrem", k.due(merged_shard, "churn"), merged])
+            ops.append(["zrem", k.due(merged_shard, "trigger"), merged])
+            ops.append(["hdel", k.clv_summaries, merged])
+            for segment in gone.segments:
+                ops.append(["zrem", k.members(segment), merged])
+        return [
+            profile_id,
+            save.version,
+            save.links,
+            ops,
+            save.profile.customer_id is not None,
+            customers,
+        ]
 
     # --- both -----------------------------------------------------------------------------
 

@@ -4,12 +4,17 @@
 -- arguments one by one in Python), and Redis parses one.
 --
 -- ARGV[1]: [prefix, retention ms (0: none), saves], a save being
---   [id, version read, visitors to link, operations, customer]
+--   [id, version read, visitors to link, operations, customer, customers merged]
 -- (``customer``: the profile is a known customer's, whose own link, if any, is removed:
--- ``pipeline/identity.py``; any other save of a linked id is refused)
+-- ``pipeline/identity.py``; any other save of a linked id is refused, and so is a
+-- customer's once an admin merge merged it: its ``merged`` marker stands.
+-- ``customers merged``: [[customer, [ids linked to it]]] of an admin merge, each also
+-- retired by a "del" operation: its link and marker name this save's id, and the ids
+-- linked to it move here, so every link stays one hop)
 -- ARGV[1 + n]: the n-th save's encoded profile (Redis' MessagePack has no binary type).
 -- and an operation one of
 --   ["zadd", key, score, member]  ["zrem", key, member]  ["hset", key, field, value]
+--   ["hdel", key, field]
 --   ["set", key, value] (expires with the retention)  ["setnx", key, value] (likewise)
 --   ["del", key, version] (a merged visitor's profile: refused unless still at the version
 --       merged, as a write to it since would be lost; deleted, the counter goes down)
@@ -48,10 +53,11 @@ end
 local out = {}
 for n, save in ipairs(saves) do
   local id, expected, links, ops, customer = save[1], tonumber(save[2]), save[3], save[4], save[5]
+  local merged = save[6] or {}
   local blob = ARGV[1 + n]
   local tag = prefix .. ':{' .. id .. '}:'
   local status
-  if not customer and redis.call('EXISTS', tag .. 'alias') == 1 then
+  if redis.call('EXISTS', tag .. (customer and 'merged' or 'alias')) == 1 then
     status = -2
   else
     local version = tonumber(redis.call('HGET', tag .. 'profile', 'v') or '0')
@@ -99,6 +105,23 @@ for n, save in ipairs(saves) do
           -- A customer's own link, made while it was only a visitor, no longer applies.
           redis.call('DEL', tag .. 'alias')
         end
+        for _, gone in ipairs(merged) do
+          local gone_id = gone[1]
+          local gone_tag = prefix .. ':{' .. gone_id .. '}:'
+          for _, key in ipairs({gone_tag .. 'alias', gone_tag .. 'merged'}) do
+            redis.call('SET', key, id)
+            expire(key)
+          end
+          for _, linked in ipairs(gone[2]) do
+            local linked_tag = prefix .. ':{' .. linked .. '}:'
+            for _, key in ipairs({linked_tag .. 'alias', linked_tag .. 'merged'}) do
+              if redis.call('GET', key) == gone_id then
+                redis.call('SET', key, id)
+                expire(key)
+              end
+            end
+          end
+        end
         redis.call('HSET', tag .. 'profile', 'v', version + 1, 'b', blob)
         expire(tag .. 'profile')
         if version == 0 then
@@ -112,6 +135,8 @@ for n, save in ipairs(saves) do
             redis.call('ZREM', op[2], op[3])
           elseif name == 'hset' then
             redis.call('HSET', op[2], op[3], op[4])
+          elseif name == 'hdel' then
+            redis.call('HDEL', op[2], op[3])
           elseif name == 'set' then
             redis.call('SET', op[2], op[3])
             expire(op[2])
