@@ -90,7 +90,8 @@ class Settings(BaseSettings):
         "cdp.segments", description="Segment transitions: a customer entered or left a segment."
     )
     topic_audit: str = Field(
-        "cdp.audit", description="Audit records of erasures (kept forever, no personal data)."
+        "cdp.audit",
+        description="Audit records of erasures and admin merges (kept forever, no personal data).",
     )
     topic_triggers: str = Field(
         "cdp.triggers", description="Trigger firings for downstream services."
