@@ -183,6 +183,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
         erasures=eraser,
         sharding=Sharding(owned, shard_of),
+        due_limit=settings.due_per_batch,
     )
     health = Health(settings.stall_seconds)
     heap = Heap(settings.gc_sweep_seconds)
@@ -253,17 +254,22 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
 
     @app.timer(interval=IDLE_SECONDS)  # type: ignore[untyped-decorator]
     async def idle() -> None:
-        """An empty batch when the stream is quiet, so what is due gets decided."""
+        """Empty batches when the stream is quiet, so what is due gets decided: one after
+        another while a batch finds more due than it may take (CDPULSE_DUE_PER_BATCH),
+        each taking the lock in turn with the agent's batches."""
         loop = asyncio.get_running_loop()
         if worker.lock.locked() or loop.time() - worker.last_batch < IDLE_SECONDS:
             return
         if not worker.more_due and pipeline.low_watermark <= worker.decided_at:
             return  # everything up to the watermark is decided
         with suppress(asyncio.CancelledError):  # stopping mid-retry: nothing was lost
-            async with worker.lock:
-                await worker.land(keep=0)
-                report = await retry(functools.partial(pipeline.run, []))
-            settled(report, [])
+            while True:
+                async with worker.lock:
+                    await worker.land(keep=0)
+                    report = await retry(functools.partial(pipeline.run, []))
+                settled(report, [])
+                if not worker.more_due or app.should_stop:
+                    return
 
     seal = Seal.from_settings(settings)
     churn, offers, reco = (
