@@ -55,6 +55,18 @@ def register_views(services: Services) -> None:
             settings.clv_horizon_days,
         )
 
+    def admin_event(name: str, kind: str, customer_id: str, **properties: str) -> dict[str, Any]:
+        """The event an admin route publishes for ``customer_id``, named after the token
+        that asked (``requested_by``)."""
+        return {
+            "event_id": f"{name}-{uuid.uuid4().hex}",
+            "type": kind,
+            "timestamp": int(time.time() * 1000),
+            "customer_id": customer_id,
+            "channel": "partner",
+            "properties": {**properties, "requested_by": who()},
+        }
+
     async def publish_admin(event: dict[str, Any], detail: str) -> dict[str, Any]:
         """Publish an admin route's event on its customer's partition of the customers
         topic (acknowledged), and the 202 answer: the worker carries it out in order with
@@ -88,15 +100,7 @@ def register_views(services: Services) -> None:
             # ordered with their other events and carried out by the one worker that
             # writes their profile.
             target = (await store.resolve([profile_id]))[profile_id]
-            event_id = f"erasure-{uuid.uuid4().hex}"
-            event = {
-                "event_id": event_id,
-                "type": "erasure_requested",
-                "timestamp": int(time.time() * 1000),
-                "customer_id": target,
-                "channel": "partner",
-                "properties": {"requested_by": who()},
-            }
+            event = admin_event("erasure", "erasure_requested", target)
             detail = (
                 "every key of the customer and its linked ids is erased when the worker "
                 "reaches this event; the audit topic records it"
@@ -131,15 +135,7 @@ def register_views(services: Services) -> None:
                     },
                     status=400,
                 )
-            event_id = f"merge-{uuid.uuid4().hex}"
-            event = {
-                "event_id": event_id,
-                "type": "customers_merged",
-                "timestamp": int(time.time() * 1000),
-                "customer_id": survivor,
-                "channel": "partner",
-                "properties": {"merged_id": merged, "requested_by": who()},
-            }
+            event = admin_event("merge", "customers_merged", survivor, merged_id=merged)
             checked = validate(event, now=datetime.now(UTC))
             if isinstance(checked, Rejection):
                 return self.json({"error": f"{checked.detail}; {fix}"}, status=400)
