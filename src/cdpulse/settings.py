@@ -178,6 +178,15 @@ class Settings(BaseSettings):
         "batch per partition per round trip: with faust's 16 KB a worker's batch of item "
         "events took ~5 round trips (~30 ms) the next batch waited for.",
     )
+    produce_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a record the roles publish may wait for the broker's "
+        "acknowledgement (faust's producer_request_timeout, 20 minutes by default). A batch "
+        "not acknowledged by then fails before its Redis write claims its trigger ids, and "
+        "is retried with the same ids: a broker outage shows as failing batches "
+        "(cdpulse_kafka_errors_total, /readyz) instead of one batch silently waiting.",
+    )
     fetch_min_bytes: int = Field(
         64 * 1024,
         ge=1,

@@ -80,6 +80,7 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         consumer_auto_offset_reset=settings.offset_reset,
         producer_acks=-1,
         producer_max_batch_size=settings.produce_batch_bytes,
+        producer_request_timeout=settings.produce_timeout_seconds,
         broker_credentials=faust_credentials(settings),
         # Shutdown and rebalance commit what is acked instead of waiting for every message
         # handed to a stream: a batch stuck retrying (Redis down) would hold them forever.
