@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from pydantic import SecretStr
 
@@ -42,6 +44,35 @@ def test_tokens_grant_their_scopes_only(
 ) -> None:
     verdict = Gate(TOKENS).check(header, scope)  # type: ignore[arg-type]
     assert (verdict.status, verdict.name) == (status, name)
+
+
+def _basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "name"),
+    [
+        (_basic("ingest-secret:"), 200, "shop"),  # the Segment SDKs: key, empty password
+        (_basic("ingest-secret:ignored"), 200, "shop"),
+        (_basic("login-secret:"), 200, "login"),
+        ("Bearer ingest-secret", 200, "shop"),
+        (_basic("admin-secret:"), 403, "dpo"),
+        (_basic("ingest-secre:"), 401, None),
+        (_basic(":ingest-secret"), 401, None),
+        (_basic(""), 401, None),
+        ("Basic not-base64!", 401, None),
+    ],
+)
+def test_a_write_key_is_a_token_sent_as_the_basic_user_name(
+    header: str, status: int, name: str | None
+) -> None:
+    gate = Gate(TOKENS)
+    verdict = gate.check(header, "ingest", write_key=True)
+    assert (verdict.status, verdict.name) == (status, name)
+    # only where the route takes write keys
+    if header.startswith("Basic"):
+        assert gate.check(header, "ingest").status == 401
 
 
 def test_refusals_say_what_is_wrong_and_how_to_fix_it() -> None:

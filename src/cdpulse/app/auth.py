@@ -30,6 +30,8 @@ a guess was right. Audit records carry the token's name, never its secret.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -72,6 +74,23 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
+def _presented(authorization: str | None, write_key: bool) -> str | None:
+    """The token an Authorization header presents, None when it presents none: a bearer
+    token, or with ``write_key`` the user name of HTTP Basic credentials."""
+    if not authorization:
+        return None
+    if authorization.startswith("Bearer "):
+        return authorization.removeprefix("Bearer ").strip()
+    if not (write_key and authorization.startswith("Basic ")):
+        return None
+    try:
+        credentials = base64.b64decode(authorization.removeprefix("Basic ").strip(), validate=True)
+    except binascii.Error:
+        return None
+    user = credentials.decode("utf-8", "surrogateescape").partition(":")[0]
+    return user or None
+
+
 class Gate:
     """Checks the Authorization header of a request against the configured tokens."""
 
@@ -81,18 +100,22 @@ class Gate:
             (name, _digest(t.secret.get_secret_value()), t) for name, t in tokens.items()
         ]
 
-    def check(self, authorization: str | None, scope: Scope) -> Verdict:
-        """Whether ``authorization`` (the header's value) grants ``scope``."""
+    def check(self, authorization: str | None, scope: Scope, write_key: bool = False) -> Verdict:
+        """Whether ``authorization`` (the header's value) grants ``scope``; with
+        ``write_key``, HTTP Basic with the token as user name counts too (the Segment SDKs
+        send their write key so, with an empty password)."""
         if self.disabled:
             return Verdict("auth-disabled", scopes=ALL_SCOPES)
-        if not authorization or not authorization.startswith("Bearer "):
+        secret = _presented(authorization, write_key)
+        if secret is None:
+            how = " (or, from a Segment SDK, the token as its write key)" if write_key else ""
             return Verdict(
                 None,
                 401,
-                "missing bearer token: send 'Authorization: Bearer <token>'; "
+                f"missing bearer token: send 'Authorization: Bearer <token>'{how}; "
                 "tokens are configured in CDPULSE_API_TOKENS",
             )
-        presented = _digest(authorization.removeprefix("Bearer ").strip())
+        presented = _digest(secret)
         found: tuple[str, ApiToken] | None = None
         for name, digest, token in self._tokens:  # no early exit: constant time
             if hmac.compare_digest(presented, digest):
@@ -154,13 +177,15 @@ class Guard:
         }
         return cls(Gate(settings.api_tokens, settings.auth_disabled), limits)
 
-    def __call__(self, scope: Scope) -> Callable[[Handler], Handler]:
-        """Decorate a view's handler: it runs only for tokens with ``scope``."""
+    def __call__(self, scope: Scope, write_key: bool = False) -> Callable[[Handler], Handler]:
+        """Decorate a view's handler: it runs only for tokens with ``scope``; with
+        ``write_key`` also for a token sent as a Segment write key (HTTP Basic)."""
 
         def wrap(handler: Handler) -> Handler:
             @functools.wraps(handler)
             async def run(view: View, request: Request, **kwargs: Any) -> Response:
-                verdict = self.gate.check(request.headers.get("Authorization"), scope)
+                authorization = request.headers.get("Authorization")
+                verdict = self.gate.check(authorization, scope, write_key)
                 if not verdict.allowed:
                     return self._refuse(view, verdict, scope)
                 slowed = self._over_rate(view, verdict)
