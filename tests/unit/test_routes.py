@@ -37,6 +37,11 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/identities/lookup"): "read",
     ("GET", "/v1/products/{product_id}/similar"): "read",
     ("POST", "/v1/events"): "ingest",
+    # the Segment tracking API (app/tracking_views.py): a bearer token or the write key
+    **{
+        ("POST", f"/v1/{call}"): "ingest"
+        for call in ("batch", "track", "identify", "page", "screen", "alias", "group")
+    },
     ("GET", "/v1/segments"): "read",
     ("GET", "/v1/segments/{name}/members"): "read",
     ("GET", "/v1/experiments/{name}"): "read",

@@ -19,6 +19,7 @@ from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.health import register_health
 from cdpulse.app.segment_views import register_segment_views
+from cdpulse.app.tracking_views import register_tracking_views
 from cdpulse.app.trigger_views import register_trigger_views
 from cdpulse.app.triggers import TriggerService
 from cdpulse.app.views import register_views
@@ -92,6 +93,7 @@ def create_api(settings: Settings) -> faust.App:
     triggers = TriggerService.create(settings, client, app)
     guard = services.guard
     register_views(services)
+    register_tracking_views(services)
     register_segment_views(app, book, memberships, guard)
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)
