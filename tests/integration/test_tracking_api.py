@@ -198,9 +198,10 @@ def test_segment_sdk_events_become_exact_profiles_and_retries_count_once(env: En
     for customer, fields in want.items():
         assert profile_fields(roles.api.url, customer) == fields, customer
 
-    # The SDK's retry: the same messages again, in one batch, through its own request.
+    # The SDK's retry: the same messages again, in one batch, through its own request
+    # (gzipped, as the SDK sends with gzip=True).
     duplicates = roles.worker.metric("cdpulse_duplicates_total")
-    answer = post(SERVER_KEY, roles.api.url, batch=messages).json()
+    answer = post(SERVER_KEY, roles.api.url, gzip=True, batch=messages).json()
     assert (answer["accepted"], answer["rejected"]) == (len(messages) - 1, 1)
     [rejected] = [r for r in answer["results"] if r["status"] == "rejected"]
     assert rejected["reason"] == "unknown_type"
