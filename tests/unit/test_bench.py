@@ -4,6 +4,7 @@ its report and its chart. Nothing here measures time."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -665,6 +666,25 @@ def test_render_markdown_says_when_the_load_generator_itself_ran_late() -> None:
         if x.startswith("| GET /v1/profiles/{id} p99")
     )
     assert "the load generator itself sent p99 200.0 ms late" in line
+
+
+def test_render_markdown_shows_the_read_ceiling_beside_the_api() -> None:
+    result = _result()
+    ceiling = copy.deepcopy(result["steady_reads"])
+    ceiling["reads"]["profile"]["latency"].update(p50=0.0004, p99=0.0021)
+    ceiling["api_cpu_seconds_per_1000_requests"] = 0.11
+    result["steady_read_ceiling"] = ceiling
+    lines = render_markdown(result).splitlines()
+    target = next(x for x in lines if x.startswith("| GET /v1/profiles/{id} p99"))
+    assert "| 4.0 ms (p50 1.2 ms); the read ceiling: p99 2.1 ms |" in target
+    assert any(
+        x.startswith("| GET profile (read ceiling) | 1,000 / 999 | 0.4 ms / 2.1 ms / 20.0 ms")
+        for x in lines
+    )
+    assert "The api process used 0.250 CPU s per 1,000 requests." in lines
+    assert "The read ceiling used 0.110 CPU s per 1,000 requests." in lines
+    assert any(x.startswith("| ingest + reads from the read ceiling |") for x in lines)
+    assert any(x.startswith("| steady at 6,000/s + reads from the read ceiling |") for x in lines)
 
 
 def test_render_markdown_of_a_learner_that_never_caught_up() -> None:

@@ -82,7 +82,9 @@ def draw(result: Mapping[str, Any], out: Path) -> None:
     ax_lag.legend(fontsize=7)
     ax_lag.grid(alpha=0.3)
 
-    reads = (result.get("steady_reads") or {}).get("reads") or {}
+    reads = dict((result.get("steady_reads") or {}).get("reads") or {})
+    for name, read in ((result.get("steady_read_ceiling") or {}).get("reads") or {}).items():
+        reads[f"{name} (read ceiling)"] = read
     qs = ("p50", "p99", "max")
     width = 0.8 / max(1, len(reads))
     for i, (name, read) in enumerate(reads.items()):

@@ -12,7 +12,9 @@
    0.5 x the measured events/s; produce → profile written (the worker's histogram),
    produce → recommendation list (the learner's), the learner's lag.
 5. **steady + reads**: the same rate again, with two load processes reading
-   ``GET /v1/profiles/{id}`` and ``/recommendations`` from the api at ``http_rate`` each.
+   ``GET /v1/profiles/{id}`` and ``/recommendations`` from the api at ``http_rate`` each;
+   with the ceilings, once more from the read ceiling (``read_ceiling``: aiohttp and
+   redis-py answering each read with one ``HGET`` of the stored bytes) in its place.
 6. **throughput, 2 workers** on the same messages (fresh group, prefix and input topics,
    fed once both workers have joined): the scaling.
 7. **stages** (``stages``): the pipeline's stages timed in-process over the same events.
@@ -42,7 +44,7 @@ from kafka import KafkaAdminClient
 from cdpulse.bench import redis_memory
 from cdpulse.bench.offsets import Offsets
 from cdpulse.bench.procstat import load_average, machine, pid_listening_on
-from cdpulse.bench.produce import write_records
+from cdpulse.bench.produce import Row, write_records
 from cdpulse.bench.roles import RoleFailed, RoleProcess, stop_all
 from cdpulse.bench.stack import kafka_address, redis_address
 from cdpulse.bench.workload import Workload, shop_workload
@@ -265,6 +267,12 @@ class BenchRun:
                     rows = workload.rows(self.topics, at, at + reads_count)
                     paths = read_paths(workload, o.events)
                     self.result["steady_reads"] = measure_steady(self, roles, rows, rate, paths)
+                    if o.ceilings:
+                        at += reads_count
+                        rows = workload.rows(self.topics, at, at + reads_count)
+                        self.result["steady_read_ceiling"] = self.read_ceiling(
+                            roles, rows, rate, paths
+                        )
             finally:
                 stop_all(roles.values())
             if o.workers >= 2:
@@ -293,6 +301,28 @@ class BenchRun:
                 self.cleanup()
         return self.result
 
+    def read_ceiling(
+        self,
+        roles: dict[str, RoleProcess],
+        rows: list[Row],
+        rate: float,
+        paths: dict[str, list[str]],
+    ) -> dict[str, Any]:
+        """The reads phase again, read from the read ceiling (``bench.read_ceiling``) on
+        the same profiles instead of the api: the least the api's stack costs."""
+        ceiling = RoleProcess(
+            "read-ceiling", self.variables("w1"), self.work_dir / "w1" / "read-ceiling.log"
+        )
+        from cdpulse.bench.steady import measure_steady
+
+        ceiling.start()
+        try:
+            ceiling.wait_healthy()
+            served = {**roles, "api": ceiling}
+            return measure_steady(self, served, rows, rate, paths, "steady-read-ceiling")
+        finally:
+            ceiling.stop()
+
     def steady_rate(self, capacity: float | None) -> float | None:
         """The steady phases' events/s: asked for, or half the capacity (to 100/s), capped."""
         o = self.options
@@ -313,6 +343,7 @@ class BenchRun:
 
         o = self.options
         latency, reads = o.steady_events(o.rate or o.max_rate)
+        reads *= 2 if o.ceilings else 1  # the api's reads phase, then the read ceiling's
         total = o.events + latency + reads
         say(f"simulating {total:,} events of {o.customers:,} customers")
         workload = shop_workload(total, o.customers, o.seed)

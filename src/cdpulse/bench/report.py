@@ -79,6 +79,24 @@ REFERENCES = (
 # A load generator whose sends run this late (p99) is short of CPU itself: said beside the
 # read latency, which then also holds the generator's own delay.
 GENERATOR_LATE = 0.005
+# The steady phases: result key, what a phase name adds, what a half-capacity row says.
+STEADY = (
+    ("steady", ""),
+    ("steady_reads", " + reads"),
+    ("steady_read_ceiling", " + reads from the read ceiling"),
+)
+HALF_CAPACITY = (
+    ("steady", "ingest only"),
+    ("steady_reads", "ingest + reads"),
+    ("steady_read_ceiling", "ingest + reads from the read ceiling"),
+)
+READ_CEILING = (
+    "The read ceiling (`bench/read_ceiling.py`) is the api's stack with nothing of "
+    "cdpulse's read path: aiohttp on uvloop and redis-py with hiredis over the roles' pool, "
+    "each read answered with one `HGET` of the profile's stored bytes (no alias, watermark, "
+    "token, decoding, scoring or rendering), read at the same rate while the same worker "
+    "ingests at the same rate. What it misses, this stack on this machine misses."
+)
 
 
 def verdict(value: float | None, target: Target) -> str:
@@ -182,6 +200,9 @@ def _targets(result: Mapping[str, Any]) -> list[str]:
             late = _get(read, "send_lag", "p99")
             if late is not None and late > GENERATOR_LATE:
                 shown += f"; the load generator itself sent p99 {ms(late)} late"
+            floor = _get(result, "steady_read_ceiling", "reads", name, "latency", "p99")
+            if floor is not None:
+                shown += f"; the read ceiling: p99 {ms(floor)}"
         rows.append([target.name, shown, bound, judged])
     return _table(("measure", "result", "target", "verdict"), rows)
 
@@ -231,7 +252,7 @@ def _phases(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     phases: list[tuple[str, Mapping[str, Any]]] = [
         (f"throughput, {p.get('workers')} worker(s)", p) for p in result.get("throughput") or []
     ]
-    for key, what in (("steady", ""), ("steady_reads", " + reads")):
+    for key, what in STEADY:
         if result.get(key):
             phases.append((f"steady at {num(result[key].get('rate'))}/s{what}", result[key]))
     return phases
@@ -252,7 +273,7 @@ def _cpu(result: Mapping[str, Any]) -> list[str]:
 
 def _latency(result: Mapping[str, Any]) -> list[str]:
     rows = []
-    for key, what in (("steady", "ingest only"), ("steady_reads", "ingest + reads")):
+    for key, what in HALF_CAPACITY:
         phase = result.get(key)
         if not phase:
             continue
@@ -284,7 +305,7 @@ def _latency(result: Mapping[str, Any]) -> list[str]:
 
 def _steps(result: Mapping[str, Any]) -> list[str]:
     rows = []
-    for key, what in (("steady", "ingest only"), ("steady_reads", "ingest + reads")):
+    for key, what in HALF_CAPACITY:
         phase = result.get(key) or {}
         steps, refresh = phase.get("batch_steps"), phase.get("model_refresh") or {}
         if not steps:
@@ -305,30 +326,36 @@ def _steps(result: Mapping[str, Any]) -> list[str]:
 
 def _reads(result: Mapping[str, Any]) -> list[str]:
     rows = []
-    phase = result.get("steady_reads") or {}
-    for name, read in (phase.get("reads") or {}).items():
-        latency, service, lag = (read.get(k) or {} for k in ("latency", "service", "send_lag"))
-        rows.append(
-            [
-                f"GET {name}",
-                f"{num(read.get('rate'))} / {num(read.get('achieved_rate'))}",
-                " / ".join(ms(latency.get(q)) for q in ("p50", "p99", "max")),
-                ms(service.get("p99")),
-                ", ".join(f"{k}: {v:,}" for k, v in sorted((read.get("statuses") or {}).items())),
-                f"{ms(lag.get('p99'))} / {ms(lag.get('max'))}, {num(lag.get('late'))} late",
-                num(read.get("generator_cores"), ".2f"),
-            ]
-        )
+    served = (("steady_reads", ""), ("steady_read_ceiling", " (read ceiling)"))
+    for key, who in served:
+        for name, read in ((result.get(key) or {}).get("reads") or {}).items():
+            rows.append(_read_row(f"GET {name}{who}", read))
     lines = _table(
         ("endpoint", "requests/s asked / done", "latency from due p50 / p99 / max",
          "from sent p99", "statuses", "generator: sent behind schedule p99 / max, late (> 5 ms)",
          "generator cores"),
         rows,
     )  # fmt: skip
-    api = phase.get("api_cpu_seconds_per_1000_requests")
-    if api is not None:
-        lines += ["", f"The api process used {api:.3f} CPU s per 1,000 requests."]
+    for key, who in (("steady_reads", "api process"), ("steady_read_ceiling", "read ceiling")):
+        used = (result.get(key) or {}).get("api_cpu_seconds_per_1000_requests")
+        if used is not None:
+            lines += ["", f"The {who} used {used:.3f} CPU s per 1,000 requests."]
+    if result.get("steady_read_ceiling"):
+        lines += ["", READ_CEILING]
     return lines
+
+
+def _read_row(name: str, read: Mapping[str, Any]) -> list[str]:
+    latency, service, lag = (read.get(k) or {} for k in ("latency", "service", "send_lag"))
+    return [
+        name,
+        f"{num(read.get('rate'))} / {num(read.get('achieved_rate'))}",
+        " / ".join(ms(latency.get(q)) for q in ("p50", "p99", "max")),
+        ms(service.get("p99")),
+        ", ".join(f"{k}: {v:,}" for k, v in sorted((read.get("statuses") or {}).items())),
+        f"{ms(lag.get('p99'))} / {ms(lag.get('max'))}, {num(lag.get('late'))} late",
+        num(read.get("generator_cores"), ".2f"),
+    ]
 
 
 def _batches(result: Mapping[str, Any]) -> list[str]:
@@ -336,9 +363,7 @@ def _batches(result: Mapping[str, Any]) -> list[str]:
     phases = [
         (f"throughput, {p.get('workers')} worker(s)", p) for p in result.get("throughput") or []
     ]
-    phases += [
-        (k.replace("_", " + "), result[k]) for k in ("steady", "steady_reads") if result.get(k)
-    ]
+    phases += [(k.replace("_", " + "), result[k]) for k, _ in STEADY if result.get(k)]
     for name, phase in phases:
         trips, sizes = phase.get("round_trips") or {}, phase.get("batch_size") or {}
         share = trips.get("share_at_most_3")
@@ -433,9 +458,7 @@ def _contention(result: Mapping[str, Any]) -> list[str]:
     phases += [
         (f"throughput, {p.get('workers')} worker(s)", p) for p in result.get("throughput") or []
     ]
-    phases += [
-        (k.replace("_", " + "), result[k]) for k in ("steady", "steady_reads") if result.get(k)
-    ]
+    phases += [(k.replace("_", " + "), result[k]) for k, _ in STEADY if result.get(k)]
     for name, phase in phases:
         c = phase.get("contention") or {}
         load = c.get("load_average") or {}

@@ -29,13 +29,16 @@ class RoleFailed(RuntimeError):
     """A role process did not start or died; the message carries the tail of its log."""
 
 
-Role = Literal["worker", "learner", "api"]
+# ``read-ceiling``: not a role but the least a read costs on the api's stack
+# (``bench.read_ceiling``), run and read like the api.
+Role = Literal["worker", "learner", "api", "read-ceiling"]
 
 # The setting that names each role's web port (``Settings``).
 PORT_VARIABLE: dict[Role, str] = {
     "worker": "CDPULSE_WORKER_PORT",
     "learner": "CDPULSE_LEARNER_PORT",
     "api": "CDPULSE_WEB_PORT",
+    "read-ceiling": "CDPULSE_WEB_PORT",
 }
 
 
@@ -102,12 +105,18 @@ class RoleProcess:
             raise RoleFailed(f"{self.role} not started")
         return self.process.pid
 
+    @property
+    def command(self) -> list[str]:
+        if self.role == "read-ceiling":
+            return ["-m", "cdpulse.bench.read_ceiling"]
+        return ["-m", "cdpulse", self.role, "--loglevel", "warning"]
+
     def start(self) -> None:
         """Spawn the process; returns at once (``wait_healthy`` waits for it)."""
         profiler = ["-m", "cProfile", "-o", str(self.profile_to)] if self.profile_to else []
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, *profiler, "-m", "cdpulse", self.role, "--loglevel", "warning"],
+                [sys.executable, *profiler, *self.command],
                 env={**os.environ, **self.variables},
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -105,12 +105,14 @@ def measure_steady(
     rows: list[Row],
     rate: float,
     paths: Mapping[str, list[str]] | None,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """Produce ``rows`` at ``rate``; with ``paths``, read them from the api meanwhile."""
+    """Produce ``rows`` at ``rate``; with ``paths``, read them from ``processes["api"]``
+    meanwhile (the api, or the read ceiling in its place)."""
     from cdpulse.bench.driver import say, wait_for
 
     o = run.options
-    label = "steady-reads" if paths else "steady"
+    label = label or ("steady-reads" if paths else "steady")
     worker, learner = processes["worker0"], processes["learner"]
     say(
         f"{label}: {len(rows):,} events at {rate:,.0f}/s"
