@@ -410,6 +410,21 @@ def test_the_api_needs_tokens_with_scopes_and_limits_each_token(env: Env) -> Non
         limited = http.post("/v1/events", json=[event] * 3, headers=bearer("ingest-secret"))
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
         assert "'shop' is over its limit" in limited.json()["error"]
+        # One bucket per token for every route that ingests: the Segment routes (the token
+        # as a write key) find it as empty, though nothing was sent through them yet.
+        track = {
+            "type": "track",
+            "userId": "C-1",
+            "event": "Product Viewed",
+            "properties": {"product_id": "p-1", "category": "games", "price": 1.0},
+        }
+        segment = http.post(
+            "/v1/batch",
+            json={"batch": [{**track, "messageId": f"m-{i}"} for i in range(3)]},
+            auth=("ingest-secret", ""),
+        )
+        assert segment.status_code == 429, segment.text
+        assert "'shop' is over its limit" in segment.json()["error"]
 
         def applied() -> bool:
             got = http.get("/v1/profiles/C-1", headers=bearer("read-secret"))

@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from cdpulse.app.auth import Guard
+from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.health import register_health
@@ -57,6 +57,8 @@ class Services:
     data_keys: DataKeys
     identities: IdentityIndex
     guard: Guard  # every view's handlers: @guard(scope)
+    # Events per token per second, one bucket for every route that ingests (collector.py).
+    ingest_limit: RateLimit
 
 
 def create_api(settings: Settings) -> faust.App:
@@ -86,6 +88,7 @@ def create_api(settings: Settings) -> faust.App:
         DataKeys(client, prefix, int(settings.profile_retention_days * 86400)),
         IdentityIndex(client, prefix),
         Guard.from_settings(settings),
+        RateLimit(settings.ingest_rate, settings.ingest_burst),
     )
     book = load_book(settings.segments_file)
     memberships = RedisMembershipStore(client, prefix)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from faust.web import Response, View
@@ -20,11 +20,16 @@ from faust.web import Response, View
 from cdpulse.app.auth import RateLimit, event_refusal, verdict
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
-from cdpulse.contract.validation import Rejection
+from cdpulse.contract.mirror import IdentifyEvent
+from cdpulse.contract.validation import Rejection, validate
 from cdpulse.ops import metrics
+from cdpulse.privacy.data_keys import protect_traits, sealing_customer
 
 if TYPE_CHECKING:
     from cdpulse.app.api import Services
+
+# A collector request may carry many events; each is still held to max_event_bytes.
+MAX_EVENTS_PER_REQUEST = 500
 
 
 def refused(view: View, events: Sequence[tuple[int, Any]]) -> Response | None:
@@ -68,14 +73,14 @@ def over_rate(view: View, limit: RateLimit, events: int) -> Response | None:
 
 
 async def dead_letter(
-    services: Services, index: int, obj: Any, rejection: Rejection
+    services: Services, index: int, obj: Any, rejection: Rejection, raw: bytes | None = None
 ) -> dict[str, Any]:
-    """Dead-letter ``obj``, the ``index``-th input of a request, for ``rejection``; its
-    result line for the answer."""
+    """Dead-letter ``obj`` (encoded as ``raw`` when given), the ``index``-th input of a
+    request, for ``rejection``; its result line for the answer."""
     metrics.COLLECTOR_EVENTS.labels("rejected").inc()
     metrics.EVENTS_REJECTED.labels(rejection.reason).inc()
     # ASCII escapes keep any parsed string encodable (lone surrogates included).
-    raw = json.dumps(obj).encode("ascii")
+    raw = json.dumps(obj).encode("ascii") if raw is None else raw
     letter = DeadLetter.of(Message("http", -1, -1, None, raw), rejection, datetime.now(UTC))
     await services.dead_letter.send(value=letter.to_json())
     return {
@@ -85,3 +90,37 @@ async def dead_letter(
         "reason": rejection.reason,
         "detail": rejection.detail,
     }
+
+
+async def collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
+    """Validate one posted event and produce it; its result line for the response."""
+    settings = services.settings
+    # ASCII escapes keep any parsed string encodable (lone surrogates included).
+    raw = json.dumps(obj).encode("ascii")
+    if len(raw) > settings.max_event_bytes:
+        result: Any = Rejection(
+            "too_large", f"event is {len(raw)} bytes; the limit is {settings.max_event_bytes}"
+        )
+    else:
+        result = validate(
+            obj,
+            now=datetime.now(UTC),
+            max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+        )
+    if isinstance(result, Rejection):
+        return await dead_letter(services, index, obj, result, raw)
+    customer = (
+        sealing_customer(obj, services.rules.traits) if isinstance(result, IdentifyEvent) else None
+    )
+    if customer is not None:
+        # Personal traits never reach Kafka in clear: pseudonymised, and sealed with the
+        # customer's data key (crypto-shredding, README: Privacy and security).
+        pseudonym = services.rules.traits.pseudonymizer.of_id(customer)
+        key = await services.data_keys.unless_erased(customer, pseudonym)
+        obj = protect_traits(obj, services.rules.traits, key)
+        raw = json.dumps(obj).encode("ascii")
+    topic = services.outputs[services.topics.for_type(result.type)]
+    delivery = await topic.send(key=result.key.encode("utf-8"), value=raw)
+    await delivery
+    metrics.COLLECTOR_EVENTS.labels("accepted").inc()
+    return {"index": index, "event_id": result.event_id, "status": "accepted"}

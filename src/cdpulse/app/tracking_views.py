@@ -6,7 +6,7 @@ SDK's write key is a cdpulse token (HTTP Basic user name, empty password), held 
 route's scope ``ingest`` and, per event type, to the collector's scopes (an identify or
 alias needs ``identity``). Each message becomes a contract event (``contract/
 segment_spec.py``) and then goes the collector's way: validation, trait protection,
-the same topic and key (``views._collect``), rejections to the dead-letter topic.
+the same topic and key (``collector.collect``), rejections to the dead-letter topic.
 
 The answers are those the SDKs' retry logic expects: 200 once the request was taken,
 whatever became of each message (the body lists each: accepted, rejected with its
@@ -27,9 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp.web_protocol import RequestPayloadError
 from faust.web import Request, Response, View
 
-from cdpulse.app.auth import RateLimit
-from cdpulse.app.collector import dead_letter, over_rate, refused
-from cdpulse.app.views import MAX_EVENTS_PER_REQUEST, _collect
+from cdpulse.app.collector import MAX_EVENTS_PER_REQUEST, collect, dead_letter, over_rate, refused
 from cdpulse.contract.segment_spec import (
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
@@ -112,8 +110,6 @@ def _event(message: Any, call: str | None, sent_at: Any, now: datetime) -> Any:
 def register_tracking_views(services: Services) -> None:
     """Add the Segment tracking routes to the api."""
     guarded = services.guard
-    settings = services.settings
-    ingest_limit = RateLimit(settings.ingest_rate, settings.ingest_burst)
 
     async def take(view: View, request: Request, call: str | None) -> Response:
         limit = MAX_BATCH_BYTES if call is None else MAX_MESSAGE_BYTES
@@ -131,7 +127,7 @@ def register_tracking_views(services: Services) -> None:
         typed = [(i, e) for i, e in enumerate(events) if isinstance(e, dict)]
         stop = refused(view, typed)
         if stop is None:  # a refused request takes nothing from the token's event rate
-            stop = over_rate(view, ingest_limit, len(typed))
+            stop = over_rate(view, services.ingest_limit, len(typed))
         if stop is not None:
             return stop
         results = []
@@ -141,7 +137,7 @@ def register_tracking_views(services: Services) -> None:
             elif isinstance(event, Rejection):
                 results.append(await dead_letter(services, i, message, event))
             else:
-                results.append(await _collect(services, i, event))
+                results.append(await collect(services, i, event))
         tally = {s: sum(r["status"] == s for r in results) for s in ("accepted", "rejected")}
         answer = view.json(
             {

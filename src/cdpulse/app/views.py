@@ -4,19 +4,16 @@ the event collector."""
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.web import Request, Response, View
 
-from cdpulse.app.auth import RateLimit, event_refusal, verdict, who
-from cdpulse.contract.dead_letter import DeadLetter
-from cdpulse.contract.message import Message
-from cdpulse.contract.mirror import IdentifyEvent
+from cdpulse.app.auth import who
+from cdpulse.app.collector import MAX_EVENTS_PER_REQUEST, collect, over_rate, refused
 from cdpulse.contract.partitions import partition_of
 from cdpulse.contract.validation import Rejection, validate
 from cdpulse.models.churn.scoring import profile_document
@@ -24,15 +21,11 @@ from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
-from cdpulse.privacy.data_keys import protect_traits, sealing_customer
 from cdpulse.profile.model import Profile
 from cdpulse.store.export import Exporter
 
 if TYPE_CHECKING:
     from cdpulse.app.api import Services
-
-# A collector request may carry many events; each is still held to max_event_bytes.
-MAX_EVENTS_PER_REQUEST = 500
 
 
 def register_views(services: Services) -> None:
@@ -41,7 +34,6 @@ def register_views(services: Services) -> None:
     settings = services.settings
     store = services.store
     guarded = services.guard
-    ingest_limit = RateLimit(settings.ingest_rate, settings.ingest_burst)
 
     async def document_of(profile: Profile, as_of: int | None = None) -> dict[str, Any]:
         """The profile with its scores, as of the newest event time seen (``as_of``, when
@@ -259,33 +251,12 @@ def register_views(services: Services) -> None:
                 )
             # Event types need scopes of their own (auth.COLLECTOR_SCOPES): a request holding
             # one the token may not send is refused whole, before anything is produced.
-            granted = verdict()
-            refused = [r for i, obj in enumerate(batch) if (r := event_refusal(granted, i, obj))]
-            if refused:
-                metrics.AUTH_DENIED.labels("403").inc()
-                metrics.COLLECTOR_EVENTS.labels("refused").inc(len(batch))
-                return self.json(
-                    {
-                        "error": f"token {granted.name!r} may not send {len(refused)} of these "
-                        f"{len(batch)} events (listed in 'refused'); none was accepted",
-                        "accepted": 0,
-                        "refused": [r.as_json() for r in refused],
-                    },
-                    status=403,
-                )
-            token = str(granted.name)
-            wait = ingest_limit.take(token, len(batch))
-            if wait:
-                metrics.COLLECTOR_EVENTS.labels("rate_limited").inc(len(batch))
-                return self.json(
-                    {
-                        "error": f"token {token!r} is over its limit of {settings.ingest_rate:g} "
-                        f"events/s (bursts of {settings.ingest_burst}); retry later or send less"
-                    },
-                    status=429,
-                    headers={"Retry-After": str(max(1, math.ceil(min(wait, 3600))))},
-                )
-            results = [await _collect(services, i, obj) for i, obj in enumerate(batch)]
+            stop = refused(self, list(enumerate(batch))) or over_rate(
+                self, services.ingest_limit, len(batch)
+            )
+            if stop is not None:
+                return stop
+            results = [await collect(services, i, obj) for i, obj in enumerate(batch)]
             accepted = sum(r["status"] == "accepted" for r in results)
             status = 200 if accepted == len(results) else 422 if accepted == 0 else 207
             return self.json(
@@ -302,46 +273,3 @@ def _k(request: Request) -> int | None:
     except ValueError:
         return None
     return k if 1 <= k <= 100 else None
-
-
-async def _collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
-    """Validate one posted event and produce it; its result line for the response."""
-    settings = services.settings
-    # ASCII escapes keep any parsed string encodable (lone surrogates included).
-    raw = json.dumps(obj).encode("ascii")
-    now = datetime.now(UTC)
-    if len(raw) > settings.max_event_bytes:
-        result: Any = Rejection(
-            "too_large", f"event is {len(raw)} bytes; the limit is {settings.max_event_bytes}"
-        )
-    else:
-        result = validate(
-            obj, now=now, max_future_skew=timedelta(seconds=settings.max_future_skew_seconds)
-        )
-    if isinstance(result, Rejection):
-        metrics.COLLECTOR_EVENTS.labels("rejected").inc()
-        metrics.EVENTS_REJECTED.labels(result.reason).inc()
-        letter = DeadLetter.of(Message("http", -1, -1, None, raw), result, now)
-        await services.dead_letter.send(value=letter.to_json())
-        return {
-            "index": index,
-            "event_id": result.event_id,
-            "status": "rejected",
-            "reason": result.reason,
-            "detail": result.detail,
-        }
-    customer = (
-        sealing_customer(obj, services.rules.traits) if isinstance(result, IdentifyEvent) else None
-    )
-    if customer is not None:
-        # Personal traits never reach Kafka in clear: pseudonymised, and sealed with the
-        # customer's data key (crypto-shredding, README: Privacy and security).
-        pseudonym = services.rules.traits.pseudonymizer.of_id(customer)
-        key = await services.data_keys.unless_erased(customer, pseudonym)
-        obj = protect_traits(obj, services.rules.traits, key)
-        raw = json.dumps(obj).encode("ascii")
-    topic = services.outputs[services.topics.for_type(result.type)]
-    delivery = await topic.send(key=result.key.encode("utf-8"), value=raw)
-    await delivery
-    metrics.COLLECTOR_EVENTS.labels("accepted").inc()
-    return {"index": index, "event_id": result.event_id, "status": "accepted"}
