@@ -43,6 +43,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.clv.lifetime import refit
+from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco import Recommender
 from cdpulse.models.reco_stream import (
     ItemEvent,
@@ -121,12 +122,8 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         if model.learn(pairs).learned:
             snapshot = model.snapshot()
             if await model_store.publish(snapshot):
-                quality = snapshot.quality
                 metrics.MODEL_VERSION.labels("churn").set(snapshot.version)
-                metrics.MODEL_EXAMPLES.labels("churn").set(quality.examples)
-                metrics.MODEL_ROC_AUC.labels("churn").set(quality.auc)
-                metrics.MODEL_LOG_LOSS.labels("churn").set(quality.log_loss)
-                metrics.MODEL_DRIFT_ALARMS.labels("churn").set(quality.drifts)
+                _export_quality("churn", snapshot.quality)
             else:
                 learner_box.clear()  # someone published a newer one: reload
 
@@ -424,6 +421,17 @@ class RfmSweep:
             clearing.saves.append(Save(save.profile, save.version + 1, schedules=()))
         if clearing.saves:
             await self.state.write(clearing)
+
+
+def _export_quality(model: str, quality: ModelQuality) -> None:
+    """The model's quality on /metrics: a figure still unknown reads NaN, defined 0."""
+    metrics.MODEL_EXAMPLES.labels(model).set(quality.examples)
+    metrics.MODEL_ROC_AUC.labels(model).set(quality.auc)
+    metrics.MODEL_LOG_LOSS.labels(model).set(quality.log_loss)
+    metrics.MODEL_DRIFT_ALARMS.labels(model).set(quality.drifts)
+    for figure in FIGURES:
+        defined = not quality.unknown(figure)
+        metrics.MODEL_QUALITY_DEFINED.labels(model, figure).set(1 if defined else 0)
 
 
 def _examples(events: Any) -> list[tuple[int, Example]]:

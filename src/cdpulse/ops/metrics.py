@@ -163,17 +163,27 @@ BATCH_FAILURES = Counter(
 )
 MODEL_ROC_AUC = Gauge(
     "cdpulse_model_roc_auc",
-    "Rolling ROC AUC of the model's predictions on the labels that arrived (test-then-train).",
+    "Rolling ROC AUC of the model's predictions on the labels that arrived (test-then-train); "
+    "NaN while unknown (cdpulse_model_quality_defined).",
     ["model"],
 )
 MODEL_LOG_LOSS = Gauge(
-    "cdpulse_model_log_loss", "Rolling log loss of the model on the labels that arrived.", ["model"]
+    "cdpulse_model_log_loss",
+    "Rolling log loss of the model on the labels that arrived; NaN while unknown.",
+    ["model"],
+)
+MODEL_QUALITY_DEFINED = Gauge(
+    "cdpulse_model_quality_defined",
+    "1 once a quality figure is defined, 0 while it is unknown (models/quality.py): roc_auc "
+    "and drift need both classes among the last 2000 labels, log_loss one label.",
+    ["model", "metric"],
 )
 MODEL_EXAMPLES = Gauge("cdpulse_model_examples", "Labelled examples the model learned.", ["model"])
 MODEL_VERSION = Gauge("cdpulse_model_version", "Version of the newest model snapshot.", ["model"])
 MODEL_DRIFT_ALARMS = Gauge(
     "cdpulse_model_drift_alarms",
-    "ADWIN drift alarms raised on the model's error stream.",
+    "ADWIN drift alarms raised on the model's error stream while both classes were in the "
+    "window (with one class the error stream is the model's own score).",
     ["model"],
 )
 CHURN_LABELS = Counter(
