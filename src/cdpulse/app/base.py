@@ -16,11 +16,12 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal, TypeVar
 
 import faust
 import redis.asyncio as aioredis
+from aiohttp import web
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -73,6 +74,7 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         web_bind=settings.web_host,
         web_tables_enabled=False,
         web_router_enabled=False,
+        web_application_options={"middlewares": [timed]},
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         topic_allow_declare=False,
@@ -92,6 +94,33 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         fetch_min_bytes=settings.fetch_min_bytes,
         fetch_max_wait=settings.fetch_max_wait,
     )
+
+
+@web.middleware
+async def timed(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every HTTP request's time, by the route's pattern (never the path: it holds ids)."""
+    began = time.perf_counter()
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    finally:
+        route = request.match_info.route.resource
+        pattern = route.canonical if route is not None else "unmatched"
+        metrics.HTTP_SECONDS.labels(pattern, request.method).observe(time.perf_counter() - began)
+
+
+def record_lag(app: faust.App, gauge: Any, positions: Iterable[tuple[str, int, int]]) -> None:
+    """Set ``gauge`` per partition to the messages after the newest (topic, partition,
+    offset) handled: the consumer's high water mark minus that offset minus one."""
+    last: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in positions:
+        last[(topic, partition)] = max(offset, last.get((topic, partition), -1))
+    for (topic, partition), offset in last.items():
+        try:
+            highwater = app.consumer.highwater(faust.types.TP(topic, partition))
+        except Exception:  # lag is best-effort telemetry; never fail a batch over it
+            continue
+        if highwater is not None:
+            gauge.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
 
 
 def settle_heap() -> None:

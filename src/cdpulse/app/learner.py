@@ -34,7 +34,14 @@ from typing import Any, TypeVar
 import faust
 from faust.agents import current_agent
 
-from cdpulse.app.base import Heap, faust_app, partition_of, redis_client, retrying
+from cdpulse.app.base import (
+    Heap,
+    faust_app,
+    partition_of,
+    record_lag,
+    redis_client,
+    retrying,
+)
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
@@ -104,6 +111,13 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         stopping = (lambda: agent.should_stop) if agent is not None else lambda: app.should_stop
         return retrying(call, stopping, health.failed)
 
+    def learned(events: Any) -> None:
+        """A batch of a learner's topic is learned: settle the heap, report health and lag."""
+        heap.settle()
+        health.succeeded()
+        positions = [(e.message.topic, e.message.partition, e.message.offset) for e in events]
+        record_lag(app, metrics.LEARNER_LAG, positions)
+
     # --- churn ------------------------------------------------------------------------
 
     learner_box: list[ChurnLearner] = []
@@ -134,8 +148,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         ):
             with _committed_only_if_handled(events):
                 await retry(functools.partial(learn_examples, _examples(events)))
-                heap.settle()
-                health.succeeded()
+                learned(events)
 
     # --- recommender ------------------------------------------------------------------
 
@@ -240,8 +253,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
                     )
                 for shard, records in sorted(by_shard.items()):
                     await retry(functools.partial(learn_items, shard, records))
-                heap.settle()
-                health.succeeded()
+                learned(events)
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_other_shards() -> None:
@@ -262,8 +274,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             with _committed_only_if_handled(events):
                 records = [(e.message.offset, e.message.value) for e in events]
                 await retry(functools.partial(triggers.learn, records))
-                heap.settle()
-                health.succeeded()
+                learned(events)
 
     # --- lifetime value and RFM -------------------------------------------------------
 

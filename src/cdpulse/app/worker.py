@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import faust
 from faust.agents import current_agent
 
-from cdpulse.app.base import Heap, faust_app, partition_of, redis_client, retrying
+from cdpulse.app.base import Heap, faust_app, partition_of, record_lag, redis_client, retrying
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.reporting import record_batch
@@ -39,6 +39,7 @@ from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import BatchReport, Begun, ProfilePipeline, Sharding
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
+from cdpulse.pipeline.state import SaveStatus
 from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
@@ -204,7 +205,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         heap.settle()
         health.succeeded()
         record_batch(report)
-        _record_lag(app, messages)
+        record_lag(app, metrics.CONSUMER_LAG, [(m.topic, m.partition, m.offset) for m in messages])
 
     async def finish(
         stream: Any,
@@ -340,6 +341,11 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         await retrying(state.load_scripts, lambda: app.should_stop, health.failed)
         heap.sweep()
 
+    # Each cause of a retried save is on /metrics at 0 from the start, so a dashboard shows
+    # none and the first retry is a rate, not a series appearing.
+    for status in SaveStatus:
+        if status is not SaveStatus.SAVED:
+            metrics.SAVE_RETRIES.labels(status.value)
     register_health(app, settings, health, client)
     return app, worker
 
@@ -364,16 +370,3 @@ def _committed_only_if_handled(events: Any) -> Iterator[None]:
         for event in events:
             event.message.acked = True
         raise
-
-
-def _record_lag(app: faust.App, messages: list[Message]) -> None:
-    last: dict[tuple[str, int], int] = {}
-    for m in messages:
-        last[(m.topic, m.partition)] = max(m.offset, last.get((m.topic, m.partition), -1))
-    for (topic, partition), offset in last.items():
-        try:
-            highwater = app.consumer.highwater(faust.types.TP(topic, partition))
-        except Exception:  # lag is best-effort telemetry; never fail a batch over it
-            continue
-        if highwater is not None:
-            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(0, highwater - offset - 1))

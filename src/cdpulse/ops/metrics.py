@@ -145,6 +145,18 @@ REDIS_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "cdpulse_consumer_lag", "Messages not yet processed, per partition.", ["topic", "partition"]
 )
+LEARNER_LAG = Gauge(
+    "cdpulse_learner_lag",
+    "Messages of the learner's topics (training, reco events, offer rewards) not yet "
+    "learned, per partition.",
+    ["topic", "partition"],
+)
+HTTP_SECONDS = Histogram(
+    "cdpulse_http_request_seconds",
+    "HTTP requests answered, by route pattern (never the path) and method.",
+    ["route", "method"],
+    buckets=_LATENCY_BUCKETS,
+)
 PROFILES = Gauge("cdpulse_profiles", "Profiles stored.")
 WATERMARK = Gauge("cdpulse_watermark_seconds", "Newest event time applied (epoch seconds).")
 COLLECTOR_EVENTS = Counter(
