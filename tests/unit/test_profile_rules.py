@@ -8,7 +8,7 @@ and a re-delivered message changes nothing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
@@ -22,7 +22,7 @@ from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import Profile, encode
 from cdpulse.profile.rules import Rules, apply, merge, new_profile
-from cdpulse.profile.view import render
+from cdpulse.profile.view import iso, render
 from tests import oracle
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -496,3 +496,12 @@ def test_re_applying_a_prefix_from_the_same_offsets_changes_nothing(
         assert not apply(profile, message, RULES, source, offset)
     assert encode(profile) == before
     assert oracle.differences(render(profile, newest(events), RULES), _truth(events)) == []
+
+
+@given(st.integers(min_value=0, max_value=32_503_679_999_999))
+def test_iso_is_the_exact_calendar_time_of_epoch_milliseconds(millis: int) -> None:
+    # Exact integer arithmetic (datetime.fromtimestamp(millis / 1000) rounded some far
+    # times a millisecond down), checked against datetime's own calendar.
+    exact = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+    assert iso(millis) == exact.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso(None) is None

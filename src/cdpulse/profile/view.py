@@ -10,13 +10,27 @@ from cdpulse.profile import windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 
+_HOUR = 3_600_000
+_HOURS: dict[int, str] = {}  # hour since the epoch -> "YYYY-MM-DDTHH:", as met
+
 
 def iso(millis: int | None) -> str | None:
-    """RFC 3339 text (UTC, milliseconds) of an epoch-milliseconds time."""
+    """RFC 3339 text (UTC, milliseconds) of an epoch-milliseconds time.
+
+    A profile document shows about seven times; with ``datetime`` each cost ~3 µs. The
+    text of an hour is made once (``datetime``, so the calendar is Python's) and the
+    minutes, seconds and milliseconds are exact integer arithmetic on it."""
     if millis is None:
         return None
-    text = datetime.fromtimestamp(millis / 1000, tz=UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    hour, within = divmod(millis, _HOUR)
+    prefix = _HOURS.get(hour)
+    if prefix is None:
+        if len(_HOURS) >= 100_000:  # ~11 years of distinct hours: start over
+            _HOURS.clear()
+        prefix = _HOURS[hour] = datetime.fromtimestamp(hour * 3600, tz=UTC).strftime("%Y-%m-%dT%H:")
+    minutes, within = divmod(within, 60_000)
+    seconds, ms = divmod(within, 1000)
+    return f"{prefix}{minutes:02d}:{seconds:02d}.{ms:03d}Z"
 
 
 def in_cart(profile: Profile) -> list[str]:
