@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What an HTTP API token may do (``app/auth.py`` checks it; README: Privacy and security):
@@ -29,6 +30,30 @@ class ApiToken(BaseModel):
     # This token's own request limit, in place of CDPULSE_REQUEST_RATE / _BURST.
     request_rate: float | None = Field(None, gt=0)
     request_burst: int | None = Field(None, ge=1)
+    # Web pages that may send with this token from a browser (analytics.js), each an
+    # origin as browsers send it: "https://shop.example", "http://localhost:8080".
+    # Empty: a token for servers only (app/cors.py).
+    origins: list[str] = []
+
+    @field_validator("origins")
+    @classmethod
+    def _as_browsers_send(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            parts = urlsplit(origin)
+            default_port = (parts.scheme, parts.port) in (("http", 80), ("https", 443))
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or origin != f"{parts.scheme}://{parts.netloc}".lower()
+                or "*" in origin
+                or default_port
+            ):
+                raise ValueError(
+                    f"origin {origin!r} is not one a browser sends: give scheme://host[:port] "
+                    "in lower case, without a path, a trailing slash, a default port or a "
+                    "wildcard (list each origin)"
+                )
+        return origins
 
 
 class Settings(BaseSettings):
@@ -333,7 +358,8 @@ class Settings(BaseSettings):
     api_tokens: dict[str, ApiToken] = Field(
         {},
         description="HTTP API bearer tokens: JSON {name: {secret, scopes: [ingest, identity, "
-        "read, assign, admin]}}; no role starts without any unless auth_disabled.",
+        "read, assign, admin], origins: [web pages that may send with it]}}; no role starts "
+        "without any unless auth_disabled.",
     )
     auth_disabled: bool = Field(
         False, description="Serve the HTTP API without tokens: local development only."

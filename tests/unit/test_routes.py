@@ -7,7 +7,9 @@ a token (401) and with tokens that lack the route's scope (403, naming the scope
 must be the one ``SCOPES`` gives). The guard answers before a handler runs, so nothing
 here needs Kafka or Redis. A route added without ``@guard(scope)``, or with another scope
 than ``SCOPES`` says, fails here; so does a route that answers without a token and is not
-on the allow-list, which is itself asserted.
+on the allow-list, which is itself asserted. The browsers' CORS preflight (``OPTIONS``
+on the Segment routes) is the one method answered without a token, by design (a browser
+sends none with it): it is listed apart, and answers with headers only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from cdpulse.app.api import create_api
 from cdpulse.app.auth import ALL_SCOPES
 from cdpulse.settings import ApiToken, Scope, Settings
 
+SEGMENT_CALLS = [
+    *("batch", "track", "identify", "page", "screen", "alias", "group"),
+    *("b", "t", "i", "p", "s", "a", "g"),
+]
 # (method, route) -> the scope its handler needs. A new route belongs here, on purpose.
 SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/profiles/{profile_id}"): "read",
@@ -37,11 +43,9 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/identities/lookup"): "read",
     ("GET", "/v1/products/{product_id}/similar"): "read",
     ("POST", "/v1/events"): "ingest",
-    # the Segment tracking API (app/tracking_views.py): a bearer token or the write key
-    **{
-        ("POST", f"/v1/{call}"): "ingest"
-        for call in ("batch", "track", "identify", "page", "screen", "alias", "group")
-    },
+    # the Segment tracking API (app/tracking_views.py): a bearer token or the write key,
+    # on its paths and analytics.js's short ones
+    **{("POST", f"/v1/{call}"): "ingest" for call in SEGMENT_CALLS},
     ("GET", "/v1/segments"): "read",
     ("GET", "/v1/segments/{name}/members"): "read",
     ("GET", "/v1/experiments/{name}"): "read",
@@ -58,6 +62,9 @@ SCOPES: dict[tuple[str, str], Scope] = {
 # answers {"status": "OK"} and nothing else. Nothing more may.
 ALLOW_LIST = {"/healthz", "/readyz", "/metrics", "/"}
 FAUST_INDEX = "/"
+# The CORS preflights a browser sends before posting from a page, without credentials
+# (app/cors.py): headers for an origin some token names, else 403; nothing else runs.
+PREFLIGHTS = {("OPTIONS", f"/v1/{call}") for call in SEGMENT_CALLS}
 
 NO_SCOPE = "no-scope-secret"
 # One token per scope holding every scope but that one.
@@ -137,7 +144,7 @@ def _walk(table: set[tuple[str, str]]) -> Iterator[tuple[str, str, Scope | None]
     """Each (method, route) of the table with the scope it must need (None: HEAD on a
     view without GET, which faust registers on every view and answers 405)."""
     for method, route in sorted(table):
-        if route == FAUST_INDEX:
+        if route == FAUST_INDEX or (method, route) in PREFLIGHTS:
             continue
         if method == "HEAD":
             yield method, route, SCOPES.get(("GET", route))
@@ -148,15 +155,18 @@ def _walk(table: set[tuple[str, str]]) -> Iterator[tuple[str, str, Scope | None]
 def test_the_route_table_is_the_one_reviewed(private: web.Application) -> None:
     table = routes(private)
     unlisted = {
-        (m, r) for m, r in table if m != "HEAD" and r != FAUST_INDEX and (m, r) not in SCOPES
+        (m, r)
+        for m, r in table
+        if m != "HEAD" and r != FAUST_INDEX and (m, r) not in SCOPES.keys() | PREFLIGHTS
     }
     assert not unlisted, (
         f"routes without a reviewed scope: {sorted(unlisted)}; give each handler "
         "@guard(scope) (app/auth.py) and add it to SCOPES"
     )
     assert set(SCOPES) <= table, f"SCOPES lists routes the api lacks: {set(SCOPES) - table}"
+    assert {(m, r) for m, r in table if m == "OPTIONS"} == PREFLIGHTS
     # faust registers HEAD beside every view's methods; there is nothing else to walk
-    assert {m for m, _ in table} <= {"GET", "HEAD", "POST", "DELETE"}
+    assert {m for m, _ in table} <= {"GET", "HEAD", "POST", "DELETE", "OPTIONS"}
     assert {r for _, r in table} >= {r for _, r in SCOPES} | {FAUST_INDEX}
 
 
@@ -280,3 +290,14 @@ def test_the_collector_refuses_events_beyond_the_tokens_scopes() -> None:
             None,
         )
         assert "DELETE /v1/profiles/{id}" in refused["detail"]
+
+
+def test_a_preflight_runs_nothing_and_no_origin_is_allowed_unless_a_token_names_it() -> None:
+    application = _web_app(_settings())  # no token names an origin
+    asking = {"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"}
+    preflights = sorted(r for _, r in PREFLIGHTS)
+    for route, (status, body, _) in zip(
+        preflights, _call(application, [("OPTIONS", r, asking) for r in preflights]), strict=True
+    ):
+        assert status == 403, (route, status, body)
+        assert "add it to the 'origins' of the token" in body["error"]

@@ -13,6 +13,10 @@ Tokens come from ``CDPULSE_API_TOKENS``, a JSON object of named tokens::
 may export and erase customers (README: Privacy and security has the route table).
 Every route of the api goes through ``Guard`` (``@guard("read")`` on each handler), and
 a test walks the api's route table so that a route without a scope fails the build.
+The Segment routes also take a token as an SDK's write key (``@guard(scope,
+write_key=True)``): the HTTP Basic user name, or without an Authorization header the
+body's ``writeKey`` (analytics.js before 1.84); a token's ``"origins"`` are the web pages
+that may send with it (``app/cors.py``).
 
 A presented token is compared with every configured secret in constant time (digests
 of equal length, no early exit), so response times do not tell an attacker how much of
@@ -35,6 +39,7 @@ import binascii
 import functools
 import hashlib
 import hmac
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +47,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
+from aiohttp.web_protocol import RequestPayloadError
 from faust.web import Request, Response, View
 
 from cdpulse.contract.events import EVENT_TYPES
@@ -53,14 +59,16 @@ ALL_SCOPES: frozenset[Scope] = frozenset(get_args(Scope))
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of checking a request: a token name and its scopes, or an HTTP status
-    and why (``code``: RFC 6750's error code for the challenge, "" when none applies)."""
+    """The outcome of checking a request: a token name, its scopes and the web origins
+    that may send with it, or an HTTP status and why (``code``: RFC 6750's error code for
+    the challenge, "" when none applies)."""
 
     name: str | None
     status: int = 200
     error: str = ""
     scopes: frozenset[Scope] = frozenset()
     code: str = ""
+    origins: frozenset[str] = frozenset()
 
     @property
     def allowed(self) -> bool:
@@ -100,13 +108,22 @@ class Gate:
             (name, _digest(t.secret.get_secret_value()), t) for name, t in tokens.items()
         ]
 
-    def check(self, authorization: str | None, scope: Scope, write_key: bool = False) -> Verdict:
+    def check(
+        self,
+        authorization: str | None,
+        scope: Scope,
+        write_key: bool = False,
+        body_key: str | None = None,
+    ) -> Verdict:
         """Whether ``authorization`` (the header's value) grants ``scope``; with
         ``write_key``, HTTP Basic with the token as user name counts too (the Segment SDKs
-        send their write key so, with an empty password)."""
+        send their write key so, with an empty password), and so does ``body_key``, the
+        body's ``writeKey``, when there is no Authorization header."""
         if self.disabled:
             return Verdict("auth-disabled", scopes=ALL_SCOPES)
         secret = _presented(authorization, write_key)
+        if secret is None and authorization is None and write_key:
+            secret = body_key or None
         if secret is None:
             how = " (or, from a Segment SDK, the token as its write key)" if write_key else ""
             return Verdict(
@@ -138,7 +155,7 @@ class Gate:
                 scopes,
                 "insufficient_scope",
             )
-        return Verdict(name, scopes=scopes)
+        return Verdict(name, scopes=scopes, origins=frozenset(token.origins))
 
 
 Handler = Callable[..., Awaitable[Response]]
@@ -156,7 +173,9 @@ class Guard:
     what is wrong and how to fix it; a 401 or 403 also a ``WWW-Authenticate: Bearer``
     challenge naming the scope (RFC 6750). There is no public variant: the only routes
     without a token are ``/healthz``, ``/readyz`` and ``/metrics`` where the settings make
-    them public (``app/health.py``), and faust's constant index ``/``.
+    them public (``app/health.py``), faust's constant index ``/``, and the browsers'
+    CORS preflight (``OPTIONS``) of the Segment routes, which answers with headers only
+    and runs nothing (``app/cors.py``).
     """
 
     def __init__(self, gate: Gate, limits: Mapping[str, RateLimit] | None = None) -> None:
@@ -179,13 +198,17 @@ class Guard:
 
     def __call__(self, scope: Scope, write_key: bool = False) -> Callable[[Handler], Handler]:
         """Decorate a view's handler: it runs only for tokens with ``scope``; with
-        ``write_key`` also for a token sent as a Segment write key (HTTP Basic)."""
+        ``write_key`` also for a token sent as a Segment write key (HTTP Basic, or the
+        body's ``writeKey`` when the request has no Authorization header)."""
 
         def wrap(handler: Handler) -> Handler:
             @functools.wraps(handler)
             async def run(view: View, request: Request, **kwargs: Any) -> Response:
                 authorization = request.headers.get("Authorization")
-                verdict = self.gate.check(authorization, scope, write_key)
+                body_key = (
+                    await _body_write_key(request) if write_key and authorization is None else None
+                )
+                verdict = self.gate.check(authorization, scope, write_key, body_key)
                 if not verdict.allowed:
                     return self._refuse(view, verdict, scope)
                 slowed = self._over_rate(view, verdict)
@@ -247,6 +270,19 @@ class Guard:
             headers={"WWW-Authenticate": challenge},
         )
         return response
+
+
+async def _body_write_key(request: Request) -> str | None:
+    """The ``writeKey`` of a JSON body, None when it has none. analytics.js before 1.84
+    sends its write key only so: a ``text/plain`` body with no Authorization header is a
+    request a browser sends cross-origin without a preflight (also from ``sendBeacon``).
+    aiohttp keeps the body it read, for the handler; its bound (1 MiB) holds here too."""
+    try:
+        payload = json.loads(await request.read())
+    except (RequestPayloadError, ValueError, RecursionError):
+        return None  # no key here; the handler names what is wrong with the body
+    key = payload.get("writeKey") if isinstance(payload, dict) else None
+    return key if isinstance(key, str) else None
 
 
 def verdict() -> Verdict:

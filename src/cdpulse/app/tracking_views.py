@@ -1,12 +1,17 @@
 """The Segment tracking API on the collector: ``POST /v1/batch`` and the single calls
-``/v1/track``, ``/v1/identify``, ``/v1/page``, ``/v1/screen``, ``/v1/alias``, ``/v1/group``.
+``/v1/track``, ``/v1/identify``, ``/v1/page``, ``/v1/screen``, ``/v1/alias``, ``/v1/group``,
+and the short paths analytics.js posts to (``/v1/b``, ``/v1/t``, ``/v1/i``, ``/v1/p``,
+``/v1/s``, ``/v1/a``, ``/v1/g``).
 
 So that a shop already running a Segment (or RudderStack) SDK only points it here. The
-SDK's write key is a cdpulse token (HTTP Basic user name, empty password), held to the
-route's scope ``ingest`` and, per event type, to the collector's scopes (an identify or
-alias needs ``identity``). Each message becomes a contract event (``contract/
-segment_spec.py``) and then goes the collector's way: validation, trait protection,
-the same topic and key (``collector.collect``), rejections to the dead-letter topic.
+SDK's write key is a cdpulse token (HTTP Basic user name with an empty password, or the
+body's ``writeKey``), held to the route's scope ``ingest`` and, per event type, to the
+collector's scopes (an identify or alias needs ``identity``); a web page's request to the
+origins its token names (``app/cors.py``). The body is JSON whatever its content type
+says: analytics.js sends ``text/plain``, so that a browser sends it without asking first.
+Each message becomes a contract event (``contract/segment_spec.py``) and then goes the
+collector's way: validation, trait protection, the same topic and key
+(``collector.collect``), rejections to the dead-letter topic.
 
 The answers are those the SDKs' retry logic expects: 200 once the request was taken,
 whatever became of each message (the body lists each: accepted, rejected with its
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp.web_protocol import RequestPayloadError
 from faust.web import Request, Response, View
 
+from cdpulse.app import cors
 from cdpulse.app.collector import MAX_EVENTS_PER_REQUEST, collect, dead_letter, over_rate, refused
 from cdpulse.contract.segment_spec import (
     MAX_BATCH_BYTES,
@@ -51,6 +57,8 @@ ROUTES: dict[str, str | None] = {
     "/v1/alias": "alias",
     "/v1/group": "group",
 }
+# analytics.js posts to the first letter of each (api.segment.io takes both spellings).
+ROUTES |= {path[:5]: call for path, call in ROUTES.items()}
 
 
 class Malformed(Exception):
@@ -78,19 +86,27 @@ async def _body(request: Request, limit: int) -> Any:
         raise Malformed("invalid_json", f"body is not JSON: {exc}") from None
 
 
+def _keyless(message: Any) -> Any:
+    """``message`` without the ``writeKey`` analytics.js puts in each: a rejected message
+    goes to the dead-letter topic, and a token does not."""
+    if isinstance(message, dict) and "writeKey" in message:
+        return {k: v for k, v in message.items() if k != "writeKey"}
+    return message
+
+
 def _messages(payload: Any, call: str | None) -> tuple[list[Any], Any]:
     """The messages of a request and the batch's ``sentAt``."""
     if not isinstance(payload, dict):
         raise Malformed("not_an_object", "body must be a JSON object (a Segment message)")
     if call is not None:
-        return [payload], None
+        return [_keyless(payload)], None
     batch = payload.get("batch")
     if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_EVENTS_PER_REQUEST:
         raise Malformed(
             "invalid_batch",
             f"body must be {{'batch': [1 to {MAX_EVENTS_PER_REQUEST} messages]}}",
         )
-    return batch, payload.get("sentAt")
+    return [_keyless(m) for m in batch], payload.get("sentAt")
 
 
 def _event(message: Any, call: str | None, sent_at: Any, now: datetime) -> Any:
@@ -110,8 +126,12 @@ def _event(message: Any, call: str | None, sent_at: Any, now: datetime) -> Any:
 def register_tracking_views(services: Services) -> None:
     """Add the Segment tracking routes to the api."""
     guarded = services.guard
+    cross_origin = cors.CrossOrigin.from_settings(services.settings)
 
     async def take(view: View, request: Request, call: str | None) -> Response:
+        wrong_page = cors.refusal(view, request)
+        if wrong_page is not None:
+            return wrong_page
         limit = MAX_BATCH_BYTES if call is None else MAX_MESSAGE_BYTES
         try:
             payload = await _body(request, limit)
@@ -150,11 +170,16 @@ def register_tracking_views(services: Services) -> None:
         return answer
 
     def route(path: str, call: str | None) -> None:
-        @services.app.page(path, name=f"segment_{call or 'batch'}")
+        @services.app.page(path, name=f"segment_{path.removeprefix('/v1/')}")
         class TrackingView(View):
+            @cross_origin.answering
             @guarded("ingest", write_key=True)
             async def post(self, request: Request) -> Response:
                 return await take(self, request, call)
+
+            async def options(self, request: Request) -> Response:
+                # No token: a browser sends none with a preflight (app/cors.py).
+                return cross_origin.preflight(self, request)
 
     for path, call in ROUTES.items():
         route(path, call)
