@@ -1,5 +1,6 @@
-"""Segment's own Python SDK (segment-analytics-python) pointed at the api with ``host=``,
-against real Kafka, Redis, worker and api processes.
+"""Segment's own Python SDK (segment-analytics-python) and RudderStack's
+(rudder-sdk-python), each pointed at the api with ``host=``, against real Kafka, Redis,
+worker and api processes.
 
 The SDK sends identify, page and e-commerce tracks for a few shoppers with its write key
 (a cdpulse token); the profiles the worker writes must equal an oracle computed here from
@@ -22,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from rudderstack.analytics import client as rudderstack_client
+from rudderstack.analytics import request as rudderstack_request
 from segment.analytics.client import Client
 from segment.analytics.consumer import Consumer
 from segment.analytics.request import APIError, post
@@ -139,9 +142,14 @@ def expected(script: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[st
     return profiles
 
 
-def send(
-    client: Client, script: list[tuple[str, str, dict[str, Any]]], start: datetime
-) -> list[Any]:
+# Each Python SDK: its client and the function its consumer posts a batch with (a retry).
+SDKS = {
+    "segment": (Client, post),
+    "rudderstack": (rudderstack_client.Client, rudderstack_request.post),
+}
+
+
+def send(client: Any, script: list[tuple[str, str, dict[str, Any]]], start: datetime) -> list[Any]:
     """Every call of the script through the SDK, a minute apart in event time; the
     messages the SDK queued."""
     sent = []
@@ -181,10 +189,12 @@ def wait_for(roles: Roles, want: dict[str, dict[str, Any]], what: str) -> None:
     )
 
 
-def test_segment_sdk_events_become_exact_profiles_and_retries_count_once(env: Env) -> None:
+@pytest.mark.parametrize("sdk", sorted(SDKS))
+def test_sdk_events_become_exact_profiles_and_retries_count_once(env: Env, sdk: str) -> None:
     roles = env.roles(**AUTH)
     errors: list[Exception] = []
-    client = Client(
+    sdk_client, sdk_post = SDKS[sdk]
+    client = sdk_client(
         SERVER_KEY, host=roles.api.url, on_error=lambda e, _: errors.append(e), upload_size=5
     )
     start = datetime.now(UTC) - timedelta(hours=1)
@@ -201,7 +211,7 @@ def test_segment_sdk_events_become_exact_profiles_and_retries_count_once(env: En
     # The SDK's retry: the same messages again, in one batch, through its own request
     # (gzipped, as the SDK sends with gzip=True).
     duplicates = roles.worker.metric("cdpulse_duplicates_total")
-    answer = post(SERVER_KEY, roles.api.url, gzip=True, batch=messages).json()
+    answer = sdk_post(SERVER_KEY, roles.api.url, gzip=True, batch=messages).json()
     assert (answer["accepted"], answer["rejected"]) == (len(messages) - 1, 1)
     [rejected] = [r for r in answer["results"] if r["status"] == "rejected"]
     assert rejected["reason"] == "unknown_type"

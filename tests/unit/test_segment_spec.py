@@ -321,6 +321,14 @@ def test_identify_keeps_scalar_traits_and_links_the_anonymous_id() -> None:
     assert event["timestamp"] == int(RECEIVED.timestamp() * 1000)
 
 
+def test_identify_from_rudderstack_has_its_traits_in_the_context() -> None:
+    rudder = {k: v for k, v in IDENTIFY.items() if k != "traits"}
+    rudder["context"] = {**IDENTIFY["context"], "traits": IDENTIFY["traits"]}
+    assert mapped(rudder)["properties"] == mapped(IDENTIFY)["properties"]
+    both = {**IDENTIFY, "context": {"traits": {"plan": "other"}}}
+    assert mapped(both)["properties"] == mapped(IDENTIFY)["properties"]  # the spec's first
+
+
 def test_integrations_decide_whether_a_message_is_for_cdpulse() -> None:
     # The spec's identify example is addressed to Mixpanel and Salesforce only.
     assert not wanted(IDENTIFY)

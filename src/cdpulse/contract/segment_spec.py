@@ -16,9 +16,10 @@ message lacks is left out so that the contract names it. The mapping:
   contract's context; the channel is ``email`` for the email events, ``app`` when the
   context names an app or device (the mobile SDKs), else ``web``.
 * ``identify`` keeps the scalar traits (the contract's; Segment's nested ``address`` or
-  ``company`` has nowhere to go); the trait allow-list and pseudonymisation are the
-  collector's, after this. ``alias`` is an identify linking ``previousId`` to ``userId``,
-  under the identity rules.
+  ``company`` has nowhere to go), from ``context.traits`` when the message has no
+  ``traits`` (RudderStack's SDKs put them there); the trait allow-list and
+  pseudonymisation are the collector's, after this. ``alias`` is an identify linking
+  ``previousId`` to ``userId``, under the identity rules.
 
 >>> event = to_event(
 ...     {"type": "track", "event": "Product Viewed", "messageId": "m-1", "userId": "C-1",
@@ -198,7 +199,11 @@ def _typed(call: str, message: Message, event_id: Any) -> tuple[str, Properties]
         kind, mapping = TRACK_EVENTS[name]
         return kind, mapping(properties)
     if call == "identify":
+        # RudderStack's SDKs send an identify's traits in the context only.
+        context = message.get("context")
         traits = message.get("traits")
+        if traits is None and isinstance(context, Mapping):
+            traits = context.get("traits")
         scalars = (
             {k: v for k, v in traits.items() if not isinstance(v, Mapping | list)}
             if isinstance(traits, Mapping)
