@@ -1,6 +1,6 @@
-"""Segment's own Python SDK (segment-analytics-python) and RudderStack's
-(rudder-sdk-python), each pointed at the api with ``host=``, against real Kafka, Redis,
-worker and api processes.
+"""Segment's own Python SDK (segment-analytics-python), RudderStack's (rudder-sdk-python)
+and Segment's Node SDK (@segment/analytics-node, run by node from tests/js), each pointed
+at the api with ``host``, against real Kafka, Redis, worker and api processes.
 
 The SDK sends identify, page and e-commerce tracks for a few shoppers with its write key
 (a cdpulse token); the profiles the worker writes must equal an oracle computed here from
@@ -16,7 +16,9 @@ import base64
 import json
 import logging
 import math
+import subprocess
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from queue import Queue
 from typing import Any
@@ -30,6 +32,7 @@ from segment.analytics.consumer import Consumer
 from segment.analytics.request import APIError, post
 
 from tests.integration.conftest import Env, Roles, drained, wait_until
+from tests.integration.js import installed
 from tests.oracle import pseudonym
 
 TOKENS = {
@@ -149,6 +152,10 @@ SDKS = {
 }
 
 
+# The script's arguments as the JavaScript SDKs name them.
+CAMEL = {"user_id": "userId", "anonymous_id": "anonymousId"}
+
+
 def send(client: Any, script: list[tuple[str, str, dict[str, Any]]], start: datetime) -> list[Any]:
     """Every call of the script through the SDK, a minute apart in event time; the
     messages the SDK queued."""
@@ -202,22 +209,71 @@ def test_sdk_events_become_exact_profiles_and_retries_count_once(env: Env, sdk: 
     client.shutdown()
     assert errors == []
 
+    # The SDK's retry: the same messages again, in one batch, through its own request
+    # (gzipped, as the SDK sends with gzip=True).
+    def resend() -> list[Any]:
+        return [sdk_post(SERVER_KEY, roles.api.url, gzip=True, batch=messages).json()]
+
+    exact_then_counted_once(env, roles, messages, resend)
+
+
+def test_analytics_node_events_become_exact_profiles_and_retries_count_once(env: Env) -> None:
+    roles = env.roles(**AUTH)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    calls = []
+    for n, (_, call, args) in enumerate(SCRIPT):
+        named = {CAMEL.get(k, k): v for k, v in args.items()}
+        named["timestamp"] = (start + timedelta(minutes=n)).isoformat()
+        if call not in ("page", "identify"):
+            call, named["event"] = "track", call
+        calls.append({"call": call, "args": named})
+    job = {"host": roles.api.url, "writeKey": SERVER_KEY, "calls": calls}
+    node = subprocess.run(
+        ["node", "analytics_node.mjs"],
+        cwd=installed(),
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    sent = json.loads(node.stdout)
+    assert (sent["errors"], set(sent["statuses"])) == ([], {200}), node.stderr
+
+    # A retry: each request body the SDK sent, again (same messageIds).
+    key = base64.b64encode(f"{SERVER_KEY}:".encode()).decode()
+
+    def resend() -> list[Any]:
+        with httpx.Client(
+            base_url=roles.api.url, headers={"Authorization": f"Basic {key}"}
+        ) as http:
+            return [http.post("/v1/batch", json=body).json() for body in sent["requests"]]
+
+    exact_then_counted_once(env, roles, [m for r in sent["requests"] for m in r["batch"]], resend)
+
+
+def exact_then_counted_once(
+    env: Env, roles: Roles, messages: list[Any], resend: Callable[[], list[Any]]
+) -> None:
+    """The profiles equal the oracle's for SCRIPT, sent as ``messages``; then
+    ``resend()`` sends them all again, as a retry does, and they stay equal: each repeat
+    was dropped (the custom event is rejected again)."""
     want = expected(SCRIPT)
     wait_for(roles, want, "the SDK's events to reach the profiles")
     wait_until(lambda: drained(env.settings), 120, "the worker to drain its topics")
     for customer, fields in want.items():
         assert profile_fields(roles.api.url, customer) == fields, customer
 
-    # The SDK's retry: the same messages again, in one batch, through its own request
-    # (gzipped, as the SDK sends with gzip=True).
     duplicates = roles.worker.metric("cdpulse_duplicates_total")
-    answer = sdk_post(SERVER_KEY, roles.api.url, gzip=True, batch=messages).json()
-    assert (answer["accepted"], answer["rejected"]) == (len(messages) - 1, 1)
-    [rejected] = [r for r in answer["results"] if r["status"] == "rejected"]
-    assert rejected["reason"] == "unknown_type"
-    assert rejected["event_id"] == messages[-1]["messageId"]
+    answers = resend()
+    accepted = sum(a["accepted"] for a in answers)
+    rejected = [r for a in answers for r in a["results"] if r["status"] == "rejected"]
+    assert accepted == len(messages) - 1
+    assert [(r["event_id"], r["reason"]) for r in rejected] == [
+        (messages[-1]["messageId"], "unknown_type")
+    ]
     wait_until(
-        lambda: roles.worker.metric("cdpulse_duplicates_total") >= duplicates + len(messages) - 1,
+        lambda: roles.worker.metric("cdpulse_duplicates_total") >= duplicates + accepted,
         120,
         "the worker to drop every repeat",
     )
