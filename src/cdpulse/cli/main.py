@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cdpulse.cli.bench_cmd",
     "cdpulse.cli.rebuild_cmd",
     "cdpulse.cli.redis_acl_cmd",
+    "cdpulse.cli.export_cmd",
 )
 
 
