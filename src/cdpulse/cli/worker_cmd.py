@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     ensure_topics(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    if args.role == "learner" and settings.learner_nice:
+        os.nice(settings.learner_nice)
     try:
         app = _create(args.role, settings)
     except ValueError as exc:  # a segments or rules file that does not check out
