@@ -35,6 +35,7 @@ from cdpulse.models.reco_stream import (
     learn_records,
     merge_snapshots,
 )
+from cdpulse.pipeline.outputs import bundles
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, new_profile
 from cdpulse.profile.view import render
@@ -561,6 +562,48 @@ def test_learn_records_skips_what_it_cannot_read_and_forgets_on_request() -> Non
     assert len(learned.items) == len(good) and learned.forgotten == ["C-0"]
     assert recommender.state.shopper("C-0") == Shopper()
     assert recommender.state.shopper("C-1").session
+
+
+def test_bundles_of_records_learn_as_the_records_one_by_one() -> None:
+    events = shop_events()
+    records = [
+        ItemEvent.of(e["customer_id"], e, new_profile(e["customer_id"])).to_json() for e in events
+    ]
+    records.insert(len(records) // 2, Forget("C-1").to_json())
+    singles, bundled = Recommender(), Recommender()
+    one_by_one = learn_records(singles, enumerate(records))
+    # bundles small enough that the records span several, as a worker's outlet sends them
+    packed = bundles(records, limit=600)
+    assert len(packed) > 2
+    together = learn_records(bundled, enumerate(packed))
+    assert together.items == one_by_one.items
+    assert together.forgotten == one_by_one.forgotten == ["C-1"]
+    assert not together.malformed
+    assert_same_learning(singles, bundled, ["P-1", "P-2", "P-3", "P-4", "B-1"])
+
+
+@given(
+    st.lists(st.dictionaries(st.text(max_size=5), st.integers(), max_size=4), max_size=40),
+    st.integers(min_value=2, max_value=400),
+)
+def test_bundles_keep_every_value_in_order_within_the_limit(
+    documents: list[dict[str, int]], limit: int
+) -> None:
+    values = [msgspec.json.encode(d) for d in documents]
+    packed = bundles(values, limit=limit)
+    assert [v for b in packed for v in msgspec.json.decode(b)] == documents
+    assert all(len(b) <= limit or len(msgspec.json.decode(b)) == 1 for b in packed)
+
+
+def test_a_bundle_with_an_unreadable_record_learns_the_rest_and_reports_its_offset() -> None:
+    events = shop_events()
+    good = [
+        ItemEvent.of(e["customer_id"], e, new_profile(e["customer_id"])).to_json() for e in events
+    ]
+    broken = b"[" + b",".join([good[0], b'{"forget": 7}', *good[1:]]) + b"]"
+    learned = learn_records(Recommender(), [(0, b"[]"), (1, b"[1,"), (2, broken)])
+    assert learned.malformed == [0, 1, 2]
+    assert len(learned.items) == len(good)
 
 
 @settings(max_examples=30, deadline=None)

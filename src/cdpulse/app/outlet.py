@@ -5,7 +5,8 @@ client's own ``send`` partitions and queues one record at a time. A batch's reco
 instead grouped by topic and partition here (Kafka's default partitioner, murmur2 of the
 key, remembered per key) and appended to aiokafka record batches, one ``send_batch`` per
 partition; the method then waits until the broker acknowledged all of them (acks=all),
-so the pipeline writes Redis only after its records are safe.
+so the pipeline writes Redis only after its records are safe. The records of a bundled
+stream (``outputs.BUNDLED``) go as one bundle per partition (``outputs.bundles``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import faust
 from kafka.partitioner.default import murmur2
 
-from cdpulse.pipeline.outputs import Outputs, Record, Stream
+from cdpulse.pipeline.outputs import BUNDLED, Outputs, Record, Stream, bundles
 
 KEYS_REMEMBERED = 100_000
 
@@ -53,6 +54,9 @@ class KafkaOutlet:
                     record
                 )
             for partition, group in grouped.items():
+                if stream in BUNDLED:
+                    values = [r.value for r in group if r.value is not None]
+                    group = [Record(None, bundle) for bundle in bundles(values)]
                 futures += await self._send(producer, topic, partition, group)
         if futures:
             await asyncio.gather(*futures)

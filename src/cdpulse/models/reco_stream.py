@@ -96,9 +96,10 @@ class Forget(msgspec.Struct, frozen=True, gc=False):
 _ENCODER = msgspec.json.Encoder()
 _ITEM_DECODER = msgspec.json.Decoder(ItemEvent)
 _FORGET_DECODER = msgspec.json.Decoder(Forget)
+_BUNDLE_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def read_record(raw: bytes) -> ItemEvent | Forget:
+def read_record(raw: bytes | msgspec.Raw) -> ItemEvent | Forget:
     """One ``cdp.reco-events`` record; ``ValueError`` for anything else."""
     try:
         return _ITEM_DECODER.decode(raw)
@@ -112,7 +113,8 @@ def read_record(raw: bytes) -> ItemEvent | Forget:
 @dataclass
 class Learned:
     """What a batch of records did: item events learned (in order), customers forgotten,
-    and the offsets of records that could not be read (skipped; count and log them)."""
+    and the offsets of messages holding a record that could not be read (skipped; count
+    and log them)."""
 
     items: list[ItemEvent] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
@@ -122,23 +124,41 @@ class Learned:
 def learn_records(recommender: Recommender, records: Iterable[tuple[int, bytes]]) -> Learned:
     """Fold (offset, value) records of one shard into its recommender, in order.
 
-    Never raises on input: a record that is not an ``ItemEvent`` or ``Forget`` (the
-    engine writes nothing else) is skipped and its offset reported.
+    A message is one record or a worker's bundle of them (``outputs.bundles``), read in
+    order. Never raises on input: a record that is not an ``ItemEvent`` or ``Forget`` (the
+    engine writes nothing else) is skipped, and its message's offset reported once.
     """
     learned = Learned()
     for offset, raw in records:
-        try:
-            record = read_record(raw)
-        except ValueError:
+        unreadable = False
+        for one in _unbundled(raw):
+            try:
+                record = read_record(one)
+            except ValueError:
+                unreadable = True
+                continue
+            if isinstance(record, Forget):
+                recommender.forget(record.forget)
+                learned.forgotten.append(record.forget)
+            else:
+                recommender.learn_one(record.customer_id, record.items, record.context)
+                learned.items.append(record)
+        if unreadable:
             learned.malformed.append(offset)
-            continue
-        if isinstance(record, Forget):
-            recommender.forget(record.forget)
-            learned.forgotten.append(record.forget)
-        else:
-            recommender.learn_one(record.customer_id, record.items, record.context)
-            learned.items.append(record)
     return learned
+
+
+def _unbundled(raw: bytes) -> list[bytes] | list[msgspec.Raw]:
+    """The records of one message: a worker's bundle (a JSON array, ``outputs.bundles``)
+    or one record (what workers sent before bundles, and what anything else may send)."""
+    if raw[:1] == b"[":
+        try:
+            found = _BUNDLE_DECODER.decode(raw)
+        except msgspec.DecodeError:
+            found = []
+        if found:
+            return found
+    return [raw]  # one record, or something unreadable read (and refused) as one
 
 
 @dataclass(frozen=True, slots=True)

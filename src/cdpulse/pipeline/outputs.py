@@ -32,6 +32,37 @@ class Stream(Enum):
     __hash__ = object.__hash__
 
 
+# Streams whose records the outlet sends in bundles (``bundles``): one Kafka record per
+# partition and batch holding the batch's records for that partition as a JSON array, in
+# order. Item events are most of what a worker sends and each was a message of its own:
+# ~13 µs of CPU per message on the learner's consumer path alone, for records only the
+# learner reads and always a batch at a time. A bundle is applied whole or not at all
+# (one offset), so redelivery stays exact.
+BUNDLED = frozenset({Stream.RECO_EVENTS})
+BUNDLE_BYTES = 256 * 1024  # a bundle's size at most (unless one record alone is larger)
+
+
+def bundles(values: list[bytes], limit: int = BUNDLE_BYTES) -> list[bytes]:
+    """``values`` (each one JSON document) as JSON arrays of at most ``limit`` bytes, in
+    order; a value longer than ``limit`` is a bundle of its own.
+
+    >>> bundles([b'{"a":1}', b'{"b":2}', b'{"c":3}'], limit=17)
+    [b'[{"a":1},{"b":2}]', b'[{"c":3}]']
+    """
+    out: list[bytes] = []
+    part: list[bytes] = []
+    size = 1  # the closing bracket; each value adds itself and a comma or the opening one
+    for value in values:
+        if part and size + len(value) + 1 > limit:
+            out.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 1
+        part.append(value)
+        size += len(value) + 1
+    if part:
+        out.append(b"[" + b",".join(part) + b"]")
+    return out
+
+
 class Record(NamedTuple):
     """One message: a key (None: round robin) and a value (None: a tombstone)."""
 
