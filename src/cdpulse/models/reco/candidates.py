@@ -131,17 +131,20 @@ class Pool:
 def generate(state: RecoState, config: RecoConfig, shopper: Shopper, context: Context) -> Pool:
     """Candidates from every source with every feature filled in."""
     found: dict[str, float] = {}  # product -> co-visitation, in the order found
-    strongest_anchor: dict[str, tuple[float, str, int]] = {}
+    strongest: dict[str, float] = {}  # product -> its largest single contribution
+    anchor_of: dict[str, tuple[str, int]] = {}  # product -> that anchor, its relation
+    # Local names for the ~300 partner steps of a list (most of generate's own time).
+    found_get, strongest_get, per_anchor = found.get, strongest.get, config.per_anchor
     for rank, anchor in enumerate(anchors(config, shopper, context)):
         weight = 1.0 / (rank + 1)
-        partners = covisitation.scores(state, anchor, config.per_anchor)
-        for other, (share, relation) in partners.items():
+        for other, (share, relation) in covisitation.scores(state, anchor, per_anchor).items():
             contribution = weight * share
-            found[other] = found.get(other, 0.0) + contribution
-            if contribution > strongest_anchor.get(other, _NO_ANCHOR)[0]:
-                strongest_anchor[other] = (contribution, anchor, relation)
-    strongest = sorted(context.affinity.items(), key=lambda kv: (-kv[1], kv[0]))
-    for category, _ in strongest[: config.categories]:
+            found[other] = found_get(other, 0.0) + contribution
+            if contribution > strongest_get(other, 0.0):
+                strongest[other] = contribution
+                anchor_of[other] = (anchor, relation)
+    by_affinity = sorted(context.affinity.items(), key=lambda kv: (-kv[1], kv[0]))
+    for category, _ in by_affinity[: config.categories]:
         for product, _ in state.top_products(category, config.per_category):
             found.setdefault(product, 0.0)
     for product, _ in state.top_products(ALL, config.trending):
@@ -154,18 +157,15 @@ def generate(state: RecoState, config: RecoConfig, shopper: Shopper, context: Co
         found.setdefault(product, 0.0)
     products = list(found)
     cart = set(context.cart)
-    anchored = [strongest_anchor.get(p) for p in products]
     return Pool(
         products,
         list(found.values()),
-        [None if a is None else (a[1], a[2]) for a in anchored],
+        [anchor_of.get(p) for p in products],
         [viewed.get(p, 0.0) for p in products],
         [p in cart for p in products],
         *shares(state, products, context),
     )
 
-
-_NO_ANCHOR = (0.0, "", 0)
 
 
 def shares(
