@@ -16,12 +16,14 @@ STACK := deploy/local/stack.sh
 # Where the integration tests' own stack lives (tests/integration/stack.py).
 TEST_RUN_DIR := .run/test
 
-.PHONY: help venv stack-deps stack-up stack-down stack-status test chaos lint schemas demo bench clean distclean
+.PHONY: help venv stack-deps stack-up stack-down stack-status test scale chaos lint schemas demo bench clean distclean
 
 help:
 	@echo "make venv          .venv with cdpulse and its test tools"
 	@echo "make stack-up      start Kafka and Redis on 127.0.0.1 (stack-down, stack-status)"
+	@echo "                   three brokers: deploy/local/stack.sh --brokers 3 start (README: Running at scale)"
 	@echo "make test          the whole suite against a real Kafka and Redis, then ruff and mypy"
+	@echo "make scale         three Kafka brokers: replicated topics, a broker killed under acks=all writes"
 	@echo "make chaos         the fault suite at full size (tests/chaos; make test runs it small)"
 	@echo "make lint          ruff, mypy and the import contracts (arrows point inward)"
 	@echo "make schemas       regenerate the JSON Schemas in schemas/"
@@ -58,8 +60,13 @@ stack-status:
 # The session fixture starts and stops its own stack on test ports, so only its
 # dependencies are prepared here. Exit 5 is pytest's "no tests collected", not a failure.
 test: venv stack-deps
-	$(BIN)/pytest tests/ src/ || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "pytest: no tests collected"; }
+	$(BIN)/pytest tests/ src/ --ignore=tests/scale || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "pytest: no tests collected"; }
 	$(MAKE) --no-print-directory lint
+
+# A three-broker cluster of its own (tests/scale, ~1-2 min): replication, min ISR, a broker
+# SIGKILLed under acks=all writes and restarted.
+scale: venv stack-deps
+	$(BIN)/pytest tests/scale
 
 # The fault suite at full size: 100k-event streams, more kills and restarts (tests/chaos).
 chaos: venv stack-deps
@@ -78,12 +85,16 @@ demo: venv stack-deps
 
 # Starts the local stack only when nothing answers at CDPULSE_KAFKA_BOOTSTRAP / CDPULSE_REDIS_URL,
 # and stops what it started. BENCH_ARGS passes options: make bench BENCH_ARGS="--events 100000".
+# The local stack is one broker: one replica per topic unless the environment says otherwise.
 bench: venv stack-deps
+	CDPULSE_TOPIC_REPLICATION=$${CDPULSE_TOPIC_REPLICATION:-1} \
+	CDPULSE_TOPIC_MIN_INSYNC_REPLICAS=$${CDPULSE_TOPIC_MIN_INSYNC_REPLICAS:-1} \
 	$(BIN)/cdpulse bench --out .run/bench-result.json --chart .run/bench-result.png $(BENCH_ARGS)
 
 clean:
 	$(STACK) stop
 	CDPULSE_RUN_DIR=$(TEST_RUN_DIR) $(STACK) stop
+	CDPULSE_RUN_DIR=.run/test-k3 $(STACK) stop
 	rm -rf .run build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find src tests -name __pycache__ -prune -exec rm -rf {} +
 

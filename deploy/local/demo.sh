@@ -28,6 +28,9 @@ export CDPULSE_KAFKA_PORT CDPULSE_KAFKA_CONTROLLER_PORT CDPULSE_REDIS_PORT CDPUL
 export CDPULSE_WEB_PORT CDPULSE_WORKER_PORT CDPULSE_LEARNER_PORT
 export CDPULSE_KAFKA_BOOTSTRAP=127.0.0.1:$CDPULSE_KAFKA_PORT
 export CDPULSE_REDIS_URL=redis://127.0.0.1:$CDPULSE_REDIS_PORT/0
+# One broker: one copy of each partition (the defaults, 3 and 2, are for a real cluster).
+export CDPULSE_TOPIC_REPLICATION=${CDPULSE_TOPIC_REPLICATION:-1}
+export CDPULSE_TOPIC_MIN_INSYNC_REPLICAS=${CDPULSE_TOPIC_MIN_INSYNC_REPLICAS:-1}
 export CDPULSE_DATA_DIR=${CDPULSE_DATA_DIR:-$CDPULSE_RUN_DIR/worker}
 # Each run gets topics, Redis keys and a consumer group of its own: the stack keeps its data
 # between runs, and the same seeded shop fed twice into one namespace would count every event

@@ -1,24 +1,44 @@
-"""Create cdpulse's topics when they are missing (the broker does not auto-create)."""
+"""Create cdpulse's topics when they are missing (the broker does not auto-create).
+
+Every topic gets ``CDPULSE_TOPIC_REPLICATION`` replicas and ``min.insync.replicas`` of
+``CDPULSE_TOPIC_MIN_INSYNC_REPLICAS``: with every cdpulse producer on ``acks=all``, a
+record acknowledged is on that many brokers, so losing one broker loses none of them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
+from dataclasses import dataclass
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
 from cdpulse.connections import kafka_options
 from cdpulse.contract.topics import Topics
-from cdpulse.settings import Settings
+from cdpulse.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 
+# How long a cluster that is starting gets to show enough live brokers: each broker answers
+# before every other one's registration has reached it (seen: 2 of 3 for a moment).
+BROKERS_WAIT_SECONDS = 15.0
 
-def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
-    """Create cdpulse's topics that do not exist yet; returns those created."""
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic as cdpulse creates it."""
+
+    name: str
+    partitions: int
+    replication: int
+    configs: dict[str, str]
+
+
+def topic_specs(settings: Settings, extra: tuple[str, ...] = ()) -> list[TopicSpec]:
+    """Every topic cdpulse creates, with its partitions, replication and configs."""
     topics = Topics.from_settings(settings)
-    names = (*topics.all, *extra)
 
     def partitions(name: str) -> int:
         # One partition for training examples and rewards: one learner sees them all, in
@@ -42,6 +62,31 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
             return {"retention.ms": "-1"}  # the audit trail of erasures is kept
         return {}
 
+    durability = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+    return [
+        TopicSpec(name, partitions(name), settings.topic_replication, configs(name) | durability)
+        for name in (*topics.all, *extra)
+    ]
+
+
+def live_brokers(admin: KafkaAdminClient, wanted: int) -> int:
+    """The live brokers the cluster reports, waiting up to ``BROKERS_WAIT_SECONDS`` for
+    ``wanted`` of them."""
+    deadline = time.monotonic() + BROKERS_WAIT_SECONDS
+    while True:
+        brokers = len(admin.describe_cluster()["brokers"])
+        if brokers >= wanted or time.monotonic() >= deadline:
+            return brokers
+        time.sleep(0.5)
+
+
+def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
+    """Create cdpulse's topics that do not exist yet; returns those created.
+
+    Raises :class:`ConfigurationError` when a topic is missing and the cluster has fewer
+    live brokers than ``CDPULSE_TOPIC_REPLICATION``.
+    """
+    specs = topic_specs(settings, extra)
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
         client_id=f"{settings.app_id}-admin",
@@ -50,16 +95,36 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
     )
     try:
         existing = set(admin.list_topics())
-        missing = [n for n in names if n not in existing]
+        missing = [spec for spec in specs if spec.name not in existing]
         if not missing:
             return []
+        # Checked only before creating: a process restarting while one broker of a
+        # replicated cluster is down must start, and its topics are there already.
+        brokers = live_brokers(admin, settings.topic_replication)
+        if brokers < settings.topic_replication:
+            raise ConfigurationError(
+                f"CDPULSE_TOPIC_REPLICATION={settings.topic_replication}, but the Kafka "
+                f"cluster at {settings.kafka_bootstrap} has {brokers} live broker(s), so "
+                f"topics {', '.join(s.name for s in missing)} cannot be created: set "
+                "CDPULSE_TOPIC_REPLICATION (and CDPULSE_TOPIC_MIN_INSYNC_REPLICAS) to at most "
+                f"{brokers} (1 and 1 for the single-node local stack: "
+                'eval "$(deploy/local/stack.sh env)"), or start more brokers'
+            )
         # Another process may create them between our list and create: that is fine.
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(
-                [NewTopic(n, partitions(n), 1, topic_configs=configs(n)) for n in missing],
+                {
+                    spec.name: {
+                        "num_partitions": spec.partitions,
+                        "replication_factor": spec.replication,
+                        "configs": spec.configs,
+                    }
+                    for spec in missing
+                },
                 timeout_ms=15000,
             )
-        log.info("created topics %s", missing)
-        return missing
+        created = [spec.name for spec in missing]
+        log.info("created topics %s", created)
+        return created
     finally:
         admin.close()

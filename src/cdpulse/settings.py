@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What an HTTP API token may do (``app/auth.py`` checks it; README: Privacy and security):
@@ -137,6 +137,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Partitions of the reco-events topic cdpulse creates: the recommender's "
         "shards, each learned by one learner process and served merged.",
+    )
+    topic_replication: int = Field(
+        3,
+        ge=1,
+        description="Replication factor of topics cdpulse creates: copies of every partition "
+        "on distinct brokers (1 for a single broker, as the local stack and make demo set).",
+    )
+    topic_min_insync_replicas: int = Field(
+        2,
+        ge=1,
+        description="min.insync.replicas of topics cdpulse creates: replicas that must hold "
+        "a record before the broker acknowledges it to an acks=all producer (every cdpulse "
+        "producer); at most CDPULSE_TOPIC_REPLICATION.",
     )
 
     # --- worker ------------------------------------------------------------------------
@@ -419,6 +432,21 @@ class Settings(BaseSettings):
     offer_epsilon: float = Field(
         0.1, gt=0, le=1, description="Share of offers the bandit draws at random (exploration)."
     )
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication:
+            raise ValueError(
+                f"CDPULSE_TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} exceeds "
+                f"CDPULSE_TOPIC_REPLICATION={self.topic_replication}: no acks=all write could "
+                "succeed; lower it (1 for a single broker)"
+            )
+        return self
+
+
+class ConfigurationError(Exception):
+    """The settings do not fit what the process found (a broker count, a file): the
+    message names the setting and the fix; the command line exits 2 with it."""
 
 
 @lru_cache(maxsize=1)

@@ -255,6 +255,9 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         "CDPULSE_REDIS_PREFIX": name,
         "CDPULSE_APP_ID": f"cdpulse-{name}",
         "CDPULSE_TOPIC_PARTITIONS": "4",
+        # The session's stack is one broker (tests/scale runs a replicated cluster).
+        "CDPULSE_TOPIC_REPLICATION": "1",
+        "CDPULSE_TOPIC_MIN_INSYNC_REPLICAS": "1",
         # The oracle pseudonymises under the same key; tests of auth configure tokens.
         "CDPULSE_PSEUDONYM_KEY": PSEUDONYM_KEY.decode(),
         "CDPULSE_AUTH_DISABLED": "true",

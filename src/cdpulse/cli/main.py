@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from cdpulse.settings import ConfigurationError
+
 # Imported lazily so that ``cdpulse schemas`` does not pay for faust and river.
 SUBCOMMANDS: tuple[str, ...] = (
     "cdpulse.cli.worker_cmd",
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except CliError as exc:
+    except (CliError, ConfigurationError) as exc:
         print(f"cdpulse {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
