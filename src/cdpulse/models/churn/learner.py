@@ -46,9 +46,18 @@ class ChurnLearner:
             x = dict(zip(FEATURE_NAMES, example.features, strict=True))
             drifts += self.quality.update(example.label, self.model.predict_proba(x))
             self.model.learn_one(x, example.label)
+            self._covers(example)
             self.offset = offset
             learned += 1
         return LearnResult(learned, skipped, drifts)
+
+    def _covers(self, example: Example) -> None:
+        """Widen the event time the model's training data covers to ``example``'s."""
+        span = self.model.event_times
+        first, last = example.snapshot_at, example.label_at
+        if span is not None:
+            first, last = min(span[0], first), max(span[1], last)
+        self.model.event_times = (first, last)
 
     def snapshot(self) -> Snapshot:
         """A new version of the model to publish."""

@@ -46,6 +46,10 @@ class ChurnModel:
     pipeline: Any
     means: dict[str, stats.Mean] = field(default_factory=dict)
     examples: int = 0
+    # The event time its training data covers: the earliest example's snapshot day and the
+    # newest label's decision time (epoch ms); None until the learner records them.
+    # Models pickled before this field read the class default.
+    event_times: tuple[int, int] | None = None
 
     @classmethod
     def create(cls, kind: str = "logistic") -> ChurnModel:

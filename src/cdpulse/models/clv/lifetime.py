@@ -61,6 +61,9 @@ class ClvSnapshot:
     version: int
     model: LifetimeValue
     customers: int  # how many order histories the fit saw
+    # The event time the summaries were read at (epoch ms); a snapshot pickled before
+    # this field has none (``getattr(snapshot, "as_of", None)``).
+    as_of: int | None = None
 
 
 def refit(
@@ -81,7 +84,7 @@ def refit(
         model = LifetimeValue.fit(x, t_x, T, m, start=previous.model if previous else None)
     except ClvFitError:
         return None  # keep serving the previous parameters
-    return ClvSnapshot((previous.version if previous else 0) + 1, model, len(rows))
+    return ClvSnapshot((previous.version if previous else 0) + 1, model, len(rows), as_of)
 
 
 def clv_view(
