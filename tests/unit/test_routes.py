@@ -52,6 +52,8 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/experiments/{name}/assignment/{customer_id}"): "assign",
     ("GET", "/v1/rules"): "read",
     ("GET", "/v1/rules/{name}/uplift"): "read",
+    ("GET", "/v1/models"): "read",
+    ("GET", "/v1/models/{name}"): "read",
     # public by default (CDPULSE_HEALTH_PUBLIC, CDPULSE_METRICS_PUBLIC), else ``read``
     ("GET", "/healthz"): "read",
     ("GET", "/readyz"): "read",

@@ -18,6 +18,7 @@ from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.health import register_health
+from cdpulse.app.model_views import register_model_views
 from cdpulse.app.segment_views import register_segment_views
 from cdpulse.app.tracking_views import register_tracking_views
 from cdpulse.app.trigger_views import register_trigger_views
@@ -97,6 +98,7 @@ def create_api(settings: Settings) -> faust.App:
     guard = services.guard
     register_views(services)
     register_tracking_views(services)
+    register_model_views(services, triggers.policies)
     register_segment_views(app, book, memberships, guard)
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)

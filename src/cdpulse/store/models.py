@@ -142,6 +142,14 @@ class RecoShards:
     def get(self) -> RecoSnapshot | None:
         return self.current
 
+    def newest(self) -> dict[int, RecoSnapshot]:
+        """Each shard's newest loaded snapshot, by shard (what ``get`` serves merged)."""
+        return {
+            shard: store.current
+            for shard, store in sorted(self._shards.items())
+            if store.current is not None
+        }
+
     async def publish(self, shard: int, snapshot: RecoSnapshot) -> bool:
         """Store one shard's ``snapshot`` unless a newer one is there; True when stored."""
         stored = await self.shard(shard).publish(snapshot)

@@ -281,6 +281,10 @@ class MemoryState:
         """The whole popularity map of ``category`` (``ALL``: of every product)."""
         return self._popularity.get(category, {})
 
+    def customers(self) -> int:
+        """How many customers' shopper states this state holds."""
+        return len(self._shoppers)
+
     def has_shopper(self, customer_id: str) -> bool:
         """Whether this state holds the customer's shopper (their shard does)."""
         return customer_id in self._shoppers

@@ -1,0 +1,102 @@
+"""HTTP views of the published models: ``/v1/models`` and each model's card.
+
+The cards are built from the snapshots the api already loads on its refresh timer
+(churn, lifetime value, the recommender's shards). The offer policy is the trigger
+service's store, which the api does not refresh: it is reloaded here when a card asks,
+at most once per ``CDPULSE_MODEL_REFRESH_SECONDS`` (one ``HGET`` when unchanged).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from faust.web import Request, Response, View
+
+from cdpulse.models.cards import ModelCard, churn_card, clv_card, reco_card
+from cdpulse.models.clv.lifetime import MIN_CUSTOMERS
+from cdpulse.offers.card import offer_card
+from cdpulse.ops import metrics
+
+if TYPE_CHECKING:
+    from cdpulse.app.api import Services
+    from cdpulse.offers.bandit import OfferSnapshot
+    from cdpulse.store.models import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+MODELS = ("churn", "clv", "reco", "offers")
+
+
+def register_model_views(services: Services, policies: SnapshotStore[OfferSnapshot]) -> None:
+    """Add ``/v1/models`` and ``/v1/models/{name}`` to the app (scope ``read``)."""
+    guarded = services.guard
+    topics = services.topics
+    offers_read = [0.0]  # monotonic time of the last reload of the offer policy
+
+    async def offers() -> OfferSnapshot | None:
+        now = time.monotonic()
+        if now - offers_read[0] >= services.settings.model_refresh_seconds:
+            offers_read[0] = now
+            try:
+                await policies.refresh()
+            except Exception as exc:  # serve the policy already loaded, if any
+                metrics.REDIS_ERRORS.inc()
+                log.warning("offer policy refresh failed: %s", exc)
+        return policies.get()
+
+    async def card_of(name: str) -> ModelCard | None:
+        """The card of model ``name`` (one of ``MODELS``), None before its first snapshot."""
+        if name == "churn":
+            churn = services.registry.get()
+            return None if churn is None else churn_card(churn, topics.training)
+        if name == "clv":
+            clv = services.clv.get()
+            return None if clv is None else clv_card(clv)
+        if name == "reco":
+            shards = services.reco.newest()
+            return reco_card(shards, topics.reco_events) if shards else None
+        offer = await offers()
+        return None if offer is None else offer_card(offer, services.settings.topic_offer_rewards)
+
+    @services.app.page("/v1/models")
+    class ModelsView(View):
+        @guarded("read")
+        async def get(self, request: Request) -> Response:
+            versions = {
+                "churn": services.registry.get(),
+                "clv": services.clv.get(),
+                "reco": services.reco.get(),
+                "offers": await offers(),
+            }
+            return self.json(
+                {
+                    "models": [
+                        {"name": name, "version": None if s is None else s.version}
+                        for name, s in versions.items()
+                    ]
+                }
+            )
+
+    @services.app.page("/v1/models/{name}")
+    class ModelCardView(View):
+        @guarded("read")
+        async def get(self, request: Request, name: str) -> Response:
+            if name not in MODELS:
+                names = ", ".join(MODELS)
+                return self.json(
+                    {"error": f"no model {name!r}; the models are {names} (GET /v1/models)"},
+                    status=404,
+                )
+            card = await card_of(name)
+            if card is None:
+                return self.json(
+                    {
+                        "error": f"model {name!r} has no published snapshot yet: its learner "
+                        "publishes one after its first batch (lifetime value: after its first "
+                        f"refit of at least {MIN_CUSTOMERS} customers)"
+                    },
+                    status=404,
+                )
+            return self.json(card.to_dict())

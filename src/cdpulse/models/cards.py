@@ -1,0 +1,245 @@
+"""Model cards: what a published model is, what it learned from, and how well it does.
+
+A card is built from a snapshot alone, so the api answers it from what it already
+loads. Every figure is measured or read from the model, never invented: where one
+cannot be known (an importance that needs held-out data the snapshot does not keep, a
+quality no one tracks), it reads ``None`` and the card says why.
+
+Global importance, per model kind:
+
+* churn, logistic: ``|weight| x standard deviation``, the weight on the raw feature
+  times the scaler's standard deviation of that feature; since River's regression
+  learns on standardised features, that is the size of the learned weight itself.
+* churn, forest: permutation importance needs held-out labelled examples, and the
+  snapshot keeps none: not available.
+* recommender: the ranker's weights on its standardised features, averaged over the
+  shards by the examples each learned (as serving averages them, ``Folded.average``).
+* lifetime value: fitted population parameters, not feature weights: none.
+
+>>> from cdpulse.models.churn.learner import ChurnLearner
+>>> card = churn_card(ChurnLearner.fresh().snapshot(), "cdp.training")
+>>> card.version, card.examples, card.quality["roc_auc"]
+(1, 0, Figure(value=None, unknown='no labels yet'))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from cdpulse.models.churn.features import FEATURE_NAMES
+from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.clv.lifetime import ClvSnapshot
+from cdpulse.models.quality import FIGURES, ModelQuality
+from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
+from cdpulse.models.reco.ranker import Ranker
+from cdpulse.models.reco.recommender import Recommender
+from cdpulse.models.reco.state import ALL, MemoryState
+from cdpulse.models.reco_stream import RecoSnapshot
+
+NOT_TRACKED = "not tracked for this model"
+
+
+class Feature(msgspec.Struct, frozen=True):
+    """One input of a model and its global importance (None: not available, see the card)."""
+
+    name: str
+    importance: float | None = None
+    weight: float | None = None  # on the raw feature, where the model has one
+    std: float | None = None  # the feature's standard deviation in the training data
+
+
+class Figure(msgspec.Struct, frozen=True):
+    """One live quality figure: its value, or None and why it is unknown."""
+
+    value: float | None
+    unknown: str = ""
+
+
+class Drift(msgspec.Struct, frozen=True):
+    """The drift detector's alarms as tracked, or why there is none."""
+
+    detector: str | None
+    alarms: int | None
+    unknown: str = ""
+
+
+class TrainingData(msgspec.Struct, frozen=True):
+    """Where the model learned from: the source, the offsets learned up to (by partition),
+    and the event time its data cover (epoch ms), or why that is not known."""
+
+    source: str
+    offsets: dict[str, int]
+    event_time_from: int | None = None
+    event_time_to: int | None = None
+    unknown: str = ""
+
+
+class ModelCard(msgspec.Struct, frozen=True):
+    """A published model described: ``GET /v1/models/{name}``."""
+
+    name: str
+    kind: str
+    version: int
+    examples: int  # training examples (or customers, for a population fit) it learned from
+    importance: str  # how the features' importance is computed, or why it is not given
+    features: list[Feature]
+    quality: dict[str, Figure]
+    drift: Drift
+    training: TrainingData
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as JSON-ready builtins."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+def churn_card(snapshot: Snapshot, topic: str) -> ModelCard:
+    """The churn model's card; ``topic``: the training topic it learns from."""
+    model = snapshot.model
+    if model.kind == "logistic":
+        scaler = model.pipeline["StandardScaler"]
+        weights = model.pipeline["LogisticRegression"].weights
+        features = []
+        for name in FEATURE_NAMES:
+            std = math.sqrt(scaler.vars.get(name, 0.0))
+            # River's scaler maps a feature it saw constant to 0: no weight reaches it
+            raw = float(weights.get(name, 0.0)) / std if std > 0 else 0.0
+            features.append(Feature(name, abs(raw) * std, raw, std))
+        importance = (
+            "|weight| x standard deviation: the logistic regression's weight on the raw "
+            "feature times the scaler's standard deviation of it"
+        )
+    else:
+        features = [Feature(name) for name in FEATURE_NAMES]
+        importance = (
+            f"not available for a {model.kind}: permutation importance needs held-out "
+            "labelled examples, and the snapshot keeps none"
+        )
+    quality: ModelQuality = snapshot.quality
+    span = model.event_times
+    return ModelCard(
+        name="churn",
+        kind=f"churn classifier ({model.kind})",
+        version=snapshot.version,
+        examples=model.examples,
+        importance=importance,
+        features=features,
+        quality=quality_figures(quality),
+        drift=Drift("ADWIN on the error |y - p|", quality.drifts, quality.unknown("drift")),
+        training=TrainingData(
+            topic,
+            {"0": snapshot.offset},
+            None if span is None else span[0],
+            None if span is None else span[1],
+            "" if span is not None else "not recorded by the learner that published it",
+        ),
+        parameters={"positives": quality.positives},
+    )
+
+
+def quality_figures(quality: ModelQuality) -> dict[str, Figure]:
+    """Prequential ROC AUC and log loss, as /metrics has them: None and why while unknown."""
+    values = {"roc_auc": quality.auc, "log_loss": quality.log_loss}
+    out: dict[str, Figure] = {}
+    for figure in FIGURES:
+        if figure in values:
+            why = quality.unknown(figure)
+            out[figure] = Figure(None if why else round(values[figure], 6), why)
+    return out
+
+
+def clv_card(snapshot: ClvSnapshot) -> ModelCard:
+    """The lifetime-value models' card: BG/NBD and Gamma-Gamma parameters, customers fitted."""
+    purchases, spend = snapshot.model.purchases, snapshot.model.spend
+    as_of = getattr(snapshot, "as_of", None)  # None in snapshots from before it was kept
+    return ModelCard(
+        name="clv",
+        kind="lifetime value (BG/NBD x Gamma-Gamma)",
+        version=snapshot.version,
+        examples=snapshot.customers,
+        importance=(
+            "not applicable: BG/NBD and Gamma-Gamma are population parameters fitted on "
+            "every customer's summary, not weights on features"
+        ),
+        features=[Feature(name) for name in ("x", "t_x", "T", "m")],
+        quality={"fit": Figure(None, NOT_TRACKED)},
+        drift=Drift(None, None, NOT_TRACKED),
+        training=TrainingData(
+            "order summaries (one per customer, kept by the workers in Redis)",
+            {},
+            None,
+            as_of,
+            "" if as_of is not None else "the event time of the fit was not recorded",
+        ),
+        parameters={
+            "bgnbd": msgspec.to_builtins(purchases),
+            "gamma_gamma": msgspec.to_builtins(spend),
+            "customers_fitted": snapshot.customers,
+            "as_of": as_of,
+        },
+    )
+
+
+def reco_card(shards: Mapping[int, RecoSnapshot], topic: str) -> ModelCard:
+    """The recommender's card from each shard's newest snapshot (at least one)."""
+    if not shards:
+        raise ValueError("reco_card needs at least one shard's snapshot")
+    recommenders = [s.recommender for _, s in sorted(shards.items())]
+    rankers = [r.ranker for r in recommenders]
+    learners = [r for r in rankers if isinstance(r, Ranker)]  # published shards: all are
+    learned = sum(r.learned for r in rankers)
+    importances: list[float | None] = [None] * len(RANKER_FEATURES)
+    if learned and len(learners) == len(rankers):
+        shares = [r.learned / learned for r in learners]
+        importances = [
+            abs(sum(share * r.weights[i] for share, r in zip(shares, learners, strict=True)))
+            for i in range(len(RANKER_FEATURES))
+        ]
+    served = Recommender.merge(recommenders, remember=False)
+    folded = served.ranker.folded()
+    products: set[str] = set()
+    customers = 0
+    for snapshot in shards.values():
+        state = snapshot.recommender.state
+        if isinstance(state, MemoryState):
+            products.update(state.popularity_scores(ALL))
+            customers += state.customers()
+    return ModelCard(
+        name="reco",
+        kind="recommender (co-visitation, category and trending candidates, logistic ranker)",
+        version=sum(s.version for s in shards.values()),
+        examples=learned,
+        importance=(
+            "|weight| on the standardised feature (raw weight x standard deviation), "
+            "shards averaged by the examples each learned"
+            if learned
+            else "none yet: the ranker has learned no example"
+        ),
+        features=[
+            Feature(name, importance, weight)
+            for name, importance, weight in zip(
+                RANKER_FEATURES, importances, folded.weights, strict=True
+            )
+        ],
+        quality={"hit_rate": Figure(None, "not measured live; `cdpulse evaluate reco` replays it")},
+        drift=Drift(None, None, NOT_TRACKED),
+        training=TrainingData(
+            topic,
+            {str(shard): s.offset for shard, s in sorted(shards.items())},
+            None,
+            None,
+            "the event time of the item events learned is not recorded",
+        ),
+        parameters={
+            "model_version": served.model_version,
+            "shards": len(shards),
+            "products_known": len(products),
+            "customers_known": customers,
+            "intercept": folded.intercept,
+        },
+    )

@@ -1,0 +1,254 @@
+"""Model cards built from small models trained here, their importances held to an oracle
+computed from the same model's weights and scaler; and the api's model routes, in process,
+answering from snapshots put where the api's refresh timer would have loaded them."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from cdpulse.app import api, triggers
+from cdpulse.models.cards import churn_card, clv_card, reco_card
+from cdpulse.models.churn.features import FEATURE_NAMES
+from cdpulse.models.churn.labels import Example
+from cdpulse.models.churn.learner import ChurnLearner
+from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary, refit
+from cdpulse.models.reco import Recommender, shard_of
+from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
+from cdpulse.models.reco.ranker import Ranker
+from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.offers.bandit import OfferPolicy, OfferSnapshot
+from cdpulse.offers.card import offer_card
+from cdpulse.profile.windows import DAY, MINUTE
+from cdpulse.settings import ApiToken, Settings
+
+READ = "read-secret"
+
+
+def _examples(n: int, seed: int = 3) -> list[tuple[int, Example]]:
+    """(offset, example) pairs: churn follows a long silence, with noise in every feature."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        features = [rng.gauss(0.0, 1.0 + j) for j in range(len(FEATURE_NAMES))]
+        label = int(rng.random() < 0.5)
+        features[FEATURE_NAMES.index("days_since_last_visit")] = rng.uniform(20, 60) * label
+        out.append((10 + i, Example(f"C-{i}", (100 + i) * DAY, (130 + i) * DAY, label, features)))
+    return out
+
+
+def _churn(kind: str = "logistic") -> Snapshot:
+    learner = ChurnLearner.fresh(kind)
+    learner.learn(_examples(300))
+    return learner.snapshot()
+
+
+def test_a_logistic_churn_card_gives_weight_times_deviation_for_every_feature() -> None:
+    snapshot = _churn()
+    card = churn_card(snapshot, "cdp.training")
+    scaler = snapshot.model.pipeline["StandardScaler"]
+    weights = snapshot.model.pipeline["LogisticRegression"].weights
+    assert [f.name for f in card.features] == list(FEATURE_NAMES)
+    for feature in card.features:
+        std = math.sqrt(scaler.vars[feature.name])
+        raw_weight = weights[feature.name] / std  # the regression learns on x / std
+        assert feature.importance == pytest.approx(abs(raw_weight) * std, rel=1e-12)
+        assert feature.weight == pytest.approx(raw_weight, rel=1e-12)
+    top = max(card.features, key=lambda f: f.importance or 0.0)
+    assert top.name == "days_since_last_visit"
+    assert "|weight| x standard deviation" in card.importance
+    assert (card.version, card.examples) == (1, 300)
+    assert card.training.offsets == {"0": 309}
+    assert (card.training.event_time_from, card.training.event_time_to) == (100 * DAY, 429 * DAY)
+    assert card.training.source == "cdp.training"
+    assert card.quality["roc_auc"].value == pytest.approx(round(snapshot.quality.auc, 6))
+    assert card.quality["roc_auc"].unknown == ""
+    assert card.drift.alarms == snapshot.quality.drifts
+
+
+def test_a_fresh_churn_card_says_what_is_unknown_and_why() -> None:
+    card = churn_card(ChurnLearner.fresh().snapshot(), "cdp.training")
+    assert card.quality["roc_auc"].value is None
+    assert card.quality["log_loss"].unknown == "no labels yet"
+    assert card.drift.unknown == "no labels yet"
+    assert card.training.event_time_from is None
+    assert "not recorded" in card.training.unknown
+
+
+def test_a_forest_churn_card_says_its_importance_is_not_available() -> None:
+    learner = ChurnLearner.fresh("forest")
+    learner.learn(_examples(40))
+    card = churn_card(learner.snapshot(), "cdp.training")
+    assert all(f.importance is None for f in card.features)
+    assert card.importance.startswith("not available for a forest: permutation importance")
+
+
+def _summaries(n: int = 300, seed: int = 5) -> list[OrderSummary]:
+    """Customers with their own rate of buying and of dropping out (BG/NBD's story)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        rate, p_drop = rng.gammavariate(0.5, 1 / 20), rng.betavariate(1.0, 3.0)
+        first = rng.randrange(0, 200) * DAY
+        t, last, orders = first, first, 1
+        while rng.random() > p_drop:
+            t += int(rng.expovariate(rate) * DAY) if rate > 0 else 10**15
+            if t > 365 * DAY:
+                break
+            last, orders = t, orders + 1
+        out.append(OrderSummary(orders, first, last, orders * rng.uniform(5, 60)))
+    return out
+
+
+def test_a_clv_card_carries_the_fitted_parameters_and_the_customers_fitted() -> None:
+    snapshot = refit(_summaries(), 365 * DAY, None)
+    assert snapshot is not None
+    card = clv_card(snapshot)
+    purchases, spend = snapshot.model.purchases, snapshot.model.spend
+    assert card.parameters["bgnbd"] == {
+        "r": purchases.r,
+        "alpha": purchases.alpha,
+        "a": purchases.a,
+        "b": purchases.b,
+    }
+    assert card.parameters["gamma_gamma"] == {"p": spend.p, "q": spend.q, "v": spend.v}
+    assert card.examples == card.parameters["customers_fitted"] == 300
+    assert card.training.event_time_to == 365 * DAY
+    assert all(f.importance is None for f in card.features)
+    old = ClvSnapshot(snapshot.version, snapshot.model, snapshot.customers)
+    assert clv_card(old).training.unknown == "the event time of the fit was not recorded"
+
+
+def _view(t: int, customer: str, product: str) -> dict[str, Any]:
+    return {
+        "event_id": f"e-{customer}-{t}",
+        "type": "product_viewed",
+        "timestamp": t,
+        "customer_id": customer,
+        "channel": "web",
+        "properties": {"product_id": product, "category": f"cat-{product[-1]}", "price": 9.0},
+    }
+
+
+def test_a_recommender_card_averages_the_shards_standardised_weights() -> None:
+    rng = random.Random(1)
+    shards = {0: Recommender(), 1: Recommender()}
+    customers = [f"C-{i}" for i in range(12)]
+    for step in range(400):
+        customer = rng.choice(customers)
+        product = f"P-{rng.randrange(8)}"
+        shards[shard_of(customer, 2)].learn_one(
+            customer, _view(1_000_000 + step * MINUTE, customer, product)
+        )
+    snapshots = {s: RecoSnapshot(3, r, 40 + s) for s, r in shards.items()}
+    card = reco_card(snapshots, "cdp.reco-events")
+    rankers = [r.ranker for r in shards.values()]
+    assert all(isinstance(r, Ranker) for r in rankers)
+    learned = sum(r.learned for r in rankers)
+    assert learned > 0 and card.examples == learned
+    for i, feature in enumerate(card.features):
+        oracle = abs(sum(r.learned / learned * r.weights[i] for r in rankers))  # type: ignore[attr-defined]
+        assert feature.name == RANKER_FEATURES[i]
+        assert feature.importance == pytest.approx(oracle, rel=1e-12)
+    assert card.version == 6
+    assert card.training.offsets == {"0": 40, "1": 41}
+    assert card.parameters["shards"] == 2
+    assert card.parameters["products_known"] == 8
+    seen = {c for c in customers if any(s.state.has_shopper(c) for s in shards.values())}  # type: ignore[attr-defined]
+    assert card.parameters["customers_known"] == len(seen)
+
+
+def test_an_offer_card_counts_the_rewards_learned_per_offer() -> None:
+    policy = OfferPolicy()
+    rewards = {("cart", "a"): [1.0, 0.0, 1.0, 1.0], ("cart", "b"): [0.0, 0.0], ("win", "c"): [1.0]}
+    for (rule, offer), outcomes in rewards.items():
+        for reward in outcomes:
+            policy.learn(rule, offer, {"bias": 1.0}, reward)
+    card = offer_card(OfferSnapshot(4, policy, 17), "cdp.offer-rewards")
+    assert card.parameters["rules"] == {
+        "cart": {"a": {"rewards": 4, "reward_rate": 0.75}, "b": {"rewards": 2, "reward_rate": 0.0}},
+        "win": {"c": {"rewards": 1, "reward_rate": 1.0}},
+    }
+    assert card.examples == 7
+    assert card.quality["reward_rate"].value == pytest.approx(4 / 7)
+    assert card.training.offsets == {"0": 17}
+
+
+def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    churn = _churn()
+    clv = refit(_summaries(), 365 * DAY, None)
+    reco = Recommender()
+    reco.learn_one("C-1", _view(1_000_000, "C-1", "P-1"))
+    policy = OfferPolicy()
+    policy.learn("cart", "a", {"bias": 1.0}, 1.0)
+
+    made: dict[str, Any] = {}
+
+    def loaded(name: str, make: Any, snapshot: Any = None) -> Any:
+        """The store ``make`` builds, kept as ``made[name]``, with ``snapshot`` loaded (as
+        the api's refresh would have)."""
+
+        def build(*args: Any) -> Any:
+            store = made[name] = make(*args)
+            store.current = snapshot
+            return store
+
+        return build
+
+    monkeypatch.setattr(api, "churn_store", loaded("churn", api.churn_store, churn))
+    monkeypatch.setattr(api, "RedisClvStore", loaded("clv", api.RedisClvStore, clv))
+    monkeypatch.setattr(api, "RecoShards", loaded("reco", api.RecoShards))
+    monkeypatch.setattr(triggers, "offer_store", loaded("offers", triggers.offer_store))
+    settings = Settings(
+        pseudonym_key=SecretStr("k"),
+        api_tokens={"crm": ApiToken(secret=SecretStr(READ), scopes=["read"])},
+        redis_url="redis://127.0.0.1:1/0",  # nothing listens: the offer reload fails, served
+        kafka_bootstrap="127.0.0.1:1",
+    )
+    app = api.create_api(settings)
+    app.web.init_server()
+    made["reco"].shard(0).current = RecoSnapshot(2, reco, 5)
+
+    async def run() -> list[tuple[int, Any]]:
+        out = []
+        headers = {"Authorization": f"Bearer {READ}"}
+        async with TestClient(TestServer(app.web.web_app)) as client:
+            for path in ["/v1/models/offers", "/v1/models", "/v1/models/nope"]:
+                response = await client.get(path, headers=headers)
+                out.append((response.status, await response.json()))
+            made["offers"].current = OfferSnapshot(1, policy, 0)  # no reload till then
+            for name in ["churn", "clv", "reco", "offers"]:
+                response = await client.get(f"/v1/models/{name}", headers=headers)
+                out.append((response.status, await response.json()))
+        return out
+
+    (none, listed, unknown, *cards) = asyncio.run(run())
+    assert none[0] == 404 and "no published snapshot yet" in none[1]["error"]
+    assert listed == (
+        200,
+        {
+            "models": [
+                {"name": "churn", "version": 1},
+                {"name": "clv", "version": 1},
+                {"name": "reco", "version": None},  # the timer merges the shards: not run
+                {"name": "offers", "version": None},
+            ]
+        },
+    )
+    assert unknown[0] == 404
+    assert unknown[1]["error"] == (
+        "no model 'nope'; the models are churn, clv, reco, offers (GET /v1/models)"
+    )
+    assert [status for status, _ in cards] == [200] * 4
+    assert [card["name"] for _, card in cards] == ["churn", "clv", "reco", "offers"]
+    assert cards[0][1] == churn_card(churn, "cdp.training").to_dict()
+    assert cards[1][1] == clv_card(clv).to_dict()
+    assert cards[2][1]["training"]["offsets"] == {"0": 5}
+    assert cards[3][1]["parameters"]["rules"] == {"cart": {"a": {"rewards": 1, "reward_rate": 1.0}}}
