@@ -107,6 +107,7 @@ class BenchRun:
     def __post_init__(self) -> None:
         # Input topics of a phase that has its own (name prefix), not the run's backlog.
         self.inputs: dict[str, str] = {}
+        self.replication = self.durability()
         self.settings = self.phase_settings("w1")
         self.topics = Topics.from_settings(self.settings)
         self.redis = sync_redis.Redis.from_url(self.base.redis_url)
@@ -120,6 +121,26 @@ class BenchRun:
         self.backlog_ends: dict[Any, int] = {}
         self.helpers: list[int] = []  # pids of the producer and load processes, now running
         self.feeder: subprocess.Popen[bytes] | None = None  # the producer feeding a phase
+
+    def durability(self) -> tuple[int, int]:
+        """The replication factor and min.insync.replicas of the run's own topics: the
+        settings', but at most the cluster's live brokers, so the bench runs as it is on
+        the one-broker local stack (the result says what it used)."""
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.base.kafka_bootstrap.split(","), request_timeout_ms=15000
+        )
+        try:
+            brokers = len(admin.describe_cluster()["brokers"])
+        finally:
+            admin.close()
+        replication = max(1, min(self.base.topic_replication, brokers))
+        min_insync = min(self.base.topic_min_insync_replicas, replication)
+        self.result["kafka"] = {
+            "brokers": brokers,
+            "topic_replication": replication,
+            "topic_min_insync_replicas": min_insync,
+        }
+        return replication, min_insync
 
     # --- names -----------------------------------------------------------------------------
 
@@ -149,6 +170,8 @@ class BenchRun:
             "CDPULSE_APP_ID": f"cdpulse-{self.name}-{phase}",
             "CDPULSE_REDIS_PREFIX": f"{self.name}-{phase}",
             "CDPULSE_DATA_DIR": str(self.work_dir / phase / "data"),
+            "CDPULSE_TOPIC_REPLICATION": str(self.replication[0]),
+            "CDPULSE_TOPIC_MIN_INSYNC_REPLICAS": str(self.replication[1]),
         }
 
     def phase_settings(self, phase: str) -> Settings:

@@ -167,7 +167,6 @@ def generate(state: RecoState, config: RecoConfig, shopper: Shopper, context: Co
     )
 
 
-
 def shares(
     state: RecoState, products: list[str], context: Context
 ) -> tuple[list[str | None], list[float], list[float], list[float]]:
