@@ -246,13 +246,13 @@ class Settings(BaseSettings):
         "(between them, what survives a batch is frozen).",
     )
     learner_nice: int = Field(
-        0,
+        10,
         ge=0,
         le=19,
         description="Niceness the learner lowers itself to at start (os.nice): sharing a "
         "machine with a worker or an api, its bursts (lists, snapshots, refits) wait for "
-        "their batches and reads instead of delaying them; it still takes every idle cycle. "
-        "0 on a machine of its own.",
+        "their batches and reads instead of delaying them; it still takes every idle cycle "
+        "(BENCHMARKS.md measures both). 0 on a machine of its own.",
     )
     stall_seconds: float = Field(
         30.0,

@@ -264,6 +264,9 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         # Tests wait for the models the learner publishes: refreshed sooner than a
         # deployment's default, which spares a worker's latency the reloads.
         "CDPULSE_MODEL_REFRESH_SECONDS": "5",
+        # Tests wait on what the learner publishes while pytest, the stack and the worker
+        # share the machine: it takes its equal share here (niceness changes no result).
+        "CDPULSE_LEARNER_NICE": "0",
     }
     settings = Settings(**{k.removeprefix("CDPULSE_").lower(): v for k, v in variables.items()})
     test_env = Env(name, settings, variables, tmp_path)
