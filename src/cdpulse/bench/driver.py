@@ -49,6 +49,7 @@ from cdpulse.bench.roles import RoleFailed, RoleProcess, stop_all
 from cdpulse.bench.stack import kafka_address, redis_address
 from cdpulse.bench.workload import Workload, shop_workload
 from cdpulse.contract.topics import Topics
+from cdpulse.kafka_admin import live_brokers
 from cdpulse.settings import Settings
 
 ENGINE = (
@@ -130,7 +131,7 @@ class BenchRun:
             bootstrap_servers=self.base.kafka_bootstrap.split(","), request_timeout_ms=15000
         )
         try:
-            brokers = len(admin.describe_cluster()["brokers"])
+            brokers = live_brokers(admin, 1)
         finally:
             admin.close()
         replication = max(1, min(self.base.topic_replication, brokers))
