@@ -147,7 +147,6 @@ def test_a_batch_ack_commits_up_to_the_batch(app: BatchApp) -> None:
     assert consumer.ack_messages(batch) == 5
     assert consumer._new_offset(TP0) == 105
     assert list(consumer._filter_tps_with_pending_acks()) == [TP0]
-    assert consumer._n_acked == 5
     # Acking again changes nothing.
     assert consumer.ack_messages(batch) == 0
 

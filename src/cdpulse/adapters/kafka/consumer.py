@@ -115,7 +115,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return message
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        """The Fetcher's loop: fetch a batch, deliver it unless flow is suspended."""
+        """The Fetcher's loop: fetch a batch, deliver it unless flow is suspended.
+
+        Unlike faust's, it never commits (faust commits every ``broker_commit_every``
+        acks from here): commits are the commit timer's alone. A commit waits for the
+        group coordinator, and after a broker restart that took 20 s to minutes (a
+        chaos test caught one at 5): fetching waited with it, and the worker stalled
+        though the broker was back. Processing needs no commit to be exact (idempotent
+        writes); a late commit only means more redelivery after a crash.
+        """
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
@@ -125,7 +133,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 batch = await self._fetch()
                 if batch and not self.should_stop:
                     await self._deliver_unless_suspended(batch)
-                    await self._maybe_commit_every()
                 unset_flag(CONSUMER_FETCHING)
                 # getmany can return at once for a long time: let the agents run.
                 await asyncio.sleep(0)
@@ -232,12 +239,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
             start += INTERLEAVE
             slices = [(tp, messages) for tp, messages in slices if len(messages) > start]
 
-    async def _maybe_commit_every(self) -> None:
-        commit_every = self._commit_every
-        if commit_every is not None and self._n_acked >= commit_every:
-            self._n_acked = 0
-            await self.commit()
-
     # -- acks and commits -------------------------------------------------------------
 
     def _ledger(self, tp: TP) -> PartitionOffsets:
@@ -289,7 +290,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
             return False
         if isinstance(message, BatchMessage):
             message.committable = True
-        self._n_acked += 1
         if message.tracked and self._unacked_messages:
             self._unacked_messages.discard(message)
         return True
