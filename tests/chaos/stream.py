@@ -76,13 +76,23 @@ def truth_of(messages: list[Outgoing]) -> Truth:
 class Sender(threading.Thread):
     """Sends messages at ``rate`` per second (0: as fast as possible) from a thread."""
 
-    def __init__(self, settings: Settings, messages: list[Outgoing], rate: float = 0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        messages: list[Outgoing],
+        rate: float = 0,
+        hold_at: int | None = None,
+    ) -> None:
+        """``hold_at``: after that many messages, wait for :meth:`release` (a test then
+        changes the workers with the rest of the stream still to come)."""
         super().__init__(daemon=True, name="chaos-sender")
         self.settings = settings
         self.messages = messages
         self.rate = rate
         self.sent = 0
         self.error: BaseException | None = None
+        self.hold_at = hold_at
+        self._released = threading.Event()
 
     def run(self) -> None:
         try:
@@ -96,6 +106,9 @@ class Sender(threading.Thread):
         started = time.monotonic()
         with Producer.from_settings(self.settings) as producer:
             for message in self.messages:
+                if self.sent == self.hold_at:
+                    self._released.wait()
+                    started = time.monotonic() - (self.sent / self.rate if self.rate else 0)
                 futures.append(
                     producer.kafka.send(message.topic(topics), value=message.value, key=message.key)
                 )
@@ -109,11 +122,20 @@ class Sender(threading.Thread):
             message.partition, message.offset = metadata.partition, metadata.offset
 
     @property
+    def held(self) -> bool:
+        """Waiting at ``hold_at`` for :meth:`release`."""
+        return self.sent == self.hold_at and not self._released.is_set()
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
     def share_sent(self) -> float:
         return self.sent / max(1, len(self.messages))
 
     def finish(self, timeout: float = 600) -> list[Outgoing]:
         """Wait until every message is acknowledged by Kafka; the messages, placed."""
+        self.release()
         self.join(timeout)
         if self.is_alive():
             raise AssertionError(f"sending did not finish in {timeout:.0f}s ({self.sent} sent)")

@@ -23,13 +23,28 @@ def busy(worker: Worker) -> None:
     )
 
 
+def owns_partitions(worker: Worker) -> None:
+    """Wait until ``worker`` joined the group and was given input partitions."""
+    wait_until(
+        lambda: metric(worker, "cdpulse_assigned_partitions") > 0,
+        120,
+        f"the worker on port {worker.port} to be given partitions",
+    )
+
+
 def test_workers_joining_and_leaving_mid_stream(env: Env) -> None:
     messages = shop_stream(customers=scaled(300, 1300), days=30, seed=17, repeated=0.002)
     cycles = scaled(1, 3)
-    sender = Sender(env.settings, messages, rate=scaled(600, 1500))
-    # Phases by share of the stream sent; the last, longest one leaves time for the
-    # returning worker to start and take its partitions while events still flow.
+    # Phases by share of the stream sent. The sender holds the last, longest one back
+    # until the last returning worker took its partitions, so that events still flow
+    # to it however long it took to start (a busy machine took longer than the phase).
     phases = 2 * cycles + 2
+    sender = Sender(
+        env.settings,
+        messages,
+        rate=scaled(600, 1500),
+        hold_at=len(messages) * (phases - 1) // phases,
+    )
     started = 0
 
     def start_worker() -> Worker:
@@ -55,6 +70,9 @@ def test_workers_joining_and_leaving_mid_stream(env: Env) -> None:
         )
         leaving = start_worker()
 
+    wait_until(lambda: sender.held, 300, "the sender to hold the last phase back")
+    owns_partitions(leaving)
+    sender.release()
     busy(leaving)
     sent = sender.finish()
     wait_until(lambda: drained(env.settings), 600, "the workers to drain their topics")

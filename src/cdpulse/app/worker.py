@@ -335,6 +335,15 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         # nor a watermark of a batch that may now be applied by another worker.
         state.discard()
         pipeline.forget()
+        metrics.ASSIGNED_PARTITIONS.set(0)
+        for tp in revoked:  # another worker reports their lag now
+            with suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def count_partitions(app: Any, assigned: Any, **kwargs: Any) -> None:
+        inputs = set(topics.inputs)
+        metrics.ASSIGNED_PARTITIONS.set(sum(1 for tp in assigned if tp.topic in inputs))
 
     @app.task  # type: ignore[untyped-decorator]
     async def load_scripts() -> None:

@@ -145,6 +145,10 @@ REDIS_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "cdpulse_consumer_lag", "Messages not yet processed, per partition.", ["topic", "partition"]
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "cdpulse_assigned_partitions",
+    "Input partitions this process consumes now (0 while a rebalance is in progress).",
+)
 LEARNER_LAG = Gauge(
     "cdpulse_learner_lag",
     "Messages of the learner's topics (training, reco events, offer rewards) not yet "
