@@ -372,3 +372,37 @@ def test_the_consumer_asks_the_broker_for_fuller_fetches() -> None:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def test_a_commit_waiting_without_end_gives_up_and_reports_nothing_committed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aiokafka's commit waits for the group coordinator for as long as it takes; the
+    # consumer thread's own call must end so that its method-queue worker is free again.
+    from cdpulse.adapters.kafka import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "COMMIT_TIMEOUT", 0.05)
+    app = faust_app("unit-commit", broker="kafka://127.0.0.1:1", uvloop=False)
+    thread = consumer_of(app)._thread
+    calls: list[dict[TP, int]] = []
+
+    async def coordinator_never_answers(offsets: dict[TP, int]) -> bool:
+        calls.append(offsets)
+        await asyncio.Event().wait()
+        return True
+
+    async def answers(offsets: dict[TP, int]) -> bool:
+        calls.append(offsets)
+        return True
+
+    loop = asyncio.new_event_loop()
+    try:
+        monkeypatch.setattr(thread, "_commit", coordinator_never_answers)
+        # Bounded from outside too: without the commit's own timeout this fails, not hangs.
+        within = asyncio.wait_for(thread._commit_within({TP0: 5}), 5)
+        assert loop.run_until_complete(within) is False
+        monkeypatch.setattr(thread, "_commit", answers)
+        assert loop.run_until_complete(thread._commit_within({TP0: 7})) is True
+    finally:
+        loop.close()
+    assert calls == [{TP0: 5}, {TP0: 7}]
