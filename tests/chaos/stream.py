@@ -10,6 +10,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -81,18 +82,20 @@ class Sender(threading.Thread):
         settings: Settings,
         messages: list[Outgoing],
         rate: float = 0,
-        hold_at: int | None = None,
+        holds: Sequence[int] = (),
     ) -> None:
-        """``hold_at``: after that many messages, wait for :meth:`release` (a test then
-        changes the workers with the rest of the stream still to come)."""
+        """``holds``: after that many messages sent, wait for :meth:`release`; a test changes
+        the workers there and lets the stream go on, however long the change took."""
         super().__init__(daemon=True, name="chaos-sender")
         self.settings = settings
         self.messages = messages
         self.rate = rate
         self.sent = 0
         self.error: BaseException | None = None
-        self.hold_at = hold_at
+        self.holds = sorted(holds)
+        self._holding = False
         self._released = threading.Event()
+        self._free = False
 
     def run(self) -> None:
         try:
@@ -106,8 +109,9 @@ class Sender(threading.Thread):
         started = time.monotonic()
         with Producer.from_settings(self.settings) as producer:
             for message in self.messages:
-                if self.sent == self.hold_at:
-                    self._released.wait()
+                if self.holds and self.sent == self.holds[0]:
+                    self.holds.pop(0)
+                    self._wait_for_release()
                     started = time.monotonic() - (self.sent / self.rate if self.rate else 0)
                 futures.append(
                     producer.kafka.send(message.topic(topics), value=message.value, key=message.key)
@@ -121,12 +125,21 @@ class Sender(threading.Thread):
             metadata = future.get(timeout=180)
             message.partition, message.offset = metadata.partition, metadata.offset
 
+    def _wait_for_release(self) -> None:
+        if self._free:
+            return
+        self._holding = True
+        self._released.wait()
+        self._released.clear()
+        self._holding = False
+
     @property
     def held(self) -> bool:
-        """Waiting at ``hold_at`` for :meth:`release`."""
-        return self.sent == self.hold_at and not self._released.is_set()
+        """Waiting at one of ``holds`` for :meth:`release`."""
+        return self._holding
 
     def release(self) -> None:
+        """Let the stream go on from the hold it waits at."""
         self._released.set()
 
     @property
@@ -135,7 +148,8 @@ class Sender(threading.Thread):
 
     def finish(self, timeout: float = 600) -> list[Outgoing]:
         """Wait until every message is acknowledged by Kafka; the messages, placed."""
-        self.release()
+        self._free = True  # no more holds
+        self._released.set()
         self.join(timeout)
         if self.is_alive():
             raise AssertionError(f"sending did not finish in {timeout:.0f}s ({self.sent} sent)")

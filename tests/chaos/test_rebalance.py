@@ -35,15 +35,16 @@ def owns_partitions(worker: Worker) -> None:
 def test_workers_joining_and_leaving_mid_stream(env: Env) -> None:
     messages = shop_stream(customers=scaled(300, 1300), days=30, seed=17, repeated=0.002)
     cycles = scaled(1, 3)
-    # Phases by share of the stream sent. The sender holds the last, longest one back
-    # until the last returning worker took its partitions, so that events still flow
-    # to it however long it took to start (a busy machine took longer than the phase).
+    # The stream in phases; the sender holds at each phase's end until the test made its
+    # change (a worker leaving or joining), then the next phase flows while the group
+    # rebalances. A busy machine took longer to start a worker than a phase lasted: the
+    # stream then ran out before the worker joined, and it never applied an event.
     phases = 2 * cycles + 2
     sender = Sender(
         env.settings,
         messages,
         rate=scaled(600, 1500),
-        hold_at=len(messages) * (phases - 1) // phases,
+        holds=[len(messages) * k // phases for k in range(1, phases)],
     )
     started = 0
 
@@ -52,27 +53,24 @@ def test_workers_joining_and_leaving_mid_stream(env: Env) -> None:
         started += 1
         return env.worker(CDPULSE_DATA_DIR=str(env.logs / f"data-{started}"))
 
+    def phase_ends() -> None:
+        wait_until(lambda: sender.held, 300, "the sender to end a phase")
+
     staying, leaving = start_worker(), start_worker()
+    owns_partitions(staying)
+    owns_partitions(leaving)
     sender.start()
-    for cycle in range(cycles):
+    for _ in range(cycles):
         busy(staying)
         busy(leaving)
-        wait_until(
-            lambda c=cycle: sender.share_sent > (2 * c + 1) / phases,
-            300,
-            "more of the stream to be sent",
-        )
+        phase_ends()
+        sender.release()
         leaving.stop()  # SIGTERM: leaves the group; the other worker takes its partitions
-        wait_until(
-            lambda c=cycle: sender.share_sent > (2 * c + 2) / phases,
-            300,
-            "more of the stream to be sent",
-        )
+        phase_ends()
         leaving = start_worker()
+        owns_partitions(leaving)
+        sender.release()
 
-    wait_until(lambda: sender.held, 300, "the sender to hold the last phase back")
-    owns_partitions(leaving)
-    sender.release()
     busy(leaving)
     sent = sender.finish()
     wait_until(lambda: drained(env.settings), 600, "the workers to drain their topics")
