@@ -2,14 +2,19 @@
 # `make demo`: the whole engine on one machine, fed by a simulated shop.
 #
 # Starts Kafka and Redis (unless they run), the three process roles (`cdpulse worker`,
-# `cdpulse learner`, `cdpulse api`), generates a seeded shop (2000 customers, 30 days) and
-# streams it in at 2000 events/s, on topics and Redis keys named for this run
-# (demo-<date>-<time>.*; `make clean` removes them all). Prints the URL of one live profile
-# and of every role's /metrics, then keeps serving and prints that profile's counts every
-# few seconds until Ctrl-C, which stops the roles and the stack this script started.
+# `cdpulse learner`, `cdpulse api`), generates a seeded shop (2000 customers, 90 days),
+# backfills its first 60 days as fast as the worker takes them, then streams the last 30
+# in at 2000 events/s, on topics and Redis keys named for this run (demo-<date>-<time>.*;
+# `make clean` removes them all). The history is what gives the models something to show
+# within minutes: churn labels need customers silent for the 30-day horizon (with 30 days
+# alone every label was 0), lifetime value needs repeat buyers. Prints the URL of one live
+# profile and of every role's /metrics, then a line every few seconds: what each model has
+# learned so far, and that profile's counts, until Ctrl-C, which stops the roles and the
+# stack this script started.
 #
 # Settings: those of stack.sh, plus CDPULSE_WEB_PORT (the api, 6066), CDPULSE_WORKER_PORT
-# (6067), CDPULSE_LEARNER_PORT (6068) and CDPULSE_BIN (.venv/bin/cdpulse).
+# (6067), CDPULSE_LEARNER_PORT (6068), CDPULSE_BIN (.venv/bin/cdpulse) and
+# CDPULSE_DEMO_HISTORY_DAYS (60; 0 streams the 30 live days alone).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -18,6 +23,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HERE=$REPO_ROOT/deploy/local
 CDPULSE=${CDPULSE_BIN:-$REPO_ROOT/.venv/bin/cdpulse}
 EVENTS=$CDPULSE_RUN_DIR/demo-events.jsonl
+HISTORY=$CDPULSE_RUN_DIR/demo-history.jsonl
+LIVE=$CDPULSE_RUN_DIR/demo-live.jsonl
+HISTORY_DAYS=${CDPULSE_DEMO_HISTORY_DAYS:-60}
+LIVE_DAYS=30
 BASE_URL=http://127.0.0.1:$CDPULSE_WEB_PORT
 CDPULSE_WORKER_PORT=${CDPULSE_WORKER_PORT:-6067}
 CDPULSE_LEARNER_PORT=${CDPULSE_LEARNER_PORT:-6068}
@@ -123,7 +132,20 @@ if ! "$HERE/stack.sh" status >/dev/null; then stack_started=1; fi
 mkdir -p "$CDPULSE_DATA_DIR"
 for role in "${ROLES[@]}"; do start_role "$role"; done
 
-"$CDPULSE" simulate --customers 2000 --days 30 --seed 7 --out "$EVENTS"
+"$CDPULSE" simulate --customers 2000 --days $((HISTORY_DAYS + LIVE_DAYS)) --seed 7 --out "$EVENTS"
+# The simulator writes in event-time order: the history is every line before the first of
+# the live days.
+python3 -c '
+import datetime, json, sys
+events, history, live, days = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+cut = None
+with open(events, encoding="utf-8") as lines, open(history, "w", encoding="utf-8") as old, \
+        open(live, "w", encoding="utf-8") as new:
+    for line in lines:
+        at = datetime.datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00"))
+        cut = cut or at.replace(hour=0, minute=0, second=0, microsecond=0) + datetime.timedelta(days=days)
+        (old if at < cut else new).write(line)
+' "$EVENTS" "$HISTORY" "$LIVE" "$HISTORY_DAYS"
 # The first customer who orders: a profile with purchases shows more than one with views only.
 customer_id=$(python3 -c '
 import json, sys
@@ -145,25 +167,68 @@ show_urls() {
   say "  topics:        $CDPULSE_TOPIC_CLICKSTREAM, $CDPULSE_TOPIC_TRANSACTIONS, $CDPULSE_TOPIC_CUSTOMERS"
   say ""
 }
+# What the models have to show so far, from the worker's and the learner's /metrics.
+models_line() {
+  "$REPO_ROOT/.venv/bin/python" - "http://127.0.0.1:$CDPULSE_WORKER_PORT/metrics" "http://127.0.0.1:$CDPULSE_LEARNER_PORT/metrics" <<'PY'
+import math, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+seen = {}
+for url in sys.argv[1:]:
+    try:
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+    except OSError:
+        continue
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            seen[key] = seen.get(key, 0) + sample.value
+def total(name, **labels):
+    return sum(v for (n, l), v in seen.items() if n == name and all(dict(l).get(k) == x for k, x in labels.items()))
+auc = total("cdpulse_model_roc_auc", model="churn")
+print("events applied %d | churn labels %d churned / %d active, AUC %s | lifetime value: %d buyers | "
+      "recommendation lists %d | triggers fired %d | segment moves %d" % (
+    total("cdpulse_events_applied_total"), total("cdpulse_churn_labels_total", label="1"),
+    total("cdpulse_churn_labels_total", label="0"), "unknown yet" if math.isnan(auc) or not auc else "%.3f" % auc,
+    total("cdpulse_clv_customers"), total("cdpulse_recommendation_lists_total"),
+    total("cdpulse_triggers_total", outcome="fired"), total("cdpulse_segment_transitions_total")))
+PY
+}
+
+# Each file in the background and waited for, so that a signal reaches the trap at once
+# rather than after the whole feed; cleanup stops it.
+feed() {
+  local file=$1 produced=0
+  shift
+  "$CDPULSE" produce "$file" "$@" </dev/null &
+  producer_pid=$!
+  while alive "$producer_pid"; do
+    sleep 10 &
+    wait $! || true
+    alive "$producer_pid" && say "$(date +%T) $(models_line)"
+  done
+  wait "$producer_pid" || produced=$?
+  producer_pid=""
+  case $produced in
+    0) ;;
+    1) say "produce rejected some lines of $file (listed above); the rest went through" ;;
+    *) die "cdpulse produce failed on $file (exit $produced)" ;;
+  esac
+}
+
 show_urls
-say "feeding $EVENTS at 2000 events/s (refresh the profile to watch it change)"
-# In the background and waited for, so that a signal reaches the trap at once rather than
-# after the whole feed; cleanup stops it.
-"$CDPULSE" produce "$EVENTS" --rate 2000 </dev/null &
-producer_pid=$!
-produced=0
-wait "$producer_pid" || produced=$?
-producer_pid=""
-case $produced in
-  0) ;;
-  1) say "produce rejected some lines (listed above); the rest went through" ;;
-  *) die "cdpulse produce failed (exit $produced)" ;;
-esac
+if [[ -s $HISTORY ]]; then
+  say "backfilling $(wc -l <"$HISTORY") events ($HISTORY_DAYS days of history) as fast as the worker takes them"
+  feed "$HISTORY"
+  say "history sent; $(models_line)"
+fi
+say "feeding the last $LIVE_DAYS days, $LIVE, at 2000 events/s (refresh the profile to watch it change)"
+feed "$LIVE" --rate 2000
 
 show_urls
 say "the feed is in; the roles keep serving. Ctrl-C stops them${stack_started:+ and the stack}."
 while true; do
   roles_alive_or_die
+  say "$(date +%T) $(models_line)"
   if body=$(curl -fsS "$PROFILE_URL" 2>/dev/null); then
     say "$(date +%T) $customer_id: $(summarise_profile <<<"$body")"
   else
