@@ -406,3 +406,32 @@ def test_a_commit_waiting_without_end_gives_up_and_reports_nothing_committed(
     finally:
         loop.close()
     assert calls == [{TP0: 5}, {TP0: 7}]
+
+
+def test_offsets_of_a_failed_commit_are_committed_by_a_later_one(
+    app: BatchApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # faust records a commit's offsets as committed even when the commit failed; after a
+    # broker restart the worker's last offsets were then never committed.
+    consumer = consumer_of(app)
+    batch = [message(o) for o in range(100, 105)]
+    deliver(consumer, batch)
+    consumer.ack_messages(batch)
+    answers = [False, True]
+    sent: list[dict[TP, int]] = []
+
+    async def commit(offsets: dict[TP, int]) -> bool:
+        sent.append(dict(offsets))
+        return answers.pop(0)
+
+    monkeypatch.setattr(consumer._thread, "commit", commit)
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP0})
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(consumer.commit()) is False
+        assert loop.run_until_complete(consumer.commit()) is True
+        # Nothing new acked since: nothing to commit.
+        assert loop.run_until_complete(consumer.commit()) is False
+    finally:
+        loop.close()
+    assert sent == [{TP0: 105}, {TP0: 105}]

@@ -113,6 +113,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._offsets: dict[TP, PartitionOffsets] = {}
+        # Per partition, the offset the broker confirmed. faust's ``_committed_offset``
+        # takes a commit's offsets whether it succeeded or not, and never offers them
+        # again: a worker whose last commits failed (a broker restart) would leave its
+        # final offsets uncommitted for good once no new message is acked.
+        self._confirmed: dict[TP, int] = {}
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -337,17 +342,32 @@ class BatchConsumer(faust_aiokafka.Consumer):
         ledger = self._offsets.get(tp)
         return ledger.ready if ledger is not None else None
 
+    def _should_commit(self, tp: TP, offset: int) -> bool:
+        confirmed = self._confirmed.get(tp)
+        return confirmed is None or offset > confirmed
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        committed = bool(await super()._commit(offsets))
+        if committed:
+            self._confirmed.update(offsets)
+        return committed
+
     # -- rebalances and seeks -----------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._offsets.pop(tp, None)
+            self._confirmed.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def perform_seek(self) -> None:
         # Everything not committed is read again from the committed offsets.
         self._offsets.clear()
         await super().perform_seek()
+        # faust just read them from the broker.
+        self._confirmed = {
+            tp: offset for tp, offset in self._committed_offset.items() if offset is not None
+        }
 
     async def seek(self, partition: TP, offset: int) -> None:
         ledger = self._offsets.get(partition)
