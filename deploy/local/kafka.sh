@@ -156,8 +156,10 @@ format_storage() {
   if ((BROKERS > 1)); then cluster_id_file=$CDPULSE_RUN_DIR/kafka-1/cluster.id; fi
   [[ -f $HOME_DIR/data/meta.properties ]] && return 0
   if [[ ! -s $cluster_id_file ]]; then
-    # 16 random bytes, URL-safe base64 without padding: the form Kafka expects.
-    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$cluster_id_file"
+    # 16 random bytes, URL-safe base64 without padding: the form Kafka expects. A leading
+    # '-' (1 id in 64) would be read by the format tool as an option: it becomes 'A'
+    # (the first 6 bits 0, still 16 bytes).
+    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' | sed 's/^-/A/' >"$cluster_id_file"
   fi
   cluster_id=$(<"$cluster_id_file")
   "${JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$HOME_DIR/server.properties" \
