@@ -49,6 +49,7 @@ from datetime import date, datetime
 from itertools import pairwise
 from typing import Any
 
+from cdpulse.contract.custom_schemas import CustomSchemas
 from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.contract.validation import Rejection, decode, validate
 
@@ -66,6 +67,7 @@ SESSION_TYPES = frozenset(
         "product_added",
         "product_removed",
         "checkout_started",
+        "custom",
     }
 )
 AFFINITY_HALF_LIFE = 14 * DAY
@@ -76,6 +78,9 @@ PURPOSES = ("analytics", "personalization", "marketing")
 PSEUDONYM_KEY = b"cdpulse-tests-pseudonym-key"
 ALLOWED_TRAITS = frozenset({"email", "phone", "country", "language", "plan"})
 PERSONAL_TRAITS = frozenset({"email", "phone"})
+# Custom event names a profile counts besides the registered ones: the first in
+# alphabetical order (CDPULSE_CUSTOM_NAMES_KEPT's default).
+CUSTOM_NAMES_KEPT = 32
 # (name, width, granularity)
 WINDOWS = (
     ("1h", HOUR, 5 * MINUTE),
@@ -155,25 +160,36 @@ class Truth:
         return self.profiles.get(self.aliases.get(profile_id, profile_id))
 
 
-def valid_events(items: Iterable[bytes | Event], *, now: datetime) -> list[Event]:
-    """The valid events among raw message values or event dicts, in their order."""
+def valid_events(
+    items: Iterable[bytes | Event], *, now: datetime, schemas: CustomSchemas | None = None
+) -> list[Event]:
+    """The valid events among raw message values or event dicts, in their order; a custom
+    event must follow its schema in ``schemas`` when one is registered."""
     out: list[Event] = []
     for item in items:
         if isinstance(item, bytes):
-            if isinstance(decode(item, now=now), Rejection):
+            if isinstance(decode(item, now=now, schemas=schemas), Rejection):
                 continue
             out.append(json.loads(item))
-        elif not isinstance(validate(dict(item), now=now), Rejection):
+        elif not isinstance(validate(dict(item), now=now, schemas=schemas), Rejection):
             out.append(item)
     return out
 
 
-def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None = None) -> Truth:
+def expected(
+    items: Iterable[bytes | Event],
+    *,
+    now: datetime,
+    as_of: int | None = None,
+    schemas: CustomSchemas | None = None,
+) -> Truth:
     """The truth of a stream given in processing order (raw values or event dicts).
 
     ``as_of`` defaults to the newest event time of the stream: the engine's watermark.
+    ``schemas``: the registered custom event schemas (CDPULSE_CUSTOM_EVENT_SCHEMAS).
     """
-    every = valid_events(items, now=now)
+    every = valid_events(items, now=now, schemas=schemas)
+    registered = frozenset(schemas.names) if schemas else frozenset()
     valid, merged_into = customer_merges(refuse_links(every))
     events = distinct(valid, owners(links(valid), merged_into))
     aliases = owners(links(events), merged_into)
@@ -203,6 +219,7 @@ def expected(items: Iterable[bytes | Event], *, now: datetime, as_of: int | None
             reference,
             counted(mine),
             merged=[m for m, s in merged_into.items() if s == owner],
+            registered=registered,
         )
         for owner, mine in owned.items()
     }
@@ -362,11 +379,14 @@ def profile(
     as_of: int,
     counts: Iterable[Event] | None = None,
     merged: Iterable[str] = (),
+    registered: frozenset[str] = frozenset(),
+    custom_kept: int = CUSTOM_NAMES_KEPT,
 ) -> Document:
     """The rendered profile of ``profile_id`` from all the (distinct) events it owns; the
     behaviour from those it ``counts`` (``counted``: all of them unless given).
     ``merged``: the customers an admin merge merged into it (their events are among
-    ``events``; they are listed with its anonymous ids)."""
+    ``events``; they are listed with its anonymous ids). ``registered``: the custom
+    event names with a schema, counted whatever ``custom_kept`` says."""
     merged = set(merged)
     every = sorted(((millis(e["timestamp"]), e) for e in events), key=lambda te: te[0])
     if not every:
@@ -422,6 +442,7 @@ def profile(
         "category_affinity": _affinity(timed, as_of),
         "recently_viewed": _recently_viewed(timed),
         "windows": _windows(timed, as_of),
+        "custom_counts": _custom_counts(timed, as_of, registered, custom_kept),
         "rfm": {
             "recency_days": None if last_order is None else round((as_of - last_order) / DAY, 4),
             "frequency": len(orders),
@@ -432,11 +453,11 @@ def profile(
         "traits": _traits(identifies),
     }
     if document["consent"]["analytics"] is False:
-        return _minimal(document)
+        return _minimal(document, _custom_counts([], as_of, registered, custom_kept))
     return document
 
 
-def _minimal(document: Document) -> Document:
+def _minimal(document: Document, custom_counts: Document) -> Document:
     """A customer who withheld analytics: only identity, consent and traits are shown."""
     kept = ("id", "customer_id", "anonymous_ids", "as_of", "consent", "identified_at", "traits")
     windows = {name: {"events": 0, "orders": 0, "revenue": 0.0} for name, _, _ in WINDOWS}
@@ -458,6 +479,7 @@ def _minimal(document: Document) -> Document:
         "category_affinity": {},
         "recently_viewed": [],
         "windows": windows,
+        "custom_counts": custom_counts,
         "rfm": {"recency_days": None, "frequency": 0, "monetary": 0.0},
     }
 
@@ -605,6 +627,27 @@ def _windows(timed: list[tuple[int, Event]], as_of: int) -> dict[str, dict[str, 
             "orders": len(orders),
             "revenue": round(math.fsum(orders), 2),
         }
+    return out
+
+
+def _custom_counts(
+    timed: list[tuple[int, Event]], as_of: int, registered: frozenset[str], kept: int
+) -> Document:
+    """Per custom event name, its events of all time and in each window at ``as_of``: every
+    registered name (sent or not), and of the others the ``kept`` first alphabetically."""
+    sent: dict[str, list[int]] = defaultdict(list)
+    for t, e in timed:
+        if e["type"] == "custom":
+            sent[e["name"]].append(t)
+    others = sorted(name for name in sent if name not in registered)[:kept]
+    out: Document = {}
+    for name in sorted({*registered, *others}):
+        times = sent.get(name, [])
+        out[name] = {"total": len(times)}
+        for window, width, granularity in WINDOWS:
+            lo = (as_of // granularity) * granularity - width + granularity
+            inside = [t for t in times if lo <= (t // granularity) * granularity <= as_of]
+            out[name][window] = len(inside)
     return out
 
 

@@ -268,6 +268,13 @@ class Settings(BaseSettings):
     max_future_skew_seconds: float = Field(
         300.0, ge=0, description="How far in the future an event timestamp may be."
     )
+    custom_event_schemas: str = Field(
+        "",
+        description="Folder of JSON Schemas for custom events, one <name>.json per event "
+        "name (its properties); checked at start-up. A custom event whose registered schema "
+        "it violates is dead-lettered schema_violation with the failing path; empty: no "
+        "schemas.",
+    )
 
     # --- profile rules -----------------------------------------------------------------
     session_gap_seconds: int = Field(
@@ -305,6 +312,14 @@ class Settings(BaseSettings):
         description="Categories a profile's affinity keeps at most, the strongest; a "
         "category dropped and seen again starts from zero; counted in "
         'cdpulse_profile_list_dropped_total{list="affinity"}.',
+    )
+    custom_names_kept: int = Field(
+        32,
+        ge=1,
+        description="Custom event names a profile counts at most besides those with a "
+        "registered schema (always counted): the first in alphabetical order, so the "
+        "result does not depend on arrival order; the events of the others are counted in "
+        'cdpulse_profile_list_dropped_total{list="custom_names"}.',
     )
 
     # --- online models -----------------------------------------------------------------

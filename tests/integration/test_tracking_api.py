@@ -2,9 +2,10 @@
 and Segment's Node SDK (@segment/analytics-node, run by node from tests/js), each pointed
 at the api with ``host``, against real Kafka, Redis, worker and api processes.
 
-The SDK sends identify, page and e-commerce tracks for a few shoppers with its write key
-(a cdpulse token); the profiles the worker writes must equal an oracle computed here from
-what the SDK was told to send. Then the same batch is sent again, as the SDK's retry does
+The SDK sends identify, page, e-commerce tracks and custom events (one of them against
+the schema registered for it) for a few shoppers with its write key (a cdpulse token);
+the profiles the worker writes must equal an oracle computed here from what the SDK was
+told to send. Then the same batch is sent again, as the SDK's retry does
 (same messageIds), and nothing may count twice. The SDK's retry logic then meets the
 answers it must: 400 for what is too large (never retried), 401 for a bad write key, 403
 for an identify from a write key without ``identity``.
@@ -20,6 +21,7 @@ import subprocess
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from queue import Queue
 from typing import Any
 
@@ -49,6 +51,21 @@ TYPES = {
     "Product Added": "product_added",
     "Order Completed": "order_completed",
 }
+# The shop's own events (custom events), by the name cdpulse counts them under.
+CUSTOM = {"Course Clicked": "course_clicked", "Video Played": "video_played"}
+# The schema the operator registered for one of them: a course has a title.
+COURSE_SCHEMA = {
+    "type": "object",
+    "required": ["title"],
+    "properties": {"title": {"type": "string", "minLength": 1}},
+}
+
+
+def registry(folder: Path) -> dict[str, str]:
+    """The settings of a custom event schema folder holding COURSE_SCHEMA."""
+    folder.mkdir()
+    (folder / "course_clicked.json").write_text(json.dumps(COURSE_SCHEMA), encoding="utf-8")
+    return {"CDPULSE_CUSTOM_EVENT_SCHEMAS": str(folder)}
 
 
 def product(pid: str, category: str, price: float, quantity: int = 1) -> dict[str, Any]:
@@ -83,7 +100,8 @@ def qty(line: dict[str, Any], n: int) -> dict[str, Any]:
 
 
 # What the shop tells the SDK, in event-time order. C-1 browses as visitor A-1 and logs
-# in; C-2's second order has a total only; C-3's custom event has no cdpulse type.
+# in; C-2's second order has a total only; C-3 sends custom events, the last of them
+# without the title its registered schema requires (rejected: schema_violation).
 SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     step("C-1", "page", {"url": "https://shop.example/"}, **VISITOR),
     step("C-1", "Product Viewed", P1, **VISITOR),
@@ -103,16 +121,24 @@ SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     step("C-3", "Product Viewed", P5),
     step("C-3", "Product Added", qty(P5, 2)),
     step("C-3", "Course Clicked", {"title": "Intro"}),
+    step("C-3", "Video Played", {"seconds": 31}),
+    step("C-3", "Course Clicked", {"title": "Intro"}),
+    step("C-3", "Course Clicked", {"chapter": 2}),
 ]  # fmt: skip
 
 
 def expected(script: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Each customer's profile fields, from the script alone, in one linear pass."""
     calls: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    custom: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for customer, call, args in script:
         kind = {"page": "page_viewed", "identify": "identify"}.get(call) or TYPES.get(call)
-        if kind is not None:  # a custom event has no cdpulse type
-            calls[customer].append((kind, args))
+        if call in CUSTOM:
+            if CUSTOM[call] == "course_clicked" and "title" not in args.get("properties", {}):
+                continue  # against its schema (COURSE_SCHEMA): rejected
+            kind = "custom"
+            custom[customer][CUSTOM[call]] += 1
+        calls[customer].append((kind, args))
     profiles = {}
     for customer, mine in calls.items():
         orders = [a["properties"] for k, a in mine if k == "order_completed"]
@@ -141,6 +167,8 @@ def expected(script: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[st
             "revenue": round(math.fsum(o.get("revenue", o["total"]) for o in orders), 2),
             "cart": [cart[p] for p in sorted(cart)],
             "traits": traits,
+            # the registered name is there for every customer, zero until sent
+            "custom": {"course_clicked": 0, **custom[customer]},
         }
     return profiles
 
@@ -182,6 +210,7 @@ def profile_fields(api: str, customer: str) -> dict[str, Any] | None:
     fields = {k: document[k] for k in ("anonymous_ids", "events", "counts", "orders", "revenue")}
     fields["cart"] = document["cart"]["items"]
     fields["traits"] = document["traits"]
+    fields["custom"] = {name: n["total"] for name, n in document["custom_counts"].items()}
     return fields
 
 
@@ -197,8 +226,10 @@ def wait_for(roles: Roles, want: dict[str, dict[str, Any]], what: str) -> None:
 
 
 @pytest.mark.parametrize("sdk", sorted(SDKS))
-def test_sdk_events_become_exact_profiles_and_retries_count_once(env: Env, sdk: str) -> None:
-    roles = env.roles(**AUTH)
+def test_sdk_events_become_exact_profiles_and_retries_count_once(
+    env: Env, sdk: str, tmp_path: Path
+) -> None:
+    roles = env.roles(**AUTH, **registry(tmp_path / "schemas"))
     errors: list[Exception] = []
     sdk_client, sdk_post = SDKS[sdk]
     client = sdk_client(
@@ -217,8 +248,10 @@ def test_sdk_events_become_exact_profiles_and_retries_count_once(env: Env, sdk: 
     exact_then_counted_once(env, roles, messages, resend)
 
 
-def test_analytics_node_events_become_exact_profiles_and_retries_count_once(env: Env) -> None:
-    roles = env.roles(**AUTH)
+def test_analytics_node_events_become_exact_profiles_and_retries_count_once(
+    env: Env, tmp_path: Path
+) -> None:
+    roles = env.roles(**AUTH, **registry(tmp_path / "schemas"))
     start = datetime.now(UTC) - timedelta(hours=1)
     calls = []
     for n, (_, call, args) in enumerate(SCRIPT):
@@ -257,7 +290,7 @@ def exact_then_counted_once(
 ) -> None:
     """The profiles equal the oracle's for SCRIPT, sent as ``messages``; then
     ``resend()`` sends them all again, as a retry does, and they stay equal: each repeat
-    was dropped (the custom event is rejected again)."""
+    was dropped (the custom event against its schema is rejected again)."""
     want = expected(SCRIPT)
     wait_for(roles, want, "the SDK's events to reach the profiles")
     wait_until(lambda: drained(env.settings), 120, "the worker to drain its topics")
@@ -270,8 +303,9 @@ def exact_then_counted_once(
     rejected = [r for a in answers for r in a["results"] if r["status"] == "rejected"]
     assert accepted == len(messages) - 1
     assert [(r["event_id"], r["reason"]) for r in rejected] == [
-        (messages[-1]["messageId"], "unknown_type")
+        (messages[-1]["messageId"], "schema_violation")
     ]
+    assert "'properties.title': is required" in rejected[0]["detail"]
     wait_until(
         lambda: roles.worker.metric("cdpulse_duplicates_total") >= duplicates + accepted,
         120,

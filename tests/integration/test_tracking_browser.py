@@ -5,13 +5,13 @@ selenium), against real Kafka, Redis, worker and api processes.
 The page is served here from one origin and posts to the api at another, so the browser
 asks and the api answers CORS for real. The page loads analytics.js as its README says,
 with only the host and the write key set (in the settings Segment's CDN would serve: no
-CDN is reached), and sends what a shop sends: two page views, a product view and an
-order. Between the browser and the api sits the network, which here loses the answer to
-the order's first request after the api took it: analytics.js sends it again (same
-messageId) and the order must count once. The profile must equal the oracle's; the
-page's console must show nothing but the lost answer. A page of an origin no token names
-gets nothing taken: neither a request that needs a preflight nor a ``text/plain`` one
-with the key in its body, which the browser sends without asking.
+CDN is reached), and sends what a shop sends: two page views, a product view, a custom
+event of its own and an order. Between the browser and the api sits the network, which
+here loses the answer to the order's first request after the api took it: analytics.js
+sends it again (same messageId) and the order must count once. The profile must equal
+the oracle's; the page's console must show nothing but the lost answer. A page of an
+origin no token names gets nothing taken: neither a request that needs a preflight nor a
+``text/plain`` one with the key in its body, which the browser sends without asking.
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ from selenium.webdriver.chrome.service import Service
 
 from tests.integration.conftest import Env, drained, free_port, wait_until
 from tests.integration.js import installed
-from tests.integration.test_tracking_api import TOKENS, TYPES, order, product, profile_fields
+from tests.integration.test_tracking_api import (
+    CUSTOM,
+    TOKENS,
+    TYPES,
+    order,
+    product,
+    profile_fields,
+)
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WEB_KEY = "web-write-key"
@@ -44,6 +51,7 @@ CALLS: list[tuple[str, list[Any]]] = [
     ("page", []),
     ("page", ["Shop", "Product", {"title": "P-1"}]),
     ("track", ["Product Viewed", P1]),
+    ("track", ["Video Played", {"seconds": 31}]),  # the shop's own: a custom event
     (
         "track",
         ["Order Completed", order("O-1", {**P1, "quantity": 2}, product("P-2", "books", 4.0))],
@@ -251,8 +259,12 @@ def test_analytics_js_in_chromium_makes_the_oracles_profile_and_a_retry_counts_o
 def expected(calls: list[tuple[str, list[Any]]]) -> dict[str, Any]:
     """The visitor's profile fields, from the page's calls alone (no identify: an
     anonymous profile, which links no other id and has no traits)."""
-    kinds = ["page_viewed" if call == "page" else TYPES[args[0]] for call, args in calls]
+    kinds = [
+        "page_viewed" if call == "page" else "custom" if args[0] in CUSTOM else TYPES[args[0]]
+        for call, args in calls
+    ]
     orders = [args[1] for call, args in calls if call == "track" and args[0] == "Order Completed"]
+    custom = [CUSTOM[args[0]] for call, args in calls if call == "track" and args[0] in CUSTOM]
     return {
         "anonymous_ids": [],
         "events": len(kinds),
@@ -261,4 +273,5 @@ def expected(calls: list[tuple[str, list[Any]]]) -> dict[str, Any]:
         "revenue": round(math.fsum(o["revenue"] for o in orders), 2),
         "cart": [],
         "traits": {},
+        "custom": {name: custom.count(name) for name in custom},
     }

@@ -74,7 +74,9 @@ def test_every_simulated_event_takes_the_fast_path_with_the_contracts_values() -
     taken = sum(agree(raw) for raw in lines)
     assert taken == len(lines)
     kinds = {json.loads(raw)["type"] for raw in lines}
-    assert kinds >= set(EVENT_TYPES) - {"erasure_requested", "customers_merged"}
+    # Custom events are a shop's own tracking plan: the simulated shop sends none (their
+    # parity: test_custom_events_agree).
+    assert kinds >= set(EVENT_TYPES) - {"erasure_requested", "customers_merged", "custom"}
 
 
 def test_malformed_events_are_refused_with_the_contracts_reason() -> None:
@@ -95,6 +97,19 @@ def test_hostile_mutations_agree(seed: int) -> None:
     for raw in shop_lines(seed=seed, customers=40, days=2):
         _, mutated = mutate(json.loads(raw))
         agree(mutated)
+
+
+def test_custom_events_agree() -> None:
+    names = ("Wishlist", "1st_visit", "a" * 65, "", "x\n", "order_completed", "views_7d", 7)
+    refused = [(custom(name), "'name'") for name in names]
+    refused += [(custom("ok", p), "'properties") for p in ([1], "x", {"n": 1e400}, {"n": [NaN]})]
+    assert all(agree(json.dumps(e).encode()) for e in CUSTOM)
+    for event, field in refused:
+        raw = json.dumps(event).encode()
+        assert mirror.decode(raw) is None, event
+        result = validation.decode(raw, now=NOW)
+        assert isinstance(result, validation.Rejection) and result.reason == "invalid_field"
+        assert field in result.detail, (event, result.detail)
 
 
 def test_ids_ending_in_a_newline_are_refused_like_the_contract_does() -> None:
@@ -153,7 +168,27 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     return event
 
 
-_SAMPLES = [line.decode() for line in shop_lines(seed=6, customers=30, days=3)[:400]]
+def custom(name: Any, properties: Any = None) -> dict[str, Any]:
+    event = {
+        "event_id": "c-1",
+        "type": "custom",
+        "timestamp": 1767225600000,
+        "customer_id": "C-1",
+        "channel": "web",
+        "name": name,
+    }
+    return event if properties is None else event | {"properties": properties}
+
+
+NaN = float("nan")
+CUSTOM = [
+    custom("wishlist_added", {"product_id": "P-1", "price": 3.5, "tags": ["a", {"b": None}]}),
+    custom("video_played", {"seconds": 2**70, "ratio": -0.0, "ok": True, "deep": [[[[]]]]}),
+    custom("a" + "_b" * 31),
+]
+_SAMPLES = [line.decode() for line in shop_lines(seed=6, customers=30, days=3)[:400]] + [
+    json.dumps(e) for e in CUSTOM
+]
 _PATHS: list[tuple[str, ...]] = [
     ("event_id",),
     ("type",),
@@ -176,6 +211,9 @@ _PATHS: list[tuple[str, ...]] = [
     ("properties", "url"),
     ("properties", "query"),
     ("properties", "results"),
+    ("name",),
+    ("properties", "tags"),
+    ("properties", "seconds"),
 ]
 
 

@@ -347,7 +347,9 @@ KINDS = (
     "consent_updated",
     "email_opened",
     "offer_shown",
+    "custom",
 )
+CUSTOM_NAMES = ("wishlist_added", "video_played", "banner_closed")
 money = st.integers(0, 50_000).map(lambda cents: cents / 100)
 
 
@@ -400,9 +402,13 @@ def one_event(draw: st.DrawFn, t: int, anonymous: bool) -> dict[str, Any]:
         props = {"purposes": draw(purposes)}
     elif kind == "email_opened":
         props = {"campaign_id": "n1"}
+    elif kind == "custom":
+        props = {"seconds": draw(st.integers(0, 99))}
     else:
         props = {"offer_id": "welcome10"}
     event = ev(kind, t, anonymous=anonymous, channel=channel, **props)
+    if kind == "custom":
+        event["name"] = draw(st.sampled_from(CUSTOM_NAMES))
     if not anonymous and kind != "identify" and draw(st.booleans()):
         event["anonymous_id"] = VISITOR  # a logged-in SDK still sends the cookie id
     return event

@@ -1,8 +1,8 @@
 """The Segment spec mapped to the contract, field by field, on the spec's own examples.
 
 The messages below are the documented examples of Segment's spec (the common fields,
-identify, page, alias, the e-commerce v2 and email events), as its pages print them;
-every expected value is read from the message itself, never written down twice.
+identify, page, screen, alias, group, the e-commerce v2 and email events), as its pages
+print them; every expected value is read from the message itself, never written down twice.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdpulse.contract.events import parse_timestamp
-from cdpulse.contract.segment_spec import TRACK_EVENTS, event_time, message_id, to_event, wanted
+from cdpulse.contract.segment_spec import (
+    GROUP_TRAIT,
+    TRACK_EVENTS,
+    custom_name,
+    event_time,
+    message_id,
+    to_event,
+    wanted,
+)
 from cdpulse.contract.validation import Rejection, validate
 
 RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -178,6 +186,35 @@ COURSE_CLICKED = {
     "type": "track",
     "userId": "AiUGstSDIg",
     "originalTimestamp": "2015-12-12T19:11:01.152Z",
+}
+# The spec's screen and group examples.
+SCREEN = {
+    "anonymousId": "3a12eab0-bca7-11e4-8dfc-aa07a5b093db",
+    "channel": "mobile",
+    "context": {"ip": "8.8.8.8"},
+    "integrations": {"All": True, "Mixpanel": False, "Salesforce": False},
+    "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093db",
+    "name": "Home",
+    "properties": {"variation": "blue signup button"},
+    "receivedAt": "2015-02-23T22:28:55.387Z",
+    "sentAt": "2015-02-23T22:28:55.111Z",
+    "timestamp": "2015-02-23T22:28:55.111Z",
+    "type": "screen",
+    "userId": "97980cfea0067",
+    "version": "1.1",
+}
+GROUP = {
+    **ENVELOPE,
+    "groupId": "0e8c78ea9d97a7b8185e8632",
+    "traits": {
+        "name": "Initech",
+        "industry": "Technology",
+        "employees": 329,
+        "plan": "enterprise",
+        "total billed": 830,
+    },
+    "type": "group",
+    "userId": "97980cfea0067",
 }
 CAMPAIGN = {
     "name": "TPS Innovation Newsletter",
@@ -355,17 +392,104 @@ def test_alias_is_an_identify_that_links_the_previous_id() -> None:
     assert event["properties"] == {}
 
 
-def test_calls_and_events_without_a_cdpulse_type_are_unknown_type() -> None:
-    screen = {"type": "screen", "name": "Home", "userId": "u", "messageId": "s-1"}
-    group = {"type": "group", "groupId": "0e8c78ea9d97a7b8185e8632", "userId": "u"}
-    for message in (COURSE_CLICKED, track("Promotion Clicked", {}), screen, group):
-        rejection = to_event(message, received_at=RECEIVED)
-        assert isinstance(rejection, Rejection) and rejection.reason == "unknown_type", message
-        assert "Course Clicked" not in rejection.detail  # never quotes the input
-    assert to_event(COURSE_CLICKED, received_at=RECEIVED).event_id == COURSE_CLICKED["messageId"]  # type: ignore[union-attr]
+def test_any_other_track_event_is_a_custom_event_with_its_properties() -> None:
+    event = mapped(COURSE_CLICKED)
+    assert (event["type"], event["name"]) == ("custom", "course_clicked")
+    assert event["properties"] == COURSE_CLICKED["properties"]
+    assert event["event_id"] == COURSE_CLICKED["messageId"]
+    assert (event["customer_id"], event["anonymous_id"]) == (
+        COURSE_CLICKED["userId"],
+        COURSE_CLICKED["anonymousId"],
+    )
+    # The e-commerce spec's events without a cdpulse type are custom events too.
+    promotion = mapped(track("Promotion Clicked", {"promotion_id": "promo_1"}))
+    assert (promotion["name"], promotion["properties"]) == (
+        "promotion_clicked",
+        {"promotion_id": "promo_1"},
+    )
+    assert mapped(track("Video Played", {}))["properties"] == {}
+    assert mapped({**track("Video Played", {}), "properties": None})["properties"] == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [
+        ("Wishlist Added", "wishlist_added"),
+        ("videoPlayed", "video_played"),
+        ("Add to Wishlist!", "add_to_wishlist"),
+        ("Vidéo lue", "video_lue"),
+        ("  signed-up  ", "signed_up"),
+    ],
+)
+def test_a_track_events_name_becomes_snake_case(name: str, ours: str) -> None:
+    assert custom_name(name) == ours
+    assert mapped(track(name, {}))["name"] == ours
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        ("!!!", "has no letter or digit"),
+        ("3D View", "must be snake_case"),
+        ("x" * 65, "at most 64"),
+        ("Page Viewed", "built-in event type"),
+        ("Trial 7d", "must not end in"),
+        (None, "'event' is missing"),
+        (7, "'event' is not text"),
+    ],
+)
+def test_a_track_event_name_that_makes_no_custom_name_is_rejected_naming_event(
+    event: Any, says: str
+) -> None:
+    message = {**COURSE_CLICKED, "event": event}
+    rejection = to_event(message, received_at=RECEIVED)
+    assert isinstance(rejection, Rejection) and rejection.reason == "invalid_field"
+    assert "'event'" in rejection.detail and says in rejection.detail, rejection.detail
+    if isinstance(event, str):
+        assert event not in rejection.detail  # never quotes the input
+
+
+def test_custom_properties_that_are_not_an_object_are_named_by_the_contract() -> None:
+    event = to_event({**COURSE_CLICKED, "properties": ["x"]}, received_at=RECEIVED)
+    assert isinstance(event, dict)
+    rejection = validate(event, now=NOW)
+    assert isinstance(rejection, Rejection) and "'properties'" in rejection.detail
+
+
+def test_screen_is_an_apps_page_view_named_by_the_screen() -> None:
+    event = mapped(SCREEN)
+    assert event["type"] == "page_viewed" and event["channel"] == "app"
+    assert event["properties"] == {"url": SCREEN["name"], "title": SCREEN["name"]}
+    assert (event["customer_id"], event["anonymous_id"]) == (
+        SCREEN["userId"],
+        SCREEN["anonymousId"],
+    )
+    assert event["event_id"] == SCREEN["messageId"]
+    unnamed = mapped({k: v for k, v in SCREEN.items() if k != "name"})
+    assert unnamed["properties"] == {"url": ""}
+    # analytics.js's short path /v1/s names its call in the route, not the body
+    assert mapped({k: v for k, v in SCREEN.items() if k != "type"}, call="screen") == event
+
+
+def test_group_sets_the_customers_group_trait_and_links_no_visitor() -> None:
+    event = mapped(GROUP)
+    assert event["type"] == "identify"
+    assert event["customer_id"] == GROUP["userId"] and "anonymous_id" not in event
+    assert event["properties"] == {"traits": {GROUP_TRAIT: GROUP["groupId"]}}
+    assert GROUP_TRAIT == "group_id"
+    anonymous = to_event({k: v for k, v in GROUP.items() if k != "userId"}, received_at=RECEIVED)
+    assert isinstance(anonymous, Rejection) and anonymous.reason == "missing_id"
+    assert "'userId'" in anonymous.detail
+
+
+def test_a_call_that_is_no_segment_call_is_unknown_type() -> None:
+    rejection = to_event({**PAGE, "type": "pageview"}, received_at=RECEIVED)
+    assert isinstance(rejection, Rejection) and rejection.reason == "unknown_type"
+    assert "pageview" not in rejection.detail  # never quotes the input
     missing = to_event({"userId": "u"}, received_at=RECEIVED)
     assert isinstance(missing, Rejection) and missing.reason == "missing_type"
-    assert to_event({"userId": "u"}, call="track", received_at=RECEIVED).reason == "unknown_type"  # type: ignore[union-attr]
+    nameless = to_event({"userId": "u"}, call="track", received_at=RECEIVED)
+    assert isinstance(nameless, Rejection) and nameless.reason == "invalid_field"
 
 
 def test_event_time_corrects_the_senders_clock_skew() -> None:
@@ -423,7 +547,7 @@ KEYS = st.sampled_from(
 
 @given(st.dictionaries(KEYS, JSON) | JSON, st.none() | JSON)
 def test_mapping_is_total_on_hostile_input(message: Any, sent_at: Any) -> None:
-    for call in (None, "track", "identify", "page", "alias"):
+    for call in (None, "track", "identify", "page", "screen", "alias", "group"):
         event = to_event(message, call=call, sent_at=sent_at, received_at=RECEIVED)
         if isinstance(event, dict):
             validate(event, now=NOW)  # a verdict, never an exception

@@ -321,6 +321,7 @@ COLLECTOR_SCOPES: Mapping[str, Scope | None] = {
     "email_clicked": "ingest",
     "offer_shown": "ingest",
     "offer_redeemed": "ingest",
+    "custom": "ingest",
     "identify": "identity",
     "consent_updated": "identity",
     "erasure_requested": None,

@@ -4,7 +4,8 @@ A request holding an event type its token may not send is refused whole (403) be
 anything is produced; a token over its event rate gets 429 with ``Retry-After``; an
 input that never became a contract event is dead-lettered like the events validation
 rejects. The Segment routes (``app/tracking_views.py``) use these, and then the
-collector's own ``views._collect`` for each event, so both speak the same rules.
+collector's own ``views._collect`` for each event, so both speak the same rules; a custom
+event is held to its registered schema here as the worker holds it (``schema_violation``).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ async def collect(services: Services, index: int, obj: Any) -> dict[str, Any]:
             obj,
             now=datetime.now(UTC),
             max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+            schemas=services.rules.custom_schemas,
         )
     if isinstance(result, Rejection):
         return await dead_letter(services, index, obj, result, raw)

@@ -15,14 +15,18 @@ one of them or into a ``Rejection`` with a precise reason.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     PlainSerializer,
     StringConstraints,
     TypeAdapter,
@@ -225,6 +229,82 @@ class OfferRedeemed(_Model):
     value: Money | None = None
 
 
+# --- custom events -------------------------------------------------------------------------
+
+# A custom event's name is what a segment reads: ``custom.<name>`` and ``custom.<name>_7d``.
+# So it is snake_case, and a name ending like a window would read as another name's window.
+# The suffixes are the profile's window names (``profile/windows.py``; a test holds them equal).
+CUSTOM_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+WINDOW_SUFFIXES: tuple[str, ...] = ("_1h", "_24h", "_7d", "_30d")
+
+
+_CUSTOM_NAME = re.compile(CUSTOM_NAME_PATTERN.removesuffix("$") + r"\Z")
+
+
+def custom_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a custom event, or None.
+
+    Never quotes the name: a rejection's detail goes to the dead-letter topic.
+    """
+    if not _CUSTOM_NAME.match(name):
+        return (
+            "must be snake_case: a lower-case letter, then lower-case letters, digits and _, "
+            "at most 64 characters"
+        )
+    if name in EVENT_TYPES:
+        return "is a built-in event type's name; send the event as that type"
+    if name.endswith(WINDOW_SUFFIXES):
+        return (
+            f"must not end in {', '.join(WINDOW_SUFFIXES)}: segments read "
+            "custom.<name>_7d as the 7-day count of <name>"
+        )
+    return None
+
+
+# How deep a custom event's properties may nest (the properties object is level 1).
+# Bounded so that every decoder reads the same events: pydantic stops near 255 levels,
+# msgspec near 1,000; a tracking plan needs a few.
+CUSTOM_DEPTH = 32
+
+
+def custom_properties_problem(properties: Any) -> str | None:
+    """Why a custom event's (JSON) properties cannot be taken, or None: too deep, or a
+    number JSON cannot hold (NaN, Infinity). Iterative: any depth gives an answer."""
+    stack = [(properties, 1)]
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is float:
+            if not math.isfinite(node):
+                return "holds NaN or Infinity; JSON numbers are finite"
+        elif kind is dict or kind is list:
+            if depth > CUSTOM_DEPTH:
+                return f"nest deeper than {CUSTOM_DEPTH} levels; flatten them"
+            stack.extend((child, depth + 1) for child in (node.values() if kind is dict else node))
+    return None
+
+
+def _custom_properties(properties: Any) -> Any:
+    problem = custom_properties_problem(properties) if isinstance(properties, dict) else None
+    if problem is not None:
+        raise ValueError(problem)
+    return properties
+
+
+def _custom_name(name: str) -> str:
+    problem = custom_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+CustomName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=CUSTOM_NAME_PATTERN),
+    AfterValidator(_custom_name),
+]
+
+
 # --- envelope ----------------------------------------------------------------------------
 
 
@@ -351,6 +431,24 @@ class OfferRedeemedEvent(_Envelope):
     properties: OfferRedeemed
 
 
+class CustomEvent(_Envelope):
+    """An event of the sender's own tracking plan (``Wishlist Added``, ``Video Played``):
+    counted per ``name`` in the profile (``custom_counts``), its ``properties`` free-form
+    JSON, held to the operator's JSON Schema for ``name`` when one is registered
+    (``contract/custom_schemas.py``)."""
+
+    type: Literal["custom"]
+    name: CustomName = Field(
+        description="snake_case; not a built-in event type's name, not ending in "
+        + ", ".join(WINDOW_SUFFIXES)
+    )
+    # Checked before pydantic reads them: NaN and depth get one clear error, not one per
+    # member of JsonValue's union (or pydantic's recursion limit).
+    properties: Annotated[dict[str, JsonValue], BeforeValidator(_custom_properties)] = Field(
+        default_factory=dict
+    )
+
+
 EVENT_CLASSES: tuple[type[_Envelope], ...] = (
     PageViewedEvent,
     ProductViewedEvent,
@@ -368,6 +466,7 @@ EVENT_CLASSES: tuple[type[_Envelope], ...] = (
     OfferRedeemedEvent,
     ErasureRequestedEvent,
     CustomersMergedEvent,
+    CustomEvent,
 )
 
 Event = Annotated[
@@ -386,7 +485,8 @@ Event = Annotated[
     | OfferShownEvent
     | OfferRedeemedEvent
     | ErasureRequestedEvent
-    | CustomersMergedEvent,
+    | CustomersMergedEvent
+    | CustomEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

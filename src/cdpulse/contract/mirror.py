@@ -182,6 +182,12 @@ class OfferRedeemed(_Part):
     value: Money | None = None
 
 
+# The pattern of the contract's custom event names; the rest of its rules (and those of
+# the properties) are ``contract.custom_name_problem`` and ``custom_properties_problem``,
+# which ``decode`` asks.
+CustomName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]{0,63}\Z")]
+
+
 # --- envelope ----------------------------------------------------------------------------
 
 
@@ -284,6 +290,14 @@ class OfferRedeemedEvent(Envelope, tag="offer_redeemed"):
     properties: OfferRedeemed
 
 
+class CustomEvent(Envelope, tag="custom"):
+    type = "custom"
+    name: CustomName
+    # Free-form JSON, as json.loads gives it: msgspec refuses NaN, Infinity and numbers
+    # out of a double's range, as the contract does.
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 Event = (
     PageViewedEvent
     | ProductViewedEvent
@@ -301,6 +315,7 @@ Event = (
     | OfferRedeemedEvent
     | ErasureRequestedEvent
     | CustomersMergedEvent
+    | CustomEvent
 )
 
 _DECODER = msgspec.json.Decoder(Event)
@@ -361,8 +376,15 @@ def decode(raw: bytes) -> Event | None:
             event.anonymous_id is None or type(event) in _NEED_CUSTOMER
         ):
             return None  # no id, or an identify or merge without a customer
+        if type(event) is CustomEvent and (
+            contract.custom_name_problem(event.name) is not None
+            or contract.custom_properties_problem(event.properties) is not None
+        ):
+            return None
         event.at = event_time(event.timestamp)
-    except (msgspec.DecodeError, ValueError, OverflowError, TypeError):  # UnicodeDecodeError too
+    # UnicodeDecodeError is a ValueError; RecursionError: a custom event's free-form
+    # properties nested past msgspec's depth limit.
+    except (msgspec.DecodeError, ValueError, OverflowError, TypeError, RecursionError):
         return None
     return event
 

@@ -3,9 +3,8 @@
 
 Segment's SDKs (and RudderStack's, which speak the same spec) send ``track``,
 ``identify``, ``page``, ``screen``, ``alias`` and ``group`` calls. Each becomes the
-contract's typed event it means, field by field, and nothing is invented: a call or an
-e-commerce event without a cdpulse type is rejected ``unknown_type``, a required field the
-message lacks is left out so that the contract names it. The mapping:
+contract's typed event it means, field by field, and nothing is invented: a required
+field the message lacks is left out so that the contract names it. The mapping:
 
 * ``messageId`` is the ``event_id``, so an SDK's retry is dropped by the engine's dedupe
   window (a message without one gets a hash of its content: a verbatim resend too).
@@ -20,6 +19,13 @@ message lacks is left out so that the contract names it. The mapping:
   ``traits`` (RudderStack's SDKs put them there); the trait allow-list and
   pseudonymisation are the collector's, after this. ``alias`` is an identify linking
   ``previousId`` to ``userId``, under the identity rules.
+* A ``track`` event the spec mappings (``TRACK_EVENTS``) do not name is a ``custom``
+  event: its name in snake_case (``Wishlist Added`` is ``wishlist_added``), its
+  properties as sent.
+* ``screen`` is an app's page view (``page_viewed``, channel ``app``): the screen's name
+  is its url and title. ``group`` is an identify of ``userId`` setting the trait
+  ``group_id`` to ``groupId`` (kept when the trait allow-list names it); it links no
+  visitor, and the group's own traits are not the customer's.
 
 >>> event = to_event(
 ...     {"type": "track", "event": "Product Viewed", "messageId": "m-1", "userId": "C-1",
@@ -34,13 +40,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from cdpulse.contract.events import parse_timestamp
+from cdpulse.contract.events import custom_name_problem, parse_timestamp
 from cdpulse.contract.validation import (
     INVALID_FIELD,
+    MISSING_ID,
     MISSING_TYPE,
     NOT_AN_OBJECT,
     UNKNOWN_TYPE,
@@ -56,6 +65,10 @@ _CAMPAIGN = ("name", "source", "medium", "term", "content")
 
 Message = Mapping[str, Any]
 Properties = dict[str, Any]
+# The fields of an event its call decides: type, properties (and a custom event's name).
+Typed = dict[str, Any]
+# The trait a group call sets: the customer's group (company, account) id.
+GROUP_TRAIT = "group_id"
 
 
 def _pick(source: Mapping[str, Any], /, **names: str | tuple[str, ...]) -> Properties:
@@ -182,22 +195,44 @@ def _context(context: Any) -> tuple[Any, str]:
     return ours, "app" if "app" in context or "device" in context else "web"
 
 
-def _typed(call: str, message: Message, event_id: Any) -> tuple[str, Properties] | Rejection:
-    """The contract type and properties of one call, or why it has none."""
+def custom_name(event: str) -> str:
+    """The custom event name of a track event's name: its words in snake_case ASCII.
+
+    >>> custom_name("Wishlist Added"), custom_name("videoPlayed"), custom_name("Vidéo lue!")
+    ('wishlist_added', 'video_played', 'video_lue')
+    """
+    words = _CAMEL.sub("_", event)
+    ascii_text = unicodedata.normalize("NFKD", words).encode("ascii", "ignore").decode("ascii")
+    return _NOT_A_WORD.sub("_", ascii_text.lower()).strip("_")
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NOT_A_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def _custom(name: Any, raw: Any, event_id: Any) -> Typed | Rejection:
+    """A track event no spec mapping names: the contract's custom event."""
+    if not isinstance(name, str):
+        kind = "missing" if name is None else "not text"
+        return Rejection(INVALID_FIELD, f"event {event_id}: 'event' is {kind}", event_id)
+    ours = custom_name(name)
+    problem = custom_name_problem(ours) if ours else "has no letter or digit"
+    if problem is not None:
+        detail = f"'event': its custom event name (its words in snake_case) {problem}"
+        return Rejection(INVALID_FIELD, f"event {event_id}: {detail}", event_id)
+    return {"type": "custom", "name": ours, "properties": {} if raw is None else raw}
+
+
+def _typed(call: str, message: Message, event_id: Any) -> Typed | Rejection:
+    """The contract type and type-specific fields of one call, or why it has none."""
     raw = message.get("properties")
     properties: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     if call == "track":
         name = message.get("event")
         if not isinstance(name, str) or name not in TRACK_EVENTS:
-            known = ", ".join(TRACK_EVENTS)
-            return Rejection(
-                UNKNOWN_TYPE,
-                f"event {event_id}: the track event's name has no cdpulse type (custom events "
-                f"are not taken yet); the Segment events cdpulse maps are {known}",
-                event_id,
-            )
+            return _custom(name, raw, event_id)
         kind, mapping = TRACK_EVENTS[name]
-        return kind, mapping(properties)
+        return {"type": kind, "properties": mapping(properties)}
     if call == "identify":
         # RudderStack's SDKs send an identify's traits in the context only.
         context = message.get("context")
@@ -209,22 +244,34 @@ def _typed(call: str, message: Message, event_id: Any) -> tuple[str, Properties]
             if isinstance(traits, Mapping)
             else traits
         )
-        return "identify", {} if scalars is None else {"traits": scalars}
+        return {"type": "identify", "properties": {} if scalars is None else {"traits": scalars}}
     if call == "alias":
-        return "identify", {}
+        return {"type": "identify", "properties": {}}
     if call == "page":
         # analytics.js puts the page's url, title and referrer in both places.
         context = message.get("context")
         page = context.get("page") if isinstance(context, Mapping) else None
         fields = {"url": "url", "title": "title", "referrer": "referrer"}
         found = _pick(page, **fields) if isinstance(page, Mapping) else {}
-        return "page_viewed", found | _pick(properties, **fields)
-    return Rejection(
-        UNKNOWN_TYPE,
-        f"event {event_id}: Segment's {call} call has no cdpulse event type yet; "
-        "send track, identify, page or alias",
-        event_id,
-    )
+        return {"type": "page_viewed", "properties": found | _pick(properties, **fields)}
+    if call == "screen":
+        # An app's page view: the screen's name is its url and title (the spec's name is
+        # optional; an unnamed screen still counts, with an empty url).
+        screen = message.get("name", properties.get("name"))
+        viewed = {"url": ""} if screen is None else {"url": screen, "title": screen}
+        return {"type": "page_viewed", "properties": viewed}
+    # group: the customer's group (company, account) is a trait, GROUP_TRAIT, kept when the
+    # trait allow-list names it; the group's own traits describe the group, not the customer.
+    if message.get("userId") is None:
+        return Rejection(
+            MISSING_ID,
+            f"event {event_id}: a group call needs 'userId': cdpulse keeps the group as a "
+            "trait of the customer",
+            event_id,
+        )
+    group = message.get("groupId")
+    traits = {} if group is None else {"traits": {GROUP_TRAIT: group}}
+    return {"type": "identify", "properties": traits}
 
 
 def to_event(
@@ -251,22 +298,21 @@ def to_event(
     typed = _typed(call, message, label)
     if isinstance(typed, Rejection):
         return typed
-    kind, properties = typed
     try:
         at = event_time(message, message.get("sentAt", sent_at), received_at)
     except ValueError as exc:
         return Rejection(INVALID_FIELD, f"event {label}: {exc}", label)
     context, channel = _context(message.get("context"))
-    event: dict[str, Any] = {
-        "event_id": event_id,
-        "type": kind,
-        "timestamp": at,
-        "channel": "email" if kind in _EMAIL_TYPES else channel,
-        "properties": properties,
-    }
+    if typed["type"] in _EMAIL_TYPES:
+        channel = "email"
+    elif call == "screen":
+        channel = "app"
+    event: dict[str, Any] = {"event_id": event_id, "timestamp": at, "channel": channel, **typed}
     ids = _pick(message, customer_id="userId", anonymous_id="anonymousId")
     if call == "alias":
         ids = _pick(message, customer_id="userId", anonymous_id="previousId")
+    elif call == "group":
+        ids = _pick(message, customer_id="userId")  # a group links no visitor
     if context:
         event["context"] = context
     return event | ids

@@ -16,6 +16,8 @@ STREAM_OF_TYPE: dict[str, Stream] = {
     "product_added": "clickstream",
     "product_removed": "clickstream",
     "checkout_started": "clickstream",
+    # The tracking plan's own events: a visit's activity, in order with its page views.
+    "custom": "clickstream",
     "order_completed": "transactions",
     "order_refunded": "transactions",
     "identify": "customers",

@@ -11,7 +11,6 @@ Decoding is total: an exception on one message is that message's rejection
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,8 +19,9 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from cdpulse.contract import mirror
+from cdpulse.contract.custom_schemas import CustomSchemas, field_path
 from cdpulse.contract.events import EVENT_ADAPTER, EVENT_TYPES
-from cdpulse.contract.mirror import Event
+from cdpulse.contract.mirror import CustomEvent, Event
 
 # Reason codes: stable strings, used as the ``reason`` of a dead letter and as a
 # metric label. Never add a code that carries input data.
@@ -34,6 +34,9 @@ UNKNOWN_TYPE = "unknown_type"
 MISSING_ID = "missing_id"
 INVALID_FIELD = "invalid_field"
 FUTURE_TIMESTAMP = "future_timestamp"
+# A custom event whose properties violate the JSON Schema registered for its name
+# (``contract/custom_schemas.py``); the detail names the failing paths.
+SCHEMA_VIOLATION = "schema_violation"
 # A message the engine could not process though it passed the contract (a bug, or input
 # no test foresaw): quarantined to the dead-letter topic with the exception's type.
 PROCESSING_ERROR = "processing_error"
@@ -54,6 +57,7 @@ REASONS: tuple[str, ...] = (
     MISSING_ID,
     INVALID_FIELD,
     FUTURE_TIMESTAMP,
+    SCHEMA_VIOLATION,
     PROCESSING_ERROR,
     IDENTITY_REFUSED,
     MERGE_REFUSED,
@@ -83,17 +87,9 @@ def _event_id_of(obj: Any) -> str | None:
     return None
 
 
-# A path part shaped like a field name is shown; any other is a key the sender chose (a
-# trait's name may be an email address) and is shown as ``[key]``.
-_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
-
-
 def _path(loc: tuple[int | str, ...]) -> str:
-    parts = (
-        str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(part) else "[key]"
-        for part in loc[1:]  # loc[0] is the event type the union chose
-    )
-    return ".".join(parts) or "event"
+    # loc[0] is the event type the union chose
+    return field_path(loc[1:]) or "event"
 
 
 def _describe(error: ErrorDetails) -> str:
@@ -131,18 +127,31 @@ def decode(
     max_bytes: int = 65536,
     max_future_skew: timedelta = timedelta(minutes=5),
     clock: str = "now",
+    schemas: CustomSchemas | None = None,
 ) -> Event | Rejection:
     """Validate one raw message; an event time may be at most ``max_future_skew`` after
-    ``now``, which ``clock`` names in the rejection (a message's Kafka timestamp, say)."""
+    ``now``, which ``clock`` names in the rejection (a message's Kafka timestamp, say).
+    A custom event is held to its schema in ``schemas``, when one is registered."""
     if len(raw) > max_bytes:
         return Rejection(TOO_LARGE, f"event is {len(raw)} bytes; the limit is {max_bytes}")
     event = mirror.decode(raw)
-    if event is not None and event.at < _millis(now + max_future_skew):
-        return event
     try:
-        return _decode_slowly(raw, now, max_future_skew, clock)
+        if event is not None and event.at < _millis(now + max_future_skew):
+            return conforming(event, schemas)
+        return conforming(_decode_slowly(raw, now, max_future_skew, clock), schemas)
     except Exception as exc:  # total: one message never stops the caller
         return crashed(exc, _event_id_of(event))
+
+
+def conforming(event: Event | Rejection, schemas: CustomSchemas | None) -> Event | Rejection:
+    """``event``, or its rejection when it is a custom event violating the schema
+    ``schemas`` registers for its name (``schema_violation``, naming the paths)."""
+    if not schemas or type(event) is not CustomEvent:
+        return event
+    problem = schemas.violation(event.name, event.properties)
+    if problem is None:
+        return event
+    return Rejection(SCHEMA_VIOLATION, f"event {event.event_id}: {problem}", event.event_id)
 
 
 def crashed(exc: BaseException, event_id: str | None = None) -> Rejection:
@@ -195,9 +204,10 @@ def validate(
     max_future_skew: timedelta = timedelta(minutes=5),
     check_unicode: bool = True,
     clock: str = "now",
+    schemas: CustomSchemas | None = None,
 ) -> Event | Rejection:
-    """Validate one already-parsed JSON value (the collector's, an import's); ``now`` and
-    ``clock`` as in ``decode``."""
+    """Validate one already-parsed JSON value (the collector's, an import's); ``now``,
+    ``clock`` and ``schemas`` as in ``decode``."""
     if not isinstance(obj, dict):
         return Rejection(NOT_AN_OBJECT, f"event must be a JSON object, got {type(obj).__name__}")
     if check_unicode and _has_lone_surrogate(obj):
@@ -223,6 +233,6 @@ def validate(
             event.event_id,
         )
     try:
-        return mirror.from_contract(obj, event)
+        return conforming(mirror.from_contract(obj, event), schemas)
     except Exception as exc:
         return crashed(exc, event.event_id)

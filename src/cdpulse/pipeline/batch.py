@@ -233,7 +233,11 @@ class ProfilePipeline:
         report = BatchReport(messages=len(messages))
         racing = self._staged if previous is not None and not previous.done() else {}
         decoded = decode_batch(
-            messages, max_bytes=self.max_bytes, max_future_skew=self.max_future_skew, now=now
+            messages,
+            max_bytes=self.max_bytes,
+            max_future_skew=self.max_future_skew,
+            now=now,
+            schemas=self.stages.rules.custom_schemas,
         )
         report.decoded = decoded
         letters = Outputs()

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from cdpulse.contract import mirror, validation
+from cdpulse.contract.custom_schemas import CustomSchemas
 from cdpulse.contract.dead_letter import DeadLetter
 from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import Event
@@ -49,19 +50,22 @@ def decode_batch(
     max_bytes: int,
     max_future_skew: timedelta,
     now: datetime | None = None,
+    schemas: CustomSchemas | None = None,
 ) -> Decoded:
     """Split ``messages`` into events and dead letters.
 
     An event time may be at most ``max_future_skew`` after its message's Kafka timestamp
     (CreateTime or LogAppendTime), not after the wall clock: a rebuild replays the same
     messages with the same timestamps, so it decides as the live worker did, however
-    late it runs. A message without a timestamp is judged against ``now``.
+    late it runs. A message without a timestamp is judged against ``now``. A custom
+    event is held to its schema in ``schemas``, when one is registered.
     """
     now = now or datetime.now(UTC)
     skew = round(max_future_skew.total_seconds() * 1000)
     wall = round(now.timestamp() * 1000)
     out = Decoded()
     fast = mirror.decode
+    registered = schemas if schemas else None  # most deployments register none
     for message in messages:
         value = message.value
         appended = message.timestamp
@@ -69,6 +73,7 @@ def decode_batch(
             appended = None
         latest = (wall if appended is None else round(appended * 1000)) + skew
         event = fast(value) if len(value) <= max_bytes else None
+        result: Event | Rejection
         if event is None or event.at >= latest:
             result = validation.decode(
                 value,
@@ -76,12 +81,17 @@ def decode_batch(
                 max_bytes=max_bytes,
                 max_future_skew=max_future_skew,
                 clock="now (no Kafka timestamp)" if appended is None else "its Kafka timestamp",
+                schemas=registered,
             )
-            if isinstance(result, Rejection):
-                out.dead_letters.append(DeadLetter.of(message, result, now))
-                out.rejected[result.reason] += 1
-                continue
-            event = result
+        elif registered is not None and type(event) is mirror.CustomEvent:
+            result = validation.conforming(event, registered)
+        else:
+            result = event
+        if isinstance(result, Rejection):
+            out.dead_letters.append(DeadLetter.of(message, result, now))
+            out.rejected[result.reason] += 1
+            continue
+        event = result
         key = message.key.decode("utf-8", "backslashreplace") if message.key else ""
         out.items.append(Item(message, event, f"{message.topic}:{message.partition}:{key}"))
         out.consumed[(message.topic, event.type)] += 1

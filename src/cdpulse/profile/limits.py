@@ -4,7 +4,8 @@ Most of a profile is bounded by its shape: a fixed key set (event types, channel
 consent purposes, allow-listed traits), an event-time window (window buckets, churn
 days, the dedupe window) or a count of the newest (session spans, recently viewed).
 What only grows with the customer's own behaviour (distinct products in the cart,
-changes to one cart line, distinct categories) is capped here, keeping what the
+changes to one cart line, distinct categories) is capped here (distinct custom event
+names in ``profile/custom.py``, under the same tally), keeping what the
 features read (the newest by event time, the strongest affinity), with every entry
 dropped counted by list in ``cdpulse_profile_list_dropped_total{list=...}``.
 
@@ -31,7 +32,10 @@ CART = "cart"  # cart lines (products) trimmed
 CART_CHANGES = "cart_changes"  # quantity changes trimmed, those of trimmed lines included
 AFFINITY = "affinity"  # categories with the weakest affinity
 WATCH_VIEWS = "watch_views"  # products of one session's views the high-intent rule counts
-LISTS = (CART, CART_CHANGES, AFFINITY, WATCH_VIEWS)
+# custom event names past the cap (profile/custom.py): each name a new one pushes out,
+# and each event of a name that does not fit
+CUSTOM_NAMES = "custom_names"
+LISTS = (CART, CART_CHANGES, AFFINITY, WATCH_VIEWS, CUSTOM_NAMES)
 
 # Work counts are one Counter per batch: dropped entries go in it under this prefix, so
 # the pipeline needs no second tally (``app/reporting.py`` reads them back by list).

@@ -30,6 +30,15 @@ class CartLine(msgspec.Struct, omit_defaults=True):
     changes: list[tuple[int, int]] = msgspec.field(default_factory=list)
 
 
+class CustomCount(msgspec.Struct, omit_defaults=True):
+    """One custom event name's count: of all time, and per window bucket."""
+
+    total: int = 0
+    # granularity (ms) -> bucket start -> events; pruned as the window buckets are
+    # (profile/custom.py)
+    buckets: dict[int, dict[int, int]] = msgspec.field(default_factory=dict)
+
+
 class Profile(msgspec.Struct, omit_defaults=True):
     """The rolling profile of one customer (or of a not yet identified visitor)."""
 
@@ -68,6 +77,9 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # window buckets: granularity (ms) -> bucket start -> [events, orders, revenue];
     # buckets older than the widest window of their granularity are pruned (windows.py)
     buckets: dict[int, dict[int, list[float]]] = msgspec.field(default_factory=dict)
+    # custom events per name: the registered names and at most Rules.custom_names_kept
+    # others, the first in alphabetical order (profile/custom.py)
+    custom_counts: dict[str, CustomCount] = msgspec.field(default_factory=dict)
     # consent per purpose (a fixed set in the contract): [time, granted]
     consent: dict[str, tuple[int, bool]] = msgspec.field(default_factory=dict)
     identified_at: int | None = None

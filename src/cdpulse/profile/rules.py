@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cdpulse.contract.custom_schemas import CustomSchemas
 from cdpulse.contract.mirror import (
     ConsentUpdatedEvent,
+    CustomEvent,
     Event,
     IdentifyEvent,
     OrderCompletedEvent,
@@ -22,7 +24,7 @@ from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy, TraitValue
-from cdpulse.profile import dedupe, limits, windows
+from cdpulse.profile import custom, dedupe, limits, windows
 from cdpulse.profile.limits import Dropped
 from cdpulse.profile.model import CartLine, Profile
 from cdpulse.settings import Settings
@@ -52,6 +54,10 @@ class Rules:
     # A churn label is decided up to a horizon after its day and reads 60 days before it.
     churn_days_kept: int = windows.TREND_SPAN + 32 * windows.DAY
     traits: TraitPolicy = field(default_factory=TraitPolicy)
+    custom_names_kept: int = Settings.model_fields["custom_names_kept"].default
+    # The registered schemas: the decode stage holds custom events to them, and their
+    # names are counted whatever the cap (profile/custom.py).
+    custom_schemas: CustomSchemas = field(default_factory=CustomSchemas)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rules:
@@ -69,6 +75,8 @@ class Rules:
             affinity_kept=settings.affinity_categories_kept,
             churn_days_kept=windows.TREND_SPAN
             + int((settings.churn_horizon_days + 2) * windows.DAY),
+            custom_names_kept=settings.custom_names_kept,
+            custom_schemas=CustomSchemas.from_settings(settings),
         )
 
 
@@ -210,6 +218,15 @@ def apply_new(
             profile.anonymous_ids.append(anonymous_id)
         for name, value in rules.traits.admit(event.properties.traits).items():
             _set_trait(profile, name, t, value)
+    elif isinstance(event, CustomEvent):
+        custom.count(
+            profile,
+            event.name,
+            t,
+            registered=rules.custom_schemas.names,
+            kept=rules.custom_names_kept,
+            dropped=dropped,
+        )
 
     windows.add(profile.buckets, t, 1, orders, revenue)
     # Pruning reads every bucket: needed only when the newest time moved to a new bucket,
@@ -218,6 +235,8 @@ def apply_new(
         windows.prune(profile.buckets, profile.last_seen)
     elif windows.moved(last_seen_before, profile.last_seen):
         windows.prune(profile.buckets, profile.last_seen, since=last_seen_before)
+        if profile.custom_counts:
+            custom.prune_all(profile)
     if event.customer_id is not None:
         _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
     if not allows(profile, "analytics"):
@@ -280,6 +299,14 @@ def merge(profile: Profile, other: Profile, rules: Rules, dropped: Dropped | Non
         _add_viewed(profile, product_id, t, rules)
     windows.merge(profile.buckets, other.buckets)
     windows.prune(profile.buckets, profile.last_seen)
+    if other.custom_counts:
+        custom.merge(
+            profile,
+            other,
+            registered=rules.custom_schemas.names,
+            kept=rules.custom_names_kept,
+            dropped=dropped,
+        )
     for purpose, (t, granted) in other.consent.items():
         _set_consent(profile, purpose, t, granted)
     profile.identified_at = _min_opt(profile.identified_at, other.identified_at)
@@ -485,6 +512,7 @@ def minimise(profile: Profile) -> None:
     profile.affinity = {}
     profile.viewed = {}
     profile.buckets = {}
+    profile.custom_counts = {}
     profile.churn_days = {}
     profile.churn_first_seen = None
     profile.churn_risk = None

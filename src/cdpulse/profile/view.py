@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdpulse.privacy.consent import PURPOSES
-from cdpulse.profile import windows
+from cdpulse.profile import custom, windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 
@@ -106,6 +106,8 @@ def render(profile: Profile, as_of: int, rules: Rules) -> dict[str, Any]:
             p for p, _ in sorted(profile.viewed.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
         "windows": windows.read(profile.buckets, as_of),
+        # custom event name -> total and per window (registered names even when never sent)
+        "custom_counts": custom.view(profile, as_of, rules.custom_schemas.names),
         "rfm": {"recency_days": recency, "frequency": profile.orders, "monetary": round(net, 2)},
         "consent": {
             purpose: profile.consent[purpose][1] if purpose in profile.consent else None

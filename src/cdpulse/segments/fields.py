@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from cdpulse.privacy.consent import PURPOSES
-from cdpulse.profile import windows
+from cdpulse.profile import custom, windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 from cdpulse.profile.windows import DAY, WINDOWS, Window
@@ -54,6 +54,8 @@ FIELDS: dict[str, str] = {
     "consent": "purpose -> granted (map; a purpose never set is absent)",
     "churn_risk": "churn probability at the last event (absent before a churn model exists)",
     "rfm": "map r, f, m (1-5), score ('545') and segment (absent before the first sketch)",
+    "custom": "custom event name -> events, and <name>_1h, _24h, _7d, _30d in each window "
+    "(map; a name the profile does not count is absent, a registered one never is)",
     **{
         f"{measure}_{window.name}": f"{measure} in the last {window.name} before the last event"
         for window in WINDOWS
@@ -182,6 +184,22 @@ def _rfm(values: FieldValues) -> Any:
     return ERROR if values.rfm is None else values.rfm
 
 
+def _custom(values: FieldValues) -> Any:
+    p = values.profile
+    return custom_fields(custom.view(p, p.last_seen, values.rules.custom_schemas.names))
+
+
+def custom_fields(counts: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    """The ``custom`` map of a rendered profile's ``custom_counts``: ``<name>`` (all time)
+    and ``<name>_<window>`` for each window."""
+    out = {}
+    for name, tally in counts.items():
+        out[name] = tally["total"]
+        for window in WINDOWS:
+            out[f"{name}_{window.name}"] = tally[window.name]
+    return out
+
+
 def _cart(name: str) -> Loader:
     """``cart_view``'s value and item count (both stored), without building its items."""
 
@@ -261,6 +279,7 @@ _LOADERS: dict[str, Loader] = {
     "consent": _consent,
     "churn_risk": _churn_risk,
     "rfm": _rfm,
+    "custom": _custom,
     "cart_value": _cart("cart_value"),
     "cart_items": _cart("cart_items"),
     "top_categories": _top_categories,
@@ -327,6 +346,7 @@ def document_fields(
         "counts": dict(document["counts"]),
         "channels": dict(document["channels"]),
         "consent": {k: v for k, v in document["consent"].items() if v is not None},
+        "custom": custom_fields(document["custom_counts"]),
     }
     recency = document["rfm"]["recency_days"]
     if recency is not None:
@@ -366,6 +386,9 @@ def sample() -> dict[str, Any]:
             out[name] = {"r": 3, "f": 3, "m": 3, "score": "333", "segment": "need_attention"}
         elif name == "customer_id":
             out[name] = "C-1"
+        elif name == "custom":
+            counted = {"total": 1, **{window.name: 1 for window in WINDOWS}}
+            out[name] = custom_fields({"wishlist_added": counted})
         elif name in ("events", "sessions", "orders", "refunds", "cart_items") or name.startswith(
             ("events_", "orders_")
         ):
