@@ -128,6 +128,10 @@ class ProductViewed(_Model):
     product_id: Id
     category: Id
     price: Money
+    # What led to the view, for click-through (README: Live KPIs): a recommendation
+    # list's id, an offer's id.
+    recommendation_id: Id | None = None
+    offer_id: Id | None = None
 
 
 class SearchPerformed(_Model):
@@ -163,6 +167,9 @@ class OrderCompleted(_Model):
     revenue: Money
     currency: Currency
     items: Annotated[list[LineItem], Field(min_length=1, max_length=500)]
+    # What the order is attributed to (README: Live KPIs): as on ``ProductViewed``.
+    recommendation_id: Id | None = None
+    offer_id: Id | None = None
 
 
 class OrderRefunded(_Model):

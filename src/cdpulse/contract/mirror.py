@@ -80,6 +80,8 @@ class ProductViewed(_Part):
     product_id: Id
     category: Id
     price: Money
+    recommendation_id: Id | None = None
+    offer_id: Id | None = None
 
 
 class SearchPerformed(_Part):
@@ -115,6 +117,8 @@ class OrderCompleted(_Part):
     revenue: Money
     currency: Currency
     items: Annotated[list[LineItem], Meta(min_length=1, max_length=500)]
+    recommendation_id: Id | None = None
+    offer_id: Id | None = None
 
 
 class OrderRefunded(_Part):

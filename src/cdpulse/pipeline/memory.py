@@ -39,6 +39,7 @@ class MemoryState:
         self.converted: dict[str, dict[str, str]] = {}  # experiment -> customer -> variant
         self.claims: set[str] = set()
         self.counters: dict[tuple[str, str], int] = {}  # (hash, field) -> n
+        self.kpis: dict[str, dict[str, int]] = {}  # KPI period -> field -> amount
         self.reads = self.writes = 0
         # Tests set this to run code between a batch's read and its write (a racing writer).
         self.before_write: Callable[[], None] | None = None
@@ -150,6 +151,10 @@ class MemoryState:
             if claim not in self.claims:
                 self.claims.add(claim)
                 self._count(f"uplift:{rule}", counter)
+        for period, counts in save.kpis.items():
+            into = self.kpis.setdefault(period, {})
+            for name, amount in counts.items():
+                into[name] = into.get(name, 0) + amount
         return SaveStatus.SAVED
 
     def _count(self, name: str, field: str) -> None:

@@ -21,6 +21,8 @@ from cdpulse.contract.mirror import (
     OrderCompletedEvent,
 )
 from cdpulse.experiments.definitions import Experiment
+from cdpulse.kpis.fold import KpiFold
+from cdpulse.kpis.tally import Tally
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
@@ -72,6 +74,7 @@ class Engine:
     experiments: tuple[Experiment, ...] = ()
     item_events: bool = False
     pseudonym: Callable[[str], str] = lambda profile_id: profile_id
+    kpis: bool = True  # count the live KPIs with each save (``cdpulse.kpis``)
 
     def churn(self) -> ChurnScoring | None:
         if self.labeler is None:
@@ -157,6 +160,7 @@ class Stages:
         self.rules = engine.rules
         self.scoring = engine.churn()
         self.hooks = engine.trigger_hooks()
+        self.kpis = KpiFold(engine.rules.session_gap) if engine.kpis else None
 
     def publish_examples(self, examples: list[Example], work: Work) -> None:
         """The batch's churn examples, to the training topic in decision order: with one
@@ -196,9 +200,15 @@ class Stages:
         retired: dict[str, int] = {}
         capped = 0  # event ids the dedupe window's cap dropped
         customers: dict[str, MergedCustomer] = {}
+        kpis = self.kpis
+        tally = Tally()
         for other in update.merged:
             if other.id not in profile.merged_from:
+                joined = kpis.merge(profile, other) if kpis is not None else None
                 capped += merge(profile, other, rules, work.counts)
+                if joined is not None and allows(profile, "analytics"):
+                    profile.activity = joined[0]
+                    tally.absorb(joined[1])
                 work.counts["customer_merges" if other.customer_id else "merges"] += 1
             # even when merged by an earlier, interrupted attempt
             retired[other.id] = update.merged_versions[other.id]
@@ -257,7 +267,10 @@ class Stages:
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
             if traits_before is None and type(event) in _TRAIT_CHANGERS:
                 traits_before = dict(profile.traits)  # as they were before this batch
+            spans = kpis.before(profile, event) if kpis is not None else None
             capped += apply_new(profile, event, rules, item.source, message.offset, work.counts)
+            if kpis is not None:
+                kpis.observe(profile, event, spans, tally)
             applied += 1
             if type(event) is OrderCompletedEvent:
                 ordered = True
@@ -339,6 +352,7 @@ class Stages:
                 conversions=conversions,
                 tallies=tallies,
                 pseudonym=engine.pseudonym(profile.id) if engine.item_events else None,
+                kpis=tally.counters(_member_of(profile)) if tally else {},
             )
         )
         work.saved[profile.id] = profile
@@ -399,6 +413,11 @@ def _money(profile: Profile) -> tuple[int, float, float, int | None, int | None]
         profile.first_order_at,
         profile.last_order_at,
     )
+
+
+def _member_of(profile: Profile) -> set[str]:
+    """The segments ``profile`` is in (odd generation): its KPI counts are split by them."""
+    return {name for name, generation in profile.segments.items() if generation % 2}
 
 
 def _learns_from(profile: Profile) -> bool:

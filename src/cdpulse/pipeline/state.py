@@ -107,7 +107,8 @@ class Save(msgspec.Struct, gc=False):
     ``entered``/``left``: segment member lists; ``summary``: the lifetime-value summary
     (JSON), when it changed; ``identities``: pseudonyms of personal traits that now point
     at the profile; ``conversions`` and ``tallies``: experiment and trigger counters the
-    profile's change settles, each counted once.
+    profile's change settles, each counted once; ``kpis``: the KPI counters its events
+    move (added by the save, so once).
     Everything in a save happens only if its compare-and-set does. A ``withheld`` save
     is answered CONFLICT by every store without being tried. ``customers``: known
     customers an admin merge retires into the profile (also in ``retire``): each gets a
@@ -130,6 +131,8 @@ class Save(msgspec.Struct, gc=False):
     # (claim id, rule, counter): trigger uplift counters, each claim counted once
     tallies: list[tuple[str, str, str]] = msgspec.field(default_factory=list)
     pseudonym: str | None = None  # the id's pseudonym, indexed to the id once
+    # KPI counter deltas (``cdpulse.kpis``): period -> field -> amount, added once
+    kpis: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
     schedules: tuple[str, ...] = ("churn", "trigger")  # the due times this save sets
     blob: bytes | None = None  # the profile encoded when it was staged (the bytes written)
     staged: Stored | None = None  # what the store handed to later batches meanwhile

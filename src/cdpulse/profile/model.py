@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import msgspec
 
+from cdpulse.profile.activity import Activity
 from cdpulse.profile.watch import Watch
 
 
@@ -127,6 +128,9 @@ class Profile(msgspec.Struct, omit_defaults=True):
     # sweep that died between its write and its publish loses none. Emptied at every
     # save: at most one sweep's transitions (leave one RFM segment, enter another)
     outbox: list[bytes] = msgspec.field(default_factory=list)
+    # what the live KPIs count the customer by: active days, orders, campaign touches
+    # (profile/activity.py; each list's bound is there)
+    activity: Activity | None = None
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -518,3 +518,4 @@ def minimise(profile: Profile) -> None:
     profile.churn_risk = None
     profile.churn_reasons = []
     profile.churn_version = 0
+    profile.activity = None

@@ -49,7 +49,7 @@ CLIENT: tuple[str, ...] = (
 # What the Lua scripts in this package call (a unit test keeps this equal to them).
 LUA: tuple[str, ...] = (
     "get", "set", "del", "exists", "incr", "decr", "expire", "pexpire",
-    "hget", "hmget", "hset", "hsetnx", "hdel", "hincrby",
+    "hget", "hmget", "hset", "hsetnx", "hdel", "hincrby", "hlen", "hexists",
     "sadd", "srem", "rpush", "lpop", "lindex",
     "zadd", "zrem", "zrangebyscore",
 )  # fmt: skip

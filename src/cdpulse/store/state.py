@@ -37,6 +37,7 @@ from cdpulse.pipeline.state import Changes, Save, SaveStatus, Stored, View, Want
 from cdpulse.profile.model import decode, encode
 from cdpulse.store.cache import ProfileCache
 from cdpulse.store.keys import Keys
+from cdpulse.store.kpis import FIELDS_CAP, kpi_key
 from cdpulse.store.redis import script
 
 _STATUS = {-1: SaveStatus.CONFLICT, -2: SaveStatus.ALIASED, -3: SaveStatus.LINK_TAKEN}
@@ -375,6 +376,9 @@ class RedisState:
             ops.append(
                 ["claim", k.fired(profile_id, claim), k.uplift(rule), CLAIM_SECONDS, counter]
             )
+        for period, counts in save.kpis.items():
+            flat = [x for name, amount in counts.items() for x in (name, amount)]
+            ops.append(["kpi", kpi_key(k.prefix, period), FIELDS_CAP, flat])
         customers = []
         for merged, gone in save.customers.items():
             customers.append([merged, gone.linked])

@@ -24,6 +24,8 @@
 --       and the claim's name appended to the customer's list of claims (erasure reads it)
 --   ["identity", identity key, pseudonym]: the index entry points at the customer, and the
 --       pseudonym joins the customer's set of identities (leaving its previous owner's)
+--   ["kpi", counters hash, cap, [field, amount, ...]]: HINCRBY each (``store/kpis.py``); a
+--       hash holding ``cap`` fields takes no new one, and counts it in "_refused"
 -- Returns, per save, the new version, -1 when the version (or a merged visitor's) moved,
 -- -2 when the id is now someone's visitor, -3 when a visitor to link belongs to someone
 -- else or has a profile the save does not merge. A save's
@@ -168,6 +170,16 @@ for n, save in ipairs(saves) do
             expire(op[2])
             redis.call('SADD', tag .. 'identities', op[3])
             expire(tag .. 'identities')
+          elseif name == 'kpi' then
+            local counters, counts = op[2], op[4]
+            local full = redis.call('HLEN', counters) >= tonumber(op[3])
+            for i = 1, #counts, 2 do
+              if full and redis.call('HEXISTS', counters, counts[i]) == 0 then
+                redis.call('HINCRBY', counters, '_refused', 1)
+              else
+                redis.call('HINCRBY', counters, counts[i], counts[i + 1])
+              end
+            end
           end
         end
         status = version + 1

@@ -1,0 +1,258 @@
+"""The KPI fold: what each event and each merge of a profile adds to the KPI counters.
+
+The pipeline calls it per profile save, next to the profile rules (``pipeline.stages``):
+``observe`` after an event is applied, ``merge`` before a visitor (or an admin-merged
+customer) is merged in. It fills the save's ``Tally``, which ``write.lua`` adds to the
+counters only if the save's compare-and-set passes: an event is counted once, as it is
+applied once, whatever the redeliveries, retries and crashes.
+
+Consent: a customer counts while its consent allows ``analytics``, the purpose that
+decides whether the profile keeps its events at all (``privacy.consent``). The events
+the profile applied before a refusal was known stay counted (they are sums over many
+customers: nothing of the customer can be read back from them), and the state the
+distinct counts need goes with the rest of the profile (``rules.minimise``).
+"""
+
+from __future__ import annotations
+
+from cdpulse.contract.mirror import (
+    EmailClickedEvent,
+    EmailOpenedEvent,
+    Event,
+    OfferRedeemedEvent,
+    OfferShownEvent,
+    OrderCompletedEvent,
+    OrderRefundedEvent,
+    ProductViewedEvent,
+)
+from cdpulse.kpis import distinct, orders, sessions
+from cdpulse.kpis.fields import (
+    CAMPAIGN,
+    CART,
+    CART_ADDS,
+    CHANNEL,
+    CHANNELS,
+    CHECKOUT,
+    CHECKOUTS,
+    DAY,
+    DAY_MS,
+    EMAIL_CLICKERS,
+    EMAIL_CLICKS,
+    EMAIL_OPENERS,
+    EMAIL_OPENS,
+    IDENTIFIED,
+    NEWSLETTER,
+    OFFER,
+    OFFER_ORDERS,
+    OFFER_REVENUE,
+    OFFER_VIEWS,
+    OFFERS_REDEEMED,
+    OFFERS_SHOWN,
+    ORDER,
+    ORDERS,
+    PRODUCT_VIEWS,
+    RECO_ORDERS,
+    RECO_REVENUE,
+    RECO_VIEWS,
+    REFUNDED,
+    REFUNDS,
+    REVENUE,
+    VIEW,
+    VISIT,
+    campaign_of,
+    cents,
+    field,
+    flags_of,
+)
+from cdpulse.kpis.tally import Tally
+from cdpulse.privacy.consent import allows
+from cdpulse.profile.activity import EMAILS_KEPT, Activity
+from cdpulse.profile.model import Profile
+
+Spans = tuple[tuple[int, int], ...]
+
+# What each type does on the day: a visit (clickstream or an order) and its funnel step.
+_STEPS = {
+    "page_viewed": VISIT,
+    "search_performed": VISIT,
+    "product_removed": VISIT,
+    "product_viewed": VISIT | VIEW,
+    "product_added": VISIT | CART,
+    "checkout_started": VISIT | CHECKOUT,
+    "order_completed": VISIT | ORDER,
+}
+# The clickstream: what makes sessions (``profile.rules.SESSION_TYPES``).
+_SESSION_TYPES = frozenset(_STEPS) - {"order_completed"}
+_COUNTED = {
+    "product_viewed": PRODUCT_VIEWS,
+    "product_added": CART_ADDS,
+    "checkout_started": CHECKOUTS,
+}
+_CHANNEL_INDEX = {name: n for n, name in enumerate(CHANNELS)}
+# metric -> channel -> field name, so the fold never formats a name per event
+_BY_CHANNEL = {
+    metric: {channel: field(metric, CHANNEL, channel) for channel in CHANNELS}
+    for metric in (PRODUCT_VIEWS, CART_ADDS, CHECKOUTS, ORDERS, REVENUE, REFUNDS, REFUNDED)
+}
+
+
+class KpiFold:
+    """Counts a profile's events and merges into the KPI counters (``Tally``)."""
+
+    def __init__(self, session_gap: int) -> None:
+        self.session_gap = session_gap
+
+    def before(self, profile: Profile, event: Event) -> Spans | None:
+        """What ``observe`` needs of the profile as it was before ``event``: its sessions,
+        when the event is a visit's."""
+        return tuple(profile.spans) if event.type in _SESSION_TYPES else None
+
+    def observe(self, profile: Profile, event: Event, spans: Spans | None, tally: Tally) -> None:
+        """Count ``event``, just applied to ``profile`` (``spans``: ``before``'s answer)."""
+        if profile.consent and not allows(profile, "analytics"):
+            return  # withheld: not counted, and the profile keeps nothing to count with
+        activity = profile.activity
+        if activity is None:
+            activity = profile.activity = Activity()
+        t = event.at
+        day = t // DAY_MS
+        kind = event.type
+        channel = event.channel
+        campaign = campaign_of(event.context) if event.context is not None else None
+        if campaign is not None:
+            orders.touch(
+                activity, t, campaign, self.session_gap, tally
+            )  # before an order it attributes
+        steps = _STEPS.get(kind)
+        if steps is not None:
+            if event.customer_id is not None:
+                steps |= IDENTIFIED
+            distinct.set_flags(activity, day, flags_of(steps, _CHANNEL_INDEX[channel]), tally)
+            counted = _COUNTED.get(kind)
+            if counted is not None:
+                _add(tally, day, counted, 1, channel, campaign)
+            if spans is not None:
+                sessions.event(spans, t, self.session_gap, tally)
+        if type(event) is ProductViewedEvent:
+            viewed = event.properties
+            if viewed.recommendation_id is not None:
+                tally.add(DAY, day, RECO_VIEWS, 1)
+            if viewed.offer_id is not None:
+                _by(tally, day, OFFER_VIEWS, 1, OFFER, viewed.offer_id)
+        elif type(event) is OrderCompletedEvent:
+            order = event.properties
+            amount = cents(order.revenue)
+            _add(tally, day, ORDERS, 1, channel, campaign)
+            _add(tally, day, REVENUE, amount, channel, campaign)
+            orders.order(activity, t, amount, tally)
+            if order.recommendation_id is not None:
+                tally.add(DAY, day, RECO_ORDERS, 1)
+                tally.add(DAY, day, RECO_REVENUE, amount)
+            if order.offer_id is not None:
+                _by(tally, day, OFFER_ORDERS, 1, OFFER, order.offer_id)
+                _by(tally, day, OFFER_REVENUE, amount, OFFER, order.offer_id)
+        elif type(event) is OrderRefundedEvent:
+            _add(tally, day, REFUNDS, 1, channel, campaign)
+            _add(tally, day, REFUNDED, cents(event.properties.amount), channel, campaign)
+        elif type(event) is EmailOpenedEvent:
+            newsletter = event.properties.campaign_id
+            _by(tally, day, EMAIL_OPENS, 1, NEWSLETTER, newsletter)
+            _first_email(activity, newsletter, t, 0, tally)
+        elif type(event) is EmailClickedEvent:
+            newsletter = event.properties.campaign_id
+            _by(tally, day, EMAIL_CLICKS, 1, NEWSLETTER, newsletter)
+            _first_email(activity, newsletter, t, 1, tally)
+        elif type(event) is OfferShownEvent:
+            _by(tally, day, OFFERS_SHOWN, 1, OFFER, event.properties.offer_id)
+        elif type(event) is OfferRedeemedEvent:
+            _by(tally, day, OFFERS_REDEEMED, 1, OFFER, event.properties.offer_id)
+
+    def merge(self, profile: Profile, other: Profile) -> tuple[Activity | None, Tally]:
+        """The state ``profile`` will have once ``other`` is merged into it, and what
+        that changes in the counters; neither profile is changed. The caller adopts both
+        only if the merged profile still allows analytics."""
+        tally = Tally()
+        mine, theirs = profile.activity, other.activity
+        if mine is None or theirs is None:
+            # Only one was ever counted (the other is new, or kept nothing: consent).
+            return (mine if theirs is None else _copy(theirs)), tally
+        joined = distinct.merge(mine, theirs, tally)
+        joined.orders = list(mine.orders)
+        joined.orders_dropped = mine.orders_dropped
+        joined.first_touch = mine.first_touch
+        joined.touches = list(mine.touches)
+        orders.merge(joined, theirs, self.session_gap, tally)
+        joined.emails = _merge_emails(mine.emails, theirs.emails, tally)
+        sessions.merge(profile.spans, other.spans, self.session_gap, tally)
+        return joined, tally
+
+
+def _copy(activity: Activity) -> Activity:
+    """A copy that shares nothing mutable with ``activity`` (a retired profile's)."""
+    return Activity(
+        dict(activity.days),
+        activity.first_visit,
+        activity.first_order,
+        list(activity.orders),
+        activity.orders_dropped,
+        activity.first_touch,
+        list(activity.touches),
+        dict(activity.emails),
+    )
+
+
+def _add(
+    tally: Tally, day: int, metric: str, amount: int, channel: str, campaign: str | None
+) -> None:
+    """An additive metric: in total, by the event's channel and by its visit's campaign."""
+    tally.add(DAY, day, metric, amount)
+    tally.add(DAY, day, _BY_CHANNEL[metric][channel], amount)
+    if campaign is not None:
+        tally.add(DAY, day, field(metric, CAMPAIGN, campaign), amount)
+
+
+def _by(tally: Tally, day: int, metric: str, amount: int, dimension: str, value: str) -> None:
+    tally.add(DAY, day, metric, amount)
+    tally.add(DAY, day, field(metric, dimension, value), amount)
+
+
+_UNIQUE = (EMAIL_OPENERS, EMAIL_CLICKERS)
+
+
+def _first_email(activity: Activity, newsletter: str, t: int, which: int, tally: Tally) -> None:
+    """A customer opens (0) or clicks (1) a newsletter: counted once, on the first day."""
+    emails = activity.emails
+    times = emails.get(newsletter, (-1, -1))
+    first = times[which]
+    if 0 <= first <= t:
+        return
+    if first >= 0:
+        _by(tally, first // DAY_MS, _UNIQUE[which], -1, NEWSLETTER, newsletter)
+    _by(tally, t // DAY_MS, _UNIQUE[which], 1, NEWSLETTER, newsletter)
+    emails[newsletter] = (t, times[1]) if which == 0 else (times[0], t)
+    if len(emails) > EMAILS_KEPT:
+        del emails[min(emails, key=lambda n: (max(emails[n]), n))]
+
+
+def _merge_emails(
+    mine: dict[str, tuple[int, int]], theirs: dict[str, tuple[int, int]], tally: Tally
+) -> dict[str, tuple[int, int]]:
+    """Both customers' newsletters: one that both opened (or clicked) counts once."""
+    out = dict(mine)
+    for newsletter, (opened, clicked) in theirs.items():
+        kept = out.get(newsletter)
+        if kept is None:
+            out[newsletter] = (opened, clicked)
+            continue
+        joined = []
+        for which, (a, b) in enumerate(((kept[0], opened), (kept[1], clicked))):
+            if a >= 0 and b >= 0:
+                # Both counted it: the later one goes.
+                tally.add(DAY, max(a, b) // DAY_MS, _UNIQUE[which], -1, False)
+                later = field(_UNIQUE[which], NEWSLETTER, newsletter)
+                tally.add(DAY, max(a, b) // DAY_MS, later, -1, False)
+            joined.append(min(a, b) if a >= 0 and b >= 0 else max(a, b))
+        out[newsletter] = (joined[0], joined[1])
+    while len(out) > EMAILS_KEPT:
+        del out[min(out, key=lambda n: (max(out[n]), n))]
+    return out
