@@ -3,7 +3,7 @@
 It reads Redis and the published model snapshots, never a worker's memory, so a read
 never waits behind a batch and a worker never waits behind a read. Profiles with their
 scores, recommendations, the collector (which produces to the input topics), segments,
-experiments, trigger rules, identity lookup, export and erasure requests.
+experiments, trigger rules, live KPIs, identity lookup, export and erasure requests.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.health import register_health
+from cdpulse.app.kpi_views import register_kpi_views
 from cdpulse.app.model_views import register_model_views
 from cdpulse.app.segment_views import register_segment_views
 from cdpulse.app.tracking_views import register_tracking_views
@@ -34,6 +35,7 @@ from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
 from cdpulse.store.data_keys import DataKeys
 from cdpulse.store.identities import IdentityIndex
+from cdpulse.store.kpis import RedisKpis
 from cdpulse.store.models import RecoShards, RedisClvStore, SnapshotStore, churn_store
 from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore
@@ -102,6 +104,7 @@ def create_api(settings: Settings) -> faust.App:
     register_segment_views(app, book, memberships, guard)
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)
+    register_kpi_views(app, RedisKpis(client, prefix), store, guard)
     register_health(app, settings, None, client, guard)
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
