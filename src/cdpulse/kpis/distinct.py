@@ -39,21 +39,46 @@ ORDER_BITS = sum(ORDER << (8 * g) for g in range(GROUPS))
 VISIT_BITS = sum(VISIT << (8 * g) for g in range(GROUPS))
 
 
+def _names(bits: int, new: bool, repeat: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The fields ``bits`` count (split by segment), and the new visitors' and repeat
+    buyers' among them (not split)."""
+    counted: list[str] = []
+    corrected: list[str] = []
+    for g in range(GROUPS):
+        byte = (bits >> (8 * g)) & 0xFF
+        counted += [flag_metric(f, g) for f in FLAGS if byte & f]
+        if new and byte & VISIT:
+            corrected.append(NEW_FIELDS[g])
+        if (repeat >> (8 * g)) & ORDER:
+            corrected.append(REPEAT_FIELDS[g])
+    return tuple(counted), tuple(corrected)
+
+
+# (bits, new, repeat) -> ``_names``: a customer's days set few patterns of flags, and
+# looking their names up costs a fraction of finding them bit by bit.
+_NAMED: dict[tuple[int, bool, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
 def _count(
     tally: Tally, kind: int, day: int, bits: int, sign: int, new: bool, repeat: int, plain: bool
 ) -> None:
     """Count ``bits`` (day flags) once each; ``new``: VISIT bits are new visitors' too;
     ``repeat``: which of the ORDER bits are a repeat buyer's."""
-    for g in range(GROUPS):
-        byte = (bits >> (8 * g)) & 0xFF
-        if byte:
-            for flag in FLAGS:
-                if byte & flag:
-                    tally.add(kind, day, flag_metric(flag, g), sign, not plain)
-            if new and byte & VISIT:
-                tally.add(kind, day, NEW_FIELDS[g], sign, False)
-        if (repeat >> (8 * g)) & ORDER:
-            tally.add(kind, day, REPEAT_FIELDS[g], sign, False)
+    key = (bits, new, repeat)
+    names = _NAMED.get(key)
+    if names is None:
+        if len(_NAMED) > 4096:
+            _NAMED.clear()
+        names = _NAMED[key] = _names(bits, new, repeat)
+    counted, corrected = names
+    period = (kind, day)
+    fields = (tally.plain if plain else tally.segmented).setdefault(period, {})
+    for name in counted:
+        fields[name] = fields.get(name, 0) + sign
+    if corrected:
+        fields = tally.plain.setdefault(period, {})
+        for name in corrected:
+            fields[name] = fields.get(name, 0) + sign
 
 
 def _week_bits(activity: Activity, week: int, after: int = -1, skip: int | None = None) -> int:
@@ -119,23 +144,33 @@ def set_flags(activity: Activity, day: int, flags: int, tally: Tally) -> None:
     if not added:
         return  # the common case: the customer did this already that day
     first_visit, first_order = activity.first_visit, activity.first_order
-    moves_visit = flags & VISIT and (first_visit < 0 or day < first_visit)
-    moves_order = flags & ORDER and (first_order < 0 or day < first_order)
-    if moves_visit or moves_order:
-        _move_firsts(activity, day, flags, tally)
+    earlier_visit = flags & VISIT and first_visit > day
+    earlier_order = flags & ORDER and first_order > day
+    if earlier_visit or earlier_order:
+        _move_firsts(activity, day, flags, tally)  # a late event: earlier saves corrected
     else:
-        _add_bits(activity, day, old, added, tally)
+        if first_visit < 0 and flags & VISIT:
+            activity.first_visit = day
+        cohort = first_order < 0 and flags & ORDER
+        if cohort:
+            activity.first_order = day
+        _add_bits(activity, day, old, added, tally, cells=not cohort)
+        if cohort:
+            contribute(activity, (), (), 1, tally)  # the customer's cohort begins, whole
     if len(days) > DAYS_KEPT:
         del days[min(days)]  # counted already; only a later late event would need it
 
 
-def _add_bits(activity: Activity, day: int, old: int, added: int, tally: Tally) -> None:
-    """New flags on a day, the first visit and order staying where they are."""
+def _add_bits(
+    activity: Activity, day: int, old: int, added: int, tally: Tally, cells: bool = True
+) -> None:
+    """New flags on a day, the first visit and order staying where they are (or set on
+    this day for the first time)."""
     first_visit, first_order = activity.first_visit, activity.first_order
     activity.days[day] = old | added
     repeat = added & ORDER_BITS if 0 <= first_order < day else 0
     _count(tally, DAY, day, added, 1, day == first_visit, repeat, False)
-    week = week_of(day)
+    week = day - (day + 3) % 7
     others = _week_bits(activity, week, skip=day)
     in_week = added & ~others
     if repeat:
@@ -143,7 +178,7 @@ def _add_bits(activity: Activity, day: int, old: int, added: int, tally: Tally) 
     if in_week or repeat:
         new = first_visit >= 0 and week_of(first_visit) == week
         _count(tally, WEEK, week, in_week, 1, new, repeat, False)
-    if first_order >= 0 and week >= week_of(first_order) and in_week & 0xFF:
+    if cells and first_order >= 0 and week >= week_of(first_order) and in_week & 0xFF:
         _cohort_cell(tally, week_of(first_order), week, in_week & 0xFF, 1)
 
 

@@ -62,14 +62,11 @@ from cdpulse.kpis.fields import (
     campaign_of,
     cents,
     field,
-    flags_of,
 )
 from cdpulse.kpis.tally import Tally
 from cdpulse.privacy.consent import allows
 from cdpulse.profile.activity import EMAILS_KEPT, Activity
 from cdpulse.profile.model import Profile
-
-Spans = tuple[tuple[int, int], ...]
 
 # What each type does on the day: a visit (clickstream or an order) and its funnel step.
 _STEPS = {
@@ -88,7 +85,7 @@ _COUNTED = {
     "product_added": CART_ADDS,
     "checkout_started": CHECKOUTS,
 }
-_CHANNEL_INDEX = {name: n for n, name in enumerate(CHANNELS)}
+_SHIFT = {name: 8 * (n + 1) for n, name in enumerate(CHANNELS)}  # ``fields.flags_of``
 # metric -> channel -> field name, so the fold never formats a name per event
 _BY_CHANNEL = {
     metric: {channel: field(metric, CHANNEL, channel) for channel in CHANNELS}
@@ -102,13 +99,13 @@ class KpiFold:
     def __init__(self, session_gap: int) -> None:
         self.session_gap = session_gap
 
-    def before(self, profile: Profile, event: Event) -> Spans | None:
-        """What ``observe`` needs of the profile as it was before ``event``: its sessions,
-        when the event is a visit's."""
-        return tuple(profile.spans) if event.type in _SESSION_TYPES else None
-
-    def observe(self, profile: Profile, event: Event, spans: Spans | None, tally: Tally) -> None:
-        """Count ``event``, just applied to ``profile`` (``spans``: ``before``'s answer)."""
+    def observe(
+        self, profile: Profile, event: Event, spans: list[tuple[int, int]], tally: Tally
+    ) -> None:
+        """Count ``event``, just applied to ``profile``; ``spans``: the profile's session
+        spans as they were before it (the list itself, not a copy: the rules replace it
+        when a late event changes it, and change its last span in place only where that
+        opens no session, which is what ``sessions.event`` then finds)."""
         if profile.consent and not allows(profile, "analytics"):
             return  # withheld: not counted, and the profile keeps nothing to count with
         activity = profile.activity
@@ -118,32 +115,40 @@ class KpiFold:
         day = t // DAY_MS
         kind = event.type
         channel = event.channel
-        campaign = campaign_of(event.context) if event.context is not None else None
-        if campaign is not None:
-            orders.touch(
-                activity, t, campaign, self.session_gap, tally
-            )  # before an order it attributes
+        context = event.context
+        campaign = None
+        if context is not None and context.campaign is not None:
+            campaign = campaign_of(context)
+            if campaign is not None:  # before an order it attributes
+                orders.touch(activity, t, campaign, self.session_gap, tally)
         steps = _STEPS.get(kind)
         if steps is not None:
             if event.customer_id is not None:
                 steps |= IDENTIFIED
-            distinct.set_flags(activity, day, flags_of(steps, _CHANNEL_INDEX[channel]), tally)
-            counted = _COUNTED.get(kind)
-            if counted is not None:
-                _add(tally, day, counted, 1, channel, campaign)
-            if spans is not None:
-                sessions.event(spans, t, self.session_gap, tally)
-        if type(event) is ProductViewedEvent:
-            viewed = event.properties
-            if viewed.recommendation_id is not None:
-                tally.add(DAY, day, RECO_VIEWS, 1)
-            if viewed.offer_id is not None:
-                _by(tally, day, OFFER_VIEWS, 1, OFFER, viewed.offer_id)
-        elif type(event) is OrderCompletedEvent:
+            flags = steps | (steps << _SHIFT[channel])
+            if flags & ~activity.days.get(day, 0):
+                distinct.set_flags(activity, day, flags, tally)
+            if kind in _SESSION_TYPES:
+                if spans and spans[-1][0] <= t <= spans[-1][1] + self.session_gap:
+                    pass  # the newest session goes on: what most events do
+                else:
+                    sessions.event(spans, t, self.session_gap, tally)
+                counted = _COUNTED.get(kind)
+                if counted is not None:
+                    _add(tally.day(day), counted, 1, channel, campaign)
+                if type(event) is ProductViewedEvent:
+                    viewed = event.properties
+                    if viewed.recommendation_id is not None:
+                        tally.add(DAY, day, RECO_VIEWS, 1)
+                    if viewed.offer_id is not None:
+                        _by(tally, day, OFFER_VIEWS, 1, OFFER, viewed.offer_id)
+                return
+        if type(event) is OrderCompletedEvent:
             order = event.properties
             amount = cents(order.revenue)
-            _add(tally, day, ORDERS, 1, channel, campaign)
-            _add(tally, day, REVENUE, amount, channel, campaign)
+            fields = tally.day(day)
+            _add(fields, ORDERS, 1, channel, campaign)
+            _add(fields, REVENUE, amount, channel, campaign)
             orders.order(activity, t, amount, tally)
             if order.recommendation_id is not None:
                 tally.add(DAY, day, RECO_ORDERS, 1)
@@ -152,8 +157,9 @@ class KpiFold:
                 _by(tally, day, OFFER_ORDERS, 1, OFFER, order.offer_id)
                 _by(tally, day, OFFER_REVENUE, amount, OFFER, order.offer_id)
         elif type(event) is OrderRefundedEvent:
-            _add(tally, day, REFUNDS, 1, channel, campaign)
-            _add(tally, day, REFUNDED, cents(event.properties.amount), channel, campaign)
+            fields = tally.day(day)
+            _add(fields, REFUNDS, 1, channel, campaign)
+            _add(fields, REFUNDED, cents(event.properties.amount), channel, campaign)
         elif type(event) is EmailOpenedEvent:
             newsletter = event.properties.campaign_id
             _by(tally, day, EMAIL_OPENS, 1, NEWSLETTER, newsletter)
@@ -202,13 +208,16 @@ def _copy(activity: Activity) -> Activity:
 
 
 def _add(
-    tally: Tally, day: int, metric: str, amount: int, channel: str, campaign: str | None
+    fields: dict[str, int], metric: str, amount: int, channel: str, campaign: str | None
 ) -> None:
-    """An additive metric: in total, by the event's channel and by its visit's campaign."""
-    tally.add(DAY, day, metric, amount)
-    tally.add(DAY, day, _BY_CHANNEL[metric][channel], amount)
+    """An additive metric into a day's counters: in total, by the event's channel and
+    by its visit's campaign."""
+    fields[metric] = fields.get(metric, 0) + amount
+    name = _BY_CHANNEL[metric][channel]
+    fields[name] = fields.get(name, 0) + amount
     if campaign is not None:
-        tally.add(DAY, day, field(metric, CAMPAIGN, campaign), amount)
+        name = field(metric, CAMPAIGN, campaign)
+        fields[name] = fields.get(name, 0) + amount
 
 
 def _by(tally: Tally, day: int, metric: str, amount: int, dimension: str, value: str) -> None:

@@ -40,6 +40,13 @@ class Tally:
             fields = into[(kind, day)] = {}
         fields[name] = fields.get(name, 0) + amount
 
+    def day(self, day: int) -> dict[str, int]:
+        """The segmented counters of epoch day ``day``, to add to in place."""
+        fields = self.segmented.get((DAY, day))
+        if fields is None:
+            fields = self.segmented[(DAY, day)] = {}
+        return fields
+
     def absorb(self, other: Tally) -> None:
         """Add ``other``'s deltas to this tally."""
         for mine, theirs in ((self.segmented, other.segmented), (self.plain, other.plain)):
@@ -56,21 +63,27 @@ class Tally:
         ``segments``; fields that net to zero left out."""
         out: Counters = {}
         for period, fields in self.segmented.items():
-            into = out.setdefault(period_name(*period), {})
-            for name, amount in fields.items():
-                into[name] = into.get(name, 0) + amount
-                if segments and "|" not in name:
-                    for segment in segments:
-                        split = field(name, SEGMENT, segment)
-                        into[split] = into.get(split, 0) + amount
+            into = dict(fields)
+            if segments:
+                for name, amount in fields.items():
+                    if "|" not in name:
+                        for segment in segments:
+                            split = field(name, SEGMENT, segment)
+                            into[split] = into.get(split, 0) + amount
+            out[period_name(*period)] = into
         for period, fields in self.plain.items():
-            into = out.setdefault(period_name(*period), {})
-            for name, amount in fields.items():
-                into[name] = into.get(name, 0) + amount
-        for name in list(out):
-            kept = {f: n for f, n in out[name].items() if n}
-            if kept:
-                out[name] = kept
-            else:
-                del out[name]
+            name = period_name(*period)
+            found = out.get(name)
+            if found is None:
+                out[name] = dict(fields)
+                continue
+            for field_name, amount in fields.items():
+                found[field_name] = found.get(field_name, 0) + amount
+        for name, fields in list(out.items()):
+            if 0 in fields.values():  # corrections that cancel what the save counted
+                kept = {f: n for f, n in fields.items() if n}
+                if kept:
+                    out[name] = kept
+                else:
+                    del out[name]
         return out

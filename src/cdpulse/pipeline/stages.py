@@ -267,7 +267,7 @@ class Stages:
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
             if traits_before is None and type(event) in _TRAIT_CHANGERS:
                 traits_before = dict(profile.traits)  # as they were before this batch
-            spans = kpis.before(profile, event) if kpis is not None else None
+            spans = profile.spans  # as they were before the event (``KpiFold.observe``)
             capped += apply_new(profile, event, rules, item.source, message.offset, work.counts)
             if kpis is not None:
                 kpis.observe(profile, event, spans, tally)
