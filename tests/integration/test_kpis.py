@@ -4,8 +4,8 @@ The simulated shop streams in; a worker that commits no offsets is killed halfwa
 its successor is handed the first half again; then a worker of a fresh consumer group
 reads every message once more (a full replay). After each, the KPI counters in Redis
 must equal ``tests.kpi_oracle``'s field by field (segment splits aside: the oracle does
-not decide segments), and the api must serve the same numbers, in the shape its OpenAPI
-description promises.
+not decide segments), the api must serve the same numbers, in the shape its OpenAPI
+description promises, and ``cdpulse export kpis|cohorts`` must write them.
 
 Identity and consent events go first (README: Live KPIs: what a customer who refused
 analytics counted for depends on when the refusal was known).
@@ -13,11 +13,18 @@ analytics counted for depends on when the refusal was known).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema_rs
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from cdpulse.app.kpi_openapi import COHORTS_RESPONSE, FUNNELS_RESPONSE, KPIS_RESPONSE, OPENAPI
 from cdpulse.producer import Producer
@@ -51,7 +58,9 @@ def _check(env: Env, wanted: kpi_oracle.Counters, when: str) -> None:
     assert not problems, f"{when}: KPI counters differ from the oracle:\n  " + "\n  ".join(problems)
 
 
-def test_kpis_equal_an_independent_count_after_a_kill_and_a_replay(env: Env) -> None:
+def test_kpis_equal_an_independent_count_after_a_kill_and_a_replay(
+    env: Env, tmp_path: Path
+) -> None:
     events = with_attribution(list(Shop(customers=140, days=15, seed=31).events()))
     first = [e for e in events if e["type"] in FIRST]
     rest = [e for e in events if e["type"] not in FIRST]
@@ -91,6 +100,46 @@ def test_kpis_equal_an_independent_count_after_a_kill_and_a_replay(env: Env) -> 
 
     api = env.api()
     _check_api(api.url, wanted)
+    _check_export(env, tmp_path, wanted)
+
+
+def _check_export(env: Env, out: Path, wanted: kpi_oracle.Counters) -> None:
+    """``cdpulse export kpis`` and ``cohorts`` hold the oracle's numbers, typed."""
+    for table, fmt in (("kpis", "parquet"), ("cohorts", "csv")):
+        done = subprocess.run(
+            [sys.executable, "-m", "cdpulse", "export", table, "--format", fmt, "--out", str(out)],
+            env={**os.environ, **env.variables},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    kpis = pq.read_table(next(out.glob("kpis-*.parquet")))
+    assert kpis.schema.field("period").type == pa.date32()
+    exported: dict[str, dict[str, int]] = {}
+    codes = {"channel": "c", "segment": "s", "campaign": "k", "first_touch": "f"}
+    codes |= {"last_touch": "l", "newsletter": "e", "offer": "o"}
+    for row in kpis.to_pylist():
+        name = row["metric"]
+        if row["dimension"] is not None:
+            name += f"|{codes[row['dimension']]}:{row['value']}"
+        exported.setdefault(f"{row['granularity']}:{row['period'].isoformat()}", {})[name] = row[
+            "amount"
+        ]
+    periods = {p: f for p, f in wanted.items() if not p.startswith("cohort:")}
+    problems = kpi_oracle.differences(kpi_oracle.without_segments(exported), periods)
+    assert not problems, "exported KPIs differ from the oracle:\n  " + "\n  ".join(problems)
+    schema = pa.schema([("cohort", pa.date32()), ("customers", pa.int64())])
+    cohorts = pa_csv.read_csv(
+        next(out.glob("cohorts-*.csv")),
+        convert_options=pa_csv.ConvertOptions(column_types=schema),
+    ).to_pylist()
+    assert cohorts, "no cohort exported"
+    for row in cohorts:
+        counters = wanted[f"cohort:{row['cohort'].isoformat()}"]
+        assert row["customers"] == counters["customers"]
+        assert row["active"] == counters.get(f"active:{row['week']}", 0)
+        assert row["ordering"] == counters.get(f"ordering:{row['week']}", 0)
 
 
 def _check_api(url: str, wanted: kpi_oracle.Counters) -> None:

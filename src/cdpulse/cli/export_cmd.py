@@ -1,9 +1,12 @@
-"""``cdpulse export profiles|segments --format parquet|csv --out DIR``: typed files for BI.
+"""``cdpulse export profiles|segments|kpis|cohorts --format parquet|csv --out DIR``: typed
+files for BI.
 
 Profiles: one row per profile whose consent allows analytics (``bi/tables.py``), the same
 numbers and scores as ``GET /v1/profiles/{id}`` at the newest watermark. Segments: one row
 per (segment, member) of the same consent. ``--since`` exports the profiles seen at or
 after a time (event time), ``--since last`` those seen since the previous export in DIR.
+KPIs and cohorts: the live KPI counters, long (``bi/kpis.py``): the numbers
+``GET /v1/kpis`` and ``/v1/cohorts`` are made of.
 """
 
 from __future__ import annotations
@@ -20,17 +23,14 @@ from cdpulse.cli.main import CliError
 from cdpulse.settings import Settings, get_settings
 
 TABLES = ("profiles", "segments", "kpis", "cohorts")
-MISSING = {
-    "kpis": "cdpulse keeps no KPI counters yet",
-    "cohorts": "cdpulse keeps no cohorts yet",
-}
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "export", help="write profiles or segment members as Parquet or CSV for BI tools"
+        "export",
+        help="write profiles, segment members, KPIs or cohorts as Parquet or CSV for BI tools",
     )
-    parser.add_argument("table", choices=TABLES, help="what to export (kpis, cohorts: not yet)")
+    parser.add_argument("table", choices=TABLES, help="what to export")
     parser.add_argument("--format", choices=FORMATS, default="parquet", help="default parquet")
     parser.add_argument("--out", required=True, type=Path, help="directory (made if missing)")
     parser.add_argument(
@@ -45,10 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    if args.table in MISSING:
-        raise CliError(
-            f"cannot export {args.table!r}: {MISSING[args.table]}; export profiles or segments"
-        )
     if args.since is not None and args.table != "profiles":
         raise CliError(f"--since applies to profiles only; drop it to export {args.table}")
     out = _directory(args.out)
@@ -57,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     export = (
         _profiles(settings, out, args.format, since)
         if args.table == "profiles"
-        else (_segments(settings, out, args.format))
+        else _segments(settings, out, args.format)
+        if args.table == "segments"
+        else _counters(settings, out, args.format, args.table)
     )
     try:
         print(asyncio.run(export))
@@ -206,6 +204,41 @@ async def _segments(settings: Settings, out: Path, fmt: Any) -> str:
         f"wrote {file.rows} memberships of {len(names)} segments to {path} "
         f"(as of {iso(as_of)}; {withheld} left out without analytics consent)"
     )
+
+
+async def _counters(settings: Settings, out: Path, fmt: Any, table: str) -> str:
+    """The KPI counters (``kpis``: days and weeks) or the cohorts, as one file."""
+    from cdpulse.bi.files import TableFile, file_name, write_manifest
+    from cdpulse.bi.kpis import COHORT_SCHEMA, KPI_SCHEMA, cohort_rows, kpi_rows
+    from cdpulse.kpis.fields import COHORT, DAY, WEEK
+    from cdpulse.profile.view import iso
+    from cdpulse.store.kpis import RedisKpis
+
+    store = _store(settings)
+    try:
+        kpis = RedisKpis(store.client, settings.redis_prefix)
+        as_of = await store.watermark()
+        kinds = (DAY, WEEK) if table == "kpis" else (COHORT,)
+        found = {name: fields for kind in kinds for name, fields in (await kpis.all(kind)).items()}
+    finally:
+        await store.close()
+    path = out / file_name(table, fmt, as_of, None)
+    rows = cohort_rows if table == "cohorts" else kpi_rows
+    schema = COHORT_SCHEMA if table == "cohorts" else KPI_SCHEMA
+    with TableFile(path, fmt, schema) as file:
+        for name, fields in found.items():
+            file.write(rows(name, fields))
+    manifest = {
+        "table": table,
+        "file": path.name,
+        "format": fmt,
+        "as_of": iso(as_of),
+        "as_of_ms": as_of,
+        "periods": len(found),
+        "rows": file.rows,
+    }
+    write_manifest(out, table, manifest)
+    return f"wrote {file.rows} rows of {len(found)} periods to {path} (as of {iso(as_of)})"
 
 
 def _store(settings: Settings) -> Any:

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from cdpulse.kpis.fields import COHORT, DAY, WEEK, period_name
+from cdpulse.kpis.fields import COHORT, DAY, PERIODS, WEEK, period_name
+from cdpulse.store.keys import glob_escape
 
 FIELDS_CAP = 20_000
 REFUSED = "_refused"
@@ -38,6 +39,24 @@ class RedisKpis:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+
+    async def all(self, kind: int) -> dict[str, dict[str, int]]:
+        """Every period of ``kind`` counted so far, by name (``day:2026-01-05``), in
+        order: one SCAN of the KPI keys and one pipelined read."""
+        prefix = kpi_key(self.prefix, "")
+        pattern = glob_escape(prefix) + glob_escape(PERIODS[kind]) + ":*"
+        names = sorted(
+            [_text(key).removeprefix(prefix) async for key in self.client.scan_iter(pattern, 500)]
+        )
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(kpi_key(self.prefix, name))
+        replies = await pipe.execute() if names else []
+        return {
+            name: {_text(k): int(v) for k, v in reply.items()}
+            for name, reply in zip(names, replies, strict=True)
+            if reply
+        }
 
     async def read(self, kind: int, days: Sequence[int]) -> dict[int, dict[str, int]]:
         """The counters of the periods of ``kind`` starting on each epoch day of ``days``
