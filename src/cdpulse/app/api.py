@@ -3,7 +3,8 @@
 It reads Redis and the published model snapshots, never a worker's memory, so a read
 never waits behind a batch and a worker never waits behind a read. Profiles with their
 scores, recommendations, the collector (which produces to the input topics), segments,
-experiments, trigger rules, live KPIs, identity lookup, export and erasure requests.
+experiments, trigger rules, live KPIs and their dashboard, identity lookup, export and
+erasure requests.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import faust
 
 from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
+from cdpulse.app.dashboard_views import register_dashboard_views
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.health import register_health
 from cdpulse.app.kpi_views import register_kpi_views
@@ -105,6 +107,7 @@ def create_api(settings: Settings) -> faust.App:
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)
     register_kpi_views(app, RedisKpis(client, prefix), store, guard)
+    register_dashboard_views(app, guard)
     register_health(app, settings, None, client, guard)
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
