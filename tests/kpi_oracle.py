@@ -36,12 +36,9 @@ from typing import Any
 from tests.oracle import (
     SESSION_GAP,
     SESSION_TYPES,
-    customer_merges,
-    distinct,
-    links,
     millis,
-    owners,
-    refuse_links,
+    newest_analytics,
+    resolved,
     valid_events,
 )
 
@@ -110,13 +107,7 @@ def expected(items: Iterable[bytes | Event], *, now: datetime) -> Counters:
     every = valid_events(items, now=now)
     if any(e["type"] == "erasure_requested" for e in every):
         raise ValueError("kpi oracle: erasure keeps what was counted; not modelled here")
-    valid, merged_into = customer_merges(refuse_links(every))
-    events = distinct(valid, owners(links(valid), merged_into))
-    aliases = owners(links(events), merged_into)
-    owned: dict[str, list[Event]] = defaultdict(list)
-    for event in events:
-        key: str = event.get("customer_id") or event["anonymous_id"]
-        owned[aliases.get(key, key)].append(event)
+    owned = resolved(every)[3]
     out = _Out()
     for mine in owned.values():
         for person in counted_spells(mine):
@@ -130,13 +121,7 @@ def counted_spells(events: list[Event]) -> list[list[Event]]:
     analytics: tuple[int, bool] | None = None
     spells: list[list[Event]] = [[]]
     for event in events:
-        if event["type"] == "consent_updated":
-            granted = event["properties"]["purposes"].get("analytics")
-            t = millis(event["timestamp"])
-            if granted is not None and (
-                analytics is None or t > analytics[0] or (t == analytics[0] and not granted)
-            ):
-                analytics = (t, granted)
+        analytics = newest_analytics(event, analytics)
         if analytics is not None and not analytics[1]:
             if spells[-1]:
                 spells.append([])

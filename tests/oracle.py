@@ -190,14 +190,7 @@ def expected(
     """
     every = valid_events(items, now=now, schemas=schemas)
     registered = frozenset(schemas.names) if schemas else frozenset()
-    valid, merged_into = customer_merges(refuse_links(every))
-    events = distinct(valid, owners(links(valid), merged_into))
-    aliases = owners(links(events), merged_into)
-
-    owned: dict[str, list[Event]] = defaultdict(list)
-    for event in events:
-        owner: str = event.get("customer_id") or event["anonymous_id"]
-        owned[aliases.get(owner, owner)].append(event)
+    events, aliases, merged_into, owned = resolved(every)
     # An erasure request removes its customer and every id linked to it, for good.
     erased = {
         aliases.get(owner, owner)
@@ -224,6 +217,22 @@ def expected(
         for owner, mine in owned.items()
     }
     return Truth(profiles, aliases, reference)
+
+
+def resolved(
+    every: list[Event],
+) -> tuple[list[Event], dict[str, str], dict[str, str], dict[str, list[Event]]]:
+    """Who is who in valid events given in processing order: the events each profile
+    applies (``distinct``), every id's link to its owner, the admin merges (merged ->
+    survivor) and each owner's events."""
+    valid, merged_into = customer_merges(refuse_links(every))
+    events = distinct(valid, owners(links(valid), merged_into))
+    aliases = owners(links(events), merged_into)
+    owned: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        owner: str = event.get("customer_id") or event["anonymous_id"]
+        owned[aliases.get(owner, owner)].append(event)
+    return events, aliases, merged_into, owned
 
 
 MERGE_TYPE = "customers_merged"
@@ -297,16 +306,24 @@ def counted(events: Iterable[Event]) -> list[Event]:
     out: list[Event] = []
     for event in events:
         out.append(event)
-        if event["type"] == "consent_updated":
-            granted = event["properties"]["purposes"].get("analytics")
-            t = millis(event["timestamp"])
-            if granted is not None and (
-                analytics is None or t > analytics[0] or (t == analytics[0] and not granted)
-            ):
-                analytics = (t, granted)
+        analytics = newest_analytics(event, analytics)
         if analytics is not None and not analytics[1]:
             out = []
     return out
+
+
+def newest_analytics(event: Event, analytics: tuple[int, bool] | None) -> tuple[int, bool] | None:
+    """The analytics consent known after ``event``, given ``analytics`` before it: the
+    newest by event time, a refusal winning a tie."""
+    if event["type"] != "consent_updated":
+        return analytics
+    granted = event["properties"]["purposes"].get("analytics")
+    t = millis(event["timestamp"])
+    if granted is not None and (
+        analytics is None or t > analytics[0] or (t == analytics[0] and not granted)
+    ):
+        return (t, granted)
+    return analytics
 
 
 def refuse_links(events: list[Event]) -> list[Event]:

@@ -11,23 +11,19 @@ range; the test saves a screenshot (``.run/test/dashboard.png``).
 from __future__ import annotations
 
 import json
-import shutil
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 from cdpulse.producer import Producer
 from cdpulse.simulate.shop import Shop
+from tests.integration import test_tracking_browser as browser
 from tests.integration.conftest import RUN_DIR, Env, drained, free_port, wait_until
 from tests.unit.test_kpis import with_attribution
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 READ = "dashboard-read-secret"
 TOKENS = {"dashboard": {"secret": READ, "scopes": ["read"]}}
 
@@ -56,21 +52,8 @@ def _proxy(api: str, port: int) -> ThreadingHTTPServer:
     return server
 
 
-@pytest.fixture
-def chromium() -> Iterator[webdriver.Chrome]:
-    if shutil.which(CHROMIUM) is None or shutil.which(CHROMEDRIVER) is None:
-        pytest.fail("install Debian's chromium and chromium-driver (.ci/run does)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.add_argument("--window-size=1400,2000")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+# Debian's chromium, headless, its console recorded: the tracking test's fixture.
+chromium = browser.chromium
 
 
 def test_the_dashboard_shows_what_the_kpi_routes_serve(
@@ -86,6 +69,7 @@ def test_the_dashboard_shows_what_the_kpi_routes_serve(
     proxy = _proxy(api, free_port())
     try:
         url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        chromium.set_window_size(1400, 2000)
         chromium.get(f"{url}/dashboard")
         try:
             wait_until(

@@ -13,6 +13,7 @@ analytics counted for depends on when the refusal was known).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -25,10 +26,17 @@ import jsonschema_rs
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+import pytest
+import redis.asyncio as aioredis
 
 from cdpulse.app.kpi_openapi import COHORTS_RESPONSE, FUNNELS_RESPONSE, KPIS_RESPONSE, OPENAPI
+from cdpulse.pipeline.state import Changes, Save, SaveStatus
 from cdpulse.producer import Producer
+from cdpulse.profile.model import Profile
 from cdpulse.simulate.shop import Shop
+from cdpulse.store import state as state_store
+from cdpulse.store.kpis import kpi_key
+from cdpulse.store.state import RedisState
 from tests import kpi_oracle
 from tests.integration.conftest import FAST_FAILOVER, Env, drained, wait_until
 from tests.unit.test_kpis import FIRST, with_attribution
@@ -194,3 +202,38 @@ def _check_api(url: str, wanted: kpi_oracle.Counters) -> None:
         assert refused.status_code == 400 and "swap" in refused.json()["error"]
         unknown = http.get("/v1/kpis", params={"by": "colour"})
         assert unknown.status_code == 400 and "channel" in unknown.json()["error"]
+
+
+def test_write_lua_adds_a_saves_counters_only_with_the_save_and_caps_a_hash(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The KPI hunk of ``write.lua``, alone: counters land with their save, a refused save
+    adds none, and a hash at its cap takes no new field but counts the refusal."""
+    monkeypatch.setattr(state_store, "FIELDS_CAP", 3)
+    day = "day:2026-01-05"
+
+    def save(profile_id: str, version: int, counts: dict[str, int]) -> Save:
+        return Save(Profile(id=profile_id), version, kpis={day: counts})
+
+    async def main() -> list[dict[str, SaveStatus]]:
+        client = aioredis.Redis.from_url(env.settings.redis_url)
+        state = RedisState(client, env.name, pseudonym=lambda i: i, shard_of=lambda i: 0)
+        try:
+            return [
+                await state.write(Changes(saves=saves))
+                for saves in (
+                    [save("C-1", 0, {"orders": 1, "revenue_cents": 250})],
+                    # A stale version: refused, its counters with it; the other lands.
+                    [save("C-1", 0, {"orders": 5}), save("C-2", 0, {"orders": 2, "visitors": 1})],
+                    # Three fields now: a new one is refused and counted, a known one adds.
+                    [save("C-3", 0, {"visitors": 1, "orders|k:spam-1": 1})],
+                )
+            ]
+        finally:
+            await client.aclose()
+
+    first, refused, capped = asyncio.run(main())
+    assert first == {"C-1": SaveStatus.SAVED} and capped == {"C-3": SaveStatus.SAVED}
+    assert refused == {"C-1": SaveStatus.CONFLICT, "C-2": SaveStatus.SAVED}
+    stored = {k.decode(): int(v) for k, v in env.redis.hgetall(kpi_key(env.name, day)).items()}
+    assert stored == {"orders": 3, "revenue_cents": 250, "visitors": 2, "_refused": 1}

@@ -77,6 +77,7 @@ DIMENSIONS = {
     "offer": OFFER,
 }
 NO_CAMPAIGN = "(none)"  # an order no campaign touched before it
+REFUSED = "_refused"  # counts a full hash refused (``store.kpis``, ``write.lua``)
 LABEL_CHARS = 128  # a dimension value is cut to this: clients name campaigns and offers
 
 

@@ -14,7 +14,7 @@ a distinct count has one per period only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from cdpulse.kpis.fields import (
     ORDERING,
     ORDERS,
     PRODUCT_VIEWS,
+    REFUSED,
     day_name,
     epoch_day,
     split,
@@ -212,6 +213,43 @@ def metrics(c: Mapping[str, int], distinct: bool = True) -> dict[str, Any]:
     return out
 
 
+def _document(
+    span: Range,
+    by: str | None,
+    days: Mapping[int, Counters],
+    weeks: Mapping[int, Counters],
+    key: str,
+    each: Callable[[Mapping[str, int]], Any],
+    total: Callable[[Mapping[str, int]], Any],
+) -> dict[str, Any]:
+    """A range's document: per period ``each`` of its counters (under ``key``, and per
+    value of ``by``), and ``total`` of the periods' counters added up."""
+    dimension = dimension_of(by)
+    rows = []
+    summed: dict[str, int] = {}
+    for start, counters in period_counters(span, days, weeks).items():
+        groups = _grouped(counters, dimension)
+        row: dict[str, Any] = {"period": day_name(start), key: each(groups.pop("", {}))}
+        if dimension is not None:
+            row["by"] = {value: each(c) for value, c in sorted(groups.items())}
+        rows.append(row)
+        _add(summed, counters, None)
+    grouped = _grouped(summed, dimension)
+    document: dict[str, Any] = {
+        "from": span.first,
+        "to": span.last,
+        "granularity": span.granularity,
+        "by": by or None,
+        "periods": rows,
+        "total": total(grouped.pop("", {})),
+    }
+    if dimension is not None:
+        document["total_by"] = {value: total(c) for value, c in sorted(grouped.items())}
+    if summed.get(REFUSED):
+        document["refused_fields"] = summed[REFUSED]
+    return document
+
+
 def kpis(
     span: Range,
     by: str | None,
@@ -220,35 +258,7 @@ def kpis(
 ) -> dict[str, Any]:
     """``GET /v1/kpis``: every period's KPIs (and per value of ``by``), and the range's
     total of the additive ones."""
-    dimension = dimension_of(by)
-    periods = period_counters(span, days, weeks)
-    rows = []
-    total: dict[str, int] = {}
-    refused = 0
-    for start, counters in periods.items():
-        refused += counters.get("_refused", 0)
-        groups = _grouped(counters, dimension)
-        row: dict[str, Any] = {"period": day_name(start), "kpis": metrics(groups.pop("", {}))}
-        if dimension is not None:
-            row["by"] = {value: metrics(c) for value, c in sorted(groups.items())}
-        rows.append(row)
-        _add(total, counters, None)
-    grouped = _grouped(total, dimension)
-    document: dict[str, Any] = {
-        "from": span.first,
-        "to": span.last,
-        "granularity": span.granularity,
-        "by": by or None,
-        "periods": rows,
-        "total": metrics(grouped.pop("", {}), distinct=False),
-    }
-    if dimension is not None:
-        document["total_by"] = {
-            value: metrics(c, distinct=False) for value, c in sorted(grouped.items())
-        }
-    if refused:
-        document["refused_fields"] = refused
-    return document
+    return _document(span, by, days, weeks, "kpis", metrics, lambda c: metrics(c, distinct=False))
 
 
 STEPS = (
@@ -283,29 +293,7 @@ def funnels(
     customers reaching each step in the period and the step's events, with the
     conversion from the step before; the range's total adds the periods up (a
     customer reaching a step in two periods counts twice there)."""
-    dimension = dimension_of(by)
-    periods = period_counters(span, days, weeks)
-    rows = []
-    total: dict[str, int] = {}
-    for start, counters in periods.items():
-        groups = _grouped(counters, dimension)
-        row: dict[str, Any] = {"period": day_name(start), "steps": _funnel(groups.pop("", {}))}
-        if dimension is not None:
-            row["by"] = {value: _funnel(c) for value, c in sorted(groups.items())}
-        rows.append(row)
-        _add(total, counters, None)
-    grouped = _grouped(total, dimension)
-    document: dict[str, Any] = {
-        "from": span.first,
-        "to": span.last,
-        "granularity": span.granularity,
-        "by": by or None,
-        "periods": rows,
-        "total": _funnel(grouped.pop("", {})),
-    }
-    if dimension is not None:
-        document["total_by"] = {value: _funnel(c) for value, c in sorted(grouped.items())}
-    return document
+    return _document(span, by, days, weeks, "steps", _funnel, _funnel)
 
 
 def cohorts(span: Range, found: Mapping[int, Counters], through: int) -> dict[str, Any]:

@@ -15,11 +15,10 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from cdpulse.kpis.fields import COHORT, DAY, PERIODS, WEEK, period_name
+from cdpulse.kpis.fields import COHORT, DAY, PERIODS, REFUSED, WEEK, period_name
 from cdpulse.store.keys import glob_escape
 
 FIELDS_CAP = 20_000
-REFUSED = "_refused"
 
 __all__ = ["COHORT", "DAY", "FIELDS_CAP", "REFUSED", "WEEK", "RedisKpis", "kpi_key"]
 
