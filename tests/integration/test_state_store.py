@@ -28,6 +28,7 @@ from cdpulse.segments.definitions import parse
 from cdpulse.simulate import Shop
 from cdpulse.store.cache import ProfileCache
 from cdpulse.store.keys import Keys
+from cdpulse.store.kpis import kpi_key
 from cdpulse.store.state import RedisState
 from tests.integration.conftest import Env
 from tests.oracle import millis
@@ -116,6 +117,8 @@ def memory_contents(state: MemoryState, prefix: str) -> dict[str, object]:
         out[keys.clv_summaries] = dict(state.summaries)
     for pseudonym, customer in state.identities.items():
         out[keys.identity(pseudonym)] = customer.encode()
+    for period, counts in state.kpis.items():
+        out[kpi_key(prefix, period)] = {f: str(n).encode() for f, n in counts.items()}
     out[keys.profile_count] = str(len(state.blobs)).encode()
     return out
 

@@ -204,6 +204,7 @@ def _event(n: int, kind: str, t: int, ids: dict[str, str], **extra: Any) -> Even
         "email_clicked": {"campaign_id": "news-1"},
         "offer_shown": {"offer_id": "ten"},
         "identify": {},
+        "custom": {"seconds": 12},
     }[kind]
     event: Event = {
         "event_id": f"h{n}",
@@ -215,6 +216,8 @@ def _event(n: int, kind: str, t: int, ids: dict[str, str], **extra: Any) -> Even
     }
     if "campaign" in extra:
         event["context"] = {"campaign": {"source": "ads", "name": extra.pop("campaign")}}
+    if kind == "custom":
+        event["name"] = "video_played"
     return event
 
 
@@ -228,6 +231,7 @@ KINDS = (
     "email_opened",
     "email_clicked",
     "offer_shown",
+    "custom",
 )
 
 

@@ -111,7 +111,7 @@ def campaign_of(context: Context | None) -> str | None:
 VISIT, IDENTIFIED, VIEW, CART, CHECKOUT, ORDER = 1, 2, 4, 8, 16, 32
 GROUPS = 1 + len(CHANNELS)
 FLAG_METRICS = {
-    VISIT: "visitors",  # any clickstream event or order
+    VISIT: "visitors",  # any clickstream event (a custom one too) or order
     IDENTIFIED: "customers",  # ... carrying customer_id: identified visitors
     VIEW: "viewers",  # the funnel, a customer once per day and step
     CART: "cart_adders",

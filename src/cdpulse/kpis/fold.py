@@ -25,6 +25,7 @@ from cdpulse.contract.mirror import (
     OrderRefundedEvent,
     ProductViewedEvent,
 )
+from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.kpis import distinct, orders, sessions
 from cdpulse.kpis.fields import (
     CAMPAIGN,
@@ -68,18 +69,16 @@ from cdpulse.privacy.consent import allows
 from cdpulse.profile.activity import EMAILS_KEPT, Activity
 from cdpulse.profile.model import Profile
 
-# What each type does on the day: a visit (clickstream or an order) and its funnel step.
+# The clickstream makes sessions (``profile.rules.SESSION_TYPES``): every type on it is a
+# visit, custom events too; so is an order. Some are a step of the funnel as well.
+_SESSION_TYPES = frozenset(t for t, stream in STREAM_OF_TYPE.items() if stream == "clickstream")
 _STEPS = {
-    "page_viewed": VISIT,
-    "search_performed": VISIT,
-    "product_removed": VISIT,
+    **dict.fromkeys(_SESSION_TYPES, VISIT),
     "product_viewed": VISIT | VIEW,
     "product_added": VISIT | CART,
     "checkout_started": VISIT | CHECKOUT,
     "order_completed": VISIT | ORDER,
 }
-# The clickstream: what makes sessions (``profile.rules.SESSION_TYPES``).
-_SESSION_TYPES = frozenset(_STEPS) - {"order_completed"}
 _COUNTED = {
     "product_viewed": PRODUCT_VIEWS,
     "product_added": CART_ADDS,
