@@ -34,6 +34,10 @@ class ApiToken(BaseModel):
     # origin as browsers send it: "https://shop.example", "http://localhost:8080".
     # Empty: a token for servers only (app/cors.py).
     origins: list[str] = []
+    # What this token's reads are for, as read audit records name it ("customer-support",
+    # "crm-sync"): one token per purpose. A slug, never free text, so a record holds no
+    # personal data; empty: "unspecified".
+    purpose: str = Field("", pattern=r"^([a-z0-9][a-z0-9._-]{0,63})?$")
 
     @field_validator("origins")
     @classmethod
@@ -117,6 +121,30 @@ class Settings(BaseSettings):
     topic_audit: str = Field(
         "cdp.audit",
         description="Audit records of erasures and admin merges (kept forever, no personal data).",
+    )
+    topic_read_audit: str = Field(
+        "cdp.read-audit",
+        description="Audit records of reads of customer data: who (token), why (its purpose), "
+        "which route, whom (pseudonyms), when; no personal data (README: Privacy and security).",
+    )
+    read_audit_retention_days: float = Field(
+        400.0,
+        ge=0,
+        description="Days the read-audit topic keeps its records (retention.ms of the topic "
+        "cdpulse creates; 0: kept forever).",
+    )
+    read_audit_queue: int = Field(
+        50_000,
+        ge=1,
+        description="Read audit records an api process holds while Kafka does not take them; "
+        "beyond it new ones are dropped and counted (cdpulse_read_audit_dropped_total), and "
+        "/readyz answers 503.",
+    )
+    read_audit_flush_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds between two sends of an api process's queued read audit records "
+        "(a read never waits on Kafka: it only queues its record).",
     )
     topic_triggers: str = Field(
         "cdp.triggers", description="Trigger firings for downstream services."

@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 
+from cdpulse.app.audit import register_read_audit
 from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.experiments import register_experiment_views
@@ -102,7 +103,8 @@ def create_api(settings: Settings) -> faust.App:
     register_segment_views(app, book, memberships, guard)
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)
-    register_health(app, settings, None, client, guard)
+    trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)
+    register_health(app, settings, None, client, guard, {"read_audit": trail.readiness})
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_models() -> None:

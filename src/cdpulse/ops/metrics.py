@@ -249,6 +249,17 @@ EVENTS_SUPPRESSED = Counter(
     "cdpulse_events_of_erased_total", "Events dropped because their customer was erased."
 )
 ERASURES = Counter("cdpulse_erasures_total", "Erasure requests carried out.")
+READ_AUDIT_SENT = Counter(
+    "cdpulse_read_audit_sent_total",
+    "Read audit records the api sent to the read-audit topic (acknowledged).",
+)
+READ_AUDIT_DROPPED = Counter(
+    "cdpulse_read_audit_dropped_total",
+    "Reads served without their audit record: the api's queue was full (Kafka did not take them).",
+)
+READ_AUDIT_QUEUED = Gauge(
+    "cdpulse_read_audit_queued", "Read audit records the api holds, not yet sent."
+)
 AUTH_DENIED = Counter(
     "cdpulse_http_denied_total",
     "HTTP requests the guard refused, by status: 401 no token, 403 scope, 429 over the rate.",
