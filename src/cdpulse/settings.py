@@ -6,6 +6,7 @@ The table in README is generated from this class by ``cdpulse settings``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -378,6 +379,38 @@ class Settings(BaseSettings):
         "which the events arriving meanwhile wait for (cdpulse_model_refresh_seconds).",
     )
 
+    # --- drift (README: Online models, Drift) -------------------------------------------
+    drift_window_days: int = Field(
+        7,
+        ge=1,
+        description="Days of event time, up to the newest, whose model inputs and scores are "
+        "compared with the reference for drift.",
+    )
+    drift_reference_days: int = Field(
+        28,
+        ge=1,
+        description="Days of event time before the recent window that are its reference, "
+        "unless CDPULSE_DRIFT_REFERENCE pins one.",
+    )
+    drift_reference: tuple[datetime, datetime] | None = Field(
+        None,
+        description="A reference the operator pins: a JSON pair of RFC 3339 times, "
+        '["2026-11-01T00:00:00Z", "2026-11-29T00:00:00Z"] (event time, end excluded); the '
+        "learners keep those days' histograms for as long as it is set.",
+    )
+    drift_psi_threshold: float = Field(
+        0.25,
+        gt=0,
+        description="PSI of an input or the score from which a model's drift_status is "
+        "'drifted' (0.1 and above: 'moderate').",
+    )
+    drift_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often the learner saves its drift histograms and computes each "
+        "model's drift report (under a Redis lock: one learner at a time).",
+    )
+
     # --- segments and experiments ------------------------------------------------------
     segments_file: str = Field(
         "",
@@ -460,6 +493,22 @@ class Settings(BaseSettings):
     offer_epsilon: float = Field(
         0.1, gt=0, le=1, description="Share of offers the bandit draws at random (exploration)."
     )
+
+    @field_validator("drift_reference")
+    @classmethod
+    def _a_range_in_time(
+        cls, pinned: tuple[datetime, datetime] | None
+    ) -> tuple[datetime, datetime] | None:
+        if pinned is None:
+            return None
+        start, end = pinned
+        if start.tzinfo is None or end.tzinfo is None or start >= end:
+            raise ValueError(
+                f"CDPULSE_DRIFT_REFERENCE must be two RFC 3339 times with a zone, the first "
+                f'before the second, e.g. \'["2026-11-01T00:00:00Z", '
+                f'"2026-11-29T00:00:00Z"]\'; got {start.isoformat()} .. {end.isoformat()}'
+            )
+        return pinned
 
     @model_validator(mode="after")
     def _replicas_fit(self) -> Settings:

@@ -77,7 +77,9 @@ def test_a_fresh_churn_card_says_what_is_unknown_and_why() -> None:
     card = churn_card(ChurnLearner.fresh().snapshot(), "cdp.training")
     assert card.quality["roc_auc"].value is None
     assert card.quality["log_loss"].unknown == "no labels yet"
-    assert card.drift.unknown == "no labels yet"
+    assert card.drift.alarms_unknown == "no labels yet"
+    assert (card.drift_status, card.drift.report) == ("unknown", None)
+    assert card.drift.unknown.startswith("no drift report yet")
     assert card.training.event_time_from is None
     assert "not recorded" in card.training.unknown
 
@@ -235,10 +237,11 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
         200,
         {
             "models": [
-                {"name": "churn", "version": 1},
-                {"name": "clv", "version": 1},
-                {"name": "reco", "version": None},  # the timer merges the shards: not run
-                {"name": "offers", "version": None},
+                {"name": "churn", "version": 1, "drift_status": "unknown"},
+                {"name": "clv", "version": 1, "drift_status": "unknown"},
+                # the timer merges the shards: not run
+                {"name": "reco", "version": None, "drift_status": "unknown"},
+                {"name": "offers", "version": None, "drift_status": "unknown"},
             ]
         },
     )

@@ -202,6 +202,18 @@ MODEL_DRIFT_ALARMS = Gauge(
     "window (with one class the error stream is the model's own score).",
     ["model"],
 )
+MODEL_DRIFT_PSI = Gauge(
+    "cdpulse_model_drift_psi",
+    "PSI of a model's input (or of its 'score') over the recent window against the "
+    "reference (models/drift.py); NaN while unknown.",
+    ["model", "feature"],
+)
+MODEL_DRIFT_STATUS = Gauge(
+    "cdpulse_model_drift_status",
+    "A model's drift_status: 0 stable, 1 moderate, 2 drifted; NaN while unknown "
+    "(cdpulse_model_quality_defined{metric='input_drift'} 0).",
+    ["model"],
+)
 CHURN_LABELS = Counter(
     "cdpulse_churn_labels_total",
     "Churn snapshots labelled, by label (0 active, 1 churned).",

@@ -6,7 +6,7 @@
 ...             "customer_id": "C-1", "channel": "web",
 ...             "properties": {"product_id": p, "category": "shoes", "price": 9.0}}
 >>> for t, p in [(1_000, "P-1"), (2_000, "P-2")]:
-...     r.learn_one("C-1", view(t, p))
+...     _ = r.learn_one("C-1", view(t, p))
 >>> [(s.product_id, s.reason) for s in r.similar("P-1")]
 [('P-2', 'viewed together with P-1')]
 """
@@ -86,8 +86,12 @@ class Recommender:
 
     # --- learning ------------------------------------------------------------------------
 
-    def learn_one(self, customer_id: str, event: Any, context: Context | None = None) -> None:
+    def learn_one(
+        self, customer_id: str, event: Any, context: Context | None = None
+    ) -> list[tuple[tuple[float, ...], float]]:
         """Learn from one event of ``customer_id``; ``context``: its profile before it.
+        Returns each example's features and the score the ranker gave it before learning
+        it (what the drift monitor reads).
 
         ``event``: a worker's event struct, a contract model, its dict, or its
         interactions already read (an ``ItemEvent``'s ``items``).
@@ -95,8 +99,11 @@ class Recommender:
         ranker = self.ranker
         if not isinstance(ranker, Ranker):
             raise TypeError("a served recommender is read-only; learn on a learner's")
+        scored = []
         for example in self.observe(customer_id, event, context):
+            scored.append((example.x, ranker.score_one(example.x)))
             ranker.learn_one(example)
+        return scored
 
     def observe(
         self, customer_id: str, event: Any, context: Context | None = None
