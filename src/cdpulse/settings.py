@@ -19,6 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # ``read`` reads, ``assign`` assigns customers to experiments (which exposes them),
 # ``admin`` exports and erases.
 Scope = Literal["ingest", "identity", "read", "assign", "admin"]
+# Fairness groups read from the profile itself (``models/fairness.py``); any other group
+# attribute is an allow-listed trait.
+FAIRNESS_BUILT_IN = ("channel", "tenure")
 
 
 class ApiToken(BaseModel):
@@ -411,6 +414,20 @@ class Settings(BaseSettings):
         "model's drift report (under a Redis lock: one learner at a time).",
     )
 
+    # --- fairness (README: Online models, Fairness) ------------------------------------
+    fairness_groups: list[str] = Field(
+        ["country", "channel", "tenure"],
+        description="Group attributes the fairness report compares (JSON list): channel (the "
+        "profile's most used), tenure (new: at most one order, or returning) and "
+        "allow-listed traits that are not personal (country, language, plan).",
+    )
+    fairness_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How often the learner recomputes GET /v1/fairness over the customers "
+        "of its recent churn examples (under a Redis lock: one learner at a time).",
+    )
+
     # --- segments and experiments ------------------------------------------------------
     segments_file: str = Field(
         "",
@@ -509,6 +526,21 @@ class Settings(BaseSettings):
                 f'"2026-11-29T00:00:00Z"]\'; got {start.isoformat()} .. {end.isoformat()}'
             )
         return pinned
+
+    @model_validator(mode="after")
+    def _fairness_groups_are_declared(self) -> Settings:
+        for name in self.fairness_groups:
+            if name in self.personal_traits:
+                raise ValueError(
+                    f"CDPULSE_FAIRNESS_GROUPS names {name!r}, a personal trait: kept only as "
+                    "pseudonyms, its groups would be single customers; drop it"
+                )
+            if name not in FAIRNESS_BUILT_IN and name not in self.trait_allow_list:
+                raise ValueError(
+                    f"CDPULSE_FAIRNESS_GROUPS names {name!r}, which is neither channel, tenure "
+                    "nor a trait on CDPULSE_TRAIT_ALLOW_LIST; add it there or drop it"
+                )
+        return self
 
     @model_validator(mode="after")
     def _replicas_fit(self) -> Settings:

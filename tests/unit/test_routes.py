@@ -54,6 +54,7 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/rules/{name}/uplift"): "read",
     ("GET", "/v1/models"): "read",
     ("GET", "/v1/models/{name}"): "read",
+    ("GET", "/v1/fairness"): "read",
     # public by default (CDPULSE_HEALTH_PUBLIC, CDPULSE_METRICS_PUBLIC), else ``read``
     ("GET", "/healthz"): "read",
     ("GET", "/readyz"): "read",

@@ -18,6 +18,7 @@ from cdpulse.app.audit import register_read_audit
 from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.experiments import register_experiment_views
+from cdpulse.app.fairness import register_fairness_view
 from cdpulse.app.health import register_health
 from cdpulse.app.model_views import register_model_views
 from cdpulse.app.segment_views import register_segment_views
@@ -34,6 +35,7 @@ from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
 from cdpulse.store.data_keys import DataKeys
+from cdpulse.store.fairness import RedisFairnessStore
 from cdpulse.store.identities import IdentityIndex
 from cdpulse.store.models import RecoShards, RedisClvStore, SnapshotStore, churn_store
 from cdpulse.store.redis import RedisProfileStore
@@ -103,6 +105,7 @@ def create_api(settings: Settings) -> faust.App:
     register_segment_views(app, book, memberships, guard)
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)
+    register_fairness_view(app, RedisFairnessStore(client, prefix), guard)
     trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)
     register_health(app, settings, None, client, guard, {"read_audit": trail.readiness})
 

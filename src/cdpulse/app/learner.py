@@ -43,6 +43,7 @@ from cdpulse.app.base import (
     retrying,
 )
 from cdpulse.app.drift import LearnerDrift, register_drift
+from cdpulse.app.fairness import LearnerFairness, register_fairness_job
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
@@ -70,6 +71,7 @@ from cdpulse.segments.membership import enter, rfm_moves
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.settings import Settings
 from cdpulse.store.drift import RedisDriftStore
+from cdpulse.store.fairness import RedisFairnessStore
 from cdpulse.store.keys import Keys
 from cdpulse.store.models import RecoShards, RedisClvStore, churn_store
 from cdpulse.store.segments import RedisMembershipStore
@@ -140,6 +142,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         model = await current_learner()
         result = model.learn(pairs)
         await drift.observe("churn", 0, result.scored)
+        fairness.learned(pairs, result.scored)
         if result.learned:
             snapshot = model.snapshot()
             if await model_store.publish(snapshot):
@@ -319,6 +322,13 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         shard_of=lambda profile_id: partition_of(profile_id, partitions),
     )
     hooks = TriggerEngine(triggers.config, session_gap=rules.session_gap)
+    fairness = LearnerFairness(
+        settings,
+        RedisFairnessStore(client, prefix),
+        state,
+        [rule.name for rule in triggers.config.rules],
+    )
+    register_fairness_job(app, fairness, clv)
     sweep = RfmSweep(book.rfm, memberships, state, hooks, outlet)
 
     @app.timer(interval=settings.rfm_refresh_seconds)  # type: ignore[untyped-decorator]

@@ -143,6 +143,15 @@ class Keys:
     def drift_lock(self) -> str:
         return f"{self.prefix}:drift:lock"
 
+    @property
+    def fairness_report(self) -> str:
+        """JSON: the newest fairness report (``models/fairness.py``)."""
+        return f"{self.prefix}:fairness:report"
+
+    @property
+    def fairness_lock(self) -> str:
+        return f"{self.prefix}:fairness:lock"
+
     def uplift(self, rule: str) -> str:
         """Hash: a rule's treated and holdout firings and their conversions."""
         return f"{self.prefix}:trigger:uplift:{rule}"
