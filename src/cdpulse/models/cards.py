@@ -2,16 +2,18 @@
 
 A card is built from a snapshot alone, so the api answers it from what it already
 loads. Every figure is measured or read from the model, never invented: where one
-cannot be known (an importance that needs held-out data the snapshot does not keep, a
-quality no one tracks), it reads ``None`` and the card says why.
+cannot be known (a forest's importance before it was measured, a quality no one
+tracks), it reads ``None`` and the card says why.
 
 Global importance, per model kind:
 
 * churn, logistic: ``|weight| x standard deviation``, the weight on the raw feature
   times the scaler's standard deviation of that feature; since River's regression
   learns on standardised features, that is the size of the learned weight itself.
-* churn, forest: permutation importance needs held-out labelled examples, and the
-  snapshot keeps none: not available.
+* churn, forest: permutation importance, measured online on every tenth example before
+  the forest learned it (``models/churn/permutation.py``): the mean increase in log loss
+  when the feature takes an earlier example's value. A forest pickled before it was
+  measured has none.
 * recommender: the ranker's weights on its standardised features, averaged over the
   shards by the examples each learned (as serving averages them, ``Folded.average``).
 * lifetime value: fitted population parameters, not feature weights: none.
@@ -138,11 +140,19 @@ def churn_card(snapshot: Snapshot, topic: str, drift: DriftReport | None = None)
             "|weight| x standard deviation: the logistic regression's weight on the raw "
             "feature times the scaler's standard deviation of it"
         )
+    elif (permutation := getattr(model, "permutation", None)) is not None:
+        measured = permutation.importance()
+        features = [Feature(name, measured[name]) for name in FEATURE_NAMES]
+        importance = (
+            "permutation importance: the mean increase in log loss when the feature takes "
+            "an earlier example's value, on every tenth example before the model learned it "
+            f"({permutation.measured} examples measured)"
+        )
     else:
         features = [Feature(name) for name in FEATURE_NAMES]
         importance = (
-            f"not available for a {model.kind}: permutation importance needs held-out "
-            "labelled examples, and the snapshot keeps none"
+            f"not available for this {model.kind}: it was published before permutation "
+            "importance was measured; the learner measures it from its next examples on"
         )
     quality: ModelQuality = snapshot.quality
     span = model.event_times
@@ -238,6 +248,9 @@ def reco_card(
     folded = served.ranker.folded()
     products: set[str] = set()
     customers = 0
+    spans: list[tuple[int, int]] = [
+        span for r in recommenders if (span := getattr(r, "event_times", None)) is not None
+    ]
     for snapshot in shards.values():
         state = snapshot.recommender.state
         if isinstance(state, MemoryState):
@@ -266,9 +279,9 @@ def reco_card(
         training=TrainingData(
             topic,
             {str(shard): s.offset for shard, s in sorted(shards.items())},
-            None,
-            None,
-            "the event time of the item events learned is not recorded",
+            min(span[0] for span in spans) if spans else None,
+            max(span[1] for span in spans) if spans else None,
+            "" if spans else "no item event learned yet, or learned before it was recorded",
         ),
         parameters={
             "model_version": served.model_version,

@@ -50,6 +50,8 @@ class ChurnLearner:
             x = dict(zip(FEATURE_NAMES, example.features, strict=True))
             p = self.model.predict_proba(x)
             drifts += self.quality.update(example.label, p)
+            if self.model.permutation is not None:  # a model without weights (a forest)
+                self.model.permutation.observe(x, example.label, self.model.predict_proba)
             self.model.learn_one(x, example.label)
             self._covers(example)
             self.offset = offset

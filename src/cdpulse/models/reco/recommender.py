@@ -48,6 +48,10 @@ class Recommender:
     read-only one for serving from one or more learners (shards).
     """
 
+    # The event time of the item events it learned, first and last (epoch ms), for its
+    # model card; recommenders pickled before it was kept read this class default.
+    event_times: tuple[int, int] | None = None
+
     def __init__(self, config: RecoConfig | None = None, state: RecoState | None = None) -> None:
         self.config = config or RecoConfig()
         self.state: RecoState = MemoryState.for_config(self.config) if state is None else state
@@ -100,6 +104,13 @@ class Recommender:
         if not isinstance(ranker, Ranker):
             raise TypeError("a served recommender is read-only; learn on a learner's")
         scored = []
+        times = [item.time for item in interactions(event)]
+        if times:
+            span = self.event_times
+            first, last = min(times), max(times)
+            self.event_times = (
+                (first, last) if span is None else (min(span[0], first), max(span[1], last))
+            )
         for example in self.observe(customer_id, event, context):
             scored.append((example.x, ranker.score_one(example.x)))
             ranker.learn_one(example)
