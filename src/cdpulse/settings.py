@@ -414,6 +414,15 @@ class Settings(BaseSettings):
         "model's drift report (under a Redis lock: one learner at a time).",
     )
 
+    # --- input data quality (README: Operating it, Input data quality) ----------------
+    input_sample: int = Field(
+        10,
+        ge=1,
+        description="A worker reads one input event in this many (by a hash of its id) for "
+        "the data-quality shares and distributions (optional fields, amounts, categories, "
+        "lateness); volume and freshness count every event (1: read every event).",
+    )
+
     # --- fairness (README: Online models, Fairness) ------------------------------------
     fairness_groups: list[str] = Field(
         ["country", "channel", "tenure"],

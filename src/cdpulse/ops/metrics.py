@@ -261,6 +261,46 @@ EVENTS_SUPPRESSED = Counter(
     "cdpulse_events_of_erased_total", "Events dropped because their customer was erased."
 )
 ERASURES = Counter("cdpulse_erasures_total", "Erasure requests carried out.")
+# --- input data quality (monitors/inputs.py) ----------------------------------------
+INPUT_FIELDS = Counter(
+    "cdpulse_input_optional_fields_total",
+    "Optional fields of the input events read (one in CDPULSE_INPUT_SAMPLE), by type, field "
+    "and state (present, absent: null or missing).",
+    ["type", "field", "state"],
+)
+INPUT_VALUE = Histogram(
+    "cdpulse_input_value",
+    "Amounts in the input events read (prices, quantities, revenues, refunds, cart values).",
+    ["type", "field"],
+    buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 1e4, 1e5, 1e6),
+)
+INPUT_LATENESS = Histogram(
+    "cdpulse_input_lateness_seconds",
+    "Kafka append time minus event time of the input events read, by topic.",
+    ["topic"],
+    buckets=(0.1, 1, 5, 30, 60, 300, 900, 3600, 21600, 86400, 604800),
+)
+INPUT_CATEGORIES = Counter(
+    "cdpulse_input_categories_total",
+    "Product categories in the input events read: seen within 7 days of event time, or new.",
+    ["type", "state"],
+)
+INPUT_NEWEST = Gauge(
+    "cdpulse_input_newest_event_seconds",
+    "Newest event time seen on an input topic by this worker (epoch seconds).",
+    ["topic"],
+)
+INPUT_VOLUME = Gauge(
+    "cdpulse_input_volume_ratio",
+    "Events of the last complete event-time hour over the mean of the same hour on the 7 "
+    "days before (those watched), by topic and type (0: stalled); NaN while unknown.",
+    ["topic", "type"],
+)
+INPUT_VOLUME_BASELINE = Gauge(
+    "cdpulse_input_volume_baseline",
+    "The mean events an hour cdpulse_input_volume_ratio divides by (0: none).",
+    ["topic", "type"],
+)
 READ_AUDIT_SENT = Counter(
     "cdpulse_read_audit_sent_total",
     "Read audit records the api sent to the read-audit topic (acknowledged).",
