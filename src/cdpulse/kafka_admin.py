@@ -60,6 +60,9 @@ def topic_specs(settings: Settings, extra: tuple[str, ...] = ()) -> list[TopicSp
             return {"cleanup.policy": "compact"}
         if name == topics.audit:
             return {"retention.ms": "-1"}  # the audit trail of erasures is kept
+        if name == topics.read_audit:
+            days = settings.read_audit_retention_days
+            return {"retention.ms": str(int(days * 86_400_000)) if days else "-1"}
         return {}
 
     durability = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}

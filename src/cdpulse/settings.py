@@ -6,6 +6,7 @@ The table in README is generated from this class by ``cdpulse settings``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -18,6 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # ``read`` reads, ``assign`` assigns customers to experiments (which exposes them),
 # ``admin`` exports and erases.
 Scope = Literal["ingest", "identity", "read", "assign", "admin"]
+# Fairness groups read from the profile itself (``models/fairness.py``); any other group
+# attribute is an allow-listed trait.
+FAIRNESS_BUILT_IN = ("channel", "tenure")
 
 
 class ApiToken(BaseModel):
@@ -34,6 +38,10 @@ class ApiToken(BaseModel):
     # origin as browsers send it: "https://shop.example", "http://localhost:8080".
     # Empty: a token for servers only (app/cors.py).
     origins: list[str] = []
+    # What this token's reads are for, as read audit records name it ("customer-support",
+    # "crm-sync"): one token per purpose. A slug, never free text, so a record holds no
+    # personal data; empty: "unspecified".
+    purpose: str = Field("", pattern=r"^([a-z0-9][a-z0-9._-]{0,63})?$")
 
     @field_validator("origins")
     @classmethod
@@ -117,6 +125,30 @@ class Settings(BaseSettings):
     topic_audit: str = Field(
         "cdp.audit",
         description="Audit records of erasures and admin merges (kept forever, no personal data).",
+    )
+    topic_read_audit: str = Field(
+        "cdp.read-audit",
+        description="Audit records of reads of customer data: who (token), why (its purpose), "
+        "which route, whom (pseudonyms), when; no personal data (README: Privacy and security).",
+    )
+    read_audit_retention_days: float = Field(
+        400.0,
+        ge=0,
+        description="Days the read-audit topic keeps its records (retention.ms of the topic "
+        "cdpulse creates; 0: kept forever).",
+    )
+    read_audit_queue: int = Field(
+        50_000,
+        ge=1,
+        description="Read audit records an api process holds while Kafka does not take them; "
+        "beyond it new ones are dropped and counted (cdpulse_read_audit_dropped_total), and "
+        "/readyz answers 503.",
+    )
+    read_audit_flush_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="Seconds between two sends of an api process's queued read audit records "
+        "(a read never waits on Kafka: it only queues its record).",
     )
     topic_triggers: str = Field(
         "cdp.triggers", description="Trigger firings for downstream services."
@@ -365,6 +397,61 @@ class Settings(BaseSettings):
         "which the events arriving meanwhile wait for (cdpulse_model_refresh_seconds).",
     )
 
+    # --- drift (README: Online models, Drift) -------------------------------------------
+    drift_window_days: int = Field(
+        7,
+        ge=1,
+        description="Days of event time, up to the newest, whose model inputs and scores are "
+        "compared with the reference for drift.",
+    )
+    drift_reference_days: int = Field(
+        28,
+        ge=1,
+        description="Days of event time before the recent window that are its reference, "
+        "unless CDPULSE_DRIFT_REFERENCE pins one.",
+    )
+    drift_reference: tuple[datetime, datetime] | None = Field(
+        None,
+        description="A reference the operator pins: a JSON pair of RFC 3339 times, "
+        '["2026-11-01T00:00:00Z", "2026-11-29T00:00:00Z"] (event time, end excluded); the '
+        "learners keep those days' histograms for as long as it is set.",
+    )
+    drift_psi_threshold: float = Field(
+        0.25,
+        gt=0,
+        description="PSI of an input or the score from which a model's drift_status is "
+        "'drifted' (0.1 and above: 'moderate').",
+    )
+    drift_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often the learner saves its drift histograms and computes each "
+        "model's drift report (under a Redis lock: one learner at a time).",
+    )
+
+    # --- input data quality (README: Operating it, Input data quality) ----------------
+    input_sample: int = Field(
+        10,
+        ge=1,
+        description="A worker reads one input event in this many (by a hash of its id) for "
+        "the data-quality shares and distributions (optional fields, amounts, categories, "
+        "lateness); volume and freshness count every event (1: read every event).",
+    )
+
+    # --- fairness (README: Online models, Fairness) ------------------------------------
+    fairness_groups: list[str] = Field(
+        ["country", "channel", "tenure"],
+        description="Group attributes the fairness report compares (JSON list): channel (the "
+        "profile's most used), tenure (new: at most one order, or returning) and "
+        "allow-listed traits that are not personal (country, language, plan).",
+    )
+    fairness_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How often the learner recomputes GET /v1/fairness over the customers "
+        "of its recent churn examples (under a Redis lock: one learner at a time).",
+    )
+
     # --- segments and experiments ------------------------------------------------------
     segments_file: str = Field(
         "",
@@ -447,6 +534,37 @@ class Settings(BaseSettings):
     offer_epsilon: float = Field(
         0.1, gt=0, le=1, description="Share of offers the bandit draws at random (exploration)."
     )
+
+    @field_validator("drift_reference")
+    @classmethod
+    def _a_range_in_time(
+        cls, pinned: tuple[datetime, datetime] | None
+    ) -> tuple[datetime, datetime] | None:
+        if pinned is None:
+            return None
+        start, end = pinned
+        if start.tzinfo is None or end.tzinfo is None or start >= end:
+            raise ValueError(
+                f"CDPULSE_DRIFT_REFERENCE must be two RFC 3339 times with a zone, the first "
+                f'before the second, e.g. \'["2026-11-01T00:00:00Z", '
+                f'"2026-11-29T00:00:00Z"]\'; got {start.isoformat()} .. {end.isoformat()}'
+            )
+        return pinned
+
+    @model_validator(mode="after")
+    def _fairness_groups_are_declared(self) -> Settings:
+        for name in self.fairness_groups:
+            if name in self.personal_traits:
+                raise ValueError(
+                    f"CDPULSE_FAIRNESS_GROUPS names {name!r}, a personal trait: kept only as "
+                    "pseudonyms, its groups would be single customers; drop it"
+                )
+            if name not in FAIRNESS_BUILT_IN and name not in self.trait_allow_list:
+                raise ValueError(
+                    f"CDPULSE_FAIRNESS_GROUPS names {name!r}, which is neither channel, tenure "
+                    "nor a trait on CDPULSE_TRAIT_ALLOW_LIST; add it there or drop it"
+                )
+        return self
 
     @model_validator(mode="after")
     def _replicas_fit(self) -> Settings:

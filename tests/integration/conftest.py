@@ -249,6 +249,7 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         "CDPULSE_TOPIC_RECOMMENDATIONS": f"{name}.recommendations",
         "CDPULSE_TOPIC_SEGMENTS": f"{name}.segments",
         "CDPULSE_TOPIC_AUDIT": f"{name}.audit",
+        "CDPULSE_TOPIC_READ_AUDIT": f"{name}.read-audit",
         "CDPULSE_TOPIC_TRIGGERS": f"{name}.triggers",
         "CDPULSE_TOPIC_OFFER_REWARDS": f"{name}.offer-rewards",
         "CDPULSE_TOPIC_ERASURES": f"{name}.erasures",

@@ -47,6 +47,7 @@ TOPIC_FIELDS = (
     "recommendations",
     "segments",
     "audit",
+    "read_audit",
     "triggers",
     "offer_rewards",
     "erasures",

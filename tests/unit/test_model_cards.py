@@ -77,17 +77,38 @@ def test_a_fresh_churn_card_says_what_is_unknown_and_why() -> None:
     card = churn_card(ChurnLearner.fresh().snapshot(), "cdp.training")
     assert card.quality["roc_auc"].value is None
     assert card.quality["log_loss"].unknown == "no labels yet"
-    assert card.drift.unknown == "no labels yet"
+    assert card.drift.alarms_unknown == "no labels yet"
+    assert (card.drift_status, card.drift.report) == ("unknown", None)
+    assert card.drift.unknown.startswith("no drift report yet")
     assert card.training.event_time_from is None
     assert "not recorded" in card.training.unknown
 
 
-def test_a_forest_churn_card_says_its_importance_is_not_available() -> None:
+def test_a_forest_churn_card_gives_permutation_importance_measured_before_learning() -> None:
     learner = ChurnLearner.fresh("forest")
-    learner.learn(_examples(40))
-    card = churn_card(learner.snapshot(), "cdp.training")
-    assert all(f.importance is None for f in card.features)
-    assert card.importance.startswith("not available for a forest: permutation importance")
+    learner.learn(_examples(600))
+    snapshot = learner.snapshot()
+    card = churn_card(snapshot, "cdp.training")
+    permutation = snapshot.model.permutation
+    assert permutation is not None and permutation.measured == 60  # every 10th example
+    measured = permutation.importance()
+    assert {f.name: f.importance for f in card.features} == measured
+    assert card.importance.startswith("permutation importance: the mean increase in log loss")
+    assert "(60 examples measured)" in card.importance
+    # only the silence tells churners apart here: it matters most, by far
+    ranked = sorted(card.features, key=lambda f: -(f.importance or 0.0))
+    assert ranked[0].name == "days_since_last_visit"
+    assert (ranked[0].importance or 0.0) > 5 * max(abs(f.importance or 0.0) for f in ranked[1:])
+    # the same examples give the same importances (a replay agrees with the live learner)
+    again = ChurnLearner.fresh("forest")
+    again.learn(_examples(600))
+    assert again.snapshot().model.permutation.importance() == measured  # type: ignore[union-attr]
+    # a forest published before importances were measured says so
+    old = ChurnLearner.fresh("forest").snapshot()
+    old.model.permutation = None
+    unmeasured = churn_card(old, "cdp.training")
+    assert all(f.importance is None for f in unmeasured.features)
+    assert unmeasured.importance.startswith("not available for this forest")
 
 
 def _summaries(n: int = 300, seed: int = 5) -> list[OrderSummary]:
@@ -159,6 +180,12 @@ def test_a_recommender_card_averages_the_shards_standardised_weights() -> None:
         assert feature.importance == pytest.approx(oracle, rel=1e-12)
     assert card.version == 6
     assert card.training.offsets == {"0": 40, "1": 41}
+    # the event time of the item events the shards learned: the first and the last view
+    assert (card.training.event_time_from, card.training.event_time_to) == (
+        1_000_000,
+        1_000_000 + 399 * MINUTE,
+    )
+    assert card.training.unknown == ""
     assert card.parameters["shards"] == 2
     assert card.parameters["products_known"] == 8
     seen = {c for c in customers if any(s.state.has_shopper(c) for s in shards.values())}  # type: ignore[attr-defined]
@@ -235,10 +262,11 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
         200,
         {
             "models": [
-                {"name": "churn", "version": 1},
-                {"name": "clv", "version": 1},
-                {"name": "reco", "version": None},  # the timer merges the shards: not run
-                {"name": "offers", "version": None},
+                {"name": "churn", "version": 1, "drift_status": "unknown"},
+                {"name": "clv", "version": 1, "drift_status": "unknown"},
+                # the timer merges the shards: not run
+                {"name": "reco", "version": None, "drift_status": "unknown"},
+                {"name": "offers", "version": None, "drift_status": "unknown"},
             ]
         },
     )

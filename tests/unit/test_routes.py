@@ -60,6 +60,7 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/kpis/openapi.json"): "read",
     ("GET", "/dashboard"): "read",
     ("GET", "/dashboard/{name}"): "read",
+    ("GET", "/v1/fairness"): "read",
     # public by default (CDPULSE_HEALTH_PUBLIC, CDPULSE_METRICS_PUBLIC), else ``read``
     ("GET", "/healthz"): "read",
     ("GET", "/readyz"): "read",

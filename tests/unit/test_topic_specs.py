@@ -39,6 +39,13 @@ def test_retention_and_cleanup_policies_are_kept() -> None:
     assert configs[topics.erasures] == {"cleanup.policy": "compact", "min.insync.replicas": "2"}
     assert configs[topics.audit] == {"retention.ms": "-1", "min.insync.replicas": "2"}
     assert configs[topics.clickstream] == {"min.insync.replicas": "2"}
+    # reads are many: their audit trail is kept CDPULSE_READ_AUDIT_RETENTION_DAYS (400)
+    day = 86_400_000
+    kept_days = {"retention.ms": str(400 * day), "min.insync.replicas": "2"}
+    assert configs[topics.read_audit] == kept_days
+    kept = Settings(read_audit_retention_days=0)
+    forever = {s.name: s.configs for s in topic_specs(kept)}[topics.read_audit]
+    assert forever["retention.ms"] == "-1"
 
 
 def test_partitions_follow_the_topic_role() -> None:

@@ -15,10 +15,12 @@ from typing import Any
 
 import faust
 
+from cdpulse.app.audit import register_read_audit
 from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.dashboard_views import register_dashboard_views
 from cdpulse.app.experiments import register_experiment_views
+from cdpulse.app.fairness import register_fairness_view
 from cdpulse.app.health import register_health
 from cdpulse.app.kpi_views import register_kpi_views
 from cdpulse.app.model_views import register_model_views
@@ -36,6 +38,7 @@ from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
 from cdpulse.store.data_keys import DataKeys
+from cdpulse.store.fairness import RedisFairnessStore
 from cdpulse.store.identities import IdentityIndex
 from cdpulse.store.kpis import RedisKpis
 from cdpulse.store.models import RecoShards, RedisClvStore, SnapshotStore, churn_store
@@ -108,7 +111,9 @@ def create_api(settings: Settings) -> faust.App:
     register_trigger_views(app, triggers, store, guard)
     register_kpi_views(app, RedisKpis(client, prefix), store, guard)
     register_dashboard_views(app, guard)
-    register_health(app, settings, None, client, guard)
+    register_fairness_view(app, RedisFairnessStore(client, prefix), guard)
+    trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)
+    register_health(app, settings, None, client, guard, {"read_audit": trail.readiness})
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_models() -> None:

@@ -184,6 +184,9 @@ class Guard:
         # token that runs away is slowed down wherever it calls, not only at the
         # collector (whose events are limited on top, CDPULSE_INGEST_RATE).
         self.limits = dict(limits or {})
+        # Called with each request a handler answered, its verdict and the answer; they
+        # must not raise or wait (the read audit, ``app/audit.py``).
+        self.observers: list[Callable[[Request, Verdict, Response], None]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
@@ -216,9 +219,12 @@ class Guard:
                     return slowed
                 token = _VERDICT.set(verdict)
                 try:
-                    return await handler(view, request, **kwargs)
+                    response = await handler(view, request, **kwargs)
                 finally:
                     _VERDICT.reset(token)
+                for observe in self.observers:
+                    observe(request, verdict, response)
+                return response
 
             return run
 

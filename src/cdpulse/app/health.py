@@ -10,6 +10,7 @@ exception texts (which can hold hostnames or keys).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -69,9 +70,12 @@ def register_health(
     health: Health | None,
     client: aioredis.Redis,
     guard: Guard | None = None,
+    readiness: Mapping[str, Callable[[], tuple[dict[str, Any], str]]] | None = None,
 ) -> None:
     """``/healthz``, ``/readyz`` and ``/metrics`` on the role's web server, behind the
-    role's ``guard`` (one per process: its request limits count every route)."""
+    role's ``guard`` (one per process: its request limits count every route).
+    ``readiness``: more of what ``/readyz`` shows, by name, each with why the process is
+    not ready ("" when it is): the api's read audit (``app/audit.py``)."""
     probe = KafkaProbe(settings.kafka_bootstrap)
     guard = guard or Guard.from_settings(settings)
 
@@ -106,8 +110,12 @@ def register_health(
                 return denied
             found = await checks()
             stalled = health.stalled() if health is not None else ""
-            ready = bool(found["redis"] and found["kafka"] and not stalled)
-            body = {"ready": ready, **found, "stalled": bool(stalled), "reason": stalled}
+            reasons = [stalled] if stalled else []
+            for name, check in (readiness or {}).items():
+                found[name], why = check()
+                reasons += [why] if why else []
+            ready = bool(found["redis"] and found["kafka"] and not reasons)
+            body = {"ready": ready, **found, "stalled": bool(stalled), "reason": "; ".join(reasons)}
             return self.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")

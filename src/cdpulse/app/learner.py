@@ -42,6 +42,8 @@ from cdpulse.app.base import (
     redis_client,
     retrying,
 )
+from cdpulse.app.drift import LearnerDrift, register_drift
+from cdpulse.app.fairness import LearnerFairness, register_fairness_job
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
@@ -68,6 +70,8 @@ from cdpulse.segments.definitions import load_book
 from cdpulse.segments.membership import enter, rfm_moves
 from cdpulse.segments.sketches import RfmSketches
 from cdpulse.settings import Settings
+from cdpulse.store.drift import RedisDriftStore
+from cdpulse.store.fairness import RedisFairnessStore
 from cdpulse.store.keys import Keys
 from cdpulse.store.models import RecoShards, RedisClvStore, churn_store
 from cdpulse.store.segments import RedisMembershipStore
@@ -105,6 +109,8 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     model_store = churn_store(client, prefix, seal)
     reco = RecoShards(client, prefix, seal)
     clv = RedisClvStore(client, prefix, seal)
+    drift = LearnerDrift(settings, RedisDriftStore(client, prefix))
+    register_drift(app, drift)
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         agent = current_agent()
@@ -125,6 +131,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     async def current_learner() -> ChurnLearner:
         """This process's learner, reloaded when another process published a newer one."""
         if not learner_box or await model_store.version() > learner_box[0].version:
+            drift.forget("churn", 0)
             snapshot = await model_store.load()
             learner_box[:] = [
                 ChurnLearner(snapshot) if snapshot else ChurnLearner.fresh(settings.churn_model)
@@ -133,7 +140,10 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     async def learn_examples(pairs: list[tuple[int, Example]]) -> None:
         model = await current_learner()
-        if model.learn(pairs).learned:
+        result = model.learn(pairs)
+        await drift.observe("churn", 0, result.scored)
+        fairness.learned(pairs, result.scored)
+        if result.learned:
             snapshot = model.snapshot()
             if await model_store.publish(snapshot):
                 metrics.MODEL_VERSION.labels("churn").set(snapshot.version)
@@ -165,6 +175,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         state = live.get(shard)
         store = reco.shard(shard)
         if state is None or await store.version() > state.version:
+            drift.forget("reco", shard)
             snapshot = await store.load()
             state = live[shard] = snapshot or RecoSnapshot(0, Recommender(), -1)
         return state
@@ -180,6 +191,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         metrics.RECO_EVENTS_LEARNED.inc(len(learned.items))
         offset = fresh[-1][0]
         state = live[shard] = RecoSnapshot(state.version, state.recommender, offset)
+        await drift.observe("reco", shard, learned.scored)
         await publish_lists(learned.items)
         now = asyncio.get_running_loop().time()
         # An erasure is published at once: the stored snapshot must forget them too.
@@ -294,6 +306,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             if snapshot is not None and await clv.publish(snapshot):
                 metrics.MODEL_VERSION.labels("clv").set(snapshot.version)
                 metrics.CLV_CUSTOMERS.set(snapshot.customers)
+            await drift.refitted(summaries, as_of, clv.get())
         except Exception as exc:
             metrics.REDIS_ERRORS.inc()
             log.warning("lifetime-value refit failed: %s", exc)
@@ -309,6 +322,13 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         shard_of=lambda profile_id: partition_of(profile_id, partitions),
     )
     hooks = TriggerEngine(triggers.config, session_gap=rules.session_gap)
+    fairness = LearnerFairness(
+        settings,
+        RedisFairnessStore(client, prefix),
+        state,
+        [rule.name for rule in triggers.config.rules],
+    )
+    register_fairness_job(app, fairness, clv)
     sweep = RfmSweep(book.rfm, memberships, state, hooks, outlet)
 
     @app.timer(interval=settings.rfm_refresh_seconds)  # type: ignore[untyped-decorator]

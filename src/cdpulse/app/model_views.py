@@ -2,8 +2,10 @@
 
 The cards are built from the snapshots the api already loads on its refresh timer
 (churn, lifetime value, the recommender's shards). The offer policy is the trigger
-service's store, which the api does not refresh: it is reloaded here when a card asks,
-at most once per ``CDPULSE_MODEL_REFRESH_SECONDS`` (one ``HGET`` when unchanged).
+service's store, which the api does not refresh, and the drift reports are the
+learner's (``app/drift.py``): both are reloaded here when a card asks, at most once per
+``CDPULSE_MODEL_REFRESH_SECONDS`` (one ``HGET`` when the policy is unchanged, one
+``MGET`` for the reports).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from typing import TYPE_CHECKING
 
 from faust.web import Request, Response, View
 
+from cdpulse.app.drift import TRACKED
 from cdpulse.models.cards import ModelCard, churn_card, clv_card, reco_card
 from cdpulse.models.clv.lifetime import MIN_CUSTOMERS
+from cdpulse.models.drift import DriftReport
 from cdpulse.offers.card import offer_card
 from cdpulse.ops import metrics
+from cdpulse.store.drift import RedisDriftStore
 
 if TYPE_CHECKING:
     from cdpulse.app.api import Services
@@ -34,6 +39,21 @@ def register_model_views(services: Services, policies: SnapshotStore[OfferSnapsh
     guarded = services.guard
     topics = services.topics
     offers_read = [0.0]  # monotonic time of the last reload of the offer policy
+    drift_store = RedisDriftStore(services.store.client, services.settings.redis_prefix)
+    drift_read = [0.0]
+    reports: dict[str, DriftReport] = {}
+
+    async def drift(name: str) -> DriftReport | None:
+        """The model's newest drift report, reloaded at most every refresh interval."""
+        now = time.monotonic()
+        if now - drift_read[0] >= services.settings.model_refresh_seconds:
+            drift_read[0] = now
+            try:
+                reports.update(await drift_store.reports(list(TRACKED)))
+            except Exception as exc:  # serve the reports already loaded, if any
+                metrics.REDIS_ERRORS.inc()
+                log.warning("drift reports refresh failed: %s", exc)
+        return reports.get(name)
 
     async def offers() -> OfferSnapshot | None:
         now = time.monotonic()
@@ -50,13 +70,13 @@ def register_model_views(services: Services, policies: SnapshotStore[OfferSnapsh
         """The card of model ``name`` (one of ``MODELS``), None before its first snapshot."""
         if name == "churn":
             churn = services.registry.get()
-            return None if churn is None else churn_card(churn, topics.training)
+            return None if churn is None else churn_card(churn, topics.training, await drift(name))
         if name == "clv":
             clv = services.clv.get()
-            return None if clv is None else clv_card(clv)
+            return None if clv is None else clv_card(clv, await drift(name))
         if name == "reco":
             shards = services.reco.newest()
-            return reco_card(shards, topics.reco_events) if shards else None
+            return reco_card(shards, topics.reco_events, await drift(name)) if shards else None
         offer = await offers()
         return None if offer is None else offer_card(offer, services.settings.topic_offer_rewards)
 
@@ -70,14 +90,13 @@ def register_model_views(services: Services, policies: SnapshotStore[OfferSnapsh
                 "reco": services.reco.get(),
                 "offers": await offers(),
             }
-            return self.json(
-                {
-                    "models": [
-                        {"name": name, "version": None if s is None else s.version}
-                        for name, s in versions.items()
-                    ]
-                }
-            )
+            listed = []
+            for name, s in versions.items():
+                report = await drift(name) if name in TRACKED else None
+                status = "unknown" if report is None else report.status
+                version = None if s is None else s.version
+                listed.append({"name": name, "version": version, "drift_status": status})
+            return self.json({"models": listed})
 
     @services.app.page("/v1/models/{name}")
     class ModelCardView(View):

@@ -28,6 +28,7 @@ from faust.agents import current_agent
 
 from cdpulse.app.base import Heap, faust_app, partition_of, record_lag, redis_client, retrying
 from cdpulse.app.health import Health, register_health
+from cdpulse.app.input_quality import InputQuality
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.reporting import record_batch
 from cdpulse.contract.message import Message
@@ -188,6 +189,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     )
     health = Health(settings.stall_seconds)
     heap = Heap(settings.gc_sweep_seconds)
+    inputs = InputQuality(settings.input_sample)  # data quality of what is consumed
     worker = Worker(settings, app, pipeline, state, models, health)
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
@@ -205,6 +207,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         heap.settle()
         health.succeeded()
         record_batch(report)
+        inputs.observe(report.decoded)
         record_lag(app, metrics.CONSUMER_LAG, [(m.topic, m.partition, m.offset) for m in messages])
 
     async def finish(

@@ -161,6 +161,7 @@ class BenchRun:
             "CDPULSE_TOPIC_RECOMMENDATIONS": f"{self.name}-{phase}.recommendations",
             "CDPULSE_TOPIC_SEGMENTS": f"{self.name}-{phase}.segments",
             "CDPULSE_TOPIC_AUDIT": f"{self.name}-{phase}.audit",
+            "CDPULSE_TOPIC_READ_AUDIT": f"{self.name}-{phase}.read-audit",
             "CDPULSE_TOPIC_TRIGGERS": f"{self.name}-{phase}.triggers",
             "CDPULSE_TOPIC_OFFER_REWARDS": f"{self.name}-{phase}.offer-rewards",
             "CDPULSE_TOPIC_ERASURES": f"{self.name}-{phase}.erasures",

@@ -1,4 +1,5 @@
-"""``cdpulse evaluate churn --input FILE``: prequential quality of the streaming models."""
+"""``cdpulse evaluate churn|clv|reco|fairness --input FILE``: the streaming models replayed
+over a file: their quality, and the fairness of their and the trigger rules' decisions."""
 
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ def register(subparsers: Any) -> None:
     reco.add_argument("--k", type=int, default=10, help="list length (default 10)")
     reco.add_argument("--json", action="store_true", help="print the result as JSON")
     reco.set_defaults(func=run_reco)
+    fairness = models.add_parser(
+        "fairness",
+        help="selection rates, scores, calibration and error rates by customer group, per "
+        "model and trigger rule (four-fifths rule)",
+    )
+    fairness.add_argument(
+        "--input", required=True, type=Path, help="JSON Lines, in event time order"
+    )
+    fairness.add_argument("--json", action="store_true", help="print the report as JSON")
+    fairness.set_defaults(func=run_fairness)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -139,3 +150,48 @@ def run_reco(args: argparse.Namespace) -> int:
                 f"{f['popularity_hit']:>9.3f}{f['popularity_ndcg']:>10.3f}"
             )
     return 0
+
+
+def run_fairness(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from cdpulse.contract.partitions import partition_of
+    from cdpulse.ops.progress import Reporter
+    from cdpulse.pipeline.fairness import replay_fairness
+
+    lines = _lines(args.input)
+    settings = get_settings()
+    with Reporter("evaluate fairness", len(lines)) as progress:
+        report = asyncio.run(
+            replay_fairness(lines, settings, partition_of, progress=progress.advance)
+        )
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(report), indent=2))
+        return 0
+    print(f"groups: {', '.join(settings.fairness_groups)}; {report.method}")
+    header = (
+        f"{'group':18}{'n':>7}{'selected':>10}{'ratio':>7}{'score':>9}"
+        f"{'pred':>7}{'obs':>7}{'FPR':>7}{'FNR':>7}"
+    )
+    for subject in report.subjects:
+        print(f"\n{subject.kind} {subject.name}: selected = {subject.selection}")
+        for attribute in subject.attributes:
+            print(f"  {attribute.attribute} (best treated: {attribute.best or '-'})")
+            print(f"  {header}")
+            for g in attribute.groups:
+                cells = [g.ratio, g.mean_score, g.predicted, g.observed]
+                cells += [g.false_positive_rate, g.false_negative_rate]
+                ratio, score, pred, obs, fpr, fnr = (_cell(c) for c in cells)
+                mark = "  FLAGGED" if g.flagged else ""
+                print(
+                    f"  {g.group:18}{g.members:>7}{g.selection_rate:>10.1%}{ratio:>7}"
+                    f"{score:>9}{pred:>7}{obs:>7}{fpr:>7}{fnr:>7}{mark}"
+                )
+    print()
+    for line in report.flagged or ["nothing flagged"]:
+        print(line)
+    return 0
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"

@@ -28,6 +28,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cdpulse.cli.rebuild_cmd",
     "cdpulse.cli.redis_acl_cmd",
     "cdpulse.cli.export_cmd",
+    "cdpulse.cli.audit_cmd",
 )
 
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cdpulse.ops.progress import Reporter
-from cdpulse.simulate import DEFAULT_START, Event, Shop
+from cdpulse.simulate import DEFAULT_START, Bias, Event, Shop
 from cdpulse.simulate.malformed import mix_malformed
 
 
@@ -51,12 +51,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FRACTION",
         help="share of lines broken on purpose, in [0, 1) (default 0)",
     )
+    parser.add_argument(
+        "--bias",
+        type=_bias,
+        default=None,
+        metavar="COUNTRY[:COPIES]",
+        help="inject a measurement bias: the views of the customers of COUNTRY are sent "
+        "COPIES times (default 3), their behaviour unchanged (cdpulse evaluate fairness "
+        "should flag it)",
+    )
     parser.set_defaults(func=run)
+
+
+def _bias(text: str) -> Bias:
+    country, _, copies = text.partition(":")
+    try:
+        return Bias(country.strip().upper(), int(copies) if copies else 3)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a country and, optionally, copies of 2 or more: FR or FR:3 ({exc})"
+        ) from exc
 
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, write the lines, and print a summary on stderr."""
-    shop = Shop(args.customers, args.days, args.seed, args.start)
+    shop = Shop(args.customers, args.days, args.seed, args.start, bias=args.bias)
     stats = _Stats()
     # A separate stream for the breakage, so the valid lines are the same at any fraction.
     lines = mix_malformed(

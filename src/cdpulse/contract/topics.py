@@ -44,6 +44,7 @@ class Topics:
     recommendations: str = "cdp.recommendations"
     segments: str = "cdp.segments"
     audit: str = "cdp.audit"
+    read_audit: str = "cdp.read-audit"
     triggers: str = "cdp.triggers"
     offer_rewards: str = "cdp.offer-rewards"
     erasures: str = "cdp.erasures"
@@ -60,6 +61,7 @@ class Topics:
             recommendations=settings.topic_recommendations,
             segments=settings.topic_segments,
             audit=settings.topic_audit,
+            read_audit=settings.topic_read_audit,
             triggers=settings.topic_triggers,
             offer_rewards=settings.topic_offer_rewards,
             erasures=settings.topic_erasures,
@@ -80,6 +82,7 @@ class Topics:
             self.recommendations,
             self.segments,
             self.audit,
+            self.read_audit,
             self.triggers,
             self.offer_rewards,
             self.erasures,

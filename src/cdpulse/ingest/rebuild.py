@@ -99,6 +99,8 @@ class History:
 
     ``connect`` makes a consumer that joins no group; the history opens one to read the
     partitions and their offsets, and one per partition to read it. Close it when done.
+    ``since_ms``: from the first record of each partition whose Kafka timestamp is at or
+    after it instead (``cdpulse audit --since``).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class History:
         topics: Sequence[str],
         *,
         idle_timeout: float = IDLE_TIMEOUT,
+        since_ms: int | None = None,
     ) -> None:
         self._connect = connect
         self._idle_timeout = idle_timeout
@@ -124,6 +127,11 @@ class History:
                 partitions += [TopicPartition(topic, p) for p in sorted(numbers)]
             starts = probe.beginning_offsets(partitions)
             ends = probe.end_offsets(partitions)
+            if since_ms is not None:
+                # From the first record whose Kafka timestamp is at or after since_ms;
+                # a partition with none reads nothing.
+                found = probe.offsets_for_times({tp: since_ms for tp in partitions})
+                starts = {tp: ends[tp] if found[tp] is None else found[tp].offset for tp in starts}
         finally:
             probe.close()
         self.ranges = [

@@ -2,16 +2,18 @@
 
 A card is built from a snapshot alone, so the api answers it from what it already
 loads. Every figure is measured or read from the model, never invented: where one
-cannot be known (an importance that needs held-out data the snapshot does not keep, a
-quality no one tracks), it reads ``None`` and the card says why.
+cannot be known (a forest's importance before it was measured, a quality no one
+tracks), it reads ``None`` and the card says why.
 
 Global importance, per model kind:
 
 * churn, logistic: ``|weight| x standard deviation``, the weight on the raw feature
   times the scaler's standard deviation of that feature; since River's regression
   learns on standardised features, that is the size of the learned weight itself.
-* churn, forest: permutation importance needs held-out labelled examples, and the
-  snapshot keeps none: not available.
+* churn, forest: permutation importance, measured online on every tenth example before
+  the forest learned it (``models/churn/permutation.py``): the mean increase in log loss
+  when the feature takes an earlier example's value. A forest pickled before it was
+  measured has none.
 * recommender: the ranker's weights on its standardised features, averaged over the
   shards by the examples each learned (as serving averages them, ``Folded.average``).
 * lifetime value: fitted population parameters, not feature weights: none.
@@ -33,6 +35,7 @@ import msgspec
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot
+from cdpulse.models.drift import DriftReport, Status
 from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
 from cdpulse.models.reco.ranker import Ranker
@@ -60,11 +63,32 @@ class Figure(msgspec.Struct, frozen=True):
 
 
 class Drift(msgspec.Struct, frozen=True):
-    """The drift detector's alarms as tracked, or why there is none."""
+    """The model's drift: its inputs' and its score's distributions, recent window against
+    a reference (``report``, computed by the learner: ``models/drift.py``), with
+    ``status`` the card's ``drift_status`` and ``unknown`` why it is unknown; and where a
+    detector watches the error stream (churn: ADWIN), its alarms, or why they are
+    unknown."""
 
-    detector: str | None
-    alarms: int | None
+    status: Status
     unknown: str = ""
+    report: DriftReport | None = None
+    detector: str | None = None
+    alarms: int | None = None
+    alarms_unknown: str = ""
+
+
+NO_REPORT = (
+    "no drift report yet: the learner publishes one every CDPULSE_DRIFT_SECONDS once the "
+    "model has learned"
+)
+
+
+def drift_of(report: DriftReport | None, not_tracked: str = "", **detector: Any) -> Drift:
+    """The card's drift from the model's newest report (None: none yet, or
+    ``not_tracked``, why the model has none)."""
+    if report is None:
+        return Drift("unknown", not_tracked or NO_REPORT, None, **detector)
+    return Drift(report.status, report.unknown, report, **detector)
 
 
 class TrainingData(msgspec.Struct, frozen=True):
@@ -88,6 +112,7 @@ class ModelCard(msgspec.Struct, frozen=True):
     importance: str  # how the features' importance is computed, or why it is not given
     features: list[Feature]
     quality: dict[str, Figure]
+    drift_status: Status  # stable, moderate, drifted, or unknown (``drift.unknown`` says why)
     drift: Drift
     training: TrainingData
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -98,8 +123,9 @@ class ModelCard(msgspec.Struct, frozen=True):
         return out
 
 
-def churn_card(snapshot: Snapshot, topic: str) -> ModelCard:
-    """The churn model's card; ``topic``: the training topic it learns from."""
+def churn_card(snapshot: Snapshot, topic: str, drift: DriftReport | None = None) -> ModelCard:
+    """The churn model's card; ``topic``: the training topic it learns from; ``drift``:
+    its newest drift report."""
     model = snapshot.model
     if model.kind == "logistic":
         scaler = model.pipeline["StandardScaler"]
@@ -114,14 +140,28 @@ def churn_card(snapshot: Snapshot, topic: str) -> ModelCard:
             "|weight| x standard deviation: the logistic regression's weight on the raw "
             "feature times the scaler's standard deviation of it"
         )
+    elif (permutation := getattr(model, "permutation", None)) is not None:
+        measured = permutation.importance()
+        features = [Feature(name, measured[name]) for name in FEATURE_NAMES]
+        importance = (
+            "permutation importance: the mean increase in log loss when the feature takes "
+            "an earlier example's value, on every tenth example before the model learned it "
+            f"({permutation.measured} examples measured)"
+        )
     else:
         features = [Feature(name) for name in FEATURE_NAMES]
         importance = (
-            f"not available for a {model.kind}: permutation importance needs held-out "
-            "labelled examples, and the snapshot keeps none"
+            f"not available for this {model.kind}: it was published before permutation "
+            "importance was measured; the learner measures it from its next examples on"
         )
     quality: ModelQuality = snapshot.quality
     span = model.event_times
+    drifted = drift_of(
+        drift,
+        detector="ADWIN on the error |y - p|",
+        alarms=quality.drifts,
+        alarms_unknown=quality.unknown("drift"),
+    )
     return ModelCard(
         name="churn",
         kind=f"churn classifier ({model.kind})",
@@ -130,7 +170,8 @@ def churn_card(snapshot: Snapshot, topic: str) -> ModelCard:
         importance=importance,
         features=features,
         quality=quality_figures(quality),
-        drift=Drift("ADWIN on the error |y - p|", quality.drifts, quality.unknown("drift")),
+        drift_status=drifted.status,
+        drift=drifted,
         training=TrainingData(
             topic,
             {"0": snapshot.offset},
@@ -153,7 +194,7 @@ def quality_figures(quality: ModelQuality) -> dict[str, Figure]:
     return out
 
 
-def clv_card(snapshot: ClvSnapshot) -> ModelCard:
+def clv_card(snapshot: ClvSnapshot, drift: DriftReport | None = None) -> ModelCard:
     """The lifetime-value models' card: BG/NBD and Gamma-Gamma parameters, customers fitted."""
     purchases, spend = snapshot.model.purchases, snapshot.model.spend
     as_of = getattr(snapshot, "as_of", None)  # None in snapshots from before it was kept
@@ -168,7 +209,8 @@ def clv_card(snapshot: ClvSnapshot) -> ModelCard:
         ),
         features=[Feature(name) for name in ("x", "t_x", "T", "m")],
         quality={"fit": Figure(None, NOT_TRACKED)},
-        drift=Drift(None, None, NOT_TRACKED),
+        drift_status=drift.status if drift else "unknown",
+        drift=drift_of(drift),
         training=TrainingData(
             "order summaries (one per customer, kept by the workers in Redis)",
             {},
@@ -185,7 +227,9 @@ def clv_card(snapshot: ClvSnapshot) -> ModelCard:
     )
 
 
-def reco_card(shards: Mapping[int, RecoSnapshot], topic: str) -> ModelCard:
+def reco_card(
+    shards: Mapping[int, RecoSnapshot], topic: str, drift: DriftReport | None = None
+) -> ModelCard:
     """The recommender's card from each shard's newest snapshot (at least one)."""
     if not shards:
         raise ValueError("reco_card needs at least one shard's snapshot")
@@ -204,6 +248,9 @@ def reco_card(shards: Mapping[int, RecoSnapshot], topic: str) -> ModelCard:
     folded = served.ranker.folded()
     products: set[str] = set()
     customers = 0
+    spans: list[tuple[int, int]] = [
+        span for r in recommenders if (span := getattr(r, "event_times", None)) is not None
+    ]
     for snapshot in shards.values():
         state = snapshot.recommender.state
         if isinstance(state, MemoryState):
@@ -227,13 +274,14 @@ def reco_card(shards: Mapping[int, RecoSnapshot], topic: str) -> ModelCard:
             )
         ],
         quality={"hit_rate": Figure(None, "not measured live; `cdpulse evaluate reco` replays it")},
-        drift=Drift(None, None, NOT_TRACKED),
+        drift_status=drift.status if drift else "unknown",
+        drift=drift_of(drift),
         training=TrainingData(
             topic,
             {str(shard): s.offset for shard, s in sorted(shards.items())},
-            None,
-            None,
-            "the event time of the item events learned is not recorded",
+            min(span[0] for span in spans) if spans else None,
+            max(span[1] for span in spans) if spans else None,
+            "" if spans else "no item event learned yet, or learned before it was recorded",
         ),
         parameters={
             "model_version": served.model_version,

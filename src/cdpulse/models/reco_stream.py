@@ -113,12 +113,14 @@ def read_record(raw: bytes | msgspec.Raw) -> ItemEvent | Forget:
 @dataclass
 class Learned:
     """What a batch of records did: item events learned (in order), customers forgotten,
-    and the offsets of messages holding a record that could not be read (skipped; count
-    and log them)."""
+    the offsets of messages holding a record that could not be read (skipped; count and
+    log them), and the ranker's examples as the drift monitor reads them: (offset, event
+    time, the features and the score before learning)."""
 
     items: list[ItemEvent] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
     malformed: list[int] = field(default_factory=list)
+    scored: list[tuple[int, int, list[float]]] = field(default_factory=list)
 
 
 def learn_records(recommender: Recommender, records: Iterable[tuple[int, bytes]]) -> Learned:
@@ -141,8 +143,9 @@ def learn_records(recommender: Recommender, records: Iterable[tuple[int, bytes]]
                 recommender.forget(record.forget)
                 learned.forgotten.append(record.forget)
             else:
-                recommender.learn_one(record.customer_id, record.items, record.context)
+                scored = recommender.learn_one(record.customer_id, record.items, record.context)
                 learned.items.append(record)
+                learned.scored += [(offset, record.at, [*x, score]) for x, score in scored]
         if unreadable:
             learned.malformed.append(offset)
     return learned

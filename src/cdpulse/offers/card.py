@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdpulse.models.cards import NOT_TRACKED, Drift, Feature, Figure, ModelCard, TrainingData
+from cdpulse.models.cards import Feature, Figure, ModelCard, TrainingData, drift_of
 from cdpulse.offers.bandit import OfferSnapshot, features
 from cdpulse.profile.model import Profile
 
 CONTEXT = tuple(features(Profile(id="-")))  # the names of the context features
+NOT_TRACKED = "not tracked: an offer's reward carries no event time"
 
 
 def offer_card(snapshot: OfferSnapshot, topic: str) -> ModelCard:
@@ -52,7 +53,8 @@ def offer_card(snapshot: OfferSnapshot, topic: str) -> ModelCard:
             if rewards
             else Figure(None, "no rewards learned yet")
         },
-        drift=Drift(None, None, NOT_TRACKED),
+        drift_status="unknown",
+        drift=drift_of(None, NOT_TRACKED),
         training=TrainingData(
             topic,
             {"0": snapshot.offset},

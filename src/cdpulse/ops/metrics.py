@@ -202,6 +202,18 @@ MODEL_DRIFT_ALARMS = Gauge(
     "window (with one class the error stream is the model's own score).",
     ["model"],
 )
+MODEL_DRIFT_PSI = Gauge(
+    "cdpulse_model_drift_psi",
+    "PSI of a model's input (or of its 'score') over the recent window against the "
+    "reference (models/drift.py); NaN while unknown.",
+    ["model", "feature"],
+)
+MODEL_DRIFT_STATUS = Gauge(
+    "cdpulse_model_drift_status",
+    "A model's drift_status: 0 stable, 1 moderate, 2 drifted; NaN while unknown "
+    "(cdpulse_model_quality_defined{metric='input_drift'} 0).",
+    ["model"],
+)
 CHURN_LABELS = Counter(
     "cdpulse_churn_labels_total",
     "Churn snapshots labelled, by label (0 active, 1 churned).",
@@ -249,6 +261,57 @@ EVENTS_SUPPRESSED = Counter(
     "cdpulse_events_of_erased_total", "Events dropped because their customer was erased."
 )
 ERASURES = Counter("cdpulse_erasures_total", "Erasure requests carried out.")
+# --- input data quality (monitors/inputs.py) ----------------------------------------
+INPUT_FIELDS = Counter(
+    "cdpulse_input_optional_fields_total",
+    "Optional fields of the input events read (one in CDPULSE_INPUT_SAMPLE), by type, field "
+    "and state (present, absent: null or missing).",
+    ["type", "field", "state"],
+)
+INPUT_VALUE = Histogram(
+    "cdpulse_input_value",
+    "Amounts in the input events read (prices, quantities, revenues, refunds, cart values).",
+    ["type", "field"],
+    buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 1e4, 1e5, 1e6),
+)
+INPUT_LATENESS = Histogram(
+    "cdpulse_input_lateness_seconds",
+    "Kafka append time minus event time of the input events read, by topic.",
+    ["topic"],
+    buckets=(0.1, 1, 5, 30, 60, 300, 900, 3600, 21600, 86400, 604800),
+)
+INPUT_CATEGORIES = Counter(
+    "cdpulse_input_categories_total",
+    "Product categories in the input events read: seen within 7 days of event time, or new.",
+    ["type", "state"],
+)
+INPUT_NEWEST = Gauge(
+    "cdpulse_input_newest_event_seconds",
+    "Newest event time seen on an input topic by this worker (epoch seconds).",
+    ["topic"],
+)
+INPUT_VOLUME = Gauge(
+    "cdpulse_input_volume_ratio",
+    "Events of the last complete event-time hour over the mean of the same hour on the 7 "
+    "days before (those watched), by topic and type (0: stalled); NaN while unknown.",
+    ["topic", "type"],
+)
+INPUT_VOLUME_BASELINE = Gauge(
+    "cdpulse_input_volume_baseline",
+    "The mean events an hour cdpulse_input_volume_ratio divides by (0: none).",
+    ["topic", "type"],
+)
+READ_AUDIT_SENT = Counter(
+    "cdpulse_read_audit_sent_total",
+    "Read audit records the api sent to the read-audit topic (acknowledged).",
+)
+READ_AUDIT_DROPPED = Counter(
+    "cdpulse_read_audit_dropped_total",
+    "Reads served without their audit record: the api's queue was full (Kafka did not take them).",
+)
+READ_AUDIT_QUEUED = Gauge(
+    "cdpulse_read_audit_queued", "Read audit records the api holds, not yet sent."
+)
 AUTH_DENIED = Counter(
     "cdpulse_http_denied_total",
     "HTTP requests the guard refused, by status: 401 no token, 403 scope, 429 over the rate.",

@@ -29,12 +29,14 @@ from cdpulse.models.clv.model import summary_from_profile
 from cdpulse.models.quality import ModelQuality
 from cdpulse.pipeline.batch import ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
+from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
 from cdpulse.privacy.consent import allows
-from cdpulse.profile.model import decode
+from cdpulse.profile.model import Profile, decode
 from cdpulse.profile.rules import Rules, to_millis
 from cdpulse.profile.windows import DAY
 from cdpulse.settings import Settings
+from cdpulse.triggers.rules import TriggerConfig
 
 _RECENCY = FEATURE_NAMES.index("days_since_last_visit")
 
@@ -68,10 +70,18 @@ class ChurnEvaluation:
     scores: dict[str, float | None]
     snapshot: Snapshot | None
     examples: list[Example] = field(default_factory=list)
+    # The score each example got before it was learned, in ``examples`` order.
+    predictions: list[float] = field(default_factory=list)
+    profiles: dict[str, Profile] = field(default_factory=dict)  # as the replay left them
+    firings: list[bytes] = field(default_factory=list)  # trigger messages, with ``triggers``
 
 
 def _pipeline(
-    settings: Settings, models: Models, labeler: ChurnLabeler | None, partition_of: Partitioner
+    settings: Settings,
+    models: Models,
+    labeler: ChurnLabeler | None,
+    partition_of: Partitioner,
+    triggers: TriggerConfig | None = None,
 ) -> tuple[MemoryState, ProfilePipeline]:
     """The worker's pipeline over memory: the same engine, one shard per partition."""
     partitions = settings.topic_partitions
@@ -81,7 +91,14 @@ def _pipeline(
 
     state = MemoryState(shard_of=shard_of)
     rules = Rules.from_settings(settings)
-    engine = Engine(rules, models, labeler=labeler, pseudonym=rules.traits.pseudonymizer.of_id)
+    engine = Engine(
+        rules,
+        models,
+        labeler=labeler,
+        triggers=triggers,
+        trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
+        pseudonym=rules.traits.pseudonymizer.of_id,
+    )
     pipeline = ProfilePipeline(
         state,
         MemoryOutlet(),
@@ -120,19 +137,23 @@ async def replay_churn(
     *,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    triggers: TriggerConfig | None = None,
 ) -> ChurnEvaluation:
-    """Replay JSON Lines (in event-time order) through the churn path in-process."""
+    """Replay JSON Lines (in event-time order) through the churn path in-process (and the
+    trigger rules of ``triggers``, when given)."""
     from datetime import UTC, datetime
 
     learner = ChurnLearner.fresh(settings.churn_model)
     baseline = RecencyBaseline()
     models = Models()
     state, pipeline = _pipeline(
-        settings, models, ChurnLabeler.from_settings(settings), partition_of
+        settings, models, ChurnLabeler.from_settings(settings), partition_of, triggers
     )
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
+    outlet = pipeline.outlet
     training_offset = -1
     learned: list[Example] = []
+    predictions: list[float] = []
     events = rejected = 0
     now = datetime.now(UTC)
 
@@ -145,7 +166,9 @@ async def replay_churn(
             training_offset += 1
             pairs.append((training_offset, example))
             baseline.learn(example)
-        if learner.learn(pairs).learned:
+        result = learner.learn(pairs)
+        predictions.extend(values[-1] for _, _, values in result.scored)
+        if result.learned:
             models.churn = learner.snapshot()
 
     batch: list[Message] = []
@@ -175,8 +198,9 @@ async def replay_churn(
     snapshot = models.churn
     as_of = max(state.watermarks.values(), default=0)
     scores: dict[str, float | None] = {}
+    profiles: dict[str, Profile] = {}
     for profile_id in sorted(state.blobs):
-        profile = decode(state.blobs[profile_id][1])
+        profile = profiles[profile_id] = decode(state.blobs[profile_id][1])
         scores[profile_id] = (
             churn_view(profile, snapshot, as_of)["risk"]
             if allows(profile, "personalization")
@@ -190,6 +214,9 @@ async def replay_churn(
         scores=scores,
         snapshot=snapshot,
         examples=learned,
+        predictions=predictions,
+        profiles=profiles,
+        firings=outlet.values(Stream.TRIGGERS) if isinstance(outlet, MemoryOutlet) else [],
     )
 
 

@@ -36,6 +36,25 @@ _HOUR_CUM_WEIGHTS = tuple(
 )
 
 
+VIEWS = frozenset({"page_viewed", "product_viewed", "search_performed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Bias:
+    """A measurement bias injected into one group: a broken tracker in ``country`` sends
+    each of its customers' views (page, product, search) ``copies`` times, each copy a
+    millisecond after the one before and with an id of its own. Their behaviour, and so
+    their churn, is what it was; the activity counts a model reads are inflated, for them
+    alone (``cdpulse evaluate fairness`` should flag the model's scores of them)."""
+
+    country: str
+    copies: int = 3
+
+    def __post_init__(self) -> None:
+        if self.copies < 2:
+            raise ValueError(f"a bias sends each view 2 or more times, got {self.copies}")
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerTruth:
     """What the events hide about one customer, for training and scoring models."""
@@ -50,7 +69,12 @@ class Shop:
     """A seeded synthetic shop: its catalogue, its customers and their events."""
 
     def __init__(
-        self, customers: int, days: int, seed: int, start: datetime = DEFAULT_START
+        self,
+        customers: int,
+        days: int,
+        seed: int,
+        start: datetime = DEFAULT_START,
+        bias: Bias | None = None,
     ) -> None:
         if customers < 0:
             raise ValueError(f"customers must be >= 0, got {customers}")
@@ -60,6 +84,7 @@ class Shop:
             raise ValueError(f"start {start.isoformat()} has no UTC offset")
         self.seed = seed
         self.days = days
+        self.bias = bias
         self.start = start.astimezone(UTC)
         self.end = self.start + timedelta(days=days)
         rng = random.Random(f"cdpulse-shop:{seed}")
@@ -77,8 +102,19 @@ class Shop:
         heap: list[tuple[int, int, Event]] = []
         created = count()
 
+        bias = self.bias
+        biased: set[str] = set()
+        if bias is not None:
+            for c in self.customers:
+                if c.country == bias.country:
+                    biased.update(i for i in (c.customer_id, c.anonymous_id) if i is not None)
+
         def push(ts_ms: int, event: Event) -> None:
             heapq.heappush(heap, (ts_ms, next(created), event))
+            who = event.get("customer_id") or event.get("anonymous_id")
+            if bias is not None and event["type"] in VIEWS and who in biased:
+                for copy in range(1, bias.copies):
+                    heapq.heappush(heap, (ts_ms + copy, next(created), dict(event)))
 
         front = Storefront(rng, self.catalogue, push)
         start_ms = _epoch_ms(self.start)

@@ -125,6 +125,33 @@ class Keys:
         """Hash {version, blob}: the newest offer policy (contextual bandits)."""
         return f"{self.prefix}:model:offers"
 
+    # --- drift (models/drift.py) -------------------------------------------------------
+
+    def drift_monitor(self, model: str, unit: int) -> str:
+        """A learner's drift monitor of one model (``unit``: its shard, 0 for one)."""
+        return f"{self.prefix}:drift:{model}:{unit}"
+
+    def drift_units(self, model: str) -> str:
+        """Set: the units of ``model`` with a saved drift monitor."""
+        return f"{self.prefix}:drift:{model}:units"
+
+    def drift_report(self, model: str) -> str:
+        """JSON: the newest drift report of ``model``."""
+        return f"{self.prefix}:drift:{model}:report"
+
+    @property
+    def drift_lock(self) -> str:
+        return f"{self.prefix}:drift:lock"
+
+    @property
+    def fairness_report(self) -> str:
+        """JSON: the newest fairness report (``models/fairness.py``)."""
+        return f"{self.prefix}:fairness:report"
+
+    @property
+    def fairness_lock(self) -> str:
+        return f"{self.prefix}:fairness:lock"
+
     def uplift(self, rule: str) -> str:
         """Hash: a rule's treated and holdout firings and their conversions."""
         return f"{self.prefix}:trigger:uplift:{rule}"

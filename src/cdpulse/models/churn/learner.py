@@ -8,7 +8,7 @@ examples, so the model is the same as if it had never stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.labels import Example
@@ -21,6 +21,9 @@ class LearnResult:
     learned: int
     skipped: int
     drifts: int
+    # Each example learned as the drift monitor reads it: (offset, the event time its
+    # label was decided, its features and the score the model gave it before learning).
+    scored: list[tuple[int, int, list[float]]] = field(default_factory=list)
 
 
 class ChurnLearner:
@@ -39,17 +42,22 @@ class ChurnLearner:
     def learn(self, examples: list[tuple[int, Example]]) -> LearnResult:
         """Learn (offset, example) pairs in order; offsets at or below the last are skipped."""
         learned = skipped = drifts = 0
+        scored = []
         for offset, example in examples:
             if offset <= self.offset:
                 skipped += 1
                 continue
             x = dict(zip(FEATURE_NAMES, example.features, strict=True))
-            drifts += self.quality.update(example.label, self.model.predict_proba(x))
+            p = self.model.predict_proba(x)
+            drifts += self.quality.update(example.label, p)
+            if self.model.permutation is not None:  # a model without weights (a forest)
+                self.model.permutation.observe(x, example.label, self.model.predict_proba)
             self.model.learn_one(x, example.label)
             self._covers(example)
             self.offset = offset
             learned += 1
-        return LearnResult(learned, skipped, drifts)
+            scored.append((offset, example.label_at, [*example.features, p]))
+        return LearnResult(learned, skipped, drifts, scored)
 
     def _covers(self, example: Example) -> None:
         """Widen the event time the model's training data covers to ``example``'s."""

@@ -24,6 +24,8 @@ from typing import Any
 from river import forest, linear_model, optim, preprocessing, stats
 
 from cdpulse.models.churn.features import FEATURE_NAMES, describe
+from cdpulse.models.churn.loss import log_loss as log_loss
+from cdpulse.models.churn.permutation import PermutationImportance
 
 MODEL_KINDS = ("logistic", "forest")
 
@@ -50,10 +52,16 @@ class ChurnModel:
     # newest label's decision time (epoch ms); None until the learner records them.
     # Models pickled before this field read the class default.
     event_times: tuple[int, int] | None = None
+    # Permutation importance, for the kinds without weights (``permutation.py``); None
+    # for a logistic model, and in models pickled before it was kept.
+    permutation: PermutationImportance | None = None
 
     @classmethod
     def create(cls, kind: str = "logistic") -> ChurnModel:
-        return cls(kind, _pipeline(kind), {n: stats.Mean() for n in FEATURE_NAMES})
+        permutation = None if kind == "logistic" else PermutationImportance(FEATURE_NAMES)
+        return cls(
+            kind, _pipeline(kind), {n: stats.Mean() for n in FEATURE_NAMES}, permutation=permutation
+        )
 
     def learn_one(self, x: dict[str, float], y: int) -> None:
         for name, mean in self.means.items():
@@ -131,12 +139,6 @@ class LinearScorer:
         p = 0.0 if z < -30 else 1.0 if z > 30 else 1.0 / (1.0 + math.exp(-z))
         contributions.sort()
         return p, [describe(name, x) for _, name in contributions[:k]]
-
-
-def log_loss(y: int, p: float) -> float:
-    """The log loss of one prediction, clipped so a certain miss is finite."""
-    p = min(max(p, 1e-15), 1 - 1e-15)
-    return -math.log(p) if y else -math.log(1 - p)
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,10 +66,10 @@ class ClvSnapshot:
     as_of: int | None = None
 
 
-def refit(
-    summaries: Iterable[OrderSummary], as_of: int, previous: ClvSnapshot | None
-) -> ClvSnapshot | None:
-    """New parameters from every summary; None when they cannot (yet) be fitted."""
+INPUTS = ("x", "t_x", "T", "m")  # the models' inputs per customer, as drift names them
+
+
+def _inputs(summaries: Iterable[OrderSummary], as_of: int) -> list[Any]:
     rows = []
     for s in summaries:
         summary = summary_from_profile(
@@ -77,6 +77,14 @@ def refit(
         )
         if summary is not None:
             rows.append(summary)
+    return rows
+
+
+def refit(
+    summaries: Iterable[OrderSummary], as_of: int, previous: ClvSnapshot | None
+) -> ClvSnapshot | None:
+    """New parameters from every summary; None when they cannot (yet) be fitted."""
+    rows = _inputs(summaries, as_of)
     if len(rows) < MIN_CUSTOMERS:
         return None
     x, t_x, T, m = (np.array(column, dtype=float) for column in zip(*rows, strict=True))
@@ -85,6 +93,20 @@ def refit(
     except ClvFitError:
         return None  # keep serving the previous parameters
     return ClvSnapshot((previous.version if previous else 0) + 1, model, len(rows), as_of)
+
+
+def scored_inputs(
+    summaries: Iterable[OrderSummary], as_of: int, snapshot: ClvSnapshot, horizon_days: float
+) -> list[list[float]]:
+    """Every customer's inputs (``INPUTS``) at ``as_of`` and the value ``snapshot``
+    expects of them over the horizon: what the drift monitor of lifetime value reads."""
+    rows = _inputs(summaries, as_of)
+    if not rows:
+        return []
+    x, t_x, T, m = (np.array(column, dtype=float) for column in zip(*rows, strict=True))
+    value = snapshot.model.predict(x, t_x, T, m, horizon=horizon_days).expected_value
+    table: list[list[float]] = np.column_stack([x, t_x, T, m, value]).tolist()
+    return table
 
 
 def clv_view(

@@ -163,6 +163,15 @@ class Ranker:
         self.learned = 0
         self._folded: Folded | None = None
 
+    def score_one(self, x: Sequence[float]) -> float:
+        """The score serving gives the candidate ``x`` now (``Folded.scores``: log-odds plus
+        the prior), without folding: what the drift of the ranker's output reads."""
+        z = self.intercept + prior(x)
+        for w, xi, mean, v in zip(self.weights, x, self.means, self.vars, strict=True):
+            if v > 0:
+                z += w * (xi - mean) / math.sqrt(v)
+        return z
+
     def learn_one(self, example: Example) -> None:
         """Learn from one example: the scaler first, then one SGD step on the scaled x."""
         means, variances, weights = self.means, self.vars, self.weights

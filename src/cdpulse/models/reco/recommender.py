@@ -6,7 +6,7 @@
 ...             "customer_id": "C-1", "channel": "web",
 ...             "properties": {"product_id": p, "category": "shoes", "price": 9.0}}
 >>> for t, p in [(1_000, "P-1"), (2_000, "P-2")]:
-...     r.learn_one("C-1", view(t, p))
+...     _ = r.learn_one("C-1", view(t, p))
 >>> [(s.product_id, s.reason) for s in r.similar("P-1")]
 [('P-2', 'viewed together with P-1')]
 """
@@ -48,6 +48,10 @@ class Recommender:
     read-only one for serving from one or more learners (shards).
     """
 
+    # The event time of the item events it learned, first and last (epoch ms), for its
+    # model card; recommenders pickled before it was kept read this class default.
+    event_times: tuple[int, int] | None = None
+
     def __init__(self, config: RecoConfig | None = None, state: RecoState | None = None) -> None:
         self.config = config or RecoConfig()
         self.state: RecoState = MemoryState.for_config(self.config) if state is None else state
@@ -86,8 +90,12 @@ class Recommender:
 
     # --- learning ------------------------------------------------------------------------
 
-    def learn_one(self, customer_id: str, event: Any, context: Context | None = None) -> None:
+    def learn_one(
+        self, customer_id: str, event: Any, context: Context | None = None
+    ) -> list[tuple[tuple[float, ...], float]]:
         """Learn from one event of ``customer_id``; ``context``: its profile before it.
+        Returns each example's features and the score the ranker gave it before learning
+        it (what the drift monitor reads).
 
         ``event``: a worker's event struct, a contract model, its dict, or its
         interactions already read (an ``ItemEvent``'s ``items``).
@@ -95,8 +103,18 @@ class Recommender:
         ranker = self.ranker
         if not isinstance(ranker, Ranker):
             raise TypeError("a served recommender is read-only; learn on a learner's")
+        scored = []
+        times = [item.time for item in interactions(event)]
+        if times:
+            span = self.event_times
+            first, last = min(times), max(times)
+            self.event_times = (
+                (first, last) if span is None else (min(span[0], first), max(span[1], last))
+            )
         for example in self.observe(customer_id, event, context):
+            scored.append((example.x, ranker.score_one(example.x)))
             ranker.learn_one(example)
+        return scored
 
     def observe(
         self, customer_id: str, event: Any, context: Context | None = None
