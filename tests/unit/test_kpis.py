@@ -204,6 +204,7 @@ def _event(n: int, kind: str, t: int, ids: dict[str, str], **extra: Any) -> Even
         "email_clicked": {"campaign_id": "news-1"},
         "offer_shown": {"offer_id": "ten"},
         "identify": {},
+        "customers_merged": {"merged_id": "C-2", "requested_by": "ops"},
         "custom": {"seconds": 12},
     }[kind]
     event: Event = {
@@ -237,11 +238,12 @@ KINDS = (
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[Event]:
-    """Two visitors and a customer, events spread over three weeks in any order; the
-    visitors log in as the customer at some point (a merge, maybe after the fact)."""
+    """Two visitors and two customers, events spread over three weeks in any order; the
+    visitors log in as the first customer at some point (a merge, maybe after the fact),
+    and an admin may merge the second customer into the first."""
     events = []
     for n in range(draw(st.integers(1, 40))):
-        who = draw(st.sampled_from(["a-1", "a-2", "C-1"]))
+        who = draw(st.sampled_from(["a-1", "a-2", "C-1", "C-2"]))
         ids = {"customer_id": who} if who.startswith("C") else {"anonymous_id": who}
         kind = draw(st.sampled_from(KINDS))
         if kind.startswith("email") and "customer_id" not in ids:
@@ -256,6 +258,12 @@ def histories(draw: st.DrawFn) -> list[Event]:
         t = T0 + draw(st.integers(0, 21 * 24)) * HOUR
         login = _event(100 + n, "identify", t, {"customer_id": "C-1", "anonymous_id": visitor})
         events.insert(at, login)
+    if draw(st.booleans()):
+        # An admin merge of C-2 into C-1 (refused by both when C-2 was not seen before it).
+        at = draw(st.integers(0, len(events)))
+        t = T0 + draw(st.integers(0, 21 * 24)) * HOUR
+        merge = _event(200, "customers_merged", t, {"customer_id": "C-1"}, channel="partner")
+        events.insert(at, merge)
     return events
 
 
@@ -265,7 +273,11 @@ def test_late_events_and_merges_count_as_the_oracle_says(
     events: list[Event], max_batch: int, rng: random.Random
 ) -> None:
     """In processing order, one partition per key: late events move first visits and
-    orders, merges join two customers' days, sessions and orders."""
+    orders, merges join two customers' days, sessions and orders.
+
+    An admin merge begins a batch: the engine merges a customer stored before the batch
+    (``pipeline.identity``), the oracle one seen in an event before the merge, which
+    differ when both come in one batch; that is not what this test is about."""
     offsets: dict[tuple[str, int], int] = {}
     messages = []
     for event in events:
@@ -273,8 +285,10 @@ def test_late_events_and_merges_count_as_the_oracle_says(
         where = (topic_of(event), partition_of(key))
         offsets[where] = offsets.get(where, -1) + 1
         messages.append(Message(*where, offsets[where], key.encode(), json.dumps(event).encode()))
+    merge = next((n for n, e in enumerate(events) if e["type"] == "customers_merged"), None)
+    parts = [messages] if merge is None else [messages[:merge], messages[merge:]]
     engine = Engine1()
-    engine.run(cut(messages, rng, max_batch))
+    engine.run([batch for part in parts for batch in cut(part, rng, max_batch)])
     wanted = kpi_oracle.expected([m.value for m in messages], now=datetime.now(UTC))
     problems = kpi_oracle.differences(engine.counters(), wanted)
     assert not problems, "\n".join(problems)
