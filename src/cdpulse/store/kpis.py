@@ -5,8 +5,8 @@ One hash per period under ``{prefix}:kpis:``: ``day:YYYY-MM-DD``, ``week:YYYY-MM
 the fields are ``cdpulse.kpis.fields``'. They are not any customer's, so they carry no
 hash tag. ``write.lua`` adds to them with the saves that count them (``kpi`` operation);
 a hash holding ``FIELDS_CAP`` fields takes no new one (a client naming a new campaign or
-offer on every event must not grow it without end) and counts what it refused in
-``_refused``.
+offer on every event must not grow it without end; one script call may pass the mark by
+the new fields of its chunk) and counts what it refused in ``_refused``.
 """
 
 from __future__ import annotations

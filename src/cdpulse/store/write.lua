@@ -24,8 +24,11 @@
 --       and the claim's name appended to the customer's list of claims (erasure reads it)
 --   ["identity", identity key, pseudonym]: the index entry points at the customer, and the
 --       pseudonym joins the customer's set of identities (leaving its previous owner's)
---   ["kpi", counters hash, cap, [field, amount, ...]]: HINCRBY each (``store/kpis.py``); a
---       hash holding ``cap`` fields takes no new one, and counts it in "_refused"
+--   ["kpi", counters hash, cap, [field, amount, ...]]: added to the hash's counters
+--       (``store/kpis.py``). The amounts of the chunk's written saves are summed here and
+--       each counter is moved once at the end (one HINCRBY per field and hash, not per
+--       save); a hash holding ``cap`` fields before that takes no new one, and counts
+--       each it refused in "_refused"
 -- Returns, per save, the new version, -1 when the version (or a merged visitor's) moved,
 -- -2 when the id is now someone's visitor, -3 when a visitor to link belongs to someone
 -- else or has a profile the save does not merge. A save's
@@ -53,6 +56,7 @@ local function expire(key)
   end
 end
 local out = {}
+local kpis, caps = {}, {}  -- hash -> field -> amount, of the saves written; hash -> cap
 for n, save in ipairs(saves) do
   local id, expected, links, ops, customer = save[1], tonumber(save[2]), save[3], save[4], save[5]
   local merged = save[6] or {}
@@ -172,13 +176,14 @@ for n, save in ipairs(saves) do
             expire(tag .. 'identities')
           elseif name == 'kpi' then
             local counters, counts = op[2], op[4]
-            local full = redis.call('HLEN', counters) >= tonumber(op[3])
+            local sums = kpis[counters]
+            if sums == nil then
+              sums = {}
+              kpis[counters] = sums
+              caps[counters] = tonumber(op[3])
+            end
             for i = 1, #counts, 2 do
-              if full and redis.call('HEXISTS', counters, counts[i]) == 0 then
-                redis.call('HINCRBY', counters, '_refused', 1)
-              else
-                redis.call('HINCRBY', counters, counts[i], counts[i + 1])
-              end
+              sums[counts[i]] = (sums[counts[i]] or 0) + counts[i + 1]
             end
           end
         end
@@ -187,5 +192,15 @@ for n, save in ipairs(saves) do
     end
   end
   out[n] = status
+end
+for counters, sums in pairs(kpis) do
+  local full = redis.call('HLEN', counters) >= caps[counters]
+  for field, amount in pairs(sums) do
+    if full and redis.call('HEXISTS', counters, field) == 0 then
+      redis.call('HINCRBY', counters, '_refused', 1)
+    else
+      redis.call('HINCRBY', counters, field, amount)
+    end
+  end
 end
 return out
