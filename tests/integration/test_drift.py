@@ -42,10 +42,9 @@ def examples() -> list[Example]:
     return out
 
 
-def test_an_input_that_moved_is_flagged_on_the_card_and_the_metrics(env: Env) -> None:
-    learner = env.learner(CDPULSE_DRIFT_SECONDS="1")
-    api = env.api()
-    sent = examples()
+def learned(env: Env, sent: list[Example]) -> None:
+    """Send churn examples to the training topic, as a worker does, in order; wait until
+    the learner has learned them all."""
     producer = KafkaProducer(bootstrap_servers=env.settings.kafka_bootstrap, acks="all")
     try:
         for example in sent:
@@ -56,6 +55,13 @@ def test_an_input_that_moved_is_flagged_on_the_card_and_the_metrics(env: Env) ->
     wait_until(
         lambda: caught_up(env.settings, env.settings.topic_training), 120, "the learner to learn"
     )
+
+
+def test_an_input_that_moved_is_flagged_on_the_card_and_the_metrics(env: Env) -> None:
+    learner = env.learner(CDPULSE_DRIFT_SECONDS="1")
+    api = env.api()
+    sent = examples()
+    learned(env, sent)
 
     # The oracle: the same examples, in the topic's order, through an in-process learner
     # and monitor.

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import msgspec
-from kafka import KafkaProducer
 
 from cdpulse.app.fairness import make_report
 from cdpulse.models.churn.features import FEATURE_NAMES
@@ -25,7 +24,8 @@ from cdpulse.producer import Producer
 from cdpulse.profile.model import Profile
 from cdpulse.settings import Settings
 from cdpulse.triggers.rules import load_rules
-from tests.integration.conftest import Env, caught_up, drained, wait_until
+from tests.integration.conftest import Env, drained, wait_until
+from tests.integration.test_drift import learned
 from tests.oracle import pseudonym_id
 
 COUNTRIES = ("DE", "FR", "NL")
@@ -76,16 +76,7 @@ def test_the_live_report_flags_a_biased_feature(env: Env) -> None:
             producer.send(identify(customer, country, n))
     wait_until(lambda: drained(env.settings), 60, "the customers to be identified")
     sent = examples()
-    kafka = KafkaProducer(bootstrap_servers=env.settings.kafka_bootstrap, acks="all")
-    try:
-        for example in sent:
-            kafka.send(env.settings.topic_training, example.to_json())
-        kafka.flush()
-    finally:
-        kafka.close()
-    wait_until(
-        lambda: caught_up(env.settings, env.settings.topic_training), 120, "the learner to learn"
-    )
+    learned(env, sent)
 
     # The oracle: the same examples through an in-process learner; the profiles as the
     # worker made them, as far as the report reads them (the country, the last event).

@@ -1,9 +1,11 @@
 """``cdpulse audit``: who read whose data, when and why, from the read-audit topic.
 
 Prints the records of ``CDPULSE_TOPIC_READ_AUDIT`` that match every filter given, one
-JSON document a line in time order, each once (a record sent twice is printed once), with
-a progress bar on stderr for a long scan (a line every few seconds in logs) and a summary
-line after it. ``--subject`` takes a customer or visitor id, pseudonymised here under
+JSON document a line, each once (a record sent twice is printed once), in the order of
+the time the api answered (``at``; the matches are held until the scan ends, since
+records reach Kafka in batches a little after that time, from several api processes),
+with a progress bar on stderr for a long scan (a line every few seconds in logs) and a
+summary line after it. ``--subject`` takes a customer or visitor id, pseudonymised here under
 ``CDPULSE_PSEUDONYM_KEY`` as the records name them, or a pseudonym (``hmac:…``) as is.
 ``--since`` seeks each partition to its first record at or after that time, so a recent
 window does not read the whole topic.
@@ -22,8 +24,6 @@ from cdpulse.cli.main import CliError
 from cdpulse.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from kafka import KafkaConsumer
-
     from cdpulse.privacy.read_audit import AuditQuery
 
 PROGRESS_EVERY = 1000  # records between two progress updates
@@ -117,13 +117,16 @@ def scan(settings: Settings, query: AuditQuery) -> tuple[int, int, int]:
     """Print the records matching ``query``; (matched, scanned, unreadable)."""
     from kafka.errors import KafkaError
 
+    from cdpulse.cli.rebuild_cmd import history_consumer
     from cdpulse.ingest.rebuild import History, RebuildError
     from cdpulse.ops.progress import Reporter
     from cdpulse.privacy.read_audit import ReadAuditError, ReadRecord
 
     topic = settings.topic_read_audit
     try:
-        history = History(lambda: _consumer(settings), [topic], since_ms=query.since_ms)
+        history = History(
+            lambda: history_consumer(settings, "audit"), [topic], since_ms=query.since_ms
+        )
     except RebuildError as exc:
         raise CliError(
             f"the read-audit topic {topic!r} cannot be read ({exc}); `cdpulse topics` and "
@@ -131,8 +134,8 @@ def scan(settings: Settings, query: AuditQuery) -> tuple[int, int, int]:
         ) from exc
     except KafkaError as exc:
         raise CliError(f"cannot read {topic!r} at {settings.kafka_bootstrap}: {exc}") from exc
-    matched, scanned, unreadable = 0, 0, 0
-    printed: set[str] = set()
+    scanned, unreadable = 0, 0
+    found: dict[str, ReadRecord] = {}
     with history, Reporter(f"scanning {topic}", history.total) as progress:
         for message in history.messages():
             scanned += 1
@@ -143,33 +146,10 @@ def scan(settings: Settings, query: AuditQuery) -> tuple[int, int, int]:
             except ReadAuditError:
                 unreadable += 1
                 continue
-            if record.id in printed or not query.matches(record):
-                continue
-            printed.add(record.id)
-            matched += 1
-            sys.stdout.write(record.to_json().decode() + "\n")
+            if record.id not in found and query.matches(record):
+                found[record.id] = record
         progress.advance(scanned % PROGRESS_EVERY)
+    for record in sorted(found.values(), key=lambda r: (r.at, r.id)):
+        sys.stdout.write(record.to_json().decode() + "\n")
     sys.stdout.flush()
-    return matched, scanned, unreadable
-
-
-def _consumer(settings: Settings) -> KafkaConsumer:
-    """A consumer in no group: it commits nothing and takes nothing from anyone."""
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-
-    from cdpulse.connections import kafka_options
-
-    try:
-        return KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
-            client_id=f"{settings.app_id}-audit",
-            group_id=None,
-            enable_auto_commit=False,
-            **kafka_options(settings),
-        )
-    except KafkaError as exc:
-        raise CliError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); start it with "
-            "`make stack-up` or set CDPULSE_KAFKA_BOOTSTRAP"
-        ) from exc
+    return len(found), scanned, unreadable

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -104,15 +105,16 @@ async def _rebuild(settings: Settings, prefix: str, redis_url: str, batch_size: 
             for p in dict.fromkeys((settings.redis_prefix, prefix))
         ]
         erasures = Topics.from_settings(settings).erasures
+        connect = functools.partial(history_consumer, settings, "rebuild")
         with (
-            open_ledger_topic(lambda: _history_consumer(settings), erasures) as ledger_topic,
+            open_ledger_topic(connect, erasures) as ledger_topic,
             Reporter("erasure ledger", ledger_topic.total) as progress,
         ):
             ledger = await load_ledger(ledger_topic, ledgers, progress.advance)
         for problem in ledger.problems:
             print(f"warning: {problem}", file=sys.stderr)
         topics = Topics.from_settings(settings).inputs
-        with History(lambda: _history_consumer(settings), topics) as history:
+        with History(connect, topics) as history:
             for part in history.truncated:
                 print(
                     f"warning: {part.topic}:{part.partition} starts at offset {part.start}: "
@@ -185,19 +187,22 @@ async def _refuse_unless_empty(store: RedisProfileStore, redis_url: str) -> None
         )
 
 
-def _history_consumer(settings: Settings) -> KafkaConsumer:
-    """A consumer in no group: it commits nothing and takes no partition from a worker."""
+def history_consumer(settings: Settings, command: str) -> KafkaConsumer:
+    """A consumer in no group, for ``cdpulse <command>``: it commits nothing and takes no
+    partition from a worker (credentials and TLS from the settings)."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
     from cdpulse.cli.main import CliError
+    from cdpulse.connections import kafka_options
 
     try:
         return KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap.split(","),
-            client_id=f"{settings.app_id}-rebuild",
+            client_id=f"{settings.app_id}-{command}",
             group_id=None,
             enable_auto_commit=False,
+            **kafka_options(settings),
         )
     except KafkaError as exc:
         raise CliError(
