@@ -190,3 +190,27 @@ def test_a_required_field_sent_null_is_rejected_by_the_contract() -> None:
     viewed = [e for e in events if e["type"] == "product_viewed"]
     now = datetime.now(UTC)
     assert viewed and all(isinstance(validate(e, now=now), Rejection) for e in viewed)
+
+
+def test_custom_events_with_an_items_property_are_counted_and_never_raise() -> None:
+    # A custom event's properties are a free-form dict: its ``items`` is the dict's
+    # method, and iterating it raised inside the worker's batch bookkeeping.
+    def custom(n: int, properties: dict[str, Any]) -> Any:
+        raw = {
+            "event_id": f"c-{n}",
+            "type": "custom",
+            "name": "wishlist_added",
+            "timestamp": "2026-01-01T10:00:00.000Z",
+            "channel": "web",
+            "customer_id": "cust-1",
+            "properties": properties,
+        }
+        event = decode(json.dumps(raw).encode())
+        assert event is not None, "the mirror must accept a valid custom event"
+        return event
+
+    events = [custom(1, {"items": [{"category": "toys"}]}), custom(2, {"sku": "P-1"})]
+    monitor = InputMonitor(sample=1)
+    tally = monitor.observe(("clickstream", None, event) for event in events)
+    assert not tally.values
+    assert not tally.categories

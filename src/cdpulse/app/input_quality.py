@@ -9,11 +9,14 @@ the workers; the volume ratio is each worker's own.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from cdpulse.monitors.inputs import InputMonitor
 from cdpulse.ops import metrics
 from cdpulse.pipeline.decode import Decoded
+
+log = logging.getLogger(__name__)
 
 
 class InputQuality:
@@ -23,9 +26,20 @@ class InputQuality:
         self.monitor = InputMonitor(sample=sample)
 
     def observe(self, decoded: Decoded | None) -> None:
-        """Count a written batch's events (an empty batch changes nothing)."""
+        """Count a written batch's events (an empty batch changes nothing).
+
+        Telemetry only: it runs after the batch is written, outside its retries, so an
+        error here is logged and the batch's counts skipped, never raised (a custom event's
+        properties once crashed the profile agent from here).
+        """
         if decoded is None or not decoded.items:
             return
+        try:
+            self._observe(decoded)
+        except Exception:
+            log.exception("the input data-quality monitor failed on a batch; its counts skipped")
+
+    def _observe(self, decoded: Decoded) -> None:
         tally = self.monitor.observe(
             (item.message.topic, item.message.timestamp, item.event) for item in decoded.items
         )

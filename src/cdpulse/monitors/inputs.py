@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,14 +146,16 @@ class InputMonitor:
             value = getattr(properties, name, None)
             if value is not None:
                 tally.values.append((kind, name, float(value)))
-        for item in getattr(properties, "items", None) or ():
+        for item in _line_items(properties):
             if kind == "order_completed":
                 tally.values.append((kind, "item_price", float(item.price)))
                 tally.values.append((kind, "item_quantity", float(item.quantity)))
 
     def _categories(self, kind: str, at: int, properties: Any, tally: InputTally) -> None:
+        if isinstance(properties, dict):  # a custom event's free-form properties
+            return
         found = [getattr(properties, "category", None)]
-        found += [getattr(i, "category", None) for i in getattr(properties, "items", None) or ()]
+        found += [getattr(i, "category", None) for i in _line_items(properties)]
         day = at // DAY
         judged = self.first_hour is not None and at - self.first_hour * HOUR >= DAY
         for category in found:
@@ -174,6 +176,13 @@ class InputMonitor:
         for counts in self.hours.values():
             for hour in [h for h in counts if h < oldest]:
                 del counts[hour]
+
+
+def _line_items(properties: Any) -> Sequence[Any]:
+    """An event's line items; none for a custom event, whose properties are a free-form
+    dict (its ``items`` is the dict's method: iterating it crashed the worker's batch)."""
+    items = getattr(properties, "items", None)
+    return items if isinstance(items, list | tuple) else ()
 
 
 def sampled(event_id: str, sample: int) -> bool:
