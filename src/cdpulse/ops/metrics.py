@@ -94,6 +94,11 @@ CUSTOMER_MERGES = Counter(
     ["outcome"],
 )
 SAVE_RETRIES = Counter("cdpulse_save_retries_total", "Profile saves retried, by cause.", ["cause"])
+CLUSTER_RETIRES_KEPT = Counter(
+    "cdpulse_cluster_retires_kept_total",
+    "Redis Cluster only: merged profiles written after their merge's hold expired, kept "
+    "instead of deleted (their later events are not in their customer: cdpulse rebuild).",
+)
 REDIS_ERRORS = Counter(
     "cdpulse_redis_errors_total", "Redis calls that failed and were retried after a backoff."
 )

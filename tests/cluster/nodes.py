@@ -1,0 +1,159 @@
+"""A Redis Cluster of the tests' own: three masters and three replicas of Debian's
+redis-server, started by ``deploy/local/redis-cluster.sh`` (what ``make cluster`` runs),
+in the session's run directory, on ports from ``CDPULSE_TEST_REDIS_CLUSTER_PORT`` (17001:
+17001-17006, cluster bus 27001-27006)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from tests.integration.conftest import RUN_DIR, wait_until
+from tests.integration.stack import REPO_ROOT, StackError
+
+SCRIPT = REPO_ROOT / "deploy" / "local" / "redis-cluster.sh"
+FIRST_PORT = int(os.environ.get("CDPULSE_TEST_REDIS_CLUSTER_PORT", "17001"))
+
+
+@dataclass(frozen=True, order=True)
+class SlotRange:
+    """Slots ``start``-``end`` and the ports of their master and its replica (0: none)."""
+
+    start: int
+    end: int
+    primary: int
+    replica: int
+
+
+class RedisClusterNodes:
+    """The cluster's nodes: start, stop, and the faults the tests make (a node killed)."""
+
+    def __init__(self, run_dir: Path = RUN_DIR, first_port: int = FIRST_PORT) -> None:
+        self.run_dir = run_dir
+        self.first_port = first_port
+
+    def _run(self, command: str) -> str:
+        env = {
+            **os.environ,
+            "CDPULSE_RUN_DIR": str(self.run_dir),
+            "CDPULSE_REDIS_CLUSTER_PORT": str(self.first_port),
+        }
+        done = subprocess.run(
+            [str(SCRIPT), command],
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise StackError(f"redis-cluster.sh {command} exited {done.returncode}:\n{done.stderr}")
+        return done.stdout
+
+    def start(self) -> None:
+        """Start every node not running; returns once every slot is served."""
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    @property
+    def url(self) -> str:
+        return self._run("url").strip()
+
+    @property
+    def ports(self) -> list[int]:
+        return [int(p) for p in self._run("ports").split()]
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port)
+
+    def master_of(self, key: str) -> int:
+        """The port of the master serving ``key``'s slot now."""
+        client = redis.RedisCluster(host="127.0.0.1", port=self.first_port)
+        try:
+            return int(client.get_node_from_key(key).port)
+        finally:
+            client.close()
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port`` and wait until its process is gone."""
+        pidfile = self.run_dir / "redis-cluster" / str(port) / "redis.pid"
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+            except FileNotFoundError:
+                return
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"redis node {port} (pid {pid}) survived SIGKILL for 30 s")
+
+    def node_id(self, port: int) -> str:
+        return str(self.node(port).execute_command("CLUSTER", "MYID").decode())
+
+    def slots(self) -> list[SlotRange]:
+        """Who serves which slots now, in slot order (as a live node says)."""
+        for port in self.ports:
+            try:
+                ranges = self.node(port).execute_command("CLUSTER SLOTS")
+            except redis.ConnectionError:
+                continue  # a killed node
+            # [start, end, [host, port, id, …] of the master, then one per replica]
+            return sorted(
+                SlotRange(int(r[0]), int(r[1]), int(r[2][1]), int(r[3][1]) if len(r) > 3 else 0)
+                for r in ranges
+            )
+        raise AssertionError("no node of the redis cluster answers")
+
+    def reshard(self, source: int, target: int, slots: int) -> subprocess.CompletedProcess[str]:
+        """Move ``slots`` slots of the master on ``source`` to the master on ``target``
+        (``redis-cli --cluster reshard``: key by key with MIGRATE, while clients write),
+        and return once it is done."""
+        return subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "reshard",
+                f"127.0.0.1:{source}",
+                "--cluster-from",
+                self.node_id(source),
+                "--cluster-to",
+                self.node_id(target),
+                "--cluster-slots",
+                str(slots),
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=600,
+            check=True,
+        )
+
+    def role(self, port: int) -> str:
+        """``master`` or ``slave`` as the node says (raises if it does not answer)."""
+        return str(self.node(port).info("replication")["role"])
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        """Until every live node says every slot is served."""
+
+        def serving() -> bool:
+            for port in self.ports:
+                try:
+                    if self.node(port).cluster("info")["cluster_state"] != "ok":
+                        return False
+                except redis.ConnectionError:
+                    continue  # a killed node
+            return True
+
+        wait_until(serving, timeout, "the redis cluster to serve every slot")
