@@ -23,8 +23,15 @@ import faust
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
+from redis.exceptions import (
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterUnreachableError,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cdpulse.adapters.kafka import faust_app as batch_faust_app
@@ -46,6 +53,11 @@ INFRASTRUCTURE = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
+    # A Redis Cluster failing over or moving slots (store/state.py SlotMoving included).
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
     KafkaError,
     ProducerSendError,
     ConnectionError,
@@ -203,7 +215,7 @@ async def retrying(
 
 
 def _is_redis(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith("redis")
+    return isinstance(exc, RedisError) or type(exc).__module__.startswith("redis")
 
 
 def _what(exc: BaseException) -> str:

@@ -43,8 +43,9 @@ SCRIPTS: tuple[str, ...] = ("evalsha", "script|load")
 # bench scans too, as an operator, not as this user). SCAN is not
 # confined by key patterns (it lists key names of the whole database), but it reads no
 # values, and the key-value commands below are confined to the prefix.
+# WAIT: a Redis Cluster write waits for a replica (``store/replicas.py``).
 CLIENT: tuple[str, ...] = (
-    "get", "mget", "set", "del", "exists", "decrby", "scan",
+    "get", "mget", "set", "del", "exists", "decrby", "scan", "wait",
     "hget", "hmget", "hgetall", "hvals", "hset", "hsetnx", "hdel", "hscan",
     "sadd", "smembers", "lrange",
     "zcard", "zrangebylex", "zrem", "zscore",

@@ -36,7 +36,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
-from redis.exceptions import NoScriptError
+import redis.asyncio as aioredis
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 
 from cdpulse.connections import AsyncRedis
 from cdpulse.ops import metrics
@@ -47,12 +55,14 @@ from cdpulse.store.cache import ProfileCache
 from cdpulse.store.keys import SHARDS, Keys, Shard, keys_for
 from cdpulse.store.kpis import FIELDS_CAP, kpi_key
 from cdpulse.store.redis import script
+from cdpulse.store.replicas import Replicas
 
 log = logging.getLogger(__name__)
 
 _STATUS = {-1: SaveStatus.CONFLICT, -2: SaveStatus.ALIASED, -3: SaveStatus.LINK_TAKEN}
 CLAIM_SECONDS = 2 * 86_400  # how long a trigger claim is kept: far beyond any redelivery
 CHUNK = 64  # profiles per script call: a few ms of Redis at most
+RESENDS = 3  # sends of a command a server refused (NOSCRIPT, MOVED) before it fails
 _PACK = msgspec.msgpack.Encoder()
 
 
@@ -78,6 +88,27 @@ def _rows(
         )
 
 
+# What a save touches of its id's keys in ``write.lua`` on a Redis Cluster.
+_SAVE_KINDS = ("profile", "alias", "merged", "hold", "claims", "identities")
+
+
+def _touched(keys: Keys, shard: Shard, rows: list[list[Any]]) -> list[str]:
+    """Every key a ``write.lua`` call of ``rows`` touches, but its claims' old keys
+    (read before anything is written): declared, so that a Redis Cluster moving their
+    slot answers before the script runs (ASK: retried later) instead of failing it
+    halfway, and never runs it where half of them are."""
+    touched = [shard.profile_count]
+    for row in rows:
+        base = keys.of(row[0])
+        touched += [base + kind for kind in _SAVE_KINDS]
+        for op in row[3]:
+            if isinstance(op[1], str):
+                touched.append(op[1])
+            if op[0] in ("convert", "claim"):
+                touched.append(op[2])
+    return list(dict.fromkeys(touched))
+
+
 def _blob(save: Save) -> bytes:
     """The bytes a save writes: encoded when it was staged, or now."""
     return save.blob if save.blob is not None else encode(save.profile)
@@ -97,12 +128,18 @@ class _Script:
     def call(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
         pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
-    def call_in(self, pipe: Any, shard: Shard, args: list[Any]) -> None:
-        """A call on a Redis Cluster shard: routed by a key of its slot."""
-        self.call(pipe, [shard.profile_count], args)
-
     async def load(self, client: AsyncRedis) -> None:
         await client.script_load(self.source)  # a cluster client loads it on every master
+
+
+class SlotMoving(ClusterError):
+    """A script found keys of its slot on another node: the slot is being migrated
+    between masters (``redis-cli --cluster reshard``). The round trip is retried; the
+    migration of one slot takes moments."""
+
+
+# What Redis Cluster answers a script that reaches a key its node no longer serves.
+_NOT_LOCAL = "Script attempted to access a non local key"
 
 
 class _Commands:
@@ -159,6 +196,7 @@ class RedisState:
         self._due = _Script("due.lua")
         self._hold = _Script("hold.lua")
         self._settle = _Script("settle.lua")
+        self._replicas = Replicas(client) if isinstance(client, aioredis.RedisCluster) else None
         self.round_trips = 0
 
     # --- read -----------------------------------------------------------------------------
@@ -213,7 +251,8 @@ class RedisState:
                     self._read.call(pipe, [], [_pack([keys.prefix, chunk, versions])])
                 else:
                     request = [keys.prefix, chunk, versions, shard.head]
-                    self._read.call_in(pipe, shard, [_pack(request)])
+                    touched = [keys.of(i) + kind for i in chunk for kind in ("alias", "profile")]
+                    self._read.call(pipe, touched, [_pack(request)])
             if wanted.watermarks:
                 pipe.hgetall(keys.watermark)
             for name in wanted.experiments:
@@ -384,7 +423,7 @@ class RedisState:
             if marks:
                 self._watermark.call(pipe, [self.keys.watermark], marks)
 
-        replies = await self._execute(build, "write")
+        replies = await self._execute(build, "write", durable=True)
         return [int(code) for reply in replies[: len(chunks)] for code in reply]
 
     async def _write_shards(self, sent: list[Save], marks: list[Any]) -> list[int]:
@@ -428,10 +467,16 @@ class RedisState:
         def build(pipe: Any) -> None:
             for shard, groups in calls.items():
                 request = [shard.head, *head, [entries for _, entries in groups]]
-                self._hold.call_in(pipe, shard, [_pack(request)])
+                touched = [
+                    self.keys.of(entry[1]) + kind
+                    for _, entries in groups
+                    for entry in entries
+                    for kind in ("hold", "alias", "profile")
+                ]
+                self._hold.call(pipe, touched, [_pack(request)])
 
         for (_, groups), reply in zip(
-            calls.items(), await self._execute(build, "hold"), strict=True
+            calls.items(), await self._execute(build, "hold", durable=True), strict=True
         ):
             for (n, _), status in zip(groups, reply, strict=True):
                 codes[n] = min(codes[n], int(status))
@@ -462,7 +507,7 @@ class RedisState:
                 where = [shard.base, shard.head, token]
                 request = _pack([self.keys.prefix, self.retention_ms, rows, where])
                 blobs = [_blob(sent[n]) for n in members]
-                self._write.call_in(pipe, shard, [request, *blobs])
+                self._write.call(pipe, _touched(self.keys, shard, rows), [request, *blobs])
             for _, members in chunks:
                 for n in members:
                     for command in reaches[n].beside:
@@ -470,7 +515,7 @@ class RedisState:
             if marks:
                 self._watermark.call(pipe, [self.keys.watermark], marks)
 
-        replies = await self._execute(build, "write")
+        replies = await self._execute(build, "write", durable=True)
         for (_, members), reply in zip(chunks, replies, strict=False):
             for n, code in zip(members, reply, strict=True):
                 codes[n] = int(code)
@@ -489,9 +534,15 @@ class RedisState:
         def build(pipe: Any) -> None:
             for shard, entries in calls.items():
                 request = [shard.profile_count, shard.head, token, self.retention_ms, entries]
-                self._settle.call_in(pipe, shard, [_pack(request)])
+                touched = [shard.profile_count]
+                for entry in entries:
+                    base = self.keys.of(entry[1])
+                    touched += [base + kind for kind in ("profile", "hold", "alias", "merged")]
+                    if entry[0] == "gone":
+                        touched += [*entry[3], *entry[4]]
+                self._settle.call(pipe, touched, [_pack(request)])
 
-        return sum(int(moved) for moved in await self._execute(build, "settle"))
+        return sum(int(moved) for moved in await self._execute(build, "settle", durable=True))
 
     async def _release(self, reaches: list[links.Reach], holding: list[int], token: str) -> None:
         """A write that failed halfway releases its holds if Redis answers."""
@@ -616,26 +667,58 @@ class RedisState:
             for each in (self._hold, self._settle):
                 await each.load(self.client)
 
-    async def _execute(self, build: Callable[[Any], None], op: str) -> list[Any]:
-        """One round trip of the commands ``build`` adds to a pipeline."""
+    async def _execute(
+        self, build: Callable[[Any], None], op: str, durable: bool = False
+    ) -> list[Any]:
+        """One round trip of the commands ``build`` adds to a pipeline; ``durable`` (a
+        write) on a Redis Cluster: answered once a replica holds it (``store/replicas``).
+
+        Commands are sent again, alone, when a server did not know the scripts (it
+        restarted; on a cluster, a promoted replica: a refused call did nothing), and on
+        a cluster when their slot had moved to another master (MOVED: the slot map is
+        read again). A slot being moved right now (ASK, TRYAGAIN, a script reaching a
+        key already moved) fails the round trip as ``SlotMoving``, to be retried: a
+        script is never run on the node a slot is moving to, where the keys not moved
+        yet would read as missing."""
         started = time.perf_counter()
         commands = _Commands()
         build(commands)
-        pipe = self.client.pipeline(transaction=False)
-        commands.replay(pipe, range(len(commands.sent)))
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        forgot = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if forgot:
-            # The server restarted or never had them (a cluster: a promoted replica). A
-            # refused call did nothing, so only those are sent again.
-            await self.load_scripts()
-            pipe = self.client.pipeline(transaction=False)
-            commands.replay(pipe, forgot)
-            for n, reply in zip(forgot, await pipe.execute(raise_on_error=False), strict=True):
+        replies: list[Any] = [None] * len(commands.sent)
+        todo = list(range(len(commands.sent)))
+        for _ in range(RESENDS):
+            for n, reply in zip(todo, await self._send(commands, todo, durable), strict=True):
                 replies[n] = reply
+            forgot = [n for n in todo if isinstance(replies[n], NoScriptError)]
+            moved = [n for n in todo if isinstance(replies[n], MovedError)]
+            if forgot:
+                await self.load_scripts()
+            if moved and isinstance(self.client, aioredis.RedisCluster):
+                await self.client.nodes_manager.initialize()
+            todo = sorted((*forgot, *moved))
+            if not todo:
+                break
         self.round_trips += 1
         metrics.REDIS_SECONDS.labels(op).observe(time.perf_counter() - started)
         for reply in replies:
+            if isinstance(reply, (AskError, TryAgainError)) or (
+                isinstance(reply, ResponseError) and str(reply).startswith(_NOT_LOCAL)
+            ):
+                raise SlotMoving(f"{op}: a slot of this batch is moving between masters") from reply
             if isinstance(reply, Exception):
                 raise reply
+        return replies
+
+    async def _send(self, commands: _Commands, which: list[int], durable: bool) -> list[Any]:
+        """Send some of the recorded commands in one pipeline; their replies."""
+        pipe: Any = self.client.pipeline(transaction=False)
+        commands.replay(pipe, which)
+        if self._replicas is None:
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+        waits = self._replicas.wait(pipe) if durable else 0
+        # Redirections are answered above, not followed here (see ``_execute``).
+        replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
+        if waits:
+            replies, waited = replies[:-waits], replies[-waits:]
+            await self._replicas.count(waited)
         return replies

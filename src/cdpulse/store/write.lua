@@ -56,14 +56,23 @@ end
 local counter = shared .. ':profiles'
 -- A customer's claims, oldest first: every claim has the same time to live, so the head
 -- expires first, and popping expired heads keeps the list as long as the live claims.
-local function remember_claim(claims, key, ttl)
+-- The expired heads are counted before the save writes anything (``expired_heads``): a
+-- claim key is the only key a save reads that its caller cannot name (and declare, on a
+-- Redis Cluster), so reading it is the only step that can fail, and must fail early.
+local function expired_heads(claims)
+  local n = 0
+  while true do
+    local head = redis.call('LINDEX', claims, n)
+    if not head or redis.call('EXISTS', head) == 1 then
+      return n
+    end
+    n = n + 1
+  end
+end
+local function remember_claim(claims, key, ttl, expired)
   redis.call('RPUSH', claims, key)
   redis.call('EXPIRE', claims, ttl)
-  while true do
-    local head = redis.call('LINDEX', claims, 0)
-    if not head or redis.call('EXISTS', head) == 1 then
-      break
-    end
+  for _ = 1, expired do
     redis.call('LPOP', claims)
   end
 end
@@ -125,7 +134,14 @@ for n, save in ipairs(saves) do
           end
         end
       end
+      local expired = 0
       if status == nil then
+        for _, op in ipairs(ops) do
+          if op[1] == 'claim' then
+            expired = expired_heads(tag .. 'claims')
+            break
+          end
+        end
         for _, visitor in ipairs(links) do
           local alias = at(visitor) .. 'alias'
           redis.call('SET', alias, id)
@@ -185,7 +201,8 @@ for n, save in ipairs(saves) do
           elseif name == 'claim' then
             if redis.call('SET', op[2], 1, 'NX', 'EX', op[4]) then
               redis.call('HINCRBY', op[3], op[5], 1)
-              remember_claim(tag .. 'claims', op[2], op[4])
+              remember_claim(tag .. 'claims', op[2], op[4], expired)
+              expired = 0
             end
           elseif name == 'identity' then
             -- The set holds exactly the entries that point at the customer: an email
