@@ -1,7 +1,8 @@
 """A Redis Cluster of the tests' own: three masters and three replicas of Debian's
 redis-server, started by ``deploy/local/redis-cluster.sh`` (what ``make cluster`` runs),
-in the session's run directory, on ports from ``CDPULSE_TEST_REDIS_CLUSTER_PORT`` (17001:
-17001-17006, cluster bus 27001-27006)."""
+in the session's run directory, on ports from ``CDPULSE_TEST_REDIS_CLUSTER_PORT`` (16401:
+16401-16406, cluster bus 26401-26406: away from the script's default 7001-7006 and its
+bus ports)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.integration.conftest import RUN_DIR, wait_until
 from tests.integration.stack import REPO_ROOT, StackError
 
 SCRIPT = REPO_ROOT / "deploy" / "local" / "redis-cluster.sh"
-FIRST_PORT = int(os.environ.get("CDPULSE_TEST_REDIS_CLUSTER_PORT", "17001"))
+FIRST_PORT = int(os.environ.get("CDPULSE_TEST_REDIS_CLUSTER_PORT", "16401"))
 
 
 @dataclass(frozen=True, order=True)
@@ -82,10 +83,13 @@ class RedisClusterNodes:
         finally:
             client.close()
 
+    def pid(self, port: int) -> int:
+        pidfile = self.run_dir / "redis-cluster" / str(port) / "redis.pid"
+        return int(pidfile.read_text().strip())
+
     def kill(self, port: int) -> None:
         """SIGKILL the node on ``port`` and wait until its process is gone."""
-        pidfile = self.run_dir / "redis-cluster" / str(port) / "redis.pid"
-        pid = int(pidfile.read_text().strip())
+        pid = self.pid(port)
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -115,11 +119,11 @@ class RedisClusterNodes:
             )
         raise AssertionError("no node of the redis cluster answers")
 
-    def reshard(self, source: int, target: int, slots: int) -> subprocess.CompletedProcess[str]:
-        """Move ``slots`` slots of the master on ``source`` to the master on ``target``
-        (``redis-cli --cluster reshard``: key by key with MIGRATE, while clients write),
-        and return once it is done."""
-        return subprocess.run(
+    def reshard(self, source: int, target: int, slots: int) -> None:
+        """Move the first ``slots`` slots of the master on ``source`` to the master on
+        ``target`` (``redis-cli --cluster reshard``: key by key with MIGRATE, while
+        clients write), and return once it is done."""
+        subprocess.run(
             [
                 "redis-cli",
                 "--cluster",
@@ -139,6 +143,13 @@ class RedisClusterNodes:
             timeout=600,
             check=True,
         )
+
+    def owned(self, port: int) -> list[int]:
+        """The slots the master on ``port`` serves, in order."""
+        return [s for r in self.slots() if r.primary == port for s in range(r.start, r.end + 1)]
+
+    def keys_in_slot(self, port: int, slot: int) -> int:
+        return int(self.node(port).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot))
 
     def role(self, port: int) -> str:
         """``master`` or ``slave`` as the node says (raises if it does not answer)."""
