@@ -7,18 +7,15 @@ bus ports)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
+from tests.chaos.services import PrivateService, sigkill
 from tests.integration.conftest import RUN_DIR, wait_until
-from tests.integration.stack import REPO_ROOT, StackError
 
-SCRIPT = REPO_ROOT / "deploy" / "local" / "redis-cluster.sh"
 FIRST_PORT = int(os.environ.get("CDPULSE_TEST_REDIS_CLUSTER_PORT", "16401"))
 
 
@@ -32,44 +29,22 @@ class SlotRange:
     replica: int
 
 
-class RedisClusterNodes:
+class RedisClusterNodes(PrivateService):
     """The cluster's nodes: start, stop, and the faults the tests make (a node killed)."""
 
+    script = "redis-cluster.sh"
+
     def __init__(self, run_dir: Path = RUN_DIR, first_port: int = FIRST_PORT) -> None:
-        self.run_dir = run_dir
+        super().__init__(run_dir)
         self.first_port = first_port
-
-    def _run(self, command: str) -> str:
-        env = {
-            **os.environ,
-            "CDPULSE_RUN_DIR": str(self.run_dir),
-            "CDPULSE_REDIS_CLUSTER_PORT": str(self.first_port),
-        }
-        done = subprocess.run(
-            [str(SCRIPT), command],
-            env=env,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-        )
-        if done.returncode != 0:
-            raise StackError(f"redis-cluster.sh {command} exited {done.returncode}:\n{done.stderr}")
-        return done.stdout
-
-    def start(self) -> None:
-        """Start every node not running; returns once every slot is served."""
-        self._run("start")
-
-    def stop(self) -> None:
-        self._run("stop")
+        self.ports = {"CDPULSE_REDIS_CLUSTER_PORT": first_port}
 
     @property
     def url(self) -> str:
         return self._run("url").strip()
 
     @property
-    def ports(self) -> list[int]:
+    def node_ports(self) -> list[int]:
         return [int(p) for p in self._run("ports").split()]
 
     def node(self, port: int) -> redis.Redis:
@@ -83,31 +58,19 @@ class RedisClusterNodes:
         finally:
             client.close()
 
-    def pid(self, port: int) -> int:
-        pidfile = self.run_dir / "redis-cluster" / str(port) / "redis.pid"
-        return int(pidfile.read_text().strip())
+    def pid_of(self, port: int) -> int:
+        return int((self.run_dir / "redis-cluster" / str(port) / "redis.pid").read_text().strip())
 
-    def kill(self, port: int) -> None:
+    def kill_node(self, port: int) -> None:
         """SIGKILL the node on ``port`` and wait until its process is gone."""
-        pid = self.pid(port)
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
-            except FileNotFoundError:
-                return
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"redis node {port} (pid {pid}) survived SIGKILL for 30 s")
+        sigkill(self.pid_of(port))
 
     def node_id(self, port: int) -> str:
         return str(self.node(port).execute_command("CLUSTER", "MYID").decode())
 
     def slots(self) -> list[SlotRange]:
         """Who serves which slots now, in slot order (as a live node says)."""
-        for port in self.ports:
+        for port in self.node_ports:
             try:
                 ranges = self.node(port).execute_command("CLUSTER SLOTS")
             except redis.ConnectionError:
@@ -159,7 +122,7 @@ class RedisClusterNodes:
         """Until every live node says every slot is served."""
 
         def serving() -> bool:
-            for port in self.ports:
+            for port in self.node_ports:
                 try:
                     if self.node(port).cluster("info")["cluster_state"] != "ok":
                         return False

@@ -50,7 +50,7 @@ def test_a_master_killed_mid_stream_is_replaced_by_its_replica_and_nothing_is_lo
     slots = redis_cluster.slots()
     victim = slots[0].primary
     errors = metric(worker, "cdpulse_redis_errors_total")
-    redis_cluster.kill(victim)
+    redis_cluster.kill_node(victim)
     try:
         wait_until(
             lambda: redis_cluster.role(slots[0].replica) == "master",

@@ -44,7 +44,7 @@ def test_a_write_waits_for_a_replica_and_one_made_without_is_counted(
 
             master = redis_cluster.master_of(state.keys.profile("C1"))
             replica = next(r.replica for r in redis_cluster.slots() if r.primary == master)
-            pid = redis_cluster.pid(replica)
+            pid = redis_cluster.pid_of(replica)
             os.kill(pid, signal.SIGSTOP)
             try:
                 assert await save(state, 1) == SaveStatus.SAVED
