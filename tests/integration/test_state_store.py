@@ -89,7 +89,7 @@ def redis_contents(client: BlockingRedis, prefix: str) -> dict[str, object]:
         kind = client.type(raw).decode()
         if key in counts and client.get(raw) == b"0":
             continue
-        if kind == "hash" and keys.cluster and keys.after_shard(key).startswith("kpis:"):
+        if kind == "hash" and keys.cluster and "}:kpis:" in key:
             summed = out.setdefault(kpi_key(prefix, keys.after_shard(key)[5:]), {})
             assert isinstance(summed, dict)
             for field, n in client.hgetall(raw).items():
