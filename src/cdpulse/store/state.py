@@ -14,9 +14,9 @@ Redis long enough to delay the API's reads.
 
 Scripts are called by hash with ``EVALSHA`` and loaded once: redis-py's ``Script`` objects
 ask ``SCRIPT EXISTS`` before every pipeline that holds one, a round trip per batch. A
-server that lost its scripts (a restart) answers NOSCRIPT: they are loaded again and the
-pipeline is sent again, which is safe because a refused script call did nothing and the
-rest of a write (watermarks) only ever raises.
+server that lost its scripts (a restart; on a cluster, a promoted replica) answers
+NOSCRIPT: they are loaded again and the refused calls are sent again, which is safe
+because a refused script call did nothing.
 
 On a Redis Cluster (``store/keys.py``: ``ClusterKeys``) every script call holds the ids
 of one shard, whose keys share its slot: the read and the due polls are one call per
