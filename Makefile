@@ -16,14 +16,16 @@ STACK := deploy/local/stack.sh
 # Where the integration tests' own stack lives (tests/integration/stack.py).
 TEST_RUN_DIR := .run/test
 
-.PHONY: help venv stack-deps stack-up stack-down stack-status test scale chaos lint schemas demo bench clean distclean
+.PHONY: help venv stack-deps stack-up stack-down stack-status test scale cluster chaos lint schemas demo bench clean distclean
 
 help:
 	@echo "make venv          .venv with cdpulse and its test tools"
 	@echo "make stack-up      start Kafka and Redis on 127.0.0.1 (stack-down, stack-status)"
 	@echo "                   three brokers: deploy/local/stack.sh --brokers 3 start (README: Running at scale)"
+	@echo "                   a Redis Cluster: deploy/local/redis-cluster.sh start (likewise)"
 	@echo "make test          the whole suite against a real Kafka and Redis, then ruff and mypy"
 	@echo "make scale         three Kafka brokers: replicated topics, a broker killed under acks=all writes"
+	@echo "make cluster       Redis Cluster: the exactness tests, a master killed, slots migrated"
 	@echo "make chaos         the fault suite at full size (tests/chaos; make test runs it small)"
 	@echo "make lint          ruff, mypy and the import contracts (arrows point inward)"
 	@echo "make schemas       regenerate the JSON Schemas in schemas/"
@@ -61,14 +63,24 @@ stack-status:
 # dependencies are prepared here. Exit 5 is pytest's "no tests collected", not a failure.
 # The KPI kill test runs in make chaos only: tests/integration/test_kpis.py is its
 # make-test twin (one kill and a replay on a small shop).
+# Of tests/cluster, only the state store's tests run here (seconds); make cluster runs all.
 test: venv stack-deps
-	$(BIN)/pytest tests/ src/ --ignore=tests/scale --ignore=tests/chaos/test_kpi_kills.py || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "pytest: no tests collected"; }
+	$(BIN)/pytest tests/ src/ --ignore=tests/scale --ignore=tests/chaos/test_kpi_kills.py \
+		$(CLUSTER_ONLY:%=--ignore=%) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "pytest: no tests collected"; }
 	$(MAKE) --no-print-directory lint
 
 # A three-broker cluster of its own (tests/scale, ~1-2 min): replication, min ISR, a broker
 # SIGKILLed under acks=all writes and restarted.
 scale: venv stack-deps
 	$(BIN)/pytest tests/scale
+
+# A Redis Cluster of its own (tests/cluster, ~10 min; deploy/local/redis-cluster.sh: three
+# masters and three replicas, ports 16401-16406 and 26401-26406) beside the session's Kafka:
+# the pipeline's exactness tests, the features that keep state in Redis, worker kills and
+# rebalances, a master SIGKILLed and its replica promoted, slots migrated while events flow.
+CLUSTER_ONLY := tests/cluster/test_pipeline.py tests/cluster/test_features.py tests/cluster/test_faults.py
+cluster: venv stack-deps
+	$(BIN)/pytest tests/cluster
 
 # The fault suite at full size: 100k-event streams, more kills and restarts (tests/chaos).
 chaos: venv stack-deps
@@ -95,7 +107,9 @@ bench: venv stack-deps
 
 clean:
 	$(STACK) stop
+	deploy/local/redis-cluster.sh stop
 	CDPULSE_RUN_DIR=$(TEST_RUN_DIR) $(STACK) stop
+	CDPULSE_RUN_DIR=$(TEST_RUN_DIR) deploy/local/redis-cluster.sh stop
 	CDPULSE_RUN_DIR=.run/test-k3 $(STACK) stop
 	rm -rf .run build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find src tests -name __pycache__ -prune -exec rm -rf {} +

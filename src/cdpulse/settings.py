@@ -23,6 +23,10 @@ Scope = Literal["ingest", "identity", "read", "assign", "admin"]
 # attribute is an allow-listed trait.
 FAIRNESS_BUILT_IN = ("channel", "tenure")
 
+# CDPULSE_REDIS_URL's schemes: redis-py's own, and each with "+cluster" for a Redis Cluster.
+CLUSTER_SUFFIX = "+cluster"
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis" + CLUSTER_SUFFIX, "rediss" + CLUSTER_SUFFIX)
+
 
 class ApiToken(BaseModel):
     """One configured token: its secret and what it may do."""
@@ -71,7 +75,12 @@ class Settings(BaseSettings):
 
     # --- connections -------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis connection URL: redis://, rediss:// (TLS) or unix:// for one Redis; "
+        "redis+cluster://host:port (rediss+cluster:// with TLS) for a Redis Cluster, any of its "
+        "nodes (README: Running at scale).",
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
     )
@@ -564,6 +573,40 @@ class Settings(BaseSettings):
                     f"CDPULSE_FAIRNESS_GROUPS names {name!r}, which is neither channel, tenure "
                     "nor a trait on CDPULSE_TRAIT_ALLOW_LIST; add it there or drop it"
                 )
+        return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"CDPULSE_REDIS_URL {parts.scheme}://… : the scheme must be one of "
+                f"{', '.join(s + '://' for s in REDIS_SCHEMES)} (the +cluster ones for a "
+                "Redis Cluster)"
+            )
+        if parts.scheme.endswith(CLUSTER_SUFFIX) and parts.path.strip("/") not in ("", "0"):
+            raise ValueError(
+                f"CDPULSE_REDIS_URL names database {parts.path.strip('/')!r}: a Redis Cluster "
+                "has database 0 only; drop the path"
+            )
+        return url
+
+    @property
+    def redis_cluster(self) -> bool:
+        """Whether CDPULSE_REDIS_URL names a Redis Cluster (``redis+cluster://``): the
+        roles then use redis-py's cluster client and the cluster key layout
+        (``store/keys.py``)."""
+        return urlsplit(self.redis_url).scheme.endswith(CLUSTER_SUFFIX)
+
+    @model_validator(mode="after")
+    def _cluster_prefix(self) -> Settings:
+        if self.redis_cluster and ("{" in self.redis_prefix or "}" in self.redis_prefix):
+            raise ValueError(
+                f"CDPULSE_REDIS_PREFIX {self.redis_prefix!r} holds a brace: in a Redis Cluster "
+                "a key's hash tag is its first {…}, which must be cdpulse's own; choose a "
+                "prefix without { and }"
+            )
         return self
 
     @model_validator(mode="after")

@@ -60,14 +60,18 @@ class PrivateService:
 
     def kill(self) -> None:
         """SIGKILL, and wait until the process is gone."""
-        pid = self.pid
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                break  # a zombie: dead, waiting for its parent to reap it
-            time.sleep(0.05)
+        sigkill(self.pid)
+
+
+def sigkill(pid: int) -> None:
+    """SIGKILL ``pid`` and wait (30 s at most) until the process is gone."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            break  # a zombie: dead, waiting for its parent to reap it
+        time.sleep(0.05)
 
 
 class PrivateRedis(PrivateService):

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
+from cdpulse.connections import BlockingRedis
 from cdpulse.profile.model import Profile, decode
 from cdpulse.profile.rules import Rules
 from cdpulse.profile.view import render
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import keys_for
 from tests.oracle import Truth, differences
 
 
@@ -39,36 +38,34 @@ class StoredState:
         return {i: render(p, self.as_of, rules) for i, p in self.profiles.items()}
 
 
-def read_state(client: redis.Redis, prefix: str) -> StoredState:
-    """Read everything under ``prefix`` (which must hold no glob characters)."""
-    keys = Keys(prefix)
-    profile_keys = sorted(client.scan_iter(match=keys.profile("*"), count=1000))
-    alias_keys = sorted(client.scan_iter(match=keys.alias("*"), count=1000))
-    merged_keys = sorted(client.scan_iter(match=keys.merged_into("*"), count=1000))
+def read_state(client: BlockingRedis, prefix: str) -> StoredState:
+    """Read everything under ``prefix`` (which must hold no glob characters), from one
+    Redis or a Redis Cluster (its key layout, every master scanned)."""
+    keys = keys_for(client, prefix)
+    found = {
+        kind: sorted(client.scan_iter(match=keys.ids_pattern(kind), count=1000))
+        for kind in ("profile", "alias", "merged")
+    }
     pipe = client.pipeline(transaction=False)
-    for key in profile_keys:
+    for key in found["profile"]:
         pipe.hget(key, "b")
-    blobs = pipe.execute()
-    targets = client.mget(alias_keys) if alias_keys else []
-    survivors = client.mget(merged_keys) if merged_keys else []
+    for key in (*found["alias"], *found["merged"]):
+        pipe.get(key)  # not MGET: on a cluster each key is on its own slot
+    values = pipe.execute()
+    blobs = values[: len(found["profile"])]
+    targets = values[len(found["profile"]) : len(found["profile"]) + len(found["alias"])]
+    survivors = values[len(found["profile"]) + len(found["alias"]) :]
     marks = client.hgetall(keys.watermark)
+
+    def ids(kind: str) -> list[str]:
+        return [keys.id_in(k.decode(), kind) for k in found[kind]]
+
     return StoredState(
-        profiles={
-            _id(k, prefix, "profile"): decode(b) for k, b in zip(profile_keys, blobs, strict=True)
-        },
-        aliases={
-            _id(k, prefix, "alias"): t.decode() for k, t in zip(alias_keys, targets, strict=True)
-        },
+        profiles={i: decode(b) for i, b in zip(ids("profile"), blobs, strict=True)},
+        aliases={i: t.decode() for i, t in zip(ids("alias"), targets, strict=True)},
         watermarks={k.decode(): int(v) for k, v in marks.items()},
-        merged={
-            _id(k, prefix, "merged"): t.decode()
-            for k, t in zip(merged_keys, survivors, strict=True)
-        },
+        merged={i: t.decode() for i, t in zip(ids("merged"), survivors, strict=True)},
     )
-
-
-def _id(key: bytes, prefix: str, kind: str) -> str:
-    return key.decode().removeprefix(f"{prefix}:{{").removesuffix(f"}}:{kind}")
 
 
 def oracle_problems(state: StoredState, truth: Truth) -> list[str]:
@@ -102,7 +99,7 @@ def summary(problems: list[str], shown: int = 20) -> str:
     return "\n  ".join(lines)
 
 
-def assert_exact(client: redis.Redis, prefix: str, truth: Truth) -> None:
+def assert_exact(client: BlockingRedis, prefix: str, truth: Truth) -> None:
     """Fail unless every profile, alias and watermark under ``prefix`` equals the oracle's."""
     problems = oracle_problems(read_state(client, prefix), truth)
     assert not problems, "the store differs from the oracle:\n  " + summary(problems)

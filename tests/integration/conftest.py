@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
+from cdpulse.connections import BlockingRedis, blocking_redis
 from cdpulse.settings import Settings
 from tests.integration.stack import start_stack, stop_stack
 from tests.oracle import PSEUDONYM_KEY
@@ -88,8 +88,9 @@ class Env:
     workers: list[Worker] = field(default_factory=list)
 
     @property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
+    def redis(self) -> BlockingRedis:
+        """A client of the test's Redis: one node's, or a Redis Cluster's."""
+        return blocking_redis(self.settings.redis_url)
 
     def worker(self, **overrides: str) -> Worker:
         """Start a real ``cdpulse worker`` process (the profile agent; health and metrics
@@ -234,12 +235,11 @@ class Worker:
             self.process.wait()
 
 
-@pytest.fixture
-def env(stack: None, tmp_path: Path) -> Iterator[Env]:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    variables = {
+def env_variables(name: str, redis_url: str) -> dict[str, str]:
+    """The settings of one test's slice of the stack, all named after ``name``."""
+    return {
         "CDPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{KAFKA_PORT}",
-        "CDPULSE_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
+        "CDPULSE_REDIS_URL": redis_url,
         "CDPULSE_TOPIC_CLICKSTREAM": f"{name}.clickstream",
         "CDPULSE_TOPIC_TRANSACTIONS": f"{name}.transactions",
         "CDPULSE_TOPIC_CUSTOMERS": f"{name}.customers",
@@ -269,6 +269,13 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
         # share the machine: it takes its equal share here (niceness changes no result).
         "CDPULSE_LEARNER_NICE": "0",
     }
+
+
+def make_env(tmp_path: Path, redis_url: str) -> Iterator[Env]:
+    """One test's ``Env`` on the session's Kafka and the Redis at ``redis_url``; its
+    processes are stopped after the test."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    variables = env_variables(name, redis_url)
     settings = Settings(**{k.removeprefix("CDPULSE_").lower(): v for k, v in variables.items()})
     test_env = Env(name, settings, variables, tmp_path)
     try:
@@ -276,6 +283,11 @@ def env(stack: None, tmp_path: Path) -> Iterator[Env]:
     finally:
         for worker in test_env.workers:
             worker.stop()
+
+
+@pytest.fixture
+def env(stack: None, tmp_path: Path) -> Iterator[Env]:
+    yield from make_env(tmp_path, f"redis://127.0.0.1:{REDIS_PORT}/0")
 
 
 def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 60) -> list[Any]:
@@ -370,7 +382,7 @@ def low_watermark(settings: Settings) -> int:
     """The low watermark of the input partitions (0 until every one has reported)."""
     from cdpulse.store.keys import Keys
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = blocking_redis(settings.redis_url)
     try:
         marks = client.hvals(Keys(settings.redis_prefix).watermark)
     finally:
@@ -389,22 +401,23 @@ def decided(settings: Settings) -> bool:
     published before the write that moves the schedules, so once this holds, every
     training example and trigger firing of the stream so far is on its topic.
     """
-    from cdpulse.store.keys import Keys
+    from cdpulse.store.keys import keys_for
 
     low = low_watermark(settings)
     if low <= 0:
         return False  # a partition has not reported: nothing can be decided yet
-    keys = Keys(settings.redis_prefix)
     late = int(settings.trigger_lateness_seconds * 1000)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = blocking_redis(settings.redis_url)
+    keys = keys_for(client, settings.redis_prefix)
     try:
-        for shard in range(settings.topic_partitions):
-            # The churn schedule holds decision times with their lateness; the trigger
-            # schedule holds the times of the situations, decided ``late`` after.
-            if client.zcount(keys.due(shard, "churn"), "-inf", low):
-                return False
-            if client.zcount(keys.due(shard, "trigger"), "-inf", low - late):
-                return False
+        for partition in range(settings.topic_partitions):
+            for shard in keys.shards():
+                # The churn schedule holds decision times with their lateness; the trigger
+                # schedule holds the times of the situations, decided ``late`` after.
+                if client.zcount(shard.due(partition, "churn"), "-inf", low):
+                    return False
+                if client.zcount(shard.due(partition, "trigger"), "-inf", low - late):
+                    return False
         return True
     finally:
         client.close()

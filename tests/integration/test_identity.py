@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from cdpulse.producer import Producer
+from cdpulse.store.keys import keys_for
 from tests.integration.conftest import Env, consume_all, drained, wait_until
 from tests.oracle import differences, expected
 
@@ -59,7 +60,7 @@ def test_identity_rules_through_the_engine(env: Env) -> None:
         for e in first:
             producer.send(e)
     wait_until(lambda: drained(env.settings), 120, "the worker to apply the first part")
-    assert env.redis.get(f"{env.name}:{{V}}:alias") == b"C"
+    assert env.redis.get(keys_for(env.redis, env.name).alias("V")) == b"C"
     with Producer.from_settings(env.settings) as producer:
         for e in second:
             producer.send(e)

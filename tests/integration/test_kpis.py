@@ -17,6 +17,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from cdpulse.producer import Producer
 from cdpulse.profile.model import Profile
 from cdpulse.simulate.shop import Shop
 from cdpulse.store import state as state_store
+from cdpulse.store.keys import keys_for
 from cdpulse.store.kpis import kpi_key
 from cdpulse.store.state import RedisState
 from tests import kpi_oracle
@@ -51,14 +53,15 @@ def _send(env: Env, events: list[Event]) -> None:
 
 
 def _stored(env: Env) -> kpi_oracle.Counters:
-    """Every KPI hash under the test's prefix: period -> field -> amount."""
+    """Every KPI hash under the test's prefix: period -> field -> amount (a Redis
+    Cluster's shards summed)."""
     client = env.redis
-    prefix = f"{env.name}:kpis:"
-    out = {}
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        fields = client.hgetall(key)
-        out[key.decode().removeprefix(prefix)] = {k.decode(): int(v) for k, v in fields.items()}
-    return kpi_oracle.without_segments(out)
+    keys = keys_for(client, env.name)
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for key in client.scan_iter(match=keys.shared_pattern("kpis:*"), count=1000):
+        period = keys.after_shard(key.decode()).removeprefix("kpis:")
+        out[period].update({k.decode(): int(v) for k, v in client.hgetall(key).items()})
+    return kpi_oracle.without_segments({period: dict(fields) for period, fields in out.items()})
 
 
 def _check(env: Env, wanted: kpi_oracle.Counters, when: str) -> None:

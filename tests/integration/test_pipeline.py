@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 
+from cdpulse.connections import async_redis
 from cdpulse.contract.topics import Topics
 from cdpulse.producer import Producer
 from cdpulse.simulate.malformed import malformed_event
 from cdpulse.simulate.shop import Shop
+from cdpulse.store.keys import keys_for
 from tests.integration.conftest import (
     FAST_FAILOVER,
     Env,
@@ -51,9 +53,10 @@ def assert_profile_matches(actual: dict[str, Any], wanted: dict[str, Any]) -> No
 def _check_profiles(api: Worker, env: Env, events: list[dict[str, Any]]) -> None:
     """Redis holds exactly the oracle's profiles, and the api serves each as the oracle's."""
     expected = expected_profiles(events)
+    keys = keys_for(env.redis, env.name)
     stored = {
-        key.decode().split("{", 1)[1].rsplit("}", 1)[0]
-        for key in env.redis.scan_iter(match=f"{env.name}:*:profile", count=1000)
+        keys.id_in(key.decode(), "profile")
+        for key in env.redis.scan_iter(match=keys.ids_pattern("profile"), count=1000)
     }
     assert stored == set(expected), (
         f"{len(stored - set(expected))} unexpected profiles "
@@ -184,8 +187,6 @@ def test_a_visitor_written_while_its_customer_merges_it_loses_nothing(env: Env) 
     customer, not vanish with the visitor's profile (the chaos rebalance test found it)."""
     import asyncio
 
-    import redis.asyncio as aioredis
-
     from cdpulse.contract.message import Message
     from cdpulse.pipeline.batch import ProfilePipeline
     from cdpulse.pipeline.memory import MemoryOutlet
@@ -211,7 +212,7 @@ def test_a_visitor_written_while_its_customer_merges_it_loses_nothing(env: Env) 
     login = Message("customers", 0, 0, b"C", encode(identify))
 
     async def main() -> None:
-        client = aioredis.Redis.from_url(env.settings.redis_url)
+        client = async_redis(env.settings.redis_url)
         state = RedisState(
             client, env.name, pseudonym=RULES.traits.pseudonymizer.of_id, shard_of=lambda _: 0
         )

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import redis.asyncio as aioredis
 
+from cdpulse.connections import BlockingRedis, async_redis, blocking_redis
 from cdpulse.contract.topics import Topics
 from cdpulse.pipeline.state import Changes, Save, SaveStatus
 from cdpulse.privacy.data_keys import unseal
@@ -28,7 +28,7 @@ from cdpulse.simulate.shop import Shop
 from cdpulse.store.acl import setuser_command
 from cdpulse.store.erasure import Eraser
 from cdpulse.store.experiments import RedisExperimentStore
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import keys_for
 from cdpulse.store.ledger import RedisLedger
 from cdpulse.store.state import RedisState
 from tests.integration.conftest import Env, caught_up, consume_all, drained, wait_until
@@ -37,7 +37,7 @@ from tests.oracle import PSEUDONYM_KEY, pseudonym, pseudonym_id
 from tests.unit.test_dead_letters import EMAIL, HOSTILE, PHONE, PLANTED
 
 
-def _values(client: redis.Redis, key: bytes) -> list[bytes]:
+def _values(client: BlockingRedis, key: bytes) -> list[bytes]:
     """Every byte string a key holds, whatever its type."""
     kind = client.type(key)
     if kind == b"string":
@@ -98,7 +98,7 @@ def test_erased_customers_leave_nothing_readable_in_redis_or_the_output_topics(e
             producer.send(event)
     wait_until(lambda: drained(env.settings), 300, "the first half to be applied")
     for email in earlier:
-        entry = f"{env.name}:{{{pseudonym('email', email)}}}:identity"
+        entry = keys_for(env.redis, env.name).identity(pseudonym("email", email))
         assert env.redis.get(entry) == by_event[0].encode(), "earlier emails stay indexed"
 
     with httpx.Client(base_url=api.url, timeout=10) as http:
@@ -224,12 +224,12 @@ def test_erasure_scans_nothing_and_leaves_no_identity_entry_claim_or_membership(
     customer, visitors, other = "C-9", ["A-9a", "A-9b"], "C-8"
     user, password = f"noscan-{env.name}", f"pw-{env.name}"
     admin = env.redis
-    admin.execute_command(*setuser_command(env.settings, user, f">{password}"), "-scan")
-    keys = Keys(env.name)
+    on_every_node(admin, *setuser_command(env.settings, user, f">{password}"), "-scan")
+    keys = keys_for(admin, env.name)
 
     async def run() -> dict[str, int]:
-        client = aioredis.Redis.from_url(env.settings.redis_url)
-        confined = aioredis.Redis.from_url(env.settings.redis_url, username=user, password=password)
+        client = async_redis(env.settings.redis_url)
+        confined = async_redis(env.settings.redis_url, username=user, password=password)
         state = RedisState(client, env.name, pseudonym=names.of_id, shard_of=lambda i: 0)
         try:
 
@@ -294,7 +294,7 @@ def test_erasure_scans_nothing_and_leaves_no_identity_entry_claim_or_membership(
         removed = asyncio.run(run())
         assert _acl_denials(admin, user) == []
     finally:
-        admin.execute_command("ACL", "DELUSER", user)
+        on_every_node(admin, "ACL", "DELUSER", user)
     assert removed["identity"] == 2 and removed["trigger_claims"] == 2, removed
     assert removed["segment_memberships"] == 2 and removed["experiment_records"] == 3, removed
 
@@ -560,7 +560,7 @@ def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_cop
         [record] = _identifies(env)
         assert email.encode() not in record.value and email.lower().encode() not in record.value
         traits = json.loads(record.value)["properties"]["traits"]
-        key = env.redis.get(f"{env.name}:{{C-9}}:datakey")
+        key = env.redis.get(keys_for(env.redis, env.name).data_key("C-9"))
         assert isinstance(key, bytes) and len(key) == 32
         assert unseal(key, "C-9", traits["email_sealed"]) == email
         assert unseal(key, "C-8", traits["email_sealed"]) is None  # bound to its customer
@@ -579,14 +579,26 @@ def test_personal_traits_travel_sealed_and_erasing_the_data_key_shreds_every_cop
         assert http.get("/v1/profiles/C-9").status_code == 404
         assert http.post("/v1/identities/lookup", json=lookup).status_code == 404
     # The key is gone: the copy in Kafka's history can no longer be opened by anyone.
-    assert env.redis.get(f"{env.name}:{{C-9}}:datakey") is None
+    assert env.redis.get(keys_for(env.redis, env.name).data_key("C-9")) is None
     [record] = _identifies(env)
     assert "email_sealed" in json.loads(record.value)["properties"]["traits"]
 
 
-def _acl_denials(admin: redis.Redis, user: str) -> list[Any]:
-    """What Redis refused ``user`` (ACL LOG), including refusals a client swallowed."""
-    entries = admin.execute_command("ACL", "LOG", "128")
+def on_every_node(client: BlockingRedis, *command: Any) -> Any:
+    """``command`` on one Redis, or on every node of a Redis Cluster (which does not
+    share users); a cluster's replies, as one list."""
+    if not isinstance(client, redis.RedisCluster):
+        return client.execute_command(*command)
+    replies = client.execute_command(*command, target_nodes=redis.RedisCluster.ALL_NODES)
+    if isinstance(replies, dict):
+        return [entry for reply in replies.values() if isinstance(reply, list) for entry in reply]
+    return replies
+
+
+def _acl_denials(admin: BlockingRedis, user: str) -> list[Any]:
+    """What Redis refused ``user`` (ACL LOG), including refusals a client swallowed; on
+    a Redis Cluster every node's."""
+    entries = on_every_node(admin, "ACL", "LOG", "128")
     return [e for e in entries if user.encode() in (e.get(b"username"), e.get("username"))]
 
 
@@ -594,7 +606,7 @@ def test_every_role_and_tool_runs_under_the_allow_list_acl(env: Env) -> None:
     user, password = f"cdpulse-{env.name}", f"pw-{env.name}"
     rebuilt = f"{env.name}-rebuilt"
     admin = env.redis
-    admin.execute_command(*setuser_command(env.settings, user, f">{password}", also=[rebuilt]))
+    on_every_node(admin, *setuser_command(env.settings, user, f">{password}", also=[rebuilt]))
     login = {"CDPULSE_REDIS_USERNAME": user, "CDPULSE_REDIS_PASSWORD": password}
     try:
         # Every role runs as the user: the learner too (its refits and the RFM sweep).
@@ -630,13 +642,13 @@ def test_every_role_and_tool_runs_under_the_allow_list_acl(env: Env) -> None:
         assert json.loads(shown.stdout)["customer_id"] == other
         done = _cdpulse_as(env, login, "rebuild", "--target-prefix", rebuilt)
         assert done.returncode == 0, done.stderr
-        assert admin.exists(f"{rebuilt}:{{{other}}}:profile") == 1
+        assert admin.exists(keys_for(admin, rebuilt).profile(other)) == 1
         # Nothing was refused, not even what a client swallows (the roles retry errors).
         assert _acl_denials(admin, user) == []
         wrong = _cdpulse_as(env, {**login, "CDPULSE_REDIS_PASSWORD": "wrong"}, "profile", other)
         assert wrong.returncode != 0  # the tools log in as the user, not as the default user
     finally:
-        admin.execute_command("ACL", "DELUSER", user)
+        on_every_node(admin, "ACL", "DELUSER", user)
         admin.delete(*admin.keys(f"{rebuilt}:*") or [f"{rebuilt}:none"])
 
 
@@ -681,9 +693,9 @@ def test_the_acl_refuses_what_cdpulse_never_sends_and_keys_outside_its_prefix(
 ) -> None:
     user, password = f"cdpulse-{env.name}", f"pw-{env.name}"
     admin = env.redis
-    admin.execute_command(*setuser_command(env.settings, user, f">{password}"))
+    on_every_node(admin, *setuser_command(env.settings, user, f">{password}"))
     admin.set("someone-else:secret", b"not yours")
-    confined = redis.Redis.from_url(env.settings.redis_url, username=user, password=password)
+    confined = blocking_redis(env.settings.redis_url, username=user, password=password)
     try:
         # Logged in, and what cdpulse does is allowed: the refusals below are the ACL's.
         assert confined.set(f"{env.name}:probe", b"1") is True
@@ -714,7 +726,7 @@ def test_the_acl_refuses_what_cdpulse_never_sends_and_keys_outside_its_prefix(
         assert admin.exists("someone-else:secret") == 1
     finally:
         confined.close()
-        admin.execute_command("ACL", "DELUSER", user)
+        on_every_node(admin, "ACL", "DELUSER", user)
         admin.delete("someone-else:secret")
 
 
@@ -734,10 +746,13 @@ def test_inactive_profiles_and_identity_links_expire(env: Env) -> None:
         "channel": "web",
         "properties": {"traits": {"email": "dan@example.com"}},
     }
-    profile, alias = f"{env.name}:{{C-5}}:profile", f"{env.name}:{{A-5}}:alias"
+    keys = keys_for(env.redis, env.name)
+    profile, alias = keys.profile("C-5"), keys.alias("A-5")
     with httpx.Client(base_url=roles.api.url, timeout=10) as http:
         assert http.post("/v1/events", json=identify).status_code == 200
     wait_until(lambda: env.redis.exists(profile) == 1, 60, "the profile to be written")
-    for key in (profile, alias, f"{env.name}:{{C-5}}:datakey"):
+    for key in (profile, alias, keys.data_key("C-5")):
         assert 0 < env.redis.pttl(key) <= seconds * 1000, key
-    wait_until(lambda: env.redis.exists(profile, alias) == 0, 30, "them to expire")
+    wait_until(
+        lambda: env.redis.exists(profile) + env.redis.exists(alias) == 0, 30, "them to expire"
+    )

@@ -29,6 +29,7 @@ from cdpulse.profile.model import decode
 from cdpulse.segments.rfm import SEGMENTS as RFM_SEGMENTS
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
+from cdpulse.store.keys import keys_for
 from cdpulse.store.segments import SegmentKeys
 from tests.integration.conftest import FAST_FAILOVER, Env, drained, wait_until
 from tests.oracle import expected, millis
@@ -207,7 +208,11 @@ def test_segment_transitions_follow_the_oracle_round_by_round(env: Env, tmp_path
     assert not doubled, f"the topic puts {len(doubled)} customers in two RFM segments: {doubled}"
     assert any(held.values())
     for segment in rfm_ids:
-        stored = set(env.redis.zrange(SegmentKeys(env.name).members(segment), 0, -1))
+        stored = {
+            member
+            for shard in keys_for(env.redis, env.name).shards()
+            for member in env.redis.zrange(shard.members(segment), 0, -1)
+        }
         told = {c.encode() for c, h in held.items() if segment in h}
         assert stored == told, (segment, stored - told, told - stored)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 import yaml
 
+from cdpulse.connections import async_redis
 from cdpulse.contract.trigger import TriggerMessage
 from cdpulse.offers.bandit import Reward
 from cdpulse.pipeline.state import Changes, Save, SaveStatus
@@ -224,7 +224,7 @@ def test_uplift_tallies_are_claimed_once_with_the_save_and_read_by_the_trigger_s
     """The uplift views' counters: each claim counted once, and only if its save is."""
 
     async def run() -> None:
-        client = aioredis.Redis.from_url(env.settings.redis_url)
+        client = async_redis(env.settings.redis_url)
         state = RedisState(
             client, env.name, pseudonym=lambda i: f"p-{i}", shard_of=lambda profile_id: 0
         )

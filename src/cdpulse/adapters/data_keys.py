@@ -3,32 +3,25 @@ with, the same keys the collector uses (``store.data_keys.DataKeys``, async)."""
 
 from __future__ import annotations
 
-import redis
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cdpulse.connections import redis_options
+from cdpulse.connections import BlockingRedis, blocking_redis, redis_options
 from cdpulse.settings import Settings
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import keys_for
 
 
 class BlockingDataKeys:
     """Per-customer AES-256 keys under ``{prefix}:{customer}:datakey``, read and created
     with a synchronous Redis client (the producer has no event loop)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int = 0) -> None:
+    def __init__(self, client: BlockingRedis, prefix: str, ttl_seconds: int = 0) -> None:
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = keys_for(client, prefix)
         self.ttl_seconds = ttl_seconds  # 0: kept until erased
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlockingDataKeys:
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=False,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            **redis_options(settings),
-        )
+        client = blocking_redis(settings.redis_url, **redis_options(settings))
         # Kept as long as the api keeps the keys it creates (app/api.py).
         ttl = int(settings.profile_retention_days * 86400)
         return cls(client, settings.redis_prefix, ttl)

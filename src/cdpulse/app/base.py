@@ -20,16 +20,23 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 import faust
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
+from redis.exceptions import (
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterUnreachableError,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cdpulse.adapters.kafka import faust_app as batch_faust_app
-from cdpulse.connections import faust_credentials, redis_options
+from cdpulse.connections import faust_credentials
+from cdpulse.connections import redis_client as redis_client
 from cdpulse.contract.partitions import partition_of as partition_of
 from cdpulse.ops import metrics
 from cdpulse.settings import Settings
@@ -46,6 +53,11 @@ INFRASTRUCTURE = (
     RedisConnectionError,
     RedisTimeoutError,
     ReadOnlyError,
+    # A Redis Cluster failing over or moving slots (store/state.py SlotMoving included).
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
     KafkaError,
     ProducerSendError,
     ConnectionError,
@@ -168,26 +180,6 @@ class Heap:
         self.swept = time.monotonic()
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """The role's Redis client (credentials and TLS from the settings).
-
-    Its pool is bounded and blocking: under a burst of API reads redis-py's default
-    pool opens a connection per waiting request until the process runs out of file
-    descriptors and requests fail; here they wait (up to the socket timeout) for one
-    of ``redis_connections``.
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_connections,
-        timeout=10,
-        decode_responses=False,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        **redis_options(settings),
-    )
-    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
-
-
 async def retrying(
     call: Callable[[], Awaitable[T]],
     stopping: Callable[[], bool] = lambda: False,
@@ -223,7 +215,7 @@ async def retrying(
 
 
 def _is_redis(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith("redis")
+    return isinstance(exc, RedisError) or type(exc).__module__.startswith("redis")
 
 
 def _what(exc: BaseException) -> str:

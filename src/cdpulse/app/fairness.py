@@ -38,7 +38,7 @@ from cdpulse.pipeline.state import Wanted
 from cdpulse.profile.model import Profile
 from cdpulse.settings import Settings
 from cdpulse.store.fairness import RedisFairnessStore
-from cdpulse.store.keys import Keys
+from cdpulse.store.redis import get_many
 from cdpulse.store.state import RedisState
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class LearnerFairness:
         self.settings = settings
         self.store = store
         self.state = state
-        self.keys = Keys(settings.redis_prefix)
+        self.keys = state.keys  # one Redis's names or a Redis Cluster's
         self.rules = list(rules)
         self.recent: deque[tuple[str, float, int]] = deque(maxlen=WINDOW)
 
@@ -93,7 +93,7 @@ class LearnerFairness:
         out = {}
         for i in range(0, len(pseudonyms), PAGE):
             page = pseudonyms[i : i + PAGE]
-            found = await self.state.client.mget([self.keys.profile_of(p) for p in page])
+            found = await get_many(self.state.client, [self.keys.profile_of(p) for p in page])
             for pseudonym, raw in zip(page, found, strict=True):
                 if isinstance(raw, bytes):
                     out[pseudonym] = raw.decode()

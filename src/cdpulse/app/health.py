@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cdpulse.app.auth import Guard
+from cdpulse.connections import AsyncRedis
 from cdpulse.ops import metrics
 from cdpulse.ops.health import KafkaProbe
 from cdpulse.settings import Settings
@@ -68,7 +68,7 @@ def register_health(
     app: faust.App,
     settings: Settings,
     health: Health | None,
-    client: aioredis.Redis,
+    client: AsyncRedis,
     guard: Guard | None = None,
     readiness: Mapping[str, Callable[[], tuple[dict[str, Any], str]]] | None = None,
 ) -> None:

@@ -72,8 +72,9 @@ from cdpulse.segments.sketches import RfmSketches
 from cdpulse.settings import Settings
 from cdpulse.store.drift import RedisDriftStore
 from cdpulse.store.fairness import RedisFairnessStore
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import Keys, keys_for
 from cdpulse.store.models import RecoShards, RedisClvStore, churn_store
+from cdpulse.store.redis import get_many
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState
 from cdpulse.triggers.decide import next_due
@@ -94,7 +95,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     topics = Topics.from_settings(settings)
     client = redis_client(settings)
     prefix = settings.redis_prefix
-    keys = Keys(prefix)
+    keys = keys_for(client, prefix)
     health = Health(settings.stall_seconds)
     heap = Heap(settings.gc_sweep_seconds)
     rules = Rules.from_settings(settings)
@@ -229,7 +230,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         if not learned:
             return
         pseudonyms = list(dict.fromkeys(item.customer_id for item in learned))
-        found = await client.mget([keys.profile_of(p) for p in pseudonyms])
+        found = await get_many(client, [keys.profile_of(p) for p in pseudonyms])
         names = {
             p: (raw.decode() if isinstance(raw, bytes) else str(raw))
             for p, raw in zip(pseudonyms, found, strict=True)

@@ -13,8 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from cdpulse.connections import AsyncRedis
 from cdpulse.offers.bandit import OfferPolicy, OfferSnapshot, Reward
 from cdpulse.ops import metrics
 from cdpulse.privacy.seal import Seal
@@ -37,7 +36,7 @@ class TriggerService:
     rewards_topic: Any  # faust.TopicT: cdp.offer-rewards, one partition
 
     @classmethod
-    def create(cls, settings: Settings, client: aioredis.Redis, app: Any) -> TriggerService:
+    def create(cls, settings: Settings, client: AsyncRedis, app: Any) -> TriggerService:
         return cls(
             load_rules(settings.trigger_rules),
             RedisTriggerStore(client, settings.redis_prefix),

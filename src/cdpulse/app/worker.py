@@ -50,6 +50,7 @@ from cdpulse.store.erasure import Eraser
 from cdpulse.store.keys import Keys
 from cdpulse.store.ledger import RedisLedger
 from cdpulse.store.models import RecoShards, churn_store, offer_store
+from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState
 from cdpulse.triggers.rules import load_rules
@@ -324,10 +325,12 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             metrics.MODEL_VERSION.labels("churn").set(models.churn.version)
             metrics.MODEL_EXAMPLES.labels("churn").set(quality.examples)
 
+    stored = RedisProfileStore(client, prefix)
+
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def profile_count() -> None:
         try:
-            metrics.PROFILES.set(int(await client.get(Keys(prefix).profile_count) or 0))
+            metrics.PROFILES.set(await stored.count())
         except Exception:  # telemetry only
             metrics.REDIS_ERRORS.inc()
 

@@ -35,7 +35,7 @@ def measure(
 ) -> dict[str, Any]:
     """Bytes per profile under ``prefix``; ``used_before`` is ``used_memory`` before the phase."""
     keys = Keys(prefix)
-    profiles = int(client.get(keys.profile_count) or 0)
+    profiles = sum(int(client.get(shard.profile_count) or 0) for shard in keys.shards())
     aliases = sum(1 for _ in client.scan_iter(match=f"{prefix}:{{*}}:alias", count=1000))
     growth = used_memory(client) - used_before
     sampled = profile_keys(client, prefix, sample)

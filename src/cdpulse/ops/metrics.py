@@ -94,6 +94,17 @@ CUSTOMER_MERGES = Counter(
     ["outcome"],
 )
 SAVE_RETRIES = Counter("cdpulse_save_retries_total", "Profile saves retried, by cause.", ["cause"])
+CLUSTER_RETIRES_KEPT = Counter(
+    "cdpulse_cluster_retires_kept_total",
+    "Redis Cluster only: merged profiles written after their merge's hold expired, kept "
+    "instead of deleted (their later events are not in their customer: cdpulse rebuild).",
+)
+REDIS_UNREPLICATED = Counter(
+    "cdpulse_redis_unreplicated_writes_total",
+    "Redis Cluster only: write round trips a master acknowledged while no replica held "
+    "its writes within 0.5 s (a replica down or behind): lost if that master dies before "
+    "its replica catches up (cdpulse rebuild repairs).",
+)
 REDIS_ERRORS = Counter(
     "cdpulse_redis_errors_total", "Redis calls that failed and were retried after a backoff."
 )

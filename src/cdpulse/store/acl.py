@@ -27,7 +27,11 @@ from cdpulse.store.keys import Keys
 # 0. PING is the health checks' probe. redis-py also sends CLIENT SETINFO, which Redis
 # 7.0 does not know (so no rule can name it) and whose refusal on 7.2+ redis-py ignores;
 # allowing all of CLIENT instead would allow CLIENT KILL and CLIENT LIST.
-CONNECTION: tuple[str, ...] = ("hello", "auth", "select", "ping")
+#
+# A Redis Cluster client (``redis+cluster://``) also asks a node for the slot map (CLUSTER
+# SLOTS, again after a failover or a migration) and for the commands' key positions
+# (COMMAND). The cluster does not share users: the rule is set on every node.
+CONNECTION: tuple[str, ...] = ("hello", "auth", "select", "ping", "cluster|slots", "command")
 
 # Scripts are called by SHA (``store/state.py``, redis-py's ``register_script``) and
 # loaded when the server answers NOSCRIPT; never EVAL, never SCRIPT EXISTS.
@@ -39,8 +43,9 @@ SCRIPTS: tuple[str, ...] = ("evalsha", "script|load")
 # bench scans too, as an operator, not as this user). SCAN is not
 # confined by key patterns (it lists key names of the whole database), but it reads no
 # values, and the key-value commands below are confined to the prefix.
+# WAIT: a Redis Cluster write waits for a replica (``store/replicas.py``).
 CLIENT: tuple[str, ...] = (
-    "get", "mget", "set", "del", "exists", "decrby", "scan",
+    "get", "mget", "set", "del", "exists", "decrby", "scan", "wait",
     "hget", "hmget", "hgetall", "hvals", "hset", "hsetnx", "hdel", "hscan",
     "sadd", "smembers", "lrange",
     "zcard", "zrangebylex", "zrem", "zscore",

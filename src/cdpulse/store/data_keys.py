@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cdpulse.store.keys import Keys
+from cdpulse.connections import AsyncRedis
+from cdpulse.store.keys import keys_for
 
 
 class DataKeys:
     """Per-customer AES-256 keys under ``{prefix}:{customer}:datakey``."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl_seconds: int = 0) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str, ttl_seconds: int = 0) -> None:
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = keys_for(client, prefix)
         self.ttl_seconds = ttl_seconds  # 0: kept until erased
 
     async def get_or_create(self, customer_id: str) -> bytes:

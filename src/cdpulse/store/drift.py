@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 
 import msgspec
-import redis.asyncio as aioredis
 
+from cdpulse.connections import AsyncRedis
 from cdpulse.models.drift import DriftMonitor, DriftReport
 from cdpulse.store.keys import Keys
+from cdpulse.store.redis import get_many
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ _REPORT = msgspec.json.Decoder(DriftReport)
 class RedisDriftStore:
     """Drift monitors and reports under one prefix."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str) -> None:
         self.client = client
         self.keys = Keys(prefix)
 
@@ -42,7 +43,7 @@ class RedisDriftStore:
         units = sorted(int(u) for u in await self.client.smembers(self.keys.drift_units(model)))
         if not units:
             return []
-        found = await self.client.mget([self.keys.drift_monitor(model, u) for u in units])
+        found = await get_many(self.client, [self.keys.drift_monitor(model, u) for u in units])
         monitors = [_monitor(raw, model, u) for u, raw in zip(units, found, strict=True)]
         return [m for m in monitors if m is not None]
 
@@ -51,7 +52,7 @@ class RedisDriftStore:
 
     async def reports(self, models: list[str]) -> dict[str, DriftReport]:
         """The newest report of each of ``models`` that has one."""
-        found = await self.client.mget([self.keys.drift_report(m) for m in models])
+        found = await get_many(self.client, [self.keys.drift_report(m) for m in models])
         out = {}
         for model, raw in zip(models, found, strict=True):
             if raw is None:

@@ -24,23 +24,23 @@ forget record.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
+from cdpulse.connections import AsyncRedis
 from cdpulse.privacy.erasure import Erasure, iso
 from cdpulse.privacy.identities import pseudonyms_of
 from cdpulse.privacy.ledger import Ledger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.model import Profile, decode
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import Keys, Shard, keys_for
 
 KeyFamily = Callable[[Keys, str], str]
 
 # name -> the key of one id. The integrator adds the families of new features here.
 KEY_FAMILIES: dict[str, KeyFamily] = {
-    "profile": Keys.profile,
+    "profile": Keys.profile,  # first: ``Eraser.erase`` counts profiles by its deletes
     "alias": Keys.alias,
     "merged_into": Keys.merged_into,
     "data_key": Keys.data_key,
@@ -57,7 +57,7 @@ class Eraser:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncRedis,
         prefix: str,
         ledger: Ledger,
         pseudonyms: Pseudonymizer,
@@ -69,7 +69,7 @@ class Eraser:
         self.client = client
         self.shard_of = shard_of
         self.personal = personal
-        self.keys = Keys(prefix)
+        self.keys = keys_for(client, prefix)
         self.ledger = ledger
         self.pseudonyms = pseudonyms
         self.segments = tuple(segments)
@@ -151,7 +151,15 @@ class Eraser:
         experiments = {*self.experiments, *found.experiments}
         removed.update(await self._erase_shared(ids, sorted(segments), sorted(experiments)))
         if removed.get("profile"):
-            await self.client.decrby(self.keys.profile_count, removed["profile"])
+            # Counted per shard (one on one Redis): the ids whose profile was deleted,
+            # the first family's deletes.
+            gone: Counter[Shard] = Counter(
+                self.keys.shard(i) for i, n in zip(ids, deleted[: len(ids)], strict=True) if n
+            )
+            pipe = self.client.pipeline(transaction=False)
+            for shard, n in gone.items():
+                pipe.decrby(shard.profile_count, n)
+            await pipe.execute()
         return Erasure(
             subject=self.pseudonyms.of_id(customer),
             ids=ids,
@@ -192,27 +200,40 @@ class Eraser:
     async def _erase_shared(
         self, ids: list[str], segments: list[str], experiments: list[str]
     ) -> dict[str, int]:
-        """Entries of the ids in keys shared by all customers, found by name."""
+        """Entries of the ids in keys shared by all customers, found by name (in each
+        id's shard on a Redis Cluster)."""
+        by_shard: dict[Shard, list[str]] = defaultdict(list)
+        for i in ids:
+            by_shard[self.keys.shard(i)].append(i)
+        counted: list[str] = []  # what each command's reply counts
         pipe = self.client.pipeline(transaction=False)
-        pipe.hdel(self.keys.clv_summaries, *ids)
-        for i in ids:
-            pipe.zrem(self.keys.due(self.shard_of(i), "churn"), i)
-        for i in ids:
-            pipe.zrem(self.keys.due(self.shard_of(i), "trigger"), i)
-        for segment in segments:
-            pipe.zrem(self.keys.members(segment), *ids)
-        for experiment in experiments:
-            for part in ("exposed", "converted"):
-                pipe.hdel(self.keys.experiment(experiment, part), *ids)
-        lifetime, *rest = await pipe.execute()
-        n = len(ids)
-        return {
-            "lifetime_value_summary": int(lifetime),
-            "churn_schedule": sum(int(x) for x in rest[:n]),
-            "trigger_schedule": sum(int(x) for x in rest[n : 2 * n]),
-            "segment_memberships": sum(int(x) for x in rest[2 * n : 2 * n + len(segments)]),
-            "experiment_records": sum(int(x) for x in rest[2 * n + len(segments) :]),
-        }
+        for shard, group in by_shard.items():
+            pipe.hdel(shard.clv_summaries, *group)
+            counted.append("lifetime_value_summary")
+            for i in group:
+                for kind, name in (("churn", "churn_schedule"), ("trigger", "trigger_schedule")):
+                    pipe.zrem(shard.due(self.shard_of(i), kind), i)
+                    counted.append(name)
+            for segment in segments:
+                pipe.zrem(shard.members(segment), *group)
+                counted.append("segment_memberships")
+            for experiment in experiments:
+                for part in ("exposed", "converted"):
+                    pipe.hdel(shard.experiment(experiment, part), *group)
+                    counted.append("experiment_records")
+        removed = dict.fromkeys(
+            (
+                "lifetime_value_summary",
+                "churn_schedule",
+                "trigger_schedule",
+                "segment_memberships",
+                "experiment_records",
+            ),
+            0,
+        )
+        for name, n in zip(counted, await pipe.execute(), strict=True):
+            removed[name] += int(n)
+        return removed
 
 
 @dataclass(frozen=True, slots=True)

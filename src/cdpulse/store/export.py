@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
+from cdpulse.connections import AsyncRedis
 from cdpulse.models.reco_stream import RecoSnapshot
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.model import Profile
 from cdpulse.store.erasure import KEY_FAMILIES
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import keys_for
 
 
 class Exporter:
@@ -25,13 +25,13 @@ class Exporter:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncRedis,
         prefix: str,
         pseudonyms: Pseudonymizer,
         shard_of: Callable[[str], int],
     ) -> None:
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = keys_for(client, prefix)
         self.pseudonyms = pseudonyms
         self.shard_of = shard_of
 
@@ -41,8 +41,9 @@ class Exporter:
         """``view``: the profile as ``GET /v1/profiles/{id}`` shows it, scores included."""
         ids = sorted({profile.id, *profile.anonymous_ids, *profile.merged_from})
         pipe = self.client.pipeline(transaction=False)
-        pipe.hget(self.keys.clv_summaries, profile.id)
-        pipe.zscore(self.keys.due(self.shard_of(profile.id), "churn"), profile.id)
+        shard = self.keys.shard(profile.id)
+        pipe.hget(shard.clv_summaries, profile.id)
+        pipe.zscore(shard.due(self.shard_of(profile.id), "churn"), profile.id)
         for i in ids:
             for family in KEY_FAMILIES.values():
                 pipe.exists(family(self.keys, i))

@@ -6,8 +6,8 @@ JSON read by msgspec into its type, never a pickle.
 from __future__ import annotations
 
 import msgspec
-import redis.asyncio as aioredis
 
+from cdpulse.connections import AsyncRedis
 from cdpulse.models.fairness import FairnessReport
 from cdpulse.store.keys import Keys
 
@@ -17,7 +17,7 @@ _REPORT = msgspec.json.Decoder(FairnessReport)
 class RedisFairnessStore:
     """The fairness report under one prefix."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str) -> None:
         self.client = client
         self.keys = Keys(prefix)
 

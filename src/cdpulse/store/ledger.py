@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import redis.asyncio as aioredis
-
+from cdpulse.connections import AsyncRedis
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 
 CHUNK = 1000  # entries per pipelined round trip when restoring
@@ -15,7 +14,7 @@ CHUNK = 1000  # entries per pipelined round trip when restoring
 class RedisLedger:
     """The ledger as one Redis hash: pseudonym -> erasure time."""
 
-    def __init__(self, client: aioredis.Redis, key: str, pseudonyms: Pseudonymizer) -> None:
+    def __init__(self, client: AsyncRedis, key: str, pseudonyms: Pseudonymizer) -> None:
         self.client = client
         self.key = key
         self.pseudonyms = pseudonyms

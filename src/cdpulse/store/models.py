@@ -9,17 +9,16 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-import redis.asyncio as aioredis
-
+from cdpulse.connections import AsyncRedis
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.reco_stream import RecoSnapshot, merge_snapshots
 from cdpulse.offers.bandit import OfferSnapshot
 from cdpulse.ops import metrics
 from cdpulse.privacy.seal import Seal
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import Keys, keys_for
 from cdpulse.store.redis import script
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class SnapshotStore(Generic[S]):
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncRedis,
         key: str,
         kind: type[S],
         seal: Seal,
@@ -112,7 +111,7 @@ class SnapshotStore(Generic[S]):
         return False
 
 
-def churn_store(client: aioredis.Redis, prefix: str, seal: Seal) -> SnapshotStore[Snapshot]:
+def churn_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[Snapshot]:
     return SnapshotStore(client, Keys(prefix).churn_model, Snapshot, seal)
 
 
@@ -124,7 +123,7 @@ class RecoShards:
     what a single recommender of all customers would recommend.
     """
 
-    def __init__(self, client: aioredis.Redis, prefix: str, seal: Seal) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str, seal: Seal) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.seal = seal
@@ -178,29 +177,35 @@ class RecoShards:
         return merge_snapshots(found) if found else None
 
 
-def offer_store(client: aioredis.Redis, prefix: str, seal: Seal) -> SnapshotStore[OfferSnapshot]:
+def offer_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[OfferSnapshot]:
     return SnapshotStore(client, Keys(prefix).offer_model, OfferSnapshot, seal)
 
 
 class RedisClvStore(SnapshotStore[ClvSnapshot]):
-    """The newest lifetime-value parameters, and every customer's order summary."""
+    """The newest lifetime-value parameters, and every customer's order summary (in its
+    shard's hash, ``Shard.clv_summaries``: one on one Redis)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, seal: Seal) -> None:
-        keys = Keys(prefix)
-        super().__init__(client, keys.clv_model, ClvSnapshot, seal)
-        self.summaries_key = keys.clv_summaries
-        self.lock_key = keys.clv_lock
+    def __init__(self, client: AsyncRedis, prefix: str, seal: Seal) -> None:
+        self.keys = keys_for(client, prefix)
+        super().__init__(client, self.keys.clv_model, ClvSnapshot, seal)
+        self.lock_key = self.keys.clv_lock
 
     async def put_summaries(self, summaries: dict[str, OrderSummary]) -> None:
-        if summaries:
-            await self.client.hset(
-                self.summaries_key, mapping={k: s.to_json() for k, s in summaries.items()}
-            )
+        by_key: dict[str, dict[Any, Any]] = {}
+        for customer, summary in summaries.items():
+            key = self.keys.shard(customer).clv_summaries
+            by_key.setdefault(key, {})[customer] = summary.to_json()
+        if by_key:
+            pipe = self.client.pipeline(transaction=False)
+            for key, mapping in by_key.items():
+                pipe.hset(key, mapping=mapping)
+            await pipe.execute()
 
     async def summaries(self) -> list[OrderSummary]:
         out = []
-        async for _, raw in self.client.hscan_iter(self.summaries_key, count=1000):
-            out.append(OrderSummary.from_json(raw))
+        for shard in self.keys.shards():
+            async for _, raw in self.client.hscan_iter(shard.clv_summaries, count=1000):
+                out.append(OrderSummary.from_json(raw))
         return out
 
     async def lock(self, seconds: int) -> bool:

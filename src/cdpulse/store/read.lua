@@ -3,12 +3,15 @@
 -- worker keeps decoded in its cache (0: none). Returns alias, version, blob for each id,
 -- in order; the blob is left out (false) when the version is the known one: the cached
 -- profile is the stored one, and its bytes need not travel.
--- Keys are named here from the prefix (as ``store/keys.py`` names them): one Redis node.
+-- Keys are named here (as ``store/keys.py`` names them): an id's keys start with
+-- head .. id .. '}:', {prefix}:{<id>}: on one Redis; on a Redis Cluster the request holds
+-- the ids of one shard and its head (ARGV[1]'s 4th item): {prefix}:{<tag>}{<id>}:.
 local request = cmsgpack.unpack(ARGV[1])
 local prefix, ids, known = request[1], request[2], request[3]
+local head = request[4] or (prefix .. ':{')
 local out = {}
 for i, id in ipairs(ids) do
-  local tag = prefix .. ':{' .. id .. '}:'
+  local tag = head .. id .. '}:'
   out[#out + 1] = redis.call('GET', tag .. 'alias')
   local have = known[i]
   if have > 0 then

@@ -12,8 +12,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from cdpulse.connections import AsyncRedis, async_redis
 from cdpulse.profile.model import Profile, decode
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import keys_for
 
 # How old a watermark a profile read may show (``recent_watermark``), in seconds.
 WATERMARK_MAX_AGE = 0.1
@@ -21,6 +22,14 @@ WATERMARK_MAX_AGE = 0.1
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+async def get_many(client: AsyncRedis, keys: list[str]) -> list[bytes | str | None]:
+    """GET of every key in one round trip: MGET on one Redis; on a Redis Cluster, where
+    keys of several slots cannot share a command, an MGET per slot."""
+    if isinstance(client, aioredis.RedisCluster):
+        return await client.mget_nonatomic(keys)
+    return await client.mget(keys)
 
 
 def script(name: str) -> str:
@@ -31,9 +40,9 @@ def script(name: str) -> str:
 class RedisProfileStore:
     """Profiles, aliases and the watermark in Redis under ``prefix``, read-only."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, retention_ms: int = 0) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str, retention_ms: int = 0) -> None:
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = keys_for(client, prefix)
         self.retention_ms = retention_ms
         self._mark: tuple[int, float] | None = None  # (watermark, loop time it was read)
         self._reading: asyncio.Task[int] | None = None
@@ -42,11 +51,9 @@ class RedisProfileStore:
     def from_url(
         cls, url: str, prefix: str, retention_ms: int = 0, **options: Any
     ) -> RedisProfileStore:
-        """``options``: credentials and TLS (``connections.redis_options``)."""
-        client = aioredis.Redis.from_url(
-            url, decode_responses=False, socket_timeout=10, socket_connect_timeout=5, **options
-        )
-        return cls(client, prefix, retention_ms)
+        """``options``: credentials and TLS (``connections.redis_options``); a
+        ``redis+cluster://`` URL names a Redis Cluster."""
+        return cls(async_redis(url, **options), prefix, retention_ms)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -58,7 +65,7 @@ class RedisProfileStore:
         """The customer each id is linked to; ids without a link map to themselves."""
         if not ids:
             return {}
-        targets = await self.client.mget([self.keys.alias(i) for i in ids])
+        targets = await get_many(self.client, [self.keys.alias(i) for i in ids])
         return {i: _text(t) if t else i for i, t in zip(ids, targets, strict=True)}
 
     async def get(self, profile_id: str) -> Profile | None:
@@ -105,5 +112,8 @@ class RedisProfileStore:
         return max((int(v) for v in values), default=0)
 
     async def count(self) -> int:
-        """How many profiles are stored."""
-        return int(await self.client.get(self.keys.profile_count) or 0)
+        """How many profiles are stored (a count per shard on a Redis Cluster)."""
+        pipe = self.client.pipeline(transaction=False)
+        for shard in self.keys.shards():
+            pipe.get(shard.profile_count)
+        return sum(int(n or 0) for n in await pipe.execute())

@@ -1,7 +1,8 @@
 """Segment member lists and the RFM sketches in Redis.
 
 Per segment, a sorted set of member ids (all scores 0, so members page in id order with
-ZRANGEBYLEX), written with each member's profile (``store/state.py``); the RFM sketches
+ZRANGEBYLEX; one per shard on a Redis Cluster, gathered in order), written with each
+member's profile (``store/state.py``); the RFM sketches
 as one blob with a version. A customer's memberships themselves are generations in their
 profile (``Profile.segments``).
 """
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from cdpulse.connections import AsyncRedis
 from cdpulse.models.clv.lifetime import OrderSummary
 from cdpulse.segments.sketches import RfmSketches
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import keys_for
 from cdpulse.store.redis import script
+from cdpulse.store.scan import members_page
+
+# A Redis cursor is at most 64 bits: a shard's pass starts at shard * _SHARD_CURSOR.
+_SHARD_CURSOR = 1 << 64
 
 
 def _text(value: bytes | str) -> str:
@@ -23,23 +27,16 @@ def _text(value: bytes | str) -> str:
 
 
 class SegmentKeys:
-    """Key names of segments under one prefix."""
+    """Key names of the RFM sketches and their rebuild's lock under one prefix (member
+    lists and summaries are the shards', ``Shard.members`` and ``Shard.clv_summaries``)."""
 
     def __init__(self, prefix: str) -> None:
-        self.prefix = Keys(prefix).prefix
-
-    def members(self, segment: str) -> str:
-        return f"{self.prefix}:segment:{segment}:members"
+        self.prefix = prefix
 
     @property
     def rfm_sketches(self) -> str:
         """Hash {version, blob}: the newest RFM sketches."""
         return f"{self.prefix}:model:rfm"
-
-    @property
-    def summaries(self) -> str:
-        """The lifetime-value store's hash of order summaries, read for the RFM sweep."""
-        return Keys(self.prefix).clv_summaries
 
     @property
     def rfm_lock(self) -> str:
@@ -50,9 +47,10 @@ class RedisMembershipStore:
     """Segment member lists and the RFM sketches in Redis (memberships themselves live in
     the profile and are written with it, ``store/state.py``)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str) -> None:
         self.client = client
         self.keys = SegmentKeys(prefix)
+        self.shards = keys_for(client, prefix).shards()
         self._publish = client.register_script(script("publish_model.lua"))
         self.sketches: RfmSketches | None = None
         self.sketches_version = 0
@@ -60,13 +58,14 @@ class RedisMembershipStore:
     async def sizes(self, names: list[str]) -> dict[str, int]:
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            pipe.zcard(self.keys.members(name))
-        return {n: int(c) for n, c in zip(names, await pipe.execute(), strict=True)}
+            for shard in self.shards:
+                pipe.zcard(shard.members(name))
+        counts = [int(c) for c in await pipe.execute()]
+        n = len(self.shards)
+        return {name: sum(counts[at * n : (at + 1) * n]) for at, name in enumerate(names)}
 
     async def members(self, name: str, after: str, limit: int) -> list[str]:
-        low = f"({after}" if after else "-"
-        ids = await self.client.zrangebylex(self.keys.members(name), low, "+", 0, limit)
-        return [_text(i) for i in ids]
+        return await members_page(self.client, self.shards, name, after, limit)
 
     # --- the RFM sketches ---------------------------------------------------------
 
@@ -94,11 +93,20 @@ class RedisMembershipStore:
 
     async def summary_page(self, cursor: int, count: int) -> tuple[int, dict[str, OrderSummary]]:
         """One HSCAN page of the customers' order summaries (the lifetime-value store's),
-        and the cursor of the next page (0: the pass is complete)."""
-        cursor, page = await self.client.hscan(self.keys.summaries, cursor, count=count)
+        and the cursor of the next page (0: the pass is complete). On a Redis Cluster the
+        pass goes through the shards in turn: the cursor's high bits name the shard."""
+        shard, at = divmod(cursor, _SHARD_CURSOR)
+        key = self.shards[shard].clv_summaries
+        at, page = await self.client.hscan(key, at, count=count)
         if not isinstance(page, dict):  # HSCAN NOVALUES gives a list; never asked for here
-            raise TypeError(f"HSCAN of {self.keys.summaries} gave {type(page).__name__}")
-        return int(cursor), {_text(c): OrderSummary.from_json(raw) for c, raw in page.items()}
+            raise TypeError(f"HSCAN of {key} gave {type(page).__name__}")
+        if int(at):
+            nxt = shard * _SHARD_CURSOR + int(at)
+        elif shard + 1 < len(self.shards):
+            nxt = (shard + 1) * _SHARD_CURSOR
+        else:
+            nxt = 0
+        return nxt, {_text(c): OrderSummary.from_json(raw) for c, raw in page.items()}
 
     async def _stored_version(self) -> int:
         return int(await self.client.hget(self.keys.rfm_sketches, "version") or 0)

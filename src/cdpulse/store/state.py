@@ -14,35 +14,55 @@ Redis long enough to delay the API's reads.
 
 Scripts are called by hash with ``EVALSHA`` and loaded once: redis-py's ``Script`` objects
 ask ``SCRIPT EXISTS`` before every pipeline that holds one, a round trip per batch. A
-server that lost its scripts (a restart) answers NOSCRIPT: they are loaded again and the
-pipeline is sent again, which is safe because a refused script call did nothing and the
-rest of a write (watermarks) only ever raises.
+server that lost its scripts (a restart; on a cluster, a promoted replica) answers
+NOSCRIPT: they are loaded again and the refused calls are sent again, which is safe
+because a refused script call did nothing.
 
-The scripts name keys from the prefix and the ids, so they are for one Redis node.
+On a Redis Cluster (``store/keys.py``: ``ClusterKeys``) every script call holds the ids
+of one shard, whose keys share its slot: the read and the due polls are one call per
+shard, in the same one round trip, and the write takes up to three round trips: the
+links and holds in other slots, the saves, and what settles them (``store/links.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import time
-from collections.abc import Callable
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 
+from cdpulse.connections import AsyncRedis
 from cdpulse.ops import metrics
 from cdpulse.pipeline.state import Changes, Save, SaveStatus, Stored, View, Wanted
 from cdpulse.profile.model import decode, encode
+from cdpulse.store import links
 from cdpulse.store.cache import ProfileCache
-from cdpulse.store.keys import Keys
+from cdpulse.store.keys import SHARDS, Keys, Shard, keys_for
 from cdpulse.store.kpis import FIELDS_CAP, kpi_key
 from cdpulse.store.redis import script
+from cdpulse.store.replicas import Replicas
+
+log = logging.getLogger(__name__)
 
 _STATUS = {-1: SaveStatus.CONFLICT, -2: SaveStatus.ALIASED, -3: SaveStatus.LINK_TAKEN}
 CLAIM_SECONDS = 2 * 86_400  # how long a trigger claim is kept: far beyond any redelivery
 CHUNK = 64  # profiles per script call: a few ms of Redis at most
+RESENDS = 3  # sends of a command a server refused (NOSCRIPT, MOVED) before it fails
 _PACK = msgspec.msgpack.Encoder()
 
 
@@ -68,6 +88,32 @@ def _rows(
         )
 
 
+# What a save touches of its id's keys in ``write.lua`` on a Redis Cluster.
+_SAVE_KINDS = ("profile", "alias", "merged", "hold", "claims", "identities")
+
+
+def _touched(keys: Keys, shard: Shard, rows: list[list[Any]]) -> list[str]:
+    """Every key a ``write.lua`` call of ``rows`` touches, but its claims' old keys
+    (read before anything is written): declared, so that a Redis Cluster moving their
+    slot answers before the script runs (ASK: retried later) instead of failing it
+    halfway, and never runs it where half of them are."""
+    touched = [shard.profile_count]
+    for row in rows:
+        base = keys.of(row[0])
+        touched += [base + kind for kind in _SAVE_KINDS]
+        for op in row[3]:
+            if isinstance(op[1], str):
+                touched.append(op[1])
+            if op[0] in ("convert", "claim"):
+                touched.append(op[2])
+    return list(dict.fromkeys(touched))
+
+
+def _blob(save: Save) -> bytes:
+    """The bytes a save writes: encoded when it was staged, or now."""
+    return save.blob if save.blob is not None else encode(save.profile)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -82,8 +128,38 @@ class _Script:
     def call(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
         pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
-    async def load(self, client: aioredis.Redis) -> None:
-        await client.script_load(self.source)
+    async def load(self, client: AsyncRedis) -> None:
+        await client.script_load(self.source)  # a cluster client loads it on every master
+
+
+class SlotMoving(ClusterError):
+    """A script found keys of its slot on another node: the slot is being migrated
+    between masters (``redis-cli --cluster reshard``). The round trip is retried; the
+    migration of one slot takes moments."""
+
+
+# What Redis Cluster answers a script that reaches a key its node no longer serves.
+_NOT_LOCAL = "Script attempted to access a non local key"
+
+
+class _Commands:
+    """The commands a round trip sends, recorded so that those a server answered
+    NOSCRIPT can be sent again alone: on a Redis Cluster a promoted replica may lack
+    the scripts while the other masters ran theirs."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            self.sent.append((name, args))
+
+        return record
+
+    def replay(self, pipe: Any, which: Iterable[int]) -> None:
+        for n in which:
+            name, args = self.sent[n]
+            getattr(pipe, name)(*args)
 
 
 class RedisState:
@@ -91,7 +167,7 @@ class RedisState:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: AsyncRedis,
         prefix: str,
         *,
         retention_ms: int = 0,
@@ -108,7 +184,7 @@ class RedisState:
         # id -> (shard, earliest due time, save) of staged saves that schedule the
         # profile: a later batch polls them as it would once the write landed.
         self._staged_due: dict[str, tuple[int, int, Save]] = {}
-        self.keys = Keys(prefix)
+        self.keys = keys_for(client, prefix)
         # The erasure ledger read: the prefix's own, or a live one a rebuild screens with.
         self.ledger = Keys(ledger_prefix or prefix).erasure_ledger
         self.retention_ms = retention_ms
@@ -118,6 +194,9 @@ class RedisState:
         self._write = _Script("write.lua")
         self._watermark = _Script("watermark.lua")
         self._due = _Script("due.lua")
+        self._hold = _Script("hold.lua")
+        self._settle = _Script("settle.lua")
+        self._replicas = Replicas(client) if isinstance(client, aioredis.RedisCluster) else None
         self.round_trips = 0
 
     # --- read -----------------------------------------------------------------------------
@@ -155,41 +234,51 @@ class RedisState:
             view.round_trips = 0  # everything came from the cache
             return view
         pseudonyms = [self.pseudonym(i) for i in erased]
-        chunks = [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
+        chunks = [
+            (shard, group[at : at + CHUNK])
+            for shard, group in self._by_shard(ids)
+            for at in range(0, len(group), CHUNK)
+        ]
+        buyer_groups = self._by_shard(buyers) if buyers else []
+        polls = self._due_polls(wanted)
 
         def build(pipe: Any) -> None:
             if erased:
                 pipe.hmget(self.ledger, pseudonyms)
-            for chunk in chunks:
+            for shard, chunk in chunks:
                 versions = [known[i].version if i in known else 0 for i in chunk]
-                self._read.call(pipe, [], [_pack([keys.prefix, chunk, versions])])
+                if shard.head is None:
+                    self._read.call(pipe, [], [_pack([keys.prefix, chunk, versions])])
+                else:
+                    request = [keys.prefix, chunk, versions, shard.head]
+                    touched = [keys.of(i) + kind for i in chunk for kind in ("alias", "profile")]
+                    self._read.call(pipe, touched, [_pack(request)])
             if wanted.watermarks:
                 pipe.hgetall(keys.watermark)
-            if buyers:
-                for name in wanted.experiments:
-                    pipe.hmget(keys.experiment(name, "exposed"), buyers)
-            for shard in wanted.due_shards:
-                schedules = [keys.due(shard, "churn"), keys.due(shard, "trigger")]
-                args: list[Any] = [wanted.due_until, wanted.due_limit, keys.prefix]
+            for name in wanted.experiments:
+                for shard, group in buyer_groups:
+                    pipe.hmget(shard.experiment(name, "exposed"), group)
+            for schedules, args in polls:
                 self._due.call(pipe, schedules, args)
 
         replies = iter(await self._execute(build, "read"))
         if erased:
             found = next(replies)
             view.erased = {i for i, at in zip(erased, found, strict=True) if at is not None}
-        for chunk in chunks:
+        for _, chunk in chunks:
             _rows(view, chunk, next(replies), known)
         if wanted.watermarks:
             view.watermarks = {_text(k): int(v) for k, v in next(replies).items()}
         if buyers:
             for name in wanted.experiments:
                 seen: dict[str, tuple[str, int]] = {}
-                for customer, value in zip(buyers, next(replies), strict=True):
-                    if value is not None:
-                        variant, at = _text(value).split("|")
-                        seen[customer] = (variant, int(at))
+                for _, group in buyer_groups:
+                    for customer, value in zip(group, next(replies), strict=True):
+                        if value is not None:
+                            variant, at = _text(value).split("|")
+                            seen[customer] = (variant, int(at))
                 view.exposures[name] = seen
-        for _ in wanted.due_shards:
+        for _ in polls:
             rows = next(replies)
             for row in range(0, len(rows), 4):
                 due_id = _text(rows[row])
@@ -209,6 +298,41 @@ class RedisState:
         if self._staged_due and wanted.due_shards:
             self._poll_staged(view, wanted)
         return view
+
+    def _by_shard(self, ids: list[str]) -> list[tuple[Shard, list[str]]]:
+        """``ids`` by the shard whose slot their keys are on (one Redis: one shard)."""
+        if not self.keys.cluster:
+            return [(self.keys.shards()[0], ids)]
+        groups: dict[Shard, list[str]] = defaultdict(list)
+        for i in ids:
+            groups[self.keys.shard(i)].append(i)
+        return list(groups.items())
+
+    def _due_polls(self, wanted: Wanted) -> list[tuple[list[str], list[Any]]]:
+        """The ``due.lua`` calls polling ``wanted``'s shards: one per input partition on
+        one Redis; on a Redis Cluster one per shard, each over every partition, and each
+        schedule giving its share of ``due_limit``."""
+        if not wanted.due_shards:
+            return []
+        kinds = ("churn", "trigger")
+        prefix = self.keys.prefix
+        if not self.keys.cluster:
+            shard = self.keys.shards()[0]
+            return [
+                (
+                    [shard.due(p, kind) for kind in kinds],
+                    [wanted.due_until, wanted.due_limit, prefix],
+                )
+                for p in wanted.due_shards
+            ]
+        share = math.ceil(wanted.due_limit / SHARDS)
+        return [
+            (
+                [shard.due(p, kind) for p in wanted.due_shards for kind in kinds],
+                [wanted.due_until, share, prefix, shard.head],
+            )
+            for shard in self.keys.shards()
+        ]
 
     def _poll_staged(self, view: View, wanted: Wanted) -> None:
         """What the saves being written made due, as the schedules will say once written."""
@@ -267,10 +391,24 @@ class RedisState:
         if not sent and not changes.watermarks:
             self._remember(changes, {})
             return statuses
+        marks = [x for name, at in changes.watermarks.items() for x in (name, at)]
+        if self.keys.cluster:
+            codes = await self._write_shards(sent, marks)
+        else:
+            codes = await self._write_one(sent, marks)
+        written: dict[str, int] = {}
+        for save, code in zip(sent, codes, strict=True):
+            statuses[save.profile.id] = _STATUS.get(code, SaveStatus.SAVED)
+            written[save.profile.id] = code
+        self._remember(changes, written)
+        return statuses
+
+    async def _write_one(self, sent: list[Save], marks: list[Any]) -> list[int]:
+        """One Redis: every save and the watermarks in one round trip."""
         saves = [self._save_row(save) for save in sent]
         # The profiles travel as arguments of their own: Redis' MessagePack reader
         # predates the binary type.
-        blobs = [save.blob if save.blob is not None else encode(save.profile) for save in sent]
+        blobs = [_blob(save) for save in sent]
         chunks = [
             [
                 _pack([self.keys.prefix, self.retention_ms, saves[at : at + CHUNK]]),
@@ -278,7 +416,6 @@ class RedisState:
             ]
             for at in range(0, len(saves), CHUNK)
         ]
-        marks = [x for name, at in changes.watermarks.items() for x in (name, at)]
 
         def build(pipe: Any) -> None:
             for chunk in chunks:
@@ -286,14 +423,133 @@ class RedisState:
             if marks:
                 self._watermark.call(pipe, [self.keys.watermark], marks)
 
-        replies = await self._execute(build, "write")
-        codes = [int(code) for reply in replies[: len(chunks)] for code in reply]
-        written: dict[str, int] = {}
-        for save, code in zip(sent, codes, strict=True):
-            statuses[save.profile.id] = _STATUS.get(code, SaveStatus.SAVED)
-            written[save.profile.id] = code
-        self._remember(changes, written)
-        return statuses
+        replies = await self._execute(build, "write", durable=True)
+        return [int(code) for reply in replies[: len(chunks)] for code in reply]
+
+    async def _write_shards(self, sent: list[Save], marks: list[Any]) -> list[int]:
+        """A Redis Cluster: hold, save, settle (``store/links.py``), each step one round
+        trip when it has anything to do; the answer per save as ``write.lua`` gives it."""
+        token = uuid.uuid4().hex  # names this write's holds
+        reaches = [links.reach(self.keys, s, self.shard_of, self.retention_ms) for s in sent]
+        codes = [0] * len(sent)
+        holding = [n for n, r in enumerate(reaches) if r.hold]
+        try:
+            if holding:
+                await self._hold_links(reaches, holding, codes, token)
+            await self._save_shards(sent, reaches, codes, marks, token)
+        except Exception:
+            await self._release(reaches, holding, token)  # else they expire
+            raise
+        settling = [n for n, r in enumerate(reaches) if r.settled or (r.hold and codes[n] <= 0)]
+        if settling:
+            moved = await self._settle_links(reaches, settling, codes, token)
+            if moved:
+                metrics.CLUSTER_RETIRES_KEPT.inc(moved)
+                log.warning(
+                    "%d merged profiles were written after their merge's hold expired and "
+                    "were kept: their events since are not in the customer they merged "
+                    "into (cdpulse rebuild repairs it)",
+                    moved,
+                )
+        return codes
+
+    async def _hold_links(
+        self, reaches: list[links.Reach], holding: list[int], codes: list[int], token: str
+    ) -> None:
+        """Step 1: each save's links checked and made, its retired profiles held; a save
+        refused in any slot is answered so and not sent."""
+        calls: dict[Shard, list[tuple[int, list[list[Any]]]]] = defaultdict(list)
+        for n in holding:
+            for shard, entries in reaches[n].hold.items():
+                calls[shard].append((n, entries))
+        head = [token, links.HOLD_MS, self.retention_ms]
+
+        def build(pipe: Any) -> None:
+            for shard, groups in calls.items():
+                request = [shard.head, *head, [entries for _, entries in groups]]
+                touched = [
+                    self.keys.of(entry[1]) + kind
+                    for _, entries in groups
+                    for entry in entries
+                    for kind in ("hold", "alias", "profile")
+                ]
+                self._hold.call(pipe, touched, [_pack(request)])
+
+        for (_, groups), reply in zip(
+            calls.items(), await self._execute(build, "hold", durable=True), strict=True
+        ):
+            for (n, _), status in zip(groups, reply, strict=True):
+                codes[n] = min(codes[n], int(status))
+
+    async def _save_shards(
+        self,
+        sent: list[Save],
+        reaches: list[links.Reach],
+        codes: list[int],
+        marks: list[Any],
+        token: str,
+    ) -> None:
+        """Step 2: the saves every hold granted, each shard's in its own calls, with the
+        entries beside them in other slots and the watermarks."""
+        by_shard: dict[Shard, list[int]] = defaultdict(list)
+        for n, save in enumerate(sent):
+            if codes[n] == 0:
+                by_shard[self.keys.shard(save.profile.id)].append(n)
+        chunks: list[tuple[Shard, list[int]]] = [
+            (shard, members[at : at + CHUNK])
+            for shard, members in by_shard.items()
+            for at in range(0, len(members), CHUNK)
+        ]
+
+        def build(pipe: Any) -> None:
+            for shard, members in chunks:
+                rows = [self._save_row(sent[n]) for n in members]
+                where = [shard.base, shard.head, token]
+                request = _pack([self.keys.prefix, self.retention_ms, rows, where])
+                blobs = [_blob(sent[n]) for n in members]
+                self._write.call(pipe, _touched(self.keys, shard, rows), [request, *blobs])
+            for _, members in chunks:
+                for n in members:
+                    for command in reaches[n].beside:
+                        pipe.execute_command(*command)
+            if marks:
+                self._watermark.call(pipe, [self.keys.watermark], marks)
+
+        replies = await self._execute(build, "write", durable=True)
+        for (_, members), reply in zip(chunks, replies, strict=False):
+            for n, code in zip(members, reply, strict=True):
+                codes[n] = int(code)
+
+    async def _settle_links(
+        self, reaches: list[links.Reach], settling: list[int], codes: list[int], token: str
+    ) -> int:
+        """Step 3: what the written saves change in other slots, and every hold released;
+        how many retired profiles had moved (and were kept)."""
+        calls: dict[Shard, list[list[Any]]] = defaultdict(list)
+        for n in settling:
+            entries = reaches[n].settled if codes[n] > 0 else reaches[n].released
+            for shard, found in entries.items():
+                calls[shard].extend(found)
+
+        def build(pipe: Any) -> None:
+            for shard, entries in calls.items():
+                request = [shard.profile_count, shard.head, token, self.retention_ms, entries]
+                touched = [shard.profile_count]
+                for entry in entries:
+                    base = self.keys.of(entry[1])
+                    touched += [base + kind for kind in ("profile", "hold", "alias", "merged")]
+                    if entry[0] == "gone":
+                        touched += [*entry[3], *entry[4]]
+                self._settle.call(pipe, touched, [_pack(request)])
+
+        return sum(int(moved) for moved in await self._execute(build, "settle", durable=True))
+
+    async def _release(self, reaches: list[links.Reach], holding: list[int], token: str) -> None:
+        """A write that failed halfway releases its holds if Redis answers."""
+        try:
+            await self._settle_links(reaches, holding, [0] * len(reaches), token)
+        except Exception:  # the holds expire after HOLD_MS
+            log.warning("could not release a failed write's holds; they expire", exc_info=True)
 
     def _remember(self, changes: Changes, written: dict[str, int]) -> None:
         """Settle the cache after a write: a staged save that was written stays as the
@@ -338,60 +594,65 @@ class RedisState:
         self._staged_due.clear()
 
     def _save_row(self, save: Save) -> list[Any]:
-        """One save as ``write.lua`` reads it: id, version, links, operations."""
+        """One save as ``write.lua`` reads it: id, version, links, operations. On a Redis
+        Cluster only what is on its shard's slot: the rest is ``links.reach``'s."""
         k = self.keys
         profile_id = save.profile.id
-        ops: list[list[Any]] = [
-            ["del", k.profile(visitor), version] for visitor, version in save.retire.items()
-        ]
+        own = k.shard(profile_id)
+        alone = not k.cluster  # everything in this one call
+        ops: list[list[Any]] = (
+            [["del", k.profile(visitor), version] for visitor, version in save.retire.items()]
+            if alone
+            else []
+        )
         shard = self.shard_of(profile_id)
         for kind, due in (("churn", save.churn_due), ("trigger", save.trigger_due)):
             if kind not in save.schedules:
                 continue
             if due is None:
-                ops.append(["zrem", k.due(shard, kind), profile_id])
+                ops.append(["zrem", own.due(shard, kind), profile_id])
             else:
-                ops.append(["zadd", k.due(shard, kind), str(due), profile_id])
+                ops.append(["zadd", own.due(shard, kind), str(due), profile_id])
         for segment in save.entered:
-            ops.append(["zadd", k.members(segment), "0", profile_id])
+            ops.append(["zadd", own.members(segment), "0", profile_id])
         for segment in save.left:
-            ops.append(["zrem", k.members(segment), profile_id])
+            ops.append(["zrem", own.members(segment), profile_id])
         if save.summary is not None:
-            ops.append(["hset", k.clv_summaries, profile_id, save.summary.decode()])
+            ops.append(["hset", own.clv_summaries, profile_id, save.summary.decode()])
         for pseudonym in save.identities:
-            ops.append(["identity", k.identity(pseudonym), pseudonym])
-        if save.pseudonym is not None:
+            ops.append(["identity", alone and k.identity(pseudonym), pseudonym])
+        if save.pseudonym is not None and alone:
             ops.append(["setnx", k.profile_of(save.pseudonym), profile_id])
         for experiment, variant in save.conversions:
             ops.append(
                 [
                     "convert",
-                    k.experiment(experiment, "converted"),
-                    k.experiment(experiment, "counts"),
+                    own.experiment(experiment, "converted"),
+                    own.experiment(experiment, "counts"),
                     profile_id,
                     variant,
                 ]
             )
         for claim, rule, counter in save.tallies:
             ops.append(
-                ["claim", k.fired(profile_id, claim), k.uplift(rule), CLAIM_SECONDS, counter]
+                ["claim", k.fired(profile_id, claim), own.uplift(rule), CLAIM_SECONDS, counter]
             )
         for period, counts in save.kpis.items():
             flat = [x for name, amount in counts.items() for x in (name, amount)]
-            ops.append(["kpi", kpi_key(k.prefix, period), FIELDS_CAP, flat])
+            ops.append(["kpi", kpi_key(own.base, period), FIELDS_CAP, flat])
         customers = []
-        for merged, gone in save.customers.items():
+        for merged, gone in save.customers.items() if alone else ():
             customers.append([merged, gone.linked])
             merged_shard = self.shard_of(merged)
-            ops.append(["zrem", k.due(merged_shard, "churn"), merged])
-            ops.append(["zrem", k.due(merged_shard, "trigger"), merged])
-            ops.append(["hdel", k.clv_summaries, merged])
+            ops.append(["zrem", own.due(merged_shard, "churn"), merged])
+            ops.append(["zrem", own.due(merged_shard, "trigger"), merged])
+            ops.append(["hdel", own.clv_summaries, merged])
             for segment in gone.segments:
-                ops.append(["zrem", k.members(segment), merged])
+                ops.append(["zrem", own.members(segment), merged])
         return [
             profile_id,
             save.version,
-            save.links,
+            save.links if alone else [],
             ops,
             save.profile.customer_id is not None,
             customers,
@@ -402,21 +663,62 @@ class RedisState:
     async def load_scripts(self) -> None:
         for each in (self._read, self._write, self._watermark, self._due):
             await each.load(self.client)
+        if self.keys.cluster:
+            for each in (self._hold, self._settle):
+                await each.load(self.client)
 
-    async def _execute(self, build: Callable[[Any], None], op: str) -> list[Any]:
-        """One round trip of the commands ``build`` adds to a pipeline."""
+    async def _execute(
+        self, build: Callable[[Any], None], op: str, durable: bool = False
+    ) -> list[Any]:
+        """One round trip of the commands ``build`` adds to a pipeline; ``durable`` (a
+        write) on a Redis Cluster: answered once a replica holds it (``store/replicas``).
+
+        Commands are sent again, alone, when a server did not know the scripts (it
+        restarted; on a cluster, a promoted replica: a refused call did nothing), and on
+        a cluster when their slot had moved to another master (MOVED: the slot map is
+        read again). A slot being moved right now (ASK, TRYAGAIN, a script reaching a
+        key already moved) fails the round trip as ``SlotMoving``, to be retried: a
+        script is never run on the node a slot is moving to, where the keys not moved
+        yet would read as missing."""
         started = time.perf_counter()
-        pipe = self.client.pipeline(transaction=False)
-        build(pipe)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        if any(isinstance(r, NoScriptError) for r in replies):
-            await self.load_scripts()  # the server restarted, or never had them
-            pipe = self.client.pipeline(transaction=False)
-            build(pipe)
-            replies = await pipe.execute(raise_on_error=False)
+        commands = _Commands()
+        build(commands)
+        replies: list[Any] = [None] * len(commands.sent)
+        todo = list(range(len(commands.sent)))
+        for _ in range(RESENDS):
+            for n, reply in zip(todo, await self._send(commands, todo, durable), strict=True):
+                replies[n] = reply
+            forgot = [n for n in todo if isinstance(replies[n], NoScriptError)]
+            moved = [n for n in todo if isinstance(replies[n], MovedError)]
+            if forgot:
+                await self.load_scripts()
+            if moved and isinstance(self.client, aioredis.RedisCluster):
+                await self.client.nodes_manager.initialize()
+            todo = sorted((*forgot, *moved))
+            if not todo:
+                break
         self.round_trips += 1
         metrics.REDIS_SECONDS.labels(op).observe(time.perf_counter() - started)
         for reply in replies:
+            if isinstance(reply, (AskError, TryAgainError)) or (
+                isinstance(reply, ResponseError) and str(reply).startswith(_NOT_LOCAL)
+            ):
+                raise SlotMoving(f"{op}: a slot of this batch is moving between masters") from reply
             if isinstance(reply, Exception):
                 raise reply
+        return replies
+
+    async def _send(self, commands: _Commands, which: list[int], durable: bool) -> list[Any]:
+        """Send some of the recorded commands in one pipeline; their replies."""
+        pipe: Any = self.client.pipeline(transaction=False)
+        commands.replay(pipe, which)
+        if self._replicas is None:
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+        waits = self._replicas.wait(pipe) if durable else 0
+        # Redirections are answered above, not followed here (see ``_execute``).
+        replies = await pipe.execute(raise_on_error=False, allow_redirections=False)
+        if waits:
+            replies, waited = replies[:-waits], replies[-waits:]
+            await self._replicas.count(waited)
         return replies

@@ -7,9 +7,8 @@ pipeline's state store keeps (``store/state.py``).
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
-from cdpulse.store.keys import Keys
+from cdpulse.connections import AsyncRedis
+from cdpulse.store.keys import keys_for
 
 UPLIFT_FIELDS = ("treated", "treated_converted", "holdout", "holdout_converted")
 
@@ -19,13 +18,21 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisTriggerStore:
-    """A rule's uplift counters under one prefix."""
+    """A rule's uplift counters under one prefix (a hash per shard on a Redis Cluster,
+    counted with each customer's save)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str) -> None:
         self.client = client
-        self.keys = Keys(prefix)
+        self.keys = keys_for(client, prefix)
 
     async def counts(self, rule: str) -> dict[str, int]:
-        raw = await self.client.hgetall(self.keys.uplift(rule))
-        values = {_text(k): int(v) for k, v in raw.items()}
-        return {name: values.get(name, 0) for name in UPLIFT_FIELDS}
+        pipe = self.client.pipeline(transaction=False)
+        for shard in self.keys.shards():
+            pipe.hgetall(shard.uplift(rule))
+        values: dict[str, int] = dict.fromkeys(UPLIFT_FIELDS, 0)
+        for raw in await pipe.execute():
+            for k, v in raw.items():
+                name = _text(k)
+                if name in values:
+                    values[name] += int(v)
+        return values

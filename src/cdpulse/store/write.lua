@@ -33,20 +33,46 @@
 -- -2 when the id is now someone's visitor, -3 when a visitor to link belongs to someone
 -- else or has a profile the save does not merge. A save's
 -- conditions are checked before anything of it is written: a refused save changes nothing.
--- Keys are named here from the prefix (as ``store/keys.py`` names them): one Redis node.
+--
+-- On a Redis Cluster (ARGV[1]'s 4th item, [shared, head, token]) a call holds the saves of
+-- one shard, and every key it touches is on the shard's slot: a save there carries no
+-- links, "del" or merged customers and no identity entry of its own (other slots:
+-- ``store/links.py`` writes them before and after), and one whose id another write holds
+-- (``token`` names this write's holds) is refused as moved (-1).
 local batch = cmsgpack.unpack(ARGV[1])
 local prefix, retention, saves = batch[1], tonumber(batch[2]), batch[3]
-local counter = prefix .. ':profiles'
+-- Where keys are (``store/keys.py``), in this one place: an id's keys start with at(id);
+-- a shared structure this script names itself starts with ``shared .. ':'`` (summed
+-- over every shard by its readers). One Redis: {prefix}:{<id>}: and {prefix}:; a Redis
+-- Cluster: {prefix}:{<tag>}{<id>}: and {prefix}:{<tag>}:. Keys in the operations are
+-- named by the caller, already in the save's shard.
+local shard = batch[4]
+local shared = shard and shard[1] or prefix
+local head = shard and shard[2] or (prefix .. ':{')
+local token = shard and shard[3]
+local function at(id)
+  return head .. id .. '}:'
+end
+local counter = shared .. ':profiles'
 -- A customer's claims, oldest first: every claim has the same time to live, so the head
 -- expires first, and popping expired heads keeps the list as long as the live claims.
-local function remember_claim(claims, key, ttl)
+-- The expired heads are counted before the save writes anything (``expired_heads``): a
+-- claim key is the only key a save reads that its caller cannot name (and declare, on a
+-- Redis Cluster), so reading it is the only step that can fail, and must fail early.
+local function expired_heads(claims)
+  local n = 0
+  while true do
+    local head = redis.call('LINDEX', claims, n)
+    if not head or redis.call('EXISTS', head) == 1 then
+      return n
+    end
+    n = n + 1
+  end
+end
+local function remember_claim(claims, key, ttl, expired)
   redis.call('RPUSH', claims, key)
   redis.call('EXPIRE', claims, ttl)
-  while true do
-    local head = redis.call('LINDEX', claims, 0)
-    if not head or redis.call('EXISTS', head) == 1 then
-      break
-    end
+  for _ = 1, expired do
     redis.call('LPOP', claims)
   end
 end
@@ -55,16 +81,23 @@ local function expire(key)
     redis.call('PEXPIRE', key, retention)
   end
 end
+-- Whether another write holds the id (a Redis Cluster's links, ``store/links.py``).
+local function held(tag)
+  local holder = redis.call('GET', tag .. 'hold')
+  return holder and holder ~= token
+end
 local out = {}
 local kpis, caps = {}, {}  -- hash -> field -> amount, of the saves written; hash -> cap
 for n, save in ipairs(saves) do
   local id, expected, links, ops, customer = save[1], tonumber(save[2]), save[3], save[4], save[5]
   local merged = save[6] or {}
   local blob = ARGV[1 + n]
-  local tag = prefix .. ':{' .. id .. '}:'
+  local tag = at(id)
   local status
   if redis.call('EXISTS', tag .. (customer and 'merged' or 'alias')) == 1 then
     status = -2
+  elseif token and held(tag) then
+    status = -1
   else
     local version = tonumber(redis.call('HGET', tag .. 'profile', 'v') or '0')
     if version ~= expected then
@@ -77,7 +110,7 @@ for n, save in ipairs(saves) do
         end
       end
       for _, visitor in ipairs(links) do
-        local visitor_tag = prefix .. ':{' .. visitor .. '}:'
+        local visitor_tag = at(visitor)
         local owner = redis.call('GET', visitor_tag .. 'alias')
         if owner and owner ~= id then
           status = -3
@@ -101,9 +134,16 @@ for n, save in ipairs(saves) do
           end
         end
       end
+      local expired = 0
       if status == nil then
+        for _, op in ipairs(ops) do
+          if op[1] == 'claim' then
+            expired = expired_heads(tag .. 'claims')
+            break
+          end
+        end
         for _, visitor in ipairs(links) do
-          local alias = prefix .. ':{' .. visitor .. '}:alias'
+          local alias = at(visitor) .. 'alias'
           redis.call('SET', alias, id)
           expire(alias)
         end
@@ -113,13 +153,13 @@ for n, save in ipairs(saves) do
         end
         for _, gone in ipairs(merged) do
           local gone_id = gone[1]
-          local gone_tag = prefix .. ':{' .. gone_id .. '}:'
+          local gone_tag = at(gone_id)
           for _, key in ipairs({gone_tag .. 'alias', gone_tag .. 'merged'}) do
             redis.call('SET', key, id)
             expire(key)
           end
           for _, linked in ipairs(gone[2]) do
-            local linked_tag = prefix .. ':{' .. linked .. '}:'
+            local linked_tag = at(linked)
             for _, key in ipairs({linked_tag .. 'alias', linked_tag .. 'merged'}) do
               if redis.call('GET', key) == gone_id then
                 redis.call('SET', key, id)
@@ -161,17 +201,22 @@ for n, save in ipairs(saves) do
           elseif name == 'claim' then
             if redis.call('SET', op[2], 1, 'NX', 'EX', op[4]) then
               redis.call('HINCRBY', op[3], op[5], 1)
-              remember_claim(tag .. 'claims', op[2], op[4])
+              remember_claim(tag .. 'claims', op[2], op[4], expired)
+              expired = 0
             end
           elseif name == 'identity' then
             -- The set holds exactly the entries that point at the customer: an email
             -- another customer gives now is theirs, so it leaves its previous owner's set.
-            local owner = redis.call('GET', op[2])
-            if owner and owner ~= id then
-              redis.call('SREM', prefix .. ':{' .. owner .. '}:identities', op[3])
+            -- On a Redis Cluster the entry (false here) is on its pseudonym's slot: set
+            -- apart, and a previous owner's set keeps the pseudonym (erasure checks).
+            if op[2] then
+              local owner = redis.call('GET', op[2])
+              if owner and owner ~= id then
+                redis.call('SREM', at(owner) .. 'identities', op[3])
+              end
+              redis.call('SET', op[2], id)
+              expire(op[2])
             end
-            redis.call('SET', op[2], id)
-            expire(op[2])
             redis.call('SADD', tag .. 'identities', op[3])
             expire(tag .. 'identities')
           elseif name == 'kpi' then
