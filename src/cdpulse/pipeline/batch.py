@@ -299,7 +299,12 @@ class ProfilePipeline:
             if attempt:
                 pending_items = [i for i in items if i.target in refused]
                 pending_due = {i for i in refused if i in due}
-                view = await self._read(pending_items, set(refused), report, poll=False)
+                # From what is written only: a batch begun meanwhile staged saves decided
+                # on this one's refused ones (an event of a visitor it merged would be
+                # found applied there, and skipped here, before either is written).
+                view = await self._read(
+                    pending_items, set(refused), report, poll=False, written_only=True
+                )
                 report.rounds += 1
                 work, per_profile = await self._compute(
                     pending_items, pending_due, view, begun.decide_at, begun.as_of, report
@@ -373,11 +378,13 @@ class ProfilePipeline:
         report: BatchReport,
         poll: bool = True,
         due_until: int = 0,
+        written_only: bool = False,
     ) -> View:
         """The batch's state: one round trip, and one more per hop of links to follow.
 
         ``poll``: also ask the due schedules of this worker's shards what is due up to the
-        watermark this batch decides at, and load those profiles.
+        watermark this batch decides at, and load those profiles. ``written_only``: none
+        of the saves staged by later batches (``Wanted.written_only``).
         """
         ids = wanted_ids(items) | also
         buyers = {i.event.key for i in items if type(i.event) is OrderCompletedEvent}
@@ -391,6 +398,7 @@ class ProfilePipeline:
             due_shards=shards,
             due_until=due_until,
             due_limit=self.due_limit,
+            written_only=written_only,
         )
         view = await self.state.read(wanted)
         report.round_trips += view.round_trips
@@ -408,6 +416,7 @@ class ProfilePipeline:
                     else set(),
                     experiments=experiments,
                     watermarks=False,
+                    written_only=written_only,
                 )
             )
             report.round_trips += more.round_trips

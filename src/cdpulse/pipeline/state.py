@@ -53,6 +53,10 @@ class Wanted:
     due_until: int = 0  # ... up to this event time
     due_limit: int = 500
     watermarks: bool = True  # the watermarks too (a follow-up read needs none)
+    # Only what is written: none of the saves staged for a write still in flight. A batch
+    # deciding again what its write refused must not start from a later batch's staged
+    # saves: they were decided on this batch's refused ones (``ProfilePipeline._finish``).
+    written_only: bool = False
 
 
 @dataclass(slots=True)

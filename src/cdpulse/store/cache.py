@@ -39,6 +39,11 @@ class ProfileCache:
             self.hits += 1
         return entry
 
+    def is_staged(self, profile_id: str) -> bool:
+        """Whether the entry kept for ``profile_id`` is a save not written yet."""
+        entry = self._entries.get(profile_id)
+        return entry is not None and entry.staged
+
     def put(self, profile_id: str, entry: Stored) -> None:
         """``entry`` was written (its version is the one in Redis now)."""
         if self.capacity <= 0:

@@ -214,11 +214,15 @@ class RedisState:
         known: dict[str, Stored] = {}
         if self.cache is not None:
             wanted_ids = []
+            staged_links = {} if wanted.written_only else self._staged_links
             for profile_id in ids:
-                customer = self._staged_links.get(profile_id)
+                customer = staged_links.get(profile_id)
                 if customer is not None:
                     view.aliases[profile_id] = customer
                     view.profiles[profile_id] = Stored(0, None)
+                    continue
+                if wanted.written_only and self.cache.is_staged(profile_id):
+                    wanted_ids.append(profile_id)  # read from Redis; the entry stays
                     continue
                 cached = self.cache.lend(profile_id)
                 if cached is not None and cached.staged:
