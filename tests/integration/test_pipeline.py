@@ -7,9 +7,11 @@ import json
 import random
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from cdpulse.connections import async_redis
 from cdpulse.contract.topics import Topics
@@ -354,3 +356,127 @@ def test_a_refused_save_decided_again_ignores_what_a_later_batch_staged(env: Env
             await client.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("seed", [2, 7])  # each lost events before 2d879cf
+def test_overlapping_batches_with_a_small_cache_and_a_flaky_broker_match_the_oracle(
+    env: Env, seed: int, tmp_path: Path
+) -> None:
+    """The worker's shape on a real Redis: each batch begun while the one before it is
+    written, its publish failing now and then (the broker down: the finish is retried
+    from scratch), a profile cache far smaller than the shop (staged saves evicted,
+    profiles read again), due schedules polled, triggers decided and idle batches
+    between; the profiles still equal the oracle's."""
+    import asyncio
+
+    import yaml
+
+    from cdpulse.models.churn.labels import ChurnLabeler
+    from cdpulse.pipeline.batch import ProfilePipeline, Sharding
+    from cdpulse.pipeline.memory import MemoryOutlet
+    from cdpulse.pipeline.outputs import Outputs
+    from cdpulse.pipeline.stages import Engine, Models, Stages
+    from cdpulse.pipeline.state import Wanted
+    from cdpulse.profile.view import render
+    from cdpulse.settings import Settings
+    from cdpulse.store.cache import ProfileCache
+    from cdpulse.store.state import RedisState
+    from cdpulse.triggers.rules import load_rules
+    from tests import oracle, trigger_oracle
+    from tests.unit.test_pipeline import (
+        BOOK,
+        PARTITIONS,
+        RULES,
+        arrival_order,
+        cut,
+        with_duplicates_and_garbage,
+    )
+
+    rng = random.Random(seed)
+    events = list(Shop(customers=100, days=30, seed=seed).events())
+    records, _ = with_duplicates_and_garbage(events, rng, duplicates=0.03, malformed=0.0)
+    batches = cut(arrival_order(records, rng), rng, max_batch=rng.choice((40, 150, 500)))
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(trigger_oracle.RULES), encoding="utf-8")
+
+    class FlakyBroker(MemoryOutlet):
+        failed = 0
+
+        async def publish(self, outputs: Outputs) -> None:
+            await asyncio.sleep(0)  # the other batch's work goes on meanwhile
+            if rng.random() < 0.2:
+                self.failed += 1
+                raise ConnectionError("broker down (test)")
+            await super().publish(outputs)
+
+    async def retried(call: Any) -> Any:
+        while True:
+            try:
+                return await call()
+            except ConnectionError:
+                await asyncio.sleep(0)
+
+    async def main() -> tuple[list[str], int]:
+        client = async_redis(env.settings.redis_url)
+        state = RedisState(
+            client,
+            f"{env.name}-{seed}",
+            pseudonym=RULES.traits.pseudonymizer.of_id,
+            shard_of=lambda _: 0,
+            cache=ProfileCache(30),
+        )
+        engine = Engine(
+            RULES,
+            Models(),
+            book=BOOK,
+            labeler=ChurnLabeler.from_settings(Settings(pseudonym_key="k" * 32)),
+            triggers=load_rules(str(rules)),
+            trigger_lateness=60_000,
+        )
+        outlet = FlakyBroker()
+        pipeline = ProfilePipeline(
+            state,
+            outlet,
+            Stages(engine),
+            partitions=3 * PARTITIONS,
+            sharding=Sharding(owned=lambda: (0,), shard_of=lambda _: 0),
+        )
+        flights: list[asyncio.Future[Any]] = []
+
+        async def finish(begun: Any, previous: asyncio.Future[Any] | None) -> Any:
+            if previous is not None:
+                await previous
+            return await retried(lambda: pipeline.finish(begun))
+
+        try:
+            for batch in batches:
+                if rng.random() < 0.1:  # the stream idles: an empty batch decides what is due
+                    while flights:
+                        await flights.pop(0)
+                    await retried(lambda: pipeline.run([]))
+                while len(flights) > 1:
+                    await flights.pop(0)
+                previous = flights[-1] if flights else None
+                begun = await retried(lambda b=batch, p=previous: pipeline.begin(b, previous=p))
+                flights.append(asyncio.ensure_future(finish(begun, previous)))
+            for flight in flights:
+                await flight
+            truth = oracle.expected([m.value for b in batches for m in b], now=datetime.now(UTC))
+            view = await state.read(Wanted(ids=set(truth.profiles) | set(truth.aliases)))
+            problems = []
+            for profile_id, want in sorted(truth.profiles.items()):
+                stored = view.profiles.get(profile_id)
+                if stored is None or stored.profile is None:
+                    problems.append(f"{profile_id}: missing")
+                    continue
+                problems += differences(render(stored.profile, truth.as_of, RULES), want)
+            for visitor, customer in truth.aliases.items():
+                if view.aliases.get(visitor) != customer:
+                    problems.append(f"{visitor}: linked to {view.aliases.get(visitor)}")
+            return problems, outlet.failed
+        finally:
+            await client.aclose()
+
+    problems, failed = asyncio.run(main())
+    assert failed > 0, "the broker never failed: the retried finish went untested"
+    assert problems == [], f"{len(problems)} differences from the oracle: {problems[:5]}"
