@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kafka import KafkaProducer
+
+from cdpulse.connections import kafka_options
 from cdpulse.contract.topics import Topics
-from cdpulse.producer import Producer
+from cdpulse.kafka_admin import ensure_topics
 from cdpulse.settings import Settings
 from cdpulse.simulate.malformed import malformed_event
 from cdpulse.simulate.shop import Shop
@@ -107,23 +110,39 @@ class Sender(threading.Thread):
         topics = Topics.from_settings(self.settings)
         futures: list[Any] = []
         started = time.monotonic()
-        with Producer.from_settings(self.settings) as producer:
+        ensure_topics(self.settings)
+        # As ``cdpulse.producer`` sends (acks=all, idempotent), but a record may wait for
+        # the broker as long as a test keeps it down: on a loaded machine a broker
+        # restart and the backlog before it took longer than the default two minutes,
+        # and the test failed on the sender's expired records, not on the engine.
+        producer = KafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            batch_size=256 * 1024,
+            delivery_timeout_ms=900_000,
+            **kafka_options(self.settings),
+        )
+        try:
             for message in self.messages:
                 if self.holds and self.sent == self.holds[0]:
                     self.holds.pop(0)
                     self._wait_for_release()
                     started = time.monotonic() - (self.sent / self.rate if self.rate else 0)
                 futures.append(
-                    producer.kafka.send(message.topic(topics), value=message.value, key=message.key)
+                    producer.send(message.topic(topics), value=message.value, key=message.key)
                 )
                 self.sent += 1
                 if self.rate > 0:
                     ahead = self.sent / self.rate - (time.monotonic() - started)
                     if ahead > 0:
                         time.sleep(ahead)
-        for message, future in zip(self.messages, futures, strict=True):
-            metadata = future.get(timeout=180)
-            message.partition, message.offset = metadata.partition, metadata.offset
+            for message, future in zip(self.messages, futures, strict=True):
+                metadata = future.get(timeout=900)
+                message.partition, message.offset = metadata.partition, metadata.offset
+        finally:
+            producer.close()
 
     def _wait_for_release(self) -> None:
         if self._free:
