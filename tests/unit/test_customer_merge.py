@@ -103,6 +103,34 @@ def test_a_customer_with_merged_customers_merged_on_keeps_links_one_hop() -> Non
     assert a is not None and sorted(a.merged_customers) == ["B", "C"] and a.events == 5
 
 
+def test_a_customer_first_seen_in_the_merge_batch_is_merged_however_the_stream_is_cut() -> None:
+    """Known is known whether the merged customer's first event was stored by an earlier
+    batch or comes earlier in the merge's own batch: the outcome must not depend on
+    where a (re-)fetch cut the stream. Its events before and after the merge follow the
+    survivor; a merge before its first event is refused."""
+    stream = [
+        ev("order_completed", 0, customer_id="A"),
+        ev("page_viewed", 1, customer_id="B"),
+        ev("identify", 2, customer_id="B", anonymous_id="V", event_id="iB"),
+        merge(3, "A", "B"),
+        ev("page_viewed", 4, customer_id="B"),
+        merge(5, "A", "C"),  # C's first event comes after: unknown
+        ev("page_viewed", 6, customer_id="C"),
+    ]
+    outcomes = []
+    for cut_at in range(len(stream) + 1):
+        batches = in_order(*(part for part in (stream[:cut_at], stream[cut_at:]) if part))
+        run = process(batches)
+        assert mismatches(run, batches) == [], f"cut at {cut_at}"
+        a = run.state.profile("A").profile
+        assert a is not None
+        letters = refused(run.dead_letters())
+        outcomes.append((a.events, sorted(a.merged_customers), run.state.merged_into, letters))
+    # each batch was delivered twice: the refusal was dead-lettered once all the same
+    assert outcomes[0] == (4, ["B"], {"B": "A"}, [("m5", "unknown_customer")])
+    assert all(o == outcomes[0] for o in outcomes), outcomes
+
+
 def test_merge_rules_are_pure_and_decided_on_what_is_stored() -> None:
     view = View(profiles={"K": Stored(1, Profile(id="K", customer_id="K"))})
     visitor = View(profiles={"V": Stored(1, Profile(id="V"))})

@@ -38,7 +38,8 @@ and its link is a *customer link*: the survivor lists it in ``Profile.merged_cus
 and only such a link carries events with ``customer_id`` (the merged customer's later
 events go to the survivor). A visitor link never does. Refused, dead-lettered
 ``merge_refused`` with the rule (``MERGE_RULES``): a merge of an id into itself, of an
-id without a stored known customer's profile, of an id merged into someone already
+id no event before it used as ``customer_id`` (stored, or earlier in the batch: where
+the stream was cut must not matter), of an id merged into someone already
 (a chain), into a survivor merged away itself, or back into the customer it was merged
 into (a cycle). A merge already made (a re-delivery, a repeated request) changes nothing.
 The merged customer's own links move to the survivor with the same save, so every link
@@ -76,7 +77,7 @@ SURVIVOR_MERGED = "survivor_merged"
 CYCLE = "cycle"
 MERGE_RULES: dict[str, str] = {
     SELF_MERGE: "merged_id is the surviving customer_id itself",
-    UNKNOWN_CUSTOMER: "merged_id has no stored profile of a known customer",
+    UNKNOWN_CUSTOMER: "merged_id was not used as customer_id by any event before the merge",
     CHAIN: "merged_id is merged into another customer already",
     SURVIVOR_MERGED: "the surviving customer_id is itself merged into another customer",
     CYCLE: "the surviving customer_id is merged into merged_id already",
@@ -165,10 +166,17 @@ def customer_links(view: View) -> dict[str, str]:
 
 
 def merge_refusal(
-    survivor: str, merged: str, merged_into: dict[str, str], view: View
+    survivor: str,
+    merged: str,
+    merged_into: dict[str, str],
+    view: View,
+    seen: set[str] | frozenset[str] = frozenset(),
 ) -> str | None:
     """The rule that refuses merging customer ``merged`` into ``survivor``; None when it
-    may be merged (or was already: ``merged_into`` says so, and nothing changes)."""
+    may be merged (or was already: ``merged_into`` says so, and nothing changes).
+
+    ``seen``: the ids the batch's events before the merge used as ``customer_id``: a
+    customer first seen there is as known as a stored one."""
     if merged == survivor:
         return SELF_MERGE
     if merged_into.get(merged) == survivor:
@@ -177,6 +185,8 @@ def merge_refusal(
         return CYCLE if merged_into[survivor] == merged else SURVIVOR_MERGED
     if merged in merged_into:
         return CHAIN
+    if merged in seen:
+        return None
     stored = view.profiles.get(merged)
     if stored is None or stored.profile is None or stored.profile.customer_id is None:
         return UNKNOWN_CUSTOMER
@@ -216,11 +226,21 @@ def stitch(items: list[Item], view: View) -> Stitching:
     links = {v: c for v, c in view.aliases.items() if v not in known or v in merged_into}
     new: list[str] = []
     merged_now: list[str] = []
+    seen: set[str] = set()  # ids used as customer_id by the batch's events so far
     for item in items:
         event = item.event
         if type(event) is CustomersMergedEvent:
             survivor, merged = event.key, event.properties.merged_id
-            rule = merge_refusal(survivor, merged, merged_into, view)
+            rule = merge_refusal(survivor, merged, merged_into, view, seen)
+            if (
+                rule is None
+                and merged_into.get(merged) != survivor
+                and _applied(item, resolve(survivor, links), view)
+            ):
+                # Refused when first applied: ``merged`` was unknown then (the one rule
+                # that can pass later). A re-delivery decides nothing again, though what
+                # is stored now (a later event of ``merged``) would let it pass.
+                rule = UNKNOWN_CUSTOMER
             if rule is not None:
                 item.refused = rule
                 owner = resolve(survivor, links)
@@ -229,6 +249,8 @@ def stitch(items: list[Item], view: View) -> Stitching:
                 links[merged] = merged_into[merged] = survivor
                 merged_now.append(merged)
             continue
+        if event.customer_id is not None:
+            seen.add(event.customer_id)
         if item.refused:  # refused by an earlier round of this batch: still refused
             owner = resolve(item.event.key, links)
             out.refused.append(Refusal(item, item.refused, _applied(item, owner, view), True))

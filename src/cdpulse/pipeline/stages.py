@@ -222,11 +222,27 @@ class Stages:
                     left_one = Transition(other.id, name, False, at, other.segments[name] + 1)
                     work.transitions.append(left_one)
                     work.outputs.add(Stream.SEGMENTS, other.id.encode(), left_one.to_json())
+        for merged_id in update.customers:
+            if merged_id in customers:
+                continue
+            # Never stored: a customer first seen earlier in the merge's own batch, whose
+            # events there resolve to the survivor already. Merged all the same (known is
+            # known, wherever the stream was cut); its version 0 is checked like a
+            # visitor's, so a profile another worker stored meanwhile refuses the save.
+            customers[merged_id] = MergedCustomer()
+            retired[merged_id] = 0
+            if merged_id not in profile.merged_from:
+                profile.merged_from.append(merged_id)
+                work.counts["customer_merges"] += 1
+            for ids in (profile.merged_customers, profile.anonymous_ids):
+                if merged_id not in ids:
+                    ids.append(merged_id)
         if customers and profile.customer_id is None:
             profile.customer_id = update.target  # the survivor: a known customer
 
         applied = duplicates = 0
         ordered = noted = False
+        unnoted: list[Item] = []  # merges refused while the profile was not stored
         pseudonym = ""
         for item in update.items:
             event, message = item.event, item.message
@@ -241,6 +257,8 @@ class Stages:
                 if stored.profile is not None or not item.refused:
                     note(profile, item.source, message.offset)
                     noted = True
+                else:
+                    unnoted.append(item)
                 outcome = item.refused or "merged"
                 log.info(
                     "customers_merged %s: %s, requested by %s",
@@ -278,6 +296,13 @@ class Stages:
                 work.counts["traits_dropped"] += rules.traits.dropped(event.properties.traits)
             if self.hooks is not None:
                 self.hooks.observe(profile, event, event.at, work.counts)
+        if applied:
+            # The profile is stored after all (events of the batch created it): its
+            # refused merges are known there on a re-delivery, which must not decide
+            # them again on what is stored by then (``pipeline/identity.py``).
+            for item in unnoted:
+                if item.message.offset > profile.offsets.get(item.source or "", -1):
+                    note(profile, item.source, item.message.offset)
         work.counts["applied"] += applied
         work.counts["duplicates"] += duplicates
         if capped:
