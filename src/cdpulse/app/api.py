@@ -110,17 +110,17 @@ def create_api(settings: Settings) -> faust.App:
     declared = experiments(book, settings.segments_file or "<segments>")
     triggers = TriggerService.create(settings, client, app)
     guard = services.guard
+    forecasts = forecast_store(client, prefix, seal)
     register_views(services)
     register_tracking_views(services)
-    register_model_views(services, triggers.policies)
+    register_model_views(services, triggers.policies, forecasts)
     register_segment_views(app, book, memberships, guard)
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)
     register_kpi_views(app, RedisKpis(client, prefix), store, guard)
     register_dashboard_views(app, guard)
     register_fairness_view(app, RedisFairnessStore(client, prefix), guard)
-    forecasts = forecast_store(client, prefix, seal)
-    register_forecast_views(app, forecasts, guard, settings.model_refresh_seconds)
+    register_forecast_views(app, forecasts, guard)
     trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)
     register_health(app, settings, None, client, guard, {"read_audit": trail.readiness})
 
@@ -131,6 +131,7 @@ def create_api(settings: Settings) -> faust.App:
             await registry.refresh()
             await clv.refresh()
             await reco.refresh()
+            await forecasts.refresh()
             await memberships.refresh_sketches()
         except Exception as exc:  # keep serving the snapshots already loaded
             metrics.REDIS_ERRORS.inc()

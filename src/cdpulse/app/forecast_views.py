@@ -2,14 +2,12 @@
 and which categories and products have one), ``/v1/forecasts/{category}`` and
 ``/v1/forecasts/products/{product_id}``; ``?horizon=`` 1 to 28 days (default 14).
 
-They serve the newest book the learner published (``app/forecast_learner.py``), reloaded
-at most every ``CDPULSE_MODEL_REFRESH_SECONDS`` when a request comes.
+They serve the newest book the learner published (``app/forecast_learner.py``), which the
+api reloads with the other snapshots every ``CDPULSE_MODEL_REFRESH_SECONDS``.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import TYPE_CHECKING
 
 import faust
@@ -18,13 +16,10 @@ from faust.web import Request, Response, View
 from cdpulse.models.forecast import ForecastBook, forecast
 from cdpulse.models.forecast.book import CATEGORIES, PRODUCTS, SHOP, Key
 from cdpulse.models.forecast.model import HORIZON
-from cdpulse.ops import metrics
 
 if TYPE_CHECKING:
     from cdpulse.app.auth import Guard
     from cdpulse.store.models import SnapshotStore
-
-log = logging.getLogger(__name__)
 
 DEFAULT_HORIZON = 14
 NOT_YET = (
@@ -40,20 +35,11 @@ class _Refused(Exception):
 
 
 def register_forecast_views(
-    app: faust.App, store: SnapshotStore[ForecastBook], guarded: Guard, refresh_seconds: float
+    app: faust.App, store: SnapshotStore[ForecastBook], guarded: Guard
 ) -> None:
     """Add the forecast routes to the app."""
-    read_at = [-refresh_seconds]  # monotonic time of the last reload
 
-    async def book() -> ForecastBook:
-        now = time.monotonic()
-        if now - read_at[0] >= refresh_seconds:
-            read_at[0] = now
-            try:
-                await store.refresh()
-            except Exception as exc:  # serve the book already loaded, if any
-                metrics.REDIS_ERRORS.inc()
-                log.warning("demand forecast refresh failed: %s", exc)
+    def book() -> ForecastBook:
         found = store.get()
         if found is None or found.last_day is None:
             raise _Refused(404, NOT_YET)
@@ -74,7 +60,7 @@ def register_forecast_views(
     async def answer(view: View, request: Request, key: Key | None) -> Response:
         try:
             horizon = horizon_of(request)
-            found = await book()
+            found = book()
             if key is None:
                 shop = (SHOP, "")
                 return view.json(
