@@ -140,12 +140,19 @@ def test_day_values_read_the_kpi_fields() -> None:
 
 
 def test_a_day_closes_once_every_partition_is_past_it_by_the_lateness() -> None:
-    marks = {"cdp.clickstream/0": 3 * DAY_MS + 10, "cdp.transactions/0": 2 * DAY_MS + 3_600_000}
-    low = low_watermark(marks)
-    assert low == 2 * DAY_MS + 3_600_000
+    marks = {
+        "cdp.clickstream:0": 3 * DAY_MS + 10,
+        "cdp.clickstream:1": 4 * DAY_MS,
+        "cdp.transactions:0": 2 * DAY_MS + 3_600_000,
+        "cdp.transactions:1": 5 * DAY_MS,
+    }
+    low = low_watermark(marks, 2)
+    assert low == 2 * DAY_MS + 3_600_000  # the customers topic heard nothing: not counted
     assert closed_through(low, 3_600_000) == 1  # day 1 closed, day 2 not
     assert closed_through(low, 3_600_001) == 0
-    assert low_watermark({}) == 0
+    # a partition of a topic that has heard from others has said nothing yet: no day closes
+    assert low_watermark({**marks, "cdp.customers:1": 9 * DAY_MS}, 2) == 0
+    assert low_watermark({}, 2) == 0
 
 
 def test_a_pickled_book_forecasts_the_same() -> None:

@@ -54,8 +54,10 @@ def register_forecast_learner(
                 return
             # The newest published book, whoever published it: its days are not relearned.
             book = await store.load() or ForecastBook(products=settings.forecast_products)
-            marks = await client.hvals(keys.watermark)
-            low = low_watermark({str(i): int(v) for i, v in enumerate(marks)})
+            marks = await client.hgetall(keys.watermark)
+            low = low_watermark(
+                {_text(k): int(v) for k, v in marks.items()}, settings.topic_partitions
+            )
             last = closed_through(low, lateness)
             start = book.last_day + 1 if book.last_day is not None else await first_day()
             if start is None or start > last:
@@ -71,6 +73,10 @@ def register_forecast_learner(
         except Exception as exc:
             metrics.REDIS_ERRORS.inc()
             log.warning("demand forecast learning failed: %s", exc)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def export_quality(book: ForecastBook) -> None:

@@ -66,8 +66,7 @@ async def replay_forecast(
 
     state, pipeline = _pipeline(settings, Models(), None, partition_of)
     assert isinstance(state, MemoryState)
-    topics = Topics.from_settings(settings)
-    cutter = Messages(topics, settings.topic_partitions, partition_of)
+    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
     now = datetime.now(UTC)
     events = rejected = 0
     batch = []
@@ -97,7 +96,7 @@ async def replay_forecast(
         for name, counts in state.kpis.items()
         if name.startswith(prefix)
     }
-    low = low_watermark(state.watermarks)
+    low = low_watermark(state.watermarks, settings.topic_partitions)
     last = closed_through(low, int(settings.forecast_lateness_seconds * 1000))
     book = ForecastBook(products=settings.forecast_products)
     if days:

@@ -35,12 +35,21 @@ def closed_through(low_watermark: int, lateness_ms: int) -> int:
     return (low_watermark - lateness_ms) // DAY_MS - 1
 
 
-def low_watermark(watermarks: Mapping[str, int]) -> int:
-    """The lowest of the input partitions' newest event times (0: none yet). Only the
-    partitions that ever sent an event count: an import of orders alone never sends to
-    the clickstream, and must still close its days. A partition that falls silent holds
+def low_watermark(watermarks: Mapping[str, int], partitions: int) -> int:
+    """The lowest newest event time of the input partitions (``topic:partition`` names,
+    ``partitions`` per topic), 0 while a topic has heard from some of its partitions but
+    not all: a day is not closed while a partition that will send events of it has said
+    nothing (the worker may fetch one partition well ahead of another). A topic that has
+    heard from none does not count: an import of orders alone never sends to the
+    clickstream, and must still close its days. A partition that falls silent holds
     the days after its newest event open (README: Demand forecasts)."""
-    return min(watermarks.values(), default=0)
+    heard: dict[str, int] = {}
+    for name in watermarks:
+        topic = name.rpartition(":")[0]
+        heard[topic] = heard.get(topic, 0) + 1
+    if not heard or any(n < partitions for n in heard.values()):
+        return 0
+    return min(watermarks.values())
 
 
 def day_values(counters: Mapping[str, int]) -> dict[Key, tuple[float, float]]:
