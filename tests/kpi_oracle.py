@@ -17,6 +17,8 @@ time and every counter is read off its definition (README: Live KPIs):
 - orders by first touch (the earliest campaign touch, if at or before the order) and
   last touch (the campaign of the newest campaign visit begun at or before it: a visit
   is one campaign's touches no more than the session gap apart), ``(none)`` without one;
+- demand: each order's line units and line cents (price x quantity) per category
+  (``units|g:``, ``revenue_cents|g:``) and per product (``|p:``), on the order's day;
 - newsletters: opens and clicks, and each customer once on its first open (click) day;
 - cohorts: customers by the week of their first order; per following week, how many
   visited and how many ordered.
@@ -219,6 +221,16 @@ def _person(events: list[Event], out: _Out) -> None:
             for dimension, name in (("f", first), ("l", last)):
                 out.add("day", day, f"orders|{dimension}:{name}")
                 out.add("day", day, f"revenue_cents|{dimension}:{name}", amount)
+            for item in props["items"]:  # demand, by category and product
+                quantity = item.get("quantity", 1)
+                for code, name in (("g", item["category"]), ("p", item["product_id"])):
+                    out.add("day", day, f"units|{code}:{name[:128]}", quantity)
+                    out.add(
+                        "day",
+                        day,
+                        f"revenue_cents|{code}:{name[:128]}",
+                        cents(item["price"]) * quantity,
+                    )
             if props.get("recommendation_id") is not None:
                 out.add("day", day, "reco_orders")
                 out.add("day", day, "reco_revenue_cents", amount)

@@ -385,6 +385,23 @@ class Settings(BaseSettings):
         description="How often the learner refits the lifetime-value parameters (under a "
         "Redis lock: one learner at a time).",
     )
+    forecast_products: int = Field(
+        20,
+        ge=0,
+        description="Products with the most units sold so far that get a demand forecast "
+        "of their own (categories and the shop always have one).",
+    )
+    forecast_lateness_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="How long (event time) after a day's end, behind every input "
+        "partition's newest event, the demand forecasts wait before learning the day.",
+    )
+    forecast_learn_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often the learner learns the days closed since (demand forecasts).",
+    )
     reco_snapshot_seconds: float = Field(
         5.0, gt=0, description="How often the recommender's learner publishes a snapshot."
     )

@@ -129,7 +129,7 @@ def _check_export(env: Env, out: Path, wanted: kpi_oracle.Counters) -> None:
     assert kpis.schema.field("period").type == pa.date32()
     exported: dict[str, dict[str, int]] = {}
     codes = {"channel": "c", "segment": "s", "campaign": "k", "first_touch": "f"}
-    codes |= {"last_touch": "l", "newsletter": "e", "offer": "o"}
+    codes |= {"last_touch": "l", "newsletter": "e", "offer": "o", "category": "g", "product": "p"}
     for row in kpis.to_pylist():
         name = row["metric"]
         if row["dimension"] is not None:

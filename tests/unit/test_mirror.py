@@ -70,7 +70,7 @@ def shop_lines(seed: int, customers: int = 200, days: int = 10) -> list[bytes]:
 
 
 def test_every_simulated_event_takes_the_fast_path_with_the_contracts_values() -> None:
-    lines = shop_lines(seed=3)
+    lines = shop_lines(seed=3, days=14)  # two weeks: long enough for a refund
     taken = sum(agree(raw) for raw in lines)
     assert taken == len(lines)
     kinds = {json.loads(raw)["type"] for raw in lines}

@@ -14,12 +14,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from cdpulse.app import api, triggers
-from cdpulse.models.cards import churn_card, clv_card, reco_card
+from cdpulse.models.cards import churn_card, clv_card, forecast_card, reco_card
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary, refit
+from cdpulse.models.forecast import ForecastBook
 from cdpulse.models.reco import Recommender, shard_of
 from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
 from cdpulse.models.reco.ranker import Ranker
@@ -208,6 +209,33 @@ def test_an_offer_card_counts_the_rewards_learned_per_offer() -> None:
     assert card.training.offsets == {"0": 17}
 
 
+def _book() -> ForecastBook:
+    """A book of 60 days: Saturdays twice the other days, for one category."""
+    book = ForecastBook(version=3)
+    for day in range(20454, 20454 + 60):
+        book.learn_day(day, {"orders": 20 if day % 7 == 2 else 10, "units|g:shoes": 5})
+    return book
+
+
+def test_a_forecast_card_gives_each_levels_mase_and_the_days_learned() -> None:
+    book = _book()
+    card = forecast_card(book)
+    assert (card.name, card.version, card.examples) == ("forecast", 3, 60)
+    wanted = {f"{q.level}_{q.target}_mase": q.mase for q in book.quality() if q.horizon == 0}
+    assert {name: f.value for name, f in card.quality.items()} == wanted
+    assert set(wanted) == {
+        "shop_units_mase",
+        "shop_revenue_mase",
+        "category_units_mase",
+        "category_revenue_mase",
+    }
+    assert card.parameters["series"] == {"shop": 1, "category": 1, "product": 0}
+    assert card.training.event_time_from == 20454 * DAY
+    assert card.training.event_time_to == (20454 + 60) * DAY - 1
+    empty = forecast_card(ForecastBook())
+    assert empty.quality["mase"].value is None and "28 days" in empty.quality["mase"].unknown
+
+
 def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
     churn = _churn()
     clv = refit(_summaries(), 365 * DAY, None)
@@ -233,6 +261,8 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(api, "RedisClvStore", loaded("clv", api.RedisClvStore, clv))
     monkeypatch.setattr(api, "RecoShards", loaded("reco", api.RecoShards))
     monkeypatch.setattr(triggers, "offer_store", loaded("offers", triggers.offer_store))
+    book = _book()
+    monkeypatch.setattr(api, "forecast_store", loaded("forecast", api.forecast_store, book))
     settings = Settings(
         pseudonym_key=SecretStr("k"),
         api_tokens={"crm": ApiToken(secret=SecretStr(READ), scopes=["read"])},
@@ -251,7 +281,7 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
                 response = await client.get(path, headers=headers)
                 out.append((response.status, await response.json()))
             made["offers"].current = OfferSnapshot(1, policy, 0)  # no reload till then
-            for name in ["churn", "clv", "reco", "offers"]:
+            for name in ["churn", "clv", "reco", "offers", "forecast"]:
                 response = await client.get(f"/v1/models/{name}", headers=headers)
                 out.append((response.status, await response.json()))
         return out
@@ -267,15 +297,17 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
                 # the timer merges the shards: not run
                 {"name": "reco", "version": None, "drift_status": "unknown"},
                 {"name": "offers", "version": None, "drift_status": "unknown"},
+                {"name": "forecast", "version": 3, "drift_status": "unknown"},
             ]
         },
     )
     assert unknown[0] == 404
     assert unknown[1]["error"] == (
-        "no model 'nope'; the models are churn, clv, reco, offers (GET /v1/models)"
+        "no model 'nope'; the models are churn, clv, reco, offers, forecast (GET /v1/models)"
     )
-    assert [status for status, _ in cards] == [200] * 4
-    assert [card["name"] for _, card in cards] == ["churn", "clv", "reco", "offers"]
+    assert [status for status, _ in cards] == [200] * 5
+    assert [card["name"] for _, card in cards] == ["churn", "clv", "reco", "offers", "forecast"]
+    assert cards[4][1] == forecast_card(book).to_dict()
     assert cards[0][1] == churn_card(churn, "cdp.training").to_dict()
     assert cards[1][1] == clv_card(clv).to_dict()
     assert cards[2][1]["training"]["offsets"] == {"0": 5}

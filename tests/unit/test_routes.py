@@ -61,6 +61,9 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/dashboard"): "read",
     ("GET", "/dashboard/{name}"): "read",
     ("GET", "/v1/fairness"): "read",
+    ("GET", "/v1/forecasts"): "read",
+    ("GET", "/v1/forecasts/{category}"): "read",
+    ("GET", "/v1/forecasts/products/{product_id}"): "read",
     # public by default (CDPULSE_HEALTH_PUBLIC, CDPULSE_METRICS_PUBLIC), else ``read``
     ("GET", "/healthz"): "read",
     ("GET", "/readyz"): "read",

@@ -3,8 +3,8 @@
 It reads Redis and the published model snapshots, never a worker's memory, so a read
 never waits behind a batch and a worker never waits behind a read. Profiles with their
 scores, recommendations, the collector (which produces to the input topics), segments,
-experiments, trigger rules, live KPIs and their dashboard, identity lookup, export and
-erasure requests.
+experiments, trigger rules, live KPIs and their dashboard, demand forecasts, identity
+lookup, export and erasure requests.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.dashboard_views import register_dashboard_views
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.fairness import register_fairness_view
+from cdpulse.app.forecast_views import register_forecast_views
 from cdpulse.app.health import register_health
 from cdpulse.app.kpi_views import register_kpi_views
 from cdpulse.app.model_views import register_model_views
@@ -41,7 +42,13 @@ from cdpulse.store.data_keys import DataKeys
 from cdpulse.store.fairness import RedisFairnessStore
 from cdpulse.store.identities import IdentityIndex
 from cdpulse.store.kpis import RedisKpis
-from cdpulse.store.models import RecoShards, RedisClvStore, SnapshotStore, churn_store
+from cdpulse.store.models import (
+    RecoShards,
+    RedisClvStore,
+    SnapshotStore,
+    churn_store,
+    forecast_store,
+)
 from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore
 
@@ -103,15 +110,17 @@ def create_api(settings: Settings) -> faust.App:
     declared = experiments(book, settings.segments_file or "<segments>")
     triggers = TriggerService.create(settings, client, app)
     guard = services.guard
+    forecasts = forecast_store(client, prefix, seal)
     register_views(services)
     register_tracking_views(services)
-    register_model_views(services, triggers.policies)
+    register_model_views(services, triggers.policies, forecasts)
     register_segment_views(app, book, memberships, guard)
     register_experiment_views(app, settings, client, store, declared, guard)
     register_trigger_views(app, triggers, store, guard)
     register_kpi_views(app, RedisKpis(client, prefix), store, guard)
     register_dashboard_views(app, guard)
     register_fairness_view(app, RedisFairnessStore(client, prefix), guard)
+    register_forecast_views(app, forecasts, guard)
     trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)
     register_health(app, settings, None, client, guard, {"read_audit": trail.readiness})
 
@@ -122,6 +131,7 @@ def create_api(settings: Settings) -> faust.App:
             await registry.refresh()
             await clv.refresh()
             await reco.refresh()
+            await forecasts.refresh()
             await memberships.refresh_sketches()
         except Exception as exc:  # keep serving the snapshots already loaded
             metrics.REDIS_ERRORS.inc()

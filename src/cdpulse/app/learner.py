@@ -11,6 +11,8 @@ versioned snapshots to Redis that every worker and API process scores with. Here
 * offers: rewards (``cdp.offer-rewards``) → the bandits' policy;
 * lifetime value: a refit of BG/NBD + Gamma-Gamma on every order summary, periodically,
   under a Redis lock (one learner at a time);
+* demand forecasts: the days closed since the last, learned from the KPI counters
+  (``app/forecast_learner.py``), under a lock too;
 * RFM: the quantile sketches rebuilt from every summary (under a lock too), then a sweep
   of the customers whose RFM segment moved with the base though they sent nothing
   (win-back's lapsing customers), saved with the same compare-and-set as the workers'
@@ -44,6 +46,7 @@ from cdpulse.app.base import (
 )
 from cdpulse.app.drift import LearnerDrift, register_drift
 from cdpulse.app.fairness import LearnerFairness, register_fairness_job
+from cdpulse.app.forecast_learner import register_forecast_learner
 from cdpulse.app.health import Health, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
@@ -112,6 +115,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     clv = RedisClvStore(client, prefix, seal)
     drift = LearnerDrift(settings, RedisDriftStore(client, prefix))
     register_drift(app, drift)
+    register_forecast_learner(app, settings, client, seal)
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         agent = current_agent()

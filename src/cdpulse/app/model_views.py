@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from faust.web import Request, Response, View
 
 from cdpulse.app.drift import TRACKED
-from cdpulse.models.cards import ModelCard, churn_card, clv_card, reco_card
+from cdpulse.models.cards import ModelCard, churn_card, clv_card, forecast_card, reco_card
 from cdpulse.models.clv.lifetime import MIN_CUSTOMERS
 from cdpulse.models.drift import DriftReport
 from cdpulse.offers.card import offer_card
@@ -26,15 +26,20 @@ from cdpulse.store.drift import RedisDriftStore
 
 if TYPE_CHECKING:
     from cdpulse.app.api import Services
+    from cdpulse.models.forecast import ForecastBook
     from cdpulse.offers.bandit import OfferSnapshot
     from cdpulse.store.models import SnapshotStore
 
 log = logging.getLogger(__name__)
 
-MODELS = ("churn", "clv", "reco", "offers")
+MODELS = ("churn", "clv", "reco", "offers", "forecast")
 
 
-def register_model_views(services: Services, policies: SnapshotStore[OfferSnapshot]) -> None:
+def register_model_views(
+    services: Services,
+    policies: SnapshotStore[OfferSnapshot],
+    forecasts: SnapshotStore[ForecastBook],
+) -> None:
     """Add ``/v1/models`` and ``/v1/models/{name}`` to the app (scope ``read``)."""
     guarded = services.guard
     topics = services.topics
@@ -77,6 +82,9 @@ def register_model_views(services: Services, policies: SnapshotStore[OfferSnapsh
         if name == "reco":
             shards = services.reco.newest()
             return reco_card(shards, topics.reco_events, await drift(name)) if shards else None
+        if name == "forecast":
+            book = forecasts.get()
+            return None if book is None else forecast_card(book)
         offer = await offers()
         return None if offer is None else offer_card(offer, services.settings.topic_offer_rewards)
 
@@ -89,6 +97,7 @@ def register_model_views(services: Services, policies: SnapshotStore[OfferSnapsh
                 "clv": services.clv.get(),
                 "reco": services.reco.get(),
                 "offers": await offers(),
+                "forecast": forecasts.get(),
             }
             listed = []
             for name, s in versions.items():

@@ -19,7 +19,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from cdpulse.kpis.fields import ACTIVE, COHORT_SIZE, DIMENSIONS, ORDERING, split
+from cdpulse.kpis.fields import (
+    ACTIVE,
+    CATEGORY,
+    COHORT_SIZE,
+    DIMENSIONS,
+    ORDERING,
+    PRODUCT,
+    split,
+)
 
 KPI_SCHEMA = pa.schema(
     [
@@ -40,7 +48,11 @@ COHORT_SCHEMA = pa.schema(
         ("ordering", pa.int64()),
     ]
 )
-_NAMES = {code: name for name, code in DIMENSIONS.items()}
+# the demand series' dimensions too (not KPI dimensions: ``kpis.fields``)
+_NAMES = {code: name for name, code in DIMENSIONS.items()} | {
+    CATEGORY: "category",
+    PRODUCT: "product",
+}
 
 
 def kpi_rows(period: str, counters: dict[str, int]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""``cdpulse evaluate churn|clv|reco|fairness --input FILE``: the streaming models replayed
+"""``cdpulse evaluate churn|clv|reco|fairness|forecast --input FILE``: the streaming models replayed
 over a file: their quality, and the fairness of their and the trigger rules' decisions."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cdpulse.cli.evaluate_forecast import register_forecast
 from cdpulse.cli.main import CliError
 from cdpulse.settings import get_settings
 
@@ -52,6 +53,7 @@ def register(subparsers: Any) -> None:
     )
     fairness.add_argument("--json", action="store_true", help="print the report as JSON")
     fairness.set_defaults(func=run_fairness)
+    register_forecast(models)
 
 
 def _lines(path: Path) -> list[bytes]:

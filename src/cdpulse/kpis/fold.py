@@ -19,6 +19,7 @@ from cdpulse.contract.mirror import (
     EmailClickedEvent,
     EmailOpenedEvent,
     Event,
+    LineItem,
     OfferRedeemedEvent,
     OfferShownEvent,
     OrderCompletedEvent,
@@ -31,6 +32,7 @@ from cdpulse.kpis.fields import (
     CAMPAIGN,
     CART,
     CART_ADDS,
+    CATEGORY,
     CHANNEL,
     CHANNELS,
     CHECKOUT,
@@ -51,6 +53,7 @@ from cdpulse.kpis.fields import (
     OFFERS_SHOWN,
     ORDER,
     ORDERS,
+    PRODUCT,
     PRODUCT_VIEWS,
     RECO_ORDERS,
     RECO_REVENUE,
@@ -58,6 +61,7 @@ from cdpulse.kpis.fields import (
     REFUNDED,
     REFUNDS,
     REVENUE,
+    UNITS,
     VIEW,
     VISIT,
     campaign_of,
@@ -149,6 +153,7 @@ class KpiFold:
             _add(fields, ORDERS, 1, channel, campaign)
             _add(fields, REVENUE, amount, channel, campaign)
             orders.order(activity, t, amount, tally)
+            _demand(fields, order.items)
             if order.recommendation_id is not None:
                 tally.add(DAY, day, RECO_ORDERS, 1)
                 tally.add(DAY, day, RECO_REVENUE, amount)
@@ -217,6 +222,21 @@ def _add(
     if campaign is not None:
         name = field(metric, CAMPAIGN, campaign)
         fields[name] = fields.get(name, 0) + amount
+
+
+def _demand(fields: dict[str, int], items: list[LineItem]) -> None:
+    """An order's units and line revenue by category and by product (the demand the
+    forecasts learn): a line's revenue is its price in cents times its quantity."""
+    for item in items:
+        units = item.quantity
+        line = cents(item.price) * units
+        for name in (field(UNITS, CATEGORY, item.category), field(UNITS, PRODUCT, item.product_id)):
+            fields[name] = fields.get(name, 0) + units
+        for name in (
+            field(REVENUE, CATEGORY, item.category),
+            field(REVENUE, PRODUCT, item.product_id),
+        ):
+            fields[name] = fields.get(name, 0) + line
 
 
 def _by(tally: Tally, day: int, metric: str, amount: int, dimension: str, value: str) -> None:

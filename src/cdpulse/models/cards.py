@@ -17,6 +17,8 @@ Global importance, per model kind:
 * recommender: the ranker's weights on its standardised features, averaged over the
   shards by the examples each learned (as serving averages them, ``Folded.average``).
 * lifetime value: fitted population parameters, not feature weights: none.
+* demand forecasts: a time-series model per series, without features: none; the card
+  gives each level's MASE against seasonal-naive.
 
 >>> from cdpulse.models.churn.learner import ChurnLearner
 >>> card = churn_card(ChurnLearner.fresh().snapshot(), "cdp.training")
@@ -32,10 +34,21 @@ from typing import Any
 
 import msgspec
 
+from cdpulse.kpis.fields import DAY_MS
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot
 from cdpulse.models.drift import DriftReport, Status
+from cdpulse.models.forecast.book import LEVELS, ForecastBook
+from cdpulse.models.forecast.model import (
+    ALPHA,
+    BETA,
+    GAMMA,
+    HORIZON,
+    PHI,
+    SEASON,
+    WARM_DAYS,
+)
 from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
 from cdpulse.models.reco.ranker import Ranker
@@ -289,5 +302,46 @@ def reco_card(
             "products_known": len(products),
             "customers_known": customers,
             "intercept": folded.intercept,
+        },
+    )
+
+
+def forecast_card(book: ForecastBook) -> ModelCard:
+    """The demand forecasts' card: one Holt-Winters per series and target, their quality
+    against seasonal-naive (MASE, all horizons 1-28) per level and target."""
+    first = min((s.first_day for s in book.series.values()), default=None)
+    quality = {
+        f"{q.level}_{q.target}_mase": Figure(q.mase, "" if q.mase is not None else "naive exact")
+        for q in book.quality()
+        if q.horizon == 0
+    }
+    if not quality:
+        quality["mase"] = Figure(None, f"no forecast scored yet: a series needs {WARM_DAYS} days")
+    return ModelCard(
+        name="forecast",
+        kind="demand forecasts (River Holt-Winters per series, weekly season, on log1p)",
+        version=book.version,
+        examples=max((s.units.days for s in book.series.values()), default=0),
+        importance="not applicable: a time-series model per series, no features",
+        features=[],
+        quality=quality,
+        drift_status="unknown",
+        drift=drift_of(None, "not tracked: the MASE against seasonal-naive is its live check"),
+        training=TrainingData(
+            "the KPI counters' closed days (orders, revenue, units by category and product)",
+            {},
+            None if first is None else first * DAY_MS,
+            None if book.last_day is None else (book.last_day + 1) * DAY_MS - 1,
+            "" if first is not None else "no day learned yet",
+        ),
+        parameters={
+            "alpha": ALPHA,
+            "beta": BETA,
+            "gamma": GAMMA,
+            "damping": PHI,
+            "season_days": SEASON,
+            "horizon_days": HORIZON,
+            "series": {level: sum(1 for key in book.series if key[0] == level) for level in LEVELS},
+            "top_products": book.products,
         },
     )

@@ -346,3 +346,32 @@ OFFER_REWARDS = Counter(
     "Offer outcomes the bandit's learner folded in, by rule and reward (1 converted).",
     ["rule", "reward"],
 )
+FORECAST_MAE = Gauge(
+    "cdpulse_forecast_mae",
+    "Demand forecasts: mean absolute error of the forecasts scored so far (test-then-train), "
+    "per level (shop, category, product), target (units, revenue) and horizon in days "
+    "(1, 7, 28, or all for 1-28).",
+    ["level", "target", "horizon"],
+)
+FORECAST_MASE = Gauge(
+    "cdpulse_forecast_mase",
+    "Demand forecasts: MAE over seasonal-naive's MAE on the same days (below 1: better than "
+    "repeating last week); NaN while seasonal-naive made no error.",
+    ["level", "target", "horizon"],
+)
+FORECAST_ACTUAL = Gauge(
+    "cdpulse_forecast_actual",
+    "Demand forecasts: the newest learned day's total (units: orders for the shop), summed "
+    "over the level's series that had a forecast for it, beside cdpulse_forecast_predicted.",
+    ["level", "target"],
+)
+FORECAST_PREDICTED = Gauge(
+    "cdpulse_forecast_predicted",
+    "Demand forecasts: what the forecasts made the day before predicted for the newest "
+    "learned day, summed over the same series (NaN while none had one).",
+    ["level", "target"],
+)
+FORECAST_LEARNED_DAY = Gauge(
+    "cdpulse_forecast_learned_day",
+    "Demand forecasts: the newest day learned, as days since 1970-01-01 (UTC).",
+)

@@ -35,6 +35,10 @@ _HOUR_CUM_WEIGHTS = tuple(
     accumulate((1, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 7, 8, 7, 6, 6, 7, 8, 10, 11, 11, 9, 6, 3))
 )
 
+# Visits by weekday (Monday first, averaging 1): a quiet start of the week and a busy
+# Saturday, the weekly pattern the demand forecasts learn.
+WEEKDAY_VISITS = (0.85, 0.8, 0.85, 0.95, 1.1, 1.45, 1.0)
+
 
 VIEWS = frozenset({"page_viewed", "product_viewed", "search_performed"})
 
@@ -157,9 +161,10 @@ class Shop:
     ) -> None:
         c = v.customer
         days_before_churn = None if c.churn_at is None else (v.limit_ms - day_ms) / DAY_MS
+        weekday = WEEKDAY_VISITS[(day_ms // DAY_MS + 3) % 7]  # epoch day 0: a Thursday
         visits: list[tuple[int, str | None]] = [
             (day_ms + _time_of_day(rng), None)
-            for _ in range(poisson(rng, c.visit_rate_at(days_before_churn)))
+            for _ in range(poisson(rng, c.visit_rate_at(days_before_churn) * weekday))
         ]
         if campaign is not None and v.identified and v.marketing is not False:
             clicked = front.newsletter(v, day_ms + 9 * HOUR_MS + rng.randrange(HOUR_MS), campaign)

@@ -246,6 +246,15 @@ class Keys:
         return f"{self.prefix}:clv:refit-lock"
 
     @property
+    def forecast_model(self) -> str:
+        """Hash {version, blob}: the newest demand forecasts (``models/forecast``)."""
+        return f"{self.prefix}:model:forecast"
+
+    @property
+    def forecast_lock(self) -> str:
+        return f"{self.prefix}:forecast:learn-lock"
+
+    @property
     def offer_model(self) -> str:
         """Hash {version, blob}: the newest offer policy (contextual bandits)."""
         return f"{self.prefix}:model:offers"

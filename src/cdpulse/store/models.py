@@ -14,6 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from cdpulse.connections import AsyncRedis
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
+from cdpulse.models.forecast import ForecastBook
 from cdpulse.models.reco_stream import RecoSnapshot, merge_snapshots
 from cdpulse.offers.bandit import OfferSnapshot
 from cdpulse.ops import metrics
@@ -179,6 +180,16 @@ class RecoShards:
 
 def offer_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[OfferSnapshot]:
     return SnapshotStore(client, Keys(prefix).offer_model, OfferSnapshot, seal)
+
+
+def forecast_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[ForecastBook]:
+    """The demand forecasts: the learner publishes its book, the api serves the newest."""
+    return SnapshotStore(client, Keys(prefix).forecast_model, ForecastBook, seal)
+
+
+async def forecast_lock(client: AsyncRedis, prefix: str, seconds: int) -> bool:
+    """One learner learns the closed days at a time: held until it expires."""
+    return bool(await client.set(Keys(prefix).forecast_lock, b"1", nx=True, ex=seconds))
 
 
 class RedisClvStore(SnapshotStore[ClvSnapshot]):

@@ -1,0 +1,107 @@
+"""The learner's demand forecasts: every closed day learned from the KPI counters in Redis.
+
+Every ``CDPULSE_FORECAST_LEARN_SECONDS`` one learner (a Redis lock) reads the low
+watermark, learns the days closed since its book's last (``models.forecast.book``) from
+their KPI hashes (``store.kpis``: summed over a cluster's shards) and publishes the book
+as a sealed snapshot, which the api serves (``app/forecast_views.py``). The book holds
+the day it learned last, so a learner that restarts, or takes over from another, goes on
+from the newest published book and learns no day twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import faust
+
+from cdpulse.connections import AsyncRedis
+from cdpulse.kpis.fields import DAY, epoch_day
+from cdpulse.models.forecast import ForecastBook, closed_through, low_watermark
+from cdpulse.models.forecast.book import LEVELS, TARGETS
+from cdpulse.ops import metrics
+from cdpulse.privacy.seal import Seal
+from cdpulse.settings import Settings
+from cdpulse.store.keys import keys_for
+from cdpulse.store.kpis import RedisKpis
+from cdpulse.store.models import forecast_lock, forecast_store
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64  # days read in one round trip
+
+
+def register_forecast_learner(
+    app: faust.App, settings: Settings, client: AsyncRedis, seal: Seal
+) -> None:
+    """Add the timer that learns the closed days to the learner's app."""
+    prefix = settings.redis_prefix
+    store = forecast_store(client, prefix, seal)
+    kpis = RedisKpis(client, prefix)
+    keys = keys_for(client, prefix)
+    lateness = int(settings.forecast_lateness_seconds * 1000)
+    seconds = max(1, math.ceil(settings.forecast_learn_seconds))
+
+    async def first_day() -> int | None:
+        """The first day anything was counted (read once, for a book that learned none)."""
+        days = await kpis.all(DAY)
+        return min((epoch_day(name.partition(":")[2]) for name in days), default=None)
+
+    @app.timer(interval=settings.forecast_learn_seconds)  # type: ignore[untyped-decorator]
+    async def learn_forecasts() -> None:
+        try:
+            if not await forecast_lock(client, prefix, seconds):
+                return
+            # The newest published book, whoever published it: its days are not relearned.
+            book = await store.load() or ForecastBook(products=settings.forecast_products)
+            marks = await client.hgetall(keys.watermark)
+            low = low_watermark(
+                {_text(k): int(v) for k, v in marks.items()}, settings.topic_partitions
+            )
+            last = closed_through(low, lateness)
+            start = book.last_day + 1 if book.last_day is not None else await first_day()
+            if start is None or start > last:
+                return
+            for chunk in range(start, last + 1, CHUNK):
+                days = list(range(chunk, min(chunk + CHUNK, last + 1)))
+                counted = await kpis.read(DAY, days)
+                book.learn_days((day, counted[day]) for day in days)
+            book.version += 1
+            if await store.publish(book):
+                metrics.MODEL_VERSION.labels("forecast").set(book.version)
+                export_quality(book)
+        except Exception as exc:
+            metrics.REDIS_ERRORS.inc()
+            log.warning("demand forecast learning failed: %s", exc)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def export_quality(book: ForecastBook) -> None:
+    """The book's forecast-vs-actual on /metrics: errors by level, target and horizon,
+    and the newest day's actual beside what was forecast for it the day before."""
+    if book.last_day is not None:
+        metrics.FORECAST_LEARNED_DAY.set(book.last_day)
+    for q in book.quality():
+        horizon = str(q.horizon or "all")
+        metrics.FORECAST_MAE.labels(q.level, q.target, horizon).set(q.mae)
+        mase = math.nan if q.mase is None else q.mase
+        metrics.FORECAST_MASE.labels(q.level, q.target, horizon).set(mase)
+    for level in LEVELS:
+        series = [s for key, s in book.series.items() if key[0] == level]
+        if not series:
+            continue
+        for target in TARGETS:
+            pairs = [
+                (m.recent[-1], m.predicted)
+                for m in (s.model(target) for s in series)
+                if m.predicted is not None and m.recent
+            ]
+            metrics.FORECAST_ACTUAL.labels(level, target).set(
+                sum(a for a, _ in pairs) if pairs else math.nan
+            )
+            metrics.FORECAST_PREDICTED.labels(level, target).set(
+                sum(p for _, p in pairs) if pairs else math.nan
+            )

@@ -1,0 +1,172 @@
+"""The demand forecasts of a shop: every series' models, learned from closed days' KPI counters.
+
+The daily totals are the KPI fold's (``cdpulse.kpis``), counted once per event whatever
+the redeliveries: the shop's ``orders`` and ``revenue_cents``, and each category's and
+product's ``units|g:`` / ``units|p:`` and ``revenue_cents|g:`` / ``|p:``. A day is learned
+once it is *closed*: the low watermark (every input partition's newest event time, the
+lowest of them, ``low_watermark``) is past its end by the lateness (``closed_through``).
+The learner learns each closed day from Redis; ``cdpulse evaluate forecast`` from the
+replay's counters, with this same code, so both end with the same book.
+
+Series: the shop (its units are orders), every category sold since the first day, and
+the ``products`` products with the most units so far (decided at each day's close; one
+that enters the top starts a fresh model that day, one that leaves is dropped). A series
+starts on its first day with a sale, so a category launched later does not learn a run
+of zeros before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from cdpulse.kpis.fields import CATEGORY, DAY_MS, ORDERS, PRODUCT, REVENUE, UNITS, split
+from cdpulse.models.forecast.model import HORIZON, DemandModel
+
+SHOP, CATEGORIES, PRODUCTS = "shop", "category", "product"
+LEVELS = (SHOP, CATEGORIES, PRODUCTS)
+TARGETS = ("units", "revenue")
+Key = tuple[str, str]  # (level, name): ("category", "shoes"), ("shop", "")
+
+
+def closed_through(low_watermark: int, lateness_ms: int) -> int:
+    """The last epoch day closed at ``low_watermark``: every event of it is in, unless
+    later than ``lateness_ms`` behind its partition's newest."""
+    return (low_watermark - lateness_ms) // DAY_MS - 1
+
+
+def low_watermark(watermarks: Mapping[str, int], partitions: int) -> int:
+    """The lowest newest event time of the input partitions (``topic:partition`` names,
+    ``partitions`` per topic), 0 while a topic has heard from some of its partitions but
+    not all: a day is not closed while a partition that will send events of it has said
+    nothing (the worker may fetch one partition well ahead of another). A topic that has
+    heard from none does not count: an import of orders alone never sends to the
+    clickstream, and must still close its days. A partition that falls silent holds
+    the days after its newest event open (README: Demand forecasts)."""
+    heard: dict[str, int] = {}
+    for name in watermarks:
+        topic = name.rpartition(":")[0]
+        heard[topic] = heard.get(topic, 0) + 1
+    if not heard or any(n < partitions for n in heard.values()):
+        return 0
+    return min(watermarks.values())
+
+
+def day_values(counters: Mapping[str, int]) -> dict[Key, tuple[float, float]]:
+    """One day's KPI counters as (units, revenue in currency) per series."""
+    out: dict[Key, list[float]] = {}
+    if counters.get(ORDERS) or counters.get(REVENUE):
+        out[(SHOP, "")] = [float(counters.get(ORDERS, 0)), counters.get(REVENUE, 0) / 100]
+    for name, amount in counters.items():
+        metric, code, value = split(name)
+        level = CATEGORIES if code == CATEGORY else PRODUCTS if code == PRODUCT else None
+        if level is None or metric not in (UNITS, REVENUE):
+            continue
+        pair = out.setdefault((level, value), [0.0, 0.0])
+        if metric == UNITS:
+            pair[0] += amount
+        else:
+            pair[1] += amount / 100
+    return {key: (units, revenue) for key, (units, revenue) in out.items()}
+
+
+@dataclass
+class Series:
+    """One series' two models, and the day it started."""
+
+    first_day: int
+    units: DemandModel = field(default_factory=DemandModel)
+    revenue: DemandModel = field(default_factory=DemandModel)
+
+    def model(self, target: str) -> DemandModel:
+        return self.units if target == "units" else self.revenue
+
+
+@dataclass
+class ForecastBook:
+    """Every series' models; ``last_day`` the newest day learned (None: none yet)."""
+
+    products: int = 20
+    version: int = 0
+    last_day: int | None = None
+    series: dict[Key, Series] = field(default_factory=dict)
+    product_units: dict[str, float] = field(default_factory=dict)  # units so far
+
+    def learn_day(self, day: int, counters: Mapping[str, int]) -> None:
+        """Learn closed epoch day ``day`` (the one after ``last_day``) from its counters."""
+        if self.last_day is not None and day != self.last_day + 1:
+            raise ValueError(
+                f"forecast book: day {day} learned after day {self.last_day}; days are "
+                "learned one after the other (learn the days between first)"
+            )
+        values = day_values(counters)
+        for (level, name), (units, _) in values.items():
+            if level == PRODUCTS:
+                self.product_units[name] = self.product_units.get(name, 0.0) + units
+        top = set(
+            sorted(self.product_units, key=lambda p: (-self.product_units[p], p))[: self.products]
+        )
+        for key in list(self.series):
+            if key[0] == PRODUCTS and key[1] not in top:
+                del self.series[key]
+        for key, (units, revenue) in values.items():
+            started = key in self.series or not (units or revenue)
+            if not started and (key[0] != PRODUCTS or key[1] in top):
+                self.series[key] = Series(day)
+        for key, series in self.series.items():
+            units, revenue = values.get(key, (0.0, 0.0))
+            series.units.learn(units)
+            series.revenue.learn(revenue)
+        self.last_day = day
+
+    def learn_days(self, days: Iterable[tuple[int, Mapping[str, int]]]) -> int:
+        """Learn each (day, counters) in order; how many were learned."""
+        n = 0
+        for day, counters in days:
+            self.learn_day(day, counters)
+            n += 1
+        return n
+
+    def quality(self) -> list[Quality]:
+        """MAE and MASE against seasonal-naive per level, target and horizon (1, 7, 28
+        days, and all of 1-28 together), summed over the level's series."""
+        out = []
+        for level in LEVELS:
+            models = [s for k, s in self.series.items() if k[0] == level]
+            for target in TARGETS:
+                for horizon in (1, 7, 28, 0):
+                    hs = range(HORIZON) if horizon == 0 else (horizon - 1,)
+                    model = naive = 0.0
+                    n = 0
+                    for s in models:
+                        for h in hs:
+                            errors = s.model(target).errors[h]
+                            model += errors.model
+                            naive += errors.naive
+                            n += errors.n
+                    if n:
+                        mase = model / naive if naive else None
+                        out.append(Quality(level, target, horizon, n, model / n, mase))
+        return out
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Forecast errors of one level and target at one horizon (0: every horizon 1-28)."""
+
+    level: str
+    target: str
+    horizon: int
+    forecasts: int
+    mae: float
+    mase: float | None  # MAE / seasonal-naive's MAE on the same days (None: naive exact)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "level": self.level,
+            "target": self.target,
+            "horizon": self.horizon or "1-28",
+            "forecasts": self.forecasts,
+            "mae": round(self.mae, 4),
+            "mase": None if self.mase is None else round(self.mase, 4),
+        }
