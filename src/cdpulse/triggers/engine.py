@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cdpulse.contract.mirror import Event
+from cdpulse.monitors.health import Gate
 from cdpulse.offers.choice import Chooser
 from cdpulse.profile.limits import Dropped
 from cdpulse.profile.model import Profile
@@ -46,6 +47,7 @@ class TriggerEngine:
         session_gap: int,
         lateness: int = 0,
         chooser: Callable[[Profile], Chooser] | None = None,
+        gate: Callable[[], Gate | None] | None = None,
     ) -> None:
         self.config = config
         self.session_gap = session_gap
@@ -53,6 +55,8 @@ class TriggerEngine:
         # to that much behind their partition's newest still count (a checkout sent late).
         self.lateness = lateness
         self.chooser = chooser or (lambda profile: no_offer)
+        # The newest input-health flags the app read (monitors/health.py).
+        self.gate = gate or (lambda: None)
 
     def observe(
         self, profile: Profile, event: Event, t: int, dropped: Dropped | None = None
@@ -81,7 +85,7 @@ class TriggerEngine:
         )
         for transition in entries:
             entered(watch, transition, self.config)
-        return next_due(watch, self.config)
+        return next_due(watch, self.config, self.gate())
 
     def decide_due(self, profile: Profile, watermark: int) -> tuple[Expired, int | None]:
         """Decide what in ``profile``'s watch the low watermark (less the lateness) has
@@ -90,19 +94,20 @@ class TriggerEngine:
         watch = profile.watch
         if watch is None:
             return Expired(), None
-        due = next_due(watch, self.config)
+        gate = self.gate()
+        due = next_due(watch, self.config, gate)
         late = watermark - self.lateness
         if watermark <= 0 or due is None or due > late:
             return Expired(), self._decidable(due)
         customer = profile.customer_id or profile.id
         found, attributed = decide(
-            watch, customer, profile.consent, late, self.config, self.chooser(profile)
+            watch, customer, profile.consent, late, self.config, self.chooser(profile), gate
         )
         # Something was due, so the watch changed even when nothing fired (a cart closed
         # in time): the profile is saved, or its schedule would keep the passed due time
         # and the profile would be polled, and its successors crowded out, forever.
         expired = Expired(found, attributed, {customer: profile})
-        return expired, self._decidable(next_due(watch, self.config))
+        return expired, self._decidable(next_due(watch, self.config, gate))
 
     def _decidable(self, due: int | None) -> int | None:
         # Scheduled at due + lateness: a profile polled earlier would find nothing to decide.

@@ -20,6 +20,8 @@ from typing import Annotated, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cdpulse.monitors.health import GateSpec
+
 HOUR = 3_600_000
 MINUTE = 60_000
 
@@ -42,6 +44,10 @@ class _Rule(BaseModel):
     )
     attribution_days: float = Field(
         7.0, gt=0, description="An order or redemption this soon after a firing counts for it."
+    )
+    gated_by: list[str] = Field(
+        default_factory=list,
+        description="Models (under gates:) whose broken inputs suppress this rule's firings.",
     )
 
     @property
@@ -72,6 +78,10 @@ class ChurnRisk(_Rule):
 
     kind: Literal["churn_risk"]
     threshold: float = Field(0.7, gt=0, lt=1)
+    gated_by: list[str] = Field(
+        default_factory=lambda: ["churn"],
+        description="A churn score computed from broken inputs fires nothing.",
+    )
 
 
 class HighIntent(_Rule):
@@ -115,6 +125,10 @@ class TriggerConfig(BaseModel):
 
     caps: Caps = Caps()
     rules: list[TriggerRule] = Field(default_factory=list)
+    gates: dict[str, GateSpec] = Field(
+        default_factory=lambda: {"churn": GateSpec()},
+        description="Per model, the inputs whose health gates the rules gated by it.",
+    )
 
     @model_validator(mode="after")
     def _one_rule_per_kind(self) -> TriggerConfig:
@@ -123,6 +137,14 @@ class TriggerConfig(BaseModel):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"rule name {name!r} is used twice; give each rule its own name")
+        for rule in self.rules:
+            for model in rule.gated_by:
+                if model not in self.gates:
+                    known = ", ".join(sorted(self.gates)) or "none"
+                    raise ValueError(
+                        f"rule {rule.name!r} is gated by {model!r}, which gates: does not "
+                        f"declare (declared: {known}); add it under gates: or drop it"
+                    )
         kinds = [r.kind for r in self.rules]
         for kind in kinds:
             if kinds.count(kind) > 1:
