@@ -11,8 +11,8 @@ the first of these reasons, else healthy:
 * ``nulls:<type>.<field>``: at least ``null_share`` of the hour's events of that type
   sent the field absent, while the healthy hours before it (``BASELINE_HOURS``) sent it
   absent less than half as often;
-* ``unit:<type>.<field>``: the hour's mean amount is ``unit_ratio`` times the healthy
-  hours' mean or more (or that much smaller);
+* ``unit:<type>.<field>``: the hour's mean amount is ``unit_ratio`` times the median
+  of the healthy hours' means or more (or that much smaller);
 * ``stalled:<stream>``: no event of the stream in a hour where the other streams had
   some, while the healthy hours before it had ``min_events`` or more an hour.
 
@@ -163,12 +163,13 @@ class InputHealth:
                 return f"nulls:{name}"
         for name in spec.amounts:
             total, n = self.amounts.get((name, hour), _NONE)
-            was_sums = [self.amounts.get((name, h), _NONE) for h in base]
-            was_total = sum(pair[0] for pair in was_sums)
-            was_count = sum(pair[1] for pair in was_sums)
-            if n == 0 or was_count < spec.min_events or was_total <= 0 or total <= 0:
+            seen = [self.amounts[(name, h)] for h in base if (name, h) in self.amounts]
+            if n == 0 or total <= 0 or sum(c for _, c in seen) < spec.min_events:
                 continue
-            ratio = (total / n) / (was_total / was_count)
+            # The median hour, not the pooled mean: one broken hour that no baseline could
+            # judge (the first ones) must not shift the scale every later hour is read on.
+            usual = sorted(t / c for t, c in seen)[(len(seen) - 1) // 2]
+            ratio = (total / n) / usual if usual > 0 else 1.0
             if ratio >= spec.unit_ratio or ratio <= 1 / spec.unit_ratio:
                 return f"unit:{name}"
         others = sum(self.volume.get((s, hour), 0) for s in STREAMS)
