@@ -223,7 +223,7 @@ def test_without_a_gate_nothing_is_held_and_a_replay_decides_the_same() -> None:
 
 
 def test_a_rule_gated_by_an_undeclared_model_names_the_fix() -> None:
-    with pytest.raises(ValueError, match="gated by 'clv'.*declared: churn"):
+    with pytest.raises(ValueError, match=r"gated by 'clv'.*declared: churn"):
         TriggerConfig.model_validate(
             {"rules": [{"name": "x", "kind": "cross_sell", "gated_by": ["clv"]}]}
         )
