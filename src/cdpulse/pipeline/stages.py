@@ -99,6 +99,7 @@ class Engine:
             lateness=self.trigger_lateness,
             chooser=chooser,
             gate=lambda: models.gate,
+            rules=self.rules,
         )
 
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from cdpulse.contract.mirror import Event
+from cdpulse.contract.mirror import CustomEvent, Event
 from cdpulse.monitors.health import Gate
 from cdpulse.offers.choice import Chooser
 from cdpulse.profile.limits import Dropped
 from cdpulse.profile.model import Profile
+from cdpulse.profile.rules import Rules
 from cdpulse.profile.watch import Watch
+from cdpulse.segments.compiler import Values, modelled
+from cdpulse.segments.fields import FieldValues
 from cdpulse.triggers.decide import Attribution, Decision, decide, next_due
 from cdpulse.triggers.rules import TriggerConfig
-from cdpulse.triggers.situations import Transition, entered, observe, scored
+from cdpulse.triggers.situations import Transition, custom_event, entered, observe, scored
 
 
 def no_offer(rule: str, offers: list[str], trigger: str) -> None:
@@ -48,6 +51,7 @@ class TriggerEngine:
         lateness: int = 0,
         chooser: Callable[[Profile], Chooser] | None = None,
         gate: Callable[[], Gate | None] | None = None,
+        rules: Rules | None = None,
     ) -> None:
         self.config = config
         self.session_gap = session_gap
@@ -57,6 +61,8 @@ class TriggerEngine:
         self.chooser = chooser or (lambda profile: no_offer)
         # The newest input-health flags the app read (monitors/health.py).
         self.gate = gate or (lambda: None)
+        # The profile rules, for custom event rules' conditions on the profile's fields.
+        self.rules = rules
 
     def observe(
         self, profile: Profile, event: Event, t: int, dropped: Dropped | None = None
@@ -68,6 +74,17 @@ class TriggerEngine:
         if profile.watch is None:
             profile.watch = Watch()
         observe(profile.watch, event, t, self.config, self.session_gap, dropped)
+        if type(event) is CustomEvent:
+            for rule in self.config.custom(event.name):
+                custom_event(profile.watch, event, t, rule, self._values(profile, event))
+
+    def _values(self, profile: Profile, event: CustomEvent) -> Values:
+        """What a custom event rule's condition reads: the profile's fields with the
+        event applied (none without the profile rules), and the event's properties."""
+        values = FieldValues(profile, self.rules, None) if self.rules is not None else Values()
+        values["event"] = event.properties
+        values.modelled = values.modelled and modelled(event.properties)
+        return values
 
     def after_profile(self, profile: Profile, transitions: Iterable[Transition] = ()) -> int | None:
         """The batch is applied and scored; when is the watch next due?

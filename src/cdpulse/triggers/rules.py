@@ -18,9 +18,20 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from cdpulse.contract.events import custom_name_problem
 from cdpulse.monitors.health import GateSpec
+from cdpulse.segments.expressions import Condition, ExpressionError
+from cdpulse.segments.fields import FIELDS
 
 HOUR = 3_600_000
 MINUTE = 60_000
@@ -104,8 +115,46 @@ class CrossSell(_Rule):
     kind: Literal["cross_sell"]
 
 
+class CustomEventRule(_Rule):
+    """A custom event named ``event`` (the tracking plan's own: ``wishlist_added``), when
+    ``when`` holds: a CEL condition over the profile's fields, the event applied (those
+    of segments: ``orders``, ``custom.wishlist_added_7d``…) and its properties as
+    ``event`` (``event.price > 100.0``). Each such event is a situation of its own."""
+
+    kind: Literal["custom_event"]
+    event: str
+    when: str = ""
+    cooldown_hours: float = Field(
+        0.0, ge=0, description="Event time after a firing before this rule fires again."
+    )
+    _condition: Condition | None = PrivateAttr(default=None)
+
+    @field_validator("event")
+    @classmethod
+    def _a_custom_name(cls, name: str) -> str:
+        problem = custom_name_problem(name)
+        if problem is not None:
+            raise ValueError(f"event {name!r} is no custom event name: it {problem}")
+        return name
+
+    @model_validator(mode="after")
+    def _compiled(self) -> CustomEventRule:
+        if self.when.strip():
+            try:
+                self._condition = Condition.compile(self.when, [*FIELDS, "event"])
+            except ExpressionError as exc:
+                raise ValueError(f"rule {self.name!r}, when: {exc}") from None
+        return self
+
+    @property
+    def condition(self) -> Condition | None:
+        """The compiled ``when`` (None: every event of the name fires)."""
+        return self._condition
+
+
 TriggerRule = Annotated[
-    CartAbandoned | ChurnRisk | HighIntent | WinBack | CrossSell, Field(discriminator="kind")
+    CartAbandoned | ChurnRisk | HighIntent | WinBack | CrossSell | CustomEventRule,
+    Field(discriminator="kind"),
 ]
 
 
@@ -145,7 +194,8 @@ class TriggerConfig(BaseModel):
                         f"rule {rule.name!r} is gated by {model!r}, which gates: does not "
                         f"declare (declared: {known}); add it under gates: or drop it"
                     )
-        kinds = [r.kind for r in self.rules]
+        # Custom event rules keep no state in the watch: as many as wanted.
+        kinds = [r.kind for r in self.rules if r.kind != "custom_event"]
         for kind in kinds:
             if kinds.count(kind) > 1:
                 raise ValueError(
@@ -166,6 +216,17 @@ class TriggerConfig(BaseModel):
             _CONFIGS.append(self)  # keeps ``self`` alive, so its id is never reused
             return found
 
+    def custom(self, name: str) -> list[CustomEventRule]:
+        """The custom event rules of the custom event ``name``."""
+        key = (id(self), name)
+        found = _CUSTOM.get(key)
+        if found is None:
+            found = _CUSTOM[key] = [
+                r for r in self.rules if isinstance(r, CustomEventRule) and r.event == name
+            ]
+            _CONFIGS.append(self)
+        return found
+
     def named(self, name: str) -> TriggerRule | None:
         return next((r for r in self.rules if r.name == name), None)
 
@@ -177,6 +238,7 @@ class TriggerConfig(BaseModel):
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
 _BY_KIND: dict[tuple[int, type], TriggerRule | None] = {}
+_CUSTOM: dict[tuple[int, str], list[CustomEventRule]] = {}
 _CONFIGS: list[TriggerConfig] = []
 
 
