@@ -29,6 +29,27 @@ from cdpulse.simulate.malformed import mix_malformed
 
 # When a problem runs, in hours after --start: FROM or FROM..UNTIL.
 _WHEN = "@FROM_HOUR[..UNTIL_HOUR]"
+# The broken producer's flags (simulate/breakage.py): flag, what it takes, help.
+_BREAKAGE = (
+    (
+        "--nulls",
+        "TYPE.FIELD",
+        "a broken producer sends the property null, from hour FROM after --start (to "
+        "UNTIL): page_viewed.title@48 or page_viewed.title@48..60; repeatable",
+    ),
+    (
+        "--price-unit",
+        "FACTOR",
+        "prices and amounts multiplied by FACTOR (100: cents for euros) from hour FROM "
+        "(to UNTIL): 100@48; repeatable",
+    ),
+    (
+        "--stall",
+        "STREAM",
+        "a stream (clickstream, transactions, customers) stops from hour FROM (to "
+        "UNTIL): clickstream@60..66; repeatable",
+    ),
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,42 +87,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "COPIES times (default 3), their behaviour unchanged (cdpulse evaluate fairness "
         "should flag it)",
     )
-    parser.add_argument(
-        "--nulls",
-        action="append",
-        default=[],
-        metavar="TYPE.FIELD" + _WHEN,
-        help="a broken producer sends the property null, from hour FROM after --start (to "
-        "UNTIL): page_viewed.title@48 or page_viewed.title@48..60; repeatable",
-    )
-    parser.add_argument(
-        "--price-unit",
-        action="append",
-        default=[],
-        metavar="FACTOR" + _WHEN,
-        help="prices and amounts multiplied by FACTOR (100: cents for euros) from hour FROM "
-        "(to UNTIL): 100@48; repeatable",
-    )
-    parser.add_argument(
-        "--stall",
-        action="append",
-        default=[],
-        metavar="STREAM" + _WHEN,
-        help="a stream (clickstream, transactions, customers) stops from hour FROM (to "
-        "UNTIL): clickstream@60..66; repeatable",
-    )
+    for flag, what, help_text in _BREAKAGE:
+        parser.add_argument(flag, action="append", default=[], metavar=what + _WHEN, help=help_text)
     parser.set_defaults(func=run)
 
 
 def problems(args: argparse.Namespace) -> list[Problem]:
     """The problems the flags ask for, at times relative to ``args.start``."""
-    found: list[Problem] = []
-    for flag, texts in (("--nulls", args.nulls), ("--price-unit", args.price_unit)):
-        for text in texts:
-            found.append(_problem(flag, text, args.start))
-    for text in args.stall:
-        found.append(_problem("--stall", text, args.start))
-    return found
+    return [
+        _problem(flag, text, args.start)
+        for flag, _, _ in _BREAKAGE
+        for text in getattr(args, flag.removeprefix("--").replace("-", "_"))
+    ]
 
 
 def _problem(flag: str, text: str, start: datetime) -> Problem:
