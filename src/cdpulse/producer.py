@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 
 from cdpulse.adapters.data_keys import BlockingDataKeys
 from cdpulse.connections import kafka_options
+from cdpulse.contract.custom_schemas import CustomSchemas
 from cdpulse.contract.topics import Topics
 from cdpulse.contract.validation import Rejection, decode
 from cdpulse.kafka_admin import ensure_topics
@@ -54,6 +55,9 @@ class Producer:
         self.topics = Topics.from_settings(settings)
         self.traits = TraitPolicy.from_settings(settings)
         self.data_keys = data_keys
+        # The operators' custom event schemas: a violating event is refused before it is
+        # sent, as the collector and the worker refuse it (CustomSchemaError at start).
+        self.schemas = CustomSchemas.from_settings(settings)
         self.sent = 0
 
     @classmethod
@@ -80,6 +84,7 @@ class Producer:
             now=datetime.now(UTC),
             max_bytes=self.settings.max_event_bytes,
             max_future_skew=timedelta(seconds=self.settings.max_future_skew_seconds),
+            schemas=self.schemas,
         )
         if isinstance(result, Rejection):
             raise ProducerRejected(result)

@@ -122,3 +122,39 @@ def test_redis_acl_prints_a_line_redis_cli_applies_as_the_allow_list(env: Env) -
         confined.close()
         admin.execute_command("ACL", "DELUSER", user, twin)
         admin.delete(f"{prefix}:k")
+
+
+def test_produce_holds_custom_events_to_the_operators_schemas(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "schemas"
+    folder.mkdir()
+    schema = {"type": "object", "required": ["product_id"]}
+    (folder / "wishlist_added.json").write_text(json.dumps(schema), encoding="utf-8")
+    env.variables["CDPULSE_CUSTOM_EVENT_SCHEMAS"] = str(folder)
+
+    def wish(n: int, **properties: object) -> bytes:
+        event = {
+            "event_id": f"w{n}",
+            "type": "custom",
+            "name": "wishlist_added",
+            "timestamp": "2026-01-05T10:00:00.000Z",
+            "customer_id": "C-1",
+            "channel": "web",
+            "properties": properties,
+        }
+        return json.dumps(event).encode()
+
+    events = tmp_path / "wishes.jsonl"
+    events.write_bytes(b"\n".join([wish(1, product_id="P-1"), wish(2, price=3)]) + b"\n")
+    sent = cdpulse(env, "produce", str(events))
+    assert sent.returncode == 1, sent.stderr
+    assert f"{events}: line 2: schema_violation: " in sent.stderr
+    assert "'properties.product_id': is required [required]" in sent.stderr
+    assert "sent 1 events" in sent.stderr
+    records = consume_all(env.settings, env.settings.topic_clickstream, 1)
+    assert [json.loads(r.value)["event_id"] for r in records] == ["w1"]
+
+    # A schema file that is no schema stops the command, naming the file and the fix.
+    (folder / "video_played.json").write_text("{oops", encoding="utf-8")
+    broken = cdpulse(env, "produce", str(events))
+    assert broken.returncode == 2, broken.stderr
+    assert f"{folder / 'video_played.json'}: line 1, column 2: not JSON" in broken.stderr

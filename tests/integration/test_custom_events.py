@@ -5,10 +5,11 @@ an operator registered a JSON Schema for), a video view, and the page views, ide
 order around them. The profile must equal the oracle's (``tests/oracle.py``, its custom
 counts computed apart from the engine) for the events mapped here by hand; a CEL segment
 on ``custom.wishlist_added_7d`` must take the customer in, and the ``win_back`` rule
-naming that segment fire once; a wishlist add against its schema must be dead-lettered
-with the failing path, both when the collector takes it and when it was produced straight
-to Kafka (the worker's decode stage); and the batch sent again, as an SDK's retry does,
-must change nothing.
+naming that segment fire once; ``custom_event`` rules fire once per matching event (a
+video watched 30 seconds or more, every valid wishlist add); a wishlist add against its
+schema must be dead-lettered with the failing path, both when the collector takes it and
+when it was produced straight to Kafka (the worker's decode stage); and the batch sent
+again, as an SDK's retry does, must change nothing.
 """
 
 from __future__ import annotations
@@ -47,7 +48,16 @@ RULES = {
             "kind": "win_back",  # fires when a customer enters the segment it names
             "segment": "wishlisters",
             "marketing": False,
-        }
+        },
+        # Rules on the custom events themselves: one firing per matching event.
+        {
+            "name": "video_fan",
+            "kind": "custom_event",
+            "event": "video_played",
+            "when": "event.seconds >= 30 && custom.video_played >= 1",
+            "marketing": False,
+        },
+        {"name": "wished", "kind": "custom_event", "event": "wishlist_added", "marketing": False},
     ]
 }
 
@@ -188,10 +198,21 @@ def test_custom_events_count_segment_trigger_and_are_held_to_their_schema(
     # decided on the profile as of its batch: at the first wishlist add or later
     entered = datetime.fromisoformat(transitions[0]["at"].replace("Z", "+00:00"))
     assert t0 + 2 * MINUTE <= entered.timestamp() * 1000 <= t0 + 9 * MINUTE
-    records = consume_all(settings, settings.topic_triggers, 1)
-    fired = [TriggerMessage.model_validate_json(r.value) for r in records]
-    assert [(m.rule, m.customer_id) for m in fired] == [("wishlist_nudge", "C-1")]
-    assert fired[0].reasons == ["entered segment 'wishlisters'"]
+    records = consume_all(settings, settings.topic_triggers, 4)
+    fired = {
+        m.trigger_id: m for m in (TriggerMessage.model_validate_json(r.value) for r in records)
+    }
+    assert len(records) == len(fired) == 4
+    (nudge,) = [m for m in fired.values() if m.rule == "wishlist_nudge"]
+    assert (nudge.customer_id, nudge.reasons) == ("C-1", ["entered segment 'wishlisters'"])
+    # The custom event rules: C-1's 31-second video (not C-2's 4 seconds) and its two
+    # wishlist adds the schema let through (not the two dead-lettered), by event id.
+    custom = {i for i, m in fired.items() if m.kind == "custom_event"}
+    assert custom == {"video_fan:C-1:m-3", "wished:C-1:m-2", "wished:C-1:m-6"}
+    assert fired["wished:C-1:m-2"].products == ["P-1"]
+    assert fired["video_fan:C-1:m-3"].reasons == [
+        "custom event video_played where event.seconds >= 30 && custom.video_played >= 1"
+    ]
 
     letters = [json.loads(r.value) for r in consume_all(settings, settings.topic_dead_letter, 2)]
     assert {(d["topic"], d["reason"], d["event_id"]) for d in letters} == {
@@ -217,4 +238,4 @@ def test_custom_events_count_segment_trigger_and_are_held_to_their_schema(
     assert profiles_equal_the_oracle() == []
     # The worker published before it committed (drained): a repeat would be there by now.
     assert len(consume_all(settings, settings.topic_segments, 1)) == 1
-    assert len(consume_all(settings, settings.topic_triggers, 1)) == 1
+    assert len(consume_all(settings, settings.topic_triggers, 4)) == 4

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from cdpulse.cli import simulate_cmd
 from cdpulse.contract.events import EVENT_TYPES
+from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.contract.validation import Rejection, decode, validate
 from cdpulse.simulate import DEFAULT_START, Shop, simulate
 from cdpulse.simulate.malformed import MALFORMED_KINDS, encode, malformed_event, mix_malformed
@@ -453,3 +454,55 @@ def test_simulate_runs_through_the_cdpulse_entry_point(tmp_path: Path) -> None:
     out = tmp_path / "events.jsonl"
     assert main(["simulate", "--customers", "10", "--days", "2", "--out", str(out)]) == 0
     assert out.read_bytes().splitlines() == [encode(e) for e in simulate(10, 2, seed=0)]
+
+
+def test_simulate_injects_a_broken_producer(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    argv = ["simulate", "--customers", "60", "--days", "4", "--seed", "2", "--out", str(out)]
+    flags = ["--nulls", "page_viewed.title@24..48", "--price-unit", "100@50"]
+    assert _run([*argv, *flags, "--stall", "clickstream@70..80"]) == 0
+    sent = [json.loads(line) for line in out.read_bytes().splitlines()]
+    clean = [json.loads(encode(e)) for e in simulate(60, 4, seed=2)]
+
+    def hours(event: dict[str, Any]) -> float:
+        stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+        return (stamp - DEFAULT_START).total_seconds() / 3600
+
+    # The oracle: the clean shop's events, broken by hand.
+    expected = []
+    for event in clean:
+        h, kind = hours(event), event["type"]
+        if 70 <= h < 80 and STREAM_OF_TYPE[kind] == "clickstream":
+            continue
+        properties = dict(event["properties"])
+        if kind == "page_viewed" and 24 <= h < 48:
+            properties["title"] = None
+        if h >= 50 and kind == "product_viewed":
+            properties["price"] = round(properties["price"] * 100, 2)
+        if h >= 50 and kind == "order_completed":
+            properties["revenue"] = round(properties["revenue"] * 100, 2)
+            properties["items"] = [
+                {**i, "price": round(i["price"] * 100, 2)} for i in properties["items"]
+            ]
+        expected.append({**event, "properties": properties})
+    kinds = {e["type"] for e in clean}
+    for event, want in zip(sent, expected, strict=True):
+        if event["type"] in ("product_added", "checkout_started", "order_refunded"):
+            continue  # amounts the hand-made oracle leaves to the breakage module
+        assert event == want
+    assert len(sent) == len(expected) and "page_viewed" in kinds
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "fix"),
+    [
+        ("--stall", "clicks@3", "a stream: clickstream, customers, transactions"),
+        ("--price-unit", "cents@3", "a factor"),
+        ("--nulls", "title@3", "an event type and its property"),
+        ("--nulls", "page_viewed.title@9..3", "UNTIL after FROM"),
+        ("--stall", "clickstream", "give WHAT@FROM_HOUR[..UNTIL_HOUR]"),
+    ],
+)
+def test_a_wrong_breakage_flag_names_the_fix(flag: str, value: str, fix: str) -> None:
+    with pytest.raises(SystemExit, match=re.escape(fix)):
+        _run(["simulate", "--customers", "1", "--days", "1", flag, value])

@@ -78,6 +78,8 @@ def record_batch(report: BatchReport) -> None:
         metrics.SEGMENT_ERRORS.labels(name).inc(n)
     for decision in report.work.decisions:
         metrics.TRIGGERS.labels(decision.pending.rule, decision.outcome).inc()
+        if decision.reason:
+            metrics.TRIGGERS_GATED.labels(decision.pending.rule, decision.reason).inc()
     for attribution in report.work.attributions:
         if attribution.converted:
             exposure = attribution.exposure

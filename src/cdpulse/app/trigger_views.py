@@ -8,10 +8,11 @@ import faust
 import msgspec
 from faust.web import Request, Response, View
 
+from cdpulse.monitors.health import Gate
 from cdpulse.offers.uplift import uplift
 from cdpulse.profile.view import iso
 from cdpulse.store.redis import RedisProfileStore
-from cdpulse.triggers.decide import trigger_id
+from cdpulse.triggers.decide import due_at, trigger_id
 
 if TYPE_CHECKING:
     from cdpulse.app.auth import Guard
@@ -36,7 +37,9 @@ def register_trigger_views(
             watch = profile.watch
             customer = profile.customer_id or profile.id
             if watch is None:
-                return self.json({"customer_id": customer, "pending": [], "recent": []})
+                return self.json(
+                    {"customer_id": customer, "pending": [], "recent": [], "gated": []}
+                )
             return self.json(
                 {
                     "customer_id": customer,
@@ -44,6 +47,8 @@ def register_trigger_views(
                         {
                             "trigger_id": trigger_id(p.rule, customer, p.key),
                             "at": iso(p.at),
+                            # a gated rule's situation is held until its hour is judged
+                            "decided_after": iso(due_at(p, triggers.config, Gate())),
                             "reasons": p.reasons,
                         }
                         for p in watch.pending
@@ -60,6 +65,11 @@ def register_trigger_views(
                         for e in watch.exposures
                     ],
                     "carts": msgspec.to_builtins(watch.carts),
+                    # suppressed: a model the rule is gated by had broken inputs then
+                    "gated": [
+                        {"rule": rule, "at": iso(at), "reason": reason}
+                        for rule, at, reason in watch.gated
+                    ],
                 }
             )
 

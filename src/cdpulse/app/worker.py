@@ -28,7 +28,7 @@ from faust.agents import current_agent
 
 from cdpulse.app.base import Heap, faust_app, partition_of, record_lag, redis_client, retrying
 from cdpulse.app.health import Health, register_health
-from cdpulse.app.input_quality import InputQuality
+from cdpulse.app.input_quality import Gating, InputQuality
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.reporting import record_batch
 from cdpulse.contract.message import Message
@@ -47,6 +47,7 @@ from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
 from cdpulse.store.cache import ProfileCache
 from cdpulse.store.erasure import Eraser
+from cdpulse.store.gate import RedisGateStore
 from cdpulse.store.keys import Keys
 from cdpulse.store.ledger import RedisLedger
 from cdpulse.store.models import RecoShards, churn_store, offer_store
@@ -190,7 +191,17 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     )
     health = Health(settings.stall_seconds)
     heap = Heap(settings.gc_sweep_seconds)
-    inputs = InputQuality(settings.input_sample)  # data quality of what is consumed
+    # data quality of what is consumed, and the input-health flags gated triggers read
+    gates = engine.triggers.gates if engine.triggers is not None else {}
+    gating = Gating(
+        gates,
+        RedisGateStore(client, prefix),
+        models,
+        lambda: pipeline.low_watermark,
+        owned,
+        partitions,
+    )
+    inputs = InputQuality(settings.input_sample, gating if gates else None)
     worker = Worker(settings, app, pipeline, state, models, health)
 
     def retry(call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
@@ -227,6 +238,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             report = await retry(functools.partial(pipeline.finish, begun))
         stream.ack_batch(events)
         settled(report, messages)
+        await inputs.sync()
         WRITTEN.observe(time.time() - decided)
 
     @app.agent(source, concurrency=1, name="profiles")
@@ -273,6 +285,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
                     await worker.land(keep=0)
                     report = await retry(functools.partial(pipeline.run, []))
                 settled(report, [])
+                await inputs.sync()
                 if not worker.more_due or app.should_stop:
                     return
 

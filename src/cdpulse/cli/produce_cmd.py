@@ -1,4 +1,9 @@
-"""``cdpulse produce FILE|-``: send JSON Lines events to Kafka, reporting bad lines."""
+"""``cdpulse produce FILE|-``: send JSON Lines events to Kafka, reporting bad lines.
+
+Each line is held to the contract, and a custom event to its schema in the operators'
+folder (``CDPULSE_CUSTOM_EVENT_SCHEMAS``), before it is sent: a refused line is named by
+file and line with the reason and the failing path, and is not sent.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     from cdpulse.cli.main import CliError
+    from cdpulse.contract.custom_schemas import CustomSchemaError
     from cdpulse.ops.progress import Reporter
     from cdpulse.producer import Producer, ProducerRejected
 
@@ -39,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if args.file == "-":
         stream: BinaryIO = sys.stdin.buffer
         total = None
+        label = "<stdin>"
     else:
+        label = args.file
         path = Path(args.file)
         if not path.is_file():
             raise CliError(f"no such file {args.file!r}; give a JSON Lines file or - for stdin")
@@ -47,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         total = _count_lines(path)
     try:
         producer = Producer.from_settings(settings)
+    except CustomSchemaError as exc:
+        raise CliError(str(exc)) from None
     except KafkaError as exc:
         raise CliError(
             f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc}); start it with "
@@ -65,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                 topic = producer.send(line)
             except ProducerRejected as exc:
                 rejected += 1
-                print(f"line {number}: {exc.rejection.reason}: {exc}", file=sys.stderr)
+                print(f"{label}: line {number}: {exc.rejection.reason}: {exc}", file=sys.stderr)
                 continue
             by_type[topic] += 1
             if args.rate > 0:

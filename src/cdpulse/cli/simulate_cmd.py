@@ -2,7 +2,8 @@
 
 The same arguments always give the same bytes. With ``--malformed`` a fraction of the
 lines are broken on purpose (see ``cdpulse.simulate.malformed``), to exercise the
-dead-letter path.
+dead-letter path; ``--nulls``, ``--price-unit`` and ``--stall`` inject a broken producer
+(``cdpulse.simulate.breakage``), to exercise the input monitors and the trigger gate.
 """
 
 from __future__ import annotations
@@ -13,16 +14,42 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from rich.console import Console
 from rich.table import Table
 
+from cdpulse.contract.topics import STREAM_OF_TYPE, Stream
 from cdpulse.ops.progress import Reporter
 from cdpulse.simulate import DEFAULT_START, Bias, Event, Shop
+from cdpulse.simulate.breakage import Nulls, PriceUnit, Problem, Stall, broken
 from cdpulse.simulate.malformed import mix_malformed
+
+# When a problem runs, in hours after --start: FROM or FROM..UNTIL.
+_WHEN = "@FROM_HOUR[..UNTIL_HOUR]"
+# The broken producer's flags (simulate/breakage.py): flag, what it takes, help.
+_BREAKAGE = (
+    (
+        "--nulls",
+        "TYPE.FIELD",
+        "a broken producer sends the property null, from hour FROM after --start (to "
+        "UNTIL): page_viewed.title@48 or page_viewed.title@48..60; repeatable",
+    ),
+    (
+        "--price-unit",
+        "FACTOR",
+        "prices and amounts multiplied by FACTOR (100: cents for euros) from hour FROM "
+        "(to UNTIL): 100@48; repeatable",
+    ),
+    (
+        "--stall",
+        "STREAM",
+        "a stream (clickstream, transactions, customers) stops from hour FROM (to "
+        "UNTIL): clickstream@60..66; repeatable",
+    ),
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,7 +87,49 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "COPIES times (default 3), their behaviour unchanged (cdpulse evaluate fairness "
         "should flag it)",
     )
+    for flag, what, help_text in _BREAKAGE:
+        parser.add_argument(flag, action="append", default=[], metavar=what + _WHEN, help=help_text)
     parser.set_defaults(func=run)
+
+
+def problems(args: argparse.Namespace) -> list[Problem]:
+    """The problems the flags ask for, at times relative to ``args.start``."""
+    return [
+        _problem(flag, text, args.start)
+        for flag, _, _ in _BREAKAGE
+        for text in getattr(args, flag.removeprefix("--").replace("-", "_"))
+    ]
+
+
+def _problem(flag: str, text: str, start: datetime) -> Problem:
+    what, sep, when = text.partition("@")
+    begin, _, end = when.partition("..")
+    fix = f"{flag} {text!r}: give WHAT{_WHEN}, hours after --start, e.g. "
+    try:
+        after = start + timedelta(hours=float(begin))
+        until = start + timedelta(hours=float(end)) if end else None
+    except ValueError:
+        raise SystemExit(fix + "page_viewed.title@48..60") from None
+    if not sep or (until is not None and until <= after):
+        raise SystemExit(fix + "clickstream@60..66 (UNTIL after FROM)")
+    if flag == "--nulls":
+        kind, _, name = what.partition(".")
+        if kind not in STREAM_OF_TYPE or not name:
+            raise SystemExit(fix + "page_viewed.title@48 (an event type and its property)")
+        return Nulls(kind, name, after, until)
+    if flag == "--price-unit":
+        try:
+            factor = float(what)
+        except ValueError:
+            raise SystemExit(fix + "100@48 (a factor: 100 for cents)") from None
+        if factor <= 0:
+            raise SystemExit(fix + "100@48 (a factor above 0)")
+        return PriceUnit(factor, after, until)
+    streams: dict[str, Stream] = {s: s for s in STREAM_OF_TYPE.values()}
+    stream = streams.get(what)
+    if stream is None:
+        raise SystemExit(fix + f"clickstream@60 (a stream: {', '.join(sorted(streams))})")
+    return Stall(stream, after, until)
 
 
 def _bias(text: str) -> Bias:
@@ -78,8 +147,9 @@ def run(args: argparse.Namespace) -> int:
     shop = Shop(args.customers, args.days, args.seed, args.start, bias=args.bias)
     stats = _Stats()
     # A separate stream for the breakage, so the valid lines are the same at any fraction.
+    events = broken(shop.events(), problems(args))
     lines = mix_malformed(
-        stats.counted(shop.events()), args.malformed, random.Random(f"malformed:{args.seed}")
+        stats.counted(events), args.malformed, random.Random(f"malformed:{args.seed}")
     )
     if args.out is None:
         _write(lines, sys.stdout.buffer, stats, lambda days: None)

@@ -307,6 +307,18 @@ INPUT_VOLUME = Gauge(
     "days before (those watched), by topic and type (0: stalled); NaN while unknown.",
     ["topic", "type"],
 )
+INPUT_GATE_FLAGS = Counter(
+    "cdpulse_input_gate_flags_total",
+    "Event-time hours this worker judged a model's inputs broken in, by model and reason "
+    "(nulls:<type>.<field>, unit:<type>.<field>, stalled:<stream>; monitors/health.py).",
+    ["model", "reason"],
+)
+INPUT_GATE_FLAGGED = Gauge(
+    "cdpulse_input_gate_flagged",
+    "1 while the newest judged event-time hour of a model's inputs is flagged (any worker), "
+    "by model: its gated trigger rules fire nothing; 0 when healthy.",
+    ["model"],
+)
 INPUT_VOLUME_BASELINE = Gauge(
     "cdpulse_input_volume_baseline",
     "The mean events an hour cdpulse_input_volume_ratio divides by (0: none).",
@@ -333,8 +345,14 @@ AUTH_DENIED = Counter(
 TRIGGERS = Counter(
     "cdpulse_triggers_total",
     "Trigger situations decided, by rule and outcome (fired, holdout, no_consent, cooldown, "
-    "capped).",
+    "capped, gated).",
     ["rule", "outcome"],
+)
+TRIGGERS_GATED = Counter(
+    "cdpulse_triggers_gated_total",
+    "Trigger situations suppressed because a model their rule is gated by had broken inputs "
+    "at their time, by rule and reason (<model>:<input reason>).",
+    ["rule", "reason"],
 )
 TRIGGER_CONVERSIONS = Counter(
     "cdpulse_trigger_conversions_total",

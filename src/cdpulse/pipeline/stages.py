@@ -28,6 +28,7 @@ from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
 from cdpulse.models.clv.lifetime import OrderSummary
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
+from cdpulse.monitors.health import Gate
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.offers.choice import Chooser
 from cdpulse.pipeline.decode import Item
@@ -59,6 +60,7 @@ class Models:
     offers: OfferPolicy | None = None
     reco: RecoSnapshot | None = None
     offer_policy_name: str = "untrained"
+    gate: Gate | None = None  # the input-health flags gated trigger rules read
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,8 @@ class Engine:
             session_gap=self.rules.session_gap,
             lateness=self.trigger_lateness,
             chooser=chooser,
+            gate=lambda: models.gate,
+            rules=self.rules,
         )
 
 

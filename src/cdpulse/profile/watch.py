@@ -76,3 +76,6 @@ class Watch(msgspec.Struct, omit_defaults=True):
     fired: list[tuple[str, int]] = msgspec.field(default_factory=list)
     # firings within their attribution window (dropped once the watermark passes until)
     exposures: list[Exposure] = msgspec.field(default_factory=list)
+    # (rule, at, reason): the newest situations a broken model input suppressed
+    # (triggers/decide.py GATED_KEPT), for the trigger views
+    gated: list[tuple[str, int, str]] = msgspec.field(default_factory=list)

@@ -9,7 +9,9 @@ Each problem is what a producer going wrong looks like downstream:
 * ``Stall(stream, after)``: a stream stops (``clickstream``, ``transactions`` or
   ``customers``): its events after ``after`` never arrive.
 
-The problems change nothing else, so the stream before ``after`` is the shop's own.
+Each may end: with ``until`` set, the producer is fixed from then on (the stream after it
+is the shop's own again). The problems change nothing else, so the stream before
+``after`` is the shop's own.
 
 >>> from datetime import UTC, datetime
 >>> event = {"type": "product_viewed", "timestamp": "2026-01-02T00:00:00.000Z",
@@ -43,28 +45,31 @@ class Nulls:
     type: str
     field: str
     after: datetime
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PriceUnit:
     factor: float
     after: datetime
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Stall:
     stream: Stream
     after: datetime
+    until: datetime | None = None
 
 
 Problem = Nulls | PriceUnit | Stall
 
 
 def broken(events: Iterable[Event], problems: Sequence[Problem]) -> Iterator[Event]:
-    """``events`` with ``problems`` injected, each from its ``after`` on."""
+    """``events`` with ``problems`` injected, each from its ``after`` to its ``until``."""
     for event in events:
         at = _time(event["timestamp"])
-        due = [p for p in problems if at >= p.after]
+        due = [p for p in problems if at >= p.after and (p.until is None or at < p.until)]
         if any(isinstance(p, Stall) and STREAM_OF_TYPE[event["type"]] == p.stream for p in due):
             continue
         for problem in due:

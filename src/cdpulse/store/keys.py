@@ -259,6 +259,18 @@ class Keys:
         """Hash {version, blob}: the newest offer policy (contextual bandits)."""
         return f"{self.prefix}:model:offers"
 
+    # --- input health (monitors/health.py) --------------------------------------------
+
+    def input_gate(self, model: str) -> str:
+        """Hash event-time hour -> reason: the hours a worker found ``model``'s inputs
+        broken in (one key per model, never per customer: not sharded)."""
+        return f"{self.prefix}:gate:{model}"
+
+    @property
+    def input_gate_judged(self) -> str:
+        """Hash input partition -> the newest hour its owner judged (only raised)."""
+        return f"{self.prefix}:gate:judged"
+
     # --- drift (models/drift.py) -------------------------------------------------------
 
     def drift_monitor(self, model: str, unit: int) -> str:

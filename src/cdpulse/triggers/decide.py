@@ -10,6 +10,15 @@ situation gets one outcome, saved with the profile, so it is decided exactly onc
     no_consent  a marketing rule and no marketing consent at the firing's time
     cooldown    the same rule fired for this customer too recently
     capped      the customer's marketing frequency cap is reached
+    gated       the rule is gated by a model whose inputs were broken at the firing's
+                time (``monitors/health.py``; the reason says which input): the score
+                is not trusted, so nothing is sent and nothing counts towards caps
+
+With a ``Gate`` (the worker's; a replay without one gates nothing), a gated rule's
+situation waits (is *held*, still pending) until the watermark passes the end of its
+event-time hour plus ``SETTLE`` and every partition is judged through that hour; then
+it is gated or decided as usual. A churn score gated off is forgotten, so the next score
+from healthy inputs can cross the threshold and fire again.
 """
 
 from __future__ import annotations
@@ -17,10 +26,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from cdpulse.monitors.health import Gate
 from cdpulse.offers.choice import Chooser, OfferChoice
 from cdpulse.profile.watch import Exposure, Pending, Watch
 from cdpulse.triggers.caps import blocked, forget
-from cdpulse.triggers.rules import CartAbandoned, TriggerConfig
+from cdpulse.triggers.rules import CartAbandoned, ChurnRisk, TriggerConfig
 from cdpulse.triggers.situations import cart_deadline
 
 
@@ -33,6 +43,7 @@ class Decision:
     pending: Pending
     outcome: str
     choice: OfferChoice | None = None
+    reason: str = ""  # why it was gated
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +79,16 @@ def decide(
     watermark: int,
     config: TriggerConfig,
     choose: Chooser,
+    gate: Gate | None = None,
 ) -> tuple[list[Decision], list[Attribution]]:
-    """Decide everything in ``watch`` due at ``watermark``, updating ``watch`` in place."""
+    """Decide everything in ``watch`` due at ``watermark``, updating ``watch`` in place
+    (a rule gated by a model is decided from ``gate``'s flags)."""
     _expire_carts(watch, watermark, config)
-    due = sorted((p for p in watch.pending if p.at <= watermark), key=lambda p: (p.at, p.rule))
-    watch.pending = [p for p in watch.pending if p.at > watermark]
+    due = sorted(
+        (p for p in watch.pending if decidable(p, watermark, config, gate)),
+        key=lambda p: (p.at, p.rule),
+    )
+    watch.pending = [p for p in watch.pending if not decidable(p, watermark, config, gate)]
     marketing = {r.name for r in config.rules if r.marketing}
     decisions = []
     for pending in due:
@@ -80,6 +96,13 @@ def decide(
         if rule is None:
             continue  # the rule was removed from the configuration since
         trigger = trigger_id(rule.name, customer_id, pending.key)
+        reason = gated(rule.gated_by, pending.at, config, gate) if gate is not None else None
+        if reason is not None:
+            watch.gated = [*watch.gated, (rule.name, pending.at, reason)][-GATED_KEPT:]
+            if isinstance(rule, ChurnRisk):
+                watch.risk = None  # the next score, from healthy inputs, may cross again
+            decisions.append(Decision(trigger, customer_id, pending, "gated", reason=reason))
+            continue
         outcome = blocked(
             watch.fired,
             rule.name,
@@ -116,9 +139,42 @@ def decide(
     return decisions, _attribute(watch, customer_id, watermark)
 
 
-def next_due(watch: Watch, config: TriggerConfig) -> int | None:
+GATED_KEPT = 8  # the newest gated situations a customer's watch shows
+
+
+def gated(models: list[str], at: int, config: TriggerConfig, gate: Gate) -> str | None:
+    """Why a situation at ``at`` of a rule gated by ``models`` is suppressed, or None."""
+    for model in models:
+        reason = gate.reason(model, config.gates[model], at)
+        if reason is not None:
+            return f"{model}:{reason}"
+    return None
+
+
+def _gated_rule(pending: Pending, config: TriggerConfig) -> bool:
+    rule = config.named(pending.rule)
+    return rule is not None and bool(rule.gated_by)
+
+
+def due_at(pending: Pending, config: TriggerConfig, gate: Gate | None = None) -> int:
+    """When ``pending`` is next looked at: at its time, or (its rule gated, a gate given)
+    once its hour is judged everywhere."""
+    if gate is None or not _gated_rule(pending, config):
+        return pending.at
+    return gate.due(pending.at)
+
+
+def decidable(pending: Pending, watermark: int, config: TriggerConfig, gate: Gate | None) -> bool:
+    """Whether ``pending`` is decided at ``watermark`` (else held, still pending)."""
+    if due_at(pending, config, gate) > watermark:
+        return False
+    return gate is None or not _gated_rule(pending, config) or gate.settled_at(pending.at)
+
+
+def next_due(watch: Watch, config: TriggerConfig, gate: Gate | None = None) -> int | None:
     """When the watch next has something to decide (epoch ms), or None."""
-    times = [p.at for p in watch.pending] + [e.until for e in watch.exposures]
+    pending = [due_at(p, config, gate) for p in watch.pending]
+    times = pending + [e.until for e in watch.exposures]
     if config.rule(CartAbandoned) is not None:
         times += [cart_deadline(c, config) for c in watch.carts if not c.decided]
     return min(times, default=None)

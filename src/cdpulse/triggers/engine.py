@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from cdpulse.contract.mirror import Event
+from cdpulse.contract.mirror import CustomEvent, Event
+from cdpulse.monitors.health import Gate
 from cdpulse.offers.choice import Chooser
 from cdpulse.profile.limits import Dropped
 from cdpulse.profile.model import Profile
+from cdpulse.profile.rules import Rules
 from cdpulse.profile.watch import Watch
+from cdpulse.segments.compiler import Values, modelled
+from cdpulse.segments.fields import FieldValues
 from cdpulse.triggers.decide import Attribution, Decision, decide, next_due
 from cdpulse.triggers.rules import TriggerConfig
-from cdpulse.triggers.situations import Transition, entered, observe, scored
+from cdpulse.triggers.situations import Transition, custom_event, entered, observe, scored
 
 
 def no_offer(rule: str, offers: list[str], trigger: str) -> None:
@@ -46,6 +50,8 @@ class TriggerEngine:
         session_gap: int,
         lateness: int = 0,
         chooser: Callable[[Profile], Chooser] | None = None,
+        gate: Callable[[], Gate | None] | None = None,
+        rules: Rules | None = None,
     ) -> None:
         self.config = config
         self.session_gap = session_gap
@@ -53,6 +59,10 @@ class TriggerEngine:
         # to that much behind their partition's newest still count (a checkout sent late).
         self.lateness = lateness
         self.chooser = chooser or (lambda profile: no_offer)
+        # The newest input-health flags the app read (monitors/health.py).
+        self.gate = gate or (lambda: None)
+        # The profile rules, for custom event rules' conditions on the profile's fields.
+        self.rules = rules
 
     def observe(
         self, profile: Profile, event: Event, t: int, dropped: Dropped | None = None
@@ -64,6 +74,17 @@ class TriggerEngine:
         if profile.watch is None:
             profile.watch = Watch()
         observe(profile.watch, event, t, self.config, self.session_gap, dropped)
+        if type(event) is CustomEvent:
+            for rule in self.config.custom(event.name):
+                custom_event(profile.watch, event, t, rule, self._values(profile, event))
+
+    def _values(self, profile: Profile, event: CustomEvent) -> Values:
+        """What a custom event rule's condition reads: the profile's fields with the
+        event applied (none without the profile rules), and the event's properties."""
+        values = FieldValues(profile, self.rules, None) if self.rules is not None else Values()
+        values["event"] = event.properties
+        values.modelled = values.modelled and modelled(event.properties)
+        return values
 
     def after_profile(self, profile: Profile, transitions: Iterable[Transition] = ()) -> int | None:
         """The batch is applied and scored; when is the watch next due?
@@ -81,7 +102,7 @@ class TriggerEngine:
         )
         for transition in entries:
             entered(watch, transition, self.config)
-        return next_due(watch, self.config)
+        return next_due(watch, self.config, self.gate())
 
     def decide_due(self, profile: Profile, watermark: int) -> tuple[Expired, int | None]:
         """Decide what in ``profile``'s watch the low watermark (less the lateness) has
@@ -90,19 +111,20 @@ class TriggerEngine:
         watch = profile.watch
         if watch is None:
             return Expired(), None
-        due = next_due(watch, self.config)
+        gate = self.gate()
+        due = next_due(watch, self.config, gate)
         late = watermark - self.lateness
         if watermark <= 0 or due is None or due > late:
             return Expired(), self._decidable(due)
         customer = profile.customer_id or profile.id
         found, attributed = decide(
-            watch, customer, profile.consent, late, self.config, self.chooser(profile)
+            watch, customer, profile.consent, late, self.config, self.chooser(profile), gate
         )
         # Something was due, so the watch changed even when nothing fired (a cart closed
         # in time): the profile is saved, or its schedule would keep the passed due time
         # and the profile would be polled, and its successors crowded out, forever.
         expired = Expired(found, attributed, {customer: profile})
-        return expired, self._decidable(next_due(watch, self.config))
+        return expired, self._decidable(next_due(watch, self.config, gate))
 
     def _decidable(self, due: int | None) -> int | None:
         # Scheduled at due + lateness: a profile polled earlier would find nothing to decide.

@@ -18,7 +18,20 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cdpulse.contract.events import custom_name_problem
+from cdpulse.monitors.health import GateSpec
+from cdpulse.segments.expressions import Condition, ExpressionError
+from cdpulse.segments.fields import FIELDS
 
 HOUR = 3_600_000
 MINUTE = 60_000
@@ -42,6 +55,10 @@ class _Rule(BaseModel):
     )
     attribution_days: float = Field(
         7.0, gt=0, description="An order or redemption this soon after a firing counts for it."
+    )
+    gated_by: list[str] = Field(
+        default_factory=list,
+        description="Models (under gates:) whose broken inputs suppress this rule's firings.",
     )
 
     @property
@@ -72,6 +89,10 @@ class ChurnRisk(_Rule):
 
     kind: Literal["churn_risk"]
     threshold: float = Field(0.7, gt=0, lt=1)
+    gated_by: list[str] = Field(
+        default_factory=lambda: ["churn"],
+        description="A churn score computed from broken inputs fires nothing.",
+    )
 
 
 class HighIntent(_Rule):
@@ -94,8 +115,46 @@ class CrossSell(_Rule):
     kind: Literal["cross_sell"]
 
 
+class CustomEventRule(_Rule):
+    """A custom event named ``event`` (the tracking plan's own: ``wishlist_added``), when
+    ``when`` holds: a CEL condition over the profile's fields, the event applied (those
+    of segments: ``orders``, ``custom.wishlist_added_7d``…) and its properties as
+    ``event`` (``event.price > 100.0``). Each such event is a situation of its own."""
+
+    kind: Literal["custom_event"]
+    event: str
+    when: str = ""
+    cooldown_hours: float = Field(
+        0.0, ge=0, description="Event time after a firing before this rule fires again."
+    )
+    _condition: Condition | None = PrivateAttr(default=None)
+
+    @field_validator("event")
+    @classmethod
+    def _a_custom_name(cls, name: str) -> str:
+        problem = custom_name_problem(name)
+        if problem is not None:
+            raise ValueError(f"event {name!r} is no custom event name: it {problem}")
+        return name
+
+    @model_validator(mode="after")
+    def _compiled(self) -> CustomEventRule:
+        if self.when.strip():
+            try:
+                self._condition = Condition.compile(self.when, [*FIELDS, "event"])
+            except ExpressionError as exc:
+                raise ValueError(f"rule {self.name!r}, when: {exc}") from None
+        return self
+
+    @property
+    def condition(self) -> Condition | None:
+        """The compiled ``when`` (None: every event of the name fires)."""
+        return self._condition
+
+
 TriggerRule = Annotated[
-    CartAbandoned | ChurnRisk | HighIntent | WinBack | CrossSell, Field(discriminator="kind")
+    CartAbandoned | ChurnRisk | HighIntent | WinBack | CrossSell | CustomEventRule,
+    Field(discriminator="kind"),
 ]
 
 
@@ -115,6 +174,10 @@ class TriggerConfig(BaseModel):
 
     caps: Caps = Caps()
     rules: list[TriggerRule] = Field(default_factory=list)
+    gates: dict[str, GateSpec] = Field(
+        default_factory=lambda: {"churn": GateSpec()},
+        description="Per model, the inputs whose health gates the rules gated by it.",
+    )
 
     @model_validator(mode="after")
     def _one_rule_per_kind(self) -> TriggerConfig:
@@ -123,7 +186,16 @@ class TriggerConfig(BaseModel):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"rule name {name!r} is used twice; give each rule its own name")
-        kinds = [r.kind for r in self.rules]
+        for rule in self.rules:
+            for model in rule.gated_by:
+                if model not in self.gates:
+                    known = ", ".join(sorted(self.gates)) or "none"
+                    raise ValueError(
+                        f"rule {rule.name!r} is gated by {model!r}, which gates: does not "
+                        f"declare (declared: {known}); add it under gates: or drop it"
+                    )
+        # Custom event rules keep no state in the watch: as many as wanted.
+        kinds = [r.kind for r in self.rules if r.kind != "custom_event"]
         for kind in kinds:
             if kinds.count(kind) > 1:
                 raise ValueError(
@@ -144,6 +216,17 @@ class TriggerConfig(BaseModel):
             _CONFIGS.append(self)  # keeps ``self`` alive, so its id is never reused
             return found
 
+    def custom(self, name: str) -> list[CustomEventRule]:
+        """The custom event rules of the custom event ``name``."""
+        key = (id(self), name)
+        found = _CUSTOM.get(key)
+        if found is None:
+            found = _CUSTOM[key] = [
+                r for r in self.rules if isinstance(r, CustomEventRule) and r.event == name
+            ]
+            _CONFIGS.append(self)
+        return found
+
     def named(self, name: str) -> TriggerRule | None:
         return next((r for r in self.rules if r.name == name), None)
 
@@ -155,6 +238,7 @@ class TriggerConfig(BaseModel):
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
 _BY_KIND: dict[tuple[int, type], TriggerRule | None] = {}
+_CUSTOM: dict[tuple[int, str], list[CustomEventRule]] = {}
 _CONFIGS: list[TriggerConfig] = []
 
 

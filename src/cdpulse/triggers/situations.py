@@ -1,7 +1,8 @@
 """Finding trigger situations as events are applied: pure functions over the watch.
 
-``observe`` sees each applied identified event; ``scored`` sees the churn risk after a
-batch; ``entered`` takes segment transitions. Each may add a ``Pending`` firing, decided
+``observe`` sees each applied identified event (``custom_event`` those of a custom event
+rule's name); ``scored`` sees the churn risk after a batch; ``entered`` takes segment
+transitions. Each may add a ``Pending`` firing, decided
 later in event time (``decide``). Cart timers are not pending yet: whether a cart was
 abandoned is known only when the watermark passes its deadline.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from cdpulse.contract.mirror import (
     CheckoutStartedEvent,
+    CustomEvent,
     Event,
     OfferRedeemedEvent,
     OrderCompletedEvent,
@@ -23,10 +25,12 @@ from cdpulse.profile import limits
 from cdpulse.profile.limits import Dropped
 from cdpulse.profile.rules import SESSION_TYPES
 from cdpulse.profile.watch import CartTimer, Pending, Watch
+from cdpulse.segments.compiler import Values
 from cdpulse.triggers.rules import (
     CartAbandoned,
     ChurnRisk,
     CrossSell,
+    CustomEventRule,
     HighIntent,
     TriggerConfig,
     WinBack,
@@ -82,6 +86,22 @@ def observe(
     elif isinstance(event, OfferRedeemedEvent):
         redeemed = [*watch.redeemed, (t, event.properties.offer_id)]
         watch.redeemed = sorted(redeemed)[-REDEEMED_KEPT:]
+
+
+def custom_event(
+    watch: Watch, event: CustomEvent, t: int, rule: CustomEventRule, values: Values
+) -> None:
+    """A custom event of ``rule``'s name at ``t``: a situation when ``rule.when`` holds
+    for ``values`` (the profile's fields with the event applied, and ``event``: its
+    properties). Keyed by the event id: one situation per event, and a redelivered event
+    is a duplicate before it gets here."""
+    condition = rule.condition
+    if condition is not None and condition.decide(values) is not True:
+        return  # false, or undecidable (a property it reads is absent): no situation
+    reason = f"custom event {event.name}" + (f" where {rule.when}" if condition else "")
+    products = event.properties.get("product_id")
+    found = [products] if isinstance(products, str) else []
+    watch.pending.append(Pending(rule.name, event.event_id, t, [reason], found))
 
 
 def scored(
