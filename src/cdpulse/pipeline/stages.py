@@ -26,7 +26,7 @@ from cdpulse.kpis.tally import Tally
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
-from cdpulse.models.clv.lifetime import OrderSummary
+from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.offers.choice import Chooser
@@ -58,6 +58,7 @@ class Models:
     rfm: RfmSketches | None = None
     offers: OfferPolicy | None = None
     reco: RecoSnapshot | None = None
+    clv: ClvSnapshot | None = None  # segments read lifetime value and the next order
     offer_policy_name: str = "untrained"
 
 
@@ -362,7 +363,8 @@ class Stages:
         """The segment transitions of ``profile``'s newest state (identified customers)."""
         book = self.engine.book
         assert book is not None
-        found, errors = changes(book, profile, self.rules, self.engine.models.rfm)
+        models = self.engine.models
+        found, errors = changes(book, profile, self.rules, models.rfm, models.clv)
         for name in errors:
             work.segment_errors[name] += 1
         return found
