@@ -62,13 +62,13 @@ def by_hour(weights: Sequence[int]) -> list[int]:
 
 
 def best_hour(hourly: Sequence[int]) -> int:
-    """The hour whose 3-hour window (the hour before to the hour after) holds most; the
-    earliest on a tie."""
-    best, best_sum = 0, -1
+    """The hour whose 3-hour window (the hour before to the hour after) holds most; on a
+    tie the one busiest itself (a lone peak is the window's centre), then the earliest."""
+    best, best_key = 0, (-1, -1)
     for h in range(24):
-        total = hourly[h - 1] + hourly[h] + hourly[(h + 1) % 24]
-        if total > best_sum:
-            best, best_sum = h, total
+        key = (hourly[h - 1] + hourly[h] + hourly[(h + 1) % 24], hourly[h])
+        if key > best_key:
+            best, best_key = h, key
     return best
 
 
