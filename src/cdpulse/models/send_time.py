@@ -20,12 +20,14 @@ included (the earliest hour wins a tie).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cdpulse.profile import send_hours
 from cdpulse.profile.model import Profile
+from cdpulse.profile.send_hours import hour_of_week, local_offset
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Below this decayed weight (one open in the current week is 3 * 8 = 24) the histogram
@@ -123,6 +125,17 @@ def send_window(profile: Profile, as_of: int) -> SendWindow | None:
     if not profile.send_hours:
         return None
     return best_window(send_hours.weights(profile.send_hours, as_of))
+
+
+def observe_open(profile: Profile, t: int, timestamp: object, counts: Counter[str]) -> None:
+    """Count an email open at ``t`` as a hit or a miss of the send window ``profile``
+    had before it (read at its newest event, as segments read it): the live quality on
+    /metrics (``send_time_hit``, ``send_time_miss``). Opens of profiles without a window
+    are not counted."""
+    window = send_window(profile, profile.last_seen)
+    if window is not None:
+        hour = hour_of_week(t + local_offset(timestamp)) % 24
+        counts["send_time_hit" if in_window(hour, window.hour) else "send_time_miss"] += 1
 
 
 def send_time_view(profile: Profile, as_of: int) -> dict[str, Any] | None:

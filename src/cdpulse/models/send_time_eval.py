@@ -3,7 +3,8 @@
 Events are replayed in file (event-time) order with the real profile rules. At each email
 open of a known customer, before the open is applied, the customer's send window
 (``models.send_time``, read as the segments read it: at the profile's newest event) is
-asked whether the open falls inside it, in the customer's own time. The baseline is the
+asked whether the open falls inside it, in the customer's own time: the worker's own
+count (``observe_open``, ``cdpulse_send_time_opens_total`` on /metrics). The baseline is the
 one hour a shop without per-customer timing would pick: the 3-hour window holding most
 of all customers' opens so far. Both are scored on the same opens, those the customer's
 profile could time; hit rate = opens inside the window / opens scored.
@@ -11,13 +12,14 @@ profile could time; hit rate = opens inside the window / opens scored.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from cdpulse.contract.validation import Rejection, validate
-from cdpulse.models.send_time import best_hour, in_window, send_window
+from cdpulse.models.send_time import best_hour, in_window, observe_open
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, new_profile
 from cdpulse.profile.send_hours import hour_of_week, local_offset
@@ -51,7 +53,8 @@ def evaluate(
     profiles: dict[str, Profile] = {}
     aliases: dict[str, str] = {}
     opens_by_hour = [0] * 24
-    count = rejected = opens = scored = model_hits = baseline_hits = 0
+    counts: Counter[str] = Counter()
+    count = rejected = opens = baseline_hits = 0
     for raw in events:
         count += 1
         if progress is not None:
@@ -67,13 +70,14 @@ def evaluate(
         if event.type == "email_opened" and event.customer_id is not None:
             opens += 1
             hour = hour_of_week(event.at + local_offset(event.timestamp)) % 24
-            window = send_window(profile, profile.last_seen)
-            if window is not None and any(opens_by_hour):
-                scored += 1
-                model_hits += in_window(hour, window.hour)
-                baseline_hits += in_window(hour, best_hour(opens_by_hour))
+            timed = counts.total()
+            observe_open(profile, event.at, event.timestamp, counts)  # the worker's count
+            if counts.total() > timed:  # the profile had a window: the baseline's turn
+                # before any open, the baseline has no hour: a miss
+                baseline_hits += any(opens_by_hour) and in_window(hour, best_hour(opens_by_hour))
             opens_by_hour[hour] += 1
         apply(profile, event, rules)
+    scored, model_hits = counts.total(), counts["send_time_hit"]
     return SendTimeResult(
         events=count,
         rejected=rejected,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from cdpulse.contract.mirror import (
     ConsentUpdatedEvent,
     CustomersMergedEvent,
+    EmailOpenedEvent,
     IdentifyEvent,
     OrderCompletedEvent,
 )
@@ -28,6 +29,7 @@ from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
+from cdpulse.models.send_time import observe_open
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.offers.choice import Chooser
 from cdpulse.pipeline.decode import Item
@@ -269,6 +271,8 @@ class Stages:
             if traits_before is None and type(event) in _TRAIT_CHANGERS:
                 traits_before = dict(profile.traits)  # as they were before this batch
             spans = profile.spans  # as they were before the event (``KpiFold.observe``)
+            if type(event) is EmailOpenedEvent and event.customer_id is not None:
+                observe_open(profile, event.at, event.timestamp, work.counts)
             capped += apply_new(profile, event, rules, item.source, message.offset, work.counts)
             if kpis is not None:
                 kpis.observe(profile, event, spans, tally)
