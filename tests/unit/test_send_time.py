@@ -116,8 +116,7 @@ def test_the_local_hour_comes_from_the_timestamps_offset() -> None:
 
 
 def test_the_window_wraps_midnight_and_ties_go_to_the_earliest_hour() -> None:
-    weights = [0] * 168
-    weights[23] = weights[24 + 0] = 30  # Mon 23h, Tue 00h: windows at 23h and 0h tie
+    weights = {23: 30, 24 + 0: 30}  # Mon 23h, Tue 00h: windows at 23h and 0h tie
     window = best_window(weights)
     assert window is not None and window.hour == 0 and window.hours == (23, 1)
     assert window.reason.startswith("usually active Mon, Tue 23-01h")
@@ -126,8 +125,7 @@ def test_the_window_wraps_midnight_and_ties_go_to_the_earliest_hour() -> None:
 
 
 def test_too_little_activity_gives_no_window() -> None:
-    weights = [0] * 168
-    weights[20] = 23  # less than one open this week
+    weights = {20: 23}  # less than one open this week
     assert best_window(weights) is None
     assert send_window(new_profile(CUSTOMER), T0) is None
 

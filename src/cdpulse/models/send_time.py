@@ -6,7 +6,7 @@ inbox); the days of the week are those that window is busiest on. All sums are i
 so the live engine, ``cdpulse evaluate send-time`` and a replay pick the same hour, ties
 included (the earliest hour wins a tie).
 
->>> weights = [0] * 168
+>>> weights = {}
 >>> for day in (1, 2, 3):                       # Tue, Wed, Thu
 ...     weights[day * 24 + 20] = 24             # 20h
 ...     weights[day * 24 + 19] = weights[day * 24 + 21] = 8
@@ -21,7 +21,7 @@ included (the earliest hour wins a tie).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,10 +55,10 @@ class SendWindow:
         }
 
 
-def by_hour(weights: Sequence[int]) -> list[int]:
-    """Hour-of-day totals of an hour-of-week histogram."""
+def by_hour(weights: Mapping[int, int]) -> list[int]:
+    """Hour-of-day totals of an hour-of-week histogram (hour of the week -> weight)."""
     out = [0] * 24
-    for how, w in enumerate(weights):
+    for how, w in weights.items():
         out[how % 24] += w
     return out
 
@@ -79,18 +79,21 @@ def in_window(hour: int, centre: int) -> bool:
     return (hour - centre) % 24 in (0, 1, 23)
 
 
-def best_window(weights: Sequence[int]) -> SendWindow | None:
-    """The send window of a decayed hour-of-week histogram; None without evidence."""
-    total = sum(weights)
+def best_window(weights: Mapping[int, int]) -> SendWindow | None:
+    """The send window of a decayed hour-of-week histogram (hour of the week -> weight,
+    0 = Monday 00h); None without enough evidence."""
+    total = sum(weights.values())
     if total < MIN_EVIDENCE:
         return None
     hour = best_hour(by_hour(weights))
-    window = ((hour - 1) % 24, hour, (hour + 1) % 24)
-    per_day = [sum(weights[day * 24 + h] for h in window) for day in range(7)]
+    per_day = [0] * 7
+    for how, w in weights.items():
+        if in_window(how % 24, hour):
+            per_day[how // 24] += w
     inside = sum(per_day)
     days = tuple(DAY_NAMES[d] for d in range(7) if per_day[d] * 7 > inside)
     share = inside / total
-    first, last = window[0], window[2]
+    first, last = (hour - 1) % 24, (hour + 1) % 24
     reason = (
         f"usually active {_days_text(days)} {first:02d}-{last:02d}h "
         f"({share:.0%} of recent opens, clicks, visits and orders)"

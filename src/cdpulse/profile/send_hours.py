@@ -96,13 +96,14 @@ def merge(into: dict[int, int], other: dict[int, int], newest: int) -> None:
     prune(into, newest)
 
 
-def weights(hours: dict[int, int], as_of: int) -> list[int]:
-    """The decayed histogram at ``as_of``: 168 integer weights, Monday 00h first."""
-    out = [0] * HOURS_OF_WEEK
+def weights(hours: dict[int, int], as_of: int) -> dict[int, int]:
+    """The decayed histogram at ``as_of``: hour of the week (0 = Monday 00h) -> integer
+    weight, for the hours with any."""
+    out: dict[int, int] = {}
     this_week = as_of // WEEK
     for key, count in hours.items():
         week, hour = divmod(key, HOURS_OF_WEEK)
         weight = WEEKS_KEPT - (this_week - week)
         if weight > 0:
-            out[hour] += count * weight
+            out[hour] = out.get(hour, 0) + count * weight
     return out

@@ -76,8 +76,8 @@ def hour_name(hour_of_week: int) -> str:
 def send_hours_view(profile: Profile, as_of: int) -> dict[str, int]:
     """The decayed activity per local hour of the week at ``as_of`` (``send_hours``),
     the hours with any, Monday first."""
-    weights = send_hours.weights(profile.send_hours, as_of) if profile.send_hours else ()
-    return {hour_name(h): w for h, w in enumerate(weights) if w}
+    weights = send_hours.weights(profile.send_hours, as_of) if profile.send_hours else {}
+    return {hour_name(h): weights[h] for h in sorted(weights)}
 
 
 def affinity_view(profile: Profile, as_of: int, rules: Rules) -> dict[str, float]:

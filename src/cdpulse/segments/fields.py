@@ -437,12 +437,9 @@ def document_fields(
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _hour_weights(named: Mapping[str, int]) -> list[int]:
-    """The 168 weights of a rendered ``send_hours`` ('Thu 19h' -> weight)."""
-    weights = [0] * 168
-    for name, weight in named.items():
-        weights[_DAY_NAMES.index(name[:3]) * 24 + int(name[4:6])] = weight
-    return weights
+def _hour_weights(named: Mapping[str, int]) -> dict[int, int]:
+    """The weights of a rendered ``send_hours`` ('Thu 19h' -> weight) by hour of the week."""
+    return {_DAY_NAMES.index(name[:3]) * 24 + int(name[4:6]): w for name, w in named.items()}
 
 
 def _days_between(first: str, last: str) -> float:
