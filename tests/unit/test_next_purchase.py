@@ -3,17 +3,24 @@ the segment fields that read it, lifetime value, the send window and traits."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from cdpulse.cli.main import main
 from cdpulse.models.clv import BGNBDParams, GammaGammaParams, LifetimeValue
 from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
 from cdpulse.models.next_purchase import next_purchase, next_purchase_view
+from cdpulse.models.next_purchase_eval import evaluate
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 from cdpulse.profile.windows import DAY
 from cdpulse.segments.definitions import parse
 from cdpulse.segments.fields import CLV_FIELDS, FIELDS, profile_fields, sample
 from cdpulse.segments.membership import decide
+from cdpulse.simulate.shop import Shop
+from tests.unit.test_evaluate import cdnow_sample_lines
 
 # CDNOW's published BG/NBD parameters, alpha in days (Fader, Hardie & Lee 2005)
 CDNOW = BGNBDParams(r=0.243, alpha=30.898, a=0.793, b=2.426)
@@ -123,3 +130,38 @@ def test_the_start_up_sample_has_every_new_field() -> None:
     record = sample()
     for name in ("clv", "next_order_in_days", "best_send_hour", "traits"):
         assert name in FIELDS and name in record
+
+
+# --- cdpulse evaluate next-purchase ------------------------------------------------------
+
+
+def test_the_next_order_beats_both_mean_gaps_on_the_simulated_shop() -> None:
+    result = evaluate(Shop(customers=300, days=60, seed=7).events())
+    assert result is not None and result.fitted and result.customers > 50
+    assert result.model_mae < result.population_gap_mae
+    assert result.model_mae < result.own_gap_mae
+
+
+def test_the_next_order_beats_both_mean_gaps_on_real_cdnow_orders() -> None:
+    # Fader, Hardie & Lee's split: 39 weeks of calibration, 39 weeks held out.
+    events = [json.loads(line) for line in cdnow_sample_lines()]
+    result = evaluate(events, holdout_days=273)
+    assert result is not None and result.fitted and result.customers > 500
+    assert result.model_mae < result.population_gap_mae
+    assert result.model_mae < result.own_gap_mae
+
+
+def test_evaluate_commands_print_the_new_models_and_their_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shop = tmp_path / "shop.jsonl"
+    events = Shop(customers=120, days=42, seed=5).events()
+    shop.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    assert main(["evaluate", "next-purchase", "--input", str(shop)]) == 0
+    out = capsys.readouterr().out
+    assert "own cycle shrunk by BG/NBD" in out and "population mean gap" in out
+    assert main(["evaluate", "send-time", "--input", str(shop), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["scored"] > 0 and 0 <= figures["model_hit_rate"] <= 1
+    assert main(["evaluate", "next-purchase", "--input", str(tmp_path / "none.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err

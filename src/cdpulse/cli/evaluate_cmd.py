@@ -53,6 +53,7 @@ def register(subparsers: Any) -> None:
     fairness.add_argument("--json", action="store_true", help="print the report as JSON")
     fairness.set_defaults(func=run_fairness)
     register_send_time(models)
+    register_next_purchase(models)
 
 
 def register_send_time(models: Any) -> None:
@@ -65,6 +66,56 @@ def register_send_time(models: Any) -> None:
     )
     send_time.add_argument("--json", action="store_true", help="print the result as JSON")
     send_time.set_defaults(func=run_send_time)
+
+
+def register_next_purchase(models: Any) -> None:
+    parser = models.add_parser(
+        "next-purchase",
+        help="next purchase: days between the predicted and the actual next order (MAE) vs "
+        "the population's and the customer's own mean gap",
+    )
+    parser.add_argument("--input", required=True, type=Path, help="JSON Lines of events")
+    parser.add_argument(
+        "--holdout-days",
+        type=float,
+        default=None,
+        help="days at the end held out for scoring (default: the last third)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run_next_purchase)
+
+
+def run_next_purchase(args: argparse.Namespace) -> int:
+    from cdpulse.models.next_purchase_eval import evaluate
+    from cdpulse.ops.progress import Reporter
+    from cdpulse.profile.rules import Rules
+
+    events = _documents(args.input)
+    with Reporter("evaluate next-purchase", len(events)) as progress:
+        result = evaluate(
+            events,
+            args.holdout_days,
+            Rules.from_settings(get_settings()),
+            progress=progress.advance,
+        )
+    if result is None:
+        raise CliError(
+            f"no customer in {args.input} ordered both before and after the split; give a "
+            "longer history or a different --holdout-days"
+        )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    fit = "BG/NBD fitted" if result.fitted else "no BG/NBD fit: own gaps only"
+    print(
+        f"{result.customers} customers ordered again after {result.split_days:g} days ({fit}); "
+        "error of the predicted next order, days"
+    )
+    print(f"{'':34}{'MAE':>10}")
+    print(f"{'own cycle shrunk by BG/NBD':34}{result.model_mae:>10.2f}")
+    print(f"{'population mean gap':34}{result.population_gap_mae:>10.2f}")
+    print(f"{'own mean gap':34}{result.own_gap_mae:>10.2f}")
+    return 0
 
 
 def run_send_time(args: argparse.Namespace) -> int:
