@@ -54,6 +54,7 @@ def register(subparsers: Any) -> None:
     fairness.set_defaults(func=run_fairness)
     register_send_time(models)
     register_next_purchase(models)
+    register_personas(models)
 
 
 def register_send_time(models: Any) -> None:
@@ -115,6 +116,47 @@ def run_next_purchase(args: argparse.Namespace) -> int:
     print(f"{'own cycle shrunk by BG/NBD':34}{result.model_mae:>10.2f}")
     print(f"{'population mean gap':34}{result.population_gap_mae:>10.2f}")
     print(f"{'own mean gap':34}{result.own_gap_mae:>10.2f}")
+    return 0
+
+
+def register_personas(models: Any) -> None:
+    parser = models.add_parser(
+        "personas",
+        help="personas: silhouette and stability of the online clustering vs batch k-means",
+    )
+    parser.add_argument("--input", required=True, type=Path, help="JSON Lines of events")
+    parser.add_argument("--k", type=int, default=5, help="personas (default 5)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run_personas)
+
+
+def run_personas(args: argparse.Namespace) -> int:
+    from cdpulse.models.personas_eval import evaluate
+    from cdpulse.ops.progress import Reporter
+    from cdpulse.profile.rules import Rules
+
+    if args.k < 2:
+        raise CliError(f"--k must be 2 or more, got {args.k}")
+    events = _documents(args.input)
+    with Reporter("evaluate personas", len(events)) as progress:
+        result = evaluate(
+            events, args.k, Rules.from_settings(get_settings()), progress=progress.advance
+        )
+    if result is None:
+        raise CliError(
+            f"too few orders in {args.input} to learn {args.k} personas; give a longer history"
+        )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    print(f"{result.customers} customers with orders, {result.k} personas")
+    print(f"{'':28}{'silhouette':>12}{'stability':>11}")
+    print(f"{'online personas':28}{result.silhouette:>12.4f}{result.stability:>11.4f}")
+    print(
+        f"{'batch k-means':28}{result.baseline_silhouette:>12.4f}{result.baseline_stability:>11.4f}"
+    )
+    for persona, description in sorted(result.descriptions.items()):
+        print(f"  persona {persona}: {description}")
     return 0
 
 
