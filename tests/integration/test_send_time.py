@@ -65,11 +65,15 @@ def next_order_in_days(d: Document) -> float | None:
 
 
 def _evening(d: Document) -> bool:
+    if d["consent"]["personalization"] is False:
+        return False  # README: consent matrix; no model output without it
     hour = best_hour(d["send_hours"])
     return hour is not None and hour >= 18
 
 
 def _due(d: Document) -> bool:
+    if d["consent"]["personalization"] is False:
+        return False
     days = next_order_in_days(d)
     return days is not None and days < 7.0
 

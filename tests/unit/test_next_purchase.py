@@ -165,3 +165,19 @@ def test_evaluate_commands_print_the_new_models_and_their_baselines(
     assert figures["scored"] > 0 and 0 <= figures["model_hit_rate"] <= 1
     assert main(["evaluate", "next-purchase", "--input", str(tmp_path / "none.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_without_personalization_consent_segments_read_no_model_output() -> None:
+    p = customer(
+        4,
+        0,
+        60 * DAY,
+        62 * DAY,
+        traits={"country": (0, "DE")},
+        send_hours={(62 * DAY // (7 * DAY)) * 168 + 20: 9},
+        consent={"personalization": (0, False)},
+    )
+    record = profile_fields(p, Rules(), clv=SNAPSHOT)
+    assert "best_send_hour" not in record and "next_order_in_days" not in record
+    assert "clv" not in record
+    assert record["traits"] == {"country": "DE"}  # a fact about the customer, not a score

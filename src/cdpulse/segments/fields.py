@@ -26,7 +26,7 @@ from typing import Any
 from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
 from cdpulse.models.next_purchase import next_purchase
 from cdpulse.models.send_time import best_window, send_window
-from cdpulse.privacy.consent import PURPOSES
+from cdpulse.privacy.consent import PURPOSES, allows
 from cdpulse.profile import custom, windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
@@ -214,7 +214,7 @@ def _rfm(values: FieldValues) -> Any:
 
 def _clv(values: FieldValues) -> Any:
     p = values.profile
-    if values.clv is None or not p.orders:
+    if values.clv is None or not p.orders or not allows(p, "personalization"):
         return ERROR
     view = clv_view(p, values.clv, p.last_seen, CLV_HORIZON_DAYS)
     return ERROR if view["p_alive"] is None else {name: view[name] for name in CLV_FIELDS}
@@ -222,12 +222,16 @@ def _clv(values: FieldValues) -> Any:
 
 def _next_order_in_days(values: FieldValues) -> Any:
     p = values.profile
+    if not allows(p, "personalization"):
+        return ERROR  # no model output without it, as on the profile document
     params = values.clv.model.purchases if values.clv is not None else None
     found = next_purchase(p, params, p.last_seen)
     return ERROR if found is None else found.in_days
 
 
 def _best_send_hour(values: FieldValues) -> Any:
+    if not allows(values.profile, "personalization"):
+        return ERROR
     window = send_window(values.profile, values.profile.last_seen)
     return ERROR if window is None else window.hour
 
@@ -411,13 +415,15 @@ def document_fields(
         "custom": custom_fields(document["custom_counts"]),
         "traits": dict(document["traits"]),
     }
-    window = best_window(_hour_weights(document["send_hours"]))
-    if window is not None:
-        out["best_send_hour"] = window.hour
-    if next_purchase is not None:
-        out["next_order_in_days"] = next_purchase["next_order_in_days"]
-    if clv is not None and clv["p_alive"] is not None:
-        out["clv"] = {name: clv[name] for name in CLV_FIELDS}
+    # Model outputs only with personalization consent, as on the scored document.
+    if document["consent"]["personalization"] is not False:
+        window = best_window(_hour_weights(document["send_hours"]))
+        if window is not None:
+            out["best_send_hour"] = window.hour
+        if next_purchase is not None:
+            out["next_order_in_days"] = next_purchase["next_order_in_days"]
+        if clv is not None and clv["p_alive"] is not None:
+            out["clv"] = {name: clv[name] for name in CLV_FIELDS}
     recency = document["rfm"]["recency_days"]
     if recency is not None:
         out["recency_days"] = float(recency)
