@@ -15,17 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from cdpulse.contract.validation import Rejection, validate
 from cdpulse.models.clv.lifetime import OrderSummary, refit
 from cdpulse.models.next_purchase import next_purchase
+from cdpulse.models.replayed import customer_events
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, new_profile
 from cdpulse.profile.windows import DAY
-
-_REPLAY_NOW = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +49,7 @@ def evaluate(
     """Replay ``events`` (in any order) and score next orders after the split
     (the last third of the time span unless ``holdout_days``); None without any."""
     rules = rules or Rules()
-    parsed = []
-    for raw in events:
-        if progress is not None:
-            progress(1)
-        event = validate(dict(raw), now=_REPLAY_NOW)
-        if not isinstance(event, Rejection) and event.customer_id is not None:
-            parsed.append(event)
+    parsed = customer_events(events, progress)
     if not parsed:
         return None
     start, end = min(e.at for e in parsed), max(e.at for e in parsed)

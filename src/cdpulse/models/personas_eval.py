@@ -16,18 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 
-from cdpulse.contract.validation import Rejection, validate
 from cdpulse.models.personas import FEATURES, FloatArray, PersonaModel, persona_features
+from cdpulse.models.replayed import customer_events
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, new_profile
-
-_REPLAY_NOW = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +49,7 @@ def evaluate(
 ) -> PersonaResult | None:
     """Replay ``events`` and measure the personas (see the module docstring)."""
     rules = rules or Rules()
-    parsed = []
-    for raw in events:
-        if progress is not None:
-            progress(1)
-        event = validate(dict(raw), now=_REPLAY_NOW)
-        if not isinstance(event, Rejection) and event.customer_id is not None:
-            parsed.append(event)
+    parsed = customer_events(events, progress)
     model = PersonaModel(k=k)
     profiles: dict[str, Profile] = {}
     cut = len(parsed) * 2 // 3

@@ -15,16 +15,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from cdpulse.contract.validation import Rejection, validate
+from cdpulse.models.replayed import REPLAY_NOW
 from cdpulse.models.send_time import best_hour, in_window, observe_open
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules, apply, new_profile
 from cdpulse.profile.send_hours import hour_of_week, local_offset
-
-_REPLAY_NOW = datetime(9000, 1, 1, tzinfo=UTC)  # replayed history is never in the future
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +57,7 @@ def evaluate(
         count += 1
         if progress is not None:
             progress(1)
-        event = validate(dict(raw), now=_REPLAY_NOW)
+        event = validate(dict(raw), now=REPLAY_NOW)
         if isinstance(event, Rejection):
             rejected += 1
             continue
