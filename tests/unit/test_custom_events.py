@@ -23,6 +23,7 @@ from cdpulse.contract.custom_schemas import CustomSchemaError, CustomSchemas
 from cdpulse.contract.events import WINDOW_SUFFIXES
 from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import CustomEvent, Event
+from cdpulse.models.next_purchase import next_purchase_view
 from cdpulse.pipeline.batch import ProfilePipeline
 from cdpulse.pipeline.decode import decode_batch
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
@@ -401,7 +402,11 @@ def test_segments_read_custom_counts_and_an_unknown_name_is_absent() -> None:
         "trial_started_7d": 0,
         "trial_started_30d": 0,
     }
-    assert dict(record) == document_fields(render(profile, profile.last_seen, rules))
+    wanted = document_fields(
+        render(profile, profile.last_seen, rules),
+        next_purchase=next_purchase_view(profile, None, profile.last_seen),
+    )
+    assert dict(record) == wanted
     values = record.field_values
 
     def decide(source: str) -> bool | None:

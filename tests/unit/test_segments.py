@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from cdpulse.contract.message import Message
 from cdpulse.contract.outputs import SegmentTransition
 from cdpulse.models.clv.lifetime import OrderSummary
+from cdpulse.models.next_purchase import next_purchase_view
 from cdpulse.pipeline.batch import ProfilePipeline
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.stages import Engine, Models, Stages
@@ -230,7 +231,12 @@ def test_the_lazy_record_equals_the_rendered_profile_on_a_simulated_shop() -> No
     rfm = {"r": 1, "f": 2, "m": 3, "score": "123", "segment": "lost"}
     for profile in saved:
         profile.churn_risk = 0.25 if profile.orders else None
-        wanted = document_fields(render(profile, profile.last_seen, rules), profile.churn_risk, rfm)
+        wanted = document_fields(
+            render(profile, profile.last_seen, rules),
+            profile.churn_risk,
+            rfm,
+            next_purchase_view(profile, None, profile.last_seen),
+        )
         assert dict(profile_fields(profile, rules, rfm)) == wanted, profile.id
 
 
@@ -294,7 +300,12 @@ def reference(book: SegmentBook, record: dict[str, Any]) -> Decision:
 
 def rendered(profile: Profile, rules: Rules, score: RfmScore | None) -> dict[str, Any]:
     document = render(profile, profile.last_seen, rules)
-    return document_fields(document, profile.churn_risk, score and score.fields())
+    return document_fields(
+        document,
+        profile.churn_risk,
+        score and score.fields(),
+        next_purchase_view(profile, None, profile.last_seen),
+    )
 
 
 @pytest.fixture(scope="module")

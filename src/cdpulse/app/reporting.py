@@ -57,6 +57,8 @@ def record_batch(report: BatchReport) -> None:
         _inc(metrics.PROFILE_LIST_DROPPED.labels(name), counts[limits.counted(name)])
     _inc(metrics.PROFILE_MERGES, counts["merges"])
     _inc(metrics.TRAITS_DROPPED, counts["traits_dropped"])
+    for outcome in ("hit", "miss"):
+        _inc(metrics.SEND_TIME_OPENS.labels(outcome), counts[f"send_time_{outcome}"])
     _inc(metrics.EVENTS_SUPPRESSED, report.suppressed)
     _inc(metrics.LINK_CONFLICTS, report.link_conflicts)
     for rule, n in report.identity_refused.items():

@@ -54,6 +54,138 @@ def register(subparsers: Any) -> None:
     fairness.add_argument("--json", action="store_true", help="print the report as JSON")
     fairness.set_defaults(func=run_fairness)
     register_forecast(models)
+    register_send_time(models)
+    register_next_purchase(models)
+    register_personas(models)
+
+
+def register_send_time(models: Any) -> None:
+    send_time = models.add_parser(
+        "send-time",
+        help="send time: email opens inside each customer's send window vs one global best hour",
+    )
+    send_time.add_argument(
+        "--input", required=True, type=Path, help="JSON Lines, in event time order"
+    )
+    send_time.add_argument("--json", action="store_true", help="print the result as JSON")
+    send_time.set_defaults(func=run_send_time)
+
+
+def register_next_purchase(models: Any) -> None:
+    parser = models.add_parser(
+        "next-purchase",
+        help="next purchase: days between the predicted and the actual next order (MAE) vs "
+        "the population's and the customer's own mean gap",
+    )
+    parser.add_argument("--input", required=True, type=Path, help="JSON Lines of events")
+    parser.add_argument(
+        "--holdout-days",
+        type=float,
+        default=None,
+        help="days at the end held out for scoring (default: the last third)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run_next_purchase)
+
+
+def run_next_purchase(args: argparse.Namespace) -> int:
+    from cdpulse.models.next_purchase_eval import evaluate
+    from cdpulse.ops.progress import Reporter
+    from cdpulse.profile.rules import Rules
+
+    events = _documents(args.input)
+    with Reporter("evaluate next-purchase", len(events)) as progress:
+        result = evaluate(
+            events,
+            args.holdout_days,
+            Rules.from_settings(get_settings()),
+            progress=progress.advance,
+        )
+    if result is None:
+        raise CliError(
+            f"no customer in {args.input} ordered both before and after the split; give a "
+            "longer history or a different --holdout-days"
+        )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    fit = "BG/NBD fitted" if result.fitted else "no BG/NBD fit: own gaps only"
+    print(
+        f"{result.customers} customers ordered again after {result.split_days:g} days ({fit}); "
+        "error of the predicted next order, days"
+    )
+    print(f"{'':34}{'MAE':>10}")
+    print(f"{'own cycle shrunk by BG/NBD':34}{result.model_mae:>10.2f}")
+    print(f"{'population mean gap':34}{result.population_gap_mae:>10.2f}")
+    print(f"{'own mean gap':34}{result.own_gap_mae:>10.2f}")
+    return 0
+
+
+def register_personas(models: Any) -> None:
+    parser = models.add_parser(
+        "personas",
+        help="personas: silhouette and stability of the online clustering vs batch k-means",
+    )
+    parser.add_argument("--input", required=True, type=Path, help="JSON Lines of events")
+    parser.add_argument("--k", type=int, default=5, help="personas (default 5)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run_personas)
+
+
+def run_personas(args: argparse.Namespace) -> int:
+    from cdpulse.models.personas_eval import evaluate
+    from cdpulse.ops.progress import Reporter
+    from cdpulse.profile.rules import Rules
+
+    if args.k < 2:
+        raise CliError(f"--k must be 2 or more, got {args.k}")
+    events = _documents(args.input)
+    with Reporter("evaluate personas", len(events)) as progress:
+        result = evaluate(
+            events, args.k, Rules.from_settings(get_settings()), progress=progress.advance
+        )
+    if result is None:
+        raise CliError(
+            f"too few orders in {args.input} to learn {args.k} personas; give a longer history"
+        )
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    print(f"{result.customers} customers with orders, {result.k} personas")
+    print(f"{'':28}{'silhouette':>12}{'stability':>11}")
+    print(f"{'online personas':28}{result.silhouette:>12.4f}{result.stability:>11.4f}")
+    print(
+        f"{'batch k-means':28}{result.baseline_silhouette:>12.4f}{result.baseline_stability:>11.4f}"
+    )
+    for persona, description in sorted(result.descriptions.items()):
+        print(f"  persona {persona}: {description}")
+    return 0
+
+
+def run_send_time(args: argparse.Namespace) -> int:
+    from cdpulse.models.send_time_eval import evaluate
+    from cdpulse.ops.progress import Reporter
+    from cdpulse.profile.rules import Rules
+
+    events = _documents(args.input)
+    with Reporter("evaluate send-time", len(events)) as progress:
+        result = evaluate(events, Rules.from_settings(get_settings()), progress=progress.advance)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    if not result.scored:
+        raise CliError(
+            f"no email open in {args.input} could be timed: customers need a few opens, "
+            "clicks, visits or orders before one; give a longer history"
+        )
+    print(
+        f"{result.events} events ({result.rejected} rejected), {result.opens} email opens, "
+        f"{result.scored} timed (inside the 3-hour window = hit)"
+    )
+    print(f"{'':28}{'hit rate':>10}")
+    print(f"{'own send window':28}{result.model_hit_rate:>10.4f}")
+    print(f"{f'global best hour ({result.baseline_hour}h)':28}{result.baseline_hit_rate:>10.4f}")
+    return 0
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -121,21 +253,24 @@ def run_clv(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_reco(args: argparse.Namespace) -> int:
-    from cdpulse.models.reco_eval import evaluate
-    from cdpulse.ops.progress import Reporter
-
-    lines = _lines(args.input)
+def _documents(path: Path) -> list[Any]:
+    """The JSON documents of a JSON Lines file (blank lines skipped)."""
     events = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         try:
             events.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            raise CliError(
-                f"{args.input}:{number}: not JSON ({exc}); fix or drop the line"
-            ) from exc
+            raise CliError(f"{path}:{number}: not JSON ({exc}); fix or drop the line") from exc
+    return events
+
+
+def run_reco(args: argparse.Namespace) -> int:
+    from cdpulse.models.reco_eval import evaluate
+    from cdpulse.ops.progress import Reporter
+
+    events = _documents(args.input)
     with Reporter("evaluate reco", len(events)) as progress:
         result = evaluate(events, k=args.k, progress=progress.advance)
     if args.json:

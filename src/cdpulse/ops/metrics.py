@@ -230,6 +230,12 @@ CHURN_LABELS = Counter(
     "Churn snapshots labelled, by label (0 active, 1 churned).",
     ["label"],
 )
+SEND_TIME_OPENS = Counter(
+    "cdpulse_send_time_opens_total",
+    "Email opens of customers with a send window, by whether the open fell inside it "
+    "(hit) or not (miss): the live hit rate `cdpulse evaluate send-time` measures.",
+    ["outcome"],
+)
 CLV_CUSTOMERS = Gauge(
     "cdpulse_clv_customers", "Customers with orders the last lifetime-value refit saw."
 )

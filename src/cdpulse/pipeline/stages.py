@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from cdpulse.contract.mirror import (
     ConsentUpdatedEvent,
     CustomersMergedEvent,
+    EmailOpenedEvent,
     IdentifyEvent,
     OrderCompletedEvent,
 )
@@ -26,8 +27,9 @@ from cdpulse.kpis.tally import Tally
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
-from cdpulse.models.clv.lifetime import OrderSummary
+from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
+from cdpulse.models.send_time import observe_open
 from cdpulse.monitors.health import Gate
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.offers.choice import Chooser
@@ -59,6 +61,7 @@ class Models:
     rfm: RfmSketches | None = None
     offers: OfferPolicy | None = None
     reco: RecoSnapshot | None = None
+    clv: ClvSnapshot | None = None  # segments read lifetime value and the next order
     offer_policy_name: str = "untrained"
     gate: Gate | None = None  # the input-health flags gated trigger rules read
 
@@ -290,6 +293,8 @@ class Stages:
             if traits_before is None and type(event) in _TRAIT_CHANGERS:
                 traits_before = dict(profile.traits)  # as they were before this batch
             spans = profile.spans  # as they were before the event (``KpiFold.observe``)
+            if type(event) is EmailOpenedEvent and event.customer_id is not None:
+                observe_open(profile, event.at, event.timestamp, work.counts)
             capped += apply_new(profile, event, rules, item.source, message.offset, work.counts)
             if kpis is not None:
                 kpis.observe(profile, event, spans, tally)
@@ -391,7 +396,8 @@ class Stages:
         """The segment transitions of ``profile``'s newest state (identified customers)."""
         book = self.engine.book
         assert book is not None
-        found, errors = changes(book, profile, self.rules, self.engine.models.rfm)
+        models = self.engine.models
+        found, errors = changes(book, profile, self.rules, models.rfm, models.clv)
         for name in errors:
             work.segment_errors[name] += 1
         return found

@@ -75,6 +75,9 @@ class Profile(msgspec.Struct, omit_defaults=True):
     affinity: dict[str, float] = msgspec.field(default_factory=dict)
     # the newest view time of the Rules.viewed_kept most recently viewed products
     viewed: dict[str, int] = msgspec.field(default_factory=dict)
+    # when the customer is reachable: week * 168 + local hour of the week -> weighted
+    # opens, clicks, page views and orders; the newest send_hours.WEEKS_KEPT weeks
+    send_hours: dict[int, int] = msgspec.field(default_factory=dict)
     # window buckets: granularity (ms) -> bucket start -> [events, orders, revenue];
     # buckets older than the widest window of their granularity are pruned (windows.py)
     buckets: dict[int, dict[int, list[float]]] = msgspec.field(default_factory=dict)

@@ -24,7 +24,7 @@ from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.privacy.consent import allows
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.privacy.traits import TraitPolicy, TraitValue
-from cdpulse.profile import custom, dedupe, limits, windows
+from cdpulse.profile import custom, dedupe, limits, send_hours, windows
 from cdpulse.profile.limits import Dropped
 from cdpulse.profile.model import CartLine, Profile
 from cdpulse.settings import Settings
@@ -229,6 +229,10 @@ def apply_new(
         )
 
     windows.add(profile.buckets, t, 1, orders, revenue)
+    if event.type in send_hours.WEIGHTS:
+        send_hours.add(profile.send_hours, event.type, t, event.timestamp, profile.last_seen)
+    if profile.send_hours and send_hours.moved(last_seen_before, profile.last_seen):
+        send_hours.prune(profile.send_hours, profile.last_seen)
     # Pruning reads every bucket: needed only when the newest time moved to a new bucket,
     # or a late event may have added one out of reach.
     if first or t < last_seen_before:
@@ -299,6 +303,8 @@ def merge(profile: Profile, other: Profile, rules: Rules, dropped: Dropped | Non
         _add_viewed(profile, product_id, t, rules)
     windows.merge(profile.buckets, other.buckets)
     windows.prune(profile.buckets, profile.last_seen)
+    if other.send_hours or profile.send_hours:
+        send_hours.merge(profile.send_hours, other.send_hours, profile.last_seen)
     if other.custom_counts:
         custom.merge(
             profile,
@@ -511,6 +517,7 @@ def minimise(profile: Profile) -> None:
     profile.affinity_ref = 0
     profile.affinity = {}
     profile.viewed = {}
+    profile.send_hours = {}
     profile.buckets = {}
     profile.custom_counts = {}
     profile.churn_days = {}

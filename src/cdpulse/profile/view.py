@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdpulse.privacy.consent import PURPOSES
-from cdpulse.profile import custom, windows
+from cdpulse.profile import custom, send_hours, windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 
@@ -64,6 +64,22 @@ def cart_view(profile: Profile) -> dict[str, Any]:
     return {"items": items, "value": round(value, 2), "since": iso(min(added, default=None))}
 
 
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def hour_name(hour_of_week: int) -> str:
+    """'Thu 19h' for hour 3 * 24 + 19 of the week (0 = Monday 00h, the customer's time)."""
+    day, hour = divmod(hour_of_week, 24)
+    return f"{DAY_NAMES[day]} {hour:02d}h"
+
+
+def send_hours_view(profile: Profile, as_of: int) -> dict[str, int]:
+    """The decayed activity per local hour of the week at ``as_of`` (``send_hours``),
+    the hours with any, Monday first."""
+    weights = send_hours.weights(profile.send_hours, as_of) if profile.send_hours else {}
+    return {hour_name(h): weights[h] for h in sorted(weights)}
+
+
 def affinity_view(profile: Profile, as_of: int, rules: Rules) -> dict[str, float]:
     """Category affinity decayed to ``as_of``, strongest first."""
     factor = 0.5 ** (max(0, as_of - profile.affinity_ref) / rules.affinity_half_life)
@@ -106,6 +122,7 @@ def render(profile: Profile, as_of: int, rules: Rules) -> dict[str, Any]:
             p for p, _ in sorted(profile.viewed.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
         "windows": windows.read(profile.buckets, as_of),
+        "send_hours": send_hours_view(profile, as_of),
         # custom event name -> total and per window (registered names even when never sent)
         "custom_counts": custom.view(profile, as_of, rules.custom_schemas.names),
         "rfm": {"recency_days": recency, "frequency": profile.orders, "monetary": round(net, 2)},

@@ -23,7 +23,10 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from cdpulse.privacy.consent import PURPOSES
+from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
+from cdpulse.models.next_purchase import next_purchase
+from cdpulse.models.send_time import best_window, send_window
+from cdpulse.privacy.consent import PURPOSES, allows
 from cdpulse.profile import custom, windows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
@@ -31,6 +34,14 @@ from cdpulse.profile.windows import DAY, WINDOWS, Window
 from cdpulse.segments.compiler import ERROR, Values, modelled
 
 TOP_CATEGORIES = 3
+# Segments read lifetime value over a fixed horizon, whatever CDPULSE_CLV_HORIZON_DAYS
+# says for the profile document: a condition's field names must not move with a setting.
+CLV_HORIZON_DAYS = 90
+CLV_FIELDS = (
+    "p_alive",
+    f"expected_purchases_{CLV_HORIZON_DAYS}d",
+    f"expected_value_{CLV_HORIZON_DAYS}d",
+)
 MEASURES = ("events", "orders", "revenue")
 
 # Name -> what it means; the README table and the start-up check of names read this.
@@ -54,6 +65,13 @@ FIELDS: dict[str, str] = {
     "consent": "purpose -> granted (map; a purpose never set is absent)",
     "churn_risk": "churn probability at the last event (absent before a churn model exists)",
     "rfm": "map r, f, m (1-5), score ('545') and segment (absent before the first sketch)",
+    "clv": f"map {', '.join(CLV_FIELDS)} (absent without orders or a lifetime-value fit)",
+    "next_order_in_days": "days from the last event to the expected next order; negative: "
+    "overdue (absent with one order and no lifetime-value fit, or none)",
+    "best_send_hour": "the hour of the day (0-23, the customer's time) of their send "
+    "window (absent with too little activity: models/send_time.py)",
+    "traits": "allow-listed identify traits, name -> value (map; personal ones as "
+    "pseudonyms; a trait never sent is absent)",
     "custom": "custom event name -> events, and <name>_1h, _24h, _7d, _30d in each window "
     "(map; a name the profile does not count is absent, a registered one never is)",
     **{
@@ -65,10 +83,13 @@ FIELDS: dict[str, str] = {
 
 
 def profile_fields(
-    profile: Profile, rules: Rules, rfm: dict[str, Any] | None = None
+    profile: Profile,
+    rules: Rules,
+    rfm: dict[str, Any] | None = None,
+    clv: ClvSnapshot | None = None,
 ) -> ProfileRecord:
     """The record a segment expression is evaluated on, at ``profile.last_seen``."""
-    values = FieldValues(profile, rules, rfm)
+    values = FieldValues(profile, rules, rfm, clv)
     if rfm is not None and not modelled(rfm):
         values.modelled = False  # the caller's map holds what only the engine may read
     return ProfileRecord(values)
@@ -86,9 +107,15 @@ class FieldValues(Values):
     Values are fresh objects except ``rfm``, the caller's map: read them, never mutate.
     """
 
-    __slots__ = ("profile", "rfm", "rules")
+    __slots__ = ("clv", "profile", "rfm", "rules")
 
-    def __init__(self, profile: Profile, rules: Rules, rfm: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        rules: Rules,
+        rfm: dict[str, Any] | None,
+        clv: ClvSnapshot | None = None,
+    ) -> None:
         # Built empty: the base's copy-and-check of a record has nothing to do here.
         # Profiles hold bools, small ints, floats, validated text and str-keyed maps;
         # ``rfm`` is trusted here and checked by ``profile_fields``.
@@ -96,6 +123,7 @@ class FieldValues(Values):
         self.profile = profile
         self.rules = rules
         self.rfm = rfm
+        self.clv = clv  # the newest lifetime-value fit, None before one
 
     def __missing__(self, name: str) -> Any:
         load = _LOADERS.get(name)
@@ -182,6 +210,34 @@ def _churn_risk(values: FieldValues) -> Any:
 
 def _rfm(values: FieldValues) -> Any:
     return ERROR if values.rfm is None else values.rfm
+
+
+def _clv(values: FieldValues) -> Any:
+    p = values.profile
+    if values.clv is None or not p.orders or not allows(p, "personalization"):
+        return ERROR
+    view = clv_view(p, values.clv, p.last_seen, CLV_HORIZON_DAYS)
+    return ERROR if view["p_alive"] is None else {name: view[name] for name in CLV_FIELDS}
+
+
+def _next_order_in_days(values: FieldValues) -> Any:
+    p = values.profile
+    if not allows(p, "personalization"):
+        return ERROR  # no model output without it, as on the profile document
+    params = values.clv.model.purchases if values.clv is not None else None
+    found = next_purchase(p, params, p.last_seen)
+    return ERROR if found is None else found.in_days
+
+
+def _best_send_hour(values: FieldValues) -> Any:
+    if not allows(values.profile, "personalization"):
+        return ERROR
+    window = send_window(values.profile, values.profile.last_seen)
+    return ERROR if window is None else window.hour
+
+
+def _traits(values: FieldValues) -> Any:
+    return {name: value for name, (_, value) in values.profile.traits.items()}
 
 
 def _custom(values: FieldValues) -> Any:
@@ -279,6 +335,10 @@ _LOADERS: dict[str, Loader] = {
     "consent": _consent,
     "churn_risk": _churn_risk,
     "rfm": _rfm,
+    "clv": _clv,
+    "next_order_in_days": _next_order_in_days,
+    "best_send_hour": _best_send_hour,
+    "traits": _traits,
     "custom": _custom,
     "cart_value": _cart("cart_value"),
     "cart_items": _cart("cart_items"),
@@ -325,10 +385,16 @@ def rounded(x: float, digits: int) -> float:
 
 
 def document_fields(
-    document: dict[str, Any], churn_risk: float | None = None, rfm: dict[str, Any] | None = None
+    document: dict[str, Any],
+    churn_risk: float | None = None,
+    rfm: dict[str, Any] | None = None,
+    next_purchase: dict[str, Any] | None = None,
+    clv: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fields of a rendered profile document (``profile.view.render``) read at its
-    ``last_seen``; tests feed the oracle's documents through the same function."""
+    ``last_seen``; tests feed the oracle's documents through the same function.
+    ``next_purchase`` and ``clv`` are the scored document's sections of those names
+    (``profile_document``, at ``last_seen`` and ``CLV_HORIZON_DAYS``)."""
     affinity: dict[str, float] = document["category_affinity"]
     out: dict[str, Any] = {
         "customer_id": document["customer_id"] or document["id"],
@@ -347,7 +413,17 @@ def document_fields(
         "channels": dict(document["channels"]),
         "consent": {k: v for k, v in document["consent"].items() if v is not None},
         "custom": custom_fields(document["custom_counts"]),
+        "traits": dict(document["traits"]),
     }
+    # Model outputs only with personalization consent, as on the scored document.
+    if document["consent"]["personalization"] is not False:
+        window = best_window(_hour_weights(document["send_hours"]))
+        if window is not None:
+            out["best_send_hour"] = window.hour
+        if next_purchase is not None:
+            out["next_order_in_days"] = next_purchase["next_order_in_days"]
+        if clv is not None and clv["p_alive"] is not None:
+            out["clv"] = {name: clv[name] for name in CLV_FIELDS}
     recency = document["rfm"]["recency_days"]
     if recency is not None:
         out["recency_days"] = float(recency)
@@ -362,6 +438,14 @@ def document_fields(
     if rfm is not None:
         out["rfm"] = rfm
     return out
+
+
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _hour_weights(named: Mapping[str, int]) -> dict[int, int]:
+    """The weights of a rendered ``send_hours`` ('Thu 19h' -> weight) by hour of the week."""
+    return {_DAY_NAMES.index(name[:3]) * 24 + int(name[4:6]): w for name, w in named.items()}
 
 
 def _days_between(first: str, last: str) -> float:
@@ -382,6 +466,10 @@ def sample() -> dict[str, Any]:
             out[name] = {"web": 1}
         elif name == "consent":
             out[name] = {"marketing": True}
+        elif name == "clv":
+            out[name] = dict.fromkeys(CLV_FIELDS, 1.0)
+        elif name == "traits":
+            out[name] = {"country": "DE", "plan": "pro"}
         elif name == "rfm":
             out[name] = {"r": 3, "f": 3, "m": 3, "score": "333", "segment": "need_attention"}
         elif name == "customer_id":
@@ -389,9 +477,14 @@ def sample() -> dict[str, Any]:
         elif name == "custom":
             counted = {"total": 1, **{window.name: 1 for window in WINDOWS}}
             out[name] = custom_fields({"wishlist_added": counted})
-        elif name in ("events", "sessions", "orders", "refunds", "cart_items") or name.startswith(
-            ("events_", "orders_")
-        ):
+        elif name in (
+            "events",
+            "sessions",
+            "orders",
+            "refunds",
+            "cart_items",
+            "best_send_hour",
+        ) or name.startswith(("events_", "orders_")):
             out[name] = 1
         else:
             out[name] = 1.0

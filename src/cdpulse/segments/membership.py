@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from cdpulse.models.clv.lifetime import ClvSnapshot
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.compiler import ERROR, Values
@@ -89,7 +90,13 @@ class Decision(NamedTuple):
     errors: tuple[str, ...]
 
 
-def decide(book: SegmentBook, profile: Profile, rules: Rules, rfm: RfmScore | None) -> Decision:
+def decide(
+    book: SegmentBook,
+    profile: Profile,
+    rules: Rules,
+    rfm: RfmScore | None,
+    clv: ClvSnapshot | None = None,
+) -> Decision:
     """The segments ``profile`` belongs to, read at its own ``last_seen``.
 
     What the segment stage runs per changed customer (through ``changes``); ``rfm`` is
@@ -98,12 +105,14 @@ def decide(book: SegmentBook, profile: Profile, rules: Rules, rfm: RfmScore | No
     orders). Equal to
     ``evaluate(book, profile_fields(profile, rules, rfm.fields()))``, and so to the
     rendered document's fields (tests hold all three together); fields are computed
-    only when a condition reads them.
+    only when a condition reads them. ``clv``: the newest lifetime-value fit (fields
+    ``clv`` and ``next_order_in_days``).
     """
     if rfm is None:
-        return _decide(book, FieldValues(profile, rules, None), None, profile.orders)
+        return _decide(book, FieldValues(profile, rules, None, clv), None, profile.orders)
     shared = _RFM_MAPS[rfm.r - 1][rfm.f - 1][rfm.m - 1]
-    return _decide(book, FieldValues(profile, rules, shared), rfm.segment.id, profile.orders)
+    values = FieldValues(profile, rules, shared, clv)
+    return _decide(book, values, rfm.segment.id, profile.orders)
 
 
 def evaluate(book: SegmentBook, record: Mapping[str, Any]) -> Decision:
@@ -183,7 +192,11 @@ RFM_IDS: tuple[str, ...] = tuple(s.id for s in RFM_SEGMENTS)
 
 
 def changes(
-    book: SegmentBook, profile: Profile, rules: Rules, sketches: RfmSketches | None
+    book: SegmentBook,
+    profile: Profile,
+    rules: Rules,
+    sketches: RfmSketches | None,
+    clv: ClvSnapshot | None = None,
 ) -> tuple[list[Transition], tuple[str, ...]]:
     """The transitions a customer's newest state makes from the generations its profile
     holds (``Profile.segments``), and the segments whose condition could not be decided.
@@ -194,7 +207,7 @@ def changes(
     if profile.customer_id is None:
         return [], ()
     score = sketches.score_profile(profile) if book.rfm and sketches is not None else None
-    decision = decide(book, profile, rules, score)
+    decision = decide(book, profile, rules, score, clv)
     found = transitions(
         profile.id, profile.segments, decision.members, decision.decided, profile.last_seen
     )

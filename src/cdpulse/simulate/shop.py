@@ -30,6 +30,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Two visits less than a session gap apart would merge into one session downstream.
 SESSION_GAP_MS = 31 * 60_000
 NEWSLETTER_DAYS = (1, 4)  # days of each week (counted from the start) a newsletter goes out
+NEWSLETTER_HOUR = 6  # sent at 6-7h UTC: in the inbox before anyone's reading hour
+# The hour of the day each customer reads email (UTC), drawn once per customer: commutes,
+# lunch and, most often, the evening. Opens follow it on most days (HABIT), which is the
+# pattern ``cdpulse evaluate send-time`` shows the send window learns.
+_READING_HOURS = tuple(range(7, 23))
+_READING_WEIGHTS = (4, 4, 2, 1, 1, 3, 3, 1, 1, 1, 2, 3, 5, 5, 4, 2)
+HABIT = 0.8
 # Visits per hour of the day: quiet nights, a lunch bump and a busy evening.
 _HOUR_CUM_WEIGHTS = tuple(
     accumulate((1, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 7, 8, 7, 6, 6, 7, 8, 10, 11, 11, 9, 6, 3))
@@ -97,6 +104,7 @@ class Shop:
             rng, self.catalogue, customers, self.start, days
         )
         self._visitors: list[Visitor] = []
+        self._reading = random.Random()
 
     def events(self) -> Iterator[Event]:
         """Every event of the run as a contract-valid dict, in (timestamp, creation) order."""
@@ -131,6 +139,11 @@ class Shop:
             )
             for c in self.customers
         ]
+        # Its own stream, so the events' stream draws what it drew before reading hours.
+        reading = random.Random(f"cdpulse-reading:{self.seed}")
+        for v in visitors:
+            v.reading_hour = reading.choices(_READING_HOURS, weights=_READING_WEIGHTS)[0]
+        self._reading = reading
         formatter = _TimestampFormatter()
         emitted = 0
         for day in range(self.days):
@@ -167,7 +180,9 @@ class Shop:
             for _ in range(poisson(rng, c.visit_rate_at(days_before_churn) * weekday))
         ]
         if campaign is not None and v.identified and v.marketing is not False:
-            clicked = front.newsletter(v, day_ms + 9 * HOUR_MS + rng.randrange(HOUR_MS), campaign)
+            sent = day_ms + NEWSLETTER_HOUR * HOUR_MS + rng.randrange(HOUR_MS)
+            read = day_ms + v.reading_hour * HOUR_MS if self._reading.random() < HABIT else None
+            clicked = front.newsletter(v, sent, campaign, read)
             if clicked is not None:
                 visits.append((clicked + 5_000, campaign))
         if v.identified and rng.random() < c.store_rate:

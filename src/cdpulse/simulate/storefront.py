@@ -63,6 +63,7 @@ class Visitor:
     marketing: bool | None = None
     identified_at_ms: int | None = None
     busy_until_ms: int = 0  # the next visit starts no earlier: the last one's end + a gap
+    reading_hour: int = 9  # the hour of the day (UTC) the customer usually reads email
     ids: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -193,13 +194,19 @@ class Storefront:
 
     # --- other touch points ---------------------------------------------------------------
 
-    def newsletter(self, v: Visitor, sent_ms: int, campaign: str) -> int | None:
-        """A newsletter reaching ``v``: maybe opened, maybe clicked; returns the click time."""
+    def newsletter(
+        self, v: Visitor, sent_ms: int, campaign: str, read_ms: int | None = None
+    ) -> int | None:
+        """A newsletter reaching ``v``: maybe opened, maybe clicked; returns the click time.
+
+        ``read_ms``: when the customer sits down to their email that day (within half an
+        hour after it they open); None: whenever, a few hours after it was sent."""
         rng = self.rng
         if rng.random() >= v.customer.email_open_rate:
             return None
         ids = {"customer_id": v.customer.customer_id}
-        opened = sent_ms + int(rng.expovariate(1 / 10_800_000))  # mean 3 hours
+        delay = int(rng.expovariate(1 / 10_800_000))  # mean 3 hours
+        opened = sent_ms + delay if read_ms is None else max(sent_ms, read_ms) + delay % 1_800_000
         props = {"campaign_id": campaign, "message_id": f"{campaign}-{ids['customer_id']}"}
         self._emit(v, opened, "email_opened", "email", props, ids=ids)
         if rng.random() >= CLICK_RATE:

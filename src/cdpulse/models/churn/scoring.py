@@ -14,6 +14,8 @@ from cdpulse.models.churn.features import FEATURE_NAMES, churn_features
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import LinearScorer, Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
+from cdpulse.models.next_purchase import next_purchase_view
+from cdpulse.models.send_time import send_time_view
 from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
@@ -119,12 +121,18 @@ def profile_document(
 ) -> dict[str, Any]:
     """What ``GET /v1/profiles/{id}`` and ``cdpulse profile`` show: the profile and its scores.
 
-    Without personalization consent there are no scores: ``churn`` and ``clv`` are None.
+    Without personalization consent there are no scores: ``churn``, ``clv``,
+    ``next_purchase`` and ``best_send_window`` are None.
     """
     document = render(profile, as_of, rules)
     if not allows(profile, "personalization"):
         document["churn"] = document["clv"] = None
+        document["next_purchase"] = document["best_send_window"] = None
         return document
+    as_of = max(as_of, profile.last_seen)
     document["churn"] = churn_view(profile, snapshot, as_of)
-    document["clv"] = clv_view(profile, clv, max(as_of, profile.last_seen), clv_horizon_days)
+    document["clv"] = clv_view(profile, clv, as_of, clv_horizon_days)
+    purchases = clv.model.purchases if clv is not None else None
+    document["next_purchase"] = next_purchase_view(profile, purchases, as_of)
+    document["best_send_window"] = send_time_view(profile, as_of)
     return document
