@@ -30,6 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def redis_cluster() -> Iterator[RedisClusterNodes]:
     nodes = RedisClusterNodes()
     nodes.start()
+    nodes.wait_replicated()
     try:
         yield nodes
     finally:

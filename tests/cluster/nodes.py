@@ -118,6 +118,24 @@ class RedisClusterNodes(PrivateService):
         """``master`` or ``slave`` as the node says (raises if it does not answer)."""
         return str(self.node(port).info("replication")["role"])
 
+    def wait_replicated(self, timeout: float = 120) -> None:
+        """Until every master has a replica whose link to it is up: right after start
+        (or a failover), CLUSTER SLOTS lists a slot range without its replica until the
+        replica has connected and synced, longer on a loaded machine."""
+
+        def replicated() -> bool:
+            for r in self.slots():
+                if r.replica == 0:
+                    return False
+                try:
+                    if self.node(r.replica).info("replication").get("master_link_status") != "up":
+                        return False
+                except redis.ConnectionError:
+                    return False
+            return True
+
+        wait_until(replicated, timeout, "every redis cluster master to have a replica in step")
+
     def wait_serving(self, timeout: float = 60) -> None:
         """Until every live node says every slot is served."""
 
