@@ -91,8 +91,27 @@ def at_of(event: dict[str, Any]) -> int:
     return stamp if isinstance(stamp, int) else millis(stamp)
 
 
+def withholding(events: list[dict[str, Any]]) -> set[str]:
+    """Customers who withheld analytics at some point, themselves or as a visitor they
+    identified as: their profile stops counting events then (``privacy/consent.py``), so
+    ``custom.video_played`` may be absent when a video of theirs is decided."""
+    links = {
+        e["anonymous_id"]: e["customer_id"]
+        for e in events
+        if e["type"] == "identify" and e.get("anonymous_id") and e.get("customer_id")
+    }
+    out = set()
+    for e in events:
+        if e["type"] == "consent_updated" and e["properties"]["purposes"].get("analytics") is False:
+            who = e.get("customer_id") or e.get("anonymous_id")
+            out.add(links.get(who, who))
+    return out
+
+
 def expected(events: list[dict[str, Any]], watermark: int) -> set[str]:
-    """The custom rules' firings decided by ``watermark``, read from the events."""
+    """The custom rules' firings decided by ``watermark``, read from the events (for a
+    customer who withheld analytics, ``repeat_video`` may or may not fire: see
+    ``withholding``)."""
     out = set()
     for e in events:
         if e["type"] != "custom" or not e.get("customer_id") or at_of(e) > watermark:
@@ -143,7 +162,10 @@ def test_each_matching_custom_event_fires_once(seed: int, crash_rate: float) -> 
     assert [i for i, n in ids.items() if n > 1] == [], "a custom event decided twice"
     assert {d.outcome for d in custom} == {"fired"}
     truth = expected(events, watermark)
-    assert set(ids) == truth
+    withheld = withholding(events)
+    maybe = {i for i in truth if i.startswith("repeat_video:") and i.split(":")[1] in withheld}
+    assert truth - maybe <= set(ids) <= truth, (sorted(truth - set(ids)), sorted(set(ids) - truth))
+    truth = set(ids)
     assert {i.split(":")[0] for i in truth} == {"big_wish", "any_video", "repeat_video"}
     sent = [m for m in published if m["kind"] == "custom_event"]
     assert {m["trigger_id"] for m in sent} == truth  # at least once each, nothing else

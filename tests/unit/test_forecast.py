@@ -208,7 +208,9 @@ def test_cdnow_daily_purchases_beat_seasonal_naive() -> None:
 
 
 def test_the_simulated_shop_has_a_weekly_pattern_that_is_learned() -> None:
-    shop = Shop(customers=300, days=84, seed=7)
+    # Sixteen weeks: twelve left 300 customers' daily orders too noisy for a weekly
+    # model to beat last week's (MASE 1.004) once the simulator's email opens moved.
+    shop = Shop(customers=300, days=112, seed=7)
     book = _replay(list(shop.events()))
     served = forecast(book, ("shop", ""), 7)
     assert served["reasons"][0].startswith("weekly pattern: Saturdays ")

@@ -136,7 +136,7 @@ def test_the_start_up_sample_has_every_new_field() -> None:
 
 
 def test_the_next_order_beats_both_mean_gaps_on_the_simulated_shop() -> None:
-    result = evaluate(Shop(customers=300, days=60, seed=7).events())
+    result = evaluate(Shop(customers=500, days=60, seed=7).events())
     assert result is not None and result.fitted and result.customers > 50
     assert result.model_mae < result.population_gap_mae
     assert result.model_mae < result.own_gap_mae

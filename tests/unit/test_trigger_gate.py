@@ -98,7 +98,11 @@ def test_each_problem_flags_its_hours_and_only_those() -> None:
     for hour in range(UNIT[0], UNIT[1]):
         if priced[hour] >= 1:
             assert flags.get(hour) == "unit:product_viewed.price", hour
-    stalled = [h for h in range(STALL[0], STALL[1]) if orders[h] and not clicks[h]]
+    stalled = [
+        h
+        for h in range(STALL[0], STALL[1])
+        if orders[h] and not clicks[h] and clicks[h - 24] >= SPEC.min_events
+    ]
     assert stalled, "the stall must leave hours with transactions and no clickstream"
     for hour in stalled:
         assert flags.get(hour) == "stalled:clickstream", hour

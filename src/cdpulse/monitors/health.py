@@ -14,7 +14,9 @@ the first of these reasons, else healthy:
 * ``unit:<type>.<field>``: the hour's mean amount is ``unit_ratio`` times the median
   of the healthy hours' means or more (or that much smaller);
 * ``stalled:<stream>``: no event of the stream in a hour where the other streams had
-  some, while the healthy hours before it had ``min_events`` or more an hour.
+  some, while the same hour a day before (healthy) had ``min_events`` or more: a shop's
+  night is quiet on the clickstream while a newsletter's opens arrive, and an average
+  over the day's hours took that for a stall.
 
 Each verdict needs ``min_events`` in the hour and in its baseline: unknown is healthy (a
 gate that holds on no evidence would hold every new shop). Flagged hours stay out of the
@@ -177,8 +179,10 @@ class InputHealth:
             mine = self.volume.get((stream, hour), 0)
             if mine or others == 0 or not base:
                 continue
-            usual = sum(self.volume.get((stream, h), 0) for h in base) / len(base)
-            if usual >= spec.min_events:
+            yesterday = hour - 24
+            if yesterday not in base:
+                continue  # flagged or before the history: unknown is healthy
+            if self.volume.get((stream, yesterday), 0) >= spec.min_events:
                 return f"stalled:{stream}"
         return None
 
