@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,41 @@ def test_collector_and_profile_endpoint_over_http(env: Env) -> None:
     ]
 
 
+def _event(n: int, kind: str, **ids: str) -> dict[str, Any]:
+    """A test event ``n`` seconds after 2026-01-01."""
+    return {
+        "event_id": f"e{n}",
+        "type": kind,
+        "timestamp": 1_767_225_600_000 + n * 1000,
+        "channel": "web",
+        "properties": {"url": "/"} if kind == "page_viewed" else {},
+        **ids,
+    }
+
+
+class _Racing:
+    """A worker's state store whose first write waits for ``before`` (another worker
+    writing, say) to run first, once."""
+
+    def __init__(self, state: Any, before: Callable[[], Awaitable[Any]]) -> None:
+        self.state, self.before, self.raced = state, before, False
+
+    async def read(self, wanted: Any) -> Any:
+        return await self.state.read(wanted)
+
+    def stage(self, changes: Any) -> None:
+        self.state.stage(changes)
+
+    def discard(self) -> None:
+        self.state.discard()
+
+    async def write(self, changes: Any) -> Any:
+        if not self.raced:
+            self.raced = True
+            await self.before()
+        return await self.state.write(changes)
+
+
 def test_a_visitor_written_while_its_customer_merges_it_loses_nothing(env: Env) -> None:
     """Two workers: one applies a visitor's event while the other's batch, which read the
     visitor before, links it to its customer and merges it. The event must reach the
@@ -193,23 +229,15 @@ def test_a_visitor_written_while_its_customer_merges_it_loses_nothing(env: Env) 
     from cdpulse.pipeline.batch import ProfilePipeline
     from cdpulse.pipeline.memory import MemoryOutlet
     from cdpulse.pipeline.stages import Engine, Models, Stages
-    from cdpulse.pipeline.state import Changes, SaveStatus, Wanted
+    from cdpulse.pipeline.state import Wanted
     from cdpulse.store.state import RedisState
     from tests.unit.test_pipeline import RULES, encode
 
-    def event(n: int, kind: str, **ids: str) -> dict[str, Any]:
-        properties: dict[str, Any] = {"url": "/"} if kind == "page_viewed" else {}
-        return {
-            "event_id": f"e{n}",
-            "type": kind,
-            "timestamp": 1_767_225_600_000 + n * 1000,
-            "channel": "web",
-            "properties": properties,
-            **ids,
-        }
-
-    visited = [event(0, "page_viewed", anonymous_id="A"), event(2, "page_viewed", anonymous_id="A")]
-    identify = event(1, "identify", anonymous_id="A", customer_id="C")
+    visited = [
+        _event(0, "page_viewed", anonymous_id="A"),
+        _event(2, "page_viewed", anonymous_id="A"),
+    ]
+    identify = _event(1, "identify", anonymous_id="A", customer_id="C")
     clicks = [Message("clicks", 0, i, b"A", encode(e)) for i, e in enumerate(visited)]
     login = Message("customers", 0, 0, b"C", encode(identify))
 
@@ -226,30 +254,9 @@ def test_a_visitor_written_while_its_customer_merges_it_loses_nothing(env: Env) 
 
         other = worker(state)
 
-        class Racing:
-            """The state store of the worker that merges: the other worker writes the
-            visitor between this batch's read and its write, once."""
-
-            raced = False
-
-            async def read(self, wanted: Wanted) -> Any:
-                return await state.read(wanted)
-
-            def stage(self, changes: Changes) -> None:
-                state.stage(changes)
-
-            def discard(self) -> None:
-                state.discard()
-
-            async def write(self, changes: Changes) -> dict[str, SaveStatus]:
-                if not self.raced:
-                    self.raced = True
-                    await other.run([clicks[1]])
-                return await state.write(changes)
-
         try:
             await other.run([clicks[0]])
-            await worker(Racing()).run([login])
+            await worker(_Racing(state, lambda: other.run([clicks[1]]))).run([login])
             view = await state.read(Wanted(ids={"A", "C"}))
             assert view.aliases == {"A": "C"}
             assert view.profiles["A"].profile is None, "the visitor's own profile is retired"
@@ -277,28 +284,20 @@ def test_a_refused_save_decided_again_ignores_what_a_later_batch_staged(env: Env
     from cdpulse.pipeline.batch import ProfilePipeline
     from cdpulse.pipeline.memory import MemoryOutlet
     from cdpulse.pipeline.stages import Engine, Models, Stages
-    from cdpulse.pipeline.state import Changes, SaveStatus, Wanted
+    from cdpulse.pipeline.state import Wanted
     from cdpulse.store.cache import ProfileCache
     from cdpulse.store.state import RedisState
     from tests.unit.test_pipeline import RULES, encode
 
-    def event(n: int, kind: str, **ids: str) -> dict[str, Any]:
-        return {
-            "event_id": f"e{n}",
-            "type": kind,
-            "timestamp": 1_767_225_600_000 + n * 1000,
-            "channel": "web",
-            "properties": {"url": "/"} if kind == "page_viewed" else {},
-            **ids,
-        }
-
     def click(offset: int, n: int) -> Message:
-        return Message("clicks", 0, offset, b"V", encode(event(n, "page_viewed", anonymous_id="V")))
+        return Message(
+            "clicks", 0, offset, b"V", encode(_event(n, "page_viewed", anonymous_id="V"))
+        )
 
-    login = event(3, "identify", anonymous_id="V", customer_id="C")
+    login = _event(3, "identify", anonymous_id="V", customer_id="C")
     first = [click(0, 0), click(1, 1)]
     second = [Message("clicks", 0, 2, b"V", encode(login)), click(3, 4)]
-    elsewhere = Message("clicks", 1, 0, b"V", encode(event(2, "page_viewed", anonymous_id="V")))
+    elsewhere = Message("clicks", 1, 0, b"V", encode(_event(2, "page_viewed", anonymous_id="V")))
 
     async def main() -> None:
         client = async_redis(env.settings.redis_url)
@@ -317,30 +316,14 @@ def test_a_refused_save_decided_again_ignores_what_a_later_batch_staged(env: Env
         other = worker(RedisState(client, env.name, pseudonym=pseudonym, shard_of=lambda _: 0))
         gate = asyncio.Event()
 
-        class Racing:
-            """Batch 1's write waits until batch 2 is begun; then the other worker writes
-            the visitor first, once."""
-
-            raced = False
-
-            async def read(self, wanted: Wanted) -> Any:
-                return await state.read(wanted)
-
-            def stage(self, changes: Changes) -> None:
-                state.stage(changes)
-
-            def discard(self) -> None:
-                state.discard()
-
-            async def write(self, changes: Changes) -> dict[str, SaveStatus]:
-                if not self.raced:
-                    self.raced = True
-                    await gate.wait()
-                    await other.run([elsewhere])
-                return await state.write(changes)
+        async def other_first() -> None:
+            """Batch 1's write waits until batch 2 is begun; then the other worker
+            writes the visitor first."""
+            await gate.wait()
+            await other.run([elsewhere])
 
         try:
-            pipeline = worker(Racing())
+            pipeline = worker(_Racing(state, other_first))
             flight = asyncio.ensure_future(pipeline.finish(await pipeline.begin(first)))
             begun = await pipeline.begin(second, previous=flight)
             gate.set()

@@ -61,10 +61,10 @@ async def replay_forecast(
     """Replay JSON Lines through the pipeline and learn every closed day's forecasts."""
     from cdpulse.contract.validation import Rejection, validate
     from cdpulse.pipeline.memory import MemoryState
-    from cdpulse.pipeline.replay import Messages, _pipeline
+    from cdpulse.pipeline.replay import Messages, replay_pipeline
     from cdpulse.pipeline.stages import Models
 
-    state, pipeline = _pipeline(settings, Models(), None, partition_of)
+    state, pipeline = replay_pipeline(settings, Models(), None, partition_of)
     assert isinstance(state, MemoryState)
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
     now = datetime.now(UTC)

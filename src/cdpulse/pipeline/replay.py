@@ -76,7 +76,7 @@ class ChurnEvaluation:
     firings: list[bytes] = field(default_factory=list)  # trigger messages, with ``triggers``
 
 
-def _pipeline(
+def replay_pipeline(
     settings: Settings,
     models: Models,
     labeler: ChurnLabeler | None,
@@ -146,7 +146,7 @@ async def replay_churn(
     learner = ChurnLearner.fresh(settings.churn_model)
     baseline = RecencyBaseline()
     models = Models()
-    state, pipeline = _pipeline(
+    state, pipeline = replay_pipeline(
         settings, models, ChurnLabeler.from_settings(settings), partition_of, triggers
     )
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
@@ -277,7 +277,7 @@ async def replay_clv(
     holdout = holdout_days if holdout_days is not None else (end - start) / 3 / DAY
     cutoff = end - int(holdout * DAY)
 
-    state, pipeline = _pipeline(settings, Models(), None, partition_of)
+    state, pipeline = replay_pipeline(settings, Models(), None, partition_of)
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
     calibration = [cutter.message(raw, e.type, e.key) for t, raw, e in events if t <= cutoff]
     for i in range(0, len(calibration), 500):
