@@ -14,7 +14,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from cdpulse.app import api, triggers
-from cdpulse.models.cards import churn_card, clv_card, forecast_card, reco_card
+from cdpulse.models.cards import (
+    churn_card,
+    clv_card,
+    forecast_card,
+    next_purchase_card,
+    reco_card,
+    send_time_card,
+)
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
@@ -281,7 +288,15 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
                 response = await client.get(path, headers=headers)
                 out.append((response.status, await response.json()))
             made["offers"].current = OfferSnapshot(1, policy, 0)  # no reload till then
-            for name in ["churn", "clv", "reco", "offers", "forecast"]:
+            for name in [
+                "churn",
+                "clv",
+                "reco",
+                "offers",
+                "forecast",
+                "send_time",
+                "next_purchase",
+            ]:
                 response = await client.get(f"/v1/models/{name}", headers=headers)
                 out.append((response.status, await response.json()))
         return out
@@ -298,17 +313,38 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
                 {"name": "reco", "version": None, "drift_status": "unknown"},
                 {"name": "offers", "version": None, "drift_status": "unknown"},
                 {"name": "forecast", "version": 3, "drift_status": "unknown"},
+                {"name": "send_time", "version": 1, "drift_status": "unknown"},
+                {"name": "next_purchase", "version": 1, "drift_status": "unknown"},
             ]
         },
     )
     assert unknown[0] == 404
     assert unknown[1]["error"] == (
-        "no model 'nope'; the models are churn, clv, reco, offers, forecast (GET /v1/models)"
+        "no model 'nope'; the models are churn, clv, reco, offers, forecast, send_time, "
+        "next_purchase (GET /v1/models)"
     )
-    assert [status for status, _ in cards] == [200] * 5
-    assert [card["name"] for _, card in cards] == ["churn", "clv", "reco", "offers", "forecast"]
+    names = ["churn", "clv", "reco", "offers", "forecast", "send_time", "next_purchase"]
+    assert [status for status, _ in cards] == [200] * len(names)
+    assert [card["name"] for _, card in cards] == names
     assert cards[4][1] == forecast_card(book).to_dict()
+    assert cards[5][1] == send_time_card().to_dict()
+    assert cards[6][1] == next_purchase_card(clv).to_dict()
     assert cards[0][1] == churn_card(churn, "cdp.training").to_dict()
     assert cards[1][1] == clv_card(clv).to_dict()
     assert cards[2][1]["training"]["offsets"] == {"0": 5}
     assert cards[3][1]["parameters"]["rules"] == {"cart": {"a": {"rewards": 1, "reward_rate": 1.0}}}
+
+
+def test_the_send_time_and_next_purchase_cards_give_their_rules_and_fit() -> None:
+    from cdpulse.profile.send_hours import WEIGHTS
+
+    card = send_time_card()
+    assert {f.name: f.weight for f in card.features} == {k: float(v) for k, v in WEIGHTS.items()}
+    assert card.quality["hit_rate"].value is None
+    assert "cdpulse_send_time_opens_total" in card.quality["hit_rate"].unknown
+    clv = refit(_summaries(), 365 * DAY, None)
+    assert clv is not None
+    fitted = next_purchase_card(clv)
+    assert (fitted.version, fitted.examples) == (clv.version, clv.customers)
+    assert fitted.parameters["r"] == clv.model.purchases.r
+    assert fitted.parameters["alpha_days"] == clv.model.purchases.alpha

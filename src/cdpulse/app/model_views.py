@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 from faust.web import Request, Response, View
 
 from cdpulse.app.drift import TRACKED
-from cdpulse.models.cards import ModelCard, churn_card, clv_card, forecast_card, reco_card
+from cdpulse.models.cards import (
+    SEND_TIME_VERSION,
+    ModelCard,
+    churn_card,
+    clv_card,
+    forecast_card,
+    next_purchase_card,
+    reco_card,
+    send_time_card,
+)
 from cdpulse.models.clv.lifetime import MIN_CUSTOMERS
 from cdpulse.models.drift import DriftReport
 from cdpulse.offers.card import offer_card
@@ -32,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODELS = ("churn", "clv", "reco", "offers", "forecast")
+MODELS = ("churn", "clv", "reco", "offers", "forecast", "send_time", "next_purchase")
 
 
 def register_model_views(
@@ -85,6 +94,11 @@ def register_model_views(
         if name == "forecast":
             book = forecasts.get()
             return None if book is None else forecast_card(book)
+        if name == "send_time":
+            return send_time_card()  # its rules: nothing to publish
+        if name == "next_purchase":
+            clv = services.clv.get()
+            return None if clv is None else next_purchase_card(clv)
         offer = await offers()
         return None if offer is None else offer_card(offer, services.settings.topic_offer_rewards)
 
@@ -98,6 +112,7 @@ def register_model_views(
                 "reco": services.reco.get(),
                 "offers": await offers(),
                 "forecast": forecasts.get(),
+                "next_purchase": services.clv.get(),  # it reads the lifetime-value fit
             }
             listed = []
             for name, s in versions.items():
@@ -105,6 +120,13 @@ def register_model_views(
                 status = "unknown" if report is None else report.status
                 version = None if s is None else s.version
                 listed.append({"name": name, "version": version, "drift_status": status})
+            # send time publishes nothing: its version is its rules' (before next_purchase)
+            send_time: dict[str, str | int | None] = {
+                "name": "send_time",
+                "version": SEND_TIME_VERSION,
+                "drift_status": "unknown",
+            }
+            listed.insert(len(listed) - 1, send_time)
             return self.json({"models": listed})
 
     @services.app.page("/v1/models/{name}")

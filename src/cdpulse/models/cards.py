@@ -19,6 +19,10 @@ Global importance, per model kind:
 * lifetime value: fitted population parameters, not feature weights: none.
 * demand forecasts: a time-series model per series, without features: none; the card
   gives each level's MASE against seasonal-naive.
+* send time: each customer's own decayed hour-of-week activity, no learned weights: the
+  fixed weight of each kind of activity instead.
+* next purchase: read from the lifetime-value fit's BG/NBD parameters and the
+  customer's own orders: none.
 
 >>> from cdpulse.models.churn.learner import ChurnLearner
 >>> card = churn_card(ChurnLearner.fresh().snapshot(), "cdp.training")
@@ -303,6 +307,70 @@ def reco_card(
             "customers_known": customers,
             "intercept": folded.intercept,
         },
+    )
+
+
+SEND_TIME_VERSION = 1  # the rules of ``profile/send_hours.py`` and ``models/send_time.py``
+
+
+def send_time_card() -> ModelCard:
+    """The send-time model's card: a rule over each customer's own activity, so its card
+    is its rules; its live hit rate is counted by the workers (their /metrics)."""
+    from cdpulse.models.send_time import MIN_EVIDENCE
+    from cdpulse.profile.send_hours import WEEKS_KEPT, WEIGHTS
+
+    return ModelCard(
+        name="send_time",
+        kind="best send window (each customer's decayed hour-of-week activity, own time)",
+        version=SEND_TIME_VERSION,
+        examples=0,
+        importance="fixed weights per kind of activity (not learned): weight is each one's",
+        features=[Feature(name, weight=float(w)) for name, w in WEIGHTS.items()],
+        quality={
+            "hit_rate": Figure(
+                None,
+                "counted live by the workers, not the api: cdpulse_send_time_opens_total"
+                "{outcome} on their /metrics; `cdpulse evaluate send-time` replays it",
+            )
+        },
+        drift_status="unknown",
+        drift=drift_of(None, "not tracked: a per-customer statistic, no population model"),
+        training=TrainingData(
+            "each customer's own email opens and clicks, orders and page views (send_hours)",
+            {},
+            unknown="kept per customer in the profile, not a training set",
+        ),
+        parameters={"weeks_kept": WEEKS_KEPT, "min_evidence": MIN_EVIDENCE, "window_hours": 3},
+    )
+
+
+def next_purchase_card(clv: ClvSnapshot) -> ModelCard:
+    """The next-purchase model's card: the lifetime-value fit's BG/NBD purchase rate prior,
+    which shrinks each customer's own mean gap between orders."""
+    purchases = clv.model.purchases
+    as_of = getattr(clv, "as_of", None)
+    return ModelCard(
+        name="next_purchase",
+        kind="next order date (own mean gap shrunk by the BG/NBD purchase-rate prior)",
+        version=clv.version,
+        examples=clv.customers,
+        importance="not applicable: the cycle is (alpha + t_x) / (r + x) days, no weights",
+        features=[Feature(name) for name in ("orders", "first_order_at", "last_order_at")],
+        quality={
+            "mae_days": Figure(
+                None, "not measured live; `cdpulse evaluate next-purchase` replays it"
+            )
+        },
+        drift_status="unknown",
+        drift=drift_of(None, "not tracked apart from the lifetime-value fit it reads (clv)"),
+        training=TrainingData(
+            "the lifetime-value fit (GET /v1/models/clv)",
+            {},
+            None,
+            as_of,
+            "" if as_of is not None else "the event time of the fit was not recorded",
+        ),
+        parameters={"r": purchases.r, "alpha_days": purchases.alpha, "clv_version": clv.version},
     )
 
 
