@@ -338,9 +338,25 @@ def test_batch_figures_from_the_histograms_and_their_sums() -> None:
 
 
 def test_scaling_needs_both_phases() -> None:
-    one = {"workers": 1, "events_per_second": 1000.0}
-    two = {"workers": 2, "events_per_second": 1500.0}
-    assert scaling([one, two]) == {"one": 1000.0, "two": 1500.0, "ratio": 1.5}
+    cpu = {"cpu_seconds_per_1000": {"worker": 0.08}}
+    one = {"workers": 1, "events_per_second": 1000.0, **cpu}
+    two = {"workers": 2, "events_per_second": 1500.0, **cpu}
+    four = {"workers": 4, "events_per_second": 2000.0}
+    per_worker = {"1": 0.08, "2": 0.08}
+    assert scaling([one, two]) == {
+        "one": 1000.0,
+        "two": 1500.0,
+        "ratio": 1.5,
+        "worker_cpu_per_1000": per_worker,
+    }
+    assert scaling([one, two, four]) == {
+        "one": 1000.0,
+        "two": 1500.0,
+        "ratio": 1.5,
+        "four": 2000.0,
+        "ratio_four": 2.0,
+        "worker_cpu_per_1000": {**per_worker, "4": None},
+    }
     assert scaling([one]) is None
 
 

@@ -300,18 +300,21 @@ class BenchRun:
                         )
             finally:
                 stop_all(roles.values())
-            if o.workers >= 2:
-                self.inputs["w2"] = f"{self.name}-w2"
-                roles = self.start_roles("w2", 2, api=False)
+            for n in (2, 4):  # scale-out: the same backlog, n workers on n partitions or more
+                if o.workers < n:
+                    break
+                phase = f"w{n}"
+                self.inputs[phase] = f"{self.name}-{phase}"
+                roles = self.start_roles(phase, n, api=False)
                 try:
-                    ends = self.feed("w2", workload, members=2)
-                    self.result["throughput"].append(measure_throughput(self, roles, "w2", ends))
+                    ends = self.feed(phase, workload, members=n)
+                    self.result["throughput"].append(measure_throughput(self, roles, phase, ends))
                 finally:
                     stop_all(roles.values())
                     if self.feeder is not None:
                         self.feeder.wait(60)
                         self.helpers.remove(self.feeder.pid)
-                redis_memory.delete_prefix(self.redis, f"{self.name}-w2")
+                redis_memory.delete_prefix(self.redis, f"{self.name}-{phase}")
                 self.result["scaling"] = scaling(self.result["throughput"])
             if o.stage_events:
                 self.result["stages"] = measure_stages(self, workload)

@@ -210,10 +210,17 @@ def measure_throughput(
 
 
 def scaling(throughput: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Two workers' events/s over one worker's, when both phases ran."""
+    """Two (and four) workers' events/s over one worker's, when those phases ran; and each
+    phase's worker CPU per 1,000 events, which scale-out must keep flat."""
     rate: dict[int, float] = {
         t["workers"]: t["events_per_second"] for t in throughput if t.get("events_per_second")
     }
     if 1 not in rate or 2 not in rate:
         return None
-    return {"one": rate[1], "two": rate[2], "ratio": rate[2] / rate[1]}
+    out: dict[str, Any] = {"one": rate[1], "two": rate[2], "ratio": rate[2] / rate[1]}
+    if 4 in rate:
+        out.update(four=rate[4], ratio_four=rate[4] / rate[1])
+    out["worker_cpu_per_1000"] = {
+        str(t["workers"]): (t.get("cpu_seconds_per_1000") or {}).get("worker") for t in throughput
+    }
+    return out

@@ -47,9 +47,10 @@ def register(subparsers: Any) -> None:
     add(
         "--workers",
         type=int,
-        choices=(1, 2),
+        choices=(1, 2, 4),
         default=2,
-        help="2 (default) also measures two workers on two partitions",
+        help="2 (default) also measures two workers on two partitions; 4 also four workers "
+        "(scale-out; needs --partitions 4 or more)",
     )
     add(
         "--partitions",
@@ -143,6 +144,12 @@ def run(args: argparse.Namespace) -> int:
     from cdpulse.settings import get_settings
 
     settings = get_settings()
+    if args.partitions < args.workers:
+        raise CliError(
+            f"--workers {args.workers} needs at least {args.workers} partitions per input "
+            f"topic (--partitions {args.partitions}): a worker without a partition idles; "
+            f"add --partitions {args.workers}"
+        )
     options = BenchOptions(
         events=args.events,
         customers=args.customers,
