@@ -280,9 +280,11 @@ async function experimentsPanel() {
       ]);
     }
   }
+  // Intervals of variants nobody was exposed to are the whole [0, 1]: not drawn.
+  const exposed = found.experiments.some((e) => e.variants.some((v) => v.exposures > 0));
   draw("experiments-chart", {
     data: {
-      labels,
+      labels: exposed ? labels : [],
       datasets: [
         { type: "bar", label: "interval", data: bars, backgroundColor: "rgba(37,99,235,0.35)" },
         { type: "line", label: "conversion rate", data: rates, showLine: false, pointRadius: 5, borderColor: "rgb(37,99,235)", backgroundColor: "rgb(37,99,235)" },
@@ -290,7 +292,7 @@ async function experimentsPanel() {
     },
     options: { indexAxis: "x", scales: { y: { beginAtZero: true } } },
   });
-  empty("experiments-empty", found.experiments.length ? (rows.some((r) => r[2].textContent !== "0") ? "" : "no exposures yet") : "no experiments are declared (CDPULSE_SEGMENTS_FILE: experiments)");
+  empty("experiments-empty", found.experiments.length ? (exposed ? "" : "no exposures yet: a variant is served by POST /v1/experiments/{name}/assignment/{customer}") : "no experiments are declared (CDPULSE_SEGMENTS_FILE: experiments)");
   table($("experiments"), ["experiment", "variant", "exposed", "converted", "rate [interval]", "vs control"], rows);
 }
 
