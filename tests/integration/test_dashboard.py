@@ -154,6 +154,33 @@ def learner_outputs(settings: Settings, newest_day: int) -> dict[str, Any]:
     }
 
 
+def repeat_buyers(events: list[Any], days: list[str]) -> tuple[list[int], list[int]]:
+    """Bounds of ``repeat_buyer``'s size at the end of each day. A change is dated by the
+    profile's newest event time once its batch is applied (``last_seen``), so a customer
+    enters on the day of their second order at the earliest and on the day of their last
+    event (theirs or their visitor's) at the latest: (at least, at most) per day."""
+    second: dict[str, str] = {}  # customer -> the day of their second order
+    last: dict[str, str] = {}  # customer -> the day of their newest event
+    visitor: dict[str, str] = {}  # anonymous id -> customer
+    orders: Counter[str] = Counter()
+    ordered = sorted(events, key=lambda e: e["timestamp"])
+    for event in ordered:
+        if event.get("customer_id") and event.get("anonymous_id"):
+            visitor[event["anonymous_id"]] = event["customer_id"]
+    for event in ordered:
+        customer = event.get("customer_id") or visitor.get(event.get("anonymous_id") or "")
+        if customer is None:
+            continue
+        last[customer] = event["timestamp"][:10]
+        if event["type"] == "order_completed":
+            orders[customer] += 1
+            if orders[customer] == 2:
+                second[customer] = event["timestamp"][:10]
+    least = [sum(max(day, last[c]) <= d for c, day in second.items()) for d in days]
+    most = [sum(day <= d for day in second.values()) for d in days]
+    return least, most
+
+
 def steady(topic: dict[str, Any]) -> dict[str, Any]:
     """A topic's quality row without its age, which grows between two reads."""
     return {k: v for k, v in topic.items() if k != "seconds_since_newest"}
@@ -185,6 +212,7 @@ SHOWN = """return {
   status: document.getElementById('status').className,
   segments: Object.fromEntries([...document.querySelectorAll('[data-segment]')]
     .map(e => [e.dataset.segment, JSON.parse(e.dataset.value)])),
+  segment_days: Chart.getChart('segments-chart').data.labels,
   segment_lines: Object.fromEntries(Chart.getChart('segments-chart').data.datasets
     .map(d => [d.label, d.data])),
   quantiles: Object.fromEntries([...document.querySelectorAll('[data-quantile]')]
@@ -279,7 +307,7 @@ def test_the_dashboard_shows_what_its_routes_serve(
         kpis = http.get("/v1/kpis", params={**params, "by": "channel"}).json()
         funnel = http.get("/v1/funnels", params=params).json()
         cohorts = http.get("/v1/cohorts", params={"from": first, "to": last}).json()
-        by_segment = http.get("/v1/kpis", params={**params, "by": "segment"}).json()
+        history = http.get("/v1/dashboard/segments", params={"from": first, "to": last}).json()
         sizes = http.get("/v1/segments").json()
         members = {
             s["name"]: http.get(f"/v1/segments/{s['name']}/members", params={"limit": 1000})
@@ -320,15 +348,23 @@ def test_the_dashboard_shows_what_its_routes_serve(
     ]
     assert shown["cells"] == cells and cells, "the heatmap is the cohorts route's"
 
-    # Segments: sizes now (each the length of its member list), visitors per segment a day.
+    # Segments: sizes now (each the length of its member list), and at the end of each
+    # day, which ends on the sizes now; repeat buyers' within what the orders sent allow.
     listed = {name: len(answer.json()["members"]) for name, answer in members.items()}
     assert shown["segments"] == {s["name"]: s["size"] for s in sizes["segments"]} == listed
     assert listed["repeat_buyer"] > 0
-    assert shown["segment_lines"] == {
-        name: [p.get("by", {}).get(name, {}).get("visitors", 0) for p in by_segment["periods"]]
-        for name in listed
-    }
-    assert any(any(line) for line in shown["segment_lines"].values())
+    assert history["complete"] and history["days"][-1] == last == newest
+    assert shown["segment_days"] == history["days"]
+    assert shown["segment_lines"] == history["sizes"]
+    assert {name: line[-1] for name, line in history["sizes"].items()} == listed
+    least, most = repeat_buyers(events, history["days"])
+    sized = history["sizes"]["repeat_buyer"]
+    assert all(a <= n <= b for a, n, b in zip(least, sized, most, strict=True)), (
+        sized,
+        least,
+        most,
+    )
+    assert sized[-1] == most[-1]
 
     # Experiments: what the page shows is the route's, whose exposures are the test's.
     arms = {v["name"]: v for v in experiment["variants"]}

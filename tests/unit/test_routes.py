@@ -63,6 +63,7 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/dashboard/{name}"): "read",
     ("GET", "/v1/dashboard/distributions"): "read",
     ("GET", "/v1/dashboard/quality"): "read",
+    ("GET", "/v1/dashboard/segments"): "read",
     ("GET", "/v1/dashboard/trust"): "read",
     ("GET", "/v1/fairness"): "read",
     ("GET", "/v1/forecasts"): "read",

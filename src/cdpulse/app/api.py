@@ -120,7 +120,7 @@ def create_api(settings: Settings) -> faust.App:
     register_trigger_views(app, triggers, store, guard)
     register_kpi_views(app, RedisKpis(client, prefix), store, guard)
     register_dashboard_views(app, guard)
-    register_dashboard_data(app, settings, client, topics, guard)
+    register_dashboard_data(app, settings, client, topics, list(book.names), guard)
     register_fairness_view(app, RedisFairnessStore(client, prefix), guard)
     register_forecast_views(app, forecasts, guard)
     trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)

@@ -11,6 +11,11 @@ the newest refit. A model whose learner has observed nothing yet answers ``n: 0`
 the rejections and how long ago the newest message arrived, and the rejections by
 reason (``app/input_health.py``, read from Kafka at most every ``FRESH_SECONDS``).
 
+``GET /v1/dashboard/segments?from=&to=``: each segment's size at the end of each day of
+the range (default: the 30 days up to the newest transition), counted from the segments
+topic (``app/segment_history.py``), with ``complete`` false when the topic no longer holds
+the whole history or has more to read.
+
 ``GET /v1/dashboard/trust``: every tracked model's newest drift report and the newest
 fairness report, the very documents the model cards and ``/v1/fairness`` serve, in one
 answer that says "none yet" with a 200 (a page's 404 is an error on its console).
@@ -30,7 +35,10 @@ from faust.web import Request, Response, View
 from cdpulse.app.drift import TRACKED
 from cdpulse.app.fairness import NO_REPORT
 from cdpulse.app.input_health import InputHealth
+from cdpulse.app.segment_history import SegmentHistory
 from cdpulse.contract.topics import Topics
+from cdpulse.kpis.fields import day_name
+from cdpulse.kpis.report import QueryError, Range
 from cdpulse.models.drift import DAY, DriftMonitor
 from cdpulse.models.histogram import Histogram
 from cdpulse.models.score_distribution import distribution
@@ -45,7 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FRESH_SECONDS = 5.0  # a quality answer is reused this long: Kafka is asked once per refresh
+FRESH_SECONDS = 5.0  # Kafka is read at most this often: once per page refresh
+DEFAULT_DAYS = 30
 
 
 def score_histogram(monitors: list[DriftMonitor], days: int | None) -> tuple[Histogram, Any]:
@@ -65,14 +74,23 @@ def score_histogram(monitors: list[DriftMonitor], days: int | None) -> tuple[His
 
 
 def register_dashboard_data(
-    app: faust.App, settings: Settings, client: AsyncRedis, topics: Topics, guarded: Guard
+    app: faust.App,
+    settings: Settings,
+    client: AsyncRedis,
+    topics: Topics,
+    segments: list[str],
+    guarded: Guard,
 ) -> None:
-    """Add ``/v1/dashboard/distributions``, ``/quality`` and ``/trust`` (scope ``read``)."""
+    """Add ``/v1/dashboard/distributions``, ``/quality``, ``/segments`` and ``/trust``
+    (scope ``read``); ``segments``: the names the segments file declares."""
     drift = RedisDriftStore(client, settings.redis_prefix)
     fairness = RedisFairnessStore(client, settings.redis_prefix)
     health = InputHealth(settings, topics)
     asked = asyncio.Lock()
     answered: list[Any] = [0.0, None]  # monotonic time, the answer
+    history = SegmentHistory(topics.segments, health.options)
+    counted = asyncio.Lock()
+    history_read = [0.0]  # monotonic time of the last read
 
     async def model(name: str, days: int | None, span: Any, what: str) -> dict[str, Any]:
         histogram, window = score_histogram(await drift.monitors(name), days)
@@ -139,3 +157,48 @@ def register_dashboard_data(
                     "fairness_missing": NO_REPORT if report is None else "",
                 }
             )
+
+    @app.page("/v1/dashboard/segments")
+    class SegmentSizesView(View):
+        @guarded("read")
+        async def get(self, request: Request) -> Response:
+            # One read at a time, and no answer while a read moves the counts.
+            async with counted:
+                if not history_read[0] or time.monotonic() - history_read[0] >= FRESH_SECONDS:
+                    try:
+                        await asyncio.to_thread(history.read)
+                    except Exception as exc:
+                        metrics.KAFKA_ERRORS.inc()
+                        log.warning("the segments topic was not read: %s", exc)
+                        return self.json(
+                            {"error": f"Kafka did not answer ({exc}); the next refresh retries"},
+                            status=503,
+                        )
+                    history_read[0] = time.monotonic()
+                try:
+                    span = _span(request.query, history)
+                except QueryError as exc:
+                    return self.json({"error": str(exc)}, status=400)
+                return self.json(
+                    {
+                        "from": span.first,
+                        "to": span.last,
+                        "days": [day_name(d) for d in span.days],
+                        "sizes": history.sizes(segments, span.days),
+                        "complete": await asyncio.to_thread(history.complete),
+                        "pending": history.pending,
+                        "unreadable": history.unreadable,
+                    }
+                )
+
+
+def _span(query: Any, history: SegmentHistory) -> Range:
+    """The days asked for; by default the 30 up to the newest transition's day."""
+    last = query.get("to")
+    if not last:
+        held = [day for days in history.deltas.values() for day in days]
+        last = day_name(max(held, default=int(time.time() // 86_400)))
+    first = query.get("from")
+    if not first:
+        first = day_name(Range.parse(last, last).end - DEFAULT_DAYS + 1)
+    return Range.parse(first, last)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -120,30 +121,46 @@ class InputHealth:
 
     def _count_dead_letters(self) -> int:
         """Count the dead letters not counted yet; how many are left for the next read."""
-        consumer = self._dead
-        assert consumer is not None
-        partitions = _partitions(consumer, [self.dead_letter])
-        if not partitions:
-            return 0
-        if set(consumer.assignment()) != set(partitions):
-            consumer.assign(partitions)  # a new partition: read from its beginning
-            consumer.seek_to_beginning(*partitions)
-        ends = {tp: int(n) for tp, n in consumer.end_offsets(partitions).items()}
-        budget = DEAD_LETTERS_PER_READ
-        while budget > 0 and any(consumer.position(tp) < end for tp, end in ends.items()):
-            batches = consumer.poll(timeout_ms=POLL_MS, max_records=min(budget, 5000))
-            if not batches:
-                break
-            for records in batches.values():
-                for record in records:
-                    self.rejected[_rejection(record.value)] += 1
-                    budget -= 1
-        return sum(max(0, end - consumer.position(tp)) for tp, end in ends.items())
+        assert self._dead is not None
+
+        def count(raw: bytes | None) -> None:
+            self.rejected[_rejection(raw)] += 1
+
+        return tail(self._dead, self.dead_letter, DEAD_LETTERS_PER_READ, count)
 
     def close(self) -> None:
         for client in (self._admin, self._latest, self._dead):
             if client is not None:
                 client.close()
+
+
+def tail(
+    consumer: KafkaConsumer, topic: str, budget: int, each: Callable[[bytes | None], None]
+) -> int:
+    """Hand ``each`` the values of ``topic`` not read yet by ``consumer`` (a consumer in no
+    group, kept for this topic alone), at most ``budget`` of them; how many are left."""
+    partitions = _partitions(consumer, [topic])
+    if not partitions:
+        return 0
+    if set(consumer.assignment()) != set(partitions):
+        # A new partition is read from its beginning, the others on from where they were.
+        was = {tp: consumer.position(tp) for tp in consumer.assignment()}
+        consumer.assign(partitions)
+        for tp in partitions:
+            if tp in was:
+                consumer.seek(tp, was[tp])
+            else:
+                consumer.seek_to_beginning(tp)
+    ends = {tp: int(n) for tp, n in consumer.end_offsets(partitions).items()}
+    while budget > 0 and any(consumer.position(tp) < end for tp, end in ends.items()):
+        batches = consumer.poll(timeout_ms=POLL_MS, max_records=min(budget, 5000))
+        if not batches:
+            break
+        for records in batches.values():
+            for record in records:
+                each(record.value)
+                budget -= 1
+    return sum(max(0, end - consumer.position(tp)) for tp, end in ends.items())
 
 
 def _partitions(consumer: KafkaConsumer, topics: list[str]) -> list[TopicPartition]:

@@ -211,24 +211,29 @@ const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(1)
 const interval = (pair) => (pair ? `[${pct(pair[0])}, ${pct(pair[1])}]` : "–");
 
 async function segmentsPanel(params) {
-  const [bySegment, segments] = await Promise.all([
-    get("/v1/kpis", { ...params, by: "segment" }),
+  const [history, segments] = await Promise.all([
+    get("/v1/dashboard/segments", { from: params.from, to: params.to }),
     get("/v1/segments", {}),
   ]);
   const names = segments.segments.map((s) => s.name);
   draw("segments-chart", {
     type: "line",
     data: {
-      labels: bySegment.periods.map((p) => p.period),
+      labels: history.days,
       datasets: names.map((name, i) => ({
         label: name,
-        data: bySegment.periods.map((p) => (p.by && p.by[name] ? p.by[name].visitors : 0)),
+        data: history.sizes[name],
         borderColor: PALETTE[i % PALETTE.length],
         backgroundColor: PALETTE[i % PALETTE.length],
+        pointRadius: 0,
       })),
     },
     options: { scales: { y: { beginAtZero: true } } },
   });
+  $("segments-history").dataset.complete = history.complete;
+  empty("segments-history", history.complete ? "" : history.pending
+    ? `still counting: ${count.format(history.pending)} transitions left to read`
+    : "the segments topic no longer holds its whole history: sizes count the transitions it still holds");
   empty("segments-empty", names.length ? "" : "no segments are defined (CDPULSE_SEGMENTS_FILE)");
   table($("segments"), ["segment", "kind", "customers"], segments.segments.map((s) => [
     s.name, s.kind, valued(count.format(s.size), s.size, { segment: s.name }),
