@@ -161,7 +161,7 @@ PROFILE_URL=$BASE_URL/v1/profiles/$customer_id
 
 show_urls() {
   say ""
-  say "  dashboard:     $BASE_URL/dashboard  (live KPIs, funnel, cohorts; JSON at /v1/kpis)"
+  say "  dashboard:     $BASE_URL/dashboard  (KPIs, funnel, cohorts, segments, churn and value, experiments, uplift, data quality, drift, fairness)"
   say "  live profile:  $PROFILE_URL"
   say "  metrics:       $BASE_URL/metrics (api), http://127.0.0.1:$CDPULSE_WORKER_PORT/metrics (worker), http://127.0.0.1:$CDPULSE_LEARNER_PORT/metrics (learner)"
   say "  segments:      $BASE_URL/v1/segments  (transitions on $CDPULSE_TOPIC_SEGMENTS)"

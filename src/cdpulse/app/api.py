@@ -18,6 +18,7 @@ import faust
 from cdpulse.app.audit import register_read_audit
 from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
+from cdpulse.app.dashboard_data import register_dashboard_data
 from cdpulse.app.dashboard_views import register_dashboard_views
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.fairness import register_fairness_view
@@ -119,6 +120,7 @@ def create_api(settings: Settings) -> faust.App:
     register_trigger_views(app, triggers, store, guard)
     register_kpi_views(app, RedisKpis(client, prefix), store, guard)
     register_dashboard_views(app, guard)
+    register_dashboard_data(app, settings, client, topics, list(book.names), guard)
     register_fairness_view(app, RedisFairnessStore(client, prefix), guard)
     register_forecast_views(app, forecasts, guard)
     trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)

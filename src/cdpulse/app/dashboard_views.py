@@ -1,9 +1,13 @@
-"""``/dashboard``: the live KPIs as a page (tiles, trend, funnel, cohort heatmap).
+"""``/dashboard``: the live KPIs and what the engine knows beyond them, as a page.
 
-The page and its scripts are files of this package (``app/static``: the page, its script
-and Chart.js 4.4.7 with its MIT licence), so it works without reaching any other site.
-It holds no data: its script reads ``/v1/kpis``, ``/v1/funnels`` and ``/v1/cohorts`` of
-its own origin every 15 seconds. Scoped ``read`` like every route: with tokens
+KPI tiles, trend, funnel and cohort heatmap; segments over time; churn-risk and
+lifetime-value distributions; experiments; trigger uplift; data quality; drift alarms;
+the fairness report. The page and its scripts are files of this package (``app/static``:
+the page, its script and Chart.js 4.4.7 with its MIT licence), so it works without
+reaching any other site. It holds no data: every 15 seconds its script reads, of its own
+origin, ``/v1/kpis``, ``/v1/funnels``, ``/v1/cohorts``, ``/v1/segments``,
+``/v1/experiments``, ``/v1/rules`` with each rule's uplift, and the routes of
+``app/dashboard_data.py``. Scoped ``read`` like every route: with tokens
 configured, open it through a proxy that adds ``Authorization: Bearer <read token>``
 (README: Live KPIs); ``make demo`` runs without tokens.
 """

@@ -37,8 +37,8 @@ def register_experiment_views(
     declared: tuple[Experiment, ...],
     guarded: Guard,
 ) -> None:
-    """Add ``/v1/experiments/{name}`` (scope ``read``) and the assignment view (``POST``,
-    scope ``assign``), and the counts timer."""
+    """Add ``/v1/experiments`` and ``/v1/experiments/{name}`` (scope ``read``), the
+    assignment view (``POST``, scope ``assign``) and the counts timer."""
     store = RedisExperimentStore(client, settings.redis_prefix)
     named = {e.name: e for e in declared}
 
@@ -57,6 +57,14 @@ def register_experiment_views(
                 await results(experiment)
         except Exception:  # telemetry only; the view answers with the error itself
             metrics.REDIS_ERRORS.inc()
+
+    @app.page("/v1/experiments")
+    class ExperimentsView(View):
+        """Every declared experiment's results (the dashboard's panel)."""
+
+        @guarded("read")
+        async def get(self, request: Request) -> Response:
+            return self.json({"experiments": [await results(e) for e in declared]})
 
     @app.page("/v1/experiments/{name}")
     class ExperimentView(View):
