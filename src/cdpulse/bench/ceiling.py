@@ -161,10 +161,13 @@ def run_minimal(
     batch: int,
 ) -> None:
     import orjson
-    import redis
     from confluent_kafka import Consumer
 
-    client = redis.Redis.from_url(redis_url)
+    from cdpulse.connections import blocking_redis
+
+    # A Redis Cluster too (redis+cluster://): each key's script runs on its slot's master
+    # (SCRIPT LOAD goes to every master).
+    client = blocking_redis(redis_url)
     sha = client.script_load(MINIMAL_PROFILE_LUA)
     consumer = Consumer(
         {

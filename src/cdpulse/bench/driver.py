@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis as sync_redis
 from kafka import KafkaAdminClient
 
 from cdpulse.bench import redis_memory
@@ -48,6 +47,7 @@ from cdpulse.bench.produce import Row, write_records
 from cdpulse.bench.roles import RoleFailed, RoleProcess, stop_all
 from cdpulse.bench.stack import kafka_address, redis_address
 from cdpulse.bench.workload import Workload, shop_workload
+from cdpulse.connections import blocking_redis
 from cdpulse.contract.topics import Topics
 from cdpulse.kafka_admin import live_brokers
 from cdpulse.settings import Settings
@@ -111,7 +111,7 @@ class BenchRun:
         self.replication = self.durability()
         self.settings = self.phase_settings("w1")
         self.topics = Topics.from_settings(self.settings)
-        self.redis = sync_redis.Redis.from_url(self.base.redis_url)
+        self.redis = blocking_redis(self.base.redis_url)  # one Redis or a Redis Cluster
         self.kafka_port = kafka_address(self.base)[1]
         self.redis_port = redis_address(self.base)[1]
         self.kafka_pid = pid_listening_on(self.kafka_port)

@@ -13,14 +13,29 @@ from typing import Any
 import redis as sync_redis
 
 from cdpulse.bench.stats import percentile
-from cdpulse.store.keys import Keys
+from cdpulse.connections import BlockingRedis
+from cdpulse.store.keys import Keys, keys_for
 
 
-def used_memory(client: sync_redis.Redis) -> int:
+def used_memory(client: BlockingRedis) -> int:
+    """Bytes Redis uses: on a Redis Cluster, summed over its masters."""
+    if isinstance(client, sync_redis.RedisCluster):
+        per_node = client.info("memory", target_nodes=sync_redis.RedisCluster.PRIMARIES)
+        return sum(int(info["used_memory"]) for info in per_node.values())
     return int(client.info("memory")["used_memory"])
 
 
-def profile_keys(client: sync_redis.Redis, prefix: str, limit: int) -> list[bytes]:
+def cpu_seconds(client: BlockingRedis) -> float:
+    """CPU seconds Redis used (user + system): on a Redis Cluster, every node's."""
+    if isinstance(client, sync_redis.RedisCluster):
+        per_node = client.info("cpu", target_nodes=sync_redis.RedisCluster.ALL_NODES)
+        infos = list(per_node.values())
+    else:
+        infos = [client.info("cpu")]
+    return sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos)
+
+
+def profile_keys(client: BlockingRedis, prefix: str, limit: int) -> list[bytes]:
     """Up to ``limit`` profile keys under ``prefix``."""
     keys: list[bytes] = []
     for key in client.scan_iter(match=f"{prefix}:{{*}}:profile", count=1000):
@@ -31,10 +46,10 @@ def profile_keys(client: sync_redis.Redis, prefix: str, limit: int) -> list[byte
 
 
 def measure(
-    client: sync_redis.Redis, prefix: str, used_before: int, sample: int = 1000
+    client: BlockingRedis, prefix: str, used_before: int, sample: int = 1000
 ) -> dict[str, Any]:
     """Bytes per profile under ``prefix``; ``used_before`` is ``used_memory`` before the phase."""
-    keys = Keys(prefix)
+    keys = keys_for(client, prefix)
     profiles = sum(int(client.get(shard.profile_count) or 0) for shard in keys.shards())
     aliases = sum(1 for _ in client.scan_iter(match=f"{prefix}:{{*}}:alias", count=1000))
     growth = used_memory(client) - used_before
@@ -69,7 +84,7 @@ def measure(
     return out
 
 
-def delete_prefix(client: sync_redis.Redis, prefix: str) -> int:
+def delete_prefix(client: BlockingRedis, prefix: str) -> int:
     """Remove every key under ``prefix``; returns how many."""
     removed = 0
     batch: list[bytes] = []

@@ -18,12 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis as sync_redis
-
+from cdpulse.bench import redis_memory
 from cdpulse.bench.offsets import Offsets
 from cdpulse.bench.procstat import CLOCK_TICKS, machine_busy_ticks, sample_process
 from cdpulse.bench.roles import RoleProcess
 from cdpulse.bench.stats import interpolate, window_rate
+from cdpulse.connections import BlockingRedis
 
 ROLES = ("worker", "learner", "api", "kafka", "redis")
 
@@ -66,7 +66,7 @@ class Watched:
     group: str
     learner_group: str
     learner_topics: list[str]
-    redis: sync_redis.Redis
+    redis: BlockingRedis
     kafka_pid: int | None
 
 
@@ -122,7 +122,6 @@ class Sampler:
                 )
         w = self.watched
         busy, total = machine_busy_ticks()
-        info = w.redis.info("cpu")
         sample = Sample(
             t=round(time.monotonic() - self.started, 3),
             committed=w.offsets.committed(w.group, dict(ends)) if ends else 0,
@@ -135,7 +134,7 @@ class Sampler:
             learner_lag=w.offsets.lag(w.learner_group, w.learner_topics),
             machine_busy=busy,
             machine_total=total,
-            redis_cpu_seconds=float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+            redis_cpu_seconds=redis_memory.cpu_seconds(w.redis),
         )
         self.samples.append(sample)
         return sample

@@ -144,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
     from cdpulse.settings import get_settings
 
     settings = get_settings()
+    if args.stage_events and settings.redis_url.startswith("redis+cluster"):
+        raise CliError(
+            "the stage split (--stage-events) times one Redis, not a Redis Cluster: add "
+            "--stage-events 0 to bench a cluster"
+        )
     if args.partitions < args.workers:
         raise CliError(
             f"--workers {args.workers} needs at least {args.workers} partitions per input "
