@@ -15,7 +15,7 @@ from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import from_dict
 from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.models.churn.scoring import ChurnScoring, profile_document
-from cdpulse.pipeline.batch import ProfilePipeline
+from cdpulse.pipeline.batch import ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
@@ -26,6 +26,7 @@ from cdpulse.privacy.traits import TraitPolicy
 from cdpulse.profile.model import Profile, encode
 from cdpulse.profile.rules import Rules, apply, merge, new_profile
 from cdpulse.profile.view import render
+from cdpulse.profile.windows import DAY
 from tests import oracle
 
 RULES = Rules(traits=TraitPolicy(pseudonymizer=Pseudonymizer(oracle.PSEUDONYM_KEY)))
@@ -251,6 +252,56 @@ def test_recommendation_lists_need_personalization(granted: bool) -> None:
     assert len(items) == (1 if granted else 0)
     for raw in items:
         assert json.loads(raw)["customer_id"] == RULES.traits.pseudonymizer.of_id("C-1")
+
+
+def _training(batches: list[list[Message]]) -> list[dict[str, Any]]:
+    """The churn examples a pipeline (two input partitions) publishes for ``batches``."""
+    engine = Engine(
+        RULES,
+        Models(),
+        labeler=ChurnLabeler(horizon=2 * DAY, interval=DAY, lateness=0),
+        pseudonym=lambda profile_id: profile_id,
+    )
+    outlet = MemoryOutlet()
+    everything = Sharding(owned=lambda: (0,), shard_of=lambda profile_id: 0)  # polls due ones
+    pipe = ProfilePipeline(MemoryState(), outlet, Stages(engine), partitions=2, sharding=everything)
+
+    async def main() -> None:
+        for batch in batches:
+            await pipe.run(batch)
+
+    asyncio.run(main())
+    return [json.loads(raw) for raw in outlet.values(Stream.TRAINING)]
+
+
+@pytest.mark.parametrize("watermark_day", [None, 5, 9])
+def test_withdrawing_analytics_decides_the_labels_due_by_then_whatever_the_watermark(
+    watermark_day: int | None,
+) -> None:
+    """Withdrawing analytics minimises the profile, its activity days with it: the
+    labels decidable at the withdrawal's event time are decided first, so a low
+    watermark (live, several partitions) and a high one (a replay) publish the same
+    labels; none after it. (Before, the labels still waiting for the watermark were
+    lost live and kept by a replay.)"""
+    day = DAY // 1000
+    active = [view(d * day) for d in (0, 1, 4)]
+    withdrawal = consent(10 * day, analytics=False)
+    batches = [messages(active)]
+    if watermark_day is not None:
+        # The other partition moves the watermark on: the next batch decides what came
+        # due by then (a replay's view), before the withdrawal arrives.
+        other = event(watermark_day * day, "page_viewed", {"url": "/"}, anonymous_id="A-9")
+        batches[0].append(Message("customers", 1, 0, b"A-9", json.dumps(other).encode()))
+        batches.append([Message("customers", 1, 1, b"A-9", json.dumps(other).encode())])
+    published = _training([*batches, messages([withdrawal], start=len(active))])
+
+    profile = applied(*active)
+    labeler = ChurnLabeler(horizon=2 * DAY, interval=DAY, lateness=0)
+    want, _ = labeler.decide(profile, T0 + 10 * DAY, lambda d: [0.0])
+    assert [(e["snapshot_at"], e["label"]) for e in published] == [
+        (e.snapshot_at, e.label) for e in want
+    ]
+    assert len(want) >= 3  # the case has labels to lose
 
 
 # --- consent: marketing ----------------------------------------------------------------------
