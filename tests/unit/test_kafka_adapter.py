@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
@@ -395,14 +396,27 @@ def test_a_commit_waiting_without_end_gives_up_and_reports_nothing_committed(
         calls.append(offsets)
         return True
 
+    dead: list[bool] = []
+    coordinator = SimpleNamespace(coordinator_dead=lambda: dead.append(True))
+    monkeypatch.setattr(thread, "_consumer", SimpleNamespace(_coordinator=coordinator))
+    now = [100.0]
+    watch = consumer_of(app).commits
+    watch.clock = lambda: now[0]
     loop = asyncio.new_event_loop()
     try:
         monkeypatch.setattr(thread, "_commit", coordinator_never_answers)
         # Bounded from outside too: without the commit's own timeout this fails, not hangs.
         within = asyncio.wait_for(thread._commit_within({TP0: 5}), 5)
         assert loop.run_until_complete(within) is False
+        # The coordinator that never answered is looked up again by the next commit.
+        assert dead == [True]
+        now[0] += 59.0
+        assert watch.stalled(60.0) == ""
+        now[0] += 2.0
+        assert "offset commits failing for 61s (1 attempts" in watch.stalled(60.0)
         monkeypatch.setattr(thread, "_commit", answers)
         assert loop.run_until_complete(thread._commit_within({TP0: 7})) is True
+        assert watch.stalled(60.0) == ""  # ready again once a commit gets through
     finally:
         loop.close()
     assert calls == [{TP0: 5}, {TP0: 7}]

@@ -64,13 +64,26 @@ class Health:
         metrics.READY.set(0 if self.stalled() else 1)
 
 
+def commit_readiness(app: faust.App, settings: Settings) -> Callable[[], tuple[bool, str]]:
+    """``/readyz``'s ``offsets_committed``: false, with the reason, once the consumer's
+    offset commits have failed for ``CDPULSE_STALL_SECONDS`` (``adapters/kafka/consumer``
+    ``CommitWatch``); a role whose consumer keeps no watch is always true."""
+
+    def check() -> tuple[bool, str]:
+        watch = getattr(app.consumer, "commits", None)
+        why: str = watch.stalled(settings.stall_seconds) if watch is not None else ""
+        return not why, why
+
+    return check
+
+
 def register_health(
     app: faust.App,
     settings: Settings,
     health: Health | None,
     client: AsyncRedis,
     guard: Guard | None = None,
-    readiness: Mapping[str, Callable[[], tuple[dict[str, Any], str]]] | None = None,
+    readiness: Mapping[str, Callable[[], tuple[Any, str]]] | None = None,
 ) -> None:
     """``/healthz``, ``/readyz`` and ``/metrics`` on the role's web server, behind the
     role's ``guard`` (one per process: its request limits count every route).

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -81,15 +82,24 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return cast(bool, await self.call_thread(self._commit_within, offsets))
 
     async def _commit_within(self, offsets: Mapping[TP, int]) -> bool:
+        watch = cast("BatchConsumer", self.consumer).commits
         try:
-            return await asyncio.wait_for(self._commit(offsets), COMMIT_TIMEOUT)
+            done = bool(await asyncio.wait_for(self._commit(offsets), COMMIT_TIMEOUT))
         except TimeoutError:
             log.warning(
                 "offset commit not done in %.0f s (group coordinator unreachable?); "
-                "the next commit tries again",
+                "the coordinator is looked up again and the next commit tries again",
                 COMMIT_TIMEOUT,
             )
-            return False
+            # A chaos run once saw every commit time out for good after a broker restart,
+            # with no new coordinator ever looked up: aiokafka kept the old one, whose
+            # requests never answered. Marked dead, the next commit looks it up again.
+            coordinator = getattr(self._consumer, "_coordinator", None)
+            if coordinator is not None:
+                coordinator.coordinator_dead()
+            done = False
+        watch.record(done)
+        return done
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -99,6 +109,41 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer._fetch_min_bytes = app.fetch_min_bytes
             consumer._fetch_max_wait_ms = int(app.fetch_max_wait * 1000)
         return consumer
+
+
+class CommitWatch:
+    """Whether offset commits get through: readiness reads it (``/readyz``).
+
+    Processing is exact without commits (idempotent writes), so a worker whose commits
+    fail keeps working; but every failed minute is a minute more to read again after a
+    crash, and a coordinator that never comes back needs an operator: not ready.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.failing_since: float | None = None
+        self.failures = 0
+
+    def record(self, done: bool) -> None:
+        """A commit ended: ``done`` when the broker confirmed it."""
+        if done:
+            self.failing_since, self.failures = None, 0
+            return
+        self.failures += 1
+        if self.failing_since is None:
+            self.failing_since = self.clock()
+
+    def stalled(self, stall_seconds: float) -> str:
+        """Why the process is not ready ("" when it is): commits failing that long."""
+        if self.failing_since is None:
+            return ""
+        seconds = self.clock() - self.failing_since
+        if seconds < stall_seconds:
+            return ""
+        return (
+            f"offset commits failing for {seconds:.0f}s ({self.failures} attempts; "
+            "group coordinator unreachable?)"
+        )
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -118,6 +163,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         # again: a worker whose last commits failed (a broker restart) would leave its
         # final offsets uncommitted for good once no new message is acked.
         self._confirmed: dict[TP, int] = {}
+        self.commits = CommitWatch()
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
