@@ -85,8 +85,13 @@ class RedisClusterNodes(PrivateService):
     def reshard(self, source: int, target: int, slots: int) -> None:
         """Move the first ``slots`` slots of the master on ``source`` to the master on
         ``target`` (``redis-cli --cluster reshard``: key by key with MIGRATE, while
-        clients write), and return once it is done."""
-        subprocess.run(
+        clients write), and return once it is done.
+
+        redis-cli refuses to start while the nodes do not agree on the configuration,
+        which they do not for a while after a failover (the old master rejoining as a
+        replica): it waits for ``redis-cli --cluster check`` to pass first."""
+        wait_until(lambda: self._check(source) == "", 120, "the redis cluster nodes to agree")
+        done = subprocess.run(
             [
                 "redis-cli",
                 "--cluster",
@@ -104,7 +109,26 @@ class RedisClusterNodes(PrivateService):
             text=True,
             stdin=subprocess.DEVNULL,
             timeout=600,
-            check=True,
+        )
+        if done.returncode != 0:
+            said = (done.stdout + done.stderr).strip().splitlines()[-15:]
+            raise AssertionError(
+                f"redis-cli --cluster reshard exited {done.returncode}:\n" + "\n".join(said)
+            )
+
+    def _check(self, port: int) -> str:
+        """What ``redis-cli --cluster check`` finds wrong from ``port`` ("" when all is well)."""
+        done = subprocess.run(
+            ["redis-cli", "--cluster", "check", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+        if done.returncode == 0:
+            return ""
+        return "\n".join(
+            line for line in done.stdout.splitlines() if "[ERR]" in line or "[WARNING]" in line
         )
 
     def owned(self, port: int) -> list[int]:

@@ -1,6 +1,7 @@
 """A three-broker KRaft cluster of the tests' own, started by ``deploy/local/kafka.sh
 --brokers 3`` (the script ``stack.sh --brokers 3`` runs), in ``.run/test-k3`` on ports
-59192-59197 (``CDPULSE_TEST_K3_PORT`` moves them)."""
+19192-19197 (``CDPULSE_TEST_K3_PORT`` moves them; below the ephemeral range, where a client's port
+may take one)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.integration.stack import REPO_ROOT, StackError
 
 SCRIPT = REPO_ROOT / "deploy" / "local" / "kafka.sh"
 RUN_DIR = Path(os.environ.get("CDPULSE_TEST_K3_RUN_DIR", REPO_ROOT / ".run" / "test-k3"))
-FIRST_PORT = int(os.environ.get("CDPULSE_TEST_K3_PORT", "59192"))
+FIRST_PORT = int(os.environ.get("CDPULSE_TEST_K3_PORT", "19192"))
 
 
 class KafkaCluster:
