@@ -789,3 +789,29 @@ def test_the_load_generator_survives_a_server_that_goes_away() -> None:
     assert len(result.latencies) == 300  # every request answered or failed: none lost
     assert 50 <= result.statuses["200"] < 300
     assert set(result.statuses) - {"200"}  # the rest failed, with their reason
+
+
+def test_summarize_reads_the_workers_figures_only_where_their_metrics_were_read() -> None:
+    # /metrics is read every few samples; in between a sample repeats the last read,
+    # which must not bend the figures interpolated from it (processed, batches, Redis).
+    samples = []
+    for i in range(13):
+        read = i % 4 == 0
+        t = float(i)
+        s = _sample(t, 1000 * i, 0.8 * i)
+        if not read:
+            held = 1000 * (i - i % 4)
+            s = Sample(
+                **{
+                    **s.as_dict(),
+                    "processed": [held],
+                    "batches": [held // 100],
+                    "redis_seconds": [(i - i % 4) * 0.1],
+                    "scraped": False,
+                }
+            )
+        samples.append(s)
+    summary = summarize(samples, 12_000, 0.1, 0.9)
+    assert summary["processed_per_second"] == pytest.approx(1000)
+    assert summary["mean_batch"] == pytest.approx(100)
+    assert summary["worker_redis_share"] == [pytest.approx(0.1)]
