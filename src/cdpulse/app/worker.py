@@ -110,6 +110,16 @@ class Worker:
             flight = self.flights.pop(0)
             await flight
 
+    def note(self, report: BatchReport) -> None:
+        """A batch is written: what the idle timer reads of it."""
+        self.decided_at = report.decided_at
+        self.more_due = len(report.due) >= self.pipeline.due_limit
+
+    def idle_due(self) -> bool:
+        """Whether an empty batch would decide something: more was due than the last
+        batch took, or the low watermark moved past the one it decided at."""
+        return self.more_due or self.pipeline.low_watermark > self.decided_at
+
     async def ground(self) -> None:
         """The agent stops: let the flights end (a stopping retry ends them), unacked."""
         flights, self.flights = self.flights, []
@@ -214,8 +224,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     def settled(report: BatchReport, messages: list[Message]) -> None:
         """A batch is written: the worker's bookkeeping and the batch's metrics."""
         worker.last_batch = asyncio.get_running_loop().time()
-        worker.decided_at = report.decided_at
-        worker.more_due = len(report.due) >= pipeline.due_limit
+        worker.note(report)
         heap.settle()
         health.succeeded()
         record_batch(report)
@@ -277,7 +286,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         loop = asyncio.get_running_loop()
         if worker.lock.locked() or loop.time() - worker.last_batch < IDLE_SECONDS:
             return
-        if not worker.more_due and pipeline.low_watermark <= worker.decided_at:
+        if not worker.idle_due():
             return  # everything up to the watermark is decided
         with suppress(asyncio.CancelledError):  # stopping mid-retry: nothing was lost
             while True:
