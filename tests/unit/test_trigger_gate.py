@@ -8,15 +8,19 @@ with the right reason; no hour outside a problem's window is.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from cdpulse.app.worker import Worker
+from cdpulse.contract.message import Message
 from cdpulse.contract.mirror import decode
+from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.monitors.health import (
     BASELINE_HOURS,
     HOUR,
@@ -27,7 +31,12 @@ from cdpulse.monitors.health import (
     InputHealth,
     judged_through,
 )
+from cdpulse.pipeline.batch import ProfilePipeline, Sharding
+from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
+from cdpulse.pipeline.stages import Engine, Models, Stages
+from cdpulse.profile.rules import Rules
 from cdpulse.profile.watch import Pending, Watch
+from cdpulse.settings import Settings
 from cdpulse.simulate.breakage import Nulls, PriceUnit, Stall, broken
 from cdpulse.simulate.shop import DEFAULT_START, Shop
 from cdpulse.triggers.decide import decide, next_due
@@ -224,6 +233,149 @@ def test_without_a_gate_nothing_is_held_and_a_replay_decides_the_same() -> None:
     # no gate (cdpulse evaluate, the learner): decided at its time, never gated
     plain = decide(watched(pendings[0]), "c", {}, pendings[0].at, RULES, no_offer)[0]
     assert [d.outcome for d in plain] == ["fired"]
+
+
+# --- held, then released by the gate alone --------------------------------------------
+
+SELL_GATED = TriggerConfig.model_validate(
+    {
+        "gates": {"churn": {}},
+        "rules": [
+            {
+                "name": "sell",
+                "kind": "cross_sell",
+                "marketing": False,
+                "cooldown_hours": 0,
+                "holdout": 0.0,
+                "gated_by": ["churn"],
+            }
+        ],
+    }
+)
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the start of a hour
+MINUTE = 60_000
+
+
+def customer_does(customer: str, minute: int, *kinds: str) -> list[dict[str, Any]]:
+    """``customer``'s events of ``kinds`` at ``minute`` after T0 (an order: product P1)."""
+    stamp = datetime.fromtimestamp((T0 + minute * MINUTE) / 1000, UTC)
+    events: list[dict[str, Any]] = []
+    for kind in kinds:
+        event: dict[str, Any] = {
+            "event_id": f"{customer}-{kind}-{minute}",
+            "type": kind,
+            "timestamp": stamp.isoformat(),
+            "customer_id": customer,
+            "channel": "web",
+        }
+        if kind == "page_viewed":
+            event["properties"] = {"url": "/"}
+        elif kind == "order_completed":
+            item = {"product_id": "P1", "category": "shoes", "price": 10.0, "quantity": 1}
+            event["properties"] = {
+                "order_id": f"O-{customer}-{minute}",
+                "revenue": 10.0,
+                "currency": "EUR",
+                "items": [item],
+            }
+        events.append(event)
+    return events
+
+
+class Broker:
+    """One partition per input topic, offsets counted as a broker would."""
+
+    def __init__(self) -> None:
+        self.offsets: Counter[str] = Counter()
+
+    def batch(self, events: list[dict[str, Any]]) -> list[Message]:
+        out = []
+        for event in events:
+            topic = f"cdp.{STREAM_OF_TYPE[event['type']]}"
+            key = event["customer_id"].encode()
+            out.append(Message(topic, 0, self.offsets[topic], key, json.dumps(event).encode()))
+            self.offsets[topic] += 1
+        return out
+
+
+def test_a_held_situation_is_decided_once_its_hour_is_judged_with_no_event_after() -> None:
+    """The worker decides a batch while the one before it is written, and judges the input
+    health after each write: a batch may decide at a watermark whose hours the gate it
+    reads has not judged yet. A gated situation due then is held, though no later event
+    is needed to release it: once the gate judges its hour, the idle worker's empty batch
+    decides it, even when the stream has ended and the low watermark stays put.
+
+    (Before, the idle timer ran only when the low watermark moved: the situation stayed
+    held for good, and tests/integration/test_trigger_gate.py timed out waiting for the
+    worker to decide what became due, issue 14.)
+    """
+    lateness = MINUTE
+    models = Models()
+    engine = Engine(Rules(), models, triggers=SELL_GATED, trigger_lateness=lateness)
+    state, outlet = MemoryState(), MemoryOutlet()
+    pipe = ProfilePipeline(
+        state,
+        outlet,
+        Stages(engine),
+        partitions=3,
+        sharding=Sharding(owned=lambda: (0,), shard_of=lambda profile_id: 0),
+    )
+    settings = Settings(pseudonym_key="k" * 32)
+    # Only what the idle timer reads: the pipeline, the models' gate and its own notes.
+    worker = Worker(settings, None, pipe, None, models, None)
+    models.gate = Gate()  # as the worker starts: nothing judged, every gated rule held
+
+    def judge() -> None:
+        """The worker's gate after a write: one worker owns every partition and judges
+        them through the hour its low watermark passed; no hour is flagged."""
+        models.gate = Gate({}, settled=judged_through(pipe.low_watermark))
+
+    broker = Broker()
+    everything = ("identify", "page_viewed", "order_completed")  # one per input topic
+    # c orders at 00:05 (a cross-sell situation); the shop goes on to 02:05, which passes
+    # its hour's end plus SETTLE and the lateness; d views a page at 02:10 on the
+    # clickstream alone, so the low watermark stays at 02:05 from then on.
+    first = broker.batch(customer_does("c", 5, *everything))
+    later = broker.batch(customer_does("d", 125, *everything))
+    last = broker.batch(customer_does("d", 130, "page_viewed"))
+    hour = T0 // HOUR
+    assert (hour + 1) * HOUR + SETTLE + lateness <= T0 + 125 * MINUTE
+    assert judged_through(T0 + 125 * MINUTE) >= hour
+
+    async def main() -> list[tuple[str, str, str]]:
+        decided: list[tuple[str, str, str]] = []
+
+        def note(report: Any) -> None:
+            worker.note(report)
+            decided.extend(
+                (d.customer_id, d.pending.rule, d.outcome) for d in report.work.decisions
+            )
+
+        note(await pipe.run(first))
+        judge()
+        note(await pipe.run(later))
+        # The next batch begins before the write above has been judged (the worker
+        # judges after each write, while it already decides the next batch).
+        begun = await pipe.begin(last)
+        judge()
+        report = await pipe.finish(begun)
+        note(report)
+        judge()
+        assert report.decided_at == T0 + 125 * MINUTE == pipe.low_watermark
+        assert decided == [], "held: its hour was not judged when the batch began"
+        assert state.trigger_due[0]["c"] <= report.decided_at
+        # The stream has ended: only the idle timer's empty batches come now.
+        for _ in range(3):
+            if not worker.idle_due():
+                break
+            note(await pipe.run([]))
+            judge()
+        assert not worker.idle_due(), "nothing left to decide: the worker idles"
+        return decided
+
+    decided = asyncio.run(main())
+    assert decided == [("c", "sell", "fired")]
+    assert all(at > T0 + 125 * MINUTE for at in state.trigger_due[0].values())
 
 
 def test_a_rule_gated_by_an_undeclared_model_names_the_fix() -> None:

@@ -35,6 +35,7 @@ from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
 from cdpulse.models.churn.labels import ChurnLabeler
+from cdpulse.monitors.health import HOUR
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import BatchReport, Begun, ProfilePipeline, Sharding
@@ -96,6 +97,9 @@ class Worker:
     last_batch: float = 0.0
     decided_at: int = 0  # the low watermark the last batch decided things at
     more_due: bool = False  # the last batch polled as many due profiles as it may
+    # The earliest hour the last batch held a gated situation due for, its hour not
+    # judged on every partition when it decided (None: nothing held).
+    held: int | None = None
     # Batches being published and written, oldest first: the next batch is decided
     # while the newest is written, and each finishes after the one before it.
     flights: list[asyncio.Future[None]] = field(default_factory=list)
@@ -109,6 +113,30 @@ class Worker:
         while len(self.flights) > keep:
             flight = self.flights.pop(0)
             await flight
+
+    def note(self, report: BatchReport) -> None:
+        """A batch is written: what the idle timer reads of it."""
+        self.decided_at = report.decided_at
+        self.more_due = len(report.due) >= self.pipeline.due_limit
+        self.held = report.work.held
+
+    def idle_due(self) -> bool:
+        """Whether an empty batch would decide something: more was due than the last
+        batch took, the low watermark moved past the one it decided at, or the gate has
+        judged the hour a situation it held waits for.
+
+        The last matters when the stream has ended: a batch is decided while the one
+        before it is written and the gate is judged after each write, so the last batch
+        may hold a situation its watermark made due, and the watermark moves no more.
+        """
+        if self.more_due or self.pipeline.low_watermark > self.decided_at:
+            return True
+        return self.held is not None and self.released()
+
+    def released(self) -> bool:
+        """Whether the gate the stages read has judged the hour held for everywhere."""
+        gate = self.models.gate
+        return self.held is not None and gate is not None and gate.settled_at(self.held * HOUR)
 
     async def ground(self) -> None:
         """The agent stops: let the flights end (a stopping retry ends them), unacked."""
@@ -214,8 +242,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     def settled(report: BatchReport, messages: list[Message]) -> None:
         """A batch is written: the worker's bookkeeping and the batch's metrics."""
         worker.last_batch = asyncio.get_running_loop().time()
-        worker.decided_at = report.decided_at
-        worker.more_due = len(report.due) >= pipeline.due_limit
+        worker.note(report)
         heap.settle()
         health.succeeded()
         record_batch(report)
@@ -277,7 +304,11 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         loop = asyncio.get_running_loop()
         if worker.lock.locked() or loop.time() - worker.last_batch < IDLE_SECONDS:
             return
-        if not worker.more_due and pipeline.low_watermark <= worker.decided_at:
+        if worker.held is not None and not worker.released():
+            # Another worker may have judged the hour since: read the gate again.
+            async with worker.lock:
+                await inputs.sync()
+        if not worker.idle_due():
             return  # everything up to the watermark is decided
         with suppress(asyncio.CancelledError):  # stopping mid-retry: nothing was lost
             while True:

@@ -119,6 +119,9 @@ class Work:
     attributions: list[Attribution] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)  # as decided (not pseudonymised)
     segment_errors: Counter[str] = field(default_factory=Counter)
+    # the earliest hour a gated situation due is held for (``Expired.held``): the worker
+    # runs a batch once the gate judges it, though no event comes
+    held: int | None = None
 
     def absorb(self, other: Work, outputs: bool = True) -> None:
         """Add ``other`` to this work (its records too, unless ``outputs`` is False)."""
@@ -143,6 +146,8 @@ class Work:
             self.segment_errors.update(other.segment_errors)
         if other.saved:
             self.saved.update(other.saved)
+        if other.held is not None:
+            self.held = other.held if self.held is None else min(self.held, other.held)
 
 
 @dataclass(slots=True)
@@ -365,6 +370,8 @@ class Stages:
             if applied or entries:
                 self.hooks.after_profile(profile, entries)
             decided, trigger_due = self.hooks.decide_due(profile, watermark)
+            if decided.held is not None:
+                work.held = decided.held if work.held is None else min(work.held, decided.held)
             if decided.profiles:
                 tallies = self._settle(decided, work)
                 changed = True

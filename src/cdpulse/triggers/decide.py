@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from cdpulse.monitors.health import Gate
+from cdpulse.monitors.health import HOUR, Gate
 from cdpulse.offers.choice import Chooser, OfferChoice
 from cdpulse.profile.watch import Exposure, Pending, Watch
 from cdpulse.triggers.caps import blocked, forget
@@ -169,6 +169,26 @@ def decidable(pending: Pending, watermark: int, config: TriggerConfig, gate: Gat
     if due_at(pending, config, gate) > watermark:
         return False
     return gate is None or not _gated_rule(pending, config) or gate.settled_at(pending.at)
+
+
+def held_for(watch: Watch, watermark: int, config: TriggerConfig, gate: Gate | None) -> int | None:
+    """The earliest event-time hour a situation due at ``watermark`` is held for (its rule
+    gated, that hour not judged on every partition yet), or None.
+
+    Its due time has passed, so no later event is needed to decide it: only the gate
+    judging that hour, which may come after the watermark stopped moving (the batch that
+    read the gate began before the write that made the hour judged).
+    """
+    if gate is None:
+        return None
+    hours = [
+        p.at // HOUR
+        for p in watch.pending
+        if _gated_rule(p, config)
+        and due_at(p, config, gate) <= watermark
+        and not gate.settled_at(p.at)
+    ]
+    return min(hours, default=None)
 
 
 def next_due(watch: Watch, config: TriggerConfig, gate: Gate | None = None) -> int | None:

@@ -20,7 +20,7 @@ from cdpulse.profile.rules import Rules
 from cdpulse.profile.watch import Watch
 from cdpulse.segments.compiler import Values, modelled
 from cdpulse.segments.fields import FieldValues
-from cdpulse.triggers.decide import Attribution, Decision, decide, next_due
+from cdpulse.triggers.decide import Attribution, Decision, decide, held_for, next_due
 from cdpulse.triggers.rules import TriggerConfig
 from cdpulse.triggers.situations import Transition, custom_event, entered, observe, scored
 
@@ -38,6 +38,8 @@ class Expired:
     attributions: list[Attribution] = field(default_factory=list)
     # the profile whose watch the pass changed, by customer: to save
     profiles: dict[str, Profile] = field(default_factory=dict)
+    # the earliest hour a situation due is held for, until the gate judges it (None: none)
+    held: int | None = None
 
 
 class TriggerEngine:
@@ -107,7 +109,12 @@ class TriggerEngine:
     def decide_due(self, profile: Profile, watermark: int) -> tuple[Expired, int | None]:
         """Decide what in ``profile``'s watch the low watermark (less the lateness) has
         passed; what was decided, and the watermark at which the watch is next decidable
-        (its next due time plus the lateness: the profile's schedule)."""
+        (its next due time plus the lateness: the profile's schedule).
+
+        A gated situation due whose hour the gate has not judged everywhere stays pending,
+        its schedule at or below ``watermark``: ``Expired.held`` names that hour, and a
+        batch after the gate judges it decides it, event or not (the worker's idle timer).
+        """
         watch = profile.watch
         if watch is None:
             return Expired(), None
@@ -123,7 +130,8 @@ class TriggerEngine:
         # Something was due, so the watch changed even when nothing fired (a cart closed
         # in time): the profile is saved, or its schedule would keep the passed due time
         # and the profile would be polled, and its successors crowded out, forever.
-        expired = Expired(found, attributed, {customer: profile})
+        held = held_for(watch, late, self.config, gate)
+        expired = Expired(found, attributed, {customer: profile}, held)
         return expired, self._decidable(next_due(watch, self.config, gate))
 
     def _decidable(self, due: int | None) -> int | None:
