@@ -1,12 +1,14 @@
 """The demand forecasts of a shop: every series' models, learned from closed days' KPI counters.
 
 The daily totals are the KPI fold's (``cdpulse.kpis``), counted once per event whatever
-the redeliveries: the shop's ``orders`` and ``revenue_cents``, and each category's and
-product's ``units|g:`` / ``units|p:`` and ``revenue_cents|g:`` / ``|p:``. A day is learned
-once it is *closed*: the low watermark (every input partition's newest event time, the
-lowest of them, ``low_watermark``) is past its end by the lateness (``closed_through``).
-The learner learns each closed day from Redis; ``cdpulse evaluate forecast`` from the
-replay's counters, with this same code, so both end with the same book.
+the redeliveries and whatever the customer's consent, so they do not depend on the order
+the worker read its topics in: the shop's ``orders|d:shop`` and ``revenue_cents|d:shop``,
+and each category's and product's ``units|g:`` / ``units|p:`` and ``revenue_cents|g:`` /
+``|p:``. A day is learned once it is *closed*: the low watermark (every input partition's
+newest event time, the lowest of them, ``low_watermark``) is past its end by the lateness
+(``closed_through``). The learner learns each closed day from Redis; ``cdpulse evaluate
+forecast`` from the replay's counters, with this same code, so both end with the same
+book.
 
 Series: the shop (its units are orders), every category sold since the first day, and
 the ``products`` products with the most units so far (decided at each day's close; one
@@ -20,7 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cdpulse.kpis.fields import CATEGORY, DAY_MS, ORDERS, PRODUCT, REVENUE, UNITS, split
+from cdpulse.kpis.fields import (
+    CATEGORY,
+    DAY_MS,
+    DEMAND_ORDERS,
+    DEMAND_REVENUE,
+    PRODUCT,
+    REVENUE,
+    UNITS,
+    split,
+)
 from cdpulse.models.forecast.model import HORIZON, DemandModel
 
 SHOP, CATEGORIES, PRODUCTS = "shop", "category", "product"
@@ -55,8 +66,9 @@ def low_watermark(watermarks: Mapping[str, int], partitions: int) -> int:
 def day_values(counters: Mapping[str, int]) -> dict[Key, tuple[float, float]]:
     """One day's KPI counters as (units, revenue in currency) per series."""
     out: dict[Key, list[float]] = {}
-    if counters.get(ORDERS) or counters.get(REVENUE):
-        out[(SHOP, "")] = [float(counters.get(ORDERS, 0)), counters.get(REVENUE, 0) / 100]
+    if counters.get(DEMAND_ORDERS) or counters.get(DEMAND_REVENUE):
+        orders, revenue = counters.get(DEMAND_ORDERS, 0), counters.get(DEMAND_REVENUE, 0)
+        out[(SHOP, "")] = [float(orders), revenue / 100]
     for name, amount in counters.items():
         metric, code, value = split(name)
         level = CATEGORIES if code == CATEGORY else PRODUCTS if code == PRODUCT else None
