@@ -121,7 +121,10 @@ class ForecastBook:
         for key in list(self.series):
             if key[0] == PRODUCTS and key[1] not in top:
                 del self.series[key]
-        for key, (units, revenue) in values.items():
+        # New series join in key order, not in the order the day's counters came in
+        # (Redis' hash order live, the events' order in a replay): the sums over the
+        # series (``quality``) then add in the same order, to the last bit.
+        for key, (units, revenue) in sorted(values.items()):
             started = key in self.series or not (units or revenue)
             if not started and (key[0] != PRODUCTS or key[1] in top):
                 self.series[key] = Series(day)
