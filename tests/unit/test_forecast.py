@@ -13,18 +13,23 @@ import json
 import math
 import pickle
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from cdpulse.cli.evaluate_forecast import replay_forecast
 from cdpulse.contract.partitions import partition_of
-from cdpulse.contract.topics import STREAM_OF_TYPE
+from cdpulse.contract.topics import STREAM_OF_TYPE, Topics
+from cdpulse.contract.validation import Rejection, validate
 from cdpulse.importer.csv_orders import CsvFormat, ImportedOrder, OrderColumns, read_orders
-from cdpulse.kpis.fields import DAY_MS
+from cdpulse.kpis.fields import DAY_MS, epoch_day
 from cdpulse.models.forecast import ForecastBook, closed_through, forecast, low_watermark
 from cdpulse.models.forecast.book import Key, day_values
 from cdpulse.models.forecast.model import HORIZON, WARM_DAYS, DemandModel
+from cdpulse.pipeline.memory import MemoryState
+from cdpulse.pipeline.replay import Messages, replay_pipeline
+from cdpulse.pipeline.stages import Models
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 from tests.oracle import millis
@@ -142,20 +147,21 @@ def test_day_values_read_the_kpi_fields() -> None:
     }
 
 
-def test_a_day_closes_once_every_partition_is_past_it_by_the_lateness() -> None:
+def test_a_day_closes_once_every_orders_partition_is_past_it_by_the_lateness() -> None:
     marks = {
-        "cdp.clickstream:0": 3 * DAY_MS + 10,
-        "cdp.clickstream:1": 4 * DAY_MS,
+        "cdp.clickstream:0": 1 * DAY_MS,  # far behind: the clickstream holds no demand
         "cdp.transactions:0": 2 * DAY_MS + 3_600_000,
         "cdp.transactions:1": 5 * DAY_MS,
+        "cdp.customers:1": 9 * DAY_MS,
     }
-    low = low_watermark(marks, 2)
-    assert low == 2 * DAY_MS + 3_600_000  # the customers topic heard nothing: not counted
+    low = low_watermark(marks, 2, "cdp.transactions")
+    assert low == 2 * DAY_MS + 3_600_000
     assert closed_through(low, 3_600_000) == 1  # day 1 closed, day 2 not
     assert closed_through(low, 3_600_001) == 0
-    # a partition of a topic that has heard from others has said nothing yet: no day closes
-    assert low_watermark({**marks, "cdp.customers:1": 9 * DAY_MS}, 2) == 0
-    assert low_watermark({}, 2) == 0
+    # a partition of the orders' topic has said nothing yet: no day closes
+    del marks["cdp.transactions:1"]
+    assert low_watermark(marks, 2, "cdp.transactions") == 0
+    assert low_watermark({}, 2, "cdp.transactions") == 0
 
 
 def test_a_pickled_book_forecasts_the_same() -> None:
@@ -314,3 +320,61 @@ def test_the_book_does_not_depend_on_the_order_a_day_s_counters_are_read_in() ->
         backward.learn_day(THURSDAY + d, dict(reversed(counters.items())))
     assert list(forward.series) == list(backward.series)
     assert forward.quality() == backward.quality()
+
+
+async def _learned_as_it_streams(events: list[dict[str, object]], batch: int) -> ForecastBook:
+    """The book the learner keeps while the events stream in ``batch`` at a time: after
+    every batch, the days closed by then, from the counters written by then."""
+    settings = _settings()
+    state, pipeline = replay_pipeline(settings, Models(), None, partition_of)
+    assert isinstance(state, MemoryState)
+    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
+    now = datetime.now(UTC)
+    book = ForecastBook(products=settings.forecast_products)
+    lateness = int(settings.forecast_lateness_seconds * 1000)
+    for at in range(0, len(events), batch):
+        messages = []
+        for e in events[at : at + batch]:
+            event = validate(e, now=now)
+            assert not isinstance(event, Rejection), event
+            messages.append(cutter.message(json.dumps(e).encode(), event.type, event.key))
+        await pipeline.run(messages)
+        days = {
+            epoch_day(name.removeprefix("day:")): c
+            for name, c in state.kpis.items()
+            if name.startswith("day:")
+        }
+        orders = cutter.topics.transactions
+        low = low_watermark(state.watermarks, settings.topic_partitions, orders)
+        last = closed_through(low, lateness)
+        start = min(days) if book.last_day is None else book.last_day + 1
+        book.learn_days((d, dict(days.get(d, {}))) for d in range(start, last + 1))
+    return book
+
+
+@pytest.mark.parametrize(
+    ("first_read", "batch"),
+    [
+        (None, 500),  # in event time
+        (("clickstream", "customers", "transactions"), 700),
+        (("transactions", "customers", "clickstream"), 300),
+        (("customers", "clickstream", "transactions"), 2_000),
+    ],
+)
+def test_the_days_learned_as_the_stream_goes_are_the_replay_s(
+    first_read: tuple[str, ...] | None, batch: int
+) -> None:
+    """A learner learning each day once it is closed, while the stream goes, ends with
+    the replay's book, however the topics were read (each partition in order) and the
+    stream cut into batches: no day is learned before its demand is all counted."""
+    events = list(Shop(customers=60, days=40, seed=11).events())
+    replayed = _replay(events)
+    if first_read is not None:
+        events.sort(key=lambda e: first_read.index(STREAM_OF_TYPE[str(e["type"])]))
+    book = asyncio.run(_learned_as_it_streams(events, batch))
+    book.version = replayed.version  # what each counts: the books it published
+    assert book.last_day == replayed.last_day
+    assert book.quality() == replayed.quality()
+    assert list(book.series) == list(replayed.series)
+    for key in book.series:
+        assert forecast(book, key, HORIZON) == forecast(replayed, key, HORIZON), key

@@ -4,11 +4,11 @@ The daily totals are the KPI fold's (``cdpulse.kpis``), counted once per event w
 the redeliveries and whatever the customer's consent, so they do not depend on the order
 the worker read its topics in: the shop's ``orders|d:shop`` and ``revenue_cents|d:shop``,
 and each category's and product's ``units|g:`` / ``units|p:`` and ``revenue_cents|g:`` /
-``|p:``. A day is learned once it is *closed*: the low watermark (every input partition's
-newest event time, the lowest of them, ``low_watermark``) is past its end by the lateness
-(``closed_through``). The learner learns each closed day from Redis; ``cdpulse evaluate
-forecast`` from the replay's counters, with this same code, so both end with the same
-book.
+``|p:``. A day is learned once it is *closed*: the low watermark of the orders' topic
+(each of its partitions' newest event time, the lowest of them, ``low_watermark``) is
+past its end by the lateness (``closed_through``). The learner learns each closed day
+from Redis; ``cdpulse evaluate forecast`` from the replay's counters, with this same
+code, so both end with the same book.
 
 Series: the shop (its units are orders), every category sold since the first day, and
 the ``products`` products with the most units so far (decided at each day's close; one
@@ -46,21 +46,16 @@ def closed_through(low_watermark: int, lateness_ms: int) -> int:
     return (low_watermark - lateness_ms) // DAY_MS - 1
 
 
-def low_watermark(watermarks: Mapping[str, int], partitions: int) -> int:
-    """The lowest newest event time of the input partitions (``topic:partition`` names,
-    ``partitions`` per topic), 0 while a topic has heard from some of its partitions but
-    not all: a day is not closed while a partition that will send events of it has said
-    nothing (the worker may fetch one partition well ahead of another). A topic that has
-    heard from none does not count: an import of orders alone never sends to the
-    clickstream, and must still close its days. A partition that falls silent holds
-    the days after its newest event open (README: Demand forecasts)."""
-    heard: dict[str, int] = {}
-    for name in watermarks:
-        topic = name.rpartition(":")[0]
-        heard[topic] = heard.get(topic, 0) + 1
-    if not heard or any(n < partitions for n in heard.values()):
-        return 0
-    return min(watermarks.values())
+def low_watermark(watermarks: Mapping[str, int], partitions: int, orders: str) -> int:
+    """The lowest newest event time of the ``partitions`` partitions of ``orders``, the
+    topic orders come on (``topic:partition`` names in ``watermarks``), 0 until every one
+    has been heard from. Every order is counted in the demand the day it is applied,
+    whatever else the customer did (``kpis.fold``), so only this topic closes a day: a
+    worker that reads the clickstream well ahead of the orders, or the orders ahead of
+    it, closes the same days. A partition of it that falls silent holds the days after
+    its newest order open (README: Demand forecasts)."""
+    marks = [watermarks.get(f"{orders}:{p}") for p in range(partitions)]
+    return min(m for m in marks if m is not None) if None not in marks else 0
 
 
 def day_values(counters: Mapping[str, int]) -> dict[Key, tuple[float, float]]:
