@@ -17,15 +17,18 @@ time and every counter is read off its definition (README: Live KPIs):
 - orders by first touch (the earliest campaign touch, if at or before the order) and
   last touch (the campaign of the newest campaign visit begun at or before it: a visit
   is one campaign's touches no more than the session gap apart), ``(none)`` without one;
-- demand: each order's line units and line cents (price x quantity) per category
-  (``units|g:``, ``revenue_cents|g:``) and per product (``|p:``), on the order's day;
+- demand, of every order whatever the consent: the shop's orders and cents
+  (``orders|d:shop``, ``revenue_cents|d:shop``), each order's line units and line cents
+  (price x quantity) per category (``units|g:``, ``revenue_cents|g:``) and per product
+  (``|p:``), on the order's day;
 - newsletters: opens and clicks, and each customer once on its first open (click) day;
 - cohorts: customers by the week of their first order; per following week, how many
   visited and how many ordered.
 
-Consent: a customer's events count while the consent known so far (in processing order)
-allows analytics; a refusal ends what the customer is counted as (a later grant starts
-afresh). Segment splits (``|s:``) depend on segment decisions and are not computed here.
+Consent: a customer's events count (but for the demand) while the consent known so far
+(in processing order) allows analytics; a refusal ends what the customer is counted as
+(a later grant starts afresh). Segment splits (``|s:``) depend on segment decisions and
+are not computed here.
 """
 
 from __future__ import annotations
@@ -112,9 +115,27 @@ def expected(items: Iterable[bytes | Event], *, now: datetime) -> Counters:
     owned = resolved(every)[3]
     out = _Out()
     for mine in owned.values():
+        _demand(mine, out)
         for person in counted_spells(mine):
             _person(person, out)
     return out.done()
+
+
+def _demand(events: list[Event], out: _Out) -> None:
+    """Every order of a customer in the demand, whatever its consent: the shop's orders
+    and revenue, and the line units and cents by category and product."""
+    for e in events:
+        if e["type"] != "order_completed":
+            continue
+        day, props = millis(e["timestamp"]) // DAY, e["properties"]
+        out.add("day", day, "orders|d:shop")
+        out.add("day", day, "revenue_cents|d:shop", cents(props["revenue"]))
+        for item in props["items"]:
+            quantity = item.get("quantity", 1)
+            for code, name in (("g", item["category"]), ("p", item["product_id"])):
+                out.add("day", day, f"units|{code}:{name[:128]}", quantity)
+                line = cents(item["price"]) * quantity
+                out.add("day", day, f"revenue_cents|{code}:{name[:128]}", line)
 
 
 def counted_spells(events: list[Event]) -> list[list[Event]]:
@@ -221,16 +242,6 @@ def _person(events: list[Event], out: _Out) -> None:
             for dimension, name in (("f", first), ("l", last)):
                 out.add("day", day, f"orders|{dimension}:{name}")
                 out.add("day", day, f"revenue_cents|{dimension}:{name}", amount)
-            for item in props["items"]:  # demand, by category and product
-                quantity = item.get("quantity", 1)
-                for code, name in (("g", item["category"]), ("p", item["product_id"])):
-                    out.add("day", day, f"units|{code}:{name[:128]}", quantity)
-                    out.add(
-                        "day",
-                        day,
-                        f"revenue_cents|{code}:{name[:128]}",
-                        cents(item["price"]) * quantity,
-                    )
             if props.get("recommendation_id") is not None:
                 out.add("day", day, "reco_orders")
                 out.add("day", day, "reco_revenue_cents", amount)

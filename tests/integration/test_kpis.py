@@ -130,6 +130,7 @@ def _check_export(env: Env, out: Path, wanted: kpi_oracle.Counters) -> None:
     exported: dict[str, dict[str, int]] = {}
     codes = {"channel": "c", "segment": "s", "campaign": "k", "first_touch": "f"}
     codes |= {"last_touch": "l", "newsletter": "e", "offer": "o", "category": "g", "product": "p"}
+    codes["demand"] = "d"  # the shop's demand (orders|d:shop), beside category and product
     for row in kpis.to_pylist():
         name = row["metric"]
         if row["dimension"] is not None:

@@ -13,17 +13,23 @@ import json
 import math
 import pickle
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from cdpulse.cli.evaluate_forecast import replay_forecast
 from cdpulse.contract.partitions import partition_of
+from cdpulse.contract.topics import STREAM_OF_TYPE, Topics
+from cdpulse.contract.validation import Rejection, validate
 from cdpulse.importer.csv_orders import CsvFormat, ImportedOrder, OrderColumns, read_orders
-from cdpulse.kpis.fields import DAY_MS
+from cdpulse.kpis.fields import DAY_MS, epoch_day
 from cdpulse.models.forecast import ForecastBook, closed_through, forecast, low_watermark
-from cdpulse.models.forecast.book import day_values
+from cdpulse.models.forecast.book import Key, day_values
 from cdpulse.models.forecast.model import HORIZON, WARM_DAYS, DemandModel
+from cdpulse.pipeline.memory import MemoryState
+from cdpulse.pipeline.replay import Messages, replay_pipeline
+from cdpulse.pipeline.stages import Models
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 from tests.oracle import millis
@@ -111,7 +117,7 @@ def test_prediction_intervals_cover_about_what_they_say() -> None:
 
 def test_days_are_learned_in_order_and_top_products_only() -> None:
     book = ForecastBook(products=2)
-    book.learn_day(100, {"units|p:a": 5, "units|p:b": 3, "units|p:c": 1, "orders": 4})
+    book.learn_day(100, {"units|p:a": 5, "units|p:b": 3, "units|p:c": 1, "orders|d:shop": 4})
     assert sorted(book.series) == [("product", "a"), ("product", "b"), ("shop", "")]
     book.learn_day(101, {"units|p:c": 9})  # c overtakes b: b's model goes, c's starts
     assert sorted(book.series) == [("product", "a"), ("product", "c"), ("shop", "")]
@@ -123,9 +129,11 @@ def test_days_are_learned_in_order_and_top_products_only() -> None:
 
 def test_day_values_read_the_kpi_fields() -> None:
     counters = {
-        "orders": 3,
-        "revenue_cents": 12_345,
-        "orders|c:web": 3,
+        "orders|d:shop": 3,
+        "revenue_cents|d:shop": 12_345,
+        "orders": 2,  # the KPI's orders: those of customers who allow analytics
+        "revenue_cents": 10_000,
+        "orders|c:web": 2,
         "units|g:shoes": 4,
         "revenue_cents|g:shoes": 10_000,
         "units|p:P-1": 2,
@@ -139,26 +147,27 @@ def test_day_values_read_the_kpi_fields() -> None:
     }
 
 
-def test_a_day_closes_once_every_partition_is_past_it_by_the_lateness() -> None:
+def test_a_day_closes_once_every_orders_partition_is_past_it_by_the_lateness() -> None:
     marks = {
-        "cdp.clickstream:0": 3 * DAY_MS + 10,
-        "cdp.clickstream:1": 4 * DAY_MS,
+        "cdp.clickstream:0": 1 * DAY_MS,  # far behind: the clickstream holds no demand
         "cdp.transactions:0": 2 * DAY_MS + 3_600_000,
         "cdp.transactions:1": 5 * DAY_MS,
+        "cdp.customers:1": 9 * DAY_MS,
     }
-    low = low_watermark(marks, 2)
-    assert low == 2 * DAY_MS + 3_600_000  # the customers topic heard nothing: not counted
+    low = low_watermark(marks, 2, "cdp.transactions")
+    assert low == 2 * DAY_MS + 3_600_000
     assert closed_through(low, 3_600_000) == 1  # day 1 closed, day 2 not
     assert closed_through(low, 3_600_001) == 0
-    # a partition of a topic that has heard from others has said nothing yet: no day closes
-    assert low_watermark({**marks, "cdp.customers:1": 9 * DAY_MS}, 2) == 0
-    assert low_watermark({}, 2) == 0
+    # a partition of the orders' topic has said nothing yet: no day closes
+    del marks["cdp.transactions:1"]
+    assert low_watermark(marks, 2, "cdp.transactions") == 0
+    assert low_watermark({}, 2, "cdp.transactions") == 0
 
 
 def test_a_pickled_book_forecasts_the_same() -> None:
     book = ForecastBook()
     for d, v in enumerate(_seasonal(50, seed=4)):
-        book.learn_day(THURSDAY + d, {"orders": int(v)})
+        book.learn_day(THURSDAY + d, {"orders|d:shop": int(v)})
     copy = pickle.loads(pickle.dumps(book))
     assert forecast(copy, ("shop", ""), HORIZON) == forecast(book, ("shop", ""), HORIZON)
 
@@ -217,3 +226,155 @@ def test_the_simulated_shop_has_a_weekly_pattern_that_is_learned() -> None:
     quality = {(q.level, q.target, q.horizon): q for q in book.quality()}
     q = quality[("shop", "units", 0)]
     assert q.mase is not None and q.mase < 1, q
+
+
+def _order(n: int, customer: str, at: str, quantity: int) -> dict[str, object]:
+    item = {"product_id": "P-1", "category": "shoes", "price": 20.0, "quantity": quantity}
+    return {
+        "event_id": f"o-{n}",
+        "type": "order_completed",
+        "timestamp": at,
+        "customer_id": customer,
+        "channel": "web",
+        "properties": {
+            "order_id": f"ord-{n}",
+            "revenue": 20.0 * quantity,
+            "currency": "EUR",
+            "items": [item],
+        },
+    }
+
+
+def _refusal(n: int, customer: str, at: str) -> dict[str, object]:
+    return {
+        "event_id": f"c-{n}",
+        "type": "consent_updated",
+        "timestamp": at,
+        "customer_id": customer,
+        "channel": "web",
+        "properties": {"purposes": {"analytics": False}},
+    }
+
+
+def _demand(events: list[dict[str, object]]) -> dict[int, dict[Key, tuple[float, float]]]:
+    """Each day's demand per series, as a replay in the order of ``events`` counts it."""
+    lines = [json.dumps(e).encode() for e in events]
+    replayed = asyncio.run(replay_forecast(lines, _settings(), partition_of))
+    assert replayed.rejected == 0
+    return {day: day_values(counters) for day, counters in replayed.days.items()}
+
+
+def test_demand_does_not_depend_on_which_topic_was_read_first() -> None:
+    """A refusal of analytics (cdp.customers) and an order (cdp.transactions) of one
+    customer reach the worker in either order, whatever their event times: the day's
+    demand is every order's, in both orders (issue 13: live counted C-1's order, read
+    before its refusal; the replay, reading by event time, did not)."""
+    events = [
+        _order(1, "C-2", "2026-02-01T08:00:00Z", 1),  # before C-2's refusal
+        _refusal(1, "C-1", "2026-02-01T18:45:00Z"),
+        _refusal(2, "C-2", "2026-02-01T18:50:00Z"),
+        _order(2, "C-1", "2026-02-01T18:55:00Z", 2),  # after C-1's refusal
+        _order(3, "C-3", "2026-02-01T19:00:00Z", 4),
+    ]
+    in_time = _demand(events)
+    orders_first = _demand(sorted(events, key=lambda e: e["type"] != "order_completed"))
+    refusals_first = _demand(sorted(events, key=lambda e: e["type"] != "consent_updated"))
+    day = millis("2026-02-01T00:00:00Z") // DAY_MS
+    wanted = {("shop", ""): (3.0, 140.0), ("category", "shoes"): (7.0, 140.0)}
+    wanted[("product", "P-1")] = wanted[("category", "shoes")]
+    assert in_time == orders_first == refusals_first == {day: wanted}
+
+
+def test_the_book_does_not_depend_on_the_order_topics_are_read_in() -> None:
+    """The simulated shop read in event time, and topic by topic (each partition still
+    in order, as a worker may fetch one topic well ahead of another; the batches cut
+    elsewhere): the same days, the same book."""
+    events = list(Shop(customers=60, days=40, seed=11).events())
+    first_read = {"transactions": 0, "customers": 1, "clickstream": 2}
+    by_topic = sorted(events, key=lambda e: first_read[STREAM_OF_TYPE[str(e["type"])]])
+    lines = [json.dumps(e).encode() for e in events]
+    shuffled = [json.dumps(e).encode() for e in by_topic]
+    first = asyncio.run(replay_forecast(lines, _settings(), partition_of))
+    second = asyncio.run(replay_forecast(shuffled, _settings(), partition_of))
+    assert first.book.last_day is not None
+    assert {d: day_values(c) for d, c in first.days.items()} == {
+        d: day_values(c) for d, c in second.days.items()
+    }
+    assert first.book.quality() == second.book.quality()
+    for key in first.book.series:
+        assert forecast(first.book, key, HORIZON) == forecast(second.book, key, HORIZON), key
+
+
+def test_the_book_does_not_depend_on_the_order_a_day_s_counters_are_read_in() -> None:
+    """Redis hands a day's hash over in its own order, a replay in the order the events
+    came: the series, and the sums over them (MAE, MASE), are the same to the last bit."""
+    rng = random.Random(5)
+    days = []
+    for _ in range(60):
+        counters = {f"units|g:c{n}": rng.randrange(0, 9) for n in range(12)}
+        counters |= {f"revenue_cents|g:c{n}": rng.randrange(0, 9_999) for n in range(12)}
+        days.append(counters)
+    forward, backward = ForecastBook(), ForecastBook()
+    for d, counters in enumerate(days):
+        forward.learn_day(THURSDAY + d, counters)
+        backward.learn_day(THURSDAY + d, dict(reversed(counters.items())))
+    assert list(forward.series) == list(backward.series)
+    assert forward.quality() == backward.quality()
+
+
+async def _learned_as_it_streams(events: list[dict[str, object]], batch: int) -> ForecastBook:
+    """The book the learner keeps while the events stream in ``batch`` at a time: after
+    every batch, the days closed by then, from the counters written by then."""
+    settings = _settings()
+    state, pipeline = replay_pipeline(settings, Models(), None, partition_of)
+    assert isinstance(state, MemoryState)
+    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
+    now = datetime.now(UTC)
+    book = ForecastBook(products=settings.forecast_products)
+    lateness = int(settings.forecast_lateness_seconds * 1000)
+    for at in range(0, len(events), batch):
+        messages = []
+        for e in events[at : at + batch]:
+            event = validate(e, now=now)
+            assert not isinstance(event, Rejection), event
+            messages.append(cutter.message(json.dumps(e).encode(), event.type, event.key))
+        await pipeline.run(messages)
+        days = {
+            epoch_day(name.removeprefix("day:")): c
+            for name, c in state.kpis.items()
+            if name.startswith("day:")
+        }
+        orders = cutter.topics.transactions
+        low = low_watermark(state.watermarks, settings.topic_partitions, orders)
+        last = closed_through(low, lateness)
+        start = min(days) if book.last_day is None else book.last_day + 1
+        book.learn_days((d, dict(days.get(d, {}))) for d in range(start, last + 1))
+    return book
+
+
+@pytest.mark.parametrize(
+    ("first_read", "batch"),
+    [
+        (None, 500),  # in event time
+        (("clickstream", "customers", "transactions"), 700),
+        (("transactions", "customers", "clickstream"), 300),
+        (("customers", "clickstream", "transactions"), 2_000),
+    ],
+)
+def test_the_days_learned_as_the_stream_goes_are_the_replay_s(
+    first_read: tuple[str, ...] | None, batch: int
+) -> None:
+    """A learner learning each day once it is closed, while the stream goes, ends with
+    the replay's book, however the topics were read (each partition in order) and the
+    stream cut into batches: no day is learned before its demand is all counted."""
+    events = list(Shop(customers=60, days=40, seed=11).events())
+    replayed = _replay(events)
+    if first_read is not None:
+        events.sort(key=lambda e: first_read.index(STREAM_OF_TYPE[str(e["type"])]))
+    book = asyncio.run(_learned_as_it_streams(events, batch))
+    book.version = replayed.version  # what each counts: the books it published
+    assert book.last_day == replayed.last_day
+    assert book.quality() == replayed.quality()
+    assert list(book.series) == list(replayed.series)
+    for key in book.series:
+        assert forecast(book, key, HORIZON) == forecast(replayed, key, HORIZON), key

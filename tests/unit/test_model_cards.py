@@ -220,7 +220,7 @@ def _book() -> ForecastBook:
     """A book of 60 days: Saturdays twice the other days, for one category."""
     book = ForecastBook(version=3)
     for day in range(20454, 20454 + 60):
-        book.learn_day(day, {"orders": 20 if day % 7 == 2 else 10, "units|g:shoes": 5})
+        book.learn_day(day, {"orders|d:shop": 20 if day % 7 == 2 else 10, "units|g:shoes": 5})
     return book
 
 

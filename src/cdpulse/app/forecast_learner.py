@@ -1,7 +1,7 @@
 """The learner's demand forecasts: every closed day learned from the KPI counters in Redis.
 
-Every ``CDPULSE_FORECAST_LEARN_SECONDS`` one learner (a Redis lock) reads the low
-watermark, learns the days closed since its book's last (``models.forecast.book``) from
+Every ``CDPULSE_FORECAST_LEARN_SECONDS`` one learner (a Redis lock) reads the orders'
+low watermark, learns the days closed since its book's last (``models.forecast.book``) from
 their KPI hashes (``store.kpis``: summed over a cluster's shards) and publishes the book
 as a sealed snapshot, which the api serves (``app/forecast_views.py``). The book holds
 the day it learned last, so a learner that restarts, or takes over from another, goes on
@@ -16,6 +16,7 @@ import math
 import faust
 
 from cdpulse.connections import AsyncRedis
+from cdpulse.contract.topics import Topics
 from cdpulse.kpis.fields import DAY, epoch_day
 from cdpulse.models.forecast import ForecastBook, closed_through, low_watermark
 from cdpulse.models.forecast.book import LEVELS, TARGETS
@@ -41,6 +42,7 @@ def register_forecast_learner(
     keys = keys_for(client, prefix)
     lateness = int(settings.forecast_lateness_seconds * 1000)
     seconds = max(1, math.ceil(settings.forecast_learn_seconds))
+    orders = Topics.from_settings(settings).transactions
 
     async def first_day() -> int | None:
         """The first day anything was counted (read once, for a book that learned none)."""
@@ -56,7 +58,7 @@ def register_forecast_learner(
             book = await store.load() or ForecastBook(products=settings.forecast_products)
             marks = await client.hgetall(keys.watermark)
             low = low_watermark(
-                {_text(k): int(v) for k, v in marks.items()}, settings.topic_partitions
+                {_text(k): int(v) for k, v in marks.items()}, settings.topic_partitions, orders
             )
             last = closed_through(low, lateness)
             start = book.last_day + 1 if book.last_day is not None else await first_day()

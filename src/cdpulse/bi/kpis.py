@@ -23,6 +23,7 @@ from cdpulse.kpis.fields import (
     ACTIVE,
     CATEGORY,
     COHORT_SIZE,
+    DEMAND,
     DIMENSIONS,
     ORDERING,
     PRODUCT,
@@ -52,6 +53,7 @@ COHORT_SCHEMA = pa.schema(
 _NAMES = {code: name for name, code in DIMENSIONS.items()} | {
     CATEGORY: "category",
     PRODUCT: "product",
+    DEMAND: "demand",
 }
 
 

@@ -66,7 +66,8 @@ async def replay_forecast(
 
     state, pipeline = replay_pipeline(settings, Models(), None, partition_of)
     assert isinstance(state, MemoryState)
-    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
+    topics = Topics.from_settings(settings)
+    cutter = Messages(topics, settings.topic_partitions, partition_of)
     now = datetime.now(UTC)
     events = rejected = 0
     batch = []
@@ -96,7 +97,7 @@ async def replay_forecast(
         for name, counts in state.kpis.items()
         if name.startswith(prefix)
     }
-    low = low_watermark(state.watermarks, settings.topic_partitions)
+    low = low_watermark(state.watermarks, settings.topic_partitions, topics.transactions)
     last = closed_through(low, int(settings.forecast_lateness_seconds * 1000))
     book = ForecastBook(products=settings.forecast_products)
     if days:
@@ -124,7 +125,7 @@ def run_forecast(args: argparse.Namespace) -> int:
         return 0
     if book.last_day is None:
         raise CliError(
-            f"{args.input}: no day is closed yet (every input partition's newest event must "
+            f"{args.input}: no day is closed yet (every partition's newest order must "
             "be a day past the day's end, plus CDPULSE_FORECAST_LATENESS_SECONDS); give a "
             "longer history"
         )

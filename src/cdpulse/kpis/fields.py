@@ -76,9 +76,11 @@ DIMENSIONS = {
     "newsletter": NEWSLETTER,
     "offer": OFFER,
 }
-# Demand by line item (``cdpulse.models.forecast``): not KPI dimensions (``DIMENSIONS``),
-# series the demand forecasts read: ``units|g:shoes``, ``revenue_cents|p:P-1``.
-CATEGORY, PRODUCT = "g", "p"
+# Demand (``cdpulse.models.forecast``): not KPI dimensions (``DIMENSIONS``), the series
+# the demand forecasts read: by line item ``units|g:shoes``, ``revenue_cents|p:P-1``, and
+# the shop's orders and revenue (``DEMAND_ORDERS``). Every order counts in them, whatever
+# the customer's consent (``kpis.fold``), unlike ``orders`` and ``revenue_cents``.
+CATEGORY, PRODUCT, DEMAND = "g", "p", "d"
 NO_CAMPAIGN = "(none)"  # an order no campaign touched before it
 REFUSED = "_refused"  # counts a full hash refused (``store.kpis``, ``write.lua``)
 LABEL_CHARS = 128  # a dimension value is cut to this: clients name campaigns and offers
@@ -156,6 +158,7 @@ SESSIONS = "sessions"
 PRODUCT_VIEWS, CART_ADDS, CHECKOUTS, ORDERS = "product_views", "cart_adds", "checkouts", "orders"
 REVENUE, REFUNDS, REFUNDED = "revenue_cents", "refunds", "refunded_cents"
 UNITS = "units"  # line items' quantities, by category and by product only
+DEMAND_ORDERS, DEMAND_REVENUE = f"{ORDERS}|{DEMAND}:shop", f"{REVENUE}|{DEMAND}:shop"
 ORDER_GAPS, ORDER_GAP_MS = "order_gaps", "order_gap_ms"  # repeat orders, time since the last
 EMAIL_OPENS, EMAIL_CLICKS = "email_opens", "email_clicks"
 EMAIL_OPENERS, EMAIL_CLICKERS = "email_openers", "email_clickers"  # once per newsletter

@@ -10,7 +10,10 @@ Consent: a customer counts while its consent allows ``analytics``, the purpose t
 decides whether the profile keeps its events at all (``privacy.consent``). The events
 the profile applied before a refusal was known stay counted (they are sums over many
 customers: nothing of the customer can be read back from them), and the state the
-distinct counts need goes with the rest of the profile (``rules.minimise``).
+distinct counts need goes with the rest of the profile (``rules.minimise``). The demand
+the forecasts learn (``kpis.fields``: the shop's orders and revenue, units and line
+revenue by category and product) counts every order whatever the consent: it is decided
+by the order alone, so it does not depend on the order the topics were read in.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from cdpulse.contract.mirror import (
     EmailClickedEvent,
     EmailOpenedEvent,
     Event,
-    LineItem,
     OfferRedeemedEvent,
     OfferShownEvent,
+    OrderCompleted,
     OrderCompletedEvent,
     OrderRefundedEvent,
     ProductViewedEvent,
@@ -39,6 +42,8 @@ from cdpulse.kpis.fields import (
     CHECKOUTS,
     DAY,
     DAY_MS,
+    DEMAND_ORDERS,
+    DEMAND_REVENUE,
     EMAIL_CLICKERS,
     EMAIL_CLICKS,
     EMAIL_OPENERS,
@@ -109,6 +114,13 @@ class KpiFold:
         spans as they were before it (the list itself, not a copy: the rules replace it
         when a late event changes it, and change its last span in place only where that
         opens no session, which is what ``sessions.event`` then finds)."""
+        if type(event) is OrderCompletedEvent:
+            # Demand counts every order whatever the consent: the consent known when an
+            # order is applied depends on which topic the worker read first (a refusal
+            # comes on cdp.customers, the order on cdp.transactions), and the forecasts
+            # must learn the same days live and in a replay. These are the shop's sales
+            # summed over everyone, read off the order alone; the profile keeps nothing.
+            _demand(tally.day(event.at // DAY_MS), event.properties)
         if profile.consent and not allows(profile, "analytics"):
             return  # withheld: not counted, and the profile keeps nothing to count with
         activity = profile.activity
@@ -153,7 +165,6 @@ class KpiFold:
             _add(fields, ORDERS, 1, channel, campaign)
             _add(fields, REVENUE, amount, channel, campaign)
             orders.order(activity, t, amount, tally)
-            _demand(fields, order.items)
             if order.recommendation_id is not None:
                 tally.add(DAY, day, RECO_ORDERS, 1)
                 tally.add(DAY, day, RECO_REVENUE, amount)
@@ -224,10 +235,13 @@ def _add(
         fields[name] = fields.get(name, 0) + amount
 
 
-def _demand(fields: dict[str, int], items: list[LineItem]) -> None:
-    """An order's units and line revenue by category and by product (the demand the
-    forecasts learn): a line's revenue is its price in cents times its quantity."""
-    for item in items:
+def _demand(fields: dict[str, int], order: OrderCompleted) -> None:
+    """An order in the shop's demand, and its units and line revenue by category and by
+    product (what the forecasts learn): a line's revenue is its price in cents times its
+    quantity."""
+    fields[DEMAND_ORDERS] = fields.get(DEMAND_ORDERS, 0) + 1
+    fields[DEMAND_REVENUE] = fields.get(DEMAND_REVENUE, 0) + cents(order.revenue)
+    for item in order.items:
         units = item.quantity
         line = cents(item.price) * units
         for name in (field(UNITS, CATEGORY, item.category), field(UNITS, PRODUCT, item.product_id)):

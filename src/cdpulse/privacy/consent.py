@@ -11,7 +11,8 @@ analytics           the profile is minimised after every event and merge: only t
                     consent record, identity links, pseudonymised traits and the
                     bookkeeping that keeps writes exactly-once are kept (what is
                     needed to honour the request); no counters, windows, sessions,
-                    cart, affinity, churn history, labels or recommender learning
+                    cart, affinity, churn history, labels or recommender learning;
+                    its orders still count in the shop's demand (``kpis.fold``)
 personalization     no churn score (cleared), no recommendation lists (stream or
                     HTTP, which answers 451), item events are not forwarded to the
                     recommender's learner

@@ -1,12 +1,14 @@
 """The demand forecasts of a shop: every series' models, learned from closed days' KPI counters.
 
 The daily totals are the KPI fold's (``cdpulse.kpis``), counted once per event whatever
-the redeliveries: the shop's ``orders`` and ``revenue_cents``, and each category's and
-product's ``units|g:`` / ``units|p:`` and ``revenue_cents|g:`` / ``|p:``. A day is learned
-once it is *closed*: the low watermark (every input partition's newest event time, the
-lowest of them, ``low_watermark``) is past its end by the lateness (``closed_through``).
-The learner learns each closed day from Redis; ``cdpulse evaluate forecast`` from the
-replay's counters, with this same code, so both end with the same book.
+the redeliveries and whatever the customer's consent, so they do not depend on the order
+the worker read its topics in: the shop's ``orders|d:shop`` and ``revenue_cents|d:shop``,
+and each category's and product's ``units|g:`` / ``units|p:`` and ``revenue_cents|g:`` /
+``|p:``. A day is learned once it is *closed*: the low watermark of the orders' topic
+(each of its partitions' newest event time, the lowest of them, ``low_watermark``) is
+past its end by the lateness (``closed_through``). The learner learns each closed day
+from Redis; ``cdpulse evaluate forecast`` from the replay's counters, with this same
+code, so both end with the same book.
 
 Series: the shop (its units are orders), every category sold since the first day, and
 the ``products`` products with the most units so far (decided at each day's close; one
@@ -20,7 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cdpulse.kpis.fields import CATEGORY, DAY_MS, ORDERS, PRODUCT, REVENUE, UNITS, split
+from cdpulse.kpis.fields import (
+    CATEGORY,
+    DAY_MS,
+    DEMAND_ORDERS,
+    DEMAND_REVENUE,
+    PRODUCT,
+    REVENUE,
+    UNITS,
+    split,
+)
 from cdpulse.models.forecast.model import HORIZON, DemandModel
 
 SHOP, CATEGORIES, PRODUCTS = "shop", "category", "product"
@@ -35,28 +46,24 @@ def closed_through(low_watermark: int, lateness_ms: int) -> int:
     return (low_watermark - lateness_ms) // DAY_MS - 1
 
 
-def low_watermark(watermarks: Mapping[str, int], partitions: int) -> int:
-    """The lowest newest event time of the input partitions (``topic:partition`` names,
-    ``partitions`` per topic), 0 while a topic has heard from some of its partitions but
-    not all: a day is not closed while a partition that will send events of it has said
-    nothing (the worker may fetch one partition well ahead of another). A topic that has
-    heard from none does not count: an import of orders alone never sends to the
-    clickstream, and must still close its days. A partition that falls silent holds
-    the days after its newest event open (README: Demand forecasts)."""
-    heard: dict[str, int] = {}
-    for name in watermarks:
-        topic = name.rpartition(":")[0]
-        heard[topic] = heard.get(topic, 0) + 1
-    if not heard or any(n < partitions for n in heard.values()):
-        return 0
-    return min(watermarks.values())
+def low_watermark(watermarks: Mapping[str, int], partitions: int, orders: str) -> int:
+    """The lowest newest event time of the ``partitions`` partitions of ``orders``, the
+    topic orders come on (``topic:partition`` names in ``watermarks``), 0 until every one
+    has been heard from. Every order is counted in the demand the day it is applied,
+    whatever else the customer did (``kpis.fold``), so only this topic closes a day: a
+    worker that reads the clickstream well ahead of the orders, or the orders ahead of
+    it, closes the same days. A partition of it that falls silent holds the days after
+    its newest order open (README: Demand forecasts)."""
+    marks = [watermarks.get(f"{orders}:{p}") for p in range(partitions)]
+    return min(m for m in marks if m is not None) if None not in marks else 0
 
 
 def day_values(counters: Mapping[str, int]) -> dict[Key, tuple[float, float]]:
     """One day's KPI counters as (units, revenue in currency) per series."""
     out: dict[Key, list[float]] = {}
-    if counters.get(ORDERS) or counters.get(REVENUE):
-        out[(SHOP, "")] = [float(counters.get(ORDERS, 0)), counters.get(REVENUE, 0) / 100]
+    if counters.get(DEMAND_ORDERS) or counters.get(DEMAND_REVENUE):
+        orders, revenue = counters.get(DEMAND_ORDERS, 0), counters.get(DEMAND_REVENUE, 0)
+        out[(SHOP, "")] = [float(orders), revenue / 100]
     for name, amount in counters.items():
         metric, code, value = split(name)
         level = CATEGORIES if code == CATEGORY else PRODUCTS if code == PRODUCT else None
@@ -109,7 +116,10 @@ class ForecastBook:
         for key in list(self.series):
             if key[0] == PRODUCTS and key[1] not in top:
                 del self.series[key]
-        for key, (units, revenue) in values.items():
+        # New series join in key order, not in the order the day's counters came in
+        # (Redis' hash order live, the events' order in a replay): the sums over the
+        # series (``quality``) then add in the same order, to the last bit.
+        for key, (units, revenue) in sorted(values.items()):
             started = key in self.series or not (units or revenue)
             if not started and (key[0] != PRODUCTS or key[1] in top):
                 self.series[key] = Series(day)
