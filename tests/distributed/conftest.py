@@ -9,21 +9,23 @@ migrated are each checked against the oracle on replicated Kafka and a sharded s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.conftest import moved
+from tests.cluster.conftest import redis_cluster
 from tests.cluster.nodes import RedisClusterNodes
 from tests.integration import conftest as integration
 from tests.integration.conftest import Env, make_env
 from tests.scale.cluster import KafkaCluster
+from tests.scale.conftest import cluster
 
-# The integration suite's session stack: pytest's session needs it started (its single
-# broker and Redis are not used by these tests).
+# The integration suite's session stack (its single broker and Redis are not used by these
+# tests), tests/scale's three brokers (``cluster``) and tests/cluster's Redis Cluster.
 stack = integration.stack
+__all__ = ["cluster", "redis_cluster", "stack"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,33 +34,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
-def kafka_cluster() -> Iterator[KafkaCluster]:
-    kafka = KafkaCluster()
-    kafka.start()
-    kafka.wait_for_brokers()
-    try:
-        yield kafka
-    finally:
-        if not os.environ.get("CDPULSE_TEST_KEEP_STACK"):
-            kafka.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisClusterNodes]:
-    nodes = RedisClusterNodes()
-    nodes.start()
-    nodes.wait_replicated()
-    try:
-        yield nodes
-    finally:
-        if not os.environ.get("CDPULSE_TEST_KEEP_STACK"):
-            nodes.stop()
-
-
 @pytest.fixture
 def env(
-    stack: None, kafka_cluster: KafkaCluster, redis_cluster: RedisClusterNodes, tmp_path: Path
+    stack: None, cluster: KafkaCluster, redis_cluster: RedisClusterNodes, tmp_path: Path
 ) -> Iterator[Env]:
     url = redis_cluster.url
     assert url.startswith("redis+cluster://"), url
@@ -67,7 +45,7 @@ def env(
     try:
         yield moved(
             one,
-            CDPULSE_KAFKA_BOOTSTRAP=kafka_cluster.bootstrap,
+            CDPULSE_KAFKA_BOOTSTRAP=cluster.bootstrap,
             CDPULSE_TOPIC_REPLICATION="3",
             CDPULSE_TOPIC_MIN_INSYNC_REPLICAS="2",
         )

@@ -41,7 +41,7 @@ def group_coordinator(settings: Settings) -> int:
 
 
 def test_the_group_coordinators_broker_killed_mid_stream_leaves_exact_profiles(
-    env: Env, kafka_cluster: KafkaCluster
+    env: Env, cluster: KafkaCluster
 ) -> None:
     messages = shop_stream(customers=scaled(250, 1000), days=30, seed=23)
     sender = Sender(env.settings, messages, rate=scaled(600, 1500))
@@ -52,12 +52,12 @@ def test_the_group_coordinators_broker_killed_mid_stream_leaves_exact_profiles(
     busy(worker, 500)
 
     victim = group_coordinator(env.settings)
-    kafka_cluster.kill(victim)
+    cluster.kill(victim)
     try:
         applied = metric(worker, "cdpulse_events_applied_total")
         busy(worker, applied + 200)  # on the two brokers left
     finally:
-        kafka_cluster.start()  # only the killed one is down: it alone starts
+        cluster.start()  # only the killed one is down: it alone starts
 
     sent = sender.finish()
     wait_until(lambda: drained(env.settings), 600, "the worker to commit to the end")
