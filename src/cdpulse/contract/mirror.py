@@ -339,18 +339,34 @@ def event_time(timestamp: str | int | float) -> int:
 
 
 _HOURS: dict[str, int] = {}  # "YYYY-MM-DDTHH" -> epoch ms of that hour, UTC
+_MINUTES: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:" -> epoch ms of that minute, UTC
+# Digits by dict lookup: a miss is anything but ASCII digits in range, which int() with
+# isascii and isdigit checks would take several calls per timestamp to say.
+_SIXTY = {f"{n:02d}": n for n in range(60)}
+_THOUSAND = {f"{n:03d}": n for n in range(1000)}
 
 
 def _utc_millis(text: str) -> int | None:
     """``YYYY-MM-DDTHH:MM:SS.mmmZ``, what most producers write, in exact integer
-    arithmetic on a cached hour; None for anything else (the contract's path decides)."""
-    if text[23] != "Z" or text[13] != ":" or text[16] != ":" or text[19] != ".":
+    arithmetic on a cached minute; None for anything else (the contract's path decides)."""
+    if text[23] != "Z" or text[19] != ".":
         return None
-    rest = text[14:16] + text[17:19] + text[20:23]
-    if not rest.isascii() or not rest.isdigit():
+    seconds = _SIXTY.get(text[17:19])
+    millis = _THOUSAND.get(text[20:23])
+    if seconds is None or millis is None:
         return None
-    minutes, seconds, millis = int(rest[:2]), int(rest[2:4]), int(rest[4:])
-    if minutes > 59 or seconds > 59:
+    minute = _MINUTES.get(text[:17])
+    if minute is None:
+        minute = _minute(text)
+        if minute is None:
+            return None
+    return minute + seconds * 1000 + millis
+
+
+def _minute(text: str) -> int | None:
+    """Epoch ms of the minute ``text`` starts with (cached); None if it is not one."""
+    minutes = _SIXTY.get(text[14:16])
+    if text[13] != ":" or text[16] != ":" or minutes is None:
         return None
     hour = _HOURS.get(text[:13])
     if hour is None:
@@ -361,7 +377,10 @@ def _utc_millis(text: str) -> int | None:
         if len(_HOURS) > 100_000:
             _HOURS.clear()
         hour = _HOURS[text[:13]] = int(start.timestamp() * 1000)
-    return hour + minutes * 60_000 + seconds * 1000 + millis
+    if len(_MINUTES) > 100_000:
+        _MINUTES.clear()
+    minute = _MINUTES[text[:17]] = hour + minutes * 60_000
+    return minute
 
 
 def decode(raw: bytes) -> Event | None:
