@@ -470,4 +470,7 @@ def _member_of(profile: Profile) -> set[str]:
 
 def _learns_from(profile: Profile) -> bool:
     """Whether the recommender may learn from this customer (README: consent matrix)."""
-    return allows(profile, "analytics") and allows(profile, "personalization")
+    # Once per item event: no consent given is both purposes' default, allowed.
+    return not profile.consent or (
+        allows(profile, "analytics") and allows(profile, "personalization")
+    )
