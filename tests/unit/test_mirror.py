@@ -247,3 +247,38 @@ def test_event_time_agrees_with_the_contract_on_every_timestamp_form(
         except ValueError:
             got = None
         assert got == want, candidate
+
+
+@pytest.mark.parametrize("escape", ["\\n", "\\t", "\\u0000", "\\u001f", "\\u001F"])
+def test_an_escaped_control_character_in_an_id_is_refused_in_other_text_kept(
+    escape: str,
+) -> None:
+    """Ids are checked for control characters without a pattern: only an escape can make
+    one in JSON, and a message holding one is left to the contract, which refuses it in
+    an id and keeps it, as written, in a title."""
+
+    def page(event_id: str, title: str) -> bytes:
+        text = json.dumps(
+            {
+                "event_id": event_id,
+                "type": "page_viewed",
+                "timestamp": "2026-01-31T10:00:00.000Z",
+                "anonymous_id": "a-1",
+                "channel": "web",
+                "properties": {"url": "https://shop.example/", "title": title},
+            }
+        )
+        return text.replace("\\\\", "\\").encode()  # the escape as written, not escaped
+
+    in_id = page(f"e{escape}1", "Home")
+    assert mirror.decode(in_id) is None
+    refused = validation.decode(in_id, now=NOW)
+    assert isinstance(refused, validation.Rejection)
+    assert refused.reason == validation.INVALID_FIELD
+    in_title = page("e-1", f"Ho{escape}me")
+    assert mirror.decode(in_title) is None  # the contract decides
+    kept = validation.decode(in_title, now=NOW)
+    assert isinstance(kept, mirror.PageViewedEvent)
+    assert kept.properties.title == json.loads(in_title)["properties"]["title"]
+    with pytest.raises(ValueError):
+        mirror.from_dict(json.loads(in_id))

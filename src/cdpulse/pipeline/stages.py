@@ -257,6 +257,7 @@ class Stages:
         withheld: list[Example] = []  # labels decided as analytics consent is withdrawn
         unnoted: list[Item] = []  # merges refused while the profile was not stored
         pseudonym = ""
+        hooks, counts = self.hooks, work.counts  # read once, not per event
         for item in update.items:
             event, message = item.event, item.message
             if is_duplicate(profile, event.event_id, item.source, message.offset):
@@ -311,17 +312,17 @@ class Stages:
                 withheld += self.scoring.expire(profile, event.at)[0]
             spans = profile.spans  # as they were before the event (``KpiFold.observe``)
             if type(event) is EmailOpenedEvent and event.customer_id is not None:
-                observe_open(profile, event.at, event.timestamp, work.counts)
-            capped += apply_new(profile, event, rules, item.source, message.offset, work.counts)
+                observe_open(profile, event.at, event.timestamp, counts)
+            capped += apply_new(profile, event, rules, item.source, message.offset, counts)
             if kpis is not None:
                 kpis.observe(profile, event, spans, tally)
             applied += 1
             if type(event) is OrderCompletedEvent:
                 ordered = True
             elif type(event) is IdentifyEvent and event.properties.traits:
-                work.counts["traits_dropped"] += rules.traits.dropped(event.properties.traits)
-            if self.hooks is not None:
-                self.hooks.observe(profile, event, event.at, work.counts)
+                counts["traits_dropped"] += rules.traits.dropped(event.properties.traits)
+            if hooks is not None:
+                hooks.observe(profile, event, event.at, counts)
         if applied:
             # The profile is stored after all (events of the batch created it): its
             # refused merges are known there on a re-delivery, which must not decide
@@ -477,4 +478,7 @@ def _member_of(profile: Profile) -> set[str]:
 
 def _learns_from(profile: Profile) -> bool:
     """Whether the recommender may learn from this customer (README: consent matrix)."""
-    return allows(profile, "analytics") and allows(profile, "personalization")
+    # Once per item event: no consent given is both purposes' default, allowed.
+    return not profile.consent or (
+        allows(profile, "analytics") and allows(profile, "personalization")
+    )

@@ -102,7 +102,9 @@ def add(window: Window, key: bytes, t: int, days: int, cap: int, source: int = 0
     be judged either way by its first copy's day.
     """
     day = t // DAY
-    mine = window.setdefault(source, {})
+    mine = window.get(source)
+    if mine is None:
+        mine = window[source] = {}
     newest = max(mine, default=day)
     if day < newest - days:
         return 0
@@ -131,7 +133,11 @@ def prune(days: dict[int, bytes], oldest: int) -> None:
 
 def size(window: Window) -> int:
     """How many ids the window keeps."""
-    return sum(len(packed) for days in window.values() for packed in days.values()) // ID_BYTES
+    # Once per applied event (``enforce_cap``): a sum in C per source, not a generator.
+    total = 0
+    for days in window.values():
+        total += sum(map(len, days.values()))
+    return total // ID_BYTES
 
 
 def enforce_cap(window: Window, cap: int) -> int:

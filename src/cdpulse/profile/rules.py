@@ -154,28 +154,35 @@ def apply_new(
             dedupe.source_of(source),
         )
 
+    # Once per event: comparisons instead of min/max calls, and the event's class tested
+    # by identity (the mirror's structs are final: ``type(event) is`` is ``isinstance``).
     t = event.at
+    name = event.type
     first = profile.events == 0
     last_seen_before = profile.last_seen
     profile.events += 1
-    profile.first_seen = t if first else min(profile.first_seen, t)
-    profile.last_seen = t if first else max(profile.last_seen, t)
-    profile.counts[event.type] = profile.counts.get(event.type, 0) + 1
-    profile.channels[event.channel] = profile.channels.get(event.channel, 0) + 1
+    if first or t < profile.first_seen:
+        profile.first_seen = t
+    if first or t > last_seen_before:
+        profile.last_seen = t
+    counts = profile.counts
+    counts[name] = counts.get(name, 0) + 1
+    channels = profile.channels
+    channels[event.channel] = channels.get(event.channel, 0) + 1
     if event.customer_id is not None and profile.customer_id is None:
         profile.customer_id = event.customer_id
-    if event.type in SESSION_TYPES:
-        _add_to_sessions(profile, t, rules)
+    if name in SESSION_TYPES:
+        _insert_span(profile, t, t, rules)
 
     revenue = 0.0
     orders = 0
-    if isinstance(event, ProductViewedEvent):
+    if type(event) is ProductViewedEvent:
         props = event.properties
         _add_affinity(
             profile, props.category, AFFINITY_WEIGHTS["product_viewed"], t, rules, dropped
         )
         _add_viewed(profile, props.product_id, t, rules)
-    elif isinstance(event, ProductAddedEvent):
+    elif type(event) is ProductAddedEvent:
         added = event.properties
         _add_affinity(profile, added.category, AFFINITY_WEIGHTS["product_added"], t, rules, dropped)
         line = profile.cart.setdefault(added.product_id, CartLine())
@@ -184,11 +191,11 @@ def apply_new(
         if (t, added.price, added.category) > (line.price_at, line.price, line.category):
             line.category, line.price, line.price_at = added.category, added.price, t
         _change_cart(profile, added.product_id, t, added.quantity, rules, dropped)
-    elif isinstance(event, ProductRemovedEvent):
+    elif type(event) is ProductRemovedEvent:
         profile.cart.setdefault(event.properties.product_id, CartLine())
         removed = event.properties
         _change_cart(profile, removed.product_id, t, -removed.quantity, rules, dropped)
-    elif isinstance(event, OrderCompletedEvent):
+    elif type(event) is OrderCompletedEvent:
         order = event.properties
         orders, revenue = 1, order.revenue
         profile.orders += 1
@@ -203,13 +210,13 @@ def apply_new(
             weight = AFFINITY_WEIGHTS["order_completed"]
             _add_affinity(profile, item.category, weight, t, rules, dropped)
         _clear_cart(profile, t)
-    elif isinstance(event, OrderRefundedEvent):
+    elif type(event) is OrderRefundedEvent:
         profile.refunds += 1
         profile.refunded += event.properties.amount
-    elif isinstance(event, ConsentUpdatedEvent):
+    elif type(event) is ConsentUpdatedEvent:
         for purpose, granted in event.properties.purposes.given().items():
             _set_consent(profile, purpose, t, granted)
-    elif isinstance(event, IdentifyEvent):
+    elif type(event) is IdentifyEvent:
         profile.identified_at = (
             t if profile.identified_at is None else min(profile.identified_at, t)
         )
@@ -218,7 +225,7 @@ def apply_new(
             profile.anonymous_ids.append(anonymous_id)
         for name, value in rules.traits.admit(event.properties.traits).items():
             _set_trait(profile, name, t, value)
-    elif isinstance(event, CustomEvent):
+    elif type(event) is CustomEvent:
         custom.count(
             profile,
             event.name,
@@ -229,8 +236,8 @@ def apply_new(
         )
 
     windows.add(profile.buckets, t, 1, orders, revenue)
-    if event.type in send_hours.WEIGHTS:
-        send_hours.add(profile.send_hours, event.type, t, event.timestamp, profile.last_seen)
+    if name in send_hours.WEIGHTS:
+        send_hours.add(profile.send_hours, name, t, event.timestamp, profile.last_seen)
     if profile.send_hours and send_hours.moved(last_seen_before, profile.last_seen):
         send_hours.prune(profile.send_hours, profile.last_seen)
     # Pruning reads every bucket: needed only when the newest time moved to a new bucket,
@@ -243,7 +250,7 @@ def apply_new(
             custom.prune_all(profile)
     if event.customer_id is not None:
         _add_churn_day(profile, t, orders, revenue, rules.churn_days_kept)
-    if not allows(profile, "analytics"):
+    if profile.consent and not allows(profile, "analytics"):  # none given: the default
         minimise(profile)
     return capped
 
@@ -353,7 +360,9 @@ def _add_churn_day(profile: Profile, t: int, orders: int, revenue: float, kept: 
     cell[0] += 1
     cell[1] += orders
     cell[2] += revenue
-    profile.churn_first_seen = _min_opt(profile.churn_first_seen, t)
+    first = profile.churn_first_seen
+    if first is None or t < first:
+        profile.churn_first_seen = t
 
 
 def _merge_churn_days(profile: Profile, other: Profile, kept: int) -> None:
@@ -376,10 +385,6 @@ def _min_opt(a: int | None, b: int | None) -> int | None:
 
 def _max_opt(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
-
-
-def _add_to_sessions(profile: Profile, t: int, rules: Rules) -> None:
-    _insert_span(profile, t, t, rules)
 
 
 def _insert_span(profile: Profile, start: int, end: int, rules: Rules) -> None:

@@ -35,6 +35,8 @@ def iso(millis: int | None) -> str | None:
 
 def in_cart(profile: Profile) -> list[str]:
     """The products of the open cart (``cart_view``'s items), without rendering it."""
+    if not profile.cart:
+        return []  # most profiles, once per item event (the recommender's context)
     return [
         product_id
         for product_id, line in sorted(profile.cart.items())

@@ -47,11 +47,20 @@ def first_bucket(window: Window, as_of: int) -> int:
 
 def add(buckets: Buckets, t: int, events: int, orders: int, revenue: float) -> None:
     """Count one event at time ``t`` in every granularity."""
+    # Once per applied event: a bucket's cell is looked up, not made and thrown away
+    # (``setdefault``'s default), and ``t - t % g`` is ``(t // g) * g`` for integers.
     for g in GRANULARITIES:
-        cell = buckets.setdefault(g, {}).setdefault((t // g) * g, [0, 0, 0.0])
-        cell[0] += events
-        cell[1] += orders
-        cell[2] += revenue
+        cells = buckets.get(g)
+        if cells is None:
+            cells = buckets[g] = {}
+        start = t - t % g
+        cell = cells.get(start)
+        if cell is None:
+            cells[start] = [0 + events, 0 + orders, 0.0 + revenue]
+        else:
+            cell[0] += events
+            cell[1] += orders
+            cell[2] += revenue
 
 
 def moved(before: int, after: int) -> bool:

@@ -47,16 +47,16 @@ class Context(msgspec.Struct, frozen=True, gc=False):
     @classmethod
     def from_profile(cls, profile: Profile) -> Context:
         """From a ``Profile``; affinity shares do not depend on the time it is read at."""
-        viewed = sorted(profile.viewed.items(), key=_newest_first)
+        # Newest first, ties by product: by product, then a stable sort by time (once per
+        # item event in the worker: C-level keys, not a Python key function per product).
+        viewed = profile.viewed
+        newest_first = sorted(viewed)
+        newest_first.sort(key=viewed.__getitem__, reverse=True)
         return cls(
             affinity=dict(profile.affinity),
-            recently_viewed=tuple(p for p, _ in viewed),
+            recently_viewed=tuple(newest_first),
             cart=tuple(in_cart(profile)),
         )
-
-
-def _newest_first(viewed: tuple[str, int]) -> tuple[int, str]:
-    return -viewed[1], viewed[0]
 
 
 @dataclass(slots=True)
