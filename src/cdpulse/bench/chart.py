@@ -18,8 +18,9 @@ ROLES = ("worker", "learner", "api", "kafka", "redis")
 
 
 def throughput_series(phase: Mapping[str, Any], span: float = 2.0) -> list[tuple[float, float]]:
-    """Events/s over time of one throughput phase, from the workers' processed counters."""
-    points = [(s["t"], float(sum(s["processed"]))) for s in phase.get("timeline", [])]
+    """Events/s over time of one throughput phase, from the group's committed messages
+    (read from Kafka every sample; the workers' own counters are read every few seconds)."""
+    points = [(s["t"], float(s["committed"])) for s in phase.get("timeline", [])]
     return rates(points, span)
 
 
