@@ -267,33 +267,37 @@ def _training(batches: list[list[Message]]) -> list[dict[str, Any]]:
     pipe = ProfilePipeline(MemoryState(), outlet, Stages(engine), partitions=2, sharding=everything)
 
     async def main() -> None:
-        for batch in batches:
+        for batch in [*batches, []]:  # the idle batch decides at the last low watermark
             await pipe.run(batch)
 
     asyncio.run(main())
     return [json.loads(raw) for raw in outlet.values(Stream.TRAINING)]
 
 
-@pytest.mark.parametrize("watermark_day", [None, 5, 9])
+@pytest.mark.parametrize("watermark_day", [1, 5, 9])
 def test_withdrawing_analytics_decides_the_labels_due_by_then_whatever_the_watermark(
-    watermark_day: int | None,
+    watermark_day: int,
 ) -> None:
     """Withdrawing analytics minimises the profile, its activity days with it: the
     labels decidable at the withdrawal's event time are decided first, so a low
     watermark (live, several partitions) and a high one (a replay) publish the same
-    labels; none after it. (Before, the labels still waiting for the watermark were
-    lost live and kept by a replay.)"""
+    labels once the watermark passes them; none after it. (Before, the labels still
+    waiting for the watermark were lost live and kept by a replay.)"""
     day = DAY // 1000
+
+    def other(offset: int, n: int) -> Message:
+        e = event(n, "page_viewed", {"url": "/"}, anonymous_id="A-9")
+        return Message(
+            "customers", 1, offset, b"A-9", json.dumps({**e, "event_id": f"a{n}"}).encode()
+        )
+
     active = [view(d * day) for d in (0, 1, 4)]
     withdrawal = consent(10 * day, analytics=False)
-    batches = [messages(active)]
-    if watermark_day is not None:
-        # The other partition moves the watermark on: the next batch decides what came
-        # due by then (a replay's view), before the withdrawal arrives.
-        other = event(watermark_day * day, "page_viewed", {"url": "/"}, anonymous_id="A-9")
-        batches[0].append(Message("customers", 1, 0, b"A-9", json.dumps(other).encode()))
-        batches.append([Message("customers", 1, 1, b"A-9", json.dumps(other).encode())])
-    published = _training([*batches, messages([withdrawal], start=len(active))])
+    # The other partition holds the watermark at ``watermark_day`` until the withdrawal
+    # came, then moves it past every label.
+    batches = [[*messages(active), other(0, watermark_day * day)], [other(1, watermark_day * day)]]
+    batches += [messages([withdrawal], start=len(active)), [other(2, 12 * day)]]
+    published = _training(batches)
 
     profile = applied(*active)
     labeler = ChurnLabeler(horizon=2 * DAY, interval=DAY, lateness=0)
@@ -302,6 +306,65 @@ def test_withdrawing_analytics_decides_the_labels_due_by_then_whatever_the_water
         (e.snapshot_at, e.label) for e in want
     ]
     assert len(want) >= 3  # the case has labels to lose
+
+
+def test_labels_held_at_a_withdrawal_reach_the_topic_in_decision_order() -> None:
+    """A withdrawal decides its customer's labels up to its own event time, ahead of a
+    watermark another partition holds back: they wait on the profile until the watermark
+    passes them, so the topic holds every label in decision order, as one batch with the
+    watermark at the end decides them (a replay), and a learner learns them in the same
+    order live and replayed."""
+    day = DAY // 1000
+
+    def on(partition: int, offset: int, e: dict[str, Any]) -> Message:
+        key = e["customer_id"].encode()
+        return Message("customers", partition, offset, key, json.dumps(e).encode())
+
+    def other(n: int) -> dict[str, Any]:
+        return {**view(n, customer_id="C-2"), "event_id": f"c2-{n}"}
+
+    first = [on(0, i, view(d * day)) for i, d in enumerate((0, 1, 4))]
+    first += [on(1, i, other(d * day)) for i, d in enumerate((0, 1))]
+    withdrawal = [on(0, 3, consent(10 * day, analytics=False))]
+    later = [[on(1, 2, other(8 * day))], [on(1, 3, other(12 * day))]]
+    live = _training([first, withdrawal, *later])
+    replayed = _training([[*first, *withdrawal, *later[0], *later[1]], []])
+
+    def order(e: dict[str, Any]) -> tuple[int, str, int]:
+        return (e["label_at"], e["profile_id"], e["snapshot_at"])
+
+    assert live == replayed == sorted(replayed, key=order)
+    customers = {e["profile_id"] for e in live}
+    assert customers == {"C-1", "C-2"}  # the case interleaves two customers' labels
+    withdrawn = max(e["label_at"] for e in live if e["profile_id"] == "C-1")
+    assert any(e["label_at"] < withdrawn for e in live if e["profile_id"] == "C-2")
+
+
+def test_a_refusal_read_before_earlier_orders_decides_the_same_labels() -> None:
+    """The refusal is on the customers topic, the customer's earlier order on the orders
+    topic: Kafka may hand over the refusal first. The labels decided by the refusal's
+    time read the order all the same (the days before the refusal wait for the
+    watermark), so they equal the labels of the stream in time order."""
+    day = DAY // 1000
+    item = {"product_id": "P-1", "category": "shoes", "price": 10.0, "quantity": 1}
+    bought = event(
+        3 * day,
+        "order_completed",
+        {"order_id": "O-1", "revenue": 10.0, "currency": "EUR", "items": [item]},
+    )
+
+    def on(topic: str, offset: int, e: dict[str, Any]) -> Message:
+        return Message(topic, 0, offset, b"C-1", json.dumps(e).encode())
+
+    views = [on("customers", i, view(d * day)) for i, d in enumerate((0, 1))]
+    refusal = on("customers", 2, consent(5 * day, analytics=False))
+    order = on("orders", 0, bought)
+    later = on("orders", 1, {**bought, "event_id": "o2", "timestamp": T0 + 9 * DAY})
+    in_time = _training([[*views], [order], [refusal], [later]])
+    refusal_first = _training([[*views, refusal], [order], [later]])
+
+    assert refusal_first == in_time
+    assert [(e["snapshot_at"] - T0) // DAY for e in in_time if e["label"] == 0] == [0, 1, 2]
 
 
 # --- consent: marketing ----------------------------------------------------------------------

@@ -36,7 +36,7 @@ from cdpulse.offers.choice import Chooser
 from cdpulse.pipeline.decode import Item
 from cdpulse.pipeline.outputs import Outputs, Stream
 from cdpulse.pipeline.state import Changes, MergedCustomer, Save, Stored
-from cdpulse.privacy.consent import allows, withdraws
+from cdpulse.privacy.consent import allows
 from cdpulse.privacy.identities import pseudonyms_of
 from cdpulse.privacy.merges import MergeAudit
 from cdpulse.profile.model import Profile
@@ -254,7 +254,6 @@ class Stages:
 
         applied = duplicates = 0
         ordered = noted = False
-        withheld: list[Example] = []  # labels decided as analytics consent is withdrawn
         unnoted: list[Item] = []  # merges refused while the profile was not stored
         pseudonym = ""
         hooks, counts = self.hooks, work.counts  # read once, not per event
@@ -299,17 +298,6 @@ class Stages:
                 work.outputs.add(Stream.RECO_EVENTS, pseudonym.encode(), item_event.to_json())
             if traits_before is None and type(event) in _TRAIT_CHANGERS:
                 traits_before = dict(profile.traits)  # as they were before this batch
-            if (
-                type(event) is ConsentUpdatedEvent
-                and self.scoring is not None
-                and withdraws(profile, "analytics", event.at, event.properties.purposes.analytics)
-            ):
-                # The withdrawal minimises the profile: its activity days go, and with them
-                # every label not yet decided. Those decidable at the withdrawal's event
-                # time are decided first, from the days they read, so it decides the same
-                # labels whatever the watermark was when it came (live, replay, evaluate);
-                # later ones are never decided.
-                withheld += self.scoring.expire(profile, event.at)[0]
             spans = profile.spans  # as they were before the event (``KpiFold.observe``)
             if type(event) is EmailOpenedEvent and event.customer_id is not None:
                 observe_open(profile, event.at, event.timestamp, counts)
@@ -343,7 +331,6 @@ class Stages:
                 examples, churn_due = self.scoring.after_profile(profile, watermark, as_of)
             else:
                 examples, churn_due = self.scoring.expire(profile, watermark)
-            examples = withheld + examples if withheld else examples
             changed = changed or bool(examples)
         # A profile loaded because its schedule came due is saved whatever was decided:
         # only its save moves the schedule past the watermark, else every batch polls it

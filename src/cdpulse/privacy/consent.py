@@ -57,19 +57,3 @@ def allows(profile: Consenting | None, purpose: Purpose) -> bool:
     state = profile.consent.get(purpose)
     return DEFAULTS[purpose] if state is None else state[1]
 
-
-def withdraws(profile: Consenting, purpose: Purpose, at: int, granted: bool | None) -> bool:
-    """Whether setting ``purpose`` to ``granted`` at event time ``at`` takes away a purpose
-    ``profile`` allows now (the rule of ``rules._set_consent``: a refusal wins a tie).
-
-    >>> from cdpulse.profile.model import Profile
-    >>> p = Profile(id="C-1", consent={"analytics": (20, True)})
-    >>> withdraws(p, "analytics", 20, False), withdraws(p, "analytics", 10, False)
-    (True, False)
-    >>> withdraws(p, "analytics", 30, None), withdraws(p, "analytics", 30, True)
-    (False, False)
-    """
-    if granted is not False or not allows(profile, purpose):
-        return False
-    current = profile.consent.get(purpose)
-    return current is None or at >= current[0]

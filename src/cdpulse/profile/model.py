@@ -99,6 +99,11 @@ class Profile(msgspec.Struct, omit_defaults=True):
     churn_first_seen: int | None = None
     # the last snapshot day labelled (epoch ms), and the score at the last write
     churn_labelled_through: int = -1
+    # analytics refused at this event time: the days before its day stay (nothing after
+    # it is counted) until the watermark passes it and every label decidable by then is
+    # decided (ChurnLabeler.decide), so the labels do not depend on whether the refusal
+    # arrived before or after the customer's earlier events on other topics
+    churn_refused: int | None = None
     churn_risk: float | None = None
     # replaced at each scoring by the model's few strongest reasons
     churn_reasons: list[str] = msgspec.field(default_factory=list)

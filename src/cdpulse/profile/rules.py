@@ -327,6 +327,8 @@ def merge(profile: Profile, other: Profile, rules: Rules, dropped: Dropped | Non
     profile.churn_labelled_through = max(
         profile.churn_labelled_through, other.churn_labelled_through
     )
+    if other.churn_refused is not None:  # its days before the refusal came with it
+        profile.churn_refused = max(profile.churn_refused or 0, other.churn_refused)
     for anonymous_id in [other.id, *other.anonymous_ids]:
         if anonymous_id not in profile.anonymous_ids and anonymous_id != profile.id:
             profile.anonymous_ids.append(anonymous_id)
@@ -363,6 +365,28 @@ def _add_churn_day(profile: Profile, t: int, orders: int, revenue: float, kept: 
     first = profile.churn_first_seen
     if first is None or t < first:
         profile.churn_first_seen = t
+
+
+def _keep_churn_days_before_refusal(profile: Profile) -> None:
+    """Drop the churn days from the analytics refusal's day on; keep the ones before it
+    (with ``churn_refused`` set) until the labeler has decided every label they decide
+    by the refusal's time (``ChurnLabeler.decide``).
+
+    The refusal may arrive before the customer's earlier events on other topics; the
+    labels decided by its time must read those too, so the days before it stay until
+    the watermark says nothing earlier is still on its way.
+    """
+    refused = profile.consent.get("analytics")
+    cut = (refused[0] // windows.DAY) * windows.DAY if refused is not None else None
+    if cut is not None and profile.churn_days:
+        profile.churn_days = {d: cell for d, cell in profile.churn_days.items() if d < cut}
+    else:
+        profile.churn_days = {}
+    if profile.churn_days:
+        assert refused is not None
+        profile.churn_refused = refused[0]
+    else:
+        profile.churn_first_seen = profile.churn_refused = None
 
 
 def _merge_churn_days(profile: Profile, other: Profile, kept: int) -> None:
@@ -525,8 +549,7 @@ def minimise(profile: Profile) -> None:
     profile.send_hours = {}
     profile.buckets = {}
     profile.custom_counts = {}
-    profile.churn_days = {}
-    profile.churn_first_seen = None
+    _keep_churn_days_before_refusal(profile)
     profile.churn_risk = None
     profile.churn_reasons = []
     profile.churn_version = 0

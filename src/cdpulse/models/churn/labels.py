@@ -86,7 +86,31 @@ class ChurnLabeler:
     def decide(
         self, profile: Profile, watermark: int, features: Callable[[int], list[float]]
     ) -> tuple[list[Example], int | None]:
-        """The examples now decidable, and when the next one may be (None: on activity)."""
+        """The examples now decidable, and when the next one may be (None: on activity).
+
+        After an analytics refusal (``churn_refused``) only the labels decidable by its
+        event time are decided, from the days before it; once the watermark has passed
+        it, those days go (``rules.minimise`` kept them for this).
+        """
+        refused = profile.churn_refused
+        if refused is None:
+            return self._decide(profile, watermark, features)
+        out, due = self._decide(profile, min(watermark, refused), features)
+        if watermark < refused:
+            return out, refused if due is None or due > refused else due
+        cut = (refused // DAY) * DAY
+        profile.churn_days = {d: cell for d, cell in profile.churn_days.items() if d >= cut}
+        profile.churn_refused = None
+        if not profile.churn_days:
+            profile.churn_first_seen = None
+            return out, None
+        # Analytics granted again since: its new days are labelled as any others.
+        more, due = self._decide(profile, watermark, features)
+        return out + more, due
+
+    def _decide(
+        self, profile: Profile, watermark: int, features: Callable[[int], list[float]]
+    ) -> tuple[list[Example], int | None]:
         days = active_days(profile)
         out: list[Example] = []
         if not days:

@@ -74,6 +74,17 @@ def today(as_of: int) -> int:
     return (as_of // DAY) * DAY
 
 
+def history(profile: Profile) -> Profile:
+    """What a score reads of ``profile``: not the days an analytics refusal keeps only
+    until its labels are decided (``ChurnLabeler.decide``)."""
+    refused = profile.churn_refused
+    if refused is None:
+        return profile
+    cut = today(refused)
+    days = {d: cell for d, cell in profile.churn_days.items() if d >= cut}
+    return Profile(id=profile.id, churn_days=days, churn_first_seen=min(days, default=None))
+
+
 def score(
     profile: Profile, snapshot: Snapshot | None, as_of: int, scorer: LinearScorer | None = None
 ) -> None:
@@ -81,7 +92,7 @@ def score(
     the snapshot's compiled form, when it has one)."""
     if snapshot is None or snapshot.model.examples == 0:
         return  # no model yet: no score rather than a meaningless 0.5
-    x = churn_features(profile, today(as_of))
+    x = churn_features(history(profile), today(as_of))
     if scorer is not None:
         risk, reasons = scorer.score(x)
     else:
@@ -104,7 +115,7 @@ def churn_view(profile: Profile, snapshot: Snapshot | None, as_of: int) -> dict[
         },
     }
     if snapshot is not None and snapshot.model.examples:
-        x = churn_features(profile, today(max(as_of, profile.last_seen)))
+        x = churn_features(history(profile), today(max(as_of, profile.last_seen)))
         view["risk"] = round(snapshot.model.predict_proba(x), 4)
         view["reasons"] = snapshot.model.reasons(x)
         view["model_version"] = snapshot.version
