@@ -56,4 +56,3 @@ def allows(profile: Consenting | None, purpose: Purpose) -> bool:
         return DEFAULTS[purpose]
     state = profile.consent.get(purpose)
     return DEFAULTS[purpose] if state is None else state[1]
-
