@@ -10,7 +10,7 @@ import pytest
 
 from cdpulse.contract.mirror import Event
 from cdpulse.contract.validation import Rejection, validate
-from cdpulse.profile.model import STORED_NAMES, Profile, decode, encode
+from cdpulse.profile.model import STORED_NAMES, Profile, decode, encode, spelt_out
 from cdpulse.profile.rules import Rules, apply, new_profile
 from cdpulse.simulate.shop import Shop
 
@@ -61,3 +61,10 @@ def test_a_profile_reads_back_whether_stored_with_short_names_or_spelt_out(
     spelt = _spelt(profile)
     assert decode(spelt) == profile  # a profile stored before the short names
     assert len(encode(profile)) < len(spelt)
+
+
+def test_an_export_spells_every_field_out() -> None:
+    profile = max(_shop_profiles(), key=lambda p: p.events)
+    document = spelt_out(profile)
+    assert document["id"] == profile.id and document["counts"] == profile.counts
+    assert set(document) <= set(STORED_NAMES) and "events" in document

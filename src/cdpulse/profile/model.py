@@ -214,6 +214,16 @@ _Spelt = msgspec.defstruct(
 _SPELT = msgspec.msgpack.Decoder(_Spelt)
 
 
+_SPELT_OUT = {short: name for name, short in STORED_NAMES.items()}
+
+
+def spelt_out(profile: Profile) -> dict[str, object]:
+    """Every field ``profile`` sets, as plain data under the field's own name (what a
+    person reads, as an export: not the short names it is stored by)."""
+    stored: dict[str, object] = msgspec.to_builtins(profile)
+    return {_SPELT_OUT[short]: value for short, value in stored.items()}
+
+
 def encode(profile: Profile) -> bytes:
     """The Redis value of a profile."""
     return _ENCODER.encode(profile)

@@ -15,7 +15,7 @@ import msgspec
 from cdpulse.connections import AsyncRedis
 from cdpulse.models.reco_stream import RecoSnapshot
 from cdpulse.privacy.pseudonyms import Pseudonymizer
-from cdpulse.profile.model import Profile
+from cdpulse.profile.model import Profile, spelt_out
 from cdpulse.store.erasure import KEY_FAMILIES
 from cdpulse.store.keys import keys_for
 
@@ -63,7 +63,7 @@ class Exporter:
             "linked_ids": ids,
             "pseudonym": pseudonym,
             "profile": view,
-            "stored_profile": msgspec.to_builtins(profile),
+            "stored_profile": spelt_out(profile),
             "lifetime_value_summary": None if summary is None else msgspec.json.decode(summary),
             "churn_label_due_at": None if due is None else int(due),
             "recommender_state": None if shopper is None else msgspec.to_builtins(shopper),
