@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 # How long a cluster that is starting gets to show enough live brokers: each broker answers
 # before every other one's registration has reached it (seen: 2 of 3 for a moment).
 BROKERS_WAIT_SECONDS = 15.0
+# How long topics just created (here or by another role starting beside this one) get to
+# show a leader for every partition before the process goes on without waiting further.
+LEADERS_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
         existing = set(admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
         if not missing:
+            _wait_for_leaders(admin, specs)
             return []
         # Checked only before creating: a process restarting while one broker of a
         # replicated cluster is down must start, and its topics are there already.
@@ -128,6 +132,43 @@ def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> list[str]:
             )
         created = [spec.name for spec in missing]
         log.info("created topics %s", created)
+        _wait_for_leaders(admin, specs)
         return created
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:
+    """Wait until every partition of ``specs`` has a leader, up to LEADERS_WAIT_SECONDS.
+
+    The roles start side by side and each creates what is missing: one may find a topic
+    another just created before the broker answers for its partitions. A consumer that
+    subscribes then ignores the topic until its next metadata refresh (minutes): seen
+    as a worker that applied nothing for a minute on a busy machine.
+    """
+    wanted = {spec.name: spec.partitions for spec in specs}
+    deadline = time.monotonic() + LEADERS_WAIT_SECONDS
+    while True:
+        waiting = sorted(set(wanted) - _led(admin, wanted))
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            log.warning("topics %s have partitions without a leader yet; going on", waiting)
+            return
+        time.sleep(0.2)
+
+
+def _led(admin: KafkaAdminClient, wanted: dict[str, int]) -> set[str]:
+    """The topics of ``wanted`` whose every partition (of the number wanted) has a leader."""
+    led = set()
+    for topic in admin.describe_topics(list(wanted)):
+        # kafka-python's answer as its metadata version spells it (2.1+: name, leader_id)
+        name = topic.get("name", topic.get("topic", ""))
+        partitions = topic.get("partitions") or []
+        if (
+            topic.get("error_code", 0) == 0
+            and len(partitions) >= wanted.get(name, 1)
+            and all(p.get("leader_id", p.get("leader", -1)) >= 0 for p in partitions)
+        ):
+            led.add(name)
+    return led
