@@ -55,6 +55,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.clv.lifetime import refit
+from cdpulse.models.health import HealthPolicy
 from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco import Recommender
 from cdpulse.models.reco_stream import (
@@ -132,6 +133,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     # --- churn ------------------------------------------------------------------------
 
     learner_box: list[ChurnLearner] = []
+    health_policy = HealthPolicy.from_settings(settings)
 
     async def current_learner() -> ChurnLearner:
         """This process's learner, reloaded when another process published a newer one."""
@@ -139,7 +141,9 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             drift.forget("churn", 0)
             snapshot = await model_store.load()
             learner_box[:] = [
-                ChurnLearner(snapshot) if snapshot else ChurnLearner.fresh(settings.churn_model)
+                ChurnLearner(snapshot, health_policy)
+                if snapshot
+                else ChurnLearner.fresh(settings.churn_model, health_policy)
             ]
         return learner_box[0]
 
