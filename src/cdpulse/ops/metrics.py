@@ -351,7 +351,7 @@ AUTH_DENIED = Counter(
 TRIGGERS = Counter(
     "cdpulse_triggers_total",
     "Trigger situations decided, by rule and outcome (fired, holdout, no_consent, cooldown, "
-    "capped, gated).",
+    "capped, gated, suppressed, held).",
     ["rule", "outcome"],
 )
 TRIGGERS_GATED = Counter(
@@ -359,6 +359,13 @@ TRIGGERS_GATED = Counter(
     "Trigger situations suppressed because a model their rule is gated by had broken inputs "
     "at their time, by rule and reason (<model>:<input reason>).",
     ["rule", "reason"],
+)
+TRIGGERS_MODEL_GATE = Counter(
+    "cdpulse_triggers_model_gate_total",
+    "Churn crossings scored by a degraded churn model (models/health.py), by rule and what "
+    "the rule's on_degraded made of them: suppress, hold, or fallback (its condition fired "
+    "the situation, decided as usual).",
+    ["rule", "action"],
 )
 TRIGGER_CONVERSIONS = Counter(
     "cdpulse_trigger_conversions_total",
