@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 from dataclasses import fields
 
 import numpy as np
+from prometheus_client import REGISTRY
 
+from cdpulse.app.learner import _export_health
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import churn_view, health_of, score
 from cdpulse.models.drift import DriftWindows, psi, unknown_report
-from cdpulse.models.health import NOT_ASSESSED, HealthPolicy, assess
+from cdpulse.models.health import NO_MODEL, NOT_ASSESSED, HealthPolicy, ModelHealth, assess
 from cdpulse.models.histogram import Histogram
 from cdpulse.models.quality import ModelQuality
 from cdpulse.profile.model import Profile
@@ -170,3 +173,18 @@ def test_a_score_carries_its_snapshots_health_into_the_profile_document() -> Non
     steady.learn(list(enumerate(history(shift_from=None))))
     score(profile, steady.snapshot(), 20 * DAY)
     assert profile.churn_degraded == []
+
+
+def test_the_learner_exports_health_nan_while_unknown() -> None:
+    def exported() -> tuple[float | None, float | None]:
+        value = REGISTRY.get_sample_value("cdpulse_model_health", {"model": "churn"})
+        labels = {"model": "churn", "metric": "health"}
+        return value, REGISTRY.get_sample_value("cdpulse_model_quality_defined", labels)
+
+    _export_health("churn", ModelHealth("degraded", ("input x drifted",)))
+    assert exported() == (1.0, 1.0)
+    _export_health("churn", ModelHealth("ok"))
+    assert exported() == (0.0, 1.0)
+    _export_health("churn", NO_MODEL)
+    value, defined = exported()
+    assert value is not None and math.isnan(value) and defined == 0.0

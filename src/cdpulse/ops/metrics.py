@@ -205,6 +205,13 @@ MODEL_QUALITY_DEFINED = Gauge(
     "and drift need both classes among the last 2000 labels, log_loss one label.",
     ["model", "metric"],
 )
+MODEL_HEALTH = Gauge(
+    "cdpulse_model_health",
+    "The health of the newest snapshot (models/health.py): 0 ok, 1 degraded (live AUC "
+    "below CDPULSE_MODEL_AUC_FLOOR or an input drifted), NaN while unknown "
+    '(cdpulse_model_quality_defined{metric="health"} 0).',
+    ["model"],
+)
 MODEL_EXAMPLES = Gauge("cdpulse_model_examples", "Labelled examples the model learned.", ["model"])
 MODEL_VERSION = Gauge("cdpulse_model_version", "Version of the newest model snapshot.", ["model"])
 MODEL_DRIFT_ALARMS = Gauge(
