@@ -22,6 +22,7 @@ from cdpulse.models.histogram import Histogram
 from cdpulse.models.quality import ModelQuality
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
+from cdpulse.settings import Settings
 
 NO_DRIFT = unknown_report("no example observed yet")
 WINDOWS = DriftWindows(7, 14, None)
@@ -188,3 +189,17 @@ def test_the_learner_exports_health_nan_while_unknown() -> None:
     _export_health("churn", NO_MODEL)
     value, defined = exported()
     assert value is not None and math.isnan(value) and defined == 0.0
+
+
+def test_the_policy_reads_the_settings() -> None:
+    settings = Settings(
+        model_auc_floor=0.7,
+        model_health_min_examples=50,
+        drift_psi_threshold=0.3,
+        drift_window_days=3,
+        drift_reference_days=9,
+        drift_reference=("2026-11-01T00:00:00Z", "2026-11-29T00:00:00Z"),
+    )
+    policy = HealthPolicy.from_settings(settings)
+    start, end = (int(t.timestamp() * 1000) for t in settings.drift_reference or ())
+    assert policy == HealthPolicy(0.7, 50, 0.3, DriftWindows(3, 9, (start, end)))

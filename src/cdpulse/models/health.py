@@ -50,19 +50,11 @@ class HealthPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HealthPolicy:
-        pinned = settings.drift_reference
-        windows = DriftWindows(
-            settings.drift_window_days,
-            settings.drift_reference_days,
-            None
-            if pinned is None
-            else (int(pinned[0].timestamp() * 1000), int(pinned[1].timestamp() * 1000)),
-        )
         return cls(
             settings.model_auc_floor,
             settings.model_health_min_examples,
             settings.drift_psi_threshold,
-            windows,
+            DriftWindows.from_settings(settings),
         )
 
 
