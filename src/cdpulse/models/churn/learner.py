@@ -39,8 +39,9 @@ class ChurnLearner:
         self.offset = snapshot.offset
         self.policy = policy or HealthPolicy()
         # A snapshot from before health was assessed: its inputs are counted from here on.
-        self.inputs: DriftMonitor = (
-            snapshot.inputs if snapshot.inputs is not None else DriftMonitor(FEATURE_NAMES)
+        saved = snapshot.inputs
+        self.inputs = (
+            DriftMonitor(FEATURE_NAMES) if saved is None else DriftMonitor.from_bytes(saved)
         )
 
     @classmethod
@@ -84,4 +85,5 @@ class ChurnLearner:
         self.inputs.prune(policy.windows)
         drift = self.inputs.report(policy.windows, policy.psi_threshold)
         health = assess(self.quality, drift, policy)
-        return Snapshot(self.version, self.model, self.quality, self.offset, health, self.inputs)
+        inputs = self.inputs.to_bytes()
+        return Snapshot(self.version, self.model, self.quality, self.offset, health, inputs)

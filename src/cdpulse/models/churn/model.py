@@ -152,10 +152,11 @@ class Snapshot:
     offset: int  # the last training-topic offset learned: re-delivered examples are skipped
     # The model's health when published (``models/health.py``: a ModelHealth), and the
     # per-day input histograms it was judged from (a DriftMonitor fed in training-topic
-    # order, so a restarted learner resumes them with the offset). None in snapshots
-    # published before health was assessed (``__setstate__``).
+    # order, so a restarted learner resumes them with the offset), as its msgpack bytes:
+    # only a learner reads them, and a scorer loading the snapshot copies them undecoded.
+    # None in snapshots published before health was assessed (``__setstate__``).
     health: Any = None
-    inputs: Any = None
+    inputs: bytes | None = None
 
     def __getstate__(self) -> list[Any]:
         return [getattr(self, f.name) for f in fields(self)]
