@@ -121,7 +121,7 @@ def scored(
     A rule gated by that model notes it on the situation (decided by its ``on_degraded``),
     and with a fallback, the condition over the profile's ``values`` decides instead of
     the score: the risk kept reads 1 while it holds, 0 while not, so its turning true is
-    the crossing, and a model that recovers is not read as a new crossing.
+    the crossing, and once the model recovers its score crosses again only from below.
     """
     if risk is None:
         return

@@ -3,8 +3,8 @@
 One learner runs per model (the single partition of the training topic). After each
 batch it publishes a snapshot that carries the model, its quality, its health (judged
 then from that quality and the drift of the inputs it learned: ``models/health.py``)
-and the last offset learned; on a restart it resumes from the newest snapshot and skips re-delivered
-examples, so the model is the same as if it had never stopped.
+and the last offset learned; on a restart it resumes from the newest snapshot and skips
+re-delivered examples, so the model is the same as if it had never stopped.
 """
 
 from __future__ import annotations
