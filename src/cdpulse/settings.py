@@ -455,6 +455,21 @@ class Settings(BaseSettings):
         "model's drift report (under a Redis lock: one learner at a time).",
     )
 
+    # --- model health (README: Online models, Model health) -----------------------------
+    model_auc_floor: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="Live (prequential) ROC AUC below which a model's health is 'degraded'; "
+        "an input whose PSI reaches CDPULSE_DRIFT_PSI_THRESHOLD degrades it too.",
+    )
+    model_health_min_examples: int = Field(
+        200,
+        ge=1,
+        description="Labels a model has been measured on before its live quality counts: "
+        "with fewer, its health is 'unknown' (unless an input drifted).",
+    )
+
     # --- input data quality (README: Operating it, Input data quality) ----------------
     input_sample: int = Field(
         10,

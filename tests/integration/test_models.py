@@ -15,6 +15,7 @@ import pytest
 from cdpulse.contract.partitions import partition_of
 from cdpulse.importer import CsvFormat, ImportedOrder, OrderColumns, read_orders
 from cdpulse.models.churn.labels import Example
+from cdpulse.models.churn.scoring import health_of
 from cdpulse.models.clv.lifetime import OrderSummary, refit
 from cdpulse.models.clv.model import summary_from_profile
 from cdpulse.pipeline.replay import replay_churn
@@ -93,6 +94,7 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(
             assert len(churn["reasons"]) == 3 and all(churn["reasons"])
             assert churn["model_version"] == version
             live[customer] = churn["risk"]
+            quality = churn["quality"]
 
     # The replay runs the same code over the same events in file order, cut into other
     # batches, while Kafka interleaved three topics and four partitions its own way.
@@ -113,6 +115,9 @@ def test_churn_is_learned_live_scored_with_reasons_and_evaluate_agrees(
     )
     mismatched = {c: (live[c], replay.scores[c]) for c in customers if live[c] != replay.scores[c]}
     assert not mismatched, f"{len(mismatched)} scores differ, e.g. {list(mismatched.items())[:3]}"
+    # The model's health too: judged from the same examples in the same order.
+    assert quality == health_of(replay.snapshot).to_json()
+    assert quality["status"] in ("ok", "degraded", "unknown")
 
 
 def test_lifetime_value_is_refitted_live_on_real_cdnow_orders(env: Env) -> None:

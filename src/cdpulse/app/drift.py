@@ -47,16 +47,7 @@ STATUS_VALUE = {"stable": 0.0, "moderate": 1.0, "drifted": 2.0}
 
 
 def windows_of(settings: Settings) -> DriftWindows:
-    pinned = settings.drift_reference
-    return DriftWindows(
-        settings.drift_window_days,
-        settings.drift_reference_days,
-        None if pinned is None else (_ms(pinned[0].timestamp()), _ms(pinned[1].timestamp())),
-    )
-
-
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
+    return DriftWindows.from_settings(settings)
 
 
 class LearnerDrift:

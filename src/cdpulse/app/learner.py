@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -55,6 +56,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.clv.lifetime import refit
+from cdpulse.models.health import HealthPolicy, ModelHealth
 from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco import Recommender
 from cdpulse.models.reco_stream import (
@@ -132,6 +134,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     # --- churn ------------------------------------------------------------------------
 
     learner_box: list[ChurnLearner] = []
+    health_policy = HealthPolicy.from_settings(settings)
 
     async def current_learner() -> ChurnLearner:
         """This process's learner, reloaded when another process published a newer one."""
@@ -139,7 +142,9 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             drift.forget("churn", 0)
             snapshot = await model_store.load()
             learner_box[:] = [
-                ChurnLearner(snapshot) if snapshot else ChurnLearner.fresh(settings.churn_model)
+                ChurnLearner(snapshot, health_policy)
+                if snapshot
+                else ChurnLearner.fresh(settings.churn_model, health_policy)
             ]
         return learner_box[0]
 
@@ -153,6 +158,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             if await model_store.publish(snapshot):
                 metrics.MODEL_VERSION.labels("churn").set(snapshot.version)
                 _export_quality("churn", snapshot.quality)
+                _export_health("churn", snapshot.health)
             else:
                 learner_box.clear()  # someone published a newer one: reload
 
@@ -469,6 +475,14 @@ def _export_quality(model: str, quality: ModelQuality) -> None:
     for figure in FIGURES:
         defined = not quality.unknown(figure)
         metrics.MODEL_QUALITY_DEFINED.labels(model, figure).set(1 if defined else 0)
+
+
+def _export_health(model: str, health: ModelHealth) -> None:
+    """The snapshot's health on /metrics: 0 ok, 1 degraded, NaN while unknown."""
+    value = {"ok": 0.0, "degraded": 1.0}.get(health.status, math.nan)
+    metrics.MODEL_HEALTH.labels(model).set(value)
+    defined = 0 if math.isnan(value) else 1
+    metrics.MODEL_QUALITY_DEFINED.labels(model, "health").set(defined)
 
 
 def _examples(events: Any) -> list[tuple[int, Example]]:

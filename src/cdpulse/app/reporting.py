@@ -82,6 +82,8 @@ def record_batch(report: BatchReport) -> None:
         metrics.TRIGGERS.labels(decision.pending.rule, decision.outcome).inc()
         if decision.reason:
             metrics.TRIGGERS_GATED.labels(decision.pending.rule, decision.reason).inc()
+        if decision.model_gate:
+            metrics.TRIGGERS_MODEL_GATE.labels(decision.pending.rule, decision.model_gate).inc()
     for attribution in report.work.attributions:
         if attribution.converted:
             exposure = attribution.exposure

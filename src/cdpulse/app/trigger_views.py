@@ -38,7 +38,13 @@ def register_trigger_views(
             customer = profile.customer_id or profile.id
             if watch is None:
                 return self.json(
-                    {"customer_id": customer, "pending": [], "recent": [], "gated": []}
+                    {
+                        "customer_id": customer,
+                        "pending": [],
+                        "recent": [],
+                        "gated": [],
+                        "model_gated": [],
+                    }
                 )
             return self.json(
                 {
@@ -50,6 +56,8 @@ def register_trigger_views(
                             # a gated rule's situation is held until its hour is judged
                             "decided_after": iso(due_at(p, triggers.config, Gate())),
                             "reasons": p.reasons,
+                            # scored by a degraded churn model: why it was degraded
+                            "model_degraded": p.degraded,
                         }
                         for p in watch.pending
                     ],
@@ -69,6 +77,12 @@ def register_trigger_views(
                     "gated": [
                         {"rule": rule, "at": iso(at), "reason": reason}
                         for rule, at, reason in watch.gated
+                    ],
+                    # scored by a degraded churn model: what the rule's on_degraded did
+                    # (suppress, hold, fallback) and the model's reasons
+                    "model_gated": [
+                        {"rule": rule, "at": iso(at), "action": action, "reason": reason}
+                        for rule, at, action, reason in watch.model_gated
                     ],
                 }
             )

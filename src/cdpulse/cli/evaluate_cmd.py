@@ -196,6 +196,7 @@ def _lines(path: Path) -> list[bytes]:
 
 def run_churn(args: argparse.Namespace) -> int:
     from cdpulse.contract.partitions import partition_of
+    from cdpulse.models.churn.scoring import health_of
     from cdpulse.ops.progress import Reporter
     from cdpulse.pipeline.replay import replay_churn
 
@@ -204,8 +205,10 @@ def run_churn(args: argparse.Namespace) -> int:
         result = asyncio.run(
             replay_churn(lines, get_settings(), partition_of, progress=progress.advance)
         )
+    quality = health_of(result.snapshot).to_json()
     if args.json:
-        print(json.dumps({"model": result.model, "baseline": result.baseline}, indent=2))
+        document = {"model": result.model, "baseline": result.baseline, "quality": quality}
+        print(json.dumps(document, indent=2))
         return 0
     print(
         f"{result.events} events ({result.rejected} rejected), "
@@ -214,6 +217,7 @@ def run_churn(args: argparse.Namespace) -> int:
     print(f"{'':24}{'ROC AUC':>10}{'log loss':>10}")
     for name, figures in (("churn model", result.model), ("recency only", result.baseline)):
         print(f"{name:24}{figures['roc_auc']:>10.4f}{figures['log_loss']:>10.4f}")
+    print(f"model health: {quality['status']}" + "".join(f"; {r}" for r in quality["reasons"]))
     return 0
 
 

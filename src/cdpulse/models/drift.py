@@ -36,12 +36,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 import numpy as np
 
 from cdpulse.models.histogram import Histogram
+
+if TYPE_CHECKING:
+    from cdpulse.settings import Settings
 
 DAY = 86_400_000
 MIN_EXAMPLES = 100  # in each window, before a figure is defined
@@ -100,6 +103,18 @@ class DriftWindows:
     window_days: int
     reference_days: int
     pinned: tuple[int, int] | None  # [from, to) epoch ms, event time
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DriftWindows:
+        """``CDPULSE_DRIFT_WINDOW_DAYS``, ``_REFERENCE_DAYS`` and ``_REFERENCE``."""
+        pinned = settings.drift_reference
+        return cls(
+            settings.drift_window_days,
+            settings.drift_reference_days,
+            None
+            if pinned is None
+            else (int(pinned[0].timestamp() * 1000), int(pinned[1].timestamp() * 1000)),
+        )
 
 
 @dataclass

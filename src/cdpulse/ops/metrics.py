@@ -205,6 +205,13 @@ MODEL_QUALITY_DEFINED = Gauge(
     "and drift need both classes among the last 2000 labels, log_loss one label.",
     ["model", "metric"],
 )
+MODEL_HEALTH = Gauge(
+    "cdpulse_model_health",
+    "The health of the newest snapshot (models/health.py): 0 ok, 1 degraded (live AUC "
+    "below CDPULSE_MODEL_AUC_FLOOR or an input drifted), NaN while unknown "
+    '(cdpulse_model_quality_defined{metric="health"} 0).',
+    ["model"],
+)
 MODEL_EXAMPLES = Gauge("cdpulse_model_examples", "Labelled examples the model learned.", ["model"])
 MODEL_VERSION = Gauge("cdpulse_model_version", "Version of the newest model snapshot.", ["model"])
 MODEL_DRIFT_ALARMS = Gauge(
@@ -351,7 +358,7 @@ AUTH_DENIED = Counter(
 TRIGGERS = Counter(
     "cdpulse_triggers_total",
     "Trigger situations decided, by rule and outcome (fired, holdout, no_consent, cooldown, "
-    "capped, gated).",
+    "capped, gated, suppressed, held).",
     ["rule", "outcome"],
 )
 TRIGGERS_GATED = Counter(
@@ -359,6 +366,13 @@ TRIGGERS_GATED = Counter(
     "Trigger situations suppressed because a model their rule is gated by had broken inputs "
     "at their time, by rule and reason (<model>:<input reason>).",
     ["rule", "reason"],
+)
+TRIGGERS_MODEL_GATE = Counter(
+    "cdpulse_triggers_model_gate_total",
+    "Churn crossings scored by a degraded churn model (models/health.py), by rule and what "
+    "the rule's on_degraded made of them: suppress, hold, or fallback (its condition fired "
+    "the situation, decided as usual).",
+    ["rule", "action"],
 )
 TRIGGER_CONVERSIONS = Counter(
     "cdpulse_trigger_conversions_total",

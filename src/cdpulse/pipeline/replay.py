@@ -26,6 +26,7 @@ from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import churn_view
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary, refit
 from cdpulse.models.clv.model import summary_from_profile
+from cdpulse.models.health import HealthPolicy
 from cdpulse.models.quality import ModelQuality
 from cdpulse.pipeline.batch import ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
@@ -143,7 +144,7 @@ async def replay_churn(
     trigger rules of ``triggers``, when given)."""
     from datetime import UTC, datetime
 
-    learner = ChurnLearner.fresh(settings.churn_model)
+    learner = ChurnLearner.fresh(settings.churn_model, HealthPolicy.from_settings(settings))
     baseline = RecencyBaseline()
     models = Models()
     state, pipeline = replay_pipeline(

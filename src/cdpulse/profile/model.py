@@ -158,6 +158,9 @@ class Profile(msgspec.Struct, omit_defaults=True, rename=STORED_NAMES):
     # replaced at each scoring by the model's few strongest reasons
     churn_reasons: list[str] = msgspec.field(default_factory=list)
     churn_version: int = 0
+    # the reasons the model of that score was degraded (models/health.py); empty when its
+    # health was ok or unknown: a gated trigger rule reads it (triggers/situations.py)
+    churn_degraded: list[str] = msgspec.field(default_factory=list)
     # trigger rules: timers, sessions and firings waiting for the watermark (triggers/;
     # each list's bound is at its field in watch.py)
     watch: Watch | None = None

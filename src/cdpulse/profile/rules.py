@@ -553,4 +553,5 @@ def minimise(profile: Profile) -> None:
     profile.churn_risk = None
     profile.churn_reasons = []
     profile.churn_version = 0
+    profile.churn_degraded = []
     profile.activity = None

@@ -38,6 +38,10 @@ class Pending(msgspec.Struct, omit_defaults=True):
     at: int
     reasons: list[str] = msgspec.field(default_factory=list)
     products: list[str] = msgspec.field(default_factory=list)
+    # a churn crossing scored by a degraded model: the model's reasons (models/health.py),
+    # and whether the rule's fallback condition made it instead of the score
+    degraded: list[str] = msgspec.field(default_factory=list)
+    fallback: bool = False
 
 
 class Exposure(msgspec.Struct, omit_defaults=True):
@@ -79,3 +83,6 @@ class Watch(msgspec.Struct, omit_defaults=True):
     # (rule, at, reason): the newest situations a broken model input suppressed
     # (triggers/decide.py GATED_KEPT), for the trigger views
     gated: list[tuple[str, int, str]] = msgspec.field(default_factory=list)
+    # (rule, at, action, reason): the newest situations of a score from a degraded model
+    # (suppressed, held or fallback: triggers/decide.py GATED_KEPT), for the trigger views
+    model_gated: list[tuple[str, int, str, str]] = msgspec.field(default_factory=list)

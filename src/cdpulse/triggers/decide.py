@@ -13,6 +13,14 @@ situation gets one outcome, saved with the profile, so it is decided exactly onc
     gated       the rule is gated by a model whose inputs were broken at the firing's
                 time (``monitors/health.py``; the reason says which input): the score
                 is not trusted, so nothing is sent and nothing counts towards caps
+    suppressed  a churn crossing scored by a degraded model (``models/health.py``),
+                its rule's ``on_degraded: suppress``: dropped, as if never crossed
+    held        the same with ``on_degraded: hold``: nothing is sent, and the risk is
+                forgotten, so the customer's next score decides again
+
+A crossing its rule's fallback condition made while the model was degraded is decided
+as usual (``Decision.model_gate`` says ``fallback``). Each of the three is noted in the
+watch's ``model_gated`` with the model's reasons.
 
 With a ``Gate`` (the worker's; a replay without one gates nothing), a gated rule's
 situation waits (is *held*, still pending) until the watermark passes the end of its
@@ -30,7 +38,7 @@ from cdpulse.monitors.health import HOUR, Gate
 from cdpulse.offers.choice import Chooser, OfferChoice
 from cdpulse.profile.watch import Exposure, Pending, Watch
 from cdpulse.triggers.caps import blocked, forget
-from cdpulse.triggers.rules import CartAbandoned, ChurnRisk, TriggerConfig
+from cdpulse.triggers.rules import CartAbandoned, ChurnRisk, TriggerConfig, TriggerRule
 from cdpulse.triggers.situations import cart_deadline
 
 
@@ -44,6 +52,8 @@ class Decision:
     outcome: str
     choice: OfferChoice | None = None
     reason: str = ""  # why it was gated
+    # what a degraded churn model made of it: suppress, hold or fallback ("": nothing)
+    model_gate: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,18 @@ def decide(
                 watch.risk = None  # the next score, from healthy inputs, may cross again
             decisions.append(Decision(trigger, customer_id, pending, "gated", reason=reason))
             continue
+        action = model_gate(rule, pending)
+        if action:
+            why = f"churn model degraded: {'; '.join(pending.degraded)}"
+            noted = (rule.name, pending.at, action, why)
+            watch.model_gated = [*watch.model_gated, noted][-GATED_KEPT:]
+        if action in DROPPED:
+            if action == "hold":
+                watch.risk = None  # the next score decides again
+            decisions.append(
+                Decision(trigger, customer_id, pending, DROPPED[action], model_gate=action)
+            )
+            continue
         outcome = blocked(
             watch.fired,
             rule.name,
@@ -133,13 +155,27 @@ def decide(
                     features=dict(choice.features) if choice else {},
                 )
             )
-        decisions.append(Decision(trigger, customer_id, pending, outcome, choice))
+        decisions.append(
+            Decision(trigger, customer_id, pending, outcome, choice, model_gate=action)
+        )
     if due:
         watch.fired = forget(watch.fired, max(p.at for p in due), config.longest_memory)
     return decisions, _attribute(watch, customer_id, watermark)
 
 
 GATED_KEPT = 8  # the newest gated situations a customer's watch shows
+DROPPED = {"suppress": "suppressed", "hold": "held"}  # on_degraded -> outcome
+
+
+def model_gate(rule: TriggerRule, pending: Pending) -> str:
+    """What ``rule`` does with ``pending``, a crossing scored by a degraded model: its
+    ``on_degraded`` (``fallback`` when the fallback made it), or "" (not degraded)."""
+    if not pending.degraded or not isinstance(rule, ChurnRisk) or not rule.model_gated:
+        return ""
+    # A crossing the score made, whatever the rule says now: its fallback never read it.
+    if pending.fallback:
+        return "fallback"
+    return "hold" if rule.on_degraded == "fallback" else rule.on_degraded
 
 
 def gated(models: list[str], at: int, config: TriggerConfig, gate: Gate) -> str | None:

@@ -80,10 +80,14 @@ class TriggerEngine:
             for rule in self.config.custom(event.name):
                 custom_event(profile.watch, event, t, rule, self._values(profile, event))
 
+    def _fields(self, profile: Profile) -> Values:
+        """The profile's fields, as a fallback condition reads them (none without rules)."""
+        return FieldValues(profile, self.rules, None) if self.rules is not None else Values()
+
     def _values(self, profile: Profile, event: CustomEvent) -> Values:
         """What a custom event rule's condition reads: the profile's fields with the
         event applied (none without the profile rules), and the event's properties."""
-        values = FieldValues(profile, self.rules, None) if self.rules is not None else Values()
+        values = self._fields(profile)
         values["event"] = event.properties
         values.modelled = values.modelled and modelled(event.properties)
         return values
@@ -100,7 +104,14 @@ class TriggerEngine:
         watch = profile.watch = profile.watch or Watch()
         key = f"v{profile.churn_version}@{profile.last_seen}"
         scored(
-            watch, profile.churn_risk, profile.churn_reasons, profile.last_seen, key, self.config
+            watch,
+            profile.churn_risk,
+            profile.churn_reasons,
+            profile.last_seen,
+            key,
+            self.config,
+            profile.churn_degraded,
+            lambda: self._fields(profile),
         )
         for transition in entries:
             entered(watch, transition, self.config)

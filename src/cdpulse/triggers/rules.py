@@ -84,15 +84,64 @@ class CartAbandoned(_Rule):
         return int(self.after_minutes * MINUTE)
 
 
+OnDegraded = Literal["suppress", "hold", "fallback"]
+
+
 class ChurnRisk(_Rule):
-    """The churn risk crossing ``threshold`` upward."""
+    """The churn risk crossing ``threshold`` upward.
+
+    Gated by ``churn`` (the default), it also reads the health of the model that computed
+    the score (``models/health.py``): while that snapshot is degraded, ``on_degraded``
+    says what its crossings do (README: Triggers, Gating).
+    """
 
     kind: Literal["churn_risk"]
     threshold: float = Field(0.7, gt=0, lt=1)
     gated_by: list[str] = Field(
         default_factory=lambda: ["churn"],
-        description="A churn score computed from broken inputs fires nothing.",
+        description="A churn score computed from broken inputs fires nothing; with churn "
+        "here, a score from a degraded model is handled as on_degraded says.",
     )
+    on_degraded: OnDegraded = Field(
+        "hold",
+        description="A crossing scored by a degraded churn model (its live AUC below the "
+        "floor, or an input drifted): suppress (dropped; only a new crossing fires), hold "
+        "(nothing sent; the customer's next score decides again, and fires once a model "
+        "not degraded scores them at or above the threshold) or fallback (the fallback "
+        "condition decides instead of the score).",
+    )
+    fallback: str = Field(
+        "",
+        description="With on_degraded: fallback, a CEL condition over the profile's fields "
+        "(those of segments: recency_days > 30 && orders >= 2) read at each score while "
+        "the model is degraded; its turning true is the situation.",
+    )
+    _fallback: Condition | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compiled(self) -> ChurnRisk:
+        has = bool(self.fallback.strip())
+        if (self.on_degraded == "fallback") != has:
+            raise ValueError(
+                f"rule {self.name!r}: on_degraded: fallback and a fallback condition go "
+                "together; set both, or neither"
+            )
+        if has:
+            try:
+                self._fallback = Condition.compile(self.fallback, list(FIELDS))
+            except ExpressionError as exc:
+                raise ValueError(f"rule {self.name!r}, fallback: {exc}") from None
+        return self
+
+    @property
+    def condition(self) -> Condition | None:
+        """The compiled fallback (None without one)."""
+        return self._fallback
+
+    @property
+    def model_gated(self) -> bool:
+        """Whether the health of the churn model gates this rule's situations."""
+        return "churn" in self.gated_by
 
 
 class HighIntent(_Rule):

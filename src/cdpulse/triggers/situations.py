@@ -9,6 +9,7 @@ abandoned is known only when the watermark passes its deadline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cdpulse.contract.mirror import (
@@ -105,9 +106,23 @@ def custom_event(
 
 
 def scored(
-    watch: Watch, risk: float | None, reasons: list[str], at: int, key: str, config: TriggerConfig
+    watch: Watch,
+    risk: float | None,
+    reasons: list[str],
+    at: int,
+    key: str,
+    config: TriggerConfig,
+    degraded: list[str] | None = None,
+    values: Callable[[], Values] | None = None,
 ) -> None:
-    """Note the churn risk after a write; crossing the threshold upward is a situation."""
+    """Note the churn risk after a write; crossing the threshold upward is a situation.
+
+    ``degraded``: why the model that computed ``risk`` was degraded (none: it was not).
+    A rule gated by that model notes it on the situation (decided by its ``on_degraded``),
+    and with a fallback, the condition over the profile's ``values`` decides instead of
+    the score: the risk kept reads 1 while it holds, 0 while not, so its turning true is
+    the crossing, and once the model recovers its score crosses again only from below.
+    """
     if risk is None:
         return
     before = watch.risk
@@ -116,9 +131,21 @@ def scored(
     if rule is None:
         return
     threshold = rule.threshold
-    if risk >= threshold and (before is None or before < threshold):
+    gated = bool(degraded) and rule.model_gated
+    fallback = rule.condition if gated else None
+    if fallback is not None:
+        holds = values is not None and fallback.decide(values()) is True
+        watch.risk = risk = 1.0 if holds else 0.0
+    if risk < threshold or (before is not None and before >= threshold):
+        return
+    if fallback is not None:
+        why = [f"churn model degraded; fallback {rule.fallback} holds"]
+    else:
         why = [f"churn risk rose to {risk:.2f} (threshold {threshold:.2f})", *reasons]
-        watch.pending.append(Pending(rule.name, key, at, why))
+    found = Pending(rule.name, key, at, why)
+    if gated:
+        found.degraded, found.fallback = list(degraded or ()), fallback is not None
+    watch.pending.append(found)
 
 
 def entered(watch: Watch, transition: Transition, config: TriggerConfig) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from river import forest, linear_model, optim, preprocessing, stats
@@ -150,6 +150,21 @@ class Snapshot:
     model: ChurnModel
     quality: Any  # ModelQuality; Any keeps this module free of the metrics import cycle
     offset: int  # the last training-topic offset learned: re-delivered examples are skipped
+    # The model's health when published (``models/health.py``: a ModelHealth), and the
+    # per-day input histograms it was judged from (a DriftMonitor fed in training-topic
+    # order, so a restarted learner resumes them with the offset), as its msgpack bytes:
+    # only a learner reads them, and a scorer loading the snapshot copies them undecoded.
+    # None in snapshots published before health was assessed (``__setstate__``).
+    health: Any = None
+    inputs: bytes | None = None
+
+    def __getstate__(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        # An older snapshot pickled fewer fields: the ones it lacks read their defaults.
+        for i, f in enumerate(fields(self)):
+            object.__setattr__(self, f.name, state[i] if i < len(state) else f.default)
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)

@@ -14,6 +14,7 @@ from cdpulse.models.churn.features import FEATURE_NAMES, churn_features
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import LinearScorer, Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
+from cdpulse.models.health import NO_MODEL, NOT_ASSESSED, ModelHealth
 from cdpulse.models.next_purchase import next_purchase_view
 from cdpulse.models.send_time import send_time_view
 from cdpulse.privacy.consent import allows
@@ -67,6 +68,7 @@ class ChurnScoring:
             score(profile, snapshot, as_of, scorer)
         else:  # no model scoring without personalization consent (README: consent matrix)
             profile.churn_risk, profile.churn_reasons, profile.churn_version = None, [], 0
+            profile.churn_degraded = []
         return decided
 
 
@@ -100,18 +102,35 @@ def score(
     profile.churn_risk = round(risk, 4)
     profile.churn_reasons = reasons
     profile.churn_version = snapshot.version
+    found = health_of(snapshot)
+    profile.churn_degraded = list(found.reasons) if found.degraded else []
+
+
+def health_of(snapshot: Snapshot | None) -> ModelHealth:
+    """The health ``snapshot`` was published with (``models/health.py``)."""
+    if snapshot is None or snapshot.model.examples == 0:
+        return NO_MODEL
+    found = getattr(snapshot, "health", None)  # a stand-in snapshot may have none
+    return found if isinstance(found, ModelHealth) else NOT_ASSESSED
 
 
 def churn_view(profile: Profile, snapshot: Snapshot | None, as_of: int) -> dict[str, Any]:
-    """The churn section of a profile: the risk now (at ``as_of``) and at its last event."""
+    """The churn section of a profile: the risk now (at ``as_of``) and at its last event.
+
+    ``quality`` is the health of the model the risk now was computed with (unknown, ok or
+    degraded, with reasons); ``at_last_event.degraded``, the reasons the model of that
+    score was degraded (empty: it was not).
+    """
     view: dict[str, Any] = {
         "risk": None,
         "reasons": [],
         "model_version": None,
+        "quality": health_of(snapshot).to_json(),
         "at_last_event": {
             "risk": profile.churn_risk,
             "reasons": list(profile.churn_reasons),
             "model_version": profile.churn_version or None,
+            "degraded": list(profile.churn_degraded),
         },
     }
     if snapshot is not None and snapshot.model.examples:
