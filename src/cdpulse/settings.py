@@ -463,6 +463,12 @@ class Settings(BaseSettings):
         description="Live (prequential) ROC AUC below which a model's health is 'degraded'; "
         "an input whose PSI reaches CDPULSE_DRIFT_PSI_THRESHOLD degrades it too.",
     )
+    model_health_ignored_inputs: tuple[str, ...] = Field(
+        ("tenure_days",),
+        description="Model inputs whose drift does not degrade a model's health (still "
+        "reported as drift): tenure grows with the shop's own age, so its distribution "
+        "moves by itself wherever customers keep coming back.",
+    )
     model_health_min_examples: int = Field(
         200,
         ge=1,

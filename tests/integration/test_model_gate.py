@@ -53,8 +53,8 @@ def rules(**churn: Any) -> dict[str, Any]:
 
 def learned(drifted: bool) -> Snapshot:
     """A snapshot the churn learner made: risk climbs with a week's events (many shop
-    customers cross THRESHOLD), and with ``drifted`` tenure moves in the last week of
-    its labels, which the learner judges degraded."""
+    customers cross THRESHOLD), and with ``drifted`` the revenue of 60 days moves in the
+    last week of its labels, which the learner judges degraded."""
     policy = HealthPolicy(min_examples=100, windows=DriftWindows(7, 14, None))
     learner = ChurnLearner.fresh(policy=policy)
     rng = random.Random(1)
@@ -63,7 +63,8 @@ def learned(drifted: bool) -> Snapshot:
         day = i * 21 // 3000
         events = rng.randrange(20)
         x = dict.fromkeys(FEATURE_NAMES, 0.0) | {"events_7d": float(events)}
-        x["tenure_days"] = rng.uniform(30, 40) if drifted and day >= 14 else rng.uniform(0, 10)
+        spent = rng.uniform(6, 8) if drifted and day >= 14 else rng.uniform(0, 3)
+        x["log_revenue_60d"] = spent
         features = [x[n] for n in FEATURE_NAMES]
         pairs.append((i, Example(f"c{i}", day * DAY, day * DAY + 1, int(events >= 6), features)))
     learner.learn(pairs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import numpy as np
 from prometheus_client import REGISTRY
@@ -27,6 +27,7 @@ from cdpulse.settings import Settings
 NO_DRIFT = unknown_report("no example observed yet")
 WINDOWS = DriftWindows(7, 14, None)
 RECENCY = FEATURE_NAMES.index("days_since_last_visit")
+RECENCY_NAME = FEATURE_NAMES[RECENCY]
 ACTIVITY = FEATURE_NAMES.index("events_7d")
 
 
@@ -116,6 +117,10 @@ def test_an_input_that_drifted_degrades_the_learners_snapshot() -> None:
     assert health.reasons == (
         f"input days_since_last_visit drifted (PSI {expected:.2f} >= {policy.psi_threshold:.2f})",
     )
+    # An input the operator does not judge (tenure by default) is still reported only.
+    ignoring = ChurnLearner.fresh(policy=replace(policy, ignored=frozenset({RECENCY_NAME})))
+    ignoring.learn(list(enumerate(examples)))
+    assert ignoring.snapshot().health.to_json() == {"status": "ok", "reasons": []}
     steady = ChurnLearner.fresh(policy=policy)
     steady.learn(list(enumerate(history(shift_from=None))))
     assert steady.quality.auc >= policy.auc_floor
@@ -172,6 +177,10 @@ def test_a_score_carries_its_snapshots_health_into_the_profile_document() -> Non
     assert view["quality"] == {"status": "degraded", "reasons": list(degraded.health.reasons)}
     assert view["at_last_event"]["degraded"] == list(degraded.health.reasons)
     assert churn_view(profile, None, 20 * DAY)["quality"]["status"] == "unknown"
+    # An input the operator does not judge (tenure by default) is still reported only.
+    ignoring = ChurnLearner.fresh(policy=replace(policy, ignored=frozenset({RECENCY_NAME})))
+    ignoring.learn(list(enumerate(examples)))
+    assert ignoring.snapshot().health.to_json() == {"status": "ok", "reasons": []}
     steady = ChurnLearner.fresh(policy=policy)
     steady.learn(list(enumerate(history(shift_from=None))))
     score(profile, steady.snapshot(), 20 * DAY)
@@ -204,4 +213,5 @@ def test_the_policy_reads_the_settings() -> None:
     )
     policy = HealthPolicy.from_settings(settings)
     start, end = (int(t.timestamp() * 1000) for t in settings.drift_reference or ())
-    assert policy == HealthPolicy(0.7, 50, 0.3, DriftWindows(3, 9, (start, end)))
+    ignored = frozenset({"tenure_days"})  # the default: it moves with the shop's own age
+    assert policy == HealthPolicy(0.7, 50, 0.3, DriftWindows(3, 9, (start, end)), ignored)

@@ -47,6 +47,7 @@ class HealthPolicy:
     min_examples: int = 200
     psi_threshold: float = 0.25
     windows: DriftWindows = field(default_factory=lambda: DriftWindows(7, 28, None))
+    ignored: frozenset[str] = frozenset()  # inputs whose drift is reported, not judged
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HealthPolicy:
@@ -55,6 +56,7 @@ class HealthPolicy:
             settings.model_health_min_examples,
             settings.drift_psi_threshold,
             DriftWindows.from_settings(settings),
+            frozenset(settings.model_health_ignored_inputs),
         )
 
 
@@ -87,6 +89,8 @@ def assess(quality: ModelQuality, drift: DriftReport, policy: HealthPolicy) -> M
     if defined and auc < policy.auc_floor:
         reasons.append(f"live AUC {auc:.2f} below the floor {policy.auc_floor:.2f}")
     for feature in drift.features:
+        if feature.name in policy.ignored:
+            continue
         if feature.psi is not None and feature.psi >= policy.psi_threshold:
             psi, threshold = feature.psi, policy.psi_threshold
             reasons.append(f"input {feature.name} drifted (PSI {psi:.2f} >= {threshold:.2f})")

@@ -79,6 +79,7 @@ STORED_NAMES: dict[str, str] = {
     "churn_risk": "kr",
     "churn_reasons": "kw",
     "churn_version": "kv",
+    "churn_degraded": "kg",
     "watch": "w",
     "segments": "sg",
     "offsets": "of",
