@@ -73,6 +73,7 @@ def output_topics(topics: Topics) -> dict[Stream, str]:
     return {
         Stream.DEAD_LETTER: topics.dead_letter,
         Stream.TRAINING: topics.training,
+        Stream.CAMPAIGN_TRAINING: topics.campaign_training,
         Stream.RECO_EVENTS: topics.reco_events,
         Stream.SEGMENTS: topics.segments,
         Stream.TRIGGERS: topics.triggers,

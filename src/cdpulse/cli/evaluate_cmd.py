@@ -1,5 +1,6 @@
-"""``cdpulse evaluate churn|clv|reco|fairness|forecast --input FILE``: the streaming models replayed
-over a file: their quality, and the fairness of their and the trigger rules' decisions."""
+"""``cdpulse evaluate churn|campaign|clv|reco|fairness|forecast --input FILE``: the
+streaming models replayed over a file: their quality, and the fairness of their and the
+trigger rules' decisions."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def register(subparsers: Any) -> None:
     churn.add_argument("--input", required=True, type=Path, help="JSON Lines, in event time order")
     churn.add_argument("--json", action="store_true", help="print the result as JSON")
     churn.set_defaults(func=run_churn)
+    campaign = models.add_parser(
+        "campaign",
+        help="campaign response: ROC AUC and log loss vs each exposure kind's response rate",
+    )
+    campaign.add_argument(
+        "--input", required=True, type=Path, help="JSON Lines, in event time order"
+    )
+    campaign.add_argument("--json", action="store_true", help="print the result as JSON")
+    campaign.set_defaults(func=run_campaign)
     clv = models.add_parser(
         "clv", help="lifetime value: purchases predicted in a holdout vs actual (MAE, RMSE)"
     )
@@ -213,6 +223,29 @@ def run_churn(args: argparse.Namespace) -> int:
     )
     print(f"{'':24}{'ROC AUC':>10}{'log loss':>10}")
     for name, figures in (("churn model", result.model), ("recency only", result.baseline)):
+        print(f"{name:24}{figures['roc_auc']:>10.4f}{figures['log_loss']:>10.4f}")
+    return 0
+
+
+def run_campaign(args: argparse.Namespace) -> int:
+    from cdpulse.contract.partitions import partition_of
+    from cdpulse.ops.progress import Reporter
+    from cdpulse.pipeline.campaign_replay import replay_campaign
+
+    lines = _lines(args.input)
+    with Reporter("evaluate campaign", len(lines)) as progress:
+        result = asyncio.run(
+            replay_campaign(lines, get_settings(), partition_of, progress=progress.advance)
+        )
+    if args.json:
+        print(json.dumps({"model": result.model, "baseline": result.baseline}, indent=2))
+        return 0
+    print(
+        f"{result.events} events ({result.rejected} rejected), "
+        f"{result.model['examples']} labelled exposures ({result.model['positives']} responded)"
+    )
+    print(f"{'':24}{'ROC AUC':>10}{'log loss':>10}")
+    for name, figures in (("campaign model", result.model), ("rate of the kind", result.baseline)):
         print(f"{name:24}{figures['roc_auc']:>10.4f}{figures['log_loss']:>10.4f}")
     return 0
 
