@@ -34,6 +34,7 @@ from cdpulse.app.reporting import record_batch
 from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
+from cdpulse.models.campaign.labels import CampaignLabeler
 from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.monitors.health import HOUR
 from cdpulse.offers.bandit import OfferPolicy
@@ -180,6 +181,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         rules,
         models,
         labeler=ChurnLabeler.from_settings(settings),
+        campaign=CampaignLabeler.from_settings(settings),
         triggers=load_rules(settings.trigger_rules),
         trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
         book=book,
