@@ -17,6 +17,7 @@ from cdpulse.pipeline.campaign_replay import replay_campaign
 from cdpulse.pipeline.replay import Messages, feed, replay_pipeline
 from cdpulse.pipeline.stages import Models
 from cdpulse.profile.model import Exposures, Profile
+from cdpulse.profile.view import render
 from cdpulse.profile.windows import DAY
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
@@ -200,3 +201,39 @@ def test_one_exposure_per_campaign_and_window_and_a_bounded_number_per_window() 
     recent = [t for t, _, _ in p.campaign.pending if t >= 3 * DAY]
     assert len(recent) == limits.EXPOSURES_KEPT - 1  # the offer at 2 days + 1 ms counts
     assert dropped[limits.counted(limits.CAMPAIGN_EXPOSURES)] == 3
+
+
+def test_segments_read_the_propensity_of_each_kind_at_the_last_event() -> None:
+    from cdpulse.models.campaign.scoring import propensity
+    from cdpulse.profile.rules import Rules
+    from cdpulse.segments.definitions import parse
+    from cdpulse.segments.fields import document_fields, profile_fields
+    from cdpulse.segments.membership import decide
+
+    learner = CampaignLearner.fresh()
+    zero = dict.fromkeys(FEATURE_NAMES, 0.0)
+    pairs = []
+    for i in range(300):
+        x = zero | {"past_exposures": 4.0, "past_response_rate": float(i % 2), "offer": 0.0}
+        pairs.append((i, CampaignExample("C", i, 0, i, i % 2, vector(x))))
+    learner.learn(pairs)
+    snapshot = learner.snapshot()
+    rules = Rules()
+    p = Profile(id="C-1", customer_id="C-1", events=5, last_seen=10 * DAY)
+    p.churn_days = {9 * DAY: [5, 1, 20.0]}
+    p.campaign = Exposures(emails=4, clicked=4)
+    want = {
+        kind: propensity(p, snapshot, kind == "offer", p.last_seen)["propensity"]
+        for kind in ("email", "offer")
+    }
+    assert 0.5 < want["email"] < 1.0
+    record = profile_fields(p, rules, campaign=snapshot)
+    assert record["propensity"] == want
+    assert "propensity" not in profile_fields(p, rules)  # no model yet: absent, not 0
+    document = render(p, p.last_seen, rules)
+    assert dict(record) == document_fields(document, propensity=want)
+    book = parse("segments:\n  - name: responsive\n    when: propensity.email > 0.5\n", "s")
+    assert decide(book, p, rules, None, None, snapshot).members == {"responsive"}
+    assert decide(book, p, rules, None).errors == ("responsive",)
+    p.consent["personalization"] = (0, False)  # README: consent matrix
+    assert "propensity" not in profile_fields(p, rules, campaign=snapshot)

@@ -28,6 +28,7 @@ from cdpulse.experiments.definitions import Experiment
 from cdpulse.kpis.fold import KpiFold
 from cdpulse.kpis.tally import Tally
 from cdpulse.models.campaign.labels import CampaignExample, CampaignLabeler, merge_exposures
+from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
@@ -66,6 +67,7 @@ class Models:
     offers: OfferPolicy | None = None
     reco: RecoSnapshot | None = None
     clv: ClvSnapshot | None = None  # segments read lifetime value and the next order
+    campaign: CampaignSnapshot | None = None  # and the campaign-response propensity
     offer_policy_name: str = "untrained"
     gate: Gate | None = None  # the input-health flags gated trigger rules read
 
@@ -437,7 +439,7 @@ class Stages:
         book = self.engine.book
         assert book is not None
         models = self.engine.models
-        found, errors = changes(book, profile, self.rules, models.rfm, models.clv)
+        found, errors = changes(book, profile, self.rules, models.rfm, models.clv, models.campaign)
         for name in errors:
             work.segment_errors[name] += 1
         return found
