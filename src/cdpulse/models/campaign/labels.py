@@ -173,9 +173,14 @@ class CampaignLabeler:
         if state is None:
             return [], None
         refused = _refused_at(profile)
+        pending = state.pending
+        if refused is None:  # the common case, once per changed profile: nothing due yet
+            due = pending[0][0] + self.window + self.lateness if pending else None
+            if due is None or watermark < due:
+                return [], due
         out: list[CampaignExample] = []
         kept: list[tuple[int, int, int]] = []
-        for at, key, responded in state.pending:
+        for at, key, responded in pending:
             decided = at + self.window + self.lateness
             if refused is not None and decided > refused:
                 continue  # analytics withheld before it was decided: never labelled
