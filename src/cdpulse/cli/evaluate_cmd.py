@@ -205,47 +205,46 @@ def _lines(path: Path) -> list[bytes]:
 
 
 def run_churn(args: argparse.Namespace) -> int:
-    from cdpulse.contract.partitions import partition_of
-    from cdpulse.ops.progress import Reporter
     from cdpulse.pipeline.replay import replay_churn
 
-    lines = _lines(args.input)
-    with Reporter("evaluate churn", len(lines)) as progress:
-        result = asyncio.run(
-            replay_churn(lines, get_settings(), partition_of, progress=progress.advance)
-        )
-    if args.json:
-        print(json.dumps({"model": result.model, "baseline": result.baseline}, indent=2))
-        return 0
-    print(
-        f"{result.events} events ({result.rejected} rejected), "
-        f"{result.model['examples']} labelled snapshots ({result.model['positives']} churned)"
+    result = _replayed(args, "churn", replay_churn)
+    return _classifier_report(
+        args, result, "labelled snapshots", "churned", ("churn model", "recency only")
     )
-    print(f"{'':24}{'ROC AUC':>10}{'log loss':>10}")
-    for name, figures in (("churn model", result.model), ("recency only", result.baseline)):
-        print(f"{name:24}{figures['roc_auc']:>10.4f}{figures['log_loss']:>10.4f}")
-    return 0
 
 
 def run_campaign(args: argparse.Namespace) -> int:
-    from cdpulse.contract.partitions import partition_of
-    from cdpulse.ops.progress import Reporter
     from cdpulse.pipeline.campaign_replay import replay_campaign
 
+    result = _replayed(args, "campaign", replay_campaign)
+    return _classifier_report(
+        args, result, "labelled exposures", "responded", ("campaign model", "rate of the kind")
+    )
+
+
+def _replayed(args: argparse.Namespace, model: str, replay: Any) -> Any:
+    """``replay`` (``replay_churn``, ``replay_campaign``) over ``--input``, with progress."""
+    from cdpulse.contract.partitions import partition_of
+    from cdpulse.ops.progress import Reporter
+
     lines = _lines(args.input)
-    with Reporter("evaluate campaign", len(lines)) as progress:
-        result = asyncio.run(
-            replay_campaign(lines, get_settings(), partition_of, progress=progress.advance)
-        )
+    with Reporter(f"evaluate {model}", len(lines)) as progress:
+        return asyncio.run(replay(lines, get_settings(), partition_of, progress=progress.advance))
+
+
+def _classifier_report(
+    args: argparse.Namespace, result: Any, examples: str, positives: str, names: tuple[str, str]
+) -> int:
+    """An online classifier's test-then-train figures beside its baseline's."""
     if args.json:
         print(json.dumps({"model": result.model, "baseline": result.baseline}, indent=2))
         return 0
     print(
         f"{result.events} events ({result.rejected} rejected), "
-        f"{result.model['examples']} labelled exposures ({result.model['positives']} responded)"
+        f"{result.model['examples']} {examples} ({result.model['positives']} {positives})"
     )
     print(f"{'':24}{'ROC AUC':>10}{'log loss':>10}")
-    for name, figures in (("campaign model", result.model), ("rate of the kind", result.baseline)):
+    for name, figures in zip(names, (result.model, result.baseline), strict=True):
         print(f"{name:24}{figures['roc_auc']:>10.4f}{figures['log_loss']:>10.4f}")
     return 0
 

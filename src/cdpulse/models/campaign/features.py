@@ -17,21 +17,10 @@ that showed an offer is the redemption, not a sign of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from cdpulse.models.churn.features import HORIZON_DAYS, churn_features
+from cdpulse.models.churn import features as churn
+from cdpulse.models.churn.features import Feature, churn_features
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
-
-
-@dataclass(frozen=True, slots=True)
-class Feature:
-    """One input of the campaign model: its meaning and how to phrase a value of it."""
-
-    name: str
-    meaning: str
-    phrase: Callable[[dict[str, float]], str]
 
 
 def _responses(x: dict[str, float]) -> str:
@@ -42,6 +31,8 @@ def _responses(x: dict[str, float]) -> str:
     acted = "redeemed" if x["offer"] else "clicked"
     return f"{acted} {x['past_response_rate'] * seen:.0f} of {seen:.0f} earlier {what}"
 
+
+_FROM_ACTIVITY = ("days_since_last_visit", "days_since_last_order", "active_days_30d", "orders_30d")
 
 FEATURES: tuple[Feature, ...] = (
     Feature(
@@ -68,29 +59,11 @@ FEATURES: tuple[Feature, ...] = (
             else f"no visit for {x['days_since_last_visit']:.0f} days"
         ),
     ),
-    Feature(
-        "days_since_last_order",
-        "days since the last day with an order (60 when longer ago or never)",
-        lambda x: (
-            "no order in 60 days"
-            if x["days_since_last_order"] >= HORIZON_DAYS
-            else f"no order for {x['days_since_last_order']:.0f} days"
-        ),
-    ),
-    Feature(
-        "active_days_30d",
-        "days with activity among the last 30",
-        lambda x: f"active on {x['active_days_30d']:.0f} of the last 30 days",
-    ),
-    Feature(
-        "orders_30d",
-        "orders in the last 30 days",
-        lambda x: f"{x['orders_30d']:.0f} orders in 30 days",
-    ),
+    # the customer's activity, phrased as churn phrases it
+    *(churn.FEATURES[churn.FEATURE_NAMES.index(name)] for name in _FROM_ACTIVITY[1:]),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 _BY_NAME = {f.name: f for f in FEATURES}
-_FROM_ACTIVITY = ("days_since_last_visit", "days_since_last_order", "active_days_30d", "orders_30d")
 
 
 def campaign_features(profile: Profile, at: int, offer: bool) -> dict[str, float]:
