@@ -49,7 +49,12 @@ def topic_specs(settings: Settings, extra: tuple[str, ...] = ()) -> list[TopicSp
         if name == topics.reco_events:
             return settings.reco_shards
         # One for the erasure ledger too: rare, small, read whole by a rebuild.
-        single = (topics.training, topics.offer_rewards, topics.erasures)
+        single = (
+            topics.training,
+            topics.campaign_training,
+            topics.offer_rewards,
+            topics.erasures,
+        )
         return 1 if name in single else settings.topic_partitions
 
     def configs(name: str) -> dict[str, str]:

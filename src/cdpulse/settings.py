@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     topic_training: str = Field(
         "cdp.training", description="Labelled churn examples (one partition: one learner)."
     )
+    topic_campaign_training: str = Field(
+        "cdp.campaign-training",
+        description="Labelled campaign-response examples (one partition: one learner).",
+    )
     topic_reco_events: str = Field(
         "cdp.reco-events",
         description="Item events for the recommender (reco_shards partitions, by customer).",
@@ -375,6 +379,13 @@ class Settings(BaseSettings):
         300.0,
         ge=0,
         description="How late (event time) an event may arrive behind its partition's newest.",
+    )
+    campaign_response_days: float = Field(
+        7.0,
+        gt=0,
+        description="A campaign exposure (an email opened, an offer shown) is labelled 1 when "
+        "the customer clicks that email or redeems that offer within this many days (event "
+        "time), 0 otherwise; decided once every partition is past it by the churn lateness.",
     )
     clv_horizon_days: float = Field(
         90.0, gt=0, description="Horizon of expected purchases and value (lifetime value)."

@@ -14,7 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from cdpulse.app import api, triggers
+from cdpulse.models.campaign.features import FEATURE_NAMES as CAMPAIGN_FEATURES
+from cdpulse.models.campaign.features import vector
+from cdpulse.models.campaign.labels import CampaignExample
+from cdpulse.models.campaign.model import CampaignLearner
 from cdpulse.models.cards import (
+    campaign_card,
     churn_card,
     clv_card,
     forecast_card,
@@ -265,6 +270,8 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
         return build
 
     monkeypatch.setattr(api, "churn_store", loaded("churn", api.churn_store, churn))
+    campaign = CampaignLearner.fresh().snapshot()
+    monkeypatch.setattr(api, "campaign_store", loaded("campaign", api.campaign_store, campaign))
     monkeypatch.setattr(api, "RedisClvStore", loaded("clv", api.RedisClvStore, clv))
     monkeypatch.setattr(api, "RecoShards", loaded("reco", api.RecoShards))
     monkeypatch.setattr(triggers, "offer_store", loaded("offers", triggers.offer_store))
@@ -280,6 +287,11 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
     app.web.init_server()
     made["reco"].shard(0).current = RecoSnapshot(2, reco, 5)
 
+    names = [
+        *("churn", "campaign", "clv", "reco", "offers", "forecast"),
+        *("send_time", "next_purchase"),
+    ]
+
     async def run() -> list[tuple[int, Any]]:
         out = []
         headers = {"Authorization": f"Bearer {READ}"}
@@ -288,15 +300,7 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
                 response = await client.get(path, headers=headers)
                 out.append((response.status, await response.json()))
             made["offers"].current = OfferSnapshot(1, policy, 0)  # no reload till then
-            for name in [
-                "churn",
-                "clv",
-                "reco",
-                "offers",
-                "forecast",
-                "send_time",
-                "next_purchase",
-            ]:
+            for name in names:
                 response = await client.get(f"/v1/models/{name}", headers=headers)
                 out.append((response.status, await response.json()))
         return out
@@ -308,6 +312,7 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
         {
             "models": [
                 {"name": "churn", "version": 1, "drift_status": "unknown"},
+                {"name": "campaign", "version": 1, "drift_status": "unknown"},
                 {"name": "clv", "version": 1, "drift_status": "unknown"},
                 # the timer merges the shards: not run
                 {"name": "reco", "version": None, "drift_status": "unknown"},
@@ -320,19 +325,19 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
     )
     assert unknown[0] == 404
     assert unknown[1]["error"] == (
-        "no model 'nope'; the models are churn, clv, reco, offers, forecast, send_time, "
-        "next_purchase (GET /v1/models)"
+        "no model 'nope'; the models are churn, campaign, clv, reco, offers, forecast, "
+        "send_time, next_purchase (GET /v1/models)"
     )
-    names = ["churn", "clv", "reco", "offers", "forecast", "send_time", "next_purchase"]
     assert [status for status, _ in cards] == [200] * len(names)
     assert [card["name"] for _, card in cards] == names
-    assert cards[4][1] == forecast_card(book).to_dict()
-    assert cards[5][1] == send_time_card().to_dict()
-    assert cards[6][1] == next_purchase_card(clv).to_dict()
+    assert cards[5][1] == forecast_card(book).to_dict()
+    assert cards[6][1] == send_time_card().to_dict()
+    assert cards[7][1] == next_purchase_card(clv).to_dict()
     assert cards[0][1] == churn_card(churn, "cdp.training").to_dict()
-    assert cards[1][1] == clv_card(clv).to_dict()
-    assert cards[2][1]["training"]["offsets"] == {"0": 5}
-    assert cards[3][1]["parameters"]["rules"] == {"cart": {"a": {"rewards": 1, "reward_rate": 1.0}}}
+    assert cards[1][1] == campaign_card(campaign, "cdp.campaign-training").to_dict()
+    assert cards[2][1] == clv_card(clv).to_dict()
+    assert cards[3][1]["training"]["offsets"] == {"0": 5}
+    assert cards[4][1]["parameters"]["rules"] == {"cart": {"a": {"rewards": 1, "reward_rate": 1.0}}}
 
 
 def test_the_send_time_and_next_purchase_cards_give_their_rules_and_fit() -> None:
@@ -348,3 +353,20 @@ def test_the_send_time_and_next_purchase_cards_give_their_rules_and_fit() -> Non
     assert (fitted.version, fitted.examples) == (clv.version, clv.customers)
     assert fitted.parameters["r"] == clv.model.purchases.r
     assert fitted.parameters["alpha_days"] == clv.model.purchases.alpha
+
+
+def test_the_campaign_card_ranks_the_feature_its_labels_follow_first() -> None:
+    learner = CampaignLearner.fresh()
+    rng = random.Random(3)
+    pairs = []
+    for i in range(2000):
+        x = {name: rng.random() for name in CAMPAIGN_FEATURES}
+        label = int(rng.random() < x["past_response_rate"])  # only this feature matters
+        pairs.append((i, CampaignExample("C", i, 0, i, label, vector(x))))
+    learner.learn(pairs)
+    card = campaign_card(learner.snapshot(), "cdp.campaign-training")
+    ranked = sorted(card.features, key=lambda f: -(f.importance or 0.0))
+    assert ranked[0].name == "past_response_rate" and (ranked[0].weight or 0.0) > 0
+    assert card.examples == 2000 and card.training.offsets == {"0": 1999}
+    assert card.quality["roc_auc"].value is not None and card.quality["roc_auc"].value > 0.6
+    assert card.drift_status == "unknown" and card.drift.alarms is not None

@@ -40,6 +40,7 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/admin/merges"): "admin",
     ("GET", "/v1/profiles/{profile_id}/recommendations"): "read",
     ("GET", "/v1/profiles/{profile_id}/triggers"): "read",
+    ("GET", "/v1/profiles/{profile_id}/propensity"): "read",
     ("POST", "/v1/identities/lookup"): "read",
     ("GET", "/v1/products/{product_id}/similar"): "read",
     ("POST", "/v1/events"): "ingest",

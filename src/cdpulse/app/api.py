@@ -33,6 +33,7 @@ from cdpulse.app.triggers import TriggerService
 from cdpulse.app.views import register_views
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
+from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.ops import metrics
 from cdpulse.privacy.seal import Seal
@@ -47,6 +48,7 @@ from cdpulse.store.models import (
     RecoShards,
     RedisClvStore,
     SnapshotStore,
+    campaign_store,
     churn_store,
     forecast_store,
 )
@@ -75,6 +77,7 @@ class Services:
     guard: Guard  # every view's handlers: @guard(scope)
     # Events per token per second, one bucket for every route that ingests (collector.py).
     ingest_limit: RateLimit
+    campaign: SnapshotStore[CampaignSnapshot]
 
 
 def create_api(settings: Settings) -> faust.App:
@@ -105,6 +108,7 @@ def create_api(settings: Settings) -> faust.App:
         IdentityIndex(client, prefix),
         Guard.from_settings(settings),
         RateLimit(settings.ingest_rate, settings.ingest_burst),
+        campaign_store(client, prefix, seal),
     )
     book = load_book(settings.segments_file)
     memberships = RedisMembershipStore(client, prefix)
@@ -131,6 +135,7 @@ def create_api(settings: Settings) -> faust.App:
         """Newer snapshots: reads score with them from now on."""
         try:
             await registry.refresh()
+            await services.campaign.refresh()
             await clv.refresh()
             await reco.refresh()
             await forecasts.refresh()

@@ -74,6 +74,7 @@ AUDITED: Mapping[tuple[str, str], Subjects] = {
     ("GET", "/v1/profiles/{profile_id}/export"): _PROFILE,
     ("GET", "/v1/profiles/{profile_id}/recommendations"): Subjects("profile_id", ("customer_id",)),
     ("GET", "/v1/profiles/{profile_id}/triggers"): Subjects("profile_id", ("customer_id",)),
+    ("GET", "/v1/profiles/{profile_id}/propensity"): Subjects("profile_id", ("customer_id",)),
     ("POST", "/v1/identities/lookup"): Subjects(fields=("profile_id",)),
     ("GET", "/v1/segments/{name}/members"): Subjects(lists=("members",)),
     # the answer says whether the customer is in the experiment's audience

@@ -5,6 +5,8 @@ per recommender shard) is learned by one consumer, in offset order, which publis
 versioned snapshots to Redis that every worker and API process scores with. Here:
 
 * churn: labelled examples (``cdp.training``) → ``ChurnLearner`` → churn snapshot;
+* campaign response: labelled exposures (``cdp.campaign-training``) →
+  ``CampaignLearner`` → campaign snapshot;
 * recommender: item events (``cdp.reco-events``) → ``Recommender`` → a snapshot per shard
   every ``CDPULSE_RECO_SNAPSHOT_SECONDS``, and the customers' recommendation lists to
   ``cdp.recommendations`` (throttled per customer in event time);
@@ -53,6 +55,8 @@ from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
 from cdpulse.app.worker import _committed_only_if_handled, output_topics
 from cdpulse.contract.topics import Topics
+from cdpulse.models.campaign.labels import CampaignExample
+from cdpulse.models.campaign.model import CampaignLearner
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.clv.lifetime import refit
@@ -78,7 +82,7 @@ from cdpulse.settings import Settings
 from cdpulse.store.drift import RedisDriftStore
 from cdpulse.store.fairness import RedisFairnessStore
 from cdpulse.store.keys import Keys, keys_for
-from cdpulse.store.models import RecoShards, RedisClvStore, churn_store
+from cdpulse.store.models import RecoShards, RedisClvStore, campaign_store, churn_store
 from cdpulse.store.redis import get_many
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState
@@ -107,12 +111,16 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     pseudonyms = rules.traits.pseudonymizer
     outlet = KafkaOutlet(app, output_topics(topics))
     training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
+    campaign_training = app.topic(
+        topics.campaign_training, key_type=bytes, value_type=bytes, partitions=1
+    )
     reco_events = app.topic(
         topics.reco_events, key_type=bytes, value_type=bytes, partitions=settings.reco_shards
     )
     triggers = TriggerService.create(settings, client, app)
     seal = Seal.from_settings(settings)
     model_store = churn_store(client, prefix, seal)
+    campaigns = campaign_store(client, prefix, seal)
     reco = RecoShards(client, prefix, seal)
     clv = RedisClvStore(client, prefix, seal)
     drift = LearnerDrift(settings, RedisDriftStore(client, prefix))
@@ -169,6 +177,36 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         ):
             with _committed_only_if_handled(events):
                 await retry(functools.partial(learn_examples, _examples(events)))
+                learned(events)
+
+    # --- campaign response ------------------------------------------------------------
+
+    campaign_box: list[CampaignLearner] = []
+    _export_quality("campaign", ModelQuality())  # unknown (NaN) until labels come
+
+    async def learn_exposures(pairs: list[tuple[int, CampaignExample]]) -> None:
+        # This process's learner, reloaded when another process published a newer one.
+        if not campaign_box or await campaigns.version() > campaign_box[0].version:
+            snapshot = await campaigns.load()
+            campaign_box[:] = [CampaignLearner(snapshot) if snapshot else CampaignLearner.fresh()]
+        model = campaign_box[0]
+        if not model.learn(pairs).learned:
+            return
+        snapshot = model.snapshot()
+        if await campaigns.publish(snapshot):
+            metrics.MODEL_VERSION.labels("campaign").set(snapshot.version)
+            _export_quality("campaign", snapshot.quality)
+        else:
+            campaign_box.clear()  # someone published a newer one: reload
+
+    @app.agent(campaign_training, concurrency=1, name="campaign-learner")
+    async def campaign_learner(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.learner_batch_within
+        ):
+            with _committed_only_if_handled(events):
+                pairs = _records(events, CampaignExample.from_json, "campaign exposure")
+                await retry(functools.partial(learn_exposures, pairs))
                 learned(events)
 
     # --- recommender ------------------------------------------------------------------
@@ -486,13 +524,17 @@ def _export_health(model: str, health: ModelHealth) -> None:
 
 
 def _examples(events: Any) -> list[tuple[int, Example]]:
-    """(offset, example) pairs; the training topic is ours, but a bad record is skipped."""
+    return _records(events, Example.from_json, "training example")
+
+
+def _records(events: Any, read: Callable[[bytes], T], what: str) -> list[tuple[int, T]]:
+    """(offset, record) pairs; a training topic is ours, but a bad record is skipped."""
     pairs = []
     for event in events:
         try:
-            pairs.append((event.message.offset, Example.from_json(event.message.value)))
+            pairs.append((event.message.offset, read(event.message.value)))
         except (ValueError, TypeError, KeyError):
-            log.error("unreadable training example at offset %s; skipped", event.message.offset)
+            log.error("unreadable %s at offset %s; skipped", what, event.message.offset)
     return pairs
 
 

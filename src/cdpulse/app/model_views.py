@@ -20,6 +20,7 @@ from cdpulse.app.drift import TRACKED
 from cdpulse.models.cards import (
     SEND_TIME_VERSION,
     ModelCard,
+    campaign_card,
     churn_card,
     clv_card,
     forecast_card,
@@ -41,7 +42,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODELS = ("churn", "clv", "reco", "offers", "forecast", "send_time", "next_purchase")
+MODELS = (
+    "churn",
+    "campaign",
+    "clv",
+    "reco",
+    "offers",
+    "forecast",
+    "send_time",
+    "next_purchase",
+)
 
 
 def register_model_views(
@@ -85,6 +95,9 @@ def register_model_views(
         if name == "churn":
             churn = services.registry.get()
             return None if churn is None else churn_card(churn, topics.training, await drift(name))
+        if name == "campaign":
+            campaign = services.campaign.get()
+            return None if campaign is None else campaign_card(campaign, topics.campaign_training)
         if name == "clv":
             clv = services.clv.get()
             return None if clv is None else clv_card(clv, await drift(name))
@@ -108,6 +121,7 @@ def register_model_views(
         async def get(self, request: Request) -> Response:
             versions = {
                 "churn": services.registry.get(),
+                "campaign": services.campaign.get(),
                 "clv": services.clv.get(),
                 "reco": services.reco.get(),
                 "offers": await offers(),

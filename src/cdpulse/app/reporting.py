@@ -74,6 +74,8 @@ def record_batch(report: BatchReport) -> None:
         metrics.SAVE_RETRIES.labels(cause).inc(n)
     for example in report.work.examples:
         metrics.CHURN_LABELS.labels(str(example.label)).inc()
+    for labelled in report.work.campaign:
+        metrics.CAMPAIGN_LABELS.labels(str(labelled.label)).inc()
     for t in report.work.transitions:
         metrics.SEGMENT_TRANSITIONS.labels(t.segment, "entered" if t.entered else "left").inc()
     for name, n in report.work.segment_errors.items():

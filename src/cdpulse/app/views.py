@@ -16,6 +16,7 @@ from cdpulse.app.auth import who
 from cdpulse.app.collector import MAX_EVENTS_PER_REQUEST, collect, over_rate, refused
 from cdpulse.contract.partitions import partition_of
 from cdpulse.contract.validation import Rejection, validate
+from cdpulse.models.campaign.scoring import propensity
 from cdpulse.models.churn.scoring import profile_document
 from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
@@ -199,6 +200,39 @@ def register_views(services: Services) -> None:
             items = snapshot.recommender.recommend(pseudonym, Context.from_profile(profile), k=k)
             document = recommendation_list(profile.id, items, snapshot, None)
             return self.json(document.model_dump(mode="json"))
+
+    @app.page("/v1/profiles/{profile_id}/propensity")
+    class PropensityView(View):
+        @guarded("read")
+        async def get(self, request: Request, profile_id: str) -> Response:
+            campaign, kind = request.query.get("campaign", ""), request.query.get("kind", "email")
+            if not campaign or len(campaign) > 128 or kind not in ("email", "offer"):
+                return self.json(
+                    {
+                        "error": "give ?campaign=<campaign or offer id> (1-128 characters) "
+                        "and kind=email (the default) or kind=offer"
+                    },
+                    status=400,
+                )
+            profile, as_of = await store.get_as_of(profile_id)
+            if profile is None:
+                return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
+            scored = propensity(profile, services.campaign.get(), kind == "offer", as_of)
+            if scored is None:
+                return self.json(
+                    {"error": f"profile {profile.id!r} has not consented to personalization"},
+                    status=451,
+                )
+            if scored["model_version"] is None:
+                return self.json(
+                    {
+                        "error": "no campaign-response model yet: it learns from the first "
+                        "exposures whose response window closed"
+                    },
+                    status=503,
+                )
+            answer = {"profile_id": profile.id, "customer_id": profile.customer_id}
+            return self.json({**answer, "campaign": campaign, "kind": kind, **scored})
 
     @app.page("/v1/products/{product_id}/similar")
     class SimilarView(View):

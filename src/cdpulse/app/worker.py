@@ -34,6 +34,7 @@ from cdpulse.app.reporting import record_batch
 from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
+from cdpulse.models.campaign.labels import CampaignLabeler
 from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.monitors.health import HOUR
 from cdpulse.offers.bandit import OfferPolicy
@@ -51,7 +52,13 @@ from cdpulse.store.erasure import Eraser
 from cdpulse.store.gate import RedisGateStore
 from cdpulse.store.keys import Keys
 from cdpulse.store.ledger import RedisLedger
-from cdpulse.store.models import RecoShards, RedisClvStore, churn_store, offer_store
+from cdpulse.store.models import (
+    RecoShards,
+    RedisClvStore,
+    campaign_store,
+    churn_store,
+    offer_store,
+)
 from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState
@@ -73,6 +80,7 @@ def output_topics(topics: Topics) -> dict[Stream, str]:
     return {
         Stream.DEAD_LETTER: topics.dead_letter,
         Stream.TRAINING: topics.training,
+        Stream.CAMPAIGN_TRAINING: topics.campaign_training,
         Stream.RECO_EVENTS: topics.reco_events,
         Stream.SEGMENTS: topics.segments,
         Stream.TRIGGERS: topics.triggers,
@@ -179,6 +187,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         rules,
         models,
         labeler=ChurnLabeler.from_settings(settings),
+        campaign=CampaignLabeler.from_settings(settings),
         triggers=load_rules(settings.trigger_rules),
         trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
         book=book,
@@ -328,6 +337,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     )
     sketches = RedisMembershipStore(client, prefix)
     clv = RedisClvStore(client, prefix, seal)
+    campaign = campaign_store(client, prefix, seal)
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_models() -> None:
@@ -338,6 +348,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             await offers.refresh()
             await sketches.refresh_sketches()
             await clv.refresh()
+            await campaign.refresh()
             if engine.triggers is not None and engine.triggers.rules:
                 await reco.refresh()  # trigger messages carry recommendations
         except Exception as exc:  # the batch path reports Redis errors; keep scoring
@@ -346,8 +357,15 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             return
         offer_snapshot = offers.get()
         policy = offer_snapshot.policy if offer_snapshot is not None else untrained
-        fresh = (churn.get(), sketches.sketches, policy, reco.get(), clv.get())
-        in_use = (models.churn, models.rfm, models.offers, models.reco, models.clv)
+        fresh = (churn.get(), sketches.sketches, policy, reco.get(), clv.get(), campaign.get())
+        in_use = (
+            models.churn,
+            models.rfm,
+            models.offers,
+            models.reco,
+            models.clv,
+            models.campaign,
+        )
         if all(new is old for new, old in zip(fresh, in_use, strict=True)):
             return
         async with worker.lock:
@@ -355,7 +373,14 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             # after a refused save decides with the models it was first decided with,
             # or a move it published (a segment, an offer) might not be decided again.
             await asyncio.gather(*worker.flights, return_exceptions=True)
-            models.churn, models.rfm, models.offers, models.reco, models.clv = fresh
+            (
+                models.churn,
+                models.rfm,
+                models.offers,
+                models.reco,
+                models.clv,
+                models.campaign,
+            ) = fresh
             version = offer_snapshot.version if offer_snapshot is not None else 0
             models.offer_policy_name = (
                 f"epsilon-greedy LinUCB, e={settings.offer_epsilon}, v{version}"

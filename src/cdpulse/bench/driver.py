@@ -157,6 +157,7 @@ class BenchRun:
             "CDPULSE_TOPIC_DEAD_LETTER": f"{inputs}.dead-letter",
             # The model topics belong to one phase: its learners start from nothing.
             "CDPULSE_TOPIC_TRAINING": f"{self.name}-{phase}.training",
+            "CDPULSE_TOPIC_CAMPAIGN_TRAINING": f"{self.name}-{phase}.campaign-training",
             "CDPULSE_TOPIC_RECO_EVENTS": f"{self.name}-{phase}.reco-events",
             "CDPULSE_TOPIC_RECOMMENDATIONS": f"{self.name}-{phase}.recommendations",
             "CDPULSE_TOPIC_SEGMENTS": f"{self.name}-{phase}.segments",
@@ -192,6 +193,7 @@ class BenchRun:
         v = self.variables(phase)
         return [
             v["CDPULSE_TOPIC_TRAINING"],
+            v["CDPULSE_TOPIC_CAMPAIGN_TRAINING"],
             v["CDPULSE_TOPIC_RECO_EVENTS"],
             v["CDPULSE_TOPIC_OFFER_REWARDS"],
         ]

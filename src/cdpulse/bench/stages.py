@@ -11,7 +11,8 @@ where it is called, on the wall clock and on this process's CPU clock:
   of which the MessagePack decode and encode of profiles are shown apart;
 * ``stages``: ``Stages.one`` over every profile the batch touches (merge, apply, churn,
   segments, triggers, experiments, item events, summaries), of which the profile rules
-  (``rules.apply``, ``rules.merge``) are shown apart;
+  (``rules.apply``, ``rules.merge``) and campaign response's exposures and labels
+  (``campaign.observe``, ``campaign.decide``) are shown apart;
 * ``outlet.publish``: the batch's records as record batches, awaited (acks=all);
 * ``rest of the pipeline``: stitching, grouping, the report, the watermarks.
 
@@ -225,6 +226,8 @@ async def _time_stages(
     slots["state"] = Timed(pipeline.state, clock, "state")
     slots["outlet"] = Timed(outlet, clock, "outlet")
     vars(pipeline.stages)["one"] = clock.wrap(pipeline.stages.one, "stages")
+    if pipeline.stages.campaign is not None:
+        vars(pipeline.stages)["campaign"] = Timed(pipeline.stages.campaign, clock, "campaign")
     await worker.state.load_scripts()
     batches = 0
     try:
@@ -289,7 +292,7 @@ def time_stages(
         f"{op}: pipelined round trip": _redis_seconds_sum(op) - before
         for op, before in round_trips_before.items()
     }
-    for name in ("rules.apply", "rules.merge"):
+    for name in ("rules.apply", "rules.merge", "campaign.observe", "campaign.decide"):
         detail[f"{name} (in stages)"] = clock.seconds.get(name, 0.0)
     detail["msgpack decode (in read)"] = clock.seconds.get("msgpack decode", 0.0)
     detail["msgpack encode (in write)"] = clock.seconds.get("msgpack encode", 0.0)

@@ -1,5 +1,6 @@
-"""``cdpulse evaluate churn|clv|reco|fairness|forecast --input FILE``: the streaming models replayed
-over a file: their quality, and the fairness of their and the trigger rules' decisions."""
+"""``cdpulse evaluate churn|campaign|clv|reco|fairness|forecast --input FILE``: the
+streaming models replayed over a file: their quality, and the fairness of their and the
+trigger rules' decisions."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def register(subparsers: Any) -> None:
     churn.add_argument("--input", required=True, type=Path, help="JSON Lines, in event time order")
     churn.add_argument("--json", action="store_true", help="print the result as JSON")
     churn.set_defaults(func=run_churn)
+    campaign = models.add_parser(
+        "campaign",
+        help="campaign response: ROC AUC and log loss vs each exposure kind's response rate",
+    )
+    campaign.add_argument(
+        "--input", required=True, type=Path, help="JSON Lines, in event time order"
+    )
+    campaign.add_argument("--json", action="store_true", help="print the result as JSON")
+    campaign.set_defaults(func=run_campaign)
     clv = models.add_parser(
         "clv", help="lifetime value: purchases predicted in a holdout vs actual (MAE, RMSE)"
     )
@@ -195,29 +205,60 @@ def _lines(path: Path) -> list[bytes]:
 
 
 def run_churn(args: argparse.Namespace) -> int:
-    from cdpulse.contract.partitions import partition_of
     from cdpulse.models.churn.scoring import health_of
-    from cdpulse.ops.progress import Reporter
     from cdpulse.pipeline.replay import replay_churn
 
-    lines = _lines(args.input)
-    with Reporter("evaluate churn", len(lines)) as progress:
-        result = asyncio.run(
-            replay_churn(lines, get_settings(), partition_of, progress=progress.advance)
-        )
+    result = _replayed(args, "churn", replay_churn)
     quality = health_of(result.snapshot).to_json()
+    return _classifier_report(
+        args, result, "labelled snapshots", "churned", ("churn model", "recency only"), quality
+    )
+
+
+def run_campaign(args: argparse.Namespace) -> int:
+    from cdpulse.pipeline.campaign_replay import replay_campaign
+
+    result = _replayed(args, "campaign", replay_campaign)
+    return _classifier_report(
+        args, result, "labelled exposures", "responded", ("campaign model", "rate of the kind")
+    )
+
+
+def _replayed(args: argparse.Namespace, model: str, replay: Any) -> Any:
+    """``replay`` (``replay_churn``, ``replay_campaign``) over ``--input``, with progress."""
+    from cdpulse.contract.partitions import partition_of
+    from cdpulse.ops.progress import Reporter
+
+    lines = _lines(args.input)
+    with Reporter(f"evaluate {model}", len(lines)) as progress:
+        return asyncio.run(replay(lines, get_settings(), partition_of, progress=progress.advance))
+
+
+def _classifier_report(
+    args: argparse.Namespace,
+    result: Any,
+    examples: str,
+    positives: str,
+    names: tuple[str, str],
+    quality: dict[str, Any] | None = None,
+) -> int:
+    """An online classifier's test-then-train figures beside its baseline's (and the
+    health of the model it ended with, when it has one)."""
     if args.json:
-        document = {"model": result.model, "baseline": result.baseline, "quality": quality}
+        document = {"model": result.model, "baseline": result.baseline}
+        if quality is not None:
+            document["quality"] = quality
         print(json.dumps(document, indent=2))
         return 0
     print(
         f"{result.events} events ({result.rejected} rejected), "
-        f"{result.model['examples']} labelled snapshots ({result.model['positives']} churned)"
+        f"{result.model['examples']} {examples} ({result.model['positives']} {positives})"
     )
     print(f"{'':24}{'ROC AUC':>10}{'log loss':>10}")
-    for name, figures in (("churn model", result.model), ("recency only", result.baseline)):
+    for name, figures in zip(names, (result.model, result.baseline), strict=True):
         print(f"{name:24}{figures['roc_auc']:>10.4f}{figures['log_loss']:>10.4f}")
-    print(f"model health: {quality['status']}" + "".join(f"; {r}" for r in quality["reasons"]))
+    if quality is not None:
+        print(f"model health: {quality['status']}" + "".join(f"; {r}" for r in quality["reasons"]))
     return 0
 
 

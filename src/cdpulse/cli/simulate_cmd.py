@@ -87,6 +87,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "COPIES times (default 3), their behaviour unchanged (cdpulse evaluate fairness "
         "should flag it)",
     )
+    parser.add_argument(
+        "--responsive",
+        action="store_true",
+        help="newsletter clicks follow each customer's purchase intent (the mean rate "
+        "unchanged): a pattern cdpulse evaluate campaign should learn",
+    )
     for flag, what, help_text in _BREAKAGE:
         parser.add_argument(flag, action="append", default=[], metavar=what + _WHEN, help=help_text)
     parser.set_defaults(func=run)
@@ -144,7 +150,9 @@ def _bias(text: str) -> Bias:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, write the lines, and print a summary on stderr."""
-    shop = Shop(args.customers, args.days, args.seed, args.start, bias=args.bias)
+    shop = Shop(
+        args.customers, args.days, args.seed, args.start, bias=args.bias, responsive=args.responsive
+    )
     stats = _Stats()
     # A separate stream for the breakage, so the valid lines are the same at any fraction.
     events = broken(shop.events(), problems(args))

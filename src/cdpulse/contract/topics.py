@@ -48,6 +48,7 @@ class Topics:
     triggers: str = "cdp.triggers"
     offer_rewards: str = "cdp.offer-rewards"
     erasures: str = "cdp.erasures"
+    campaign_training: str = "cdp.campaign-training"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -65,6 +66,7 @@ class Topics:
             triggers=settings.topic_triggers,
             offer_rewards=settings.topic_offer_rewards,
             erasures=settings.topic_erasures,
+            campaign_training=settings.topic_campaign_training,
         )
 
     @property
@@ -86,6 +88,7 @@ class Topics:
             self.triggers,
             self.offer_rewards,
             self.erasures,
+            self.campaign_training,
         )
 
     @property

@@ -7,9 +7,10 @@ tracks), it reads ``None`` and the card says why.
 
 Global importance, per model kind:
 
-* churn, logistic: ``|weight| x standard deviation``, the weight on the raw feature
-  times the scaler's standard deviation of that feature; since River's regression
-  learns on standardised features, that is the size of the learned weight itself.
+* churn and campaign response, logistic: ``|weight| x standard deviation``, the weight
+  on the raw feature times the scaler's standard deviation of that feature; since
+  River's regression learns on standardised features, that is the size of the learned
+  weight itself.
 * churn, forest: permutation importance, measured online on every tenth example before
   the forest learned it (``models/churn/permutation.py``): the mean increase in log loss
   when the feature takes an earlier example's value. A forest pickled before it was
@@ -39,6 +40,8 @@ from typing import Any
 import msgspec
 
 from cdpulse.kpis.fields import DAY_MS
+from cdpulse.models.campaign.features import FEATURE_NAMES as CAMPAIGN_FEATURES
+from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot
@@ -145,18 +148,8 @@ def churn_card(snapshot: Snapshot, topic: str, drift: DriftReport | None = None)
     its newest drift report."""
     model = snapshot.model
     if model.kind == "logistic":
-        scaler = model.pipeline["StandardScaler"]
-        weights = model.pipeline["LogisticRegression"].weights
-        features = []
-        for name in FEATURE_NAMES:
-            std = math.sqrt(scaler.vars.get(name, 0.0))
-            # River's scaler maps a feature it saw constant to 0: no weight reaches it
-            raw = float(weights.get(name, 0.0)) / std if std > 0 else 0.0
-            features.append(Feature(name, abs(raw) * std, raw, std))
-        importance = (
-            "|weight| x standard deviation: the logistic regression's weight on the raw "
-            "feature times the scaler's standard deviation of it"
-        )
+        features = _linear(model.pipeline, FEATURE_NAMES)
+        importance = LINEAR_IMPORTANCE
     elif (permutation := getattr(model, "permutation", None)) is not None:
         measured = permutation.importance()
         features = [Feature(name, measured[name]) for name in FEATURE_NAMES]
@@ -195,6 +188,54 @@ def churn_card(snapshot: Snapshot, topic: str, drift: DriftReport | None = None)
             None if span is None else span[0],
             None if span is None else span[1],
             "" if span is not None else "not recorded by the learner that published it",
+        ),
+        parameters={"positives": quality.positives},
+    )
+
+
+LINEAR_IMPORTANCE = (
+    "|weight| x standard deviation: the logistic regression's weight on the raw feature "
+    "times the scaler's standard deviation of it"
+)
+
+
+def _linear(pipeline: Any, names: tuple[str, ...]) -> list[Feature]:
+    """The features of a ``StandardScaler | LogisticRegression`` pipeline, importance
+    ``LINEAR_IMPORTANCE``."""
+    scaler = pipeline["StandardScaler"]
+    weights = pipeline["LogisticRegression"].weights
+    features = []
+    for name in names:
+        std = math.sqrt(scaler.vars.get(name, 0.0))
+        # River's scaler maps a feature it saw constant to 0: no weight reaches it
+        raw = float(weights.get(name, 0.0)) / std if std > 0 else 0.0
+        features.append(Feature(name, abs(raw) * std, raw, std))
+    return features
+
+
+def campaign_card(snapshot: CampaignSnapshot, topic: str) -> ModelCard:
+    """The campaign-response model's card; ``topic``: the topic it learns from."""
+    quality: ModelQuality = snapshot.quality
+    drifted = drift_of(
+        None,
+        not_tracked="the learner's drift reports cover churn, the recommender and lifetime "
+        "value, not campaign response",
+        detector="ADWIN on the error |y - p|",
+        alarms=quality.drifts,
+        alarms_unknown=quality.unknown("drift"),
+    )
+    return ModelCard(
+        name="campaign",
+        kind="campaign-response classifier (logistic)",
+        version=snapshot.version,
+        examples=snapshot.model.examples,
+        importance=LINEAR_IMPORTANCE,
+        features=_linear(snapshot.model.pipeline, CAMPAIGN_FEATURES),
+        quality=quality_figures(quality),
+        drift_status=drifted.status,
+        drift=drifted,
+        training=TrainingData(
+            topic, {"0": snapshot.offset}, unknown="the campaign learner keeps no event-time span"
         ),
         parameters={"positives": quality.positives},
     )

@@ -237,6 +237,11 @@ CHURN_LABELS = Counter(
     "Churn snapshots labelled, by label (0 active, 1 churned).",
     ["label"],
 )
+CAMPAIGN_LABELS = Counter(
+    "cdpulse_campaign_labels_total",
+    "Campaign exposures labelled, by label (1: clicked or redeemed within the window).",
+    ["label"],
+)
 SEND_TIME_OPENS = Counter(
     "cdpulse_send_time_opens_total",
     "Email opens of customers with a send window, by whether the open fell inside it "

@@ -327,6 +327,7 @@ class ProfilePipeline:
             raise GaveUp(list(refused))
         self.low_watermark = max(self.low_watermark, begun.low)
         report.work.examples.sort(key=lambda e: e.order)  # as published
+        report.work.campaign.sort(key=lambda e: e.order)
         report.written_at = datetime.now(UTC).timestamp()
         report.quarantined = report.work.counts["quarantined"]
         return report
@@ -358,12 +359,14 @@ class ProfilePipeline:
         work = Work()
         work.outputs.extend(begun.letters)
         examples = []
+        campaign = []
         for target, mine in begun.per_profile.items():
             if target in doomed:
                 continue
             work.outputs.extend(mine.outputs)
             examples += mine.examples
-        self.stages.publish_examples(examples, work)
+            campaign += mine.campaign
+        self.stages.publish_examples(examples, work, campaign)
         for save in begun.work.changes.saves:
             save.withheld = save.profile.id in doomed
         work.changes = begun.work.changes
@@ -519,7 +522,7 @@ class ProfilePipeline:
             mine.examples += found
             examples += found
             work.absorb(mine)
-        self.stages.publish_examples(examples, work)
+        self.stages.publish_examples(examples, work, work.campaign)
         return work, per_profile
 
     def _quarantine(

@@ -10,7 +10,7 @@ itself; a recency-only model learned on the same examples is the baseline beside
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from river import linear_model, optim, preprocessing
 from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
 from cdpulse.contract.validation import Rejection, validate
+from cdpulse.models.campaign.labels import CampaignLabeler
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.learner import ChurnLearner
@@ -83,6 +84,7 @@ def replay_pipeline(
     labeler: ChurnLabeler | None,
     partition_of: Partitioner,
     triggers: TriggerConfig | None = None,
+    campaign: CampaignLabeler | None = None,
 ) -> tuple[MemoryState, ProfilePipeline]:
     """The worker's pipeline over memory: the same engine, one shard per partition."""
     partitions = settings.topic_partitions
@@ -96,6 +98,7 @@ def replay_pipeline(
         rules,
         models,
         labeler=labeler,
+        campaign=campaign,
         triggers=triggers,
         trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
         pseudonym=rules.traits.pseudonymizer.of_id,
@@ -131,47 +134,19 @@ class Messages:
         return Message(topic, partition, offset, key.encode(), raw)
 
 
-async def replay_churn(
+async def feed(
     lines: Iterable[bytes],
-    settings: Settings,
-    partition_of: Partitioner,
-    *,
-    batch_size: int = 500,
+    cutter: Messages,
+    flush: Callable[[list[Message]], Awaitable[None]],
+    batch_size: int,
     progress: Callable[[int], None] | None = None,
-    triggers: TriggerConfig | None = None,
-) -> ChurnEvaluation:
-    """Replay JSON Lines (in event-time order) through the churn path in-process (and the
-    trigger rules of ``triggers``, when given)."""
+) -> tuple[int, int]:
+    """Cut ``lines`` into batches of messages for ``flush``, then flush an idle batch
+    (what the last watermark made due is decided); the events read and rejected."""
     from datetime import UTC, datetime
 
-    learner = ChurnLearner.fresh(settings.churn_model, HealthPolicy.from_settings(settings))
-    baseline = RecencyBaseline()
-    models = Models()
-    state, pipeline = replay_pipeline(
-        settings, models, ChurnLabeler.from_settings(settings), partition_of, triggers
-    )
-    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
-    outlet = pipeline.outlet
-    training_offset = -1
-    learned: list[Example] = []
-    predictions: list[float] = []
-    events = rejected = 0
     now = datetime.now(UTC)
-
-    async def flush(batch: list[Message]) -> None:
-        nonlocal training_offset
-        report = await pipeline.run(batch)
-        pairs = []
-        learned.extend(report.work.examples)
-        for example in report.work.examples:
-            training_offset += 1
-            pairs.append((training_offset, example))
-            baseline.learn(example)
-        result = learner.learn(pairs)
-        predictions.extend(values[-1] for _, _, values in result.scored)
-        if result.learned:
-            models.churn = learner.snapshot()
-
+    events = rejected = 0
     batch: list[Message] = []
     for raw in lines:
         if not raw.strip():
@@ -194,7 +169,48 @@ async def replay_churn(
             batch = []
     if batch:
         await flush(batch)
-    await flush([])  # the stream is idle: what its last watermark made due is decided
+    await flush([])
+    return events, rejected
+
+
+async def replay_churn(
+    lines: Iterable[bytes],
+    settings: Settings,
+    partition_of: Partitioner,
+    *,
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+    triggers: TriggerConfig | None = None,
+) -> ChurnEvaluation:
+    """Replay JSON Lines (in event-time order) through the churn path in-process (and the
+    trigger rules of ``triggers``, when given)."""
+    learner = ChurnLearner.fresh(settings.churn_model, HealthPolicy.from_settings(settings))
+    baseline = RecencyBaseline()
+    models = Models()
+    state, pipeline = replay_pipeline(
+        settings, models, ChurnLabeler.from_settings(settings), partition_of, triggers
+    )
+    cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
+    outlet = pipeline.outlet
+    training_offset = -1
+    learned: list[Example] = []
+    predictions: list[float] = []
+
+    async def flush(batch: list[Message]) -> None:
+        nonlocal training_offset
+        report = await pipeline.run(batch)
+        pairs = []
+        learned.extend(report.work.examples)
+        for example in report.work.examples:
+            training_offset += 1
+            pairs.append((training_offset, example))
+            baseline.learn(example)
+        result = learner.learn(pairs)
+        predictions.extend(values[-1] for _, _, values in result.scored)
+        if result.learned:
+            models.churn = learner.snapshot()
+
+    events, rejected = await feed(lines, cutter, flush, batch_size, progress)
 
     snapshot = models.churn
     as_of = max(state.watermarks.values(), default=0)

@@ -17,13 +17,18 @@ from dataclasses import dataclass, field, replace
 from cdpulse.contract.mirror import (
     ConsentUpdatedEvent,
     CustomersMergedEvent,
+    EmailClickedEvent,
     EmailOpenedEvent,
     IdentifyEvent,
+    OfferRedeemedEvent,
+    OfferShownEvent,
     OrderCompletedEvent,
 )
 from cdpulse.experiments.definitions import Experiment
 from cdpulse.kpis.fold import KpiFold
 from cdpulse.kpis.tally import Tally
+from cdpulse.models.campaign.labels import CampaignExample, CampaignLabeler, merge_exposures
+from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
@@ -62,6 +67,7 @@ class Models:
     offers: OfferPolicy | None = None
     reco: RecoSnapshot | None = None
     clv: ClvSnapshot | None = None  # segments read lifetime value and the next order
+    campaign: CampaignSnapshot | None = None  # and the campaign-response propensity
     offer_policy_name: str = "untrained"
     gate: Gate | None = None  # the input-health flags gated trigger rules read
 
@@ -73,6 +79,7 @@ class Engine:
     rules: Rules
     models: Models
     labeler: ChurnLabeler | None = None
+    campaign: CampaignLabeler | None = None  # campaign-response labels (None: off)
     triggers: TriggerConfig | None = None
     trigger_lateness: int = 0
     book: SegmentBook | None = None
@@ -118,6 +125,7 @@ class Work:
     decisions: list[Decision] = field(default_factory=list)
     attributions: list[Attribution] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)  # as decided (not pseudonymised)
+    campaign: list[CampaignExample] = field(default_factory=list)  # as ``examples``
     segment_errors: Counter[str] = field(default_factory=Counter)
     # the earliest hour a gated situation due is held for (``Expired.held``): the worker
     # runs a batch once the gate judges it, though no event comes
@@ -142,6 +150,8 @@ class Work:
             self.attributions += other.attributions
         if other.examples:
             self.examples += other.examples
+        if other.campaign:
+            self.campaign += other.campaign
         if other.segment_errors:
             self.segment_errors.update(other.segment_errors)
         if other.saved:
@@ -171,19 +181,28 @@ class Stages:
         self.engine = engine
         self.rules = engine.rules
         self.scoring = engine.churn()
+        self.campaign = engine.campaign
         self.hooks = engine.trigger_hooks()
         self.kpis = KpiFold(engine.rules.session_gap) if engine.kpis else None
 
-    def publish_examples(self, examples: list[Example], work: Work) -> None:
-        """The batch's churn examples, to the training topic in decision order: with one
-        worker the topic then holds them in exactly the order a replay produces them."""
+    def publish_examples(
+        self, examples: list[Example], work: Work, campaign: list[CampaignExample] | None = None
+    ) -> None:
+        """The batch's churn (and campaign) examples, to their training topics in decision
+        order: with one worker each topic then holds them in exactly the order a replay
+        produces them."""
         examples.sort(key=lambda e: e.order)
+        pseudonym = self.engine.pseudonym
         for example in examples:
             # The training topic outlives an erasure: customers by pseudonym only.
-            pseudonymous = replace(example, profile_id=self.engine.pseudonym(example.profile_id))
+            pseudonymous = replace(example, profile_id=pseudonym(example.profile_id))
             work.outputs.add(
                 Stream.TRAINING, pseudonymous.profile_id.encode(), pseudonymous.to_json()
             )
+        for labelled in sorted(campaign or (), key=lambda e: e.order):
+            key = pseudonym(labelled.profile_id)
+            value = replace(labelled, profile_id=key).to_json()
+            work.outputs.add(Stream.CAMPAIGN_TRAINING, key.encode(), value)
 
     # --- one profile ------------------------------------------------------------------
 
@@ -218,6 +237,8 @@ class Stages:
             if other.id not in profile.merged_from:
                 joined = kpis.merge(profile, other) if kpis is not None else None
                 capped += merge(profile, other, rules, work.counts)
+                if other.campaign is not None:
+                    merge_exposures(profile, other)
                 if joined is not None and allows(profile, "analytics"):
                     profile.activity = joined[0]
                     tally.absorb(joined[1])
@@ -256,7 +277,7 @@ class Stages:
         ordered = noted = False
         unnoted: list[Item] = []  # merges refused while the profile was not stored
         pseudonym = ""
-        hooks, counts = self.hooks, work.counts  # read once, not per event
+        hooks, counts, campaign = self.hooks, work.counts, self.campaign  # once, not per event
         for item in update.items:
             event, message = item.event, item.message
             if is_duplicate(profile, event.event_id, item.source, message.offset):
@@ -302,6 +323,10 @@ class Stages:
             if type(event) is EmailOpenedEvent and event.customer_id is not None:
                 observe_open(profile, event.at, event.timestamp, counts)
             capped += apply_new(profile, event, rules, item.source, message.offset, counts)
+            if campaign is not None and event.customer_id is not None:
+                touched = _campaign_of(event)
+                if touched is not None:
+                    campaign.observe(profile, event.type, touched, event.at, counts)
             if kpis is not None:
                 kpis.observe(profile, event, spans, tally)
             applied += 1
@@ -324,6 +349,14 @@ class Stages:
             work.counts["dedupe_ids_dropped"] += capped
         changed = bool(applied or retired or noted)
 
+        # Campaign labels first: churn's labeler drops the days an analytics refusal kept
+        # once the watermark passes it, and the campaign labels due by then read them.
+        campaign_due: int | None = None
+        if campaign is not None and profile.campaign is not None:
+            labelled, campaign_due = campaign.decide(profile, watermark)
+            if labelled:
+                work.campaign += labelled
+                changed = True
         churn_due: int | None = None
         examples: list[Example] = []
         if self.scoring is not None:
@@ -385,7 +418,8 @@ class Stages:
                 links=update.links,
                 retire=retired,
                 customers=customers,
-                churn_due=churn_due,
+                # One labels' schedule: the earlier of churn's and campaign's.
+                churn_due=_earliest(churn_due, campaign_due),
                 trigger_due=trigger_due,
                 entered=entered,
                 left=left,
@@ -405,7 +439,7 @@ class Stages:
         book = self.engine.book
         assert book is not None
         models = self.engine.models
-        found, errors = changes(book, profile, self.rules, models.rfm, models.clv)
+        found, errors = changes(book, profile, self.rules, models.rfm, models.clv, models.campaign)
         for name in errors:
             work.segment_errors[name] += 1
         return found
@@ -445,6 +479,19 @@ class Stages:
 
 # Events whose application may change a profile's traits (consent can minimise them).
 _TRAIT_CHANGERS = (IdentifyEvent, ConsentUpdatedEvent)
+
+
+def _campaign_of(event: object) -> str | None:
+    """The campaign or offer an exposure or response is about (None: another event)."""
+    if type(event) is EmailOpenedEvent or type(event) is EmailClickedEvent:
+        return event.properties.campaign_id
+    if type(event) is OfferShownEvent or type(event) is OfferRedeemedEvent:
+        return event.properties.offer_id
+    return None
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _money(profile: Profile) -> tuple[int, float, float, int | None, int | None]:

@@ -11,11 +11,12 @@ analytics           the profile is minimised after every event and merge: only t
                     consent record, identity links, pseudonymised traits and the
                     bookkeeping that keeps writes exactly-once are kept (what is
                     needed to honour the request); no counters, windows, sessions,
-                    cart, affinity, churn history, labels or recommender learning;
+                    cart, affinity, churn history, labels (churn's, and campaign
+                    response's not decided by the refusal) or recommender learning;
                     its orders still count in the shop's demand (``kpis.fold``)
-personalization     no churn score (cleared), no recommendation lists (stream or
-                    HTTP, which answers 451), item events are not forwarded to the
-                    recommender's learner
+personalization     no churn score (cleared), no campaign-response propensity, no
+                    recommendation lists (stream or HTTP, which answers 451), item
+                    events are not forwarded to the recommender's learner
 marketing           ``allows(profile, "marketing")`` is False: triggers and offers
                     must not fire (the triggers feature calls this function)
 ==================  ===============================================================

@@ -4,7 +4,8 @@ Most of a profile is bounded by its shape: a fixed key set (event types, channel
 consent purposes, allow-listed traits), an event-time window (window buckets, churn
 days, the dedupe window) or a count of the newest (session spans, recently viewed).
 What only grows with the customer's own behaviour (distinct products in the cart,
-changes to one cart line, distinct categories) is capped here (distinct custom event
+changes to one cart line, distinct categories, campaign exposures waiting for their
+label) is capped here (distinct custom event
 names in ``profile/custom.py``, under the same tally), keeping what the
 features read (the newest by event time, the strongest affinity), with every entry
 dropped counted by list in ``cdpulse_profile_list_dropped_total{list=...}``.
@@ -27,6 +28,12 @@ from cdpulse.profile.model import Profile
 # the oldest add, which the newest 32 changes since the horizon still give.
 CART_CHANGES_KEPT = 32
 
+# Campaign exposures recorded within one response window (``Profile.campaign``; the same
+# campaign again in its window is the same exposure): four in the simulated shop at
+# most (two newsletters a week, two offers). Past this many the newer are not recorded,
+# decided by event time alone (``CampaignLabeler.observe``).
+EXPOSURES_KEPT = 8
+
 # The lists counted; the label of ``cdpulse_profile_list_dropped_total``.
 CART = "cart"  # cart lines (products) trimmed
 CART_CHANGES = "cart_changes"  # quantity changes trimmed, those of trimmed lines included
@@ -35,7 +42,8 @@ WATCH_VIEWS = "watch_views"  # products of one session's views the high-intent r
 # custom event names past the cap (profile/custom.py): each name a new one pushes out,
 # and each event of a name that does not fit
 CUSTOM_NAMES = "custom_names"
-LISTS = (CART, CART_CHANGES, AFFINITY, WATCH_VIEWS, CUSTOM_NAMES)
+CAMPAIGN_EXPOSURES = "campaign_exposures"  # past EXPOSURES_KEPT in a window: unlabelled
+LISTS = (CART, CART_CHANGES, AFFINITY, WATCH_VIEWS, CUSTOM_NAMES, CAMPAIGN_EXPOSURES)
 
 # Work counts are one Counter per batch: dropped entries go in it under this prefix, so
 # the pipeline needs no second tally (``app/reporting.py`` reads them back by list).

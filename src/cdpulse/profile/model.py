@@ -40,6 +40,37 @@ class CustomCount(msgspec.Struct, omit_defaults=True):
     buckets: dict[int, dict[int, int]] = msgspec.field(default_factory=dict)
 
 
+class Exposures(msgspec.Struct, array_like=True, omit_defaults=True):
+    """Campaign exposures waiting for their response window to close, and the tally of
+    those decided (``models/campaign/labels.py``).
+
+    ``pending``: (exposed at, campaign key, responded 0/1), oldest first, at most
+    ``limits.EXPOSURES_KEPT``. The key is the campaign or offer id's CRC-32 with its low
+    bit saying which (1: an offer): 5 bytes, not the id.
+    """
+
+    pending: list[tuple[int, int, int]] = msgspec.field(default_factory=list)
+    # the labels decided so far, by kind: emails opened and clicked, offers shown and
+    # redeemed (within the window)
+    emails: int = 0
+    clicked: int = 0
+    offers: int = 0
+    redeemed: int = 0
+
+    def tally(self, offer: bool) -> tuple[int, int]:
+        """(exposures labelled, of them responded to) of one kind."""
+        return (self.offers, self.redeemed) if offer else (self.emails, self.clicked)
+
+    def count(self, offer: bool, label: int) -> None:
+        """One more exposure of a kind labelled ``label``."""
+        if offer:
+            self.offers += 1
+            self.redeemed += label
+        else:
+            self.emails += 1
+            self.clicked += label
+
+
 # The names fields are stored by. A profile's MessagePack holds the name of every field it
 # sets: spelt out they were ~216 of a profile's ~1,900 bytes, in every profile in Redis
 # (the bench's target is 4,096 bytes per profile, all keys included). Each name is kept
@@ -80,6 +111,7 @@ STORED_NAMES: dict[str, str] = {
     "churn_reasons": "kw",
     "churn_version": "kv",
     "churn_degraded": "kg",
+    "campaign": "cp",
     "watch": "w",
     "segments": "sg",
     "offsets": "of",
@@ -162,6 +194,9 @@ class Profile(msgspec.Struct, omit_defaults=True, rename=STORED_NAMES):
     # the reasons the model of that score was degraded (models/health.py); empty when its
     # health was ok or unknown: a gated trigger rule reads it (triggers/situations.py)
     churn_degraded: list[str] = msgspec.field(default_factory=list)
+    # campaign response: exposures waiting for their label, and the customer's tally
+    # (identified exposures only; None until the first)
+    campaign: Exposures | None = None
     # trigger rules: timers, sessions and firings waiting for the watermark (triggers/;
     # each list's bound is at its field in watch.py)
     watch: Watch | None = None

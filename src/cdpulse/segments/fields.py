@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from cdpulse.models.campaign.model import CampaignSnapshot
+from cdpulse.models.campaign.scoring import propensity
 from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
 from cdpulse.models.next_purchase import next_purchase
 from cdpulse.models.send_time import best_window, send_window
@@ -66,6 +68,8 @@ FIELDS: dict[str, str] = {
     "churn_risk": "churn probability at the last event (absent before a churn model exists)",
     "rfm": "map r, f, m (1-5), score ('545') and segment (absent before the first sketch)",
     "clv": f"map {', '.join(CLV_FIELDS)} (absent without orders or a lifetime-value fit)",
+    "propensity": "map email, offer: the campaign-response probability of an exposure of "
+    "that kind (absent before a campaign model exists)",
     "next_order_in_days": "days from the last event to the expected next order; negative: "
     "overdue (absent with one order and no lifetime-value fit, or none)",
     "best_send_hour": "the hour of the day (0-23, the customer's time) of their send "
@@ -87,9 +91,10 @@ def profile_fields(
     rules: Rules,
     rfm: dict[str, Any] | None = None,
     clv: ClvSnapshot | None = None,
+    campaign: CampaignSnapshot | None = None,
 ) -> ProfileRecord:
     """The record a segment expression is evaluated on, at ``profile.last_seen``."""
-    values = FieldValues(profile, rules, rfm, clv)
+    values = FieldValues(profile, rules, rfm, clv, campaign)
     if rfm is not None and not modelled(rfm):
         values.modelled = False  # the caller's map holds what only the engine may read
     return ProfileRecord(values)
@@ -107,7 +112,7 @@ class FieldValues(Values):
     Values are fresh objects except ``rfm``, the caller's map: read them, never mutate.
     """
 
-    __slots__ = ("clv", "profile", "rfm", "rules")
+    __slots__ = ("campaign", "clv", "profile", "rfm", "rules")
 
     def __init__(
         self,
@@ -115,6 +120,7 @@ class FieldValues(Values):
         rules: Rules,
         rfm: dict[str, Any] | None,
         clv: ClvSnapshot | None = None,
+        campaign: CampaignSnapshot | None = None,
     ) -> None:
         # Built empty: the base's copy-and-check of a record has nothing to do here.
         # Profiles hold bools, small ints, floats, validated text and str-keyed maps;
@@ -124,6 +130,7 @@ class FieldValues(Values):
         self.rules = rules
         self.rfm = rfm
         self.clv = clv  # the newest lifetime-value fit, None before one
+        self.campaign = campaign  # the newest campaign-response model, None before one
 
     def __missing__(self, name: str) -> Any:
         load = _LOADERS.get(name)
@@ -206,6 +213,17 @@ def _recency_days(values: FieldValues) -> Any:
 def _churn_risk(values: FieldValues) -> Any:
     risk = values.profile.churn_risk
     return ERROR if risk is None else float(risk)
+
+
+def _propensity(values: FieldValues) -> Any:
+    p = values.profile
+    out = {}
+    for kind, offer in (("email", False), ("offer", True)):
+        scored = propensity(p, values.campaign, offer, p.last_seen)
+        if scored is None or scored["propensity"] is None:
+            return ERROR  # no personalization consent, or no model yet
+        out[kind] = scored["propensity"]
+    return out
 
 
 def _rfm(values: FieldValues) -> Any:
@@ -336,6 +354,7 @@ _LOADERS: dict[str, Loader] = {
     "churn_risk": _churn_risk,
     "rfm": _rfm,
     "clv": _clv,
+    "propensity": _propensity,
     "next_order_in_days": _next_order_in_days,
     "best_send_hour": _best_send_hour,
     "traits": _traits,
@@ -390,6 +409,7 @@ def document_fields(
     rfm: dict[str, Any] | None = None,
     next_purchase: dict[str, Any] | None = None,
     clv: dict[str, Any] | None = None,
+    propensity: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The fields of a rendered profile document (``profile.view.render``) read at its
     ``last_seen``; tests feed the oracle's documents through the same function.
@@ -424,6 +444,8 @@ def document_fields(
             out["next_order_in_days"] = next_purchase["next_order_in_days"]
         if clv is not None and clv["p_alive"] is not None:
             out["clv"] = {name: clv[name] for name in CLV_FIELDS}
+        if propensity is not None:
+            out["propensity"] = dict(propensity)
     recency = document["rfm"]["recency_days"]
     if recency is not None:
         out["recency_days"] = float(recency)
@@ -468,6 +490,8 @@ def sample() -> dict[str, Any]:
             out[name] = {"marketing": True}
         elif name == "clv":
             out[name] = dict.fromkeys(CLV_FIELDS, 1.0)
+        elif name == "propensity":
+            out[name] = {"email": 0.5, "offer": 0.5}
         elif name == "traits":
             out[name] = {"country": "DE", "plan": "pro"}
         elif name == "rfm":

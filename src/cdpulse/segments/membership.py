@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
@@ -96,6 +97,7 @@ def decide(
     rules: Rules,
     rfm: RfmScore | None,
     clv: ClvSnapshot | None = None,
+    campaign: CampaignSnapshot | None = None,
 ) -> Decision:
     """The segments ``profile`` belongs to, read at its own ``last_seen``.
 
@@ -106,12 +108,14 @@ def decide(
     ``evaluate(book, profile_fields(profile, rules, rfm.fields()))``, and so to the
     rendered document's fields (tests hold all three together); fields are computed
     only when a condition reads them. ``clv``: the newest lifetime-value fit (fields
-    ``clv`` and ``next_order_in_days``).
+    ``clv`` and ``next_order_in_days``); ``campaign``: the newest campaign-response
+    model (field ``propensity``).
     """
     if rfm is None:
-        return _decide(book, FieldValues(profile, rules, None, clv), None, profile.orders)
+        values = FieldValues(profile, rules, None, clv, campaign)
+        return _decide(book, values, None, profile.orders)
     shared = _RFM_MAPS[rfm.r - 1][rfm.f - 1][rfm.m - 1]
-    values = FieldValues(profile, rules, shared, clv)
+    values = FieldValues(profile, rules, shared, clv, campaign)
     return _decide(book, values, rfm.segment.id, profile.orders)
 
 
@@ -197,6 +201,7 @@ def changes(
     rules: Rules,
     sketches: RfmSketches | None,
     clv: ClvSnapshot | None = None,
+    campaign: CampaignSnapshot | None = None,
 ) -> tuple[list[Transition], tuple[str, ...]]:
     """The transitions a customer's newest state makes from the generations its profile
     holds (``Profile.segments``), and the segments whose condition could not be decided.
@@ -207,7 +212,7 @@ def changes(
     if profile.customer_id is None:
         return [], ()
     score = sketches.score_profile(profile) if book.rfm and sketches is not None else None
-    decision = decide(book, profile, rules, score, clv)
+    decision = decide(book, profile, rules, score, clv, campaign)
     found = transitions(
         profile.id, profile.segments, decision.members, decision.decided, profile.last_seen
     )

@@ -86,6 +86,7 @@ class Shop:
         seed: int,
         start: datetime = DEFAULT_START,
         bias: Bias | None = None,
+        responsive: bool = False,
     ) -> None:
         if customers < 0:
             raise ValueError(f"customers must be >= 0, got {customers}")
@@ -96,6 +97,9 @@ class Shop:
         self.seed = seed
         self.days = days
         self.bias = bias
+        # Newsletter clicks follow the customer's purchase intent (``Storefront``); off,
+        # every seed's events stay as they were before the option.
+        self.responsive = responsive
         self.start = start.astimezone(UTC)
         self.end = self.start + timedelta(days=days)
         rng = random.Random(f"cdpulse-shop:{seed}")
@@ -128,7 +132,7 @@ class Shop:
                 for copy in range(1, bias.copies):
                     heapq.heappush(heap, (ts_ms + copy, next(created), dict(event)))
 
-        front = Storefront(rng, self.catalogue, push)
+        front = Storefront(rng, self.catalogue, push, self.responsive)
         start_ms = _epoch_ms(self.start)
         end_ms = start_ms + self.days * DAY_MS
         self._visitors = visitors = [

@@ -38,6 +38,7 @@ OFFER_RATE = 0.12
 REDEEM_RATE = 0.4
 REFUND_RATE = 0.06
 CLICK_RATE = 0.3  # P(click | newsletter opened)
+MEAN_INTENT = 0.25  # the mean purchase intent (population: Beta(2, 6))
 
 _OFFERS: tuple[tuple[str, float], ...] = (("welcome10", 0.10), ("winter15", 0.15))
 _REFUND_REASONS: tuple[str, ...] = ("damaged", "wrong_size", "changed_mind", "late_delivery")
@@ -90,11 +91,22 @@ class Visitor:
 class Storefront:
     """Plays sessions, newsletters, store purchases and refunds into ``push``."""
 
-    def __init__(self, rng: random.Random, catalogue: Catalogue, push: Push) -> None:
+    def __init__(
+        self, rng: random.Random, catalogue: Catalogue, push: Push, responsive: bool = False
+    ) -> None:
         self.rng = rng
         self.catalogue = catalogue
         self._push = push
         self._orders = 0
+        self.responsive = responsive
+
+    def click_rate(self, c: Customer) -> float:
+        """P(click | newsletter opened): ``CLICK_RATE`` for everyone, or (``responsive``)
+        as much in the mean but in proportion to the customer's purchase intent, which
+        their orders show: the learnable pattern of campaign response."""
+        if not self.responsive:
+            return CLICK_RATE
+        return min(0.9, CLICK_RATE * c.purchase_intent / MEAN_INTENT)
 
     # --- the session funnel ---------------------------------------------------------------
 
@@ -209,7 +221,7 @@ class Storefront:
         opened = sent_ms + delay if read_ms is None else max(sent_ms, read_ms) + delay % 1_800_000
         props = {"campaign_id": campaign, "message_id": f"{campaign}-{ids['customer_id']}"}
         self._emit(v, opened, "email_opened", "email", props, ids=ids)
-        if rng.random() >= CLICK_RATE:
+        if rng.random() >= self.click_rate(v.customer):
             return None
         clicked = opened + rng.randrange(5_000, 120_000)
         props = {"campaign_id": campaign, "url": f"{SHOP_URL}/?utm_campaign={campaign}"}

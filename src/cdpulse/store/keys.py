@@ -228,6 +228,11 @@ class Keys:
         return f"{self.prefix}:model:churn"
 
     @property
+    def campaign_model(self) -> str:
+        """Hash {version, blob}: the newest campaign-response model snapshot."""
+        return f"{self.prefix}:model:campaign"
+
+    @property
     def clv_model(self) -> str:
         """Hash {version, blob}: the newest lifetime-value parameters."""
         return f"{self.prefix}:model:clv"

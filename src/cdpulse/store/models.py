@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from cdpulse.connections import AsyncRedis
+from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.forecast import ForecastBook
@@ -114,6 +115,10 @@ class SnapshotStore(Generic[S]):
 
 def churn_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[Snapshot]:
     return SnapshotStore(client, Keys(prefix).churn_model, Snapshot, seal)
+
+
+def campaign_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[CampaignSnapshot]:
+    return SnapshotStore(client, Keys(prefix).campaign_model, CampaignSnapshot, seal)
 
 
 class RecoShards:

@@ -1,0 +1,1 @@
+"""Campaign response: P(click or redeem within N days | profile, campaign), learned online."""
