@@ -39,3 +39,9 @@ class TriggerMessage(BaseModel):
     products: list[str] = Field(description="The products the situation is about.")
     recommended: list[RecommendedItem]
     offer: ChosenOffer | None
+    deliver_at: datetime | None = Field(
+        None,
+        description="When to send (UTC): the next start, at or after the situation's time, "
+        "of the customer's best send window in their own UTC offset; null: send now (the "
+        "rule's deliver: now, or no window known yet).",
+    )

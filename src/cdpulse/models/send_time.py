@@ -27,7 +27,8 @@ from typing import Any
 
 from cdpulse.profile import send_hours
 from cdpulse.profile.model import Profile
-from cdpulse.profile.send_hours import hour_of_week, local_offset
+from cdpulse.profile.send_hours import HOURS_OF_WEEK, hour_of_week, local_offset
+from cdpulse.profile.windows import DAY, HOUR
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Below this decayed weight (one open in the current week is 3 * 8 = 24) the histogram
@@ -145,3 +146,53 @@ def send_time_view(profile: Profile, as_of: int) -> dict[str, Any] | None:
     """The ``best_send_window`` section of a profile document: None when unknown."""
     window = send_window(profile, as_of)
     return None if window is None else window.as_dict()
+
+
+def next_start(window: SendWindow, t: int, offset: int) -> int:
+    """The UTC time (epoch ms) the next occurrence of ``window`` starts at, at or after
+    ``t``, for a customer ``offset`` ms ahead of UTC: its first hour in the customer's own
+    time, on a day it is busier on when it names days (the day of its middle hour, which
+    the days were counted by: a window of 23-01h named for Saturday starts Friday 23h).
+
+    >>> window = SendWindow(20, (19, 21), ("Tue",), 0.5, "")
+    >>> t = 1_733_313_600_000  # 2024-12-04T12:00Z, a Wednesday; +02:00 is 14h local
+    >>> (next_start(window, t, 2 * HOUR) - t) / HOUR  # Tuesday 19h local = 17h UTC
+    149.0
+    """
+    local = t + offset
+    days = {DAY_NAMES.index(d) for d in window.days}
+    # The middle hour of the first candidate day; the window starts the hour before it.
+    middle = local // DAY * DAY + window.hour * HOUR
+    while middle - HOUR < local or (days and _weekday(middle) not in days):
+        middle += DAY
+    return middle - HOUR - offset
+
+
+def _weekday(local_ms: int) -> int:
+    """0 = Monday; the epoch was a Thursday."""
+    return (local_ms // DAY + 3) % 7
+
+
+# The weeks a firing's send window is read from: the complete weeks before the firing's
+# own, all of whose events are applied by the time it is decided (the watermark passed
+# it), and none of which the profile has pruned unless its newest event is two or more
+# weeks past the firing. A window that also read the firing's own week would depend on
+# how many of that week's later events the deciding batch held: a re-delivered batch,
+# cut elsewhere, would send the same firing with another deliver_at.
+DELIVER_WEEKS = send_hours.WEEKS_KEPT - 2
+
+
+def deliver_at(profile: Profile, t: int) -> int | None:
+    """When a message fired at ``t`` should reach ``profile``'s customer (epoch ms, UTC):
+    the next start of the send window of the ``DELIVER_WEEKS`` complete weeks before
+    ``t``'s (``next_start``), in the newest UTC offset known from those weeks (UTC when
+    none is, as the histogram counts such events); None without a window."""
+    week = t // send_hours.WEEK
+    first = week - DELIVER_WEEKS
+    before = {k: n for k, n in profile.send_hours.items() if first <= k // HOURS_OF_WEEK < week}
+    window = best_window(send_hours.weights(before, t))
+    if window is None:
+        return None
+    known = [o for w, o in profile.utc_offsets.items() if first <= w < week]
+    offset = max(known)[1] if known else 0
+    return next_start(window, t, offset)

@@ -98,6 +98,7 @@ STORED_NAMES: dict[str, str] = {
     "affinity": "af",
     "viewed": "v",
     "send_hours": "sh",
+    "utc_offsets": "uo",
     "buckets": "b",
     "custom_counts": "cu",
     "consent": "cs",
@@ -161,6 +162,12 @@ class Profile(msgspec.Struct, omit_defaults=True, rename=STORED_NAMES):
     # when the customer is reachable: week * 168 + local hour of the week -> weighted
     # opens, clicks, page views and orders; the newest send_hours.WEEKS_KEPT weeks
     send_hours: dict[int, int] = msgspec.field(default_factory=dict)
+    # the customer's own time, per event-time week: week -> (event time, UTC offset in ms)
+    # of the week's newest event whose timestamp was written with a numeric offset
+    # (``+02:00``; ``Z`` and epoch numbers say nothing of where the customer is), ties by
+    # the offset; the weeks send_hours keeps. What a trigger's ``deliver_at`` turns the
+    # send window's local hour into UTC with (models/send_time.py)
+    utc_offsets: dict[int, tuple[int, int]] = msgspec.field(default_factory=dict)
     # window buckets: granularity (ms) -> bucket start -> [events, orders, revenue];
     # buckets older than the widest window of their granularity are pruned (windows.py)
     buckets: dict[int, dict[int, list[float]]] = msgspec.field(default_factory=dict)

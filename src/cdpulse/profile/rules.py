@@ -238,8 +238,12 @@ def apply_new(
     windows.add(profile.buckets, t, 1, orders, revenue)
     if name in send_hours.WEIGHTS:
         send_hours.add(profile.send_hours, name, t, event.timestamp, profile.last_seen)
-    if profile.send_hours and send_hours.moved(last_seen_before, profile.last_seen):
-        send_hours.prune(profile.send_hours, profile.last_seen)
+    send_hours.note_offset(profile.utc_offsets, t, event.timestamp, profile.last_seen)
+    if send_hours.moved(last_seen_before, profile.last_seen):
+        if profile.send_hours:
+            send_hours.prune(profile.send_hours, profile.last_seen)
+        if profile.utc_offsets:
+            send_hours.prune(profile.utc_offsets, profile.last_seen, 1)
     # Pruning reads every bucket: needed only when the newest time moved to a new bucket,
     # or a late event may have added one out of reach.
     if first or t < last_seen_before:
@@ -312,6 +316,8 @@ def merge(profile: Profile, other: Profile, rules: Rules, dropped: Dropped | Non
     windows.prune(profile.buckets, profile.last_seen)
     if other.send_hours or profile.send_hours:
         send_hours.merge(profile.send_hours, other.send_hours, profile.last_seen)
+    if other.utc_offsets or profile.utc_offsets:
+        send_hours.merge_offsets(profile.utc_offsets, other.utc_offsets, profile.last_seen)
     if other.custom_counts:
         custom.merge(
             profile,
@@ -547,6 +553,7 @@ def minimise(profile: Profile) -> None:
     profile.affinity = {}
     profile.viewed = {}
     profile.send_hours = {}
+    profile.utc_offsets = {}
     profile.buckets = {}
     profile.custom_counts = {}
     _keep_churn_days_before_refusal(profile)

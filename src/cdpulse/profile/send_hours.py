@@ -22,7 +22,11 @@ True
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from cdpulse.profile.windows import DAY, HOUR
+
+_V = TypeVar("_V")
 
 WEEK = 7 * DAY
 HOURS_OF_WEEK = 168
@@ -45,14 +49,25 @@ def local_offset(timestamp: object) -> int:
     >>> local_offset("2026-12-05T21:00:00-05:30"), local_offset("2026-12-05T21:00:00Z")
     (-19800000, 0)
     """
+    offset = written_offset(timestamp)
+    return 0 if offset is None else offset
+
+
+def written_offset(timestamp: object) -> int | None:
+    """The numeric UTC offset (ms) an RFC 3339 timestamp was written with; None for Z or
+    an epoch number (no sign of the writer's own time).
+
+    >>> written_offset("2026-12-05T21:00:00+00:00"), written_offset("2026-12-05T21:00:00Z")
+    (0, None)
+    """
     if not isinstance(timestamp, str) or len(timestamp) < 6 or timestamp[-3] != ":":
-        return 0
+        return None
     sign = timestamp[-6]
     if sign not in "+-":
-        return 0
+        return None
     hours, minutes = timestamp[-5:-3], timestamp[-2:]
     if not (hours.isdigit() and minutes.isdigit()):
-        return 0
+        return None
     offset = int(hours) * HOUR + int(minutes) * 60_000
     return -offset if sign == "-" else offset
 
@@ -82,9 +97,10 @@ def moved(before: int, after: int) -> bool:
     return after // WEEK != before // WEEK
 
 
-def prune(hours: dict[int, int], newest: int) -> None:
-    """Drop the weeks older than ``WEEKS_KEPT`` before the week of ``newest``."""
-    floor = (newest // WEEK - WEEKS_KEPT + 1) * HOURS_OF_WEEK
+def prune(hours: dict[int, _V], newest: int, per_week: int = HOURS_OF_WEEK) -> None:
+    """Drop the weeks older than ``WEEKS_KEPT`` before the week of ``newest`` (keys are
+    ``week * per_week + ...``: hours of the week, or weeks alone for offsets)."""
+    floor = (newest // WEEK - WEEKS_KEPT + 1) * per_week
     for key in [k for k in hours if k < floor]:
         del hours[key]
 
@@ -94,6 +110,31 @@ def merge(into: dict[int, int], other: dict[int, int], newest: int) -> None:
     for key, count in other.items():
         into[key] = into.get(key, 0) + count
     prune(into, newest)
+
+
+def note_offset(
+    offsets: dict[int, tuple[int, int]], t: int, timestamp: object, newest: int
+) -> None:
+    """Keep the UTC offset ``timestamp`` was written with (an event at ``t``) when it is
+    its week's newest (ties: the larger offset), the week still kept at ``newest``."""
+    offset = written_offset(timestamp)
+    week = t // WEEK
+    if offset is None or week <= newest // WEEK - WEEKS_KEPT:
+        return
+    known = offsets.get(week)
+    if known is None or (t, offset) > known:
+        offsets[week] = (t, offset)
+
+
+def merge_offsets(
+    into: dict[int, tuple[int, int]], other: dict[int, tuple[int, int]], newest: int
+) -> None:
+    """Each week's newest offset of both sides, pruned at ``newest``."""
+    for week, known in other.items():
+        mine = into.get(week)
+        if mine is None or known > mine:
+            into[week] = known
+    prune(into, newest, 1)
 
 
 def weights(hours: dict[int, int], as_of: int) -> dict[int, int]:

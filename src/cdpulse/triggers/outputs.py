@@ -9,6 +9,7 @@ from cdpulse.contract.outputs import RecommendedItem
 from cdpulse.contract.trigger import ChosenOffer, TriggerMessage
 from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import RecoSnapshot
+from cdpulse.models.send_time import deliver_at
 from cdpulse.offers.bandit import Reward
 from cdpulse.profile.model import Profile
 from cdpulse.triggers.decide import Decision
@@ -28,7 +29,11 @@ def trigger_messages(
         if decision.outcome != "fired" or rule is None:
             continue
         profile = expired.profiles.get(decision.customer_id)
-        out.append(_message(decision, rule.kind, _recommended(decision, profile, snapshot), policy))
+        recommended = _recommended(decision, profile, snapshot)
+        deliver = None
+        if rule.at_best_window and profile is not None:
+            deliver = deliver_at(profile, decision.pending.at)
+        out.append(_message(decision, rule.kind, recommended, policy, deliver))
     return out
 
 
@@ -68,7 +73,11 @@ def _recommended(
 
 
 def _message(
-    decision: Decision, kind: str, recommended: list[RecommendedItem], policy: str
+    decision: Decision,
+    kind: str,
+    recommended: list[RecommendedItem],
+    policy: str,
+    deliver: int | None,
 ) -> TriggerMessage:
     pending, choice = decision.pending, decision.choice
     offer = None
@@ -85,12 +94,17 @@ def _message(
         kind=kind,
         customer_id=decision.customer_id,
         situation=pending.key,
-        at=datetime.fromtimestamp(pending.at / 1000, UTC),
+        at=_utc(pending.at),
         reasons=list(pending.reasons),
         products=list(pending.products),
         recommended=recommended,
         offer=offer,
+        deliver_at=None if deliver is None else _utc(deliver),
     )
+
+
+def _utc(t: int) -> datetime:
+    return datetime.fromtimestamp(t / 1000, UTC)
 
 
 def rewards(expired: Expired) -> list[Reward]:

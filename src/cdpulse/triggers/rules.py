@@ -60,6 +60,19 @@ class _Rule(BaseModel):
         default_factory=list,
         description="Models (under gates:) whose broken inputs suppress this rule's firings.",
     )
+    deliver: Literal["now", "best_window"] | None = Field(
+        None,
+        description="best_window: firings carry deliver_at, the next start of the "
+        "customer's best send window (null while the profile has none); now: deliver_at "
+        "is always null, send at once. Unset: best_window for marketing rules (a campaign "
+        "can wait for the hour the customer reads), now for the others (service messages "
+        "should not).",
+    )
+
+    @property
+    def at_best_window(self) -> bool:
+        """Whether firings carry the send window's ``deliver_at`` (``deliver``)."""
+        return self.deliver == "best_window" or (self.deliver is None and self.marketing)
 
     @property
     def cooldown(self) -> int:
