@@ -303,18 +303,50 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
 
     (none, listed, unknown, *cards) = asyncio.run(run())
     assert none[0] == 404 and "no published snapshot yet" in none[1]["error"]
+    no_model = {"status": "unknown", "reasons": ["no model yet"]}
+    no_report = {"status": "unknown", "reasons": ["input drift not known yet: no drift report yet"]}
+
+    def unassessed(why: str) -> dict[str, Any]:
+        return {"status": "unknown", "reasons": [f"not assessed: {why}"]}
+
     assert listed == (
         200,
         {
             "models": [
-                {"name": "churn", "version": 1, "drift_status": "unknown"},
-                {"name": "clv", "version": 1, "drift_status": "unknown"},
+                {
+                    "name": "churn",
+                    "version": 1,
+                    "drift_status": "unknown",
+                    "health": churn.health.to_json(),
+                },
+                {"name": "clv", "version": 1, "drift_status": "unknown", "health": no_report},
                 # the timer merges the shards: not run
-                {"name": "reco", "version": None, "drift_status": "unknown"},
-                {"name": "offers", "version": None, "drift_status": "unknown"},
-                {"name": "forecast", "version": 3, "drift_status": "unknown"},
-                {"name": "send_time", "version": 1, "drift_status": "unknown"},
-                {"name": "next_purchase", "version": 1, "drift_status": "unknown"},
+                {"name": "reco", "version": None, "drift_status": "unknown", "health": no_model},
+                {"name": "offers", "version": None, "drift_status": "unknown", "health": no_model},
+                {
+                    "name": "forecast",
+                    "version": 3,
+                    "drift_status": "unknown",
+                    "health": unassessed(
+                        "no floor is set for the MASE against seasonal-naive, its live check"
+                    ),
+                },
+                {
+                    "name": "send_time",
+                    "version": 1,
+                    "drift_status": "unknown",
+                    "health": unassessed(
+                        "a rule over each customer's own activity, no population model"
+                    ),
+                },
+                {
+                    "name": "next_purchase",
+                    "version": 1,
+                    "drift_status": "unknown",
+                    "health": unassessed(
+                        "read from the lifetime-value fit: see GET /v1/models/clv"
+                    ),
+                },
             ]
         },
     )
@@ -333,6 +365,20 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
     assert cards[1][1] == clv_card(clv).to_dict()
     assert cards[2][1]["training"]["offsets"] == {"0": 5}
     assert cards[3][1]["parameters"]["rules"] == {"cart": {"a": {"rewards": 1, "reward_rate": 1.0}}}
+    # Every card says its health; a model with a snapshot, as the list says it
+    assert (
+        [card["health"] for _, card in cards]
+        == [
+            listed[1]["models"][0]["health"],
+            no_report,
+            no_report,  # the card merges the shards itself: it has a model
+            unassessed(
+                "offers' drift is not tracked (a reward carries no event time), nor is a quality "
+                "floor set for their rewards"
+            ),
+            *(m["health"] for m in listed[1]["models"][4:]),
+        ]
+    )
 
 
 def test_the_send_time_and_next_purchase_cards_give_their_rules_and_fit() -> None:
