@@ -19,6 +19,7 @@ from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.drift import DAY, DriftMonitor, DriftWindows
+from cdpulse.models.health import HealthPolicy
 from cdpulse.store.keys import Keys
 from tests.integration.conftest import Env, caught_up, wait_until
 
@@ -65,7 +66,7 @@ def test_an_input_that_moved_is_flagged_on_the_card_and_the_metrics(env: Env) ->
 
     # The oracle: the same examples, in the topic's order, through an in-process learner
     # and monitor.
-    twin = ChurnLearner.fresh()
+    twin = ChurnLearner.fresh(env.settings.churn_model, HealthPolicy.from_settings(env.settings))
     monitor = DriftMonitor(FEATURE_NAMES)
     monitor.observe_learned(twin.learn(list(enumerate(sent))).scored)
     windows = DriftWindows(7, 28, None)
@@ -96,6 +97,25 @@ def test_an_input_that_moved_is_flagged_on_the_card_and_the_metrics(env: Env) ->
     assert drift["detector"] == "ADWIN on the error |y - p|"
     listed = httpx.get(f"{api.url}/v1/models", timeout=10).json()["models"]
     assert {m["name"]: m["drift_status"] for m in listed}["churn"] == "drifted"
+
+    # Health: churn's card says the health its newest snapshot was published with (the
+    # twin's, over every example: the moved input degrades it); every other card and entry
+    # of the list says its own, the same in both, "no model yet" where the card is a 404.
+    health = twin.snapshot().health.to_json()
+    assert health["status"] == "degraded"
+    assert any(r.startswith(f"input {MOVED} drifted (PSI ") for r in health["reasons"])
+    wait_until(lambda: card().get("health") == health, 60, "the newest snapshot's health")
+    listed = httpx.get(f"{api.url}/v1/models", timeout=10).json()["models"]
+    assert {m["name"]: m["health"] for m in listed}["churn"] == health
+    for entry in listed:
+        answer = httpx.get(f"{api.url}/v1/models/{entry['name']}", timeout=10)
+        found = entry["health"]
+        assert found["status"] in {"ok", "degraded", "unknown"}, entry
+        assert (found["status"] == "ok") == (found["reasons"] == []), entry
+        if answer.status_code == 404:
+            assert found == {"status": "unknown", "reasons": ["no model yet"]}, entry
+        else:
+            assert answer.json()["health"] == found, entry
 
     assert learner.metric("cdpulse_model_drift_status", {"model": "churn"}) == 2
     for feature in expected["features"]:

@@ -20,6 +20,7 @@ from cdpulse.models.campaign.labels import CampaignExample
 from cdpulse.models.campaign.model import CampaignLearner
 from cdpulse.models.cards import (
     campaign_card,
+    campaign_health,
     churn_card,
     clv_card,
     forecast_card,
@@ -33,6 +34,7 @@ from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary, refit
 from cdpulse.models.forecast import ForecastBook
+from cdpulse.models.health import HealthPolicy
 from cdpulse.models.reco import Recommender, shard_of
 from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
 from cdpulse.models.reco.ranker import Ranker
@@ -307,19 +309,58 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
 
     (none, listed, unknown, *cards) = asyncio.run(run())
     assert none[0] == 404 and "no published snapshot yet" in none[1]["error"]
+    no_model = {"status": "unknown", "reasons": ["no model yet"]}
+    no_report = {"status": "unknown", "reasons": ["input drift not known yet: no drift report yet"]}
+
+    policy = HealthPolicy.from_settings(settings)
+
+    def unassessed(why: str) -> dict[str, Any]:
+        return {"status": "unknown", "reasons": [f"not assessed: {why}"]}
+
     assert listed == (
         200,
         {
             "models": [
-                {"name": "churn", "version": 1, "drift_status": "unknown"},
-                {"name": "campaign", "version": 1, "drift_status": "unknown"},
-                {"name": "clv", "version": 1, "drift_status": "unknown"},
+                {
+                    "name": "churn",
+                    "version": 1,
+                    "drift_status": "unknown",
+                    "health": churn.health.to_json(),
+                },
+                {
+                    "name": "campaign",
+                    "version": 1,
+                    "drift_status": "unknown",
+                    "health": campaign_health(campaign, policy).to_json(),
+                },
+                {"name": "clv", "version": 1, "drift_status": "unknown", "health": no_report},
                 # the timer merges the shards: not run
-                {"name": "reco", "version": None, "drift_status": "unknown"},
-                {"name": "offers", "version": None, "drift_status": "unknown"},
-                {"name": "forecast", "version": 3, "drift_status": "unknown"},
-                {"name": "send_time", "version": 1, "drift_status": "unknown"},
-                {"name": "next_purchase", "version": 1, "drift_status": "unknown"},
+                {"name": "reco", "version": None, "drift_status": "unknown", "health": no_model},
+                {"name": "offers", "version": None, "drift_status": "unknown", "health": no_model},
+                {
+                    "name": "forecast",
+                    "version": 3,
+                    "drift_status": "unknown",
+                    "health": unassessed(
+                        "no floor is set for the MASE against seasonal-naive, its live check"
+                    ),
+                },
+                {
+                    "name": "send_time",
+                    "version": 1,
+                    "drift_status": "unknown",
+                    "health": unassessed(
+                        "a rule over each customer's own activity, no population model"
+                    ),
+                },
+                {
+                    "name": "next_purchase",
+                    "version": 1,
+                    "drift_status": "unknown",
+                    "health": unassessed(
+                        "read from the lifetime-value fit: see GET /v1/models/clv"
+                    ),
+                },
             ]
         },
     )
@@ -334,10 +375,27 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
     assert cards[6][1] == send_time_card().to_dict()
     assert cards[7][1] == next_purchase_card(clv).to_dict()
     assert cards[0][1] == churn_card(churn, "cdp.training").to_dict()
-    assert cards[1][1] == campaign_card(campaign, "cdp.campaign-training").to_dict()
+    assert cards[1][1] == campaign_card(campaign, "cdp.campaign-training", policy).to_dict()
     assert cards[2][1] == clv_card(clv).to_dict()
     assert cards[3][1]["training"]["offsets"] == {"0": 5}
     assert cards[4][1]["parameters"]["rules"] == {"cart": {"a": {"rewards": 1, "reward_rate": 1.0}}}
+    # Every card says its health; a model with a snapshot, as the list says it
+    assert (
+        [card["health"] for _, card in cards]
+        == [
+            listed[1]["models"][0]["health"],
+            listed[1]["models"][1]["health"],
+            no_report,
+            no_report,  # the card merges the shards itself: it has a model
+            unassessed(
+                "offers' drift is not tracked (a reward carries no event time), nor is a quality "
+                "floor set for their rewards"
+            ),
+            *(m["health"] for m in listed[1]["models"][5:]),
+        ]
+    )
+    # A fresh campaign model: its live quality is not defined yet
+    assert listed[1]["models"][1]["health"]["status"] == "unknown"
 
 
 def test_the_send_time_and_next_purchase_cards_give_their_rules_and_fit() -> None:

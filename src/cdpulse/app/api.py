@@ -20,6 +20,7 @@ from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import faust_app, redis_client
 from cdpulse.app.dashboard_data import register_dashboard_data
 from cdpulse.app.dashboard_views import register_dashboard_views
+from cdpulse.app.drift import TRACKED
 from cdpulse.app.experiments import register_experiment_views
 from cdpulse.app.fairness import register_fairness_view
 from cdpulse.app.forecast_views import register_forecast_views
@@ -27,6 +28,7 @@ from cdpulse.app.health import register_health
 from cdpulse.app.kpi_views import register_kpi_views
 from cdpulse.app.model_views import register_model_views
 from cdpulse.app.segment_views import register_segment_views
+from cdpulse.app.served_drift import ServedDrift
 from cdpulse.app.tracking_views import register_tracking_views
 from cdpulse.app.trigger_views import register_trigger_views
 from cdpulse.app.triggers import TriggerService
@@ -35,12 +37,14 @@ from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
 from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.health import HealthPolicy
 from cdpulse.ops import metrics
 from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
 from cdpulse.store.data_keys import DataKeys
+from cdpulse.store.drift import RedisDriftStore
 from cdpulse.store.fairness import RedisFairnessStore
 from cdpulse.store.identities import IdentityIndex
 from cdpulse.store.kpis import RedisKpis
@@ -78,6 +82,8 @@ class Services:
     # Events per token per second, one bucket for every route that ingests (collector.py).
     ingest_limit: RateLimit
     campaign: SnapshotStore[CampaignSnapshot]
+    # The models' drift reports and the health judged from them, loaded with the snapshots.
+    drift: ServedDrift
 
 
 def create_api(settings: Settings) -> faust.App:
@@ -109,6 +115,9 @@ def create_api(settings: Settings) -> faust.App:
         Guard.from_settings(settings),
         RateLimit(settings.ingest_rate, settings.ingest_burst),
         campaign_store(client, prefix, seal),
+        ServedDrift(
+            RedisDriftStore(client, prefix), list(TRACKED), HealthPolicy.from_settings(settings)
+        ),
     )
     book = load_book(settings.segments_file)
     memberships = RedisMembershipStore(client, prefix)
@@ -138,6 +147,7 @@ def create_api(settings: Settings) -> faust.App:
             await services.campaign.refresh()
             await clv.refresh()
             await reco.refresh()
+            await services.drift.refresh()
             await forecasts.refresh()
             await memberships.refresh_sketches()
         except Exception as exc:  # keep serving the snapshots already loaded

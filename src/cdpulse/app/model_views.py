@@ -1,18 +1,21 @@
 """HTTP views of the published models: ``/v1/models`` and each model's card.
 
-The cards are built from the snapshots the api already loads on its refresh timer
-(churn, lifetime value, the recommender's shards). The offer policy is the trigger
-service's store, which the api does not refresh, and the drift reports are the
-learner's (``app/drift.py``): both are reloaded here when a card asks, at most once per
-``CDPULSE_MODEL_REFRESH_SECONDS`` (one ``HGET`` when the policy is unchanged, one
-``MGET`` for the reports).
+The cards are built from what the api already loads on its refresh timer (churn,
+lifetime value, the recommender's shards, and the learner's drift reports with the
+health judged from them: ``app/served_drift.py``). The offer policy is the trigger
+service's store, which the api does not refresh: it is reloaded here when a card asks,
+at most once per ``CDPULSE_MODEL_REFRESH_SECONDS`` (one ``HGET`` when it is unchanged).
+
+Every card and every entry of the list has the model's ``health``: churn's is its
+snapshot's, lifetime value's and the recommender's their inputs' drift, and the other
+models' unknown with the reason (``models/cards.py`` ``UNASSESSED``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from faust.web import Request, Response, View
 
@@ -21,18 +24,20 @@ from cdpulse.models.cards import (
     SEND_TIME_VERSION,
     ModelCard,
     campaign_card,
+    campaign_health,
     churn_card,
     clv_card,
     forecast_card,
     next_purchase_card,
     reco_card,
     send_time_card,
+    unassessed,
 )
+from cdpulse.models.churn.scoring import health_of
 from cdpulse.models.clv.lifetime import MIN_CUSTOMERS
-from cdpulse.models.drift import DriftReport
+from cdpulse.models.health import NO_MODEL, ModelHealth
 from cdpulse.offers.card import offer_card
 from cdpulse.ops import metrics
-from cdpulse.store.drift import RedisDriftStore
 
 if TYPE_CHECKING:
     from cdpulse.app.api import Services
@@ -63,21 +68,8 @@ def register_model_views(
     guarded = services.guard
     topics = services.topics
     offers_read = [0.0]  # monotonic time of the last reload of the offer policy
-    drift_store = RedisDriftStore(services.store.client, services.settings.redis_prefix)
-    drift_read = [0.0]
-    reports: dict[str, DriftReport] = {}
-
-    async def drift(name: str) -> DriftReport | None:
-        """The model's newest drift report, reloaded at most every refresh interval."""
-        now = time.monotonic()
-        if now - drift_read[0] >= services.settings.model_refresh_seconds:
-            drift_read[0] = now
-            try:
-                reports.update(await drift_store.reports(list(TRACKED)))
-            except Exception as exc:  # serve the reports already loaded, if any
-                metrics.REDIS_ERRORS.inc()
-                log.warning("drift reports refresh failed: %s", exc)
-        return reports.get(name)
+    served = services.drift
+    policy = served.policy
 
     async def offers() -> OfferSnapshot | None:
         now = time.monotonic()
@@ -90,20 +82,36 @@ def register_model_views(
                 log.warning("offer policy refresh failed: %s", exc)
         return policies.get()
 
+    def health(name: str, published: bool) -> ModelHealth:
+        """What the card of ``name`` says of its health (``published``: it has a snapshot)."""
+        if not published:
+            return NO_MODEL
+        if name == "churn":
+            return health_of(services.registry.get())
+        if name == "campaign":
+            campaign = services.campaign.get()
+            return NO_MODEL if campaign is None else campaign_health(campaign, policy)
+        return served.health(name) if name in TRACKED else unassessed(name)
+
     async def card_of(name: str) -> ModelCard | None:
         """The card of model ``name`` (one of ``MODELS``), None before its first snapshot."""
         if name == "churn":
             churn = services.registry.get()
-            return None if churn is None else churn_card(churn, topics.training, await drift(name))
+            return (
+                None if churn is None else churn_card(churn, topics.training, served.report(name))
+            )
         if name == "campaign":
             campaign = services.campaign.get()
-            return None if campaign is None else campaign_card(campaign, topics.campaign_training)
+            if campaign is None:
+                return None
+            return campaign_card(campaign, topics.campaign_training, policy)
         if name == "clv":
             clv = services.clv.get()
-            return None if clv is None else clv_card(clv, await drift(name))
+            return None if clv is None else clv_card(clv, served.report(name), policy)
         if name == "reco":
             shards = services.reco.newest()
-            return reco_card(shards, topics.reco_events, await drift(name)) if shards else None
+            report = served.report(name)
+            return reco_card(shards, topics.reco_events, report, policy) if shards else None
         if name == "forecast":
             book = forecasts.get()
             return None if book is None else forecast_card(book)
@@ -128,17 +136,19 @@ def register_model_views(
                 "forecast": forecasts.get(),
                 "next_purchase": services.clv.get(),  # it reads the lifetime-value fit
             }
-            listed = []
+            listed: list[dict[str, Any]] = []
             for name, s in versions.items():
-                report = await drift(name) if name in TRACKED else None
+                report = served.report(name) if name in TRACKED else None
                 status = "unknown" if report is None else report.status
                 version = None if s is None else s.version
-                listed.append({"name": name, "version": version, "drift_status": status})
+                entry = {"name": name, "version": version, "drift_status": status}
+                listed.append({**entry, "health": health(name, s is not None).to_json()})
             # send time publishes nothing: its version is its rules' (before next_purchase)
-            send_time: dict[str, str | int | None] = {
+            send_time: dict[str, Any] = {
                 "name": "send_time",
                 "version": SEND_TIME_VERSION,
                 "drift_status": "unknown",
+                "health": unassessed("send_time").to_json(),
             }
             listed.insert(len(listed) - 1, send_time)
             return self.json({"models": listed})

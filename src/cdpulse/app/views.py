@@ -46,6 +46,7 @@ def register_views(services: Services) -> None:
             services.registry.get(),
             services.clv.get(),
             settings.clv_horizon_days,
+            services.drift.health("clv"),
         )
 
     def admin_event(name: str, kind: str, customer_id: str, **properties: str) -> dict[str, Any]:
@@ -199,7 +200,10 @@ def register_views(services: Services) -> None:
             pseudonym = services.rules.traits.pseudonymizer.of_id(profile.id)
             items = snapshot.recommender.recommend(pseudonym, Context.from_profile(profile), k=k)
             document = recommendation_list(profile.id, items, snapshot, None)
-            return self.json(document.model_dump(mode="json"))
+            # The recommender's health as the api last judged it (app/served_drift.py):
+            # on this answer only, not on the topic's lists (their schema is a contract).
+            quality = services.drift.health("reco").to_json()
+            return self.json({**document.model_dump(mode="json"), "quality": quality})
 
     @app.page("/v1/profiles/{profile_id}/propensity")
     class PropensityView(View):

@@ -22,8 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from cdpulse.cli.main import CliError
     from cdpulse.connections import redis_options
     from cdpulse.models.churn.scoring import profile_document
+    from cdpulse.models.health import HealthPolicy, assess_drift
     from cdpulse.privacy.seal import Seal
     from cdpulse.profile.rules import Rules
+    from cdpulse.store.drift import RedisDriftStore
     from cdpulse.store.models import RedisClvStore, churn_store
     from cdpulse.store.redis import RedisProfileStore
 
@@ -42,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
             clv = RedisClvStore(store.client, settings.redis_prefix, seal)
             await clv.refresh()
             as_of = await store.watermark()
+            # lifetime value's health, judged as the api judges it (app/served_drift.py)
+            drift = await RedisDriftStore(store.client, settings.redis_prefix).reports(["clv"])
+            health = assess_drift(drift.get("clv"), HealthPolicy.from_settings(settings))
             return profile_document(
                 profile,
                 as_of,
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 snapshot,
                 clv.get(),
                 settings.clv_horizon_days,
+                health,
             )
         finally:
             await store.close()

@@ -44,8 +44,9 @@ from cdpulse.models.campaign.features import FEATURE_NAMES as CAMPAIGN_FEATURES
 from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.features import FEATURE_NAMES
 from cdpulse.models.churn.model import Snapshot
+from cdpulse.models.churn.scoring import health_of
 from cdpulse.models.clv.lifetime import ClvSnapshot
-from cdpulse.models.drift import DriftReport, Status
+from cdpulse.models.drift import DriftReport, Status, unknown_report
 from cdpulse.models.forecast.book import LEVELS, ForecastBook
 from cdpulse.models.forecast.model import (
     ALPHA,
@@ -56,6 +57,7 @@ from cdpulse.models.forecast.model import (
     SEASON,
     WARM_DAYS,
 )
+from cdpulse.models.health import HealthPolicy, ModelHealth, assess, assess_drift
 from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
 from cdpulse.models.reco.ranker import Ranker
@@ -103,6 +105,21 @@ NO_REPORT = (
 )
 
 
+# Why the models other than churn, lifetime value and the recommender have no health.
+UNASSESSED = {
+    "offers": "offers' drift is not tracked (a reward carries no event time), nor is a "
+    "quality floor set for their rewards",
+    "forecast": "no floor is set for the MASE against seasonal-naive, its live check",
+    "send_time": "a rule over each customer's own activity, no population model",
+    "next_purchase": "read from the lifetime-value fit: see GET /v1/models/clv",
+}
+
+
+def unassessed(name: str) -> ModelHealth:
+    """The health of model ``name`` of ``UNASSESSED``: unknown, and why."""
+    return ModelHealth("unknown", (f"not assessed: {UNASSESSED[name]}",))
+
+
 def drift_of(report: DriftReport | None, not_tracked: str = "", **detector: Any) -> Drift:
     """The card's drift from the model's newest report (None: none yet, or
     ``not_tracked``, why the model has none)."""
@@ -135,11 +152,13 @@ class ModelCard(msgspec.Struct, frozen=True):
     drift_status: Status  # stable, moderate, drifted, or unknown (``drift.unknown`` says why)
     drift: Drift
     training: TrainingData
+    health: ModelHealth  # whether its scores are trusted, and why not (``models/health.py``)
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The card as JSON-ready builtins."""
         out: dict[str, Any] = msgspec.to_builtins(self)
+        out["health"] = self.health.to_json()  # its reasons a list, as JSON reads them back
         return out
 
 
@@ -189,6 +208,7 @@ def churn_card(snapshot: Snapshot, topic: str, drift: DriftReport | None = None)
             None if span is None else span[1],
             "" if span is not None else "not recorded by the learner that published it",
         ),
+        health=health_of(snapshot),
         parameters={"positives": quality.positives},
     )
 
@@ -213,13 +233,31 @@ def _linear(pipeline: Any, names: tuple[str, ...]) -> list[Feature]:
     return features
 
 
-def campaign_card(snapshot: CampaignSnapshot, topic: str) -> ModelCard:
-    """The campaign-response model's card; ``topic``: the topic it learns from."""
+CAMPAIGN_NOT_TRACKED = (
+    "the learner's drift reports cover churn, the recommender and lifetime value, not "
+    "campaign response"
+)
+
+
+def campaign_health(
+    snapshot: CampaignSnapshot,
+    policy: HealthPolicy = HealthPolicy(),  # noqa: B008 (frozen)
+) -> ModelHealth:
+    """Campaign response's health: its live quality against the floor (no drift report)."""
+    return assess(snapshot.quality, unknown_report(CAMPAIGN_NOT_TRACKED), policy)
+
+
+def campaign_card(
+    snapshot: CampaignSnapshot,
+    topic: str,
+    policy: HealthPolicy = HealthPolicy(),  # noqa: B008 (frozen)
+) -> ModelCard:
+    """The campaign-response model's card; ``topic``: the topic it learns from; its health
+    is its live quality's (``policy``: the api's, from settings)."""
     quality: ModelQuality = snapshot.quality
     drifted = drift_of(
         None,
-        not_tracked="the learner's drift reports cover churn, the recommender and lifetime "
-        "value, not campaign response",
+        not_tracked=CAMPAIGN_NOT_TRACKED,
         detector="ADWIN on the error |y - p|",
         alarms=quality.drifts,
         alarms_unknown=quality.unknown("drift"),
@@ -238,6 +276,7 @@ def campaign_card(snapshot: CampaignSnapshot, topic: str) -> ModelCard:
             topic, {"0": snapshot.offset}, unknown="the campaign learner keeps no event-time span"
         ),
         parameters={"positives": quality.positives},
+        health=campaign_health(snapshot, policy),
     )
 
 
@@ -252,8 +291,13 @@ def quality_figures(quality: ModelQuality) -> dict[str, Figure]:
     return out
 
 
-def clv_card(snapshot: ClvSnapshot, drift: DriftReport | None = None) -> ModelCard:
-    """The lifetime-value models' card: BG/NBD and Gamma-Gamma parameters, customers fitted."""
+def clv_card(
+    snapshot: ClvSnapshot,
+    drift: DriftReport | None = None,
+    policy: HealthPolicy = HealthPolicy(),  # noqa: B008 (frozen)
+) -> ModelCard:
+    """The lifetime-value models' card: BG/NBD and Gamma-Gamma parameters, customers fitted;
+    its health is its inputs' drift (``policy``: the api's, from settings)."""
     purchases, spend = snapshot.model.purchases, snapshot.model.spend
     as_of = getattr(snapshot, "as_of", None)  # None in snapshots from before it was kept
     return ModelCard(
@@ -276,6 +320,7 @@ def clv_card(snapshot: ClvSnapshot, drift: DriftReport | None = None) -> ModelCa
             as_of,
             "" if as_of is not None else "the event time of the fit was not recorded",
         ),
+        health=assess_drift(drift, policy),
         parameters={
             "bgnbd": msgspec.to_builtins(purchases),
             "gamma_gamma": msgspec.to_builtins(spend),
@@ -286,9 +331,13 @@ def clv_card(snapshot: ClvSnapshot, drift: DriftReport | None = None) -> ModelCa
 
 
 def reco_card(
-    shards: Mapping[int, RecoSnapshot], topic: str, drift: DriftReport | None = None
+    shards: Mapping[int, RecoSnapshot],
+    topic: str,
+    drift: DriftReport | None = None,
+    policy: HealthPolicy = HealthPolicy(),  # noqa: B008 (frozen)
 ) -> ModelCard:
-    """The recommender's card from each shard's newest snapshot (at least one)."""
+    """The recommender's card from each shard's newest snapshot (at least one); its health
+    is its ranker's inputs' drift (``policy``: the api's, from settings)."""
     if not shards:
         raise ValueError("reco_card needs at least one shard's snapshot")
     recommenders = [s.recommender for _, s in sorted(shards.items())]
@@ -341,6 +390,7 @@ def reco_card(
             max(span[1] for span in spans) if spans else None,
             "" if spans else "no item event learned yet, or learned before it was recorded",
         ),
+        health=assess_drift(drift, policy),
         parameters={
             "model_version": served.model_version,
             "shards": len(shards),
@@ -381,6 +431,7 @@ def send_time_card() -> ModelCard:
             {},
             unknown="kept per customer in the profile, not a training set",
         ),
+        health=unassessed("send_time"),
         parameters={"weeks_kept": WEEKS_KEPT, "min_evidence": MIN_EVIDENCE, "window_hours": 3},
     )
 
@@ -411,6 +462,7 @@ def next_purchase_card(clv: ClvSnapshot) -> ModelCard:
             as_of,
             "" if as_of is not None else "the event time of the fit was not recorded",
         ),
+        health=unassessed("next_purchase"),
         parameters={"r": purchases.r, "alpha_days": purchases.alpha, "clv_version": clv.version},
     )
 
@@ -443,6 +495,7 @@ def forecast_card(book: ForecastBook) -> ModelCard:
             None if book.last_day is None else (book.last_day + 1) * DAY_MS - 1,
             "" if first is not None else "no day learned yet",
         ),
+        health=unassessed("forecast"),
         parameters={
             "alpha": ALPHA,
             "beta": BETA,

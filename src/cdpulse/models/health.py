@@ -88,12 +88,7 @@ def assess(quality: ModelQuality, drift: DriftReport, policy: HealthPolicy) -> M
     defined = quality.examples >= policy.min_examples and not math.isnan(auc)
     if defined and auc < policy.auc_floor:
         reasons.append(f"live AUC {auc:.2f} below the floor {policy.auc_floor:.2f}")
-    for feature in drift.features:
-        if feature.name in policy.ignored:
-            continue
-        if feature.psi is not None and feature.psi >= policy.psi_threshold:
-            psi, threshold = feature.psi, policy.psi_threshold
-            reasons.append(f"input {feature.name} drifted (PSI {psi:.2f} >= {threshold:.2f})")
+    reasons += drifted_inputs(drift, policy)
     if reasons:
         return ModelHealth("degraded", tuple(reasons))
     if not defined:
@@ -101,4 +96,37 @@ def assess(quality: ModelQuality, drift: DriftReport, policy: HealthPolicy) -> M
         if quality.examples < policy.min_examples:
             why = f"{quality.examples} labels; {policy.min_examples} needed"
         return ModelHealth("unknown", (f"live quality not defined yet: {why}",))
+    return ModelHealth("ok")
+
+
+def drifted_inputs(drift: DriftReport, policy: HealthPolicy) -> list[str]:
+    """Why ``drift`` degrades a model, in words: each judged input at or over the threshold."""
+    reasons = []
+    for feature in drift.features:
+        if feature.name in policy.ignored:
+            continue
+        if feature.psi is not None and feature.psi >= policy.psi_threshold:
+            psi, threshold = feature.psi, policy.psi_threshold
+            reasons.append(f"input {feature.name} drifted (PSI {psi:.2f} >= {threshold:.2f})")
+    return reasons
+
+
+NO_DRIFT_REPORT = "no drift report yet"
+
+
+def assess_drift(drift: DriftReport | None, policy: HealthPolicy) -> ModelHealth:
+    """The health of a model no label reaches live (lifetime value, the recommender):
+    its inputs' drift alone, judged as ``assess`` judges it (same thresholds, same words);
+    unknown without a report or while its windows hold too few examples.
+
+    >>> assess_drift(None, HealthPolicy()).to_json()
+    {'status': 'unknown', 'reasons': ['input drift not known yet: no drift report yet']}
+    """
+    if drift is None:
+        return ModelHealth("unknown", (f"input drift not known yet: {NO_DRIFT_REPORT}",))
+    reasons = drifted_inputs(drift, policy)
+    if reasons:
+        return ModelHealth("degraded", tuple(reasons))
+    if drift.status == "unknown":
+        return ModelHealth("unknown", (f"input drift not known yet: {drift.unknown}",))
     return ModelHealth("ok")

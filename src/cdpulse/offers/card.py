@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdpulse.models.cards import Feature, Figure, ModelCard, TrainingData, drift_of
+from cdpulse.models.cards import Feature, Figure, ModelCard, TrainingData, drift_of, unassessed
 from cdpulse.offers.bandit import OfferSnapshot, features
 from cdpulse.profile.model import Profile
 
@@ -62,5 +62,6 @@ def offer_card(snapshot: OfferSnapshot, topic: str) -> ModelCard:
             None,
             "the event time of the rewards learned is not recorded",
         ),
+        health=unassessed("offers"),
         parameters={"epsilon": snapshot.policy.epsilon, "rules": rules},
     )

@@ -141,6 +141,10 @@ def churn_view(profile: Profile, snapshot: Snapshot | None, as_of: int) -> dict[
     return view
 
 
+# Where no drift report is read (the BI export, which has no quality column).
+CLV_UNASSESSED = ModelHealth("unknown", ("not assessed here: GET /v1/profiles/{id} says",))
+
+
 def profile_document(
     profile: Profile,
     as_of: int,
@@ -148,11 +152,13 @@ def profile_document(
     snapshot: Snapshot | None,
     clv: ClvSnapshot | None = None,
     clv_horizon_days: float = 90.0,
+    clv_health: ModelHealth = CLV_UNASSESSED,
 ) -> dict[str, Any]:
     """What ``GET /v1/profiles/{id}`` and ``cdpulse profile`` show: the profile and its scores.
 
     Without personalization consent there are no scores: ``churn``, ``clv``,
-    ``next_purchase`` and ``best_send_window`` are None.
+    ``next_purchase`` and ``best_send_window`` are None. ``clv.quality`` is ``clv_health``
+    (the api's, judged from the newest drift report it loaded), or "no model yet".
     """
     document = render(profile, as_of, rules)
     if not allows(profile, "personalization"):
@@ -162,6 +168,7 @@ def profile_document(
     as_of = max(as_of, profile.last_seen)
     document["churn"] = churn_view(profile, snapshot, as_of)
     document["clv"] = clv_view(profile, clv, as_of, clv_horizon_days)
+    document["clv"]["quality"] = (NO_MODEL if clv is None else clv_health).to_json()
     purchases = clv.model.purchases if clv is not None else None
     document["next_purchase"] = next_purchase_view(profile, purchases, as_of)
     document["best_send_window"] = send_time_view(profile, as_of)
