@@ -14,7 +14,6 @@ import asyncio
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,38 +58,20 @@ async def replay_forecast(
     progress: Callable[[int], None] | None = None,
 ) -> ForecastReplay:
     """Replay JSON Lines through the pipeline and learn every closed day's forecasts."""
-    from cdpulse.contract.validation import Rejection, validate
+    from cdpulse.contract.message import Message
     from cdpulse.pipeline.memory import MemoryState
-    from cdpulse.pipeline.replay import Messages, replay_pipeline
+    from cdpulse.pipeline.replay import Messages, feed, replay_pipeline
     from cdpulse.pipeline.stages import Models
 
     state, pipeline = replay_pipeline(settings, Models(), None, partition_of)
     assert isinstance(state, MemoryState)
     topics = Topics.from_settings(settings)
-    cutter = Messages(topics, settings.topic_partitions, partition_of)
-    now = datetime.now(UTC)
-    events = rejected = 0
-    batch = []
-    for raw in lines:
-        if not raw.strip():
-            continue
-        events += 1
-        if progress is not None:
-            progress(1)
-        try:
-            event = validate(json.loads(raw), now=now)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            rejected += 1
-            continue
-        if isinstance(event, Rejection):
-            rejected += 1
-            continue
-        batch.append(cutter.message(raw, event.type, event.key))
-        if len(batch) >= BATCH:
-            await pipeline.run(batch)
-            batch = []
-    if batch:
+
+    async def flush(batch: list[Message]) -> None:
         await pipeline.run(batch)
+
+    cutter = Messages(topics, settings.topic_partitions, partition_of)
+    events, rejected = await feed(lines, cutter, flush, BATCH, progress)
     prefix = period_name(DAY, 0).partition(":")[0] + ":"
     days = {
         epoch_day(name.removeprefix(prefix)): counts
