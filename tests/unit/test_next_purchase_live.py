@@ -13,12 +13,14 @@ import pytest
 
 from cdpulse.contract.partitions import partition_of
 from cdpulse.models.next_purchase import ERROR, MEASURED, observe_order
+from cdpulse.models.next_purchase_eval import fit_at_split
 from cdpulse.pipeline.next_purchase_replay import NextPurchaseLive, replay_next_purchase
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 from tests.oracle import millis
+from tests.unit.test_evaluate import cdnow_sample_lines
 from tests.unit.test_next_purchase import CDNOW, SNAPSHOT, customer
 
 
@@ -123,3 +125,14 @@ def test_a_snapshot_pins_the_fit_the_replay_scores_with() -> None:
     assert with_fit.orders == without.orders
     assert with_fit.error_seconds["own_gap"] == without.error_seconds["own_gap"]
     assert with_fit.error_seconds["model"] != without.error_seconds["model"]
+
+
+def test_on_cdnow_the_live_measure_beats_the_customers_own_mean_gap() -> None:
+    # Fader, Hardie & Lee's split (39 weeks + 39): the fit of the first 39 weeks pinned.
+    lines = cdnow_sample_lines()
+    fit = fit_at_split([json.loads(line) for line in lines], holdout_days=273)
+    assert fit is not None
+    live = asyncio.run(replay_next_purchase(lines, Settings(), partition_of, fit))
+    assert live.orders > 3000
+    model, own = live.mae_days("model"), live.mae_days("own_gap")
+    assert model is not None and own is not None and model < own
