@@ -411,6 +411,7 @@ def test_the_send_time_and_next_purchase_cards_give_their_rules_and_fit() -> Non
     assert (fitted.version, fitted.examples) == (clv.version, clv.customers)
     assert fitted.parameters["r"] == clv.model.purchases.r
     assert fitted.parameters["alpha_days"] == clv.model.purchases.alpha
+    assert "cdpulse_next_purchase_error_seconds_total" in fitted.quality["mae_days"].unknown
 
 
 def test_the_campaign_card_ranks_the_feature_its_labels_follow_first() -> None:

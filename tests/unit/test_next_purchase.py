@@ -160,6 +160,7 @@ def test_evaluate_commands_print_the_new_models_and_their_baselines(
     assert main(["evaluate", "next-purchase", "--input", str(shop)]) == 0
     out = capsys.readouterr().out
     assert "own cycle shrunk by BG/NBD" in out and "population mean gap" in out
+    assert "live, as the worker counts it with the split's fit" in out
     assert main(["evaluate", "send-time", "--input", str(shop), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["scored"] > 0 and 0 <= figures["model_hit_rate"] <= 1

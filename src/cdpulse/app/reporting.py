@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import Histogram
 
 from cdpulse.contract.validation import MERGE_REFUSED
+from cdpulse.models import next_purchase
 from cdpulse.ops import metrics
 from cdpulse.pipeline.batch import BatchReport
 from cdpulse.profile import limits
@@ -59,6 +60,13 @@ def record_batch(report: BatchReport) -> None:
     _inc(metrics.TRAITS_DROPPED, counts["traits_dropped"])
     for outcome in ("hit", "miss"):
         _inc(metrics.SEND_TIME_OPENS.labels(outcome), counts[f"send_time_{outcome}"])
+    if counts[next_purchase.MEASURED]:
+        metrics.NEXT_PURCHASE_ORDERS.inc(counts[next_purchase.MEASURED])
+        for predictor in next_purchase.PREDICTORS:
+            _inc(
+                metrics.NEXT_PURCHASE_ERROR.labels(predictor),
+                counts[next_purchase.ERROR + predictor],
+            )
     _inc(metrics.EVENTS_SUPPRESSED, report.suppressed)
     _inc(metrics.LINK_CONFLICTS, report.link_conflicts)
     for rule, n in report.identity_refused.items():

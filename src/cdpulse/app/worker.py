@@ -391,6 +391,8 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         # full collection here (the whole profile cache, ~0.1-0.2 s) after every newer
         # churn snapshot took 13 % of a worker's CPU at full speed.
         heap.settle()
+        if models.clv is not None:  # the fit next purchase is scored and measured with
+            metrics.MODEL_VERSION.labels("clv").set(models.clv.version)
         if models.churn is not None:
             quality = models.churn.quality
             metrics.MODEL_VERSION.labels("churn").set(models.churn.version)

@@ -99,35 +99,52 @@ def register_next_purchase(models: Any) -> None:
 
 
 def run_next_purchase(args: argparse.Namespace) -> int:
-    from cdpulse.models.next_purchase_eval import evaluate
+    from cdpulse.contract.partitions import partition_of
+    from cdpulse.models.next_purchase_eval import evaluate, fit_at_split
     from cdpulse.ops.progress import Reporter
+    from cdpulse.pipeline.next_purchase_replay import replay_next_purchase
     from cdpulse.profile.rules import Rules
 
+    settings = get_settings()
+    rules = Rules.from_settings(settings)
     events = _documents(args.input)
     with Reporter("evaluate next-purchase", len(events)) as progress:
-        result = evaluate(
-            events,
-            args.holdout_days,
-            Rules.from_settings(get_settings()),
-            progress=progress.advance,
-        )
+        result = evaluate(events, args.holdout_days, rules, progress=progress.advance)
     if result is None:
         raise CliError(
             f"no customer in {args.input} ordered both before and after the split; give a "
             "longer history or a different --holdout-days"
         )
+    # The live measure, with the split's fit pinned throughout: what a worker holding
+    # that fit counts on /metrics for this file (README: Next purchase).
+    fit = fit_at_split(events, args.holdout_days, rules)
+    lines = _lines(args.input)
+    with Reporter("evaluate next-purchase (live)", len(lines)) as progress:
+        live = asyncio.run(
+            replay_next_purchase(lines, settings, partition_of, fit, progress=progress.advance)
+        )
+    measured = {p: live.mae_days(p) for p in ("model", "own_gap")}
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        document = result.as_dict()
+        document["live"] = {"orders": live.orders, "mae_days": measured}
+        print(json.dumps(document, indent=2))
         return 0
-    fit = "BG/NBD fitted" if result.fitted else "no BG/NBD fit: own gaps only"
+    fitted = "BG/NBD fitted" if result.fitted else "no BG/NBD fit: own gaps only"
     print(
-        f"{result.customers} customers ordered again after {result.split_days:g} days ({fit}); "
-        "error of the predicted next order, days"
+        f"{result.customers} customers ordered again after {result.split_days:g} days "
+        f"({fitted}); error of the predicted next order, days"
     )
     print(f"{'':34}{'MAE':>10}")
     print(f"{'own cycle shrunk by BG/NBD':34}{result.model_mae:>10.2f}")
     print(f"{'population mean gap':34}{result.population_gap_mae:>10.2f}")
     print(f"{'own mean gap':34}{result.own_gap_mae:>10.2f}")
+    print(
+        f"live, as the worker counts it with the split's fit: {live.orders} repeat orders "
+        "(cdpulse_next_purchase_*)"
+    )
+    for name, predictor in (("next purchase (model)", "model"), ("own mean gap", "own_gap")):
+        mae = measured[predictor]
+        print(f"{name:34}{'-' if mae is None else f'{mae:.2f}':>10}")
     return 0
 
 

@@ -450,7 +450,10 @@ def next_purchase_card(clv: ClvSnapshot) -> ModelCard:
         features=[Feature(name) for name in ("orders", "first_order_at", "last_order_at")],
         quality={
             "mae_days": Figure(
-                None, "not measured live; `cdpulse evaluate next-purchase` replays it"
+                None,
+                "counted live by the workers, not the api: cdpulse_next_purchase_error_seconds"
+                "_total / cdpulse_next_purchase_orders_measured_total / 86400 on their "
+                "/metrics; `cdpulse evaluate next-purchase` replays it",
             )
         },
         drift_status="unknown",

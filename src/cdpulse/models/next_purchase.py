@@ -29,10 +29,12 @@ True
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from cdpulse.models.clv.bgnbd import BGNBDParams
+from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 from cdpulse.profile.view import iso
 from cdpulse.profile.windows import DAY
@@ -49,10 +51,24 @@ class NextPurchase:
     reasons: list[str]
 
 
-def next_purchase(profile: Profile, params: BGNBDParams | None, as_of: int) -> NextPurchase | None:
-    """The next purchase of ``profile`` at ``as_of``; None when nothing says when."""
+def cycle(profile: Profile, params: BGNBDParams | None) -> float | None:
+    """The repurchase cycle of ``profile`` in days (module docstring); None when nothing
+    says how often they buy: no order, or one and no fit."""
     first, last, orders = profile.first_order_at, profile.last_order_at, profile.orders
     if orders < 1 or first is None or last is None:
+        return None
+    x = orders - 1
+    t_x = (last - first) / DAY
+    if params is not None:
+        return (params.alpha + t_x) / (params.r + x)
+    return t_x / x if x else None
+
+
+def next_purchase(profile: Profile, params: BGNBDParams | None, as_of: int) -> NextPurchase | None:
+    """The next purchase of ``profile`` at ``as_of``; None when nothing says when."""
+    days = cycle(profile, params)
+    first, last, orders = profile.first_order_at, profile.last_order_at, profile.orders
+    if days is None or first is None or last is None:
         return None
     x = orders - 1
     t_x = (last - first) / DAY
@@ -63,21 +79,47 @@ def next_purchase(profile: Profile, params: BGNBDParams | None, as_of: int) -> N
     ]
     p_alive: float | None = None
     if params is not None:
-        cycle = (params.alpha + t_x) / (params.r + x)
         T = (max(as_of, last) - first) / DAY
         p_alive = float(params.p_alive(x, t_x, T))
         population = params.alpha / params.r
         reasons.append(f"customers like them order every {population:.0f} days")
         reasons.append(f"P(still buying) {p_alive:.0%}")
-    elif x:
-        cycle = t_x / x
-    else:
-        return None  # one order and no fit: nothing says how often they buy
-    expected = last + round(cycle * DAY)
+    expected = last + round(days * DAY)
     in_days = (expected - as_of) / DAY
     if in_days < 0:
         reasons.append(f"overdue by {-in_days:.0f} days")
-    return NextPurchase(round(cycle, 1), expected, round(in_days, 1), p_alive, reasons)
+    return NextPurchase(round(days, 1), expected, round(in_days, 1), p_alive, reasons)
+
+
+# The live quality's counts (``observe_order``): orders measured, and per predictor the
+# sum of absolute errors in whole seconds. Integers, so a sum is the same however the
+# orders were cut into batches (float sums are not), and exact on a Prometheus counter.
+MEASURED = "next_purchase_orders"
+ERROR = "next_purchase_error_s:"
+PREDICTORS = ("model", "own_gap")
+
+
+def observe_order(
+    profile: Profile, params: BGNBDParams | None, t: int, counts: Counter[str]
+) -> None:
+    """Count how far an order at ``t`` fell from the next order ``profile`` expected
+    before it, with ``params`` (the fit the profile read uses) and with the customer's own
+    mean gap: the live quality on /metrics. Measured at repeat orders of customers with a
+    cycle of their own (two orders or more before, so both predictors have a date) who
+    allow analytics and personalization (without it no score is shown), and only for an
+    order after the newest known one (a late order is not the one that came next)."""
+    last = profile.last_order_at
+    if profile.orders < 2 or last is None or t <= last:
+        return
+    if profile.consent and not (
+        allows(profile, "analytics") and allows(profile, "personalization")
+    ):
+        return
+    model, own = cycle(profile, params), cycle(profile, None)
+    assert model is not None and own is not None  # two orders: both have a cycle
+    counts[MEASURED] += 1
+    counts[ERROR + "model"] += abs(last + round(model * DAY) - t) // 1000
+    counts[ERROR + "own_gap"] += abs(last + round(own * DAY) - t) // 1000
 
 
 def next_purchase_view(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cdpulse.models.clv.lifetime import OrderSummary, refit
+from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary, refit
 from cdpulse.models.next_purchase import next_purchase
 from cdpulse.models.replayed import customer_events
 from cdpulse.profile.model import Profile
@@ -48,24 +48,10 @@ def evaluate(
 ) -> NextPurchaseResult | None:
     """Replay ``events`` (in any order) and score next orders after the split
     (the last third of the time span unless ``holdout_days``); None without any."""
-    rules = rules or Rules()
-    parsed = customer_events(events, progress)
-    if not parsed:
+    at_split = _at_split(events, holdout_days, rules, progress)
+    if at_split is None:
         return None
-    start, end = min(e.at for e in parsed), max(e.at for e in parsed)
-    held = (end - start) / 3 if holdout_days is None else holdout_days * DAY
-    split = int(end - held)
-    profiles: dict[str, Profile] = {}
-    after: dict[str, int] = {}  # customer -> first order after the split
-    for event in parsed:
-        customer = event.customer_id
-        assert customer is not None
-        if event.at <= split:
-            apply(profiles.setdefault(customer, new_profile(customer)), event, rules)
-        elif event.type == "order_completed":
-            after[customer] = min(event.at, after.get(customer, event.at))
-    summaries = [s for p in profiles.values() if (s := OrderSummary.of(p)) is not None]
-    snapshot = refit(summaries, split, None)
+    start, split, profiles, after, snapshot = at_split
     params = snapshot.model.purchases if snapshot is not None else None
     gaps = [
         (p.last_order_at - p.first_order_at) / DAY / (p.orders - 1)
@@ -108,3 +94,44 @@ def evaluate(
         own_gap_mae=own_gap,
         fitted=snapshot is not None,
     )
+
+
+def fit_at_split(
+    events: Iterable[Mapping[str, Any]],
+    holdout_days: float | None = None,
+    rules: Rules | None = None,
+) -> ClvSnapshot | None:
+    """The lifetime-value fit ``evaluate`` predicts with: on the orders before the split."""
+    at_split = _at_split(events, holdout_days, rules, None)
+    return at_split[-1] if at_split is not None else None
+
+
+_AtSplit = tuple[int, int, dict[str, Profile], dict[str, int], ClvSnapshot | None]
+
+
+def _at_split(
+    events: Iterable[Mapping[str, Any]],
+    holdout_days: float | None,
+    rules: Rules | None,
+    progress: Callable[[int], None] | None,
+) -> _AtSplit | None:
+    """The first event time, the split, every customer's profile at the split, their
+    first order after it, and the fit at the split; None without any event."""
+    rules = rules or Rules()
+    parsed = customer_events(events, progress)
+    if not parsed:
+        return None
+    start, end = min(e.at for e in parsed), max(e.at for e in parsed)
+    held = (end - start) / 3 if holdout_days is None else holdout_days * DAY
+    split = int(end - held)
+    profiles: dict[str, Profile] = {}
+    after: dict[str, int] = {}  # customer -> first order after the split
+    for event in parsed:
+        customer = event.customer_id
+        assert customer is not None
+        if event.at <= split:
+            apply(profiles.setdefault(customer, new_profile(customer)), event, rules)
+        elif event.type == "order_completed":
+            after[customer] = min(event.at, after.get(customer, event.at))
+    summaries = [s for p in profiles.values() if (s := OrderSummary.of(p)) is not None]
+    return start, split, profiles, after, refit(summaries, split, None)

@@ -248,6 +248,19 @@ SEND_TIME_OPENS = Counter(
     "(hit) or not (miss): the live hit rate `cdpulse evaluate send-time` measures.",
     ["outcome"],
 )
+NEXT_PURCHASE_ORDERS = Counter(
+    "cdpulse_next_purchase_orders_measured_total",
+    "Repeat orders the next purchase was measured at: customers with two orders or more "
+    "before, allowing analytics and personalization.",
+)
+NEXT_PURCHASE_ERROR = Counter(
+    "cdpulse_next_purchase_error_seconds_total",
+    "Absolute error of the next order expected before each measured order, in whole "
+    "seconds, by predictor (model: the profile's next purchase; own_gap: last order plus "
+    "the customer's own mean gap). MAE = this / orders measured; "
+    "`cdpulse evaluate next-purchase` measures the same.",
+    ["predictor"],
+)
 CLV_CUSTOMERS = Gauge(
     "cdpulse_clv_customers", "Customers with orders the last lifetime-value refit saw."
 )

@@ -32,7 +32,9 @@ from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.labels import ChurnLabeler, Example
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
+from cdpulse.models.clv.bgnbd import BGNBDParams
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
+from cdpulse.models.next_purchase import observe_order
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
 from cdpulse.models.send_time import observe_open
 from cdpulse.monitors.health import Gate
@@ -322,6 +324,8 @@ class Stages:
             spans = profile.spans  # as they were before the event (``KpiFold.observe``)
             if type(event) is EmailOpenedEvent and event.customer_id is not None:
                 observe_open(profile, event.at, event.timestamp, counts)
+            elif type(event) is OrderCompletedEvent and event.customer_id is not None:
+                observe_order(profile, _purchases(engine.models.clv), event.at, counts)
             capped += apply_new(profile, event, rules, item.source, message.offset, counts)
             if campaign is not None and event.customer_id is not None:
                 touched = _campaign_of(event)
@@ -492,6 +496,11 @@ def _campaign_of(event: object) -> str | None:
 
 def _earliest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
+
+
+def _purchases(clv: ClvSnapshot | None) -> BGNBDParams | None:
+    """The purchase-rate fit the next purchase reads (``profile_document``'s)."""
+    return clv.model.purchases if clv is not None else None
 
 
 def _money(profile: Profile) -> tuple[int, float, float, int | None, int | None]:
