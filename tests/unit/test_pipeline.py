@@ -522,3 +522,37 @@ def test_transitions_the_sweep_saved_in_the_outbox_are_published_by_the_next_sav
     assert run.outlet.values(Stream.SEGMENTS) == swept
     saved = decode(run.state.blobs["C"][1])
     assert saved.outbox == [] and saved.events == 2
+
+
+def test_a_quiet_worker_learns_that_another_moved_the_shared_watermark() -> None:
+    """Two workers share the store's watermarks: one whose partition went quiet finds out
+    that the other's write moved the low watermark (so its idle timer runs the empty
+    batches that decide what that made due), and sees nothing more once it decided there."""
+    state, outlet = MemoryState(), MemoryOutlet()
+    mine, theirs = (
+        ProfilePipeline(state, outlet, Stages(Engine(RULES, Models())), partitions=2)
+        for _ in range(2)
+    )
+    shop = [
+        e for e in Shop(customers=6, days=3, seed=5).events() if topic_of(e) == "cdp.clickstream"
+    ]
+    half = len(shop) // 2
+
+    def on(partition: int, events: list[Event]) -> list[Message]:
+        return [
+            Message("cdp.clickstream", partition, n, key_of(e).encode(), encode(e))
+            for n, e in enumerate(events)
+        ]
+
+    async def main() -> None:
+        await mine.run(on(0, shop[:half]))  # only its own partition reported: low is 0
+        assert not await mine.shared_watermark_moved()
+        report = await theirs.run(on(1, shop[half:]))  # both reported now
+        assert report.low_watermark > 0
+        assert await mine.shared_watermark_moved()
+        await mine.run([])  # learns the shared marks: the next batch decides at them
+        decided = await mine.run([])
+        assert decided.decided_at == report.low_watermark
+        assert not await mine.shared_watermark_moved()
+
+    asyncio.run(main())

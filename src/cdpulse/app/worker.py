@@ -317,7 +317,9 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             # Another worker may have judged the hour since: read the gate again.
             async with worker.lock:
                 await inputs.sync()
-        if not worker.idle_due():
+        # When what this worker saw is decided, another worker may have moved the shared
+        # watermark since (one HGETALL a second while idle).
+        if not worker.idle_due() and not await retry(pipeline.shared_watermark_moved):
             return  # everything up to the watermark is decided
         with suppress(asyncio.CancelledError):  # stopping mid-retry: nothing was lost
             while True:

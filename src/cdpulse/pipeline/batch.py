@@ -187,6 +187,19 @@ class ProfilePipeline:
         """Apply one batch (possibly empty: then only what is due); safe to call again."""
         return await self.finish(await self.begin(messages, now))
 
+    async def shared_watermark_moved(self) -> bool:
+        """Whether the watermarks every worker writes have passed what this one's last
+        batch saw: one read of them alone, for a worker whose own input is quiet.
+
+        Its batches learn the other workers' partitions' watermarks only when they read;
+        without this, a worker whose partitions went quiet would never decide what a
+        later write of another worker made due for its profiles (until its next event).
+        """
+        view = await self.state.read(Wanted(watermarks=True))
+        marks = view.watermarks
+        low = 0 if len(marks) < self.partitions else min(marks.values())
+        return low > self._planned_low
+
     async def begin(
         self,
         messages: list[Message],
