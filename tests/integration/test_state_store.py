@@ -27,8 +27,10 @@ from cdpulse.profile.model import Profile, decode
 from cdpulse.segments.definitions import parse
 from cdpulse.simulate import Shop
 from cdpulse.store.cache import ProfileCache
+from cdpulse.store.erasure import Eraser
 from cdpulse.store.keys import Keys, keys_for
 from cdpulse.store.kpis import kpi_key
+from cdpulse.store.ledger import RedisLedger
 from cdpulse.store.state import RedisState
 from tests.integration.conftest import Env
 from tests.oracle import millis
@@ -129,6 +131,10 @@ def memory_contents(state: MemoryState, keys: Keys) -> dict[str, object]:
     out.update(shared)
     for pseudonym, customer in state.identities.items():
         out[keys.identity(pseudonym)] = customer.encode()
+        # and each customer's own index of them (a hash, pseudonym -> "")
+        index = out.setdefault(keys.identities(customer), {})
+        assert isinstance(index, dict)
+        index[pseudonym] = b""
     for period, counts in state.kpis.items():
         out[kpi_key(keys.prefix, period)] = {f: str(n).encode() for f, n in counts.items()}
     if keys.cluster:
@@ -243,6 +249,48 @@ def test_compare_and_set_refuses_a_moved_version_a_linked_id_and_a_taken_visitor
         assert await redis_state.write(Changes([save_of("C1", 1, ["A"])])) == {
             "C1": SaveStatus.LINK_TAKEN
         }
+
+    asyncio.run(main())
+
+
+def test_identities_written_as_a_set_by_an_earlier_version_become_a_hash_and_are_erased(
+    env: Env, redis_state: RedisState
+) -> None:
+    """Earlier versions kept a customer's identities as a set: the next write of the
+    customer makes it a hash with the same members (and its time to live), a write of
+    another customer taking one of them removes it there, and erasure reads a set not
+    written since."""
+    admin, keys = env.redis, keys_for(env.redis, env.name)
+    admin.sadd(keys.identities("C1"), "p-old", "p-moved")
+    admin.set(keys.identity("p-old"), "C1")
+    admin.set(keys.identity("p-moved"), "C1")
+    admin.pexpire(keys.identities("C1"), 10**9)
+    admin.sadd(keys.identities("C3"), "p-three")  # never written again before its erasure
+    admin.set(keys.identity("p-three"), "C3")
+
+    def saving(profile_id: str, pseudonym: str) -> Changes:
+        return Changes([Save(save_of(profile_id, 0).profile, 0, identities=[pseudonym])])
+
+    async def main() -> None:
+        assert await redis_state.write(saving("C1", "p-new")) == {"C1": SaveStatus.SAVED}
+        assert admin.type(keys.identities("C1")) == b"hash"
+        assert set(admin.hkeys(keys.identities("C1"))) == {b"p-old", b"p-moved", b"p-new"}
+        assert 0 < admin.pttl(keys.identities("C1")) <= 10**9
+        assert await redis_state.write(saving("C2", "p-moved")) == {"C2": SaveStatus.SAVED}
+        assert set(admin.hkeys(keys.identities("C1"))) == {b"p-old", b"p-new"}
+        assert admin.hkeys(keys.identities("C2")) == [b"p-moved"]
+        assert await redis_state.write(Changes([save_of("C3", 0)])) == {"C3": SaveStatus.SAVED}
+        assert admin.type(keys.identities("C3")) == b"set"  # no identity in that write
+        names = RULES.traits.pseudonymizer
+        eraser = Eraser(
+            redis_state.client,
+            env.name,
+            RedisLedger(redis_state.client, keys.erasure_ledger, names),
+            names,
+        )
+        erasure = await eraser.erase(await eraser.find("C3"), "test", "e-1", 1, 2)
+        assert erasure.removed["identity"] == 1
+        assert admin.exists(keys.identity("p-three"), keys.identities("C3")) == 0
 
     asyncio.run(main())
 

@@ -47,15 +47,15 @@ SCRIPTS: tuple[str, ...] = ("evalsha", "script|load")
 CLIENT: tuple[str, ...] = (
     "get", "mget", "set", "del", "exists", "decrby", "scan", "wait",
     "hget", "hmget", "hgetall", "hvals", "hset", "hsetnx", "hdel", "hscan",
-    "sadd", "smembers", "lrange",
+    "sadd", "smembers", "hkeys", "lrange",
     "zcard", "zrangebylex", "zrem", "zscore",
 )  # fmt: skip
 
 # What the Lua scripts in this package call (a unit test keeps this equal to them).
 LUA: tuple[str, ...] = (
-    "get", "set", "del", "exists", "incr", "decr", "expire", "pexpire",
+    "get", "set", "del", "exists", "incr", "decr", "expire", "pexpire", "pttl", "type",
     "hget", "hmget", "hset", "hsetnx", "hdel", "hincrby", "hlen", "hexists",
-    "sadd", "srem", "rpush", "lpop", "lindex",
+    "smembers", "rpush", "lpop", "lindex",
     "zadd", "zrem", "zrangebyscore",
 )  # fmt: skip
 

@@ -28,6 +28,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from redis.exceptions import ResponseError
+
 from cdpulse.connections import AsyncRedis
 from cdpulse.privacy.erasure import Erasure, iso
 from cdpulse.privacy.identities import pseudonyms_of
@@ -175,10 +177,18 @@ class Eraser:
         claims, experiments."""
         pipe = self.client.pipeline(transaction=False)
         for i in ids:
-            pipe.smembers(self.keys.identities(i))
+            pipe.hkeys(self.keys.identities(i))
             pipe.lrange(self.keys.claims(i), 0, -1)
             pipe.smembers(self.keys.experiments_of(i))
-        replies = await pipe.execute()
+        replies = await pipe.execute(raise_on_error=False)
+        for n, i in enumerate(ids):
+            if isinstance(replies[3 * n], ResponseError):
+                # A set of identities an earlier version wrote (write.lua makes it a hash
+                # when the customer is next written).
+                replies[3 * n] = await self.client.smembers(self.keys.identities(i))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         # The profile's current traits too: entries written before the identities set was.
         pseudonyms = set(pseudonyms_of(profile.traits, self.personal)) if profile else set()
         claims: list[str] = []

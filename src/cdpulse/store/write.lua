@@ -23,7 +23,7 @@
 --   ["claim", claim key, counts hash, ttl seconds, field]: SET NX EX, and if new HINCRBY,
 --       and the claim's name appended to the customer's list of claims (erasure reads it)
 --   ["identity", identity key, pseudonym]: the index entry points at the customer, and the
---       pseudonym joins the customer's set of identities (leaving its previous owner's)
+--       pseudonym joins the customer's identities (a hash; leaving its previous owner's)
 --   ["kpi", counters hash, cap, [field, amount, ...]]: added to the hash's counters
 --       (``store/kpis.py``). The amounts of the chunk's written saves are summed here and
 --       each counter is moved once at the end (one HINCRBY per field and hash, not per
@@ -80,6 +80,23 @@ local function expire(key)
   if retention > 0 then
     redis.call('PEXPIRE', key, retention)
   end
+end
+-- A customer's identities are a hash of pseudonym -> '' (a small hash is a listpack; a
+-- small set of strings is a hash table on Redis 7.0, ~180 bytes more per customer). One
+-- stored as a set by an earlier version is made a hash the first time it is written,
+-- its time to live kept.
+local function identities(key)
+  if redis.call('TYPE', key)['ok'] == 'set' then
+    local members, ttl = redis.call('SMEMBERS', key), redis.call('PTTL', key)
+    redis.call('DEL', key)
+    for _, member in ipairs(members) do
+      redis.call('HSET', key, member, '')
+    end
+    if ttl > 0 then
+      redis.call('PEXPIRE', key, ttl)
+    end
+  end
+  return key
 end
 -- Whether another write holds the id (a Redis Cluster's links, ``store/links.py``).
 local function held(tag)
@@ -212,12 +229,12 @@ for n, save in ipairs(saves) do
             if op[2] then
               local owner = redis.call('GET', op[2])
               if owner and owner ~= id then
-                redis.call('SREM', at(owner) .. 'identities', op[3])
+                redis.call('HDEL', identities(at(owner) .. 'identities'), op[3])
               end
               redis.call('SET', op[2], id)
               expire(op[2])
             end
-            redis.call('SADD', tag .. 'identities', op[3])
+            redis.call('HSET', identities(tag .. 'identities'), op[3], '')
             expire(tag .. 'identities')
           elseif name == 'kpi' then
             local counters, counts = op[2], op[4]
