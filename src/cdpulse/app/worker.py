@@ -36,6 +36,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
 from cdpulse.models.campaign.labels import CampaignLabeler
 from cdpulse.models.churn.labels import ChurnLabeler
+from cdpulse.models.personas_labels import PersonaLabeler
 from cdpulse.monitors.health import HOUR
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.ops import metrics
@@ -81,6 +82,7 @@ def output_topics(topics: Topics) -> dict[Stream, str]:
         Stream.DEAD_LETTER: topics.dead_letter,
         Stream.TRAINING: topics.training,
         Stream.CAMPAIGN_TRAINING: topics.campaign_training,
+        Stream.PERSONA_TRAINING: topics.persona_training,
         Stream.RECO_EVENTS: topics.reco_events,
         Stream.SEGMENTS: topics.segments,
         Stream.TRIGGERS: topics.triggers,
@@ -188,6 +190,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         models,
         labeler=ChurnLabeler.from_settings(settings),
         campaign=CampaignLabeler.from_settings(settings),
+        personas=PersonaLabeler.from_settings(settings),
         triggers=load_rules(settings.trigger_rules),
         trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
         book=book,
