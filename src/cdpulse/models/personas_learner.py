@@ -11,13 +11,14 @@ from it: a customer's persona, and the live quality of the clustering.
 from __future__ import annotations
 
 import pickle
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from cdpulse.models.personas import (
+    FEATURES,
     PersonaModel,
     PersonaSnapshot,
     last_order_day,
@@ -26,6 +27,8 @@ from cdpulse.models.personas import (
 from cdpulse.models.personas_labels import PersonaExample
 from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
+
+MEMBERS_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,10 @@ class PersonaState:
     view: PersonaSnapshot | None  # None during the warm-up
     model: PersonaModel
     offset: int  # the last topic offset learned: re-delivered examples are skipped
+    # the customers (pseudonyms) of the model's newest points, in the same order
+    recent: tuple[str, ...] = ()
+    quality: PersonaQuality | None = None
+    members: dict[int, list[str]] = field(default_factory=dict)  # a few per persona
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
@@ -49,6 +56,7 @@ class PersonaLearner:
         self.model = state.model
         self.version = state.version
         self.offset = state.offset
+        self.recent: deque[str] = deque(state.recent, maxlen=self.model.recent.maxlen)
 
     @classmethod
     def fresh(cls, k: int = 5, warmup: int = 200, every: int = 500) -> PersonaLearner:
@@ -62,14 +70,32 @@ class PersonaLearner:
             if offset <= self.offset:
                 continue
             self.model.learn_one(example.x())
+            self.recent.append(example.profile_id)
             self.offset = offset
             learned += 1
         return learned
 
     def snapshot(self) -> PersonaState:
-        """A new version to publish."""
+        """A new version to publish, with its quality and a few members of each persona
+        (the newest customers learned nearest it, by pseudonym)."""
         self.version += 1
-        return PersonaState(self.version, self.model.view(), self.model, self.offset)
+        view = self.model.view()
+        members: dict[int, list[str]] = {}
+        if view is not None:
+            newest_first = zip(reversed(self.recent), reversed(self.model.recent), strict=False)
+            for customer, v in newest_first:
+                kept = members.setdefault(view.assign(dict(zip(FEATURES, v, strict=True))), [])
+                if len(kept) < MEMBERS_SHOWN and customer not in kept:
+                    kept.append(customer)
+        return PersonaState(
+            self.version,
+            view,
+            self.model,
+            self.offset,
+            tuple(self.recent),
+            quality(self.model),
+            members,
+        )
 
 
 def persona_of(profile: Profile, state: PersonaState | None) -> dict[str, Any] | None:
