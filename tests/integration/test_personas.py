@@ -89,6 +89,11 @@ def test_personas_are_learned_live_and_equal_the_replay(env: Env, tmp_path: Path
             for p in want.view.personas
         ]
 
+        card = http.get("/v1/models/personas").json()
+        assert card["examples"] == expected and card["version"] == version
+        assert card["quality"]["silhouette"]["value"] == want.quality.silhouette
+        assert card["health"]["status"] == "unknown"
+
         # Every customer's persona on read: the replay's, read from the same profile.
         mismatched = {}
         for customer, persona in replay.personas.items():

@@ -164,3 +164,21 @@ def _learned(examples: list[PersonaExample]) -> PersonaModel:
     learner = PersonaLearner.fresh(k=5, warmup=50, every=100)
     learner.learn(list(enumerate(examples)))
     return learner.model
+
+
+def test_segments_read_the_persona_id_and_nothing_while_it_is_unknown() -> None:
+    from cdpulse.profile.rules import Rules
+    from cdpulse.segments.fields import profile_fields
+
+    learner = PersonaLearner.fresh(k=2, warmup=4, every=4)
+    for i in range(8):
+        x = point(orders=float(i % 2) * 3)
+        learner.learn([(i, PersonaExample("C", 0, 0, [x[f] for f in FEATURES]))])
+    state = learner.snapshot()
+    buyer = Profile(id="C-1", customer_id="C-1", churn_days={0: [1, 1, 10.0]})
+    found = persona_of(buyer, state)
+    assert found is not None
+    assert profile_fields(buyer, Rules(), personas=state)["persona"] == found["id"]
+    assert "persona" not in profile_fields(buyer, Rules())  # no personas yet
+    buyer.consent = {"personalization": (0, False)}
+    assert "persona" not in profile_fields(buyer, Rules(), personas=state)

@@ -59,6 +59,7 @@ from cdpulse.store.models import (
     campaign_store,
     churn_store,
     offer_store,
+    persona_store,
 )
 from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore
@@ -341,6 +342,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     sketches = RedisMembershipStore(client, prefix)
     clv = RedisClvStore(client, prefix, seal)
     campaign = campaign_store(client, prefix, seal)
+    personas = persona_store(client, prefix, seal)
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_models() -> None:
@@ -352,6 +354,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             await sketches.refresh_sketches()
             await clv.refresh()
             await campaign.refresh()
+            await personas.refresh()
             if engine.triggers is not None and engine.triggers.rules:
                 await reco.refresh()  # trigger messages carry recommendations
         except Exception as exc:  # the batch path reports Redis errors; keep scoring
@@ -360,7 +363,15 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             return
         offer_snapshot = offers.get()
         policy = offer_snapshot.policy if offer_snapshot is not None else untrained
-        fresh = (churn.get(), sketches.sketches, policy, reco.get(), clv.get(), campaign.get())
+        fresh = (
+            churn.get(),
+            sketches.sketches,
+            policy,
+            reco.get(),
+            clv.get(),
+            campaign.get(),
+            personas.get(),
+        )
         in_use = (
             models.churn,
             models.rfm,
@@ -368,6 +379,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             models.reco,
             models.clv,
             models.campaign,
+            models.personas,
         )
         if all(new is old for new, old in zip(fresh, in_use, strict=True)):
             return
@@ -383,6 +395,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
                 models.reco,
                 models.clv,
                 models.campaign,
+                models.personas,
             ) = fresh
             version = offer_snapshot.version if offer_snapshot is not None else 0
             models.offer_policy_name = (

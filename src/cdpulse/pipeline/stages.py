@@ -34,6 +34,7 @@ from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.churn.scoring import ChurnScoring
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.personas_labels import PersonaExample, PersonaLabeler
+from cdpulse.models.personas_learner import PersonaState
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
 from cdpulse.models.send_time import observe_open
 from cdpulse.monitors.health import Gate
@@ -69,6 +70,7 @@ class Models:
     reco: RecoSnapshot | None = None
     clv: ClvSnapshot | None = None  # segments read lifetime value and the next order
     campaign: CampaignSnapshot | None = None  # and the campaign-response propensity
+    personas: PersonaState | None = None  # and the customer's persona
     offer_policy_name: str = "untrained"
     gate: Gate | None = None  # the input-health flags gated trigger rules read
 
@@ -458,7 +460,9 @@ class Stages:
         book = self.engine.book
         assert book is not None
         models = self.engine.models
-        found, errors = changes(book, profile, self.rules, models.rfm, models.clv, models.campaign)
+        found, errors = changes(
+            book, profile, self.rules, models.rfm, models.clv, models.campaign, models.personas
+        )
         for name in errors:
             work.segment_errors[name] += 1
         return found
