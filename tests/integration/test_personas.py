@@ -76,7 +76,7 @@ def test_personas_are_learned_live_and_equal_the_replay(env: Env, tmp_path: Path
         assert served["examples"] == expected
         assert served["silhouette"] == want.quality.silhouette
         assert [
-            (p["id"], p["size"], p["centroid"], p["description"], p["members"])
+            (p["id"], p["size"], p["centroid"], p["description"], p["members"], p["customer_share"])
             for p in served["personas"]
         ] == [
             (
@@ -85,6 +85,7 @@ def test_personas_are_learned_live_and_equal_the_replay(env: Env, tmp_path: Path
                 p.centre,
                 p.description,
                 [pseudonym_id(c) for c in want.members.get(p.id, [])],
+                want.customer_shares.get(p.id, 0.0),
             )
             for p in want.view.personas
         ]

@@ -182,3 +182,17 @@ def test_segments_read_the_persona_id_and_nothing_while_it_is_unknown() -> None:
     assert "persona" not in profile_fields(buyer, Rules())  # no personas yet
     buyer.consent = {"personalization": (0, False)}
     assert "persona" not in profile_fields(buyer, Rules(), personas=state)
+
+
+def test_each_customer_counts_once_in_the_shares_at_their_newest_point() -> None:
+    low, high = point(orders=0.0), point(orders=3.0)
+    learner = PersonaLearner.fresh(k=2, warmup=4, every=100)
+    rows = [("A", low), ("B", low), ("C", high), ("D", high), ("A", high)]
+    learner.learn(
+        [(i, PersonaExample(c, 0, 0, [x[f] for f in FEATURES])) for i, (c, x) in enumerate(rows)]
+    )
+    state = learner.snapshot()
+    assert state.view is not None
+    low_id, high_id = state.view.assign(low), state.view.assign(high)
+    assert state.customer_shares == {low_id: 0.25, high_id: 0.75}  # A is where it is now
+    assert state.members == {high_id: ["A", "D", "C"], low_id: ["B"]}  # newest first

@@ -2,8 +2,9 @@
 
 It serves the newest persona snapshot the learner published (``app/learner.py``), which
 the api reloads with the other snapshots every ``CDPULSE_MODEL_REFRESH_SECONDS``: each
-persona's id, size, share of the newest customers learned, description, centre and a few
-members, by pseudonym only (the ids the training topic carries, never a customer id).
+persona's id, size, share of the newest points learned and of the distinct customers
+among them, description, centre and a few members, by pseudonym only (the ids the
+training topic carries, never a customer id).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def personas_document(state: PersonaState) -> dict[str, Any]:
                 "id": persona.id,
                 "size": persona.size,
                 "share": shares.get(persona.id),
+                "customer_share": state.customer_shares.get(persona.id, 0.0),
                 "description": persona.description,
                 "centroid": persona.centre,
                 "typical": typical,

@@ -44,6 +44,8 @@ class PersonaState:
     recent: tuple[str, ...] = ()
     quality: PersonaQuality | None = None
     members: dict[int, list[str]] = field(default_factory=dict)  # a few per persona
+    # persona id -> share of the distinct customers among ``recent`` (at their newest)
+    customer_shares: dict[int, float] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
@@ -76,17 +78,27 @@ class PersonaLearner:
         return learned
 
     def snapshot(self) -> PersonaState:
-        """A new version to publish, with its quality and a few members of each persona
-        (the newest customers learned nearest it, by pseudonym)."""
+        """A new version to publish, with its quality, a few members of each persona (the
+        newest customers learned nearest it, by pseudonym) and each persona's share of the
+        distinct customers among the newest points, each read at their newest."""
         self.version += 1
         view = self.model.view()
         members: dict[int, list[str]] = {}
+        customers: Counter[int] = Counter()
         if view is not None:
-            newest_first = zip(reversed(self.recent), reversed(self.model.recent), strict=False)
+            seen: set[str] = set()
+            newest_first = zip(reversed(self.recent), reversed(self.model.recent), strict=True)
             for customer, v in newest_first:
-                kept = members.setdefault(view.assign(dict(zip(FEATURES, v, strict=True))), [])
-                if len(kept) < MEMBERS_SHOWN and customer not in kept:
+                if customer in seen:
+                    continue
+                seen.add(customer)
+                found = view.assign(dict(zip(FEATURES, v, strict=True)))
+                customers[found] += 1
+                kept = members.setdefault(found, [])
+                if len(kept) < MEMBERS_SHOWN:
                     kept.append(customer)
+        total = sum(customers.values())
+        shares = {p: round(n / total, 4) for p, n in sorted(customers.items())}
         return PersonaState(
             self.version,
             view,
@@ -95,6 +107,7 @@ class PersonaLearner:
             tuple(self.recent),
             quality(self.model),
             members,
+            shares,
         )
 
 
