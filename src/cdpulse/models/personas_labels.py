@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import msgspec
 
 from cdpulse.models.personas import FEATURES, persona_features
+from cdpulse.privacy.consent import withheld_at
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY, MINUTE
 from cdpulse.settings import Settings
@@ -88,7 +89,7 @@ class PersonaLabeler:
         if last is None or last < through + DAY:
             return [], None
         days = sorted(s for s, cell in profile.churn_days.items() if cell[1] > 0 and s > through)
-        refused = _refused_at(profile)
+        refused = withheld_at(profile, "analytics")
         out: list[PersonaExample] = []
         for day in days:
             decided = day + DAY + self.lateness
@@ -99,9 +100,3 @@ class PersonaLabeler:
                 out.append(PersonaExample(profile.id, day, decided, [x[f] for f in FEATURES]))
             profile.persona_through = day
         return out, None
-
-
-def _refused_at(profile: Profile) -> int | None:
-    """When analytics was withheld, if it is now."""
-    state = profile.consent.get("analytics")
-    return state[0] if state is not None and not state[1] else None
