@@ -688,6 +688,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _persona_warmup_seeds_k(self) -> Settings:
+        if self.persona_warmup < self.persona_k:
+            raise ValueError(
+                f"CDPULSE_PERSONA_WARMUP={self.persona_warmup} is below CDPULSE_PERSONA_K="
+                f"{self.persona_k}: k-means++ needs at least k points to seed k personas; "
+                "raise the warm-up or lower k"
+            )
+        return self
+
 
 class ConfigurationError(Exception):
     """The settings do not fit what the process found (a broker count, a file): the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,34 @@ def test_each_customer_counts_once_in_the_shares_at_their_newest_point() -> None
     low_id, high_id = state.view.assign(low), state.view.assign(high)
     assert state.customer_shares == {low_id: 0.25, high_id: 0.75}  # A is where it is now
     assert state.members == {high_id: ["A", "D", "C"], low_id: ["B"]}  # newest first
+
+
+def test_a_warm_up_too_short_to_seed_k_personas_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="CDPULSE_PERSONA_WARMUP=3 is below CDPULSE_PERSONA_K=5"):
+        Settings(persona_warmup=3, persona_k=5)
+
+
+def test_evaluate_personas_prints_both_clusterings_and_says_when_too_few(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdpulse.cli.main import main
+    from cdpulse.settings import get_settings
+
+    shop = tmp_path / "shop.jsonl"
+    events = Shop(customers=80, days=30, seed=4).events()
+    shop.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    monkeypatch.setenv("CDPULSE_PERSONA_WARMUP", "30")
+    monkeypatch.setenv("CDPULSE_PERSONA_CHECKPOINT_EXAMPLES", "20")
+    get_settings.cache_clear()
+    try:
+        assert main(["evaluate", "personas", "--input", str(shop), "--k", "3"]) == 0
+        out = capsys.readouterr().out
+        assert "online personas" in out and "batch k-means" in out and "persona 2" in out
+        assert main(["evaluate", "personas", "--input", str(shop), "--k", "31"]) == 2
+        assert "at most CDPULSE_PERSONA_WARMUP (30)" in capsys.readouterr().err
+        monkeypatch.setenv("CDPULSE_PERSONA_WARMUP", "5000")
+        get_settings.cache_clear()
+        assert main(["evaluate", "personas", "--input", str(shop)]) == 2
+        assert "too few orders" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()

@@ -148,8 +148,11 @@ def run_personas(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     k = args.k or settings.persona_k
-    if k < 2:
-        raise CliError(f"--k must be 2 or more, got {k}")
+    if not 2 <= k <= settings.persona_warmup:
+        raise CliError(
+            f"--k must be 2 or more and at most CDPULSE_PERSONA_WARMUP "
+            f"({settings.persona_warmup}), got {k}"
+        )
     replayed = _replayed(args, "personas", replay_personas)
     result = evaluate(
         replayed.examples, k, settings.persona_warmup, settings.persona_checkpoint_examples
