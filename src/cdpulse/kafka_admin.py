@@ -52,6 +52,7 @@ def topic_specs(settings: Settings, extra: tuple[str, ...] = ()) -> list[TopicSp
         single = (
             topics.training,
             topics.campaign_training,
+            topics.persona_training,
             topics.offer_rewards,
             topics.erasures,
         )

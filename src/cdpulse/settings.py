@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         "cdp.campaign-training",
         description="Labelled campaign-response examples (one partition: one learner).",
     )
+    topic_persona_training: str = Field(
+        "cdp.persona-training",
+        description="Persona examples, one per customer and day with an order (one "
+        "partition: one learner).",
+    )
     topic_reco_events: str = Field(
         "cdp.reco-events",
         description="Item events for the recommender (reco_shards partitions, by customer).",
@@ -386,6 +391,21 @@ class Settings(BaseSettings):
         description="A campaign exposure (an email opened, an offer shown) is labelled 1 when "
         "the customer clicks that email or redeems that offer within this many days (event "
         "time), 0 otherwise; decided once every partition is past it by the churn lateness.",
+    )
+    persona_k: int = Field(
+        5, ge=2, description="Personas: how many clusters the learner keeps (k of k-means)."
+    )
+    persona_warmup: int = Field(
+        200,
+        ge=2,
+        description="Persona examples buffered before the first centres are seeded "
+        "(k-means++); no personas before. At least persona_k.",
+    )
+    persona_checkpoint_examples: int = Field(
+        500,
+        ge=1,
+        description="Persona examples between checkpoints: persona ids are matched to the "
+        "last checkpoint's, and stability is measured between two.",
     )
     clv_horizon_days: float = Field(
         90.0, gt=0, description="Horizon of expected purchases and value (lifetime value)."
@@ -665,6 +685,16 @@ class Settings(BaseSettings):
                 f"CDPULSE_TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} exceeds "
                 f"CDPULSE_TOPIC_REPLICATION={self.topic_replication}: no acks=all write could "
                 "succeed; lower it (1 for a single broker)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _persona_warmup_seeds_k(self) -> Settings:
+        if self.persona_warmup < self.persona_k:
+            raise ValueError(
+                f"CDPULSE_PERSONA_WARMUP={self.persona_warmup} is below CDPULSE_PERSONA_K="
+                f"{self.persona_k}: k-means++ needs at least k points to seed k personas; "
+                "raise the warm-up or lower k"
             )
         return self
 

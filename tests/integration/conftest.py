@@ -246,6 +246,7 @@ def env_variables(name: str, redis_url: str) -> dict[str, str]:
         "CDPULSE_TOPIC_DEAD_LETTER": f"{name}.dead-letter",
         "CDPULSE_TOPIC_TRAINING": f"{name}.training",
         "CDPULSE_TOPIC_CAMPAIGN_TRAINING": f"{name}.campaign-training",
+        "CDPULSE_TOPIC_PERSONA_TRAINING": f"{name}.persona-training",
         "CDPULSE_TOPIC_RECO_EVENTS": f"{name}.reco-events",
         "CDPULSE_TOPIC_RECOMMENDATIONS": f"{name}.recommendations",
         "CDPULSE_TOPIC_SEGMENTS": f"{name}.segments",

@@ -25,6 +25,7 @@ from cdpulse.models.cards import (
     clv_card,
     forecast_card,
     next_purchase_card,
+    persona_card,
     reco_card,
     send_time_card,
 )
@@ -35,6 +36,7 @@ from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary, refit
 from cdpulse.models.forecast import ForecastBook
 from cdpulse.models.health import HealthPolicy
+from cdpulse.models.personas_learner import PersonaLearner
 from cdpulse.models.reco import Recommender, shard_of
 from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
 from cdpulse.models.reco.ranker import Ranker
@@ -279,6 +281,8 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(triggers, "offer_store", loaded("offers", triggers.offer_store))
     book = _book()
     monkeypatch.setattr(api, "forecast_store", loaded("forecast", api.forecast_store, book))
+    personas = PersonaLearner.fresh().snapshot()
+    monkeypatch.setattr(api, "persona_store", loaded("personas", api.persona_store, personas))
     settings = Settings(
         pseudonym_key=SecretStr("k"),
         api_tokens={"crm": ApiToken(secret=SecretStr(READ), scopes=["read"])},
@@ -291,7 +295,7 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
 
     names = [
         *("churn", "campaign", "clv", "reco", "offers", "forecast"),
-        *("send_time", "next_purchase"),
+        *("send_time", "next_purchase", "personas"),
     ]
 
     async def run() -> list[tuple[int, Any]]:
@@ -346,6 +350,14 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
                     ),
                 },
                 {
+                    "name": "personas",
+                    "version": 1,
+                    "drift_status": "unknown",
+                    "health": unassessed(
+                        "no floor is set for the silhouette or the stability, its live checks"
+                    ),
+                },
+                {
                     "name": "send_time",
                     "version": 1,
                     "drift_status": "unknown",
@@ -367,13 +379,15 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
     assert unknown[0] == 404
     assert unknown[1]["error"] == (
         "no model 'nope'; the models are churn, campaign, clv, reco, offers, forecast, "
-        "send_time, next_purchase (GET /v1/models)"
+        "send_time, next_purchase, personas (GET /v1/models)"
     )
     assert [status for status, _ in cards] == [200] * len(names)
     assert [card["name"] for _, card in cards] == names
     assert cards[5][1] == forecast_card(book).to_dict()
     assert cards[6][1] == send_time_card().to_dict()
     assert cards[7][1] == next_purchase_card(clv).to_dict()
+    assert cards[8][1] == persona_card(personas, "cdp.persona-training").to_dict()
+    assert cards[8][1]["quality"]["silhouette"]["unknown"].startswith("warming up")
     assert cards[0][1] == churn_card(churn, "cdp.training").to_dict()
     assert cards[1][1] == campaign_card(campaign, "cdp.campaign-training", policy).to_dict()
     assert cards[2][1] == clv_card(clv).to_dict()
@@ -391,7 +405,7 @@ def test_the_api_answers_a_card_for_every_model(monkeypatch: pytest.MonkeyPatch)
                 "offers' drift is not tracked (a reward carries no event time), nor is a quality "
                 "floor set for their rewards"
             ),
-            *(m["health"] for m in listed[1]["models"][5:]),
+            *({m["name"]: m["health"] for m in listed[1]["models"]}[n] for n in names[5:]),
         ]
     )
     # A fresh campaign model: its live quality is not defined yet

@@ -1,13 +1,24 @@
-"""Personas: features, stable ids across snapshots, words, and the evaluation's figures."""
+"""Personas: features, examples decided at the watermark, stable ids, words, the read,
+and the evaluation's figures."""
 
 from __future__ import annotations
 
-import numpy as np
+import asyncio
+import json
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+from cdpulse.contract.partitions import partition_of
 from cdpulse.models.personas import FEATURES, PersonaModel, describe, persona_features
-from cdpulse.models.personas_eval import evaluate, silhouette
+from cdpulse.models.personas_eval import evaluate
+from cdpulse.models.personas_labels import PersonaExample, PersonaLabeler
+from cdpulse.models.personas_learner import PersonaLearner, persona_of, quality, silhouette
+from cdpulse.pipeline.persona_replay import replay_personas
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
+from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 
 
@@ -15,52 +26,107 @@ def point(**values: float) -> dict[str, float]:
     return {**dict.fromkeys(FEATURES, 0.0), **values}
 
 
-def test_features_are_read_from_the_profile_with_counts_and_money_logged() -> None:
-    p = Profile(
-        id="C-1",
-        events=10,
-        last_seen=2 * DAY,
-        orders=3,
-        revenue=90.0,
-        refunded=30.0,
-        channels={"app": 5, "email": 2, "web": 3},
-        counts={"offer_shown": 4, "offer_redeemed": 1},
-    )
-    x = persona_features(p, 5 * DAY)
-    assert x["recency_days"] == np.log1p(3.0)
-    assert x["orders"] == np.log1p(3.0) and x["net_revenue"] == np.log1p(60.0)
-    assert x["average_order_value"] == np.log1p(20.0)
-    assert (x["app_share"], x["email_share"], x["offer_use"]) == (0.5, 0.2, 0.25)
+def test_features_read_the_days_up_to_the_day_only_logged() -> None:
+    days = {
+        0: [4, 1, 30.0],
+        3 * DAY: [2, 0, 0.0],
+        5 * DAY: [6, 2, 50.0],
+        6 * DAY: [9, 9, 900.0],  # after the day read
+        -61 * DAY: [1, 1, 1000.0],  # before the window
+    }
+    x = persona_features(Profile(id="C-1", churn_days=days), 5 * DAY)
+    assert x["orders"] == np.log1p(3) and x["net_revenue"] == np.log1p(80.0)
+    assert x["average_order_value"] == np.log1p(80.0 / 3)
+    assert x["active_days"] == np.log1p(3) and x["events_per_day"] == np.log1p(12 / 3)
+    assert x["days_between_orders"] == np.log1p(5.0)
 
 
-def test_persona_ids_stay_with_their_customers_across_snapshots() -> None:
+def test_examples_are_decided_at_the_watermark_oldest_day_first_once() -> None:
+    labeler = PersonaLabeler(lateness=10)
+    p = Profile(id="C-1", churn_days={0: [1, 1, 5.0], DAY: [1, 0, 0.0], 2 * DAY: [3, 2, 9.0]})
+    p.last_order_at = 2 * DAY + 5
+    assert labeler.decide(p, DAY + 9) == ([], DAY + 10)
+    first, due = labeler.decide(p, 3 * DAY)
+    assert [(e.day, e.label_at) for e in first] == [(0, DAY + 10)] and due == 3 * DAY + 10
+    assert first[0].features == [persona_features(p, 0)[f] for f in FEATURES]
+    second, due = labeler.decide(p, 9 * DAY)
+    assert [e.day for e in second] == [2 * DAY] and due is None
+    assert labeler.decide(p, 99 * DAY) == ([], None)  # each day once
+
+
+def test_a_day_decided_after_an_analytics_refusal_is_not_learned() -> None:
+    p = Profile(id="C-1", churn_days={0: [1, 1, 5.0], 4 * DAY: [1, 1, 5.0]})
+    p.last_order_at = 4 * DAY
+    p.consent = {"analytics": (3 * DAY, False)}
+    examples, due = PersonaLabeler(lateness=0).decide(p, 9 * DAY)
+    assert [e.day for e in examples] == [0] and due is None
+
+
+def test_persona_ids_stay_with_their_groups_across_checkpoints() -> None:
     rng = np.random.default_rng(1)
-    defining = {"app": {"app_share": 1.0}, "big": {"orders": 3.0, "net_revenue": 6.0}}
-    defining["quiet"] = {"recency_days": 4.0}
-    groups = {name: point(**values) for name, values in defining.items()}
+    defining = {
+        "loyal": {"orders": 3.0, "net_revenue": 6.0},
+        "browser": {"events_per_day": 4.0},
+        "seldom": {"days_between_orders": 4.0},
+    }
 
     def noisy(name: str) -> dict[str, float]:
-        # each group varies a little in what defines it
         return point(**{f: v + rng.normal(0, 0.05) for f, v in defining[name].items()})
 
-    model = PersonaModel(k=3, warmup=30)
+    model = PersonaModel(k=3, warmup=30, every=40)
     for _ in range(40):
-        for name in groups:
+        for name in defining:
             model.learn_one(noisy(name))
-    first = model.snapshot()
+    first = model.view()
     assert first is not None
-    ids = {name: first.assign(centre) for name, centre in groups.items()}
+    ids = {name: first.assign(point(**values)) for name, values in defining.items()}
     assert len(set(ids.values())) == 3
-    # More of the same, in another order: each group keeps its id.
-    for _ in range(40):
-        for name in reversed(list(groups)):
+    for _ in range(40):  # more of the same, in another order
+        for name in reversed(list(defining)):
             model.learn_one(noisy(name))
-    second = model.snapshot()
-    assert second is not None and second.version == 2
-    assert {name: second.assign(centre) for name, centre in groups.items()} == ids
+    second = model.view()
+    assert second is not None and second.version > first.version
+    assert {name: second.assign(point(**v)) for name, v in defining.items()} == ids
     words = {p.id: p.description for p in second.personas}
-    assert "mostly in the app" in words[ids["app"]]
-    assert "long quiet" in words[ids["quiet"]]
+    assert "browses a lot per visit" in words[ids["browser"]]
+    assert "orders seldom" in words[ids["seldom"]]
+    assert model.stability == 1.0
+
+
+def test_what_is_published_does_not_depend_on_how_often_it_was() -> None:
+    rng = np.random.default_rng(3)
+    points = [point(orders=float(rng.integers(0, 5)), active_days=rng.normal()) for _ in range(90)]
+    quiet, chatty = PersonaModel(k=3, warmup=10, every=20), PersonaModel(k=3, warmup=10, every=20)
+    for x in points:
+        quiet.learn_one(x)
+        chatty.learn_one(x)
+        chatty.view()
+    assert quiet.view() == chatty.view()
+
+
+def test_the_learner_skips_re_delivered_offsets() -> None:
+    learner = PersonaLearner.fresh(k=2, warmup=2, every=5)
+    example = PersonaExample("C", 0, 0, [1.0] * len(FEATURES))
+    assert learner.learn([(0, example), (1, example)]) == 2
+    assert learner.learn([(1, example), (2, example)]) == 1
+    assert learner.snapshot().offset == 2
+
+
+def test_the_read_persona_needs_consent_a_model_and_an_order() -> None:
+    learner = PersonaLearner.fresh(k=2, warmup=4, every=4)
+    for i in range(8):
+        x = point(orders=float(i % 2) * 3)
+        learner.learn([(i, PersonaExample("C", 0, 0, [x[f] for f in FEATURES]))])
+    state = learner.snapshot()
+    buyer = Profile(id="C-1", churn_days={0: [1, 1, 10.0]})
+    found = persona_of(buyer, state)
+    assert found is not None and found["model_version"] == 1
+    assert state.view is not None and found["id"] in {p.id for p in state.view.personas}
+    assert all(isinstance(r, str) for r in found["reasons"])
+    assert persona_of(buyer, None) is None
+    assert persona_of(Profile(id="C-2", churn_days={0: [3, 0, 0.0]}), state) is None
+    buyer.consent = {"personalization": (0, False)}
+    assert persona_of(buyer, state) is None
 
 
 def test_a_centre_near_the_mean_says_so() -> None:
@@ -73,10 +139,92 @@ def test_silhouette_of_two_separate_blobs_is_near_one_and_of_one_label_zero() ->
     assert silhouette(z, [0, 0, 0, 0]) == 0.0
 
 
-def test_evaluate_personas_on_the_simulated_shop() -> None:
-    result = evaluate(Shop(customers=200, days=45, seed=9).events(), k=4)
-    assert result is not None and result.customers > 50
+def test_model_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="warmup >= k"):
+        PersonaModel(k=5, warmup=3)
+
+
+def test_evaluate_personas_on_the_replayed_simulated_shop() -> None:
+    settings = Settings(persona_warmup=50, persona_checkpoint_examples=100)
+    lines = [json.dumps(e).encode() for e in Shop(customers=200, days=45, seed=9).events()]
+    replayed = asyncio.run(replay_personas(lines, settings, partition_of))
+    assert len(replayed.examples) > 100
+    # in the order the worker publishes them
+    assert [e.order for e in replayed.examples] == sorted(e.order for e in replayed.examples)
+    result = evaluate(replayed.examples, k=5, warmup=50, every=100)
+    assert result is not None and sum(result.sizes.values()) == len(replayed.examples)
     assert -1 <= result.silhouette <= 1 and -1 <= result.baseline_silhouette <= 1
+    measured = quality(_learned(replayed.examples))
+    assert measured is not None and measured.silhouette == result.silhouette
     # Ids carried by matching keep more customers in their persona than two batch runs.
     assert result.stability > result.baseline_stability
-    assert len(result.descriptions) == 4 and all(result.descriptions.values())
+    assert len(result.descriptions) == 5 and all(result.descriptions.values())
+
+
+def _learned(examples: list[PersonaExample]) -> PersonaModel:
+    learner = PersonaLearner.fresh(k=5, warmup=50, every=100)
+    learner.learn(list(enumerate(examples)))
+    return learner.model
+
+
+def test_segments_read_the_persona_id_and_nothing_while_it_is_unknown() -> None:
+    from cdpulse.profile.rules import Rules
+    from cdpulse.segments.fields import profile_fields
+
+    learner = PersonaLearner.fresh(k=2, warmup=4, every=4)
+    for i in range(8):
+        x = point(orders=float(i % 2) * 3)
+        learner.learn([(i, PersonaExample("C", 0, 0, [x[f] for f in FEATURES]))])
+    state = learner.snapshot()
+    buyer = Profile(id="C-1", customer_id="C-1", churn_days={0: [1, 1, 10.0]})
+    found = persona_of(buyer, state)
+    assert found is not None
+    assert profile_fields(buyer, Rules(), personas=state)["persona"] == found["id"]
+    assert "persona" not in profile_fields(buyer, Rules())  # no personas yet
+    buyer.consent = {"personalization": (0, False)}
+    assert "persona" not in profile_fields(buyer, Rules(), personas=state)
+
+
+def test_each_customer_counts_once_in_the_shares_at_their_newest_point() -> None:
+    low, high = point(orders=0.0), point(orders=3.0)
+    learner = PersonaLearner.fresh(k=2, warmup=4, every=100)
+    rows = [("A", low), ("B", low), ("C", high), ("D", high), ("A", high)]
+    learner.learn(
+        [(i, PersonaExample(c, 0, 0, [x[f] for f in FEATURES])) for i, (c, x) in enumerate(rows)]
+    )
+    state = learner.snapshot()
+    assert state.view is not None
+    low_id, high_id = state.view.assign(low), state.view.assign(high)
+    assert state.customer_shares == {low_id: 0.25, high_id: 0.75}  # A is where it is now
+    assert state.members == {high_id: ["A", "D", "C"], low_id: ["B"]}  # newest first
+
+
+def test_a_warm_up_too_short_to_seed_k_personas_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="CDPULSE_PERSONA_WARMUP=3 is below CDPULSE_PERSONA_K=5"):
+        Settings(persona_warmup=3, persona_k=5)
+
+
+def test_evaluate_personas_prints_both_clusterings_and_says_when_too_few(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdpulse.cli.main import main
+    from cdpulse.settings import get_settings
+
+    shop = tmp_path / "shop.jsonl"
+    events = Shop(customers=80, days=30, seed=4).events()
+    shop.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    monkeypatch.setenv("CDPULSE_PERSONA_WARMUP", "30")
+    monkeypatch.setenv("CDPULSE_PERSONA_CHECKPOINT_EXAMPLES", "20")
+    get_settings.cache_clear()
+    try:
+        assert main(["evaluate", "personas", "--input", str(shop), "--k", "3"]) == 0
+        out = capsys.readouterr().out
+        assert "online personas" in out and "batch k-means" in out and "persona 2" in out
+        assert main(["evaluate", "personas", "--input", str(shop), "--k", "31"]) == 2
+        assert "at most CDPULSE_PERSONA_WARMUP (30)" in capsys.readouterr().err
+        monkeypatch.setenv("CDPULSE_PERSONA_WARMUP", "5000")
+        get_settings.cache_clear()
+        assert main(["evaluate", "personas", "--input", str(shop)]) == 2
+        assert "too few orders" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()

@@ -27,6 +27,7 @@ from cdpulse.app.forecast_views import register_forecast_views
 from cdpulse.app.health import register_health
 from cdpulse.app.kpi_views import register_kpi_views
 from cdpulse.app.model_views import register_model_views
+from cdpulse.app.persona_views import register_persona_views
 from cdpulse.app.segment_views import register_segment_views
 from cdpulse.app.served_drift import ServedDrift
 from cdpulse.app.tracking_views import register_tracking_views
@@ -38,6 +39,7 @@ from cdpulse.experiments.definitions import experiments
 from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.health import HealthPolicy
+from cdpulse.models.personas_learner import PersonaState
 from cdpulse.ops import metrics
 from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
@@ -55,6 +57,7 @@ from cdpulse.store.models import (
     campaign_store,
     churn_store,
     forecast_store,
+    persona_store,
 )
 from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore
@@ -84,6 +87,7 @@ class Services:
     campaign: SnapshotStore[CampaignSnapshot]
     # The models' drift reports and the health judged from them, loaded with the snapshots.
     drift: ServedDrift
+    personas: SnapshotStore[PersonaState]
 
 
 def create_api(settings: Settings) -> faust.App:
@@ -118,6 +122,7 @@ def create_api(settings: Settings) -> faust.App:
         ServedDrift(
             RedisDriftStore(client, prefix), list(TRACKED), HealthPolicy.from_settings(settings)
         ),
+        persona_store(client, prefix, seal),
     )
     book = load_book(settings.segments_file)
     memberships = RedisMembershipStore(client, prefix)
@@ -136,6 +141,7 @@ def create_api(settings: Settings) -> faust.App:
     register_dashboard_data(app, settings, client, topics, list(book.names), guard)
     register_fairness_view(app, RedisFairnessStore(client, prefix), guard)
     register_forecast_views(app, forecasts, guard)
+    register_persona_views(app, services.personas, guard)
     trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)
     register_health(app, settings, None, client, guard, {"read_audit": trail.readiness})
 
@@ -145,6 +151,7 @@ def create_api(settings: Settings) -> faust.App:
         try:
             await registry.refresh()
             await services.campaign.refresh()
+            await services.personas.refresh()
             await clv.refresh()
             await reco.refresh()
             await services.drift.refresh()

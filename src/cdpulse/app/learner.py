@@ -7,6 +7,8 @@ versioned snapshots to Redis that every worker and API process scores with. Here
 * churn: labelled examples (``cdp.training``) → ``ChurnLearner`` → churn snapshot;
 * campaign response: labelled exposures (``cdp.campaign-training``) →
   ``CampaignLearner`` → campaign snapshot;
+* personas: customer-days with an order (``cdp.persona-training``) → ``PersonaLearner``
+  → persona snapshot, and its live quality on /metrics;
 * recommender: item events (``cdp.reco-events``) → ``Recommender`` → a snapshot per shard
   every ``CDPULSE_RECO_SNAPSHOT_SECONDS``, and the customers' recommendation lists to
   ``cdp.recommendations`` (throttled per customer in event time);
@@ -61,6 +63,8 @@ from cdpulse.models.churn.labels import Example
 from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.clv.lifetime import refit
 from cdpulse.models.health import HealthPolicy, ModelHealth
+from cdpulse.models.personas_labels import PersonaExample
+from cdpulse.models.personas_learner import PersonaLearner, PersonaState
 from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco import Recommender
 from cdpulse.models.reco_stream import (
@@ -82,7 +86,13 @@ from cdpulse.settings import Settings
 from cdpulse.store.drift import RedisDriftStore
 from cdpulse.store.fairness import RedisFairnessStore
 from cdpulse.store.keys import Keys, keys_for
-from cdpulse.store.models import RecoShards, RedisClvStore, campaign_store, churn_store
+from cdpulse.store.models import (
+    RecoShards,
+    RedisClvStore,
+    campaign_store,
+    churn_store,
+    persona_store,
+)
 from cdpulse.store.redis import get_many
 from cdpulse.store.segments import RedisMembershipStore
 from cdpulse.store.state import RedisState
@@ -111,6 +121,9 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     pseudonyms = rules.traits.pseudonymizer
     outlet = KafkaOutlet(app, output_topics(topics))
     training = app.topic(topics.training, key_type=bytes, value_type=bytes, partitions=1)
+    persona_training = app.topic(
+        topics.persona_training, key_type=bytes, value_type=bytes, partitions=1
+    )
     campaign_training = app.topic(
         topics.campaign_training, key_type=bytes, value_type=bytes, partitions=1
     )
@@ -121,6 +134,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     seal = Seal.from_settings(settings)
     model_store = churn_store(client, prefix, seal)
     campaigns = campaign_store(client, prefix, seal)
+    personas = persona_store(client, prefix, seal)
     reco = RecoShards(client, prefix, seal)
     clv = RedisClvStore(client, prefix, seal)
     drift = LearnerDrift(settings, RedisDriftStore(client, prefix))
@@ -207,6 +221,44 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             with _committed_only_if_handled(events):
                 pairs = _records(events, CampaignExample.from_json, "campaign exposure")
                 await retry(functools.partial(learn_exposures, pairs))
+                learned(events)
+
+    # --- personas ---------------------------------------------------------------------
+
+    persona_box: list[PersonaLearner] = []
+
+    async def learn_points(pairs: list[tuple[int, PersonaExample]]) -> None:
+        # This process's learner, reloaded when another process published a newer one.
+        if not persona_box or await personas.version() > persona_box[0].version:
+            state = await personas.load()
+            persona_box[:] = [
+                PersonaLearner(state)
+                if state
+                else PersonaLearner.fresh(
+                    settings.persona_k,
+                    settings.persona_warmup,
+                    settings.persona_checkpoint_examples,
+                )
+            ]
+        learner = persona_box[0]
+        if not learner.learn(pairs):
+            return
+        state = learner.snapshot()
+        if await personas.publish(state):
+            metrics.MODEL_VERSION.labels("personas").set(state.version)
+            metrics.MODEL_EXAMPLES.labels("personas").set(learner.model.n)
+            _export_personas(state)
+        else:
+            persona_box.clear()  # someone published a newer one: reload
+
+    @app.agent(persona_training, concurrency=1, name="persona-learner")
+    async def persona_learner(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_size, within=settings.learner_batch_within
+        ):
+            with _committed_only_if_handled(events):
+                pairs = _records(events, PersonaExample.from_json, "persona example")
+                await retry(functools.partial(learn_points, pairs))
                 learned(events)
 
     # --- recommender ------------------------------------------------------------------
@@ -513,6 +565,19 @@ def _export_quality(model: str, quality: ModelQuality) -> None:
     for figure in FIGURES:
         defined = not quality.unknown(figure)
         metrics.MODEL_QUALITY_DEFINED.labels(model, figure).set(1 if defined else 0)
+
+
+def _export_personas(state: PersonaState) -> None:
+    """The personas' sizes and live quality on /metrics (stability NaN while unknown)."""
+    view, measured = state.view, state.quality
+    if view is None or measured is None:
+        return
+    for persona in view.personas:
+        metrics.PERSONA_SIZE.labels(str(persona.id)).set(persona.size)
+        metrics.PERSONA_SHARE.labels(str(persona.id)).set(measured.shares[persona.id])
+    metrics.PERSONA_SILHOUETTE.set(measured.silhouette)
+    stability = measured.stability
+    metrics.PERSONA_STABILITY.set(math.nan if stability is None else stability)
 
 
 def _export_health(model: str, health: ModelHealth) -> None:

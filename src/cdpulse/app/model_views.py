@@ -29,6 +29,7 @@ from cdpulse.models.cards import (
     clv_card,
     forecast_card,
     next_purchase_card,
+    persona_card,
     reco_card,
     send_time_card,
     unassessed,
@@ -56,6 +57,7 @@ MODELS = (
     "forecast",
     "send_time",
     "next_purchase",
+    "personas",
 )
 
 
@@ -120,6 +122,9 @@ def register_model_views(
         if name == "next_purchase":
             clv = services.clv.get()
             return None if clv is None else next_purchase_card(clv)
+        if name == "personas":
+            state = services.personas.get()
+            return None if state is None else persona_card(state, topics.persona_training)
         offer = await offers()
         return None if offer is None else offer_card(offer, services.settings.topic_offer_rewards)
 
@@ -134,6 +139,7 @@ def register_model_views(
                 "reco": services.reco.get(),
                 "offers": await offers(),
                 "forecast": forecasts.get(),
+                "personas": services.personas.get(),
                 "next_purchase": services.clv.get(),  # it reads the lifetime-value fit
             }
             listed: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from cdpulse.contract.partitions import partition_of
 from cdpulse.contract.validation import Rejection, validate
 from cdpulse.models.campaign.scoring import propensity
 from cdpulse.models.churn.scoring import profile_document
+from cdpulse.models.personas_learner import persona_of
 from cdpulse.models.reco import Context
 from cdpulse.models.reco_stream import recommendation_list
 from cdpulse.ops import metrics
@@ -39,7 +40,7 @@ def register_views(services: Services) -> None:
     async def document_of(profile: Profile, as_of: int | None = None) -> dict[str, Any]:
         """The profile with its scores, as of the newest event time seen (``as_of``, when
         it was read with the profile)."""
-        return profile_document(
+        document = profile_document(
             profile,
             await store.watermark() if as_of is None else as_of,
             services.rules,
@@ -48,6 +49,8 @@ def register_views(services: Services) -> None:
             settings.clv_horizon_days,
             services.drift.health("clv"),
         )
+        document["persona"] = persona_of(profile, services.personas.get())
+        return document
 
     def admin_event(name: str, kind: str, customer_id: str, **properties: str) -> dict[str, Any]:
         """The event an admin route publishes for ``customer_id``, named after the token

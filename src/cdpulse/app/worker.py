@@ -36,6 +36,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.experiments.definitions import experiments
 from cdpulse.models.campaign.labels import CampaignLabeler
 from cdpulse.models.churn.labels import ChurnLabeler
+from cdpulse.models.personas_labels import PersonaLabeler
 from cdpulse.monitors.health import HOUR
 from cdpulse.offers.bandit import OfferPolicy
 from cdpulse.ops import metrics
@@ -58,6 +59,7 @@ from cdpulse.store.models import (
     campaign_store,
     churn_store,
     offer_store,
+    persona_store,
 )
 from cdpulse.store.redis import RedisProfileStore
 from cdpulse.store.segments import RedisMembershipStore
@@ -81,6 +83,7 @@ def output_topics(topics: Topics) -> dict[Stream, str]:
         Stream.DEAD_LETTER: topics.dead_letter,
         Stream.TRAINING: topics.training,
         Stream.CAMPAIGN_TRAINING: topics.campaign_training,
+        Stream.PERSONA_TRAINING: topics.persona_training,
         Stream.RECO_EVENTS: topics.reco_events,
         Stream.SEGMENTS: topics.segments,
         Stream.TRIGGERS: topics.triggers,
@@ -188,6 +191,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         models,
         labeler=ChurnLabeler.from_settings(settings),
         campaign=CampaignLabeler.from_settings(settings),
+        personas=PersonaLabeler.from_settings(settings),
         triggers=load_rules(settings.trigger_rules),
         trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
         book=book,
@@ -340,6 +344,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     sketches = RedisMembershipStore(client, prefix)
     clv = RedisClvStore(client, prefix, seal)
     campaign = campaign_store(client, prefix, seal)
+    personas = persona_store(client, prefix, seal)
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]
     async def refresh_models() -> None:
@@ -351,6 +356,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             await sketches.refresh_sketches()
             await clv.refresh()
             await campaign.refresh()
+            await personas.refresh()
             if engine.triggers is not None and engine.triggers.rules:
                 await reco.refresh()  # trigger messages carry recommendations
         except Exception as exc:  # the batch path reports Redis errors; keep scoring
@@ -359,7 +365,15 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             return
         offer_snapshot = offers.get()
         policy = offer_snapshot.policy if offer_snapshot is not None else untrained
-        fresh = (churn.get(), sketches.sketches, policy, reco.get(), clv.get(), campaign.get())
+        fresh = (
+            churn.get(),
+            sketches.sketches,
+            policy,
+            reco.get(),
+            clv.get(),
+            campaign.get(),
+            personas.get(),
+        )
         in_use = (
             models.churn,
             models.rfm,
@@ -367,6 +381,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
             models.reco,
             models.clv,
             models.campaign,
+            models.personas,
         )
         if all(new is old for new, old in zip(fresh, in_use, strict=True)):
             return
@@ -382,6 +397,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
                 models.reco,
                 models.clv,
                 models.campaign,
+                models.personas,
             ) = fresh
             version = offer_snapshot.version if offer_snapshot is not None else 0
             models.offer_policy_name = (

@@ -154,38 +154,48 @@ def register_personas(models: Any) -> None:
         help="personas: silhouette and stability of the online clustering vs batch k-means",
     )
     parser.add_argument("--input", required=True, type=Path, help="JSON Lines of events")
-    parser.add_argument("--k", type=int, default=5, help="personas (default 5)")
+    parser.add_argument("--k", type=int, default=0, help="personas (default: CDPULSE_PERSONA_K)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run_personas)
 
 
 def run_personas(args: argparse.Namespace) -> int:
     from cdpulse.models.personas_eval import evaluate
-    from cdpulse.ops.progress import Reporter
-    from cdpulse.profile.rules import Rules
+    from cdpulse.pipeline.persona_replay import replay_personas
 
-    if args.k < 2:
-        raise CliError(f"--k must be 2 or more, got {args.k}")
-    events = _documents(args.input)
-    with Reporter("evaluate personas", len(events)) as progress:
-        result = evaluate(
-            events, args.k, Rules.from_settings(get_settings()), progress=progress.advance
+    settings = get_settings()
+    k = args.k or settings.persona_k
+    if not 2 <= k <= settings.persona_warmup:
+        raise CliError(
+            f"--k must be 2 or more and at most CDPULSE_PERSONA_WARMUP "
+            f"({settings.persona_warmup}), got {k}"
         )
+    replayed = _replayed(args, "personas", replay_personas)
+    result = evaluate(
+        replayed.examples, k, settings.persona_warmup, settings.persona_checkpoint_examples
+    )
     if result is None:
         raise CliError(
-            f"too few orders in {args.input} to learn {args.k} personas; give a longer history"
+            f"too few orders in {args.input} to learn {k} personas "
+            f"({len(replayed.examples)} examples, warm-up {settings.persona_warmup}); "
+            "give a longer history or set CDPULSE_PERSONA_WARMUP lower"
         )
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
-    print(f"{result.customers} customers with orders, {result.k} personas")
+    print(f"{result.examples} examples (customer-days with an order), {result.k} personas")
+    print(f"measured on the newest {result.points} points learned")
     print(f"{'':28}{'silhouette':>12}{'stability':>11}")
     print(f"{'online personas':28}{result.silhouette:>12.4f}{result.stability:>11.4f}")
     print(
         f"{'batch k-means':28}{result.baseline_silhouette:>12.4f}{result.baseline_stability:>11.4f}"
     )
+    if result.checkpoint_stability is not None:
+        print(
+            f"stability between the learner's last two checkpoints: {result.checkpoint_stability}"
+        )
     for persona, description in sorted(result.descriptions.items()):
-        print(f"  persona {persona}: {description}")
+        print(f"  persona {persona} ({result.sizes[persona]} points): {description}")
     return 0
 
 

@@ -49,6 +49,7 @@ class Topics:
     offer_rewards: str = "cdp.offer-rewards"
     erasures: str = "cdp.erasures"
     campaign_training: str = "cdp.campaign-training"
+    persona_training: str = "cdp.persona-training"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -67,6 +68,7 @@ class Topics:
             offer_rewards=settings.topic_offer_rewards,
             erasures=settings.topic_erasures,
             campaign_training=settings.topic_campaign_training,
+            persona_training=settings.topic_persona_training,
         )
 
     @property
@@ -89,6 +91,7 @@ class Topics:
             self.offer_rewards,
             self.erasures,
             self.campaign_training,
+            self.persona_training,
         )
 
     @property

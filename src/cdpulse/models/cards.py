@@ -24,6 +24,7 @@ Global importance, per model kind:
   fixed weight of each kind of activity instead.
 * next purchase: read from the lifetime-value fit's BG/NBD parameters and the
   customer's own orders: none.
+* personas: centres, not weights: none (the card gives each feature's spread).
 
 >>> from cdpulse.models.churn.learner import ChurnLearner
 >>> card = churn_card(ChurnLearner.fresh().snapshot(), "cdp.training")
@@ -58,6 +59,8 @@ from cdpulse.models.forecast.model import (
     WARM_DAYS,
 )
 from cdpulse.models.health import HealthPolicy, ModelHealth, assess, assess_drift
+from cdpulse.models.personas import FEATURES as PERSONA_FEATURES
+from cdpulse.models.personas_learner import PersonaState
 from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco.ranker import FEATURES as RANKER_FEATURES
 from cdpulse.models.reco.ranker import Ranker
@@ -112,6 +115,7 @@ UNASSESSED = {
     "forecast": "no floor is set for the MASE against seasonal-naive, its live check",
     "send_time": "a rule over each customer's own activity, no population model",
     "next_purchase": "read from the lifetime-value fit: see GET /v1/models/clv",
+    "personas": "no floor is set for the silhouette or the stability, its live checks",
 }
 
 
@@ -467,6 +471,41 @@ def next_purchase_card(clv: ClvSnapshot) -> ModelCard:
         ),
         health=unassessed("next_purchase"),
         parameters={"r": purchases.r, "alpha_days": purchases.alpha, "clv_version": clv.version},
+    )
+
+
+def persona_card(state: PersonaState, topic: str) -> ModelCard:
+    """The personas' card: sequential k-means, its live silhouette and stability."""
+    view, measured, model = state.view, state.quality, state.model
+    warming = f"warming up: {model.n} of {model.warmup} examples buffered"
+
+    def figure(value: float | None, why: str) -> Figure:
+        return Figure(value, "" if value is not None else why)
+
+    return ModelCard(
+        name="personas",
+        kind="customer personas (sequential k-means over standardised features)",
+        version=state.version,
+        examples=model.n,
+        importance="not applicable: centres, no weights (GET /v1/personas gives each centre)",
+        features=[
+            Feature(name, std=None if view is None else view.scale[j])
+            for j, name in enumerate(PERSONA_FEATURES)
+        ],
+        quality={
+            "silhouette": figure(measured.silhouette if measured else None, warming),
+            "stability": figure(
+                measured.stability if measured else None,
+                warming if measured is None else "fewer than two checkpoints yet",
+            ),
+        },
+        drift_status="unknown",
+        drift=drift_of(None, "not tracked: stability between checkpoints is its live check"),
+        training=TrainingData(
+            topic, {"0": state.offset}, unknown="the persona learner keeps no event-time span"
+        ),
+        health=unassessed("personas"),
+        parameters={"k": model.k, "warmup": model.warmup, "checkpoint_examples": model.every},
     )
 
 

@@ -1,21 +1,26 @@
 """Personas: customers clustered online by how they buy, with stable ids and descriptions.
 
-Each customer is a point of ``FEATURES`` read from their profile (``persona_features``),
-standardised with running means and variances. The clustering is sequential k-means
-(MacQueen): the first ``k`` distinct points seeded by k-means++ over a warm-up buffer,
+Each example is a customer as of the end of a day they ordered on (``persona_features``:
+their identified activity per day, ``Profile.churn_days``, over the 60 days ending
+then), standardised with running means and variances. The clustering is sequential
+k-means (MacQueen): the first ``k`` centres seeded by k-means++ over a warm-up buffer,
 then each point moves its nearest centre by 1 / (points it has seen). Plain numpy, one
-point at a time, deterministic: a replay learns the same centres. River's ``KMeans``
-starts from random centres and moves them by a fixed half-life; it was not measured here.
+point at a time, deterministic: a replay of the same examples learns the same centres.
+River's ``KMeans`` starts from random centres and moves them by a fixed half-life; it
+was not measured here.
 
-A snapshot (``PersonaModel.snapshot``) numbers its personas so that each keeps its id
-across refits: the new centres are matched to the previous snapshot's by the assignment
-that minimises the total distance (``scipy.optimize.linear_sum_assignment``). Each
-persona is described by how its centre differs from the population, in words.
+Every ``every`` examples the model takes a checkpoint: its personas, numbered so that
+each keeps its id across checkpoints (the new centres are matched to the previous
+checkpoint's by the assignment that minimises the total distance,
+``scipy.optimize.linear_sum_assignment``). What is published (``view``) is matched to
+the last checkpoint, so ids depend on the examples learned, never on how often the
+learner happened to publish. Each persona is described by how its centre differs from
+the population, in words.
 
 >>> model = PersonaModel(k=2, warmup=4)
 >>> for orders in (0, 0, 0, 9, 9, 9, 0, 9):
 ...     model.learn_one({**dict.fromkeys(FEATURES, 0.0), "orders": float(orders)})
->>> snapshot = model.snapshot()
+>>> snapshot = model.view()
 >>> sorted((p.size, p.description) for p in snapshot.personas)
 [(4, 'orders above average'), (4, 'orders below average')]
 """
@@ -23,6 +28,7 @@ persona is described by how its centre differs from the population, in words.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,53 +37,67 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 
 from cdpulse.profile.model import Profile
-from cdpulse.profile.windows import DAY
+from cdpulse.profile.windows import DAY, TREND_SPAN
 
 FEATURES = (
-    "recency_days",
     "orders",
     "net_revenue",
     "average_order_value",
-    "sessions",
-    "app_share",
-    "email_share",
-    "offer_use",
+    "active_days",
+    "events_per_day",
+    "days_between_orders",
 )
 # The words for a feature well above / below the population (|z| of the centre).
 _WORDS = {
-    "recency_days": ("long quiet", "active lately"),
     "orders": ("orders", "orders"),
     "net_revenue": ("spend", "spend"),
     "average_order_value": ("orders big baskets", "orders small baskets"),
-    "sessions": ("visits often", "visits rarely"),
-    "app_share": ("mostly in the app", "mostly on the web"),
-    "email_share": ("reads email", "ignores email"),
-    "offer_use": ("redeems offers", "ignores offers"),
+    "active_days": ("visits often", "visits rarely"),
+    "events_per_day": ("browses a lot per visit", "browses little per visit"),
+    "days_between_orders": ("orders seldom", "reorders quickly"),
 }
-_COUNTED = ("orders", "net_revenue", "average_order_value", "sessions", "recency_days")
+WINDOW_DAYS = TREND_SPAN // DAY  # the days read: churn keeps them (and a month more)
 
 FloatArray = npt.NDArray[np.float64]
 
 
-def persona_features(profile: Profile, as_of: int) -> dict[str, float]:
-    """The persona features of ``profile`` at ``as_of``; counts and money are log1p'd, so
-    a few big spenders do not pull every centre."""
-    events = max(profile.events, 1)
-    shown = profile.counts.get("offer_shown", 0)
-    net = max(0.0, profile.revenue - profile.refunded)
-    raw = {
-        "recency_days": max(0, as_of - profile.last_seen) / DAY,
-        "orders": float(profile.orders),
-        "net_revenue": net,
-        "average_order_value": net / profile.orders if profile.orders else 0.0,
-        "sessions": float(profile.sessions_closed + len(profile.spans)),
-        "app_share": profile.channels.get("app", 0) / events,
-        "email_share": profile.channels.get("email", 0) / events,
-        "offer_use": profile.counts.get("offer_redeemed", 0) / shown if shown else 0.0,
+def persona_features(profile: Profile, day: int) -> dict[str, float]:
+    """The persona features of ``profile`` as of the end of the day starting at ``day``
+    (epoch ms, day-aligned): its identified activity over the ``WINDOW_DAYS`` days ending
+    then, counts and money log1p'd so a few big spenders do not pull every centre.
+
+    Days after ``day`` are not read, and a day's counts no longer change once the
+    watermark has passed it: the same numbers live, replayed and at any later read.
+    """
+    orders = active = events = 0.0
+    revenue = 0.0
+    order_days: list[int] = []
+    for start, (n, ordered, spent) in profile.churn_days.items():
+        if start > day or day - start >= TREND_SPAN:
+            continue
+        events += n
+        active += 1 if n > 0 else 0
+        orders += ordered
+        revenue += spent
+        if ordered > 0:
+            order_days.append(start)
+    order_days.sort()
+    gap = (order_days[-1] - order_days[-2]) / DAY if len(order_days) >= 2 else float(WINDOW_DAYS)
+    net = max(0.0, revenue)
+    return {
+        "orders": math.log1p(orders),
+        "net_revenue": math.log1p(net),
+        "average_order_value": math.log1p(net / orders if orders else 0.0),
+        "active_days": math.log1p(active),
+        "events_per_day": math.log1p(events / active if active else 0.0),
+        "days_between_orders": math.log1p(gap),
     }
-    for name in _COUNTED:
-        raw[name] = math.log1p(raw[name])
-    return raw
+
+
+def last_order_day(profile: Profile) -> int | None:
+    """The newest day (start, epoch ms) with an identified order the profile keeps."""
+    days = [start for start, cell in profile.churn_days.items() if cell[1] > 0]
+    return max(days) if days else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,36 +114,56 @@ class Persona:
 class PersonaSnapshot:
     """The published personas: centres in standardised space, and the scaling used."""
 
-    version: int
+    version: int  # checkpoints taken before it
     personas: tuple[Persona, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
 
+    def standardise(self, x: Mapping[str, float]) -> FloatArray:
+        z: FloatArray = (_vector(x) - np.array(self.mean)) / np.array(self.scale)
+        return z
+
     def assign(self, x: Mapping[str, float]) -> int:
         """The id of the persona nearest to the features ``x``."""
-        z = (_vector(x) - np.array(self.mean)) / np.array(self.scale)
+        return self.personas[self._nearest(self.standardise(x))].id
+
+    def reasons(self, x: Mapping[str, float]) -> list[str]:
+        """How the customer ``x`` differs from the population, in words (at most three)."""
+        words = describe(self.standardise(x))
+        return [] if words == NEAR_AVERAGE else words.split(", ")
+
+    def _nearest(self, z: FloatArray) -> int:
         centres = np.array([[p.centre[f] for f in FEATURES] for p in self.personas])
-        return self.personas[int(np.argmin(((centres - z) ** 2).sum(axis=1)))].id
+        return int(np.argmin(((centres - z) ** 2).sum(axis=1)))
 
 
 class PersonaModel:
     """Sequential k-means over standardised persona features (see the module docstring)."""
 
-    def __init__(self, k: int = 6, warmup: int = 200, seed: int = 0) -> None:
-        if k < 2 or warmup < k:
-            raise ValueError(f"k must be >= 2 and warmup >= k, got k={k}, warmup={warmup}")
-        self.k, self.warmup, self.seed = k, warmup, seed
+    def __init__(
+        self, k: int = 5, warmup: int = 200, every: int = 500, sample: int = 256, seed: int = 0
+    ) -> None:
+        if k < 2 or warmup < k or every < 1 or sample < 2:
+            raise ValueError(
+                "k must be >= 2, warmup >= k, every >= 1 and sample >= 2, got "
+                f"k={k}, warmup={warmup}, every={every}, sample={sample}"
+            )
+        self.k, self.warmup, self.every, self.seed = k, warmup, every, seed
         self.n = 0
         self.mean = np.zeros(len(FEATURES))
         self.m2 = np.zeros(len(FEATURES))
         self.buffer: list[FloatArray] = []
         self.centres: FloatArray | None = None  # in raw feature space
         self.counts = np.zeros(k, dtype=np.int64)
-        self.previous: PersonaSnapshot | None = None
+        self.previous: PersonaSnapshot | None = None  # the last checkpoint
+        # The newest points learned (raw): what the live quality is measured on.
+        self.recent: deque[FloatArray] = deque(maxlen=sample)
+        self.stability: float | None = None  # of ``recent``, between the last two checkpoints
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         v = _vector(x)
         self.n += 1
+        self.recent.append(v)
         delta = v - self.mean
         self.mean += delta / self.n
         self.m2 += delta * (v - self.mean)
@@ -131,47 +171,54 @@ class PersonaModel:
             self.buffer.append(v)
             if len(self.buffer) >= self.warmup:
                 self._seed()
-            return
-        nearest = int(np.argmin((((self.centres - v) / self._scale()) ** 2).sum(axis=1)))
-        self.counts[nearest] += 1
-        self.centres[nearest] += (v - self.centres[nearest]) / self.counts[nearest]
+        else:
+            nearest = int(np.argmin((((self.centres - v) / self._scale()) ** 2).sum(axis=1)))
+            self.counts[nearest] += 1
+            self.centres[nearest] += (v - self.centres[nearest]) / self.counts[nearest]
+        if self.centres is not None and self.n % self.every == 0:
+            self._checkpoint()
 
-    def snapshot(self) -> PersonaSnapshot | None:
-        """The personas now, ids matched to the last snapshot's; None before any centre."""
-        if self.centres is None and len(self.buffer) >= self.k:
-            self._seed()
+    def view(self) -> PersonaSnapshot | None:
+        """The personas now, ids matched to the last checkpoint's; None during warm-up."""
         if self.centres is None:
             return None
         scale = self._scale()
         z = (self.centres - self.mean) / scale
-        order = list(range(self.k))
+        ids = list(range(self.k))
         if self.previous is not None:
             old = np.array([[p.centre[f] for f in FEATURES] for p in self.previous.personas])
             rows, cols = linear_sum_assignment(((z[:, None, :] - old[None, :, :]) ** 2).sum(2))
-            ids = [0] * self.k
             for row, col in zip(rows, cols, strict=True):
                 ids[int(row)] = self.previous.personas[int(col)].id
-        else:
-            ids = order
-        personas = tuple(
-            sorted(
-                (
-                    Persona(
-                        ids[i],
-                        int(self.counts[i]),
-                        {f: round(float(z[i][j]), 4) for j, f in enumerate(FEATURES)},
-                        describe(z[i]),
-                    )
-                    for i in order
-                ),
-                key=lambda p: p.id,
-            )
+        personas = sorted(
+            (
+                Persona(
+                    ids[i],
+                    int(self.counts[i]),
+                    {f: round(float(z[i][j]), 4) for j, f in enumerate(FEATURES)},
+                    describe(z[i]),
+                )
+                for i in range(self.k)
+            ),
+            key=lambda p: p.id,
         )
         version = self.previous.version + 1 if self.previous else 1
-        self.previous = PersonaSnapshot(
-            version, personas, tuple(self.mean.tolist()), tuple(scale.tolist())
+        return PersonaSnapshot(
+            version, tuple(personas), tuple(self.mean.tolist()), tuple(scale.tolist())
         )
-        return self.previous
+
+    def recent_points(self) -> list[dict[str, float]]:
+        """The newest points learned, as features."""
+        return [dict(zip(FEATURES, v.tolist(), strict=True)) for v in self.recent]
+
+    def _checkpoint(self) -> None:
+        before = self.previous
+        now = self.view()
+        if before is not None and now is not None and self.recent:
+            points = self.recent_points()
+            same = [before.assign(x) == now.assign(x) for x in points]
+            self.stability = sum(same) / len(same)
+        self.previous = now
 
     def _scale(self) -> FloatArray:
         std: FloatArray = np.sqrt(self.m2 / max(self.n - 1, 1))
@@ -195,9 +242,12 @@ class PersonaModel:
         self.buffer = []
 
 
+NEAR_AVERAGE = "close to the average customer"
+
+
 def describe(z: Sequence[float] | FloatArray) -> str:
     """Words for the (at most three) features where a centre is furthest from the mean,
-    0.5 standard deviations at least: 'mostly in the app, orders far above average'."""
+    0.5 standard deviations at least: 'visits often, orders far above average'."""
     ranked = sorted(range(len(FEATURES)), key=lambda j: (-abs(float(z[j])), j))
     words = []
     for j in ranked[:3]:
@@ -211,7 +261,7 @@ def describe(z: Sequence[float] | FloatArray) -> str:
             words.append(f"{high} {far}{'above' if value > 0 else 'below'} average")
         else:
             words.append(high if value > 0 else low)
-    return ", ".join(words) or "close to the average customer"
+    return ", ".join(words) or NEAR_AVERAGE
 
 
 def _vector(x: Mapping[str, float]) -> FloatArray:

@@ -1,40 +1,42 @@
 """Evaluation of personas against batch k-means: ``cdpulse evaluate personas``.
 
-Events are replayed in file order with the real profile rules; at each order of a known
-customer the persona model learns the customer's features as they are then. At two
-thirds of the events and at the end it publishes a snapshot. Every customer with an
-order is then assigned by the final snapshot, on their final features:
+The examples are the ones the worker's pipeline decides from a replayed file
+(``pipeline/persona_replay.py``), learned in the order the worker publishes them, by the
+learner the live learner runs. Then, on the newest points learned (the sample the
+learner's /metrics measure, ``personas_learner.quality``):
 
-* silhouette (mean over customers, Euclidean, standardised space) of that assignment,
-  beside batch k-means (Lloyd's, k-means++ seeded) run on the same final points;
-* stability: the share of customers the two snapshots put in the same persona id (ids
-  carried by matching, ``PersonaModel.snapshot``), beside batch k-means run on the
-  features at two thirds and at the end, its clusters matched the same way.
+* silhouette (Euclidean, standardised space) of the nearest-persona assignment, beside
+  batch k-means (Lloyd's, k-means++ seeded) run on the same points;
+* stability: the share of those points the snapshot at two thirds of the examples and
+  the last put in the same persona id (ids carried by matching), beside batch k-means
+  run on the sample as it was at two thirds and at the end, its clusters matched the
+  same way; and the learner's own checkpoint-to-checkpoint stability.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped]
 
-from cdpulse.models.personas import FEATURES, FloatArray, PersonaModel, persona_features
-from cdpulse.models.replayed import customer_events
-from cdpulse.profile.model import Profile
-from cdpulse.profile.rules import Rules, apply, new_profile
+from cdpulse.models.personas import FloatArray
+from cdpulse.models.personas_labels import PersonaExample
+from cdpulse.models.personas_learner import PersonaLearner, quality, silhouette
 
 
 @dataclass(frozen=True, slots=True)
 class PersonaResult:
-    customers: int
+    examples: int
+    points: int
     k: int
     silhouette: float
     baseline_silhouette: float
     stability: float
     baseline_stability: float
+    checkpoint_stability: float | None
+    sizes: dict[int, int]
     descriptions: dict[int, str]
 
     def as_dict(self) -> dict[str, Any]:
@@ -42,75 +44,40 @@ class PersonaResult:
 
 
 def evaluate(
-    events: Iterable[Mapping[str, Any]],
-    k: int = 5,
-    rules: Rules | None = None,
-    progress: Callable[[int], None] | None = None,
+    examples: list[PersonaExample], k: int = 5, warmup: int = 200, every: int = 500
 ) -> PersonaResult | None:
-    """Replay ``events`` and measure the personas (see the module docstring)."""
-    rules = rules or Rules()
-    parsed = customer_events(events, progress)
-    model = PersonaModel(k=k)
-    profiles: dict[str, Profile] = {}
-    cut = len(parsed) * 2 // 3
-    early = None
-    early_points: FloatArray | None = None
-    for n, event in enumerate(parsed):
-        customer = event.customer_id
-        assert customer is not None
-        profile = profiles.setdefault(customer, new_profile(customer))
-        apply(profile, event, rules)
-        if event.type == "order_completed":
-            model.learn_one(persona_features(profile, event.at))
-        if n + 1 == cut:
-            early = model.snapshot()
-            early_points = _points(profiles, event.at)
-    final = model.snapshot()
-    if final is None or early is None or early_points is None or not parsed:
+    """Learn ``examples`` in order and measure the personas (see the module docstring);
+    None when there are too few to seed ``k`` personas."""
+    learner = PersonaLearner.fresh(k=k, warmup=warmup, every=every)
+    cut = len(examples) * 2 // 3
+    learner.learn(list(enumerate(examples[:cut])))
+    early = learner.model.view()
+    early_sample = np.array(list(learner.model.recent))
+    learner.learn(list(enumerate(examples[cut:], cut)))
+    model = learner.model
+    final, measured = model.view(), quality(model)
+    if final is None or early is None or measured is None or len(early_sample) < k:
         return None
-    as_of = max(e.at for e in parsed)
-    buyers = [p for p in profiles.values() if p.orders]
-    points = np.array([[persona_features(p, as_of)[f] for f in FEATURES] for p in buyers])
+    points = model.recent_points()
+    z = np.array([final.standardise(x) for x in points])
     mean, scale = np.array(final.mean), np.array(final.scale)
-    z = (points - mean) / scale
-    labels = np.array([final.assign(persona_features(p, as_of)) for p in buyers])
-    before = np.array([early.assign(persona_features(p, as_of)) for p in buyers])
+    labels = np.array([final.assign(x) for x in points])
+    before = np.array([early.assign(x) for x in points])
     batch = _lloyd(z, k)
-    early_batch = _lloyd((early_points - mean) / scale, k)
     return PersonaResult(
-        customers=len(buyers),
+        examples=len(examples),
+        points=measured.points,
         k=k,
-        silhouette=round(silhouette(z, labels), 4),
+        silhouette=measured.silhouette,
         baseline_silhouette=round(silhouette(z, _nearest(z, batch)), 4),
         stability=round(float(np.mean(labels == before)), 4),
-        baseline_stability=round(_matched_agreement(z, early_batch, batch), 4),
+        baseline_stability=round(
+            _matched_agreement(z, _lloyd((early_sample - mean) / scale, k), batch), 4
+        ),
+        checkpoint_stability=measured.stability,
+        sizes={p.id: p.size for p in final.personas},
         descriptions={p.id: p.description for p in final.personas},
     )
-
-
-def _points(profiles: Mapping[str, Profile], as_of: int) -> FloatArray:
-    rows = [
-        [persona_features(p, as_of)[f] for f in FEATURES] for p in profiles.values() if p.orders
-    ]
-    return np.array(rows)
-
-
-def silhouette(z: FloatArray, assigned: Any) -> float:
-    """The mean silhouette of ``assigned`` labels over the points ``z`` (0 for one cluster)."""
-    labels = np.asarray(assigned)
-    if len(set(labels.tolist())) < 2:
-        return 0.0
-    d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(axis=2))
-    scores = []
-    for i in range(len(z)):
-        own = labels == labels[i]
-        if own.sum() <= 1:
-            scores.append(0.0)
-            continue
-        a = d[i, own].sum() / (own.sum() - 1)
-        b = min(d[i, labels == other].mean() for other in set(labels.tolist()) - {labels[i]})
-        scores.append((b - a) / max(a, b) if max(a, b) > 0 else 0.0)
-    return float(np.mean(scores))
 
 
 def _nearest(z: FloatArray, centres: FloatArray) -> Any:
@@ -123,7 +90,8 @@ def _lloyd(z: FloatArray, k: int, seed: int = 0, rounds: int = 100) -> FloatArra
     centres = [z[int(rng.integers(len(z)))]]
     for _ in range(1, k):
         d = np.min([((z - c) ** 2).sum(axis=1) for c in centres], axis=0)
-        centres.append(z[int(rng.choice(len(z), p=d / d.sum()))])
+        total = d.sum()
+        centres.append(z[int(rng.choice(len(z), p=d / total))] if total > 0 else z[0])
     c = np.array(centres)
     for _ in range(rounds):
         labels = _nearest(z, c)

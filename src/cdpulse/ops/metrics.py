@@ -214,6 +214,18 @@ MODEL_HEALTH = Gauge(
 )
 MODEL_EXAMPLES = Gauge("cdpulse_model_examples", "Labelled examples the model learned.", ["model"])
 MODEL_VERSION = Gauge("cdpulse_model_version", "Version of the newest model snapshot.", ["model"])
+# Personas (models/personas_learner.py ``quality``): measured on the newest points learned.
+PERSONA_SILHOUETTE = Gauge(
+    "cdpulse_persona_silhouette", "Mean silhouette of the newest persona points learned."
+)
+PERSONA_STABILITY = Gauge(
+    "cdpulse_persona_stability",
+    "Share of the newest points kept in the same persona id between the last two checkpoints.",
+)
+PERSONA_SIZE = Gauge("cdpulse_persona_size", "Points each persona has learned from.", ["persona"])
+PERSONA_SHARE = Gauge(
+    "cdpulse_persona_share", "Share of the newest points learned nearest each persona.", ["persona"]
+)
 MODEL_DRIFT_ALARMS = Gauge(
     "cdpulse_model_drift_alarms",
     "ADWIN drift alarms raised on the model's error stream while both classes were in the "

@@ -341,6 +341,7 @@ class ProfilePipeline:
         self.low_watermark = max(self.low_watermark, begun.low)
         report.work.examples.sort(key=lambda e: e.order)  # as published
         report.work.campaign.sort(key=lambda e: e.order)
+        report.work.personas.sort(key=lambda e: e.order)
         report.written_at = datetime.now(UTC).timestamp()
         report.quarantined = report.work.counts["quarantined"]
         return report
@@ -373,13 +374,15 @@ class ProfilePipeline:
         work.outputs.extend(begun.letters)
         examples = []
         campaign = []
+        personas = []
         for target, mine in begun.per_profile.items():
             if target in doomed:
                 continue
             work.outputs.extend(mine.outputs)
             examples += mine.examples
             campaign += mine.campaign
-        self.stages.publish_examples(examples, work, campaign)
+            personas += mine.personas
+        self.stages.publish_examples(examples, work, campaign, personas)
         for save in begun.work.changes.saves:
             save.withheld = save.profile.id in doomed
         work.changes = begun.work.changes
@@ -535,7 +538,7 @@ class ProfilePipeline:
             mine.examples += found
             examples += found
             work.absorb(mine)
-        self.stages.publish_examples(examples, work, work.campaign)
+        self.stages.publish_examples(examples, work, work.campaign, work.personas)
         return work, per_profile
 
     def _quarantine(

@@ -20,6 +20,7 @@ class Stream(Enum):
     DEAD_LETTER = "dead_letter"
     TRAINING = "training"
     CAMPAIGN_TRAINING = "campaign_training"
+    PERSONA_TRAINING = "persona_training"
     RECO_EVENTS = "reco_events"
     SEGMENTS = "segments"
     TRIGGERS = "triggers"

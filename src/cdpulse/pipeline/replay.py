@@ -28,6 +28,7 @@ from cdpulse.models.churn.scoring import churn_view
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary, refit
 from cdpulse.models.clv.model import summary_from_profile
 from cdpulse.models.health import HealthPolicy
+from cdpulse.models.personas_labels import PersonaLabeler
 from cdpulse.models.quality import ModelQuality
 from cdpulse.pipeline.batch import ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
@@ -85,6 +86,7 @@ def replay_pipeline(
     partition_of: Partitioner,
     triggers: TriggerConfig | None = None,
     campaign: CampaignLabeler | None = None,
+    personas: PersonaLabeler | None = None,
 ) -> tuple[MemoryState, ProfilePipeline]:
     """The worker's pipeline over memory: the same engine, one shard per partition."""
     partitions = settings.topic_partitions
@@ -99,6 +101,7 @@ def replay_pipeline(
         models,
         labeler=labeler,
         campaign=campaign,
+        personas=personas,
         triggers=triggers,
         trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
         pseudonym=rules.traits.pseudonymizer.of_id,

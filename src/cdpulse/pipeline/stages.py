@@ -35,6 +35,8 @@ from cdpulse.models.churn.scoring import ChurnScoring
 from cdpulse.models.clv.bgnbd import BGNBDParams
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.next_purchase import observe_order
+from cdpulse.models.personas_labels import PersonaExample, PersonaLabeler
+from cdpulse.models.personas_learner import PersonaState
 from cdpulse.models.reco_stream import ITEM_TYPES, ItemEvent, RecoSnapshot
 from cdpulse.models.send_time import observe_open
 from cdpulse.monitors.health import Gate
@@ -70,6 +72,7 @@ class Models:
     reco: RecoSnapshot | None = None
     clv: ClvSnapshot | None = None  # segments read lifetime value and the next order
     campaign: CampaignSnapshot | None = None  # and the campaign-response propensity
+    personas: PersonaState | None = None  # and the customer's persona
     offer_policy_name: str = "untrained"
     gate: Gate | None = None  # the input-health flags gated trigger rules read
 
@@ -82,6 +85,7 @@ class Engine:
     models: Models
     labeler: ChurnLabeler | None = None
     campaign: CampaignLabeler | None = None  # campaign-response labels (None: off)
+    personas: PersonaLabeler | None = None  # persona examples (None: off)
     triggers: TriggerConfig | None = None
     trigger_lateness: int = 0
     book: SegmentBook | None = None
@@ -128,6 +132,7 @@ class Work:
     attributions: list[Attribution] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)  # as decided (not pseudonymised)
     campaign: list[CampaignExample] = field(default_factory=list)  # as ``examples``
+    personas: list[PersonaExample] = field(default_factory=list)  # as ``examples``
     segment_errors: Counter[str] = field(default_factory=Counter)
     # the earliest hour a gated situation due is held for (``Expired.held``): the worker
     # runs a batch once the gate judges it, though no event comes
@@ -154,6 +159,8 @@ class Work:
             self.examples += other.examples
         if other.campaign:
             self.campaign += other.campaign
+        if other.personas:
+            self.personas += other.personas
         if other.segment_errors:
             self.segment_errors.update(other.segment_errors)
         if other.saved:
@@ -188,9 +195,13 @@ class Stages:
         self.kpis = KpiFold(engine.rules.session_gap) if engine.kpis else None
 
     def publish_examples(
-        self, examples: list[Example], work: Work, campaign: list[CampaignExample] | None = None
+        self,
+        examples: list[Example],
+        work: Work,
+        campaign: list[CampaignExample] | None = None,
+        personas: list[PersonaExample] | None = None,
     ) -> None:
-        """The batch's churn (and campaign) examples, to their training topics in decision
+        """The batch's churn (campaign, persona) examples, to their training topics in decision
         order: with one worker each topic then holds them in exactly the order a replay
         produces them."""
         examples.sort(key=lambda e: e.order)
@@ -205,6 +216,10 @@ class Stages:
             key = pseudonym(labelled.profile_id)
             value = replace(labelled, profile_id=key).to_json()
             work.outputs.add(Stream.CAMPAIGN_TRAINING, key.encode(), value)
+        for point in sorted(personas or (), key=lambda e: e.order):
+            key = pseudonym(point.profile_id)
+            value = replace(point, profile_id=key).to_json()
+            work.outputs.add(Stream.PERSONA_TRAINING, key.encode(), value)
 
     # --- one profile ------------------------------------------------------------------
 
@@ -361,6 +376,12 @@ class Stages:
             if labelled:
                 work.campaign += labelled
                 changed = True
+        persona_due: int | None = None
+        if self.engine.personas is not None:
+            points, persona_due = self.engine.personas.decide(profile, watermark)
+            if points:
+                work.personas += points
+                changed = True
         churn_due: int | None = None
         examples: list[Example] = []
         if self.scoring is not None:
@@ -422,8 +443,8 @@ class Stages:
                 links=update.links,
                 retire=retired,
                 customers=customers,
-                # One labels' schedule: the earlier of churn's and campaign's.
-                churn_due=_earliest(churn_due, campaign_due),
+                # One labels' schedule: the earliest of churn's, campaign's and personas'.
+                churn_due=_earliest(_earliest(churn_due, campaign_due), persona_due),
                 trigger_due=trigger_due,
                 entered=entered,
                 left=left,
@@ -443,7 +464,9 @@ class Stages:
         book = self.engine.book
         assert book is not None
         models = self.engine.models
-        found, errors = changes(book, profile, self.rules, models.rfm, models.clv, models.campaign)
+        found, errors = changes(
+            book, profile, self.rules, models.rfm, models.clv, models.campaign, models.personas
+        )
         for name in errors:
             work.segment_errors[name] += 1
         return found

@@ -57,3 +57,9 @@ def allows(profile: Consenting | None, purpose: Purpose) -> bool:
         return DEFAULTS[purpose]
     state = profile.consent.get(purpose)
     return DEFAULTS[purpose] if state is None else state[1]
+
+
+def withheld_at(profile: Consenting, purpose: Purpose) -> int | None:
+    """The event time ``purpose`` was withheld at, if it is withheld now."""
+    state = profile.consent.get(purpose)
+    return state[0] if state is not None and not state[1] else None

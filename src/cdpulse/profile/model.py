@@ -121,6 +121,7 @@ STORED_NAMES: dict[str, str] = {
     "merged_customers": "mc",
     "outbox": "ob",
     "activity": "ac",
+    "persona_through": "pt",
 }
 
 
@@ -235,6 +236,9 @@ class Profile(msgspec.Struct, omit_defaults=True, rename=STORED_NAMES):
     # what the live KPIs count the customer by: active days, orders, campaign touches
     # (profile/activity.py; each list's bound is there)
     activity: Activity | None = None
+    # personas: the last day with an order whose training example was decided (epoch
+    # ms; models/personas_labels.py)
+    persona_through: int = -1
 
 
 _ENCODER = msgspec.msgpack.Encoder()

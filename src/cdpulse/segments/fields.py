@@ -27,6 +27,7 @@ from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.campaign.scoring import propensity
 from cdpulse.models.clv.lifetime import ClvSnapshot, clv_view
 from cdpulse.models.next_purchase import next_purchase
+from cdpulse.models.personas_learner import PersonaState, persona_of
 from cdpulse.models.send_time import best_window, send_window
 from cdpulse.privacy.consent import PURPOSES, allows
 from cdpulse.profile import custom, windows
@@ -70,6 +71,9 @@ FIELDS: dict[str, str] = {
     "clv": f"map {', '.join(CLV_FIELDS)} (absent without orders or a lifetime-value fit)",
     "propensity": "map email, offer: the campaign-response probability of an exposure of "
     "that kind (absent before a campaign model exists)",
+    "persona": "the id of the customer's persona (GET /v1/personas; absent without "
+    "personalization consent, before personas exist, or without an identified order in "
+    "the last 60 days kept)",
     "next_order_in_days": "days from the last event to the expected next order; negative: "
     "overdue (absent with one order and no lifetime-value fit, or none)",
     "best_send_hour": "the hour of the day (0-23, the customer's time) of their send "
@@ -92,9 +96,10 @@ def profile_fields(
     rfm: dict[str, Any] | None = None,
     clv: ClvSnapshot | None = None,
     campaign: CampaignSnapshot | None = None,
+    personas: PersonaState | None = None,
 ) -> ProfileRecord:
     """The record a segment expression is evaluated on, at ``profile.last_seen``."""
-    values = FieldValues(profile, rules, rfm, clv, campaign)
+    values = FieldValues(profile, rules, rfm, clv, campaign, personas)
     if rfm is not None and not modelled(rfm):
         values.modelled = False  # the caller's map holds what only the engine may read
     return ProfileRecord(values)
@@ -112,7 +117,7 @@ class FieldValues(Values):
     Values are fresh objects except ``rfm``, the caller's map: read them, never mutate.
     """
 
-    __slots__ = ("campaign", "clv", "profile", "rfm", "rules")
+    __slots__ = ("campaign", "clv", "personas", "profile", "rfm", "rules")
 
     def __init__(
         self,
@@ -121,6 +126,7 @@ class FieldValues(Values):
         rfm: dict[str, Any] | None,
         clv: ClvSnapshot | None = None,
         campaign: CampaignSnapshot | None = None,
+        personas: PersonaState | None = None,
     ) -> None:
         # Built empty: the base's copy-and-check of a record has nothing to do here.
         # Profiles hold bools, small ints, floats, validated text and str-keyed maps;
@@ -131,6 +137,7 @@ class FieldValues(Values):
         self.rfm = rfm
         self.clv = clv  # the newest lifetime-value fit, None before one
         self.campaign = campaign  # the newest campaign-response model, None before one
+        self.personas = personas  # the newest personas, None before any
 
     def __missing__(self, name: str) -> Any:
         load = _LOADERS.get(name)
@@ -224,6 +231,11 @@ def _propensity(values: FieldValues) -> Any:
             return ERROR  # no personalization consent, or no model yet
         out[kind] = scored["propensity"]
     return out
+
+
+def _persona(values: FieldValues) -> Any:
+    found = persona_of(values.profile, values.personas)
+    return ERROR if found is None else found["id"]  # no consent, personas or order
 
 
 def _rfm(values: FieldValues) -> Any:
@@ -355,6 +367,7 @@ _LOADERS: dict[str, Loader] = {
     "rfm": _rfm,
     "clv": _clv,
     "propensity": _propensity,
+    "persona": _persona,
     "next_order_in_days": _next_order_in_days,
     "best_send_hour": _best_send_hour,
     "traits": _traits,
@@ -410,6 +423,7 @@ def document_fields(
     next_purchase: dict[str, Any] | None = None,
     clv: dict[str, Any] | None = None,
     propensity: dict[str, float] | None = None,
+    persona: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fields of a rendered profile document (``profile.view.render``) read at its
     ``last_seen``; tests feed the oracle's documents through the same function.
@@ -446,6 +460,8 @@ def document_fields(
             out["clv"] = {name: clv[name] for name in CLV_FIELDS}
         if propensity is not None:
             out["propensity"] = dict(propensity)
+        if persona is not None:
+            out["persona"] = persona["id"]
     recency = document["rfm"]["recency_days"]
     if recency is not None:
         out["recency_days"] = float(recency)

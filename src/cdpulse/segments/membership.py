@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot
+from cdpulse.models.personas_learner import PersonaState
 from cdpulse.profile.model import Profile
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.compiler import ERROR, Values
@@ -98,6 +99,7 @@ def decide(
     rfm: RfmScore | None,
     clv: ClvSnapshot | None = None,
     campaign: CampaignSnapshot | None = None,
+    personas: PersonaState | None = None,
 ) -> Decision:
     """The segments ``profile`` belongs to, read at its own ``last_seen``.
 
@@ -109,13 +111,13 @@ def decide(
     rendered document's fields (tests hold all three together); fields are computed
     only when a condition reads them. ``clv``: the newest lifetime-value fit (fields
     ``clv`` and ``next_order_in_days``); ``campaign``: the newest campaign-response
-    model (field ``propensity``).
+    model (field ``propensity``); ``personas``: the newest personas (field ``persona``).
     """
     if rfm is None:
-        values = FieldValues(profile, rules, None, clv, campaign)
+        values = FieldValues(profile, rules, None, clv, campaign, personas)
         return _decide(book, values, None, profile.orders)
     shared = _RFM_MAPS[rfm.r - 1][rfm.f - 1][rfm.m - 1]
-    values = FieldValues(profile, rules, shared, clv, campaign)
+    values = FieldValues(profile, rules, shared, clv, campaign, personas)
     return _decide(book, values, rfm.segment.id, profile.orders)
 
 
@@ -202,6 +204,7 @@ def changes(
     sketches: RfmSketches | None,
     clv: ClvSnapshot | None = None,
     campaign: CampaignSnapshot | None = None,
+    personas: PersonaState | None = None,
 ) -> tuple[list[Transition], tuple[str, ...]]:
     """The transitions a customer's newest state makes from the generations its profile
     holds (``Profile.segments``), and the segments whose condition could not be decided.
@@ -212,7 +215,7 @@ def changes(
     if profile.customer_id is None:
         return [], ()
     score = sketches.score_profile(profile) if book.rfm and sketches is not None else None
-    decision = decide(book, profile, rules, score, clv, campaign)
+    decision = decide(book, profile, rules, score, clv, campaign, personas)
     found = transitions(
         profile.id, profile.segments, decision.members, decision.decided, profile.last_seen
     )

@@ -233,6 +233,11 @@ class Keys:
         return f"{self.prefix}:model:campaign"
 
     @property
+    def persona_model(self) -> str:
+        """Hash {version, blob}: the newest personas (models/personas_learner.py)."""
+        return f"{self.prefix}:model:personas"
+
+    @property
     def clv_model(self) -> str:
         """Hash {version, blob}: the newest lifetime-value parameters."""
         return f"{self.prefix}:model:clv"

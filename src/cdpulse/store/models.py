@@ -16,6 +16,7 @@ from cdpulse.models.campaign.model import CampaignSnapshot
 from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.clv.lifetime import ClvSnapshot, OrderSummary
 from cdpulse.models.forecast import ForecastBook
+from cdpulse.models.personas_learner import PersonaState
 from cdpulse.models.reco_stream import RecoSnapshot, merge_snapshots
 from cdpulse.offers.bandit import OfferSnapshot
 from cdpulse.ops import metrics
@@ -119,6 +120,10 @@ def churn_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[Sn
 
 def campaign_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[CampaignSnapshot]:
     return SnapshotStore(client, Keys(prefix).campaign_model, CampaignSnapshot, seal)
+
+
+def persona_store(client: AsyncRedis, prefix: str, seal: Seal) -> SnapshotStore[PersonaState]:
+    return SnapshotStore(client, Keys(prefix).persona_model, PersonaState, seal)
 
 
 class RecoShards:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import msgspec
 
 from cdpulse.models.campaign.features import campaign_features, vector
-from cdpulse.privacy.consent import allows
+from cdpulse.privacy.consent import allows, withheld_at
 from cdpulse.profile import limits
 from cdpulse.profile.model import Exposures, Profile
 from cdpulse.profile.windows import DAY, MINUTE
@@ -172,7 +172,7 @@ class CampaignLabeler:
         state = profile.campaign
         if state is None:
             return [], None
-        refused = _refused_at(profile)
+        refused = withheld_at(profile, "analytics")
         pending = state.pending
         if refused is None:  # the common case, once per changed profile: nothing due yet
             due = pending[0][0] + self.window + self.lateness if pending else None
@@ -198,9 +198,3 @@ class CampaignLabeler:
         if refused is not None and (due is None or refused < due):
             due = refused
         return out, due
-
-
-def _refused_at(profile: Profile) -> int | None:
-    """When analytics was withheld, if it is now."""
-    state = profile.consent.get("analytics")
-    return state[0] if state is not None and not state[1] else None

@@ -1,0 +1,177 @@
+"""The persona learner (examples in topic order), what it publishes, and what is read
+from it: a customer's persona, and the live quality of the clustering.
+
+>>> from cdpulse.models.personas import FEATURES
+>>> learner = PersonaLearner.fresh(k=2, warmup=4, every=4)
+>>> pairs = [(i, PersonaExample("C", i, i, [float(i % 2)] * len(FEATURES))) for i in range(8)]
+>>> learner.learn(pairs), learner.snapshot().view.personas[0].size
+(8, 4)
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cdpulse.models.personas import (
+    FEATURES,
+    PersonaModel,
+    PersonaSnapshot,
+    last_order_day,
+    persona_features,
+)
+from cdpulse.models.personas_labels import PersonaExample
+from cdpulse.privacy.consent import allows
+from cdpulse.profile.model import Profile
+
+MEMBERS_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaState:
+    """A published persona model: the view the api and worker read, and the learner's
+    state to resume from."""
+
+    version: int
+    view: PersonaSnapshot | None  # None during the warm-up
+    model: PersonaModel
+    offset: int  # the last topic offset learned: re-delivered examples are skipped
+    # the customers (pseudonyms) of the model's newest points, in the same order
+    recent: tuple[str, ...] = ()
+    quality: PersonaQuality | None = None
+    members: dict[int, list[str]] = field(default_factory=dict)  # a few per persona
+    # persona id -> share of the distinct customers among ``recent`` (at their newest)
+    customer_shares: dict[int, float] = field(default_factory=dict)
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class PersonaLearner:
+    """Learns persona examples in topic order; versioned snapshots."""
+
+    def __init__(self, state: PersonaState) -> None:
+        self.model = state.model
+        self.version = state.version
+        self.offset = state.offset
+        self.recent: deque[str] = deque(state.recent, maxlen=self.model.recent.maxlen)
+
+    @classmethod
+    def fresh(cls, k: int = 5, warmup: int = 200, every: int = 500) -> PersonaLearner:
+        return cls(PersonaState(0, None, PersonaModel(k=k, warmup=warmup, every=every), -1))
+
+    def learn(self, examples: list[tuple[int, PersonaExample]]) -> int:
+        """Learn (offset, example) pairs in order; offsets at or below the last are
+        skipped. How many were learned."""
+        learned = 0
+        for offset, example in examples:
+            if offset <= self.offset:
+                continue
+            self.model.learn_one(example.x())
+            self.recent.append(example.profile_id)
+            self.offset = offset
+            learned += 1
+        return learned
+
+    def snapshot(self) -> PersonaState:
+        """A new version to publish, with its quality, a few members of each persona (the
+        newest customers learned nearest it, by pseudonym) and each persona's share of the
+        distinct customers among the newest points, each read at their newest."""
+        self.version += 1
+        view = self.model.view()
+        members: dict[int, list[str]] = {}
+        customers: Counter[int] = Counter()
+        if view is not None:
+            seen: set[str] = set()
+            newest_first = zip(reversed(self.recent), reversed(self.model.recent), strict=True)
+            for customer, v in newest_first:
+                if customer in seen:
+                    continue
+                seen.add(customer)
+                found = view.assign(dict(zip(FEATURES, v, strict=True)))
+                customers[found] += 1
+                kept = members.setdefault(found, [])
+                if len(kept) < MEMBERS_SHOWN:
+                    kept.append(customer)
+        total = sum(customers.values())
+        shares = {p: round(n / total, 4) for p, n in sorted(customers.items())}
+        return PersonaState(
+            self.version,
+            view,
+            self.model,
+            self.offset,
+            tuple(self.recent),
+            quality(self.model),
+            members,
+            shares,
+        )
+
+
+def persona_of(profile: Profile, state: PersonaState | None) -> dict[str, Any] | None:
+    """The customer's persona: the nearest to them as of the end of their last day with an
+    order; None without personalization consent (README: consent matrix), before any
+    personas, or for a customer with no order in the days kept."""
+    if not allows(profile, "personalization") or state is None or state.view is None:
+        return None
+    day = last_order_day(profile)
+    if day is None:
+        return None
+    view = state.view
+    x = persona_features(profile, day)
+    found = view.assign(x)
+    persona = next(p for p in view.personas if p.id == found)
+    return {
+        "id": found,
+        "description": persona.description,
+        "reasons": view.reasons(x),
+        "model_version": state.version,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaQuality:
+    """The clustering measured on the newest points learned (``PersonaModel.recent``)."""
+
+    points: int
+    silhouette: float  # of the nearest-persona assignment, standardised space
+    shares: dict[int, float]  # persona id -> share of those points
+    stability: float | None  # share kept in the same persona id between the last checkpoints
+
+
+def quality(model: PersonaModel) -> PersonaQuality | None:
+    """What the learner exports on /metrics and ``cdpulse evaluate personas`` prints."""
+    view = model.view()
+    if view is None or not model.recent:
+        return None
+    points = model.recent_points()
+    z = np.array([view.standardise(x) for x in points])
+    labels = [view.assign(x) for x in points]
+    counts = Counter(labels)
+    return PersonaQuality(
+        points=len(points),
+        silhouette=round(silhouette(z, labels), 4),
+        shares={p.id: round(counts[p.id] / len(points), 4) for p in view.personas},
+        stability=None if model.stability is None else round(model.stability, 4),
+    )
+
+
+def silhouette(z: Any, assigned: Any) -> float:
+    """The mean silhouette of ``assigned`` labels over the points ``z`` (0 for one cluster)."""
+    labels = np.asarray(assigned)
+    if len(set(labels.tolist())) < 2:
+        return 0.0
+    d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(axis=2))
+    scores = []
+    for i in range(len(z)):
+        own = labels == labels[i]
+        if own.sum() <= 1:
+            scores.append(0.0)
+            continue
+        a = d[i, own].sum() / (own.sum() - 1)
+        b = min(d[i, labels == other].mean() for other in set(labels.tolist()) - {labels[i]})
+        scores.append((b - a) / max(a, b) if max(a, b) > 0 else 0.0)
+    return float(np.mean(scores))
