@@ -217,6 +217,7 @@ _IN_STAGES = (
     *_STAGE_FUNCTIONS.values(),
     "campaign.observe",
     "campaign.decide",
+    "personas.decide",
     "kpis.observe",
     "kpis.merge",
 )
@@ -252,6 +253,8 @@ async def _time_stages(
     vars(pipeline.stages)["one"] = clock.wrap(pipeline.stages.one, "stages")
     if pipeline.stages.campaign is not None:
         vars(pipeline.stages)["campaign"] = Timed(pipeline.stages.campaign, clock, "campaign")
+    if pipeline.stages.personas is not None:
+        vars(pipeline.stages)["personas"] = Timed(pipeline.stages.personas, clock, "personas")
     if pipeline.stages.kpis is not None:
         vars(pipeline.stages)["kpis"] = Timed(pipeline.stages.kpis, clock, "kpis")
     await worker.state.load_scripts()

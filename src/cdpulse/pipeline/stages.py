@@ -191,6 +191,7 @@ class Stages:
         self.rules = engine.rules
         self.scoring = engine.churn()
         self.campaign = engine.campaign
+        self.personas = engine.personas
         self.hooks = engine.trigger_hooks()
         self.kpis = KpiFold(engine.rules.session_gap) if engine.kpis else None
 
@@ -377,8 +378,8 @@ class Stages:
                 work.campaign += labelled
                 changed = True
         persona_due: int | None = None
-        if self.engine.personas is not None:
-            points, persona_due = self.engine.personas.decide(profile, watermark)
+        if self.personas is not None:
+            points, persona_due = self.personas.decide(profile, watermark)
             if points:
                 work.personas += points
                 changed = True
