@@ -723,7 +723,7 @@ def _consent(timed: list[tuple[int, Event]]) -> dict[str, bool | None]:
 # --- comparing ----------------------------------------------------------------------------
 
 
-MODEL_FIELDS = frozenset({"churn", "clv", "next_purchase", "best_send_window"})
+MODEL_FIELDS = frozenset({"churn", "clv", "next_purchase", "best_send_window", "persona"})
 
 
 def differences(actual: Document, wanted: Document) -> list[str]:

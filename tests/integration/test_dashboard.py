@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import threading
 from collections import Counter
@@ -30,6 +31,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from selenium import webdriver
 
 from cdpulse.app.drift import TRACKED, windows_of
@@ -38,11 +40,15 @@ from cdpulse.contract.topics import Topics
 from cdpulse.kpis.fields import epoch_day
 from cdpulse.models.drift import DAY, DriftMonitor
 from cdpulse.models.fairness import Outcome, fairness_report, subject_report
+from cdpulse.models.personas_labels import PersonaExample
+from cdpulse.models.personas_learner import PersonaLearner
+from cdpulse.privacy.seal import Seal
 from cdpulse.producer import Producer
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 from cdpulse.store.drift import RedisDriftStore
 from cdpulse.store.fairness import RedisFairnessStore
+from cdpulse.store.models import persona_store
 from tests.integration import test_tracking_browser as browser
 from tests.integration.conftest import RUN_DIR, Env, drained, free_port, wait_until
 from tests.unit.test_kpis import with_attribution
@@ -133,6 +139,17 @@ def learner_outputs(settings: Settings, newest_day: int) -> dict[str, Any]:
         [subject_report("model", "churn", "churn score >= 0.5 (at risk)", outcomes)],
     )
     windows = windows_of(settings)
+    # Personas: three kinds of buyer, learned by the learner's own class from examples
+    # (the features, log1p'd: orders, net revenue, average order, active days, events per active
+    # day, days between orders; a 16-day shop decides too few order days of its own).
+    learner = PersonaLearner.fresh(k=3, warmup=30, every=50)
+    kinds = ((1, 40, 40, 2, 5, 0), (4, 400, 100, 10, 12, 7), (2, 60, 30, 20, 30, 15))
+    examples = [
+        PersonaExample(f"p-{n}", newest_day, n, [math.log1p(rng.uniform(v, 1.1 * v)) for v in kind])
+        for n, kind in enumerate(kinds * 50)
+    ]
+    learner.learn(list(enumerate(examples)))
+    personas = learner.snapshot()
 
     async def write() -> None:
         client = async_redis(settings.redis_url)
@@ -142,6 +159,8 @@ def learner_outputs(settings: Settings, newest_day: int) -> dict[str, Any]:
                 await drift.save(name, 0, monitor)
                 await drift.publish(name, monitor.report(windows, settings.drift_psi_threshold))
             await RedisFairnessStore(client, settings.redis_prefix).publish(report)
+            store = persona_store(client, settings.redis_prefix, Seal.from_settings(settings))
+            assert await store.publish(personas)
         finally:
             await client.aclose()
 
@@ -232,6 +251,8 @@ SHOWN = """return {
   fairness: Object.fromEntries([...document.querySelectorAll('[data-fairness]')]
     .map(e => [e.dataset.fairness, JSON.parse(e.dataset.value)])),
   flagged: JSON.parse(document.getElementById('fairness-flagged').dataset.value),
+  personas: Object.fromEntries([...document.querySelectorAll('[data-persona]')]
+    .map(e => [e.dataset.persona, JSON.parse(e.dataset.value)])),
   empty: [...document.querySelectorAll('.empty')].map(e => e.textContent),
 }"""
 
@@ -275,6 +296,11 @@ def test_the_dashboard_shows_what_its_routes_serve(
     assert httpx.get(f"{api}/dashboard", timeout=10).status_code == 401  # scoped like all
     newest = httpx.get(f"{api}/v1/kpis", headers=auth, timeout=30).json()["to"]
     written = learner_outputs(env.settings, epoch_day(newest))
+    wait_until(
+        lambda: httpx.get(f"{api}/v1/personas", headers=auth, timeout=10).status_code == 200,
+        60,
+        "the api to load the persona snapshot",
+    )
 
     proxy = _proxy(api, free_port())
     try:
@@ -320,6 +346,8 @@ def test_the_dashboard_shows_what_its_routes_serve(
         distributions = http.get("/v1/dashboard/distributions").json()["distributions"]
         cards = {name: http.get(f"/v1/models/{name}") for name in ("churn", "clv")}
         fairness = http.get("/v1/fairness").json()
+        personas = http.get("/v1/personas").json()
+        panel = http.get("/v1/dashboard/personas").json()
 
     # The KPI tiles, trend, funnel and cohorts.
     assert kpis["total"]["orders"] > 20, "the shop must give the page something to show"
@@ -400,6 +428,12 @@ def test_the_dashboard_shows_what_its_routes_serve(
             assert shown["quantiles"][f"{model}:{q['rank']}"] == q["value"]
             exact = float(np.quantile(values, q["rank"], method="inverted_cdf"))
             assert abs(q["value"] - exact) <= 0.025 * exact, (model, q, exact)
+
+    # Personas: each one's share of the customers, as /v1/personas serves them.
+    assert len(personas["personas"]) == 3
+    assert panel == {**personas, "pending": None}
+    assert shown["personas"] == {str(p["id"]): p["customer_share"] for p in personas["personas"]}
+    assert sum(shown["personas"].values()) == pytest.approx(1.0, abs=1e-3)
 
     # Drift and fairness: the model cards' and /v1/fairness's own figures.
     for name in ("churn", "clv"):

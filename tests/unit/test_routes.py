@@ -69,6 +69,7 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/fairness"): "read",
     ("GET", "/v1/forecasts"): "read",
     ("GET", "/v1/personas"): "read",
+    ("GET", "/v1/dashboard/personas"): "read",
     ("GET", "/v1/forecasts/{category}"): "read",
     ("GET", "/v1/forecasts/products/{product_id}"): "read",
     # public by default (CDPULSE_HEALTH_PUBLIC, CDPULSE_METRICS_PUBLIC), else ``read``

@@ -1,4 +1,5 @@
-"""HTTP view of the personas (scope ``read``): ``GET /v1/personas``.
+"""HTTP view of the personas (scope ``read``): ``GET /v1/personas`` and the dashboard's
+``GET /v1/dashboard/personas``.
 
 It serves the newest persona snapshot the learner published (``app/learner.py``), which
 the api reloads with the other snapshots every ``CDPULSE_MODEL_REFRESH_SECONDS``: each
@@ -78,3 +79,15 @@ def register_persona_views(
             if state is None or state.view is None:
                 return self.json({"error": NOT_YET}, status=404)
             return self.json(personas_document(state))
+
+    @app.page("/v1/dashboard/personas")
+    class DashboardPersonasView(View):
+        """The same for the dashboard's panel, a 200 with ``pending`` before there are any
+        (a 404 would be an error on the page's console)."""
+
+        @guarded("read")
+        async def get(self, request: Request) -> Response:
+            state = store.get()
+            if state is None or state.view is None:
+                return self.json({"personas": [], "pending": NOT_YET})
+            return self.json({**personas_document(state), "pending": None})

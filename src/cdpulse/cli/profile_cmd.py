@@ -23,10 +23,11 @@ def run(args: argparse.Namespace) -> int:
     from cdpulse.connections import redis_options
     from cdpulse.models.churn.scoring import profile_document
     from cdpulse.models.health import HealthPolicy, assess_drift
+    from cdpulse.models.personas_learner import persona_of
     from cdpulse.privacy.seal import Seal
     from cdpulse.profile.rules import Rules
     from cdpulse.store.drift import RedisDriftStore
-    from cdpulse.store.models import RedisClvStore, churn_store
+    from cdpulse.store.models import RedisClvStore, churn_store, persona_store
     from cdpulse.store.redis import RedisProfileStore
 
     settings = get_settings()
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             # lifetime value's health, judged as the api judges it (app/served_drift.py)
             drift = await RedisDriftStore(store.client, settings.redis_prefix).reports(["clv"])
             health = assess_drift(drift.get("clv"), HealthPolicy.from_settings(settings))
-            return profile_document(
+            document = profile_document(
                 profile,
                 as_of,
                 Rules.from_settings(settings),
@@ -56,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
                 settings.clv_horizon_days,
                 health,
             )
+            personas = await persona_store(store.client, settings.redis_prefix, seal).load()
+            document["persona"] = persona_of(profile, personas)  # as app/views.py
+            return document
         finally:
             await store.close()
 

@@ -170,6 +170,7 @@ async function refresh() {
 
   const panels = await Promise.allSettled([
     segmentsPanel(params),
+    personasPanel(),
     distributionsPanel(),
     experimentsPanel(),
     upliftPanel(),
@@ -238,6 +239,18 @@ async function segmentsPanel(params) {
   table($("segments"), ["segment", "kind", "customers"], segments.segments.map((s) => [
     s.name, s.kind, valued(count.format(s.size), s.size, { segment: s.name }),
   ]));
+}
+
+async function personasPanel() {
+  const body = await get("/v1/dashboard/personas", {});
+  empty("personas-empty", body.pending || "");
+  table($("personas"), ["persona", "customers (share)", "what sets it apart", "typical: orders, spend, active days (60 days)"],
+    body.personas.map((p) => [
+      String(p.id),
+      valued(pct(p.customer_share), p.customer_share, { persona: String(p.id) }),
+      p.description,
+      `${p.typical.orders}, ${p.typical.net_revenue}, ${p.typical.active_days}`,
+    ]));
 }
 
 function distributionChart(name, d) {
