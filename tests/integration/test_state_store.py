@@ -91,6 +91,10 @@ def redis_contents(client: BlockingRedis, prefix: str) -> dict[str, object]:
         kind = client.type(raw).decode()
         if key in counts and client.get(raw) == b"0":
             continue
+        if keys.cluster and key.endswith(":identities"):
+            # A Redis Cluster's previous owner keeps a pseudonym another customer took in
+            # its index (README: erasure checks each entry's owner): one Redis's is exact.
+            continue
         if kind == "hash" and keys.cluster and "}:kpis:" in key:
             summed = out.setdefault(kpi_key(prefix, keys.after_shard(key)[5:]), {})
             assert isinstance(summed, dict)
@@ -131,10 +135,10 @@ def memory_contents(state: MemoryState, keys: Keys) -> dict[str, object]:
     out.update(shared)
     for pseudonym, customer in state.identities.items():
         out[keys.identity(pseudonym)] = customer.encode()
-        # and each customer's own index of them (a hash, pseudonym -> "")
-        index = out.setdefault(keys.identities(customer), {})
-        assert isinstance(index, dict)
-        index[pseudonym] = b""
+        if not keys.cluster:  # and each customer's own index of them (pseudonym -> "")
+            index = out.setdefault(keys.identities(customer), {})
+            assert isinstance(index, dict)
+            index[pseudonym] = b""
     for period, counts in state.kpis.items():
         out[kpi_key(keys.prefix, period)] = {f: str(n).encode() for f, n in counts.items()}
     if keys.cluster:
