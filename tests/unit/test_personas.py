@@ -13,8 +13,9 @@ import pytest
 from cdpulse.contract.partitions import partition_of
 from cdpulse.models.personas import FEATURES, PersonaModel, describe, persona_features
 from cdpulse.models.personas_eval import evaluate
-from cdpulse.models.personas_labels import PersonaExample, PersonaLabeler
+from cdpulse.models.personas_labels import PersonaExample, PersonaLabeler, read_record
 from cdpulse.models.personas_learner import PersonaLearner, persona_of, quality, silhouette
+from cdpulse.models.reco_stream import Forget
 from cdpulse.pipeline.persona_replay import replay_personas
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY
@@ -228,3 +229,27 @@ def test_evaluate_personas_prints_both_clusterings_and_says_when_too_few(
         assert "too few orders" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
+
+
+def test_an_erased_customer_is_forgotten_by_the_learner_and_its_snapshot() -> None:
+    """An erasure's Forget on the training topic drops the customer's points from the
+    newest ones: no member, share or stored state names them any more."""
+    low, high = point(orders=0.0), point(orders=3.0)
+    learner = PersonaLearner.fresh(k=2, warmup=4, every=100)
+    rows = [("hmac:A", low), ("hmac:B", low), ("hmac:C", high), ("hmac:D", high)]
+    records: list[tuple[int, PersonaExample | Forget]] = [
+        (i, PersonaExample(c, 0, 0, [x[f] for f in FEATURES])) for i, (c, x) in enumerate(rows)
+    ]
+    assert learner.learn(records) == 4
+    forget = read_record(Forget("hmac:C").to_json())
+    assert forget == Forget("hmac:C")
+    assert learner.learn([(4, forget), (5, Forget("hmac:nobody"))]) == 1
+    state = learner.snapshot()
+    assert state.view is not None
+    assert state.offset == 5
+    assert b"hmac:C" not in state.dumps()
+    assert list(state.recent) == ["hmac:A", "hmac:B", "hmac:D"] and len(state.model.recent) == 3
+    low_id, high_id = state.view.assign(low), state.view.assign(high)
+    assert state.members == {high_id: ["hmac:D"], low_id: ["hmac:B", "hmac:A"]}
+    assert state.customer_shares == {low_id: round(2 / 3, 4), high_id: round(1 / 3, 4)}
+    assert read_record(records[0][1].to_json()) == records[0][1]  # type: ignore[union-attr]

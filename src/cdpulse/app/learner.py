@@ -64,10 +64,12 @@ from cdpulse.models.churn.learner import ChurnLearner
 from cdpulse.models.clv.lifetime import refit
 from cdpulse.models.health import HealthPolicy, ModelHealth
 from cdpulse.models.personas_labels import PersonaExample
+from cdpulse.models.personas_labels import read_record as read_persona_record
 from cdpulse.models.personas_learner import PersonaLearner, PersonaState
 from cdpulse.models.quality import FIGURES, ModelQuality
 from cdpulse.models.reco import Recommender
 from cdpulse.models.reco_stream import (
+    Forget,
     ItemEvent,
     ListThrottle,
     RecoSnapshot,
@@ -227,7 +229,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
 
     persona_box: list[PersonaLearner] = []
 
-    async def learn_points(pairs: list[tuple[int, PersonaExample]]) -> None:
+    async def learn_points(pairs: list[tuple[int, PersonaExample | Forget]]) -> None:
         # This process's learner, reloaded when another process published a newer one.
         if not persona_box or await personas.version() > persona_box[0].version:
             state = await personas.load()
@@ -257,7 +259,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
             settings.batch_size, within=settings.learner_batch_within
         ):
             with _committed_only_if_handled(events):
-                pairs = _records(events, PersonaExample.from_json, "persona example")
+                pairs = _records(events, read_persona_record, "persona record")
                 await retry(functools.partial(learn_points, pairs))
                 learned(events)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import msgspec
 
 from cdpulse.models.personas import FEATURES, persona_features
+from cdpulse.models.reco_stream import Forget
 from cdpulse.privacy.consent import withheld_at
 from cdpulse.profile.model import Profile
 from cdpulse.profile.windows import DAY, MINUTE
@@ -68,6 +69,15 @@ class PersonaExample:
 
     def x(self) -> dict[str, float]:
         return dict(zip(FEATURES, self.features, strict=True))
+
+
+def read_record(raw: bytes) -> PersonaExample | Forget:
+    """One ``cdp.persona-training`` record: an example, or an erasure's ``Forget`` of a
+    customer's pseudonym (the topic outlives an erasure; the learner must drop them)."""
+    record = json.loads(raw)
+    if isinstance(record, dict) and set(record) == {"forget"}:
+        return Forget(str(record["forget"]))
+    return PersonaExample(**record)
 
 
 @dataclass(frozen=True, slots=True)

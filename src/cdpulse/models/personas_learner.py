@@ -25,6 +25,7 @@ from cdpulse.models.personas import (
     persona_features,
 )
 from cdpulse.models.personas_labels import PersonaExample
+from cdpulse.models.reco_stream import Forget
 from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
 
@@ -64,18 +65,35 @@ class PersonaLearner:
     def fresh(cls, k: int = 5, warmup: int = 200, every: int = 500) -> PersonaLearner:
         return cls(PersonaState(0, None, PersonaModel(k=k, warmup=warmup, every=every), -1))
 
-    def learn(self, examples: list[tuple[int, PersonaExample]]) -> int:
-        """Learn (offset, example) pairs in order; offsets at or below the last are
-        skipped. How many were learned."""
+    def learn(self, examples: list[tuple[int, PersonaExample | Forget]]) -> int:
+        """Learn (offset, record) pairs in order; offsets at or below the last are
+        skipped. How many changed the state (an example learned, an erased customer
+        forgotten)."""
         learned = 0
         for offset, example in examples:
             if offset <= self.offset:
                 continue
+            self.offset = offset
+            if isinstance(example, Forget):
+                learned += self.forget(example.forget)
+                continue
             self.model.learn_one(example.x())
             self.recent.append(example.profile_id)
-            self.offset = offset
             learned += 1
         return learned
+
+    def forget(self, customer: str) -> int:
+        """Drop an erased customer's points from the newest ones kept (their pseudonym,
+        the members and shares read from them): 1 if they were there. The centres and
+        the running scale are sums over everyone and keep no one's data of their own."""
+        if customer not in self.recent:
+            return 0
+        kept = [
+            (c, v) for c, v in zip(self.recent, self.model.recent, strict=True) if c != customer
+        ]
+        self.recent = deque((c for c, _ in kept), maxlen=self.recent.maxlen)
+        self.model.recent = deque((v for _, v in kept), maxlen=self.model.recent.maxlen)
+        return 1
 
     def snapshot(self) -> PersonaState:
         """A new version to publish, with its quality, a few members of each persona (the

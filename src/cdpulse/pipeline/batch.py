@@ -639,7 +639,11 @@ class ProfilePipeline:
                 for stream in (Stream.RECOMMENDATIONS, Stream.TRIGGERS, Stream.SEGMENTS):
                     outputs.add(stream, key, None)
                 forget = pseudonym(profile_id)
-                outputs.add(Stream.RECO_EVENTS, forget.encode(), Forget(forget).to_json())
+                # The learners whose topics carry pseudonyms drop them (their history
+                # outlives the erasure): the recommender's shopper state, the personas'
+                # newest points and members.
+                for learned in (Stream.RECO_EVENTS, Stream.PERSONA_TRAINING):
+                    outputs.add(learned, forget.encode(), Forget(forget).to_json())
             outputs.add(Stream.AUDIT, erasure.subject.encode(), erasure.audit_json())
         await self.outlet.publish(outputs)
         kept = [
