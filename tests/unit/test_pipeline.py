@@ -556,3 +556,42 @@ def test_a_quiet_worker_learns_that_another_moved_the_shared_watermark() -> None
         assert not await mine.shared_watermark_moved()
 
     asyncio.run(main())
+
+
+def test_segment_exits_of_an_analytics_refusal_are_dated_at_the_newest_event_seen() -> None:
+    """A refusal resets the profile's ``last_seen`` (it keeps no activity): the exits it
+    causes are dated at the newest event time the profile had seen, not at 1970, and so
+    never before the entries they close (a segment's size by day would go negative)."""
+    book = parse("rfm: false\nsegments:\n  - name: busy\n    when: events >= 2\n")
+    state, outlet = MemoryState(), MemoryOutlet()
+    pipe = ProfilePipeline(state, outlet, Stages(Engine(RULES, Models(), book=book)), partitions=2)
+
+    def event(n: int, kind: str, at: str, properties: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "event_id": f"e{n}",
+            "type": kind,
+            "timestamp": at,
+            "customer_id": "C1",
+            "channel": "web",
+            "properties": properties,
+        }
+
+    views = [
+        event(n, "page_viewed", f"2026-03-05T1{n}:00:00Z", {"url": f"https://shop.example/{n}"})
+        for n in (0, 1)
+    ]
+    refusal = event(
+        2, "consent_updated", "2026-03-04T10:00:00Z", {"purposes": {"analytics": False}}
+    )
+
+    async def main() -> None:
+        for n, e in enumerate([*views, refusal]):
+            topic = topic_of(e)
+            await pipe.run([Message(topic, 0, n, b"C1", encode(e))])
+
+    asyncio.run(main())
+    moves = [json.loads(v) for v in outlet.values(Stream.SEGMENTS)]
+    assert [(m["change"], m["at"]) for m in moves] == [
+        ("entered", "2026-03-05T11:00:00.000Z"),
+        ("left", "2026-03-05T11:00:00.000Z"),
+    ]

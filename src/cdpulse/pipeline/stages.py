@@ -296,6 +296,10 @@ class Stages:
         unnoted: list[Item] = []  # merges refused while the profile was not stored
         pseudonym = ""
         hooks, counts, campaign = self.hooks, work.counts, self.campaign  # once, not per event
+        # The newest event time the profile has seen, which its segment changes are dated
+        # at: its ``last_seen`` unless an analytics refusal reset that to 0 in this batch
+        # (then an exit would be dated 1970, before the entry it closes).
+        newest = profile.last_seen
         for item in update.items:
             event, message = item.event, item.message
             if is_duplicate(profile, event.event_id, item.source, message.offset):
@@ -343,6 +347,8 @@ class Stages:
             elif type(event) is OrderCompletedEvent and event.customer_id is not None:
                 observe_order(profile, _purchases(engine.models.clv), event.at, counts)
             capped += apply_new(profile, event, rules, item.source, message.offset, counts)
+            if event.at > newest:
+                newest = event.at
             if campaign is not None and event.customer_id is not None:
                 touched = _campaign_of(event)
                 if touched is not None:
@@ -402,7 +408,7 @@ class Stages:
         # Segments read a profile as of its last event (``segments.fields``): only events
         # and merges can move it (RFM, which moves with everyone's, has its own sweep).
         if (applied or retired) and engine.book is not None and profile.customer_id is not None:
-            found = self._segments(profile, work)
+            found = self._segments(profile, work, max(newest, profile.last_seen))
             enter(profile, found)
             for t in found:
                 work.transitions.append(t)
@@ -460,13 +466,21 @@ class Stages:
         work.saved[profile.id] = profile
         return examples
 
-    def _segments(self, profile: Profile, work: Work) -> list[Transition]:
-        """The segment transitions of ``profile``'s newest state (identified customers)."""
+    def _segments(self, profile: Profile, work: Work, at_ms: int) -> list[Transition]:
+        """The segment transitions of ``profile``'s newest state (identified customers),
+        dated ``at_ms``."""
         book = self.engine.book
         assert book is not None
         models = self.engine.models
         found, errors = changes(
-            book, profile, self.rules, models.rfm, models.clv, models.campaign, models.personas
+            book,
+            profile,
+            self.rules,
+            models.rfm,
+            models.clv,
+            models.campaign,
+            models.personas,
+            at_ms=at_ms,
         )
         for name in errors:
             work.segment_errors[name] += 1

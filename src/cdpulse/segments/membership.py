@@ -205,9 +205,11 @@ def changes(
     clv: ClvSnapshot | None = None,
     campaign: CampaignSnapshot | None = None,
     personas: PersonaState | None = None,
+    at_ms: int | None = None,
 ) -> tuple[list[Transition], tuple[str, ...]]:
     """The transitions a customer's newest state makes from the generations its profile
-    holds (``Profile.segments``), and the segments whose condition could not be decided.
+    holds (``Profile.segments``), and the segments whose condition could not be decided;
+    dated ``at_ms`` (default: the profile's ``last_seen``).
 
     Saved with the profile by compare-and-set, the generations make each change happen
     once; anonymous visitors are not segmented (their profile merges into a customer's).
@@ -216,9 +218,8 @@ def changes(
         return [], ()
     score = sketches.score_profile(profile) if book.rfm and sketches is not None else None
     decision = decide(book, profile, rules, score, clv, campaign, personas)
-    found = transitions(
-        profile.id, profile.segments, decision.members, decision.decided, profile.last_seen
-    )
+    at = profile.last_seen if at_ms is None else at_ms
+    found = transitions(profile.id, profile.segments, decision.members, decision.decided, at)
     return found, decision.errors
 
 
