@@ -221,7 +221,11 @@ def apply_new(
             t if profile.identified_at is None else min(profile.identified_at, t)
         )
         anonymous_id = event.anonymous_id
-        if anonymous_id is not None and anonymous_id not in (profile.id, *profile.anonymous_ids):
+        if (
+            anonymous_id is not None
+            and anonymous_id != profile.id
+            and anonymous_id not in profile.anonymous_ids
+        ):
             profile.anonymous_ids.append(anonymous_id)
         for name, value in rules.traits.admit(event.properties.traits).items():
             _set_trait(profile, name, t, value)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MINUTE = 60_000
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
+# Annotated: mypyc (setup.py) compiles modules that read these inside an import cycle,
+# where an unannotated constant's type cannot be determined.
+MINUTE: int = 60_000
+HOUR: int = 60 * MINUTE
+DAY: int = 24 * HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,7 @@ WINDOWS: tuple[Window, ...] = (
 )
 GRANULARITIES: tuple[int, ...] = tuple(sorted({w.granularity for w in WINDOWS}))
 # Day buckets reach back 60 days: models compare the last 30 days with the 30 before.
-TREND_SPAN = 60 * DAY
+TREND_SPAN: int = 60 * DAY
 _KEEP: dict[int, int] = {
     g: max(w.width for w in WINDOWS if w.granularity == g) for g in GRANULARITIES
 }
