@@ -12,14 +12,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Touched after a successful install: pip runs again only when pyproject.toml changes.
 VENV_STAMP := $(VENV)/.installed
+# The compiled build (setup.py: the hot core compiled with mypyc), which the bench measures.
+COMPILED := .venv-compiled
+COMPILED_BIN := $(COMPILED)/bin
+COMPILED_STAMP := $(COMPILED)/.installed
 STACK := deploy/local/stack.sh
 # Where the integration tests' own stack lives (tests/integration/stack.py).
 TEST_RUN_DIR := .run/test
 
-.PHONY: help venv stack-deps stack-up stack-down stack-status test known-failing scale cluster distributed chaos lint schemas demo bench clean distclean
+.PHONY: help venv compiled test-compiled stack-deps stack-up stack-down stack-status test known-failing scale cluster distributed chaos lint schemas demo bench clean distclean
 
 help:
 	@echo "make venv          .venv with cdpulse and its test tools"
+	@echo "make compiled      .venv-compiled: cdpulse with its hot core compiled by mypyc (what the bench runs)"
+	@echo "make test-compiled the unit tests and the pipeline's integration tests on the compiled build"
 	@echo "make stack-up      start Kafka and Redis on 127.0.0.1 (stack-down, stack-status)"
 	@echo "                   three brokers: deploy/local/stack.sh --brokers 3 start (README: Running at scale)"
 	@echo "                   a Redis Cluster: deploy/local/redis-cluster.sh start (likewise)"
@@ -45,6 +51,30 @@ $(VENV_STAMP): pyproject.toml
 	touch $@
 
 venv: $(VENV_STAMP)
+
+# Built again whenever a source changes: what the bench measures is the code as it is.
+# Dependencies and test tools first (mypy among them): mypyc type-checks against them,
+# hence --no-build-isolation for the compiled wheel (setup.py); the Dockerfile's steps.
+$(COMPILED_STAMP): pyproject.toml setup.py $(shell find src -type f -not -name '*.pyc')
+	rm -rf $(COMPILED) build
+	$(PYTHON) -m venv $(COMPILED)
+	$(COMPILED_BIN)/pip install --quiet --upgrade pip
+	$(COMPILED_BIN)/pip install --quiet '.[test,compile]'
+	$(COMPILED_BIN)/pip install --quiet --no-deps lifetimes==0.11.3  # CDNOW, as in make venv
+	@echo "compiling the core with mypyc (a few minutes)"
+	rm -rf .run/wheels
+	CDPULSE_COMPILE=1 $(COMPILED_BIN)/pip wheel --quiet --no-build-isolation --no-deps --wheel-dir .run/wheels .
+	$(COMPILED_BIN)/pip install --quiet --no-deps --force-reinstall .run/wheels/cdpulse-*.whl
+	rm -rf build .run/wheels
+	cd /tmp && $(CURDIR)/$(COMPILED_BIN)/python -c 'import cdpulse.pipeline.stages as m; assert m.__file__.endswith(".so"), m.__file__'
+	touch $@
+
+compiled: $(COMPILED_STAMP)
+
+# What only the compiled build can get wrong (mypyc checks types at run time and binds
+# calls natively): the unit tests and the pipeline's integration tests, on its modules.
+test-compiled: compiled stack-deps
+	$(COMPILED_BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration/test_pipeline.py
 
 # What starting the stack needs, without starting it: the Kafka jars and redis-server.
 stack-deps:
@@ -117,10 +147,10 @@ demo: venv stack-deps
 # Starts the local stack only when nothing answers at CDPULSE_KAFKA_BOOTSTRAP / CDPULSE_REDIS_URL,
 # and stops what it started. BENCH_ARGS passes options: make bench BENCH_ARGS="--events 100000".
 # The local stack is one broker: one replica per topic unless the environment says otherwise.
-bench: venv stack-deps
+bench: venv compiled stack-deps
 	CDPULSE_TOPIC_REPLICATION=$${CDPULSE_TOPIC_REPLICATION:-1} \
 	CDPULSE_TOPIC_MIN_INSYNC_REPLICAS=$${CDPULSE_TOPIC_MIN_INSYNC_REPLICAS:-1} \
-	$(BIN)/cdpulse bench --out .run/bench-result.json --chart .run/bench-result.png $(BENCH_ARGS)
+	$(COMPILED_BIN)/cdpulse bench --out .run/bench-result.json --chart .run/bench-result.png $(BENCH_ARGS)
 
 clean:
 	$(STACK) stop

@@ -815,3 +815,18 @@ def test_summarize_reads_the_workers_figures_only_where_their_metrics_were_read(
     assert summary["processed_per_second"] == pytest.approx(1000)
     assert summary["mean_batch"] == pytest.approx(100)
     assert summary["worker_redis_share"] == [pytest.approx(0.1)]
+
+
+def test_the_stage_split_knows_the_compiled_build() -> None:
+    """mypyc's native classes have no instance ``__dict__``: the split then times the
+    stages whole instead of swapping their parts (``bench/stages.py``)."""
+    from cdpulse.bench.stages import compiled
+
+    class Native:
+        __slots__ = ("one",)
+
+    class Interpreted:
+        def one(self) -> None: ...
+
+    assert compiled(Native())
+    assert not compiled(Interpreted())

@@ -504,12 +504,28 @@ def wait_for(check: Any, timeout: float, what: str, every: float = 0.1) -> None:
 
 
 def source() -> dict[str, Any]:
-    """Which code ran: the cdpulse package's folder and, in a git checkout, its commit."""
+    """Which code ran: the cdpulse package's folder, whether it is the compiled build and,
+    in a git checkout (``make compiled`` installs into the checkout's .venv-compiled), its
+    commit."""
     import cdpulse
+    from cdpulse.pipeline import stages
 
     root = Path(cdpulse.__file__).resolve().parents[2]
-    found: dict[str, Any] = {"path": str(root), "commit": None, "dirty": None}
+    found: dict[str, Any] = {
+        "path": str(root),
+        "compiled": not stages.__file__.endswith(".py"),
+        "commit": None,
+        "dirty": None,
+    }
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        root = Path(
+            subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
         found["commit"] = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
             capture_output=True,

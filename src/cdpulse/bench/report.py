@@ -443,7 +443,12 @@ def _stages(result: Mapping[str, Any]) -> list[str]:
             else ""
         )
         + f": {num(stages.get('events_per_second'))} events/s, "
-        f"{num(stages.get('cpu_seconds_per_1000'), '.3f')} CPU s per 1,000 events.",
+        f"{num(stages.get('cpu_seconds_per_1000'), '.3f')} CPU s per 1,000 events"
+        + (
+            " (the compiled build: its native stages are timed whole)."
+            if stages.get("compiled")
+            else "."
+        ),
         "",
         *_table(("stage, or a part of one (\"in ...\")", "µs wall per event",
                  "µs CPU per event"), rows),

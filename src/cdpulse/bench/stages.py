@@ -16,6 +16,10 @@ where it is called, on the wall clock and on this process's CPU clock:
 * ``outlet.publish``: the batch's records as record batches, awaited (acks=all);
 * ``rest of the pipeline``: stitching, grouping, the report, the watermarks.
 
+On the compiled build (``make compiled``; what ``make bench`` runs) ``stages`` is timed
+whole: mypyc's native code calls its parts directly, so they cannot be timed apart. The
+pure build's bench (``.venv/bin/cdpulse bench``) shows them.
+
 Redis' own CPU over the phase comes from ``INFO commandstats``. The difference between
 this rate and a worker's is what faust's consumer path, commits and timers cost.
 """
@@ -137,6 +141,22 @@ class Timed:
         return timed
 
 
+def compiled(stages: object) -> bool:
+    """Whether ``stages`` is the build mypyc compiled (setup.py): a native class."""
+    return not hasattr(stages, "__dict__")
+
+
+class _TimedOne:
+    """The pipeline's ``Stages``, its ``one`` timed as ``stages`` (the native build)."""
+
+    def __init__(self, inner: Any, clock: _Clock) -> None:
+        self._inner = inner
+        self.one = clock.wrap(inner.one, "stages")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 @contextlib.contextmanager
 def _timed_functions(module: Any, stages: dict[str, str], clock: _Clock) -> Iterator[None]:
     """Time calls of ``module``'s functions ``{name: stage}`` made through its namespace.
@@ -181,6 +201,7 @@ class StageTimes:
     stages_cpu: dict[str, float]  # stage -> CPU seconds, adding up to ``cpu_seconds``
     detail: dict[str, float]  # parts of stages (round trips, msgpack, Redis CPU) -> seconds
     calls: dict[str, int]
+    compiled: bool  # the stages are mypyc's native code: timed whole, without their parts
 
     @property
     def events_per_second(self) -> float:
@@ -234,7 +255,7 @@ async def _time_stages(
     batch_size: int,
     warm: Sequence[Message],
     timing: Callable[[], None],
-) -> tuple[float, float, _Clock, int]:
+) -> tuple[float, float, _Clock, int, bool]:
     from aiokafka import AIOKafkaProducer
 
     from cdpulse.app.outlet import KafkaOutlet
@@ -250,13 +271,17 @@ async def _time_stages(
     slots = vars(pipeline)
     slots["state"] = Timed(pipeline.state, clock, "state")
     slots["outlet"] = Timed(outlet, clock, "outlet")
-    vars(pipeline.stages)["one"] = clock.wrap(pipeline.stages.one, "stages")
-    if pipeline.stages.campaign is not None:
-        vars(pipeline.stages)["campaign"] = Timed(pipeline.stages.campaign, clock, "campaign")
-    if pipeline.stages.personas is not None:
-        vars(pipeline.stages)["personas"] = Timed(pipeline.stages.personas, clock, "personas")
-    if pipeline.stages.kpis is not None:
-        vars(pipeline.stages)["kpis"] = Timed(pipeline.stages.kpis, clock, "kpis")
+    native = compiled(pipeline.stages)
+    if native:
+        # Compiled by mypyc (setup.py), the stages are a native class whose methods and
+        # module functions call each other directly: no part of them can be swapped for a
+        # timed stand-in, so they are timed whole, from the pipeline's side.
+        slots["stages"] = _TimedOne(pipeline.stages, clock)
+    else:
+        vars(pipeline.stages)["one"] = clock.wrap(pipeline.stages.one, "stages")
+        for part in ("campaign", "personas", "kpis"):
+            if getattr(pipeline.stages, part) is not None:
+                vars(pipeline.stages)[part] = Timed(getattr(pipeline.stages, part), clock, part)
     await worker.state.load_scripts()
     batches = 0
     try:
@@ -271,14 +296,14 @@ async def _time_stages(
             _timed_functions(
                 state_store, {"encode": "msgpack encode", "decode": "msgpack decode"}, clock
             ),
-            _timed_functions(stage_functions, _STAGE_FUNCTIONS, clock),
-            _timed_functions(send_hours, _SEND_HOURS_FUNCTIONS, clock),
+            _timed_functions(stage_functions, {} if native else _STAGE_FUNCTIONS, clock),
+            _timed_functions(send_hours, {} if native else _SEND_HOURS_FUNCTIONS, clock),
             _timed_functions(batch, {"decode_batch": "decode"}, clock),
         ):
             for i in range(0, len(messages), batch_size):
                 await pipeline.run(messages[i : i + batch_size])
                 batches += 1
-        return time.perf_counter() - started, time.process_time() - cpu, clock, batches
+        return time.perf_counter() - started, time.process_time() - cpu, clock, batches, native
     finally:
         await producer.stop()
         await worker.state.client.aclose()
@@ -297,7 +322,7 @@ def time_stages(
             state["usec"] = _commandstats_usec(client)
             state["round_trips"] = {op: _redis_seconds_sum(op) for op in ("read", "write")}
 
-        total, cpu, clock, batches = asyncio.run(
+        total, cpu, clock, batches, native = asyncio.run(
             _time_stages(settings, messages, batch_size, warm, before)
         )
         usec_before, round_trips_before = state["usec"], state["round_trips"]
@@ -320,19 +345,20 @@ def time_stages(
         f"{op}: pipelined round trip": _redis_seconds_sum(op) - before
         for op, before in round_trips_before.items()
     }
-    for name in _IN_STAGES:
-        detail[f"{name} (in stages)"] = clock.seconds.get(name, 0.0)
-    # The send-hour fold runs inside rules.apply (every event notes its UTC offset).
-    detail["send_time.fold (in rules.apply)"] = sum(
-        clock.seconds.get(name, 0.0) for name in _SEND_HOURS_FUNCTIONS.values()
-    )
+    if not native:
+        for name in _IN_STAGES:
+            detail[f"{name} (in stages)"] = clock.seconds.get(name, 0.0)
+        # The send-hour fold runs inside rules.apply (every event notes its UTC offset).
+        detail["send_time.fold (in rules.apply)"] = sum(
+            clock.seconds.get(name, 0.0) for name in _SEND_HOURS_FUNCTIONS.values()
+        )
     detail["msgpack decode (in read)"] = clock.seconds.get("msgpack decode", 0.0)
     detail["msgpack encode (in write)"] = clock.seconds.get("msgpack encode", 0.0)
     detail["redis server CPU (all commands)"] = (
         sum(usec_after.values()) - sum(usec_before.values())
     ) / 1e6
     return StageTimes(
-        len(messages), batches, total, cpu, stages, stages_cpu, detail, dict(clock.calls)
+        len(messages), batches, total, cpu, stages, stages_cpu, detail, dict(clock.calls), native
     )
 
 
@@ -379,6 +405,7 @@ def measure_stages(run: BenchRun, workload: Workload) -> dict[str, Any]:
         "stages_seconds": times.stages,
         "detail_seconds": times.detail,
         "calls": times.calls,
+        "compiled": times.compiled,
         "per_event_us": times.per_event_us(),
         "per_event_cpu_us": times.per_event_cpu_us(),
     }
