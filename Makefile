@@ -38,7 +38,7 @@ help:
 	@echo "make schemas       regenerate the JSON Schemas in schemas/"
 	@echo "make demo          stack, the three roles and a simulated shop streaming in; Ctrl-C stops it"
 	@echo "make bench         the benchmark (BENCHMARKS.md); result and chart in .run/bench-result.*"
-	@echo "make clean         stop the stacks and remove .run and tool caches (distclean: also .venv, .cache)"
+	@echo "make clean         stop the stacks and remove .run and tool caches (distclean: also .venv, .venv-compiled, .cache)"
 
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -162,4 +162,4 @@ clean:
 	find src tests -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(COMPILED) .cache
