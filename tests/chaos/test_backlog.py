@@ -11,7 +11,7 @@ from __future__ import annotations
 from tests.chaos.conftest import scaled
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Sender, shop_stream, truth_of
-from tests.integration.conftest import Env, drained, wait_until
+from tests.integration.conftest import Env, wait_drained
 
 
 def test_a_worker_catching_up_a_backlog_gives_exact_profiles(env: Env) -> None:
@@ -21,5 +21,5 @@ def test_a_worker_catching_up_a_backlog_gives_exact_profiles(env: Env) -> None:
     sent.finish()
 
     env.worker()
-    wait_until(lambda: drained(env.settings), 600, "the worker to drain its backlog")
+    wait_drained(env, 600, "the worker to drain its backlog")
     assert_exact(env.redis, env.name, truth_of(messages))

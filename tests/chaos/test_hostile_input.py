@@ -27,7 +27,7 @@ from tests.chaos.hostile import Mutator
 from tests.chaos.observe import alive, health, metric
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Outgoing, Sender
-from tests.integration.conftest import Env, Worker, consume_all, drained, wait_until
+from tests.integration.conftest import Env, Worker, consume_all, drained, wait_drained, wait_until
 from tests.oracle import expected
 
 STREAMS = ("clickstream", "transactions", "customers")
@@ -221,7 +221,7 @@ def through_the_engine(
     posted = post_all(api, worker, requests)
     sender.finish()
 
-    wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
+    wait_drained(env, 600, "the worker to drain its topics")
     for process in (worker, api):
         assert process.process is not None and alive(process), f"the {process.role} died"
         assert process.process.pid == pids[process.role], f"the {process.role} was replaced"

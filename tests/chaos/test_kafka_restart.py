@@ -11,14 +11,14 @@ from tests.chaos.observe import alive, dead_letters, expected_dead_letters, heal
 from tests.chaos.services import PrivateKafka
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Sender, shop_stream, truth_of
-from tests.integration.conftest import Env, drained, wait_until
+from tests.integration.conftest import Env, wait_drained, wait_until
 
 
 def test_kafka_restarted_mid_stream(kafka_env: tuple[Env, PrivateKafka]) -> None:
     env, kafka = kafka_env
     messages = shop_stream(customers=scaled(250, 1000), days=30, seed=13)
     sender = Sender(env.settings, messages, rate=scaled(800, 1500))
-    worker = env.worker()
+    worker = env.worker(CDPULSE_TEST_LOGLEVEL="info")  # its restart story, should it stall
     assert worker.process is not None
     pid = worker.process.pid
     sender.start()
@@ -39,7 +39,7 @@ def test_kafka_restarted_mid_stream(kafka_env: tuple[Env, PrivateKafka]) -> None
         wait_until(lambda: health(worker) == 200, 120, "the worker to find Kafka again")
 
     sent = sender.finish()
-    wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
+    wait_drained(env, 600, "the worker to drain its topics")
     assert alive(worker) and worker.process.pid == pid, "the worker process did not survive"
     wanted = expected_dead_letters(sent, env.settings)
     assert dead_letters(env.settings, len(wanted)) == wanted

@@ -18,7 +18,7 @@ from tests import kpi_oracle
 from tests.chaos.conftest import FAST_FAILOVER, scaled
 from tests.chaos.observe import alive, metric
 from tests.chaos.stream import Outgoing, Sender, shop_stream
-from tests.integration.conftest import Env, drained, wait_until
+from tests.integration.conftest import Env, drained, wait_drained, wait_until
 from tests.integration.test_kpis import _check
 from tests.unit.test_kpis import FIRST
 
@@ -40,7 +40,7 @@ def test_kpis_stay_exact_across_worker_kills(env: Env) -> None:
     ahead = Sender(env.settings, first)
     ahead.start()
     sent = ahead.finish()
-    wait_until(lambda: drained(env.settings), 300, "identity and consent to be applied")
+    wait_drained(env, 300, "identity and consent to be applied")
     sender = Sender(env.settings, rest, rate=scaled(1500, 2500))
     sender.start()
     for _ in range(kills):
@@ -61,7 +61,7 @@ def test_kpis_stay_exact_across_worker_kills(env: Env) -> None:
         worker.kill()
         worker = env.worker(**FAST_FAILOVER)
     sent += sender.finish()
-    wait_until(lambda: drained(env.settings), 900, "the last worker to drain its topics")
+    wait_drained(env, 900, "the last worker to drain its topics")
     assert alive(worker)
     wanted = kpi_oracle.expected([m.value for m in sent], now=datetime.now(UTC))
     _check(env, wanted, f"after {kills} kills")

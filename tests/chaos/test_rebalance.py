@@ -11,7 +11,7 @@ from tests.chaos.conftest import scaled
 from tests.chaos.observe import alive, dead_letters, expected_dead_letters, metric
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Sender, shop_stream, truth_of
-from tests.integration.conftest import Env, Worker, drained, wait_until
+from tests.integration.conftest import Env, Worker, wait_drained, wait_until
 
 
 def busy(worker: Worker) -> None:
@@ -73,7 +73,7 @@ def test_workers_joining_and_leaving_mid_stream(env: Env) -> None:
 
     busy(leaving)
     sent = sender.finish()
-    wait_until(lambda: drained(env.settings), 600, "the workers to drain their topics")
+    wait_drained(env, 600, "the workers to drain their topics")
     assert alive(staying) and alive(leaving)
     wanted = expected_dead_letters(sent, env.settings)
     assert dead_letters(env.settings, len(wanted)) == wanted

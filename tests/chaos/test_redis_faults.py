@@ -25,7 +25,7 @@ from tests.chaos.observe import (
 from tests.chaos.services import PrivateRedis
 from tests.chaos.state import StoredState, assert_exact, read_state
 from tests.chaos.stream import Outgoing, Sender, shop_stream, truth_of
-from tests.integration.conftest import Env, Worker, drained, wait_until
+from tests.integration.conftest import Env, Worker, wait_drained, wait_until
 
 
 @dataclass
@@ -117,7 +117,7 @@ def test_redis_killed_and_restarted_mid_stream(redis_env: tuple[Env, PrivateRedi
     outages = [outage(env, worker, redis, kill=True), outage(env, worker, redis, kill=False)]
 
     sent = sender.finish()
-    wait_until(lambda: drained(env.settings), 600, "the worker to drain its topics")
+    wait_drained(env, 600, "the worker to drain its topics")
     assert alive(worker) and worker.process.pid == pid, "the worker process did not survive"
     assert health(worker) == 200
     assert metric(worker, "cdpulse_redis_errors_total") > 0
@@ -169,6 +169,6 @@ def test_sigterm_while_redis_is_down_stops_the_worker_and_loses_nothing(
     redis.start()
     sent = sender.finish()
     successor = env.worker()
-    wait_until(lambda: drained(env.settings), 600, "a new worker to drain the topics")
+    wait_drained(env, 600, "a new worker to drain the topics")
     assert alive(successor)
     assert_exact(env.redis, env.name, truth_of(sent))

@@ -14,7 +14,7 @@ from tests.chaos.latency_proxy import LatencyProxy
 from tests.chaos.observe import alive, metric, rss_bytes
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Outgoing, Sender, shop_stream, truth_of
-from tests.integration.conftest import REDIS_PORT, Env, drained, wait_until
+from tests.integration.conftest import REDIS_PORT, Env, wait_drained, wait_until
 
 MB = 1024 * 1024
 # What the worker may add to its memory while behind: faust's fetch and stream buffers,
@@ -47,7 +47,7 @@ def test_slow_redis_builds_lag_in_bounded_memory_then_drains(env: Env) -> None:
         assert worker.process is not None
         pid = worker.process.pid
         send(slow, warm_up).finish()
-        wait_until(lambda: drained(slow.settings), 300, "the worker to apply the warm-up")
+        wait_drained(slow, 300, "the worker to apply the warm-up")
         baseline = rss_bytes(pid)
 
         proxy.rtt = SLOW_RTT
@@ -73,7 +73,7 @@ def test_slow_redis_builds_lag_in_bounded_memory_then_drains(env: Env) -> None:
         )
 
         proxy.rtt = 0.0
-        wait_until(lambda: drained(slow.settings), 600, "the worker to drain its topics")
+        wait_drained(slow, 600, "the worker to drain its topics")
         assert alive(worker)
         assert_exact(slow.redis, slow.name, truth_of(messages))
     finally:

@@ -28,7 +28,15 @@ from tests.chaos.observe import alive, dead_letters, expected_dead_letters, heal
 from tests.chaos.services import PrivateKafka
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Sender, shop_stream, truth_of
-from tests.integration.conftest import Env, consume_all, decided, drained, low_watermark, wait_until
+from tests.integration.conftest import (
+    Env,
+    consume_all,
+    decided,
+    drained,
+    low_watermark,
+    wait_until,
+    why_not_drained,
+)
 
 PRODUCE_TIMEOUT = 3.0  # seconds; the broker stays down three times as long
 
@@ -57,8 +65,12 @@ def test_trigger_firings_are_sent_before_they_are_claimed_so_a_broker_kill_loses
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(trigger_oracle.RULES), encoding="utf-8")
     messages = shop_stream(customers=scaled(250, 1000), days=30, seed=29)
+    # At info, the worker's log tells how it came through the restart (its rebalances,
+    # seeks and flow), which a drain that times out shows (why_not_drained).
     worker = env.worker(
-        CDPULSE_TRIGGER_RULES=str(rules), CDPULSE_PRODUCE_TIMEOUT_SECONDS=str(PRODUCE_TIMEOUT)
+        CDPULSE_TRIGGER_RULES=str(rules),
+        CDPULSE_PRODUCE_TIMEOUT_SECONDS=str(PRODUCE_TIMEOUT),
+        CDPULSE_TEST_LOGLEVEL="info",
     )
     assert worker.process is not None
     pid = worker.process.pid
@@ -91,7 +103,9 @@ def test_trigger_firings_are_sent_before_they_are_claimed_so_a_broker_kill_loses
         assert alive(worker), f"the worker died:\n{worker.tail()}"
         return step(env.settings)
 
-    wait_until(lambda: done(drained), 600, "the worker to drain its topics")
+    wait_until(
+        lambda: done(drained), 600, "the worker to drain its topics", lambda: why_not_drained(env)
+    )
     # What the last batch made due is decided by the next (idle) batch.
     wait_until(lambda: done(decided), 120, "the worker to decide what became due")
 

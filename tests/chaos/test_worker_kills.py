@@ -13,7 +13,7 @@ from tests.chaos.conftest import FAST_FAILOVER, scaled
 from tests.chaos.observe import alive, dead_letters, expected_dead_letters, metric
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Sender, shop_stream, truth_of
-from tests.integration.conftest import Env, drained, wait_until
+from tests.integration.conftest import Env, wait_drained, wait_until
 
 
 def test_workers_killed_mid_stream_leave_exact_profiles(env: Env) -> None:
@@ -38,7 +38,7 @@ def test_workers_killed_mid_stream_leave_exact_profiles(env: Env) -> None:
         worker = env.worker(**FAST_FAILOVER)
 
     sent = sender.finish()
-    wait_until(lambda: drained(env.settings), 600, "the last worker to drain its topics")
+    wait_drained(env, 600, "the last worker to drain its topics")
     assert alive(worker)
     wanted = expected_dead_letters(sent, env.settings)
     assert dead_letters(env.settings, len(wanted)) == wanted

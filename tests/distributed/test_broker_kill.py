@@ -15,7 +15,7 @@ from tests.chaos.observe import alive, dead_letters, expected_dead_letters, metr
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Sender, shop_stream, truth_of
 from tests.cluster.test_faults import busy
-from tests.integration.conftest import Env, drained, wait_until
+from tests.integration.conftest import Env, wait_drained
 from tests.scale.cluster import KafkaCluster
 
 
@@ -60,7 +60,7 @@ def test_the_group_coordinators_broker_killed_mid_stream_leaves_exact_profiles(
         cluster.start()  # only the killed one is down: it alone starts
 
     sent = sender.finish()
-    wait_until(lambda: drained(env.settings), 600, "the worker to commit to the end")
+    wait_drained(env, 600, "the worker to commit to the end")
     assert alive(worker) and worker.process.pid == pid, "the worker process did not survive"
     ready = httpx.get(f"{worker.url}/readyz", timeout=10).json()
     assert ready["offsets_committed"] is True, ready

@@ -67,14 +67,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` s."""
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    explain: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` s.
+
+    ``explain`` adds to the failure what a post-mortem needs (the lag, the processes'
+    logs): CI's temporary directories are gone by the time anyone reads its output.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    message = f"timed out after {timeout:.0f}s waiting for {what}"
+    if explain is not None:
+        message += "\n" + explain()
+    raise AssertionError(message)
 
 
 @dataclass
@@ -317,6 +329,16 @@ def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 
 
 def drained(settings: Settings) -> bool:
     """Whether the worker group has committed every input message."""
+    behind = input_lag(settings)
+    return behind is not None and not behind
+
+
+def input_lag(settings: Settings) -> dict[str, tuple[int | None, int]] | None:
+    """The worker group's input partitions not committed to their end.
+
+    ``"topic[p]" -> (committed, end)``, committed None when the group has none; None
+    when the broker cannot tell yet (it creates ``__consumer_offsets`` on first use).
+    """
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
@@ -326,7 +348,7 @@ def drained(settings: Settings) -> bool:
         try:
             committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
         except KafkaError:
-            return False  # a fresh broker creates __consumer_offsets on first use: not yet
+            return None
 
         partitions = [
             TopicPartition(t, p)
@@ -338,13 +360,52 @@ def drained(settings: Settings) -> bool:
             for p in range(settings.topic_partitions)
         ]
         ends = consumer.end_offsets(partitions)
-        return all(
-            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp])
-            for tp in partitions
-        )
+        behind: dict[str, tuple[int | None, int]] = {}
+        for tp in partitions:
+            done = committed[tp].offset if tp in committed else None
+            if ends[tp] and (done is None or done < ends[tp]):
+                behind[f"{tp.topic}[{tp.partition}]"] = (done, ends[tp])
+        return behind
     finally:
         admin.close()
         consumer.close()
+
+
+# What a worker's log repeats by the hundred while a broker is down: left out of tails.
+NOISE = ("Unable connect to node", "Unable to update metadata", "Failed fetch messages")
+WATCHED = (
+    "cdpulse_events_consumed_total",
+    "cdpulse_events_applied_total",
+    "cdpulse_batch_failures_total",
+    "cdpulse_kafka_errors_total",
+    "cdpulse_redis_errors_total",
+)
+
+
+def why_not_drained(env: Env) -> str:
+    """The lag and each worker's state, for a drain that timed out."""
+    parts = [f"input partitions behind (committed, end): {input_lag(env.settings)}"]
+    for worker in env.workers:
+        if worker.role != "worker" or worker.process is None:
+            continue
+        if worker.process.poll() is not None:
+            state = f"exited with {worker.process.returncode}"
+        else:
+            try:
+                state = ", ".join(f"{m}={worker.metric(m):.0f}" for m in WATCHED)
+                state += "; /readyz: " + httpx.get(f"{worker.url}/readyz", timeout=5).text
+            except httpx.HTTPError as exc:
+                state = f"/metrics did not answer ({exc!r})"
+        lines = worker.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        quiet = [line for line in lines if not any(n in line for n in NOISE)]
+        parts.append(f"{worker.log.name}: {state}; its log's last lines, without noise:")
+        parts.extend(quiet[-80:])
+    return "\n".join(parts)
+
+
+def wait_drained(env: Env, timeout: float, what: str = "the worker to drain its topics") -> None:
+    """Wait until the worker group committed every input message, or fail saying why."""
+    wait_until(lambda: drained(env.settings), timeout, what, lambda: why_not_drained(env))
 
 
 def learner_group(settings: Settings) -> str:
