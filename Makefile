@@ -55,7 +55,10 @@ venv: $(VENV_STAMP)
 # Built again whenever a source changes: what the bench measures is the code as it is.
 # Dependencies and test tools first (mypy among them): mypyc type-checks against them,
 # hence --no-build-isolation for the compiled wheel (setup.py); the Dockerfile's steps.
-$(COMPILED_STAMP): pyproject.toml setup.py $(shell find src -type f -not -name '*.pyc')
+# make's own wildcard, four levels deep (src/cdpulse/models/churn/*.py), not a shell's find:
+# prerequisites are expanded whenever make reads this file, whatever the target.
+COMPILED_SOURCES := $(filter-out %.pyc %/__pycache__,$(wildcard $(addprefix src/cdpulse/,* */* */*/* */*/*/*)))
+$(COMPILED_STAMP): pyproject.toml setup.py $(COMPILED_SOURCES)
 	rm -rf $(COMPILED) build
 	$(PYTHON) -m venv $(COMPILED)
 	$(COMPILED_BIN)/pip install --quiet --upgrade pip

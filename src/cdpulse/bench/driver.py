@@ -508,12 +508,12 @@ def source() -> dict[str, Any]:
     in a git checkout (``make compiled`` installs into the checkout's .venv-compiled), its
     commit."""
     import cdpulse
-    from cdpulse.pipeline import stages
+    from cdpulse.bench.stages import compiled
 
     root = Path(cdpulse.__file__).resolve().parents[2]
     found: dict[str, Any] = {
         "path": str(root),
-        "compiled": not stages.__file__.endswith(".py"),
+        "compiled": compiled(),
         "commit": None,
         "dirty": None,
     }
