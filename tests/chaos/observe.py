@@ -65,6 +65,13 @@ def health(worker: Worker) -> int:
         return 0
 
 
+def fetching(worker: Worker) -> bool:
+    """Whether ``/readyz`` says the worker's fetch loop comes round (``fetching``)."""
+    ready = httpx.get(f"{worker.url}/readyz", timeout=10).json()
+    assert ready["fetching"] is True, ready
+    return True
+
+
 def alive(worker: Worker) -> bool:
     assert worker.process is not None
     return worker.process.poll() is None

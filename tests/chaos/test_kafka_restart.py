@@ -7,7 +7,14 @@ and the profiles come out exact. The broker is the test's own.
 from __future__ import annotations
 
 from tests.chaos.conftest import FULL, scaled
-from tests.chaos.observe import alive, dead_letters, expected_dead_letters, health, metric
+from tests.chaos.observe import (
+    alive,
+    dead_letters,
+    expected_dead_letters,
+    fetching,
+    health,
+    metric,
+)
 from tests.chaos.services import PrivateKafka
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Sender, shop_stream, truth_of
@@ -41,6 +48,7 @@ def test_kafka_restarted_mid_stream(kafka_env: tuple[Env, PrivateKafka]) -> None
     sent = sender.finish()
     wait_drained(env, 600, "the worker to drain its topics")
     assert alive(worker) and worker.process.pid == pid, "the worker process did not survive"
+    assert fetching(worker)  # a restart leaves no false "not fetching" behind
     wanted = expected_dead_letters(sent, env.settings)
     assert dead_letters(env.settings, len(wanted)) == wanted
     assert_exact(env.redis, env.name, truth_of(sent))

@@ -24,7 +24,14 @@ from cdpulse.settings import Settings
 from cdpulse.store.keys import Keys
 from tests import trigger_oracle
 from tests.chaos.conftest import scaled
-from tests.chaos.observe import alive, dead_letters, expected_dead_letters, health, metric
+from tests.chaos.observe import (
+    alive,
+    dead_letters,
+    expected_dead_letters,
+    fetching,
+    health,
+    metric,
+)
 from tests.chaos.services import PrivateKafka
 from tests.chaos.state import assert_exact
 from tests.chaos.stream import Sender, shop_stream, truth_of
@@ -139,6 +146,7 @@ def test_trigger_firings_are_sent_before_they_are_claimed_so_a_broker_kill_loses
     # Checked after the firings, so that a publish error swallowed shows as what it lost.
     assert failed > 0, "the broker was down and no publish failed: the test proved nothing"
     assert alive(worker) and worker.process.pid == pid, "the worker process did not survive"
+    assert fetching(worker)
     wanted_letters = expected_dead_letters(sent, env.settings)
     assert dead_letters(env.settings, len(wanted_letters)) == wanted_letters
     assert_exact(env.redis, env.name, truth_of(sent))

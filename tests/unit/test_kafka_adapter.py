@@ -25,7 +25,7 @@ from cdpulse.adapters.kafka.conductor import (
     bound_by_bytes,
     passes_bytes_through,
 )
-from cdpulse.adapters.kafka.consumer import BatchMessage
+from cdpulse.adapters.kafka.consumer import BatchMessage, FetchWatch
 from cdpulse.adapters.kafka.offsets import Delivered, PartitionOffsets
 
 # --- PartitionOffsets ----------------------------------------------------------------------
@@ -449,3 +449,62 @@ def test_offsets_of_a_failed_commit_are_committed_by_a_later_one(
     finally:
         loop.close()
     assert sent == [{TP0: 105}, {TP0: 105}]
+
+
+# --- FetchWatch: readiness of a fetch loop that stopped coming round --------------------------
+
+
+def test_a_fetch_loop_that_stops_coming_round_is_not_ready_and_says_where_it_waits() -> None:
+    now = [0.0]
+    watch = FetchWatch(clock=lambda: now[0])
+    now[0] = 29.0
+    assert watch.stalled(30.0, suspended=False) == ""  # a first join may take a while
+    watch.came_round(paused=False)
+    now[0] += 29.0
+    assert watch.stalled(30.0, suspended=True) == ""
+    now[0] += 2.0
+    assert watch.stalled(30.0, suspended=True) == (
+        "the fetch loop has not come round for 31s (flow suspended: a rebalance not finished?)"
+    )
+    assert "waiting for the streams to take what it fetched" in watch.stalled(30.0, False)
+    watch.came_round(paused=False)
+    assert watch.stalled(30.0, suspended=False) == ""  # ready again at the next round
+
+
+def test_partitions_paused_for_long_are_not_ready_although_the_loop_comes_round() -> None:
+    # faust pauses the assigned partitions only while a rebalance recovers: a loop that
+    # fetches nothing from them for good still comes round every second.
+    now = [0.0]
+    watch = FetchWatch(clock=lambda: now[0])
+    for _ in range(31):
+        watch.came_round(paused=True)
+        now[0] += 1.0
+    assert watch.stalled(30.0, suspended=False) == (
+        "partitions paused for 31s (a rebalance not finished?)"
+    )
+    watch.came_round(paused=False)
+    assert watch.stalled(30.0, suspended=False) == ""
+
+
+def test_the_fetch_loop_tells_its_watch_each_time_it_comes_round(
+    app: BatchApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = consumer_of(app)
+    now = [0.0]
+    consumer.fetches.clock = lambda: now[0]
+    rounds: list[float] = []
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+
+    async def fetch() -> list[Any]:
+        rounds.append(now[0])
+        now[0] += 1.0
+        if len(rounds) == 3:
+            fetcher._stopped.set()
+        return []
+
+    monkeypatch.setattr(consumer, "_fetch", fetch)
+    consumer._paused_partitions.add(TP0)
+    app.loop.run_until_complete(consumer._drain_messages(fetcher))
+    assert rounds == [0.0, 1.0, 2.0]
+    assert consumer.fetches.last == 3.0
+    assert consumer.fetches.paused_since == 1.0  # paused since the first round's end

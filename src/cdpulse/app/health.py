@@ -77,6 +77,24 @@ def commit_readiness(app: faust.App, settings: Settings) -> Callable[[], tuple[b
     return check
 
 
+def fetch_readiness(app: faust.App, settings: Settings) -> Callable[[], tuple[bool, str]]:
+    """``/readyz``'s ``fetching``: false, with the reason, once the consumer's fetch loop
+    has not come round (or its partitions stayed paused) for ``CDPULSE_STALL_SECONDS``
+    (``adapters/kafka/consumer`` ``FetchWatch``); a role whose consumer keeps no watch is
+    always true."""
+
+    def check() -> tuple[bool, str]:
+        consumer = app.consumer
+        watch = getattr(consumer, "fetches", None)
+        if watch is None:
+            return True, ""
+        suspended = not getattr(consumer, "flow_active", True)
+        why: str = watch.stalled(settings.stall_seconds, suspended)
+        return not why, why
+
+    return check
+
+
 def register_health(
     app: faust.App,
     settings: Settings,

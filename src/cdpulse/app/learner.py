@@ -52,7 +52,7 @@ from cdpulse.app.base import (
 from cdpulse.app.drift import LearnerDrift, register_drift
 from cdpulse.app.fairness import LearnerFairness, register_fairness_job
 from cdpulse.app.forecast_learner import register_forecast_learner
-from cdpulse.app.health import Health, commit_readiness, register_health
+from cdpulse.app.health import Health, commit_readiness, fetch_readiness, register_health
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.triggers import TriggerService
 from cdpulse.app.worker import _committed_only_if_handled, output_topics
@@ -457,7 +457,10 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
         await retrying(state.load_scripts, lambda: app.should_stop, health.failed)
         heap.sweep()
 
-    readiness = {"offsets_committed": commit_readiness(app, settings)}
+    readiness = {
+        "offsets_committed": commit_readiness(app, settings),
+        "fetching": fetch_readiness(app, settings),
+    }
     register_health(app, settings, health, client, readiness=readiness)
     return app, health
 

@@ -27,7 +27,7 @@ import faust
 from faust.agents import current_agent
 
 from cdpulse.app.base import Heap, faust_app, partition_of, record_lag, redis_client, retrying
-from cdpulse.app.health import Health, commit_readiness, register_health
+from cdpulse.app.health import Health, commit_readiness, fetch_readiness, register_health
 from cdpulse.app.input_quality import Gating, InputQuality
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.app.reporting import record_batch
@@ -452,7 +452,10 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     for status in SaveStatus:
         if status is not SaveStatus.SAVED:
             metrics.SAVE_RETRIES.labels(status.value)
-    readiness = {"offsets_committed": commit_readiness(app, settings)}
+    readiness = {
+        "offsets_committed": commit_readiness(app, settings),
+        "fetching": fetch_readiness(app, settings),
+    }
     register_health(app, settings, health, client, readiness=readiness)
     return app, worker
 

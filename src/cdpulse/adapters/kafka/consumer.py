@@ -146,6 +146,48 @@ class CommitWatch:
         )
 
 
+class FetchWatch:
+    """Whether the fetch loop comes round: readiness reads it (``/readyz``'s ``fetching``).
+
+    A loop that works comes round at least every ``FETCH_TIMEOUT`` seconds (an empty fetch
+    returns then), or as soon as the streams took what it fetched. One that has not for
+    ``stall_seconds`` is stuck, and its partitions' lag grows while Kafka and Redis answer
+    and no batch fails: flow suspended by a rebalance that never finished, a delivery
+    waiting on a stream that takes nothing, or a loop that ended. Partitions paused that
+    long (faust pauses them only while a rebalance recovers) are stuck the same way.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last = clock()  # starting counts as coming round: the first join has a while
+        self.paused_since: float | None = None
+
+    def came_round(self, paused: bool) -> None:
+        """The loop went round once; ``paused``: some assigned partition is paused."""
+        now = self.last = self.clock()
+        if not paused:
+            self.paused_since = None
+        elif self.paused_since is None:
+            self.paused_since = now
+
+    def stalled(self, stall_seconds: float, suspended: bool) -> str:
+        """Why the consumer is not fetching ("" when it is); ``suspended``: whether its
+        flow is suspended now (by a rebalance)."""
+        now = self.clock()
+        idle = now - self.last
+        if idle >= stall_seconds:
+            where = (
+                "flow suspended: a rebalance not finished?"
+                if suspended
+                else "waiting for the streams to take what it fetched, or ended"
+            )
+            return f"the fetch loop has not come round for {idle:.0f}s ({where})"
+        paused = now - self.paused_since if self.paused_since is not None else 0.0
+        if paused >= stall_seconds:
+            return f"partitions paused for {paused:.0f}s (a rebalance not finished?)"
+        return ""
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with per-batch flow control and ack bookkeeping.
 
@@ -164,6 +206,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         # final offsets uncommitted for good once no new message is acked.
         self._confirmed: dict[TP, int] = {}
         self.commits = CommitWatch()
+        self.fetches = FetchWatch()
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -203,6 +246,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+        came_round, paused = self.fetches.came_round, self._paused_partitions
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 set_flag(CONSUMER_FETCHING)
@@ -210,6 +254,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if batch and not self.should_stop:
                     await self._deliver_unless_suspended(batch)
                 unset_flag(CONSUMER_FETCHING)
+                came_round(bool(paused))
                 # getmany can return at once for a long time: let the agents run.
                 await asyncio.sleep(0)
         except self.consumer_stopped_errors:
