@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cdpulse.contract.partitions import partition_of
 from cdpulse.models.personas import FEATURES, PersonaModel, describe, persona_features
@@ -138,6 +141,41 @@ def test_silhouette_of_two_separate_blobs_is_near_one_and_of_one_label_zero() ->
     z = np.array([[0.0, 0.0], [0.0, 0.1], [10.0, 10.0], [10.0, 10.1]])
     assert silhouette(z, [0, 0, 1, 1]) > 0.95
     assert silhouette(z, [0, 0, 0, 0]) == 0.0
+
+
+def silhouette_by_definition(z: Any, labels: list[int]) -> float:
+    """The mean silhouette point by point, as its definition reads: the oracle."""
+    if len(set(labels)) < 2:
+        return 0.0
+    scores = []
+    for i, point in enumerate(z):
+        distance = [float(np.sqrt(((point - other) ** 2).sum())) for other in z]
+        own = [distance[j] for j in range(len(z)) if labels[j] == labels[i] and j != i]
+        if not own:
+            scores.append(0.0)
+            continue
+        a = sum(own) / len(own)
+        b = min(
+            float(np.mean([distance[j] for j in range(len(z)) if labels[j] == other]))
+            for other in set(labels) - {labels[i]}
+        )
+        scores.append((b - a) / max(a, b) if max(a, b) > 0 else 0.0)
+    return float(np.mean(scores))
+
+
+@given(
+    st.integers(min_value=2, max_value=40).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.lists(st.integers(-3, 3), min_size=2, max_size=2), min_size=n, max_size=n),
+            st.lists(st.integers(0, 4), min_size=n, max_size=n),
+        )
+    )
+)
+def test_silhouette_is_its_definition(case: tuple[list[list[int]], list[int]]) -> None:
+    # Integer points repeat often: zero distances, personas of one point, ties.
+    points, labels = case
+    z = np.array(points, dtype=float)
+    assert silhouette(z, labels) == pytest.approx(silhouette_by_definition(z, labels), abs=1e-9)
 
 
 def test_model_arguments_are_checked() -> None:
