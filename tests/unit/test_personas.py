@@ -178,6 +178,34 @@ def test_silhouette_is_its_definition(case: tuple[list[list[int]], list[int]]) -
     assert silhouette(z, labels) == pytest.approx(silhouette_by_definition(z, labels), abs=1e-9)
 
 
+@given(
+    st.lists(
+        st.lists(st.integers(-4, 4), min_size=len(FEATURES), max_size=len(FEATURES)),
+        min_size=20,
+        max_size=60,
+    ),
+    st.lists(
+        st.lists(st.integers(-4, 4), min_size=len(FEATURES), max_size=len(FEATURES)),
+        min_size=0,
+        max_size=30,
+    ),
+)
+def test_assigning_many_points_at_once_assigns_each_as_one(
+    learned: list[list[int]], asked: list[list[int]]
+) -> None:
+    # Integer features repeat often: points at equal distances from two centres (ties).
+    model = PersonaModel(k=3, warmup=10, every=5)
+    for row in learned:
+        model.learn_one(dict(zip(FEATURES, map(float, row), strict=True)))
+    view = model.view()
+    assert view is not None
+    points = [np.array(row, dtype=float) for row in asked] + list(model.recent)
+    one_by_one = [view.assign(dict(zip(FEATURES, p.tolist(), strict=True))) for p in points]
+    assert view.assign_all(points) == one_by_one
+    for z, p in zip(view.standardise_all(points), points, strict=True):
+        assert z.tolist() == view.standardise(dict(zip(FEATURES, p.tolist(), strict=True))).tolist()
+
+
 def test_model_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="warmup >= k"):
         PersonaModel(k=5, warmup=3)

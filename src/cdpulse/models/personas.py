@@ -132,9 +132,27 @@ class PersonaSnapshot:
         words = describe(self.standardise(x))
         return [] if words == NEAR_AVERAGE else words.split(", ")
 
+    def standardise_all(self, points: Sequence[FloatArray]) -> FloatArray:
+        """``standardise`` of many raw feature vectors (``FEATURES`` order) at once: rows."""
+        rows = np.array(points).reshape(len(points), len(FEATURES))
+        z: FloatArray = (rows - np.array(self.mean)) / np.array(self.scale)
+        return z
+
+    def assign_all(self, points: Sequence[FloatArray]) -> list[int]:
+        """``assign`` of many raw feature vectors (``FEATURES`` order) in whole arrays: the
+        learner assigns its newest few hundred points at every snapshot and checkpoint."""
+        if not len(points):
+            return []
+        z = self.standardise_all(points)
+        d = ((self._centres()[None, :, :] - z[:, None, :]) ** 2).sum(axis=2)
+        ids = [p.id for p in self.personas]
+        return [ids[i] for i in d.argmin(axis=1).tolist()]
+
     def _nearest(self, z: FloatArray) -> int:
-        centres = np.array([[p.centre[f] for f in FEATURES] for p in self.personas])
-        return int(np.argmin(((centres - z) ** 2).sum(axis=1)))
+        return int(np.argmin(((self._centres() - z) ** 2).sum(axis=1)))
+
+    def _centres(self) -> FloatArray:
+        return np.array([[p.centre[f] for f in FEATURES] for p in self.personas])
 
 
 class PersonaModel:
@@ -215,8 +233,11 @@ class PersonaModel:
         before = self.previous
         now = self.view()
         if before is not None and now is not None and self.recent:
-            points = self.recent_points()
-            same = [before.assign(x) == now.assign(x) for x in points]
+            points = list(self.recent)
+            same = [
+                a == b
+                for a, b in zip(before.assign_all(points), now.assign_all(points), strict=True)
+            ]
             self.stability = sum(same) / len(same)
         self.previous = now
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cdpulse.models.personas import (
-    FEATURES,
+    FloatArray,
     PersonaModel,
     PersonaSnapshot,
     last_order_day,
@@ -104,13 +104,11 @@ class PersonaLearner:
         members: dict[int, list[str]] = {}
         customers: Counter[int] = Counter()
         if view is not None:
-            seen: set[str] = set()
-            newest_first = zip(reversed(self.recent), reversed(self.model.recent), strict=True)
-            for customer, v in newest_first:
-                if customer in seen:
-                    continue
-                seen.add(customer)
-                found = view.assign(dict(zip(FEATURES, v, strict=True)))
+            # Each customer at their newest point: newest first, the first time seen.
+            newest: dict[str, FloatArray] = {}
+            for customer, v in zip(reversed(self.recent), reversed(self.model.recent), strict=True):
+                newest.setdefault(customer, v)
+            for customer, found in zip(newest, view.assign_all(list(newest.values())), strict=True):
                 customers[found] += 1
                 kept = members.setdefault(found, [])
                 if len(kept) < MEMBERS_SHOWN:
@@ -165,9 +163,9 @@ def quality(model: PersonaModel) -> PersonaQuality | None:
     view = model.view()
     if view is None or not model.recent:
         return None
-    points = model.recent_points()
-    z = np.array([view.standardise(x) for x in points])
-    labels = [view.assign(x) for x in points]
+    points = list(model.recent)
+    z = view.standardise_all(points)
+    labels = view.assign_all(points)
     counts = Counter(labels)
     return PersonaQuality(
         points=len(points),
