@@ -24,7 +24,7 @@ import sys
 
 from setuptools import setup
 
-# The worker's per-event path, by package (``src/cdpulse/``).
+# The worker's per-event path and the recommender's, by package (``src/cdpulse/``).
 COMPILED = [
     "profile/dedupe.py",
     "profile/windows.py",
@@ -48,6 +48,17 @@ COMPILED = [
     "models/churn/scoring.py",
     "models/send_time.py",
     "models/next_purchase.py",
+    # The recommender's learner and lists (the learner role, and the api's lists): -20%
+    # CPU per item event learned, -10% per list (python -m cdpulse.bench.reco_cost).
+    # Its pickled classes (Recommender, Ranker, Folded, Leaders) stay ordinary classes
+    # (``mypyc_attr(native_class=False)``): their snapshots read the same in either build.
+    "models/reco/candidates.py",
+    "models/reco/covisitation.py",
+    "models/reco/examples.py",
+    "models/reco/trending.py",
+    "models/reco/ranker.py",
+    "models/reco/recommender.py",
+    "models/reco/leaders.py",
 ]
 
 

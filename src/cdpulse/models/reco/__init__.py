@@ -12,8 +12,8 @@ popularity (``trending``), update the customer's ``Shopper`` and learn the examp
 serves them as one.
 """
 
-from cdpulse.models.reco.candidates import Context
 from cdpulse.models.reco.config import RecoConfig
+from cdpulse.models.reco.context import Context
 from cdpulse.models.reco.ranker import Example, Folded
 from cdpulse.models.reco.recommender import Recommendation, Recommender
 from cdpulse.models.reco.shards import ServedState, shard_of

@@ -13,50 +13,15 @@ Four sources, each scored as a share so that they compare across time:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import msgspec
 
 from cdpulse.models.reco import covisitation
 from cdpulse.models.reco.config import RecoConfig
+from cdpulse.models.reco.context import Context
 from cdpulse.models.reco.shards import ServedState
 from cdpulse.models.reco.state import ALL, RecoState, Shopper
-from cdpulse.profile.model import Profile
-from cdpulse.profile.view import in_cart
 
-
-class Context(msgspec.Struct, frozen=True, gc=False):
-    """What the customer's profile says now: category affinity, recent views, cart."""
-
-    affinity: dict[str, float] = msgspec.field(default_factory=dict)  # category -> any scale
-    recently_viewed: tuple[str, ...] = ()  # newest first
-    cart: tuple[str, ...] = ()
-
-    @classmethod
-    def from_view(cls, view: Mapping[str, Any]) -> Context:
-        """From the profile JSON (``GET /v1/profiles/{id}``)."""
-        cart = view.get("cart") or {}
-        return cls(
-            affinity=dict(view.get("category_affinity") or {}),
-            recently_viewed=tuple(view.get("recently_viewed") or ()),
-            cart=tuple(item["product_id"] for item in cart.get("items", ())),
-        )
-
-    @classmethod
-    def from_profile(cls, profile: Profile) -> Context:
-        """From a ``Profile``; affinity shares do not depend on the time it is read at."""
-        # Newest first, ties by product: by product, then a stable sort by time (once per
-        # item event in the worker: C-level keys, not a Python key function per product).
-        viewed = profile.viewed
-        newest_first = sorted(viewed)
-        newest_first.sort(key=viewed.__getitem__, reverse=True)
-        return cls(
-            affinity=dict(profile.affinity),
-            recently_viewed=tuple(newest_first),
-            cart=tuple(in_cart(profile)),
-        )
+__all__ = ["Candidate", "Context", "Pool", "anchors", "fill", "generate", "shares"]
 
 
 @dataclass(slots=True)
@@ -172,19 +137,19 @@ def shares(
 ) -> tuple[list[str | None], list[float], list[float], list[float]]:
     """Per product: its category, the customer's share of affinity in it, the product's
     share of its category's popularity and of all popularity."""
-    total_affinity = sum(context.affinity.values())
-    affinities = context.affinity
     rows = _product_rows(state, products)
-    categories: list[str | None] = []
-    affinity, category_share, popularity = [], [], []
-    for category, share, overall in rows:
-        categories.append(category)
-        popularity.append(overall)
-        category_share.append(share)
-        if category is None or total_affinity <= 0:
-            affinity.append(0.0)
-        else:
-            affinity.append(affinities.get(category, 0.0) / total_affinity)
+    if not rows:
+        return [], [], [], []
+    # Columns from rows in C (``zip``), not four appends per product.
+    categories, category_share, popularity = (list(column) for column in zip(*rows, strict=True))
+    total_affinity = sum(context.affinity.values())
+    if total_affinity <= 0:
+        return categories, [0.0] * len(rows), category_share, popularity
+    affinities = context.affinity
+    affinity = [
+        0.0 if category is None else affinities.get(category, 0.0) / total_affinity
+        for category in categories
+    ]
     return categories, affinity, category_share, popularity
 
 

@@ -21,8 +21,9 @@ import itertools
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 
-from cdpulse.models.reco.candidates import Candidate, Context, anchors, fill
+from cdpulse.models.reco.candidates import Candidate, anchors, fill
 from cdpulse.models.reco.config import RecoConfig
+from cdpulse.models.reco.context import Context
 from cdpulse.models.reco.interactions import Interaction
 from cdpulse.models.reco.ranker import Example, vector
 from cdpulse.models.reco.state import ALL, MemoryState, Shopper

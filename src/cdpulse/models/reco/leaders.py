@@ -25,6 +25,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping
 
+from mypy_extensions import mypyc_attr
+
 
 def best(scores: Mapping[str, float], n: int) -> list[tuple[str, float]]:
     """The ``n`` best (member, score) of ``scores``, best first."""
@@ -33,6 +35,9 @@ def best(scores: Mapping[str, float], n: int) -> list[tuple[str, float]]:
     return [(member, score) for score, member in ranked]
 
 
+# Pickled in recommender snapshots: an ordinary class when compiled (``setup.py``), so
+# its pickles are the same in either build.
+@mypyc_attr(native_class=False)
 class Leaders:
     """The top ``size`` members of a score map (held by the caller, passed to each call).
 

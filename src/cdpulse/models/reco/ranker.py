@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
+
 from cdpulse.models.reco.candidates import Candidate
 from cdpulse.models.reco.config import RecoConfig
 
@@ -73,6 +75,9 @@ class Example:
     weight: float
 
 
+# Pickled in recommender snapshots: an ordinary class when compiled (``setup.py``), so
+# its pickles are the same in either build.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Folded:
     """A ranker for scoring: weights on raw (unscaled) features, intercept, feature means.
@@ -103,13 +108,12 @@ class Folded:
         if max(shares) == 1.0:
             return folded[shares.index(1.0)]
 
-        def mix(values: Sequence[float]) -> float:
-            return sum(s * v for s, v in zip(shares, values, strict=True))
-
+        weights = zip(*(f.weights for f in folded), strict=True)
+        means = zip(*(f.means for f in folded), strict=True)
         return cls(
-            tuple(mix(column) for column in zip(*(f.weights for f in folded), strict=True)),
-            mix([f.intercept for f in folded]),
-            tuple(mix(column) for column in zip(*(f.means for f in folded), strict=True)),
+            tuple(_mix(shares, column) for column in weights),
+            _mix(shares, [f.intercept for f in folded]),
+            tuple(_mix(shares, column) for column in means),
             learned,
         )
 
@@ -128,16 +132,58 @@ class Folded:
             for x0, x1, x2, x3, x4, x5, x6 in vectors
         ]
 
+    def pool_scores(
+        self,
+        covisitation: Sequence[float],
+        affinity: Sequence[float],
+        category_share: Sequence[float],
+        popularity: Sequence[float],
+        viewed: Sequence[float],
+        in_cart: Sequence[bool],
+    ) -> list[float]:
+        """``scores`` of a pool's columns (``candidates.Pool``), without a vector per
+        candidate: the same arithmetic in the same order, so the same floats."""
+        w0, w1, w2, w3, w4, w5, w6 = self.weights
+        w0, w1, w4, w5 = w0 + 1.0, w1 + 1.0, w4 + 1.0, w5 + 1.0
+        b = self.intercept
+        return [
+            b + w0 * x0 + w1 * (a * s) + w2 * a + w3 * s + w4 * x4 + w5 * x5 + w6 * float(x6)
+            for x0, a, s, x4, x5, x6 in zip(
+                covisitation, affinity, category_share, popularity, viewed, in_cart, strict=True
+            )
+        ]
+
     def reason_sources(self, c: Candidate) -> list[str]:
         """The sources by how much they lifted ``c`` above an average candidate, most first."""
         x = vector(c)
-        lift: dict[str, float] = {}
         if not self.learned:  # nothing learned yet: the prior's largest share
-            lift = {"covisitation": x[0], "category": x[1], "trending": x[4], "viewed": x[5]}
+            lifts = [
+                (-x[0], "covisitation"),
+                (-x[1], "category"),
+                (-x[4], "trending"),
+                (-x[5], "viewed"),
+            ]
         else:
-            for source, w, value, mean in zip(SOURCES, self.weights, x, self.means, strict=True):
-                lift[source] = lift.get(source, 0.0) + w * (value - mean)
-        return sorted(lift, key=lambda source: (-lift[source], source))
+            # Summed per source in ``SOURCES`` order, from 0.0 as a dict of sums would be.
+            w, m = self.weights, self.means
+            category = 0.0 + w[1] * (x[1] - m[1])
+            category = category + w[2] * (x[2] - m[2])
+            category = category + w[3] * (x[3] - m[3])
+            lifts = [
+                (-(0.0 + w[0] * (x[0] - m[0])), "covisitation"),
+                (-category, "category"),
+                (-(0.0 + w[4] * (x[4] - m[4])), "trending"),
+                (-(0.0 + w[5] * (x[5] - m[5])), "viewed"),
+                (-(0.0 + w[6] * (x[6] - m[6])), "cart"),
+            ]
+        # Most lift first, ties by name: tuples compare in C, no key function.
+        lifts.sort()
+        return [source for _, source in lifts]
+
+
+def _mix(shares: Sequence[float], values: Sequence[float]) -> float:
+    """The average of ``values`` weighted by ``shares``."""
+    return sum(s * v for s, v in zip(shares, values, strict=True))
 
 
 class Scorer(Protocol):
@@ -149,6 +195,7 @@ class Scorer(Protocol):
     def folded(self) -> Folded: ...
 
 
+@mypyc_attr(native_class=False)  # pickled in recommender snapshots, as Folded
 class Ranker:
     """Learns which candidate sources predict the customer's next product."""
 

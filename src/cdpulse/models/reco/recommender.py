@@ -13,15 +13,19 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from cdpulse.models.reco import covisitation, trending
-from cdpulse.models.reco.candidates import Candidate, Context, generate
+from cdpulse.models.reco.candidates import Candidate, generate
 from cdpulse.models.reco.config import RecoConfig
+from cdpulse.models.reco.context import Context
 from cdpulse.models.reco.examples import examples
 from cdpulse.models.reco.interactions import PURCHASE, interactions
 from cdpulse.models.reco.ranker import Example, Folded, Ranker, Scorer
@@ -41,6 +45,9 @@ class Recommendation:
     reason: str
 
 
+# Pickled (its snapshots): an ordinary class when compiled (``setup.py``), so its pickles
+# are the same in either build.
+@mypyc_attr(native_class=False)
 class Recommender:
     """Co-visitation, category and trending candidates, ranked by an online model.
 
@@ -191,15 +198,28 @@ class Recommender:
             context = Context() if context is None else Context.from_view(context)
         shopper = self.state.shopper(customer_id)
         pool = generate(self.state, self.config, shopper, context)
-        allowed = [i for i, p in enumerate(pool.products) if self._allowed(p, shopper)]
         ranker = self.ranker.folded()
-        scores = ranker.scores([pool.vector(i) for i in allowed])
-        ranked = sorted(
-            zip(scores, allowed, strict=True), key=lambda s: (-s[0], pool.products[s[1]])
+        scores = ranker.pool_scores(
+            pool.covisitation,
+            pool.affinity,
+            pool.category_share,
+            pool.popularity,
+            pool.viewed,
+            pool.in_cart,
         )
-        chosen: list[Recommendation] = []
+        bought, repeatable = shopper.bought, self.config.repeatable
+        # Best first, ties by product: plain tuples compare in C, with no key function
+        # per candidate (products are unique, so the index is never compared).
+        keys = [
+            (-score, product, i)
+            for i, (score, product) in enumerate(zip(scores, pool.products, strict=True))
+            if product not in bought or product in repeatable
+        ]
         seen_slots = self.config.seen_slots
-        for score, i in ranked:
+        # Without a cap on seen products the first k are the list: no full sort.
+        ranked = heapq.nsmallest(k, keys) if seen_slots is None else sorted(keys)
+        chosen: list[Recommendation] = []
+        for negated, _, i in ranked:
             if len(chosen) == k:
                 break
             if pool.viewed[i] > 0 or pool.in_cart[i]:
@@ -207,7 +227,7 @@ class Recommender:
                     continue
                 seen_slots = None if seen_slots is None else seen_slots - 1
             c = pool.candidate(i)
-            chosen.append(Recommendation(c.product_id, round(score, 6), _reason(ranker, c)))
+            chosen.append(Recommendation(c.product_id, round(-negated, 6), _reason(ranker, c)))
         return chosen
 
     def popular(self, customer_id: str, k: int = 10) -> list[Recommendation]:
