@@ -19,10 +19,11 @@ from cdpulse.contract import mirror
 from cdpulse.contract.events import EVENT_ADAPTER
 from cdpulse.contract.partitions import murmur2
 from cdpulse.models.reco import Context, MemoryState, RecoConfig, Recommender, Shopper
+from cdpulse.models.reco.candidates import generate
 from cdpulse.models.reco.examples import draw
 from cdpulse.models.reco.interactions import interactions
 from cdpulse.models.reco.leaders import Leaders
-from cdpulse.models.reco.ranker import FEATURES, Example, Ranker, prior
+from cdpulse.models.reco.ranker import FEATURES, SOURCES, Example, Ranker, prior, vector
 from cdpulse.models.reco.shards import shard_of
 from cdpulse.models.reco.state import ALL, LANDMARK_SPAN, decayed, landmark_at
 from cdpulse.models.reco_eval import evaluate, item_events
@@ -385,6 +386,80 @@ def test_every_recommendation_has_a_score_and_a_reason() -> None:
     assert reasons["B-1"] in {"popular in books", "viewed together with P-1"}
     assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
     assert all(r.reason for r in recs)
+
+
+def list_by_definition(
+    recommender: Recommender, customer: str, context: Context, k: int
+) -> list[tuple[str, float, str]]:
+    """A list as its definition reads, candidate by candidate: the oracle. Every candidate
+    the customer may buy scored from its feature vector, best first (ties by product), at
+    most ``seen_slots`` of them viewed or in the cart, each with the reason of the source
+    that lifted it most above an average candidate (ties by name)."""
+    config = recommender.config
+    shopper = recommender.state.shopper(customer)
+    pool = generate(recommender.state, config, shopper, context)
+    ranker = recommender.ranker.folded()
+    scored = []
+    for i, product in enumerate(pool.products):
+        if product in shopper.bought and product not in config.repeatable:
+            continue
+        scored.append((ranker.scores([pool.vector(i)])[0], product, i))
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    out: list[tuple[str, float, str]] = []
+    seen_slots = config.seen_slots
+    for score, product, i in scored:
+        if len(out) == k:
+            break
+        if (pool.viewed[i] > 0 or pool.in_cart[i]) and seen_slots is not None:
+            if seen_slots <= 0:
+                continue
+            seen_slots -= 1
+        c = pool.candidate(i)
+        x = vector(c)
+        lift: dict[str, float] = {}
+        if not ranker.learned:
+            lift = {"covisitation": x[0], "category": x[1], "trending": x[4], "viewed": x[5]}
+        else:
+            for source, w, value, mean in zip(
+                SOURCES, ranker.weights, x, ranker.means, strict=True
+            ):
+                lift[source] = lift.get(source, 0.0) + w * (value - mean)
+        reason = "trending now"
+        for source in sorted(lift, key=lambda s: (-lift[s], s)):
+            if source == "covisitation" and c.anchor is not None:
+                reason = f"{TOGETHER[c.relation]} {c.anchor}"
+            elif source == "viewed" and c.viewed > 0:
+                reason = "you viewed it recently"
+            elif source == "cart" and c.in_cart:
+                reason = "in your cart"
+            elif source == "category" and c.category is not None and c.affinity > 0:
+                reason = f"popular in {c.category}"
+            else:
+                continue
+            break
+        out.append((product, round(score, 6), reason))
+    return out
+
+
+TOGETHER = {1: "viewed together with", 2: "added to cart with", 3: "bought together with"}
+
+
+@pytest.mark.parametrize("seen_slots", [None, 2])
+@pytest.mark.parametrize("learned", [False, True])
+def test_lists_are_the_pool_ranked_as_defined(seen_slots: int | None, learned: bool) -> None:
+    config = RecoConfig(seen_slots=seen_slots, example_share=1.0 if learned else 0.0)
+    recommender = Recommender(config)
+    records = list(item_events(Shop(customers=150, days=14, seed=5).events(), consent=True))
+    history, asked = records[:-300], records[-300:]
+    for record in history:
+        recommender.learn_one(record.customer_id, record.items, record.context)
+    assert (recommender.ranker.learned > 0) is learned
+    served = Recommender.merge([recommender])
+    for model in (recommender, served):
+        for record in asked:
+            got = model.recommend(record.customer_id, record.context, k=10)
+            expected = list_by_definition(model, record.customer_id, record.context, 10)
+            assert [(r.product_id, r.score, r.reason) for r in got] == expected
 
 
 def test_context_from_profile_and_from_its_json_agree() -> None:
