@@ -239,10 +239,17 @@ class Settings(BaseSettings):
         "under a backlog a batch is full (CDPULSE_BATCH_SIZE) at once.",
     )
     learner_batch_within: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds the churn, campaign, persona and offer learners wait to fill a "
+        "batch. Each batch ends with a published snapshot, which workers and the api load "
+        "every CDPULSE_MODEL_REFRESH_SECONDS: fuller batches make fewer, for the same models.",
+    )
+    reco_batch_within: float = Field(
         0.1,
         gt=0,
-        description="Seconds a learner waits to fill a batch: each churn or offer batch ends "
-        "with a snapshot, so fuller batches make fewer.",
+        description="Seconds the recommender's learner waits to fill a batch. Its lists are "
+        "published after each batch, so the wait adds to produce → recommendation latency.",
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     prefetch: int = Field(

@@ -357,7 +357,7 @@ def create_learner(settings: Settings) -> tuple[faust.App, Health]:
     @app.agent(reco_events, concurrency=1, name="reco-learner")
     async def reco_learner(stream: Any) -> None:
         async for events in stream.take_events(
-            settings.batch_size, within=settings.learner_batch_within
+            settings.batch_size, within=settings.reco_batch_within
         ):
             with _committed_only_if_handled(events):
                 by_shard: dict[int, list[tuple[int, bytes]]] = {}
