@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from cdpulse.monitors.health import Gate, GateSpec, InputHealth, judged_through
 from cdpulse.monitors.inputs import InputMonitor
@@ -33,6 +34,16 @@ class InputQuality:
     def __init__(self, sample: int, gating: Gating | None = None) -> None:
         self.monitor = InputMonitor(sample=sample)
         self.gating = gating
+        # Each batch updates ~150 labelled series: looked up here once each, since
+        # ``labels()`` checks and joins its arguments on every call.
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def observe(self, decoded: Decoded | None) -> None:
         """Count a written batch's events (an empty batch changes nothing).
@@ -52,24 +63,25 @@ class InputQuality:
         tally = self.monitor.observe(
             (item.message.topic, item.message.timestamp, item.event) for item in decoded.items
         )
+        child = self._child
         for (kind, name, state), n in tally.fields.items():
-            metrics.INPUT_FIELDS.labels(kind, name, state).inc(n)
+            child(metrics.INPUT_FIELDS, kind, name, state).inc(n)
         for kind, name, value in tally.values:
-            metrics.INPUT_VALUE.labels(kind, name).observe(value)
+            child(metrics.INPUT_VALUE, kind, name).observe(value)
         for topic, seconds in tally.lateness:
-            metrics.INPUT_LATENESS.labels(topic).observe(seconds)
+            child(metrics.INPUT_LATENESS, topic).observe(seconds)
         for (kind, state), n in tally.categories.items():
-            metrics.INPUT_CATEGORIES.labels(kind, state).inc(n)
+            child(metrics.INPUT_CATEGORIES, kind, state).inc(n)
         if self.gating is not None:
             health = self.gating.health
             for item in decoded.items:
                 event = item.event
                 health.observe(event.type, event.at, event.properties)
         for topic, at in self.monitor.newest.items():
-            metrics.INPUT_NEWEST.labels(topic).set(at / 1000)
+            child(metrics.INPUT_NEWEST, topic).set(at / 1000)
         for (topic, kind), (ratio, mean) in self.monitor.volumes().items():
-            metrics.INPUT_VOLUME.labels(topic, kind).set(math.nan if ratio is None else ratio)
-            metrics.INPUT_VOLUME_BASELINE.labels(topic, kind).set(mean)
+            child(metrics.INPUT_VOLUME, topic, kind).set(math.nan if ratio is None else ratio)
+            child(metrics.INPUT_VOLUME_BASELINE, topic, kind).set(mean)
 
     async def sync(self) -> None:
         """After a written batch: judge, share and read the input-health flags."""
