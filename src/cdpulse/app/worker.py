@@ -287,7 +287,9 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         # broker's and Redis' time overlaps the worker's); its offsets are acked only
         # once it is written.
         try:
-            async for events in stream.take_unacked(settings.batch_size, settings.batch_within):
+            async for events in stream.take_unacked(
+                settings.batch_size, settings.batch_within, settings.batch_bytes
+            ):
                 messages = [_message(e) for e in events]
                 taken = time.time()
                 appended = [m.timestamp for m in messages if m.timestamp is not None]

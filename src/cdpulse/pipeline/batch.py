@@ -52,6 +52,10 @@ MAX_LINK_READS = 4  # links are one hop in practice; a hostile chain is cut shor
 # Profiles decided between two turns of the event loop (~2 ms): a batch decided while the
 # one before it is written lets that write's replies in at once.
 YIELD_EVERY = 16
+# Messages decoded between two turns of the event loop: a message the contract must word
+# a rejection for costs up to milliseconds (a hostile one, near CDPULSE_MAX_EVENT_BYTES),
+# and a batch of thousands would hold the loop, and /healthz with it, for seconds.
+DECODE_EVERY = 256
 
 
 class GaveUp(RuntimeError):
@@ -245,13 +249,21 @@ class ProfilePipeline:
     ) -> Begun:
         report = BatchReport(messages=len(messages))
         racing = self._staged if previous is not None and not previous.done() else {}
-        decoded = decode_batch(
-            messages,
-            max_bytes=self.max_bytes,
-            max_future_skew=self.max_future_skew,
-            now=now,
-            schemas=self.stages.rules.custom_schemas,
-        )
+        decoded = Decoded()
+        for at in range(0, len(messages), DECODE_EVERY):
+            if at:
+                await asyncio.sleep(0)
+            part = decode_batch(
+                messages[at : at + DECODE_EVERY],
+                max_bytes=self.max_bytes,
+                max_future_skew=self.max_future_skew,
+                now=now,
+                schemas=self.stages.rules.custom_schemas,
+            )
+            decoded.items += part.items
+            decoded.dead_letters += part.dead_letters
+            decoded.consumed.update(part.consumed)
+            decoded.rejected.update(part.rejected)
         report.decoded = decoded
         letters = Outputs()
         for letter in decoded.dead_letters:

@@ -50,14 +50,17 @@ class BatchStream(faust.Stream[Any]):
         self._active_agens.add(batches)
         return batches
 
-    def take_unacked(self, max_: int, within: Any) -> AsyncGenerator[Sequence[EventT[Any]], None]:
+    def take_unacked(
+        self, max_: int, within: Any, max_bytes: int | None = None
+    ) -> AsyncGenerator[Sequence[EventT[Any]], None]:
         """``take_events`` whose batches are acked by ``ack_batch``, not by the loop.
 
         For an agent that keeps a batch in flight past its loop body (the worker writes
         one batch while it decides the next): its offsets are committed only once it
         acks the batch, after the write. Its batches are eager (``_Intake.fill``): the
         events that queued while the agent decided the batch before are the next batch,
-        with no wait of ``within`` added to their latency.
+        with no wait of ``within`` added to their latency. ``max_bytes`` bounds a batch
+        by its messages' values too: a batch of large messages ends sooner (never empty).
         """
         consumer = self.app.consumer
         if not isinstance(consumer, BatchConsumer) or (
@@ -65,7 +68,7 @@ class BatchStream(faust.Stream[Any]):
         ):
             raise TypeError("take_unacked needs a plain BatchStream on a BatchConsumer")
         seconds = want_seconds(within) if within else None
-        batches = self._take_batches(max_, seconds, acks=False, eager=True)
+        batches = self._take_batches(max_, seconds, acks=False, eager=True, max_bytes=max_bytes)
         self._active_agens.add(batches)
         return batches
 
@@ -74,12 +77,17 @@ class BatchStream(faust.Stream[Any]):
         cast(BatchConsumer, self.app.consumer).ack_messages([event.message for event in events])
 
     async def _take_batches(
-        self, max_: int, within: float | None, acks: bool = True, eager: bool = False
+        self,
+        max_: int,
+        within: float | None,
+        acks: bool = True,
+        eager: bool = False,
+        max_bytes: int | None = None,
     ) -> AsyncGenerator[Sequence[EventT[Any]], None]:
         self._finalized = True
         started_by_us = await self.maybe_start()
         consumer = cast(BatchConsumer, self.app.consumer)
-        intake = _Intake(self)
+        intake = _Intake(self, max_bytes)
         try:
             while not self.should_stop:
                 await intake.fill(max_, within, eager)
@@ -111,7 +119,7 @@ class _Intake:
     Settings are read once here, not per event: a faust setting costs ~1 µs to read.
     """
 
-    def __init__(self, stream: BatchStream) -> None:
+    def __init__(self, stream: BatchStream, max_bytes: int | None = None) -> None:
         app = stream.app
         self.stream = stream
         self.queue = cast(ChannelT[Any], stream.channel).queue
@@ -124,11 +132,20 @@ class _Intake:
         self.sensors = bool(getattr(app, "per_message_sensors", True))
         self.events: list[EventT[Any]] = []
         self.states: list[Any] = []
+        # Bytes of the batch's message values, counted only under a bound.
+        self.max_bytes = max_bytes
+        self.size = 0
 
     def take(self) -> tuple[list[EventT[Any]], list[Any]]:
         events, states = self.events, self.states
         self.events, self.states = [], []
+        self.size = 0
         return events, states
+
+    def full(self, max_: int) -> bool:
+        if len(self.events) >= max_:
+            return True
+        return self.max_bytes is not None and self.size >= self.max_bytes
 
     async def fill(self, max_: int, within: float | None, eager: bool = False) -> None:
         """Take events until ``max_``, or until ``within`` s after the first one.
@@ -138,13 +155,13 @@ class _Intake:
         as it took), and while a batch is decided the next one fills by itself: a wait
         of ``within`` only pays when the agent was idle for the first event.
         """
-        queue, events, accept = self.queue, self.events, self.accept
+        queue, events, accept, full = self.queue, self.events, self.accept, self.full
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         waited = False
-        while len(events) < max_:
+        while not full(max_):
             if not queue.empty():
-                while len(events) < max_ and not queue.empty():
+                while not full(max_) and not queue.empty():
                     accept(queue.get_nowait())
                 continue
             if eager and events and not waited:
@@ -186,6 +203,8 @@ class _Intake:
             self.states.append(
                 self.stream._on_stream_event_in(message.tp, message.offset, self.stream, value)
             )
+        if self.max_bytes is not None:
+            self.size += len(message.value or b"")
         self.events.append(value)
 
     def sensors_out(self, batch: Sequence[EventT[Any]], states: Sequence[Any]) -> None:
