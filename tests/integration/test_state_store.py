@@ -518,6 +518,84 @@ def test_what_a_staged_save_made_due_is_polled_before_its_write_lands(env: Env) 
     asyncio.run(main())
 
 
+def test_a_write_ending_while_a_read_is_answered_leaves_its_due_polled(env: Env) -> None:
+    """Batch 2's read runs in Redis before batch 1's write, but the write's reply is
+    handled first: the schedule read is the old one, and what batch 1 staged is still due.
+    """
+    client = async_redis(env.settings.redis_url)
+    state = RedisState(
+        client,
+        env.name + "-race",
+        pseudonym=RULES.traits.pseudonymizer.of_id,
+        shard_of=lambda profile_id: 0,
+        cache=ProfileCache(100),
+    )
+    sent = state._execute
+
+    async def main() -> None:
+        await state.load_scripts()
+        changes = Changes([Save(Profile(id="C", customer_id="C", events=1), 0, churn_due=1000)])
+        state.stage(changes)
+
+        async def read_then_write(build: Any, op: str, durable: bool = False) -> list[Any]:
+            replies = await sent(build, op, durable)
+            if op == "read":
+                assert await state.write(changes) == {"C": SaveStatus.SAVED}
+            return replies
+
+        state._execute = read_then_write  # type: ignore[method-assign]
+        view = await state.read(Wanted(due_shards=(0,), due_until=1000))
+        assert view.due == {"C"}
+
+    asyncio.run(main())
+
+
+def test_a_full_due_poll_names_the_last_it_gave_as_memory_does(env: Env) -> None:
+    """A churn schedule with more due than a batch polls gives the earliest, ties by id,
+    and the (due time, id) of the last it gave: the batch decides labels only up to there.
+    A full trigger schedule cuts nothing, but the batch knows more is due."""
+    client = async_redis(env.settings.redis_url)
+    redis_state = RedisState(
+        client, env.name + "-cut", pseudonym=RULES.traits.pseudonymizer.of_id, shard_of=lambda _: 0
+    )
+    memory = MemoryState(shard_of=lambda _: 0)
+    # Due times with ties; the trigger schedule's come earlier.
+    churn = {f"C{n}": 1000 + 100 * (n % 3) for n in range(7)}
+    oldest = sorted((at, i) for i, at in churn.items())
+
+    async def main() -> None:
+        await redis_state.load_scripts()
+        for state in (redis_state, memory):
+            changes = Changes(
+                [
+                    Save(
+                        Profile(id=i, customer_id=i, events=1),
+                        0,
+                        churn_due=at,
+                        trigger_due=500 + n,
+                    )
+                    for n, (i, at) in enumerate(sorted(churn.items()))
+                ]
+            )
+            state.stage(changes)
+            statuses = await state.write(changes)
+            assert set(statuses.values()) == {SaveStatus.SAVED}
+            full = await state.read(Wanted(due_shards=(0,), due_until=1100, due_limit=4))
+            # The earliest four of each schedule.
+            assert full.due == {i for _, i in oldest[:4]} | {"C0", "C1", "C2", "C3"}
+            assert full.due_cut == oldest[3] and full.due_more
+            # Fewer due than the limit in every schedule: no cut.
+            few = await state.read(Wanted(due_shards=(0,), due_until=1100, due_limit=8))
+            assert few.due == set(churn)
+            assert few.due_cut is None and not few.due_more
+            # Only the trigger schedule full: no cut.
+            triggers = await state.read(Wanted(due_shards=(0,), due_until=999, due_limit=2))
+            assert triggers.due == {"C0", "C1"}
+            assert triggers.due_cut is None and triggers.due_more
+
+    asyncio.run(main())
+
+
 def _event(n: int, kind: str, customer: str, **properties: Any) -> dict[str, Any]:
     return {
         "event_id": f"e{n}",

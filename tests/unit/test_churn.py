@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 
 from cdpulse.contract.partitions import partition_of
 from cdpulse.models.churn.features import FEATURE_NAMES, churn_features, describe
@@ -126,6 +127,29 @@ def test_the_replayed_model_beats_recency_alone_on_the_simulator() -> None:
     assert result.model["roc_auc"] > result.baseline["roc_auc"]
     scored = [s for s in result.scores.values() if s is not None]
     assert scored and all(0.0 <= s <= 1.0 for s in scored)
+
+
+def test_labels_come_in_decision_order_however_few_due_profiles_a_batch_may_poll() -> None:
+    """Churn labels bunch: every customer quiet since one day is labelled at one moment.
+    A batch polls only ``due_per_batch`` of them per schedule; the rest, and the touched
+    profiles due after them, wait for the next batch, so that the training topic holds
+    the examples in (decision time, customer) order whatever the batches and the limit.
+    """
+    events = list(Shop(customers=80, days=60, seed=8).events())
+    lines = [json.dumps(e).encode() for e in events]
+
+    def examples(due_per_batch: int, batch_size: int) -> list[Example]:
+        settings = Settings(due_per_batch=due_per_batch)
+        replay = replay_churn(lines, settings, partition_of, batch_size=batch_size)
+        return asyncio.run(replay).examples
+
+    unbounded = examples(100_000, 500)
+    assert unbounded == sorted(unbounded, key=lambda e: e.order)
+    # Many are decided at the very same moment: the limit of 2 is hit again and again.
+    moments = Counter(e.label_at for e in unbounded)
+    assert len(unbounded) > 500 and max(moments.values()) > 2
+    for due_per_batch, batch_size in ((2, 500), (2, 3_000), (5, 97), (1, 1)):
+        assert examples(due_per_batch, batch_size) == unbounded, (due_per_batch, batch_size)
 
 
 def test_the_compiled_scorer_agrees_with_the_model() -> None:

@@ -128,7 +128,7 @@ class Worker:
     def note(self, report: BatchReport) -> None:
         """A batch is written: what the idle timer reads of it."""
         self.decided_at = report.decided_at
-        self.more_due = len(report.due) >= self.pipeline.due_limit
+        self.more_due = not report.polled_all
         self.held = report.work.held
 
     def idle_due(self) -> bool:

@@ -59,6 +59,7 @@ async def replay_forecast(
 ) -> ForecastReplay:
     """Replay JSON Lines through the pipeline and learn every closed day's forecasts."""
     from cdpulse.contract.message import Message
+    from cdpulse.pipeline.batch import BatchReport
     from cdpulse.pipeline.memory import MemoryState
     from cdpulse.pipeline.replay import Messages, feed, replay_pipeline
     from cdpulse.pipeline.stages import Models
@@ -67,8 +68,8 @@ async def replay_forecast(
     assert isinstance(state, MemoryState)
     topics = Topics.from_settings(settings)
 
-    async def flush(batch: list[Message]) -> None:
-        await pipeline.run(batch)
+    async def flush(batch: list[Message]) -> BatchReport:
+        return await pipeline.run(batch)
 
     cutter = Messages(topics, settings.topic_partitions, partition_of)
     events, rejected = await feed(lines, cutter, flush, BATCH, progress)

@@ -114,11 +114,39 @@ class BatchReport:
     round_trips: int = 0
     retries: Counter[str] = field(default_factory=Counter)  # refused saves, by status
     erasures: list[Any] = field(default_factory=list)
-    decided_at: int = 0  # the low watermark labels and triggers were decided at
+    decided_at: int = 0  # the low watermark labels and triggers were decided at (at least)
+    polled_all: bool = True  # False: more was due than the batch polled (``DecideAt``)
     due: set[str] = field(default_factory=set)  # profiles polled because something was due
     low_watermark: int = 0  # with this batch's events: what the next batch decides at
     high_watermark: int = 0
     written_at: float = 0.0  # wall clock when the write was acknowledged (latency metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class DecideAt:
+    """The watermark a batch decides each profile's labels and triggers at.
+
+    ``low``, the low watermark of the batch before, unless a churn schedule had more due
+    than a batch polls (``View.due_cut``): then each profile is decided only up to the
+    last (due time, id) polled. What one batch decides then all comes before what the
+    next decides, by (decision time, id) as labels are published, however many came due
+    at once and wherever the stream was cut into batches. Each batch still gets on:
+    every schedule's ids up to the cut were polled and are decided past it.
+    """
+
+    low: int
+    cut: tuple[int, str] | None = None
+
+    def of(self, profile_id: str) -> int:
+        if self.cut is None:
+            return self.low
+        at, last = self.cut
+        return min(self.low, at if profile_id <= last else at - 1)
+
+    @property
+    def floor(self) -> int:
+        """What every profile was decided at, at least."""
+        return self.low if self.cut is None else min(self.low, self.cut[0] - 1)
 
 
 @dataclass(slots=True)
@@ -129,7 +157,7 @@ class Begun:
     items: list[Item]
     due: set[str]
     view: View
-    decide_at: int
+    decide_at: DecideAt
     as_of: int
     work: Work
     per_profile: dict[str, Work]
@@ -276,9 +304,9 @@ class ProfilePipeline:
             if item.event.at > newest.get(where, 0):
                 newest[where] = item.event.at
         marks = {f"{topic}:{partition}": at for (topic, partition), at in newest.items()}
-        decide_at = self._planned_low
-        view = await self._read(decoded.items, set(), report, due_until=decide_at)
+        view = await self._read(decoded.items, set(), report, due_until=self._planned_low)
         due = report.due = view.due
+        decide_at = DecideAt(self._planned_low, view.due_cut)
         items, requests = self._screen(decoded.items, view, report)
         if requests:
             # An erasure must not race the previous batch's write of the same customer.
@@ -292,7 +320,8 @@ class ProfilePipeline:
                     marks[name] = at
         self._marks = dict(marks)
         low = 0 if len(marks) < self.partitions else min(marks.values())
-        report.decided_at, report.low_watermark = decide_at, low
+        report.decided_at, report.low_watermark = decide_at.floor, low
+        report.polled_all = not view.due_more
         report.high_watermark = max(marks.values(), default=0)
 
         as_of = max((i.event.at for i in items), default=report.high_watermark)
@@ -478,7 +507,7 @@ class ProfilePipeline:
         items: list[Item],
         due: set[str],
         view: View,
-        low: int,
+        decide_at: DecideAt,
         as_of: int,
         report: BatchReport,
     ) -> tuple[Work, dict[str, Work]]:
@@ -543,6 +572,7 @@ class ProfilePipeline:
                 mine.outputs.add(Stream.DEAD_LETTER, _key(letter), letter.to_json())
             for rule in merge_rules.get(update.target, ()):
                 mine.counts[MERGE_REFUSED + ":" + rule] += 1
+            low = decide_at.of(update.target)
             try:
                 found = self.stages.one(update, low, as_of, view.exposures, mine)
             except Exception as exc:  # quarantine: one profile's input never stops a batch

@@ -20,6 +20,7 @@ from cdpulse.models.campaign.model import CampaignLearner, CampaignSnapshot
 from cdpulse.models.campaign.scoring import propensity
 from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.models.quality import ModelQuality
+from cdpulse.pipeline.batch import BatchReport
 from cdpulse.pipeline.replay import Messages, Partitioner, feed, replay_pipeline
 from cdpulse.pipeline.stages import Models
 from cdpulse.profile.model import decode
@@ -77,7 +78,7 @@ async def replay_campaign(
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
     learned: list[CampaignExample] = []
 
-    async def flush(batch: list[Message]) -> None:
+    async def flush(batch: list[Message]) -> BatchReport:
         report = await pipeline.run(batch)
         labelled = report.work.campaign
         start = len(learned)
@@ -86,6 +87,7 @@ async def replay_campaign(
             baseline.learn(example)
         if learner.learn(list(enumerate(labelled, start))).learned:
             snapshot[:] = [learner.snapshot()]
+        return report
 
     events, rejected = await feed(lines, cutter, flush, batch_size, progress)
     newest = snapshot[0] if snapshot else None

@@ -63,6 +63,8 @@ class MemoryState:
                 due = sorted(
                     (at, i) for i, at in schedule.get(shard, {}).items() if at <= wanted.due_until
                 )
+                if len(due) >= wanted.due_limit:
+                    view.cut_due(due[wanted.due_limit - 1], schedule is self.churn_due)
                 for _, i in due[: wanted.due_limit]:
                     view.due.add(i)
                     version, blob = self.blobs.get(i, (0, None))

@@ -18,6 +18,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.models.clv.lifetime import ClvSnapshot
 from cdpulse.models.next_purchase import ERROR, MEASURED, PREDICTORS, next_purchase_view
+from cdpulse.pipeline.batch import BatchReport
 from cdpulse.pipeline.replay import Messages, Partitioner, feed, replay_pipeline
 from cdpulse.pipeline.stages import Models
 from cdpulse.privacy.consent import allows
@@ -61,12 +62,14 @@ async def replay_next_purchase(
     orders = 0
     errors = dict.fromkeys(PREDICTORS, 0)
 
-    async def flush(batch: list[Message]) -> None:
+    async def flush(batch: list[Message]) -> BatchReport:
         nonlocal orders
-        counts = (await pipeline.run(batch)).work.counts
+        report = await pipeline.run(batch)
+        counts = report.work.counts
         orders += counts[MEASURED]
         for predictor in PREDICTORS:
             errors[predictor] += counts[ERROR + predictor]
+        return report
 
     events, rejected = await feed(lines, cutter, flush, batch_size, progress)
     as_of = max(state.watermarks.values(), default=0)

@@ -18,6 +18,7 @@ from cdpulse.contract.topics import Topics
 from cdpulse.models.churn.labels import ChurnLabeler
 from cdpulse.models.personas_labels import PersonaExample, PersonaLabeler
 from cdpulse.models.personas_learner import PersonaLearner, PersonaState, persona_of
+from cdpulse.pipeline.batch import BatchReport
 from cdpulse.pipeline.replay import Messages, Partitioner, feed, replay_pipeline
 from cdpulse.pipeline.stages import Models
 from cdpulse.profile.model import decode
@@ -59,11 +60,12 @@ async def replay_personas(
     cutter = Messages(Topics.from_settings(settings), settings.topic_partitions, partition_of)
     learned: list[PersonaExample] = []
 
-    async def flush(batch: list[Message]) -> None:
+    async def flush(batch: list[Message]) -> BatchReport:
         report = await pipeline.run(batch)
         start = len(learned)
         learned.extend(report.work.personas)
         learner.learn(list(enumerate(report.work.personas, start)))
+        return report
 
     events, rejected = await feed(lines, cutter, flush, batch_size, progress)
     final = learner.snapshot()

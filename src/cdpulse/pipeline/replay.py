@@ -30,7 +30,7 @@ from cdpulse.models.clv.model import summary_from_profile
 from cdpulse.models.health import HealthPolicy
 from cdpulse.models.personas_labels import PersonaLabeler
 from cdpulse.models.quality import ModelQuality
-from cdpulse.pipeline.batch import ProfilePipeline, Sharding
+from cdpulse.pipeline.batch import BatchReport, ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
@@ -112,6 +112,7 @@ def replay_pipeline(
         Stages(engine),
         partitions=len(Topics.from_settings(settings).inputs) * partitions,
         sharding=Sharding(lambda: tuple(range(partitions)), shard_of),
+        due_limit=settings.due_per_batch,
     )
     return state, pipeline
 
@@ -140,12 +141,13 @@ class Messages:
 async def feed(
     lines: Iterable[bytes],
     cutter: Messages,
-    flush: Callable[[list[Message]], Awaitable[None]],
+    flush: Callable[[list[Message]], Awaitable[BatchReport | None]],
     batch_size: int,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
-    """Cut ``lines`` into batches of messages for ``flush``, then flush an idle batch
-    (what the last watermark made due is decided); the events read and rejected."""
+    """Cut ``lines`` into batches of messages for ``flush``, then flush idle batches
+    until what the last watermark made due is decided (as a worker's idle timer does);
+    the events read and rejected."""
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
@@ -172,8 +174,10 @@ async def feed(
             batch = []
     if batch:
         await flush(batch)
-    await flush([])
-    return events, rejected
+    while True:
+        report = await flush([])
+        if report is None or report.polled_all:
+            return events, rejected
 
 
 async def replay_churn(
@@ -199,7 +203,7 @@ async def replay_churn(
     learned: list[Example] = []
     predictions: list[float] = []
 
-    async def flush(batch: list[Message]) -> None:
+    async def flush(batch: list[Message]) -> BatchReport:
         nonlocal training_offset
         report = await pipeline.run(batch)
         pairs = []
@@ -212,6 +216,7 @@ async def replay_churn(
         predictions.extend(values[-1] for _, _, values in result.scored)
         if result.learned:
             models.churn = learner.snapshot()
+        return report
 
     events, rejected = await feed(lines, cutter, flush, batch_size, progress)
 

@@ -70,6 +70,10 @@ class View:
     # experiment -> customer -> (variant, exposed at)
     exposures: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     due: set[str] = field(default_factory=set)  # profiles with something due (loaded too)
+    # The lowest (due time, id) that a churn schedule polled as its last one when it gave
+    # all it may: more may be due after it (None: the polls gave everything due).
+    due_cut: tuple[int, str] | None = None
+    due_more: bool = False  # some schedule (churn or trigger) gave all it may
     round_trips: int = 1  # 0: everything came from memory
     # profiles handed over from the store's memory instead of read: the batch's write
     # gives them back (``Changes.lent``)
@@ -83,6 +87,17 @@ class View:
         self.erased |= more.erased
         for name, seen in more.exposures.items():
             self.exposures.setdefault(name, {}).update(seen)
+
+    def cut_due(self, last: tuple[int, str], churn: bool) -> None:
+        """A schedule gave as many due ids as it may, ``last`` (due time, id) the last.
+
+        Churn's cut the labels a batch decides (``DecideAt``); a trigger schedule's do not:
+        a held trigger stays due until the gate judges its hour, and would hold every label
+        behind it (firings are not published in decision order).
+        """
+        self.due_more = True
+        if churn and (self.due_cut is None or last < self.due_cut):
+            self.due_cut = last
 
     def low_watermark(self, partitions: int) -> int:
         """The event time every input partition has passed (0 until all reported)."""

@@ -245,6 +245,10 @@ class RedisState:
         ]
         buyer_groups = self._by_shard(buyers) if buyers else []
         polls = self._due_polls(wanted)
+        # What the saves in flight made due, as of before the read is sent: one of their
+        # writes may run in Redis after this read (which then finds the schedule as it
+        # was), yet end here before its reply, forgetting what it staged.
+        staged_due = dict(self._staged_due) if polls else {}
 
         def build(pipe: Any) -> None:
             if erased:
@@ -282,8 +286,11 @@ class RedisState:
                             variant, at = _text(value).split("|")
                             seen[customer] = (variant, int(at))
                 view.exposures[name] = seen
-        for _ in polls:
-            rows = next(replies)
+        for schedules, _ in polls:
+            rows, cuts = next(replies)
+            for cut in range(0, len(cuts), 3):
+                churn = schedules[int(cuts[cut]) - 1].endswith(":churn")
+                view.cut_due((int(float(cuts[cut + 1])), _text(cuts[cut + 2])), churn)
             for row in range(0, len(rows), 4):
                 due_id = _text(rows[row])
                 view.due.add(due_id)
@@ -299,8 +306,8 @@ class RedisState:
                     continue
                 # Not lent (someone else wrote it since): what was read stands.
                 _rows(view, [due_id], rows[row + 1 : row + 4])
-        if self._staged_due and wanted.due_shards:
-            self._poll_staged(view, wanted)
+        if staged_due:
+            self._poll_staged(view, wanted, staged_due)
         return view
 
     def _by_shard(self, ids: list[str]) -> list[tuple[Shard, list[str]]]:
@@ -338,11 +345,13 @@ class RedisState:
             for shard in self.keys.shards()
         ]
 
-    def _poll_staged(self, view: View, wanted: Wanted) -> None:
+    def _poll_staged(
+        self, view: View, wanted: Wanted, staged_due: dict[str, tuple[int, int, Save]]
+    ) -> None:
         """What the saves being written made due, as the schedules will say once written."""
         assert self.cache is not None
         shards = set(wanted.due_shards)
-        for profile_id, (shard, due, _) in self._staged_due.items():
+        for profile_id, (shard, due, _) in staged_due.items():
             if shard not in shards or due > wanted.due_until or profile_id in view.due:
                 continue
             if profile_id not in view.profiles:
