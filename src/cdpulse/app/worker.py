@@ -328,14 +328,19 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         if not worker.idle_due() and not await retry(pipeline.shared_watermark_moved):
             return  # everything up to the watermark is decided
         with suppress(asyncio.CancelledError):  # stopping mid-retry: nothing was lost
+            polled: object = None
             while True:
                 async with worker.lock:
                     await worker.land(keep=0)
                     report = await retry(functools.partial(pipeline.run, []))
                 settled(report, [])
                 await inputs.sync()
-                if not worker.more_due or app.should_stop:
+                # The same due profiles and cut again: what stays due (a held trigger, a
+                # profile whose stages raise) waits for the next tick, not a busy loop.
+                again = (report.due, report.due_cut)
+                if not worker.more_due or app.should_stop or again == polled:
                     return
+                polled = again
 
     seal = Seal.from_settings(settings)
     churn, offers, reco = (

@@ -116,6 +116,7 @@ class BatchReport:
     erasures: list[Any] = field(default_factory=list)
     decided_at: int = 0  # the low watermark labels and triggers were decided at (at least)
     polled_all: bool = True  # False: more was due than the batch polled (``DecideAt``)
+    due_cut: tuple[int, str] | None = None  # where it cut the labels it decided
     due: set[str] = field(default_factory=set)  # profiles polled because something was due
     low_watermark: int = 0  # with this batch's events: what the next batch decides at
     high_watermark: int = 0
@@ -321,7 +322,7 @@ class ProfilePipeline:
         self._marks = dict(marks)
         low = 0 if len(marks) < self.partitions else min(marks.values())
         report.decided_at, report.low_watermark = decide_at.floor, low
-        report.polled_all = not view.due_more
+        report.polled_all, report.due_cut = not view.due_more, view.due_cut
         report.high_watermark = max(marks.values(), default=0)
 
         as_of = max((i.event.at for i in items), default=report.high_watermark)

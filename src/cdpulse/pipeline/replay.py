@@ -174,10 +174,14 @@ async def feed(
             batch = []
     if batch:
         await flush(batch)
+    polled: object = None
     while True:
         report = await flush([])
-        if report is None or report.polled_all:
+        # The same due profiles and cut again: the batch decided nothing. A held trigger
+        # or a profile whose stages raise stays due, and must not keep a replay going.
+        if report is None or report.polled_all or (report.due, report.due_cut) == polled:
             return events, rejected
+        polled = (report.due, report.due_cut)
 
 
 async def replay_churn(
