@@ -289,10 +289,7 @@ class ProfilePipeline:
                 now=now,
                 schemas=self.stages.rules.custom_schemas,
             )
-            decoded.items += part.items
-            decoded.dead_letters += part.dead_letters
-            decoded.consumed.update(part.consumed)
-            decoded.rejected.update(part.rejected)
+            decoded.absorb(part)
         report.decoded = decoded
         letters = Outputs()
         for letter in decoded.dead_letters:

@@ -43,6 +43,13 @@ class Decoded:
     consumed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (topic, type)
     rejected: Counter[str] = field(default_factory=Counter)  # reason
 
+    def absorb(self, part: Decoded) -> None:
+        """Add ``part``, the next messages of the same batch decoded."""
+        self.items += part.items
+        self.dead_letters += part.dead_letters
+        self.consumed.update(part.consumed)
+        self.rejected.update(part.rejected)
+
 
 def decode_batch(
     messages: list[Message],
