@@ -229,9 +229,7 @@ class ProfilePipeline:
         later write of another worker made due for its profiles (until its next event).
         """
         view = await self.state.read(Wanted(watermarks=True))
-        marks = view.watermarks
-        low = 0 if len(marks) < self.partitions else min(marks.values())
-        return low > self._planned_low
+        return view.low_watermark(self.partitions) > self._planned_low
 
     async def begin(
         self,
