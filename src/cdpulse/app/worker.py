@@ -335,12 +335,11 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
                     report = await retry(functools.partial(pipeline.run, []))
                 settled(report, [])
                 await inputs.sync()
-                # The same due profiles and cut again: what stays due (a held trigger, a
-                # profile whose stages raise) waits for the next tick, not a busy loop.
-                again = (report.due, report.due_cut)
-                if not worker.more_due or app.should_stop or again == polled:
+                # What stays due (``BatchReport.poll``) waits for the next tick, not a
+                # busy loop.
+                if not worker.more_due or app.should_stop or report.poll == polled:
                     return
-                polled = again
+                polled = report.poll
 
     seal = Seal.from_settings(settings)
     churn, offers, reco = (

@@ -122,6 +122,13 @@ class BatchReport:
     high_watermark: int = 0
     written_at: float = 0.0  # wall clock when the write was acknowledged (latency metrics)
 
+    @property
+    def poll(self) -> tuple[frozenset[str], tuple[int, str] | None]:
+        """What the batch polled of the due schedules, and where it cut: an empty batch
+        polling the same again decided nothing (a held trigger, a profile whose stages
+        raise stay due), so whoever runs empty batches until nothing more is due stops."""
+        return frozenset(self.due), self.due_cut
+
 
 @dataclass(frozen=True, slots=True)
 class DecideAt:

@@ -177,11 +177,10 @@ async def feed(
     polled: object = None
     while True:
         report = await flush([])
-        # The same due profiles and cut again: the batch decided nothing. A held trigger
-        # or a profile whose stages raise stays due, and must not keep a replay going.
-        if report is None or report.polled_all or (report.due, report.due_cut) == polled:
+        # What stays due (``BatchReport.poll``) must not keep a replay going.
+        if report is None or report.polled_all or report.poll == polled:
             return events, rejected
-        polled = (report.due, report.due_cut)
+        polled = report.poll
 
 
 async def replay_churn(

@@ -266,7 +266,7 @@ class RedisState:
             for name in wanted.experiments:
                 for shard, group in buyer_groups:
                     pipe.hmget(shard.experiment(name, "exposed"), group)
-            for schedules, args in polls:
+            for schedules, _, args in polls:
                 self._due.call(pipe, schedules, args)
 
         replies = iter(await self._execute(build, "read"))
@@ -286,11 +286,11 @@ class RedisState:
                             variant, at = _text(value).split("|")
                             seen[customer] = (variant, int(at))
                 view.exposures[name] = seen
-        for schedules, _ in polls:
+        for _, churn, _ in polls:
             rows, cuts = next(replies)
             for cut in range(0, len(cuts), 3):
-                churn = schedules[int(cuts[cut]) - 1].endswith(":churn")
-                view.cut_due((int(float(cuts[cut + 1])), _text(cuts[cut + 2])), churn)
+                last = (int(float(cuts[cut + 1])), _text(cuts[cut + 2]))
+                view.cut_due(last, churn[int(cuts[cut]) - 1])  # 1-based, as Lua counts
             for row in range(0, len(rows), 4):
                 due_id = _text(rows[row])
                 view.due.add(due_id)
@@ -319,10 +319,11 @@ class RedisState:
             groups[self.keys.shard(i)].append(i)
         return list(groups.items())
 
-    def _due_polls(self, wanted: Wanted) -> list[tuple[list[str], list[Any]]]:
+    def _due_polls(self, wanted: Wanted) -> list[tuple[list[str], list[bool], list[Any]]]:
         """The ``due.lua`` calls polling ``wanted``'s shards: one per input partition on
         one Redis; on a Redis Cluster one per shard, each over every partition, and each
-        schedule giving its share of ``due_limit``."""
+        schedule giving its share of ``due_limit``. Each call's schedules, whether each is
+        a churn schedule (only those cut what a batch decides), and its arguments."""
         if not wanted.due_shards:
             return []
         kinds = ("churn", "trigger")
@@ -332,6 +333,7 @@ class RedisState:
             return [
                 (
                     [shard.due(p, kind) for kind in kinds],
+                    [kind == "churn" for kind in kinds],
                     [wanted.due_until, wanted.due_limit, prefix],
                 )
                 for p in wanted.due_shards
@@ -340,6 +342,7 @@ class RedisState:
         return [
             (
                 [shard.due(p, kind) for p in wanted.due_shards for kind in kinds],
+                [kind == "churn" for _ in wanted.due_shards for kind in kinds],
                 [wanted.due_until, share, prefix, shard.head],
             )
             for shard in self.keys.shards()
