@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cdpulse.app.auth import Guard
 from cdpulse.connections import AsyncRedis
 from cdpulse.ops import metrics
-from cdpulse.ops.health import KafkaProbe
+from cdpulse.ops.health import KafkaProbe, Reachability
 from cdpulse.settings import Settings
 
 
@@ -107,17 +107,14 @@ def register_health(
     role's ``guard`` (one per process: its request limits count every route).
     ``readiness``: more of what ``/readyz`` shows, by name, each with why the process is
     not ready ("" when it is): the api's read audit (``app/audit.py``)."""
-    probe = KafkaProbe(settings.kafka_bootstrap)
+    reach = Reachability(
+        {"redis": client.ping, "kafka": KafkaProbe(settings.kafka_bootstrap).reachable}
+    )
     guard = guard or Guard.from_settings(settings)
+    app.task(reach.run)
 
     async def checks() -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        try:
-            out["redis"] = bool(await client.ping())
-        except Exception:  # any failure means unreachable, whatever its type
-            out["redis"] = False
-        out["kafka"] = await probe.reachable()
-        return out
+        return dict(await reach.current())
 
     def refused(view: View, request: Request, public: bool) -> Response | None:
         # Public unless the settings say otherwise; then ``read``, through the one guard.
