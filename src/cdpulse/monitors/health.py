@@ -137,7 +137,11 @@ class InputHealth:
         last = through
         first = min(h for _, h in self.volume) if self.judged is None else self.judged + 1
         new: dict[str, dict[int, str]] = {}
-        for hour in range(first, last + 1):
+        # Only hours that saw an input can be flagged (a verdict needs ``min_events`` >= 1
+        # of the hour's own). Not every hour between: one event dated 1970 made the first
+        # judgement walk 500,000 hours, seconds on the worker's loop.
+        seen = {h for table in (self.volume, self.nulls, self.amounts) for _, h in table}
+        for hour in sorted(h for h in seen if first <= h <= last):
             for model, spec in self.specs.items():
                 reason = self._verdict(model, spec, hour)
                 if reason is not None:
