@@ -14,13 +14,21 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.protocol.metadata import MetadataRequest
 
 PROBE_TIMEOUT = 3.0  # seconds for each step of a probe
 PROBE_INTERVAL = 1.0  # seconds between rounds; a change shows within this + the timeout
 
 
 class KafkaProbe:
-    """A small client of its own, so a health check never waits behind the consumer."""
+    """A small client of its own, so a health check never waits behind the consumer.
+
+    Each probe asks a broker for the metadata of no topic: the brokers only. Asking for
+    every topic's (``fetch_all_metadata``) took a worker 4-5 % of its CPU on the bench's
+    broker (702 topics, decoded in pure Python once a second), and a shared production
+    cluster holds many more.
+    """
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
@@ -32,7 +40,7 @@ class KafkaProbe:
             if self._client is None:
                 self._client = AIOKafkaClient(bootstrap_servers=self.bootstrap.split(","))
                 await asyncio.wait_for(self._client.bootstrap(), PROBE_TIMEOUT)
-            await asyncio.wait_for(self._client.fetch_all_metadata(), PROBE_TIMEOUT)
+            await asyncio.wait_for(self._brokers(self._client), PROBE_TIMEOUT)
         except BaseException as exc:  # unreachable, whatever the cause: reconnect next time
             if self._client is not None:
                 client, self._client = self._client, None
@@ -41,6 +49,17 @@ class KafkaProbe:
                 raise  # cancelled: closed, and the cancellation goes on
             return False
         return True
+
+    @staticmethod
+    async def _brokers(client: AIOKafkaClient) -> None:
+        """One metadata round trip to a known broker, naming no topic (an empty list, not
+        None: None asks for all of them)."""
+        node = client.get_random_node()
+        if node is None:
+            raise KafkaConnectionError("no broker known")
+        answer = await client.send(node, MetadataRequest([]))
+        if not answer.brokers:
+            raise KafkaConnectionError("the broker named no broker")
 
 
 Probe = Callable[[], Awaitable[bool]]
