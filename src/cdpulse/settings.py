@@ -450,6 +450,13 @@ class Settings(BaseSettings):
         description="How long (event time) after a day's end, behind every input "
         "partition's newest event, the demand forecasts wait before learning the day.",
     )
+    forecast_max_gap_days: int = Field(
+        90,
+        ge=0,
+        description="Longest run of days with nothing counted that the demand forecasts "
+        "learn as days without a sale; after a longer silence they start afresh on the "
+        "next day with an event (an order dated 1970 is not followed by 56 years of zeros).",
+    )
     forecast_learn_seconds: float = Field(
         30.0,
         gt=0,

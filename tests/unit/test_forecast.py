@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cdpulse.app.forecast_learner import learn_closed_days
 from cdpulse.cli.evaluate_forecast import replay_forecast
 from cdpulse.contract.partitions import partition_of
 from cdpulse.contract.topics import STREAM_OF_TYPE, Topics
@@ -33,6 +34,7 @@ from cdpulse.pipeline.stages import Models
 from cdpulse.settings import Settings
 from cdpulse.simulate.shop import Shop
 from tests.oracle import millis
+from tests.unit.test_forecast_walk import MemoryKpis
 
 THURSDAY = 20454  # 2026-01-01, an epoch day
 SATURDAY_FACTOR = 2.0
@@ -324,7 +326,8 @@ def test_the_book_does_not_depend_on_the_order_a_day_s_counters_are_read_in() ->
 
 async def _learned_as_it_streams(events: list[dict[str, object]], batch: int) -> ForecastBook:
     """The book the learner keeps while the events stream in ``batch`` at a time: after
-    every batch, the days closed by then, from the counters written by then."""
+    every batch, the days closed by then, from the counters written by then, read as the
+    learner reads Redis (``learn_closed_days``)."""
     settings = _settings()
     state, pipeline = replay_pipeline(settings, Models(), None, partition_of)
     assert isinstance(state, MemoryState)
@@ -347,8 +350,7 @@ async def _learned_as_it_streams(events: list[dict[str, object]], batch: int) ->
         orders = cutter.topics.transactions
         low = low_watermark(state.watermarks, settings.topic_partitions, orders)
         last = closed_through(low, lateness)
-        start = min(days) if book.last_day is None else book.last_day + 1
-        book.learn_days((d, dict(days.get(d, {}))) for d in range(start, last + 1))
+        book = await learn_closed_days(book, MemoryKpis(days), last, settings.forecast_max_gap_days)
     return book
 
 

@@ -1,24 +1,26 @@
 """The learner's demand forecasts: every closed day learned from the KPI counters in Redis.
 
 Every ``CDPULSE_FORECAST_LEARN_SECONDS`` one learner (a Redis lock) reads the orders'
-low watermark, learns the days closed since its book's last (``models.forecast.book``) from
-their KPI hashes (``store.kpis``: summed over a cluster's shards) and publishes the book
-as a sealed snapshot, which the api serves (``app/forecast_views.py``). The book holds
-the day it learned last, so a learner that restarts, or takes over from another, goes on
-from the newest published book and learns no day twice.
+low watermark, learns the days closed since its book's last, as ``models.forecast.book``'s
+``walk`` says, from their KPI hashes (``store.kpis``: summed over a cluster's shards) and
+publishes the book as a sealed snapshot, which the api serves (``app/forecast_views.py``).
+The book holds the day it learned last, so a learner that restarts, or takes over from
+another, goes on from the newest published book and learns no day twice.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
+from typing import Protocol
 
 import faust
 
 from cdpulse.connections import AsyncRedis
 from cdpulse.contract.topics import Topics
 from cdpulse.kpis.fields import DAY, epoch_day
-from cdpulse.models.forecast import ForecastBook, closed_through, low_watermark
+from cdpulse.models.forecast import ForecastBook, closed_through, low_watermark, walk
 from cdpulse.models.forecast.book import LEVELS, TARGETS
 from cdpulse.ops import metrics
 from cdpulse.privacy.seal import Seal
@@ -30,6 +32,41 @@ from cdpulse.store.models import forecast_lock, forecast_store
 log = logging.getLogger(__name__)
 
 CHUNK = 64  # days read in one round trip
+
+
+class DayCounters(Protocol):
+    """The KPI counters the learner reads (``store.kpis.RedisKpis``)."""
+
+    async def all(self, kind: int) -> dict[str, dict[str, int]]: ...
+
+    async def read(self, kind: int, days: Sequence[int]) -> dict[int, dict[str, int]]: ...
+
+
+async def learn_closed_days(
+    book: ForecastBook, kpis: DayCounters, through: int, max_gap: int
+) -> ForecastBook:
+    """``book`` with the days after its last through ``through`` learned (``walk``; a
+    new book when the shop was silent for more than ``max_gap`` days before them)."""
+    known: dict[int, dict[str, int]] = {}
+    if book.last_day is not None and through - book.last_day <= CHUNK:
+        known = await kpis.read(DAY, range(book.last_day + 1, through + 1))
+        counted = {day for day, counters in known.items() if counters}
+    else:
+        # A new book, or a learner stopped for long: the days that counted anything, in
+        # one SCAN of the KPI keys, not one read per day since the first (one event
+        # dated 1970 was 20,000 of them).
+        names = await kpis.all(DAY)
+        counted = {epoch_day(name.partition(":")[2]) for name in names}
+    plan = walk(book, counted, through, max_gap)
+    if plan.afresh:
+        book = book.afresh()
+    for chunk in range(plan.days.start, plan.days.stop, CHUNK):
+        days = range(chunk, min(chunk + CHUNK, plan.days.stop))
+        unread = [day for day in days if day not in known]
+        if unread:
+            known |= await kpis.read(DAY, unread)
+        book.learn_days((day, known[day]) for day in days)
+    return book
 
 
 def register_forecast_learner(
@@ -44,11 +81,6 @@ def register_forecast_learner(
     seconds = max(1, math.ceil(settings.forecast_learn_seconds))
     orders = Topics.from_settings(settings).transactions
 
-    async def first_day() -> int | None:
-        """The first day anything was counted (read once, for a book that learned none)."""
-        days = await kpis.all(DAY)
-        return min((epoch_day(name.partition(":")[2]) for name in days), default=None)
-
     @app.timer(interval=settings.forecast_learn_seconds)  # type: ignore[untyped-decorator]
     async def learn_forecasts() -> None:
         try:
@@ -61,13 +93,10 @@ def register_forecast_learner(
                 {_text(k): int(v) for k, v in marks.items()}, settings.topic_partitions, orders
             )
             last = closed_through(low, lateness)
-            start = book.last_day + 1 if book.last_day is not None else await first_day()
-            if start is None or start > last:
+            learned = book.last_day
+            book = await learn_closed_days(book, kpis, last, settings.forecast_max_gap_days)
+            if book.last_day == learned:
                 return
-            for chunk in range(start, last + 1, CHUNK):
-                days = list(range(chunk, min(chunk + CHUNK, last + 1)))
-                counted = await kpis.read(DAY, days)
-                book.learn_days((day, counted[day]) for day in days)
             book.version += 1
             if await store.publish(book):
                 metrics.MODEL_VERSION.labels("forecast").set(book.version)

@@ -3,8 +3,9 @@
 The events run through the worker's batch pipeline in-process (``pipeline.replay``: the
 same KPI fold the workers run, over the in-memory store), so the daily counters are the
 ones the live engine writes to Redis; then the closed days (the same low watermark and
-lateness as the learner's) are learned by the same ``ForecastBook`` the learner keeps.
-Each day's value scores the forecasts made before it, beside seasonal-naive's.
+lateness as the learner's, and the same ``walk`` past a long silence) are learned by the
+same ``ForecastBook`` the learner keeps. Each day's value scores the forecasts made
+before it, beside seasonal-naive's.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from cdpulse.cli.main import CliError
 from cdpulse.contract.topics import Topics
 from cdpulse.kpis.fields import DAY, epoch_day, period_name
-from cdpulse.models.forecast import ForecastBook, closed_through, low_watermark
+from cdpulse.models.forecast import ForecastBook, closed_through, low_watermark, walk
 from cdpulse.settings import Settings, get_settings
 
 Partitioner = Callable[[str, int], int]
@@ -82,10 +83,11 @@ async def replay_forecast(
     low = low_watermark(state.watermarks, settings.topic_partitions, topics.transactions)
     last = closed_through(low, int(settings.forecast_lateness_seconds * 1000))
     book = ForecastBook(products=settings.forecast_products)
-    if days:
-        first = min(days)
-        book.learn_days((d, days.get(d, {})) for d in range(first, last + 1))
-        book.version = 1 if book.last_day is not None else 0
+    plan = walk(
+        book, (day for day, counts in days.items() if counts), last, settings.forecast_max_gap_days
+    )
+    book.learn_days((d, days.get(d, {})) for d in plan.days)
+    book.version = 1 if book.last_day is not None else 0
     return ForecastReplay(events, rejected, book, days)
 
 

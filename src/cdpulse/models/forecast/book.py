@@ -8,7 +8,10 @@ and each category's and product's ``units|g:`` / ``units|p:`` and ``revenue_cent
 (each of its partitions' newest event time, the lowest of them, ``low_watermark``) is
 past its end by the lateness (``closed_through``). The learner learns each closed day
 from Redis; ``cdpulse evaluate forecast`` from the replay's counters, with this same
-code, so both end with the same book.
+code, so both end with the same book. Days without a sale are learned as zeros, but not
+a silence longer than ``CDPULSE_FORECAST_MAX_GAP_DAYS``: after one, the book starts
+afresh on the next day that counted anything (``walk``), so an order dated 1970 is not
+followed by 56 years of zeros.
 
 Series: the shop (its units are orders), every category sold since the first day, and
 the ``products`` products with the most units so far (decided at each day's close; one
@@ -96,6 +99,7 @@ class ForecastBook:
     products: int = 20
     version: int = 0
     last_day: int | None = None
+    active_day: int | None = None  # the newest day learned that counted anything
     series: dict[Key, Series] = field(default_factory=dict)
     product_units: dict[str, float] = field(default_factory=dict)  # units so far
 
@@ -128,6 +132,13 @@ class ForecastBook:
             series.units.learn(units)
             series.revenue.learn(revenue)
         self.last_day = day
+        if counters:
+            self.active_day = day
+
+    def afresh(self) -> ForecastBook:
+        """A book with none of this one's days, for a shop back after a long silence
+        (``walk``); its version goes on from this one's."""
+        return ForecastBook(products=self.products, version=self.version)
 
     def learn_days(self, days: Iterable[tuple[int, Mapping[str, int]]]) -> int:
         """Learn each (day, counters) in order; how many were learned."""
@@ -158,6 +169,46 @@ class ForecastBook:
                         mase = model / naive if naive else None
                         out.append(Quality(level, target, horizon, n, model / n, mase))
         return out
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The days a book learns next (``walk``): ``days``, after starting afresh when
+    ``afresh`` (``ForecastBook.afresh``)."""
+
+    afresh: bool
+    days: range
+
+
+def walk(book: ForecastBook, counted: Iterable[int], through: int, max_gap: int) -> Walk:
+    """The days ``book`` learns next, through closed day ``through``: from the day after
+    its last, days without a sale included, unless more than ``max_gap`` days in a row
+    counted nothing, in which case the book starts afresh on the next day that counted
+    something; and never more than ``max_gap`` days past the newest such day.
+    ``counted``: the days with any KPI counted, at least those after the book's last
+    day through ``through`` (others are ignored).
+
+    One event dated 1970 (the contract takes 1970 to 3000) no longer makes a book walk,
+    and learn as zeros, the 56 years to the shop's first day: those years are a silence,
+    and the book starts on the shop's first day, as if the event had never come.
+
+    >>> book = ForecastBook()
+    >>> walk(book, [0, 20454, 20455, 20460], through=20470, max_gap=90)
+    Walk(afresh=False, days=range(20454, 20471))
+    """
+    after = book.last_day
+    # The newest learned day that counted anything; a book published before ``active_day``
+    # was kept counts its last day as one.
+    seen = book.active_day if book.active_day is not None else after
+    start = None if after is None else after + 1
+    for day in sorted({d for d in counted if (after is None or d > after) and d <= through}):
+        if seen is None or day - seen - 1 > max_gap:
+            start = day
+        seen = day
+    if start is None or seen is None:
+        return Walk(False, range(0))
+    afresh = after is not None and start != after + 1
+    return Walk(afresh, range(start, min(through, seen + max_gap) + 1))
 
 
 @dataclass(frozen=True)
