@@ -1,8 +1,9 @@
 """The days the demand forecasts walk (``models/forecast/book.py`` ``walk``, the learner's
-``learn_closed_days``): a shop's forecasts are those of walking every day from its first,
-as before, unless it fell silent for longer than the gap; one order dated 1970 no longer
-makes the learner learn 20,000 days of zeros. The oracle is the walk as it was: every day
-from the first counted one through the last closed, read one by one."""
+``learn_closed_days`` and ``learnable_through``): a shop's forecasts are those of walking
+every day from its first, as before, unless it fell silent for longer than the gap; one
+order dated 1970 no longer makes the learner learn 20,000 days of zeros, nor one dated
+2999 every day to it. The oracle is the walk as it was: every day from the first counted
+one through the last closed, read one by one."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import json
 import random
 from collections.abc import Mapping, Sequence
 
-from cdpulse.app.forecast_learner import learn_closed_days
+from cdpulse.app.forecast_learner import learn_closed_days, learnable_through
 from cdpulse.cli.evaluate_forecast import replay_forecast
 from cdpulse.contract.partitions import partition_of
-from cdpulse.kpis.fields import DAY, period_name
+from cdpulse.kpis.fields import DAY, DAY_MS, period_name
 from cdpulse.models.forecast import ForecastBook, forecast, walk
 from cdpulse.models.forecast.model import HORIZON
 from cdpulse.settings import Settings
@@ -153,6 +154,24 @@ def test_a_gap_of_exactly_the_setting_is_learned_as_zeros() -> None:
     days[THURSDAY + GAP + 2] = days.pop(THURSDAY + GAP + 1)
     plan = walk(ForecastBook(), days, THURSDAY + GAP + 2, GAP)
     assert plan.days == range(THURSDAY + GAP + 2, THURSDAY + GAP + 3)
+
+
+def test_an_order_dated_2999_does_not_close_the_days_to_it() -> None:
+    """The orders' low watermark says 2999 (a producer's clock): the days close by the
+    wall clock, the book learns the shop's days through yesterday, then the next ones."""
+    days = shop_days(5, n=60, closure=0)
+    today = max(days) + 1
+    future = 376_000  # an epoch day in 2999
+    now = today * DAY_MS + 2 * 3_600_000  # 02:00 on ``today``
+    through = learnable_through(future * DAY_MS, 3_600_000, now, 300_000)
+    assert through == today - 1
+    assert learnable_through(now - 60_000, 3_600_000, now, 300_000) == through  # as before
+    kpis = MemoryKpis({**days, future: {"orders|d:shop": 1}})
+    book = learned(ForecastBook(), kpis, through)
+    assert_same(book, every_day(days, through))
+    tomorrow = {**days, today: {"units|g:c0": 7}, future: {"orders|d:shop": 1}}
+    book = learned(book, MemoryKpis(tomorrow), through + 1)
+    assert book.last_day == today
 
 
 def test_a_book_published_before_it_kept_its_active_day_goes_on() -> None:

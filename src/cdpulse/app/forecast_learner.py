@@ -1,17 +1,19 @@
 """The learner's demand forecasts: every closed day learned from the KPI counters in Redis.
 
 Every ``CDPULSE_FORECAST_LEARN_SECONDS`` one learner (a Redis lock) reads the orders'
-low watermark, learns the days closed since its book's last, as ``models.forecast.book``'s
-``walk`` says, from their KPI hashes (``store.kpis``: summed over a cluster's shards) and
-publishes the book as a sealed snapshot, which the api serves (``app/forecast_views.py``).
-The book holds the day it learned last, so a learner that restarts, or takes over from
-another, goes on from the newest published book and learns no day twice.
+low watermark, learns the days closed since its book's last, and not past the wall clock
+(``learnable_through``), as ``models.forecast.book``'s ``walk`` says, from their KPI
+hashes (``store.kpis``: summed over a cluster's shards) and publishes the book as a sealed
+snapshot, which the api serves (``app/forecast_views.py``). The book holds the day it
+learned last, so a learner that restarts, or takes over from another, goes on from the
+newest published book and learns no day twice.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -40,6 +42,15 @@ class DayCounters(Protocol):
     async def all(self, kind: int) -> dict[str, dict[str, int]]: ...
 
     async def read(self, kind: int, days: Sequence[int]) -> dict[int, dict[str, int]]: ...
+
+
+def learnable_through(low: int, lateness_ms: int, now_ms: int, skew_ms: int) -> int:
+    """The last day the book may learn: closed at the orders' low watermark ``low``,
+    and never past the wall clock (``now_ms``, plus the ``skew_ms`` an event time may be
+    ahead). Decoding holds an event time to its Kafka timestamp, which a producer sets:
+    one whose clock says 2999, once its orders reached every partition, would otherwise
+    close every day to 2999 and make the book learn them, then no real day ever again."""
+    return closed_through(min(low, now_ms + skew_ms), lateness_ms)
 
 
 async def learn_closed_days(
@@ -78,6 +89,7 @@ def register_forecast_learner(
     kpis = RedisKpis(client, prefix)
     keys = keys_for(client, prefix)
     lateness = int(settings.forecast_lateness_seconds * 1000)
+    skew = round(settings.max_future_skew_seconds * 1000)
     seconds = max(1, math.ceil(settings.forecast_learn_seconds))
     orders = Topics.from_settings(settings).transactions
 
@@ -92,7 +104,7 @@ def register_forecast_learner(
             low = low_watermark(
                 {_text(k): int(v) for k, v in marks.items()}, settings.topic_partitions, orders
             )
-            last = closed_through(low, lateness)
+            last = learnable_through(low, lateness, int(time.time() * 1000), skew)
             learned = book.last_day
             book = await learn_closed_days(book, kpis, last, settings.forecast_max_gap_days)
             if book.last_day == learned:
