@@ -3,7 +3,8 @@
 ``faust_app(id, **faust_options)`` builds a faust App whose consumer delivers,
 flow-controls and acks a fetched batch at a time instead of a message at a time
 (``consumer``, ``conductor``, ``stream``), with commits that never pass a message
-whose ack was not recorded (``offsets``), on uvloop. See ``app`` for what changes.
+whose ack was not recorded (``offsets``), on uvloop, whose reset connections aiokafka
+is taught to report as it expects (``connection``). See ``app`` for what changes.
 """
 
 from cdpulse.adapters.kafka.app import BatchApp, BatchTransport, faust_app, use_uvloop

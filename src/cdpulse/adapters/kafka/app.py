@@ -25,6 +25,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT, Message
 
 from cdpulse.adapters.kafka.conductor import BatchConductor
+from cdpulse.adapters.kafka.connection import report_resets_as_kafka_errors
 from cdpulse.adapters.kafka.consumer import BatchConsumer
 from cdpulse.adapters.kafka.stream import BatchStream
 
@@ -99,7 +100,9 @@ def use_uvloop() -> bool:
     """Make uvloop the event loop of every loop created from now on; False if missing.
 
     Call before the faust Worker starts: it creates its loop, and the consumer thread
-    its own, after this. A loop already running keeps its implementation.
+    its own, after this. A loop already running keeps its implementation. aiokafka's
+    connections are taught uvloop's error for a reset connection at the same time
+    (:mod:`cdpulse.adapters.kafka.connection`).
     """
     try:
         import uvloop
@@ -107,6 +110,7 @@ def use_uvloop() -> bool:
         log.warning("uvloop is not installed: running on asyncio's default event loop")
         return False
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    report_resets_as_kafka_errors()
     return True
 
 
