@@ -311,6 +311,20 @@ class Settings(BaseSettings):
         description="Seconds the broker holds a fetch waiting for CDPULSE_FETCH_MIN_BYTES: "
         "at most this much is added to an event's latency when traffic is low.",
     )
+    coordinator_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds between two checks of each role's Kafka group coordination "
+        "(aiokafka's background tasks in the consumer thread): a task that ended, which "
+        "aiokafka would never start again, is started again at the next check.",
+    )
+    coordinator_stall_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a role's consumer may go without a group coordinator before it "
+        "asks the broker for one itself: if the broker names one that aiokafka still has not "
+        "found a check later, aiokafka's coordination is restarted in the process.",
+    )
     gc_sweep_seconds: float = Field(
         300.0,
         gt=0,

@@ -10,6 +10,7 @@ real broker under a worker.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from aiokafka.errors import (
@@ -37,6 +38,15 @@ def test_a_publish_waits_for_its_acknowledgement_as_long_as_the_setting_says() -
 
     # The produce requests' timeout, and the age at which an unacknowledged batch fails.
     assert asyncio.run(client()) == (3000, 3.0)
+
+
+def test_a_role_s_consumer_watches_its_group_coordination_as_the_settings_say() -> None:
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:1", coordinator_check_seconds=2, coordinator_stall_seconds=20
+    )
+    app: Any = faust_app(settings, "worker")
+    # Read by the consumer thread when it starts (adapters/kafka/consumer.py).
+    assert (app.coordinator_check_seconds, app.coordinator_stall_seconds) == (2, 20)
 
 
 @pytest.mark.parametrize(

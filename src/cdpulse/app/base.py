@@ -105,6 +105,8 @@ def faust_app(settings: Settings, role: Role) -> faust.App:
         prefetch_bytes=settings.prefetch_bytes,
         fetch_min_bytes=settings.fetch_min_bytes,
         fetch_max_wait=settings.fetch_max_wait,
+        coordinator_check_seconds=settings.coordinator_check_seconds,
+        coordinator_stall_seconds=settings.coordinator_stall_seconds,
     )
 
 

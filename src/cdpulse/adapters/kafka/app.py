@@ -54,6 +54,11 @@ class BatchApp(faust.App):
     #: faust's, one byte and 1.5 s).
     fetch_min_bytes: int | None = None
     fetch_max_wait: float = 1.5
+    #: Seconds between checks of aiokafka's group coordination, and without a coordinator
+    #: before the broker is asked whether one exists (None: not watched; see
+    #: ``coordination_repair``).
+    coordinator_check_seconds: float | None = None
+    coordinator_stall_seconds: float | None = None
 
     def __init__(
         self,
@@ -63,6 +68,8 @@ class BatchApp(faust.App):
         prefetch_bytes: int | None = None,
         fetch_min_bytes: int | None = None,
         fetch_max_wait: float = 1.5,
+        coordinator_check_seconds: float | None = None,
+        coordinator_stall_seconds: float | None = None,
         **options: Any,
     ) -> None:
         stream = options.setdefault("Stream", BatchStream)
@@ -76,6 +83,8 @@ class BatchApp(faust.App):
         self.prefetch_bytes = prefetch_bytes
         self.fetch_min_bytes = fetch_min_bytes
         self.fetch_max_wait = fetch_max_wait
+        self.coordinator_check_seconds = coordinator_check_seconds
+        self.coordinator_stall_seconds = coordinator_stall_seconds
         self._event_type: Any = None
 
     def _new_transport(self) -> Any:
@@ -122,13 +131,16 @@ def faust_app(
     prefetch_bytes: int | None = None,
     fetch_min_bytes: int | None = None,
     fetch_max_wait: float = 1.5,
+    coordinator_check_seconds: float | None = None,
+    coordinator_stall_seconds: float | None = None,
     **options: Any,
 ) -> BatchApp:
     """A :class:`BatchApp` with faust ``options``; ``uvloop`` installs it first.
 
     ``prefetch_bytes`` bounds each stream's queue by the bytes of its messages' values
     as well as by faust's ``stream_buffer_maxsize`` count; ``fetch_min_bytes`` and
-    ``fetch_max_wait`` are the consumer's (aiokafka's) fetch thresholds.
+    ``fetch_max_wait`` are the consumer's (aiokafka's) fetch thresholds. With both
+    ``coordinator_*_seconds`` the consumer's group coordination is watched and repaired.
     """
     if uvloop:
         use_uvloop()
@@ -138,5 +150,7 @@ def faust_app(
         prefetch_bytes=prefetch_bytes,
         fetch_min_bytes=fetch_min_bytes,
         fetch_max_wait=fetch_max_wait,
+        coordinator_check_seconds=coordinator_check_seconds,
+        coordinator_stall_seconds=coordinator_stall_seconds,
         **options,
     )

@@ -28,6 +28,8 @@ from faust.types import TP, ConsumerMessage, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from cdpulse.adapters.kafka.coordination import CoordinationWatch
+from cdpulse.adapters.kafka.coordination_repair import watch_coordination
 from cdpulse.adapters.kafka.offsets import PartitionOffsets
 
 if TYPE_CHECKING:
@@ -67,7 +69,29 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     With the app's ``fetch_min_bytes`` and ``fetch_max_wait`` the broker holds a fetch
     until that much arrived or that long passed: measured on the bench, the broker's
     CPU per 1,000 events fell from ~0.035 to ~0.015 s (the roles' settings: 64 KB, 20 ms).
+
+    With the app's ``coordinator_check_seconds`` and ``coordinator_stall_seconds`` it also
+    watches aiokafka's group coordination in this thread's loop and repairs it where
+    aiokafka would not (:mod:`cdpulse.adapters.kafka.coordination_repair`).
     """
+
+    #: What the coordination watch decided so far (None: not watched).
+    coordination: CoordinationWatch | None = None
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        app: Any = self.app  # a BatchApp (BatchTransport is only built by one)
+        check, stall = app.coordinator_check_seconds, app.coordinator_stall_seconds
+        if check is None or stall is None:
+            return
+        self.coordination = CoordinationWatch(stall)
+        # A task of this thread's loop, where aiokafka's tasks run: a check every few
+        # seconds, nothing per message.
+        self.add_future(
+            watch_coordination(
+                lambda: self._consumer, self.coordination, check, lambda: self.should_stop
+            )
+        )
 
     async def commit(self, offsets: Mapping[TP, int]) -> bool:
         """faust's commit, given up after ``COMMIT_TIMEOUT`` seconds.
@@ -91,9 +115,10 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 "the coordinator is looked up again and the next commit tries again",
                 COMMIT_TIMEOUT,
             )
-            # A chaos run once saw every commit time out for good after a broker restart,
-            # with no new coordinator ever looked up: aiokafka kept the old one, whose
-            # requests never answered. Marked dead, the next commit looks it up again.
+            # A coordinator whose requests stopped answering is looked up again by the
+            # next commit. (A chaos run that saw every commit time out for good had no
+            # coordinator at all: its lookup waited on aiokafka's ended metadata
+            # synchronizer, which the coordination watch restarts.)
             coordinator = getattr(self._consumer, "_coordinator", None)
             if coordinator is not None:
                 coordinator.coordinator_dead()
