@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
 import pytest
 import uvloop
@@ -96,18 +95,34 @@ def run_on_uvloop(kafka: PrivateKafka, scenario: Callable[..., Awaitable[None]])
         runner.run(main())
 
 
-def start_watch(consumer: AIOKafkaConsumer, watch: CoordinationWatch) -> Any:
-    return asyncio.ensure_future(
+async def repaired_by_the_watch(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, generation: int, remedy: Remedy
+) -> None:
+    """The watch repairs ``consumer`` with ``remedy`` alone: the group is rejoined (a new
+    generation after ``generation``) and a commit goes through."""
+    coordinator = consumer._coordinator
+    watch = CoordinationWatch(stall_seconds=10 * CHECK_SECONDS)
+    watching = asyncio.ensure_future(
         watch_coordination(lambda: consumer, watch, CHECK_SECONDS, lambda: False)
     )
+    try:
+        await eventually(
+            lambda: coordinator.generation > generation and joined(consumer),
+            60,
+            "the coordinator to be found and the group rejoined",
+        )
+        assert not coordinator._coordination_task.done()
+        assert await commits(consumer, tp)
+        assert watch.repairs == {remedy: 1}
+    finally:
+        watching.cancel()
 
 
 def test_an_ended_metadata_synchronizer_is_restarted_and_the_coordinator_found_again(
     kafka: PrivateKafka,
 ) -> None:
     async def scenario(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-        coordinator = consumer._coordinator
-        generation = coordinator.generation
+        generation = consumer._coordinator.generation
         assert await commits(consumer, tp)
         consumer._client._sync_task.cancel()
         await asyncio.to_thread(kafka.kill)
@@ -117,22 +132,10 @@ def test_an_ended_metadata_synchronizer_is_restarted_and_the_coordinator_found_a
 
         # The wedge: the broker serves again, and the consumer has no coordinator.
         await asyncio.sleep(15)
-        assert coordinator.coordinator_id is None
+        assert consumer._coordinator.coordinator_id is None
         assert not await commits(consumer, tp)
-
-        watch = CoordinationWatch(stall_seconds=10 * CHECK_SECONDS)
-        watching = start_watch(consumer, watch)
-        try:
-            # Found again, and the group rejoined: the broker dropped the silent member.
-            await eventually(
-                lambda: coordinator.generation > generation and joined(consumer),
-                60,
-                "the coordinator to be found again and the group rejoined",
-            )
-            assert await commits(consumer, tp)
-            assert watch.repairs == {Remedy.RESTART_METADATA: 1}
-        finally:
-            watching.cancel()
+        # Found again, and the group rejoined: the broker dropped the silent member.
+        await repaired_by_the_watch(consumer, tp, generation, Remedy.RESTART_METADATA)
 
     run_on_uvloop(kafka, scenario)
 
@@ -141,21 +144,8 @@ def test_an_ended_coordination_routine_is_restarted_and_the_group_rejoined(
     kafka: PrivateKafka,
 ) -> None:
     async def scenario(consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-        coordinator = consumer._coordinator
-        generation = coordinator.generation
-        coordinator._coordination_task.cancel()
-        watch = CoordinationWatch(stall_seconds=10 * CHECK_SECONDS)
-        watching = start_watch(consumer, watch)
-        try:
-            await eventually(
-                lambda: coordinator.generation > generation and joined(consumer),
-                60,
-                "the group to be rejoined",
-            )
-            assert not coordinator._coordination_task.done()
-            assert await commits(consumer, tp)
-            assert watch.repairs == {Remedy.RESTART_COORDINATION: 1}
-        finally:
-            watching.cancel()
+        generation = consumer._coordinator.generation
+        consumer._coordinator._coordination_task.cancel()
+        await repaired_by_the_watch(consumer, tp, generation, Remedy.RESTART_COORDINATION)
 
     run_on_uvloop(kafka, scenario)
