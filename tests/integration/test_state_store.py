@@ -135,10 +135,10 @@ def memory_contents(state: MemoryState, keys: Keys) -> dict[str, object]:
     out.update(shared)
     for pseudonym, customer in state.identities.items():
         out[keys.identity(pseudonym)] = customer.encode()
-        if not keys.cluster:  # and each customer's own index of them (pseudonym -> "")
+        if not keys.cluster:  # and each customer's own index of them (digits -> "")
             index = out.setdefault(keys.identities(customer), {})
             assert isinstance(index, dict)
-            index[pseudonym] = b""
+            index[pseudonym.removeprefix("hmac:")] = b""
     for period, counts in state.kpis.items():
         out[kpi_key(keys.prefix, period)] = {f: str(n).encode() for f, n in counts.items()}
     if keys.cluster:
@@ -295,6 +295,44 @@ def test_identities_written_as_a_set_by_an_earlier_version_become_a_hash_and_are
         erasure = await eraser.erase(await eraser.find("C3"), "test", "e-1", 1, 2)
         assert erasure.removed["identity"] == 1
         assert admin.exists(keys.identity("p-three"), keys.identities("C3")) == 0
+
+    asyncio.run(main())
+
+
+def test_identities_are_a_listpack_of_digits_and_a_hash_of_whole_pseudonyms_is_rewritten(
+    env: Env, redis_state: RedisState
+) -> None:
+    """A customer's identities hash holds each pseudonym's 64 hex digits, so it stays a
+    listpack; a hash of whole pseudonyms an earlier version wrote is rewritten by the
+    customer's next identity write (its time to live kept), and erasure reads both."""
+    admin, keys = env.redis, keys_for(env.redis, env.name)
+    names = RULES.traits.pseudonymizer
+    email, phone, old, three = (
+        names.pseudonym("email", f"{n}@example.com") for n in ("e", "p", "o", "t")
+    )
+    admin.hset(keys.identities("C1"), old, "")
+    admin.set(keys.identity(old), "C1")
+    admin.pexpire(keys.identities("C1"), 10**9)
+    admin.hset(keys.identities("C3"), three, "")  # never written again before its erasure
+    admin.set(keys.identity(three), "C3")
+
+    async def main() -> None:
+        saving = Save(save_of("C1", 0).profile, 0, identities=[email, phone])
+        assert await redis_state.write(Changes([saving])) == {"C1": SaveStatus.SAVED}
+        digits = {p.removeprefix("hmac:").encode() for p in (old, email, phone)}
+        assert set(admin.hkeys(keys.identities("C1"))) == digits
+        assert admin.object("encoding", keys.identities("C1")) == b"listpack"
+        assert 0 < admin.pttl(keys.identities("C1")) <= 10**9
+        eraser = Eraser(
+            redis_state.client,
+            env.name,
+            RedisLedger(redis_state.client, keys.erasure_ledger, names),
+            names,
+        )
+        for customer, entries in (("C1", 3), ("C3", 1)):
+            erasure = await eraser.erase(await eraser.find(customer), "test", customer, 1, 2)
+            assert erasure.removed["identity"] == entries, customer
+        assert admin.exists(*(keys.identity(p) for p in (email, phone, old, three))) == 0
 
     asyncio.run(main())
 

@@ -54,7 +54,7 @@ CLIENT: tuple[str, ...] = (
 # What the Lua scripts in this package call (a unit test keeps this equal to them).
 LUA: tuple[str, ...] = (
     "get", "set", "del", "exists", "incr", "decr", "expire", "pexpire", "pttl", "type",
-    "hget", "hmget", "hset", "hsetnx", "hdel", "hincrby", "hlen", "hexists",
+    "hget", "hmget", "hset", "hsetnx", "hdel", "hincrby", "hlen", "hexists", "hkeys",
     "smembers", "rpush", "lpop", "lindex",
     "zadd", "zrem", "zrangebyscore",
 )  # fmt: skip

@@ -36,6 +36,7 @@ from cdpulse.privacy.identities import pseudonyms_of
 from cdpulse.privacy.ledger import Ledger
 from cdpulse.privacy.pseudonyms import Pseudonymizer
 from cdpulse.profile.model import Profile, decode
+from cdpulse.store.identities import pseudonym
 from cdpulse.store.keys import Keys, Shard, keys_for
 
 KeyFamily = Callable[[Keys, str], str]
@@ -194,7 +195,7 @@ class Eraser:
         claims: list[str] = []
         experiments: set[str] = set()
         for n in range(len(ids)):
-            pseudonyms.update(_text(p) for p in replies[3 * n])
+            pseudonyms.update(pseudonym(p) for p in replies[3 * n])
             claims.extend(_text(c) for c in replies[3 * n + 1])
             experiments.update(_text(e) for e in replies[3 * n + 2])
         candidates = [self.keys.identity(p) for p in sorted(pseudonyms)]

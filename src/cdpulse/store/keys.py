@@ -191,8 +191,10 @@ class Keys:
         return f"{self.of(pseudonym)}identity"
 
     def identities(self, profile_id: str) -> str:
-        """Set: the pseudonyms whose identity entries point at the customer, every one it
-        was indexed under (earlier emails too), kept by ``write.lua`` with the entries."""
+        """Hash, pseudonym -> '': the pseudonyms whose identity entries point at the
+        customer, every one it was indexed under (earlier emails too), kept by
+        ``write.lua`` with the entries. A pseudonym is stored without its ``hmac:``
+        (``store/identities.py``): 64 bytes, so the hash stays a listpack."""
         return f"{self.of(profile_id)}identities"
 
     def claims(self, profile_id: str) -> str:

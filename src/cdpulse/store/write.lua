@@ -81,16 +81,36 @@ local function expire(key)
     redis.call('PEXPIRE', key, retention)
   end
 end
--- A customer's identities are a hash of pseudonym -> '' (a small hash is a listpack; a
--- small set of strings is a hash table on Redis 7.0, ~180 bytes more per customer). One
--- stored as a set by an earlier version is made a hash the first time it is written,
+-- A customer's identities are a hash of pseudonym -> '', each pseudonym without its
+-- 'hmac:' (``field``; ``store/identities.py``): 64 bytes, the longest field a hash keeps
+-- in a listpack (hash-max-listpack-value), where a whole one made every customer's hash
+-- a hash table (and a small set of strings is one on Redis 7.0). One an earlier version
+-- wrote, a set or a hash of whole pseudonyms, is rewritten the first time it is written,
 -- its time to live kept.
+local function field(pseudonym)
+  if string.sub(pseudonym, 1, 5) == 'hmac:' then
+    return string.sub(pseudonym, 6)
+  end
+  return pseudonym
+end
 local function identities(key)
-  if redis.call('TYPE', key)['ok'] == 'set' then
-    local members, ttl = redis.call('SMEMBERS', key), redis.call('PTTL', key)
+  local kind, members = redis.call('TYPE', key)['ok'], nil
+  if kind == 'set' then
+    members = redis.call('SMEMBERS', key)
+  elseif kind == 'hash' then
+    local found = redis.call('HKEYS', key)
+    for _, member in ipairs(found) do
+      if field(member) ~= member then
+        members = found
+        break
+      end
+    end
+  end
+  if members then
+    local ttl = redis.call('PTTL', key)
     redis.call('DEL', key)
     for _, member in ipairs(members) do
-      redis.call('HSET', key, member, '')
+      redis.call('HSET', key, field(member), '')
     end
     if ttl > 0 then
       redis.call('PEXPIRE', key, ttl)
@@ -222,19 +242,19 @@ for n, save in ipairs(saves) do
               expired = 0
             end
           elseif name == 'identity' then
-            -- The set holds exactly the entries that point at the customer: an email
-            -- another customer gives now is theirs, so it leaves its previous owner's set.
+            -- The hash holds exactly the entries that point at the customer: an email
+            -- another customer gives now is theirs, so it leaves its previous owner's.
             -- On a Redis Cluster the entry (false here) is on its pseudonym's slot: set
-            -- apart, and a previous owner's set keeps the pseudonym (erasure checks).
+            -- apart, and a previous owner's hash keeps the pseudonym (erasure checks).
             if op[2] then
               local owner = redis.call('GET', op[2])
               if owner and owner ~= id then
-                redis.call('HDEL', identities(at(owner) .. 'identities'), op[3])
+                redis.call('HDEL', identities(at(owner) .. 'identities'), field(op[3]))
               end
               redis.call('SET', op[2], id)
               expire(op[2])
             end
-            redis.call('HSET', identities(tag .. 'identities'), op[3], '')
+            redis.call('HSET', identities(tag .. 'identities'), field(op[3]), '')
             expire(tag .. 'identities')
           elseif name == 'kpi' then
             local counters, counts = op[2], op[4]
