@@ -51,15 +51,15 @@ PRODUCE_TIMEOUT = 3.0  # seconds; the broker stays down three times as long
 def claimed_exposures(client: redis.Redis, prefix: str) -> set[str]:
     """The trigger ids whose exposure (fired or holdout) a worker's write claimed.
 
-    Read from the claim keys themselves (``Keys.fired``), not from the claims lists:
-    each exposure claims its trigger id; a conversion claims it with ``:converted``.
+    Read from the customers' claims (``Keys.claimed``): each exposure claims its trigger
+    id; a conversion claims it with ``:converted``.
     """
-    pattern = Keys(prefix).fired("*", "*")
     ids = set()
-    for key in client.scan_iter(match=pattern, count=1000):
-        trigger_id = key.decode().split("}:trigger:", 1)[1]
-        if not trigger_id.endswith(":converted"):
-            ids.add(trigger_id)
+    for key in client.scan_iter(match=Keys(prefix).ids_pattern("claimed"), count=1000):
+        for claim in client.hkeys(key):
+            trigger_id = claim.decode()
+            if not trigger_id.endswith(":converted"):
+                ids.add(trigger_id)
     return ids
 
 

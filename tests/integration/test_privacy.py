@@ -271,7 +271,7 @@ def test_erasure_scans_nothing_and_leaves_no_identity_entry_claim_or_membership(
             }
             for email in emails[1:]:
                 assert await client.get(keys.identity(email)) == customer.encode()
-            assert await client.exists(keys.fired(customer, "t1:converted")) == 1
+            assert await client.hkeys(keys.claimed(customer)) == [b"t1", b"t1:converted"]
 
             ledger = RedisLedger(confined, keys.erasure_ledger, names)
             eraser = Eraser(

@@ -26,7 +26,8 @@ from cdpulse.pipeline.state import Changes, Save, SaveStatus
 from cdpulse.producer import Producer
 from cdpulse.profile.model import Profile
 from cdpulse.simulate.shop import Shop
-from cdpulse.store.state import RedisState
+from cdpulse.store.keys import keys_for
+from cdpulse.store.state import CLAIM_SECONDS, RedisState
 from cdpulse.store.triggers import RedisTriggerStore
 from tests import trigger_oracle
 from tests.integration.conftest import (
@@ -221,7 +222,11 @@ def test_triggers_fire_once_per_situation_and_only_with_consent(
 def test_uplift_tallies_are_claimed_once_with_the_save_and_read_by_the_trigger_store(
     env: Env,
 ) -> None:
-    """The uplift views' counters: each claim counted once, and only if its save is."""
+    """The uplift views' counters: each claim counted once, and only if its save is. A
+    customer's claims are one hash that lapses with its newest claim; an earlier
+    version's claim key still standing counts as claimed."""
+    admin, keys = env.redis, keys_for(env.redis, env.name)
+    claimed = keys.claimed("C-1")
 
     async def run() -> None:
         client = async_redis(env.settings.redis_url)
@@ -258,6 +263,16 @@ def test_uplift_tallies_are_claimed_once_with_the_save_and_read_by_the_trigger_s
                 "C-1": SaveStatus.SAVED
             }
             assert (await store.counts("cart"))["holdout"] == 1
+            assert set(admin.hkeys(claimed)) == {b"t1", b"t2", b"t3:converted", b"t4"}
+            assert 0 < admin.pttl(claimed) <= CLAIM_SECONDS * 1000
+            # t5 claimed by an earlier version; t2 and t6 lapsed (in 1970): t2 counts
+            # again, t5 does not, and the lapsed t6 is dropped.
+            admin.set(keys.fired("C-1", "t5"), 1, ex=60)
+            admin.hset(claimed, mapping={"t2": 1, "t6": 1})
+            across = save(3, ("t5", "cart", "treated"), ("t2", "cart", "treated"))
+            assert await state.write(across) == {"C-1": SaveStatus.SAVED}
+            assert (await store.counts("cart"))["treated"] == 3
+            assert set(admin.hkeys(claimed)) == {b"t1", b"t2", b"t3:converted", b"t4"}
         finally:
             await client.aclose()
 

@@ -31,6 +31,7 @@ def id_keys(keys: Keys, profile_id: str) -> list[str]:
         keys.hold(profile_id),
         keys.data_key(profile_id),
         keys.identities(profile_id),
+        keys.claimed(profile_id),
         keys.claims(profile_id),
         keys.experiments_of(profile_id),
         keys.fired(profile_id, "t1:converted"),

@@ -53,9 +53,9 @@ CLIENT: tuple[str, ...] = (
 
 # What the Lua scripts in this package call (a unit test keeps this equal to them).
 LUA: tuple[str, ...] = (
-    "get", "set", "del", "exists", "incr", "decr", "expire", "pexpire", "pttl", "type",
+    "get", "set", "del", "exists", "incr", "decr", "pexpire", "pttl", "type", "time",
     "hget", "hmget", "hset", "hsetnx", "hdel", "hincrby", "hlen", "hexists", "hkeys",
-    "smembers", "rpush", "lpop", "lindex",
+    "hgetall", "smembers",
     "zadd", "zrem", "zrangebyscore",
 )  # fmt: skip
 

@@ -8,8 +8,9 @@ a SCAN costs about a second per million keys of the whole database):
   keeps keys of its own per customer adds its family here; the audit record counts
   removals per family.
 * per-customer indexes the writers keep in the same script call that creates what they
-  list (``write.lua``): the customer's trigger claims (``Keys.claims``) and every
-  identity-index pseudonym pointing at it (``Keys.identities``: earlier emails too), and,
+  list (``write.lua``): every identity-index pseudonym pointing at the customer
+  (``Keys.identities``: earlier emails too), the claim keys an earlier version kept
+  (``Keys.claims``; the customer's claims are one key now, ``Keys.claimed``), and,
   before an exposure, the experiments it was exposed to (``Keys.experiments_of``).
 * shared structures by configuration: the segments of the worker's book and those the
   profile records, the declared experiments and the indexed ones, the schedules of the
@@ -48,6 +49,7 @@ KEY_FAMILIES: dict[str, KeyFamily] = {
     "merged_into": Keys.merged_into,
     "data_key": Keys.data_key,
     "identities": Keys.identities,
+    "claimed": Keys.claimed,
     "claims": Keys.claims,
     "experiments": Keys.experiments_of,
 }
@@ -149,7 +151,7 @@ class Eraser:
         at = len(names) + len(ids)
         removed["pseudonym_index"] = sum(deleted[len(names) : at])
         removed["identity"] = sum(deleted[at : at + len(found.identities)])
-        removed["trigger_claims"] = sum(deleted[at + len(found.identities) :])
+        removed["trigger_claims"] = found.claimed + sum(deleted[at + len(found.identities) :])
         segments = {*self.segments, *(profile.segments if profile is not None else ())}
         experiments = {*self.experiments, *found.experiments}
         removed.update(await self._erase_shared(ids, sorted(segments), sorted(experiments)))
@@ -176,28 +178,32 @@ class Eraser:
     async def _indexed(self, ids: list[str], profile: Profile | None) -> Indexed:
         """What the ids' indexes list: identity entries still pointing at one of them,
         claims, experiments."""
+        width = 4  # replies per id
         pipe = self.client.pipeline(transaction=False)
         for i in ids:
             pipe.hkeys(self.keys.identities(i))
+            pipe.hkeys(self.keys.claimed(i))
             pipe.lrange(self.keys.claims(i), 0, -1)
             pipe.smembers(self.keys.experiments_of(i))
         replies = await pipe.execute(raise_on_error=False)
         for n, i in enumerate(ids):
-            if isinstance(replies[3 * n], ResponseError):
+            if isinstance(replies[width * n], ResponseError):
                 # A set of identities an earlier version wrote (write.lua makes it a hash
                 # when the customer is next written).
-                replies[3 * n] = await self.client.smembers(self.keys.identities(i))
+                replies[width * n] = await self.client.smembers(self.keys.identities(i))
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         # The profile's current traits too: entries written before the identities set was.
         pseudonyms = set(pseudonyms_of(profile.traits, self.personal)) if profile else set()
+        claimed = 0
         claims: list[str] = []
         experiments: set[str] = set()
         for n in range(len(ids)):
-            pseudonyms.update(pseudonym(p) for p in replies[3 * n])
-            claims.extend(_text(c) for c in replies[3 * n + 1])
-            experiments.update(_text(e) for e in replies[3 * n + 2])
+            pseudonyms.update(pseudonym(p) for p in replies[width * n])
+            claimed += len(replies[width * n + 1])
+            claims.extend(_text(c) for c in replies[width * n + 2])
+            experiments.update(_text(e) for e in replies[width * n + 3])
         candidates = [self.keys.identity(p) for p in sorted(pseudonyms)]
         pipe = self.client.pipeline(transaction=False)
         for key in candidates:
@@ -206,7 +212,7 @@ class Eraser:
         # An entry another customer took since (they gave that email later) is theirs.
         mine = {i.encode() for i in ids}
         identities = [k for k, owner in zip(candidates, owners, strict=True) if owner in mine]
-        return Indexed(identities, claims, experiments)
+        return Indexed(identities, claimed, claims, experiments)
 
     async def _erase_shared(
         self, ids: list[str], segments: list[str], experiments: list[str]
@@ -259,9 +265,11 @@ class Targets:
 
 @dataclass(frozen=True, slots=True)
 class Indexed:
-    """What a customer's indexes list: identity keys to delete, claim keys, experiments."""
+    """What a customer's indexes list: identity keys to delete, how many claims its claims
+    hash holds, an earlier version's claim keys, experiments."""
 
     identities: list[str]
+    claimed: int
     claims: list[str]
     experiments: set[str]
 

@@ -197,9 +197,16 @@ class Keys:
         (``store/identities.py``): 64 bytes, so the hash stays a listpack."""
         return f"{self.of(profile_id)}identities"
 
+    def claimed(self, customer_id: str) -> str:
+        """Hash: the customer's uplift claims, each an exposure's trigger id (or it with
+        ``:converted``) -> when it lapses (epoch ms), kept a while so a batch decided
+        again does not count a tally twice (``write.lua``). One key per customer, not
+        per claim; it expires with its newest claim."""
+        return f"{self.of(customer_id)}claimed"
+
     def claims(self, profile_id: str) -> str:
-        """List: the customer's live trigger claims (``fired``), oldest first, kept by
-        ``write.lua`` with the claims: erasure finds them here instead of by SCAN."""
+        """List: the claim keys (``fired``) an earlier version kept, oldest first.
+        Nothing adds to it now; erasure still reads it until it expires."""
         return f"{self.of(profile_id)}claims"
 
     def experiments_of(self, profile_id: str) -> str:
@@ -208,8 +215,8 @@ class Keys:
         return f"{self.of(profile_id)}experiments"
 
     def fired(self, customer_id: str, trigger_id: str) -> str:
-        """The claim of an uplift tally (an exposure's trigger id, or it with
-        ``:converted``), kept a while so a batch decided again does not count it twice."""
+        """An earlier version's claim of an uplift tally (now a field of ``claimed``): one
+        still standing counts as claimed, and erasure deletes it (``claims``)."""
         return f"{self.of(customer_id)}trigger:{trigger_id}"
 
     # --- not sharded -------------------------------------------------------------------

@@ -89,14 +89,13 @@ def _rows(
 
 
 # What a save touches of its id's keys in ``write.lua`` on a Redis Cluster.
-_SAVE_KINDS = ("profile", "alias", "merged", "hold", "claims", "identities")
+_SAVE_KINDS = ("profile", "alias", "merged", "hold", "claimed", "identities")
 
 
 def _touched(keys: Keys, shard: Shard, rows: list[list[Any]]) -> list[str]:
-    """Every key a ``write.lua`` call of ``rows`` touches, but its claims' old keys
-    (read before anything is written): declared, so that a Redis Cluster moving their
-    slot answers before the script runs (ASK: retried later) instead of failing it
-    halfway, and never runs it where half of them are."""
+    """Every key a ``write.lua`` call of ``rows`` touches: declared, so that a Redis
+    Cluster moving their slot answers before the script runs (ASK: retried later)
+    instead of failing it halfway, and never runs it where half of them are."""
     touched = [shard.profile_count]
     for row in rows:
         base = keys.of(row[0])
@@ -650,9 +649,8 @@ class RedisState:
                 ]
             )
         for claim, rule, counter in save.tallies:
-            ops.append(
-                ["claim", k.fired(profile_id, claim), own.uplift(rule), CLAIM_SECONDS, counter]
-            )
+            earlier = k.fired(profile_id, claim)  # an earlier version's claim, if it stands
+            ops.append(["claim", earlier, own.uplift(rule), CLAIM_SECONDS, counter, claim])
         for period, counts in save.kpis.items():
             flat = [x for name, amount in counts.items() for x in (name, amount)]
             ops.append(["kpi", kpi_key(own.base, period), FIELDS_CAP, flat])

@@ -20,8 +20,8 @@
 --       merged, as a write to it since would be lost; deleted, the counter goes down)
 --   ["convert", converted hash, counts hash, customer, variant]: HSETNX, and if new
 --       HINCRBY counts "conversions:<variant>"
---   ["claim", claim key, counts hash, ttl seconds, field]: SET NX EX, and if new HINCRBY,
---       and the claim's name appended to the customer's list of claims (erasure reads it)
+--   ["claim", earlier claim key, counts hash, ttl seconds, field, claim]: the claim joins
+--       the customer's claims (``claim``), and if new HINCRBY
 --   ["identity", identity key, pseudonym]: the index entry points at the customer, and the
 --       pseudonym joins the customer's identities (a hash; leaving its previous owner's)
 --   ["kpi", counters hash, cap, [field, amount, ...]]: added to the hash's counters
@@ -54,27 +54,40 @@ local function at(id)
   return head .. id .. '}:'
 end
 local counter = shared .. ':profiles'
--- A customer's claims, oldest first: every claim has the same time to live, so the head
--- expires first, and popping expired heads keeps the list as long as the live claims.
--- The expired heads are counted before the save writes anything (``expired_heads``): a
--- claim key is the only key a save reads that its caller cannot name (and declare, on a
--- Redis Cluster), so reading it is the only step that can fail, and must fail early.
-local function expired_heads(claims)
-  local n = 0
-  while true do
-    local head = redis.call('LINDEX', claims, n)
-    if not head or redis.call('EXISTS', head) == 1 then
-      return n
+-- A customer's claims are one hash, claim -> when it lapses (epoch ms, Redis' clock): a
+-- claim not lapsed is not counted again. The hash lives as long as its newest claim, and
+-- the lapsed ones are dropped when the customer next claims (``lapse``, once per save).
+-- An earlier version kept a key per claim (``earlier``, listed for erasure): one still
+-- standing counts as claimed, so a batch decided again across an upgrade counts nothing
+-- twice.
+local now
+local function clock()
+  if now == nil then
+    local time = redis.call('TIME')
+    now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  end
+  return now
+end
+local function lapse(claimed)
+  local entries = redis.call('HGETALL', claimed)
+  for i = 1, #entries, 2 do
+    if tonumber(entries[i + 1]) <= clock() then
+      redis.call('HDEL', claimed, entries[i])
     end
-    n = n + 1
   end
 end
-local function remember_claim(claims, key, ttl, expired)
-  redis.call('RPUSH', claims, key)
-  redis.call('EXPIRE', claims, ttl)
-  for _ = 1, expired do
-    redis.call('LPOP', claims)
+local function claim(claimed, earlier, id, ttl_ms)
+  if tonumber(redis.call('HGET', claimed, id) or '0') > clock() then
+    return false
   end
+  if redis.call('EXISTS', earlier) == 1 then
+    return false
+  end
+  redis.call('HSET', claimed, id, string.format('%d', clock() + ttl_ms))
+  if redis.call('PTTL', claimed) < ttl_ms then
+    redis.call('PEXPIRE', claimed, ttl_ms)
+  end
+  return true
 end
 local function expire(key)
   if retention > 0 then
@@ -171,14 +184,7 @@ for n, save in ipairs(saves) do
           end
         end
       end
-      local expired = 0
       if status == nil then
-        for _, op in ipairs(ops) do
-          if op[1] == 'claim' then
-            expired = expired_heads(tag .. 'claims')
-            break
-          end
-        end
         for _, visitor in ipairs(links) do
           local alias = at(visitor) .. 'alias'
           redis.call('SET', alias, id)
@@ -210,6 +216,7 @@ for n, save in ipairs(saves) do
         if version == 0 then
           redis.call('INCR', counter)
         end
+        local claimed -- the customer's claims, once lapsed ones are dropped
         for _, op in ipairs(ops) do
           local name = op[1]
           if name == 'zadd' then
@@ -236,10 +243,12 @@ for n, save in ipairs(saves) do
               redis.call('HINCRBY', op[3], 'conversions:' .. op[5], 1)
             end
           elseif name == 'claim' then
-            if redis.call('SET', op[2], 1, 'NX', 'EX', op[4]) then
+            if claimed == nil then
+              claimed = tag .. 'claimed'
+              lapse(claimed)
+            end
+            if claim(claimed, op[2], op[6], op[4] * 1000) then
               redis.call('HINCRBY', op[3], op[5], 1)
-              remember_claim(tag .. 'claims', op[2], op[4], expired)
-              expired = 0
             end
           elseif name == 'identity' then
             -- The hash holds exactly the entries that point at the customer: an email
