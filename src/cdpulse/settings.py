@@ -328,8 +328,8 @@ class Settings(BaseSettings):
     gc_sweep_seconds: float = Field(
         300.0,
         gt=0,
-        description="Seconds between full garbage collections of a worker or learner "
-        "(between them, what survives a batch is frozen).",
+        description="Seconds between full garbage collections of a worker, learner or api "
+        "(between them, what survives a batch or a model refresh is frozen).",
     )
     learner_nice: int = Field(
         10,

@@ -17,7 +17,7 @@ import faust
 
 from cdpulse.app.audit import register_read_audit
 from cdpulse.app.auth import Guard, RateLimit
-from cdpulse.app.base import faust_app, redis_client
+from cdpulse.app.base import Heap, faust_app, redis_client
 from cdpulse.app.dashboard_data import register_dashboard_data
 from cdpulse.app.dashboard_views import register_dashboard_views
 from cdpulse.app.drift import TRACKED
@@ -93,6 +93,9 @@ class Services:
 def create_api(settings: Settings) -> faust.App:
     """Build the API's faust app: its views and the timers that refresh what they read."""
     app = faust_app(settings, "api")
+    # A full collection traverses every live container, the served models' millions
+    # among them: what survives start-up and each model refresh is frozen instead.
+    heap = Heap(settings.gc_sweep_seconds)
     topics = Topics.from_settings(settings)
     client = redis_client(settings)
     prefix = settings.redis_prefix
@@ -160,6 +163,11 @@ def create_api(settings: Settings) -> faust.App:
         except Exception as exc:  # keep serving the snapshots already loaded
             metrics.REDIS_ERRORS.inc()
             log.warning("model refresh failed: %s", exc)
+        heap.settle()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def settle_start_up() -> None:
+        heap.sweep()
 
     @app.timer(interval=min(5.0, settings.rfm_refresh_seconds))  # type: ignore[untyped-decorator]
     async def segment_sizes() -> None:
