@@ -168,6 +168,13 @@ class Settings(BaseSettings):
         description="Seconds between two sends of an api process's queued read audit records "
         "(a read never waits on Kafka: it only queues its record).",
     )
+    remembered_pseudonyms: int = Field(
+        20_000,
+        ge=1,
+        description="Ids whose pseudonym an api process remembers, the most recently asked "
+        "for: the read audit names each read's customers by it and the recommender knows "
+        "customers by it, and a customer read again costs no HMAC again.",
+    )
     topic_triggers: str = Field(
         "cdp.triggers", description="Trigger firings for downstream services."
     )

@@ -10,7 +10,8 @@ import re
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -22,11 +23,13 @@ from cdpulse.app.audit import (
     AUDITED_ELSEWHERE,
     Answered,
     ReadTrail,
+    RememberedPseudonyms,
     Subjects,
+    answering,
     record_of,
     subject_ids,
 )
-from cdpulse.app.auth import ALL_SCOPES
+from cdpulse.app.auth import ALL_SCOPES, Verdict
 from cdpulse.cli.audit_cmd import moment
 from cdpulse.cli.main import CliError
 from cdpulse.ops import metrics
@@ -390,3 +393,71 @@ def test_times_are_rfc_3339_with_a_zone_or_a_span_back_from_now() -> None:
 
 def test_subjects_spec_defaults_name_no_one() -> None:
     assert subject_ids(_answered()._replace(subjects=Subjects(), body=b"{}")) == []
+
+
+async def _observed(trail: ReadTrail, route: str, path: str, response: Any) -> None:
+    """``trail`` observing ``response`` to a GET of ``path`` matched by ``route``."""
+    router = web.UrlDispatcher()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return response
+
+    router.add_get(route, answer)
+    request = make_mocked_request("GET", path)
+    request._match_info = await router.resolve(request)
+    trail.observe(request, Verdict("crm"), response)
+
+
+def test_an_answer_handed_by_its_handler_names_whom_its_body_names() -> None:
+    """``answering``: the trail reads the subjects from the object the handler answered,
+    and the record is the one its body, parsed back, would give."""
+    kafka = _Kafka()
+    trail = ReadTrail(kafka.send, P, {}, 100, stall_seconds=30)
+    profile = {"id": "cust-ada", "customer_id": "cust-ada", "traits": {"email": "a@b.c"}}
+    recommendations = {"customer_id": "cust-ada", "items": [], "quality": {"status": "ok"}}
+    members = {"segment": "vip", "members": ["c-1", "c-2"]}
+    cases = [
+        ("/v1/profiles/{profile_id}", "/v1/profiles/anon-7", profile),
+        (
+            "/v1/profiles/{profile_id}/recommendations",
+            "/v1/profiles/anon-7/recommendations",
+            recommendations,
+        ),
+        ("/v1/segments/{name}/members", "/v1/segments/vip/members", members),
+    ]
+
+    async def observe() -> None:
+        for route, path, answer in cases:
+            await _observed(trail, route, path, web.json_response(answer))
+            await _observed(trail, route, path, answering(web.json_response(answer), answer))
+            missing = answering(web.json_response({"error": "no"}, status=404), answer)
+            await _observed(trail, route, path, missing)  # failed: the path only
+
+    asyncio.run(observe())
+    kept = list(trail._queue)
+    assert [a.body is answer for a, (_, _, answer) in zip(kept[1::3], cases, strict=True)] == [
+        True,
+        True,
+        True,
+    ]
+    assert asyncio.run(trail.flush()) == 9
+    subjects = [r.subjects for r in kafka.sent]
+    assert (
+        subjects[0::3]
+        == subjects[1::3]
+        == [
+            [P.of_id("anon-7"), P.of_id("cust-ada")],
+            [P.of_id("anon-7"), P.of_id("cust-ada")],
+            [P.of_id("c-1"), P.of_id("c-2")],
+        ]
+    )
+    assert subjects[2::3] == [[P.of_id("anon-7")], [P.of_id("anon-7")], []]
+    assert [r.params for r in kafka.sent[6:]] == [{"name": "vip"}, {"name": "vip"}, {}]
+
+
+def test_remembered_pseudonyms_are_the_pseudonyms() -> None:
+    remembered = RememberedPseudonyms(P, 2)
+    for i in ["a", "b", "a", "c", "a", "b"]:
+        assert remembered.of_id(i) == P.of_id(i)
+    record = record_of(_answered(body={"id": "cust-1"}), remembered, {})
+    assert record == record_of(_answered(body={"id": "cust-1"}), P, {})

@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from cdpulse.app.audit import register_read_audit
+from cdpulse.app.audit import RememberedPseudonyms, register_read_audit
 from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import Heap, faust_app, redis_client
 from cdpulse.app.dashboard_data import register_dashboard_data
@@ -88,6 +88,8 @@ class Services:
     # The models' drift reports and the health judged from them, loaded with the snapshots.
     drift: ServedDrift
     personas: SnapshotStore[PersonaState]
+    # The pseudonym of an id, as the read audit and the recommender name customers.
+    pseudonyms: RememberedPseudonyms
 
 
 def create_api(settings: Settings) -> faust.App:
@@ -126,6 +128,7 @@ def create_api(settings: Settings) -> faust.App:
             RedisDriftStore(client, prefix), list(TRACKED), HealthPolicy.from_settings(settings)
         ),
         persona_store(client, prefix, seal),
+        RememberedPseudonyms(rules.traits.pseudonymizer, settings.remembered_pseudonyms),
     )
     book = load_book(settings.segments_file)
     memberships = RedisMembershipStore(client, prefix)
@@ -145,7 +148,7 @@ def create_api(settings: Settings) -> faust.App:
     register_fairness_view(app, RedisFairnessStore(client, prefix), guard)
     register_forecast_views(app, forecasts, guard)
     register_persona_views(app, services.personas, guard)
-    trail = register_read_audit(app, settings, guard, topics.read_audit, rules.traits.pseudonymizer)
+    trail = register_read_audit(app, settings, guard, topics.read_audit, services.pseudonyms)
     register_health(app, settings, None, client, guard, {"read_audit": trail.readiness})
 
     @app.timer(interval=settings.model_refresh_seconds)  # type: ignore[untyped-decorator]

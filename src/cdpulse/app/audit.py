@@ -7,7 +7,9 @@ reason, in ``AUDITED_ELSEWHERE``. The guard (``app/auth.py``), the one door of e
 route, hands each answered request to ``ReadTrail.observe``.
 
 A read never waits on Kafka: ``observe`` only appends what the record needs to a bounded
-queue (no encoding, no hashing, no I/O); the api's timer turns the queue into records
+queue (no encoding, no hashing, no I/O). A handler that answers with ``answering`` hands
+the JSON object it answered, and the subjects are read from it; otherwise they are
+parsed back from the answer's body. The api's timer turns the queue into records
 every ``CDPULSE_READ_AUDIT_FLUSH_SECONDS`` and sends them as record batches, awaiting
 the broker's acknowledgement (``app/outlet.py``). A send that fails keeps the records
 queued, in order, for the next flush; each keeps its id, so a send that timed out here
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import faust
+from aiohttp import web
 from faust.web import Request, Response
 from mode.types.signals import BaseSignalT
 
@@ -88,6 +92,30 @@ AUDITED_ELSEWHERE: Mapping[tuple[str, str], str] = {
 }
 
 
+class RememberedPseudonyms:
+    """``Pseudonymizer.of_id`` with the ``size`` ids asked for last remembered: an HMAC
+    costs ~4 µs, and an api names the same customers again and again (each read's audit
+    record, the recommender asked for a customer's list)."""
+
+    def __init__(self, pseudonyms: Pseudonymizer, size: int) -> None:
+        self.of_id: Callable[[str], str] = functools.lru_cache(maxsize=size)(pseudonyms.of_id)
+
+
+Pseudonyms = Pseudonymizer | RememberedPseudonyms
+
+
+# The JSON object a handler answered with (``answering``), kept on its response.
+_ANSWER: web.ResponseKey[dict[str, Any]] = web.ResponseKey("cdpulse_answer")
+
+
+def answering(response: Response, answer: dict[str, Any]) -> Response:
+    """``response``, the JSON encoding of ``answer``, with ``answer`` kept for the read
+    audit: the subjects are then read from it instead of parsed back from the body."""
+    if isinstance(response, web.StreamResponse):
+        response[_ANSWER] = answer
+    return response
+
+
 class Answered(NamedTuple):
     """An answered read as the guard saw it: what its record is made of, later."""
 
@@ -98,7 +126,9 @@ class Answered(NamedTuple):
     route: str
     status: int
     params: dict[str, str]
-    body: bytes | None  # the JSON answer, kept only where it names the subjects
+    # The JSON answer, or the object it encodes (``answering``), kept only where it names
+    # the subjects.
+    body: bytes | dict[str, Any] | None
     subjects: Subjects
 
 
@@ -109,22 +139,23 @@ def subject_ids(answered: Answered) -> list[str]:
     ids: list[str] = []
     if spec.path is not None and spec.path in answered.params:
         ids.append(answered.params[spec.path])
-    if answered.body is not None:
+    answer: Any = answered.body
+    if isinstance(answer, bytes):
         try:
-            answer = json.loads(answered.body)
+            answer = json.loads(answer)
         except ValueError:
             answer = None
-        if isinstance(answer, dict):
-            ids += [answer[f] for f in spec.fields if isinstance(answer.get(f), str)]
-            for name in spec.lists:
-                found = answer.get(name)
-                if isinstance(found, list):
-                    ids += [i for i in found if isinstance(i, str)]
+    if isinstance(answer, dict):
+        ids += [answer[f] for f in spec.fields if isinstance(answer.get(f), str)]
+        for name in spec.lists:
+            found = answer.get(name)
+            if isinstance(found, list):
+                ids += [i for i in found if isinstance(i, str)]
     return list(dict.fromkeys(ids))
 
 
 def record_of(
-    answered: Answered, pseudonyms: Pseudonymizer, purposes: Mapping[str, str]
+    answered: Answered, pseudonyms: Pseudonyms, purposes: Mapping[str, str]
 ) -> ReadRecord:
     """The audit record of ``answered``: ids as pseudonyms, and the route's other path
     parameters only when the answer succeeded (they named something configured)."""
@@ -156,7 +187,7 @@ class ReadTrail:
     def __init__(
         self,
         send: Send,
-        pseudonyms: Pseudonymizer,
+        pseudonyms: Pseudonyms,
         purposes: Mapping[str, str],
         capacity: int,
         stall_seconds: float,
@@ -194,7 +225,10 @@ class ReadTrail:
         if spec is None:
             return
         status = response.status
-        body = response.body if spec.fields or spec.lists else None
+        body: bytes | dict[str, Any] | None = None
+        if (spec.fields or spec.lists) and 200 <= status < 300:
+            kept = response.get(_ANSWER) if isinstance(response, web.StreamResponse) else None
+            body = kept if kept is not None else response.body
         self.note(
             Answered(
                 f"{self._origin}-{next(self._numbers)}",
@@ -204,7 +238,7 @@ class ReadTrail:
                 route,
                 status,
                 dict(match),
-                body if isinstance(body, bytes) and 200 <= status < 300 else None,
+                body if isinstance(body, bytes | dict) else None,
                 spec,
             )
         )
@@ -275,7 +309,7 @@ class ReadTrail:
 
 
 def register_read_audit(
-    app: faust.App, settings: Settings, guard: Guard, topic: str, pseudonyms: Pseudonymizer
+    app: faust.App, settings: Settings, guard: Guard, topic: str, pseudonyms: Pseudonyms
 ) -> ReadTrail:
     """The api's read trail: the guard's hook, the flush timer, the last flush at stop."""
     outlet = KafkaOutlet(app, {Stream.AUDIT: topic})

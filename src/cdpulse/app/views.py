@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from faust.web import Request, Response, View
 
+from cdpulse.app.audit import answering
 from cdpulse.app.auth import who
 from cdpulse.app.collector import MAX_EVENTS_PER_REQUEST, collect, over_rate, refused
 from cdpulse.contract.partitions import partition_of
@@ -89,7 +90,8 @@ def register_views(services: Services) -> None:
             profile, as_of = await store.get_as_of(profile_id)
             if profile is None:
                 return self.json({"error": f"no profile for id {profile_id!r}"}, status=404)
-            return self.json(await document_of(profile, as_of))
+            document = await document_of(profile, as_of)
+            return answering(self.json(document), document)
 
         @guarded("admin")
         async def delete(self, request: Request, profile_id: str) -> Response:
@@ -200,13 +202,14 @@ def register_views(services: Services) -> None:
                     {"error": "no recommender yet: it learns from the first item events"},
                     status=503,
                 )
-            pseudonym = services.rules.traits.pseudonymizer.of_id(profile.id)
+            pseudonym = services.pseudonyms.of_id(profile.id)
             items = snapshot.recommender.recommend(pseudonym, Context.from_profile(profile), k=k)
             document = recommendation_list(profile.id, items, snapshot, None)
             # The recommender's health as the api last judged it (app/served_drift.py):
             # on this answer only, not on the topic's lists (their schema is a contract).
             quality = services.drift.health("reco").to_json()
-            return self.json({**document.model_dump(mode="json"), "quality": quality})
+            answer = {**document.model_dump(mode="json"), "quality": quality}
+            return answering(self.json(answer), answer)
 
     @app.page("/v1/profiles/{profile_id}/propensity")
     class PropensityView(View):
