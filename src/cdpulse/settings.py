@@ -483,6 +483,13 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the learner learns the days closed since (demand forecasts).",
     )
+    reco_served_lists: int = Field(
+        10_000,
+        ge=0,
+        description="Recommendation lists an api process keeps, the most recently read: a "
+        "customer read again under the same recommender snapshot with the same cart, recent "
+        "views and category affinity gets the list computed before (0: none kept).",
+    )
     reco_snapshot_seconds: float = Field(
         5.0, gt=0, description="How often the recommender's learner publishes a snapshot."
     )

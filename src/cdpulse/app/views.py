@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,8 @@ from cdpulse.models.campaign.scoring import propensity
 from cdpulse.models.churn.scoring import profile_document
 from cdpulse.models.personas_learner import persona_of
 from cdpulse.models.reco import Context
-from cdpulse.models.reco_stream import recommendation_list
+from cdpulse.models.reco.recommender import Recommendation
+from cdpulse.models.reco_stream import RecoSnapshot, recommendation_list
 from cdpulse.ops import metrics
 from cdpulse.privacy.consent import allows
 from cdpulse.profile.model import Profile
@@ -180,6 +182,8 @@ def register_views(services: Services) -> None:
                 return self.json({"error": f"no customer gave this {trait}"}, status=404)
             return self.json({"profile_id": customer, "pseudonym": pseudonym})
 
+    served_lists = ServedLists(settings.reco_served_lists)
+
     @app.page("/v1/profiles/{profile_id}/recommendations")
     class RecommendationsView(View):
         @guarded("read")
@@ -203,7 +207,8 @@ def register_views(services: Services) -> None:
                     status=503,
                 )
             pseudonym = services.pseudonyms.of_id(profile.id)
-            items = snapshot.recommender.recommend(pseudonym, Context.from_profile(profile), k=k)
+            context = Context.from_profile(profile)
+            items = served_lists.recommend(snapshot, profile.id, pseudonym, context, k)
             document = recommendation_list(profile.id, items, snapshot, None)
             # The recommender's health as the api last judged it (app/served_drift.py):
             # on this answer only, not on the topic's lists (their schema is a contract).
@@ -307,6 +312,48 @@ def register_views(services: Services) -> None:
                 {"accepted": accepted, "rejected": len(results) - accepted, "results": results},
                 status=status,
             )
+
+
+class ServedLists:
+    """The recommendation lists an api computed, the ``capacity`` read last kept.
+
+    A list is a function of the served snapshot, the customer's pseudonym (their stored
+    profile's id), the profile's ``Context`` (what ``recommend`` reads of a profile) and
+    ``k``, and nothing else (no wall clock; a served snapshot is read-only). So a list is
+    kept under (profile id, k) with the context it was computed for, and given again only
+    for an equal context under the very snapshot it came from: a new snapshot empties
+    the whole cache (and frees the old snapshot's lists), a changed cart, recent view or
+    affinity computes anew. Consent is not the cache's business: the caller checks it on
+    the profile it reads for every request.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._snapshot: RecoSnapshot | None = None
+        self._lists: OrderedDict[tuple[str, int], tuple[Context, list[Recommendation]]] = (
+            OrderedDict()
+        )
+
+    def recommend(
+        self, snapshot: RecoSnapshot, profile_id: str, pseudonym: str, context: Context, k: int
+    ) -> list[Recommendation]:
+        """``snapshot.recommender.recommend(pseudonym, context, k=k)``, computed at most once
+        per snapshot, profile, context and ``k`` while kept."""
+        if snapshot is not self._snapshot:
+            self._lists.clear()
+            self._snapshot = snapshot
+        key = (profile_id, k)
+        kept = self._lists.get(key)
+        if kept is not None and kept[0] == context:
+            self._lists.move_to_end(key)
+            return kept[1]
+        items = snapshot.recommender.recommend(pseudonym, context, k=k)
+        if self.capacity:
+            self._lists[key] = (context, items)
+            self._lists.move_to_end(key)
+            if len(self._lists) > self.capacity:
+                self._lists.popitem(last=False)
+        return items
 
 
 def _k(request: Request) -> int | None:
