@@ -220,7 +220,9 @@ def test_fired_messages_carry_deliver_at_unless_the_rule_sends_now() -> None:
         Decision(f"{rule}:{CUSTOMER}:k", CUSTOMER, Pending(rule, "k", fired), "fired")
         for rule in ("cart", "intent_now", "service", "timed")
     ]
-    messages = trigger_messages(Expired(decisions, [], {CUSTOMER: profile}), config, None, "")
+    messages = trigger_messages(
+        Expired(decisions, [], {CUSTOMER: profile}), config, None, "", lambda i: i
+    )
     start = datetime(2026, 1, 5, 18, tzinfo=UTC)  # 19h at +01:00
     assert {m.rule: m.deliver_at for m in messages} == {
         "cart": start,

@@ -507,7 +507,11 @@ class Stages:
         work.decisions += decided.decisions
         work.attributions += decided.attributions
         for message in trigger_messages(
-            decided, self.hooks.config, engine.models.reco, engine.models.offer_policy_name
+            decided,
+            self.hooks.config,
+            engine.models.reco,
+            engine.models.offer_policy_name,
+            engine.pseudonym,
         ):
             work.outputs.add(
                 Stream.TRIGGERS, message.customer_id.encode(), message.model_dump_json().encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,16 +21,24 @@ RECOMMENDED = 5
 
 
 def trigger_messages(
-    expired: Expired, config: TriggerConfig, snapshot: RecoSnapshot | None, policy: str
+    expired: Expired,
+    config: TriggerConfig,
+    snapshot: RecoSnapshot | None,
+    policy: str,
+    pseudonym: Callable[[str], str],
 ) -> list[TriggerMessage]:
-    """One document per fired decision; holdouts and suppressed ones send nothing."""
+    """One document per fired decision; holdouts and suppressed ones send nothing.
+
+    ``pseudonym`` names a profile as the recommender knows its customer (the worker's
+    item events carry it): the list a message carries leaves out what they bought.
+    """
     out = []
     for decision in expired.decisions:
         rule = config.named(decision.pending.rule)
         if decision.outcome != "fired" or rule is None:
             continue
         profile = expired.profiles.get(decision.customer_id)
-        recommended = _recommended(decision, profile, snapshot)
+        recommended = _recommended(profile, snapshot, pseudonym)
         deliver = None
         if rule.at_best_window and profile is not None:
             deliver = deliver_at(profile, decision.pending.at)
@@ -63,12 +72,12 @@ def uplift_tallies(expired: Expired) -> list[Tally]:
 
 
 def _recommended(
-    decision: Decision, profile: Profile | None, snapshot: RecoSnapshot | None
+    profile: Profile | None, snapshot: RecoSnapshot | None, pseudonym: Callable[[str], str]
 ) -> list[RecommendedItem]:
     if snapshot is None or profile is None:
         return []
     context = Context.from_profile(profile)
-    items = snapshot.recommender.recommend(profile.id, context, k=RECOMMENDED)
+    items = snapshot.recommender.recommend(pseudonym(profile.id), context, k=RECOMMENDED)
     return [RecommendedItem(product_id=r.product_id, score=r.score, reason=r.reason) for r in items]
 
 
