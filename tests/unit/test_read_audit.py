@@ -23,7 +23,6 @@ from cdpulse.app.audit import (
     AUDITED_ELSEWHERE,
     Answered,
     ReadTrail,
-    RememberedPseudonyms,
     Subjects,
     answering,
     record_of,
@@ -34,7 +33,7 @@ from cdpulse.cli.audit_cmd import moment
 from cdpulse.cli.main import CliError
 from cdpulse.ops import metrics
 from cdpulse.pipeline.outputs import Outputs, Stream
-from cdpulse.privacy.pseudonyms import Pseudonymizer
+from cdpulse.privacy.pseudonyms import Pseudonymizer, RememberedPseudonyms
 from cdpulse.privacy.read_audit import AuditQuery, ReadAuditError, ReadRecord, subject_of
 from cdpulse.settings import ApiToken, Settings
 from tests.unit.test_routes import _web_app, routes

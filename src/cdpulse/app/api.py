@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from cdpulse.app.audit import RememberedPseudonyms, register_read_audit
+from cdpulse.app.audit import register_read_audit
 from cdpulse.app.auth import Guard, RateLimit
 from cdpulse.app.base import Heap, faust_app, redis_client
 from cdpulse.app.dashboard_data import register_dashboard_data
@@ -41,6 +41,7 @@ from cdpulse.models.churn.model import Snapshot
 from cdpulse.models.health import HealthPolicy
 from cdpulse.models.personas_learner import PersonaState
 from cdpulse.ops import metrics
+from cdpulse.privacy.pseudonyms import RememberedPseudonyms
 from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book

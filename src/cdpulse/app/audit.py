@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import json
 import logging
@@ -49,7 +48,7 @@ from cdpulse.app.auth import Guard, Verdict
 from cdpulse.app.outlet import KafkaOutlet
 from cdpulse.ops import metrics
 from cdpulse.pipeline.outputs import Outputs, Stream
-from cdpulse.privacy.pseudonyms import Pseudonymizer
+from cdpulse.privacy.pseudonyms import Pseudonyms
 from cdpulse.privacy.read_audit import UNSPECIFIED, ReadRecord
 from cdpulse.settings import Settings
 
@@ -90,18 +89,6 @@ AUDITED_ELSEWHERE: Mapping[tuple[str, str], str] = {
     "CDPULSE_TOPIC_AUDIT names who asked and whom it erased",
     ("POST", "/v1/admin/merges"): "a merge: the worker's merge record on CDPULSE_TOPIC_AUDIT",
 }
-
-
-class RememberedPseudonyms:
-    """``Pseudonymizer.of_id`` with the ``size`` ids asked for last remembered: an HMAC
-    costs ~4 µs, and an api names the same customers again and again (each read's audit
-    record, the recommender asked for a customer's list)."""
-
-    def __init__(self, pseudonyms: Pseudonymizer, size: int) -> None:
-        self.of_id: Callable[[str], str] = functools.lru_cache(maxsize=size)(pseudonyms.of_id)
-
-
-Pseudonyms = Pseudonymizer | RememberedPseudonyms
 
 
 # The JSON object a handler answered with (``answering``), kept on its response.

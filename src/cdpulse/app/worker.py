@@ -44,6 +44,7 @@ from cdpulse.pipeline.batch import BatchReport, Begun, ProfilePipeline, Sharding
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
 from cdpulse.pipeline.state import SaveStatus
+from cdpulse.privacy.pseudonyms import RememberedPseudonyms
 from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
@@ -165,7 +166,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     rules = Rules.from_settings(settings)
     pseudonyms = rules.traits.pseudonymizer
     # Ids repeat from batch to batch: their HMAC is computed once.
-    pseudonym = functools.lru_cache(maxsize=PSEUDONYMS_REMEMBERED)(pseudonyms.of_id)
+    pseudonym = RememberedPseudonyms(pseudonyms, PSEUDONYMS_REMEMBERED).of_id
     partitions = settings.topic_partitions
 
     @functools.lru_cache(maxsize=PSEUDONYMS_REMEMBERED)
