@@ -175,6 +175,14 @@ class Settings(BaseSettings):
         "for: the read audit names each read's customers by it and the recommender knows "
         "customers by it, and a customer read again costs no HMAC again.",
     )
+    remembered_links: int = Field(
+        20_000,
+        ge=0,
+        description="Linked ids (an anonymous id of a known customer) whose link an api "
+        "process remembers, the most recently learnt: a read of one asks Redis for its "
+        "profile, its link and the remembered customer's profile in one round trip instead "
+        "of three, and still follows the link Redis holds (0: none remembered).",
+    )
     topic_triggers: str = Field(
         "cdp.triggers", description="Trigger firings for downstream services."
     )

@@ -103,7 +103,7 @@ def create_api(settings: Settings) -> faust.App:
     client = redis_client(settings)
     prefix = settings.redis_prefix
     retention_ms = int(settings.profile_retention_days * 86_400_000)
-    store = RedisProfileStore(client, prefix, retention_ms)
+    store = RedisProfileStore(client, prefix, retention_ms, settings.remembered_links)
     rules = Rules.from_settings(settings)
     seal = Seal.from_settings(settings)
     registry = churn_store(client, prefix, seal)

