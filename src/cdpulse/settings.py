@@ -228,21 +228,23 @@ class Settings(BaseSettings):
         ".run/worker",
         description="Folder for each role's local state (faust's, one folder per app id).",
     )
-    # Under a backlog a batch is full at once, and most of a worker's cost is per profile
-    # a batch touches (read, apply, encode, write) and per batch: in a fuller batch a
-    # customer's session is more often one profile update. Measured in the bench's
-    # throughput phase (compiled, 1 worker): 500 -> ~10,000 events/s, 2,000 -> 12,100,
-    # 4,000 -> 14,100, 8,000 -> 15,300. Without a backlog batches stay as small as what
-    # arrived (CDPULSE_BATCH_WITHIN).
+    # Under a backlog a batch is full at once, and a worker's cost is ~40 µs per event
+    # plus ~150 µs per profile a batch touches (apply, churn, triggers, encode, write;
+    # in-process, compiled, the bench's shop: 0.22 profile updates per event in batches
+    # of 5,000, 0.11 in batches of 40,000). In a fuller batch a customer's session is more
+    # often one profile update: 0.074 -> 0.058 CPU s per 1,000 events in-process, and the
+    # engine's backlog rate 6,300-7,700 -> 12,800 events/s (BENCHMARKS.md, 2026-12-07
+    # evening). Without a backlog batches stay as small as what arrived
+    # (CDPULSE_BATCH_WITHIN), so this bounds a backlog's batches only.
     batch_size: int = Field(
-        5000, ge=1, description="Most messages a worker or learner takes per batch."
+        40_000, ge=1, description="Most messages a worker or learner takes per batch."
     )
     batch_bytes: int = Field(
-        4 * 1024 * 1024,
+        16 * 1024 * 1024,
         ge=1024,
         description="Bytes of messages a worker's batch holds at most: a batch of large "
         "messages ends before CDPULSE_BATCH_SIZE (never empty), so a worker's memory stays "
-        "bounded whatever the events weigh (5,000 events of the simulated shop: ~1.7 MB).",
+        "bounded whatever the events weigh (40,000 events of the simulated shop: ~14 MB).",
     )
     due_per_batch: int = Field(
         500,
@@ -283,7 +285,7 @@ class Settings(BaseSettings):
     )
     commit_interval: float = Field(1.0, gt=0, description="Seconds between offset commits.")
     prefetch: int = Field(
-        20_000,
+        80_000,
         ge=1,
         description="Messages a worker or learner fetches ahead of its batches (faust's "
         "stream buffer): with faust's 4,096 the fetch paused and the worker waited.",

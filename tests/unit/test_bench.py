@@ -160,10 +160,26 @@ def test_window_rate_leaves_out_startup_and_tail() -> None:
     found = window_rate(PROGRESS, total=500, start=0.2, end=0.8)
     assert found is not None
     rate, t0, t1 = found
-    # 100 at t=2.0, 400 at t=3.5: 300 messages in 1.5 s
+    # 100 at t=2.0 (the first step at or past 20%), 300 at t=3.0 (the last at or before
+    # 80%): 200 messages in 1 s
     assert t0 == pytest.approx(2.0)
-    assert t1 == pytest.approx(3.5)
+    assert t1 == pytest.approx(3.0)
     assert rate == pytest.approx(200.0)
+
+
+def test_window_rate_counts_whole_batches_between_their_commits() -> None:
+    # Batches of 400 committed every 4 s, sampled every second, then a short last batch:
+    # 400 per 4 s is 100/s, whatever fraction of a step the window's ends fall in.
+    committed = [0.0] * 3 + [400.0] * 4 + [800.0] * 4 + [1200.0] * 4 + [1600.0] * 4 + [1700.0]
+    samples = [(float(t), v) for t, v in enumerate(committed)]
+    found = window_rate(samples, total=1700)
+    assert found is not None
+    rate, t0, t1 = found
+    assert (t0, t1) == (3.0, 11.0)  # 400 and 1,200 (the last at or below 80%) first seen
+    assert rate == pytest.approx(100.0)
+    # Interpolating across the steps would have said otherwise.
+    interpolated = 0.8 * 1700 / (crossing_time(samples, 1530) - crossing_time(samples, 170))
+    assert interpolated != pytest.approx(100.0, rel=0.05)
 
 
 def test_window_rate_is_none_before_progress_covers_the_window() -> None:

@@ -109,7 +109,7 @@ def summarize_progress(
         {
             "events_per_second": rate,
             "window_seconds": [round(start, 3), round(end, 3)],
-            "cpu_seconds_per_1000": used / ((WINDOW[1] - WINDOW[0]) * total) * 1000,
+            "cpu_seconds_per_1000": used / (rate * (end - start)) * 1000,
             "cpu_utilisation": used / (end - start),
         }
     )

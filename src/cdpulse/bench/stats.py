@@ -109,9 +109,30 @@ def window_rate(
 
     Leaves out the warm-up (process start, group join) and the tail. Returns
     (rate, t_start, t_end), or None when progress never covered the window.
+
+    A worker's committed count moves in steps, one per batch: interpolating across a
+    step would credit the time before it with work only committed at its end, which
+    with large batches (a few steps in all) over- or under-states the rate by a batch.
+    So the window runs from the first step at or past ``start`` to the last step at or
+    before ``end``, each taken where its value first appeared, and counts what was
+    committed between them. A series that rises at every sample (the ceilings) gives
+    nearly the interpolated window. Too few steps inside the window to tell: the
+    crossings interpolated as before.
     """
-    t_start = crossing_time(samples, start * total)
-    t_end = crossing_time(samples, end * total)
+    low, high = start * total, end * total
+    first = next((i for i, (_, v) in enumerate(samples) if v >= low), None)
+    last = None
+    for i, (_, v) in enumerate(samples):
+        if v > high:
+            break
+        if last is None or v != samples[last][1]:
+            last = i  # where this value first appeared
+    if first is not None and last is not None and last > first:
+        (t0, v0), (t1, v1) = samples[first], samples[last]
+        if t1 > t0 and v1 > v0:
+            return (v1 - v0) / (t1 - t0), t0, t1
+    t_start = crossing_time(samples, low)
+    t_end = crossing_time(samples, high)
     if t_start is None or t_end is None or t_end <= t_start:
         return None
     return (end - start) * total / (t_end - t_start), t_start, t_end

@@ -140,7 +140,7 @@ MODEL_SWAP = Histogram(
 BATCH_SIZE = Histogram(
     "cdpulse_batch_size",
     "Messages per processed batch.",
-    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000, 40000, 80000),
 )
 ROUND_TRIPS = Histogram(
     "cdpulse_batch_round_trips",
