@@ -254,7 +254,17 @@ class Settings(BaseSettings):
         "batches. Too few and due work falls behind: while it does, labels are decided only "
         "up to the last one polled, so a profile is loaded once per pending day instead of "
         "once (the bench's shop at 50: 72% more loads, +21% CPU per event). Too many and "
-        "one batch holds the events behind it while thousands due at once are decided.",
+        "one batch holds the events behind it while thousands due at once are decided. A "
+        "larger batch may take more: see CDPULSE_DUE_PER_MESSAGE.",
+    )
+    due_per_message: float = Field(
+        0.1,
+        ge=0,
+        description="Due profiles a worker's batch may load per message it holds, per shard "
+        "and schedule, when that is more than CDPULSE_DUE_PER_BATCH: a batch covers event "
+        "time in proportion to its messages, and what came due in it. With a fixed 500, the "
+        "bench's backlog in batches of 40,000 left ~55,000 churn labels to decide after "
+        "its last event, where batches of 5,000 decided them as they came.",
     )
     profile_cache: int = Field(
         50_000,

@@ -138,8 +138,8 @@ def test_labels_come_in_decision_order_however_few_due_profiles_a_batch_may_poll
     events = list(Shop(customers=80, days=60, seed=8).events())
     lines = [json.dumps(e).encode() for e in events]
 
-    def examples(due_per_batch: int, batch_size: int) -> list[Example]:
-        settings = Settings(due_per_batch=due_per_batch)
+    def examples(due_per_batch: int, batch_size: int, per_message: float = 0.0) -> list[Example]:
+        settings = Settings(due_per_batch=due_per_batch, due_per_message=per_message)
         replay = replay_churn(lines, settings, partition_of, batch_size=batch_size)
         return asyncio.run(replay).examples
 
@@ -150,6 +150,10 @@ def test_labels_come_in_decision_order_however_few_due_profiles_a_batch_may_poll
     assert len(unbounded) > 500 and max(moments.values()) > 2
     for due_per_batch, batch_size in ((2, 500), (2, 3_000), (5, 97), (1, 1)):
         assert examples(due_per_batch, batch_size) == unbounded, (due_per_batch, batch_size)
+    # A limit that grows with the batch (3,000 messages: 9 per shard and schedule; a
+    # batch of 1 keeps the floor of 2): the same examples in the same order.
+    for batch_size in (3_000, 1):
+        assert examples(2, batch_size, per_message=0.003) == unbounded, batch_size
 
 
 def test_the_compiled_scorer_agrees_with_the_model() -> None:

@@ -230,6 +230,7 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         erasures=eraser,
         sharding=Sharding(owned, shard_of),
         due_limit=settings.due_per_batch,
+        due_per_message=settings.due_per_message,
     )
     health = Health(settings.stall_seconds)
     heap = Heap(settings.gc_sweep_seconds)

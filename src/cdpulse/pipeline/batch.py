@@ -199,6 +199,7 @@ class ProfilePipeline:
         erasures: Erasures | None = None,
         sharding: Sharding | None = None,
         due_limit: int = 500,
+        due_per_message: float = 0.0,
     ) -> None:
         self.state = state
         self.outlet = outlet
@@ -209,6 +210,9 @@ class ProfilePipeline:
         self.erasures = erasures
         self.sharding = sharding
         self.due_limit = due_limit
+        # A batch covers event time in proportion to its messages, and what came due in
+        # it: a larger batch may decide more (``Settings.due_per_message``).
+        self.due_per_message = due_per_message
         # The low watermark as of the last batch: this batch polls what is due up to it and
         # decides labels and triggers at it, so that at each batch everything up to one
         # watermark is decided, in time order, however the stream was cut into batches.
@@ -460,7 +464,7 @@ class ProfilePipeline:
             experiments=experiments,
             due_shards=shards,
             due_until=due_until,
-            due_limit=self.due_limit,
+            due_limit=max(self.due_limit, int(len(items) * self.due_per_message)),
             written_only=written_only,
         )
         view = await self.state.read(wanted)

@@ -113,6 +113,7 @@ def replay_pipeline(
         partitions=len(Topics.from_settings(settings).inputs) * partitions,
         sharding=Sharding(lambda: tuple(range(partitions)), shard_of),
         due_limit=settings.due_per_batch,
+        due_per_message=settings.due_per_message,
     )
     return state, pipeline
 
