@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from cdpulse.contract import mirror
 from cdpulse.contract.events import EVENT_ADAPTER
 from cdpulse.contract.partitions import murmur2
-from cdpulse.models.reco import Context, MemoryState, RecoConfig, Recommender, Shopper
-from cdpulse.models.reco.candidates import generate
+from cdpulse.models.reco import Context, MemoryState, RecoConfig, Recommender, Shopper, covisitation
+from cdpulse.models.reco.candidates import Candidate, shares
 from cdpulse.models.reco.examples import draw
 from cdpulse.models.reco.interactions import interactions
 from cdpulse.models.reco.leaders import Leaders
 from cdpulse.models.reco.ranker import FEATURES, SOURCES, Example, Ranker, prior, vector
 from cdpulse.models.reco.shards import shard_of
-from cdpulse.models.reco.state import ALL, LANDMARK_SPAN, decayed, landmark_at
+from cdpulse.models.reco.state import ALL, LANDMARK_SPAN, RecoState, decayed, landmark_at
 from cdpulse.models.reco_eval import evaluate, item_events
 from cdpulse.models.reco_stream import (
     Forget,
@@ -388,6 +388,50 @@ def test_every_recommendation_has_a_score_and_a_reason() -> None:
     assert all(r.reason for r in recs)
 
 
+def pool_by_definition(
+    state: RecoState, config: RecoConfig, customer: str, context: Context
+) -> list[Candidate]:
+    """The candidates as their definition reads (``candidates``' module docstring), each
+    with every feature: co-visitation partners of the anchors (each anchor weighted
+    1/(rank + 1), the anchor that contributed most kept, the newest on a tie), the top
+    products of the strongest categories, trending, recently viewed, the cart."""
+    shopper = state.shopper(customer)
+    session = [p for p, _, _ in reversed(shopper.session)]
+    anchors = list(dict.fromkeys([*session, *context.recently_viewed, *context.cart]))
+    found: dict[str, Candidate] = {}
+    strongest: dict[str, float] = {}
+    for rank, anchor in enumerate(anchors[: config.anchors]):
+        weight = 1.0 / (rank + 1)
+        partners = covisitation.scores(state, anchor, config.per_anchor)
+        for other, (share, relation) in partners.items():
+            c = found.setdefault(other, Candidate(other))
+            contribution = weight * share
+            c.covisitation += contribution
+            if contribution > strongest.get(other, 0.0):
+                strongest[other] = contribution
+                c.anchor, c.relation = anchor, relation
+    by_affinity = sorted(context.affinity.items(), key=lambda kv: (-kv[1], kv[0]))
+    for category, _ in by_affinity[: config.categories]:
+        for product, _ in state.top_products(category, config.per_category):
+            found.setdefault(product, Candidate(product))
+    for product, _ in state.top_products(ALL, config.trending):
+        found.setdefault(product, Candidate(product))
+    for rank, product in enumerate(context.recently_viewed[: config.recently_viewed]):
+        found.setdefault(product, Candidate(product)).viewed = 1.0 / (rank + 1)
+    for product in context.cart:
+        found.setdefault(product, Candidate(product)).in_cart = True
+    pool = list(found.values())
+    columns = shares(state, [c.product_id for c in pool], context)
+    for c, category, affinity, share, popularity in zip(pool, *columns, strict=True):
+        c.category, c.affinity, c.category_share, c.popularity = (
+            category,
+            affinity,
+            share,
+            popularity,
+        )
+    return pool
+
+
 def list_by_definition(
     recommender: Recommender, customer: str, context: Context, k: int
 ) -> list[tuple[str, float, str]]:
@@ -397,24 +441,22 @@ def list_by_definition(
     that lifted it most above an average candidate (ties by name)."""
     config = recommender.config
     shopper = recommender.state.shopper(customer)
-    pool = generate(recommender.state, config, shopper, context)
     ranker = recommender.ranker.folded()
     scored = []
-    for i, product in enumerate(pool.products):
-        if product in shopper.bought and product not in config.repeatable:
+    for c in pool_by_definition(recommender.state, config, customer, context):
+        if c.product_id in shopper.bought and c.product_id not in config.repeatable:
             continue
-        scored.append((ranker.scores([pool.vector(i)])[0], product, i))
+        scored.append((ranker.scores([vector(c)])[0], c.product_id, c))
     scored.sort(key=lambda s: (-s[0], s[1]))
     out: list[tuple[str, float, str]] = []
     seen_slots = config.seen_slots
-    for score, product, i in scored:
+    for score, product, c in scored:
         if len(out) == k:
             break
-        if (pool.viewed[i] > 0 or pool.in_cart[i]) and seen_slots is not None:
+        if (c.viewed > 0 or c.in_cart) and seen_slots is not None:
             if seen_slots <= 0:
                 continue
             seen_slots -= 1
-        c = pool.candidate(i)
         x = vector(c)
         lift: dict[str, float] = {}
         if not ranker.learned:
@@ -459,6 +501,24 @@ def test_lists_are_the_pool_ranked_as_defined(seen_slots: int | None, learned: b
         for record in asked:
             got = model.recommend(record.customer_id, record.context, k=10)
             expected = list_by_definition(model, record.customer_id, record.context, 10)
+            assert [(r.product_id, r.score, r.reason) for r in got] == expected
+
+
+def test_lists_of_a_view_over_a_learning_shard_are_as_defined() -> None:
+    """The learner's lists: one remembering view over its live shard, while it learns on
+    (``app/learner.py``), gives the lists the definition gives on a twin view."""
+    config = RecoConfig(example_share=0.5)
+    ours, twin = Recommender(config), Recommender(config)
+    records = list(item_events(Shop(customers=150, days=14, seed=6).events(), consent=True))
+    views = []
+    for i, record in enumerate(records):
+        if i % 500 == 0:
+            views = [Recommender.merge([ours]), Recommender.merge([twin])]
+        for model in (ours, twin):
+            model.learn_one(record.customer_id, record.items, record.context)
+        if i % 3 == 0:
+            got = views[0].recommend(record.customer_id, record.context, k=10)
+            expected = list_by_definition(views[1], record.customer_id, record.context, 10)
             assert [(r.product_id, r.score, r.reason) for r in got] == expected
 
 

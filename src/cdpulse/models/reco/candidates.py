@@ -47,89 +47,102 @@ def anchors(config: RecoConfig, shopper: Shopper, context: Context) -> list[str]
     return list(ordered)[: config.anchors]
 
 
+# A product's category, its share of the category's popularity and of all popularity.
+ProductRow = tuple[str | None, float, float]
+
+
 @dataclass(slots=True)
 class Pool:
-    """A customer's candidates now, as flat columns (a ``Candidate`` only when asked).
+    """A customer's candidates now, and what their features are read from.
 
-    ``products`` in the order found; the other columns are aligned with it.
+    Only the co-visitation shares are summed here, the one feature that needs the walk
+    over the anchors' partners; the others are read per product as it is scored, and a
+    ``Candidate`` (with the anchor that contributed most) is made only for the few
+    products a list shows.
     """
 
-    products: list[str]
-    covisitation: list[float]
-    anchor: list[tuple[str, int] | None]  # the anchor that contributed most, its relation
-    viewed: list[float]
-    in_cart: list[bool]
-    category: list[str | None]
-    affinity: list[float]
-    category_share: list[float]
-    popularity: list[float]
+    covisitation: dict[str, float]  # every candidate -> its co-visitation
+    anchors: list[tuple[str, dict[str, tuple[float, int]]]]  # newest first, with partners
+    viewed: dict[str, float]  # recently viewed candidates -> 1 / (rank + 1)
+    cart: tuple[str, ...]
+    rows: dict[str, ProductRow]  # at least every candidate -> its ``_product_rows`` row
+    affinity: dict[str, float]  # category -> the customer's share of affinity in it
 
-    def vector(self, i: int) -> tuple[float, ...]:
-        """The ranker's input for candidate ``i`` (``ranker.vector`` of its ``Candidate``)."""
-        a, share = self.affinity[i], self.category_share[i]
-        return (
-            self.covisitation[i],
-            a * share,
-            a,
-            share,
-            self.popularity[i],
-            self.viewed[i],
-            float(self.in_cart[i]),
-        )
-
-    def candidate(self, i: int) -> Candidate:
-        anchor, relation = self.anchor[i] or (None, 0)
+    def candidate(self, product: str) -> Candidate:
+        """``product`` with every feature, and the anchor that contributed most to its
+        co-visitation (the newest on a tie) with their strongest relation."""
+        category, share, popularity = self.rows[product]
+        anchor: str | None = None
+        relation = 0
+        strongest = 0.0
+        for rank, (name, partners) in enumerate(self.anchors):
+            found = partners.get(product)
+            if found is not None:
+                contribution = 1.0 / (rank + 1) * found[0]
+                if contribution > strongest:
+                    strongest, anchor, relation = contribution, name, found[1]
         return Candidate(
-            self.products[i],
-            self.category[i],
-            self.covisitation[i],
+            product,
+            category,
+            self.covisitation[product],
             anchor,
             relation,
-            self.affinity[i],
-            self.category_share[i],
-            self.popularity[i],
-            self.viewed[i],
-            self.in_cart[i],
+            self.affinity.get(category, 0.0) if category is not None else 0.0,
+            share,
+            popularity,
+            self.viewed.get(product, 0.0),
+            product in self.cart,
         )
 
 
 def generate(state: RecoState, config: RecoConfig, shopper: Shopper, context: Context) -> Pool:
-    """Candidates from every source with every feature filled in."""
-    found: dict[str, float] = {}  # product -> co-visitation, in the order found
-    strongest: dict[str, float] = {}  # product -> its largest single contribution
-    anchor_of: dict[str, tuple[str, int]] = {}  # product -> that anchor, its relation
-    # Local names for the ~300 partner steps of a list (most of generate's own time).
-    found_get, strongest_get, per_anchor = found.get, strongest.get, config.per_anchor
+    """Candidates from every source, with what their features are read from."""
+    found: dict[str, float] = {}  # product -> co-visitation
+    walked: list[tuple[str, dict[str, tuple[float, int]]]] = []
+    # Local names for the ~200 partner steps of a list (most of generate's own time).
+    found_get, per_anchor = found.get, config.per_anchor
     for rank, anchor in enumerate(anchors(config, shopper, context)):
         weight = 1.0 / (rank + 1)
-        for other, (share, relation) in covisitation.scores(state, anchor, per_anchor).items():
-            contribution = weight * share
-            found[other] = found_get(other, 0.0) + contribution
-            if contribution > strongest_get(other, 0.0):
-                strongest[other] = contribution
-                anchor_of[other] = (anchor, relation)
+        partners = covisitation.scores(state, anchor, per_anchor)
+        walked.append((anchor, partners))
+        for other, (share, _) in partners.items():
+            found[other] = found_get(other, 0.0) + weight * share
+    # The other sources' products join with no co-visitation. Where a product is found
+    # first is of no consequence: a list ranks by score, then product (all unique).
     by_affinity = sorted(context.affinity.items(), key=lambda kv: (-kv[1], kv[0]))
+    pool: dict[str, float] = {}
     for category, _ in by_affinity[: config.categories]:
-        for product, _ in state.top_products(category, config.per_category):
-            found.setdefault(product, 0.0)
-    for product, _ in state.top_products(ALL, config.trending):
-        found.setdefault(product, 0.0)
+        pool.update(_top(state, category, config.per_category))
+    pool.update(_top(state, ALL, config.trending))
     viewed: dict[str, float] = {}
     for rank, product in enumerate(context.recently_viewed[: config.recently_viewed]):
-        found.setdefault(product, 0.0)
+        pool[product] = 0.0
         viewed[product] = 1.0 / (rank + 1)
-    for product in context.cart:
-        found.setdefault(product, 0.0)
-    products = list(found)
-    cart = set(context.cart)
-    return Pool(
-        products,
-        list(found.values()),
-        [anchor_of.get(p) for p in products],
-        [viewed.get(p, 0.0) for p in products],
-        [p in cart for p in products],
-        *shares(state, products, context),
-    )
+    pool.update(dict.fromkeys(context.cart, 0.0))
+    pool.update(found)
+    rows = _product_rows(state, list(pool))
+    return Pool(pool, walked, viewed, context.cart, rows, affinity_shares(context))
+
+
+def _top(state: RecoState, category: str, n: int) -> dict[str, float]:
+    """The ``n`` most popular products of ``category``, each with no co-visitation; a
+    served snapshot remembers them."""
+    if isinstance(state, ServedState):
+        return state.remember(("top-pool", category, n), lambda: _top_of(state, category, n))
+    return _top_of(state, category, n)
+
+
+def _top_of(state: RecoState, category: str, n: int) -> dict[str, float]:
+    return dict.fromkeys((product for product, _ in state.top_products(category, n)), 0.0)
+
+
+def affinity_shares(context: Context) -> dict[str, float]:
+    """Per category of the customer's affinity, its share of their affinity (none when
+    the affinity sums to nothing)."""
+    total_affinity = sum(context.affinity.values())
+    if total_affinity <= 0:
+        return {}
+    return {category: value / total_affinity for category, value in context.affinity.items()}
 
 
 def shares(
@@ -138,36 +151,29 @@ def shares(
     """Per product: its category, the customer's share of affinity in it, the product's
     share of its category's popularity and of all popularity."""
     rows = _product_rows(state, products)
-    if not rows:
+    picked = [rows[p] for p in products]
+    if not picked:
         return [], [], [], []
     # Columns from rows in C (``zip``), not four appends per product.
-    categories, category_share, popularity = (list(column) for column in zip(*rows, strict=True))
-    total_affinity = sum(context.affinity.values())
-    if total_affinity <= 0:
-        return categories, [0.0] * len(rows), category_share, popularity
-    affinities = context.affinity
-    affinity = [
-        0.0 if category is None else affinities.get(category, 0.0) / total_affinity
-        for category in categories
-    ]
+    categories, category_share, popularity = (list(column) for column in zip(*picked, strict=True))
+    of_category = affinity_shares(context).get
+    affinity = [0.0 if category is None else of_category(category, 0.0) for category in categories]
     return categories, affinity, category_share, popularity
 
 
-# A product's category, its share of the category's popularity and of all popularity.
-ProductRow = tuple[str | None, float, float]
-
-
-def _product_rows(state: RecoState, products: list[str]) -> list[ProductRow]:
-    """What every customer's candidates read of a product alike; a served snapshot
-    computes a product's once (most lists share the top products of a few categories)."""
+def _product_rows(state: RecoState, products: list[str]) -> dict[str, ProductRow]:
+    """What every customer's candidates read of a product alike, by product (``products``
+    at least); a served snapshot computes a product's once (most lists share the top
+    products of a few categories)."""
     if isinstance(state, ServedState):
         known = state.remembered_rows()
         if known is not None:
             missing = [p for p in dict.fromkeys(products) if p not in known]
             if missing:
                 known.update(zip(missing, _compute_rows(state, missing), strict=True))
-            return [known[p] for p in products]
-    return _compute_rows(state, products)
+            return known
+    unique = list(dict.fromkeys(products))
+    return dict(zip(unique, _compute_rows(state, unique), strict=True))
 
 
 def _compute_rows(state: RecoState, products: list[str]) -> list[ProductRow]:

@@ -132,27 +132,6 @@ class Folded:
             for x0, x1, x2, x3, x4, x5, x6 in vectors
         ]
 
-    def pool_scores(
-        self,
-        covisitation: Sequence[float],
-        affinity: Sequence[float],
-        category_share: Sequence[float],
-        popularity: Sequence[float],
-        viewed: Sequence[float],
-        in_cart: Sequence[bool],
-    ) -> list[float]:
-        """``scores`` of a pool's columns (``candidates.Pool``), without a vector per
-        candidate: the same arithmetic in the same order, so the same floats."""
-        w0, w1, w2, w3, w4, w5, w6 = self.weights
-        w0, w1, w4, w5 = w0 + 1.0, w1 + 1.0, w4 + 1.0, w5 + 1.0
-        b = self.intercept
-        return [
-            b + w0 * x0 + w1 * (a * s) + w2 * a + w3 * s + w4 * x4 + w5 * x5 + w6 * float(x6)
-            for x0, a, s, x4, x5, x6 in zip(
-                covisitation, affinity, category_share, popularity, viewed, in_cart, strict=True
-            )
-        ]
-
     def reason_sources(self, c: Candidate) -> list[str]:
         """The sources by how much they lifted ``c`` above an average candidate, most first."""
         x = vector(c)

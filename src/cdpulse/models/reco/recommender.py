@@ -199,35 +199,41 @@ class Recommender:
         shopper = self.state.shopper(customer_id)
         pool = generate(self.state, self.config, shopper, context)
         ranker = self.ranker.folded()
-        scores = ranker.pool_scores(
-            pool.covisitation,
-            pool.affinity,
-            pool.category_share,
-            pool.popularity,
-            pool.viewed,
-            pool.in_cart,
-        )
+        # ``Folded.scores`` of each candidate's ``vector``, the same arithmetic in the same
+        # order (so the same floats), read from the pool without a vector per candidate.
+        w0, w1, w2, w3, w4, w5, w6 = ranker.weights
+        w0, w1, w4, w5 = w0 + 1.0, w1 + 1.0, w4 + 1.0, w5 + 1.0
+        b = ranker.intercept
+        viewed, cart = pool.viewed, pool.cart
+        affinity_of, viewed_of = pool.affinity.get, viewed.get
         bought, repeatable = shopper.bought, self.config.repeatable
         # Best first, ties by product: plain tuples compare in C, with no key function
-        # per candidate (products are unique, so the index is never compared).
-        keys = [
-            (-score, product, i)
-            for i, (score, product) in enumerate(zip(scores, pool.products, strict=True))
-            if product not in bought or product in repeatable
-        ]
+        # per candidate (products are unique).
+        keys: list[tuple[float, str]] = []
+        append = keys.append
+        rows = pool.rows
+        for product, x0 in pool.covisitation.items():
+            if product in bought and product not in repeatable:
+                continue
+            category, s, x4 = rows[product]
+            a = affinity_of(category, 0.0) if category is not None else 0.0
+            x5 = viewed_of(product, 0.0)
+            x6 = 1.0 if product in cart else 0.0
+            score = b + w0 * x0 + w1 * (a * s) + w2 * a + w3 * s + w4 * x4 + w5 * x5 + w6 * x6
+            append((-score, product))
         seen_slots = self.config.seen_slots
         # Without a cap on seen products the first k are the list: no full sort.
         ranked = heapq.nsmallest(k, keys) if seen_slots is None else sorted(keys)
         chosen: list[Recommendation] = []
-        for negated, _, i in ranked:
+        for negated, product in ranked:
             if len(chosen) == k:
                 break
-            if pool.viewed[i] > 0 or pool.in_cart[i]:
+            if viewed.get(product, 0.0) > 0 or product in cart:
                 if seen_slots is not None and seen_slots <= 0:
                     continue
                 seen_slots = None if seen_slots is None else seen_slots - 1
-            c = pool.candidate(i)
-            chosen.append(Recommendation(c.product_id, round(-negated, 6), _reason(ranker, c)))
+            c = pool.candidate(product)
+            chosen.append(Recommendation(product, round(-negated, 6), _reason(ranker, c)))
         return chosen
 
     def popular(self, customer_id: str, k: int = 10) -> list[Recommendation]:
