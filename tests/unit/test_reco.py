@@ -19,12 +19,12 @@ from cdpulse.contract import mirror
 from cdpulse.contract.events import EVENT_ADAPTER
 from cdpulse.contract.partitions import murmur2
 from cdpulse.models.reco import Context, MemoryState, RecoConfig, Recommender, Shopper, covisitation
-from cdpulse.models.reco.candidates import Candidate, shares
+from cdpulse.models.reco.candidates import Candidate
 from cdpulse.models.reco.examples import draw
 from cdpulse.models.reco.interactions import interactions
 from cdpulse.models.reco.leaders import Leaders
 from cdpulse.models.reco.ranker import FEATURES, SOURCES, Example, Ranker, prior, vector
-from cdpulse.models.reco.shards import shard_of
+from cdpulse.models.reco.shards import ServedState, shard_of
 from cdpulse.models.reco.state import ALL, LANDMARK_SPAN, RecoState, decayed, landmark_at
 from cdpulse.models.reco_eval import evaluate, item_events
 from cdpulse.models.reco_stream import (
@@ -421,15 +421,30 @@ def pool_by_definition(
     for product in context.cart:
         found.setdefault(product, Candidate(product)).in_cart = True
     pool = list(found.values())
-    columns = shares(state, [c.product_id for c in pool], context)
-    for c, category, affinity, share, popularity in zip(pool, *columns, strict=True):
-        c.category, c.affinity, c.category_share, c.popularity = (
-            category,
-            affinity,
-            share,
-            popularity,
-        )
+    # A published snapshot's view computes a product's shares once (``remember``): what a
+    # list of a learner's view over its learning shard reads is the first computed.
+    rows = state.remembered_rows() if isinstance(state, ServedState) else None
+    rows = {} if rows is None else rows
+    total_affinity = sum(context.affinity.values())
+    for c in pool:
+        if c.product_id not in rows:
+            rows[c.product_id] = row_by_definition(state, c.product_id)
+        c.category, c.category_share, c.popularity = rows[c.product_id]
+        if c.category is not None and total_affinity > 0:
+            c.affinity = context.affinity.get(c.category, 0.0) / total_affinity
     return pool
+
+
+def row_by_definition(state: RecoState, product: str) -> tuple[str | None, float, float]:
+    """A product's category, its share of its category's popularity and of all."""
+    [category] = state.categories([product])
+    [popularity] = state.popularity([product])
+    total = state.total_popularity(ALL)
+    overall = popularity / total if total > 0 else 0.0
+    if category is None:
+        return None, 0.0, overall
+    in_category = state.total_popularity(category)
+    return category, popularity / in_category if in_category > 0 else 0.0, overall
 
 
 def list_by_definition(

@@ -145,7 +145,8 @@ def learn_records(recommender: Recommender, records: Iterable[tuple[int, bytes]]
             else:
                 scored = recommender.learn_one(record.customer_id, record.items, record.context)
                 learned.items.append(record)
-                learned.scored += [(offset, record.at, [*x, score]) for x, score in scored]
+                if scored:  # a fifth of item events give examples (``examples``)
+                    learned.scored += [(offset, record.at, [*x, score]) for x, score in scored]
         if unreadable:
             learned.malformed.append(offset)
     return learned

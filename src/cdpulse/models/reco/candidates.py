@@ -21,7 +21,7 @@ from cdpulse.models.reco.context import Context
 from cdpulse.models.reco.shards import ServedState
 from cdpulse.models.reco.state import ALL, RecoState, Shopper
 
-__all__ = ["Candidate", "Context", "Pool", "anchors", "fill", "generate", "shares"]
+__all__ = ["Candidate", "Context", "Pool", "anchors", "fill", "generate"]
 
 
 @dataclass(slots=True)
@@ -145,22 +145,6 @@ def affinity_shares(context: Context) -> dict[str, float]:
     return {category: value / total_affinity for category, value in context.affinity.items()}
 
 
-def shares(
-    state: RecoState, products: list[str], context: Context
-) -> tuple[list[str | None], list[float], list[float], list[float]]:
-    """Per product: its category, the customer's share of affinity in it, the product's
-    share of its category's popularity and of all popularity."""
-    rows = _product_rows(state, products)
-    picked = [rows[p] for p in products]
-    if not picked:
-        return [], [], [], []
-    # Columns from rows in C (``zip``), not four appends per product.
-    categories, category_share, popularity = (list(column) for column in zip(*picked, strict=True))
-    of_category = affinity_shares(context).get
-    affinity = [0.0 if category is None else of_category(category, 0.0) for category in categories]
-    return categories, affinity, category_share, popularity
-
-
 def _product_rows(state: RecoState, products: list[str]) -> dict[str, ProductRow]:
     """What every customer's candidates read of a product alike, by product (``products``
     at least); a served snapshot computes a product's once (most lists share the top
@@ -196,12 +180,9 @@ def _compute_rows(state: RecoState, products: list[str]) -> list[ProductRow]:
 
 def fill(state: RecoState, candidates: list[Candidate], context: Context) -> None:
     """Set category, affinity and popularity shares of ``candidates``."""
-    products = [c.product_id for c in candidates]
-    columns = shares(state, products, context)
-    for c, category, affinity, share, popularity in zip(candidates, *columns, strict=True):
-        c.category, c.affinity, c.category_share, c.popularity = (
-            category,
-            affinity,
-            share,
-            popularity,
-        )
+    rows = _product_rows(state, [c.product_id for c in candidates])
+    of_category = affinity_shares(context).get
+    for c in candidates:
+        category, c.category_share, c.popularity = rows[c.product_id]
+        c.category = category
+        c.affinity = 0.0 if category is None else of_category(category, 0.0)

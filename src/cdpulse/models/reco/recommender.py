@@ -110,15 +110,18 @@ class Recommender:
         ranker = self.ranker
         if not isinstance(ranker, Ranker):
             raise TypeError("a served recommender is read-only; learn on a learner's")
-        scored = []
-        times = [item.time for item in interactions(event)]
-        if times:
-            span = self.event_times
-            first, last = min(times), max(times)
-            self.event_times = (
-                (first, last) if span is None else (min(span[0], first), max(span[1], last))
-            )
-        for example in self.observe(customer_id, event, context):
+        scored: list[tuple[tuple[float, ...], float]] = []
+        items = interactions(event)
+        if not items:
+            return scored
+        first = last = items[0].time
+        if len(items) > 1:  # an order's products
+            first, last = min(item.time for item in items), max(item.time for item in items)
+        span = self.event_times
+        self.event_times = (
+            (first, last) if span is None else (min(span[0], first), max(span[1], last))
+        )
+        for example in self.observe(customer_id, items, context):
             scored.append((example.x, ranker.score_one(example.x)))
             ranker.learn_one(example)
         return scored
