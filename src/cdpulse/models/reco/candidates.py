@@ -133,7 +133,7 @@ def _top(state: RecoState, category: str, n: int) -> dict[str, float]:
 
 
 def _top_of(state: RecoState, category: str, n: int) -> dict[str, float]:
-    return dict.fromkeys((product for product, _ in state.top_products(category, n)), 0.0)
+    return dict.fromkeys([product for product, _ in state.top_products(category, n)], 0.0)
 
 
 def affinity_shares(context: Context) -> dict[str, float]:
