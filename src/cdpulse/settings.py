@@ -233,9 +233,10 @@ class Settings(BaseSettings):
     # in-process, compiled, the bench's shop: 0.22 profile updates per event in batches
     # of 5,000, 0.11 in batches of 40,000). In a fuller batch a customer's session is more
     # often one profile update: 0.074 -> 0.058 CPU s per 1,000 events in-process, and the
-    # engine's backlog rate 6,300-7,700 -> 12,800 events/s (BENCHMARKS.md, 2026-12-07
-    # evening). Without a backlog batches stay as small as what arrived
-    # (CDPULSE_BATCH_WITHIN), so this bounds a backlog's batches only.
+    # engine's backlog rate 7,733 (run q, 5,000) -> 11,795 events/s (run r, 40,000, due
+    # work in proportion; BENCHMARKS.md, 2026-12-07 evening). Without a backlog batches
+    # stay as small as what arrived (CDPULSE_BATCH_WITHIN), so this bounds a backlog's
+    # batches only; a worker that keeps up still pays the per-profile cost per event.
     batch_size: int = Field(
         40_000, ge=1, description="Most messages a worker or learner takes per batch."
     )
