@@ -120,13 +120,17 @@ class Folded:
     def folded(self) -> Folded:
         return self
 
+    def with_prior(self) -> tuple[float, ...]:
+        """The intercept, then the weight of each ``vector`` feature with the prior's
+        folded in: what a score multiplies a candidate's features by."""
+        w0, w1, w2, w3, w4, w5, w6 = self.weights
+        # the prior's features count once more
+        return (self.intercept, w0 + 1.0, w1 + 1.0, w2, w3, w4 + 1.0, w5 + 1.0, w6)
+
     def scores(self, vectors: Iterable[Sequence[float]]) -> list[float]:
         """Per candidate ``vector``: the log-odds that it is the customer's next product,
         plus its prior."""
-        w0, w1, w2, w3, w4, w5, w6 = self.weights
-        # the prior's features count once more
-        w0, w1, w4, w5 = w0 + 1.0, w1 + 1.0, w4 + 1.0, w5 + 1.0
-        b = self.intercept
+        b, w0, w1, w2, w3, w4, w5, w6 = self.with_prior()
         return [
             b + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3 + w4 * x4 + w5 * x5 + w6 * x6
             for x0, x1, x2, x3, x4, x5, x6 in vectors

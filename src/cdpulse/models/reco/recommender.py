@@ -204,9 +204,7 @@ class Recommender:
         ranker = self.ranker.folded()
         # ``Folded.scores`` of each candidate's ``vector``, the same arithmetic in the same
         # order (so the same floats), read from the pool without a vector per candidate.
-        w0, w1, w2, w3, w4, w5, w6 = ranker.weights
-        w0, w1, w4, w5 = w0 + 1.0, w1 + 1.0, w4 + 1.0, w5 + 1.0
-        b = ranker.intercept
+        b, w0, w1, w2, w3, w4, w5, w6 = ranker.with_prior()
         viewed, cart = pool.viewed, pool.cart
         affinity_of, viewed_of = pool.affinity.get, viewed.get
         bought, repeatable = shopper.bought, self.config.repeatable
