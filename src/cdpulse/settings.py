@@ -229,7 +229,7 @@ class Settings(BaseSettings):
         description="Folder for each role's local state (faust's, one folder per app id).",
     )
     # Under a backlog a batch is full at once, and a worker's cost is ~40 µs per event
-    # plus ~150 µs per profile a batch touches (apply, churn, triggers, encode, write;
+    # plus ~120-150 µs per profile a batch touches (apply, churn, triggers, encode, write;
     # in-process, compiled, the bench's shop: 0.22 profile updates per event in batches
     # of 5,000, 0.11 in batches of 40,000). In a fuller batch a customer's session is more
     # often one profile update: 0.074 -> 0.058 CPU s per 1,000 events in-process, and the
@@ -264,7 +264,7 @@ class Settings(BaseSettings):
         description="Due profiles a worker's batch may load per message it holds, per shard "
         "and schedule, when that is more than CDPULSE_DUE_PER_BATCH: a batch covers event "
         "time in proportion to its messages, and what came due in it. With a fixed 500, the "
-        "bench's backlog in batches of 40,000 left ~55,000 churn labels to decide after "
+        "bench's backlog in batches of 40,000 left ~53,000 churn labels to decide after "
         "its last event, where batches of 5,000 decided them as they came.",
     )
     profile_cache: int = Field(
