@@ -26,20 +26,25 @@ def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
     """``histogram.observe(v)`` for every ``v`` (unlabelled histograms), in one update.
 
     prometheus_client keeps a non-cumulative counter per bucket and a sum; the same
-    bucket choice as ``observe`` (the first upper bound >= value) is made here.
+    bucket choice as ``observe`` (the first upper bound >= value) is made here. The
+    values are sorted once and each bucket counted by bisecting them: a batch of 40,000
+    events costs a C sort and two bisections per bucket, not a Python step per event.
     """
     internals: Any = histogram
     bounds: list[float] = internals._upper_bounds
-    counts = [0] * len(bounds)
-    total = 0.0
-    for value in values:
-        counts[bisect.bisect_left(bounds, value)] += 1
-        total += value
-    for bucket, n in zip(internals._buckets, counts, strict=True):
-        if n:
-            bucket.inc(n)
-    if any(counts):
-        internals._sum.inc(total)
+    found = list(values)
+    if not found:
+        return
+    total = sum(found)  # in their own order, as one observe after the other adds them
+    found.sort()
+    below = 0
+    for bucket, bound in zip(internals._buckets, bounds, strict=True):
+        # Values v with bounds[i - 1] < v <= bounds[i]: those ``observe`` puts here.
+        upto = bisect.bisect_right(found, bound, below)
+        if upto > below:
+            bucket.inc(upto - below)
+        below = upto
+    internals._sum.inc(total)
 
 
 def record_batch(report: BatchReport) -> None:

@@ -9,7 +9,7 @@ faust's, per message.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,6 +19,7 @@ from faust.serializers import codecs
 from faust.serializers.registry import Registry
 from faust.transport.conductor import Conductor
 from faust.types import TP, AppT, EventT, Message
+from mode.utils.queues import FlowControlQueue
 
 if TYPE_CHECKING:
     from cdpulse.adapters.kafka.consumer import BatchConsumer
@@ -97,6 +98,44 @@ async def _wait_to_put(queue: Any, event: EventT[Any]) -> bool:
     return True
 
 
+def _puts_in_bulk(queue: Any) -> bool:
+    """Whether ``queue`` is mode's flow-control queue on asyncio's own storage, which
+    :func:`_put_all` fills as its ``put_nowait_enhanced`` would, event by event."""
+    return (
+        isinstance(queue, FlowControlQueue)
+        and type(queue)._put is asyncio.Queue._put
+        and type(queue).put_nowait_enhanced is FlowControlQueue.put_nowait_enhanced
+    )
+
+
+def _put_all(
+    queue: Any, events: list[EventT[Any]], high: Callable[[], None], drop: Callable[[], None]
+) -> None:
+    """``queue.put_nowait_enhanced(event, ...)`` for each of ``events``, in one go (the
+    queue has room for them all).
+
+    mode checks the pressure before each put: high once the queue holds
+    ``pressure_high_size`` events, then the partition stops fetching until ``drop`` is
+    called back. Before the last put the queue is at its fullest, so that one check
+    says it for the lot. asyncio's ``put_nowait``: append, count the unfinished task,
+    wake a getter per event. Measured on the bench's worker: per-event puts were ~1 %
+    of its CPU.
+    """
+    pending = queue._pending_pressure_drop_callbacks
+    if drop not in pending and queue.qsize() + len(events) - 1 >= queue.pressure_high_size:
+        pending.add(drop)
+        queue.on_pressure_high()
+        high()
+    queue._queue.extend(events)
+    queue._unfinished_tasks += len(events)
+    queue._finished.clear()
+    getters = queue._getters
+    for _ in events:
+        if not getters:
+            break
+        queue._wakeup_next(getters)
+
+
 class PartitionDelivery:
     """Delivers the messages of one partition to the channels subscribed to it.
 
@@ -158,20 +197,40 @@ class PartitionDelivery:
         return True
 
     async def _deliver_as_is(self, messages: Sequence[Message], channel: Any) -> bool:
-        """Queue an event per message without decoding: see :func:`passes_bytes_through`."""
+        """Queue an event per message without decoding: see :func:`passes_bytes_through`.
+
+        As many as the queue has room for go in at once (:func:`_put_all`); a full queue
+        takes one at a time, each waiting for room (backpressure).
+        """
         create_event = self.create_event
         queue = channel.queue
+        bulk = _puts_in_bulk(queue)
         put = queue.put_nowait_enhanced
         high, drop = self._on_pressure_high, self._on_pressure_drop
-        for message in messages:
-            message.refcount += 1
-            event = create_event(message.key, message.value, message.headers or None, message)
-            if queue.full():
+        at, count = 0, len(messages)
+        while at < count:
+            room = count - at if queue.maxsize <= 0 else queue.maxsize - queue.qsize()
+            if room <= 0:
+                message = messages[at]
+                message.refcount += 1
+                event = create_event(message.key, message.value, message.headers or None, message)
                 self.on_topic_buffer_full(self.tp)
                 if not await _wait_to_put(queue, event):
                     return False
+                at += 1
+                continue
+            events = []
+            for message in messages[at : at + room]:
+                message.refcount += 1
+                events.append(
+                    create_event(message.key, message.value, message.headers or None, message)
+                )
+            if bulk:
+                _put_all(queue, events, high, drop)
             else:
-                put(event, on_pressure_high=high, on_pressure_drop=drop)
+                for event in events:
+                    put(event, on_pressure_high=high, on_pressure_drop=drop)
+            at += len(events)
         return True
 
     async def _deliver_one(self, message: Message, channel: Any) -> bool:
