@@ -65,7 +65,13 @@ class ItemEvent(msgspec.Struct, frozen=True, gc=False):
         """The worker's record of ``event`` (a struct, model or dict) of ``customer_id``,
         with ``profile`` as it was before the event."""
         items = interactions(event)
-        event_id = str(event["event_id"] if isinstance(event, Mapping) else event.event_id)
+        # The worker's events are structs: a plain type check before the ABC's, whose
+        # ``isinstance`` costs ~1 µs per item event.
+        struct = isinstance(event, msgspec.Struct)
+        if not struct and isinstance(event, Mapping):
+            event_id = str(event["event_id"])
+        else:
+            event_id = str(event.event_id)
         if not items:
             raise ValueError(
                 f"event {event_id}: not an item event; only {', '.join(sorted(ITEM_TYPES))} "

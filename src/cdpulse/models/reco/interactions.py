@@ -88,7 +88,9 @@ def interactions(event: Any) -> list[Interaction]:
     """
     if type(event) is list:
         return event  # already read: an ItemEvent's items
-    if isinstance(event, Mapping):
+    # A struct (the worker's events) first: a plain type check before the ABC's.
+    struct = isinstance(event, msgspec.Struct)
+    if not struct and isinstance(event, Mapping):
         level = LEVEL_OF_TYPE.get(event.get("type"))  # type: ignore[arg-type]
         if level is None:
             return []
