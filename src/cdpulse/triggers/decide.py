@@ -39,7 +39,7 @@ from cdpulse.offers.choice import Chooser, OfferChoice
 from cdpulse.profile.watch import Exposure, Pending, Watch
 from cdpulse.triggers.caps import blocked, forget
 from cdpulse.triggers.rules import CartAbandoned, ChurnRisk, TriggerConfig, TriggerRule
-from cdpulse.triggers.situations import cart_deadline
+from cdpulse.triggers.situations import cart_deadline, rule_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +231,13 @@ def next_due(watch: Watch, config: TriggerConfig, gate: Gate | None = None) -> i
     """When the watch next has something to decide (epoch ms), or None."""
     pending = [due_at(p, config, gate) for p in watch.pending]
     times = pending + [e.until for e in watch.exposures]
-    if config.rule(CartAbandoned) is not None:
+    if rule_of(config, CartAbandoned) is not None:
         times += [cart_deadline(c, config) for c in watch.carts if not c.decided]
     return min(times, default=None)
 
 
 def _expire_carts(watch: Watch, watermark: int, config: TriggerConfig) -> None:
-    rule = config.rule(CartAbandoned)
+    rule = rule_of(config, CartAbandoned)
     if rule is None:
         return
     for cart in watch.carts:

@@ -33,6 +33,7 @@ from cdpulse.triggers.rules import (
     CrossSell,
     CustomEventRule,
     HighIntent,
+    R,
     TriggerConfig,
     WinBack,
 )
@@ -56,6 +57,22 @@ class Transition:
     at_ms: int
 
 
+# (config id, kind) -> ``TriggerConfig.rule``'s answer. Asked ~1.4 times per applied
+# event from here and ``decide``: a method of the pydantic config costs ~0.4 µs a call
+# from compiled code, this lookup a tenth of it. ``TriggerConfig.rule`` keeps every
+# config it answered for alive, so an id here is never another config's.
+_RULES: dict[tuple[int, type], object] = {}
+
+
+def rule_of(config: TriggerConfig, kind: type[R]) -> R | None:
+    """``config.rule(kind)``, remembered."""
+    key = (id(config), kind)
+    if key in _RULES:
+        return _RULES[key]  # type: ignore[return-value]
+    found = _RULES[key] = config.rule(kind)
+    return found
+
+
 def observe(
     watch: Watch,
     event: Event,
@@ -77,7 +94,7 @@ def observe(
     elif isinstance(event, OrderCompletedEvent):
         watch.orders = sorted([*watch.orders, t])[-ORDERS_KEPT:]
         _close_carts(watch, t, config)
-        rule = config.rule(CrossSell)
+        rule = rule_of(config, CrossSell)
         if rule is not None:
             products = list(dict.fromkeys(i.product_id for i in event.properties.items))
             reason = f"completed order {event.properties.order_id} ({len(products)} products)"
@@ -127,7 +144,7 @@ def scored(
         return
     before = watch.risk
     watch.risk = risk
-    rule = config.rule(ChurnRisk)
+    rule = rule_of(config, ChurnRisk)
     if rule is None:
         return
     threshold = rule.threshold
@@ -150,7 +167,7 @@ def scored(
 
 def entered(watch: Watch, transition: Transition, config: TriggerConfig) -> None:
     """A segment transition; entering the win-back rule's segment is a situation."""
-    rule = config.rule(WinBack)
+    rule = rule_of(config, WinBack)
     if rule is None or not transition.entered or rule.segment != transition.segment:
         return
     key = f"{transition.segment}@{transition.at_ms}"
@@ -161,7 +178,7 @@ def entered(watch: Watch, transition: Transition, config: TriggerConfig) -> None
 
 
 def cart_deadline(cart: CartTimer, config: TriggerConfig) -> int:
-    rule = config.rule(CartAbandoned)
+    rule = rule_of(config, CartAbandoned)
     return cart.last_add + (rule.after if rule is not None else 0)
 
 
@@ -175,7 +192,7 @@ def _session(
     if not watch.session or t - watch.session_last > gap:
         watch.session, watch.views, watch.intent_fired = event.event_id, {}, False
     watch.session_last = max(watch.session_last, t)
-    rule = config.rule(HighIntent)
+    rule = rule_of(config, HighIntent)
     if rule is None or not isinstance(event, ProductViewedEvent):
         return
     product = event.properties.product_id
@@ -192,7 +209,7 @@ def _session(
 
 
 def _add_to_cart(watch: Watch, event: ProductAddedEvent, t: int, config: TriggerConfig) -> None:
-    if config.rule(CartAbandoned) is None:
+    if rule_of(config, CartAbandoned) is None:
         return
     product, quantity = event.properties.product_id, event.properties.quantity
     current = watch.carts[-1] if watch.carts else None
