@@ -148,6 +148,14 @@ def test_a_match_straddling_two_kept_ids_is_not_a_member() -> None:
     assert not dedupe.holds(window, a[4:] + b[:4])
 
 
+def test_a_match_straddling_two_days_or_sources_is_not_a_member() -> None:
+    a, b, c = dedupe.hashed("a"), dedupe.hashed("b"), dedupe.hashed("c")
+    window = {0: {0: a, 1: b}, 7: {0: c}}  # searched as one run of keys: a, b, c
+    assert all(dedupe.holds(window, key) for key in (a, b, c))
+    assert not dedupe.holds(window, a[4:] + b[:4])
+    assert not dedupe.holds(window, b[1:] + c[:1])
+
+
 def test_bytes_per_profile_stay_bounded_by_the_cap() -> None:
     cap = 2_000
     rules = Rules(traits=RULES.traits, dedupe_ids=cap)
