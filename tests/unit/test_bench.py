@@ -843,3 +843,21 @@ def test_the_stage_split_knows_the_compiled_build() -> None:
 
     stages = Stages(Engine(Rules(), Models()))
     assert compiled() == (not hasattr(stages, "__dict__"))
+
+
+def test_the_report_counts_the_append_only_file_rewrites_of_each_phase() -> None:
+    from cdpulse.bench.report import _aof
+
+    aof = {
+        "start": {"aof_bytes": 780_000_000, "aof_rewrites": 4},
+        "after_backlog": {"aof_bytes": 900_000_000, "aof_rewrites": 5},
+        "after_steady": {"aof_bytes": 400_000_000, "aof_rewrites": 7},
+    }
+    assert _aof(aof) == [
+        "Redis' append-only file at the start: 780 MB; rewrites during the backlog: 1, "
+        "during the steady phases: 2."
+    ]
+    assert _aof({"start": aof["start"]}) == [
+        "Redis' append-only file at the start: 780 MB; rewrites during the backlog: 0."
+    ]
+    assert _aof({}) == []

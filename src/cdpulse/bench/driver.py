@@ -278,8 +278,10 @@ class BenchRun:
             if o.ceilings:
                 self.result["ceilings"] = measure_ceilings(self)
             roles = self.start_roles("w1", 1, api=True)
+            aof = self.result["redis_aof"] = {"start": redis_memory.persistence(self.redis)}
             try:
                 one = measure_throughput(self, roles, "w1", self.backlog_ends)
+                aof["after_backlog"] = redis_memory.persistence(self.redis)
                 self.result["throughput"].append(one)
                 self.result["redis"] = redis_memory.measure(
                     self.redis, f"{self.name}-w1", one.pop("used_memory_before")
@@ -302,6 +304,7 @@ class BenchRun:
                         )
             finally:
                 stop_all(roles.values())
+                aof["after_steady"] = redis_memory.persistence(self.redis)
             for n in (2, 4):  # scale-out: the same backlog, n workers on n partitions or more
                 if o.workers < n:
                     break

@@ -35,6 +35,22 @@ def cpu_seconds(client: BlockingRedis) -> float:
     return sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos)
 
 
+def persistence(client: BlockingRedis) -> dict[str, int]:
+    """Redis' append-only file: its size and the rewrites so far (summed over a
+    cluster's masters). A rewrite forks Redis and writes the whole dataset out: one
+    during a phase takes CPU and disk from the roles, and runs of the same code on a
+    Redis holding a long history of earlier runs measured up to a quarter slower."""
+    if isinstance(client, sync_redis.RedisCluster):
+        per_node = client.info("persistence", target_nodes=sync_redis.RedisCluster.PRIMARIES)
+        infos = list(per_node.values())
+    else:
+        infos = [client.info("persistence")]
+    return {
+        "aof_bytes": sum(int(i.get("aof_current_size", 0)) for i in infos),
+        "aof_rewrites": sum(int(i.get("aof_rewrites", 0)) for i in infos),
+    }
+
+
 def profile_keys(client: BlockingRedis, prefix: str, limit: int) -> list[bytes]:
     """Up to ``limit`` profile keys under ``prefix``."""
     keys: list[bytes] = []

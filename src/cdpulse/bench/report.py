@@ -423,8 +423,26 @@ def _redis(result: Mapping[str, Any]) -> list[str]:
         f"{num(redis.get('aliases'))} aliases, {num(redis.get('bytes_per_profile'))} bytes per "
         f"profile (used_memory growth); MEMORY USAGE per profile key mean / p99 "
         f"{num(usage.get('mean'))} / {num(usage.get('p99'))} bytes; MessagePack value mean "
-        f"{num(blob.get('mean'))} bytes."
+        f"{num(blob.get('mean'))} bytes.",
+        *_aof(result.get("redis_aof") or {}),
     ]
+
+
+def _aof(aof: Mapping[str, Any]) -> list[str]:
+    """The append-only file's rewrites during the phases (each forks Redis and writes
+    the whole dataset: CPU and disk the roles did not get)."""
+    start = aof.get("start")
+    if not start:
+        return []
+    backlog, steady = aof.get("after_backlog") or start, aof.get("after_steady")
+    during = backlog["aof_rewrites"] - start["aof_rewrites"]
+    line = (
+        f"Redis' append-only file at the start: {start['aof_bytes'] / 1e6:,.0f} MB; "
+        f"rewrites during the backlog: {during}"
+    )
+    if steady:
+        line += f", during the steady phases: {steady['aof_rewrites'] - backlog['aof_rewrites']}"
+    return [line + "."]
 
 
 def _stages(result: Mapping[str, Any]) -> list[str]:
