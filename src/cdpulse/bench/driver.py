@@ -304,7 +304,8 @@ class BenchRun:
                         )
             finally:
                 stop_all(roles.values())
-                aof["after_steady"] = redis_memory.persistence(self.redis)
+                if "steady" in self.result:
+                    aof["after_steady"] = redis_memory.persistence(self.redis)
             for n in (2, 4):  # scale-out: the same backlog, n workers on n partitions or more
                 if o.workers < n:
                     break
