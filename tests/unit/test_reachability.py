@@ -84,7 +84,13 @@ def test_rounds_never_overlap() -> None:
         reach = Reachability({"kafka": kafka}, interval=60, timeout=5)
         rounds = [asyncio.create_task(reach.round()) for _ in range(3)]
         waiting = asyncio.create_task(reach.current())
-        await asyncio.sleep(0.01)
+        # wait on the condition, not on a clock: a loaded machine may take longer than any
+        # sleep to start the first probe; then give every other task many turns to overlap
+        async with asyncio.timeout(5):
+            while kafka.calls == 0:
+                await asyncio.sleep(0)
+        for _ in range(100):
+            await asyncio.sleep(0)
         assert kafka.calls == 1 and kafka.most_at_once == 1
         kafka.release.set()
         answers = await asyncio.gather(*rounds, waiting)
