@@ -81,10 +81,15 @@ class OfferPolicy:
         self._bandit(rule).update(offer, context, reward)  # type: ignore[no-untyped-call]
 
     def chooser(self, profile: Profile) -> Chooser:
-        """The engine's chooser for one profile: its features as the context."""
-        context = features(profile)
+        """The engine's chooser for one profile: its features as the context, computed
+        when an offer is first chosen (a profile whose due triggers fire none, or fire
+        rules without offers, never needs them)."""
+        context: dict[str, float] | None = None
 
         def choose(rule: str, offers: list[str], trigger: str) -> OfferChoice:
+            nonlocal context
+            if context is None:
+                context = features(profile)
             return self.choose(rule, offers, context, trigger)
 
         return choose

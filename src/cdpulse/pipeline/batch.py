@@ -379,9 +379,14 @@ class ProfilePipeline:
             for status in refused.values():
                 report.retries[status.value] += 1
             # The report counts each profile's work once: from the round that saved it.
-            for target, mine in per_profile.items():
-                if target not in refused:
-                    report.work.absorb(mine, outputs=False)
+            if not refused and not attempt and not doomed:
+                # Every save of the batch stood at once (the common case): its work is
+                # the sum of every profile's, added up already (``_compute``).
+                report.work.absorb(begun.work, outputs=False)
+            else:
+                for target, mine in per_profile.items():
+                    if target not in refused:
+                        report.work.absorb(mine, outputs=False)
             if not refused:
                 break
         else:

@@ -207,20 +207,19 @@ class Stages:
         produces them."""
         examples.sort(key=lambda e: e.order)
         pseudonym = self.engine.pseudonym
+        # The training topics outlive an erasure: customers by pseudonym only. Written
+        # under it, not copied with it (``dataclasses.replace``: ~7 µs an example, and a
+        # profile decided because its labels came due publishes one or more).
+        add = work.outputs.add
         for example in examples:
-            # The training topic outlives an erasure: customers by pseudonym only.
-            pseudonymous = replace(example, profile_id=pseudonym(example.profile_id))
-            work.outputs.add(
-                Stream.TRAINING, pseudonymous.profile_id.encode(), pseudonymous.to_json()
-            )
+            key = pseudonym(example.profile_id)
+            add(Stream.TRAINING, key.encode(), example.to_json(key))
         for labelled in sorted(campaign or (), key=lambda e: e.order):
             key = pseudonym(labelled.profile_id)
-            value = replace(labelled, profile_id=key).to_json()
-            work.outputs.add(Stream.CAMPAIGN_TRAINING, key.encode(), value)
+            add(Stream.CAMPAIGN_TRAINING, key.encode(), labelled.to_json(key))
         for point in sorted(personas or (), key=lambda e: e.order):
             key = pseudonym(point.profile_id)
-            value = replace(point, profile_id=key).to_json()
-            work.outputs.add(Stream.PERSONA_TRAINING, key.encode(), value)
+            add(Stream.PERSONA_TRAINING, key.encode(), point.to_json(key))
 
     # --- one profile ------------------------------------------------------------------
 

@@ -290,7 +290,17 @@ class TriggerConfig(BaseModel):
         return found
 
     def named(self, name: str) -> TriggerRule | None:
-        return next((r for r in self.rules if r.name == name), None)
+        # Looked up for every trigger decided and every message composed: the rules by
+        # name, built once per configuration as ``of_kind``'s memo (not a scan and a
+        # generator each time). Keyed by the rules' own names only: a name asked for by a
+        # request adds nothing.
+        by_name = _NAMED.get(id(self))
+        if by_name is None:
+            by_name = _NAMED[id(self)] = {}
+            for rule in self.rules:
+                by_name.setdefault(rule.name, rule)  # the first of a name, as a scan finds
+            _CONFIGS.append(self)
+        return by_name.get(name)
 
     @property
     def longest_memory(self) -> int:
@@ -301,6 +311,7 @@ class TriggerConfig(BaseModel):
 DEFAULT_RULES = Path(__file__).with_name("default_rules.yaml")
 _BY_KIND: dict[tuple[int, type], TriggerRule | None] = {}
 _CUSTOM: dict[tuple[int, str], list[CustomEventRule]] = {}
+_NAMED: dict[int, dict[str, TriggerRule]] = {}
 _CONFIGS: list[TriggerConfig] = []
 
 

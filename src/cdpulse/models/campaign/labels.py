@@ -67,10 +67,12 @@ class CampaignExample:
     def offer(self) -> bool:
         return bool(self.key & 1)
 
-    def to_json(self) -> bytes:
+    def to_json(self, profile_id: str | None = None) -> bytes:
+        """The JSON of the example, under ``profile_id`` when given (its pseudonym: what
+        the training topics carry) instead of its own."""
         return _JSON.encode(
             {
-                "profile_id": self.profile_id,
+                "profile_id": self.profile_id if profile_id is None else profile_id,
                 "exposed_at": self.exposed_at,
                 "key": self.key,
                 "label_at": self.label_at,
