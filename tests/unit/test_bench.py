@@ -42,7 +42,7 @@ from cdpulse.bench.stats import (
     typical_bucket,
     window_rate,
 )
-from cdpulse.bench.throughput import batch_figures, scaling
+from cdpulse.bench.throughput import batch_figures, saved_figures, saved_of, scaling
 
 INF = float("inf")
 
@@ -434,6 +434,13 @@ cdpulse_redis_seconds_count{op="load"} 5.0
 cdpulse_redis_seconds_sum{op="load"} 0.004
 cdpulse_redis_seconds_count{op="save"} 5.0
 cdpulse_redis_seconds_sum{op="save"} 0.006
+# HELP cdpulse_profiles_saved_total Profiles a worker saved, by why.
+# TYPE cdpulse_profiles_saved_total counter
+cdpulse_profiles_saved_total{cause="events"} 30.0
+cdpulse_profiles_saved_total{cause="due"} 12.0
+# HELP cdpulse_events_applied_total Events applied to a profile.
+# TYPE cdpulse_events_applied_total counter
+cdpulse_events_applied_total 60.0
 """
 
 
@@ -447,6 +454,20 @@ def test_parse_metrics_sums_labels_and_collects_buckets() -> None:
     assert scrape.buckets["cdpulse_redis_seconds{op=load}"] == [(0.001, 4.0), (INF, 5.0)]
     assert scrape.buckets["cdpulse_redis_seconds{op=save}"] == [(0.001, 1.0), (INF, 5.0)]
     assert "cdpulse_batch_size{}" not in scrape.buckets
+    # A labelled counter: summed under its name, and kept per series.
+    assert scrape.value("cdpulse_profiles_saved_total") == 42.0
+    assert scrape.value("cdpulse_profiles_saved_total{cause=due}") == 12.0
+
+
+def test_profiles_saved_by_cause_per_thousand_events_applied() -> None:
+    scrapes = [parse_metrics(METRICS), parse_metrics(METRICS)]  # two workers
+    saved = saved_of(scrapes)
+    assert saved == {"events": 60.0, "due": 24.0}
+    found = saved_figures(saved, sum(s.value("cdpulse_events_applied_total") for s in scrapes))
+    assert found["profiles_saved"]["events"] == {"profiles": 60.0, "per_1000_events": 500.0}
+    assert found["profiles_saved"]["due"] == {"profiles": 24.0, "per_1000_events": 200.0}
+    nothing = saved_figures({"events": 0.0, "due": 0.0}, 0.0)
+    assert nothing["profiles_saved"]["due"]["per_1000_events"] is None
 
 
 def test_parse_comm_and_ticks_keeps_odd_command_names() -> None:
@@ -522,6 +543,7 @@ def _result() -> dict[str, Any]:
                 "cores": {"machine": 1.9, "worker": 0.96, "others": 0.12},
                 "worker_cpu_utilisation": [0.96],
                 "worker_runqueue_share": [0.02],
+                **saved_figures({"events": 9000.0, "due": 3000.0}, 12000.0),
                 "worker_redis_share": [0.07],
                 "rss_bytes_max": {"worker0": 150 * 2**20, "bench": 2**30},
                 "learner": {
@@ -679,7 +701,8 @@ def test_render_markdown_reports_ratios_roles_reads_and_contention() -> None:
     )
     assert "The api process used 0.250 CPU s per 1,000 requests." in lines
     assert any("| no (drained 7 s late) |" in line for line in lines)
-    assert "| throughput, 1 worker(s) | 40 | 2 | 2.25 | 97.5% | 4 | 480.0 |" in lines
+    assert "| throughput, 1 worker(s) | 40 | 2 | 2.25 | 97.5% | 4 | 480.0 | 750 / 250 |" in lines
+    assert "| steady | 40 | 2 | 2.25 | 97.5% | 4 | 480.0 | - |" in lines  # not measured
     assert "| ceiling: minimal | 1.5 → 1.7 | 0.12 | pytest 0.10, kworker/0:1 0.01 |" in lines
     assert "| 2 worker(s) |  |  |  |  | 9,000 / - s |" in lines
     # where a batch's latency goes

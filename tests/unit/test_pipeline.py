@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
+from cdpulse.app.reporting import record_batch
 from cdpulse.contract import validation
 from cdpulse.contract.message import Message
 from cdpulse.contract.topics import STREAM_OF_TYPE
 from cdpulse.models.churn.labels import ChurnLabeler
-from cdpulse.pipeline.batch import BatchReport, ProfilePipeline, Sharding
+from cdpulse.pipeline.batch import DUE_ONLY, BatchReport, ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
 from cdpulse.pipeline.outputs import Stream
 from cdpulse.pipeline.stages import Engine, Models, Stages
@@ -505,9 +507,34 @@ def test_a_profile_polled_because_it_came_due_leaves_the_schedule() -> None:
                 if at <= report.decided_at
             }
             assert stale == set(), f"still due after a batch decided at {report.decided_at}"
+            # Saved only for what came due: never more than were polled and saved.
+            assert report.work.counts[DUE_ONLY] <= len(report.due & report.work.saved.keys())
+        # Batches without events decide only what came due: every save is counted so.
+        while True:
+            report = await pipe.run([])
+            assert report.work.counts[DUE_ONLY] == len(report.work.saved)
+            due_only.append(report.work.counts[DUE_ONLY])
+            if not report.work.saved:
+                break
 
+    due_only: list[int] = []
     asyncio.run(main())
     assert polled > 0  # the schedules were exercised
+    assert sum(due_only) > 0
+
+
+def test_saves_reach_the_metric_by_why_they_were_loaded() -> None:
+    report = BatchReport()
+    report.work.saved = {p: Profile(id=p) for p in ("A", "B", "C")}
+    report.work.counts[DUE_ONLY] = 1
+
+    def saved(cause: str) -> float:
+        value = REGISTRY.get_sample_value("cdpulse_profiles_saved_total", {"cause": cause})
+        return value or 0.0
+
+    before = {cause: saved(cause) for cause in ("events", "due")}
+    record_batch(report)
+    assert {cause: saved(cause) - before[cause] for cause in before} == {"events": 2, "due": 1}
 
 
 def test_transitions_the_sweep_saved_in_the_outbox_are_published_by_the_next_save() -> None:

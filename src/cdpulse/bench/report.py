@@ -367,6 +367,8 @@ def _batches(result: Mapping[str, Any]) -> list[str]:
     for name, phase in phases:
         trips, sizes = phase.get("round_trips") or {}, phase.get("batch_size") or {}
         share = trips.get("share_at_most_3")
+        saved = phase.get("profiles_saved") or {}
+        per_1000 = [(saved.get(c) or {}).get("per_1000_events") for c in ("events", "due")]
         rows.append(
             [
                 name,
@@ -376,11 +378,12 @@ def _batches(result: Mapping[str, Any]) -> list[str]:
                 "-" if share is None else f"{share:.1%}",
                 num(trips.get("p99_bucket")),
                 num(sizes.get("mean"), ",.1f"),
+                "-" if None in per_1000 else " / ".join(num(v, ",.0f") for v in per_1000),
             ]
         )
     return _table(
         ("phase", "batches", "round trips: typical", "mean", "batches ≤ 3", "p99 (bucket)",
-         "mean batch (events)"),
+         "mean batch (events)", "profiles saved per 1,000 events: with events / due only"),
         rows,
     )  # fmt: skip
 

@@ -79,6 +79,10 @@ def parse_metrics(text: str) -> Scrape:
                     own[bound] = own.get(bound, 0.0) + sample.value
             else:
                 samples[sample.name] = samples.get(sample.name, 0.0) + sample.value
+                if sample.labels:  # and per labelled series, as histograms' buckets are
+                    pairs = sorted(sample.labels.items())
+                    series = sample.name + "{" + ",".join(f"{k}={v}" for k, v in pairs) + "}"
+                    samples[series] = samples.get(series, 0.0) + sample.value
     return Scrape(samples, {name: sorted(b.items()) for name, b in buckets.items()})
 
 

@@ -33,7 +33,14 @@ from cdpulse.bench.produce import Row, write_records
 from cdpulse.bench.roles import RoleProcess, Scrape
 from cdpulse.bench.sampler import Sampler, Watched, cores_between, lag_timeline, per_thousand
 from cdpulse.bench.stats import histogram_delta, histogram_quantile
-from cdpulse.bench.throughput import BATCH_SIZE, ROUND_TRIPS, batch_figures
+from cdpulse.bench.throughput import (
+    APPLIED,
+    BATCH_SIZE,
+    ROUND_TRIPS,
+    batch_figures,
+    saved_figures,
+    saved_of,
+)
 
 if TYPE_CHECKING:
     from cdpulse.bench.driver import BenchRun
@@ -237,6 +244,13 @@ def measure_steady(
                 "round_trips": w1.value(f"{ROUND_TRIPS}_sum") - w0.value(f"{ROUND_TRIPS}_sum"),
                 "batch_size": w1.value(f"{BATCH_SIZE}_sum") - w0.value(f"{BATCH_SIZE}_sum"),
             },
+        )
+    )
+    before_saved, after_saved = saved_of([w0]), saved_of([w1])
+    found.update(
+        saved_figures(
+            {cause: after_saved[cause] - before_saved[cause] for cause in after_saved},
+            w1.value(APPLIED) - w0.value(APPLIED),
         )
     )
     if paths:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cdpulse.bench import redis_memory
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 WINDOW = (0.1, 0.9)  # the share of the messages over which throughput is measured
 ROUND_TRIPS = "cdpulse_batch_round_trips"
 BATCH_SIZE = "cdpulse_batch_size"
+SAVED = "cdpulse_profiles_saved_total"
+CAUSES = ("events", "due")  # ``metrics.PROFILES_SAVED``'s labels
+APPLIED = "cdpulse_events_applied_total"
 
 
 def _say(message: str) -> None:
@@ -124,6 +127,26 @@ def batch_figures(buckets_rt: list[tuple[float, float]], sizes: list[tuple[float
     }
 
 
+def saved_figures(saved: Mapping[str, float], applied: float) -> dict[str, Any]:
+    """Profiles saved (``cdpulse_profiles_saved_total`` by cause, over a phase) and per
+    1,000 events applied: a profile saved only for what came due costs a load, a decision
+    and a write of its own, one saved with events shares them with its events."""
+    return {
+        "profiles_saved": {
+            cause: {
+                "profiles": n,
+                "per_1000_events": n / applied * 1000 if applied else None,
+            }
+            for cause, n in saved.items()
+        }
+    }
+
+
+def saved_of(scrapes: Sequence[Any]) -> dict[str, float]:
+    """``cdpulse_profiles_saved_total`` by cause, added up over ``scrapes``."""
+    return {cause: sum(s.value(f"{SAVED}{{cause={cause}}}") for s in scrapes) for cause in CAUSES}
+
+
 def measure_throughput(
     run: BenchRun, processes: Mapping[str, RoleProcess], phase: str, ends: Mapping[Any, int]
 ) -> dict[str, Any]:
@@ -189,6 +212,7 @@ def measure_throughput(
             },
         )
     )
+    summary.update(saved_figures(saved_of(scrapes), sum(s.value(APPLIED) for s in scrapes)))
     summary["contention"] = {
         "load_average": {"start": load, "end": load_average()},
         "others_cores": (summary.get("cores") or {}).get("others"),

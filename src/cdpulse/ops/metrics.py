@@ -142,6 +142,14 @@ BATCH_SIZE = Histogram(
     "Messages per processed batch.",
     buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000, 40000, 80000),
 )
+PROFILES_SAVED = Counter(
+    "cdpulse_profiles_saved",
+    "Profiles a worker saved, by why its batch loaded them: events (or a merge) of the "
+    "batch, or only something that came due (a churn, campaign or persona label, a "
+    "trigger's timer). Each of the second kind is a load, a decision and a write of its "
+    "own; at real-time batch sizes they can be most of a worker's saves (BENCHMARKS.md).",
+    ["cause"],
+)
 ROUND_TRIPS = Histogram(
     "cdpulse_batch_round_trips",
     "Redis round trips per processed batch (a typical one makes two: a read and a write).",

@@ -56,6 +56,8 @@ YIELD_EVERY = 16
 # a rejection for costs up to milliseconds (a hostile one, near CDPULSE_MAX_EVENT_BYTES),
 # and a batch of thousands would hold the loop, and /healthz with it, for seconds.
 DECODE_EVERY = 256
+# The count (``Work.counts``) of profiles a batch decided only because something came due.
+DUE_ONLY = "due_only"
 
 
 class GaveUp(RuntimeError):
@@ -589,6 +591,8 @@ class ProfilePipeline:
                 found = self.stages.one(update, low, as_of, view.exposures, mine)
             except Exception as exc:  # quarantine: one profile's input never stops a batch
                 found = self._quarantine(update, exc, low, as_of, view, mine)
+            if update.due and not update.items and not update.merged and mine.saved:
+                mine.counts[DUE_ONLY] += 1  # saved for what came due, nothing else
             mine.examples += found
             examples += found
             work.absorb(mine)
