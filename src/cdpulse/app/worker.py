@@ -47,7 +47,7 @@ from cdpulse.pipeline.state import SaveStatus
 from cdpulse.privacy.pseudonyms import RememberedPseudonyms
 from cdpulse.privacy.seal import Seal
 from cdpulse.profile.rules import Rules
-from cdpulse.segments.definitions import load_book
+from cdpulse.segments.definitions import SegmentBook, load_book
 from cdpulse.settings import Settings
 from cdpulse.store.cache import ProfileCache
 from cdpulse.store.erasure import Eraser
@@ -156,6 +156,29 @@ class Worker:
         await asyncio.gather(*flights, return_exceptions=True)
 
 
+def worker_engine(
+    settings: Settings,
+    rules: Rules,
+    models: Models,
+    pseudonym: Callable[[str], str],
+    book: SegmentBook,
+) -> Engine:
+    """Every per-event feature of the worker's stages, as the settings configure them."""
+    return Engine(
+        rules,
+        models,
+        labeler=ChurnLabeler.from_settings(settings),
+        campaign=CampaignLabeler.from_settings(settings),
+        personas=PersonaLabeler.from_settings(settings),
+        triggers=load_rules(settings.trigger_rules),
+        trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
+        book=book,
+        experiments=experiments(book, settings.segments_file or "<segments>"),
+        item_events=True,
+        pseudonym=pseudonym,
+    )
+
+
 def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
     """Build the worker's faust app: the profile agent, its pipeline and its timers."""
     app = faust_app(settings, "worker")
@@ -182,24 +205,12 @@ def create_worker(settings: Settings) -> tuple[faust.App, Worker]:
         shard_of=shard_of,
         cache=ProfileCache(settings.profile_cache),
     )
-    book = load_book(settings.segments_file)
     # Offers are chosen by the newest published policy, or an untrained one until the
     # learner published one: it learns only from the rewards of offers made.
     untrained = OfferPolicy(settings.offer_epsilon)
     models = Models(offers=untrained)
-    engine = Engine(
-        rules,
-        models,
-        labeler=ChurnLabeler.from_settings(settings),
-        campaign=CampaignLabeler.from_settings(settings),
-        personas=PersonaLabeler.from_settings(settings),
-        triggers=load_rules(settings.trigger_rules),
-        trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
-        book=book,
-        experiments=experiments(book, settings.segments_file or "<segments>"),
-        item_events=True,
-        pseudonym=pseudonym,
-    )
+    book = load_book(settings.segments_file)
+    engine = worker_engine(settings, rules, models, pseudonym, book)
     ledger = RedisLedger(client, Keys(prefix).erasure_ledger, pseudonyms)
     eraser = Eraser(
         client,

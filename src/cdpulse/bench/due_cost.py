@@ -28,21 +28,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cdpulse.app.base import partition_of
+from cdpulse.app.worker import worker_engine
 from cdpulse.bench.stages import messages_of
 from cdpulse.bench.workload import shop_workload
 from cdpulse.contract.message import Message
 from cdpulse.contract.topics import Topics
-from cdpulse.experiments.definitions import experiments
-from cdpulse.models.campaign.labels import CampaignLabeler
-from cdpulse.models.churn.labels import ChurnLabeler
-from cdpulse.models.personas_labels import PersonaLabeler
 from cdpulse.pipeline.batch import DUE_ONLY, BatchReport, ProfilePipeline, Sharding
 from cdpulse.pipeline.memory import MemoryOutlet, MemoryState
-from cdpulse.pipeline.stages import Engine, Models, Stages
+from cdpulse.pipeline.stages import Models, Stages
 from cdpulse.profile.rules import Rules
 from cdpulse.segments.definitions import load_book
 from cdpulse.settings import Settings
-from cdpulse.triggers.rules import load_rules
 
 WARM_BATCH = 40_000  # the default CDPULSE_BATCH_SIZE: a backlog's batches
 
@@ -65,19 +61,7 @@ def pipeline(settings: Settings) -> ProfilePipeline:
     """The worker's pipeline (``app/worker.py``) over the in-memory store."""
     rules = Rules.from_settings(settings)
     book = load_book(settings.segments_file)
-    engine = Engine(
-        rules,
-        Models(),
-        labeler=ChurnLabeler.from_settings(settings),
-        campaign=CampaignLabeler.from_settings(settings),
-        personas=PersonaLabeler.from_settings(settings),
-        triggers=load_rules(settings.trigger_rules),
-        trigger_lateness=int(settings.trigger_lateness_seconds * 1000),
-        book=book,
-        experiments=experiments(book, settings.segments_file or "<segments>"),
-        item_events=True,
-        pseudonym=rules.traits.pseudonymizer.of_id,
-    )
+    engine = worker_engine(settings, rules, Models(), rules.traits.pseudonymizer.of_id, book)
     partitions = settings.topic_partitions
     every = tuple(range(partitions))
 
