@@ -18,7 +18,7 @@ from prometheus_client import Histogram
 from cdpulse.contract.validation import MERGE_REFUSED
 from cdpulse.models import next_purchase
 from cdpulse.ops import metrics
-from cdpulse.pipeline.batch import DUE_ONLY, BatchReport
+from cdpulse.pipeline.batch import BatchReport
 from cdpulse.profile import limits
 
 
@@ -105,11 +105,9 @@ def record_batch(report: BatchReport) -> None:
             group = "holdout" if exposure.holdout else "treated"
             metrics.TRIGGER_CONVERSIONS.labels(exposure.rule, group).inc()
     _inc(metrics.ERASURES, len(report.erasures))
-    # Every profile loaded for what came due is saved (its schedule moves on); the rest
-    # saved came with events or merges.
-    due_only = counts[DUE_ONLY]
+    with_events, due_only = report.saved_by_cause
+    _inc(metrics.PROFILES_SAVED.labels("events"), with_events)
     _inc(metrics.PROFILES_SAVED.labels("due"), due_only)
-    _inc(metrics.PROFILES_SAVED.labels("events"), max(0, len(report.work.saved) - due_only))
     metrics.BATCH_SIZE.observe(report.messages)
     metrics.ROUND_TRIPS.observe(report.round_trips)
     if report.high_watermark:

@@ -125,6 +125,13 @@ class BatchReport:
     written_at: float = 0.0  # wall clock when the write was acknowledged (latency metrics)
 
     @property
+    def saved_by_cause(self) -> tuple[int, int]:
+        """Profiles saved with events (or merges) of the batch, and saved only for what
+        came due (every profile loaded for that is saved: its schedule moves on)."""
+        due_only = self.work.counts[DUE_ONLY]
+        return max(0, len(self.work.saved) - due_only), due_only
+
+    @property
     def poll(self) -> tuple[frozenset[str], tuple[int, str] | None]:
         """What the batch polled of the due schedules, and where it cut: an empty batch
         polling the same again decided nothing (a held trigger, a profile whose stages
